@@ -1,0 +1,195 @@
+//! # virtnet-api
+//!
+//! The contract between `virtnetd` and its clients: HTTP/1.1 with JSON (and libvirt XML) bodies
+//! over the unix socket `<run-dir>/virtnet.sock`. The full table of resources is in
+//! `docs/API.md`; this crate holds the wire types both sides compile against.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+use virtnet_model::{ForwardMode, Network};
+
+/// Name of the socket file inside the daemon's run directory.
+pub const SOCKET_NAME: &str = "virtnet.sock";
+/// Default run directory of `virtnetd`.
+pub const DEFAULT_RUN_DIR: &str = "/run/virtnet";
+/// Default state directory of `virtnetd`.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/virtnet";
+/// Environment variable naming the socket the CLI connects to.
+pub const SOCKET_ENV: &str = "VIRTNET_SOCKET";
+/// Media type of libvirt XML bodies.
+pub const XML_MEDIA_TYPE: &str = "application/xml";
+/// Largest request body the daemon reads (a network definition is a few KiB).
+pub const MAX_BODY_BYTES: usize = virtnet_model::MAX_XML_BYTES;
+
+/// One row of `GET /v1/networks`: what `net-list` and `net-info` show.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkSummary {
+    /// Network name.
+    pub name: String,
+    /// Network UUID.
+    pub uuid: Uuid,
+    /// Running (has a live definition).
+    pub active: bool,
+    /// Has a persistent definition (survives `net-destroy`).
+    pub persistent: bool,
+    /// Started when virtnetd starts.
+    pub autostart: bool,
+    /// Bridge device, if the network has one.
+    pub bridge: Option<String>,
+    /// Forward mode.
+    pub forward_mode: ForwardMode,
+}
+
+/// `GET /v1/networks/{id}` (JSON form): the summary, the definition shown and its ETag.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkDetail {
+    /// State flags.
+    #[serde(flatten)]
+    pub summary: NetworkSummary,
+    /// The live definition when active, else the persistent one (`?inactive=true`: the
+    /// persistent one when there is one).
+    pub definition: Network,
+    /// Version tag of the network's record; send it back in `If-Match` to edit.
+    pub etag: String,
+}
+
+/// Answer to a define, create, edit, undefine or autostart request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeResult {
+    /// The network after the change.
+    pub network: NetworkSummary,
+    /// Version tag after the change (empty when the network is gone).
+    pub etag: String,
+    /// False when a define replaced an existing definition.
+    #[serde(default)]
+    pub created: bool,
+    /// Things the user should know although the request succeeded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+/// Body of `PUT /v1/networks/{id}/autostart`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AutostartRequest {
+    /// New autostart flag.
+    pub autostart: bool,
+}
+
+/// Stable error codes of the API (the `code` field of [`ApiError`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorCode {
+    /// 400: the body is not acceptable XML (malformed, DTD, too deep).
+    InvalidXml,
+    /// 400: the definition is not valid.
+    Invalid,
+    /// 400: malformed request (bad query, bad JSON).
+    BadRequest,
+    /// 404: no such network.
+    NotFound,
+    /// 409: clashes with another network, or the operation does not fit the network's state.
+    Conflict,
+    /// 400: asks for something virtnet does not do.
+    Unsupported,
+    /// 412: `If-Match` does not match the current ETag.
+    EtagMismatch,
+    /// 428: an edit without `If-Match`.
+    PreconditionRequired,
+    /// 413: body larger than [`MAX_BODY_BYTES`].
+    PayloadTooLarge,
+    /// 500: the daemon failed (store I/O…).
+    Internal,
+}
+
+impl ErrorCode {
+    /// The HTTP status that carries this code.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::InvalidXml
+            | ErrorCode::Invalid
+            | ErrorCode::BadRequest
+            | ErrorCode::Unsupported => 400,
+            ErrorCode::NotFound => 404,
+            ErrorCode::Conflict => 409,
+            ErrorCode::EtagMismatch => 412,
+            ErrorCode::PreconditionRequired => 428,
+            ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::Internal => 500,
+        }
+    }
+}
+
+/// The JSON body of every error response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    /// Stable code.
+    pub code: ErrorCode,
+    /// Human-readable message, in virsh's wording where virsh has one.
+    pub message: String,
+    /// Field path of the offending element/attribute, for definition errors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// The offending value, for definition errors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+}
+
+impl ApiError {
+    /// A new error without field information.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            code,
+            message: message.into(),
+            field: None,
+            value: None,
+        }
+    }
+}
+
+impl From<virtnet_model::ModelError> for ApiError {
+    fn from(e: virtnet_model::ModelError) -> ApiError {
+        use virtnet_model::ErrorKind;
+        let code = match e.kind {
+            ErrorKind::Xml => ErrorCode::InvalidXml,
+            ErrorKind::Invalid => ErrorCode::Invalid,
+            ErrorKind::Conflict => ErrorCode::Conflict,
+            ErrorKind::Unsupported => ErrorCode::Unsupported,
+        };
+        ApiError {
+            code,
+            message: e.to_string(),
+            field: (!e.field.is_empty()).then(|| e.field.clone()),
+            value: e.value.clone(),
+        }
+    }
+}
+
+/// The API's paths.
+pub mod paths {
+    /// Collection of networks.
+    pub const NETWORKS: &str = "/v1/networks";
+
+    /// One network, by name or UUID (path-escaped).
+    pub fn network(id: &str) -> String {
+        format!("{NETWORKS}/{}", escape(id))
+    }
+
+    /// The autostart flag of one network.
+    pub fn autostart(id: &str) -> String {
+        format!("{}/autostart", network(id))
+    }
+
+    /// Percent-escapes a path segment (network names may contain any character but `/`).
+    pub fn escape(segment: &str) -> String {
+        let mut out = String::with_capacity(segment.len());
+        for b in segment.bytes() {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                out.push(b as char);
+            } else {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,39 @@
+//! # virtnet-model
+//!
+//! The libvirt network XML model used by every other part of virtnet. Pure: no I/O, no clocks
+//! beyond random UUID/MAC generation.
+//!
+//! - [`Network`] and its parts are the typed definition (serde-serialisable for the API and the
+//!   store).
+//! - [`Network::from_xml`] parses libvirt network XML and applies the checks libvirt applies
+//!   while parsing; hostile documents (DTDs, entity expansion, huge or deeply nested input) are
+//!   refused with a clear error.
+//! - [`Network::to_xml`] writes libvirt's normalised form (`virsh net-dumpxml`).
+//! - [`define::prepare`] is what `net-define` adds: generated UUID/MAC/bridge name, the
+//!   rules libvirt checks at define time, and uniqueness against the other networks.
+//!
+//! Every error is a [`ModelError`] naming the field (`ip[0].dhcp.range[1].end`) and the reason.
+
+pub mod define;
+pub mod error;
+pub mod mac;
+pub mod network;
+mod xml;
+
+pub use error::{ErrorKind, ModelError, Result};
+pub use mac::MacAddr;
+pub use network::*;
+pub use xml::MAX_XML_BYTES;
+
+impl Network {
+    /// Parses a libvirt `<network>` document and checks it the way libvirt's parser does.
+    pub fn from_xml(text: &str) -> Result<Network> {
+        xml::parse::parse_network(text)
+    }
+
+    /// Serialises in libvirt's normalised form: element order, defaults and attribute spelling
+    /// of `virsh net-dumpxml`.
+    pub fn to_xml(&self) -> String {
+        xml::format::format_network(self)
+    }
+}

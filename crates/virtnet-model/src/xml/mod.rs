@@ -1,0 +1,8 @@
+//! libvirt network XML: [`parse`] reads it, [`format`] writes libvirt's normalised form.
+
+pub(crate) mod format;
+pub(crate) mod parse;
+
+/// Largest network document accepted, in bytes. Real definitions are a few KiB; the limit keeps
+/// hostile input from costing memory or time.
+pub const MAX_XML_BYTES: usize = 1024 * 1024;
