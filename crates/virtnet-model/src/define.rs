@@ -119,45 +119,29 @@ fn check_mode_rules(net: &Network) -> Result<()> {
         return unsupported("route[0]", "route");
     }
     let f = &net.forward;
-    match mode {
-        ForwardMode::Bridge => {
-            let has_bridge = net.bridge.as_ref().is_some_and(|b| b.name.is_some());
-            if !has_bridge && f.interfaces.is_empty() && f.pf.is_none() {
-                return Err(ModelError::invalid(
-                    "forward",
-                    format!(
-                        "network '{}' with forward mode='bridge' needs either <bridge name> (a \
-                         host bridge) or <forward><interface dev> (macvtap)",
-                        net.name
-                    ),
-                ));
-            }
+    let has_bridge = net.bridge.as_ref().is_some_and(|b| b.name.is_some());
+    let needs = match mode {
+        ForwardMode::Bridge if !has_bridge && f.interfaces.is_empty() && f.pf.is_none() => {
+            Some("either <bridge name> (a host bridge) or <forward><interface dev> (macvtap)")
         }
-        ForwardMode::Private | ForwardMode::Vepa | ForwardMode::Passthrough => {
-            if f.interfaces.is_empty() && f.pf.is_none() && f.addresses.is_empty() {
-                return Err(ModelError::invalid(
-                    "forward",
-                    format!(
-                        "network '{}' with forward mode='{mode}' needs at least one \
-                         <interface dev> or a <pf dev>",
-                        net.name
-                    ),
-                ));
-            }
+        ForwardMode::Private | ForwardMode::Vepa | ForwardMode::Passthrough
+            if f.interfaces.is_empty() && f.pf.is_none() && f.addresses.is_empty() =>
+        {
+            Some("at least one <interface dev> or a <pf dev>")
         }
-        ForwardMode::Hostdev => {
-            if f.addresses.is_empty() && f.pf.is_none() {
-                return Err(ModelError::invalid(
-                    "forward",
-                    format!(
-                        "network '{}' with forward mode='hostdev' needs <address type='pci'> \
-                         elements or a <pf dev>",
-                        net.name
-                    ),
-                ));
-            }
+        ForwardMode::Hostdev if f.addresses.is_empty() && f.pf.is_none() => {
+            Some("<address type='pci'> elements or a <pf dev>")
         }
-        _ => {}
+        _ => None,
+    };
+    if let Some(what) = needs {
+        return Err(ModelError::invalid(
+            "forward",
+            format!(
+                "network '{}' with forward mode='{mode}' needs {what}",
+                net.name
+            ),
+        ));
     }
     Ok(())
 }
@@ -239,13 +223,16 @@ fn check_bridge_unique(net: &Network, others: &[&Network]) -> Result<()> {
         if other.bridge_name() != Some(name) {
             continue;
         }
-        let both_host_bridge = !net.forward.mode.has_own_bridge()
-            && !other.forward.mode.has_own_bridge();
+        let both_host_bridge =
+            !net.forward.mode.has_own_bridge() && !other.forward.mode.has_own_bridge();
         if !both_host_bridge {
             return Err(conflict(
                 "bridge.name",
                 name,
-                format!("bridge name '{name}' is already in use by network '{}'", other.name),
+                format!(
+                    "bridge name '{name}' is already in use by network '{}'",
+                    other.name
+                ),
             ));
         }
     }

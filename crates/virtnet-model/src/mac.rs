@@ -100,7 +100,13 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        for bad in ["", "52:54:00:e6:a2", "52:54:00:e6:a2:c9:00", "zz:54:00:e6:a2:c9", "525:4:00:e6:a2:c9"] {
+        for bad in [
+            "",
+            "52:54:00:e6:a2",
+            "52:54:00:e6:a2:c9:00",
+            "zz:54:00:e6:a2:c9",
+            "525:4:00:e6:a2:c9",
+        ] {
             assert!(bad.parse::<MacAddr>().is_err(), "{bad}");
         }
     }
