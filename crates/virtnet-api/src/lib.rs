@@ -4,6 +4,8 @@
 //! over the unix socket `<run-dir>/virtnet.sock`. The full table of resources is in
 //! `docs/API.md`; this crate holds the wire types both sides compile against.
 
+pub mod client;
+
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 use virtnet_model::{ForwardMode, Network};
