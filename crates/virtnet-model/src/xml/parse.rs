@@ -56,6 +56,12 @@ fn load(text: &str) -> Result<Document<'_>> {
     if text.trim().is_empty() {
         return Err(xml_error("document is empty"));
     }
+    // roxmltree recurses per nesting level, so deep documents must be refused before it runs.
+    if nesting_depth_exceeds(text.as_bytes(), MAX_DEPTH) {
+        return Err(xml_error(format!(
+            "elements are nested more than {MAX_DEPTH} levels deep"
+        )));
+    }
     let opts = ParsingOptions {
         allow_dtd: false,
         nodes_limit: MAX_NODES,
@@ -72,20 +78,65 @@ fn load(text: &str) -> Result<Document<'_>> {
         };
         xml_error(reason)
     })?;
-    // Depth of each node, computed in document order from its parent's (no recursion).
-    let mut depth = vec![0usize; doc.descendants().count() + 1];
-    for node in doc.descendants() {
-        let d = node
-            .parent()
-            .map_or(0, |p| depth[p.id().get() as usize] + 1);
-        if d > MAX_DEPTH {
-            return Err(xml_error(format!(
-                "elements are nested more than {MAX_DEPTH} levels deep"
-            )));
-        }
-        depth[node.id().get() as usize] = d;
-    }
     Ok(doc)
+}
+
+/// True when element nesting in `xml` goes deeper than `max`. A linear scan over the tags that
+/// skips comments, processing instructions, CDATA and declarations, and quoted attribute
+/// values; anything it cannot make sense of is left to the XML parser to reject.
+fn nesting_depth_exceeds(xml: &[u8], max: usize) -> bool {
+    let find = |from: usize, pat: &[u8]| {
+        xml[from.min(xml.len())..]
+            .windows(pat.len())
+            .position(|w| w == pat)
+            .map(|p| from + p + pat.len())
+    };
+    let mut depth = 0usize;
+    let mut i = 0;
+    while let Some(off) = xml[i..].iter().position(|b| *b == b'<') {
+        i += off;
+        let rest = &xml[i..];
+        let skip_to = if rest.starts_with(b"<!--") {
+            find(i + 4, b"-->")
+        } else if rest.starts_with(b"<![CDATA[") {
+            find(i + 9, b"]]>")
+        } else if rest.starts_with(b"<?") {
+            find(i + 2, b"?>")
+        } else if rest.starts_with(b"<!") {
+            find(i + 2, b">")
+        } else if rest.starts_with(b"</") {
+            depth = depth.saturating_sub(1);
+            find(i + 2, b">")
+        } else {
+            // A start tag: find its end outside quoted attribute values.
+            let mut j = i + 1;
+            let mut quote = None;
+            while j < xml.len() {
+                match (quote, xml[j]) {
+                    (None, b'"' | b'\'') => quote = Some(xml[j]),
+                    (Some(q), c) if c == q => quote = None,
+                    (None, b'>') => break,
+                    _ => {}
+                }
+                j += 1;
+            }
+            if j >= xml.len() {
+                return false;
+            }
+            if xml[j - 1] != b'/' {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            Some(j + 1)
+        };
+        match skip_to {
+            Some(next) => i = next,
+            None => return false,
+        }
+    }
+    false
 }
 
 /// An element together with its field path, with strict accessors.

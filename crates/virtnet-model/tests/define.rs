@@ -1,0 +1,138 @@
+//! Define-time rules: identity against known networks, generated values, mode rules and
+//! uniqueness of bridge names.
+
+mod common;
+
+use virtnet_model::define::{identify, prepare, Identity};
+use virtnet_model::{ErrorKind, MacAddr, Network};
+
+fn net(xml: &str) -> Network {
+    Network::from_xml(xml).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn no_links(_: &str) -> bool {
+    false
+}
+
+#[test]
+fn fills_uuid_mac_and_first_free_bridge() {
+    let mut a = net("<network><name>a</name><forward mode='nat'/><ip address='10.1.0.1' prefix='24'/></network>");
+    let warnings = prepare(&mut a, &[], &no_links).unwrap();
+    assert!(warnings.is_empty());
+    assert!(a.uuid.is_some());
+    let mac = a.mac.expect("bridge MAC generated");
+    assert!(mac.0.starts_with(&MacAddr::QEMU_OUI));
+    assert_eq!(a.bridge_name(), Some("virbr0"));
+
+    // The next network skips virbr0 (taken by a) and virbr1 (present on the host).
+    let mut b = net("<network><name>b</name></network>");
+    prepare(&mut b, &[&a], &|n: &str| n == "virbr1").unwrap();
+    assert_eq!(b.bridge_name(), Some("virbr2"));
+
+    // A template picks the lowest free number.
+    let mut c = net("<network><name>c</name><bridge name='lab%d'/></network>");
+    prepare(&mut c, &[&a, &b], &no_links).unwrap();
+    assert_eq!(c.bridge_name(), Some("lab0"));
+}
+
+#[test]
+fn keeps_given_values() {
+    let path = common::shared_dir().join("examples/default-nat.xml");
+    let xml = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut n = net(&xml);
+    let before = n.clone();
+    prepare(&mut n, &[], &no_links).unwrap();
+    assert_eq!(n, before);
+}
+
+#[test]
+fn bridge_and_identity_conflicts() {
+    let mut a = net("<network><name>a</name><uuid>11111111-1111-1111-1111-111111111111</uuid><bridge name='virbr5'/></network>");
+    prepare(&mut a, &[], &no_links).unwrap();
+    let known = [("a", a.uuid.unwrap())];
+
+    let same =
+        net("<network><name>a</name><uuid>11111111-1111-1111-1111-111111111111</uuid></network>");
+    assert_eq!(identify(&same, &known).unwrap(), Identity::Redefines);
+
+    let other_uuid =
+        net("<network><name>a</name><uuid>22222222-1111-1111-1111-111111111111</uuid></network>");
+    let e = identify(&other_uuid, &known).unwrap_err();
+    assert_eq!((e.kind, e.field.as_str()), (ErrorKind::Conflict, "name"));
+    assert!(
+        e.to_string().contains("already exists with uuid 11111111"),
+        "{e}"
+    );
+
+    let no_uuid = net("<network><name>a</name></network>");
+    assert!(
+        identify(&no_uuid, &known).is_err(),
+        "a new definition of a known name conflicts"
+    );
+
+    let other_name =
+        net("<network><name>b</name><uuid>11111111-1111-1111-1111-111111111111</uuid></network>");
+    assert_eq!(identify(&other_name, &known).unwrap_err().field, "uuid");
+
+    assert_eq!(
+        identify(&net("<network><name>c</name></network>"), &known).unwrap(),
+        Identity::New
+    );
+
+    let mut dup = net("<network><name>d</name><bridge name='virbr5'/></network>");
+    let e = prepare(&mut dup, &[&a], &no_links).unwrap_err();
+    assert_eq!(
+        (e.kind, e.field.as_str()),
+        (ErrorKind::Conflict, "bridge.name")
+    );
+    assert!(e.to_string().contains("network 'a'"), "{e}");
+}
+
+#[test]
+fn host_bridges_may_be_shared_by_bridge_mode_networks_only() {
+    let mut a =
+        net("<network><name>a</name><forward mode='bridge'/><bridge name='br0'/></network>");
+    prepare(&mut a, &[], &no_links).unwrap();
+    let mut b =
+        net("<network><name>b</name><forward mode='bridge'/><bridge name='br0'/></network>");
+    prepare(&mut b, &[&a], &no_links).unwrap();
+    let mut c = net("<network><name>c</name><bridge name='br0'/></network>");
+    assert!(prepare(&mut c, &[&a], &no_links).is_err());
+    assert!(a.mac.is_none(), "host-bridge networks get no generated MAC");
+}
+
+#[test]
+fn forward_modes_that_cannot_carry_ip_dns_or_domain() {
+    for (xml, field) in [
+        ("<network><name>x</name><forward mode='bridge'/><bridge name='br0'/><ip address='10.0.0.1' prefix='24'/></network>", "ip[0]"),
+        ("<network><name>x</name><forward mode='passthrough'><pf dev='eth0'/></forward><ip address='192.168.122.1' netmask='255.255.255.0'/></network>", "ip[0]"),
+        ("<network><name>x</name><forward mode='vepa'><interface dev='eth1'/></forward><dns><txt name='a' value='b'/></dns></network>", "dns"),
+        ("<network><name>x</name><forward mode='private'><interface dev='eth1'/></forward><domain name='lab'/></network>", "domain"),
+        ("<network><name>x</name><forward mode='bridge'/></network>", "forward"),
+        ("<network><name>x</name><forward mode='hostdev'/></network>", "forward"),
+    ] {
+        let mut n = net(xml);
+        let e = prepare(&mut n, &[], &no_links).unwrap_err();
+        assert_eq!(e.field, field, "{xml}: {e}");
+    }
+}
+
+#[test]
+fn one_dhcp_block_per_family() {
+    let mut n = net("<network><name>x</name>\
+        <ip address='10.0.0.1' prefix='24'><dhcp><range start='10.0.0.2' end='10.0.0.9'/></dhcp></ip>\
+        <ip address='10.0.1.1' prefix='24'><dhcp><range start='10.0.1.2' end='10.0.1.9'/></dhcp></ip></network>");
+    let e = prepare(&mut n, &[], &no_links).unwrap_err();
+    assert_eq!(e.field, "ip[1].dhcp");
+}
+
+#[test]
+fn dnsmasq_options_are_kept_with_a_warning() {
+    let mut n = net(
+        "<network xmlns:dnsmasq='http://libvirt.org/schemas/network/dnsmasq/1.0'><name>x</name>\
+        <dnsmasq:options><dnsmasq:option value='foo=bar'/></dnsmasq:options></network>",
+    );
+    let w = prepare(&mut n, &[], &no_links).unwrap();
+    assert!(w[0].contains("does not run dnsmasq"), "{w:?}");
+    assert!(n.to_xml().contains("<dnsmasq:option value='foo=bar'/>"));
+}
