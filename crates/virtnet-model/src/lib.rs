@@ -16,11 +16,13 @@
 
 pub mod define;
 pub mod error;
+pub mod interface;
 pub mod mac;
 pub mod network;
 mod xml;
 
 pub use error::{ErrorKind, ModelError, Result};
+pub use interface::{GuestInterface, InterfaceSource};
 pub use mac::MacAddr;
 pub use network::*;
 pub use xml::MAX_XML_BYTES;

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{canonical, read_corpus_file, shared_dir};
-use virtnet_model::Network;
+use virtnet_model::{GuestInterface, InterfaceSource, Network};
 
 #[test]
 fn libvirt_xml_corpus() {
@@ -65,11 +65,25 @@ fn shared_examples() {
             .and_then(|f| f.to_str())
             .unwrap_or_default()
             .to_string();
-        if !file.ends_with(".xml") || file.starts_with("guest-interface") {
+        if !file.ends_with(".xml") {
             continue;
         }
         seen += 1;
         let text = std::fs::read_to_string(&path).expect("read example");
+        if file.starts_with("guest-interface") {
+            let iface = GuestInterface::from_xml(&text).unwrap_or_else(|e| panic!("{file}: {e}"));
+            assert_eq!(
+                iface.mac.map(|m| m.to_string()).as_deref(),
+                Some("52:54:00:12:0e:f7")
+            );
+            let expected = if file.contains("bridge") {
+                InterfaceSource::Bridge("virbr1".into())
+            } else {
+                InterfaceSource::Network("default".into())
+            };
+            assert_eq!(iface.source, expected, "{file}");
+            continue;
+        }
         let parsed = Network::from_xml(&text);
         if file == "default-rhel5-bad-uuid.xml" {
             let e = parsed.expect_err("bad uuid must be rejected");

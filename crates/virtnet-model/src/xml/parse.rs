@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use crate::define::{in_subnet, prefix_mask_v4};
 use crate::error::{ErrorKind, ModelError, Result};
+use crate::interface::{GuestInterface, InterfaceSource};
 use crate::mac::MacAddr;
 use crate::network::*;
 
@@ -38,6 +39,76 @@ pub(crate) fn parse_network(text: &str) -> Result<Network> {
     }
     let el = El::new(root, "network".into(), text);
     read_network(&el)
+}
+
+/// Parses a guest `<interface type='network|bridge'>` fragment of domain XML.
+pub(crate) fn parse_interface(text: &str) -> Result<GuestInterface> {
+    let doc = load(text)?;
+    let root = doc.root_element();
+    if root.tag_name().name() != "interface" {
+        return Err(xml_error(format!(
+            "the root element must be <interface>, found <{}>",
+            root.tag_name().name()
+        )));
+    }
+    let el = El::new(root, "interface".into(), text);
+    let kind = el.required("type")?;
+    let mut source = None;
+    let mut iface = GuestInterface {
+        source: InterfaceSource::Network(String::new()),
+        mac: None,
+        model: None,
+        target: None,
+        address: None,
+    };
+    for c in el.node.children().filter(|c| c.is_element()) {
+        let c = El::new(c, format!("interface.{}", c.tag_name().name()), text);
+        match c.name() {
+            "source" => {
+                source = match kind {
+                    "network" => c
+                        .attr("network")
+                        .map(|n| InterfaceSource::Network(n.to_string())),
+                    "bridge" => {
+                        let b = c.required("bridge")?;
+                        check_ifname(&c.field("bridge"), b)?;
+                        Some(InterfaceSource::Bridge(b.to_string()))
+                    }
+                    _ => None,
+                }
+            }
+            "mac" => {
+                iface.mac = Some(parse_unicast_mac(
+                    &c.field("address"),
+                    c.required("address")?,
+                )?)
+            }
+            "model" => iface.model = Some(c.required("type")?.to_string()),
+            "target" => {
+                let dev = c.required("dev")?;
+                check_ifname(&c.field("dev"), dev)?;
+                iface.target = Some(dev.to_string());
+            }
+            "address" if c.attr("type") == Some("pci") => {
+                iface.address = Some(read_pci_address(&c)?)
+            }
+            _ => {}
+        }
+    }
+    if !matches!(kind, "network" | "bridge") {
+        return Err(ModelError::bad_value(
+            "interface.type",
+            kind,
+            "virtnet connects interfaces of type 'network' or 'bridge'",
+        ));
+    }
+    iface.source = source.ok_or_else(|| {
+        ModelError::invalid(
+            "interface.source",
+            format!("an interface of type '{kind}' needs <source {kind}='…'/>"),
+        )
+    })?;
+    Ok(iface)
 }
 
 fn xml_error(reason: impl Into<String>) -> ModelError {
