@@ -280,10 +280,11 @@ impl Client {
         body: Option<&[u8]>,
     ) -> Result<Response, ClientError> {
         let deadline = Instant::now() + self.timeout;
-        let mut stream = UnixStream::connect(&self.socket).map_err(|source| ClientError::Connect {
-            path: self.socket.clone(),
-            source,
-        })?;
+        let mut stream =
+            UnixStream::connect(&self.socket).map_err(|source| ClientError::Connect {
+                path: self.socket.clone(),
+                source,
+            })?;
         let io_err = |source: io::Error| ClientError::Io {
             path: self.socket.clone(),
             source,
@@ -291,7 +292,9 @@ impl Client {
         stream
             .set_write_timeout(Some(self.timeout))
             .map_err(io_err)?;
-        stream.set_read_timeout(Some(self.timeout)).map_err(io_err)?;
+        stream
+            .set_read_timeout(Some(self.timeout))
+            .map_err(io_err)?;
 
         let mut head = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nUser-Agent: virtnet/{}\r\n", env!("CARGO_PKG_VERSION"));
         for (name, value) in headers {
@@ -398,7 +401,12 @@ impl Read for DeadlineReader {
         let left = (self.deadline - now).max(Duration::from_millis(1));
         self.stream.set_read_timeout(Some(left))?;
         match self.stream.read(buf) {
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 Err(io::Error::new(
                     io::ErrorKind::TimedOut,
                     format!(
@@ -484,7 +492,7 @@ impl<'a, R: Read> Buffered<'a, R> {
         Ok(())
     }
 
-    fn to_end(&mut self, out: &mut Vec<u8>) -> Result<(), ReadError> {
+    fn read_to_end(&mut self, out: &mut Vec<u8>) -> Result<(), ReadError> {
         loop {
             out.extend_from_slice(self.available());
             self.pos = self.buf.len();
@@ -548,7 +556,8 @@ fn read_response<R: Read>(reader: &mut R) -> Result<Response, ReadError> {
     let mut body = Vec::new();
     if status == 204 || status == 304 {
         // No body.
-    } else if find("transfer-encoding").is_some_and(|te| te.to_ascii_lowercase().contains("chunked"))
+    } else if find("transfer-encoding")
+        .is_some_and(|te| te.to_ascii_lowercase().contains("chunked"))
     {
         loop {
             let line = r.line(1024)?;
@@ -577,7 +586,7 @@ fn read_response<R: Read>(reader: &mut R) -> Result<Response, ReadError> {
         }
         r.exact(len, &mut body)?;
     } else {
-        r.to_end(&mut body)?;
+        r.read_to_end(&mut body)?;
     }
     Ok(Response {
         status,
@@ -701,7 +710,10 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.code(), Some(ErrorCode::EtagMismatch));
         let req = server.join().unwrap();
-        assert!(req.starts_with("PUT /v1/networks/my%20net HTTP/1.1\r\n"), "{req}");
+        assert!(
+            req.starts_with("PUT /v1/networks/my%20net HTTP/1.1\r\n"),
+            "{req}"
+        );
         assert!(req.contains("If-Match: \"7\"\r\n"));
         assert!(req.contains("Content-Length: 10\r\n"));
     }

@@ -1,0 +1,194 @@
+//! The command line, as clap types. Verb names, options and help texts follow `virsh`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Manage virtnet virtual networks (virsh-compatible network verbs).
+#[derive(Debug, Parser)]
+#[command(
+    name = "virtnet",
+    version,
+    about = "Manage virtnet virtual networks with virsh-compatible verbs",
+    long_about = "virtnet talks to virtnetd over its unix socket and offers virsh's network \
+                  verbs (net-list, net-define, net-edit, ...) with virsh's output, plus --json.",
+    propagate_version = true,
+    subcommand_required = true,
+    arg_required_else_help = true
+)]
+pub struct Cli {
+    /// Socket of the virtnetd API.
+    #[arg(
+        short = 'c',
+        long = "connect",
+        value_name = "PATH",
+        env = "VIRTNET_SOCKET",
+        default_value = "/run/virtnet/virtnet.sock",
+        global = true
+    )]
+    pub connect: PathBuf,
+
+    /// Quiet mode: no table headers and no informational messages (virsh -q).
+    #[arg(short = 'q', long = "quiet", global = true)]
+    pub quiet: bool,
+
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The verbs.
+#[derive(Debug, Subcommand)]
+#[command(rename_all = "kebab-case")]
+pub enum Command {
+    /// List networks.
+    NetList(NetListArgs),
+    /// Network information.
+    NetInfo(NetInfoArgs),
+    /// Convert a network name to network UUID.
+    NetUuid(NetNameArg),
+    /// Convert a network UUID to network name.
+    NetName(NetUuidArg),
+    /// Network information in XML.
+    NetDumpxml(NetDumpxmlArgs),
+    /// Define an inactive persistent virtual network or modify an existing persistent one from
+    /// an XML file.
+    NetDefine(FileArg),
+    /// Create a network from an XML file.
+    NetCreate(FileArg),
+    /// Undefine a persistent network.
+    NetUndefine(NetworkArg),
+    /// Autostart a network.
+    NetAutostart(NetAutostartArgs),
+    /// Edit XML configuration for a network.
+    NetEdit(NetworkArg),
+    /// Print a shell completion script.
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff).
+    Man,
+}
+
+/// `net-list`.
+#[derive(Debug, Args)]
+pub struct NetListArgs {
+    /// List inactive networks.
+    #[arg(long)]
+    pub inactive: bool,
+    /// List inactive & active networks.
+    #[arg(long)]
+    pub all: bool,
+    /// List persistent networks.
+    #[arg(long)]
+    pub persistent: bool,
+    /// List transient networks.
+    #[arg(long)]
+    pub transient: bool,
+    /// List networks with autostart enabled.
+    #[arg(long)]
+    pub autostart: bool,
+    /// List networks with autostart disabled.
+    #[arg(long = "no-autostart")]
+    pub no_autostart: bool,
+    /// List uuid's only.
+    #[arg(long)]
+    pub uuid: bool,
+    /// List network names only.
+    #[arg(long)]
+    pub name: bool,
+    /// List table (default).
+    #[arg(long)]
+    pub table: bool,
+    /// Show network title.
+    #[arg(long)]
+    pub title: bool,
+    /// Print the networks as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `net-info`.
+#[derive(Debug, Args)]
+pub struct NetInfoArgs {
+    /// Network name or uuid.
+    #[arg(value_name = "NETWORK")]
+    pub network: String,
+    /// Print the information as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A network given by name or UUID.
+#[derive(Debug, Args)]
+pub struct NetworkArg {
+    /// Network name or uuid.
+    #[arg(value_name = "NETWORK")]
+    pub network: String,
+}
+
+/// A network given by name.
+#[derive(Debug, Args)]
+pub struct NetNameArg {
+    /// Network name.
+    #[arg(value_name = "NETWORK")]
+    pub network: String,
+}
+
+/// A network given by UUID.
+#[derive(Debug, Args)]
+pub struct NetUuidArg {
+    /// Network uuid.
+    #[arg(value_name = "NETWORK")]
+    pub network: String,
+}
+
+/// `net-dumpxml`.
+#[derive(Debug, Args)]
+pub struct NetDumpxmlArgs {
+    /// Network name or uuid.
+    #[arg(value_name = "NETWORK")]
+    pub network: String,
+    /// Show inactive defined XML.
+    #[arg(long)]
+    pub inactive: bool,
+    /// Print the definition as JSON instead of XML.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `net-define` / `net-create`.
+#[derive(Debug, Args)]
+pub struct FileArg {
+    /// File containing an XML network description.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+}
+
+/// `net-autostart`.
+#[derive(Debug, Args)]
+pub struct NetAutostartArgs {
+    /// Network name or uuid.
+    #[arg(value_name = "NETWORK")]
+    pub network: String,
+    /// Disable autostarting.
+    #[arg(long)]
+    pub disable: bool,
+}
+
+/// `completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to generate the script for.
+    #[arg(value_enum)]
+    pub shell: CompletionShell,
+}
+
+/// Shells with completion scripts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompletionShell {
+    /// GNU bash.
+    Bash,
+    /// Z shell.
+    Zsh,
+    /// fish.
+    Fish,
+}

@@ -1,0 +1,27 @@
+//! The verbs, grouped by family.
+
+pub mod define;
+pub mod edit;
+pub mod generate;
+pub mod info;
+pub mod list;
+
+use crate::cli::Command;
+use crate::output::{Ctx, Failure};
+
+/// Runs one network verb. `completions` and `man` are handled before a context exists.
+pub fn run(ctx: &Ctx, command: &Command) -> Result<(), Failure> {
+    match command {
+        Command::NetList(a) => list::net_list(ctx, a),
+        Command::NetInfo(a) => info::net_info(ctx, &a.network, a.json),
+        Command::NetUuid(a) => info::net_uuid(ctx, &a.network),
+        Command::NetName(a) => info::net_name(ctx, &a.network),
+        Command::NetDumpxml(a) => info::net_dumpxml(ctx, &a.network, a.inactive, a.json),
+        Command::NetDefine(a) => define::net_define(ctx, &a.file),
+        Command::NetCreate(a) => define::net_create(ctx, &a.file),
+        Command::NetUndefine(a) => define::net_undefine(ctx, &a.network),
+        Command::NetAutostart(a) => define::net_autostart(ctx, &a.network, a.disable),
+        Command::NetEdit(a) => edit::net_edit(ctx, &a.network),
+        Command::Completions(_) | Command::Man => Ok(()),
+    }
+}
