@@ -1,1 +1,75 @@
-fn main() {}
+//! `virtnetd`: arguments, logging, runtime and exit status.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+use virtnetd::server::{Config, Daemon};
+use virtnetd::Error;
+
+/// The virtnet daemon: manages virtual networks for KVM guests.
+#[derive(Debug, Parser)]
+#[command(name = "virtnetd", version, about)]
+struct Args {
+    /// Directory of persistent state (the store).
+    #[arg(long, value_name = "DIR", default_value = virtnet_api::DEFAULT_STATE_DIR)]
+    state_dir: PathBuf,
+    /// Directory of runtime files (the API socket).
+    #[arg(long, value_name = "DIR", default_value = virtnet_api::DEFAULT_RUN_DIR)]
+    run_dir: PathBuf,
+    /// Log filter: a level (error, warn, info, debug, trace) or tracing directives
+    /// (`virtnetd=debug,info`).
+    #[arg(long, value_name = "FILTER", default_value = "info")]
+    log_level: String,
+    /// File holding the kernel boot id (tests point it elsewhere to simulate a reboot).
+    #[arg(long, hide = true, default_value = "/proc/sys/kernel/random/boot_id")]
+    boot_id_file: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let filter = match EnvFilter::try_new(&args.log_level) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: invalid --log-level '{}': {e}", args.log_level);
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "virtnetd failed");
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> Result<(), Error> {
+    let config = Config {
+        state_dir: args.state_dir,
+        run_dir: args.run_dir,
+        boot_id_file: args.boot_id_file,
+    };
+    let mut daemon = Daemon::start(&config)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("virtnetd")
+        .build()
+        .map_err(|e| Error::Io {
+            context: "cannot start the async runtime".into(),
+            source: e,
+        })?;
+    let served = runtime.block_on(daemon.serve());
+    // Commits still running on the blocking pool finish before the store is closed.
+    runtime.shutdown_timeout(Duration::from_secs(30));
+    daemon.close();
+    served
+}

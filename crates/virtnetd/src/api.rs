@@ -1,0 +1,308 @@
+//! HTTP routes (`docs/API.md`) mapped onto the [`Service`].
+//!
+//! This layer only translates: it reads bodies within [`MAX_BODY_BYTES`], picks JSON or XML,
+//! sets `ETag`, and turns every failure into an [`ApiError`] body with the status of its code.
+//! Service calls run on the blocking pool because a commit waits for the disk; they also
+//! run to completion when the client goes away, so a change is either fully made (and
+//! durable) or not made at all.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, ETAG, IF_MATCH};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use serde::Deserialize;
+use tracing::Instrument;
+use virtnet_api::{
+    paths, ApiError, AutostartRequest, ChangeResult, ErrorCode, MAX_BODY_BYTES, XML_MEDIA_TYPE,
+};
+
+use crate::error::{Error, Result};
+use crate::service::Service;
+
+/// Shared state of the handlers.
+type AppState = Arc<Service>;
+
+/// The API's router.
+pub fn router(service: Arc<Service>) -> Router {
+    Router::new()
+        .route(paths::NETWORKS, get(list).post(define))
+        .route("/v1/networks/:id", get(show).put(edit).delete(undefine))
+        .route("/v1/networks/:id/autostart", put(autostart))
+        .method_not_allowed_fallback(bad_method)
+        .fallback(no_route)
+        .layer(middleware::from_fn(trace))
+        .with_state(service)
+}
+
+/// An error on its way to the client.
+struct Failure(Error);
+
+impl<E: Into<Error>> From<E> for Failure {
+    fn from(e: E) -> Failure {
+        Failure(e.into())
+    }
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        let body = self.0.to_api();
+        if self.0.is_internal() {
+            tracing::error!(error = %self.0, "request failed");
+        } else {
+            tracing::info!(code = ?body.code, message = %body.message, "request refused");
+        }
+        let status = StatusCode::from_u16(body.code.http_status())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, Json(body)).into_response()
+    }
+}
+
+type Answer = std::result::Result<Response, Failure>;
+
+fn bad_request(message: impl Into<String>) -> Failure {
+    Failure(Error::Api(ApiError::new(ErrorCode::BadRequest, message)))
+}
+
+/// One span per request, with a short id to tie the log lines of a request together.
+async fn trace(req: Request, next: Next) -> Response {
+    static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    let span = tracing::info_span!(
+        "request",
+        id,
+        method = %req.method(),
+        path = %req.uri().path()
+    );
+    async move {
+        let started = Instant::now();
+        let response = next.run(req).await;
+        tracing::info!(
+            status = response.status().as_u16(),
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "answered"
+        );
+        response
+    }
+    .instrument(span)
+    .await
+}
+
+/// Runs a service call on the blocking pool, inside the request's span.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(f))
+        .await
+        .map_err(|e| Error::Task {
+            context: "request worker".into(),
+            message: e.to_string(),
+        })?
+}
+
+/// Reads the whole body, refusing more than [`MAX_BODY_BYTES`] (early when the client
+/// announces the length, so a huge upload is not even read).
+async fn read_body(headers: &HeaderMap, body: Body) -> std::result::Result<Bytes, Failure> {
+    let too_large = || {
+        Failure(Error::api(
+            ErrorCode::PayloadTooLarge,
+            format!("request body larger than {MAX_BODY_BYTES} bytes"),
+        ))
+    };
+    let announced = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if announced.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|e| {
+            if e.into_inner().is::<http_body_util::LengthLimitError>() {
+                too_large()
+            } else {
+                bad_request("cannot read the request body")
+            }
+        })
+}
+
+/// Reads a libvirt XML body as text.
+async fn read_xml(headers: &HeaderMap, body: Body) -> std::result::Result<String, Failure> {
+    let bytes = read_body(headers, body).await?;
+    String::from_utf8(bytes.to_vec()).map_err(|e| {
+        Failure(Error::api(
+            ErrorCode::InvalidXml,
+            format!(
+                "the request body is not UTF-8 text (invalid byte at offset {}): send the \
+                 network definition as libvirt XML",
+                e.utf8_error().valid_up_to()
+            ),
+        ))
+    })
+}
+
+fn path_id(
+    id: std::result::Result<Path<String>, PathRejection>,
+) -> std::result::Result<String, Failure> {
+    id.map(|Path(id)| id)
+        .map_err(|e| bad_request(format!("bad network id in path: {}", e.body_text())))
+}
+
+fn query<T>(q: std::result::Result<Query<T>, QueryRejection>) -> std::result::Result<T, Failure> {
+    q.map(|Query(q)| q)
+        .map_err(|e| bad_request(format!("bad query string: {}", e.body_text())))
+}
+
+fn with_etag(mut response: Response, etag: &str) -> Response {
+    if let Ok(value) = HeaderValue::from_str(etag) {
+        if !etag.is_empty() {
+            response.headers_mut().insert(ETAG, value);
+        }
+    }
+    response
+}
+
+fn changed(status: StatusCode, result: ChangeResult) -> Response {
+    let etag = result.etag.clone();
+    with_etag((status, Json(result)).into_response(), &etag)
+}
+
+async fn list(State(service): State<AppState>) -> Answer {
+    let networks = blocking(move || Ok(service.list())).await?;
+    Ok(Json(networks).into_response())
+}
+
+/// Query of `GET /v1/networks/{id}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShowQuery {
+    #[serde(default)]
+    inactive: bool,
+    format: Option<String>,
+}
+
+/// True when the client asked for XML (`?format=xml`, or `Accept` names an XML type and no
+/// explicit format was given).
+fn wants_xml(format: Option<&str>, headers: &HeaderMap) -> std::result::Result<bool, Failure> {
+    match format {
+        Some("xml") => Ok(true),
+        Some("json") => Ok(false),
+        Some(other) => Err(bad_request(format!(
+            "unknown format '{other}': use 'json' or 'xml'"
+        ))),
+        None => Ok(headers
+            .get_all(ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.contains(XML_MEDIA_TYPE) || v.contains("text/xml"))),
+    }
+}
+
+async fn show(
+    State(service): State<AppState>,
+    id: std::result::Result<Path<String>, PathRejection>,
+    q: std::result::Result<Query<ShowQuery>, QueryRejection>,
+    headers: HeaderMap,
+) -> Answer {
+    let id = path_id(id)?;
+    let q = query(q)?;
+    let xml = wants_xml(q.format.as_deref(), &headers)?;
+    let inactive = q.inactive;
+    let detail = blocking(move || service.get(&id, inactive)).await?;
+    let response = if xml {
+        let text = detail.definition.to_xml();
+        ([(CONTENT_TYPE, XML_MEDIA_TYPE)], text).into_response()
+    } else {
+        Json(&detail).into_response()
+    };
+    Ok(with_etag(response, &detail.etag))
+}
+
+/// Query of `POST /v1/networks`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DefineQuery {
+    #[serde(default)]
+    transient: bool,
+}
+
+async fn define(
+    State(service): State<AppState>,
+    q: std::result::Result<Query<DefineQuery>, QueryRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Answer {
+    let q = query(q)?;
+    let xml = read_xml(&headers, body).await?;
+    let result = if q.transient {
+        blocking(move || service.create(&xml)).await?
+    } else {
+        blocking(move || service.define(&xml)).await?
+    };
+    Ok(changed(StatusCode::CREATED, result))
+}
+
+async fn edit(
+    State(service): State<AppState>,
+    id: std::result::Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Answer {
+    let id = path_id(id)?;
+    let if_match = match headers.get(IF_MATCH) {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| bad_request("If-Match is not ASCII"))?
+                .to_string(),
+        ),
+    };
+    let xml = read_xml(&headers, body).await?;
+    let result = blocking(move || service.edit(&id, &xml, if_match.as_deref())).await?;
+    Ok(changed(StatusCode::OK, result))
+}
+
+async fn undefine(
+    State(service): State<AppState>,
+    id: std::result::Result<Path<String>, PathRejection>,
+) -> Answer {
+    let id = path_id(id)?;
+    let result = blocking(move || service.undefine(&id)).await?;
+    Ok(changed(StatusCode::OK, result))
+}
+
+async fn autostart(
+    State(service): State<AppState>,
+    id: std::result::Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Answer {
+    let id = path_id(id)?;
+    let bytes = read_body(&headers, body).await?;
+    let request: AutostartRequest = serde_json::from_slice(&bytes).map_err(|e| {
+        bad_request(format!(
+            "bad autostart request: {e} (expected {{\"autostart\": true|false}})"
+        ))
+    })?;
+    let result = blocking(move || service.set_autostart(&id, request.autostart)).await?;
+    Ok(changed(StatusCode::OK, result))
+}
+
+async fn no_route(uri: Uri) -> Failure {
+    Failure(Error::api(
+        ErrorCode::NotFound,
+        format!("no such API path: {}", uri.path()),
+    ))
+}
+
+async fn bad_method(method: Method, uri: Uri) -> Failure {
+    bad_request(format!("method {method} is not allowed on {}", uri.path()))
+}

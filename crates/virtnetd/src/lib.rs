@@ -1,0 +1,17 @@
+//! # virtnetd
+//!
+//! The virtnet daemon: an HTTP/JSON API (`docs/API.md`) on a unix socket in front of an
+//! embedded transactional store of network definitions with libvirt's semantics.
+//!
+//! - [`store`]: the redb file and its durability rules;
+//! - [`service`]: the network registry (define, create, edit, undefine, autostart);
+//! - [`api`]: the axum routes;
+//! - [`server`]: start-up (locks, socket), serving and graceful shutdown.
+
+pub mod api;
+pub mod error;
+pub mod server;
+pub mod service;
+pub mod store;
+
+pub use error::{Error, Result};

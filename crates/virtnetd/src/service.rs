@@ -1,0 +1,614 @@
+//! The network registry: libvirt's rules for define, create, edit, undefine and autostart, on
+//! top of the [`Store`]. Independent of HTTP so that it can be tested directly.
+//!
+//! Concurrency: mutations take one lock for the whole check-then-write sequence (the identity
+//! and bridge checks look at every other network, so two concurrent defines must not both pass
+//! them), write the store, and only then publish the new record in the in-memory index. Reads
+//! only take the index's read lock, so they run concurrently with each other and block a
+//! mutation only for the instant the index is updated.
+//!
+//! "Active" means "has a live definition". Bringing a network up in the kernel (bridge,
+//! addresses, firewall, DHCP/DNS) is the reconciler's job, which does not exist yet: for now
+//! starting a network only records its live definition.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard};
+
+use uuid::Uuid;
+use virtnet_api::{ChangeResult, ErrorCode, NetworkDetail, NetworkSummary};
+use virtnet_model::define::{identify, prepare, Identity};
+use virtnet_model::{ForwardMode, ModelError, Network};
+
+use crate::error::{Error, Result};
+use crate::store::{Record, StartReport, Store};
+
+/// Tells whether a network interface of that name exists on the host (bridge auto-naming must
+/// skip names already taken by links virtnet did not create).
+pub type LinkExists = Box<dyn Fn(&str) -> bool + Send + Sync>;
+
+/// The host's view: `/sys/class/net/<name>` exists. Read-only; names that are not a single
+/// path component are reported absent rather than looked up elsewhere in sysfs.
+pub fn host_link_exists(name: &str) -> bool {
+    if name.is_empty() || name == "." || name == ".." || name.contains('/') {
+        return false;
+    }
+    Path::new("/sys/class/net").join(name).exists()
+}
+
+/// The registry of networks.
+pub struct Service {
+    store: Store,
+    /// Serialises mutations (see the module comment).
+    writer: Mutex<()>,
+    /// The store's records, rebuilt from the store at start and replaced record by record after
+    /// each successful commit, so it never shows an unacknowledged state.
+    index: RwLock<BTreeMap<String, Record>>,
+    link_exists: LinkExists,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A poisoned lock only means another request panicked; the data behind our locks is never
+/// left half-updated (the index changes by single inserts after a commit), so go on with it.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The ETag of a generation: a quoted string, as HTTP wants it.
+pub fn etag(generation: u64) -> String {
+    format!("\"{generation}\"")
+}
+
+/// True when an `If-Match` value matches the generation: `*`, or one of a comma-separated list
+/// of ETags (quotes optional, for hand-written requests).
+pub fn etag_matches(if_match: &str, generation: u64) -> bool {
+    let want = generation.to_string();
+    if_match.split(',').map(str::trim).any(|tag| {
+        tag == "*"
+            || tag.strip_prefix('"').and_then(|t| t.strip_suffix('"')) == Some(&want)
+            || tag == want
+    })
+}
+
+fn not_found(id: &str) -> Error {
+    let message = match Uuid::parse_str(id) {
+        Ok(uuid) => format!("Network not found: no network with matching uuid '{uuid}'"),
+        Err(_) => format!("Network not found: no network with matching name '{id}'"),
+    };
+    Error::api(ErrorCode::NotFound, message)
+}
+
+/// Finds a network by name, else by UUID.
+fn find<'a>(index: &'a BTreeMap<String, Record>, id: &str) -> Result<(&'a str, &'a Record)> {
+    if let Some((name, record)) = index.get_key_value(id) {
+        return Ok((name, record));
+    }
+    if let Ok(uuid) = Uuid::parse_str(id) {
+        if let Some((name, record)) = index.iter().find(|(_, r)| r.uuid() == Some(uuid)) {
+            return Ok((name, record));
+        }
+    }
+    Err(not_found(id))
+}
+
+fn summary(name: &str, record: &Record) -> NetworkSummary {
+    let shown = record.shown();
+    NetworkSummary {
+        name: name.to_string(),
+        // Every stored definition went through `prepare`, which fills the UUID.
+        uuid: record.uuid().unwrap_or(Uuid::nil()),
+        active: record.is_active(),
+        persistent: record.is_persistent(),
+        autostart: record.autostart,
+        bridge: shown.and_then(|n| n.bridge_name()).map(str::to_string),
+        forward_mode: shown.map_or(ForwardMode::None, |n| n.forward.mode),
+    }
+}
+
+fn change(name: &str, record: &Record, created: bool, warnings: Vec<String>) -> ChangeResult {
+    ChangeResult {
+        network: summary(name, record),
+        etag: etag(record.generation),
+        created,
+        warnings,
+    }
+}
+
+fn conflict(message: impl Into<String>) -> Error {
+    Error::api(ErrorCode::Conflict, message)
+}
+
+impl Service {
+    /// Opens the store at `db_path` and builds the registry from it.
+    pub fn open(
+        db_path: &Path,
+        boot_id: Option<&str>,
+        link_exists: LinkExists,
+    ) -> Result<(Service, StartReport)> {
+        let (store, records, report) = Store::open(db_path, boot_id)?;
+        let service = Service {
+            store,
+            writer: Mutex::new(()),
+            index: RwLock::new(records),
+            link_exists,
+        };
+        Ok((service, report))
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, BTreeMap<String, Record>> {
+        self.index.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Makes a change durable, then visible. `None` deletes the network.
+    fn commit(&self, name: &str, record: Option<Record>) -> Result<()> {
+        match &record {
+            Some(r) => self.store.put(name, r)?,
+            None => self.store.delete(name)?,
+        }
+        let mut index = self.index.write().unwrap_or_else(PoisonError::into_inner);
+        match record {
+            Some(r) => index.insert(name.to_string(), r),
+            None => index.remove(name),
+        };
+        Ok(())
+    }
+
+    /// `(name, uuid)` of every known network, for [`identify`].
+    fn known(index: &BTreeMap<String, Record>) -> Vec<(&str, Uuid)> {
+        index
+            .iter()
+            .filter_map(|(name, r)| r.uuid().map(|u| (name.as_str(), u)))
+            .collect()
+    }
+
+    /// Every definition (persistent and live) of every network except `skip`, for [`prepare`]:
+    /// a new definition must not take a bridge that any of them uses.
+    fn others<'a>(index: &'a BTreeMap<String, Record>, skip: Option<&str>) -> Vec<&'a Network> {
+        index
+            .iter()
+            .filter(|(name, _)| Some(name.as_str()) != skip)
+            .flat_map(|(_, r)| r.defs())
+            .collect()
+    }
+
+    fn prepare(
+        &self,
+        net: &mut Network,
+        index: &BTreeMap<String, Record>,
+        skip: Option<&str>,
+    ) -> Result<Vec<String>, ModelError> {
+        prepare(net, &Self::others(index, skip), &*self.link_exists)
+    }
+
+    /// `GET /v1/networks`: every network, sorted by name.
+    pub fn list(&self) -> Vec<NetworkSummary> {
+        self.read()
+            .iter()
+            .map(|(name, record)| summary(name, record))
+            .collect()
+    }
+
+    /// `GET /v1/networks/{id}`: the live definition of an active network, else the persistent
+    /// one; with `inactive`, the persistent one whenever there is one (`virsh net-dumpxml
+    /// --inactive`).
+    pub fn get(&self, id: &str, inactive: bool) -> Result<NetworkDetail> {
+        let index = self.read();
+        let (name, record) = find(&index, id)?;
+        let definition = if inactive {
+            record.config.as_ref().or(record.live.as_ref())
+        } else {
+            record.shown()
+        };
+        let definition = definition.cloned().ok_or_else(|| Error::Task {
+            context: format!("network '{name}'"),
+            message: "record has neither a persistent nor a live definition".into(),
+        })?;
+        Ok(NetworkDetail {
+            summary: summary(name, record),
+            definition,
+            etag: etag(record.generation),
+        })
+    }
+
+    /// `POST /v1/networks`: define (or redefine) a persistent network. A redefinition of an
+    /// active network replaces only its persistent definition; the live one is what runs until
+    /// the network is restarted (libvirt's `newDef`).
+    pub fn define(&self, xml: &str) -> Result<ChangeResult> {
+        let mut net = Network::from_xml(xml)?;
+        let _writer = lock(&self.writer);
+        let index = self.read();
+        let name = net.name.clone();
+        let (record, created, warnings) = match identify(&net, &Self::known(&index))? {
+            Identity::New => {
+                let warnings = self.prepare(&mut net, &index, None)?;
+                let record = Record {
+                    config: Some(net),
+                    live: None,
+                    autostart: false,
+                    generation: 1,
+                };
+                (record, true, warnings)
+            }
+            Identity::Redefines => {
+                let mut record = find(&index, &name)?.1.clone();
+                let warnings = self.prepare(&mut net, &index, Some(&name))?;
+                record.config = Some(net);
+                record.generation += 1;
+                (record, false, warnings)
+            }
+        };
+        drop(index);
+        self.commit(&name, Some(record.clone()))?;
+        Ok(change(&name, &record, created, warnings))
+    }
+
+    /// `POST /v1/networks?transient=true`: create and start a network. A new one is transient
+    /// (no persistent definition); an inactive persistent network of the same name and UUID is
+    /// started with the given definition, as libvirt does.
+    pub fn create(&self, xml: &str) -> Result<ChangeResult> {
+        let mut net = Network::from_xml(xml)?;
+        let _writer = lock(&self.writer);
+        let index = self.read();
+        let name = net.name.clone();
+        let (record, created, warnings) = match identify(&net, &Self::known(&index))? {
+            Identity::New => {
+                let warnings = self.prepare(&mut net, &index, None)?;
+                let record = Record {
+                    config: None,
+                    live: Some(net),
+                    autostart: false,
+                    generation: 1,
+                };
+                (record, true, warnings)
+            }
+            Identity::Redefines => {
+                let mut record = find(&index, &name)?.1.clone();
+                if record.is_active() {
+                    return Err(conflict(format!("network '{name}' is already active")));
+                }
+                let warnings = self.prepare(&mut net, &index, Some(&name))?;
+                record.live = Some(net);
+                record.generation += 1;
+                (record, false, warnings)
+            }
+        };
+        drop(index);
+        self.commit(&name, Some(record.clone()))?;
+        Ok(change(&name, &record, created, warnings))
+    }
+
+    /// `PUT /v1/networks/{id}`: replace the persistent definition, only if the caller saw the
+    /// current version (`if_match`). The name cannot change; the UUID cannot either, and a
+    /// definition without one keeps the current one.
+    pub fn edit(&self, id: &str, xml: &str, if_match: Option<&str>) -> Result<ChangeResult> {
+        let Some(if_match) = if_match else {
+            return Err(Error::api(
+                ErrorCode::PreconditionRequired,
+                "an edit needs an If-Match header carrying the network's ETag \
+                 (from GET /v1/networks/{id})",
+            ));
+        };
+        let _writer = lock(&self.writer);
+        let index = self.read();
+        let (name, current) = find(&index, id)?;
+        if !etag_matches(if_match, current.generation) {
+            return Err(Error::api(
+                ErrorCode::EtagMismatch,
+                format!(
+                    "network '{name}' was changed since it was read: If-Match {if_match} but \
+                     the current ETag is {}",
+                    etag(current.generation)
+                ),
+            ));
+        }
+        let mut net = Network::from_xml(xml)?;
+        if net.name != name {
+            return Err(ModelError::bad_value(
+                "name",
+                net.name.clone(),
+                format!("an edit cannot rename network '{name}'"),
+            )
+            .into());
+        }
+        match (net.uuid, current.uuid()) {
+            (None, uuid) => net.uuid = uuid,
+            (Some(given), Some(uuid)) if given != uuid => {
+                return Err(ModelError::bad_value(
+                    "uuid",
+                    given.to_string(),
+                    format!("an edit cannot change the UUID of network '{name}' ({uuid})"),
+                )
+                .into());
+            }
+            _ => {}
+        }
+        let name = name.to_string();
+        let mut record = current.clone();
+        let warnings = self.prepare(&mut net, &index, Some(&name))?;
+        record.config = Some(net);
+        record.generation += 1;
+        drop(index);
+        self.commit(&name, Some(record.clone()))?;
+        Ok(change(&name, &record, false, warnings))
+    }
+
+    /// `DELETE /v1/networks/{id}`: remove the persistent definition. An inactive network is
+    /// gone; an active one keeps running as a transient network (libvirt).
+    pub fn undefine(&self, id: &str) -> Result<ChangeResult> {
+        let _writer = lock(&self.writer);
+        let index = self.read();
+        let (name, current) = find(&index, id)?;
+        let name = name.to_string();
+        if !current.is_persistent() {
+            return Err(conflict("cannot undefine transient network"));
+        }
+        let mut record = current.clone();
+        drop(index);
+        if record.is_active() {
+            record.config = None;
+            record.autostart = false;
+            record.generation += 1;
+            self.commit(&name, Some(record.clone()))?;
+            Ok(change(&name, &record, false, Vec::new()))
+        } else {
+            self.commit(&name, None)?;
+            let mut result = change(&name, &record, false, Vec::new());
+            result.network.persistent = false;
+            result.network.autostart = false;
+            result.etag = String::new();
+            Ok(result)
+        }
+    }
+
+    /// `PUT /v1/networks/{id}/autostart`.
+    pub fn set_autostart(&self, id: &str, autostart: bool) -> Result<ChangeResult> {
+        let _writer = lock(&self.writer);
+        let index = self.read();
+        let (name, current) = find(&index, id)?;
+        let name = name.to_string();
+        if !current.is_persistent() {
+            return Err(conflict("cannot set autostart for transient network"));
+        }
+        let mut record = current.clone();
+        drop(index);
+        // Setting the flag it already has changes nothing, so it keeps its ETag.
+        if record.autostart != autostart {
+            record.autostart = autostart;
+            record.generation += 1;
+            self.commit(&name, Some(record.clone()))?;
+        }
+        Ok(change(&name, &record, false, Vec::new()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::DB_FILE;
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        service: Service,
+    }
+
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let (service, _) =
+            Service::open(&dir.path().join(DB_FILE), Some("boot"), Box::new(|_| false))
+                .unwrap_or_else(|e| panic!("open: {e}"));
+        Fixture { _dir: dir, service }
+    }
+
+    const UUID_A: &str = "11111111-2222-3333-4444-555555555555";
+    const UUID_B: &str = "11111111-2222-3333-4444-666666666666";
+
+    fn xml(name: &str, uuid: Option<&str>, bridge: Option<&str>) -> String {
+        let uuid = uuid
+            .map(|u| format!("<uuid>{u}</uuid>"))
+            .unwrap_or_default();
+        let bridge = bridge
+            .map(|b| format!("<bridge name='{b}'/>"))
+            .unwrap_or_default();
+        format!("<network><name>{name}</name>{uuid}{bridge}</network>")
+    }
+
+    fn code(r: Result<ChangeResult>) -> ErrorCode {
+        match r {
+            Ok(c) => panic!("expected an error, got {c:?}"),
+            Err(e) => e.to_api().code,
+        }
+    }
+
+    #[test]
+    fn define_then_redefine() -> Result<()> {
+        let f = fixture();
+        let first = f.service.define(&xml("a", Some(UUID_A), None))?;
+        assert!(first.created);
+        assert_eq!(first.etag, "\"1\"");
+        assert_eq!(first.network.bridge.as_deref(), Some("virbr0"));
+        let again = f.service.define(&xml("a", Some(UUID_A), Some("br-a")))?;
+        assert!(!again.created);
+        assert_eq!(again.etag, "\"2\"");
+        assert_eq!(
+            f.service.get("a", false)?.summary.bridge.as_deref(),
+            Some("br-a")
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn identity_conflicts() -> Result<()> {
+        let f = fixture();
+        f.service.define(&xml("a", Some(UUID_A), Some("br0")))?;
+        assert_eq!(
+            code(f.service.define(&xml("a", Some(UUID_B), None))),
+            ErrorCode::Conflict
+        );
+        assert_eq!(
+            code(f.service.define(&xml("a", None, None))),
+            ErrorCode::Conflict
+        );
+        assert_eq!(
+            code(f.service.define(&xml("b", Some(UUID_A), None))),
+            ErrorCode::Conflict
+        );
+        assert_eq!(
+            code(f.service.define(&xml("b", None, Some("br0")))),
+            ErrorCode::Conflict
+        );
+        assert_eq!(f.service.list().len(), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn bridge_auto_naming_skips_host_links_and_other_networks() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", Path::new("."), e))?;
+        let (service, _) = Service::open(
+            &dir.path().join(DB_FILE),
+            None,
+            Box::new(|name| name == "virbr0"),
+        )?;
+        let a = service.define(&xml("a", None, None))?;
+        assert_eq!(a.network.bridge.as_deref(), Some("virbr1"));
+        let b = service.define(&xml("b", None, None))?;
+        assert_eq!(b.network.bridge.as_deref(), Some("virbr2"));
+        Ok(())
+    }
+
+    #[test]
+    fn lookup_by_uuid_and_not_found_messages() -> Result<()> {
+        let f = fixture();
+        f.service.define(&xml("a", Some(UUID_A), None))?;
+        assert_eq!(f.service.get(UUID_A, false)?.summary.name, "a");
+        let missing = f
+            .service
+            .get("nope", false)
+            .map(|_| ())
+            .map_err(|e| e.to_api());
+        assert_eq!(
+            missing.err().map(|e| e.message),
+            Some("Network not found: no network with matching name 'nope'".to_string())
+        );
+        let missing = f
+            .service
+            .get(UUID_B, false)
+            .map(|_| ())
+            .map_err(|e| e.to_api());
+        assert_eq!(
+            missing.err().map(|e| e.message),
+            Some(format!(
+                "Network not found: no network with matching uuid '{UUID_B}'"
+            ))
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn create_undefine_autostart_lifecycle() -> Result<()> {
+        let f = fixture();
+        // Transient: no autostart, no undefine.
+        let t = f.service.create(&xml("t", None, None))?;
+        assert!(t.network.active && !t.network.persistent);
+        assert_eq!(
+            code(f.service.set_autostart("t", true)),
+            ErrorCode::Conflict
+        );
+        assert_eq!(code(f.service.undefine("t")), ErrorCode::Conflict);
+        assert_eq!(
+            code(f.service.create(&xml("t", None, None))),
+            ErrorCode::Conflict
+        );
+
+        // Persistent inactive, then started by create with the same name and UUID.
+        f.service.define(&xml("p", Some(UUID_A), Some("br-p")))?;
+        let auto = f.service.set_autostart("p", true)?;
+        assert!(auto.network.autostart);
+        let started = f.service.create(&xml("p", Some(UUID_A), Some("br-p")))?;
+        assert!(!started.created && started.network.active && started.network.persistent);
+        assert_eq!(
+            code(f.service.create(&xml("p", Some(UUID_A), Some("br-p")))),
+            ErrorCode::Conflict
+        );
+
+        // Undefine an active network: it stays, transient, autostart off.
+        let u = f.service.undefine("p")?;
+        assert!(u.network.active && !u.network.persistent && !u.network.autostart);
+
+        // Undefine an inactive network: gone.
+        f.service.define(&xml("i", None, None))?;
+        let gone = f.service.undefine("i")?;
+        assert_eq!(gone.etag, "");
+        assert_eq!(code(f.service.undefine("i")), ErrorCode::NotFound);
+        Ok(())
+    }
+
+    #[test]
+    fn redefine_of_active_network_keeps_live_definition() -> Result<()> {
+        let f = fixture();
+        f.service.define(&xml("p", Some(UUID_A), Some("br-p")))?;
+        f.service.create(&xml("p", Some(UUID_A), Some("br-p")))?;
+        f.service.define(&xml("p", Some(UUID_A), Some("br-q")))?;
+        assert_eq!(
+            f.service.get("p", false)?.summary.bridge.as_deref(),
+            Some("br-p")
+        );
+        let inactive = f.service.get("p", true)?;
+        assert_eq!(inactive.definition.bridge_name(), Some("br-q"));
+        Ok(())
+    }
+
+    #[test]
+    fn edit_needs_a_current_etag_and_keeps_identity() -> Result<()> {
+        let f = fixture();
+        f.service.define(&xml("a", Some(UUID_A), Some("br-a")))?;
+        let new = xml("a", None, Some("br-b"));
+        assert_eq!(
+            code(f.service.edit("a", &new, None)),
+            ErrorCode::PreconditionRequired
+        );
+        assert_eq!(
+            code(f.service.edit("a", &new, Some("\"7\""))),
+            ErrorCode::EtagMismatch
+        );
+        assert_eq!(
+            code(f.service.edit("x", &new, Some("\"1\""))),
+            ErrorCode::NotFound
+        );
+        let renamed = xml("b", None, None);
+        assert_eq!(
+            code(f.service.edit("a", &renamed, Some("\"1\""))),
+            ErrorCode::Invalid
+        );
+        let other_uuid = xml("a", Some(UUID_B), None);
+        assert_eq!(
+            code(f.service.edit("a", &other_uuid, Some("\"1\""))),
+            ErrorCode::Invalid
+        );
+        let done = f.service.edit("a", &new, Some("\"1\""))?;
+        assert_eq!(done.etag, "\"2\"");
+        assert_eq!(done.network.uuid.to_string(), UUID_A);
+        assert_eq!(done.network.bridge.as_deref(), Some("br-b"));
+        assert_eq!(
+            code(f.service.edit("a", &new, Some("\"1\""))),
+            ErrorCode::EtagMismatch
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn etag_matching() {
+        assert!(etag_matches("\"3\"", 3));
+        assert!(etag_matches("3", 3));
+        assert!(etag_matches("*", 3));
+        assert!(etag_matches("\"1\", \"3\"", 3));
+        assert!(!etag_matches("\"33\"", 3));
+        assert!(!etag_matches("", 3));
+    }
+}
