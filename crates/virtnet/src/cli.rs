@@ -23,6 +23,7 @@ pub struct Cli {
         long = "connect",
         value_name = "PATH",
         env = "VIRTNET_SOCKET",
+        hide_env_values = true,
         default_value = "/run/virtnet/virtnet.sock",
         global = true
     )]
@@ -64,8 +65,8 @@ pub enum Command {
     NetEdit(NetworkArg),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
-    /// Print the manual page (roff).
-    Man,
+    /// Print the manual page (roff), or write one page per command into a directory.
+    Man(ManArgs),
 }
 
 /// `net-list`.
@@ -110,7 +111,7 @@ pub struct NetListArgs {
 #[derive(Debug, Args)]
 pub struct NetInfoArgs {
     /// Network name or uuid.
-    #[arg(value_name = "NETWORK")]
+    #[arg(value_name = "NETWORK", value_parser = clap::builder::NonEmptyStringValueParser::new())]
     pub network: String,
     /// Print the information as JSON.
     #[arg(long)]
@@ -121,7 +122,7 @@ pub struct NetInfoArgs {
 #[derive(Debug, Args)]
 pub struct NetworkArg {
     /// Network name or uuid.
-    #[arg(value_name = "NETWORK")]
+    #[arg(value_name = "NETWORK", value_parser = clap::builder::NonEmptyStringValueParser::new())]
     pub network: String,
 }
 
@@ -129,7 +130,7 @@ pub struct NetworkArg {
 #[derive(Debug, Args)]
 pub struct NetNameArg {
     /// Network name.
-    #[arg(value_name = "NETWORK")]
+    #[arg(value_name = "NETWORK", value_parser = clap::builder::NonEmptyStringValueParser::new())]
     pub network: String,
 }
 
@@ -137,7 +138,7 @@ pub struct NetNameArg {
 #[derive(Debug, Args)]
 pub struct NetUuidArg {
     /// Network uuid.
-    #[arg(value_name = "NETWORK")]
+    #[arg(value_name = "NETWORK", value_parser = clap::builder::NonEmptyStringValueParser::new())]
     pub network: String,
 }
 
@@ -145,7 +146,7 @@ pub struct NetUuidArg {
 #[derive(Debug, Args)]
 pub struct NetDumpxmlArgs {
     /// Network name or uuid.
-    #[arg(value_name = "NETWORK")]
+    #[arg(value_name = "NETWORK", value_parser = clap::builder::NonEmptyStringValueParser::new())]
     pub network: String,
     /// Show inactive defined XML.
     #[arg(long)]
@@ -167,7 +168,7 @@ pub struct FileArg {
 #[derive(Debug, Args)]
 pub struct NetAutostartArgs {
     /// Network name or uuid.
-    #[arg(value_name = "NETWORK")]
+    #[arg(value_name = "NETWORK", value_parser = clap::builder::NonEmptyStringValueParser::new())]
     pub network: String,
     /// Disable autostarting.
     #[arg(long)]
@@ -191,4 +192,13 @@ pub enum CompletionShell {
     Zsh,
     /// fish.
     Fish,
+}
+
+/// `man`.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write virtnet.1 and one virtnet-VERB.1 per verb into this directory instead of printing
+    /// virtnet.1.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
 }

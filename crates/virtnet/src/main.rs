@@ -38,7 +38,16 @@ fn main() -> ExitCode {
             commands::generate::completions(a.shell, &mut out);
             return flush_result(out.flush());
         }
-        Command::Man => {
+        Command::Man(a) => {
+            if let Some(dir) = &a.out_dir {
+                return match commands::generate::man_pages(dir) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("error: cannot write man pages to {}: {e}", dir.display());
+                        ExitCode::FAILURE
+                    }
+                };
+            }
             let mut out = std::io::stdout().lock();
             let written = commands::generate::man(&mut out).and_then(|_| out.flush());
             return flush_result(written);

@@ -22,6 +22,6 @@ pub fn run(ctx: &Ctx, command: &Command) -> Result<(), Failure> {
         Command::NetUndefine(a) => define::net_undefine(ctx, &a.network),
         Command::NetAutostart(a) => define::net_autostart(ctx, &a.network, a.disable),
         Command::NetEdit(a) => edit::net_edit(ctx, &a.network),
-        Command::Completions(_) | Command::Man => Ok(()),
+        Command::Completions(_) | Command::Man(_) => Ok(()),
     }
 }
