@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
-use virtnetd::server::{Config, Daemon};
+use virtnetd::server::{Config, Daemon, Shutdown};
 use virtnetd::Error;
 
 /// The virtnet daemon: manages virtual networks for KVM guests.
@@ -58,7 +58,6 @@ fn run(args: Args) -> Result<(), Error> {
         run_dir: args.run_dir,
         boot_id_file: args.boot_id_file,
     };
-    let mut daemon = Daemon::start(&config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("virtnetd")
@@ -67,9 +66,17 @@ fn run(args: Args) -> Result<(), Error> {
             context: "cannot start the async runtime".into(),
             source: e,
         })?;
-    let served = runtime.block_on(daemon.serve());
+    let served = runtime.block_on(async {
+        // Signals first: a stop request during start-up is then a clean stop, not a kill.
+        let shutdown = Shutdown::install()?;
+        // Start-up is synchronous (locks, store, socket) and nothing else runs yet.
+        let mut daemon = Daemon::start(&config)?;
+        let served = daemon.serve(shutdown.wait()).await;
+        Ok::<_, Error>((daemon, served))
+    });
     // Commits still running on the blocking pool finish before the store is closed.
     runtime.shutdown_timeout(Duration::from_secs(30));
+    let (daemon, served) = served?;
     daemon.close();
     served
 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tower::ServiceExt;
@@ -55,7 +55,7 @@ pub struct Daemon {
 /// The socket file; removed when dropped, if it is still the one this daemon created.
 struct SocketFile {
     path: PathBuf,
-    dev_ino: Option<(u64, u64)>,
+    dev_ino: (u64, u64),
 }
 
 impl Drop for SocketFile {
@@ -63,7 +63,7 @@ impl Drop for SocketFile {
         let ours = fs::symlink_metadata(&self.path)
             .ok()
             .map(|m| (m.dev(), m.ino()));
-        if ours.is_some() && ours == self.dev_ino {
+        if ours == Some(self.dev_ino) {
             if let Err(e) = fs::remove_file(&self.path) {
                 tracing::warn!(path = %self.path.display(), error = %e, "cannot remove socket");
             }
@@ -101,19 +101,9 @@ impl Daemon {
         })
     }
 
-    /// Serves the API until SIGTERM or SIGINT, then stops accepting, lets in-flight requests
-    /// finish and returns. Must run inside a tokio runtime.
-    pub async fn serve(&mut self) -> Result<()> {
-        let mut term = signal(SignalKind::terminate())
-            .map_err(|e| Error::io("cannot install handler for", Path::new("SIGTERM"), e))?;
-        let mut int = signal(SignalKind::interrupt())
-            .map_err(|e| Error::io("cannot install handler for", Path::new("SIGINT"), e))?;
-        let shutdown = async move {
-            tokio::select! {
-                _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-                _ = int.recv() => tracing::info!("SIGINT: shutting down"),
-            }
-        };
+    /// Serves the API until `shutdown` completes (see [`Shutdown`]), then stops accepting,
+    /// lets in-flight requests finish and returns. Must run inside a tokio runtime.
+    pub async fn serve(&mut self, shutdown: impl std::future::Future<Output = ()>) -> Result<()> {
         let Some(listener) = self.listener.take() else {
             return Err(Error::Startup("the daemon is already serving".into()));
         };
@@ -131,6 +121,37 @@ impl Daemon {
     pub fn close(self) {
         drop(self);
         tracing::info!("stopped");
+    }
+}
+
+/// SIGTERM and SIGINT, caught from the moment [`Shutdown::install`] runs (install it before
+/// the slow parts of start-up, so a stop request during start-up still ends cleanly).
+pub struct Shutdown {
+    term: Signal,
+    int: Signal,
+}
+
+impl Shutdown {
+    /// Installs the handlers. Must run inside a tokio runtime.
+    pub fn install() -> Result<Shutdown> {
+        let install = |kind: SignalKind, name: &str| {
+            signal(kind).map_err(|e| Error::Io {
+                context: format!("cannot install a handler for {name}"),
+                source: e,
+            })
+        };
+        Ok(Shutdown {
+            term: install(SignalKind::terminate(), "SIGTERM")?,
+            int: install(SignalKind::interrupt(), "SIGINT")?,
+        })
+    }
+
+    /// Completes when either signal arrives.
+    pub async fn wait(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = self.int.recv() => tracing::info!("SIGINT: shutting down"),
+        }
     }
 }
 
@@ -307,6 +328,7 @@ fn bind_socket(path: &Path) -> Result<(StdUnixListener, SocketFile)> {
     }
     // The umask makes the socket 0660 from the moment it exists, so there is no window in
     // which it is more open; the chmod below makes the mode independent of the inherited umask.
+    // The umask is process-wide: this runs during start-up, before any task that creates files.
     // SAFETY: umask only changes the process's file-creation mask; restored right after bind.
     let old = unsafe { libc::umask(0o117) };
     let bound = StdUnixListener::bind(path);
@@ -316,7 +338,7 @@ fn bind_socket(path: &Path) -> Result<(StdUnixListener, SocketFile)> {
     let meta = fs::symlink_metadata(path).with_path("cannot inspect", path)?;
     let socket = SocketFile {
         path: path.to_path_buf(),
-        dev_ino: Some((meta.dev(), meta.ino())),
+        dev_ino: (meta.dev(), meta.ino()),
     };
     fs::set_permissions(path, fs::Permissions::from_mode(SOCKET_MODE))
         .with_path("cannot set the mode of", path)?;
