@@ -84,6 +84,7 @@ async fn trace(req: Request, next: Next) -> Response {
     );
     async move {
         let started = Instant::now();
+        tracing::debug!("received");
         let response = next.run(req).await;
         tracing::info!(
             status = response.status().as_u16(),

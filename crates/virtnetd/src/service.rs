@@ -206,9 +206,11 @@ impl Service {
         } else {
             record.shown()
         };
-        let definition = definition.cloned().ok_or_else(|| Error::Task {
-            context: format!("network '{name}'"),
-            message: "record has neither a persistent nor a live definition".into(),
+        let definition = definition.cloned().ok_or_else(|| {
+            Error::api(
+                ErrorCode::Internal,
+                format!("stored network '{name}' has neither a persistent nor a live definition"),
+            )
         })?;
         Ok(NetworkDetail {
             summary: summary(name, record),

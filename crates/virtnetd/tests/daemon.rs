@@ -476,14 +476,28 @@ fn sigterm_finishes_the_request_in_flight() {
     let (first, rest) = xml.as_bytes().split_at(20);
     let mut stream = send_head(&d.socket, "POST", "/v1/networks", &[], xml.len()).expect("head");
     std::io::Write::write_all(&mut stream, first).expect("first part");
-    std::thread::sleep(Duration::from_millis(200));
+    // Wait until the daemon is inside the request (it logs its start at debug level).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !d
+        .log()
+        .lines()
+        .any(|l| l.contains("method=POST") && l.contains("received"))
+    {
+        assert!(Instant::now() < deadline, "request not seen: {}", d.log());
+        std::thread::sleep(Duration::from_millis(10));
+    }
     d.signal(libc::SIGTERM);
-    std::thread::sleep(Duration::from_millis(300));
+    while !d.log().contains("SIGTERM") {
+        assert!(Instant::now() < deadline, "SIGTERM not seen: {}", d.log());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(100));
     std::io::Write::write_all(&mut stream, rest).expect("rest");
     let r = common::read_response(&mut stream).expect("answer");
     assert_eq!(r.status, 201, "{}", r.text());
     let mut d = d;
     assert_eq!(d.wait_exit().code(), Some(0));
+    assert!(!dirs.socket().exists());
     // The acknowledged define is in the store.
     let d = Daemon::start(&dirs);
     assert_eq!(names(&d), ["isolated"]);

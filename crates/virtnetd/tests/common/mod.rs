@@ -289,9 +289,22 @@ pub fn try_request(
 }
 
 /// Reads one response until the server closes the connection.
+///
+/// A server that closes while part of the request is still unread makes Linux report
+/// ECONNRESET to the client once the data it did send has been read: that is the end of the
+/// answer, not a failure.
 pub fn read_response(stream: &mut UnixStream) -> std::io::Result<Resp> {
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
+    let mut buf = [0u8; 64 * 1024];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset && !raw.is_empty() => break,
+            Err(e) => return Err(e),
+        }
+    }
     parse_response(&raw)
 }
 
