@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::error::{ErrorKind, ModelError, Result};
 use crate::mac::MacAddr;
-use crate::network::{Bridge, Family, ForwardMode, Network};
+use crate::network::{Bridge, Family, Network};
 
 /// How a new definition relates to the networks already known.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,31 +118,8 @@ fn check_mode_rules(net: &Network) -> Result<()> {
     if !net.routes.is_empty() {
         return unsupported("route[0]", "route");
     }
-    let f = &net.forward;
-    let has_bridge = net.bridge.as_ref().is_some_and(|b| b.name.is_some());
-    let needs = match mode {
-        ForwardMode::Bridge if !has_bridge && f.interfaces.is_empty() && f.pf.is_none() => {
-            Some("either <bridge name> (a host bridge) or <forward><interface dev> (macvtap)")
-        }
-        ForwardMode::Private | ForwardMode::Vepa | ForwardMode::Passthrough
-            if f.interfaces.is_empty() && f.pf.is_none() && f.addresses.is_empty() =>
-        {
-            Some("at least one <interface dev> or a <pf dev>")
-        }
-        ForwardMode::Hostdev if f.addresses.is_empty() && f.pf.is_none() => {
-            Some("<address type='pci'> elements or a <pf dev>")
-        }
-        _ => None,
-    };
-    if let Some(what) = needs {
-        return Err(ModelError::invalid(
-            "forward",
-            format!(
-                "network '{}' with forward mode='{mode}' needs {what}",
-                net.name
-            ),
-        ));
-    }
+    // Like libvirt, a bridge/macvtap/hostdev network without a bridge name or device pool is
+    // accepted here; it fails when a guest port is allocated on it (nothing to attach to).
     Ok(())
 }
 

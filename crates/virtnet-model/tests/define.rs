@@ -108,8 +108,6 @@ fn forward_modes_that_cannot_carry_ip_dns_or_domain() {
         ("<network><name>x</name><forward mode='passthrough'><pf dev='eth0'/></forward><ip address='192.168.122.1' netmask='255.255.255.0'/></network>", "ip[0]"),
         ("<network><name>x</name><forward mode='vepa'><interface dev='eth1'/></forward><dns><txt name='a' value='b'/></dns></network>", "dns"),
         ("<network><name>x</name><forward mode='private'><interface dev='eth1'/></forward><domain name='lab'/></network>", "domain"),
-        ("<network><name>x</name><forward mode='bridge'/></network>", "forward"),
-        ("<network><name>x</name><forward mode='hostdev'/></network>", "forward"),
     ] {
         let mut n = net(xml);
         let e = prepare(&mut n, &[], &no_links).unwrap_err();
