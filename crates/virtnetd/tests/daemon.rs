@@ -180,6 +180,18 @@ fn transient_networks_and_undefine_of_an_active_network() {
     );
     assert_eq!(r.status, 200);
 
+    // Redefining an active network changes only its persistent definition.
+    let r = d.define(&example("default-nat.xml").replace("virbr0", "virbr8"));
+    assert_eq!(r.status, 201, "{}", r.text());
+    let live: NetworkDetail = d.get("/v1/networks/default").json();
+    assert_eq!(live.definition.bridge_name(), Some("virbr0"));
+    let config: NetworkDetail = d.get("/v1/networks/default?inactive=true").json();
+    assert_eq!(config.definition.bridge_name(), Some("virbr8"));
+    let xml = d
+        .get("/v1/networks/default?inactive=true&format=xml")
+        .text();
+    assert!(xml.contains("virbr8"), "{xml}");
+
     // Undefine while active: stays, as a transient network without autostart.
     let r = d.req("DELETE", "/v1/networks/default", &[], b"");
     assert_eq!(r.status, 200, "{}", r.text());
@@ -465,6 +477,12 @@ fn sigterm_exits_0_and_removes_the_socket_which_is_0660() {
     assert_eq!(state_mode & 0o777, 0o700);
     let status = d.terminate();
     assert_eq!(status.code(), Some(0));
+    assert!(!dirs.socket().exists());
+
+    // SIGINT too.
+    let mut d = Daemon::start(&dirs);
+    d.signal(libc::SIGINT);
+    assert_eq!(d.wait_exit().code(), Some(0));
     assert!(!dirs.socket().exists());
 }
 
