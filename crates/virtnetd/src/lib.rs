@@ -8,6 +8,8 @@
 //! - [`api`]: the axum routes;
 //! - [`server`]: start-up (locks, socket), serving and graceful shutdown.
 
+#![warn(missing_docs)]
+
 pub mod api;
 pub mod error;
 pub mod server;

@@ -45,7 +45,8 @@ fn main() -> ExitCode {
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = %e, "virtnetd failed");
+            // One line, as every virtnet binary reports a fatal error (the log goes to the same
+            // stderr, so it is not repeated there).
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }

@@ -288,7 +288,8 @@ impl Service {
 
     /// `PUT /v1/networks/{id}`: replace the persistent definition, only if the caller saw the
     /// current version (`if_match`). The name cannot change; the UUID cannot either, and a
-    /// definition without one keeps the current one.
+    /// definition without one keeps the current one. Editing a transient network makes it
+    /// persistent, as `virsh net-edit` (a redefinition) does in libvirt.
     pub fn edit(&self, id: &str, xml: &str, if_match: Option<&str>) -> Result<ChangeResult> {
         let Some(if_match) = if_match else {
             return Err(Error::api(
