@@ -328,6 +328,27 @@ mod tests {
     }
 
     #[test]
+    fn a_newer_format_is_refused() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", Path::new("."), e))?;
+        let path = dir.path().join(DB_FILE);
+        {
+            let db = Database::create(&path).map_err(|e| Error::store("create", e))?;
+            let txn = db.begin_write().map_err(|e| Error::store("begin", e))?;
+            {
+                let mut meta = txn.open_table(META).map_err(|e| Error::store("meta", e))?;
+                meta.insert(META_FORMAT, "99")
+                    .map_err(|e| Error::store("insert", e))?;
+            }
+            txn.commit().map_err(|e| Error::store("commit", e))?;
+        }
+        match Store::open(&path, None) {
+            Err(Error::Startup(message)) => assert!(message.contains("format 99"), "{message}"),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        Ok(())
+    }
+
+    #[test]
     fn a_reboot_drops_live_definitions_and_transient_networks() -> Result<()> {
         let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", Path::new("."), e))?;
         let path = dir.path().join(DB_FILE);
