@@ -12,8 +12,9 @@ use std::path::Path;
 use virtnet_api::client::{os_message, Client, ClientError};
 use virtnet_api::ErrorCode;
 
-/// Largest XML file virsh reads (`VSH_MAX_XML_FILE`, 10 MiB).
-pub const MAX_XML_FILE: u64 = 10 * 1024 * 1024;
+/// Largest XML file read: the daemon's body limit (virsh reads up to 10 MiB, but a larger file
+/// than the daemon accepts is better refused here, with the limit named, than sent).
+pub const MAX_XML_FILE: u64 = virtnet_api::MAX_BODY_BYTES as u64;
 
 /// What every command gets: the API client and the output settings.
 pub struct Ctx {
@@ -163,7 +164,8 @@ pub fn read_xml_file(path: &Path) -> Result<String, Failure> {
         .map_err(|e| Failure::msg(format!("Failed to read file '{shown}': {}", os_message(&e))))?;
     if bytes.len() as u64 > MAX_XML_FILE {
         return Err(Failure::msg(format!(
-            "Failed to read file '{shown}': File too large"
+            "Failed to read file '{shown}': File too large (network definitions are limited \
+             to {MAX_XML_FILE} bytes)"
         )));
     }
     String::from_utf8(bytes).map_err(|_| {

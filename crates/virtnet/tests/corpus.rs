@@ -154,3 +154,32 @@ fn shared_examples_through_the_cli() {
         }
     }
 }
+
+/// Malformed and hostile files get one clear error each, the daemon keeps answering, and
+/// nothing is stored.
+#[test]
+fn hostile_files_through_the_cli() {
+    let d = Daemon::start();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("huge.xml", format!("<network><name>n</name><description>{}</description></network>", "x".repeat(2 << 20)).into_bytes(), "File too large"),
+        ("binary.xml", (0..=255u8).cycle().take(5000).collect(), "Failed to read file"),
+        ("lol.xml", b"<?xml version='1.0'?><!DOCTYPE n [<!ENTITY a 'aaaaaaaa'><!ENTITY b '&a;&a;&a;&a;&a;'>]><network><name>&b;</name></network>".to_vec(), "DTD"),
+        ("deep.xml", format!("<network><name>n</name><metadata>{}{}</metadata></network>", "<a>".repeat(50_000), "</a>".repeat(50_000)).into_bytes(), "nested"),
+        ("garbage.xml", b"\x01\x02 not xml at all".to_vec(), "malformed XML"),
+        ("empty.xml", Vec::new(), "empty"),
+    ];
+    for (name, bytes, needle) in cases {
+        let path = d.dir.path().join(name);
+        std::fs::write(&path, bytes).expect("write");
+        let out = d.run(&["net-define", &path.display().to_string()]);
+        assert_eq!(out.code, 1, "{name}: {out:?}");
+        assert!(out.stderr.starts_with("error: "), "{name}: {}", out.stderr);
+        assert!(out.stderr.contains(needle), "{name}: {}", out.stderr);
+        assert!(
+            out.stderr.len() < 600,
+            "{name}: error is short: {}",
+            out.stderr
+        );
+    }
+    d.run(&["-q", "net-list", "--all"]).ok("");
+}

@@ -37,8 +37,10 @@ const FORMAT_VERSION: &str = "1";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
     /// The persistent definition; `None` for a transient network.
+    #[serde(with = "stored_xml")]
     pub config: Option<Network>,
     /// The running definition; `None` when the network is inactive.
+    #[serde(with = "stored_xml")]
     pub live: Option<Network>,
     /// Start the network when the daemon starts (persistent networks only).
     #[serde(default)]
@@ -275,6 +277,23 @@ impl Store {
             out.insert(name, record);
         }
         Ok(out)
+    }
+}
+
+/// Definitions are stored as libvirt network XML, the format virtnet promises to keep reading,
+/// rather than as the model's serde form, which may change as the model grows.
+mod stored_xml {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use virtnet_model::Network;
+
+    pub fn serialize<S: Serializer>(net: &Option<Network>, s: S) -> Result<S::Ok, S::Error> {
+        net.as_ref().map(Network::to_xml).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Network>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|xml| Network::from_xml(&xml).map_err(serde::de::Error::custom))
+            .transpose()
     }
 }
 
