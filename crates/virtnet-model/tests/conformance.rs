@@ -2,27 +2,24 @@
 //! marked `ok` parses and re-serialises to libvirt's expected output; every `fail` input is
 //! rejected.
 
-mod common;
-
-use common::{canonical, read_corpus_file, shared_dir};
 use virtnet_model::{GuestInterface, InterfaceSource, Network};
+use virtnet_testkit::{
+    canonical_xml as canonical, corpus_cases, corpus_input, corpus_output, shared_dir,
+};
 
 #[test]
 fn libvirt_xml_corpus() {
-    let dir = shared_dir().join("conformance/libvirt-9.0");
-    let manifest = std::fs::read_to_string(dir.join("xml-MANIFEST.tsv"))
-        .unwrap_or_else(|e| panic!("cannot read the corpus manifest in {}: {e}", dir.display()));
     let mut failures = Vec::new();
     let mut checked = 0;
-    for line in manifest.lines().skip(1).filter(|l| !l.trim().is_empty()) {
-        let cols: Vec<&str> = line.split('\t').collect();
-        let (name, expect) = (cols[0], cols[1]);
-        let input = read_corpus_file(&dir.join("xml-in").join(format!("{name}.xml")));
+    for case in corpus_cases() {
+        let name = case.name.as_str();
+        let expect = if case.ok { "ok" } else { "fail" };
+        let input = corpus_input(name);
         let parsed = Network::from_xml(&input);
         checked += 1;
         match (expect, parsed) {
             ("ok", Ok(net)) => {
-                let expected = read_corpus_file(&dir.join("xml-out").join(format!("{name}.xml")));
+                let expected = corpus_output(name);
                 let got = net.to_xml();
                 if canonical(&got) != canonical(&expected) {
                     failures.push(format!(
@@ -40,7 +37,7 @@ fn libvirt_xml_corpus() {
             ("ok", Err(e)) => failures.push(format!("{name}: rejected: {e}")),
             ("fail", Ok(_)) => failures.push(format!("{name}: accepted but libvirt rejects it")),
             ("fail", Err(e)) => assert!(!e.reason.is_empty(), "{name}: empty error"),
-            (other, _) => failures.push(format!("{name}: unknown expectation {other}")),
+            (other, _) => unreachable!("expectation {other}"),
         }
     }
     assert!(checked >= 46, "only {checked} corpus entries found");

@@ -1,8 +1,6 @@
 //! Define-time rules: identity against known networks, generated values, mode rules and
 //! uniqueness of bridge names.
 
-mod common;
-
 use virtnet_model::define::{identify, prepare, Identity};
 use virtnet_model::{ErrorKind, MacAddr, Network};
 
@@ -37,7 +35,7 @@ fn fills_uuid_mac_and_first_free_bridge() {
 
 #[test]
 fn keeps_given_values() {
-    let path = common::shared_dir().join("examples/default-nat.xml");
+    let path = virtnet_testkit::shared_dir().join("examples/default-nat.xml");
     let xml = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut n = net(&xml);
     let before = n.clone();

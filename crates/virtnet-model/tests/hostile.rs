@@ -1,16 +1,14 @@
 //! Malformed and hostile input never panics and is answered with an error: every prefix of
 //! every corpus document, byte flips, and random bytes.
 
-mod common;
-
 use virtnet_model::{ErrorKind, Network};
 
 fn corpus() -> Vec<String> {
-    let dir = common::shared_dir().join("conformance/libvirt-9.0/xml-in");
+    let dir = virtnet_testkit::libvirt_corpus_dir().join("xml-in");
     let mut docs = Vec::new();
     for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
         let path = entry.expect("entry").path();
-        docs.push(common::read_corpus_file(&path));
+        docs.push(virtnet_testkit::read_corpus_file(&path));
     }
     assert!(docs.len() > 40);
     docs

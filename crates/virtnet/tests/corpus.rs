@@ -6,28 +6,13 @@
 
 mod common;
 
-use std::path::Path;
-
 use common::{shared_dir, Daemon};
 use virtnet_model::Network;
+use virtnet_testkit::{corpus_cases, corpus_input, corpus_output};
 
 /// Corpus documents that parse (libvirt's parse-and-format test) but that define refuses, as
 /// libvirt's network driver does, with the field the error must name.
 const REFUSED_AT_DEFINE: &[(&str, &str)] = &[("passthrough-pf", "ip[0]")];
-
-fn read_corpus_file(path: &Path) -> String {
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    let t = text.trim();
-    if !t.starts_with('<') && t.ends_with(".xml") && !t.contains('\n') {
-        let target = t
-            .replace("networkxml2confdata", "dnsmasq-conf")
-            .replace("networkxml2xmlin", "xml-in")
-            .replace("networkxml2xmlout", "xml-out");
-        return read_corpus_file(&path.parent().expect("parent").join(target));
-    }
-    text
-}
 
 /// The dumped network with the values `net-define` generated replaced by the expected ones.
 fn without_generated(mut dumped: Network, expected: &Network) -> Network {
@@ -48,19 +33,16 @@ fn without_generated(mut dumped: Network, expected: &Network) -> Network {
 
 #[test]
 fn conformance_corpus_through_the_cli() {
-    let dir = shared_dir().join("conformance/libvirt-9.0");
-    let manifest = std::fs::read_to_string(dir.join("xml-MANIFEST.tsv")).expect("manifest");
     let d = Daemon::start();
     let mut failures = Vec::new();
-    for line in manifest.lines().skip(1).filter(|l| !l.trim().is_empty()) {
-        let cols: Vec<&str> = line.split('\t').collect();
-        let (name, expect) = (cols[0], cols[1]);
-        let text = read_corpus_file(&dir.join("xml-in").join(format!("{name}.xml")));
+    for case in corpus_cases() {
+        let name = case.name.as_str();
+        let text = corpus_input(name);
         let file = d.file(&format!("{name}.xml"), &text);
         let file = file.display().to_string();
         let define = d.run(&["net-define", &file]);
         let refused = REFUSED_AT_DEFINE.iter().find(|(n, _)| *n == name);
-        if expect == "fail" || refused.is_some() {
+        if !case.ok || refused.is_some() {
             let field_ok = refused.is_none_or(|(_, field)| define.stderr.contains(field));
             if define.code != 1
                 || !define.stderr.starts_with("error: Failed to define network")
@@ -83,7 +65,7 @@ fn conformance_corpus_through_the_cli() {
             .unwrap_or_default()
             .to_string();
         let dump = d.run(&["-q", "net-dumpxml", "--inactive", &net_name]);
-        let expected_text = read_corpus_file(&dir.join("xml-out").join(format!("{name}.xml")));
+        let expected_text = corpus_output(name);
         let expected = Network::from_xml(&expected_text).expect("expected output parses");
         match Network::from_xml(&dump.stdout) {
             Ok(dumped) => {

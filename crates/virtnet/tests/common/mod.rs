@@ -62,13 +62,7 @@ pub fn daemon_bin() -> &'static Path {
     })
 }
 
-/// The shared directory (`$VIRTNET_SHARED_DIR`, else `../shared` beside the repository).
-pub fn shared_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("VIRTNET_SHARED_DIR") {
-        return PathBuf::from(dir);
-    }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared")
-}
+pub use virtnet_testkit::shared_dir;
 
 /// One of the shared example definitions.
 pub fn example(name: &str) -> PathBuf {

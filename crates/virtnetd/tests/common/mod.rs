@@ -12,14 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
-/// The shared directory (examples, conformance corpus): `$VIRTNET_SHARED_DIR`, else `shared`
-/// beside the repository.
-pub fn shared_dir() -> PathBuf {
-    match std::env::var_os("VIRTNET_SHARED_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"),
-    }
-}
+pub use virtnet_testkit::shared_dir;
 
 /// The text of `shared/examples/<name>`.
 pub fn example(name: &str) -> String {

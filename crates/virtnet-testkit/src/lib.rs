@@ -1,0 +1,133 @@
+//! # virtnet-testkit
+//!
+//! Support shared by virtnet's test suites. Today: finding `../shared` (libvirt's conformance
+//! corpus, the seeds' example XML) and comparing XML the way the corpus README asks. Issue 3
+//! adds the network-namespace harness here.
+
+use std::path::{Path, PathBuf};
+
+/// The shared directory: `$VIRTNET_SHARED_DIR`, else `../shared` beside the repository.
+pub fn shared_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("VIRTNET_SHARED_DIR") {
+        return PathBuf::from(dir);
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared")
+}
+
+/// `shared/conformance/libvirt-9.0`.
+pub fn libvirt_corpus_dir() -> PathBuf {
+    shared_dir().join("conformance/libvirt-9.0")
+}
+
+/// One entry of `xml-MANIFEST.tsv`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CorpusCase {
+    /// File stem in `xml-in/` and `xml-out/`.
+    pub name: String,
+    /// libvirt accepts the input (`ok`) or rejects it (`fail`).
+    pub ok: bool,
+}
+
+/// The cases of libvirt's network XML corpus, in manifest order. Panics with the path when the
+/// corpus is missing: a test that cannot find its data must fail, not pass.
+pub fn corpus_cases() -> Vec<CorpusCase> {
+    let path = libvirt_corpus_dir().join("xml-MANIFEST.tsv");
+    let manifest = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    manifest
+        .lines()
+        .skip(1)
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            let mut cols = line.split('\t');
+            let name = cols.next().unwrap_or_default().to_string();
+            let ok = cols.next() == Some("ok");
+            CorpusCase { name, ok }
+        })
+        .collect()
+}
+
+/// Reads a corpus file. libvirt's corpus stores some files as symlinks, which arrive here as
+/// one-line files holding the link target (`../networkxml2confdata/x.xml`); follow those.
+pub fn read_corpus_file(path: &Path) -> String {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let trimmed = text.trim();
+    if !trimmed.starts_with('<') && trimmed.ends_with(".xml") && !trimmed.contains('\n') {
+        let target = trimmed
+            .replace("networkxml2confdata", "dnsmasq-conf")
+            .replace("networkxml2xmlin", "xml-in")
+            .replace("networkxml2xmlout", "xml-out");
+        let dir = path.parent().unwrap_or(Path::new("."));
+        return read_corpus_file(&dir.join(target));
+    }
+    text
+}
+
+/// The input (`xml-in/NAME.xml`) of a corpus case.
+pub fn corpus_input(name: &str) -> String {
+    read_corpus_file(
+        &libvirt_corpus_dir()
+            .join("xml-in")
+            .join(format!("{name}.xml")),
+    )
+}
+
+/// libvirt's expected output (`xml-out/NAME.xml`) of a corpus case.
+pub fn corpus_output(name: &str) -> String {
+    read_corpus_file(
+        &libvirt_corpus_dir()
+            .join("xml-out")
+            .join(format!("{name}.xml")),
+    )
+}
+
+/// A canonical form of an XML document: whitespace-only text dropped, attributes sorted,
+/// `<x></x>` equal to `<x/>` — the comparison the corpus README asks for.
+pub fn canonical_xml(xml: &str) -> String {
+    let doc = roxmltree::Document::parse(xml).unwrap_or_else(|e| panic!("bad XML {e}:\n{xml}"));
+    let mut out = String::new();
+    walk(doc.root_element(), 0, &mut out);
+    out
+}
+
+fn walk(node: roxmltree::Node, depth: usize, out: &mut String) {
+    let tag = node.tag_name();
+    out.push_str(&"  ".repeat(depth));
+    out.push('<');
+    if let Some(ns) = tag.namespace() {
+        out.push_str(&format!("{{{ns}}}"));
+    }
+    out.push_str(tag.name());
+    let mut attrs: Vec<String> = node
+        .attributes()
+        .map(|a| format!(" {}={:?}", a.name(), a.value()))
+        .collect();
+    attrs.sort();
+    for a in attrs {
+        out.push_str(&a);
+    }
+    out.push_str(">\n");
+    for child in node.children() {
+        if child.is_element() {
+            walk(child, depth + 1, out);
+        } else if let Some(t) = child.text().map(str::trim).filter(|t| !t.is_empty()) {
+            out.push_str(&"  ".repeat(depth + 1));
+            out.push_str(&format!("{t:?}\n"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_ignores_attribute_order_whitespace_and_empty_forms() {
+        assert_eq!(
+            canonical_xml("<a y='1' x=\"2\">\n  <b></b>\n</a>"),
+            canonical_xml("<a x='2' y='1'><b/></a>")
+        );
+        assert_ne!(canonical_xml("<a x='1'/>"), canonical_xml("<a x='2'/>"));
+    }
+}
