@@ -118,6 +118,17 @@ fn walk(node: roxmltree::Node, depth: usize, out: &mut String) {
     }
 }
 
+/// A minimal isolated network definition with an optional UUID and bridge name.
+pub fn network_xml(name: &str, uuid: Option<&str>, bridge: Option<&str>) -> String {
+    let uuid = uuid
+        .map(|u| format!("<uuid>{u}</uuid>"))
+        .unwrap_or_default();
+    let bridge = bridge
+        .map(|b| format!("<bridge name='{b}'/>"))
+        .unwrap_or_default();
+    format!("<network><name>{name}</name>{uuid}{bridge}</network>")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -412,15 +412,7 @@ mod tests {
     const UUID_A: &str = "11111111-2222-3333-4444-555555555555";
     const UUID_B: &str = "11111111-2222-3333-4444-666666666666";
 
-    fn xml(name: &str, uuid: Option<&str>, bridge: Option<&str>) -> String {
-        let uuid = uuid
-            .map(|u| format!("<uuid>{u}</uuid>"))
-            .unwrap_or_default();
-        let bridge = bridge
-            .map(|b| format!("<bridge name='{b}'/>"))
-            .unwrap_or_default();
-        format!("<network><name>{name}</name>{uuid}{bridge}</network>")
-    }
+    use virtnet_testkit::network_xml as xml;
 
     fn code(r: Result<ChangeResult>) -> ErrorCode {
         match r {

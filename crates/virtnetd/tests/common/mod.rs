@@ -20,16 +20,7 @@ pub fn example(name: &str) -> String {
     fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
 }
 
-/// A minimal network definition.
-pub fn net_xml(name: &str, uuid: Option<&str>, bridge: Option<&str>) -> String {
-    let uuid = uuid
-        .map(|u| format!("<uuid>{u}</uuid>"))
-        .unwrap_or_default();
-    let bridge = bridge
-        .map(|b| format!("<bridge name='{b}'/>"))
-        .unwrap_or_default();
-    format!("<network><name>{name}</name>{uuid}{bridge}</network>")
-}
+pub use virtnet_testkit::network_xml as net_xml;
 
 /// Private state and run directories for one or more daemons.
 pub struct Dirs {
