@@ -1,0 +1,193 @@
+//! The link, address, route and sysctl parts of a plan.
+
+use std::net::IpAddr;
+
+use virtnet_model::{ForwardMode, Network};
+
+use crate::{PlanError, ALIAS_PREFIX};
+
+/// libvirt's default: STP on.
+const DEFAULT_STP: bool = true;
+
+/// The kernel's limit on a link alias (`IFALIASZ` − 1).
+const MAX_ALIAS_BYTES: usize = 255;
+
+/// The bridge of a network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BridgePlan {
+    /// Device name (`virbr0`).
+    pub name: String,
+    /// The bridge's own MAC, set when the link is created. libvirt used a `virbr0-nic` tap to
+    /// pin the MAC; setting `IFLA_ADDRESS` at creation pins it just as well, because a bridge
+    /// whose address was assigned keeps it when ports come and go.
+    pub mac: Option<[u8; 6]>,
+    /// `<mtu size>`.
+    pub mtu: Option<u32>,
+    /// `<bridge stp>`; libvirt's default is on.
+    pub stp: bool,
+    /// `<bridge delay>` in the kernel's unit, centiseconds.
+    pub forward_delay_cs: u32,
+    /// The link alias that marks the bridge as virtnet's: `virtnet:<network>`.
+    pub alias: String,
+}
+
+impl BridgePlan {
+    pub(crate) fn for_network(net: &Network, name: &str) -> BridgePlan {
+        let bridge = net.bridge.as_ref();
+        let delay_s = bridge.and_then(|b| b.delay).unwrap_or(0);
+        BridgePlan {
+            name: name.to_string(),
+            mac: net.mac.map(|m| m.0),
+            mtu: net.mtu,
+            stp: bridge.and_then(|b| b.stp).unwrap_or(DEFAULT_STP),
+            forward_delay_cs: u32::try_from(delay_s.saturating_mul(100)).unwrap_or(u32::MAX),
+            alias: alias_for(&net.name),
+        }
+    }
+}
+
+/// The alias marking a network's bridge. Names too long for the kernel's alias limit are cut at
+/// a character boundary: the alias is a recognisable ownership mark, while the store, not the
+/// alias, says which network a bridge belongs to.
+pub fn alias_for(network: &str) -> String {
+    let mut alias = format!("{ALIAS_PREFIX}{network}");
+    if alias.len() > MAX_ALIAS_BYTES {
+        let mut cut = MAX_ALIAS_BYTES;
+        while !alias.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        alias.truncate(cut);
+    }
+    alias
+}
+
+/// An address on the bridge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AddressPlan {
+    /// The host's address (`192.168.122.1`).
+    pub address: IpAddr,
+    /// Its prefix length.
+    pub prefix: u8,
+}
+
+/// A `<route>` static route through a guest on the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RoutePlan {
+    /// Destination network address (host bits cleared).
+    pub destination: IpAddr,
+    /// Destination prefix length.
+    pub prefix: u8,
+    /// Next hop, on one of the network's subnets.
+    pub gateway: IpAddr,
+    /// Route metric, if given.
+    pub metric: Option<u32>,
+}
+
+/// One sysctl to write, as a path under `/proc/sys`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Sysctl {
+    /// `net/ipv4/ip_forward`, `net/ipv6/conf/virbr0/disable_ipv6`, …
+    pub key: String,
+    /// The value to write.
+    pub value: String,
+    /// True for keys of the bridge itself, which exist only once it does and go away with it.
+    pub per_bridge: bool,
+}
+
+impl Sysctl {
+    fn global(key: &str, value: &str) -> Sysctl {
+        Sysctl {
+            key: key.to_string(),
+            value: value.to_string(),
+            per_bridge: false,
+        }
+    }
+
+    fn bridge(bridge: &str, leaf: &str, value: &str) -> Sysctl {
+        Sysctl {
+            key: format!("net/ipv6/conf/{bridge}/{leaf}"),
+            value: value.to_string(),
+            per_bridge: true,
+        }
+    }
+}
+
+/// The sysctls a network needs, following libvirt: IPv6 is disabled on a bridge without IPv6
+/// addresses (so guests get no link-local router); with IPv6 the bridge neither takes router
+/// advertisements nor autoconfigures. Forwarding is turned on per family when the mode
+/// forwards and the network has addresses of that family. Forwarding is never turned off
+/// again on destroy: other networks or the administrator may rely on it, as with libvirt.
+pub(crate) fn sysctls(net: &Network, bridge: &str) -> Vec<Sysctl> {
+    let has_v4 = net.ips.iter().any(|ip| ip.address.is_ipv4());
+    let has_v6 = net.ips.iter().any(|ip| ip.address.is_ipv6());
+    let forwards = matches!(
+        net.forward.mode,
+        ForwardMode::Nat | ForwardMode::Route | ForwardMode::Open
+    );
+    let mut out = Vec::new();
+    if has_v6 {
+        out.push(Sysctl::bridge(bridge, "disable_ipv6", "0"));
+        out.push(Sysctl::bridge(bridge, "accept_ra", "0"));
+        out.push(Sysctl::bridge(bridge, "autoconf", "0"));
+    } else {
+        out.push(Sysctl::bridge(bridge, "disable_ipv6", "1"));
+    }
+    if forwards && has_v4 {
+        out.push(Sysctl::global("net/ipv4/ip_forward", "1"));
+    }
+    if forwards && has_v6 {
+        out.push(Sysctl::global("net/ipv6/conf/all/forwarding", "1"));
+    }
+    out
+}
+
+/// Interface names end up inside nftables strings and sysctl paths, so virtnet accepts only
+/// names that are plain in both: printable ASCII without `"`, `\`, `*` (an nftables wildcard)
+/// or the characters Linux itself refuses.
+pub(crate) fn check_ifname(field: &str, name: &str) -> Result<(), PlanError> {
+    let bad = name.is_empty()
+        || name.len() > 15
+        || name == "."
+        || name == ".."
+        || name
+            .chars()
+            .any(|c| !c.is_ascii_graphic() || matches!(c, '"' | '\\' | '*' | '/' | ':'));
+    if bad {
+        return Err(PlanError::new(
+            field,
+            format!(
+                "'{name}' cannot be used: virtnet needs 1-15 printable ASCII characters without \
+                 '\"', '\\', '*', '/' or ':'"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) fn check_bridge_name(name: &str) -> Result<(), PlanError> {
+    check_ifname("bridge.name", name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_names_give_an_alias_within_the_kernel_limit() {
+        let name = "é".repeat(200);
+        let alias = alias_for(&name);
+        assert!(alias.len() <= MAX_ALIAS_BYTES);
+        assert!(alias.starts_with("virtnet:éé"));
+        assert_eq!(alias_for("default"), "virtnet:default");
+    }
+
+    #[test]
+    fn nft_hostile_interface_names_are_refused() {
+        for bad in ["a\"b", "a*", "a\\b", "", "abcdefghijklmnop", "a b", "é"] {
+            assert!(check_ifname("bridge.name", bad).is_err(), "{bad:?}");
+        }
+        for good in ["virbr0", "br-lan.10", "v_1"] {
+            assert!(check_ifname("bridge.name", good).is_ok(), "{good:?}");
+        }
+    }
+}

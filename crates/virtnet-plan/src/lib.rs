@@ -1,0 +1,203 @@
+//! # virtnet-plan
+//!
+//! The middle of virtnet's model → plan → apply pipeline. Given a network definition (already
+//! validated and completed by `virtnet_model::define::prepare`), [`plan`] computes every kernel
+//! object the network needs: its bridge, addresses, static routes, sysctls and firewall. The
+//! plan is plain data; `virtnet-host` applies it and the daemon compares it with what it
+//! observes. Nothing here does I/O, so every plan is golden-tested.
+
+pub mod conflict;
+pub mod firewall;
+pub mod kernel;
+
+use std::net::IpAddr;
+
+use virtnet_model::define::{prefix_mask_v4, prefix_mask_v6};
+use virtnet_model::{ForwardMode, Network};
+
+pub use conflict::{find_conflict, Conflict, HostAddress, HostRoute};
+pub use firewall::NetworkFirewall;
+pub use kernel::{AddressPlan, BridgePlan, RoutePlan, Sysctl};
+
+/// The link alias that marks a bridge as virtnet's, so that it is recognised after a crash.
+pub const ALIAS_PREFIX: &str = "virtnet:";
+
+/// The route protocol number virtnet writes on the `<route>` routes it adds, so that a restart
+/// can tell its routes from an administrator's (iproute2 shows it as `proto 86`).
+pub const ROUTE_PROTOCOL: u8 = 86;
+
+/// Why a network cannot be planned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct PlanError {
+    /// The offending part of the definition, as an XML path (`forward.mode`, `bridge.name`).
+    pub field: String,
+    /// Why it cannot be realised.
+    pub reason: String,
+}
+
+impl PlanError {
+    fn new(field: &str, reason: impl Into<String>) -> PlanError {
+        PlanError {
+            field: field.to_string(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Everything the kernel must hold for one active network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkPlan {
+    /// The network's name.
+    pub network: String,
+    /// The forward mode, which decides forwarding sysctls and the firewall.
+    pub mode: ForwardMode,
+    /// The bridge virtnet creates.
+    pub bridge: BridgePlan,
+    /// Addresses on the bridge, in definition order.
+    pub addresses: Vec<AddressPlan>,
+    /// `<route>` static routes, added after the addresses they go through.
+    pub routes: Vec<RoutePlan>,
+    /// Sysctls, in the order they must be written. Per-bridge keys exist only once the bridge
+    /// does.
+    pub sysctls: Vec<Sysctl>,
+    /// The network's firewall; `None` for `open`, which installs no rules at all.
+    pub firewall: Option<NetworkFirewall>,
+}
+
+/// Plans a network. The definition must be one virtnet can run on its own bridge (nat, route,
+/// open, isolated) and must have been completed at define time (bridge name and MAC filled in).
+pub fn plan(net: &Network) -> Result<NetworkPlan, PlanError> {
+    let mode = net.forward.mode;
+    if !mode.has_own_bridge() {
+        return Err(PlanError::new(
+            "forward.mode",
+            format!(
+                "mode '{mode}' uses an existing host device; virtnet does not start such \
+                 networks yet (only nat, route, open and isolated)"
+            ),
+        ));
+    }
+    let bridge_name = net
+        .bridge_name()
+        .ok_or_else(|| PlanError::new("bridge.name", "no bridge name was assigned at define"))?;
+    kernel::check_bridge_name(bridge_name)?;
+    if let Some(dev) = net.forward.dev() {
+        kernel::check_ifname("forward.dev", dev)?;
+    }
+    let bridge = BridgePlan::for_network(net, bridge_name);
+    let addresses: Vec<AddressPlan> = net
+        .ips
+        .iter()
+        .map(|ip| AddressPlan {
+            address: ip.address,
+            prefix: ip.prefix_len(),
+        })
+        .collect();
+    let routes = net
+        .routes
+        .iter()
+        .map(|r| RoutePlan {
+            destination: network_address(r.address, route_prefix(r)),
+            prefix: route_prefix(r),
+            gateway: r.gateway,
+            metric: r.metric,
+        })
+        .collect();
+    let sysctls = kernel::sysctls(net, bridge_name);
+    let firewall = match mode {
+        ForwardMode::Open => None,
+        _ => Some(NetworkFirewall::for_network(net, bridge_name)),
+    };
+    Ok(NetworkPlan {
+        network: net.name.clone(),
+        mode,
+        bridge,
+        addresses,
+        routes,
+        sysctls,
+        firewall,
+    })
+}
+
+fn route_prefix(r: &virtnet_model::network::Route) -> u8 {
+    if let Some(p) = r.prefix {
+        return p;
+    }
+    if let Some(m) = r.netmask {
+        return u32::from(m).count_ones() as u8;
+    }
+    match r.address {
+        IpAddr::V4(_) => 32,
+        IpAddr::V6(_) => 128,
+    }
+}
+
+/// The network address of `addr/prefix` (host bits cleared).
+pub fn network_address(addr: IpAddr, prefix: u8) -> IpAddr {
+    match addr {
+        IpAddr::V4(a) => IpAddr::V4((u32::from(a) & prefix_mask_v4(prefix)).into()),
+        IpAddr::V6(a) => IpAddr::V6((u128::from(a) & prefix_mask_v6(prefix)).into()),
+    }
+}
+
+/// A subnet in CIDR form, as nftables and `ip` print it (`192.168.122.0/24`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Subnet {
+    /// Network address.
+    pub address: IpAddr,
+    /// Prefix length.
+    pub prefix: u8,
+}
+
+impl Subnet {
+    /// The subnet `addr` belongs to.
+    pub fn of(addr: IpAddr, prefix: u8) -> Subnet {
+        Subnet {
+            address: network_address(addr, prefix),
+            prefix,
+        }
+    }
+
+    /// True when the two subnets share at least one address.
+    pub fn overlaps(&self, other: &Subnet) -> bool {
+        if self.address.is_ipv4() != other.address.is_ipv4() {
+            return false;
+        }
+        let shorter = self.prefix.min(other.prefix);
+        network_address(self.address, shorter) == network_address(other.address, shorter)
+    }
+}
+
+impl std::fmt::Display for Subnet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.address, self.prefix)
+    }
+}
+
+impl NetworkPlan {
+    /// The subnets of the network's addresses, in definition order.
+    pub fn subnets(&self) -> Vec<Subnet> {
+        self.addresses
+            .iter()
+            .map(|a| Subnet::of(a.address, a.prefix))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subnets_overlap_by_the_shorter_prefix() {
+        let a = Subnet::of("192.168.122.1".parse().unwrap(), 24);
+        let b = Subnet::of("192.168.0.0".parse().unwrap(), 16);
+        let c = Subnet::of("192.168.123.0".parse().unwrap(), 24);
+        assert!(a.overlaps(&b) && b.overlaps(&a));
+        assert!(!a.overlaps(&c));
+        assert_eq!(a.to_string(), "192.168.122.0/24");
+        let v6 = Subnet::of("fd00::1".parse().unwrap(), 64);
+        assert!(!v6.overlaps(&a));
+    }
+}

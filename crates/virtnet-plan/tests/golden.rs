@@ -1,0 +1,121 @@
+//! Golden tests: the plan of every example network in `shared/examples` and of libvirt's
+//! firewall test inputs, rendered as text and compared with `tests/golden/*.plan`.
+//!
+//! Set `VIRTNET_UPDATE_GOLDEN=1` to rewrite the files after a deliberate change, then review
+//! the diff like any other code change.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use virtnet_model::{Bridge, Network};
+use virtnet_plan::firewall::{start_script, stop_script};
+use virtnet_plan::{plan, NetworkPlan};
+use virtnet_testkit::{read_corpus_file, shared_dir};
+
+fn render(p: &NetworkPlan) -> String {
+    let mut s = String::new();
+    let b = &p.bridge;
+    let mac = b
+        .mac
+        .map(|m| m.iter().map(|o| format!("{o:02x}")).collect::<Vec<_>>().join(":"))
+        .unwrap_or_else(|| "(kernel)".into());
+    let _ = writeln!(s, "# network {} (mode {})", p.network, p.mode);
+    let _ = writeln!(
+        s,
+        "bridge {} mac {} mtu {} stp {} forward_delay_cs {} alias {:?}",
+        b.name,
+        mac,
+        b.mtu.map(|m| m.to_string()).unwrap_or_else(|| "(kernel)".into()),
+        if b.stp { "on" } else { "off" },
+        b.forward_delay_cs,
+        b.alias
+    );
+    for a in &p.addresses {
+        let _ = writeln!(s, "address {}/{}", a.address, a.prefix);
+    }
+    for r in &p.routes {
+        let _ = writeln!(
+            s,
+            "route {}/{} via {} metric {:?}",
+            r.destination, r.prefix, r.gateway, r.metric
+        );
+    }
+    for c in &p.sysctls {
+        let _ = writeln!(s, "sysctl {} = {}", c.key, c.value);
+    }
+    match &p.firewall {
+        None => s.push_str("\n# firewall: none (open)\n"),
+        Some(fw) => {
+            s.push_str("\n# nft: start\n");
+            s.push_str(&start_script(fw));
+            s.push_str("\n# nft: stop\n");
+            s.push_str(&stop_script(fw));
+        }
+    }
+    s
+}
+
+fn inputs() -> Vec<(String, PathBuf)> {
+    let mut out = Vec::new();
+    let dirs = [
+        ("example", shared_dir().join("examples")),
+        ("libvirt9", shared_dir().join("conformance/libvirt-9.0/firewall")),
+        ("libvirt-nft", shared_dir().join("conformance/libvirt-nftables")),
+    ];
+    for (tag, dir) in dirs {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "xml"))
+            .collect();
+        files.sort();
+        assert!(!files.is_empty(), "no XML in {}", dir.display());
+        for f in files {
+            let stem = f.file_stem().unwrap().to_string_lossy().to_string();
+            out.push((format!("{tag}-{stem}"), f));
+        }
+    }
+    out
+}
+
+fn golden_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
+}
+
+#[test]
+fn plans_match_golden_files() {
+    let update = std::env::var_os("VIRTNET_UPDATE_GOLDEN").is_some();
+    let mut checked = 0;
+    let mut failures = Vec::new();
+    for (name, path) in inputs() {
+        let xml = read_corpus_file(&path);
+        let Ok(mut net) = Network::from_xml(&xml) else {
+            continue; // not a network document (e.g. a guest <interface>)
+        };
+        if !net.forward.mode.has_own_bridge() {
+            continue; // host bridges and macvtap are issue 6's
+        }
+        if net.bridge_name().is_none() {
+            // What define would assign on an empty host.
+            net.bridge.get_or_insert_with(Bridge::default).name = Some("virbr0".into());
+        }
+        let p = plan(&net).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let text = render(&p);
+        let file = golden_dir().join(format!("{name}.plan"));
+        if update {
+            std::fs::write(&file, &text).unwrap();
+        } else {
+            match std::fs::read_to_string(&file) {
+                Ok(want) if want == text => {}
+                Ok(want) => failures.push(format!(
+                    "{name}: differs from {}\n--- want\n{want}\n--- got\n{text}",
+                    file.display()
+                )),
+                Err(e) => failures.push(format!("{name}: {}: {e}", file.display())),
+            }
+        }
+        checked += 1;
+    }
+    assert!(checked >= 15, "only {checked} networks planned");
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
