@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 
 use crate::{
-    paths, ApiError, AutostartRequest, ChangeResult, ErrorCode, NetworkDetail, NetworkSummary,
-    DEFAULT_RUN_DIR, SOCKET_NAME, XML_MEDIA_TYPE,
+    paths, ApiError, AutostartRequest, BridgeStatus, ChangeResult, DestroyRequest, DestroyResult,
+    ErrorCode, NetworkDetail, NetworkSummary, DEFAULT_RUN_DIR, SOCKET_NAME, XML_MEDIA_TYPE,
 };
 
 /// Default time allowed for one request, from connecting to the last byte of the answer.
@@ -228,6 +228,33 @@ impl Client {
     /// `DELETE /v1/networks/{id}`: removes the persistent definition.
     pub fn undefine(&self, id: &str) -> Result<ChangeResult, ClientError> {
         let resp = self.checked("DELETE", &paths::network(id), &[], None)?;
+        decode(&resp)
+    }
+
+    /// `POST /v1/networks/{id}/start`: starts an inactive persistent network.
+    pub fn start(&self, id: &str) -> Result<ChangeResult, ClientError> {
+        let resp = self.checked("POST", &paths::start(id), &[], None)?;
+        decode(&resp)
+    }
+
+    /// `POST /v1/destroy`: stops active networks, all in one go.
+    pub fn destroy(&self, ids: &[String]) -> Result<DestroyResult, ClientError> {
+        let body = serde_json::to_vec(&DestroyRequest {
+            networks: ids.to_vec(),
+        })
+        .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let resp = self.checked(
+            "POST",
+            paths::DESTROY,
+            &[("Content-Type", "application/json")],
+            Some(&body),
+        )?;
+        decode(&resp)
+    }
+
+    /// `GET /v1/bridges`: virtnet's bridges and their ports.
+    pub fn bridges(&self) -> Result<Vec<BridgeStatus>, ClientError> {
+        let resp = self.checked("GET", paths::BRIDGES, &[], None)?;
         decode(&resp)
     }
 

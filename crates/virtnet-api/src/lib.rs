@@ -77,6 +77,34 @@ pub struct AutostartRequest {
     pub autostart: bool,
 }
 
+/// Body of `POST /v1/destroy`: the networks to stop together.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DestroyRequest {
+    /// Names or UUIDs of active networks.
+    pub networks: Vec<String>,
+}
+
+/// Answer to `POST /v1/destroy`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DestroyResult {
+    /// The networks after the change, in request order (a transient network is gone: not
+    /// persistent, not active).
+    pub networks: Vec<NetworkSummary>,
+}
+
+/// One of virtnet's bridges, as `GET /v1/bridges` reports it (`virtnet iface-bridges`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BridgeStatus {
+    /// Bridge device name.
+    pub name: String,
+    /// Bridge id as brctl prints it: priority, `.`, MAC (`8000.525400a1b2c3`).
+    pub bridge_id: String,
+    /// Spanning tree protocol enabled.
+    pub stp: bool,
+    /// Enslaved interfaces, sorted by name.
+    pub interfaces: Vec<String>,
+}
+
 /// Stable error codes of the API (the `code` field of [`ApiError`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -175,6 +203,18 @@ pub mod paths {
     /// One network, by name or UUID (path-escaped).
     pub fn network(id: &str) -> String {
         format!("{NETWORKS}/{}", escape(id))
+    }
+
+    /// Stops several active networks at once (outside `/v1/networks/` so that it cannot shadow a
+    /// network named `destroy`).
+    pub const DESTROY: &str = "/v1/destroy";
+
+    /// virtnet's bridges with their ports.
+    pub const BRIDGES: &str = "/v1/bridges";
+
+    /// Starts one inactive persistent network.
+    pub fn start(id: &str) -> String {
+        format!("{}/start", network(id))
     }
 
     /// The autostart flag of one network.

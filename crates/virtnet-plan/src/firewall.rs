@@ -102,7 +102,8 @@ impl NetworkFirewall {
     }
 
     fn masquerades(&self) -> bool {
-        self.mode == ForwardMode::Nat && (!self.v4.is_empty() || (self.nat_v6 && !self.v6.is_empty()))
+        self.mode == ForwardMode::Nat
+            && (!self.v4.is_empty() || (self.nat_v6 && !self.v6.is_empty()))
     }
 
     /// The chains this network owns, with their rules.
@@ -204,7 +205,8 @@ impl NetworkFirewall {
         }
         if !self.v6.is_empty() {
             let dhcp = if inbound { 547 } else { 546 };
-            rules.push("meta nfproto ipv6 meta l4proto { tcp, udp } th dport 53 accept".to_string());
+            rules
+                .push("meta nfproto ipv6 meta l4proto { tcp, udp } th dport 53 accept".to_string());
             rules.push(format!("meta nfproto ipv6 udp dport {dhcp} accept"));
         }
         rules
@@ -226,7 +228,10 @@ impl NetworkFirewall {
                     } else {
                         format!("{}-{}", r.start, r.end)
                     };
-                    (format!("snat ip to {to}:{p1}-{p2}"), format!("snat ip to {to}"))
+                    (
+                        format!("snat ip to {to}:{p1}-{p2}"),
+                        format!("snat ip to {to}"),
+                    )
                 }
                 None => (
                     format!("masquerade to :{p1}-{p2}"),
@@ -256,17 +261,20 @@ impl NetworkFirewall {
     }
 }
 
-/// The table with its maps and base chains, as created from scratch.
-pub fn base_script() -> String {
+/// The maps of the table: name and type.
+const MAPS: [(&str, &str); 6] = [
+    ("guest_in", "type ifname : verdict ;"),
+    ("guest_out", "type ifname : verdict ;"),
+    ("host_in", "type ifname : verdict ;"),
+    ("host_out", "type ifname : verdict ;"),
+    ("nat4", "type ipv4_addr : verdict ; flags interval ;"),
+    ("nat6", "type ipv6_addr : verdict ; flags interval ;"),
+];
+
+/// The base chains, hooked into the kernel, and their one dispatch rule each.
+fn base_chains() -> String {
     format!(
         "\
-add table {TABLE}
-add map {TABLE} guest_in {{ type ifname : verdict ; }}
-add map {TABLE} guest_out {{ type ifname : verdict ; }}
-add map {TABLE} host_in {{ type ifname : verdict ; }}
-add map {TABLE} host_out {{ type ifname : verdict ; }}
-add map {TABLE} nat4 {{ type ipv4_addr : verdict ; flags interval ; }}
-add map {TABLE} nat6 {{ type ipv6_addr : verdict ; flags interval ; }}
 add chain {TABLE} forward {{ type filter hook forward priority filter ; policy accept ; }}
 add rule {TABLE} forward oifname vmap @guest_in
 add rule {TABLE} forward iifname vmap @guest_out
@@ -279,6 +287,40 @@ add rule {TABLE} postrouting ip saddr vmap @nat4
 add rule {TABLE} postrouting ip6 saddr vmap @nat6
 "
     )
+}
+
+/// The whole table for `networks`, created from scratch: the networks' chains first, then the
+/// maps with their elements inline (nft 1.0.6 refuses a separate `add element` into an
+/// interval map created in the same transaction), then the base chains that use the maps.
+fn table_script(networks: &[&NetworkFirewall]) -> String {
+    let mut s = format!("add table {TABLE}\n");
+    for fw in networks {
+        for (chain, rules) in fw.chains() {
+            let _ = writeln!(s, "add chain {TABLE} {chain}");
+            for rule in rules {
+                let _ = writeln!(s, "add rule {TABLE} {chain} {rule}");
+            }
+        }
+    }
+    for (map, kind) in MAPS {
+        let elements: Vec<String> = networks
+            .iter()
+            .flat_map(|fw| fw.elements())
+            .filter(|(m, _, _)| *m == map)
+            .map(|(_, key, chain)| format!("{key} : jump {chain}"))
+            .collect();
+        if elements.is_empty() {
+            let _ = writeln!(s, "add map {TABLE} {map} {{ {kind} }}");
+        } else {
+            let _ = writeln!(
+                s,
+                "add map {TABLE} {map} {{ {kind} elements = {{ {} }} ; }}",
+                elements.join(", ")
+            );
+        }
+    }
+    s.push_str(&base_chains());
+    s
 }
 
 /// Installs (or re-installs) one network's chains and map entries in an existing table. Safe
@@ -323,11 +365,8 @@ pub fn stop_script(fw: &NetworkFirewall) -> String {
 /// old table or the new one, never none. Used when the daemon starts (reconcile) and when the
 /// table was removed behind virtnet's back.
 pub fn rebuild_script(networks: &[&NetworkFirewall]) -> String {
-    let mut s = format!("add table {TABLE}\ndelete table {TABLE}\n");
-    s.push_str(&base_script());
-    for fw in networks {
-        s.push_str(&start_script(fw));
-    }
+    let mut s = remove_table_script();
+    s.push_str(&table_script(networks));
     s
 }
 

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use virtnet_model::{Bridge, Network};
-use virtnet_plan::firewall::{start_script, stop_script};
+use virtnet_plan::firewall::{rebuild_script, start_script, stop_script};
 use virtnet_plan::{plan, NetworkPlan};
 use virtnet_testkit::{read_corpus_file, shared_dir};
 
@@ -17,7 +17,12 @@ fn render(p: &NetworkPlan) -> String {
     let b = &p.bridge;
     let mac = b
         .mac
-        .map(|m| m.iter().map(|o| format!("{o:02x}")).collect::<Vec<_>>().join(":"))
+        .map(|m| {
+            m.iter()
+                .map(|o| format!("{o:02x}"))
+                .collect::<Vec<_>>()
+                .join(":")
+        })
         .unwrap_or_else(|| "(kernel)".into());
     let _ = writeln!(s, "# network {} (mode {})", p.network, p.mode);
     let _ = writeln!(
@@ -25,7 +30,9 @@ fn render(p: &NetworkPlan) -> String {
         "bridge {} mac {} mtu {} stp {} forward_delay_cs {} alias {:?}",
         b.name,
         mac,
-        b.mtu.map(|m| m.to_string()).unwrap_or_else(|| "(kernel)".into()),
+        b.mtu
+            .map(|m| m.to_string())
+            .unwrap_or_else(|| "(kernel)".into()),
         if b.stp { "on" } else { "off" },
         b.forward_delay_cs,
         b.alias
@@ -59,8 +66,14 @@ fn inputs() -> Vec<(String, PathBuf)> {
     let mut out = Vec::new();
     let dirs = [
         ("example", shared_dir().join("examples")),
-        ("libvirt9", shared_dir().join("conformance/libvirt-9.0/firewall")),
-        ("libvirt-nft", shared_dir().join("conformance/libvirt-nftables")),
+        (
+            "libvirt9",
+            shared_dir().join("conformance/libvirt-9.0/firewall"),
+        ),
+        (
+            "libvirt-nft",
+            shared_dir().join("conformance/libvirt-nftables"),
+        ),
     ];
     for (tag, dir) in dirs {
         let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -87,6 +100,7 @@ fn plans_match_golden_files() {
     let update = std::env::var_os("VIRTNET_UPDATE_GOLDEN").is_some();
     let mut checked = 0;
     let mut failures = Vec::new();
+    let mut examples = Vec::new();
     for (name, path) in inputs() {
         let xml = read_corpus_file(&path);
         let Ok(mut net) = Network::from_xml(&xml) else {
@@ -101,6 +115,9 @@ fn plans_match_golden_files() {
         }
         let p = plan(&net).unwrap_or_else(|e| panic!("{name}: {e}"));
         let text = render(&p);
+        if name.starts_with("example-") {
+            examples.push(p.clone());
+        }
         let file = golden_dir().join(format!("{name}.plan"));
         if update {
             std::fs::write(&file, &text).unwrap();
@@ -115,6 +132,26 @@ fn plans_match_golden_files() {
             }
         }
         checked += 1;
+    }
+    // The whole table as the daemon installs it at start-up with every example running.
+    let firewalls: Vec<_> = examples
+        .iter()
+        .filter_map(|p| p.firewall.as_ref())
+        .collect();
+    assert!(
+        firewalls.len() >= 4,
+        "examples with a firewall: {}",
+        firewalls.len()
+    );
+    let text = rebuild_script(&firewalls);
+    let file = golden_dir().join("rebuild-examples.nft");
+    if update {
+        std::fs::write(&file, &text).unwrap();
+    } else if std::fs::read_to_string(&file).ok().as_deref() != Some(text.as_str()) {
+        failures.push(format!(
+            "rebuild: differs from {}\n--- got\n{text}",
+            file.display()
+        ));
     }
     assert!(checked >= 15, "only {checked} networks planned");
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));

@@ -57,6 +57,12 @@ pub enum Command {
     NetDefine(FileArg),
     /// Create a network from an XML file.
     NetCreate(FileArg),
+    /// Start a (previously defined) inactive network.
+    NetStart(NetworkArg),
+    /// Destroy (stop) one or more networks.
+    NetDestroy(NetworksArg),
+    /// List virtnet's bridges and their interfaces (brctl show).
+    IfaceBridges(JsonArg),
     /// Undefine a persistent network.
     NetUndefine(NetworkArg),
     /// Autostart a network.
@@ -114,6 +120,22 @@ pub struct NetInfoArgs {
     #[arg(value_name = "NETWORK", value_parser = clap::builder::NonEmptyStringValueParser::new())]
     pub network: String,
     /// Print the information as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One or more networks given by name or UUID.
+#[derive(Debug, Args)]
+pub struct NetworksArg {
+    /// Network names or uuids.
+    #[arg(value_name = "NETWORK", required = true, value_parser = clap::builder::NonEmptyStringValueParser::new())]
+    pub networks: Vec<String>,
+}
+
+/// Only a `--json` switch.
+#[derive(Debug, Args)]
+pub struct JsonArg {
+    /// Print as JSON.
     #[arg(long)]
     pub json: bool,
 }

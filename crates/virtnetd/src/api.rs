@@ -17,12 +17,13 @@ use axum::http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, ETAG, IF_MATCH};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use tracing::Instrument;
 use virtnet_api::{
-    paths, ApiError, AutostartRequest, ChangeResult, ErrorCode, MAX_BODY_BYTES, XML_MEDIA_TYPE,
+    paths, ApiError, AutostartRequest, BridgeStatus, ChangeResult, DestroyRequest, DestroyResult,
+    ErrorCode, MAX_BODY_BYTES, XML_MEDIA_TYPE,
 };
 
 use crate::error::{Error, Result};
@@ -36,7 +37,10 @@ pub fn router(service: Arc<Service>) -> Router {
     Router::new()
         .route(paths::NETWORKS, get(list).post(define))
         .route("/v1/networks/:id", get(show).put(edit).delete(undefine))
+        .route(paths::DESTROY, post(destroy))
         .route("/v1/networks/:id/autostart", put(autostart))
+        .route("/v1/networks/:id/start", post(start))
+        .route(paths::BRIDGES, get(bridges))
         .method_not_allowed_fallback(bad_method)
         .fallback(no_route)
         .layer(middleware::from_fn(trace))
@@ -295,6 +299,45 @@ async fn autostart(
     })?;
     let result = blocking(move || service.set_autostart(&id, request.autostart)).await?;
     Ok(changed(StatusCode::OK, result))
+}
+
+async fn start(
+    State(service): State<AppState>,
+    id: std::result::Result<Path<String>, PathRejection>,
+) -> Answer {
+    let id = path_id(id)?;
+    let result = blocking(move || service.start(&id)).await?;
+    Ok(changed(StatusCode::OK, result))
+}
+
+async fn destroy(State(service): State<AppState>, headers: HeaderMap, body: Body) -> Answer {
+    let bytes = read_body(&headers, body).await?;
+    let request: DestroyRequest = serde_json::from_slice(&bytes).map_err(|e| {
+        bad_request(format!(
+            "bad destroy request: {e} (expected {{\"networks\": [\"name\", ...]}})"
+        ))
+    })?;
+    if request.networks.is_empty() {
+        return Err(bad_request(
+            "bad destroy request: networks: the list is empty",
+        ));
+    }
+    let networks = blocking(move || service.destroy(&request.networks)).await?;
+    Ok(Json(DestroyResult { networks }).into_response())
+}
+
+async fn bridges(State(service): State<AppState>) -> Answer {
+    let rows = blocking(move || service.bridges()).await?;
+    let rows: Vec<BridgeStatus> = rows
+        .into_iter()
+        .map(|r| BridgeStatus {
+            name: r.name,
+            bridge_id: r.bridge_id,
+            stp: r.stp,
+            interfaces: r.interfaces,
+        })
+        .collect();
+    Ok(Json(rows).into_response())
 }
 
 async fn no_route(uri: Uri) -> Failure {

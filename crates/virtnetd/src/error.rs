@@ -43,6 +43,18 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    /// The kernel refused or failed an operation (netlink, nftables, sysctl).
+    #[error("{context}: {source}")]
+    Host {
+        /// What virtnet was doing.
+        context: String,
+        /// The kernel's answer.
+        #[source]
+        source: virtnet_host::HostError,
+    },
+    /// A definition cannot be realised in the kernel.
+    #[error("{0}")]
+    Plan(#[from] virtnet_plan::PlanError),
     /// The daemon cannot start as configured (state directory locked, socket in use…).
     #[error("{0}")]
     Startup(String),
@@ -85,6 +97,7 @@ impl Error {
     pub fn to_api(&self) -> ApiError {
         match self {
             Error::Api(e) => e.clone(),
+            Error::Plan(e) => ApiError::new(ErrorCode::Invalid, e.to_string()),
             other => ApiError::new(ErrorCode::Internal, format!("internal error: {other}")),
         }
     }
@@ -93,6 +106,7 @@ impl Error {
     pub fn is_internal(&self) -> bool {
         match self {
             Error::Api(e) => e.code == ErrorCode::Internal,
+            Error::Plan(_) => false,
             _ => true,
         }
     }

@@ -12,6 +12,7 @@
 
 pub mod api;
 pub mod error;
+pub mod kernel;
 pub mod server;
 pub mod service;
 pub mod store;

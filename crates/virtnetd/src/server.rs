@@ -22,6 +22,7 @@ use tokio::task::JoinSet;
 use tower::ServiceExt;
 
 use crate::error::{Error, IoContext, Result};
+use crate::kernel::Kernel;
 use crate::service::{host_link_exists, Service};
 use crate::store::DB_FILE;
 
@@ -80,8 +81,13 @@ impl Daemon {
         let lock = lock_state_dir(&config.state_dir)?;
         let boot_id = read_boot_id(&config.boot_id_file);
         let db_path = config.state_dir.join(DB_FILE);
-        let (service, report) =
-            Service::open(&db_path, boot_id.as_deref(), Box::new(host_link_exists))?;
+        let kernel = Kernel::open()?;
+        let (service, report) = Service::open(
+            &db_path,
+            boot_id.as_deref(),
+            Box::new(host_link_exists),
+            kernel,
+        )?;
         if report.rebooted {
             tracing::info!(
                 deactivated = ?report.deactivated,
@@ -90,6 +96,13 @@ impl Daemon {
             );
         }
         tracing::info!(store = %db_path.display(), networks = service.list().len(), "store open");
+        let started = std::time::Instant::now();
+        let failed = service.reconcile()?;
+        tracing::info!(
+            elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+            failed = ?failed,
+            "kernel reconciled with the store"
+        );
         let socket_path = config.run_dir.join(virtnet_api::SOCKET_NAME);
         let (listener, socket) = bind_socket(&socket_path)?;
         tracing::info!(socket = %socket_path.display(), "listening");

@@ -7,9 +7,11 @@
 //! only take the index's read lock, so they run concurrently with each other and block a
 //! mutation only for the instant the index is updated.
 //!
-//! "Active" means "has a live definition". Bringing a network up in the kernel (bridge,
-//! addresses, firewall, DHCP/DNS) is the reconciler's job, which does not exist yet: for now
-//! starting a network only records its live definition.
+//! "Active" means "has a live definition", and an active network exists in the kernel. Every
+//! change that starts or stops networks is applied to the kernel first and committed to the
+//! store second, under the writer lock: if the kernel refuses, nothing is stored; if the daemon
+//! dies in between, the start-up reconcile makes the kernel match the store again (an
+//! unacknowledged start is removed, an unacknowledged destroy is undone).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -21,7 +23,9 @@ use virtnet_model::define::{identify, prepare, Identity};
 use virtnet_model::{ForwardMode, ModelError, Network};
 
 use crate::error::{Error, Result};
+use crate::kernel::{BridgeRow, Kernel};
 use crate::store::{Record, StartReport, Store};
+use virtnet_plan::{plan, NetworkPlan};
 
 /// Tells whether a network interface of that name exists on the host (bridge auto-naming must
 /// skip names already taken by links virtnet did not create).
@@ -45,6 +49,8 @@ pub struct Service {
     /// each successful commit, so it never shows an unacknowledged state.
     index: RwLock<BTreeMap<String, Record>>,
     link_exists: LinkExists,
+    /// The kernel of virtnetd's network namespace; taken after `writer` when both are needed.
+    kernel: Mutex<Kernel>,
 }
 
 impl std::fmt::Debug for Service {
@@ -131,6 +137,7 @@ impl Service {
         db_path: &Path,
         boot_id: Option<&str>,
         link_exists: LinkExists,
+        kernel: Kernel,
     ) -> Result<(Service, StartReport)> {
         let (store, records, report) = Store::open(db_path, boot_id)?;
         let service = Service {
@@ -138,8 +145,153 @@ impl Service {
             writer: Mutex::new(()),
             index: RwLock::new(records),
             link_exists,
+            kernel: Mutex::new(kernel),
         };
         Ok((service, report))
+    }
+
+    /// Start-up: makes the kernel match the store (see [`Kernel::reconcile`]), then starts the
+    /// autostart networks that are not running. A network that cannot be realised is marked
+    /// inactive and logged; the daemon still starts. Returns the names of such networks.
+    pub fn reconcile(&self) -> Result<Vec<String>> {
+        let _writer = lock(&self.writer);
+        let mut failed = Vec::new();
+        let mut plans = Vec::new();
+        for (name, record) in self.read().iter() {
+            if let Some(live) = &record.live {
+                match plan(live) {
+                    Ok(p) => plans.push(p),
+                    Err(e) => failed.push((name.clone(), Error::from(e))),
+                }
+            }
+        }
+        failed.extend(lock(&self.kernel).reconcile(&plans));
+        let mut names = Vec::new();
+        for (name, error) in failed {
+            tracing::error!(network = %name, %error, "cannot restore network; marking it inactive");
+            self.deactivate(&name)?;
+            names.push(name);
+        }
+        let autostart: Vec<String> = self
+            .read()
+            .iter()
+            .filter(|(_, r)| r.autostart && !r.is_active())
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in autostart {
+            if let Err(error) = self.start_locked(&name) {
+                tracing::error!(network = %name, %error, "autostart failed");
+                names.push(name);
+            } else {
+                tracing::info!(network = %name, "autostarted");
+            }
+        }
+        Ok(names)
+    }
+
+    /// Records that a network is no longer running: its live definition goes, and a transient
+    /// network goes entirely.
+    fn deactivate(&self, name: &str) -> Result<()> {
+        let Some(mut record) = self.read().get(name).cloned() else {
+            return Ok(());
+        };
+        if record.is_persistent() {
+            record.live = None;
+            record.generation += 1;
+            self.commit(name, Some(record))
+        } else {
+            self.commit(name, None)
+        }
+    }
+
+    /// `POST /v1/networks/{id}/start` (`net-start`): starts an inactive persistent network
+    /// with its persistent definition.
+    pub fn start(&self, id: &str) -> Result<ChangeResult> {
+        let _writer = lock(&self.writer);
+        let name = find(&self.read(), id)?.0.to_string();
+        self.start_locked(&name)
+    }
+
+    fn start_locked(&self, name: &str) -> Result<ChangeResult> {
+        let mut record = find(&self.read(), name)?.1.clone();
+        if record.is_active() {
+            return Err(conflict(format!(
+                "Requested operation is not valid: network '{name}' is already active"
+            )));
+        }
+        let Some(config) = record.config.clone() else {
+            return Err(Error::api(
+                ErrorCode::Internal,
+                format!("network '{name}' has no definition to start"),
+            ));
+        };
+        let p = plan(&config)?;
+        record.live = Some(config);
+        record.generation += 1;
+        self.apply_then_commit(name, record, &p)?;
+        let record = find(&self.read(), name)?.1.clone();
+        Ok(change(name, &record, false, Vec::new()))
+    }
+
+    /// Starts `p` in the kernel, then stores `record`; if the store fails, stops it again so
+    /// that the kernel never holds a network the store does not know as active.
+    fn apply_then_commit(&self, name: &str, record: Record, p: &NetworkPlan) -> Result<()> {
+        let mut kernel = lock(&self.kernel);
+        kernel.start(p)?;
+        if let Err(e) = self.commit(name, Some(record)) {
+            if let Err(undo) = kernel.stop(&[p]) {
+                tracing::error!(network = %name, error = %undo, "rollback after a failed commit");
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// `POST /v1/destroy` (`net-destroy`): stops the given active networks together,
+    /// so that the kernel's link-deletion wait is paid once. Nothing is stopped unless every
+    /// name is an active network. Transient networks disappear, as in libvirt.
+    pub fn destroy(&self, ids: &[String]) -> Result<Vec<NetworkSummary>> {
+        let _writer = lock(&self.writer);
+        let index = self.read();
+        let mut targets: Vec<(String, NetworkPlan)> = Vec::new();
+        for id in ids {
+            let (name, record) = find(&index, id)?;
+            let Some(live) = &record.live else {
+                return Err(conflict(format!(
+                    "Requested operation is not valid: network '{name}' is not active"
+                )));
+            };
+            if targets.iter().any(|(n, _)| n == name) {
+                continue;
+            }
+            targets.push((name.to_string(), plan(live)?));
+        }
+        drop(index);
+        let plans: Vec<&NetworkPlan> = targets.iter().map(|(_, p)| p).collect();
+        lock(&self.kernel).stop(&plans)?;
+        let mut out = Vec::new();
+        for (name, _) in &targets {
+            self.deactivate(name)?;
+            let index = self.read();
+            out.push(match index.get(name.as_str()) {
+                Some(r) => summary(name, r),
+                None => NetworkSummary {
+                    name: name.clone(),
+                    uuid: Uuid::nil(),
+                    active: false,
+                    persistent: false,
+                    autostart: false,
+                    bridge: None,
+                    forward_mode: ForwardMode::None,
+                },
+            });
+        }
+        Ok(out)
+    }
+
+    /// `GET /v1/bridges` (`iface-bridges`): virtnet's bridges as the kernel has them.
+    pub fn bridges(&self) -> Result<Vec<BridgeRow>> {
+        lock(&self.kernel).bridges()
     }
 
     fn read(&self) -> RwLockReadGuard<'_, BTreeMap<String, Record>> {
@@ -259,16 +411,17 @@ impl Service {
         let _writer = lock(&self.writer);
         let index = self.read();
         let name = net.name.clone();
-        let (record, created, warnings) = match identify(&net, &Self::known(&index))? {
+        let (record, created, warnings, p) = match identify(&net, &Self::known(&index))? {
             Identity::New => {
                 let warnings = self.prepare(&mut net, &index, None)?;
+                let p = plan(&net)?;
                 let record = Record {
                     config: None,
                     live: Some(net),
                     autostart: false,
                     generation: 1,
                 };
-                (record, true, warnings)
+                (record, true, warnings, p)
             }
             Identity::Redefines => {
                 let mut record = find(&index, &name)?.1.clone();
@@ -276,13 +429,14 @@ impl Service {
                     return Err(conflict(format!("network '{name}' is already active")));
                 }
                 let warnings = self.prepare(&mut net, &index, Some(&name))?;
+                let p = plan(&net)?;
                 record.live = Some(net);
                 record.generation += 1;
-                (record, false, warnings)
+                (record, false, warnings, p)
             }
         };
         drop(index);
-        self.commit(&name, Some(record.clone()))?;
+        self.apply_then_commit(&name, record.clone(), &p)?;
         Ok(change(&name, &record, created, warnings))
     }
 
@@ -401,11 +555,31 @@ mod tests {
         service: Service,
     }
 
+    /// Moves the calling test thread into a new, empty network namespace (a namespace is
+    /// per thread, and cargo runs each test on its own thread), so that starting networks
+    /// never touches the host. Panics rather than go on in the host's namespace.
+    fn private_netns() {
+        // SAFETY: unshare only changes the calling thread's namespace membership.
+        let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+        assert_eq!(
+            rc,
+            0,
+            "unshare(CLONE_NEWNET) failed ({}); these tests need root",
+            std::io::Error::last_os_error()
+        );
+    }
+
     fn fixture() -> Fixture {
+        private_netns();
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-        let (service, _) =
-            Service::open(&dir.path().join(DB_FILE), Some("boot"), Box::new(|_| false))
-                .unwrap_or_else(|e| panic!("open: {e}"));
+        let kernel = Kernel::open().unwrap_or_else(|e| panic!("kernel: {e}"));
+        let (service, _) = Service::open(
+            &dir.path().join(DB_FILE),
+            Some("boot"),
+            Box::new(|_| false),
+            kernel,
+        )
+        .unwrap_or_else(|e| panic!("open: {e}"));
         Fixture { _dir: dir, service }
     }
 
@@ -464,11 +638,13 @@ mod tests {
 
     #[test]
     fn bridge_auto_naming_skips_host_links_and_other_networks() -> Result<()> {
+        private_netns();
         let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", Path::new("."), e))?;
         let (service, _) = Service::open(
             &dir.path().join(DB_FILE),
             None,
             Box::new(|name| name == "virbr0"),
+            Kernel::open()?,
         )?;
         let a = service.define(&xml("a", None, None))?;
         assert_eq!(a.network.bridge.as_deref(), Some("virbr1"));

@@ -4,6 +4,7 @@ pub mod define;
 pub mod edit;
 pub mod generate;
 pub mod info;
+pub mod lifecycle;
 pub mod list;
 
 use crate::cli::Command;
@@ -22,6 +23,9 @@ pub fn run(ctx: &Ctx, command: &Command) -> Result<(), Failure> {
         Command::NetUndefine(a) => define::net_undefine(ctx, &a.network),
         Command::NetAutostart(a) => define::net_autostart(ctx, &a.network, a.disable),
         Command::NetEdit(a) => edit::net_edit(ctx, &a.network),
+        Command::NetStart(a) => lifecycle::net_start(ctx, &a.network),
+        Command::NetDestroy(a) => lifecycle::net_destroy(ctx, &a.networks),
+        Command::IfaceBridges(a) => lifecycle::iface_bridges(ctx, a.json),
         Command::Completions(_) | Command::Man(_) => Ok(()),
     }
 }

@@ -138,7 +138,11 @@ impl Daemon {
         std::fs::create_dir_all(&run).expect("run dir");
         let log = dir.path().join("virtnetd.log");
         let log_file = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(bin)
+        // A private, empty network namespace per daemon (`unshare --net` execs virtnetd, so
+        // the PID is the daemon's): started networks never reach the host's kernel.
+        let child = Command::new("unshare")
+            .args(["--net", "--"])
+            .arg(bin)
             .arg("--state-dir")
             .arg(&state)
             .arg("--run-dir")

@@ -58,7 +58,11 @@ pub fn spawn_raw(state: &Path, run: &Path, extra: &[&str], log_name: &str) -> (C
     fs::create_dir_all(&log_dir).expect("log dir");
     let stderr_path = log_dir.join(log_name);
     let stderr = fs::File::create(&stderr_path).expect("stderr file");
-    let child = Command::new(env!("CARGO_BIN_EXE_virtnetd"))
+    // Each daemon gets a private, empty network namespace (`unshare --net` then exec, so the
+    // PID is virtnetd's): it reconciles the kernel at start and must never touch the host's.
+    let child = Command::new("unshare")
+        .args(["--net", "--"])
+        .arg(env!("CARGO_BIN_EXE_virtnetd"))
         .arg("--state-dir")
         .arg(state)
         .arg("--run-dir")

@@ -1,0 +1,463 @@
+//! The apply side of model → plan → apply: realises [`NetworkPlan`]s in the kernel of the
+//! network namespace virtnetd runs in, and removes them again.
+//!
+//! Only what virtnet made is ever changed: bridges carrying the `virtnet:` alias, the addresses
+//! and protocol-86 routes on them, and the `inet virtnet` nftables table. The kernel layer
+//! remembers which firewalls it applied so that it can rebuild its table (one atomic
+//! transaction) if someone removed it, without listing the host's ruleset.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::IpAddr;
+
+use tracing::{info, warn};
+use virtnet_api::ErrorCode;
+use virtnet_host::{sysctl, BridgeSpec, HostError, Netlink, Nftables, RouteSpec};
+use virtnet_plan::firewall::{rebuild_script, remove_table_script, start_script, stop_script};
+use virtnet_plan::{
+    find_conflict, HostAddress, HostRoute, NetworkFirewall, NetworkPlan, ALIAS_PREFIX,
+    ROUTE_PROTOCOL,
+};
+
+use crate::error::{Error, Result};
+
+/// A bridge as `virtnet iface-bridges` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BridgeRow {
+    /// Bridge name.
+    pub name: String,
+    /// `8000.525400aabbcc`.
+    pub bridge_id: String,
+    /// STP enabled.
+    pub stp: bool,
+    /// Names of the enslaved interfaces, sorted.
+    pub interfaces: Vec<String>,
+}
+
+/// virtnet's handle on the kernel.
+pub struct Kernel {
+    netlink: Netlink,
+    nft: Nftables,
+    /// Firewalls currently installed, by network name.
+    applied: BTreeMap<String, NetworkFirewall>,
+}
+
+impl std::fmt::Debug for Kernel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kernel")
+            .field("applied", &self.applied.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+fn host(context: impl Into<String>) -> impl FnOnce(HostError) -> Error {
+    let context = context.into();
+    move |source| Error::Host { context, source }
+}
+
+fn in_use(message: String) -> Error {
+    Error::api(ErrorCode::Conflict, message)
+}
+
+fn spec(plan: &NetworkPlan) -> BridgeSpec {
+    let b = &plan.bridge;
+    BridgeSpec {
+        name: b.name.clone(),
+        mac: b.mac,
+        mtu: b.mtu,
+        alias: b.alias.clone(),
+        stp: b.stp,
+        forward_delay_cs: b.forward_delay_cs,
+    }
+}
+
+fn route_spec(r: &virtnet_plan::RoutePlan) -> RouteSpec {
+    RouteSpec {
+        dest: r.destination,
+        prefix: r.prefix,
+        gateway: Some(r.gateway),
+        oif: None,
+        metric: r.metric,
+        protocol: ROUTE_PROTOCOL,
+    }
+}
+
+fn is_link_local(a: IpAddr) -> bool {
+    match a {
+        IpAddr::V4(v4) => v4.is_link_local(),
+        IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
+    }
+}
+
+impl Kernel {
+    /// Opens netlink and libnftables in the current network namespace.
+    pub fn open() -> Result<Kernel> {
+        Ok(Kernel {
+            netlink: Netlink::open().map_err(host("open rtnetlink"))?,
+            nft: Nftables::new().map_err(host("open libnftables"))?,
+            applied: BTreeMap::new(),
+        })
+    }
+
+    /// Refuses a plan whose bridge name is taken by a link that is not virtnet's, or whose
+    /// subnets are in use on the host.
+    fn check_free(&mut self, plan: &NetworkPlan) -> Result<()> {
+        let name = &plan.bridge.name;
+        if let Some(link) = self.netlink.link(name).map_err(host("look up link"))? {
+            let ours = link
+                .alias
+                .as_deref()
+                .is_some_and(|a| a.starts_with(ALIAS_PREFIX));
+            if !ours {
+                return Err(in_use(format!(
+                    "bridge name '{name}' is already in use by an interface virtnet did not \
+                     create"
+                )));
+            }
+        }
+        let links: BTreeMap<u32, String> = self
+            .netlink
+            .links()
+            .map_err(host("list links"))?
+            .into_iter()
+            .map(|l| (l.index, l.name))
+            .collect();
+        let dev = |i: Option<u32>| i.and_then(|i| links.get(&i).cloned());
+        let routes: Vec<HostRoute> = self
+            .netlink
+            .routes()
+            .map_err(host("list routes"))?
+            .into_iter()
+            .map(|r| HostRoute {
+                destination: r.dest,
+                prefix: r.prefix,
+                dev: dev(r.oif),
+            })
+            .collect();
+        let addresses: Vec<HostAddress> = self
+            .netlink
+            .addresses()
+            .map_err(host("list addresses"))?
+            .into_iter()
+            .map(|a| HostAddress {
+                address: a.addr,
+                prefix: a.prefix_len,
+                dev: dev(Some(a.ifindex)).unwrap_or_default(),
+            })
+            .collect();
+        match find_conflict(plan, &routes, &addresses) {
+            Some(c) => Err(in_use(c.to_string())),
+            None => Ok(()),
+        }
+    }
+
+    /// Starts a network: checks, bridge, sysctls, addresses, routes, firewall, in that order.
+    /// On any failure everything made so far is removed again and the first error returned.
+    pub fn start(&mut self, plan: &NetworkPlan) -> Result<()> {
+        self.check_free(plan)?;
+        // A leftover bridge of ours with this name (from a crash) is replaced.
+        if let Some(old) = self
+            .netlink
+            .link(&plan.bridge.name)
+            .map_err(host("look up link"))?
+        {
+            self.netlink
+                .delete_links(&[old.index])
+                .map_err(host(format!("delete leftover bridge {}", old.name)))?;
+        }
+        let index = self
+            .netlink
+            .create_bridge(&spec(plan))
+            .map_err(host("create bridge"))?;
+        let result = self
+            .configure(plan, index)
+            .and_then(|()| self.install_firewall(plan));
+        if let Err(e) = result {
+            warn!(network = %plan.network, error = %e, "start failed; rolling back");
+            if let Some(fw) = &plan.firewall {
+                if let Err(undo) = self.nft.run(&stop_script(fw)) {
+                    warn!(network = %plan.network, error = %undo, "firewall rollback failed");
+                }
+                self.applied.remove(&plan.network);
+            }
+            if let Err(undo) = self.netlink.delete_links(&[index]) {
+                warn!(network = %plan.network, error = %undo, "bridge rollback failed");
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Sysctls, addresses and routes of a fresh bridge.
+    fn configure(&mut self, plan: &NetworkPlan, index: u32) -> Result<()> {
+        // Per-bridge sysctls first: with IPv6 disabled before the first address, the bridge
+        // never gets a link-local address.
+        for s in plan.sysctls.iter().filter(|s| s.per_bridge) {
+            sysctl::write(&s.key, &s.value).map_err(host("configure bridge"))?;
+        }
+        for a in &plan.addresses {
+            self.netlink
+                .add_address(index, a.address, a.prefix)
+                .map_err(host(format!("add address to {}", plan.bridge.name)))?;
+        }
+        for r in &plan.routes {
+            self.netlink
+                .add_route(&route_spec(r))
+                .map_err(host(format!("add route of network '{}'", plan.network)))?;
+        }
+        for s in plan.sysctls.iter().filter(|s| !s.per_bridge) {
+            sysctl::write(&s.key, &s.value).map_err(host("enable forwarding"))?;
+        }
+        Ok(())
+    }
+
+    /// Installs the network's firewall in one transaction. If virtnet's table is gone (an
+    /// `nft flush ruleset` or an nftables service restart), rebuilds it whole.
+    fn install_firewall(&mut self, plan: &NetworkPlan) -> Result<()> {
+        let Some(fw) = &plan.firewall else {
+            return Ok(());
+        };
+        self.applied.insert(plan.network.clone(), fw.clone());
+        if self.nft.run(&start_script(fw)).is_ok() {
+            return Ok(());
+        }
+        warn!(network = %plan.network, "virtnet's nftables table is missing or damaged; rebuilding it");
+        self.rebuild_firewall()
+    }
+
+    /// Replaces the whole `inet virtnet` table with the applied firewalls, atomically. With no
+    /// firewall to hold, the table is removed: a host without virtnet networks carries no
+    /// virtnet rules.
+    fn rebuild_firewall(&mut self) -> Result<()> {
+        let all: Vec<&NetworkFirewall> = self.applied.values().collect();
+        let script = if all.is_empty() {
+            remove_table_script()
+        } else {
+            rebuild_script(&all)
+        };
+        self.nft
+            .run(&script)
+            .map(|_| ())
+            .map_err(host("install the firewall"))
+    }
+
+    /// Stops networks: one firewall transaction, then one batched link deletion, so that the
+    /// kernel's wait for RCU is paid once however many networks go.
+    pub fn stop(&mut self, plans: &[&NetworkPlan]) -> Result<()> {
+        let mut script = String::new();
+        for plan in plans {
+            if let Some(fw) = &plan.firewall {
+                script.push_str(&stop_script(fw));
+            }
+        }
+        if !script.is_empty() && self.nft.run(&script).is_err() {
+            // The table is gone or damaged: rebuild it without these networks.
+            for plan in plans {
+                self.applied.remove(&plan.network);
+            }
+            self.rebuild_firewall()?;
+        }
+        for plan in plans {
+            self.applied.remove(&plan.network);
+        }
+        let mut doomed = Vec::new();
+        for plan in plans {
+            if let Some(link) = self
+                .netlink
+                .link(&plan.bridge.name)
+                .map_err(host("look up link"))?
+            {
+                if link
+                    .alias
+                    .as_deref()
+                    .is_some_and(|a| a.starts_with(ALIAS_PREFIX))
+                {
+                    doomed.push(link.index);
+                }
+            }
+        }
+        self.netlink
+            .delete_links(&doomed)
+            .map_err(host("delete bridges"))
+    }
+
+    /// Converges the host on `plans`, the networks that should be active, after a restart
+    /// (clean or not): missing parts are created, wrong ones corrected, and virtnet's leftovers
+    /// of networks no longer active are removed. Existing bridges are kept, with their ports,
+    /// so running guests stay connected. Returns the networks that could not be realised.
+    pub fn reconcile(&mut self, plans: &[NetworkPlan]) -> Vec<(String, Error)> {
+        let mut failed = Vec::new();
+        let mut realised = HashSet::new();
+        for plan in plans {
+            match self.converge(plan) {
+                Ok(()) => {
+                    realised.insert(plan.bridge.name.clone());
+                    if let Some(fw) = &plan.firewall {
+                        self.applied.insert(plan.network.clone(), fw.clone());
+                    }
+                }
+                Err(e) => failed.push((plan.network.clone(), e)),
+            }
+        }
+        if let Err(e) = self.rebuild_firewall() {
+            // Without a firewall no network may be called active.
+            for plan in plans {
+                if realised.contains(&plan.bridge.name) {
+                    failed.push((
+                        plan.network.clone(),
+                        Error::api(ErrorCode::Internal, format!("install the firewall: {e}")),
+                    ));
+                }
+            }
+            self.applied.clear();
+            realised.clear();
+        }
+        if let Err(e) = self.remove_leftovers(&realised) {
+            warn!(error = %e, "could not remove leftover bridges");
+        }
+        failed
+    }
+
+    /// Makes one network's bridge, addresses, routes and sysctls match its plan.
+    fn converge(&mut self, plan: &NetworkPlan) -> Result<()> {
+        let name = &plan.bridge.name;
+        let Some(link) = self.netlink.link(name).map_err(host("look up link"))? else {
+            self.check_free(plan)?;
+            let index = self
+                .netlink
+                .create_bridge(&spec(plan))
+                .map_err(host("create bridge"))?;
+            info!(network = %plan.network, bridge = %name, "bridge was missing; recreated");
+            return self.configure(plan, index).inspect_err(|_| {
+                let _ = self.netlink.delete_links(&[index]);
+            });
+        };
+        if !link
+            .alias
+            .as_deref()
+            .is_some_and(|a| a.starts_with(ALIAS_PREFIX))
+        {
+            return Err(in_use(format!(
+                "bridge name '{name}' is now used by an interface virtnet did not create"
+            )));
+        }
+        self.netlink
+            .update_bridge(link.index, &spec(plan))
+            .map_err(host("update bridge"))?;
+        for s in &plan.sysctls {
+            sysctl::write(&s.key, &s.value).map_err(host("write sysctl"))?;
+        }
+        self.converge_addresses(plan, link.index)?;
+        self.converge_routes(plan, link.index)
+    }
+
+    fn converge_addresses(&mut self, plan: &NetworkPlan, index: u32) -> Result<()> {
+        let present: Vec<(IpAddr, u8)> = self
+            .netlink
+            .addresses()
+            .map_err(host("list addresses"))?
+            .into_iter()
+            .filter(|a| a.ifindex == index && !is_link_local(a.addr))
+            .map(|a| (a.addr, a.prefix_len))
+            .collect();
+        let wanted: Vec<(IpAddr, u8)> = plan
+            .addresses
+            .iter()
+            .map(|a| (a.address, a.prefix))
+            .collect();
+        for &(addr, prefix) in present.iter().filter(|p| !wanted.contains(p)) {
+            self.netlink
+                .del_address(index, addr, prefix)
+                .map_err(host("remove stray address"))?;
+        }
+        for &(addr, prefix) in wanted.iter().filter(|w| !present.contains(w)) {
+            self.netlink
+                .add_address(index, addr, prefix)
+                .map_err(host("add address"))?;
+        }
+        Ok(())
+    }
+
+    fn converge_routes(&mut self, plan: &NetworkPlan, index: u32) -> Result<()> {
+        let ours: Vec<RouteSpec> = self
+            .netlink
+            .routes()
+            .map_err(host("list routes"))?
+            .into_iter()
+            .filter(|r| r.protocol == ROUTE_PROTOCOL && r.oif == Some(index))
+            .map(|r| RouteSpec {
+                dest: r.dest,
+                prefix: r.prefix,
+                gateway: r.gateway,
+                oif: None,
+                metric: r.metric,
+                protocol: ROUTE_PROTOCOL,
+            })
+            .collect();
+        let wanted: Vec<RouteSpec> = plan.routes.iter().map(route_spec).collect();
+        let same = |a: &RouteSpec, b: &RouteSpec| {
+            a.dest == b.dest && a.prefix == b.prefix && a.gateway == b.gateway
+        };
+        for r in ours.iter().filter(|r| !wanted.iter().any(|w| same(r, w))) {
+            self.netlink
+                .del_route(r)
+                .map_err(host("remove stray route"))?;
+        }
+        for w in wanted.iter().filter(|w| !ours.iter().any(|r| same(r, w))) {
+            self.netlink.add_route(w).map_err(host("add route"))?;
+        }
+        Ok(())
+    }
+
+    /// Deletes every bridge carrying virtnet's alias that is not in `keep`, in one batch.
+    fn remove_leftovers(&mut self, keep: &HashSet<String>) -> Result<()> {
+        let doomed: Vec<u32> = self
+            .netlink
+            .links()
+            .map_err(host("list links"))?
+            .into_iter()
+            .filter(|l| {
+                l.alias
+                    .as_deref()
+                    .is_some_and(|a| a.starts_with(ALIAS_PREFIX))
+                    && !keep.contains(&l.name)
+            })
+            .map(|l| {
+                info!(bridge = %l.name, "removing leftover bridge");
+                l.index
+            })
+            .collect();
+        self.netlink
+            .delete_links(&doomed)
+            .map_err(host("delete leftover bridges"))
+    }
+
+    /// virtnet's bridges with their ports, sorted by name (`iface-bridges`).
+    pub fn bridges(&mut self) -> Result<Vec<BridgeRow>> {
+        let links = self.netlink.links().map_err(host("list links"))?;
+        let mut rows: Vec<BridgeRow> = links
+            .iter()
+            .filter(|l| {
+                l.alias
+                    .as_deref()
+                    .is_some_and(|a| a.starts_with(ALIAS_PREFIX))
+            })
+            .filter_map(|l| {
+                let info = l.bridge.as_ref()?;
+                let mut interfaces: Vec<String> = links
+                    .iter()
+                    .filter(|p| p.master == Some(l.index))
+                    .map(|p| p.name.clone())
+                    .collect();
+                interfaces.sort();
+                Some(BridgeRow {
+                    name: l.name.clone(),
+                    bridge_id: info.bridge_id.clone(),
+                    stp: info.stp,
+                    interfaces,
+                })
+            })
+            .collect();
+        rows.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(rows)
+    }
+}
