@@ -7,6 +7,14 @@ need_apt=()
 command -v cc >/dev/null || need_apt+=(build-essential)
 command -v pkg-config >/dev/null || need_apt+=(pkg-config)
 command -v ip >/dev/null || need_apt+=(iproute2)
+command -v unshare >/dev/null || need_apt+=(util-linux)
+# virtnetd talks to nftables in process through libnftables (linked at build time).
+[ -e /usr/include/nftables/libnftables.h ] || need_apt+=(libnftables-dev)
+command -v nft >/dev/null || need_apt+=(nftables)
+# Test guests use real DHCP clients and busybox tools; the upstream HTTP server is python3.
+command -v busybox >/dev/null || need_apt+=(busybox)
+command -v dhclient >/dev/null || need_apt+=(isc-dhcp-client)
+command -v python3 >/dev/null || need_apt+=(python3)
 if ! command -v cargo >/dev/null && [ ! -x "$HOME/.cargo/bin/cargo" ]; then
   # Debian's own toolchain; virtnet needs Rust >= 1.80, which Debian 12 only has via rustup.
   need_apt+=(cargo rustc)
