@@ -1,0 +1,28 @@
+//! virtnet's "apply and observe" layer: a small, synchronous API over the
+//! host's networking.
+//!
+//! - [`Netlink`]: rtnetlink links (bridges: create, update, batched delete),
+//!   addresses and main-table routes, read back as plain structs.
+//! - [`sysctl`]: `/proc/sys` read and write-if-different.
+//! - [`Nftables`]: in-process libnftables; one script = one atomic
+//!   transaction.
+//!
+//! Everything here acts in the network namespace of the thread that opened
+//! the socket or context (for [`sysctl`]: of the calling thread), which is
+//! how the tests run against fresh namespaces without touching the host.
+//! Every failure is a [`HostError`] naming the operation and its target and
+//! keeping the kernel's errno ([`HostError::errno`]).
+//!
+//! Building needs the system libnftables (Debian `libnftables-dev`; at run
+//! time `libnftables1`).
+
+#![warn(missing_docs)]
+
+mod error;
+mod netlink;
+mod nft;
+pub mod sysctl;
+
+pub use error::{HostError, Result};
+pub use netlink::{Address, BridgeInfo, BridgeSpec, Link, Netlink, Route, RouteSpec};
+pub use nft::Nftables;
