@@ -1,10 +1,25 @@
 //! # virtnet-testkit
 //!
 //! Support shared by virtnet's test suites. Today: finding `../shared` (libvirt's conformance
-//! corpus, the seeds' example XML) and comparing XML the way the corpus README asks. Issue 3
-//! adds the network-namespace harness here.
+//! corpus, the seeds' example XML) and comparing XML the way the corpus README asks; and the
+//! network-namespace harness for integration tests (needs root and iproute2):
+//!
+//! - [`Netns`]: a namespace owned by the test, removed with everything started in it;
+//! - [`Lab`] and [`Guest`]: a host, an upstream serving HTTP on 203.0.113.1, and guests
+//!   joined to host bridges;
+//! - [`Daemon`]: a real virtnetd in a namespace, with the `virtnet` CLI pointed at it.
+
+#![warn(missing_docs)]
 
 use std::path::{Path, PathBuf};
+
+mod daemon;
+mod netns;
+mod topology;
+
+pub use daemon::{virtnet_bin, virtnetd_bin, Daemon};
+pub use netns::{Netns, NsChild};
+pub use topology::{Guest, Lab, HOST_UPLINK_ADDR, UPLINK_PREFIX, UPSTREAM_ADDR, UPSTREAM_URL};
 
 /// The shared directory: `$VIRTNET_SHARED_DIR`, else `../shared` beside the repository.
 pub fn shared_dir() -> PathBuf {
