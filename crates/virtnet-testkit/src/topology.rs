@@ -14,6 +14,7 @@
 use std::net::Ipv4Addr;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
 
 use crate::netns::{owned_temp_dir, python3, write_file, Netns, NsChild, TMP_PREFIX_LAB};
 
@@ -245,11 +246,30 @@ impl Guest {
             .to_string()
     }
 
-    /// Enslaves the guest's host end to `bridge` in the host namespace; panics (with `ip`'s
-    /// message) when the bridge does not exist.
+    /// Enslaves the guest's host end to `bridge` in the host namespace and waits until the
+    /// port forwards; panics (with `ip`'s message) when the bridge does not exist.
+    ///
+    /// With STP on (libvirt's default), a new port listens and learns for twice the forward
+    /// delay before it forwards, and the kernel keeps that delay at 2 s or more while STP
+    /// runs: a guest that sends at once would see its first packets dropped.
     pub fn attach(&self, bridge: &str) {
         self.host
             .ip_ok(["link", "set", &self.host_if, "master", bridge, "up"]);
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let shown = self
+                .host
+                .ip_ok(["-d", "link", "show", "dev", &self.host_if]);
+            if shown.contains("state forwarding") || shown.contains("state FORWARDING") {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "port {} of {bridge} never reached the forwarding state:\n{shown}",
+                self.host_if
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// GET `url` from the guest (see [`Netns::http_get`]).

@@ -1,0 +1,243 @@
+//! Behaviour of running networks, with real packets: a host namespace runs virtnetd, guests are
+//! namespaces joined to its bridges by veth, and an upstream namespace (203.0.113.1, HTTP)
+//! stands for the internet (see `virtnet_testkit::Lab`).
+
+use virtnet_testkit::{Daemon, Lab, HOST_UPLINK_ADDR, UPSTREAM_ADDR, UPSTREAM_URL};
+
+/// Defines and starts a network from XML.
+fn start(daemon: &Daemon, xml: &str) {
+    let name = xml
+        .split("<name>")
+        .nth(1)
+        .and_then(|s| s.split("</name>").next())
+        .expect("the XML names its network");
+    let file = daemon.dir().join(format!("{name}.xml"));
+    std::fs::write(&file, xml).expect("write XML");
+    daemon.cli_ok(&["net-define", &file.to_string_lossy()]);
+    daemon.cli_ok(&["net-start", name]);
+}
+
+fn network(name: &str, mode: Option<&str>, bridge: &str, prefix3: &str) -> String {
+    let forward = match mode {
+        Some(m) => format!("<forward mode='{m}'/>"),
+        None => String::new(),
+    };
+    format!(
+        "<network><name>{name}</name>{forward}<bridge name='{bridge}'/>\
+         <ip address='{prefix3}.1' prefix='24'/></network>"
+    )
+}
+
+fn lab_with_daemon(test: &str) -> (Lab, Daemon) {
+    let lab = Lab::new(test);
+    let daemon = Daemon::start_in(lab.host());
+    (lab, daemon)
+}
+
+/// The host's link names (their states change with carrier, which is not what is compared).
+fn link_names(lab: &Lab) -> Vec<String> {
+    let mut names: Vec<String> = lab
+        .host()
+        .ip_ok(["-br", "link"])
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect();
+    names.sort();
+    names
+}
+
+fn table(lab: &Lab) -> String {
+    let out = lab.host().exec(["nft", "list", "table", "inet", "virtnet"]);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn nat_guest_reaches_upstream_as_the_host_and_is_unreachable_from_it() {
+    let (lab, daemon) = lab_with_daemon("nat");
+    start(
+        &daemon,
+        &network("default", Some("nat"), "virbr0", "192.168.122"),
+    );
+    let guest = lab.guest("virbr0", "192.168.122.10/24", Some("192.168.122.1"));
+    let answer = guest
+        .http_get(UPSTREAM_URL)
+        .expect("nat guest reaches upstream");
+    assert_eq!(answer, format!("you are {HOST_UPLINK_ADDR}\n"));
+
+    // Even with a route back, an unsolicited connection from upstream to the guest fails: only
+    // established/related flows come in.
+    let _listener = guest.listen(8080);
+    lab.upstream_route_to("192.168.122.0/24");
+    assert!(!lab.upstream_connect("192.168.122.10", 8080));
+    // ...while the guest itself still reaches upstream.
+    assert!(guest.tcp_connect(UPSTREAM_ADDR, 80));
+}
+
+#[test]
+fn routed_guest_reaches_upstream_with_its_own_address_both_ways() {
+    let (lab, daemon) = lab_with_daemon("route");
+    start(
+        &daemon,
+        &network("routed", Some("route"), "virbr3", "10.10.20"),
+    );
+    lab.upstream_route_to("10.10.20.0/24");
+    let guest = lab.guest("virbr3", "10.10.20.10/24", Some("10.10.20.1"));
+    let answer = guest
+        .http_get(UPSTREAM_URL)
+        .expect("routed guest reaches upstream");
+    assert_eq!(answer, "you are 10.10.20.10\n");
+    let _listener = guest.listen(8080);
+    assert!(lab.upstream_connect("10.10.20.10", 8080));
+}
+
+#[test]
+fn isolated_guests_reach_the_host_and_each_other_but_not_upstream() {
+    let (lab, daemon) = lab_with_daemon("isolated");
+    start(&daemon, &network("isolated", None, "virbr2", "192.168.124"));
+    lab.upstream_route_to("192.168.124.0/24");
+    let a = lab.guest("virbr2", "192.168.124.10/24", Some("192.168.124.1"));
+    let b = lab.guest("virbr2", "192.168.124.11/24", Some("192.168.124.1"));
+    assert!(a.ping("192.168.124.1"), "guest cannot reach the host");
+    assert!(a.ping("192.168.124.11"), "guests cannot reach each other");
+    assert!(b.ping("192.168.124.10"));
+    assert!(
+        a.http_get(UPSTREAM_URL).is_err(),
+        "isolated guest reached upstream"
+    );
+    let _listener = a.listen(8080);
+    assert!(!lab.upstream_connect("192.168.124.10", 8080));
+}
+
+#[test]
+fn open_network_installs_no_rules_and_forwards() {
+    let (lab, daemon) = lab_with_daemon("open");
+    start(
+        &daemon,
+        &network("open", Some("open"), "virbr4", "10.10.30"),
+    );
+    let rules = table(&lab);
+    assert!(
+        !rules.contains("virbr4"),
+        "open network has virtnet rules:\n{rules}"
+    );
+    lab.upstream_route_to("10.10.30.0/24");
+    let guest = lab.guest("virbr4", "10.10.30.10/24", Some("10.10.30.1"));
+    assert_eq!(
+        guest
+            .http_get(UPSTREAM_URL)
+            .expect("open guest reaches upstream"),
+        "you are 10.10.30.10\n"
+    );
+}
+
+#[test]
+fn networks_cannot_reach_each_other_unless_routed() {
+    let (lab, daemon) = lab_with_daemon("between");
+    start(&daemon, &network("one", Some("nat"), "virbr1", "10.1.1"));
+    start(&daemon, &network("two", Some("nat"), "virbr2", "10.1.2"));
+    start(
+        &daemon,
+        &network("three", Some("route"), "virbr3", "10.1.3"),
+    );
+    let one = lab.guest("virbr1", "10.1.1.10/24", Some("10.1.1.1"));
+    let two = lab.guest("virbr2", "10.1.2.10/24", Some("10.1.2.1"));
+    let three = lab.guest("virbr3", "10.1.3.10/24", Some("10.1.3.1"));
+    let _l2 = two.listen(8080);
+    let _l3 = three.listen(8080);
+    let _l1 = one.listen(8080);
+    assert!(
+        !one.tcp_connect("10.1.2.10", 8080),
+        "nat network reached another nat network"
+    );
+    assert!(!two.tcp_connect("10.1.1.10", 8080));
+    assert!(
+        one.tcp_connect("10.1.3.10", 8080),
+        "a routed network must be reachable"
+    );
+    assert!(
+        !three.tcp_connect("10.1.1.10", 8080),
+        "a routed guest opened a connection into nat"
+    );
+}
+
+#[test]
+fn a_subnet_in_use_or_a_foreign_bridge_name_is_refused_and_changes_nothing() {
+    let (lab, daemon) = lab_with_daemon("conflict");
+    // 203.0.113.0/24 is the host's uplink.
+    let file = daemon.dir().join("clash.xml");
+    std::fs::write(&file, network("clash", Some("nat"), "virbr0", "203.0.113")).unwrap();
+    daemon.cli_ok(&["net-define", &file.to_string_lossy()]);
+    let before_links = link_names(&lab);
+    let out = daemon.cli(&["net-start", "clash"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("Network is already in use by interface uplink0"),
+        "{stderr}"
+    );
+    assert_eq!(link_names(&lab), before_links);
+    assert!(daemon.cli_ok(&["net-list", "--inactive"]).contains("clash"));
+
+    // A bridge name taken by a link virtnet did not make.
+    lab.host()
+        .ip_ok(["link", "add", "virbr9", "type", "bridge"]);
+    let file = daemon.dir().join("taken.xml");
+    std::fs::write(&file, network("taken", Some("nat"), "virbr9", "10.9.9")).unwrap();
+    daemon.cli_ok(&["net-define", &file.to_string_lossy()]);
+    let out = daemon.cli(&["net-start", "taken"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("'virbr9' is already in use"), "{stderr}");
+    let addrs = lab.host().ip_ok(["-br", "addr", "show", "virbr9"]);
+    assert!(!addrs.contains("10.9.9.1"), "{addrs}");
+    assert!(!table(&lab).contains("virbr9"));
+}
+
+#[test]
+fn destroy_removes_exactly_what_start_made() {
+    let (lab, daemon) = lab_with_daemon("destroy");
+    let links = link_names(&lab);
+    let routes = lab.host().ip_ok(["route"]);
+    let xml = "<network><name>lab</name><forward mode='nat'/><bridge name='virbr10'/>\
+               <ip address='192.168.100.1' prefix='24'/>\
+               <ip family='ipv6' address='fd00:100::1' prefix='64'/>\
+               <route address='192.168.222.0' prefix='24' gateway='192.168.100.2'/></network>";
+    start(&daemon, xml);
+    assert!(lab
+        .host()
+        .ip_ok(["route"])
+        .contains("192.168.222.0/24 via 192.168.100.2 dev virbr10 proto 86"));
+    daemon.cli_ok(&["net-destroy", "lab"]);
+    assert_eq!(link_names(&lab), links);
+    assert_eq!(lab.host().ip_ok(["route"]), routes);
+    let rules = table(&lab);
+    assert!(!rules.contains("virbr10"), "{rules}");
+    assert!(daemon.cli_ok(&["net-list", "--inactive"]).contains("lab"));
+}
+
+#[test]
+fn net_info_and_iface_bridges_show_the_kernel_state() {
+    let (lab, daemon) = lab_with_daemon("info");
+    start(
+        &daemon,
+        "<network><name>default</name><forward mode='nat'/>\
+         <bridge name='virbr0' stp='on' delay='0'/><mac address='52:54:00:0a:0b:0c'/>\
+         <ip address='192.168.122.1' prefix='24'/></network>",
+    );
+    let a = lab.guest("virbr0", "192.168.122.10/24", None);
+    let b = lab.guest("virbr0", "192.168.122.11/24", None);
+    let info = daemon.cli_ok(&["net-info", "default"]);
+    assert!(info.contains("Active:         yes"), "{info}");
+    assert!(info.contains("Bridge:         virbr0"), "{info}");
+    let mut ports = [a.host_if().to_string(), b.host_if().to_string()];
+    ports.sort();
+    let shown = daemon.cli_ok(&["iface-bridges"]);
+    assert_eq!(
+        shown,
+        format!(
+            "bridge name\tbridge id\t\tSTP enabled\tinterfaces\n\
+             virbr0\t\t8000.5254000a0b0c\tyes\t\t{}\n\t\t\t\t\t\t\t{}\n\n",
+            ports[0], ports[1]
+        )
+    );
+}
