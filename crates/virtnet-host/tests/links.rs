@@ -27,6 +27,7 @@ fn create_bridge_reads_back_everything() {
     let s = BridgeSpec {
         mac: Some(MAC),
         mtu: Some(1400),
+        group: 0x7674,
         ..spec("virbr0")
     };
     let idx = nl.create_bridge(&s).unwrap();
@@ -38,7 +39,7 @@ fn create_bridge_reads_back_everything() {
     assert_eq!(l.alias.as_deref(), Some("virtnet:virbr0"));
     assert!(l.up, "IFF_UP set in the same RTM_NEWLINK");
     assert!(!l.lower_up, "a bridge without ports has no carrier");
-    assert_eq!(l.group, 0);
+    assert_eq!(l.group, 0x7674, "group set in the creating message");
     assert_eq!(l.master, None);
     let b = l.bridge.expect("bridge info");
     assert!(b.stp);

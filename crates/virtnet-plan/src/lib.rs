@@ -22,6 +22,11 @@ pub use kernel::{AddressPlan, BridgePlan, RoutePlan, Sysctl};
 /// The link alias that marks a bridge as virtnet's, so that it is recognised after a crash.
 pub const ALIAS_PREFIX: &str = "virtnet:";
 
+/// The link group virtnet creates its bridges in ("vt"). The kernel applies it in the very
+/// message that creates the link, while the alias needs a second one: a bridge in this group
+/// is recognised as virtnet's even after a crash between the two.
+pub const LINK_GROUP: u32 = 0x7674;
+
 /// The route protocol number virtnet writes on the `<route>` routes it adds, so that a restart
 /// can tell its routes from an administrator's (iproute2 shows it as `proto 86`).
 pub const ROUTE_PROTOCOL: u8 = 86;

@@ -11,10 +11,10 @@ use std::net::IpAddr;
 
 use tracing::{info, warn};
 use virtnet_api::ErrorCode;
-use virtnet_host::{sysctl, BridgeSpec, HostError, Netlink, Nftables, RouteSpec};
+use virtnet_host::{sysctl, BridgeSpec, HostError, Link, Netlink, Nftables, RouteSpec};
 use virtnet_plan::firewall::{rebuild_script, remove_table_script, start_script, stop_script};
 use virtnet_plan::{
-    find_conflict, HostAddress, HostRoute, NetworkFirewall, NetworkPlan, ALIAS_PREFIX,
+    find_conflict, HostAddress, HostRoute, NetworkFirewall, NetworkPlan, ALIAS_PREFIX, LINK_GROUP,
     ROUTE_PROTOCOL,
 };
 
@@ -67,7 +67,18 @@ fn spec(plan: &NetworkPlan) -> BridgeSpec {
         alias: b.alias.clone(),
         stp: b.stp,
         forward_delay_cs: b.forward_delay_cs,
+        group: LINK_GROUP,
     }
+}
+
+/// A link virtnet created: marked by its alias, or by its group if virtnet died before the
+/// alias was set.
+fn is_ours(link: &Link) -> bool {
+    link.group == LINK_GROUP
+        || link
+            .alias
+            .as_deref()
+            .is_some_and(|a| a.starts_with(ALIAS_PREFIX))
 }
 
 fn route_spec(r: &virtnet_plan::RoutePlan) -> RouteSpec {
@@ -103,11 +114,7 @@ impl Kernel {
     fn check_free(&mut self, plan: &NetworkPlan) -> Result<()> {
         let name = &plan.bridge.name;
         if let Some(link) = self.netlink.link(name).map_err(host("look up link"))? {
-            let ours = link
-                .alias
-                .as_deref()
-                .is_some_and(|a| a.starts_with(ALIAS_PREFIX));
-            if !ours {
+            if !is_ours(&link) {
                 return Err(in_use(format!(
                     "bridge name '{name}' is already in use by an interface virtnet did not \
                      create"
@@ -266,11 +273,7 @@ impl Kernel {
                 .link(&plan.bridge.name)
                 .map_err(host("look up link"))?
             {
-                if link
-                    .alias
-                    .as_deref()
-                    .is_some_and(|a| a.starts_with(ALIAS_PREFIX))
-                {
+                if is_ours(&link) {
                     doomed.push(link.index);
                 }
             }
@@ -331,11 +334,7 @@ impl Kernel {
                 let _ = self.netlink.delete_links(&[index]);
             });
         };
-        if !link
-            .alias
-            .as_deref()
-            .is_some_and(|a| a.starts_with(ALIAS_PREFIX))
-        {
+        if !is_ours(&link) {
             return Err(in_use(format!(
                 "bridge name '{name}' is now used by an interface virtnet did not create"
             )));
@@ -415,12 +414,7 @@ impl Kernel {
             .links()
             .map_err(host("list links"))?
             .into_iter()
-            .filter(|l| {
-                l.alias
-                    .as_deref()
-                    .is_some_and(|a| a.starts_with(ALIAS_PREFIX))
-                    && !keep.contains(&l.name)
-            })
+            .filter(|l| is_ours(l) && !keep.contains(&l.name))
             .map(|l| {
                 info!(bridge = %l.name, "removing leftover bridge");
                 l.index
@@ -436,11 +430,7 @@ impl Kernel {
         let links = self.netlink.links().map_err(host("list links"))?;
         let mut rows: Vec<BridgeRow> = links
             .iter()
-            .filter(|l| {
-                l.alias
-                    .as_deref()
-                    .is_some_and(|a| a.starts_with(ALIAS_PREFIX))
-            })
+            .filter(|l| is_ours(l))
             .filter_map(|l| {
                 let info = l.bridge.as_ref()?;
                 let mut interfaces: Vec<String> = links

@@ -73,6 +73,10 @@ pub struct BridgeSpec {
     /// default `stp='on' delay='0'` reads back as 200: see
     /// [`BridgeSpec::effective_forward_delay_cs`].
     pub forward_delay_cs: u32,
+    /// Link group set in the creating message (0: the default group). Unlike the alias, the
+    /// group is applied atomically with the creation, so a caller can mark its links as its
+    /// own even if it crashes before the alias is set.
+    pub group: u32,
 }
 
 /// Kernel limits of the forward delay while STP runs (`BR_MIN_FORWARD_DELAY`,
@@ -302,6 +306,9 @@ impl Netlink {
         }
         if let Some(mtu) = spec.mtu {
             m.attributes.push(LinkAttribute::Mtu(mtu));
+        }
+        if spec.group != 0 {
+            m.attributes.push(LinkAttribute::Group(spec.group));
         }
         m.attributes.push(bridge_info(vec![
             InfoBridge::ForwardDelay(spec.effective_forward_delay_cs()),

@@ -45,5 +45,6 @@ pub fn spec(name: &str) -> BridgeSpec {
         alias: format!("virtnet:{name}"),
         stp: true,
         forward_delay_cs: 0,
+        group: 0,
     }
 }
