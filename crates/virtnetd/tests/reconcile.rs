@@ -130,7 +130,7 @@ fn kill9_at_any_point_of_starts_and_destroys_converges_on_restart() {
                 let mut i = 0usize;
                 while !stop.load(Ordering::Relaxed) {
                     let name = ["n1", "n2", "n3"][i % 3];
-                    let verb = if (i / 3) % 2 == 0 {
+                    let verb = if (i / 3).is_multiple_of(2) {
                         "net-start"
                     } else {
                         "net-destroy"
