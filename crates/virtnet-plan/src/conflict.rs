@@ -16,8 +16,8 @@ pub struct HostRoute {
     pub destination: IpAddr,
     /// Destination prefix length.
     pub prefix: u8,
-    /// The outgoing interface's name, when the route has one.
-    pub dev: Option<String>,
+    /// The outgoing interface's index, when the route has one.
+    pub ifindex: Option<u32>,
 }
 
 /// An address observed on the host.
@@ -27,61 +27,62 @@ pub struct HostAddress {
     pub address: IpAddr,
     /// Its prefix length.
     pub prefix: u8,
-    /// The interface that holds it.
-    pub dev: String,
+    /// The index of the interface that holds it.
+    pub ifindex: u32,
 }
 
 /// Why a network cannot start.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Conflict {
-    /// The interface already using the subnet.
-    pub dev: String,
+    /// The index of the interface already using the subnet, if known.
+    pub ifindex: Option<u32>,
     /// The network's subnet.
     pub subnet: Subnet,
     /// What on the host collides with it.
     pub used_by: String,
 }
 
-impl std::fmt::Display for Conflict {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "Network is already in use by interface {} ({} overlaps {})",
-            self.dev, self.used_by, self.subnet
+impl Conflict {
+    /// libvirt's message, with the interface's name (`dev`) and what overlaps.
+    pub fn describe(&self, dev: &str) -> String {
+        format!(
+            "Network is already in use by interface {dev} ({} overlaps {})",
+            self.used_by, self.subnet
         )
     }
 }
 
 /// The first collision between the plan's subnets and the host's routes and addresses, ignoring
-/// the network's own bridge (present when a running network is re-checked).
+/// default routes and the interface `own` (the network's own bridge, present when a running
+/// network is re-checked). Interfaces are given by index so that the caller need not list the
+/// host's links, which costs more than everything else as bridges accumulate.
 pub fn find_conflict(
     plan: &NetworkPlan,
+    own: Option<u32>,
     routes: &[HostRoute],
     addresses: &[HostAddress],
 ) -> Option<Conflict> {
-    let own = plan.bridge.name.as_str();
     for subnet in plan.subnets() {
         for r in routes {
-            let dev = r.dev.as_deref().unwrap_or("(none)");
-            if r.prefix == 0 || dev == own {
+            if r.prefix == 0 || (own.is_some() && r.ifindex == own) {
                 continue;
             }
             let theirs = Subnet::of(r.destination, r.prefix);
             if theirs.overlaps(&subnet) {
                 return Some(Conflict {
-                    dev: dev.to_string(),
+                    ifindex: r.ifindex,
                     subnet,
                     used_by: format!("route {theirs}"),
                 });
             }
         }
         for a in addresses {
-            if a.dev == own || a.address.is_loopback() || is_link_local(a.address) {
+            if Some(a.ifindex) == own || a.address.is_loopback() || is_link_local(a.address) {
                 continue;
             }
             if Subnet::of(a.address, a.prefix).overlaps(&subnet) {
                 return Some(Conflict {
-                    dev: a.dev.clone(),
+                    ifindex: Some(a.ifindex),
                     subnet,
                     used_by: format!("address {}/{}", a.address, a.prefix),
                 });

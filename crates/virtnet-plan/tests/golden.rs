@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use virtnet_model::{Bridge, Network};
-use virtnet_plan::firewall::{rebuild_script, start_script, stop_script};
+use virtnet_plan::firewall::{rebuild_script, start_script, stop_any_script, stop_script};
 use virtnet_plan::{plan, NetworkPlan};
 use virtnet_testkit::{read_corpus_file, shared_dir};
 
@@ -57,6 +57,8 @@ fn render(p: &NetworkPlan) -> String {
             s.push_str(&start_script(fw));
             s.push_str("\n# nft: stop\n");
             s.push_str(&stop_script(fw));
+            s.push_str("\n# nft: stop (whatever is left)\n");
+            s.push_str(&stop_any_script(fw));
         }
     }
     s

@@ -144,6 +144,41 @@ pub fn network_xml(name: &str, uuid: Option<&str>, bridge: Option<&str>) -> Stri
     format!("<network><name>{name}</name>{uuid}{bridge}</network>")
 }
 
+/// An `nft list table` listing in a canonical form for comparisons: the table's objects sorted
+/// by their text and each set's elements sorted (nft lists objects in creation order and
+/// interval-set elements in the kernel's order, neither of which changes a verdict). An empty
+/// listing (no table) stays empty.
+pub fn canonical_nft_table(listing: &str) -> String {
+    let inner = listing.trim();
+    let inner = match inner.find('{') {
+        Some(open) if inner.starts_with("table ") => inner[open + 1..].trim_end_matches('}'),
+        _ => inner,
+    };
+    let mut blocks: Vec<String> = inner
+        .split("\n\n")
+        .map(|block| {
+            block
+                .replace(",\n", ", ")
+                .lines()
+                .map(|line| match line.trim().strip_prefix("elements = { ") {
+                    Some(rest) => {
+                        let mut items: Vec<&str> =
+                            rest.trim_end_matches(" }").split(", ").collect();
+                        items.sort();
+                        format!("elements = {{ {} }}", items.join(", "))
+                    }
+                    None => line.trim().to_string(),
+                })
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .filter(|b| !b.is_empty())
+        .collect();
+    blocks.sort();
+    blocks.join("\n\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

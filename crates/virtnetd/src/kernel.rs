@@ -9,10 +9,14 @@
 use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
 
-use tracing::{info, warn};
+use std::time::Instant;
+
+use tracing::{debug, info, warn};
 use virtnet_api::ErrorCode;
 use virtnet_host::{sysctl, BridgeSpec, HostError, Link, Netlink, Nftables, RouteSpec};
-use virtnet_plan::firewall::{rebuild_script, remove_table_script, start_script, stop_script};
+use virtnet_plan::firewall::{
+    rebuild_script, remove_table_script, start_script, stop_any_script, stop_script,
+};
 use virtnet_plan::{
     find_conflict, HostAddress, HostRoute, NetworkFirewall, NetworkPlan, ALIAS_PREFIX, LINK_GROUP,
     ROUTE_PROTOCOL,
@@ -110,25 +114,20 @@ impl Kernel {
     }
 
     /// Refuses a plan whose bridge name is taken by a link that is not virtnet's, or whose
-    /// subnets are in use on the host.
-    fn check_free(&mut self, plan: &NetworkPlan) -> Result<()> {
+    /// subnets are in use on the host. Returns the index of a leftover bridge of virtnet's with
+    /// that name, if any.
+    fn check_free(&mut self, plan: &NetworkPlan) -> Result<Option<u32>> {
         let name = &plan.bridge.name;
-        if let Some(link) = self.netlink.link(name).map_err(host("look up link"))? {
-            if !is_ours(&link) {
+        let own = match self.netlink.link(name).map_err(host("look up link"))? {
+            Some(link) if !is_ours(&link) => {
                 return Err(in_use(format!(
                     "bridge name '{name}' is already in use by an interface virtnet did not \
                      create"
                 )));
             }
-        }
-        let links: BTreeMap<u32, String> = self
-            .netlink
-            .links()
-            .map_err(host("list links"))?
-            .into_iter()
-            .map(|l| (l.index, l.name))
-            .collect();
-        let dev = |i: Option<u32>| i.and_then(|i| links.get(&i).cloned());
+            Some(link) => Some(link.index),
+            None => None,
+        };
         let routes: Vec<HostRoute> = self
             .netlink
             .routes()
@@ -137,7 +136,7 @@ impl Kernel {
             .map(|r| HostRoute {
                 destination: r.dest,
                 prefix: r.prefix,
-                dev: dev(r.oif),
+                ifindex: r.oif,
             })
             .collect();
         let addresses: Vec<HostAddress> = self
@@ -148,40 +147,55 @@ impl Kernel {
             .map(|a| HostAddress {
                 address: a.addr,
                 prefix: a.prefix_len,
-                dev: dev(Some(a.ifindex)).unwrap_or_default(),
+                ifindex: a.ifindex,
             })
             .collect();
-        match find_conflict(plan, &routes, &addresses) {
-            Some(c) => Err(in_use(c.to_string())),
-            None => Ok(()),
-        }
+        let Some(conflict) = find_conflict(plan, own, &routes, &addresses) else {
+            return Ok(own);
+        };
+        let dev = match conflict.ifindex {
+            Some(index) => self
+                .netlink
+                .link_by_index(index)
+                .map_err(host("look up link"))?
+                .map_or_else(|| format!("#{index}"), |l| l.name),
+            None => "(none)".to_string(),
+        };
+        Err(in_use(conflict.describe(&dev)))
     }
 
     /// Starts a network: checks, bridge, sysctls, addresses, routes, firewall, in that order.
     /// On any failure everything made so far is removed again and the first error returned.
     pub fn start(&mut self, plan: &NetworkPlan) -> Result<()> {
-        self.check_free(plan)?;
+        let t0 = Instant::now();
+        let leftover = self.check_free(plan)?;
+        let checked = t0.elapsed();
         // A leftover bridge of ours with this name (from a crash) is replaced.
-        if let Some(old) = self
-            .netlink
-            .link(&plan.bridge.name)
-            .map_err(host("look up link"))?
-        {
+        if let Some(old) = leftover {
             self.netlink
-                .delete_links(&[old.index])
-                .map_err(host(format!("delete leftover bridge {}", old.name)))?;
+                .delete_links(&[old])
+                .map_err(host(format!("delete leftover bridge {}", plan.bridge.name)))?;
         }
         let index = self
             .netlink
             .create_bridge(&spec(plan))
             .map_err(host("create bridge"))?;
-        let result = self
-            .configure(plan, index)
-            .and_then(|()| self.install_firewall(plan));
+        let created = t0.elapsed();
+        let result = self.configure(plan, index);
+        let configured = t0.elapsed();
+        let result = result.and_then(|()| self.install_firewall(plan));
+        debug!(
+            network = %plan.network,
+            check_us = checked.as_micros() as u64,
+            bridge_us = (created - checked).as_micros() as u64,
+            configure_us = (configured - created).as_micros() as u64,
+            firewall_us = (t0.elapsed() - configured).as_micros() as u64,
+            "start timings"
+        );
         if let Err(e) = result {
             warn!(network = %plan.network, error = %e, "start failed; rolling back");
             if let Some(fw) = &plan.firewall {
-                if let Err(undo) = self.nft.run(&stop_script(fw)) {
+                if let Err(undo) = self.nft.run(&stop_any_script(fw)) {
                     warn!(network = %plan.network, error = %undo, "firewall rollback failed");
                 }
                 self.applied.remove(&plan.network);
@@ -250,18 +264,21 @@ impl Kernel {
     /// Stops networks: one firewall transaction, then one batched link deletion, so that the
     /// kernel's wait for RCU is paid once however many networks go.
     pub fn stop(&mut self, plans: &[&NetworkPlan]) -> Result<()> {
-        let mut script = String::new();
-        for plan in plans {
-            if let Some(fw) = &plan.firewall {
-                script.push_str(&stop_script(fw));
+        let firewalls: Vec<&NetworkFirewall> =
+            plans.iter().filter_map(|p| p.firewall.as_ref()).collect();
+        if !firewalls.is_empty() {
+            let exact: String = firewalls.iter().map(|fw| stop_script(fw)).collect();
+            if self.nft.run(&exact).is_err() {
+                // Something was already missing: remove whatever is left, and if even that
+                // fails the table is damaged: rebuild it without these networks.
+                let any: String = firewalls.iter().map(|fw| stop_any_script(fw)).collect();
+                if self.nft.run(&any).is_err() {
+                    for plan in plans {
+                        self.applied.remove(&plan.network);
+                    }
+                    self.rebuild_firewall()?;
+                }
             }
-        }
-        if !script.is_empty() && self.nft.run(&script).is_err() {
-            // The table is gone or damaged: rebuild it without these networks.
-            for plan in plans {
-                self.applied.remove(&plan.network);
-            }
-            self.rebuild_firewall()?;
         }
         for plan in plans {
             self.applied.remove(&plan.network);

@@ -6,9 +6,11 @@ use std::path::PathBuf;
 
 use virtnet_host::Nftables;
 use virtnet_model::{Bridge, Network};
-use virtnet_plan::firewall::{rebuild_script, remove_table_script, start_script, stop_script};
+use virtnet_plan::firewall::{
+    rebuild_script, remove_table_script, start_script, stop_any_script, stop_script,
+};
 use virtnet_plan::{plan, NetworkFirewall};
-use virtnet_testkit::{read_corpus_file, shared_dir};
+use virtnet_testkit::{canonical_nft_table, read_corpus_file, shared_dir};
 
 /// Moves this test thread into a new network namespace; panics rather than touch the host's.
 fn private_netns() {
@@ -51,20 +53,12 @@ fn firewalls() -> Vec<(String, NetworkFirewall)> {
     out
 }
 
-/// The table as nft lists it, with its maps and chains sorted: nft lists objects in creation
-/// order, which differs between a start and a rebuild without changing any verdict.
+/// The table as nft lists it, in canonical form (see `canonical_nft_table`).
 fn table(nft: &mut Nftables) -> String {
     let text = nft
         .run("list table inet virtnet")
         .unwrap_or_else(|e| panic!("list: {e}"));
-    let inner = text
-        .trim_end()
-        .strip_prefix("table inet virtnet {")
-        .and_then(|t| t.strip_suffix('}'))
-        .unwrap_or_else(|| panic!("unexpected listing:\n{text}"));
-    let mut blocks: Vec<&str> = inner.split("\n\n").map(str::trim).collect();
-    blocks.sort();
-    blocks.join("\n\n")
+    canonical_nft_table(&text)
 }
 
 #[test]
@@ -80,15 +74,32 @@ fn every_generated_firewall_loads_and_unloads_cleanly() {
         let empty = table(&mut nft);
         run(&mut nft, "start", &start_script(&fw));
         let started = table(&mut nft);
-        assert!(
-            started.contains(&format!("\"{}\" : jump", fw.bridge)),
-            "{name}"
+        assert!(started.contains(&format!("\"{}\"", fw.bridge)), "{name}");
+        // A second start fails as a whole and changes nothing (the daemon then rebuilds).
+        assert!(nft.run(&start_script(&fw)).is_err(), "{name}: second start");
+        assert_eq!(
+            table(&mut nft),
+            started,
+            "{name}: failed start changed the table"
         );
-        run(&mut nft, "start again", &start_script(&fw));
-        assert_eq!(table(&mut nft), started, "{name}: start is not idempotent");
         run(&mut nft, "stop", &stop_script(&fw));
         assert_eq!(table(&mut nft), empty, "{name}: stop left something");
-        run(&mut nft, "stop again", &stop_script(&fw));
+        assert!(nft.run(&stop_script(&fw)).is_err(), "{name}: second stop");
+        run(&mut nft, "stop whatever is left", &stop_any_script(&fw));
+        assert_eq!(
+            table(&mut nft),
+            empty,
+            "{name}: stop_any changed an empty table"
+        );
+        run(&mut nft, "start after stop_any", &start_script(&fw));
+        run(
+            &mut nft,
+            "stop_any of a running network",
+            &stop_any_script(&fw),
+        );
+        assert_eq!(table(&mut nft), empty, "{name}: stop_any left something");
+        run(&mut nft, "start once more", &start_script(&fw));
+        run(&mut nft, "stop once more", &stop_script(&fw));
         run(&mut nft, "rebuild", &rebuild_script(&[&fw]));
         assert_eq!(
             table(&mut nft),
