@@ -92,6 +92,10 @@ impl Netlink {
         sock.connect(&SocketAddr::new(0, 0)).map_err(err)?;
         // Best effort: only the errno is essential, the rest is detail.
         let _ = sock.set_ext_ack(true);
+        // Strict checking lets dumps be filtered in the kernel (routes by table): without it
+        // every route dump also walks the local table, which holds two entries per address
+        // and so grows with every network.
+        let _ = sock.set_netlink_get_strict_chk(true);
         let _ = sock.set_cap_ack(true);
         Ok(Netlink {
             sock,

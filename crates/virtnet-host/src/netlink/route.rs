@@ -142,8 +142,12 @@ impl Netlink {
     /// (`RTM_GETROUTE` dump, filtered here). Multipath routes are reported
     /// without gateway and output interface.
     pub fn routes(&mut self) -> Result<Vec<Route>> {
+        let mut request = RouteMessage::default();
+        // Honoured with strict checking on (see `Netlink::open`); the filter below stays for
+        // kernels without it.
+        request.header.table = RouteHeader::RT_TABLE_MAIN;
         let msgs = self
-            .dump(RouteNetlinkMessage::GetRoute(RouteMessage::default()))
+            .dump(RouteNetlinkMessage::GetRoute(request))
             .map_err(|e| e.ctx("list routes", ""))?;
         let mut out = Vec::new();
         for m in msgs {
