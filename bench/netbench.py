@@ -278,6 +278,26 @@ class Bench:
                 json.dump(self.result, f, indent=1)
             os.replace(self.args.out + ".tmp", self.args.out)
 
+    INOTIFY = "/proc/sys/fs/inotify/max_user_instances"
+
+    def raise_inotify(self):
+        """libvirt's dnsmasq (one per network) takes an inotify instance each, and all of them
+        count against root's fs.inotify.max_user_instances (128 by default, not a per-namespace
+        limit): past ~128 networks net-start fails with 'failed to create inotify: Too many open
+        files'. --inotify-instances N raises the limit for the run; cleanup restores it."""
+        want = self.args.inotify_instances
+        if not want:
+            return
+        with open(self.INOTIFY) as f:
+            before = int(f.read())
+        self.result["inotify_max_user_instances"] = {"before": before, "during": max(want, before)}
+        if want > before:
+            self.inotify_restore = before
+            with open(self.INOTIFY, "w") as f:
+                f.write(str(want))
+            self.note("fs.inotify.max_user_instances raised from %d to %d for this run "
+                      "(libvirt's dnsmasq takes one inotify instance per network)" % (before, want))
+
     def cleanup(self):
         for d in self.daemons:
             try:
@@ -288,6 +308,12 @@ class Bench:
         for ns in getattr(self, "kernel_ns", []):
             ns_del(ns)
         shutil.rmtree(self.tmp, ignore_errors=True)
+        restore = getattr(self, "inotify_restore", None)
+        if restore is not None:
+            with open(self.INOTIFY, "w") as f:
+                f.write(str(restore))
+            log("fs.inotify.max_user_instances restored to %d" % restore)
+            self.inotify_restore = None
 
     def xml_file(self, name, bridge, third, fourth):
         path = os.path.join(self.tmp, name + ".xml")
@@ -447,6 +473,7 @@ class Bench:
 
     def run(self):
         sweep_stale()
+        self.raise_inotify()
         impls = self.start_daemons()
         self.save()
         if impls:
@@ -646,6 +673,10 @@ def main():
     p.add_argument("--budget", type=int, default=900,
                    help="seconds of define+start command time per implementation for the "
                         "many-networks phase; it stops there (default 900)")
+    p.add_argument("--inotify-instances", type=int, metavar="N",
+                   help="raise fs.inotify.max_user_instances to N for the run (restored at exit); "
+                        "libvirt's per-network dnsmasq needs one instance each, and the default "
+                        "128 stops libvirt at about 128 networks")
     p.add_argument("--bindir", default=os.path.join(REPO, "target", "release"),
                    help="where virtnetd and virtnet are (default target/release)")
     p.add_argument("--out", default="results.json")
