@@ -264,6 +264,17 @@ impl Kernel {
     /// Stops networks: one firewall transaction, then one batched link deletion, so that the
     /// kernel's wait for RCU is paid once however many networks go.
     pub fn stop(&mut self, plans: &[&NetworkPlan]) -> Result<()> {
+        let t0 = Instant::now();
+        let result = self.stop_inner(plans);
+        debug!(
+            networks = plans.len(),
+            elapsed_us = t0.elapsed().as_micros() as u64,
+            "stop timings"
+        );
+        result
+    }
+
+    fn stop_inner(&mut self, plans: &[&NetworkPlan]) -> Result<()> {
         let firewalls: Vec<&NetworkFirewall> =
             plans.iter().filter_map(|p| p.firewall.as_ref()).collect();
         if !firewalls.is_empty() {
