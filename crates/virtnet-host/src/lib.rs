@@ -21,8 +21,10 @@
 mod error;
 mod netlink;
 mod nft;
+pub mod nft_set;
 pub mod sysctl;
 
 pub use error::{HostError, Result};
 pub use netlink::{Address, BridgeInfo, BridgeSpec, Link, Netlink, Route, RouteSpec};
 pub use nft::Nftables;
+pub use nft_set::{Field, NftSets, SetChange, SetElement};

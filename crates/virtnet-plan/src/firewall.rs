@@ -35,8 +35,86 @@ use crate::Subnet;
 /// The table's family and name.
 pub const TABLE: &str = "inet virtnet";
 
+/// The table's name (its family is `inet`).
+pub const TABLE_NAME: &str = "virtnet";
+
 /// libvirt's masquerade source-port range for TCP and UDP.
 const DEFAULT_NAT_PORTS: (u16, u16) = (1024, 65535);
+
+/// The layer-3 protocol of a host-service element.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NfProto {
+    /// IPv4 (`ipv4`).
+    Ipv4,
+    /// IPv6 (`ipv6`).
+    Ipv6,
+}
+
+/// One field of a set element's key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyField {
+    /// An interface name.
+    Ifname(String),
+    /// A subnet (a range in interval sets; a `/32` or `/128` is one address).
+    Net(Subnet),
+    /// A layer-3 protocol.
+    NfProto(NfProto),
+    /// A layer-4 protocol: `tcp` or `udp`.
+    L4(&'static str),
+    /// A port.
+    Port(u16),
+}
+
+impl std::fmt::Display for KeyField {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeyField::Ifname(n) => write!(f, "\"{n}\""),
+            KeyField::Net(s) if s.prefix == if s.address.is_ipv4() { 32 } else { 128 } => {
+                write!(f, "{}", s.address)
+            }
+            KeyField::Net(s) => write!(f, "{s}"),
+            KeyField::NfProto(NfProto::Ipv4) => f.write_str("ipv4"),
+            KeyField::NfProto(NfProto::Ipv6) => f.write_str("ipv6"),
+            KeyField::L4(p) => f.write_str(p),
+            KeyField::Port(p) => write!(f, "{p}"),
+        }
+    }
+}
+
+/// One element of one of the table's sets (or verdict maps).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Element {
+    /// The set.
+    pub set: &'static str,
+    /// The key's fields, in the set's order.
+    pub key: Vec<KeyField>,
+    /// For verdict maps: the chain to jump to.
+    pub jump: Option<String>,
+}
+
+impl Element {
+    /// The key as nft writes it: `"virbr0" . 192.168.122.0/24`.
+    pub fn key_text(&self) -> String {
+        let parts: Vec<String> = self.key.iter().map(ToString::to_string).collect();
+        parts.join(" . ")
+    }
+
+    /// True when the element's set has `flags interval`.
+    pub fn in_interval_set(&self) -> bool {
+        SETS.iter()
+            .any(|(name, kind)| *name == self.set && kind.contains("flags interval"))
+    }
+}
+
+impl std::fmt::Display for Element {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.key_text())?;
+        if let Some(chain) = &self.jump {
+            write!(f, " : jump {chain}")?;
+        }
+        Ok(())
+    }
+}
 
 /// What the firewall of one network must do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,10 +183,6 @@ impl NetworkFirewall {
         format!("{}_{role}", self.chain_stem())
     }
 
-    fn quoted(name: &str) -> String {
-        format!("\"{name}\"")
-    }
-
     /// NAT that the shared masquerade rules cannot express: an SNAT range or other ports.
     fn custom_nat(&self) -> bool {
         self.nat_address.is_some() || self.nat_ports != DEFAULT_NAT_PORTS
@@ -126,91 +200,116 @@ impl NetworkFirewall {
         out
     }
 
-    /// The network's elements: `(set, element)`, in the order they are added.
-    pub fn elements(&self) -> Vec<(&'static str, String)> {
-        let b = Self::quoted(&self.bridge);
-        let mut out = vec![("bridges", b.clone()), ("cross", format!("{b} . {b}"))];
-        let dev = self.forward_dev.as_deref().map(Self::quoted);
+    /// The network's set elements, in the order they are added.
+    pub fn elements(&self) -> Vec<Element> {
+        let b = || KeyField::Ifname(self.bridge.clone());
+        let el = |set: &'static str, key: Vec<KeyField>| Element {
+            set,
+            key,
+            jump: None,
+        };
+        let mut out = vec![el("bridges", vec![b()]), el("cross", vec![b(), b()])];
+        let dev = self.forward_dev.clone().map(KeyField::Ifname);
         if self.mode != ForwardMode::None {
             for s in self.v4.iter().chain(&self.v6) {
                 let v6 = s.address.is_ipv6();
                 let established = self.mode == ForwardMode::Nat && (!v6 || self.nat_v6);
                 let family = if v6 { "6" } else { "4" };
                 let inbound = if established { "in_est" } else { "in" };
+                let net = KeyField::Net(*s);
                 match &dev {
                     None => {
-                        out.push((set_name(inbound, family, false), format!("{b} . {s}")));
-                        out.push((set_name("out", family, false), format!("{b} . {s}")));
+                        out.push(el(set_name(inbound, family, false), vec![b(), net.clone()]));
+                        out.push(el(set_name("out", family, false), vec![b(), net]));
                     }
                     Some(d) => {
-                        out.push((set_name(inbound, family, true), format!("{d} . {b} . {s}")));
-                        out.push((set_name("out", family, true), format!("{b} . {s} . {d}")));
+                        out.push(el(
+                            set_name(inbound, family, true),
+                            vec![d.clone(), b(), net.clone()],
+                        ));
+                        out.push(el(set_name("out", family, true), vec![b(), net, d.clone()]));
                     }
                 }
             }
         }
-        out.extend(self.host_elements(true).into_iter().map(|e| ("host_in", e)));
-        out.extend(
-            self.host_elements(false)
-                .into_iter()
-                .map(|e| ("host_out", e)),
-        );
+        for (set, inbound) in [("host_in", true), ("host_out", false)] {
+            for (proto, l4, port) in self.host_services(inbound) {
+                let key = vec![
+                    b(),
+                    KeyField::NfProto(proto),
+                    KeyField::L4(l4),
+                    KeyField::Port(port),
+                ];
+                out.push(el(set, key));
+            }
+        }
         for s in self.nat_subnets() {
-            let family = if s.address.is_ipv6() { "6" } else { "4" };
-            let exempt: &[&str] = if s.address.is_ipv6() {
-                &["ff02::/16"]
+            let v6 = s.address.is_ipv6();
+            let family = if v6 { "6" } else { "4" };
+            let exempt: &[(&str, u8)] = if v6 {
+                &[("ff02::", 16)]
             } else {
-                &["224.0.0.0/24", "255.255.255.255"]
+                &[("224.0.0.0", 24), ("255.255.255.255", 32)]
             };
-            out.push((set_name("nat_skip", family, false), format!("{s} . {s}")));
-            for e in exempt {
-                out.push((set_name("nat_skip", family, false), format!("{s} . {e}")));
+            let net = KeyField::Net(s);
+            out.push(el(
+                set_name("nat_skip", family, false),
+                vec![net.clone(), net.clone()],
+            ));
+            for (addr, prefix) in exempt {
+                let other = addr
+                    .parse()
+                    .map(|a| KeyField::Net(Subnet::of(a, *prefix)))
+                    .unwrap_or_else(|_| net.clone());
+                out.push(el(
+                    set_name("nat_skip", family, false),
+                    vec![net.clone(), other],
+                ));
             }
             if self.custom_nat() {
-                let chain = self.chain("nat");
-                out.push((
-                    set_name("nat", family, false),
-                    format!("{s} : jump {chain}"),
-                ));
+                out.push(Element {
+                    set: set_name("nat", family, false),
+                    key: vec![net],
+                    jump: Some(self.chain("nat")),
+                });
             } else {
                 match &dev {
-                    None => out.push((set_name("masq", family, false), s.to_string())),
-                    Some(d) => out.push((set_name("masq", family, true), format!("{s} . {d}"))),
+                    None => out.push(el(set_name("masq", family, false), vec![net])),
+                    Some(d) => out.push(el(set_name("masq", family, true), vec![net, d.clone()])),
                 }
             }
         }
         out
     }
 
-    /// The key of an element, without its verdict (what `delete element` takes).
-    fn key(element: &str) -> &str {
-        element.split(" : ").next().unwrap_or(element)
-    }
-
     /// DHCP, DNS and TFTP between guests and the host: `inbound` from guests (server ports),
-    /// otherwise to guests (client ports for DHCP). Keys: `bridge . nfproto . l4proto . port`.
-    fn host_elements(&self, inbound: bool) -> Vec<String> {
-        let b = Self::quoted(&self.bridge);
+    /// otherwise to guests (client ports for DHCP), as `(nfproto, l4proto, port)`.
+    fn host_services(&self, inbound: bool) -> Vec<(NfProto, &'static str, u16)> {
         let mut out = Vec::new();
         if !self.v4.is_empty() {
             let dhcp = if inbound { 67 } else { 68 };
             for port in [53, dhcp] {
-                for proto in ["tcp", "udp"] {
-                    out.push(format!("{b} . ipv4 . {proto} . {port}"));
+                for l4 in ["tcp", "udp"] {
+                    out.push((NfProto::Ipv4, l4, port));
                 }
             }
             if self.tftp {
-                out.push(format!("{b} . ipv4 . udp . 69"));
+                out.push((NfProto::Ipv4, "udp", 69));
             }
         }
         if !self.v6.is_empty() {
-            for proto in ["tcp", "udp"] {
-                out.push(format!("{b} . ipv6 . {proto} . 53"));
+            for l4 in ["tcp", "udp"] {
+                out.push((NfProto::Ipv6, l4, 53));
             }
-            let dhcp = if inbound { 547 } else { 546 };
-            out.push(format!("{b} . ipv6 . udp . {dhcp}"));
+            out.push((NfProto::Ipv6, "udp", if inbound { 547 } else { 546 }));
         }
         out
+    }
+
+    /// True when the network has a custom NAT chain, which only libnftables can install;
+    /// everything else is set elements.
+    pub fn has_nat_chain(&self) -> bool {
+        self.nat_chain().is_some()
     }
 
     /// The per-network chain for custom NAT (SNAT range or ports), if the network needs one.
@@ -391,17 +490,17 @@ fn table_script(networks: &[&NetworkFirewall]) -> String {
             }
         }
     }
-    let all: Vec<(&str, String)> = networks.iter().flat_map(|fw| fw.elements()).collect();
+    let all: Vec<Element> = networks.iter().flat_map(|fw| fw.elements()).collect();
     for (set, kind) in SETS {
         let object = if kind.contains(": verdict") {
             "map"
         } else {
             "set"
         };
-        let elements: Vec<&str> = all
+        let elements: Vec<String> = all
             .iter()
-            .filter(|(n, _)| n == set)
-            .map(|(_, e)| e.as_str())
+            .filter(|e| e.set == *set)
+            .map(ToString::to_string)
             .collect();
         if elements.is_empty() {
             let _ = writeln!(s, "add {object} {TABLE} {set} {{ {kind} }}");
@@ -428,8 +527,8 @@ pub fn start_script(fw: &NetworkFirewall) -> String {
             let _ = writeln!(s, "add rule {TABLE} {chain} {rule}");
         }
     }
-    for (set, element) in fw.elements() {
-        let _ = writeln!(s, "create element {TABLE} {set} {{ {element} }}");
+    for e in fw.elements() {
+        let _ = writeln!(s, "create element {TABLE} {} {{ {e} }}", e.set);
     }
     s
 }
@@ -438,9 +537,8 @@ pub fn start_script(fw: &NetworkFirewall) -> String {
 /// them is missing; see [`stop_any_script`].
 pub fn stop_script(fw: &NetworkFirewall) -> String {
     let mut s = String::new();
-    for (set, element) in fw.elements() {
-        let key = NetworkFirewall::key(&element);
-        let _ = writeln!(s, "delete element {TABLE} {set} {{ {key} }}");
+    for e in fw.elements() {
+        let _ = writeln!(s, "delete element {TABLE} {} {{ {} }}", e.set, e.key_text());
     }
     if let Some((chain, _)) = fw.nat_chain() {
         let _ = writeln!(s, "delete chain {TABLE} {chain}");
@@ -458,10 +556,9 @@ pub fn stop_any_script(fw: &NetworkFirewall) -> String {
     if let Some((name, _)) = &chain {
         let _ = writeln!(s, "add chain {TABLE} {name}");
     }
-    for (set, element) in fw.elements() {
-        let key = NetworkFirewall::key(&element);
-        let _ = writeln!(s, "add element {TABLE} {set} {{ {element} }}");
-        let _ = writeln!(s, "delete element {TABLE} {set} {{ {key} }}");
+    for e in fw.elements() {
+        let _ = writeln!(s, "add element {TABLE} {} {{ {e} }}", e.set);
+        let _ = writeln!(s, "delete element {TABLE} {} {{ {} }}", e.set, e.key_text());
     }
     if let Some((name, _)) = &chain {
         let _ = writeln!(s, "delete chain {TABLE} {name}");

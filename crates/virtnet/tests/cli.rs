@@ -190,6 +190,60 @@ fn create_transient() {
 }
 
 #[test]
+fn start_destroy_and_bridges() {
+    // The daemon runs in a private network namespace (see `common::Daemon`), so the bridge
+    // really is created there.
+    let d = Daemon::start();
+    define_default(&d);
+    d.run(&["net-start", "default"])
+        .ok("Network default started\n\n");
+    d.run(&["net-start", "default"]).fails(
+        concat!(
+            "error: Failed to start network default\n",
+            "error: Requested operation is not valid: network 'default' is already active\n"
+        ),
+        "\n",
+    );
+    d.run(&["-q", "net-list"])
+        .ok(" default   active   no   yes\n");
+    let shown = d.run(&["iface-bridges"]);
+    assert!(
+        shown.stdout.starts_with(
+            "bridge name\tbridge id\t\tSTP enabled\tinterfaces\nvirbr0\t\t8000.525400"
+        ),
+        "{}",
+        shown.stdout
+    );
+    assert!(
+        shown.stdout.ends_with("\tyes\t\t\n\n"),
+        "{:?}",
+        shown.stdout
+    );
+    let json = d.run(&["iface-bridges", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).expect("JSON");
+    assert_eq!(v[0]["name"], "virbr0");
+    assert_eq!(v[0]["stp"], true);
+    d.run(&["net-destroy", "default"])
+        .ok("Network default destroyed\n\n");
+    d.run(&["net-destroy", "default"]).fails(
+        concat!(
+            "error: Failed to destroy network default\n",
+            "error: Requested operation is not valid: network 'default' is not active\n"
+        ),
+        "\n",
+    );
+    d.run(&["net-destroy", "nosuch"]).fails(
+        concat!(
+            "error: failed to get network 'nosuch'\n",
+            "error: Network not found: no network with matching name 'nosuch'\n"
+        ),
+        "\n",
+    );
+    d.run(&["iface-bridges"])
+        .ok("bridge name\tbridge id\t\tSTP enabled\tinterfaces\n\n");
+}
+
+#[test]
 fn lookup_errors() {
     let d = Daemon::start();
     for verb in [

@@ -13,9 +13,15 @@ use std::time::Instant;
 
 use tracing::{debug, info, warn};
 use virtnet_api::ErrorCode;
-use virtnet_host::{sysctl, BridgeSpec, HostError, Link, Netlink, Nftables, RouteSpec};
+use virtnet_host::nft_set::{key_bytes, INTERVAL_END};
+use virtnet_host::{
+    sysctl, BridgeSpec, Field, HostError, Link, Netlink, NftSets, Nftables, RouteSpec, SetChange,
+    SetElement,
+};
+use virtnet_model::define::{prefix_mask_v4, prefix_mask_v6};
 use virtnet_plan::firewall::{
-    rebuild_script, remove_table_script, start_script, stop_any_script, stop_script,
+    rebuild_script, remove_table_script, start_script, stop_any_script, stop_script, KeyField,
+    NfProto, TABLE_NAME,
 };
 use virtnet_plan::{
     find_conflict, HostAddress, HostRoute, NetworkFirewall, NetworkPlan, ALIAS_PREFIX, LINK_GROUP,
@@ -41,6 +47,9 @@ pub struct BridgeRow {
 pub struct Kernel {
     netlink: Netlink,
     nft: Nftables,
+    /// Set elements go straight to nfnetlink: through libnftables each change would cost in
+    /// proportion to the elements already in the table.
+    sets: NftSets,
     /// Firewalls currently installed, by network name.
     applied: BTreeMap<String, NetworkFirewall>,
 }
@@ -72,6 +81,95 @@ fn spec(plan: &NetworkPlan) -> BridgeSpec {
         stp: b.stp,
         forward_delay_cs: b.forward_delay_cs,
         group: LINK_GROUP,
+    }
+}
+
+/// A network's firewall as nfnetlink set elements (see `virtnet_host::nft_set`), or `None`
+/// when it needs a custom NAT chain, which only libnftables installs.
+pub fn raw_elements(fw: &NetworkFirewall) -> Option<Vec<SetElement>> {
+    if fw.has_nat_chain() {
+        return None;
+    }
+    let mut out = Vec::new();
+    for e in fw.elements() {
+        if e.jump.is_some() {
+            return None;
+        }
+        let starts: Vec<Field> = e.key.iter().map(|k| field(k, false)).collect();
+        let set = e.set.to_string();
+        if !e.in_interval_set() {
+            out.push(SetElement {
+                set,
+                key: key_bytes(&starts),
+                key_end: None,
+                flags: 0,
+            });
+        } else if e.key.len() > 1 {
+            // Concatenated ranges (pipapo): the inclusive end travels with the start.
+            let ends: Vec<Field> = e.key.iter().map(|k| field(k, true)).collect();
+            out.push(SetElement {
+                set,
+                key: key_bytes(&starts),
+                key_end: Some(key_bytes(&ends)),
+                flags: 0,
+            });
+        } else {
+            // One-field ranges (rbtree): a start element, and an end element one past the
+            // range unless the range ends at the last address.
+            out.push(SetElement {
+                set: set.clone(),
+                key: key_bytes(&starts),
+                key_end: None,
+                flags: 0,
+            });
+            if let Some(after) = e.key.first().and_then(one_past) {
+                out.push(SetElement {
+                    set,
+                    key: key_bytes(&[after]),
+                    key_end: None,
+                    flags: INTERVAL_END,
+                });
+            }
+        }
+    }
+    Some(out)
+}
+
+/// A key field as nfnetlink carries it; a subnet is its first or (`end`) last address.
+fn field(k: &KeyField, end: bool) -> Field {
+    match k {
+        KeyField::Ifname(n) => Field::Ifname(n.clone()),
+        KeyField::Net(s) => match (s.address, end) {
+            (IpAddr::V4(a), false) => Field::Ipv4(a),
+            (IpAddr::V4(a), true) => Field::Ipv4((u32::from(a) | !prefix_mask_v4(s.prefix)).into()),
+            (IpAddr::V6(a), false) => Field::Ipv6(a),
+            (IpAddr::V6(a), true) => {
+                Field::Ipv6((u128::from(a) | !prefix_mask_v6(s.prefix)).into())
+            }
+        },
+        KeyField::NfProto(NfProto::Ipv4) => Field::NfProto(libc::NFPROTO_IPV4 as u8),
+        KeyField::NfProto(NfProto::Ipv6) => Field::NfProto(libc::NFPROTO_IPV6 as u8),
+        KeyField::L4(p) => Field::InetProto(if *p == "tcp" {
+            libc::IPPROTO_TCP as u8
+        } else {
+            libc::IPPROTO_UDP as u8
+        }),
+        KeyField::Port(p) => Field::Service(*p),
+    }
+}
+
+/// The address right after a subnet, or `None` when the subnet ends the address space.
+fn one_past(k: &KeyField) -> Option<Field> {
+    let KeyField::Net(s) = k else {
+        return None;
+    };
+    match s.address {
+        IpAddr::V4(a) => (u32::from(a) | !prefix_mask_v4(s.prefix))
+            .checked_add(1)
+            .map(|n| Field::Ipv4(n.into())),
+        IpAddr::V6(a) => (u128::from(a) | !prefix_mask_v6(s.prefix))
+            .checked_add(1)
+            .map(|n| Field::Ipv6(n.into())),
     }
 }
 
@@ -109,6 +207,7 @@ impl Kernel {
         Ok(Kernel {
             netlink: Netlink::open().map_err(host("open rtnetlink"))?,
             nft: Nftables::new().map_err(host("open libnftables"))?,
+            sets: NftSets::open().map_err(host("open nfnetlink"))?,
             applied: BTreeMap::new(),
         })
     }
@@ -238,7 +337,14 @@ impl Kernel {
             return Ok(());
         };
         self.applied.insert(plan.network.clone(), fw.clone());
-        if self.nft.run(&start_script(fw)).is_ok() {
+        let installed = match raw_elements(fw) {
+            Some(elements) => self
+                .sets
+                .apply(TABLE_NAME, SetChange::Create, &elements)
+                .is_ok(),
+            None => self.nft.run(&start_script(fw)).is_ok(),
+        };
+        if installed {
             return Ok(());
         }
         warn!(network = %plan.network, "virtnet's nftables table is missing or damaged; rebuilding it");
@@ -278,8 +384,22 @@ impl Kernel {
         let firewalls: Vec<&NetworkFirewall> =
             plans.iter().filter_map(|p| p.firewall.as_ref()).collect();
         if !firewalls.is_empty() {
-            let exact: String = firewalls.iter().map(|fw| stop_script(fw)).collect();
-            if self.nft.run(&exact).is_err() {
+            let raw: Option<Vec<SetElement>> = firewalls
+                .iter()
+                .map(|fw| raw_elements(fw))
+                .collect::<Option<Vec<_>>>()
+                .map(|v| v.concat());
+            let removed = match raw {
+                Some(elements) => self
+                    .sets
+                    .apply(TABLE_NAME, SetChange::Delete, &elements)
+                    .is_ok(),
+                None => {
+                    let exact: String = firewalls.iter().map(|fw| stop_script(fw)).collect();
+                    self.nft.run(&exact).is_ok()
+                }
+            };
+            if !removed {
                 // Something was already missing: remove whatever is left, and if even that
                 // fails the table is damaged: rebuild it without these networks.
                 let any: String = firewalls.iter().map(|fw| stop_any_script(fw)).collect();

@@ -4,13 +4,14 @@
 
 use std::path::PathBuf;
 
-use virtnet_host::Nftables;
+use virtnet_host::{NftSets, Nftables, SetChange};
 use virtnet_model::{Bridge, Network};
 use virtnet_plan::firewall::{
-    rebuild_script, remove_table_script, start_script, stop_any_script, stop_script,
+    rebuild_script, remove_table_script, start_script, stop_any_script, stop_script, TABLE_NAME,
 };
 use virtnet_plan::{plan, NetworkFirewall};
 use virtnet_testkit::{canonical_nft_table, read_corpus_file, shared_dir};
+use virtnetd::kernel::raw_elements;
 
 /// Moves this test thread into a new network namespace; panics rather than touch the host's.
 fn private_netns() {
@@ -109,6 +110,55 @@ fn every_generated_firewall_loads_and_unloads_cleanly() {
         run(&mut nft, "remove", &remove_table_script());
         run(&mut nft, "remove again", &remove_table_script());
     }
+}
+
+/// virtnetd adds and removes a network's elements over nfnetlink itself (`nft_set.rs`); the
+/// result must be exactly what nft makes of the same elements in text.
+#[test]
+fn raw_set_elements_equal_what_nft_installs() {
+    private_netns();
+    let mut nft = Nftables::new().expect("libnftables");
+    let mut sets = NftSets::open().expect("nfnetlink");
+    let mut checked = 0;
+    for (name, fw) in firewalls() {
+        let Some(raw) = raw_elements(&fw) else {
+            assert!(
+                fw.has_nat_chain(),
+                "{name}: no raw form without a NAT chain"
+            );
+            continue;
+        };
+        nft.run(&rebuild_script(&[])).expect("empty table");
+        let empty = table(&mut nft);
+        nft.run(&start_script(&fw)).expect("nft start");
+        let by_nft = table(&mut nft);
+        nft.run(&rebuild_script(&[])).expect("empty table");
+        sets.apply(TABLE_NAME, SetChange::Create, &raw)
+            .unwrap_or_else(|e| panic!("{name}: raw create: {e}"));
+        assert_eq!(
+            table(&mut nft),
+            by_nft,
+            "{name}: raw elements differ from nft's"
+        );
+        // Exclusive: a second create fails as a whole and changes nothing.
+        assert!(sets.apply(TABLE_NAME, SetChange::Create, &raw).is_err());
+        assert_eq!(
+            table(&mut nft),
+            by_nft,
+            "{name}: failed create changed the table"
+        );
+        // nft's own stop removes what was added raw, and the raw delete what nft added.
+        nft.run(&stop_script(&fw))
+            .unwrap_or_else(|e| panic!("{name}: nft stop: {e}"));
+        assert_eq!(table(&mut nft), empty);
+        nft.run(&start_script(&fw)).expect("nft start");
+        sets.apply(TABLE_NAME, SetChange::Delete, &raw)
+            .unwrap_or_else(|e| panic!("{name}: raw delete: {e}"));
+        assert_eq!(table(&mut nft), empty, "{name}: raw delete left something");
+        assert!(sets.apply(TABLE_NAME, SetChange::Delete, &raw).is_err());
+        checked += 1;
+    }
+    assert!(checked >= 15, "only {checked} networks checked");
 }
 
 #[test]
