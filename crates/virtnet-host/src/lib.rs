@@ -25,6 +25,8 @@ pub mod nft_set;
 pub mod sysctl;
 
 pub use error::{HostError, Result};
-pub use netlink::{Address, BridgeInfo, BridgeSpec, Link, Netlink, Route, RouteSpec};
+pub use netlink::{
+    Address, BridgeInfo, BridgeSpec, Change, Drained, Link, Monitor, Netlink, Route, RouteSpec,
+};
 pub use nft::Nftables;
 pub use nft_set::{Field, NftSets, SetChange, SetElement};

@@ -15,8 +15,8 @@ use tracing::{debug, info, warn};
 use virtnet_api::ErrorCode;
 use virtnet_host::nft_set::{key_bytes, INTERVAL_END};
 use virtnet_host::{
-    sysctl, BridgeSpec, Field, HostError, Link, Netlink, NftSets, Nftables, RouteSpec, SetChange,
-    SetElement,
+    sysctl, Address, BridgeSpec, Change, Drained, Field, HostError, Link, Monitor, Netlink,
+    NftSets, Nftables, Route, RouteSpec, SetChange, SetElement,
 };
 use virtnet_model::define::{prefix_mask_v4, prefix_mask_v6};
 use virtnet_plan::firewall::{
@@ -24,8 +24,8 @@ use virtnet_plan::firewall::{
     NfProto, TABLE_NAME,
 };
 use virtnet_plan::{
-    find_conflict, HostAddress, HostRoute, NetworkFirewall, NetworkPlan, ALIAS_PREFIX, LINK_GROUP,
-    ROUTE_PROTOCOL,
+    find_conflict, Conflict, HostAddress, HostRoute, NetworkFirewall, NetworkPlan, ALIAS_PREFIX,
+    LINK_GROUP, ROUTE_PROTOCOL,
 };
 
 use crate::error::{Error, Result};
@@ -43,6 +43,90 @@ pub struct BridgeRow {
     pub interfaces: Vec<String>,
 }
 
+/// The host's routes and addresses, dumped once and then kept current from the kernel's
+/// notifications, so that the collision check of a start does not dump them again: with one
+/// route and one address per network, a dump per start grew with every network.
+struct HostView {
+    monitor: Monitor,
+    routes: HashSet<Route>,
+    addresses: HashSet<Address>,
+    synced: bool,
+}
+
+impl HostView {
+    fn open() -> Result<HostView> {
+        Ok(HostView {
+            monitor: Monitor::open().map_err(host("open netlink monitor"))?,
+            routes: HashSet::new(),
+            addresses: HashSet::new(),
+            synced: false,
+        })
+    }
+
+    /// Applies the changes announced since the last call (or dumps, the first time and after
+    /// lost notifications).
+    fn refresh(&mut self, netlink: &mut Netlink) -> Result<()> {
+        if !self.synced {
+            return self.resync(netlink);
+        }
+        match self.monitor.drain().map_err(host("read netlink monitor"))? {
+            Drained::Changes(changes) => {
+                for change in changes {
+                    match change {
+                        Change::RouteAdded(r) => self.routes.insert(r),
+                        Change::RouteRemoved(r) => self.routes.remove(&r),
+                        Change::AddressAdded(a) => self.addresses.insert(a),
+                        Change::AddressRemoved(a) => self.addresses.remove(&a),
+                    };
+                }
+                Ok(())
+            }
+            Drained::Lost => self.resync(netlink),
+        }
+    }
+
+    /// Forgets the view and dumps routes and addresses again. What was announced before the
+    /// dump is dropped first: the dump already holds it.
+    fn resync(&mut self, netlink: &mut Netlink) -> Result<()> {
+        self.synced = false;
+        let _ = self.monitor.drain().map_err(host("read netlink monitor"))?;
+        self.routes = netlink
+            .routes()
+            .map_err(host("list routes"))?
+            .into_iter()
+            .collect();
+        self.addresses = netlink
+            .addresses()
+            .map_err(host("list addresses"))?
+            .into_iter()
+            .collect();
+        self.synced = true;
+        Ok(())
+    }
+
+    fn conflict(&self, plan: &NetworkPlan, own: Option<u32>) -> Option<Conflict> {
+        let routes: Vec<HostRoute> = self
+            .routes
+            .iter()
+            .map(|r| HostRoute {
+                destination: r.dest,
+                prefix: r.prefix,
+                ifindex: r.oif,
+            })
+            .collect();
+        let addresses: Vec<HostAddress> = self
+            .addresses
+            .iter()
+            .map(|a| HostAddress {
+                address: a.addr,
+                prefix: a.prefix_len,
+                ifindex: a.ifindex,
+            })
+            .collect();
+        find_conflict(plan, own, &routes, &addresses)
+    }
+}
+
 /// virtnet's handle on the kernel.
 pub struct Kernel {
     netlink: Netlink,
@@ -50,6 +134,7 @@ pub struct Kernel {
     /// Set elements go straight to nfnetlink: through libnftables each change would cost in
     /// proportion to the elements already in the table.
     sets: NftSets,
+    view: HostView,
     /// Firewalls currently installed, by network name.
     applied: BTreeMap<String, NetworkFirewall>,
 }
@@ -208,6 +293,7 @@ impl Kernel {
             netlink: Netlink::open().map_err(host("open rtnetlink"))?,
             nft: Nftables::new().map_err(host("open libnftables"))?,
             sets: NftSets::open().map_err(host("open nfnetlink"))?,
+            view: HostView::open()?,
             applied: BTreeMap::new(),
         })
     }
@@ -227,29 +313,15 @@ impl Kernel {
             Some(link) => Some(link.index),
             None => None,
         };
-        let routes: Vec<HostRoute> = self
-            .netlink
-            .routes()
-            .map_err(host("list routes"))?
-            .into_iter()
-            .map(|r| HostRoute {
-                destination: r.dest,
-                prefix: r.prefix,
-                ifindex: r.oif,
-            })
-            .collect();
-        let addresses: Vec<HostAddress> = self
-            .netlink
-            .addresses()
-            .map_err(host("list addresses"))?
-            .into_iter()
-            .map(|a| HostAddress {
-                address: a.addr,
-                prefix: a.prefix_len,
-                ifindex: a.ifindex,
-            })
-            .collect();
-        let Some(conflict) = find_conflict(plan, own, &routes, &addresses) else {
+        self.view.refresh(&mut self.netlink)?;
+        let mut conflict = self.view.conflict(plan, own);
+        if conflict.is_some() {
+            // The view may keep a route the kernel flushed without telling (IPv4 routes of a
+            // link that went down): confirm with a fresh dump before refusing.
+            self.view.resync(&mut self.netlink)?;
+            conflict = self.view.conflict(plan, own);
+        }
+        let Some(conflict) = conflict else {
             return Ok(own);
         };
         let dev = match conflict.ifindex {

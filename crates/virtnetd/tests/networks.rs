@@ -193,6 +193,39 @@ fn a_subnet_in_use_or_a_foreign_bridge_name_is_refused_and_changes_nothing() {
     assert!(!table(&lab).contains("virbr9"));
 }
 
+/// virtnetd follows the host's routes through kernel notifications instead of dumping them at
+/// every start: a route added later must still block a start, and one the kernel flushed
+/// silently (IPv4 routes of a link taken down) must not.
+#[test]
+fn later_route_changes_on_the_host_are_seen() {
+    let (lab, daemon) = lab_with_daemon("routes");
+    start(&daemon, &network("first", Some("nat"), "virbr1", "10.54.1"));
+    lab.host()
+        .ip_ok(["route", "add", "10.55.0.0/16", "via", UPSTREAM_ADDR]);
+    let file = daemon.dir().join("later.xml");
+    std::fs::write(&file, network("later", Some("nat"), "virbr2", "10.55.1")).unwrap();
+    daemon.cli_ok(&["net-define", &file.to_string_lossy()]);
+    let out = daemon.cli(&["net-start", "later"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("in use by interface uplink0 (route 10.55.0.0/16 overlaps 10.55.1.0/24)"),
+        "{stderr}"
+    );
+    lab.host().ip_ok(["route", "del", "10.55.0.0/16"]);
+    daemon.cli_ok(&["net-start", "later"]);
+
+    lab.host()
+        .ip_ok(["link", "add", "br-x", "up", "type", "bridge"]);
+    lab.host()
+        .ip_ok(["route", "add", "10.56.0.0/16", "dev", "br-x"]);
+    lab.host().ip_ok(["link", "set", "br-x", "down"]);
+    assert!(!lab.host().ip_ok(["route"]).contains("10.56.0.0/16"));
+    start(
+        &daemon,
+        &network("flushed", Some("nat"), "virbr3", "10.56.1"),
+    );
+}
+
 #[test]
 fn destroy_removes_exactly_what_start_made() {
     let (lab, daemon) = lab_with_daemon("destroy");

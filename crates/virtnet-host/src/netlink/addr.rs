@@ -66,39 +66,41 @@ fn message(ifindex: u32, addr: IpAddr, prefix: u8, with_brd: bool) -> AddressMes
     m
 }
 
+/// The address an `RTM_NEWADDR`/`RTM_DELADDR` message describes (IPv4 and IPv6 only).
+pub(crate) fn address_from(m: AddressMessage) -> Option<Address> {
+    if !matches!(m.header.family, AddressFamily::Inet | AddressFamily::Inet6) {
+        return None;
+    }
+    let (mut local, mut address, mut brd) = (None, None, None);
+    for a in m.attributes {
+        match a {
+            AddressAttribute::Local(ip) => local = Some(ip),
+            AddressAttribute::Address(ip) => address = Some(ip),
+            AddressAttribute::Broadcast(b) => brd = Some(b),
+            _ => {}
+        }
+    }
+    local.or(address).map(|addr| Address {
+        ifindex: m.header.index,
+        addr,
+        prefix_len: m.header.prefix_len,
+        broadcast: brd,
+    })
+}
+
 impl Netlink {
     /// Lists every IPv4 and IPv6 address of the namespace (`RTM_GETADDR` dump).
     pub fn addresses(&mut self) -> Result<Vec<Address>> {
         let msgs = self
             .dump(RouteNetlinkMessage::GetAddress(AddressMessage::default()))
             .map_err(|e| e.ctx("list addresses", ""))?;
-        let mut out = Vec::new();
-        for m in msgs {
-            let RouteNetlinkMessage::NewAddress(m) = m else {
-                continue;
-            };
-            if !matches!(m.header.family, AddressFamily::Inet | AddressFamily::Inet6) {
-                continue;
-            }
-            let (mut local, mut address, mut brd) = (None, None, None);
-            for a in m.attributes {
-                match a {
-                    AddressAttribute::Local(ip) => local = Some(ip),
-                    AddressAttribute::Address(ip) => address = Some(ip),
-                    AddressAttribute::Broadcast(b) => brd = Some(b),
-                    _ => {}
-                }
-            }
-            if let Some(addr) = local.or(address) {
-                out.push(Address {
-                    ifindex: m.header.index,
-                    addr,
-                    prefix_len: m.header.prefix_len,
-                    broadcast: brd,
-                });
-            }
-        }
-        Ok(out)
+        Ok(msgs
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewAddress(m) => address_from(m),
+                _ => None,
+            })
+            .collect())
     }
 
     /// Adds `addr/prefix` to interface `ifindex` (`RTM_NEWADDR`,

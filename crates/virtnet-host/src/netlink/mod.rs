@@ -7,10 +7,12 @@
 
 mod addr;
 mod link;
+mod monitor;
 mod route;
 
 pub use addr::Address;
 pub use link::{BridgeInfo, BridgeSpec, Link};
+pub use monitor::{Change, Drained, Monitor};
 pub use route::{Route, RouteSpec};
 
 use std::collections::HashMap;

@@ -137,6 +137,43 @@ fn ip(a: RouteAddress) -> Option<IpAddr> {
     }
 }
 
+/// The route an `RTM_NEWROUTE`/`RTM_DELROUTE` message describes, if it is a unicast IPv4 or
+/// IPv6 route of the main table.
+pub(crate) fn route_from(m: RouteMessage) -> Option<Route> {
+    let unspecified = match m.header.address_family {
+        AddressFamily::Inet => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        AddressFamily::Inet6 => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        _ => return None,
+    };
+    if m.header.kind != RouteType::Unicast {
+        return None;
+    }
+    let mut table = u32::from(m.header.table);
+    let mut r = Route {
+        dest: unspecified,
+        prefix: m.header.destination_prefix_length,
+        gateway: None,
+        oif: None,
+        protocol: u8::from(m.header.protocol),
+        metric: None,
+    };
+    for a in m.attributes {
+        match a {
+            RouteAttribute::Table(t) => table = t,
+            RouteAttribute::Destination(d) => {
+                if let Some(d) = ip(d) {
+                    r.dest = d;
+                }
+            }
+            RouteAttribute::Gateway(g) => r.gateway = ip(g),
+            RouteAttribute::Oif(o) => r.oif = Some(o),
+            RouteAttribute::Priority(p) => r.metric = Some(p),
+            _ => {}
+        }
+    }
+    (table == MAIN).then_some(r)
+}
+
 impl Netlink {
     /// Lists the unicast IPv4 and IPv6 routes of the main table
     /// (`RTM_GETROUTE` dump, filtered here). Multipath routes are reported
@@ -149,47 +186,13 @@ impl Netlink {
         let msgs = self
             .dump(RouteNetlinkMessage::GetRoute(request))
             .map_err(|e| e.ctx("list routes", ""))?;
-        let mut out = Vec::new();
-        for m in msgs {
-            let RouteNetlinkMessage::NewRoute(m) = m else {
-                continue;
-            };
-            let unspecified = match m.header.address_family {
-                AddressFamily::Inet => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-                AddressFamily::Inet6 => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-                _ => continue,
-            };
-            if m.header.kind != RouteType::Unicast {
-                continue;
-            }
-            let mut table = u32::from(m.header.table);
-            let mut r = Route {
-                dest: unspecified,
-                prefix: m.header.destination_prefix_length,
-                gateway: None,
-                oif: None,
-                protocol: u8::from(m.header.protocol),
-                metric: None,
-            };
-            for a in m.attributes {
-                match a {
-                    RouteAttribute::Table(t) => table = t,
-                    RouteAttribute::Destination(d) => {
-                        if let Some(d) = ip(d) {
-                            r.dest = d;
-                        }
-                    }
-                    RouteAttribute::Gateway(g) => r.gateway = ip(g),
-                    RouteAttribute::Oif(o) => r.oif = Some(o),
-                    RouteAttribute::Priority(p) => r.metric = Some(p),
-                    _ => {}
-                }
-            }
-            if table == MAIN {
-                out.push(r);
-            }
-        }
-        Ok(out)
+        Ok(msgs
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewRoute(m) => route_from(m),
+                _ => None,
+            })
+            .collect())
     }
 
     /// Adds a unicast route to the main table (`RTM_NEWROUTE`,
