@@ -104,6 +104,14 @@ impl HostView {
         Ok(())
     }
 
+    /// Forgets the routes and addresses of links being deleted: the kernel flushes a deleted
+    /// link's IPv4 routes without announcing it.
+    fn forget_links(&mut self, indexes: &[u32]) {
+        self.routes
+            .retain(|r| !r.oif.is_some_and(|i| indexes.contains(&i)));
+        self.addresses.retain(|a| !indexes.contains(&a.ifindex));
+    }
+
     fn conflict(&self, plan: &NetworkPlan, own: Option<u32>) -> Option<Conflict> {
         let routes: Vec<HostRoute> = self
             .routes
@@ -343,9 +351,10 @@ impl Kernel {
         let checked = t0.elapsed();
         // A leftover bridge of ours with this name (from a crash) is replaced.
         if let Some(old) = leftover {
-            self.netlink
-                .delete_links(&[old])
-                .map_err(host(format!("delete leftover bridge {}", plan.bridge.name)))?;
+            self.delete_links(
+                &[old],
+                format!("delete leftover bridge {}", plan.bridge.name),
+            )?;
         }
         let index = self
             .netlink
@@ -371,7 +380,7 @@ impl Kernel {
                 }
                 self.applied.remove(&plan.network);
             }
-            if let Err(undo) = self.netlink.delete_links(&[index]) {
+            if let Err(undo) = self.delete_links(&[index], "roll back the bridge") {
                 warn!(network = %plan.network, error = %undo, "bridge rollback failed");
             }
             return Err(e);
@@ -498,9 +507,19 @@ impl Kernel {
                 }
             }
         }
-        self.netlink
-            .delete_links(&doomed)
-            .map_err(host("delete bridges"))
+        self.delete_links(&doomed, "delete bridges")
+    }
+
+    /// Deletes links in one batch and forgets their routes and addresses.
+    fn delete_links(&mut self, indexes: &[u32], context: impl Into<String>) -> Result<()> {
+        let deleted = self.netlink.delete_links(indexes).map_err(host(context));
+        // Announcements still queued (the routes and addresses these links got) must be
+        // applied before the links are forgotten, or they would bring them back.
+        if self.view.refresh(&mut self.netlink).is_err() {
+            self.view.synced = false;
+        }
+        self.view.forget_links(indexes);
+        deleted
     }
 
     /// Converges the host on `plans`, the networks that should be active, after a restart
@@ -551,7 +570,7 @@ impl Kernel {
                 .map_err(host("create bridge"))?;
             info!(network = %plan.network, bridge = %name, "bridge was missing; recreated");
             return self.configure(plan, index).inspect_err(|_| {
-                let _ = self.netlink.delete_links(&[index]);
+                let _ = self.delete_links(&[index], "roll back the bridge");
             });
         };
         if !is_ours(&link) {
@@ -640,9 +659,7 @@ impl Kernel {
                 l.index
             })
             .collect();
-        self.netlink
-            .delete_links(&doomed)
-            .map_err(host("delete leftover bridges"))
+        self.delete_links(&doomed, "delete leftover bridges")
     }
 
     /// virtnet's bridges with their ports, sorted by name (`iface-bridges`).
