@@ -462,39 +462,6 @@ impl Kernel {
     }
 
     fn stop_inner(&mut self, plans: &[&NetworkPlan]) -> Result<()> {
-        let firewalls: Vec<&NetworkFirewall> =
-            plans.iter().filter_map(|p| p.firewall.as_ref()).collect();
-        if !firewalls.is_empty() {
-            let raw: Option<Vec<SetElement>> = firewalls
-                .iter()
-                .map(|fw| raw_elements(fw))
-                .collect::<Option<Vec<_>>>()
-                .map(|v| v.concat());
-            let removed = match raw {
-                Some(elements) => self
-                    .sets
-                    .apply(TABLE_NAME, SetChange::Delete, &elements)
-                    .is_ok(),
-                None => {
-                    let exact: String = firewalls.iter().map(|fw| stop_script(fw)).collect();
-                    self.nft.run(&exact).is_ok()
-                }
-            };
-            if !removed {
-                // Something was already missing: remove whatever is left, and if even that
-                // fails the table is damaged: rebuild it without these networks.
-                let any: String = firewalls.iter().map(|fw| stop_any_script(fw)).collect();
-                if self.nft.run(&any).is_err() {
-                    for plan in plans {
-                        self.applied.remove(&plan.network);
-                    }
-                    self.rebuild_firewall()?;
-                }
-            }
-        }
-        for plan in plans {
-            self.applied.remove(&plan.network);
-        }
         let mut doomed = Vec::new();
         for plan in plans {
             if let Some(link) = self
@@ -507,19 +474,56 @@ impl Kernel {
                 }
             }
         }
-        self.delete_links(&doomed, "delete bridges")
+        let firewalls: Vec<&NetworkFirewall> =
+            plans.iter().filter_map(|p| p.firewall.as_ref()).collect();
+        let raw: Option<Vec<SetElement>> = firewalls
+            .iter()
+            .map(|fw| raw_elements(fw))
+            .collect::<Option<Vec<_>>>()
+            .map(|v| v.concat());
+        // The firewall goes first, then the bridges, as in libvirt. (Running the two side by
+        // side gains nothing: the kernel's link teardown waits for nf_tables' commit lock.)
+        let removed = match raw {
+            Some(elements) => self
+                .sets
+                .apply(TABLE_NAME, SetChange::Delete, &elements)
+                .is_ok(),
+            None => {
+                let exact: String = firewalls.iter().map(|fw| stop_script(fw)).collect();
+                self.nft.run(&exact).is_ok()
+            }
+        };
+        let deleted = self.netlink.delete_links(&doomed);
+        for plan in plans {
+            self.applied.remove(&plan.network);
+        }
+        if !removed {
+            // Something was already missing: remove whatever is left, and if even that fails
+            // the table is damaged: rebuild it without these networks.
+            let any: String = firewalls.iter().map(|fw| stop_any_script(fw)).collect();
+            if self.nft.run(&any).is_err() {
+                self.rebuild_firewall()?;
+            }
+        }
+        self.forget_deleted(&doomed);
+        deleted.map_err(host("delete bridges"))
     }
 
     /// Deletes links in one batch and forgets their routes and addresses.
     fn delete_links(&mut self, indexes: &[u32], context: impl Into<String>) -> Result<()> {
         let deleted = self.netlink.delete_links(indexes).map_err(host(context));
+        self.forget_deleted(indexes);
+        deleted
+    }
+
+    /// Forgets the routes and addresses of deleted links.
+    fn forget_deleted(&mut self, indexes: &[u32]) {
         // Announcements still queued (the routes and addresses these links got) must be
         // applied before the links are forgotten, or they would bring them back.
         if self.view.refresh(&mut self.netlink).is_err() {
             self.view.synced = false;
         }
         self.view.forget_links(indexes);
-        deleted
     }
 
     /// Converges the host on `plans`, the networks that should be active, after a restart
