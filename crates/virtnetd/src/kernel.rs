@@ -343,11 +343,59 @@ impl Kernel {
         Err(in_use(conflict.describe(&dev)))
     }
 
+    /// Refuses to turn IPv6 forwarding on while an interface relies on router advertisements
+    /// for routes without `accept_ra=2`: the kernel stops accepting RAs on a forwarding host,
+    /// and those routes (often the default route) would expire. libvirt refuses the same way.
+    fn check_router_advertisements(&mut self, plan: &NetworkPlan) -> Result<()> {
+        const RTPROT_RA: u8 = 9;
+        let enables_v6_forwarding = plan
+            .sysctls
+            .iter()
+            .any(|s| s.key == "net/ipv6/conf/all/forwarding" && s.value == "1");
+        if !enables_v6_forwarding
+            || sysctl::read("net/ipv6/conf/all/forwarding").is_ok_and(|v| v.trim() == "1")
+        {
+            return Ok(());
+        }
+        let mut indexes: Vec<u32> = self
+            .view
+            .routes
+            .iter()
+            .filter(|r| r.dest.is_ipv6() && r.protocol == RTPROT_RA)
+            .filter_map(|r| r.oif)
+            .collect();
+        indexes.sort_unstable();
+        indexes.dedup();
+        let mut offending = Vec::new();
+        for index in indexes {
+            let Some(link) = self
+                .netlink
+                .link_by_index(index)
+                .map_err(host("look up link"))?
+            else {
+                continue;
+            };
+            let key = format!("net/ipv6/conf/{}/accept_ra", link.name);
+            if sysctl::read(&key).map_or(true, |v| v.trim() != "2") {
+                offending.push(link.name);
+            }
+        }
+        if offending.is_empty() {
+            return Ok(());
+        }
+        Err(in_use(format!(
+            "Check the host setup: enabling IPv6 forwarding with RA routes without accept_ra \
+             set to 2 is likely to cause routes loss. Interfaces to look at: {}",
+            offending.join(" ")
+        )))
+    }
+
     /// Starts a network: checks, bridge, sysctls, addresses, routes, firewall, in that order.
     /// On any failure everything made so far is removed again and the first error returned.
     pub fn start(&mut self, plan: &NetworkPlan) -> Result<()> {
         let t0 = Instant::now();
         let leftover = self.check_free(plan)?;
+        self.check_router_advertisements(plan)?;
         let checked = t0.elapsed();
         // A leftover bridge of ours with this name (from a crash) is replaced.
         if let Some(old) = leftover {

@@ -226,6 +226,45 @@ fn later_route_changes_on_the_host_are_seen() {
     );
 }
 
+/// Turning IPv6 forwarding on makes the kernel ignore router advertisements on interfaces
+/// without `accept_ra=2`, and the routes they gave would expire: refused, as libvirt does.
+#[test]
+fn ipv6_forwarding_is_refused_while_an_uplink_needs_router_advertisements() {
+    let (lab, daemon) = lab_with_daemon("ra");
+    lab.host().ip_ok([
+        "-6",
+        "route",
+        "add",
+        "2001:db8:99::/64",
+        "dev",
+        "uplink0",
+        "proto",
+        "ra",
+    ]);
+    let xml = "<network><name>v6</name><forward mode='nat'/><bridge name='virbr6'/>\
+               <ip address='10.66.0.1' prefix='24'/>\
+               <ip family='ipv6' address='fd00:66::1' prefix='64'/></network>";
+    let file = daemon.dir().join("v6.xml");
+    std::fs::write(&file, xml).unwrap();
+    daemon.cli_ok(&["net-define", &file.to_string_lossy()]);
+    let out = daemon.cli(&["net-start", "v6"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("without accept_ra set to 2") && stderr.contains("look at: uplink0"),
+        "{stderr}"
+    );
+    assert!(!link_names(&lab).contains(&"virbr6".to_string()));
+    lab.host().sysctl("net.ipv6.conf.uplink0.accept_ra", "2");
+    daemon.cli_ok(&["net-start", "v6"]);
+    assert_eq!(
+        lab.host()
+            .run_ok(["sysctl", "-n", "net.ipv6.conf.all.forwarding"])
+            .trim(),
+        "1"
+    );
+}
+
 #[test]
 fn destroy_removes_exactly_what_start_made() {
     let (lab, daemon) = lab_with_daemon("destroy");
