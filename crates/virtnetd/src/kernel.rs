@@ -390,9 +390,48 @@ impl Kernel {
         )))
     }
 
+    /// Warnings about other tables that will drop what virtnet accepts: in nftables an accept
+    /// is final only within its own table, so a `policy drop` forward chain elsewhere (Docker's
+    /// iptables FORWARD, a strict firewalld zone) still drops guests' routed traffic, and an
+    /// input chain's drop policy drops their DHCP and DNS. Reads only the chains' headers.
+    fn foreign_drop_policies(&mut self, plan: &NetworkPlan) -> Vec<String> {
+        let forwards = plan.mode != virtnet_model::ForwardMode::None;
+        self.nft.set_json(true);
+        let listing = self.nft.run("list chains");
+        self.nft.set_json(false);
+        let Ok(listing) = listing else {
+            return Vec::new();
+        };
+        let Ok(json) = serde_json::from_str::<serde_json::Value>(&listing) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        let items = json["nftables"].as_array().cloned().unwrap_or_default();
+        for chain in items.iter().filter_map(|i| i.get("chain")) {
+            let (family, table, name) = (
+                chain["family"].as_str().unwrap_or(""),
+                chain["table"].as_str().unwrap_or(""),
+                chain["name"].as_str().unwrap_or(""),
+            );
+            if table == TABLE_NAME && family == "inet" || chain["policy"] != "drop" {
+                continue;
+            }
+            let what = match chain["hook"].as_str() {
+                Some("forward") if forwards => "guests' forwarded traffic",
+                Some("input") => "guests' DHCP and DNS requests to the host",
+                _ => continue,
+            };
+            out.push(format!(
+                "chain {name} of table {family} {table} has policy drop: {what} accepted by \
+                 virtnet is still dropped there unless that table accepts it too"
+            ));
+        }
+        out
+    }
+
     /// Starts a network: checks, bridge, sysctls, addresses, routes, firewall, in that order.
     /// On any failure everything made so far is removed again and the first error returned.
-    pub fn start(&mut self, plan: &NetworkPlan) -> Result<()> {
+    pub fn start(&mut self, plan: &NetworkPlan) -> Result<Vec<String>> {
         let t0 = Instant::now();
         let leftover = self.check_free(plan)?;
         self.check_router_advertisements(plan)?;
@@ -433,7 +472,7 @@ impl Kernel {
             }
             return Err(e);
         }
-        Ok(())
+        Ok(self.foreign_drop_policies(plan))
     }
 
     /// Sysctls, addresses and routes of a fresh bridge.

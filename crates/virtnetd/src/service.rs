@@ -228,23 +228,28 @@ impl Service {
         let p = plan(&config)?;
         record.live = Some(config);
         record.generation += 1;
-        self.apply_then_commit(name, record, &p)?;
+        let warnings = self.apply_then_commit(name, record, &p)?;
         let record = find(&self.read(), name)?.1.clone();
-        Ok(change(name, &record, false, Vec::new()))
+        Ok(change(name, &record, false, warnings))
     }
 
     /// Starts `p` in the kernel, then stores `record`; if the store fails, stops it again so
     /// that the kernel never holds a network the store does not know as active.
-    fn apply_then_commit(&self, name: &str, record: Record, p: &NetworkPlan) -> Result<()> {
+    fn apply_then_commit(
+        &self,
+        name: &str,
+        record: Record,
+        p: &NetworkPlan,
+    ) -> Result<Vec<String>> {
         let mut kernel = lock(&self.kernel);
-        kernel.start(p)?;
+        let warnings = kernel.start(p)?;
         if let Err(e) = self.commit(name, Some(record)) {
             if let Err(undo) = kernel.stop(&[p]) {
                 tracing::error!(network = %name, error = %undo, "rollback after a failed commit");
             }
             return Err(e);
         }
-        Ok(())
+        Ok(warnings)
     }
 
     /// `POST /v1/destroy` (`net-destroy`): stops the given active networks together,
@@ -436,7 +441,8 @@ impl Service {
             }
         };
         drop(index);
-        self.apply_then_commit(&name, record.clone(), &p)?;
+        let mut warnings = warnings;
+        warnings.extend(self.apply_then_commit(&name, record.clone(), &p)?);
         Ok(change(&name, &record, created, warnings))
     }
 

@@ -4,10 +4,14 @@ use crate::output::{Ctx, Failure};
 
 /// `net-start NETWORK`: builds the network in the kernel.
 pub fn net_start(ctx: &Ctx, id: &str) -> Result<(), Failure> {
-    ctx.client
+    let result = ctx
+        .client
         .start(id)
         .map_err(|e| Failure::operation(id, format!("Failed to start network {id}"), &e))?;
     ctx.extra(&format!("Network {id} started\n"));
+    for w in &result.warnings {
+        ctx.warn(w);
+    }
     Ok(())
 }
 
