@@ -39,7 +39,7 @@ run net-info default
 run iface-bridges
 run net-dumpxml default
 echo "\$ ip -n $ns -br addr show virbr0"; ip -n "$ns" -br addr show virbr0
-echo "\$ ip netns exec $ns nft list set inet virtnet out4"
-ip netns exec "$ns" nft list set inet virtnet out4
+echo "\$ ip netns exec $ns nft list set inet virtnet nat_nets4"
+ip netns exec "$ns" nft list set inet virtnet nat_nets4
 run net-destroy default
 run net-list --all

@@ -211,25 +211,16 @@ impl NetworkFirewall {
         let mut out = vec![el("bridges", vec![b()]), el("cross", vec![b(), b()])];
         let dev = self.forward_dev.clone().map(KeyField::Ifname);
         if self.mode != ForwardMode::None {
+            // One element per subnet serves both directions: from the guests (`iifname . ip
+            // saddr`) and to them (`oifname . ip daddr`), established only for NATed subnets.
             for s in self.v4.iter().chain(&self.v6) {
                 let v6 = s.address.is_ipv6();
-                let established = self.mode == ForwardMode::Nat && (!v6 || self.nat_v6);
+                let nat = self.mode == ForwardMode::Nat && (!v6 || self.nat_v6);
                 let family = if v6 { "6" } else { "4" };
-                let inbound = if established { "in_est" } else { "in" };
-                let net = KeyField::Net(*s);
-                match &dev {
-                    None => {
-                        out.push(el(set_name(inbound, family, false), vec![b(), net.clone()]));
-                        out.push(el(set_name("out", family, false), vec![b(), net]));
-                    }
-                    Some(d) => {
-                        out.push(el(
-                            set_name(inbound, family, true),
-                            vec![d.clone(), b(), net.clone()],
-                        ));
-                        out.push(el(set_name("out", family, true), vec![b(), net, d.clone()]));
-                    }
-                }
+                let role = if nat { "nat" } else { "routed" };
+                let mut key = vec![b(), KeyField::Net(*s)];
+                key.extend(dev.clone());
+                out.push(el(subnet_set(role, family, dev.is_some()), key));
             }
         }
         for (set, inbound) in [("host_in", true), ("host_out", false)] {
@@ -343,21 +334,24 @@ impl NetworkFirewall {
     }
 }
 
-/// `in4`, `out6_dev`, …: the set for a role, family and whether `<forward dev>` applies.
+/// The set of a network's subnets, keyed `bridge . subnet` (`. dev` with `<forward dev>`),
+/// for NATed or routed subnets of one family.
+fn subnet_set(role: &str, family: &str, dev: bool) -> &'static str {
+    match (role, family, dev) {
+        ("nat", "4", false) => "nat_nets4",
+        ("nat", "6", false) => "nat_nets6",
+        ("nat", "4", true) => "nat_nets4_dev",
+        ("nat", "6", true) => "nat_nets6_dev",
+        ("routed", "4", false) => "routed_nets4",
+        ("routed", "6", false) => "routed_nets6",
+        ("routed", "4", true) => "routed_nets4_dev",
+        _ => "routed_nets6_dev",
+    }
+}
+
+/// The NAT sets and maps: `nat4_skip`, `masq6_dev`, ….
 fn set_name(role: &str, family: &str, dev: bool) -> &'static str {
     match (role, family, dev) {
-        ("in", "4", false) => "in4",
-        ("in", "6", false) => "in6",
-        ("in", "4", true) => "in4_dev",
-        ("in", "6", true) => "in6_dev",
-        ("in_est", "4", false) => "in4_est",
-        ("in_est", "6", false) => "in6_est",
-        ("in_est", "4", true) => "in4_est_dev",
-        ("in_est", "6", true) => "in6_est_dev",
-        ("out", "4", false) => "out4",
-        ("out", "6", false) => "out6",
-        ("out", "4", true) => "out4_dev",
-        ("out", "6", true) => "out6_dev",
         ("nat_skip", "4", _) => "nat4_skip",
         ("nat_skip", "6", _) => "nat6_skip",
         ("nat", "4", _) => "nat4",
@@ -373,34 +367,24 @@ fn set_name(role: &str, family: &str, dev: bool) -> &'static str {
 const SETS: &[(&str, &str)] = &[
     ("bridges", "type ifname ;"),
     ("cross", "type ifname . ifname ;"),
-    ("in4", "type ifname . ipv4_addr ; flags interval ;"),
-    ("in6", "type ifname . ipv6_addr ; flags interval ;"),
-    ("in4_est", "type ifname . ipv4_addr ; flags interval ;"),
-    ("in6_est", "type ifname . ipv6_addr ; flags interval ;"),
+    ("nat_nets4", "type ifname . ipv4_addr ; flags interval ;"),
+    ("nat_nets6", "type ifname . ipv6_addr ; flags interval ;"),
     (
-        "in4_dev",
-        "type ifname . ifname . ipv4_addr ; flags interval ;",
-    ),
-    (
-        "in6_dev",
-        "type ifname . ifname . ipv6_addr ; flags interval ;",
-    ),
-    (
-        "in4_est_dev",
-        "type ifname . ifname . ipv4_addr ; flags interval ;",
-    ),
-    (
-        "in6_est_dev",
-        "type ifname . ifname . ipv6_addr ; flags interval ;",
-    ),
-    ("out4", "type ifname . ipv4_addr ; flags interval ;"),
-    ("out6", "type ifname . ipv6_addr ; flags interval ;"),
-    (
-        "out4_dev",
+        "nat_nets4_dev",
         "type ifname . ipv4_addr . ifname ; flags interval ;",
     ),
     (
-        "out6_dev",
+        "nat_nets6_dev",
+        "type ifname . ipv6_addr . ifname ; flags interval ;",
+    ),
+    ("routed_nets4", "type ifname . ipv4_addr ; flags interval ;"),
+    ("routed_nets6", "type ifname . ipv6_addr ; flags interval ;"),
+    (
+        "routed_nets4_dev",
+        "type ifname . ipv4_addr . ifname ; flags interval ;",
+    ),
+    (
+        "routed_nets6_dev",
         "type ifname . ipv6_addr . ifname ; flags interval ;",
     ),
     (
@@ -428,19 +412,23 @@ fn base_chains() -> String {
         "\
 add chain {TABLE} forward {{ type filter hook forward priority filter ; policy accept ; }}
 add rule {TABLE} forward iifname . oifname @cross accept
-add rule {TABLE} forward oifname . ip daddr @in4_est ct state established,related accept
-add rule {TABLE} forward oifname . ip6 daddr @in6_est ct state established,related accept
-add rule {TABLE} forward iifname . oifname . ip daddr @in4_est_dev ct state established,related accept
-add rule {TABLE} forward iifname . oifname . ip6 daddr @in6_est_dev ct state established,related accept
-add rule {TABLE} forward oifname . ip daddr @in4 accept
-add rule {TABLE} forward oifname . ip6 daddr @in6 accept
-add rule {TABLE} forward iifname . oifname . ip daddr @in4_dev accept
-add rule {TABLE} forward iifname . oifname . ip6 daddr @in6_dev accept
+add rule {TABLE} forward oifname . ip daddr @nat_nets4 ct state established,related accept
+add rule {TABLE} forward oifname . ip6 daddr @nat_nets6 ct state established,related accept
+add rule {TABLE} forward oifname . ip daddr . iifname @nat_nets4_dev ct state established,related accept
+add rule {TABLE} forward oifname . ip6 daddr . iifname @nat_nets6_dev ct state established,related accept
+add rule {TABLE} forward oifname . ip daddr @routed_nets4 accept
+add rule {TABLE} forward oifname . ip6 daddr @routed_nets6 accept
+add rule {TABLE} forward oifname . ip daddr . iifname @routed_nets4_dev accept
+add rule {TABLE} forward oifname . ip6 daddr . iifname @routed_nets6_dev accept
 add rule {TABLE} forward oifname @bridges reject
-add rule {TABLE} forward iifname . ip saddr @out4 accept
-add rule {TABLE} forward iifname . ip6 saddr @out6 accept
-add rule {TABLE} forward iifname . ip saddr . oifname @out4_dev accept
-add rule {TABLE} forward iifname . ip6 saddr . oifname @out6_dev accept
+add rule {TABLE} forward iifname . ip saddr @nat_nets4 accept
+add rule {TABLE} forward iifname . ip6 saddr @nat_nets6 accept
+add rule {TABLE} forward iifname . ip saddr . oifname @nat_nets4_dev accept
+add rule {TABLE} forward iifname . ip6 saddr . oifname @nat_nets6_dev accept
+add rule {TABLE} forward iifname . ip saddr @routed_nets4 accept
+add rule {TABLE} forward iifname . ip6 saddr @routed_nets6 accept
+add rule {TABLE} forward iifname . ip saddr . oifname @routed_nets4_dev accept
+add rule {TABLE} forward iifname . ip6 saddr . oifname @routed_nets6_dev accept
 add rule {TABLE} forward iifname @bridges reject
 add chain {TABLE} input {{ type filter hook input priority filter ; policy accept ; }}
 add rule {TABLE} input iifname . meta nfproto . meta l4proto . th dport @host_in accept
