@@ -239,17 +239,10 @@ impl Client {
 
     /// `POST /v1/destroy`: stops active networks, all in one go.
     pub fn destroy(&self, ids: &[String]) -> Result<DestroyResult, ClientError> {
-        let body = serde_json::to_vec(&DestroyRequest {
+        let request = DestroyRequest {
             networks: ids.to_vec(),
-        })
-        .map_err(|e| ClientError::Protocol(e.to_string()))?;
-        let resp = self.checked(
-            "POST",
-            paths::DESTROY,
-            &[("Content-Type", "application/json")],
-            Some(&body),
-        )?;
-        decode(&resp)
+        };
+        self.send_json("POST", paths::DESTROY, &request)
     }
 
     /// `GET /v1/bridges`: virtnet's bridges and their ports.
@@ -260,15 +253,11 @@ impl Client {
 
     /// `PUT /v1/networks/{id}/autostart`.
     pub fn set_autostart(&self, id: &str, autostart: bool) -> Result<ChangeResult, ClientError> {
-        let body = serde_json::to_vec(&AutostartRequest { autostart })
-            .map_err(|e| ClientError::Protocol(e.to_string()))?;
-        let resp = self.checked(
+        self.send_json(
             "PUT",
             &paths::autostart(id),
-            &[("Content-Type", "application/json")],
-            Some(&body),
-        )?;
-        decode(&resp)
+            &AutostartRequest { autostart },
+        )
     }
 
     /// `PUT /v1/networks/{id}` with `If-Match: etag`: replaces the persistent definition.
@@ -278,6 +267,23 @@ impl Client {
             &paths::network(id),
             &[("Content-Type", XML_MEDIA_TYPE), ("If-Match", etag)],
             Some(xml.as_bytes()),
+        )?;
+        decode(&resp)
+    }
+
+    /// Sends a JSON body and decodes the JSON answer.
+    fn send_json<B: serde::Serialize, T: serde::de::DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        let body = serde_json::to_vec(body).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let resp = self.checked(
+            method,
+            path,
+            &[("Content-Type", "application/json")],
+            Some(&body),
         )?;
         decode(&resp)
     }

@@ -92,7 +92,9 @@ pub fn find_conflict(
     None
 }
 
-fn is_link_local(a: IpAddr) -> bool {
+/// True for IPv4 169.254.0.0/16 and IPv6 fe80::/10 addresses, which every link has and which
+/// never collide with a network's subnet.
+pub fn is_link_local(a: IpAddr) -> bool {
     match a {
         IpAddr::V4(v4) => v4.is_link_local(),
         IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,

@@ -15,7 +15,7 @@ use std::net::IpAddr;
 use virtnet_model::define::{prefix_mask_v4, prefix_mask_v6};
 use virtnet_model::{ForwardMode, Network};
 
-pub use conflict::{find_conflict, Conflict, HostAddress, HostRoute};
+pub use conflict::{find_conflict, is_link_local, Conflict, HostAddress, HostRoute};
 pub use firewall::NetworkFirewall;
 pub use kernel::{AddressPlan, BridgePlan, RoutePlan, Sysctl};
 
@@ -161,6 +161,14 @@ impl Subnet {
         Subnet {
             address: network_address(addr, prefix),
             prefix,
+        }
+    }
+
+    /// The subnet's last address (its broadcast address for IPv4).
+    pub fn last_address(&self) -> IpAddr {
+        match self.address {
+            IpAddr::V4(a) => IpAddr::V4((u32::from(a) | !prefix_mask_v4(self.prefix)).into()),
+            IpAddr::V6(a) => IpAddr::V6((u128::from(a) | !prefix_mask_v6(self.prefix)).into()),
         }
     }
 

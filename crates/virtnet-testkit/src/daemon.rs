@@ -211,6 +211,21 @@ impl Daemon {
         self.ns.exec(all)
     }
 
+    /// Writes `xml` to `<dir>/<name>.xml` and runs `net-define` on it (panicking on failure);
+    /// returns the network's name, read from its `<name>` element.
+    pub fn define(&self, xml: &str) -> String {
+        let name = xml
+            .split("<name>")
+            .nth(1)
+            .and_then(|s| s.split("</name>").next())
+            .expect("the XML names its network")
+            .to_string();
+        let file = self.dir().join(format!("{name}.xml"));
+        std::fs::write(&file, xml).expect("write the network's XML");
+        self.cli_ok(&["net-define", &file.to_string_lossy()]);
+        name
+    }
+
     /// Like [`Daemon::cli`], returning stdout; panics with stderr and the daemon log when the
     /// command fails.
     pub fn cli_ok(&self, args: &[&str]) -> String {

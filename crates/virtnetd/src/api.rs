@@ -22,8 +22,8 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use tracing::Instrument;
 use virtnet_api::{
-    paths, ApiError, AutostartRequest, BridgeStatus, ChangeResult, DestroyRequest, DestroyResult,
-    ErrorCode, MAX_BODY_BYTES, XML_MEDIA_TYPE,
+    paths, ApiError, AutostartRequest, ChangeResult, DestroyRequest, DestroyResult, ErrorCode,
+    MAX_BODY_BYTES, XML_MEDIA_TYPE,
 };
 
 use crate::error::{Error, Result};
@@ -140,6 +140,18 @@ async fn read_body(headers: &HeaderMap, body: Body) -> std::result::Result<Bytes
 }
 
 /// Reads a libvirt XML body as text.
+/// Reads a JSON body; a bad one is a 400 naming the request and the expected shape.
+async fn read_json<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Body,
+    what: &str,
+    expected: &str,
+) -> std::result::Result<T, Failure> {
+    let bytes = read_body(headers, body).await?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| bad_request(format!("bad {what} request: {e} (expected {expected})")))
+}
+
 async fn read_xml(headers: &HeaderMap, body: Body) -> std::result::Result<String, Failure> {
     let bytes = read_body(headers, body).await?;
     String::from_utf8(bytes.to_vec()).map_err(|e| {
@@ -291,12 +303,8 @@ async fn autostart(
     body: Body,
 ) -> Answer {
     let id = path_id(id)?;
-    let bytes = read_body(&headers, body).await?;
-    let request: AutostartRequest = serde_json::from_slice(&bytes).map_err(|e| {
-        bad_request(format!(
-            "bad autostart request: {e} (expected {{\"autostart\": true|false}})"
-        ))
-    })?;
+    let request: AutostartRequest =
+        read_json(&headers, body, "autostart", "{\"autostart\": true|false}").await?;
     let result = blocking(move || service.set_autostart(&id, request.autostart)).await?;
     Ok(changed(StatusCode::OK, result))
 }
@@ -311,12 +319,8 @@ async fn start(
 }
 
 async fn destroy(State(service): State<AppState>, headers: HeaderMap, body: Body) -> Answer {
-    let bytes = read_body(&headers, body).await?;
-    let request: DestroyRequest = serde_json::from_slice(&bytes).map_err(|e| {
-        bad_request(format!(
-            "bad destroy request: {e} (expected {{\"networks\": [\"name\", ...]}})"
-        ))
-    })?;
+    let request: DestroyRequest =
+        read_json(&headers, body, "destroy", "{\"networks\": [\"name\", ...]}").await?;
     if request.networks.is_empty() {
         return Err(bad_request(
             "bad destroy request: networks: the list is empty",
@@ -328,15 +332,6 @@ async fn destroy(State(service): State<AppState>, headers: HeaderMap, body: Body
 
 async fn bridges(State(service): State<AppState>) -> Answer {
     let rows = blocking(move || service.bridges()).await?;
-    let rows: Vec<BridgeStatus> = rows
-        .into_iter()
-        .map(|r| BridgeStatus {
-            name: r.name,
-            bridge_id: r.bridge_id,
-            stp: r.stp,
-            interfaces: r.interfaces,
-        })
-        .collect();
     Ok(Json(rows).into_response())
 }
 

@@ -12,36 +12,22 @@ use std::net::IpAddr;
 use std::time::Instant;
 
 use tracing::{debug, info, warn};
-use virtnet_api::ErrorCode;
+use virtnet_api::{BridgeStatus, ErrorCode};
 use virtnet_host::nft_set::{key_bytes, INTERVAL_END};
 use virtnet_host::{
     sysctl, Address, BridgeSpec, Change, Drained, Field, HostError, Link, Monitor, Netlink,
     NftSets, Nftables, Route, RouteSpec, SetChange, SetElement,
 };
-use virtnet_model::define::{prefix_mask_v4, prefix_mask_v6};
 use virtnet_plan::firewall::{
     rebuild_script, remove_table_script, start_script, stop_any_script, stop_script, KeyField,
     NfProto, TABLE_NAME,
 };
 use virtnet_plan::{
-    find_conflict, Conflict, HostAddress, HostRoute, NetworkFirewall, NetworkPlan, ALIAS_PREFIX,
-    LINK_GROUP, ROUTE_PROTOCOL,
+    find_conflict, is_link_local, Conflict, HostAddress, HostRoute, NetworkFirewall, NetworkPlan,
+    ALIAS_PREFIX, LINK_GROUP, ROUTE_PROTOCOL,
 };
 
 use crate::error::{Error, Result};
-
-/// A bridge as `virtnet iface-bridges` shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BridgeRow {
-    /// Bridge name.
-    pub name: String,
-    /// `8000.525400aabbcc`.
-    pub bridge_id: String,
-    /// STP enabled.
-    pub stp: bool,
-    /// Names of the enslaved interfaces, sorted.
-    pub interfaces: Vec<String>,
-}
 
 /// The host's routes and addresses, dumped once and then kept current from the kernel's
 /// notifications, so that the collision check of a start does not dump them again: with one
@@ -232,14 +218,7 @@ pub fn raw_elements(fw: &NetworkFirewall) -> Option<Vec<SetElement>> {
 fn field(k: &KeyField, end: bool) -> Field {
     match k {
         KeyField::Ifname(n) => Field::Ifname(n.clone()),
-        KeyField::Net(s) => match (s.address, end) {
-            (IpAddr::V4(a), false) => Field::Ipv4(a),
-            (IpAddr::V4(a), true) => Field::Ipv4((u32::from(a) | !prefix_mask_v4(s.prefix)).into()),
-            (IpAddr::V6(a), false) => Field::Ipv6(a),
-            (IpAddr::V6(a), true) => {
-                Field::Ipv6((u128::from(a) | !prefix_mask_v6(s.prefix)).into())
-            }
-        },
+        KeyField::Net(s) => address_field(if end { s.last_address() } else { s.address }),
         KeyField::NfProto(NfProto::Ipv4) => Field::NfProto(libc::NFPROTO_IPV4 as u8),
         KeyField::NfProto(NfProto::Ipv6) => Field::NfProto(libc::NFPROTO_IPV6 as u8),
         KeyField::L4(p) => Field::InetProto(if *p == "tcp" {
@@ -251,18 +230,21 @@ fn field(k: &KeyField, end: bool) -> Field {
     }
 }
 
+fn address_field(a: IpAddr) -> Field {
+    match a {
+        IpAddr::V4(a) => Field::Ipv4(a),
+        IpAddr::V6(a) => Field::Ipv6(a),
+    }
+}
+
 /// The address right after a subnet, or `None` when the subnet ends the address space.
 fn one_past(k: &KeyField) -> Option<Field> {
     let KeyField::Net(s) = k else {
         return None;
     };
-    match s.address {
-        IpAddr::V4(a) => (u32::from(a) | !prefix_mask_v4(s.prefix))
-            .checked_add(1)
-            .map(|n| Field::Ipv4(n.into())),
-        IpAddr::V6(a) => (u128::from(a) | !prefix_mask_v6(s.prefix))
-            .checked_add(1)
-            .map(|n| Field::Ipv6(n.into())),
+    match s.last_address() {
+        IpAddr::V4(a) => u32::from(a).checked_add(1).map(|n| Field::Ipv4(n.into())),
+        IpAddr::V6(a) => u128::from(a).checked_add(1).map(|n| Field::Ipv6(n.into())),
     }
 }
 
@@ -284,13 +266,6 @@ fn route_spec(r: &virtnet_plan::RoutePlan) -> RouteSpec {
         oif: None,
         metric: r.metric,
         protocol: ROUTE_PROTOCOL,
-    }
-}
-
-fn is_link_local(a: IpAddr) -> bool {
-    match a {
-        IpAddr::V4(v4) => v4.is_link_local(),
-        IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
     }
 }
 
@@ -683,16 +658,18 @@ impl Kernel {
         for s in &plan.sysctls {
             sysctl::write(&s.key, &s.value).map_err(host("write sysctl"))?;
         }
+        // The view is dumped once for the whole reconcile and then follows the kernel's
+        // announcements, instead of a dump of every address and route per network.
+        self.view.refresh(&mut self.netlink)?;
         self.converge_addresses(plan, link.index)?;
         self.converge_routes(plan, link.index)
     }
 
     fn converge_addresses(&mut self, plan: &NetworkPlan, index: u32) -> Result<()> {
         let present: Vec<(IpAddr, u8)> = self
-            .netlink
-            .addresses()
-            .map_err(host("list addresses"))?
-            .into_iter()
+            .view
+            .addresses
+            .iter()
             .filter(|a| a.ifindex == index && !is_link_local(a.addr))
             .map(|a| (a.addr, a.prefix_len))
             .collect();
@@ -716,10 +693,9 @@ impl Kernel {
 
     fn converge_routes(&mut self, plan: &NetworkPlan, index: u32) -> Result<()> {
         let ours: Vec<RouteSpec> = self
-            .netlink
-            .routes()
-            .map_err(host("list routes"))?
-            .into_iter()
+            .view
+            .routes
+            .iter()
             .filter(|r| r.protocol == ROUTE_PROTOCOL && r.oif == Some(index))
             .map(|r| RouteSpec {
                 dest: r.dest,
@@ -762,9 +738,9 @@ impl Kernel {
     }
 
     /// virtnet's bridges with their ports, sorted by name (`iface-bridges`).
-    pub fn bridges(&mut self) -> Result<Vec<BridgeRow>> {
+    pub fn bridges(&mut self) -> Result<Vec<BridgeStatus>> {
         let links = self.netlink.links().map_err(host("list links"))?;
-        let mut rows: Vec<BridgeRow> = links
+        let mut rows: Vec<BridgeStatus> = links
             .iter()
             .filter(|l| is_ours(l))
             .filter_map(|l| {
@@ -775,7 +751,7 @@ impl Kernel {
                     .map(|p| p.name.clone())
                     .collect();
                 interfaces.sort();
-                Some(BridgeRow {
+                Some(BridgeStatus {
                     name: l.name.clone(),
                     bridge_id: info.bridge_id.clone(),
                     stp: info.stp,

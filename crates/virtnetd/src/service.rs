@@ -23,7 +23,7 @@ use virtnet_model::define::{identify, prepare, Identity};
 use virtnet_model::{ForwardMode, ModelError, Network};
 
 use crate::error::{Error, Result};
-use crate::kernel::{BridgeRow, Kernel};
+use crate::kernel::Kernel;
 use crate::store::{Record, StartReport, Store};
 use virtnet_plan::{plan, NetworkPlan};
 
@@ -276,26 +276,24 @@ impl Service {
         lock(&self.kernel).stop(&plans)?;
         let mut out = Vec::new();
         for (name, _) in &targets {
+            // Summarised before the change: a transient network has no record afterwards.
+            let before = self.read().get(name.as_str()).map(|r| summary(name, r));
             self.deactivate(name)?;
-            let index = self.read();
-            out.push(match index.get(name.as_str()) {
-                Some(r) => summary(name, r),
-                None => NetworkSummary {
-                    name: name.clone(),
-                    uuid: Uuid::nil(),
-                    active: false,
-                    persistent: false,
-                    autostart: false,
-                    bridge: None,
-                    forward_mode: ForwardMode::None,
-                },
-            });
+            let after = self.read().get(name.as_str()).map(|r| summary(name, r));
+            if let Some(s) = after.or(before.map(|s| NetworkSummary {
+                active: false,
+                persistent: false,
+                autostart: false,
+                ..s
+            })) {
+                out.push(s);
+            }
         }
         Ok(out)
     }
 
     /// `GET /v1/bridges` (`iface-bridges`): virtnet's bridges as the kernel has them.
-    pub fn bridges(&self) -> Result<Vec<BridgeRow>> {
+    pub fn bridges(&self) -> Result<Vec<virtnet_api::BridgeStatus>> {
         lock(&self.kernel).bridges()
     }
 

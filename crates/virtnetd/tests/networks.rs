@@ -6,15 +6,8 @@ use virtnet_testkit::{Daemon, Lab, HOST_UPLINK_ADDR, UPSTREAM_ADDR, UPSTREAM_URL
 
 /// Defines and starts a network from XML.
 fn start(daemon: &Daemon, xml: &str) {
-    let name = xml
-        .split("<name>")
-        .nth(1)
-        .and_then(|s| s.split("</name>").next())
-        .expect("the XML names its network");
-    let file = daemon.dir().join(format!("{name}.xml"));
-    std::fs::write(&file, xml).expect("write XML");
-    daemon.cli_ok(&["net-define", &file.to_string_lossy()]);
-    daemon.cli_ok(&["net-start", name]);
+    let name = daemon.define(xml);
+    daemon.cli_ok(&["net-start", &name]);
 }
 
 fn network(name: &str, mode: Option<&str>, bridge: &str, prefix3: &str) -> String {
@@ -164,9 +157,7 @@ fn networks_cannot_reach_each_other_unless_routed() {
 fn a_subnet_in_use_or_a_foreign_bridge_name_is_refused_and_changes_nothing() {
     let (lab, daemon) = lab_with_daemon("conflict");
     // 203.0.113.0/24 is the host's uplink.
-    let file = daemon.dir().join("clash.xml");
-    std::fs::write(&file, network("clash", Some("nat"), "virbr0", "203.0.113")).unwrap();
-    daemon.cli_ok(&["net-define", &file.to_string_lossy()]);
+    daemon.define(&network("clash", Some("nat"), "virbr0", "203.0.113"));
     let before_links = link_names(&lab);
     let out = daemon.cli(&["net-start", "clash"]);
     assert!(!out.status.success());
@@ -181,9 +172,7 @@ fn a_subnet_in_use_or_a_foreign_bridge_name_is_refused_and_changes_nothing() {
     // A bridge name taken by a link virtnet did not make.
     lab.host()
         .ip_ok(["link", "add", "virbr9", "type", "bridge"]);
-    let file = daemon.dir().join("taken.xml");
-    std::fs::write(&file, network("taken", Some("nat"), "virbr9", "10.9.9")).unwrap();
-    daemon.cli_ok(&["net-define", &file.to_string_lossy()]);
+    daemon.define(&network("taken", Some("nat"), "virbr9", "10.9.9"));
     let out = daemon.cli(&["net-start", "taken"]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -202,9 +191,7 @@ fn later_route_changes_on_the_host_are_seen() {
     start(&daemon, &network("first", Some("nat"), "virbr1", "10.54.1"));
     lab.host()
         .ip_ok(["route", "add", "10.55.0.0/16", "via", UPSTREAM_ADDR]);
-    let file = daemon.dir().join("later.xml");
-    std::fs::write(&file, network("later", Some("nat"), "virbr2", "10.55.1")).unwrap();
-    daemon.cli_ok(&["net-define", &file.to_string_lossy()]);
+    daemon.define(&network("later", Some("nat"), "virbr2", "10.55.1"));
     let out = daemon.cli(&["net-start", "later"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -244,9 +231,7 @@ fn ipv6_forwarding_is_refused_while_an_uplink_needs_router_advertisements() {
     let xml = "<network><name>v6</name><forward mode='nat'/><bridge name='virbr6'/>\
                <ip address='10.66.0.1' prefix='24'/>\
                <ip family='ipv6' address='fd00:66::1' prefix='64'/></network>";
-    let file = daemon.dir().join("v6.xml");
-    std::fs::write(&file, xml).unwrap();
-    daemon.cli_ok(&["net-define", &file.to_string_lossy()]);
+    daemon.define(xml);
     let out = daemon.cli(&["net-start", "v6"]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -274,9 +259,7 @@ fn a_foreign_drop_policy_is_reported() {
         "nft",
         "add table ip filter ; add chain ip filter FORWARD { type filter hook forward priority 0 ; policy drop ; }",
     ]);
-    let file = daemon.dir().join("n.xml");
-    std::fs::write(&file, network("n", Some("nat"), "virbr1", "10.67.0")).unwrap();
-    daemon.cli_ok(&["net-define", &file.to_string_lossy()]);
+    daemon.define(&network("n", Some("nat"), "virbr1", "10.67.0"));
     let out = daemon.cli(&["net-start", "n"]);
     assert!(out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);

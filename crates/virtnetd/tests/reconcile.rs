@@ -25,9 +25,7 @@ fn define(daemon: &Daemon, name: &str, bridge: &str, prefix3: &str, mode: &str) 
          <ip address='{prefix3}.1' prefix='24'/>\
          <route address='{dest}' prefix='24' gateway='{prefix3}.2'/></network>"
     );
-    let file = daemon.dir().join(format!("{name}.xml"));
-    std::fs::write(&file, xml).expect("write XML");
-    daemon.cli_ok(&["net-define", &file.to_string_lossy()]);
+    daemon.define(&xml);
 }
 
 /// The `inet virtnet` table in canonical form, or an empty string when there is none.
