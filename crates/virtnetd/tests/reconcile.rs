@@ -175,7 +175,6 @@ fn restarts_do_not_interrupt_guest_traffic() {
         [
             "busybox",
             "ping",
-            "-q",
             "-c",
             "100",
             "-i",
@@ -201,9 +200,15 @@ fn restarts_do_not_interrupt_guest_traffic() {
         let _ = c.wait();
         out
     });
+    let answered: Vec<u32> = output
+        .lines()
+        .filter_map(|l| l.split("seq=").nth(1)?.split(' ').next()?.parse().ok())
+        .collect();
+    let missing: Vec<u32> = (0..100).filter(|s| !answered.contains(s)).collect();
     assert!(
         output.contains("100 packets transmitted, 100 packets received"),
-        "guest traffic was interrupted by the restarts:\n{output}"
+        "guest traffic was interrupted by the restarts: no answer to seq {missing:?}\n{}",
+        output.lines().rev().take(4).collect::<Vec<_>>().join("\n")
     );
     assert_eq!(table(&lab), before, "the firewall changed across restarts");
     assert_eq!(
