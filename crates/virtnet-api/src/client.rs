@@ -289,7 +289,7 @@ impl Client {
     }
 
     /// Sends a request and turns a non-2xx answer into [`ClientError::Api`].
-    fn checked(
+    pub(crate) fn checked(
         &self,
         method: &str,
         path: &str,
@@ -361,7 +361,7 @@ impl Client {
 }
 
 /// Decodes a JSON body.
-fn decode<T: DeserializeOwned>(resp: &Response) -> Result<T, ClientError> {
+pub(crate) fn decode<T: DeserializeOwned>(resp: &Response) -> Result<T, ClientError> {
     serde_json::from_slice(&resp.body)
         .map_err(|e| ClientError::Protocol(format!("cannot decode the answer: {e}")))
 }

@@ -3,7 +3,11 @@
 //! Layout:
 //! - table `networks`: network name → JSON [`Record`] (`{config, live, autostart, generation}`);
 //! - table `meta`: `format` (layout version of this file) and `boot_id` (the kernel boot the
-//!   live definitions belong to).
+//!   live definitions belong to);
+//! - table `leases`: `<network>\n<client key>` → JSON DHCP lease. A lease is written before the
+//!   DHCP server acknowledges it, so a client keeps its address across daemon restarts. Leases
+//!   outlive `net-destroy` (the guests keep their addresses over a network restart, as with
+//!   libvirt's lease files) and go with `net-undefine`.
 //!
 //! Durability: every change is one redb write transaction committed with
 //! [`Durability::Immediate`] and two-phase commit, and the caller answers the client only after
@@ -26,6 +30,7 @@ pub const DB_FILE: &str = "virtnet.redb";
 
 const NETWORKS: TableDefinition<&str, &[u8]> = TableDefinition::new("networks");
 const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
+const LEASES: TableDefinition<&str, &[u8]> = TableDefinition::new("leases");
 const META_FORMAT: &str = "format";
 const META_BOOT_ID: &str = "boot_id";
 /// Layout version written by this daemon; a newer one is refused rather than misread.
@@ -280,6 +285,96 @@ impl Store {
     }
 }
 
+/// The lease table's key: network names cannot hold a line break (the model refuses control
+/// characters), so `network\n` is a prefix no other network shares.
+fn lease_key(network: &str, client: &str) -> String {
+    format!("{network}\n{client}")
+}
+
+impl Store {
+    /// Writes (or replaces) one lease of `network` durably, keyed by `client` (its MAC).
+    pub fn put_lease<T: Serialize>(&self, network: &str, client: &str, lease: &T) -> Result<()> {
+        let ctx = || format!("cannot store lease of {client} on network '{network}'");
+        let bytes = serde_json::to_vec(lease).map_err(|source| Error::Record {
+            context: ctx(),
+            source,
+        })?;
+        let txn = self.begin_write()?;
+        {
+            let mut table = txn.open_table(LEASES).map_err(|e| Error::store(ctx(), e))?;
+            table
+                .insert(lease_key(network, client).as_str(), bytes.as_slice())
+                .map_err(|e| Error::store(ctx(), e))?;
+        }
+        txn.commit().map_err(|e| Error::store(ctx(), e))
+    }
+
+    /// Deletes one lease durably; deleting an absent lease is not an error.
+    pub fn delete_lease(&self, network: &str, client: &str) -> Result<()> {
+        let ctx = || format!("cannot delete lease of {client} on network '{network}'");
+        let txn = self.begin_write()?;
+        {
+            let mut table = txn.open_table(LEASES).map_err(|e| Error::store(ctx(), e))?;
+            table
+                .remove(lease_key(network, client).as_str())
+                .map_err(|e| Error::store(ctx(), e))?;
+        }
+        txn.commit().map_err(|e| Error::store(ctx(), e))
+    }
+
+    /// Deletes every lease of `network` (on undefine).
+    pub fn delete_leases(&self, network: &str) -> Result<()> {
+        let ctx = || format!("cannot delete the leases of network '{network}'");
+        let prefix = lease_key(network, "");
+        let txn = self.begin_write()?;
+        {
+            let mut table = txn.open_table(LEASES).map_err(|e| Error::store(ctx(), e))?;
+            let keys: Vec<String> = table
+                .range(prefix.as_str()..)
+                .map_err(|e| Error::store(ctx(), e))?
+                .map_while(|item| {
+                    let key = item.ok()?.0.value().to_string();
+                    key.starts_with(&prefix).then_some(key)
+                })
+                .collect();
+            for key in keys {
+                table
+                    .remove(key.as_str())
+                    .map_err(|e| Error::store(ctx(), e))?;
+            }
+        }
+        txn.commit().map_err(|e| Error::store(ctx(), e))
+    }
+
+    /// Reads the leases of `network`. A lease that no longer decodes is skipped with a warning
+    /// (the client simply asks again) rather than keeping the network from starting.
+    pub fn leases<T: serde::de::DeserializeOwned>(&self, network: &str) -> Result<Vec<T>> {
+        let ctx = || format!("cannot read the leases of network '{network}'");
+        let prefix = lease_key(network, "");
+        let txn = self.db.begin_read().map_err(|e| Error::store(ctx(), e))?;
+        let table = match txn.open_table(LEASES) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(Error::store(ctx(), e)),
+        };
+        let mut out = Vec::new();
+        for item in table
+            .range(prefix.as_str()..)
+            .map_err(|e| Error::store(ctx(), e))?
+        {
+            let (key, value) = item.map_err(|e| Error::store(ctx(), e))?;
+            if !key.value().starts_with(&prefix) {
+                break;
+            }
+            match serde_json::from_slice(value.value()) {
+                Ok(lease) => out.push(lease),
+                Err(e) => tracing::warn!(network, key = key.value(), error = %e, "unreadable lease skipped"),
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// Definitions are stored as libvirt network XML, the format virtnet promises to keep reading,
 /// rather than as the model's serde form, which may change as the model grows.
 mod stored_xml {
@@ -343,6 +438,29 @@ mod tests {
         assert_eq!(records.keys().collect::<Vec<_>>(), ["a", "t"]);
         assert!(records["a"].is_active());
         assert_eq!(store.load()?, records);
+        Ok(())
+    }
+
+    #[test]
+    fn leases_are_kept_per_network_and_survive_reopen() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", Path::new("."), e))?;
+        let path = dir.path().join(DB_FILE);
+        {
+            let (store, _, _) = Store::open(&path, Some("boot-a"))?;
+            assert!(store.leases::<String>("a")?.is_empty());
+            store.put_lease("a", "m1", &"a-1".to_string())?;
+            store.put_lease("a", "m2", &"a-2".to_string())?;
+            store.put_lease("ab", "m1", &"ab-1".to_string())?;
+            store.put_lease("a", "m1", &"a-1b".to_string())?;
+            store.delete_lease("a", "m2")?;
+            store.delete_lease("a", "absent")?;
+        }
+        let (store, _, _) = Store::open(&path, Some("boot-a"))?;
+        assert_eq!(store.leases::<String>("a")?, ["a-1b"]);
+        assert_eq!(store.leases::<String>("ab")?, ["ab-1"]);
+        store.delete_leases("a")?;
+        assert!(store.leases::<String>("a")?.is_empty());
+        assert_eq!(store.leases::<String>("ab")?, ["ab-1"]);
         Ok(())
     }
 
