@@ -19,7 +19,7 @@ command -v python3 >/dev/null || need_apt+=(python3)
 command -v dig >/dev/null || need_apt+=(bind9-dnsutils)
 command -v dnsmasq >/dev/null || [ -x /usr/sbin/dnsmasq ] || need_apt+=(dnsmasq-base)
 if ! command -v cargo >/dev/null && [ ! -x "$HOME/.cargo/bin/cargo" ]; then
-  # Debian's own toolchain; virtnet needs Rust >= 1.80, which Debian 12 only has via rustup.
+  # Debian's own toolchain; virtnet needs Rust >= 1.88, which Debian 12 only has via rustup.
   need_apt+=(cargo rustc)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then

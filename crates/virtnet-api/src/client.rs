@@ -237,6 +237,17 @@ impl Client {
         decode(&resp)
     }
 
+    /// `POST /v1/networks/{id}/update`: changes one section of the definition (`net-update`);
+    /// neither `live` nor `config` means the live network when it is active, else the
+    /// persistent definition (virsh's `--current`).
+    pub fn update(
+        &self,
+        id: &str,
+        request: &crate::UpdateRequest,
+    ) -> Result<ChangeResult, ClientError> {
+        self.send_json("POST", &paths::update(id), request)
+    }
+
     /// `POST /v1/destroy`: stops active networks, all in one go.
     pub fn destroy(&self, ids: &[String]) -> Result<DestroyResult, ClientError> {
         let request = DestroyRequest {

@@ -79,6 +79,28 @@ pub struct AutostartRequest {
     pub autostart: bool,
 }
 
+/// Body of `POST /v1/networks/{id}/update` (`virsh net-update`): one section of the definition
+/// changed with libvirt's semantics (`virtnet_model::update::apply_update`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateRequest {
+    /// `add`, `add-first`, `add-last`, `delete` or `modify`.
+    pub command: String,
+    /// libvirt's section name: `ip-dhcp-host`, `ip-dhcp-range`, `forward-interface`,
+    /// `portgroup`, `dns-host`, `dns-txt` or `dns-srv`.
+    pub section: String,
+    /// The one element to add, delete or modify (`<host mac=… ip=…/>`).
+    pub xml: String,
+    /// Which `<ip>` the `ip-dhcp-*` sections change; absent: libvirt's choice (`-1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_index: Option<usize>,
+    /// Change the running network (`--live`).
+    #[serde(default)]
+    pub live: bool,
+    /// Change the persistent definition (`--config`).
+    #[serde(default)]
+    pub config: bool,
+}
+
 /// Body of `POST /v1/destroy`: the networks to stop together.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DestroyRequest {
@@ -222,6 +244,11 @@ pub mod paths {
     /// The autostart flag of one network.
     pub fn autostart(id: &str) -> String {
         format!("{}/autostart", network(id))
+    }
+
+    /// Changes one section of a network's definition (`net-update`).
+    pub fn update(id: &str) -> String {
+        format!("{}/update", network(id))
     }
 
     /// Percent-escapes a path segment (network names may contain any character but `/`).

@@ -9,6 +9,8 @@
 //!   while parsing; hostile documents (DTDs, entity expansion, huge or deeply nested input) are
 //!   refused with a clear error.
 //! - [`Network::to_xml`] writes libvirt's normalised form (`virsh net-dumpxml`).
+//! - [`update::apply_update`] is `net-update`: one section changed in place, with libvirt's
+//!   matching and duplicate rules.
 //! - [`define::prepare`] is what `net-define` adds: generated UUID/MAC/bridge name, the
 //!   rules libvirt checks at define time, and uniqueness against the other networks.
 //!
@@ -19,12 +21,14 @@ pub mod error;
 pub mod interface;
 pub mod mac;
 pub mod network;
+pub mod update;
 mod xml;
 
 pub use error::{ErrorKind, ModelError, Result};
 pub use interface::{GuestInterface, InterfaceSource};
 pub use mac::MacAddr;
 pub use network::*;
+pub use update::{apply_update, UpdateCommand, UpdateSection};
 pub use xml::MAX_XML_BYTES;
 
 impl Network {

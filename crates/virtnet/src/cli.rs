@@ -63,12 +63,18 @@ pub enum Command {
     NetDestroy(NetworksArg),
     /// List virtnet's bridges and their interfaces (brctl show).
     IfaceBridges(JsonArg),
+    /// Print lease info for a given network.
+    NetDhcpLeases(NetDhcpLeasesArgs),
+    /// Network events: wait for DHCP lease events and print them.
+    NetEvent(NetEventArgs),
     /// Undefine a persistent network.
     NetUndefine(NetworkArg),
     /// Autostart a network.
     NetAutostart(NetAutostartArgs),
     /// Edit XML configuration for a network.
     NetEdit(NetworkArg),
+    /// Update parts of an existing network's configuration.
+    NetUpdate(NetUpdateArgs),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
     /// Print the manual page (roff), or write one page per command into a directory.
@@ -223,4 +229,65 @@ pub struct ManArgs {
     /// virtnet.1.
     #[arg(long, value_name = "DIR")]
     pub out_dir: Option<PathBuf>,
+}
+
+/// `net-dhcp-leases`.
+#[derive(Debug, Args)]
+pub struct NetDhcpLeasesArgs {
+    /// Network name or UUID.
+    #[arg(value_name = "NETWORK", value_parser = clap::builder::NonEmptyStringValueParser::new())]
+    pub network: String,
+    /// MAC address: only this client's leases.
+    #[arg(long)]
+    pub mac: Option<String>,
+    /// Print JSON instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `net-event`.
+#[derive(Debug, Args)]
+pub struct NetEventArgs {
+    /// Only events of this network.
+    #[arg(long, value_name = "NETWORK")]
+    pub network: Option<String>,
+    /// Loop until the timeout or interrupt, rather than one event.
+    #[arg(long = "loop")]
+    pub looping: bool,
+    /// Timeout in seconds.
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
+    /// Show a timestamp before each event.
+    #[arg(long)]
+    pub timestamp: bool,
+}
+
+/// `net-update`.
+#[derive(Debug, Args)]
+pub struct NetUpdateArgs {
+    /// Network name or uuid.
+    #[arg(value_name = "NETWORK", value_parser = clap::builder::NonEmptyStringValueParser::new())]
+    pub network: String,
+    /// Type of update (add-first, add-last (add), delete, or modify).
+    #[arg(value_name = "COMMAND")]
+    pub command: String,
+    /// Which section of network configuration to update (ip-dhcp-host, ip-dhcp-range,
+    /// forward-interface, portgroup, dns-host, dns-txt, dns-srv).
+    #[arg(value_name = "SECTION")]
+    pub section: String,
+    /// Name of file containing xml (or, if it starts with '<', the complete xml element).
+    #[arg(value_name = "XML")]
+    pub xml: String,
+    /// Which parent object to search through (the n-th <ip> for ip-dhcp-*; -1: automatic).
+    #[arg(long = "parent-index", value_name = "N", allow_negative_numbers = true)]
+    pub parent_index: Option<i64>,
+    /// Affect next network startup (the persistent definition).
+    #[arg(long)]
+    pub config: bool,
+    /// Affect running network.
+    #[arg(long)]
+    pub live: bool,
+    /// Affect current state of network.
+    #[arg(long)]
+    pub current: bool,
 }

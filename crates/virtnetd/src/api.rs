@@ -41,6 +41,9 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/v1/networks/:id/autostart", put(autostart))
         .route("/v1/networks/:id/start", post(start))
         .route(paths::BRIDGES, get(bridges))
+        .route("/v1/networks/:id/leases", get(leases))
+        .route("/v1/networks/:id/update", post(update))
+        .route(virtnet_api::EVENTS, get(events))
         .method_not_allowed_fallback(bad_method)
         .fallback(no_route)
         .layer(middleware::from_fn(trace))
@@ -333,6 +336,68 @@ async fn destroy(State(service): State<AppState>, headers: HeaderMap, body: Body
 async fn bridges(State(service): State<AppState>) -> Answer {
     let rows = blocking(move || service.bridges()).await?;
     Ok(Json(rows).into_response())
+}
+
+async fn update(
+    State(service): State<AppState>,
+    id: std::result::Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Answer {
+    let id = path_id(id)?;
+    let request: virtnet_api::UpdateRequest = read_json(
+        &headers,
+        body,
+        "update",
+        "{\"command\": \"add-last\", \"section\": \"ip-dhcp-host\", \"xml\": \"<host .../>\", \
+         \"parentIndex\": null, \"live\": true, \"config\": true}",
+    )
+    .await?;
+    let result = blocking(move || service.update(&id, &request)).await?;
+    Ok(changed(StatusCode::OK, result))
+}
+
+/// Query of `GET /v1/networks/{id}/leases`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LeasesQuery {
+    /// Only the leases of this MAC address.
+    mac: Option<String>,
+}
+
+async fn leases(
+    State(service): State<AppState>,
+    id: std::result::Result<Path<String>, PathRejection>,
+    q: std::result::Result<Query<LeasesQuery>, QueryRejection>,
+) -> Answer {
+    let id = path_id(id)?;
+    let q = query(q)?;
+    let rows = blocking(move || service.leases(&id, q.mac.as_deref())).await?;
+    Ok(Json(rows).into_response())
+}
+
+/// Query of `GET /v1/events`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventsQuery {
+    /// Return the events after this position; absent: only tell the current position.
+    after: Option<u64>,
+    /// Seconds to wait for an event when there is none yet (at most [`MAX_EVENT_WAIT`]).
+    #[serde(default)]
+    wait: u64,
+}
+
+/// The longest an event poll is held open, so that clients and proxies never time out first.
+const MAX_EVENT_WAIT: u64 = 60;
+
+async fn events(
+    State(service): State<AppState>,
+    q: std::result::Result<Query<EventsQuery>, QueryRejection>,
+) -> Answer {
+    let q = query(q)?;
+    let wait = std::time::Duration::from_secs(q.wait.min(MAX_EVENT_WAIT));
+    let batch = service.events().wait_after(q.after, wait).await;
+    Ok(Json(batch).into_response())
 }
 
 async fn no_route(uri: Uri) -> Failure {

@@ -5,6 +5,7 @@
 //!
 //! - [`store`]: the redb file and its durability rules;
 //! - [`service`]: the network registry (define, create, edit, undefine, autostart);
+//! - [`services`]: DHCP and DNS of the running networks, leases and the event feed;
 //! - [`api`]: the axum routes;
 //! - [`server`]: start-up (locks, socket), serving and graceful shutdown.
 
@@ -15,6 +16,7 @@ pub mod error;
 pub mod kernel;
 pub mod server;
 pub mod service;
+pub mod services;
 pub mod store;
 
 pub use error::{Error, Result};

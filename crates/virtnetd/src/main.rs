@@ -26,6 +26,13 @@ struct Args {
     /// File holding the kernel boot id (tests point it elsewhere to simulate a reboot).
     #[arg(long, hide = true, default_value = "/proc/sys/kernel/random/boot_id")]
     boot_id_file: PathBuf,
+    /// Where the host's DNS resolvers are listed; networks without a `<forwarder>` forward
+    /// their guests' queries there.
+    #[arg(long, value_name = "FILE", default_value = "/etc/resolv.conf")]
+    resolv_conf: PathBuf,
+    /// Port of the networks' DNS servers (53; tests and benchmarks may move it).
+    #[arg(long, value_name = "PORT", default_value_t = 53, hide = true)]
+    dns_port: u16,
 }
 
 fn main() -> ExitCode {
@@ -58,6 +65,10 @@ fn run(args: Args) -> Result<(), Error> {
         state_dir: args.state_dir,
         run_dir: args.run_dir,
         boot_id_file: args.boot_id_file,
+        services: virtnetd::services::ServiceOptions {
+            resolv_conf: args.resolv_conf,
+            dns_port: args.dns_port,
+        },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -42,6 +42,8 @@ pub struct Config {
     pub run_dir: PathBuf,
     /// File holding the kernel's boot id.
     pub boot_id_file: PathBuf,
+    /// Settings of the networks' DHCP and DNS servers.
+    pub services: crate::services::ServiceOptions,
 }
 
 /// A daemon that holds its lock, its store and its bound socket, ready to serve.
@@ -87,6 +89,7 @@ impl Daemon {
             boot_id.as_deref(),
             Box::new(host_link_exists),
             kernel,
+            config.services.clone(),
         )?;
         if report.rebooted {
             tracing::info!(

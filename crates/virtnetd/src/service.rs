@@ -15,7 +15,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard};
 
 use uuid::Uuid;
 use virtnet_api::{ChangeResult, ErrorCode, NetworkDetail, NetworkSummary};
@@ -24,6 +24,7 @@ use virtnet_model::{ForwardMode, ModelError, Network};
 
 use crate::error::{Error, Result};
 use crate::kernel::Kernel;
+use crate::services::{EventFeed, ServiceOptions, Services};
 use crate::store::{Record, StartReport, Store};
 use virtnet_plan::{plan, NetworkPlan};
 
@@ -42,7 +43,7 @@ pub fn host_link_exists(name: &str) -> bool {
 
 /// The registry of networks.
 pub struct Service {
-    store: Store,
+    store: Arc<Store>,
     /// Serialises mutations (see the module comment).
     writer: Mutex<()>,
     /// The store's records, rebuilt from the store at start and replaced record by record after
@@ -51,6 +52,8 @@ pub struct Service {
     link_exists: LinkExists,
     /// The kernel of virtnetd's network namespace; taken after `writer` when both are needed.
     kernel: Mutex<Kernel>,
+    /// DHCP and DNS of the running networks.
+    services: Services,
 }
 
 impl std::fmt::Debug for Service {
@@ -138,14 +141,18 @@ impl Service {
         boot_id: Option<&str>,
         link_exists: LinkExists,
         kernel: Kernel,
+        options: ServiceOptions,
     ) -> Result<(Service, StartReport)> {
         let (store, records, report) = Store::open(db_path, boot_id)?;
+        let store = Arc::new(store);
+        let services = Services::new(store.clone(), Arc::new(EventFeed::default()), options);
         let service = Service {
             store,
             writer: Mutex::new(()),
             index: RwLock::new(records),
             link_exists,
             kernel: Mutex::new(kernel),
+            services,
         };
         Ok((service, report))
     }
@@ -166,6 +173,22 @@ impl Service {
             }
         }
         failed.extend(lock(&self.kernel).reconcile(&plans));
+        let live: Vec<Network> = self
+            .read()
+            .iter()
+            .filter(|(name, _)| !failed.iter().any(|(f, _)| f == *name))
+            .filter_map(|(_, r)| r.live.clone())
+            .collect();
+        for net in live {
+            if let Err(e) = self.services.start(&net) {
+                if let Ok(p) = plan(&net) {
+                    if let Err(undo) = lock(&self.kernel).stop(&[&p]) {
+                        tracing::error!(network = %net.name, error = %undo, "cannot remove the network after its services failed");
+                    }
+                }
+                failed.push((net.name.clone(), e));
+            }
+        }
         let mut names = Vec::new();
         for (name, error) in failed {
             tracing::error!(network = %name, %error, "cannot restore network; marking it inactive");
@@ -243,7 +266,10 @@ impl Service {
     ) -> Result<Vec<String>> {
         let mut kernel = lock(&self.kernel);
         let warnings = kernel.start(p)?;
-        if let Err(e) = self.commit(name, Some(record)) {
+        let live = record.live.as_ref();
+        let started = live.map_or(Ok(()), |net| self.services.start(net));
+        if let Err(e) = started.and_then(|()| self.commit(name, Some(record))) {
+            self.services.stop(name);
             if let Err(undo) = kernel.stop(&[p]) {
                 tracing::error!(network = %name, error = %undo, "rollback after a failed commit");
             }
@@ -272,6 +298,9 @@ impl Service {
             targets.push((name.to_string(), plan(live)?));
         }
         drop(index);
+        for (name, _) in &targets {
+            self.services.stop(name);
+        }
         let plans: Vec<&NetworkPlan> = targets.iter().map(|(_, p)| p).collect();
         lock(&self.kernel).stop(&plans)?;
         let mut out = Vec::new();
@@ -280,6 +309,12 @@ impl Service {
             let before = self.read().get(name.as_str()).map(|r| summary(name, r));
             self.deactivate(name)?;
             let after = self.read().get(name.as_str()).map(|r| summary(name, r));
+            if after.is_none() {
+                // A transient network is gone, and its leases with it.
+                if let Err(e) = self.services.forget(name) {
+                    tracing::warn!(network = %name, error = %e, "could not delete the leases");
+                }
+            }
             if let Some(s) = after.or(before.map(|s| NetworkSummary {
                 active: false,
                 persistent: false,
@@ -290,6 +325,38 @@ impl Service {
             }
         }
         Ok(out)
+    }
+
+    /// `GET /v1/networks/{id}/leases` (`net-dhcp-leases`): the DHCP leases of a network,
+    /// optionally only those of one MAC address.
+    pub fn leases(&self, id: &str, mac: Option<&str>) -> Result<Vec<virtnet_api::DhcpLease>> {
+        let net = {
+            let index = self.read();
+            let (name, record) = find(&index, id)?;
+            let Some(live) = record.live.clone() else {
+                return Err(conflict(format!(
+                    "Requested operation is not valid: network '{name}' is not active"
+                )));
+            };
+            live
+        };
+        let mut leases = self.services.leases(&net)?;
+        if let Some(mac) = mac {
+            let mac: virtnet_model::MacAddr = mac.parse().map_err(|_| {
+                Error::api(
+                    ErrorCode::BadRequest,
+                    format!("mac: '{mac}' is not a MAC address"),
+                )
+            })?;
+            let mac = mac.to_string();
+            leases.retain(|l| l.mac.eq_ignore_ascii_case(&mac));
+        }
+        Ok(leases)
+    }
+
+    /// The daemon's event feed.
+    pub fn events(&self) -> &Arc<EventFeed> {
+        self.services.events()
     }
 
     /// `GET /v1/bridges` (`iface-bridges`): virtnet's bridges as the kernel has them.
@@ -520,12 +587,81 @@ impl Service {
             Ok(change(&name, &record, false, Vec::new()))
         } else {
             self.commit(&name, None)?;
+            if let Err(e) = self.services.forget(&name) {
+                tracing::warn!(network = %name, error = %e, "could not delete the leases");
+            }
             let mut result = change(&name, &record, false, Vec::new());
             result.network.persistent = false;
             result.network.autostart = false;
             result.etag = String::new();
             Ok(result)
         }
+    }
+
+    /// `POST /v1/networks/{id}/update` (`net-update`): changes one section of the persistent
+    /// definition (`config`), of the running one (`live`), or of both. Neither flag means
+    /// libvirt's `--current`: the live definition of an active network, else the persistent
+    /// one. A live change reaches the network's DHCP and DNS servers at once, without
+    /// restarting them or the network; a change that would alter the network's kernel objects
+    /// cannot be made live. Either every requested definition changes or none does.
+    pub fn update(&self, id: &str, request: &virtnet_api::UpdateRequest) -> Result<ChangeResult> {
+        use virtnet_model::update::{apply_update, UpdateCommand, UpdateSection};
+        let command: UpdateCommand = request
+            .command
+            .parse()
+            .map_err(|e: ModelError| Error::from(e))?;
+        let section: UpdateSection = request
+            .section
+            .parse()
+            .map_err(|e: ModelError| Error::from(e))?;
+        let _writer = lock(&self.writer);
+        let index = self.read();
+        let (name, current) = find(&index, id)?;
+        let name = name.to_string();
+        let (live, config) = match (request.live, request.config) {
+            (false, false) => (current.is_active(), !current.is_active()),
+            flags => flags,
+        };
+        let mut record = current.clone();
+        drop(index);
+        if config {
+            let Some(def) = record.config.as_mut() else {
+                return Err(conflict(format!(
+                    "Requested operation is not valid: cannot change persistent config of a \
+                     transient network '{name}'"
+                )));
+            };
+            apply_update(def, command, section, request.parent_index, &request.xml)?;
+        }
+        let mut live_change = None;
+        if live {
+            let Some(def) = record.live.as_mut() else {
+                return Err(conflict(format!(
+                    "Requested operation is not valid: network '{name}' is not running"
+                )));
+            };
+            let before = plan(def)?;
+            apply_update(def, command, section, request.parent_index, &request.xml)?;
+            if plan(def)? != before {
+                return Err(Error::api(
+                    ErrorCode::Unsupported,
+                    format!(
+                        "Operation not supported: this change to section '{}' of network \
+                         '{name}' needs the network restarted; update --config and restart it",
+                        request.section
+                    ),
+                ));
+            }
+            live_change = Some(def.clone());
+        }
+        record.generation += 1;
+        self.commit(&name, Some(record.clone()))?;
+        if let Some(net) = live_change {
+            // The store already holds the change: should the servers refuse it, the next
+            // restart of the daemon or the network applies it.
+            self.services.reconfigure(&net)?;
+        }
+        Ok(change(&name, &record, false, Vec::new()))
     }
 
     /// `PUT /v1/networks/{id}/autostart`.
@@ -573,8 +709,22 @@ mod tests {
         );
     }
 
+    /// The DHCP and DNS servers run on the daemon's async runtime: give the test thread one
+    /// (leaked: it lives as long as the test process, like the daemon's).
+    fn enter_runtime() {
+        let runtime = Box::leak(Box::new(
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap_or_else(|e| panic!("runtime: {e}")),
+        ));
+        std::mem::forget(runtime.enter());
+    }
+
     fn fixture() -> Fixture {
         private_netns();
+        enter_runtime();
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
         let kernel = Kernel::open().unwrap_or_else(|e| panic!("kernel: {e}"));
         let (service, _) = Service::open(
@@ -582,6 +732,7 @@ mod tests {
             Some("boot"),
             Box::new(|_| false),
             kernel,
+            ServiceOptions::default(),
         )
         .unwrap_or_else(|e| panic!("open: {e}"));
         Fixture { _dir: dir, service }
@@ -649,6 +800,7 @@ mod tests {
             None,
             Box::new(|name| name == "virbr0"),
             Kernel::open()?,
+            ServiceOptions::default(),
         )?;
         let a = service.define(&xml("a", None, None))?;
         assert_eq!(a.network.bridge.as_deref(), Some("virbr1"));

@@ -368,7 +368,9 @@ impl Store {
             }
             match serde_json::from_slice(value.value()) {
                 Ok(lease) => out.push(lease),
-                Err(e) => tracing::warn!(network, key = key.value(), error = %e, "unreadable lease skipped"),
+                Err(e) => {
+                    tracing::warn!(network, key = key.value(), error = %e, "unreadable lease skipped")
+                }
             }
         }
         Ok(out)

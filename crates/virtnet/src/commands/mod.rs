@@ -4,8 +4,10 @@ pub mod define;
 pub mod edit;
 pub mod generate;
 pub mod info;
+pub mod leases;
 pub mod lifecycle;
 pub mod list;
+pub mod update;
 
 use crate::cli::Command;
 use crate::output::{Ctx, Failure};
@@ -23,9 +25,16 @@ pub fn run(ctx: &Ctx, command: &Command) -> Result<(), Failure> {
         Command::NetUndefine(a) => define::net_undefine(ctx, &a.network),
         Command::NetAutostart(a) => define::net_autostart(ctx, &a.network, a.disable),
         Command::NetEdit(a) => edit::net_edit(ctx, &a.network),
+        Command::NetUpdate(a) => update::net_update(ctx, a),
         Command::NetStart(a) => lifecycle::net_start(ctx, &a.network),
         Command::NetDestroy(a) => lifecycle::net_destroy(ctx, &a.networks),
         Command::IfaceBridges(a) => lifecycle::iface_bridges(ctx, a.json),
+        Command::NetDhcpLeases(a) => {
+            leases::net_dhcp_leases(ctx, &a.network, a.mac.as_deref(), a.json)
+        }
+        Command::NetEvent(a) => {
+            leases::net_event(ctx, a.network.as_deref(), a.looping, a.timeout, a.timestamp)
+        }
         Command::Completions(_) | Command::Man(_) => Ok(()),
     }
 }

@@ -1,0 +1,77 @@
+//! Per-port token buckets.
+
+use std::collections::HashMap;
+
+/// The bridge port a message came in on, as far as the FDB knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PortId {
+    /// The bridge port (interface index) the client's MAC was learned on.
+    Port(u32),
+    /// The FDB does not know the MAC: all such clients share one bucket and one cap.
+    Unknown,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Bucket {
+    tokens: u32,
+    last: u64,
+}
+
+/// Token buckets keyed by port, refilled once per second (`now` is in seconds).
+#[derive(Debug, Default)]
+pub(crate) struct RateLimiter {
+    buckets: HashMap<PortId, Bucket>,
+}
+
+/// Buckets idle this long are forgotten (they would be full again anyway).
+const IDLE_SECS: u64 = 60;
+
+impl RateLimiter {
+    /// Takes one token from `port`'s bucket; false when it is empty.
+    pub(crate) fn allow(&mut self, port: PortId, now: u64, rate: u32, burst: u32) -> bool {
+        let burst = burst.max(1);
+        let b = self.buckets.entry(port).or_insert(Bucket {
+            tokens: burst,
+            last: now,
+        });
+        if now > b.last {
+            let elapsed = u32::try_from(now - b.last).unwrap_or(u32::MAX);
+            b.tokens = b
+                .tokens
+                .saturating_add(elapsed.saturating_mul(rate))
+                .min(burst);
+            b.last = now;
+        }
+        if b.tokens == 0 {
+            return false;
+        }
+        b.tokens -= 1;
+        true
+    }
+
+    /// Forgets idle buckets (so the map holds only recently active ports).
+    pub(crate) fn sweep(&mut self, now: u64) {
+        self.buckets
+            .retain(|_, b| now.saturating_sub(b.last) < IDLE_SECS);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_limits_and_refills() {
+        let mut r = RateLimiter::default();
+        let p = PortId::Port(3);
+        let ok = (0..50).filter(|_| r.allow(p, 100, 20, 40)).count();
+        assert_eq!(ok, 40);
+        // Another port is unaffected.
+        assert!(r.allow(PortId::Port(4), 100, 20, 40));
+        // One second later: 20 more.
+        let ok = (0..50).filter(|_| r.allow(p, 101, 20, 40)).count();
+        assert_eq!(ok, 20);
+        r.sweep(1000);
+        assert!(r.buckets.is_empty());
+    }
+}

@@ -1,0 +1,663 @@
+//! The protocol core: one network's DHCPv4 state machine, free of sockets and clocks.
+//!
+//! [`Engine::handle`] takes a decoded message, the bridge port it came from and the time, and
+//! returns the reply to send, if any. Lease changes go to the [`LeaseSink`] before the reply
+//! is returned; address conflicts are asked of a [`Probe`] (the kernel's neighbour table in
+//! production, a fake in tests).
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use dhcproto::v4::{DhcpOption, HType, Message, MessageType, Opcode, OptionCode};
+
+use crate::config::{DhcpConfig, DEFAULT_LEASE_SECS};
+use crate::lease::{Lease, LeaseChange, LeaseSink};
+use crate::pool::{ClientKey, Offer, Pool};
+use crate::ratelimit::{PortId, RateLimiter};
+use crate::reply::{self, Destination, Grant, Reply};
+use crate::wire::decode;
+
+/// How long an OFFER reserves its address.
+pub const OFFER_SECS: u64 = 30;
+/// How long a DECLINEd address stays out of the pool (dnsmasq: 10 minutes).
+pub const DECLINE_QUARANTINE_SECS: u64 = 600;
+/// At most this many neighbour-table conflicts are skipped while picking one address.
+pub const MAX_PROBES: usize = 16;
+/// Longest host name recorded from a client (one DNS label).
+pub const MAX_HOSTNAME: usize = 63;
+
+/// Counters of one server since it started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Datagrams received.
+    pub received: u64,
+    /// Datagrams dropped as undecodable or without a message type.
+    pub malformed: u64,
+    /// Messages dropped by a port's rate limit.
+    pub rate_limited: u64,
+    /// OFFERs sent.
+    pub offers: u64,
+    /// ACKs sent (including INFORM's and rapid commit's).
+    pub acks: u64,
+    /// NAKs sent.
+    pub naks: u64,
+    /// DECLINEs accepted.
+    pub declines: u64,
+    /// RELEASEs accepted.
+    pub releases: u64,
+    /// INFORMs answered.
+    pub informs: u64,
+}
+
+/// Asks whether an address is in use by someone other than the client about to get it.
+pub trait Probe: Send {
+    /// True when `ip` is known to belong to a MAC other than `mac`.
+    fn conflict(&mut self, ip: Ipv4Addr, mac: &[u8; 6]) -> bool;
+}
+
+/// A probe that never finds a conflict.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoProbe;
+
+impl Probe for NoProbe {
+    fn conflict(&mut self, _ip: Ipv4Addr, _mac: &[u8; 6]) -> bool {
+        false
+    }
+}
+
+/// A decoded request and the bridge port it came from.
+#[derive(Clone, Debug)]
+pub struct Request {
+    /// The message.
+    pub msg: Message,
+    /// The sender's bridge port (from the FDB).
+    pub port: PortId,
+}
+
+/// The client MAC of a BOOTREQUEST from an Ethernet client (`htype` 1, `hlen` 6); `None` for
+/// anything else, which the server ignores.
+pub fn client_mac(msg: &Message) -> Option<[u8; 6]> {
+    if msg.opcode() != Opcode::BootRequest || msg.htype() != HType::Eth || msg.hlen() != 6 {
+        return None;
+    }
+    // hlen is 6, so chaddr() cannot slice past its 16 bytes.
+    msg.chaddr().try_into().ok()
+}
+
+/// Keeps letters, digits and '-' of the first label, at most 63 of them.
+pub fn sanitize_hostname(name: &str) -> Option<String> {
+    let label = name.split('.').next().unwrap_or("");
+    let s: String = label
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .take(MAX_HOSTNAME)
+        .collect();
+    let s = s.trim_matches('-').to_string();
+    (!s.is_empty()).then_some(s)
+}
+
+/// FNV-1a: a stable hash, so a MAC maps to the same address across restarts.
+fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// The address chosen for a client.
+struct Choice {
+    ip: Ipv4Addr,
+    lease_secs: Option<u32>,
+    static_name: Option<String>,
+    is_static: bool,
+}
+
+/// What the client said about itself, pulled out of the options once.
+struct Client {
+    mac: [u8; 6],
+    client_id: Option<Vec<u8>>,
+    key: ClientKey,
+    port: PortId,
+    hostname: Option<String>,
+}
+
+/// The state machine of one network's DHCPv4 server.
+pub struct Engine {
+    config: DhcpConfig,
+    pool: Pool,
+    limiter: RateLimiter,
+    stats: Stats,
+    sink: Arc<dyn LeaseSink>,
+    probe: Box<dyn Probe>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("network", &self.config.network)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// A server for `config` starting from `leases` (from the store: clients keep their
+    /// addresses across daemon restarts).
+    pub fn new(
+        config: DhcpConfig,
+        leases: Vec<Lease>,
+        sink: Arc<dyn LeaseSink>,
+        probe: Box<dyn Probe>,
+    ) -> Engine {
+        let mut pool = Pool::default();
+        for l in leases {
+            pool.insert_lease(l, None);
+        }
+        Engine {
+            config,
+            pool,
+            limiter: RateLimiter::default(),
+            stats: Stats::default(),
+            sink,
+            probe,
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &DhcpConfig {
+        &self.config
+    }
+
+    /// Replaces the configuration; leases stay (a lease no longer valid is NAKed at its next
+    /// renewal and expires as usual).
+    pub fn reconfigure(&mut self, config: DhcpConfig) {
+        self.config = config;
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// The leases not expired at `now`.
+    pub fn leases(&self, now: u64) -> Vec<Lease> {
+        let mut v: Vec<Lease> = self
+            .pool
+            .leases()
+            .filter(|l| !l.expired(now))
+            .cloned()
+            .collect();
+        v.sort_by_key(|l| l.ip);
+        v
+    }
+
+    /// Removes expired leases (reporting [`LeaseChange::Expired`]), offers and quarantine.
+    pub fn sweep(&mut self, now: u64) -> usize {
+        let gone = self.pool.sweep(now);
+        self.limiter.sweep(now);
+        for l in &gone {
+            tracing::debug!(network = %self.config.network, ip = %l.ip, "lease expired");
+            self.record_best_effort(LeaseChange::Expired(l.clone()));
+        }
+        gone.len()
+    }
+
+    /// One datagram from the socket: decoded, its port looked up with `port_of` (only for a
+    /// well-formed Ethernet request), handled.
+    pub fn handle_datagram(
+        &mut self,
+        now: u64,
+        bytes: &[u8],
+        port_of: impl FnOnce(&[u8; 6]) -> PortId,
+    ) -> Option<Reply> {
+        self.stats.received += 1;
+        let Some(msg) = decode(bytes) else {
+            self.stats.malformed += 1;
+            return None;
+        };
+        let mac = client_mac(&msg)?;
+        let port = port_of(&mac);
+        self.dispatch(now, Request { msg, port })
+    }
+
+    /// Handles one decoded request.
+    pub fn handle(&mut self, now: u64, req: Request) -> Option<Reply> {
+        self.stats.received += 1;
+        self.dispatch(now, req)
+    }
+
+    fn dispatch(&mut self, now: u64, req: Request) -> Option<Reply> {
+        let msg = &req.msg;
+        let mac = client_mac(msg)?;
+        let Some(kind) = msg_type(msg) else {
+            self.stats.malformed += 1;
+            return None;
+        };
+        // Relayed requests cannot reach a bridge-bound server legitimately.
+        if !msg.giaddr().is_unspecified() {
+            return None;
+        }
+        let lim = &self.config.limits;
+        if !self
+            .limiter
+            .allow(req.port, now, lim.requests_per_port_per_sec, lim.burst)
+        {
+            self.stats.rate_limited += 1;
+            return None;
+        }
+        let client_id = match msg.opts().get(OptionCode::ClientIdentifier) {
+            Some(DhcpOption::ClientIdentifier(id)) if !id.is_empty() => Some(id.clone()),
+            _ => None,
+        };
+        let hostname = match msg.opts().get(OptionCode::Hostname) {
+            Some(DhcpOption::Hostname(h)) => sanitize_hostname(h),
+            _ => None,
+        };
+        let client = Client {
+            mac,
+            key: client_id.clone().map_or(ClientKey::Mac(mac), ClientKey::Id),
+            client_id,
+            port: req.port,
+            hostname,
+        };
+        match kind {
+            MessageType::Discover => self.discover(now, msg, &client),
+            MessageType::Request => self.request(now, msg, &client),
+            MessageType::Decline => self.decline(now, msg, &client),
+            MessageType::Release => self.release(msg, &client),
+            MessageType::Inform => self.inform(msg, &client),
+            _ => None,
+        }
+    }
+
+    fn static_for(&self, c: &Client) -> Option<&crate::config::StaticHost> {
+        if let Some(id) = &c.client_id {
+            if let Some(h) = self
+                .config
+                .hosts
+                .iter()
+                .find(|h| h.client_id.as_ref() == Some(id))
+            {
+                return Some(h);
+            }
+        }
+        self.config.hosts.iter().find(|h| h.mac == Some(c.mac))
+    }
+
+    /// Whether `ip` may be handed out dynamically to `key` at `now`.
+    fn usable(&self, ip: Ipv4Addr, key: &ClientKey, now: u64) -> bool {
+        let cfg = &self.config;
+        cfg.in_subnet(ip)
+            && ip != cfg.server
+            && ip != cfg.network_addr()
+            && ip != cfg.broadcast()
+            && cfg.range_of(ip).is_some()
+            && !cfg.hosts.iter().any(|h| h.ip == ip)
+            && !self.pool.quarantined(ip, now)
+            && self.pool.owner_at(ip, now).is_none_or(|k| &k == key)
+    }
+
+    fn range_lease(&self, ip: Ipv4Addr) -> Option<u32> {
+        self.config
+            .range_of(ip)
+            .map_or(Some(DEFAULT_LEASE_SECS), |r| r.lease_secs)
+    }
+
+    fn dynamic(&self, ip: Ipv4Addr) -> Choice {
+        Choice {
+            ip,
+            lease_secs: self.range_lease(ip),
+            static_name: None,
+            is_static: false,
+        }
+    }
+
+    /// Whether the client already holds something (lease or offer) counted on its port.
+    fn holds_something(&self, c: &Client, now: u64) -> bool {
+        self.pool.lease_of(&c.key).is_some() || self.pool.offer_of(&c.key, now).is_some()
+    }
+
+    /// Whether the client's port holds its cap of dynamic addresses (expired offers are
+    /// dropped first, so a burst of DISCOVERs holds addresses only briefly).
+    fn over_cap(&mut self, c: &Client, now: u64) -> bool {
+        let cap = self.config.limits.max_leases_per_port;
+        if self.pool.held(c.port) < cap {
+            return false;
+        }
+        self.pool.drop_expired_offers(now);
+        self.pool.held(c.port) >= cap
+    }
+
+    /// The address to offer: static, previous, requested, or picked from the MAC's hash.
+    fn choose(&mut self, now: u64, c: &Client, requested: Option<Ipv4Addr>) -> Option<Choice> {
+        if let Some(h) = self.static_for(c) {
+            let (ip, lease_secs, name) = (h.ip, h.lease_secs, h.name.clone());
+            if self.pool.owner_at(ip, now).is_some_and(|k| k != c.key) {
+                tracing::warn!(network = %self.config.network, %ip, "static address held by another client");
+                return None;
+            }
+            return Some(Choice {
+                ip,
+                lease_secs,
+                static_name: name,
+                is_static: true,
+            });
+        }
+        if let Some(ip) = self.pool.lease_of(&c.key).map(|l| l.ip) {
+            if self.usable(ip, &c.key, now) {
+                return Some(self.dynamic(ip));
+            }
+        }
+        if let Some(ip) = self.pool.offer_of(&c.key, now).map(|o| o.ip) {
+            if self.usable(ip, &c.key, now) {
+                return Some(self.dynamic(ip));
+            }
+        }
+        if !self.holds_something(c, now) && self.over_cap(c, now) {
+            tracing::debug!(network = %self.config.network, port = ?c.port, "port at its lease cap");
+            return None;
+        }
+        if let Some(ip) = requested {
+            if self.usable(ip, &c.key, now) && !self.probe.conflict(ip, &c.mac) {
+                return Some(self.dynamic(ip));
+            }
+        }
+        self.pick(now, c).map(|ip| self.dynamic(ip))
+    }
+
+    /// A deterministic start from the MAC's hash, then forward to the first free address.
+    fn pick(&mut self, now: u64, c: &Client) -> Option<Ipv4Addr> {
+        let total: u64 = self.config.ranges.iter().map(|r| r.len()).sum();
+        if total == 0 {
+            return None;
+        }
+        let start = fnv(&c.mac) % total;
+        let mut conflicts = 0;
+        for i in 0..total {
+            let Some(ip) = self.nth_address((start + i) % total) else {
+                continue;
+            };
+            if !self.usable(ip, &c.key, now) {
+                continue;
+            }
+            if self.probe.conflict(ip, &c.mac) {
+                conflicts += 1;
+                if conflicts >= MAX_PROBES {
+                    break;
+                }
+                continue;
+            }
+            return Some(ip);
+        }
+        None
+    }
+
+    /// The `n`th address over all ranges, in order.
+    fn nth_address(&self, mut n: u64) -> Option<Ipv4Addr> {
+        for r in &self.config.ranges {
+            let len = r.len();
+            if n < len {
+                let v = u64::from(u32::from(r.start)) + n;
+                return u32::try_from(v).ok().map(Ipv4Addr::from);
+            }
+            n -= len;
+        }
+        None
+    }
+
+    fn discover(&mut self, now: u64, msg: &Message, c: &Client) -> Option<Reply> {
+        let requested = requested_ip(msg);
+        let choice = self.choose(now, c, requested)?;
+        if msg.opts().get(OptionCode::RapidCommit).is_some() {
+            return self.commit(now, msg, c, choice, true);
+        }
+        let counted = (!choice.is_static && self.pool.lease_of(&c.key).is_none()).then_some(c.port);
+        self.pool.insert_offer(
+            c.key.clone(),
+            Offer {
+                ip: choice.ip,
+                expires: now + OFFER_SECS,
+                counted,
+            },
+        );
+        let hostname = choice.static_name.clone().or_else(|| c.hostname.clone());
+        let mut m = reply::skeleton(msg, &c.mac, MessageType::Offer, &self.config);
+        reply::fill(
+            &mut m,
+            &self.config,
+            Some(&Grant {
+                yiaddr: choice.ip,
+                lease_secs: choice.lease_secs,
+                hostname: hostname.as_deref(),
+            }),
+        );
+        self.stats.offers += 1;
+        Some(Reply {
+            msg: m,
+            dest: Destination::Broadcast,
+        })
+    }
+
+    fn nak(&mut self, msg: &Message, c: &Client, why: &str) -> Option<Reply> {
+        tracing::debug!(network = %self.config.network, mac = ?c.mac, why, "NAK");
+        self.stats.naks += 1;
+        Some(reply::nak(msg, &c.mac, &self.config, why))
+    }
+
+    fn request(&mut self, now: u64, msg: &Message, c: &Client) -> Option<Reply> {
+        let ciaddr = msg.ciaddr();
+        let requested = requested_ip(msg);
+        let ip = match server_id(msg) {
+            Some(sid) if sid != self.config.server => {
+                // The client chose another server's offer: release ours.
+                self.pool.remove_offer(&c.key);
+                return None;
+            }
+            // SELECTING.
+            Some(_) => requested.or((!ciaddr.is_unspecified()).then_some(ciaddr))?,
+            // INIT-REBOOT.
+            None if ciaddr.is_unspecified() => requested?,
+            // RENEWING (unicast) or REBINDING (broadcast).
+            None => ciaddr,
+        };
+        if !self.config.in_subnet(ip) {
+            return self.nak(msg, c, "address not on this network");
+        }
+        if let Some(h) = self.static_for(c) {
+            let choice = Choice {
+                ip: h.ip,
+                lease_secs: h.lease_secs,
+                static_name: h.name.clone(),
+                is_static: true,
+            };
+            if choice.ip != ip {
+                return self.nak(msg, c, "wrong address");
+            }
+            if self.pool.owner_at(ip, now).is_some_and(|k| k != c.key) {
+                return self.nak(msg, c, "address in use");
+            }
+            return self.commit(now, msg, c, choice, false);
+        }
+        if !self.usable(ip, &c.key, now) {
+            return self.nak(msg, c, "address not available");
+        }
+        let held = self.pool.lease_of(&c.key).is_some_and(|l| l.ip == ip);
+        let offered = self.pool.offer_of(&c.key, now).is_some_and(|o| o.ip == ip);
+        if !held && !offered {
+            // An address we never offered (INIT-REBOOT after our state was lost, or an offer
+            // that ran out): authoritative like libvirt's dnsmasq, if it is free.
+            if !self.holds_something(c, now) && self.over_cap(c, now) {
+                return self.nak(msg, c, "too many leases on this port");
+            }
+            if self.probe.conflict(ip, &c.mac) {
+                return self.nak(msg, c, "address in use");
+            }
+        }
+        let choice = self.dynamic(ip);
+        self.commit(now, msg, c, choice, false)
+    }
+
+    /// Records the lease with the sink, then applies it and builds the ACK.
+    fn commit(
+        &mut self,
+        now: u64,
+        msg: &Message,
+        c: &Client,
+        choice: Choice,
+        rapid: bool,
+    ) -> Option<Reply> {
+        let previous = self.pool.lease_at(choice.ip).cloned();
+        let renewed = previous
+            .as_ref()
+            .is_some_and(|l| ClientKey::of_lease(l) == c.key);
+        let hostname = choice
+            .static_name
+            .clone()
+            .or_else(|| c.hostname.clone())
+            .or_else(|| {
+                previous
+                    .as_ref()
+                    .filter(|_| renewed)
+                    .and_then(|l| l.hostname.clone())
+            });
+        let lease = Lease {
+            mac: c.mac,
+            client_id: c.client_id.clone(),
+            ip: choice.ip,
+            hostname: hostname.clone(),
+            expires: choice.lease_secs.map(|s| now + u64::from(s)),
+        };
+        let change = if renewed {
+            LeaseChange::Renewed(lease.clone())
+        } else {
+            LeaseChange::Granted(lease.clone())
+        };
+        if let Err(e) = self.sink.record(&self.config.network, &change) {
+            tracing::warn!(network = %self.config.network, ip = %choice.ip, error = %e,
+                "cannot record lease; not acknowledging");
+            return None;
+        }
+        self.pool.remove_offer(&c.key);
+        let counted = (!choice.is_static).then_some(c.port);
+        self.pool.insert_lease(lease, counted);
+        let mut m = reply::skeleton(msg, &c.mac, MessageType::Ack, &self.config);
+        reply::fill(
+            &mut m,
+            &self.config,
+            Some(&Grant {
+                yiaddr: choice.ip,
+                lease_secs: choice.lease_secs,
+                hostname: hostname.as_deref(),
+            }),
+        );
+        if rapid {
+            m.opts_mut().insert(DhcpOption::RapidCommit);
+        }
+        let ciaddr = msg.ciaddr();
+        if !ciaddr.is_unspecified() {
+            m.set_ciaddr(ciaddr);
+        }
+        self.stats.acks += 1;
+        Some(Reply {
+            msg: m,
+            dest: if ciaddr.is_unspecified() {
+                Destination::Broadcast
+            } else {
+                Destination::Unicast(ciaddr)
+            },
+        })
+    }
+
+    fn decline(&mut self, now: u64, msg: &Message, c: &Client) -> Option<Reply> {
+        if server_id(msg).is_some_and(|s| s != self.config.server) {
+            return None;
+        }
+        let ip = requested_ip(msg)?;
+        // Only an address this client was given can be declined: otherwise any guest could
+        // take addresses out of the pool by declining them.
+        let leased = self
+            .pool
+            .lease_at(ip)
+            .is_some_and(|l| ClientKey::of_lease(l) == c.key);
+        let offered = self.pool.offer_of(&c.key, now).is_some_and(|o| o.ip == ip);
+        if !leased && !offered {
+            return None;
+        }
+        tracing::warn!(network = %self.config.network, %ip, mac = ?c.mac,
+            "client declined address (in use by someone else); quarantined");
+        self.pool.remove_offer(&c.key);
+        if leased {
+            if let Some(l) = self.pool.remove_lease(ip) {
+                self.record_best_effort(LeaseChange::Released(l));
+            }
+        }
+        self.pool.quarantine(ip, now + DECLINE_QUARANTINE_SECS);
+        self.stats.declines += 1;
+        None
+    }
+
+    fn release(&mut self, msg: &Message, c: &Client) -> Option<Reply> {
+        if server_id(msg).is_some_and(|s| s != self.config.server) {
+            return None;
+        }
+        let ip = msg.ciaddr();
+        self.pool.remove_offer(&c.key);
+        let mine = self
+            .pool
+            .lease_at(ip)
+            .is_some_and(|l| ClientKey::of_lease(l) == c.key);
+        if mine {
+            if let Some(l) = self.pool.remove_lease(ip) {
+                self.record_best_effort(LeaseChange::Released(l));
+            }
+            self.stats.releases += 1;
+        }
+        None
+    }
+
+    fn inform(&mut self, msg: &Message, c: &Client) -> Option<Reply> {
+        let ciaddr = msg.ciaddr();
+        if !ciaddr.is_unspecified() && !self.config.in_subnet(ciaddr) {
+            return None;
+        }
+        let mut m = reply::skeleton(msg, &c.mac, MessageType::Ack, &self.config);
+        reply::fill(&mut m, &self.config, None);
+        m.set_ciaddr(ciaddr);
+        self.stats.informs += 1;
+        self.stats.acks += 1;
+        Some(Reply {
+            msg: m,
+            dest: if ciaddr.is_unspecified() {
+                Destination::Broadcast
+            } else {
+                Destination::Unicast(ciaddr)
+            },
+        })
+    }
+
+    fn record_best_effort(&self, change: LeaseChange) {
+        if let Err(e) = self.sink.record(&self.config.network, &change) {
+            tracing::warn!(network = %self.config.network, error = %e, ?change, "cannot record lease change");
+        }
+    }
+}
+
+fn msg_type(msg: &Message) -> Option<MessageType> {
+    match msg.opts().get(OptionCode::MessageType) {
+        Some(DhcpOption::MessageType(t)) => Some(*t),
+        _ => None,
+    }
+}
+
+fn requested_ip(msg: &Message) -> Option<Ipv4Addr> {
+    match msg.opts().get(OptionCode::RequestedIpAddress) {
+        Some(DhcpOption::RequestedIpAddress(ip)) => Some(*ip),
+        _ => None,
+    }
+}
+
+fn server_id(msg: &Message) -> Option<Ipv4Addr> {
+    match msg.opts().get(OptionCode::ServerIdentifier) {
+        Some(DhcpOption::ServerIdentifier(ip)) => Some(*ip),
+        _ => None,
+    }
+}

@@ -1,0 +1,985 @@
+//! The protocol core, without sockets: every message type, address choice, limits, options.
+
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex};
+
+use dhcproto::v4::{DhcpOption, Flags, HType, Message, MessageType, Opcode, OptionCode};
+use dhcproto::{Encodable, Encoder};
+use rand::{Rng, SeedableRng};
+use virtnet_dhcp::*;
+
+const SERVER: Ipv4Addr = Ipv4Addr::new(192, 168, 122, 1);
+const NOW: u64 = 1_000_000;
+const PORT_A: PortId = PortId::Port(10);
+const PORT_B: PortId = PortId::Port(11);
+
+fn ip(last: u8) -> Ipv4Addr {
+    Ipv4Addr::new(192, 168, 122, last)
+}
+
+fn mac(n: u8) -> [u8; 6] {
+    [0x52, 0x54, 0, 0, 0, n]
+}
+
+fn config() -> DhcpConfig {
+    DhcpConfig {
+        network: "default".into(),
+        server: SERVER,
+        prefix: 24,
+        ranges: vec![Range {
+            start: ip(2),
+            end: ip(254),
+            lease_secs: Some(3600),
+        }],
+        hosts: vec![
+            StaticHost {
+                mac: Some(mac(0xaa)),
+                client_id: None,
+                ip: ip(10),
+                name: Some("alpha.example.com".into()),
+                lease_secs: Some(300),
+            },
+            StaticHost {
+                mac: None,
+                client_id: Some(vec![1, 2, 3, 4]),
+                ip: ip(11),
+                name: Some("beta".into()),
+                lease_secs: None,
+            },
+        ],
+        router: Some(SERVER),
+        dns: Some(SERVER),
+        domain: Some("example.com".into()),
+        mtu: None,
+        boot: None,
+        limits: Limits::default(),
+    }
+}
+
+/// Records every change; can be told to fail.
+#[derive(Default)]
+struct Sink {
+    changes: Mutex<Vec<LeaseChange>>,
+    fail: Mutex<bool>,
+}
+
+impl LeaseSink for Sink {
+    fn record(&self, network: &str, change: &LeaseChange) -> std::io::Result<()> {
+        assert_eq!(network, "default");
+        if *self.fail.lock().unwrap() {
+            return Err(std::io::Error::other("disk full"));
+        }
+        self.changes.lock().unwrap().push(change.clone());
+        Ok(())
+    }
+}
+
+impl Sink {
+    fn take(&self) -> Vec<LeaseChange> {
+        std::mem::take(&mut *self.changes.lock().unwrap())
+    }
+}
+
+/// A neighbour table: ip → mac.
+type Table = Arc<Mutex<Vec<(Ipv4Addr, [u8; 6])>>>;
+
+struct FakeNeigh(Table);
+
+impl Probe for FakeNeigh {
+    fn conflict(&mut self, ip: Ipv4Addr, mac: &[u8; 6]) -> bool {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(i, m)| *i == ip && m != mac)
+    }
+}
+
+struct T {
+    engine: Engine,
+    sink: Arc<Sink>,
+    neigh: Table,
+}
+
+fn setup_with(cfg: DhcpConfig, leases: Vec<Lease>) -> T {
+    let sink = Arc::new(Sink::default());
+    let neigh = Arc::new(Mutex::new(Vec::new()));
+    let engine = Engine::new(
+        cfg,
+        leases,
+        sink.clone(),
+        Box::new(FakeNeigh(neigh.clone())),
+    );
+    T {
+        engine,
+        sink,
+        neigh,
+    }
+}
+
+fn setup() -> T {
+    setup_with(config(), vec![])
+}
+
+fn msg(kind: MessageType, m: [u8; 6]) -> Message {
+    let mut msg = Message::default();
+    msg.set_opcode(Opcode::BootRequest)
+        .set_htype(HType::Eth)
+        .set_xid(0x1234_5678)
+        .set_chaddr(&m);
+    msg.opts_mut().insert(DhcpOption::MessageType(kind));
+    msg
+}
+
+fn with(mut m: Message, opt: DhcpOption) -> Message {
+    m.opts_mut().insert(opt);
+    m
+}
+
+fn ciaddr(mut m: Message, a: Ipv4Addr) -> Message {
+    m.set_ciaddr(a);
+    m
+}
+
+impl T {
+    fn send(&mut self, m: Message, port: PortId) -> Option<Reply> {
+        self.engine.handle(NOW, Request { msg: m, port })
+    }
+    fn send_at(&mut self, now: u64, m: Message, port: PortId) -> Option<Reply> {
+        self.engine.handle(now, Request { msg: m, port })
+    }
+    /// DISCOVER then REQUEST (SELECTING); the ACKed address.
+    fn lease(&mut self, m: [u8; 6], port: PortId) -> Ipv4Addr {
+        let offer = self
+            .send(msg(MessageType::Discover, m), port)
+            .expect("offer");
+        assert_eq!(offer.message_type(), Some(MessageType::Offer));
+        let a = offer.msg.yiaddr();
+        let req = with(
+            with(
+                msg(MessageType::Request, m),
+                DhcpOption::ServerIdentifier(SERVER),
+            ),
+            DhcpOption::RequestedIpAddress(a),
+        );
+        let ack = self.send(req, port).expect("ack");
+        assert_eq!(ack.message_type(), Some(MessageType::Ack));
+        assert_eq!(ack.msg.yiaddr(), a);
+        a
+    }
+}
+
+fn opt(r: &Reply, code: OptionCode) -> Option<&DhcpOption> {
+    r.msg.opts().get(code)
+}
+
+#[test]
+fn discover_offer_request_ack() {
+    let mut t = setup();
+    let offer = t.send(msg(MessageType::Discover, mac(1)), PORT_A).unwrap();
+    assert_eq!(offer.message_type(), Some(MessageType::Offer));
+    assert_eq!(offer.dest, Destination::Broadcast);
+    assert_eq!(offer.msg.opcode(), Opcode::BootReply);
+    assert_eq!(offer.msg.xid(), 0x1234_5678);
+    let a = offer.msg.yiaddr();
+    assert!(
+        a >= ip(2) && a <= ip(254) && a != ip(10) && a != ip(11),
+        "{a}"
+    );
+    // No lease yet: only an offer.
+    assert!(t.engine.leases(NOW).is_empty());
+    assert!(t.sink.take().is_empty());
+    let req = with(
+        with(
+            msg(MessageType::Request, mac(1)),
+            DhcpOption::ServerIdentifier(SERVER),
+        ),
+        DhcpOption::RequestedIpAddress(a),
+    );
+    let ack = t.send(req, PORT_A).unwrap();
+    assert_eq!(ack.message_type(), Some(MessageType::Ack));
+    assert_eq!(ack.msg.yiaddr(), a);
+    let leases = t.engine.leases(NOW);
+    assert_eq!(leases.len(), 1);
+    assert_eq!(leases[0].ip, a);
+    assert_eq!(leases[0].expires, Some(NOW + 3600));
+    assert!(matches!(&t.sink.take()[..], [LeaseChange::Granted(l)] if l.ip == a));
+    let s = t.engine.stats();
+    assert_eq!((s.received, s.offers, s.acks), (2, 1, 1));
+}
+
+#[test]
+fn same_mac_gets_same_address_deterministically() {
+    let mut a = setup();
+    let mut b = setup();
+    let x = a
+        .send(msg(MessageType::Discover, mac(7)), PORT_A)
+        .unwrap()
+        .msg
+        .yiaddr();
+    let y = b
+        .send(msg(MessageType::Discover, mac(7)), PORT_A)
+        .unwrap()
+        .msg
+        .yiaddr();
+    assert_eq!(x, y);
+    // A second DISCOVER from the same client gets the same offer.
+    let z = a
+        .send(msg(MessageType::Discover, mac(7)), PORT_A)
+        .unwrap()
+        .msg
+        .yiaddr();
+    assert_eq!(x, z);
+    // Another MAC gets another address.
+    let w = a
+        .send(msg(MessageType::Discover, mac(8)), PORT_A)
+        .unwrap()
+        .msg
+        .yiaddr();
+    assert_ne!(x, w);
+}
+
+#[test]
+fn requested_address_honoured_when_free() {
+    let mut t = setup();
+    let d = with(
+        msg(MessageType::Discover, mac(1)),
+        DhcpOption::RequestedIpAddress(ip(77)),
+    );
+    assert_eq!(t.send(d, PORT_A).unwrap().msg.yiaddr(), ip(77));
+    // Another client asking for the offered address gets something else.
+    let d = with(
+        msg(MessageType::Discover, mac(2)),
+        DhcpOption::RequestedIpAddress(ip(77)),
+    );
+    assert_ne!(t.send(d, PORT_A).unwrap().msg.yiaddr(), ip(77));
+    // Outside the range, the server address, a static address: not honoured.
+    for bad in [ip(1), ip(10), ip(255), Ipv4Addr::new(10, 0, 0, 5)] {
+        let d = with(
+            msg(MessageType::Discover, mac(3)),
+            DhcpOption::RequestedIpAddress(bad),
+        );
+        assert_ne!(t.send(d, PORT_A).unwrap().msg.yiaddr(), bad);
+    }
+}
+
+#[test]
+fn previous_lease_kept_across_restart() {
+    let lease = Lease {
+        mac: mac(5),
+        client_id: None,
+        ip: ip(200),
+        hostname: Some("old".into()),
+        expires: Some(NOW + 100),
+    };
+    let mut t = setup_with(config(), vec![lease]);
+    let offer = t.send(msg(MessageType::Discover, mac(5)), PORT_A).unwrap();
+    assert_eq!(offer.msg.yiaddr(), ip(200));
+    // Nobody else gets it.
+    let d = with(
+        msg(MessageType::Discover, mac(6)),
+        DhcpOption::RequestedIpAddress(ip(200)),
+    );
+    assert_ne!(t.send(d, PORT_A).unwrap().msg.yiaddr(), ip(200));
+}
+
+#[test]
+fn client_id_identifies_client() {
+    let mut t = setup();
+    let id = DhcpOption::ClientIdentifier(vec![0xff, 9, 9]);
+    let offer = t
+        .send(with(msg(MessageType::Discover, mac(1)), id.clone()), PORT_A)
+        .unwrap();
+    let a = offer.msg.yiaddr();
+    let req = with(
+        with(
+            with(msg(MessageType::Request, mac(1)), id.clone()),
+            DhcpOption::ServerIdentifier(SERVER),
+        ),
+        DhcpOption::RequestedIpAddress(a),
+    );
+    t.send(req, PORT_A).unwrap();
+    assert_eq!(t.engine.leases(NOW)[0].client_id, Some(vec![0xff, 9, 9]));
+    // Same client id from another MAC (a new NIC in the same guest) keeps the address.
+    let offer = t
+        .send(with(msg(MessageType::Discover, mac(2)), id), PORT_A)
+        .unwrap();
+    assert_eq!(offer.msg.yiaddr(), a);
+}
+
+#[test]
+fn static_host_by_mac_with_own_lease_time_and_name() {
+    let mut t = setup();
+    let offer = t
+        .send(msg(MessageType::Discover, mac(0xaa)), PORT_A)
+        .unwrap();
+    assert_eq!(offer.msg.yiaddr(), ip(10));
+    assert_eq!(
+        opt(&offer, OptionCode::AddressLeaseTime),
+        Some(&DhcpOption::AddressLeaseTime(300))
+    );
+    assert_eq!(
+        opt(&offer, OptionCode::Renewal),
+        Some(&DhcpOption::Renewal(150))
+    );
+    assert_eq!(
+        opt(&offer, OptionCode::Rebinding),
+        Some(&DhcpOption::Rebinding(262))
+    );
+    assert_eq!(
+        opt(&offer, OptionCode::Hostname),
+        Some(&DhcpOption::Hostname("alpha".into()))
+    );
+    assert_eq!(t.lease(mac(0xaa), PORT_A), ip(10));
+    let l = &t.engine.leases(NOW)[0];
+    assert_eq!(l.hostname.as_deref(), Some("alpha.example.com"));
+    assert_eq!(l.expires, Some(NOW + 300));
+    // Requesting another address: NAK.
+    let req = with(
+        msg(MessageType::Request, mac(0xaa)),
+        DhcpOption::RequestedIpAddress(ip(50)),
+    );
+    assert_eq!(
+        t.send(req, PORT_A).unwrap().message_type(),
+        Some(MessageType::Nak)
+    );
+}
+
+#[test]
+fn static_host_by_client_id_infinite_lease() {
+    let mut t = setup();
+    let id = DhcpOption::ClientIdentifier(vec![1, 2, 3, 4]);
+    let offer = t
+        .send(
+            with(msg(MessageType::Discover, mac(0x33)), id.clone()),
+            PORT_A,
+        )
+        .unwrap();
+    assert_eq!(offer.msg.yiaddr(), ip(11));
+    assert_eq!(
+        opt(&offer, OptionCode::AddressLeaseTime),
+        Some(&DhcpOption::AddressLeaseTime(u32::MAX))
+    );
+    assert!(opt(&offer, OptionCode::Renewal).is_none());
+    let req = with(
+        with(
+            with(msg(MessageType::Request, mac(0x33)), id),
+            DhcpOption::ServerIdentifier(SERVER),
+        ),
+        DhcpOption::RequestedIpAddress(ip(11)),
+    );
+    assert_eq!(
+        t.send(req, PORT_A).unwrap().message_type(),
+        Some(MessageType::Ack)
+    );
+    let l = &t.engine.leases(u64::MAX - 1)[0];
+    assert_eq!(l.expires, None);
+    assert_eq!(l.hostname.as_deref(), Some("beta"));
+    // The static address is never given to anyone else.
+    let d = with(
+        msg(MessageType::Discover, mac(0x34)),
+        DhcpOption::RequestedIpAddress(ip(11)),
+    );
+    assert_ne!(t.send(d, PORT_A).unwrap().msg.yiaddr(), ip(11));
+}
+
+#[test]
+fn infinite_range_lease() {
+    let mut cfg = config();
+    cfg.ranges[0].lease_secs = None;
+    let mut t = setup_with(cfg, vec![]);
+    let a = t.lease(mac(1), PORT_A);
+    let l = &t.engine.leases(NOW)[0];
+    assert_eq!((l.ip, l.expires), (a, None));
+    assert_eq!(t.engine.sweep(u64::MAX - 1), 0);
+}
+
+#[test]
+fn rapid_commit() {
+    let mut t = setup();
+    let d = with(msg(MessageType::Discover, mac(1)), DhcpOption::RapidCommit);
+    let ack = t.send(d, PORT_A).unwrap();
+    assert_eq!(ack.message_type(), Some(MessageType::Ack));
+    assert!(opt(&ack, OptionCode::RapidCommit).is_some());
+    assert_eq!(t.engine.leases(NOW).len(), 1);
+    assert!(matches!(&t.sink.take()[..], [LeaseChange::Granted(_)]));
+}
+
+#[test]
+fn renew_rebind_and_init_reboot() {
+    let mut t = setup();
+    let a = t.lease(mac(1), PORT_A);
+    t.sink.take();
+    // RENEWING: unicast, ciaddr set, no server id.
+    let r = t
+        .send_at(
+            NOW + 1800,
+            ciaddr(msg(MessageType::Request, mac(1)), a),
+            PORT_A,
+        )
+        .unwrap();
+    assert_eq!(r.message_type(), Some(MessageType::Ack));
+    assert_eq!(r.dest, Destination::Unicast(a));
+    assert_eq!(r.msg.ciaddr(), a);
+    assert_eq!(t.engine.leases(NOW)[0].expires, Some(NOW + 1800 + 3600));
+    assert!(matches!(&t.sink.take()[..], [LeaseChange::Renewed(l)] if l.ip == a));
+    // REBINDING: the same from the server's view (broadcast on the wire).
+    let mut m = ciaddr(msg(MessageType::Request, mac(1)), a);
+    m.set_flags(Flags::default().set_broadcast());
+    let r = t.send_at(NOW + 3000, m, PORT_A).unwrap();
+    assert_eq!(r.message_type(), Some(MessageType::Ack));
+    // INIT-REBOOT: no server id, ciaddr 0, option 50.
+    let m = with(
+        msg(MessageType::Request, mac(1)),
+        DhcpOption::RequestedIpAddress(a),
+    );
+    let r = t.send_at(NOW + 3100, m, PORT_A).unwrap();
+    assert_eq!(r.message_type(), Some(MessageType::Ack));
+    assert_eq!(r.dest, Destination::Broadcast);
+    // INIT-REBOOT for a free address after our state was lost: granted (authoritative).
+    let m = with(
+        msg(MessageType::Request, mac(2)),
+        DhcpOption::RequestedIpAddress(ip(123)),
+    );
+    let r = t.send(m, PORT_A).unwrap();
+    assert_eq!(r.message_type(), Some(MessageType::Ack));
+    assert_eq!(r.msg.yiaddr(), ip(123));
+}
+
+#[test]
+fn nak_cases() {
+    let mut t = setup();
+    let a = t.lease(mac(1), PORT_A);
+    // INIT-REBOOT from another subnet.
+    let m = with(
+        msg(MessageType::Request, mac(2)),
+        DhcpOption::RequestedIpAddress(Ipv4Addr::new(10, 1, 1, 5)),
+    );
+    let r = t.send(m, PORT_A).unwrap();
+    assert_eq!(r.message_type(), Some(MessageType::Nak));
+    assert_eq!(r.dest, Destination::Broadcast);
+    assert_eq!(r.msg.yiaddr(), Ipv4Addr::UNSPECIFIED);
+    // Another client's address.
+    let m = with(
+        msg(MessageType::Request, mac(2)),
+        DhcpOption::RequestedIpAddress(a),
+    );
+    assert_eq!(
+        t.send(m, PORT_A).unwrap().message_type(),
+        Some(MessageType::Nak)
+    );
+    // Renewing an address outside the ranges.
+    let m = ciaddr(msg(MessageType::Request, mac(3)), ip(1));
+    assert_eq!(
+        t.send(m, PORT_A).unwrap().message_type(),
+        Some(MessageType::Nak)
+    );
+    // Someone else's static address.
+    let m = with(
+        msg(MessageType::Request, mac(3)),
+        DhcpOption::RequestedIpAddress(ip(10)),
+    );
+    assert_eq!(
+        t.send(m, PORT_A).unwrap().message_type(),
+        Some(MessageType::Nak)
+    );
+    assert_eq!(t.engine.stats().naks, 4);
+    // A REQUEST for another server: ignored, and our offer is withdrawn.
+    let o = t
+        .send(msg(MessageType::Discover, mac(4)), PORT_A)
+        .unwrap()
+        .msg
+        .yiaddr();
+    let m = with(
+        with(
+            msg(MessageType::Request, mac(4)),
+            DhcpOption::ServerIdentifier(Ipv4Addr::new(192, 168, 122, 99)),
+        ),
+        DhcpOption::RequestedIpAddress(o),
+    );
+    assert!(t.send(m, PORT_A).is_none());
+    let d = with(
+        msg(MessageType::Discover, mac(5)),
+        DhcpOption::RequestedIpAddress(o),
+    );
+    assert_eq!(t.send(d, PORT_A).unwrap().msg.yiaddr(), o);
+}
+
+#[test]
+fn release_frees_address() {
+    let mut t = setup();
+    let a = t.lease(mac(1), PORT_A);
+    t.sink.take();
+    // A release from another client is ignored.
+    assert!(t
+        .send(ciaddr(msg(MessageType::Release, mac(2)), a), PORT_A)
+        .is_none());
+    assert_eq!(t.engine.leases(NOW).len(), 1);
+    let m = with(
+        ciaddr(msg(MessageType::Release, mac(1)), a),
+        DhcpOption::ServerIdentifier(SERVER),
+    );
+    assert!(t.send(m, PORT_A).is_none());
+    assert!(t.engine.leases(NOW).is_empty());
+    assert!(matches!(&t.sink.take()[..], [LeaseChange::Released(l)] if l.ip == a));
+    assert_eq!(t.engine.stats().releases, 1);
+    // Free for others now.
+    let d = with(
+        msg(MessageType::Discover, mac(2)),
+        DhcpOption::RequestedIpAddress(a),
+    );
+    assert_eq!(t.send(d, PORT_A).unwrap().msg.yiaddr(), a);
+}
+
+#[test]
+fn decline_quarantines() {
+    let mut t = setup();
+    let a = t.lease(mac(1), PORT_A);
+    let m = with(
+        with(
+            msg(MessageType::Decline, mac(1)),
+            DhcpOption::RequestedIpAddress(a),
+        ),
+        DhcpOption::ServerIdentifier(SERVER),
+    );
+    assert!(t.send(m, PORT_A).is_none());
+    assert_eq!(t.engine.stats().declines, 1);
+    assert!(t.engine.leases(NOW).is_empty());
+    // The client gets another address; nobody gets the declined one for 10 minutes.
+    let o = t
+        .send(msg(MessageType::Discover, mac(1)), PORT_A)
+        .unwrap()
+        .msg
+        .yiaddr();
+    assert_ne!(o, a);
+    let d = with(
+        msg(MessageType::Discover, mac(9)),
+        DhcpOption::RequestedIpAddress(a),
+    );
+    assert_ne!(t.send(d, PORT_A).unwrap().msg.yiaddr(), a);
+    let later = NOW + DECLINE_QUARANTINE_SECS + 1;
+    t.engine.sweep(later);
+    let d = with(
+        msg(MessageType::Discover, mac(9)),
+        DhcpOption::RequestedIpAddress(a),
+    );
+    assert_eq!(t.send_at(later, d, PORT_A).unwrap().msg.yiaddr(), a);
+    // A DECLINE of an address the client was never given is ignored (no pool draining).
+    let m = with(
+        msg(MessageType::Decline, mac(3)),
+        DhcpOption::RequestedIpAddress(ip(100)),
+    );
+    assert!(t.send(m, PORT_A).is_none());
+    assert_eq!(t.engine.stats().declines, 1);
+}
+
+#[test]
+fn inform_gets_options_without_lease() {
+    let mut t = setup();
+    let r = t
+        .send(ciaddr(msg(MessageType::Inform, mac(1)), ip(99)), PORT_A)
+        .unwrap();
+    assert_eq!(r.message_type(), Some(MessageType::Ack));
+    assert_eq!(r.dest, Destination::Unicast(ip(99)));
+    assert_eq!(r.msg.yiaddr(), Ipv4Addr::UNSPECIFIED);
+    assert!(opt(&r, OptionCode::AddressLeaseTime).is_none());
+    assert!(opt(&r, OptionCode::Router).is_some());
+    assert!(t.engine.leases(NOW).is_empty());
+    assert_eq!(t.engine.stats().informs, 1);
+}
+
+#[test]
+fn expiry_sweep_reports_expired() {
+    let mut cfg = config();
+    cfg.ranges[0].lease_secs = Some(60);
+    let mut t = setup_with(cfg, vec![]);
+    let a = t.lease(mac(1), PORT_A);
+    t.sink.take();
+    assert_eq!(t.engine.sweep(NOW + 59), 0);
+    assert_eq!(t.engine.sweep(NOW + 60), 1);
+    assert!(matches!(&t.sink.take()[..], [LeaseChange::Expired(l)] if l.ip == a));
+    assert!(t.engine.leases(NOW).is_empty());
+}
+
+#[test]
+fn sink_failure_means_no_ack() {
+    let mut t = setup();
+    let a = t
+        .send(msg(MessageType::Discover, mac(1)), PORT_A)
+        .unwrap()
+        .msg
+        .yiaddr();
+    *t.sink.fail.lock().unwrap() = true;
+    let req = with(
+        with(
+            msg(MessageType::Request, mac(1)),
+            DhcpOption::ServerIdentifier(SERVER),
+        ),
+        DhcpOption::RequestedIpAddress(a),
+    );
+    assert!(t.send(req, PORT_A).is_none());
+    assert!(t.engine.leases(NOW).is_empty());
+}
+
+#[test]
+fn pool_exhaustion_gives_no_offer() {
+    let mut cfg = config();
+    cfg.ranges = vec![Range {
+        start: ip(20),
+        end: ip(22),
+        lease_secs: Some(3600),
+    }];
+    let mut t = setup_with(cfg, vec![]);
+    let mut got: Vec<Ipv4Addr> = (1..=3)
+        .map(|i| t.lease(mac(i), PortId::Port(u32::from(i))))
+        .collect();
+    got.sort();
+    assert_eq!(got, vec![ip(20), ip(21), ip(22)]);
+    assert!(t
+        .send(msg(MessageType::Discover, mac(4)), PortId::Port(4))
+        .is_none());
+    assert_eq!(t.engine.stats().offers, 3);
+}
+
+#[test]
+fn neighbour_conflict_skipped() {
+    let mut t = setup();
+    let first = setup()
+        .send(msg(MessageType::Discover, mac(1)), PORT_A)
+        .unwrap()
+        .msg
+        .yiaddr();
+    t.neigh.lock().unwrap().push((first, mac(0x99)));
+    let o = t
+        .send(msg(MessageType::Discover, mac(1)), PORT_A)
+        .unwrap()
+        .msg
+        .yiaddr();
+    assert_ne!(o, first);
+    // The owner itself is not a conflict.
+    t.neigh.lock().unwrap().push((ip(150), mac(2)));
+    let d = with(
+        msg(MessageType::Discover, mac(2)),
+        DhcpOption::RequestedIpAddress(ip(150)),
+    );
+    assert_eq!(t.send(d, PORT_A).unwrap().msg.yiaddr(), ip(150));
+}
+
+#[test]
+fn options_present() {
+    let mut cfg = config();
+    cfg.mtu = Some(9000);
+    cfg.boot = Some(Boot {
+        file: "pxelinux.0".into(),
+        server: Some(Ipv4Addr::new(10, 20, 30, 40)),
+        server_name: None,
+    });
+    let mut t = setup_with(cfg, vec![]);
+    let d = with(
+        msg(MessageType::Discover, mac(1)),
+        DhcpOption::Hostname("My_Guest!.lan".into()),
+    );
+    let r = t.send(d, PORT_A).unwrap();
+    assert_eq!(
+        opt(&r, OptionCode::SubnetMask),
+        Some(&DhcpOption::SubnetMask(Ipv4Addr::new(255, 255, 255, 0)))
+    );
+    assert_eq!(
+        opt(&r, OptionCode::Router),
+        Some(&DhcpOption::Router(vec![SERVER]))
+    );
+    assert_eq!(
+        opt(&r, OptionCode::DomainNameServer),
+        Some(&DhcpOption::DomainNameServer(vec![SERVER]))
+    );
+    assert_eq!(
+        opt(&r, OptionCode::DomainName),
+        Some(&DhcpOption::DomainName("example.com".into()))
+    );
+    assert_eq!(
+        opt(&r, OptionCode::BroadcastAddr),
+        Some(&DhcpOption::BroadcastAddr(ip(255)))
+    );
+    assert_eq!(
+        opt(&r, OptionCode::ServerIdentifier),
+        Some(&DhcpOption::ServerIdentifier(SERVER))
+    );
+    assert_eq!(
+        opt(&r, OptionCode::InterfaceMtu),
+        Some(&DhcpOption::InterfaceMtu(9000))
+    );
+    assert_eq!(
+        opt(&r, OptionCode::AddressLeaseTime),
+        Some(&DhcpOption::AddressLeaseTime(3600))
+    );
+    assert_eq!(
+        opt(&r, OptionCode::Renewal),
+        Some(&DhcpOption::Renewal(1800))
+    );
+    assert_eq!(
+        opt(&r, OptionCode::Rebinding),
+        Some(&DhcpOption::Rebinding(3150))
+    );
+    assert_eq!(
+        opt(&r, OptionCode::Hostname),
+        Some(&DhcpOption::Hostname("MyGuest".into()))
+    );
+    assert_eq!(
+        opt(&r, OptionCode::BootfileName),
+        Some(&DhcpOption::BootfileName(b"pxelinux.0".to_vec()))
+    );
+    assert_eq!(
+        opt(&r, OptionCode::TFTPServerName),
+        Some(&DhcpOption::TFTPServerName(b"10.20.30.40".to_vec()))
+    );
+    assert_eq!(r.msg.siaddr(), Ipv4Addr::new(10, 20, 30, 40));
+    assert_eq!(r.msg.fname_str(), Some(Ok("pxelinux.0")));
+    // It encodes, and decodes back to the same thing.
+    let bytes = r.encode().unwrap();
+    let back = decode(&bytes).unwrap();
+    assert_eq!(back.yiaddr(), r.msg.yiaddr());
+    assert_eq!(back.siaddr(), r.msg.siaddr());
+    assert_eq!(back.xid(), r.msg.xid());
+
+    // Isolated network, DNS off: no router, no DNS; no MTU unless set.
+    let mut cfg = config();
+    cfg.router = None;
+    cfg.dns = None;
+    let mut t = setup_with(cfg, vec![]);
+    let r = t.send(msg(MessageType::Discover, mac(1)), PORT_A).unwrap();
+    assert!(opt(&r, OptionCode::Router).is_none());
+    assert!(opt(&r, OptionCode::DomainNameServer).is_none());
+    assert!(opt(&r, OptionCode::InterfaceMtu).is_none());
+    assert!(opt(&r, OptionCode::BootfileName).is_none());
+    assert_eq!(r.msg.siaddr(), Ipv4Addr::UNSPECIFIED);
+}
+
+#[test]
+fn client_hostname_recorded_sanitised() {
+    let mut t = setup();
+    let d = with(
+        msg(MessageType::Discover, mac(1)),
+        DhcpOption::Hostname("web-01".into()),
+    );
+    let a = t.send(d, PORT_A).unwrap().msg.yiaddr();
+    let req = with(
+        with(
+            with(
+                msg(MessageType::Request, mac(1)),
+                DhcpOption::ServerIdentifier(SERVER),
+            ),
+            DhcpOption::RequestedIpAddress(a),
+        ),
+        DhcpOption::Hostname("web-01; rm -rf /".into()),
+    );
+    t.send(req, PORT_A).unwrap();
+    assert_eq!(
+        t.engine.leases(NOW)[0].hostname.as_deref(),
+        Some("web-01rm-rf")
+    );
+    assert_eq!(
+        sanitize_hostname(&"a".repeat(100)).map(|s| s.len()),
+        Some(63)
+    );
+    assert_eq!(sanitize_hostname("..."), None);
+}
+
+#[test]
+fn random_mac_flood_from_one_port_is_capped() {
+    let mut cfg = config();
+    // Plenty of message budget: this test is about the lease cap.
+    cfg.limits.requests_per_port_per_sec = 100_000;
+    cfg.limits.burst = 100_000;
+    let cap = cfg.limits.max_leases_per_port;
+    let mut t = setup_with(cfg, vec![]);
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
+    let mut offers = 0;
+    let mut acks = 0;
+    for _ in 0..500 {
+        let mut m: [u8; 6] = rng.gen();
+        m[0] &= 0xfe;
+        if let Some(o) = t.send(msg(MessageType::Discover, m), PORT_A) {
+            offers += 1;
+            let req = with(
+                with(
+                    msg(MessageType::Request, m),
+                    DhcpOption::ServerIdentifier(SERVER),
+                ),
+                DhcpOption::RequestedIpAddress(o.msg.yiaddr()),
+            );
+            if t.send(req, PORT_A).and_then(|r| r.message_type()) == Some(MessageType::Ack) {
+                acks += 1;
+            }
+        }
+        // INIT-REBOOT for a free address without an offer is capped too.
+        let mut m2: [u8; 6] = rng.gen();
+        m2[0] &= 0xfe;
+        let r = with(
+            msg(MessageType::Request, m2),
+            DhcpOption::RequestedIpAddress(ip(rng.gen_range(100..200))),
+        );
+        if t.send(r, PORT_A).and_then(|r| r.message_type()) == Some(MessageType::Ack) {
+            acks += 1;
+        }
+    }
+    assert!(offers <= cap, "{offers} offers");
+    assert!(acks <= cap, "{acks} acks");
+    assert_eq!(t.engine.leases(NOW).len(), acks);
+    // Another port still gets an address, and so do static hosts on the flooded port.
+    assert!(ip(2) <= t.lease(mac(1), PORT_B));
+    assert_eq!(t.lease(mac(0xaa), PORT_A), ip(10));
+    // Offers expire quickly, so a flood of DISCOVERs alone holds nothing for long.
+    let mut t = setup_with(
+        DhcpConfig {
+            limits: Limits {
+                requests_per_port_per_sec: 1000,
+                burst: 1000,
+                ..Limits::default()
+            },
+            ..config()
+        },
+        vec![],
+    );
+    for i in 0..100u8 {
+        t.send(msg(MessageType::Discover, [2, 0, 0, 0, 1, i]), PORT_A);
+    }
+    assert!(t
+        .send(msg(MessageType::Discover, mac(200)), PORT_A)
+        .is_none());
+    let later = NOW + OFFER_SECS + 1;
+    assert!(t
+        .send_at(later, msg(MessageType::Discover, mac(200)), PORT_A)
+        .is_some());
+}
+
+#[test]
+fn rate_limit_per_port() {
+    let mut t = setup();
+    let lim = Limits::default();
+    let mut answered = 0;
+    for i in 0..100u8 {
+        if t.send(msg(MessageType::Inform, mac(i)), PortId::Unknown)
+            .is_some()
+        {
+            answered += 1;
+        }
+    }
+    assert_eq!(answered, lim.burst as usize);
+    assert_eq!(t.engine.stats().rate_limited, 100 - u64::from(lim.burst));
+    // Another port is not affected.
+    assert!(t.send(msg(MessageType::Inform, mac(1)), PORT_B).is_some());
+    // The bucket refills.
+    assert!(t
+        .send_at(NOW + 1, msg(MessageType::Inform, mac(1)), PortId::Unknown)
+        .is_some());
+}
+
+#[test]
+fn ignored_messages() {
+    let mut t = setup();
+    let mut m = msg(MessageType::Discover, mac(1));
+    m.set_opcode(Opcode::BootReply);
+    assert!(t.send(m, PORT_A).is_none());
+    let mut m = msg(MessageType::Discover, mac(1));
+    m.set_htype(HType::from(6u8));
+    assert!(t.send(m, PORT_A).is_none());
+    let mut m = msg(MessageType::Discover, mac(1));
+    m.set_chaddr(&[1, 2, 3, 4, 5, 6, 7, 8]);
+    assert!(t.send(m, PORT_A).is_none());
+    for k in [MessageType::Offer, MessageType::Ack, MessageType::Nak] {
+        assert!(t.send(msg(k, mac(1)), PORT_A).is_none());
+    }
+    assert_eq!(t.engine.stats().offers, 0);
+}
+
+fn encode(m: &Message) -> Vec<u8> {
+    let mut buf = Vec::new();
+    m.encode(&mut Encoder::new(&mut buf)).unwrap();
+    buf
+}
+
+#[test]
+fn malformed_packets_counted_not_panicking() {
+    let mut t = setup();
+    let good = encode(&msg(MessageType::Discover, mac(1)));
+    // Truncations of a good packet.
+    let mut malformed = 0;
+    for len in 0..good.len() {
+        if t.engine
+            .handle_datagram(NOW, &good[..len], |_| PORT_A)
+            .is_none()
+        {
+            malformed += 1;
+        }
+    }
+    assert!(t.engine.stats().malformed >= 240, "{:?}", t.engine.stats());
+    assert!(malformed >= 240);
+    // hlen > 16 (dhcproto would slice past chaddr), bad magic, an option running past the end.
+    let mut bad = good.clone();
+    bad[2] = 200;
+    assert!(t.engine.handle_datagram(NOW, &bad, |_| PORT_A).is_none());
+    let mut bad = good.clone();
+    bad[236] = 0;
+    assert!(t.engine.handle_datagram(NOW, &bad, |_| PORT_A).is_none());
+    let mut bad = good[..240].to_vec();
+    bad.extend_from_slice(&[53, 1, 1, 61, 200, 1, 2]);
+    assert!(t.engine.handle_datagram(NOW, &bad, |_| PORT_A).is_none());
+    // No message type.
+    let mut bad = good[..240].to_vec();
+    bad.push(255);
+    let before = t.engine.stats().malformed;
+    assert!(t.engine.handle_datagram(NOW, &bad, |_| PORT_A).is_none());
+    assert_eq!(t.engine.stats().malformed, before + 1);
+    // The good one still works.
+    assert!(t.engine.handle_datagram(NOW, &good, |_| PORT_A).is_some());
+}
+
+#[test]
+fn random_bytes_never_panic() {
+    let mut t = setup_with(
+        DhcpConfig {
+            limits: Limits {
+                requests_per_port_per_sec: u32::MAX,
+                burst: u32::MAX,
+                ..Limits::default()
+            },
+            ..config()
+        },
+        vec![],
+    );
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(0xd4c9);
+    let good = encode(&with(
+        with(
+            msg(MessageType::Request, mac(1)),
+            DhcpOption::RequestedIpAddress(ip(40)),
+        ),
+        DhcpOption::ParameterRequestList(vec![OptionCode::SubnetMask, OptionCode::Router]),
+    ));
+    for i in 0..5000 {
+        let bytes: Vec<u8> = if i % 2 == 0 {
+            let len = rng.gen_range(0..700);
+            (0..len).map(|_| rng.gen()).collect()
+        } else {
+            // Mutations of a valid packet reach deeper.
+            let mut b = good.clone();
+            for _ in 0..rng.gen_range(1..8) {
+                let at = rng.gen_range(0..b.len());
+                b[at] = rng.gen();
+            }
+            b.truncate(rng.gen_range(200..b.len() + 1));
+            if rng.gen_bool(0.3) {
+                b.extend((0..rng.gen_range(0..64)).map(|_| rng.gen::<u8>()));
+            }
+            b
+        };
+        if let Some(r) = t
+            .engine
+            .handle_datagram(NOW + i / 100, &bytes, |_| PortId::Port(1))
+        {
+            let _ = r.encode();
+        }
+    }
+    let s = t.engine.stats();
+    assert_eq!(s.received, 5000);
+    assert!(s.malformed > 2000, "{s:?}");
+}

@@ -1,0 +1,151 @@
+//! The wire side of answering: decode one DNS message, answer it from a [`Zone`], encode the
+//! reply. Pure (no sockets), so it is unit-tested and fuzzed directly.
+
+use std::net::SocketAddr;
+
+use hickory_proto::op::{Edns, Message, MessageType, Metadata, OpCode, ResponseCode};
+
+use crate::resolve::{Answer, Zone};
+
+/// The largest UDP payload this server sends or advertises (the DNS flag day 2020 value).
+pub(crate) const UDP_PAYLOAD: u16 = 1232;
+
+/// How a query arrived; it bounds the size of the reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// UDP: replies larger than the client's buffer (512 or its EDNS size) are truncated.
+    Udp,
+    /// TCP: up to 65535 bytes.
+    Tcp,
+}
+
+/// What the server does with one received message.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// Answered from local data (including NXDOMAIN and NODATA): send these bytes.
+    Local(Vec<u8>),
+    /// REFUSED (no upstream, class other than IN, zone transfer) or NOTIMP (opcode other than
+    /// QUERY): send these bytes.
+    Refused(Vec<u8>),
+    /// Not a valid query: send FORMERR (`Some`) or nothing at all (`None`: too short to carry
+    /// an id, or a response rather than a query).
+    Malformed(Option<Vec<u8>>),
+    /// Ask these upstream servers; `request` is the client's decoded query.
+    Forward {
+        /// The client's query.
+        request: Message,
+        /// Upstream servers, in order.
+        upstreams: Vec<SocketAddr>,
+    },
+}
+
+/// Decodes `bytes` as a DNS query and answers it from `zone`. Never panics, whatever the input.
+pub fn handle_query(bytes: &[u8], zone: &Zone, transport: Transport) -> Outcome {
+    if bytes.len() < 12 || bytes[2] & 0x80 != 0 {
+        // No full header, or a response: never answer (no reflection, no loops).
+        return Outcome::Malformed(None);
+    }
+    let request = match Message::from_vec(bytes) {
+        Ok(m) => m,
+        Err(_) => {
+            let id = u16::from_be_bytes([bytes[0], bytes[1]]);
+            let op_code = OpCode::from_u8((bytes[2] >> 3) & 0x0f);
+            let mut reply = Message::error_msg(id, op_code, ResponseCode::FormErr);
+            reply.metadata.recursion_desired = bytes[2] & 0x01 != 0;
+            reply.metadata.recursion_available = true;
+            return Outcome::Malformed(Some(encode(&reply, 512)));
+        }
+    };
+    if request.metadata.message_type != MessageType::Query {
+        return Outcome::Malformed(None);
+    }
+    let limit = reply_limit(&request, transport);
+    if request.queries.len() != 1 {
+        let reply = error_reply(&request, ResponseCode::FormErr);
+        return Outcome::Malformed(Some(encode(&reply, limit)));
+    }
+    if request.metadata.op_code != OpCode::Query {
+        let reply = error_reply(&request, ResponseCode::NotImp);
+        return Outcome::Refused(encode(&reply, limit));
+    }
+    match zone.answer(&request.queries[0]) {
+        Answer::Local(records) => {
+            let mut reply = error_reply(&request, ResponseCode::NoError);
+            reply.metadata.authoritative = true;
+            reply.answers = records;
+            Outcome::Local(encode(&reply, limit))
+        }
+        Answer::NxDomain => {
+            let mut reply = error_reply(&request, ResponseCode::NXDomain);
+            reply.metadata.authoritative = true;
+            Outcome::Local(encode(&reply, limit))
+        }
+        Answer::Refused => {
+            Outcome::Refused(encode(&error_reply(&request, ResponseCode::Refused), limit))
+        }
+        Answer::Forward(upstreams) => Outcome::Forward { request, upstreams },
+    }
+}
+
+/// The largest reply a client accepts over `transport`.
+pub(crate) fn reply_limit(request: &Message, transport: Transport) -> usize {
+    match transport {
+        Transport::Tcp => usize::from(u16::MAX),
+        Transport::Udp => usize::from(request.max_payload().clamp(512, UDP_PAYLOAD.max(512))),
+    }
+}
+
+/// A reply to `request` with its id, question, RD/CD echoed, RA set, no records.
+pub(crate) fn error_reply(request: &Message, rcode: ResponseCode) -> Message {
+    let mut reply = Message::new(
+        request.metadata.id,
+        MessageType::Response,
+        request.metadata.op_code,
+    );
+    reply.metadata = Metadata::response_from_request(&request.metadata);
+    reply.metadata.recursion_available = true;
+    reply.metadata.response_code = rcode;
+    reply.queries = request.queries.clone();
+    if request.edns.is_some() {
+        let mut edns = Edns::new();
+        edns.set_max_payload(UDP_PAYLOAD);
+        if rcode.high() != 0 {
+            edns.set_rcode_high(rcode.high());
+        }
+        reply.edns = Some(edns);
+    }
+    reply
+}
+
+/// SERVFAIL for `request` (every upstream failed), as wire bytes.
+pub(crate) fn servfail(request: &Message, transport: Transport) -> Vec<u8> {
+    encode(
+        &error_reply(request, ResponseCode::ServFail),
+        reply_limit(request, transport),
+    )
+}
+
+/// Encodes `reply`; if it exceeds `limit`, drops the records and sets TC so that the client
+/// retries over TCP.
+fn encode(reply: &Message, limit: usize) -> Vec<u8> {
+    match reply.to_vec() {
+        Ok(bytes) if bytes.len() <= limit => bytes,
+        Ok(_) => {
+            let mut short = reply.clone();
+            short.answers.clear();
+            short.authorities.clear();
+            short.additionals.clear();
+            short.metadata.truncation = true;
+            short.to_vec().unwrap_or_default()
+        }
+        Err(_) => {
+            let mut fail = Message::error_msg(
+                reply.metadata.id,
+                reply.metadata.op_code,
+                ResponseCode::ServFail,
+            );
+            fail.queries = reply.queries.clone();
+            fail.to_vec().unwrap_or_default()
+        }
+    }
+}

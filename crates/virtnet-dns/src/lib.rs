@@ -1,0 +1,32 @@
+//! # virtnet-dns
+//!
+//! The per-network DNS server of virtnet: what libvirt gets from dnsmasq, without dnsmasq.
+//!
+//! - [`DnsConfig::from_network`] turns a [`virtnet_model::Network`] into what the server needs
+//!   (local records, local-only domains, forwarders), with dnsmasq's semantics for each libvirt
+//!   XML construct.
+//! - [`Zone`] is the pure answering logic: for one question it says
+//!   [`Answer::Local`], [`Answer::NxDomain`], [`Answer::Refused`] or [`Answer::Forward`].
+//! - [`handle_query`] decodes a wire message and answers it from a [`Zone`] (the fuzzed path).
+//! - [`DnsServer`] binds UDP and TCP on the network's gateway addresses only (never a
+//!   wildcard), answers from the zone and forwards the rest upstream.
+//!
+//! Module layout: `config` (XML → [`DnsConfig`]), `resolve` (names → answers), `handle` (wire
+//! format), `forward` (upstream exchanges), `listen` (sockets), `server` (tasks and lifecycle).
+
+#![warn(missing_docs)]
+
+mod config;
+mod error;
+mod forward;
+mod handle;
+mod listen;
+mod names;
+mod resolve;
+mod server;
+
+pub use config::{host_resolvers, DnsConfig, DomainRoute, HostRecord, SrvRecord, TxtRecord};
+pub use error::DnsError;
+pub use handle::{handle_query, Outcome, Transport};
+pub use resolve::{Answer, GuestName, Zone};
+pub use server::{DnsServer, DnsStats};

@@ -1,0 +1,360 @@
+//! The running server: one UDP and one TCP task per listen address, forwarding tasks, live
+//! reconfiguration and statistics.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::runtime::Handle;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinHandle;
+use tokio::time::timeout;
+
+use crate::config::DnsConfig;
+use crate::error::DnsError;
+use crate::forward::{forward, UPSTREAM_TIMEOUT};
+use crate::handle::{handle_query, servfail, Outcome, Transport};
+use crate::listen::{bind_tcp, bind_udp, Slot};
+use crate::resolve::{GuestName, Zone};
+
+/// Forwarded queries in flight at once; further queries needing an upstream are dropped (the
+/// client retries), so a flooding guest cannot exhaust sockets or memory.
+const MAX_FORWARDS: usize = 256;
+/// TCP connections served at once; further connections are closed at once.
+const MAX_TCP: usize = 64;
+/// A TCP connection idle (or slow to send a whole message) this long is closed.
+const TCP_IDLE: Duration = Duration::from_secs(10);
+
+/// Counters since start.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DnsStats {
+    /// Messages received (UDP datagrams and TCP messages), including malformed ones.
+    pub queries: u64,
+    /// Answered from local data, including NXDOMAIN for local-only domains and plain names.
+    pub answered_local: u64,
+    /// Sent upstream (whatever the upstream then answered, or SERVFAIL on timeout).
+    pub forwarded: u64,
+    /// Answered REFUSED or NOTIMP, or dropped because too many forwards were in flight.
+    pub refused: u64,
+    /// Not a valid query: answered FORMERR or dropped.
+    pub malformed: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    queries: AtomicU64,
+    answered_local: AtomicU64,
+    forwarded: AtomicU64,
+    refused: AtomicU64,
+    malformed: AtomicU64,
+}
+
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+struct Shared {
+    zone: RwLock<Arc<Zone>>,
+    inputs: Mutex<(DnsConfig, Vec<GuestName>)>,
+    counters: Counters,
+    /// The server's own addresses: never used as upstreams.
+    exclude: Vec<SocketAddr>,
+    forwards: Arc<Semaphore>,
+    tcp: Arc<Semaphore>,
+    shutdown: watch::Sender<bool>,
+    upstream_timeout: Duration,
+}
+
+impl Shared {
+    fn zone(&self) -> Arc<Zone> {
+        self.zone.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn rebuild(&self, f: impl FnOnce(&mut (DnsConfig, Vec<GuestName>))) {
+        let mut inputs = self.inputs.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut inputs);
+        let zone = Arc::new(Zone::new(&inputs.0, &inputs.1));
+        *self.zone.write().unwrap_or_else(|e| e.into_inner()) = zone;
+    }
+
+    /// Resolves when the server is stopping.
+    async fn stopping(&self) {
+        let mut rx = self.shutdown.subscribe();
+        let _ = rx.wait_for(|stop| *stop).await;
+    }
+}
+
+/// The DNS server of one network.
+pub struct DnsServer {
+    shared: Arc<Shared>,
+    udp: Vec<Arc<Slot<UdpSocket>>>,
+    tcp: Vec<Arc<Slot<TcpListener>>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for DnsServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DnsServer")
+            .field("exclude", &self.shared.exclude)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl DnsServer {
+    /// Binds UDP and TCP port `port` on each address of `listen` (the network's gateway
+    /// addresses; a wildcard address is refused) and starts serving on the current tokio
+    /// runtime.
+    ///
+    /// Synchronous; must be called inside a tokio runtime context (the tasks are spawned with
+    /// `Handle::current()`). Either every socket binds or none stays open.
+    pub fn start(config: DnsConfig, listen: &[IpAddr], port: u16) -> Result<DnsServer, DnsError> {
+        Self::start_with_timeout(config, listen, port, UPSTREAM_TIMEOUT)
+    }
+
+    pub(crate) fn start_with_timeout(
+        config: DnsConfig,
+        listen: &[IpAddr],
+        port: u16,
+        upstream_timeout: Duration,
+    ) -> Result<DnsServer, DnsError> {
+        let handle = Handle::try_current().map_err(|e| DnsError::NoRuntime(e.to_string()))?;
+        if listen.is_empty() {
+            return Err(DnsError::NoListenAddress);
+        }
+        let mut addrs: Vec<SocketAddr> = Vec::new();
+        for ip in listen {
+            let sa = SocketAddr::new(*ip, port);
+            if !addrs.contains(&sa) {
+                addrs.push(sa);
+            }
+        }
+        // Sockets are created inside the runtime context so they register with its reactor.
+        let _guard = handle.enter();
+        let mut udp = Vec::new();
+        let mut tcp = Vec::new();
+        for addr in &addrs {
+            udp.push(Arc::new(Slot::new(bind_udp(*addr)?)));
+            tcp.push(Arc::new(Slot::new(bind_tcp(*addr)?)));
+        }
+        let zone = Arc::new(Zone::new(&config, &[]));
+        let shared = Arc::new(Shared {
+            zone: RwLock::new(zone),
+            inputs: Mutex::new((config, Vec::new())),
+            counters: Counters::default(),
+            exclude: addrs.clone(),
+            forwards: Arc::new(Semaphore::new(MAX_FORWARDS)),
+            tcp: Arc::new(Semaphore::new(MAX_TCP)),
+            shutdown: watch::Sender::new(false),
+            upstream_timeout,
+        });
+        let mut tasks = Vec::new();
+        for slot in &udp {
+            tasks.push(handle.spawn(serve_udp(shared.clone(), slot.clone())));
+        }
+        for slot in &tcp {
+            tasks.push(handle.spawn(serve_tcp(shared.clone(), slot.clone())));
+        }
+        tracing::info!(listen = ?addrs, "dns: serving");
+        Ok(DnsServer {
+            shared,
+            udp,
+            tcp,
+            tasks,
+        })
+    }
+
+    /// Replaces the network's records and forwarding (live `net-update` of dns-host, dns-srv,
+    /// dns-txt, forwarders); the lease-derived names are kept. Listen addresses do not change.
+    pub fn reconfigure(&self, config: DnsConfig) {
+        self.shared.rebuild(|inputs| inputs.0 = config);
+    }
+
+    /// Replaces the names learnt from DHCP leases.
+    pub fn set_guests(&self, guests: Vec<GuestName>) {
+        self.shared.rebuild(|inputs| inputs.1 = guests);
+    }
+
+    /// Counters since start.
+    pub fn stats(&self) -> DnsStats {
+        let c = &self.shared.counters;
+        DnsStats {
+            queries: c.queries.load(Ordering::Relaxed),
+            answered_local: c.answered_local.load(Ordering::Relaxed),
+            forwarded: c.forwarded.load(Ordering::Relaxed),
+            refused: c.refused.load(Ordering::Relaxed),
+            malformed: c.malformed.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Stops serving. The listening sockets are closed when this returns (so the same addresses
+    /// can be bound again at once); in-flight forwards and TCP connections end at their next
+    /// wake-up. Dropping the server does the same.
+    pub fn stop(self) {
+        drop(self);
+    }
+
+    fn shutdown(&mut self) {
+        self.shared.shutdown.send_replace(true);
+        for s in &self.udp {
+            s.close();
+        }
+        for s in &self.tcp {
+            s.close();
+        }
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+    }
+}
+
+impl Drop for DnsServer {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+async fn serve_udp(shared: Arc<Shared>, slot: Arc<Slot<UdpSocket>>) {
+    let mut buf = vec![0u8; 65535];
+    loop {
+        let (n, peer) = match slot.recv_from(&mut buf).await {
+            None => return,
+            Some(Ok(got)) => got,
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "dns: udp receive failed");
+                continue;
+            }
+        };
+        let c = &shared.counters;
+        bump(&c.queries);
+        let zone = shared.zone();
+        let reply = match handle_query(&buf[..n], &zone, Transport::Udp) {
+            Outcome::Local(bytes) => {
+                bump(&c.answered_local);
+                bytes
+            }
+            Outcome::Refused(bytes) => {
+                bump(&c.refused);
+                bytes
+            }
+            Outcome::Malformed(bytes) => {
+                bump(&c.malformed);
+                match bytes {
+                    Some(b) => b,
+                    None => continue,
+                }
+            }
+            Outcome::Forward { request, upstreams } => {
+                let Ok(permit) = shared.forwards.clone().try_acquire_owned() else {
+                    bump(&c.refused);
+                    continue;
+                };
+                bump(&c.forwarded);
+                let (shared, slot) = (shared.clone(), slot.clone());
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    let answer = tokio::select! {
+                        _ = shared.stopping() => return,
+                        a = forward(&request, &upstreams, Transport::Udp, &shared.exclude, shared.upstream_timeout) => a,
+                    };
+                    let bytes = answer.unwrap_or_else(|| servfail(&request, Transport::Udp));
+                    if !bytes.is_empty() {
+                        let _ = slot.send_to(&bytes, peer).await;
+                    }
+                });
+                continue;
+            }
+        };
+        if !reply.is_empty() {
+            let _ = slot.send_to(&reply, peer).await;
+        }
+    }
+}
+
+async fn serve_tcp(shared: Arc<Shared>, slot: Arc<Slot<TcpListener>>) {
+    loop {
+        let stream = match slot.accept().await {
+            None => return,
+            Some(Ok((stream, _peer))) => stream,
+            Some(Err(e)) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::debug!(error = %e, "dns: tcp accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = shared.tcp.clone().try_acquire_owned() else {
+            continue;
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            tokio::select! {
+                _ = shared.stopping() => {}
+                _ = serve_conn(&shared, stream) => {}
+            }
+        });
+    }
+}
+
+async fn serve_conn(shared: &Shared, mut stream: TcpStream) {
+    loop {
+        let Ok(Ok(len)) = timeout(TCP_IDLE, stream.read_u16()).await else {
+            return;
+        };
+        let mut buf = vec![0u8; usize::from(len)];
+        let Ok(Ok(_)) = timeout(TCP_IDLE, stream.read_exact(&mut buf)).await else {
+            return;
+        };
+        let c = &shared.counters;
+        bump(&c.queries);
+        let zone = shared.zone();
+        let reply = match handle_query(&buf, &zone, Transport::Tcp) {
+            Outcome::Local(bytes) => {
+                bump(&c.answered_local);
+                bytes
+            }
+            Outcome::Refused(bytes) => {
+                bump(&c.refused);
+                bytes
+            }
+            Outcome::Malformed(bytes) => {
+                bump(&c.malformed);
+                match bytes {
+                    Some(b) => b,
+                    None => return,
+                }
+            }
+            Outcome::Forward { request, upstreams } => {
+                bump(&c.forwarded);
+                forward(
+                    &request,
+                    &upstreams,
+                    Transport::Tcp,
+                    &shared.exclude,
+                    shared.upstream_timeout,
+                )
+                .await
+                .unwrap_or_else(|| servfail(&request, Transport::Tcp))
+            }
+        };
+        let Ok(len) = u16::try_from(reply.len()) else {
+            return;
+        };
+        if reply.is_empty() {
+            return;
+        }
+        let mut framed = Vec::with_capacity(reply.len() + 2);
+        framed.extend_from_slice(&len.to_be_bytes());
+        framed.extend_from_slice(&reply);
+        if !matches!(
+            timeout(TCP_IDLE, stream.write_all(&framed)).await,
+            Ok(Ok(()))
+        ) {
+            return;
+        }
+    }
+}

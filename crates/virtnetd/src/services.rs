@@ -1,0 +1,475 @@
+//! The services of running networks: one DHCPv4 and one DNS server per network, the leases
+//! they hand out and the event feed that reports them.
+//!
+//! Services start after the network exists in the kernel (they bind the bridge and its
+//! addresses) and stop before it is removed. A lease is written to the store before the DHCP
+//! server acknowledges it, so that neither a guest restart nor a daemon restart changes a
+//! guest's address; the same write feeds the event feed and the DNS server's guest names.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::Notify;
+use virtnet_api::{DhcpLease, ErrorCode, Event, EventBatch, EventKind};
+use virtnet_dhcp::{DhcpConfig, DhcpServer, Lease, LeaseChange, LeaseSink};
+use virtnet_dns::{DnsConfig, DnsServer, GuestName};
+use virtnet_model::Network;
+
+use crate::error::{Error, Result};
+use crate::store::Store;
+
+/// How many events the feed keeps for clients that poll late.
+const EVENT_BUFFER: usize = 1024;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Settings of the services, from the daemon's command line.
+#[derive(Debug, Clone)]
+pub struct ServiceOptions {
+    /// Where the host's resolvers are listed (DNS forwarding when a network names none).
+    pub resolv_conf: PathBuf,
+    /// The DNS port (53; tests may choose another).
+    pub dns_port: u16,
+}
+
+impl Default for ServiceOptions {
+    fn default() -> Self {
+        ServiceOptions {
+            resolv_conf: PathBuf::from("/etc/resolv.conf"),
+            dns_port: 53,
+        }
+    }
+}
+
+/// The lease store key of a client: its MAC address.
+fn client_key(mac: &[u8; 6]) -> String {
+    format_mac(mac)
+}
+
+fn format_mac(mac: &[u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// A lease as the API shows it.
+pub fn lease_to_api(lease: &Lease, bridge: &str, prefix: u8) -> DhcpLease {
+    DhcpLease {
+        iface: bridge.to_string(),
+        expiry_time: lease.expires,
+        kind: "ipv4".to_string(),
+        mac: format_mac(&lease.mac),
+        ip_address: lease.ip.to_string(),
+        prefix,
+        hostname: lease.hostname.clone(),
+        client_id: lease.client_id.as_ref().map(|id| {
+            id.iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(":")
+        }),
+    }
+}
+
+/// The daemon's event feed: a bounded buffer with sequence numbers, polled by clients.
+#[derive(Debug, Default)]
+pub struct EventFeed {
+    inner: Mutex<FeedInner>,
+    notify: Notify,
+}
+
+#[derive(Debug, Default)]
+struct FeedInner {
+    /// Sequence number of the last event pushed (0: none yet).
+    last: u64,
+    events: VecDeque<Event>,
+}
+
+impl EventFeed {
+    /// Appends an event and wakes the clients waiting for one.
+    pub fn push(&self, network: &str, kind: EventKind, lease: DhcpLease) {
+        {
+            let mut inner = lock(&self.inner);
+            inner.last += 1;
+            let event = Event {
+                seq: inner.last,
+                time: now(),
+                network: network.to_string(),
+                kind,
+                lease,
+            };
+            if inner.events.len() == EVENT_BUFFER {
+                inner.events.pop_front();
+            }
+            inner.events.push_back(event);
+        }
+        self.notify.notify_waiters();
+    }
+
+    /// The events after `after` (`None`: none, only the current end of the feed).
+    pub fn after(&self, after: Option<u64>) -> EventBatch {
+        let inner = lock(&self.inner);
+        let Some(after) = after else {
+            return EventBatch {
+                events: Vec::new(),
+                next: inner.last,
+                lost: false,
+            };
+        };
+        let events: Vec<Event> = inner
+            .events
+            .iter()
+            .filter(|e| e.seq > after)
+            .cloned()
+            .collect();
+        let first_kept = inner.events.front().map_or(inner.last + 1, |e| e.seq);
+        EventBatch {
+            next: events.last().map_or(inner.last.max(after), |e| e.seq),
+            lost: after + 1 < first_kept && after < inner.last,
+            events,
+        }
+    }
+
+    /// Like [`EventFeed::after`], but waits up to `wait` for an event when there is none yet.
+    pub async fn wait_after(&self, after: Option<u64>, wait: Duration) -> EventBatch {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            // Registered before looking, so that a push between the look and the wait wakes us.
+            let notified = self.notify.notified();
+            let batch = self.after(after);
+            if !batch.events.is_empty() || after.is_none() {
+                return batch;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.after(after);
+            }
+        }
+    }
+}
+
+/// What one running network's services share with its lease recorder.
+struct Shared {
+    bridge: String,
+    prefix: u8,
+    store: Arc<Store>,
+    events: Arc<EventFeed>,
+    /// The DNS server, once started (the recorder tells it the guests' names).
+    dns: Mutex<Option<DnsServer>>,
+    /// Guest names from leases, by client MAC.
+    names: Mutex<BTreeMap<[u8; 6], GuestName>>,
+}
+
+impl Shared {
+    fn publish_names(&self) {
+        let names: Vec<GuestName> = lock(&self.names).values().cloned().collect();
+        if let Some(dns) = lock(&self.dns).as_ref() {
+            dns.set_guests(names);
+        }
+    }
+
+    fn note_name(&self, lease: &Lease, present: bool) {
+        let mut names = lock(&self.names);
+        match (&lease.hostname, present) {
+            (Some(name), true) => {
+                names.insert(
+                    lease.mac,
+                    GuestName {
+                        name: name.clone(),
+                        ip: IpAddr::V4(lease.ip),
+                    },
+                );
+            }
+            _ => {
+                names.remove(&lease.mac);
+            }
+        }
+    }
+}
+
+/// The DHCP server's [`LeaseSink`]: store first, then the event feed and DNS.
+struct Recorder(Arc<Shared>);
+
+impl LeaseSink for Recorder {
+    fn record(&self, network: &str, change: &LeaseChange) -> std::io::Result<()> {
+        let s = &self.0;
+        let (kind, lease, present) = match change {
+            LeaseChange::Granted(l) => (EventKind::LeaseGranted, l, true),
+            LeaseChange::Renewed(l) => (EventKind::LeaseRenewed, l, true),
+            LeaseChange::Released(l) => (EventKind::LeaseReleased, l, false),
+            LeaseChange::Expired(l) => (EventKind::LeaseExpired, l, false),
+        };
+        let key = client_key(&lease.mac);
+        let stored = if present {
+            s.store.put_lease(network, &key, lease)
+        } else {
+            s.store.delete_lease(network, &key)
+        };
+        stored.map_err(|e| std::io::Error::other(e.to_string()))?;
+        s.events
+            .push(network, kind, lease_to_api(lease, &s.bridge, s.prefix));
+        s.note_name(lease, present);
+        s.publish_names();
+        Ok(())
+    }
+}
+
+/// The services of one running network.
+struct Running {
+    shared: Arc<Shared>,
+    dhcp: Option<DhcpServer>,
+}
+
+impl Running {
+    fn stop(self) {
+        if let Some(dhcp) = self.dhcp {
+            dhcp.stop();
+        }
+        if let Some(dns) = lock(&self.shared.dns).take() {
+            dns.stop();
+        }
+    }
+}
+
+/// The services of every running network.
+pub struct Services {
+    store: Arc<Store>,
+    events: Arc<EventFeed>,
+    options: ServiceOptions,
+    running: Mutex<BTreeMap<String, Running>>,
+}
+
+impl std::fmt::Debug for Services {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Services")
+            .field("options", &self.options)
+            .field("running", &lock(&self.running).keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// The first IPv4 address of a network with its prefix: where DHCP and the lease table live.
+fn ipv4_prefix(net: &Network) -> u8 {
+    net.ips
+        .iter()
+        .find(|ip| ip.address.is_ipv4())
+        .and_then(|ip| {
+            ip.prefix.or_else(|| {
+                ip.netmask
+                    .map(|m| u32::from(m).leading_ones().min(32) as u8)
+            })
+        })
+        .unwrap_or(24)
+}
+
+/// The addresses the DNS server answers on: the network's own addresses on its bridge.
+fn gateway_addresses(net: &Network) -> Vec<IpAddr> {
+    net.ips.iter().map(|ip| ip.address).collect()
+}
+
+impl Services {
+    /// Services on top of `store`, reporting to `events`.
+    pub fn new(store: Arc<Store>, events: Arc<EventFeed>, options: ServiceOptions) -> Services {
+        Services {
+            store,
+            events,
+            options,
+            running: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// The event feed.
+    pub fn events(&self) -> &Arc<EventFeed> {
+        &self.events
+    }
+
+    /// Starts the DNS and DHCP servers of a network that now exists in the kernel. Must run
+    /// inside the daemon's async runtime. On error nothing of the network's services runs.
+    pub fn start(&self, net: &Network) -> Result<()> {
+        let name = net.name.clone();
+        self.stop(&name);
+        let bridge = net.bridge_name().unwrap_or_default().to_string();
+        let leases: Vec<Lease> = self.store.leases(&name)?;
+        let now = now();
+        let leases: Vec<Lease> = leases
+            .into_iter()
+            .filter(|l| l.expires.is_none_or(|t| t > now))
+            .collect();
+        let shared = Arc::new(Shared {
+            bridge: bridge.clone(),
+            prefix: ipv4_prefix(net),
+            store: self.store.clone(),
+            events: self.events.clone(),
+            dns: Mutex::new(None),
+            names: Mutex::new(BTreeMap::new()),
+        });
+        for lease in &leases {
+            shared.note_name(lease, true);
+        }
+        let resolvers = virtnet_dns::host_resolvers(&self.options.resolv_conf);
+        if let Some(config) = DnsConfig::from_network(net, &resolvers) {
+            let dns = DnsServer::start(config, &gateway_addresses(net), self.options.dns_port)
+                .map_err(|e| service_error(&name, "DNS", e))?;
+            *lock(&shared.dns) = Some(dns);
+            shared.publish_names();
+        }
+        let dhcp = match DhcpConfig::from_network(net) {
+            Some(config) => {
+                let sink = Arc::new(Recorder(shared.clone()));
+                match DhcpServer::start(config, &bridge, leases, sink) {
+                    Ok(server) => Some(server),
+                    Err(e) => {
+                        Running { shared, dhcp: None }.stop();
+                        return Err(service_error(&name, "DHCP", e));
+                    }
+                }
+            }
+            None => None,
+        };
+        tracing::info!(network = %name, dhcp = dhcp.is_some(), dns = lock(&shared.dns).is_some(), "services started");
+        lock(&self.running).insert(name, Running { shared, dhcp });
+        Ok(())
+    }
+
+    /// Applies a changed definition of a running network to its servers without restarting
+    /// them (`net-update --live`): leases and guest names stay.
+    pub fn reconfigure(&self, net: &Network) -> Result<()> {
+        let running = lock(&self.running);
+        let Some(r) = running.get(&net.name) else {
+            drop(running);
+            return self.start(net);
+        };
+        let dhcp_wanted = DhcpConfig::from_network(net);
+        let dns_wanted =
+            DnsConfig::from_network(net, &virtnet_dns::host_resolvers(&self.options.resolv_conf));
+        // A server that appears or disappears needs a restart of the network's services.
+        let same_shape = r.dhcp.is_some() == dhcp_wanted.is_some()
+            && lock(&r.shared.dns).is_some() == dns_wanted.is_some();
+        if !same_shape {
+            drop(running);
+            return self.start(net);
+        }
+        if let (Some(server), Some(config)) = (&r.dhcp, dhcp_wanted) {
+            server.reconfigure(config);
+        }
+        if let (Some(server), Some(config)) = (lock(&r.shared.dns).as_ref(), dns_wanted) {
+            server.reconfigure(config);
+        }
+        Ok(())
+    }
+
+    /// Stops a network's servers (before the network leaves the kernel). Leases stay stored.
+    pub fn stop(&self, network: &str) {
+        // Taken out of the map first: a server's task may be recording a lease right now, and
+        // the recorder never needs this lock, so stopping cannot deadlock with it.
+        let running = lock(&self.running).remove(network);
+        if let Some(r) = running {
+            r.stop();
+            tracing::info!(network, "services stopped");
+        }
+    }
+
+    /// Forgets a network's leases (`net-undefine`).
+    pub fn forget(&self, network: &str) -> Result<()> {
+        self.store.delete_leases(network)
+    }
+
+    /// The current leases of a network: from its DHCP server when it runs, else the stored
+    /// ones that have not expired.
+    pub fn leases(&self, net: &Network) -> Result<Vec<DhcpLease>> {
+        let bridge = net.bridge_name().unwrap_or_default();
+        let prefix = ipv4_prefix(net);
+        let leases = match lock(&self.running)
+            .get(&net.name)
+            .and_then(|r| r.dhcp.as_ref())
+        {
+            Some(server) => server.leases(),
+            None => {
+                let now = now();
+                self.store
+                    .leases::<Lease>(&net.name)?
+                    .into_iter()
+                    .filter(|l| l.expires.is_none_or(|t| t > now))
+                    .collect()
+            }
+        };
+        let mut out: Vec<DhcpLease> = leases
+            .iter()
+            .map(|l| lease_to_api(l, bridge, prefix))
+            .collect();
+        out.sort_by_key(|l| l.ip_address.parse::<Ipv4Addr>().ok());
+        Ok(out)
+    }
+}
+
+fn service_error(network: &str, what: &str, e: impl std::fmt::Display) -> Error {
+    Error::api(
+        ErrorCode::Internal,
+        format!("network '{network}': cannot start the {what} server: {e}"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lease(n: u8) -> DhcpLease {
+        DhcpLease {
+            iface: "virbr0".into(),
+            expiry_time: Some(1),
+            kind: "ipv4".into(),
+            mac: format!("52:54:00:00:00:{n:02x}"),
+            ip_address: format!("192.168.122.{n}"),
+            prefix: 24,
+            hostname: None,
+            client_id: None,
+        }
+    }
+
+    #[test]
+    fn the_feed_returns_what_came_after_and_reports_losses() {
+        let feed = EventFeed::default();
+        assert_eq!(feed.after(None).next, 0);
+        feed.push("default", EventKind::LeaseGranted, lease(2));
+        feed.push("default", EventKind::LeaseRenewed, lease(2));
+        let batch = feed.after(Some(0));
+        assert_eq!(batch.events.len(), 2);
+        assert_eq!(batch.next, 2);
+        assert!(!batch.lost);
+        assert!(feed.after(Some(2)).events.is_empty());
+        assert_eq!(feed.after(Some(2)).next, 2);
+        for i in 0..EVENT_BUFFER {
+            feed.push("default", EventKind::LeaseGranted, lease((i % 200) as u8));
+        }
+        let batch = feed.after(Some(1));
+        assert!(batch.lost, "events 2.. were dropped from the buffer");
+        assert_eq!(batch.events.len(), EVENT_BUFFER);
+    }
+
+    #[tokio::test]
+    async fn a_waiting_client_wakes_on_the_next_event() {
+        let feed = Arc::new(EventFeed::default());
+        let waiter = {
+            let feed = feed.clone();
+            tokio::spawn(async move { feed.wait_after(Some(0), Duration::from_secs(10)).await })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        feed.push("default", EventKind::LeaseExpired, lease(9));
+        let batch = waiter.await.expect("waiter");
+        assert_eq!(batch.events.len(), 1);
+        assert_eq!(batch.events[0].kind, EventKind::LeaseExpired);
+        let empty = feed.wait_after(Some(1), Duration::from_millis(10)).await;
+        assert!(empty.events.is_empty());
+    }
+}
