@@ -375,3 +375,89 @@ fn leases_expire_and_every_change_is_an_event() {
     );
     assert!(output.contains("event 'lease-expired'"), "{output}");
 }
+
+#[test]
+fn live_updates_reach_dhcp_and_dns_without_a_restart() {
+    let t = dns_lab("update", "");
+    // Another DNS server already listens on port 53 of the host (systemd-resolved's
+    // address): the network's server binds its own addresses only, so both run.
+    let resolved = t.lab.host().spawn([
+        "dnsmasq",
+        "--no-daemon",
+        "--no-resolv",
+        "--no-hosts",
+        "--conf-file=/dev/null",
+        "--bind-interfaces",
+        "--listen-address=127.0.0.53",
+        "--pid-file=",
+        "--user=root",
+    ]);
+    std::thread::sleep(Duration::from_millis(300));
+    t.daemon.cli_ok(&["net-destroy", "default"]);
+    t.daemon.cli_ok(&["net-start", "default"]);
+    assert!(
+        resolved.try_wait().is_none(),
+        "the other DNS server on 127.0.0.53 kept running"
+    );
+    let bridge_before = t.lab.host().ip_ok(["-d", "link", "show", "dev", "virbr0"]);
+
+    let mac = "52:54:00:00:00:77";
+    let out = t.daemon.cli_ok(&[
+        "net-update",
+        "default",
+        "add-last",
+        "ip-dhcp-host",
+        &format!("<host mac='{mac}' name='late' ip='192.168.122.77'/>"),
+        "--live",
+        "--config",
+    ]);
+    assert!(
+        out.contains("Updated network default persistent config and live state"),
+        "{out}"
+    );
+    t.daemon.cli_ok(&[
+        "net-update",
+        "default",
+        "add",
+        "dns-host",
+        "<host ip='192.168.122.8'><hostname>scanner</hostname></host>",
+    ]);
+    // The network was not restarted: the same bridge (its index is in the first word).
+    let bridge_after = t.lab.host().ip_ok(["-d", "link", "show", "dev", "virbr0"]);
+    assert_eq!(
+        bridge_before.split(':').next(),
+        bridge_after.split(':').next()
+    );
+
+    let guest = dhcp_guest(&t.lab, Some(mac));
+    let script = udhcpc_script(t.lab.tmp_dir());
+    udhcpc(&guest, &script, "ignored");
+    assert_eq!(the_address(&guest), "192.168.122.77");
+    assert_eq!(
+        dig(guest.ns(), "192.168.122.1", &["late.example.test"]),
+        "192.168.122.77"
+    );
+    assert_eq!(
+        dig(guest.ns(), "192.168.122.1", &["scanner"]),
+        "192.168.122.8"
+    );
+    // --current on an active network changed the live definition only.
+    let inactive = t.daemon.cli_ok(&["net-dumpxml", "default", "--inactive"]);
+    assert!(inactive.contains("late"), "{inactive}");
+    assert!(!inactive.contains("scanner"), "{inactive}");
+    let live = t.daemon.cli_ok(&["net-dumpxml", "default"]);
+    assert!(live.contains("scanner"), "{live}");
+
+    // A bad update changes nothing and names the field.
+    let bad = t.daemon.cli(&[
+        "net-update",
+        "default",
+        "add",
+        "ip-dhcp-host",
+        &format!("<host mac='{mac}' name='dup' ip='192.168.122.78'/>"),
+    ]);
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("mac"), "{err}");
+    assert_eq!(t.daemon.cli_ok(&["net-dumpxml", "default"]), live);
+}
