@@ -461,3 +461,51 @@ fn live_updates_reach_dhcp_and_dns_without_a_restart() {
     assert!(err.contains("mac"), "{err}");
     assert_eq!(t.daemon.cli_ok(&["net-dumpxml", "default"]), live);
 }
+
+/// Sends `count` DHCPDISCOVERs from `eth0` of the guest, each from a new random MAC (both the
+/// frame's source and the DHCP client address, as flooding tools do), as raw Ethernet frames.
+const DISCOVER_FLOOD: &str = r#"
+import os, socket, struct, sys
+count = int(sys.argv[1])
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind(("eth0", 0))
+def csum(b):
+    t = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    t = (t >> 16) + (t & 0xffff)
+    return ~(t + (t >> 16)) & 0xffff
+for _ in range(count):
+    mac = bytes([0x02]) + os.urandom(5)
+    bootp = struct.pack("!BBBBIHH4s4s4s4s16s64s128s", 1, 1, 6, 0,
+                        struct.unpack("!I", os.urandom(4))[0], 0, 0x8000,
+                        b"\0" * 4, b"\0" * 4, b"\0" * 4, b"\0" * 4,
+                        mac + b"\0" * 10, b"\0" * 64, b"\0" * 128)
+    bootp += bytes([99, 130, 83, 99, 53, 1, 1, 255])
+    bootp += b"\0" * (300 - len(bootp))
+    udp = struct.pack("!HHHH", 68, 67, 8 + len(bootp), 0) + bootp
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0,
+                     b"\0" * 4, b"\xff" * 4)
+    ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
+    s.send(b"\xff" * 6 + mac + b"\x08\x00" + ip + udp)
+"#;
+
+#[test]
+fn a_random_mac_discover_flood_from_one_port_leaves_the_pool_to_the_others() {
+    let t = dns_lab("flood", "");
+    let attacker = dhcp_guest(&t.lab, None);
+    // 300 DISCOVERs in a burst: without per-port limits, their offers would hold all 100
+    // addresses of the range for the offer time, and the next guest would get none.
+    attacker
+        .ns()
+        .run_ok(["python3", "-c", DISCOVER_FLOOD, "300"]);
+    let guest = dhcp_guest(&t.lab, None);
+    let script = udhcpc_script(t.lab.tmp_dir());
+    udhcpc(&guest, &script, "honest");
+    assert!(in_range(&the_address(&guest)));
+    // And a second, slower wave from the same port changes nothing.
+    attacker
+        .ns()
+        .run_ok(["python3", "-c", DISCOVER_FLOOD, "50"]);
+    let late = dhcp_guest(&t.lab, None);
+    udhcpc(&late, &script, "late");
+    assert!(in_range(&the_address(&late)));
+}
