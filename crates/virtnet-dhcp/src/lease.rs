@@ -60,6 +60,16 @@ pub trait LeaseSink: Send + Sync + 'static {
     /// storage error. Errors recording a release or an expiry are logged; the lease goes
     /// anyway. Called on the server's task with its state locked: keep it to one store commit.
     fn record(&self, network: &str, change: &LeaseChange) -> std::io::Result<()>;
+
+    /// Records several changes at once, all or nothing: the server calls this for the leases
+    /// of the requests it received together, so one store commit covers a whole burst.
+    /// The default records them one by one.
+    fn record_batch(&self, network: &str, changes: &[LeaseChange]) -> std::io::Result<()> {
+        for change in changes {
+            self.record(network, change)?;
+        }
+        Ok(())
+    }
 }
 
 /// A sink that keeps nothing (for tests and for networks whose leases need not survive).

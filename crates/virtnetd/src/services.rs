@@ -201,25 +201,37 @@ impl Shared {
 /// The DHCP server's [`LeaseSink`]: store first, then the event feed and DNS.
 struct Recorder(Arc<Shared>);
 
+/// What a change means: its event, its lease, and whether the lease exists afterwards.
+fn describe(change: &LeaseChange) -> (EventKind, &Lease, bool) {
+    match change {
+        LeaseChange::Granted(l) => (EventKind::LeaseGranted, l, true),
+        LeaseChange::Renewed(l) => (EventKind::LeaseRenewed, l, true),
+        LeaseChange::Released(l) => (EventKind::LeaseReleased, l, false),
+        LeaseChange::Expired(l) => (EventKind::LeaseExpired, l, false),
+    }
+}
+
 impl LeaseSink for Recorder {
     fn record(&self, network: &str, change: &LeaseChange) -> std::io::Result<()> {
+        self.record_batch(network, std::slice::from_ref(change))
+    }
+
+    /// One store transaction for the whole batch, then the events and the DNS names.
+    fn record_batch(&self, network: &str, changes: &[LeaseChange]) -> std::io::Result<()> {
         let s = &self.0;
-        let (kind, lease, present) = match change {
-            LeaseChange::Granted(l) => (EventKind::LeaseGranted, l, true),
-            LeaseChange::Renewed(l) => (EventKind::LeaseRenewed, l, true),
-            LeaseChange::Released(l) => (EventKind::LeaseReleased, l, false),
-            LeaseChange::Expired(l) => (EventKind::LeaseExpired, l, false),
-        };
-        let key = client_key(&lease.mac);
-        let stored = if present {
-            s.store.put_lease(network, &key, lease)
-        } else {
-            s.store.delete_lease(network, &key)
-        };
-        stored.map_err(|e| std::io::Error::other(e.to_string()))?;
-        s.events
-            .push(network, kind, lease_to_api(lease, &s.bridge, s.prefix));
-        s.note_name(lease, present);
+        let writes: Vec<(String, Option<&Lease>)> = changes
+            .iter()
+            .map(describe)
+            .map(|(_, lease, present)| (client_key(&lease.mac), present.then_some(lease)))
+            .collect();
+        s.store
+            .apply_leases(network, &writes)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        for (kind, lease, present) in changes.iter().map(describe) {
+            s.events
+                .push(network, kind, lease_to_api(lease, &s.bridge, s.prefix));
+            s.note_name(lease, present);
+        }
         s.publish_names();
         Ok(())
     }

@@ -294,32 +294,51 @@ fn lease_key(network: &str, client: &str) -> String {
 impl Store {
     /// Writes (or replaces) one lease of `network` durably, keyed by `client` (its MAC).
     pub fn put_lease<T: Serialize>(&self, network: &str, client: &str, lease: &T) -> Result<()> {
-        let ctx = || format!("cannot store lease of {client} on network '{network}'");
-        let bytes = serde_json::to_vec(lease).map_err(|source| Error::Record {
-            context: ctx(),
-            source,
-        })?;
+        self.apply_leases(network, &[(client.to_string(), Some(lease))])
+    }
+
+    /// Writes and deletes several leases of `network` in one durable transaction, all or
+    /// nothing: `(client, Some(lease))` writes, `(client, None)` deletes.
+    pub fn apply_leases<T: Serialize>(
+        &self,
+        network: &str,
+        changes: &[(String, Option<&T>)],
+    ) -> Result<()> {
+        let ctx = || {
+            format!(
+                "cannot store {} lease changes on network '{network}'",
+                changes.len()
+            )
+        };
         let txn = self.begin_write()?;
         {
             let mut table = txn.open_table(LEASES).map_err(|e| Error::store(ctx(), e))?;
-            table
-                .insert(lease_key(network, client).as_str(), bytes.as_slice())
-                .map_err(|e| Error::store(ctx(), e))?;
+            for (client, lease) in changes {
+                let key = lease_key(network, client);
+                match lease {
+                    Some(lease) => {
+                        let bytes = serde_json::to_vec(lease).map_err(|source| Error::Record {
+                            context: ctx(),
+                            source,
+                        })?;
+                        table
+                            .insert(key.as_str(), bytes.as_slice())
+                            .map_err(|e| Error::store(ctx(), e))?;
+                    }
+                    None => {
+                        table
+                            .remove(key.as_str())
+                            .map_err(|e| Error::store(ctx(), e))?;
+                    }
+                }
+            }
         }
         txn.commit().map_err(|e| Error::store(ctx(), e))
     }
 
     /// Deletes one lease durably; deleting an absent lease is not an error.
     pub fn delete_lease(&self, network: &str, client: &str) -> Result<()> {
-        let ctx = || format!("cannot delete lease of {client} on network '{network}'");
-        let txn = self.begin_write()?;
-        {
-            let mut table = txn.open_table(LEASES).map_err(|e| Error::store(ctx(), e))?;
-            table
-                .remove(lease_key(network, client).as_str())
-                .map_err(|e| Error::store(ctx(), e))?;
-        }
-        txn.commit().map_err(|e| Error::store(ctx(), e))
+        self.apply_leases::<()>(network, &[(client.to_string(), None)])
     }
 
     /// Deletes every lease of `network` (on undefine).
@@ -460,6 +479,12 @@ mod tests {
         let (store, _, _) = Store::open(&path, Some("boot-a"))?;
         assert_eq!(store.leases::<String>("a")?, ["a-1b"]);
         assert_eq!(store.leases::<String>("ab")?, ["ab-1"]);
+        let one = "a-3".to_string();
+        store.apply_leases(
+            "a",
+            &[("m3".to_string(), Some(&one)), ("m1".to_string(), None)],
+        )?;
+        assert_eq!(store.leases::<String>("a")?, ["a-3"]);
         store.delete_leases("a")?;
         assert!(store.leases::<String>("a")?.is_empty());
         assert_eq!(store.leases::<String>("ab")?, ["ab-1"]);
