@@ -18,6 +18,12 @@ command -v python3 >/dev/null || need_apt+=(python3)
 # DNS tests ask with dig; the upstream namespace's DNS server (the "internet") is dnsmasq.
 command -v dig >/dev/null || need_apt+=(bind9-dnsutils)
 command -v dnsmasq >/dev/null || [ -x /usr/sbin/dnsmasq ] || need_apt+=(dnsmasq-base)
+# The end-to-end test boots a tiny Debian guest under QEMU (tests/guest/build.sh downloads the
+# kernel and busybox-static packages itself and unpacks them without installing them).
+command -v qemu-system-x86_64 >/dev/null || need_apt+=(qemu-system-x86)
+command -v cpio >/dev/null || need_apt+=(cpio)
+command -v xz >/dev/null || need_apt+=(xz-utils)
+command -v modinfo >/dev/null || [ -x /usr/sbin/modinfo ] || [ -x /sbin/modinfo ] || need_apt+=(kmod)
 if ! command -v cargo >/dev/null && [ ! -x "$HOME/.cargo/bin/cargo" ]; then
   # Debian's own toolchain; virtnet needs Rust >= 1.88, which Debian 12 only has via rustup.
   need_apt+=(cargo rustc)
@@ -26,7 +32,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 if [ -x "$HOME/.cargo/bin/cargo" ]; then
   export PATH="$HOME/.cargo/bin:$PATH"

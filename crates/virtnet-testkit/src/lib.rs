@@ -15,10 +15,12 @@ use std::path::{Path, PathBuf};
 
 mod daemon;
 mod netns;
+pub mod qemu;
 mod topology;
 
 pub use daemon::{virtnet_bin, virtnetd_bin, Daemon};
 pub use netns::{Netns, NsChild};
+pub use qemu::{Lease, QemuGuest};
 pub use topology::{Guest, Lab, HOST_UPLINK_ADDR, UPLINK_PREFIX, UPSTREAM_ADDR, UPSTREAM_URL};
 
 /// The shared directory: `$VIRTNET_SHARED_DIR`, else `../shared` beside the repository.
