@@ -283,7 +283,7 @@ impl Client {
     }
 
     /// Sends a JSON body and decodes the JSON answer.
-    fn send_json<B: serde::Serialize, T: serde::de::DeserializeOwned>(
+    pub(crate) fn send_json<B: serde::Serialize, T: serde::de::DeserializeOwned>(
         &self,
         method: &str,
         path: &str,

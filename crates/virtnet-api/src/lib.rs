@@ -7,6 +7,11 @@
 pub mod client;
 mod leases;
 pub use leases::{leases_path, DhcpLease, Event, EventBatch, EventKind, EVENTS};
+mod ports;
+pub use ports::{
+    domain_addresses_path, port_path, AddressSource, InterfaceAddress, LinkRequest, MoveRequest,
+    Port, PortRequest, PORTS,
+};
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;

@@ -1,0 +1,187 @@
+//! Guest ports (taps on a network's bridge) and the guests' addresses: wire types, paths and
+//! client calls.
+
+use serde::{Deserialize, Serialize};
+
+use crate::client::{decode, Client, ClientError};
+use virtnet_model::InterfaceSource;
+
+/// Body of `POST /v1/ports`: a port to create for a guest NIC (`attach-interface`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortRequest {
+    /// The guest ("domain") the port belongs to.
+    pub domain: String,
+    /// The network (by name) or the bridge (by device name) to attach to.
+    pub source: InterfaceSource,
+    /// The guest NIC's MAC address (`52:54:00:…`); the tap gets `fe:…` (or `fa:…`).
+    pub mac: String,
+    /// The guest NIC model (virtio, e1000, rtl8139 …), recorded for `domiflist`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// The tap's name; default the next free `vnetN`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// Owner of the tap, so that an unprivileged QEMU can open it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_uid: Option<u32>,
+    /// Group of the tap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_gid: Option<u32>,
+    /// Queues (more than 1 makes a multiqueue tap).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queues: Option<u32>,
+    /// Create the tap with `IFF_VNET_HDR` (virtio-net offloads).
+    #[serde(default)]
+    pub vnet_hdr: bool,
+}
+
+/// A guest port as virtnetd records and reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Port {
+    /// The tap device (`vnetN`).
+    pub name: String,
+    /// The guest it belongs to.
+    pub domain: String,
+    /// What it is attached to.
+    pub source: InterfaceSource,
+    /// The bridge device the tap is enslaved to.
+    pub bridge: String,
+    /// The guest NIC's MAC address.
+    pub mac: String,
+    /// The tap's own MAC address.
+    pub tap_mac: String,
+    /// The guest NIC model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Administrative link state (`domif-setlink`).
+    pub link_up: bool,
+    /// MTU of the tap (the bridge's).
+    pub mtu: u32,
+    /// Owner of the tap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_uid: Option<u32>,
+    /// Group of the tap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_gid: Option<u32>,
+    /// Queues of the tap.
+    pub queues: u32,
+    /// Created with `IFF_VNET_HDR`.
+    pub vnet_hdr: bool,
+}
+
+/// Body of `PUT /v1/ports/{name}/source`: move a port to another network or bridge, live.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MoveRequest {
+    /// The new network or bridge.
+    pub source: InterfaceSource,
+}
+
+/// Body of `PUT /v1/ports/{name}/link` (`domif-setlink`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkRequest {
+    /// Up or down.
+    pub up: bool,
+}
+
+/// Where `domifaddr` takes addresses from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AddressSource {
+    /// virtnet's DHCP leases.
+    Lease,
+    /// The kernel's neighbour table (works on bridged networks too).
+    Arp,
+}
+
+impl AddressSource {
+    /// The query-string spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AddressSource::Lease => "lease",
+            AddressSource::Arp => "arp",
+        }
+    }
+}
+
+/// One address of a guest NIC (`domifaddr`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InterfaceAddress {
+    /// The port (`vnetN`).
+    pub name: String,
+    /// The guest NIC's MAC address.
+    pub mac: String,
+    /// `ipv4` or `ipv6`.
+    pub protocol: String,
+    /// The address.
+    pub address: String,
+    /// Its prefix length (0 when unknown, as from ARP).
+    pub prefix: u8,
+}
+
+/// The port collection.
+pub const PORTS: &str = "/v1/ports";
+
+/// One port.
+pub fn port_path(name: &str) -> String {
+    format!("{PORTS}/{}", crate::paths::escape(name))
+}
+
+/// The addresses of a guest's ports.
+pub fn domain_addresses_path(domain: &str, source: AddressSource) -> String {
+    format!(
+        "/v1/domains/{}/addresses?source={}",
+        crate::paths::escape(domain),
+        source.as_str()
+    )
+}
+
+impl Client {
+    /// `POST /v1/ports`: creates a tap for a guest NIC and attaches it.
+    pub fn create_port(&self, request: &PortRequest) -> Result<Port, ClientError> {
+        self.send_json("POST", PORTS, request)
+    }
+
+    /// `DELETE /v1/ports/{name}`: detaches and deletes a port.
+    pub fn delete_port(&self, name: &str) -> Result<Port, ClientError> {
+        let resp = self.checked("DELETE", &port_path(name), &[], None)?;
+        decode(&resp)
+    }
+
+    /// `GET /v1/ports[?domain=D]`: every port, or one guest's, sorted by name.
+    pub fn ports(&self, domain: Option<&str>) -> Result<Vec<Port>, ClientError> {
+        let path = match domain {
+            Some(d) => format!("{PORTS}?domain={}", crate::paths::escape(d)),
+            None => PORTS.to_string(),
+        };
+        let resp = self.checked("GET", &path, &[], None)?;
+        decode(&resp)
+    }
+
+    /// `PUT /v1/ports/{name}/source`: moves a port to another network or bridge, live.
+    pub fn move_port(&self, name: &str, source: InterfaceSource) -> Result<Port, ClientError> {
+        self.send_json(
+            "PUT",
+            &format!("{}/source", port_path(name)),
+            &MoveRequest { source },
+        )
+    }
+
+    /// `PUT /v1/ports/{name}/link`: sets the port's link up or down.
+    pub fn set_port_link(&self, name: &str, up: bool) -> Result<Port, ClientError> {
+        self.send_json(
+            "PUT",
+            &format!("{}/link", port_path(name)),
+            &LinkRequest { up },
+        )
+    }
+
+    /// `GET /v1/domains/{domain}/addresses?source=…`: the addresses of a guest's ports.
+    pub fn domain_addresses(
+        &self,
+        domain: &str,
+        source: AddressSource,
+    ) -> Result<Vec<InterfaceAddress>, ClientError> {
+        let resp = self.checked("GET", &domain_addresses_path(domain, source), &[], None)?;
+        decode(&resp)
+    }
+}
