@@ -23,10 +23,12 @@ mod netlink;
 mod nft;
 pub mod nft_set;
 pub mod sysctl;
+pub mod tap;
 
 pub use error::{HostError, Result};
 pub use netlink::{
-    Address, BridgeInfo, BridgeSpec, Change, Drained, Link, Monitor, Netlink, Route, RouteSpec,
+    Address, BridgeInfo, BridgeSpec, Change, Drained, Link, Monitor, Netlink, PortSettings, Route,
+    RouteSpec,
 };
 pub use nft::Nftables;
 pub use nft_set::{Field, NftSets, SetChange, SetElement};

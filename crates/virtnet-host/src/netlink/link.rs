@@ -53,6 +53,21 @@ pub struct BridgeInfo {
     pub bridge_id: String,
 }
 
+/// Changes to a guest port, for [`Netlink::set_port`]; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PortSettings {
+    /// New MAC address.
+    pub mac: Option<[u8; 6]>,
+    /// New MTU.
+    pub mtu: Option<u32>,
+    /// New alias.
+    pub alias: Option<String>,
+    /// New bridge: `Some(Some(index))` enslaves, `Some(None)` releases.
+    pub master: Option<Option<u32>>,
+    /// Administrative state.
+    pub up: Option<bool>,
+}
+
 /// The desired state of a bridge, for [`Netlink::create_bridge`] and
 /// [`Netlink::update_bridge`]. The bridge is always brought up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -461,6 +476,37 @@ impl Netlink {
         self.request(RouteNetlinkMessage::NewLink(m), 0)
             .map_err(|e| e.ctx(OP, &spec.name))?;
         Ok(true)
+    }
+
+    /// Configures a guest port (a tap or any other link) in one `RTM_SETLINK`: its MAC, MTU,
+    /// alias, bridge (`IFLA_MASTER`; `Some(None)` takes it off its bridge) and link state.
+    /// Fields left `None` are not touched.
+    pub fn set_port(&mut self, ifindex: u32, port: &PortSettings) -> Result<()> {
+        let mut m = LinkMessage::default();
+        m.header.index = ifindex;
+        if let Some(up) = port.up {
+            m.header.flags = if up {
+                LinkFlags::Up
+            } else {
+                LinkFlags::empty()
+            };
+            m.header.change_mask = LinkFlags::Up;
+        }
+        if let Some(mac) = port.mac {
+            m.attributes.push(LinkAttribute::Address(mac.to_vec()));
+        }
+        if let Some(mtu) = port.mtu {
+            m.attributes.push(LinkAttribute::Mtu(mtu));
+        }
+        if let Some(alias) = &port.alias {
+            m.attributes.push(LinkAttribute::IfAlias(alias.clone()));
+        }
+        if let Some(master) = port.master {
+            m.attributes
+                .push(LinkAttribute::Controller(master.unwrap_or(0)));
+        }
+        self.request(RouteNetlinkMessage::SetLink(m), 0)
+            .map_err(|e| e.ctx("configure port", format!("#{ifindex}")))
     }
 
     /// Deletes one link by index (`RTM_DELLINK`). A link that is already gone

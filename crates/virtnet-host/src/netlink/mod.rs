@@ -11,7 +11,7 @@ mod monitor;
 mod route;
 
 pub use addr::Address;
-pub use link::{BridgeInfo, BridgeSpec, Link};
+pub use link::{BridgeInfo, BridgeSpec, Link, PortSettings};
 pub use monitor::{Change, Drained, Monitor};
 pub use route::{Route, RouteSpec};
 
