@@ -144,7 +144,7 @@ pub(crate) fn sysctls(net: &Network, bridge: &str) -> Vec<Sysctl> {
 /// Interface names end up inside nftables strings and sysctl paths, so virtnet accepts only
 /// names that are plain in both: printable ASCII without `"`, `\`, `*` (an nftables wildcard)
 /// or the characters Linux itself refuses.
-pub(crate) fn check_ifname(field: &str, name: &str) -> Result<(), PlanError> {
+pub fn check_ifname(field: &str, name: &str) -> Result<(), PlanError> {
     let bad = name.is_empty()
         || name.len() > 15
         || name == "."

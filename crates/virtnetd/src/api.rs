@@ -44,6 +44,11 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/v1/networks/:id/leases", get(leases))
         .route("/v1/networks/:id/update", post(update))
         .route(virtnet_api::EVENTS, get(events))
+        .route(virtnet_api::PORTS, get(list_ports).post(create_port))
+        .route("/v1/ports/:name", axum::routing::delete(delete_port))
+        .route("/v1/ports/:name/source", put(move_port))
+        .route("/v1/ports/:name/link", put(set_port_link))
+        .route("/v1/domains/:domain/addresses", get(domain_addresses))
         .method_not_allowed_fallback(bad_method)
         .fallback(no_route)
         .layer(middleware::from_fn(trace))
@@ -398,6 +403,97 @@ async fn events(
     let wait = std::time::Duration::from_secs(q.wait.min(MAX_EVENT_WAIT));
     let batch = service.events().wait_after(q.after, wait).await;
     Ok(Json(batch).into_response())
+}
+
+/// Query of `GET /v1/ports`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PortsQuery {
+    /// Only this guest's ports.
+    domain: Option<String>,
+}
+
+async fn list_ports(
+    State(service): State<AppState>,
+    q: std::result::Result<Query<PortsQuery>, QueryRejection>,
+) -> Answer {
+    let q = query(q)?;
+    let ports = blocking(move || Ok(service.list_ports(q.domain.as_deref()))).await?;
+    Ok(Json(ports).into_response())
+}
+
+async fn create_port(State(service): State<AppState>, headers: HeaderMap, body: Body) -> Answer {
+    let request: virtnet_api::PortRequest = read_json(
+        &headers,
+        body,
+        "port",
+        "{\"domain\": \"vm1\", \"source\": {\"type\": \"network\", \"name\": \"default\"}, \
+         \"mac\": \"52:54:00:12:34:56\"}",
+    )
+    .await?;
+    let port = blocking(move || service.create_port(&request)).await?;
+    Ok((StatusCode::CREATED, Json(port)).into_response())
+}
+
+async fn delete_port(
+    State(service): State<AppState>,
+    name: std::result::Result<Path<String>, PathRejection>,
+) -> Answer {
+    let name = path_id(name)?;
+    let port = blocking(move || service.delete_port(&name)).await?;
+    Ok(Json(port).into_response())
+}
+
+async fn move_port(
+    State(service): State<AppState>,
+    name: std::result::Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Answer {
+    let name = path_id(name)?;
+    let request: virtnet_api::MoveRequest = read_json(
+        &headers,
+        body,
+        "move",
+        "{\"source\": {\"type\": \"bridge\", \"name\": \"br0\"}}",
+    )
+    .await?;
+    let port = blocking(move || service.move_port(&name, request.source)).await?;
+    Ok(Json(port).into_response())
+}
+
+async fn set_port_link(
+    State(service): State<AppState>,
+    name: std::result::Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Answer {
+    let name = path_id(name)?;
+    let request: virtnet_api::LinkRequest =
+        read_json(&headers, body, "link", "{\"up\": true|false}").await?;
+    let port = blocking(move || service.set_port_link(&name, request.up)).await?;
+    Ok(Json(port).into_response())
+}
+
+/// Query of `GET /v1/domains/{domain}/addresses`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddressesQuery {
+    /// `lease` (default) or `arp`.
+    source: Option<virtnet_api::AddressSource>,
+}
+
+async fn domain_addresses(
+    State(service): State<AppState>,
+    domain: std::result::Result<Path<String>, PathRejection>,
+    q: std::result::Result<Query<AddressesQuery>, QueryRejection>,
+) -> Answer {
+    let domain = path_id(domain)?;
+    let source = query(q)?
+        .source
+        .unwrap_or(virtnet_api::AddressSource::Lease);
+    let rows = blocking(move || service.domain_addresses(&domain, source)).await?;
+    Ok(Json(rows).into_response())
 }
 
 async fn no_route(uri: Uri) -> Failure {

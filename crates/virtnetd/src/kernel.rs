@@ -763,3 +763,164 @@ impl Kernel {
         Ok(rows)
     }
 }
+
+/// A guest port's tap as the kernel layer makes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TapPlan {
+    /// Tap name.
+    pub name: String,
+    /// The tap's own MAC address.
+    pub mac: [u8; 6],
+    /// Alias marking it as a virtnet port.
+    pub alias: String,
+    /// Bridge to enslave it to, if that bridge exists now.
+    pub bridge: Option<String>,
+    /// Link state.
+    pub up: bool,
+    /// Owner, group, queues and vnet header of a tap virtnet creates; `None` adopts an
+    /// existing tap (QEMU's `script=` mode made it).
+    pub create: Option<virtnet_host::tap::TapSpec>,
+}
+
+impl Kernel {
+    /// The index and MTU of a bridge, `None` when there is no bridge of that name.
+    fn bridge_of(&mut self, name: &str) -> Result<Option<(u32, u32)>> {
+        Ok(self
+            .netlink
+            .link(name)
+            .map_err(host("look up bridge"))?
+            .filter(|l| l.kind.as_deref() == Some("bridge"))
+            .map(|l| (l.index, l.mtu)))
+    }
+
+    /// Creates (or adopts) a tap and attaches it; on failure nothing made here remains.
+    /// Returns the MTU the port got (its bridge's).
+    pub fn add_port(&mut self, tap: &TapPlan) -> Result<u32> {
+        let existing = self.netlink.link(&tap.name).map_err(host("look up tap"))?;
+        match (&tap.create, &existing) {
+            (Some(_), Some(_)) => {
+                return Err(in_use(format!(
+                    "interface name '{}' is already in use on the host",
+                    tap.name
+                )))
+            }
+            (None, None) => {
+                return Err(Error::api(
+                    ErrorCode::NotFound,
+                    format!("no tap named '{}' to adopt", tap.name),
+                ))
+            }
+            (None, Some(l)) if l.kind.as_deref() != Some("tun") => {
+                return Err(in_use(format!("'{}' is not a tap device", tap.name)))
+            }
+            _ => {}
+        }
+        if let Some(spec) = &tap.create {
+            virtnet_host::tap::create_tap(spec).map_err(host("create tap"))?;
+        }
+        self.configure_port(tap).inspect_err(|_| {
+            if tap.create.is_some() {
+                let _ = self.remove_port(&tap.name, true);
+            }
+        })
+    }
+
+    /// Points an existing port at its bridge with its MAC, MTU and state; returns the MTU.
+    pub fn configure_port(&mut self, tap: &TapPlan) -> Result<u32> {
+        let link = self
+            .netlink
+            .link(&tap.name)
+            .map_err(host("look up tap"))?
+            .ok_or_else(|| {
+                Error::api(
+                    ErrorCode::NotFound,
+                    format!("tap '{}' does not exist", tap.name),
+                )
+            })?;
+        let bridge = match &tap.bridge {
+            Some(b) => self.bridge_of(b)?,
+            None => None,
+        };
+        let mtu = bridge.map_or(link.mtu, |(_, mtu)| mtu);
+        self.netlink
+            .set_port(
+                link.index,
+                &virtnet_host::PortSettings {
+                    mac: Some(tap.mac),
+                    mtu: Some(mtu),
+                    alias: Some(tap.alias.clone()),
+                    master: Some(bridge.map(|(index, _)| index)),
+                    up: Some(tap.up),
+                },
+            )
+            .map_err(host("configure port"))?;
+        Ok(mtu)
+    }
+
+    /// Sets a port's link state only.
+    pub fn set_port_up(&mut self, name: &str, up: bool) -> Result<()> {
+        let Some(link) = self.netlink.link(name).map_err(host("look up tap"))? else {
+            return Err(Error::api(
+                ErrorCode::NotFound,
+                format!("tap '{name}' does not exist"),
+            ));
+        };
+        self.netlink
+            .set_port(
+                link.index,
+                &virtnet_host::PortSettings {
+                    up: Some(up),
+                    ..Default::default()
+                },
+            )
+            .map_err(host("set port link"))
+    }
+
+    /// Deletes a port's tap (`delete`), or only takes it off its bridge (an adopted tap
+    /// belongs to QEMU). A tap that is already gone is fine.
+    pub fn remove_port(&mut self, name: &str, delete: bool) -> Result<()> {
+        let Some(link) = self.netlink.link(name).map_err(host("look up tap"))? else {
+            return Ok(());
+        };
+        if delete {
+            self.netlink
+                .delete_link(link.index)
+                .map_err(host("delete tap"))
+        } else {
+            self.netlink
+                .set_port(
+                    link.index,
+                    &virtnet_host::PortSettings {
+                        master: Some(None),
+                        ..Default::default()
+                    },
+                )
+                .map_err(host("detach tap"))
+        }
+    }
+
+    /// Names of the links that exist now.
+    pub fn link_names(&mut self) -> Result<HashSet<String>> {
+        Ok(self
+            .netlink
+            .links()
+            .map_err(host("list links"))?
+            .into_iter()
+            .map(|l| l.name)
+            .collect())
+    }
+
+    /// The neighbour table: (interface index, IP address, MAC) of every resolved entry.
+    pub fn neighbours(&mut self) -> Result<Vec<virtnet_host::Neighbour>> {
+        self.netlink.neighbours().map_err(host("list neighbours"))
+    }
+
+    /// The index of a link by name.
+    pub fn link_index(&mut self, name: &str) -> Result<Option<u32>> {
+        Ok(self
+            .netlink
+            .link(name)
+            .map_err(host("look up link"))?
+            .map(|l| l.index))
+    }
+}

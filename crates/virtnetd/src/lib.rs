@@ -6,6 +6,7 @@
 //! - [`store`]: the redb file and its durability rules;
 //! - [`service`]: the network registry (define, create, edit, undefine, autostart);
 //! - [`services`]: DHCP and DNS of the running networks, leases and the event feed;
+//! - [`ports`]: guest ports (taps), their moves and the guests' addresses;
 //! - [`api`]: the axum routes;
 //! - [`server`]: start-up (locks, socket), serving and graceful shutdown.
 
@@ -14,6 +15,7 @@
 pub mod api;
 pub mod error;
 pub mod kernel;
+pub mod ports;
 pub mod server;
 pub mod service;
 pub mod services;

@@ -24,6 +24,7 @@ use virtnet_model::{ForwardMode, ModelError, Network};
 
 use crate::error::{Error, Result};
 use crate::kernel::Kernel;
+use crate::ports::PortBook;
 use crate::services::{EventFeed, ServiceOptions, Services};
 use crate::store::{Record, StartReport, Store};
 use virtnet_plan::{plan, NetworkPlan};
@@ -43,17 +44,19 @@ pub fn host_link_exists(name: &str) -> bool {
 
 /// The registry of networks.
 pub struct Service {
-    store: Arc<Store>,
+    pub(crate) store: Arc<Store>,
     /// Serialises mutations (see the module comment).
-    writer: Mutex<()>,
+    pub(crate) writer: Mutex<()>,
     /// The store's records, rebuilt from the store at start and replaced record by record after
     /// each successful commit, so it never shows an unacknowledged state.
     index: RwLock<BTreeMap<String, Record>>,
     link_exists: LinkExists,
     /// The kernel of virtnetd's network namespace; taken after `writer` when both are needed.
-    kernel: Mutex<Kernel>,
+    pub(crate) kernel: Mutex<Kernel>,
     /// DHCP and DNS of the running networks.
     services: Services,
+    /// Guest ports.
+    pub(crate) ports: PortBook,
 }
 
 impl std::fmt::Debug for Service {
@@ -66,7 +69,7 @@ impl std::fmt::Debug for Service {
 
 /// A poisoned lock only means another request panicked; the data behind our locks is never
 /// left half-updated (the index changes by single inserts after a commit), so go on with it.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -146,6 +149,7 @@ impl Service {
         let (store, records, report) = Store::open(db_path, boot_id)?;
         let store = Arc::new(store);
         let services = Services::new(store.clone(), Arc::new(EventFeed::default()), options);
+        let ports = PortBook::new(store.ports()?);
         let service = Service {
             store,
             writer: Mutex::new(()),
@@ -153,6 +157,7 @@ impl Service {
             link_exists,
             kernel: Mutex::new(kernel),
             services,
+            ports,
         };
         Ok((service, report))
     }
@@ -201,6 +206,7 @@ impl Service {
             .filter(|(_, r)| r.autostart && !r.is_active())
             .map(|(n, _)| n.clone())
             .collect();
+        self.reconcile_ports()?;
         for name in autostart {
             if let Err(error) = self.start_locked(&name) {
                 tracing::error!(network = %name, %error, "autostart failed");
@@ -252,6 +258,7 @@ impl Service {
         record.live = Some(config);
         record.generation += 1;
         let warnings = self.apply_then_commit(name, record, &p)?;
+        self.reattach_ports(name);
         let record = find(&self.read(), name)?.1.clone();
         Ok(change(name, &record, false, warnings))
     }
@@ -364,7 +371,7 @@ impl Service {
         lock(&self.kernel).bridges()
     }
 
-    fn read(&self) -> RwLockReadGuard<'_, BTreeMap<String, Record>> {
+    pub(crate) fn read(&self) -> RwLockReadGuard<'_, BTreeMap<String, Record>> {
         self.index.read().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -508,6 +515,7 @@ impl Service {
         drop(index);
         let mut warnings = warnings;
         warnings.extend(self.apply_then_commit(&name, record.clone(), &p)?);
+        self.reattach_ports(&name);
         Ok(change(&name, &record, created, warnings))
     }
 

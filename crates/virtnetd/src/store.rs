@@ -7,7 +7,9 @@
 //! - table `leases`: `<network>\n<client key>` → JSON DHCP lease. A lease is written before the
 //!   DHCP server acknowledges it, so a client keeps its address across daemon restarts. Leases
 //!   outlive `net-destroy` (the guests keep their addresses over a network restart, as with
-//!   libvirt's lease files) and go with `net-undefine`.
+//!   libvirt's lease files) and go with `net-undefine`;
+//! - table `ports`: tap name → JSON guest port (`attach-interface`), written before the port is
+//!   reported created, so ports survive daemon restarts.
 //!
 //! Durability: every change is one redb write transaction committed with
 //! [`Durability::Immediate`] and two-phase commit, and the caller answers the client only after
@@ -31,6 +33,7 @@ pub const DB_FILE: &str = "virtnet.redb";
 const NETWORKS: TableDefinition<&str, &[u8]> = TableDefinition::new("networks");
 const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
 const LEASES: TableDefinition<&str, &[u8]> = TableDefinition::new("leases");
+const PORTS: TableDefinition<&str, &[u8]> = TableDefinition::new("ports");
 const META_FORMAT: &str = "format";
 const META_BOOT_ID: &str = "boot_id";
 /// Layout version written by this daemon; a newer one is refused rather than misread.
@@ -391,6 +394,58 @@ impl Store {
                     tracing::warn!(network, key = key.value(), error = %e, "unreadable lease skipped")
                 }
             }
+        }
+        Ok(out)
+    }
+}
+
+impl Store {
+    /// Writes (or replaces) one guest port durably.
+    pub fn put_port<T: Serialize>(&self, name: &str, port: &T) -> Result<()> {
+        let ctx = || format!("cannot store port '{name}'");
+        let bytes = serde_json::to_vec(port).map_err(|source| Error::Record {
+            context: ctx(),
+            source,
+        })?;
+        let txn = self.begin_write()?;
+        {
+            let mut table = txn.open_table(PORTS).map_err(|e| Error::store(ctx(), e))?;
+            table
+                .insert(name, bytes.as_slice())
+                .map_err(|e| Error::store(ctx(), e))?;
+        }
+        txn.commit().map_err(|e| Error::store(ctx(), e))
+    }
+
+    /// Deletes one guest port durably.
+    pub fn delete_port(&self, name: &str) -> Result<()> {
+        let ctx = || format!("cannot delete port '{name}'");
+        let txn = self.begin_write()?;
+        {
+            let mut table = txn.open_table(PORTS).map_err(|e| Error::store(ctx(), e))?;
+            table.remove(name).map_err(|e| Error::store(ctx(), e))?;
+        }
+        txn.commit().map_err(|e| Error::store(ctx(), e))
+    }
+
+    /// Reads every guest port.
+    pub fn ports<T: serde::de::DeserializeOwned>(&self) -> Result<Vec<T>> {
+        let ctx = || "cannot read the ports".to_string();
+        let txn = self.db.begin_read().map_err(|e| Error::store(ctx(), e))?;
+        let table = match txn.open_table(PORTS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(Error::store(ctx(), e)),
+        };
+        let mut out = Vec::new();
+        for item in table.iter().map_err(|e| Error::store(ctx(), e))? {
+            let (_, value) = item.map_err(|e| Error::store(ctx(), e))?;
+            out.push(
+                serde_json::from_slice(value.value()).map_err(|source| Error::Record {
+                    context: ctx(),
+                    source,
+                })?,
+            );
         }
         Ok(out)
     }

@@ -8,11 +8,13 @@
 mod addr;
 mod link;
 mod monitor;
+mod neigh;
 mod route;
 
 pub use addr::Address;
 pub use link::{BridgeInfo, BridgeSpec, Link, PortSettings};
 pub use monitor::{Change, Drained, Monitor};
+pub use neigh::Neighbour;
 pub use route::{Route, RouteSpec};
 
 use std::collections::HashMap;

@@ -1,0 +1,470 @@
+//! Guest ports: a tap per guest NIC on a network's bridge (`attach-interface`), recorded in the
+//! store so that ports survive daemon restarts, re-attached when their network restarts, and
+//! movable live to another network or bridge.
+//!
+//! Naming follows libvirt: `vnetN` from a counter that moves forward, so a name just freed is
+//! not handed out again at once (a guest's old name in logs stays unambiguous). The tap's MAC
+//! is the guest's with the first byte `fe` (`fa` when the guest's starts with `fe`), so the
+//! bridge never takes the guest's address as its own and the two are easy to pair by eye.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use serde::{Deserialize, Serialize};
+use virtnet_api::{AddressSource, ErrorCode, InterfaceAddress, Port, PortRequest};
+use virtnet_host::tap::TapSpec;
+use virtnet_model::{InterfaceSource, MacAddr};
+
+use crate::error::{Error, Result};
+use crate::kernel::TapPlan;
+use crate::service::{lock, Service};
+
+/// Alias prefix of port taps (not `virtnet:`, which marks bridges the reconcile may delete).
+pub const PORT_ALIAS_PREFIX: &str = "virtnet-port:";
+
+/// A port as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortRecord {
+    /// Tap name.
+    pub name: String,
+    /// The guest.
+    pub domain: String,
+    /// Network or bridge.
+    pub source: InterfaceSource,
+    /// Guest MAC.
+    pub mac: MacAddr,
+    /// Guest NIC model.
+    pub model: Option<String>,
+    /// Tap owner.
+    pub owner_uid: Option<u32>,
+    /// Tap group.
+    pub owner_gid: Option<u32>,
+    /// Queues.
+    pub queues: u32,
+    /// `IFF_VNET_HDR`.
+    pub vnet_hdr: bool,
+    /// Administrative link state.
+    pub link_up: bool,
+    /// The tap was made by someone else (QEMU's `script=` mode) and is only attached.
+    pub adopted: bool,
+    /// MTU the tap got last time it was attached.
+    pub mtu: u32,
+}
+
+/// The tap's MAC for a guest MAC: first byte `fe`, or `fa` when the guest's is `fe`.
+pub fn tap_mac(guest: [u8; 6]) -> [u8; 6] {
+    let mut mac = guest;
+    mac[0] = if guest[0] == 0xfe { 0xfa } else { 0xfe };
+    mac
+}
+
+fn format_mac(mac: [u8; 6]) -> String {
+    MacAddr(mac).to_string()
+}
+
+/// The guest ports and the counter for new names.
+#[derive(Debug, Default)]
+pub struct PortBook {
+    /// Ports by tap name.
+    pub records: std::sync::RwLock<BTreeMap<String, PortRecord>>,
+    /// Next `vnetN` to try.
+    next: AtomicU32,
+}
+
+impl PortBook {
+    /// The book of stored ports.
+    pub fn new(records: Vec<PortRecord>) -> PortBook {
+        let next = records
+            .iter()
+            .filter_map(|r| r.name.strip_prefix("vnet")?.parse::<u32>().ok())
+            .map(|n| n + 1)
+            .max()
+            .unwrap_or(0);
+        PortBook {
+            records: std::sync::RwLock::new(
+                records.into_iter().map(|r| (r.name.clone(), r)).collect(),
+            ),
+            next: AtomicU32::new(next),
+        }
+    }
+
+    /// The next `vnetN` not taken on the host.
+    fn next_name(&self, taken: &HashSet<String>) -> String {
+        loop {
+            let n = self.next.fetch_add(1, Ordering::Relaxed);
+            let name = format!("vnet{n}");
+            if !taken.contains(&name) {
+                return name;
+            }
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, PortRecord>> {
+        self.records
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, PortRecord>> {
+        self.records
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+fn not_found(name: &str) -> Error {
+    Error::api(ErrorCode::NotFound, format!("no port named '{name}'"))
+}
+
+fn invalid(field: &str, message: impl std::fmt::Display) -> Error {
+    Error::api(ErrorCode::Invalid, format!("{field}: {message}"))
+}
+
+impl Service {
+    /// The bridge a source attaches to: an active network's bridge, or a host bridge.
+    fn bridge_for(&self, source: &InterfaceSource) -> Result<String> {
+        match source {
+            InterfaceSource::Network(name) => {
+                let index = self.read();
+                let record = index.get(name).ok_or_else(|| {
+                    Error::api(
+                        ErrorCode::NotFound,
+                        format!("Network not found: no network with matching name '{name}'"),
+                    )
+                })?;
+                let live = record.live.as_ref().ok_or_else(|| {
+                    Error::api(
+                        ErrorCode::Conflict,
+                        format!("Requested operation is not valid: network '{name}' is not active"),
+                    )
+                })?;
+                live.bridge_name().map(str::to_string).ok_or_else(|| {
+                    Error::api(
+                        ErrorCode::Unsupported,
+                        format!("network '{name}' has no bridge to attach ports to"),
+                    )
+                })
+            }
+            InterfaceSource::Bridge(bridge) => {
+                if lock(&self.kernel).link_index(bridge)?.is_none() {
+                    return Err(Error::api(
+                        ErrorCode::NotFound,
+                        format!("bridge '{bridge}' does not exist"),
+                    ));
+                }
+                Ok(bridge.clone())
+            }
+        }
+    }
+
+    fn tap_plan(&self, r: &PortRecord, bridge: Option<String>, create: bool) -> TapPlan {
+        TapPlan {
+            name: r.name.clone(),
+            mac: tap_mac(r.mac.0),
+            alias: format!("{PORT_ALIAS_PREFIX}{}", r.domain),
+            bridge,
+            up: r.link_up,
+            create: create.then(|| TapSpec {
+                name: r.name.clone(),
+                owner: r.owner_uid,
+                group: r.owner_gid,
+                multi_queue: r.queues > 1,
+                vnet_hdr: r.vnet_hdr,
+            }),
+        }
+    }
+
+    fn port_view(&self, r: &PortRecord) -> Port {
+        let bridge = match &r.source {
+            InterfaceSource::Bridge(b) => b.clone(),
+            InterfaceSource::Network(n) => self
+                .read()
+                .get(n)
+                .and_then(|rec| rec.shown())
+                .and_then(|net| net.bridge_name())
+                .unwrap_or_default()
+                .to_string(),
+        };
+        Port {
+            name: r.name.clone(),
+            domain: r.domain.clone(),
+            source: r.source.clone(),
+            bridge,
+            mac: r.mac.to_string(),
+            tap_mac: format_mac(tap_mac(r.mac.0)),
+            model: r.model.clone(),
+            link_up: r.link_up,
+            mtu: r.mtu,
+            owner_uid: r.owner_uid,
+            owner_gid: r.owner_gid,
+            queues: r.queues,
+            vnet_hdr: r.vnet_hdr,
+        }
+    }
+
+    /// `POST /v1/ports` (`attach-interface`): creates the guest's tap on the bridge of its
+    /// network (or on a host bridge) and records it. With `target` naming an existing tap
+    /// that is no port yet, the tap is adopted (QEMU's `script=` mode made it).
+    pub fn create_port(&self, req: &PortRequest) -> Result<Port> {
+        if req.domain.trim().is_empty() {
+            return Err(invalid("domain", "the guest's name is empty"));
+        }
+        let mac: MacAddr = req
+            .mac
+            .parse()
+            .map_err(|_| invalid("mac", format!("'{}' is not a MAC address", req.mac)))?;
+        if mac.0[0] & 1 == 1 {
+            return Err(invalid("mac", format!("'{mac}' is a multicast address")));
+        }
+        let queues = req.queues.unwrap_or(1);
+        if !(1..=256).contains(&queues) {
+            return Err(invalid("queues", format!("{queues} is not within 1..256")));
+        }
+        let _writer = lock(&self.writer);
+        let bridge = self.bridge_for(&req.source)?;
+        if self
+            .ports
+            .read()
+            .values()
+            .any(|p| p.domain == req.domain && p.mac == mac)
+        {
+            return Err(Error::api(
+                ErrorCode::Conflict,
+                format!(
+                    "domain '{}' already has an interface with MAC {mac}",
+                    req.domain
+                ),
+            ));
+        }
+        let mut kernel = lock(&self.kernel);
+        let (name, adopt) = match &req.target {
+            Some(t) => {
+                virtnet_plan::kernel::check_ifname("target", t)?;
+                if self.ports.read().contains_key(t) {
+                    return Err(Error::api(
+                        ErrorCode::Conflict,
+                        format!("port '{t}' already exists"),
+                    ));
+                }
+                (t.clone(), kernel.link_index(t)?.is_some())
+            }
+            None => (self.ports.next_name(&kernel.link_names()?), false),
+        };
+        let mut record = PortRecord {
+            name: name.clone(),
+            domain: req.domain.clone(),
+            source: req.source.clone(),
+            mac,
+            model: req.model.clone(),
+            owner_uid: req.owner_uid,
+            owner_gid: req.owner_gid,
+            queues,
+            vnet_hdr: req.vnet_hdr,
+            link_up: true,
+            adopted: adopt,
+            mtu: 0,
+        };
+        record.mtu = kernel.add_port(&self.tap_plan(&record, Some(bridge), !adopt))?;
+        if let Err(e) = self.store.put_port(&name, &record) {
+            let _ = kernel.remove_port(&name, !adopt);
+            return Err(e);
+        }
+        drop(kernel);
+        self.ports.write().insert(name, record.clone());
+        Ok(self.port_view(&record))
+    }
+
+    /// `DELETE /v1/ports/{name}` (`detach-interface`): deletes the tap (an adopted one is
+    /// only taken off its bridge) and forgets the port.
+    pub fn delete_port(&self, name: &str) -> Result<Port> {
+        let _writer = lock(&self.writer);
+        let record = self
+            .ports
+            .read()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| not_found(name))?;
+        lock(&self.kernel).remove_port(name, !record.adopted)?;
+        self.store.delete_port(name)?;
+        self.ports.write().remove(name);
+        Ok(self.port_view(&record))
+    }
+
+    /// `GET /v1/ports`: the ports (of one guest), sorted by name.
+    pub fn list_ports(&self, domain: Option<&str>) -> Vec<Port> {
+        let records: Vec<PortRecord> = self
+            .ports
+            .read()
+            .values()
+            .filter(|r| domain.is_none_or(|d| r.domain == d))
+            .cloned()
+            .collect();
+        records.iter().map(|r| self.port_view(r)).collect()
+    }
+
+    /// Applies `change` to a port's record, then makes the kernel match it; the record is
+    /// stored only when the kernel accepted the change.
+    fn change_port(&self, name: &str, change: impl FnOnce(&mut PortRecord)) -> Result<Port> {
+        let _writer = lock(&self.writer);
+        let mut record = self
+            .ports
+            .read()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| not_found(name))?;
+        let before = record.clone();
+        change(&mut record);
+        let bridge = self.bridge_for(&record.source)?;
+        let mut kernel = lock(&self.kernel);
+        record.mtu = kernel.configure_port(&self.tap_plan(&record, Some(bridge), false))?;
+        if let Err(e) = self.store.put_port(name, &record) {
+            let old_bridge = self.bridge_for(&before.source).ok();
+            let _ = kernel.configure_port(&self.tap_plan(&before, old_bridge, false));
+            return Err(e);
+        }
+        drop(kernel);
+        self.ports.write().insert(name.to_string(), record.clone());
+        Ok(self.port_view(&record))
+    }
+
+    /// `PUT /v1/ports/{name}/source`: moves a port to another network or bridge while the
+    /// guest runs (the seeds' NAT → bridge edit, without a guest restart).
+    pub fn move_port(&self, name: &str, source: InterfaceSource) -> Result<Port> {
+        self.change_port(name, |r| r.source = source)
+    }
+
+    /// `PUT /v1/ports/{name}/link` (`domif-setlink`).
+    pub fn set_port_link(&self, name: &str, up: bool) -> Result<Port> {
+        self.change_port(name, |r| r.link_up = up)
+    }
+
+    /// Re-attaches the ports of a network that just started (its bridge is new).
+    pub(crate) fn reattach_ports(&self, network: &str) {
+        let records: Vec<PortRecord> = self
+            .ports
+            .read()
+            .values()
+            .filter(|r| r.source == InterfaceSource::Network(network.to_string()))
+            .cloned()
+            .collect();
+        for r in records {
+            let bridge = self.bridge_for(&r.source).ok();
+            if let Err(e) = lock(&self.kernel).configure_port(&self.tap_plan(&r, bridge, false)) {
+                tracing::warn!(port = %r.name, network, error = %e, "cannot re-attach port");
+            }
+        }
+    }
+
+    /// Start-up: forgets ports whose tap was deleted while virtnetd was down (the guest went
+    /// away) and attaches the others to their bridges again.
+    pub(crate) fn reconcile_ports(&self) -> Result<()> {
+        let present = lock(&self.kernel).link_names()?;
+        let records: Vec<PortRecord> = self.ports.read().values().cloned().collect();
+        for r in records {
+            if !present.contains(&r.name) {
+                tracing::info!(port = %r.name, domain = %r.domain, "tap gone while virtnetd was down; port removed");
+                self.store.delete_port(&r.name)?;
+                self.ports.write().remove(&r.name);
+                continue;
+            }
+            let bridge = self.bridge_for(&r.source).ok();
+            if let Err(e) = lock(&self.kernel).configure_port(&self.tap_plan(&r, bridge, false)) {
+                tracing::warn!(port = %r.name, error = %e, "cannot re-attach port");
+            }
+        }
+        Ok(())
+    }
+
+    /// `GET /v1/domains/{domain}/addresses` (`domifaddr`): the guest's addresses from
+    /// virtnet's DHCP leases, or from the kernel's neighbour table (which also knows guests on
+    /// bridged networks, where no virtnet DHCP runs).
+    pub fn domain_addresses(
+        &self,
+        domain: &str,
+        source: AddressSource,
+    ) -> Result<Vec<InterfaceAddress>> {
+        let ports = self.list_ports(Some(domain));
+        if ports.is_empty() {
+            return Err(Error::api(
+                ErrorCode::NotFound,
+                format!("failed to get domain '{domain}'"),
+            ));
+        }
+        let mut out = Vec::new();
+        match source {
+            AddressSource::Lease => {
+                for p in &ports {
+                    let InterfaceSource::Network(net) = &p.source else {
+                        continue;
+                    };
+                    let Ok(leases) = self.leases(net, Some(&p.mac)) else {
+                        continue;
+                    };
+                    out.extend(leases.into_iter().map(|l| InterfaceAddress {
+                        name: p.name.clone(),
+                        mac: p.mac.clone(),
+                        protocol: l.kind,
+                        address: l.ip_address,
+                        prefix: l.prefix,
+                    }));
+                }
+            }
+            AddressSource::Arp => {
+                let mut kernel = lock(&self.kernel);
+                let neighbours = kernel.neighbours()?;
+                let mut bridges: BTreeMap<String, Option<u32>> = BTreeMap::new();
+                for p in &ports {
+                    let index = match bridges.get(&p.bridge) {
+                        Some(i) => *i,
+                        None => {
+                            let i = kernel.link_index(&p.bridge)?;
+                            bridges.insert(p.bridge.clone(), i);
+                            i
+                        }
+                    };
+                    let mut found: Vec<&virtnet_host::Neighbour> = neighbours
+                        .iter()
+                        .filter(|n| Some(n.ifindex) == index && format_mac(n.mac) == p.mac)
+                        .collect();
+                    found.sort_by_key(|n| n.ip);
+                    out.extend(found.into_iter().map(|n| InterfaceAddress {
+                        name: p.name.clone(),
+                        mac: p.mac.clone(),
+                        protocol: match n.ip {
+                            IpAddr::V4(_) => "ipv4".into(),
+                            IpAddr::V6(_) => "ipv6".into(),
+                        },
+                        address: n.ip.to_string(),
+                        prefix: 0,
+                    }));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tap_mac_mirrors_the_guest_mac() {
+        assert_eq!(
+            tap_mac([0x52, 0x54, 0x00, 0x12, 0x0e, 0xf7]),
+            [0xfe, 0x54, 0x00, 0x12, 0x0e, 0xf7]
+        );
+        assert_eq!(tap_mac([0xfe, 0, 0, 0, 0, 1]), [0xfa, 0, 0, 0, 0, 1]);
+    }
+
+    #[test]
+    fn names_move_forward_and_skip_taken_ones() {
+        let book = PortBook::new(Vec::new());
+        let taken: HashSet<String> = ["vnet1".to_string()].into();
+        assert_eq!(book.next_name(&taken), "vnet0");
+        assert_eq!(book.next_name(&taken), "vnet2");
+        // A freed vnet0 is not handed out again at once.
+        assert_eq!(book.next_name(&HashSet::new()), "vnet3");
+    }
+}
