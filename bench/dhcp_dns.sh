@@ -12,7 +12,10 @@
 #      clock of `busybox udhcpc -q -n` for a fresh MAC);
 #   2. leases per second with many clients at once (bench/dhcpload --mode throughput, spread
 #      over many bridge ports);
-#   3. DNS queries per second with dnsperf for local names (A) and their PTR records;
+#   3. DNS queries per second with dnsperf for local names (A) and their PTR records, and the
+#      server's CPU time per query (utime+stime of the server processes from /proc/PID/stat
+#      around each dnsperf run: queries per CPU-second, meaningful even when dnsperf, on the
+#      same 2 cores, is what caps queries per second);
 #   4. memory per network: RSS and PSS growth when N more networks with DHCP+DNS are started.
 #
 # Everything runs in network namespaces this script creates: one per daemon (libvirtd with its
@@ -267,6 +270,27 @@ mem_snapshot() { # impl label -> R/impl-mem-label.txt: "who count rss pss" lines
   } >"$f"
 }
 ms_now() { date +%s%N; }
+# The server processes of impl $1: virtnetd, or every dnsmasq of the libvirt namespace (only
+# the bench network runs while this is used).
+server_pids() {
+  if [ "$1" = libvirt ]; then pids_in "${NS[$1]}" dnsmasq; else pids_in "${NS[$1]}" virtnetd; fi
+}
+# utime+stime (clock ticks) summed over the PIDs given (all their threads)
+cpu_ticks() {
+  local t=0 p v
+  for p in "$@"; do
+    v=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13}')
+    t=$((t + ${v:-0}))
+  done
+  echo "$t"
+}
+# Datagrams the kernel dropped on UDP sockets bound to port $2 in namespace $1 (receive buffer
+# full), summed (last column of /proc/net/udp).
+udp_drops() {
+  local hex
+  hex=$(printf '%04X' "$2")
+  ip netns exec "$1" cat /proc/net/udp | awk -v p=":$hex" '$2 ~ p"$" {d += $NF} END {print d + 0}'
+}
 
 # --- run ------------------------------------------------------------------------------------------
 bench_xml >"$T/bench.xml"
@@ -326,11 +350,13 @@ for pass in 0 1; do
   order=("${live[@]}"); [ $pass = 1 ] && order=("${rev[@]}")
   for k in "${order[@]}"; do
     log "$k: leases/s, pass $((pass + 1)): $ports ports x $per_port clients, $rounds rounds"
+    d0=$(udp_drops "${NS[$k]}" 67)
     ip netns exec "${GNS[$k]}" "$DHCPLOAD" --mode throughput \
       --iface "$(seq -s, -f 't%g' $((pass * ports)) $((pass * ports + ports - 1)))" \
       --clients $((ports * per_port)) --concurrency $((ports * per_port)) --rounds "$rounds" \
       --release --round-gap-ms 2500 --mac-seed $((100 + seed)) --retransmit-ms 4000 \
       --timeout-ms 30000 --json >"$R/$k-throughput-$pass.json" || log "$k: throughput run failed"
+    echo "$(( $(udp_drops "${NS[$k]}" 67) - d0 ))" >"$R/$k-udp67-drops-$pass.txt"
     seed=$((seed + 1))
   done
 done
@@ -356,8 +382,11 @@ for qt in a ptr; do
     order=("${live[@]}"); [ $pass = 1 ] && order=("${rev[@]}")
     for k in "${order[@]}"; do
       log "$k: dnsperf $qt, pass $((pass + 1)), ${dns_seconds}s"
+      spids=$(server_pids "$k")
+      c0=$(cpu_ticks $spids)
       ip netns exec "${GNS[$k]}" dnsperf -s 10.200.0.1 -d "$T/q-$qt.txt" -l "$dns_seconds" \
         -q 100 -t 2 >"$R/$k-dnsperf-$qt-$pass.txt" 2>&1 || log "$k: dnsperf failed"
+      echo "$(( $(cpu_ticks $spids) - c0 )) $(getconf CLK_TCK) $(echo $spids | wc -w)" >"$R/$k-dnscpu-$qt-$pass.txt"
     done
   done
 done
@@ -470,6 +499,13 @@ for k in live:
             "timeouts": sum(j["timeouts"] for j in tp),
             "retransmits": sum(j["retransmits"] for j in tp),
             "discover_to_ack_ms_under_load": [j["discover_to_ack_ms"] for j in tp]}
+        drops = []
+        for p in (0, 1):
+            try:
+                drops.append(int(open(os.path.join(R, "%s-udp67-drops-%d.txt" % (k, p))).read()))
+            except (OSError, ValueError):
+                pass
+        r["throughput"]["udp67_rcvbuf_drops_per_pass"] = drops
     for qt in ("a", "ptr"):
         runs = []
         for p in (0, 1):
@@ -480,6 +516,13 @@ for k in live:
             def g(rx, conv=float):
                 m = re.search(rx, t)
                 return conv(m.group(1)) if m else None
+            cpu = None
+            try:
+                ticks, hz, nproc = map(int, open(os.path.join(
+                    R, "%s-dnscpu-%s-%d.txt" % (k, qt, p))).read().split())
+                cpu = {"server_cpu_s": ticks / hz, "server_procs": nproc}
+            except (OSError, ValueError):
+                pass
             runs.append({"qps": g(r"Queries per second:\s+([\d.]+)"),
                          "sent": g(r"Queries sent:\s+(\d+)", int),
                          "completed": g(r"Queries completed:\s+(\d+)", int),
@@ -487,9 +530,15 @@ for k in live:
                          "noerror": g(r"NOERROR (\d+)", int),
                          "nxdomain": g(r"NXDOMAIN (\d+)", int),
                          "avg_latency_ms": (g(r"Average Latency \(s\):\s+([\d.]+)") or 0) * 1000})
+            if cpu:
+                runs[-1].update(cpu)
+                if cpu["server_cpu_s"] > 0 and runs[-1]["completed"]:
+                    runs[-1]["queries_per_cpu_s"] = runs[-1]["completed"] / cpu["server_cpu_s"]
         if runs:
             qs = [x["qps"] for x in runs if x["qps"] is not None]
-            r["dns_" + qt] = {"runs": runs, "qps_median": statistics.median(qs) if qs else None}
+            qc = [x["queries_per_cpu_s"] for x in runs if x.get("queries_per_cpu_s")]
+            r["dns_" + qt] = {"runs": runs, "qps_median": statistics.median(qs) if qs else None,
+                              "queries_per_cpu_s_median": statistics.median(qc) if qc else None}
     try:
         r["dig"] = open(os.path.join(R, k + "-dig.txt")).read().splitlines()
     except OSError:
@@ -561,6 +610,8 @@ row("leases/s, concurrent clients, median of rounds", ("throughput", "leases_per
 row("leases/s, min of rounds", ("throughput", "leases_per_s_min"), 0, "higher")
 row("DNS A, local names, queries/s (median of 2)", ("dns_a", "qps_median"), 0, "higher")
 row("DNS PTR, queries/s (median of 2)", ("dns_ptr", "qps_median"), 0, "higher")
+row("DNS A, queries per server CPU-second (median of 2)", ("dns_a", "queries_per_cpu_s_median"), 0, "higher")
+row("DNS PTR, queries per server CPU-second (median of 2)", ("dns_ptr", "queries_per_cpu_s_median"), 0, "higher")
 for who_l, who_v, what in (("dnsmasq", "virtnetd", "rss"), ("dnsmasq", "virtnetd", "pss")):
     a = get(L, "memory", "per_network_kib", who_l, what)
     b = get(V, "memory", "per_network_kib", who_v, what)
@@ -572,10 +623,12 @@ print("\n".join(rows))
 for k in live:
     r = res["impls"][k]
     print("\n%s: latency ok/failed %s/%s; udhcpc failed %s; throughput failed %s (naks %s, "
-          "timeouts %s, retransmits %s); memory: %s networks started; dig: %s" % (
+          "timeouts %s, retransmits %s, port-67 receive-buffer drops per pass %s); memory: %s "
+          "networks started; dig: %s" % (
           k, get(r, "latency", "ok"), get(r, "latency", "failed"), get(r, "udhcpc_ms", "failed"),
           get(r, "throughput", "failed"), get(r, "throughput", "naks"),
           get(r, "throughput", "timeouts"), get(r, "throughput", "retransmits"),
+          get(r, "throughput", "udp67_rcvbuf_drops_per_pass"),
           get(r, "memory", "networks_started"), get(r, "dig")), file=sys.stderr)
 print("\nresults in %s" % out, file=sys.stderr)
 PY

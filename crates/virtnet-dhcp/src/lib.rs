@@ -6,7 +6,13 @@
 //!
 //! - [`DhcpConfig::from_network`] turns a libvirt `<network>` into what the server hands out.
 //! - [`DhcpServer::start`] runs it on a bridge; lease changes go to a [`LeaseSink`] before the
-//!   ACK leaves, so an acknowledged lease is durable.
+//!   ACK leaves, so an acknowledged lease is durable. Group commit: when a datagram arrives,
+//!   the loop also takes whatever else is already queued on the socket (up to [`MAX_BATCH`],
+//!   never waiting for more), serves them as one batch and records all their lease changes
+//!   with one [`LeaseSink::record_batch`] (one store commit) before any reply of the batch
+//!   leaves; a batch that cannot be stored is rolled back and none of its ACKs is sent
+//!   ([`Engine::handle_batch`]). The socket has a [`RCVBUF`] receive buffer so that a burst of
+//!   guests booting together is queued, not dropped.
 //! - [`Engine`] is the pure protocol core (no sockets, no clock): every message type, address
 //!   choice, limits. The socket loop (`socket.rs`) only moves bytes and asks the kernel.
 //!
@@ -87,7 +93,7 @@ pub use server::{
     client_mac, sanitize_hostname, Engine, NoProbe, Probe, Request, Stats, DECLINE_QUARANTINE_SECS,
     MAX_PROBES, OFFER_SECS,
 };
-pub use socket::{bind, CLIENT_PORT, SERVER_PORT, SWEEP_INTERVAL};
+pub use socket::{bind, CLIENT_PORT, MAX_BATCH, RCVBUF, SERVER_PORT, SWEEP_INTERVAL};
 pub use wire::decode;
 
 /// How long [`DhcpServer::stop`] waits for the serving task to close its socket.

@@ -43,7 +43,31 @@ pub(crate) struct Offer {
     pub(crate) counted: Option<PortId>,
 }
 
+/// The old value of one entry, to put back when a batch is rolled back.
+#[derive(Debug)]
+enum Undo {
+    Lease(Ipv4Addr, Option<Held>),
+    ByClient(ClientKey, Option<Ipv4Addr>),
+    Offer(ClientKey, Option<Offer>),
+    Offered(Ipv4Addr, Option<ClientKey>),
+    Quarantine(Ipv4Addr, Option<u64>),
+    PerPort(PortId, Option<usize>),
+}
+
+/// Sets `map[k]` to `v` (removes it for `None`); the old value.
+fn put<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>, k: K, v: Option<V>) -> Option<V> {
+    match v {
+        Some(v) => map.insert(k, v),
+        None => map.remove(&k),
+    }
+}
+
 /// Leases, offers and quarantine, with the per-port counts kept in step.
+///
+/// Every change goes through the `set_*` methods, which, while a journal is open
+/// ([`Pool::begin`]), note the old value, so that [`Pool::rollback`] puts the table back
+/// exactly as it was, counts included: a batch whose lease changes could not be stored leaves
+/// no trace.
 #[derive(Debug, Default)]
 pub(crate) struct Pool {
     leases: HashMap<Ipv4Addr, Held>,
@@ -52,19 +76,88 @@ pub(crate) struct Pool {
     offered: HashMap<Ipv4Addr, ClientKey>,
     quarantine: HashMap<Ipv4Addr, u64>,
     per_port: HashMap<PortId, usize>,
+    journal: Option<Vec<Undo>>,
 }
 
 impl Pool {
+    /// Starts noting changes (a batch begins).
+    pub(crate) fn begin(&mut self) {
+        self.journal = Some(Vec::new());
+    }
+
+    /// Stops noting changes and keeps them (the batch is stored).
+    pub(crate) fn commit(&mut self) {
+        self.journal = None;
+    }
+
+    /// Undoes every change since [`Pool::begin`] and stops noting.
+    pub(crate) fn rollback(&mut self) {
+        let Some(journal) = self.journal.take() else {
+            return;
+        };
+        for undo in journal.into_iter().rev() {
+            match undo {
+                Undo::Lease(k, v) => drop(put(&mut self.leases, k, v)),
+                Undo::ByClient(k, v) => drop(put(&mut self.by_client, k, v)),
+                Undo::Offer(k, v) => drop(put(&mut self.offers, k, v)),
+                Undo::Offered(k, v) => drop(put(&mut self.offered, k, v)),
+                Undo::Quarantine(k, v) => drop(put(&mut self.quarantine, k, v)),
+                Undo::PerPort(k, v) => drop(put(&mut self.per_port, k, v)),
+            }
+        }
+    }
+
+    fn set_lease(&mut self, ip: Ipv4Addr, v: Option<Held>) -> Option<Held> {
+        let old = put(&mut self.leases, ip, v);
+        if let Some(j) = &mut self.journal {
+            j.push(Undo::Lease(ip, old.clone()));
+        }
+        old
+    }
+
+    fn set_by_client(&mut self, k: ClientKey, v: Option<Ipv4Addr>) {
+        match &mut self.journal {
+            Some(j) => {
+                let old = put(&mut self.by_client, k.clone(), v);
+                j.push(Undo::ByClient(k, old));
+            }
+            None => drop(put(&mut self.by_client, k, v)),
+        }
+    }
+
+    fn set_offer(&mut self, k: ClientKey, v: Option<Offer>) -> Option<Offer> {
+        match &mut self.journal {
+            Some(j) => {
+                let old = put(&mut self.offers, k.clone(), v);
+                j.push(Undo::Offer(k, old.clone()));
+                old
+            }
+            None => put(&mut self.offers, k, v),
+        }
+    }
+
+    fn set_offered(&mut self, ip: Ipv4Addr, v: Option<ClientKey>) {
+        let old = put(&mut self.offered, ip, v);
+        if let Some(j) = &mut self.journal {
+            j.push(Undo::Offered(ip, old));
+        }
+    }
+
+    fn set_quarantine(&mut self, ip: Ipv4Addr, v: Option<u64>) {
+        let old = put(&mut self.quarantine, ip, v);
+        if let Some(j) = &mut self.journal {
+            j.push(Undo::Quarantine(ip, old));
+        }
+    }
+
     fn count(&mut self, port: Option<PortId>, up: bool) {
         let Some(port) = port else { return };
-        let n = self.per_port.entry(port).or_insert(0);
-        if up {
-            *n += 1;
-        } else {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                self.per_port.remove(&port);
-            }
+        let old = self.per_port.get(&port).copied();
+        let n = old.unwrap_or(0);
+        let n = if up { n + 1 } else { n.saturating_sub(1) };
+        put(&mut self.per_port, port, (n > 0).then_some(n));
+        if let Some(j) = &mut self.journal {
+            j.push(Undo::PerPort(port, old));
         }
     }
 
@@ -83,16 +176,16 @@ impl Pool {
         }
         self.remove_lease(lease.ip);
         self.count(counted, true);
-        self.by_client.insert(key, lease.ip);
-        self.leases.insert(lease.ip, Held { lease, counted });
+        self.set_by_client(key, Some(lease.ip));
+        self.set_lease(lease.ip, Some(Held { lease, counted }));
     }
 
     /// Removes the lease on `ip`.
     pub(crate) fn remove_lease(&mut self, ip: Ipv4Addr) -> Option<Lease> {
-        let held = self.leases.remove(&ip)?;
+        let held = self.set_lease(ip, None)?;
         let key = ClientKey::of_lease(&held.lease);
         if self.by_client.get(&key) == Some(&ip) {
-            self.by_client.remove(&key);
+            self.set_by_client(key, None);
         }
         self.count(held.counted, false);
         Some(held.lease)
@@ -123,15 +216,18 @@ impl Pool {
             self.remove_offer(&other);
         }
         self.count(offer.counted, true);
-        self.offered.insert(offer.ip, key.clone());
-        self.offers.insert(key, offer);
+        self.set_offered(offer.ip, Some(key.clone()));
+        self.set_offer(key, Some(offer));
     }
 
     /// Drops the client's offer.
     pub(crate) fn remove_offer(&mut self, key: &ClientKey) {
-        if let Some(o) = self.offers.remove(key) {
+        if !self.offers.contains_key(key) {
+            return;
+        }
+        if let Some(o) = self.set_offer(key.clone(), None) {
             if self.offered.get(&o.ip) == Some(key) {
-                self.offered.remove(&o.ip);
+                self.set_offered(o.ip, None);
             }
             self.count(o.counted, false);
         }
@@ -158,7 +254,7 @@ impl Pool {
 
     /// Keeps `ip` from being handed out until `until`.
     pub(crate) fn quarantine(&mut self, ip: Ipv4Addr, until: u64) {
-        self.quarantine.insert(ip, until);
+        self.set_quarantine(ip, Some(until));
     }
 
     /// Whether `ip` is quarantined at `now`.
@@ -192,7 +288,15 @@ impl Pool {
             .filter_map(|ip| self.remove_lease(ip))
             .collect();
         self.drop_expired_offers(now);
-        self.quarantine.retain(|_, &mut u| u > now);
+        let over: Vec<Ipv4Addr> = self
+            .quarantine
+            .iter()
+            .filter(|(_, &u)| u <= now)
+            .map(|(ip, _)| *ip)
+            .collect();
+        for ip in over {
+            self.set_quarantine(ip, None);
+        }
         out
     }
 }

@@ -1,9 +1,23 @@
 //! The protocol core: one network's DHCPv4 state machine, free of sockets and clocks.
 //!
 //! [`Engine::handle`] takes a decoded message, the bridge port it came from and the time, and
-//! returns the reply to send, if any. Lease changes go to the [`LeaseSink`] before the reply
-//! is returned; address conflicts are asked of a [`Probe`] (the kernel's neighbour table in
+//! returns the reply to send, if any; [`Engine::handle_batch`] does the same for several
+//! messages received together. Lease changes go to the [`LeaseSink`] before the replies are
+//! returned; address conflicts are asked of a [`Probe`] (the kernel's neighbour table in
 //! production, a fake in tests).
+//!
+//! ## Group commit
+//! The messages of a batch are served in order with their lease changes (grants, renewals,
+//! releases, declines) collected, not recorded; then ONE [`LeaseSink::record_batch`] stores
+//! them all (one store commit for a burst, where one per ACK would queue the burst behind the
+//! disk), and only then are the replies handed back. If that fails, the table is rolled back
+//! to where it was before the batch (a journal of every change, see `pool.rs`) and the batch
+//! is served again with the store treated as failing: no ACK for a new or renewed lease (the
+//! client retries; a NAK would make a renewing client drop a working address over a
+//! transient storage error), releases and declines take effect in memory only (logged), and
+//! OFFERs, NAKs and INFORM answers go out as they would have. So the engine never holds a
+//! lease the store was not told about, and a failed batch ends exactly as the same messages
+//! would each have ended against a failing store.
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -120,6 +134,16 @@ struct Client {
     hostname: Option<String>,
 }
 
+/// What happens to a lease change while a batch is served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// Collected in `pending`, recorded with the whole batch.
+    Defer,
+    /// The batch could not be stored: new and renewed leases are refused (no ACK), releases
+    /// and declines take effect in memory only.
+    Refuse,
+}
+
 /// The state machine of one network's DHCPv4 server.
 pub struct Engine {
     config: DhcpConfig,
@@ -128,6 +152,8 @@ pub struct Engine {
     stats: Stats,
     sink: Arc<dyn LeaseSink>,
     probe: Box<dyn Probe>,
+    mode: Mode,
+    pending: Vec<LeaseChange>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -159,6 +185,8 @@ impl Engine {
             stats: Stats::default(),
             sink,
             probe,
+            mode: Mode::Defer,
+            pending: Vec::new(),
         }
     }
 
@@ -190,25 +218,35 @@ impl Engine {
         v
     }
 
-    /// Removes expired leases (reporting [`LeaseChange::Expired`]), offers and quarantine.
+    /// Removes expired leases (reporting them as [`LeaseChange::Expired`], all in one
+    /// [`LeaseSink::record_batch`]), offers and quarantine. The leases go even if recording
+    /// fails (logged): they ran out.
     pub fn sweep(&mut self, now: u64) -> usize {
         let gone = self.pool.sweep(now);
         self.limiter.sweep(now);
+        if gone.is_empty() {
+            return 0;
+        }
         for l in &gone {
             tracing::debug!(network = %self.config.network, ip = %l.ip, "lease expired");
-            self.record_best_effort(LeaseChange::Expired(l.clone()));
         }
-        gone.len()
+        let changes: Vec<LeaseChange> = gone.into_iter().map(LeaseChange::Expired).collect();
+        if let Err(e) = self.sink.record_batch(&self.config.network, &changes) {
+            tracing::warn!(network = %self.config.network, error = %e, expired = changes.len(),
+                "cannot record expired leases");
+        }
+        changes.len()
     }
 
-    /// One datagram from the socket: decoded, its port looked up with `port_of` (only for a
-    /// well-formed Ethernet request), handled.
-    pub fn handle_datagram(
+    /// One datagram from the socket, decoded (counted in [`Stats::received`] and
+    /// [`Stats::malformed`]), with its port looked up with `port_of` (only for a well-formed
+    /// Ethernet request); `None` when it is to be ignored. Feed the results to
+    /// [`Engine::handle_batch`].
+    pub fn accept_datagram(
         &mut self,
-        now: u64,
         bytes: &[u8],
         port_of: impl FnOnce(&[u8; 6]) -> PortId,
-    ) -> Option<Reply> {
+    ) -> Option<Request> {
         self.stats.received += 1;
         let Some(msg) = decode(bytes) else {
             self.stats.malformed += 1;
@@ -216,18 +254,89 @@ impl Engine {
         };
         let mac = client_mac(&msg)?;
         let port = port_of(&mac);
-        self.dispatch(now, Request { msg, port })
+        Some(Request { msg, port })
     }
 
-    /// Handles one decoded request.
+    /// One datagram from the socket: [`Engine::accept_datagram`], then handled alone.
+    pub fn handle_datagram(
+        &mut self,
+        now: u64,
+        bytes: &[u8],
+        port_of: impl FnOnce(&[u8; 6]) -> PortId,
+    ) -> Option<Reply> {
+        let req = self.accept_datagram(bytes, port_of)?;
+        self.serve_batch(now, std::slice::from_ref(&req))
+            .pop()
+            .flatten()
+    }
+
+    /// Handles one decoded request (a batch of one: at most one store commit).
     pub fn handle(&mut self, now: u64, req: Request) -> Option<Reply> {
         self.stats.received += 1;
-        self.dispatch(now, req)
+        self.serve_batch(now, std::slice::from_ref(&req))
+            .pop()
+            .flatten()
     }
 
-    fn dispatch(&mut self, now: u64, req: Request) -> Option<Reply> {
+    /// Handles requests received together, in order, with ONE [`LeaseSink::record_batch`]
+    /// for all their lease changes (see the module docs, "Group commit"). The replies, one per
+    /// request in the same order, are to be sent only after this returns.
+    pub fn handle_batch(&mut self, now: u64, reqs: &[Request]) -> Vec<Option<Reply>> {
+        self.stats.received += reqs.len() as u64;
+        self.serve_batch(now, reqs)
+    }
+
+    /// [`Engine::handle_batch`] for requests already counted as received.
+    pub(crate) fn serve_batch(&mut self, now: u64, reqs: &[Request]) -> Vec<Option<Reply>> {
+        // Admission (message type, rate limits) once: a re-run below must not charge again.
+        let kinds: Vec<Option<MessageType>> = reqs.iter().map(|r| self.admit(now, r)).collect();
+        let stats = self.stats;
+        self.pending.clear();
+        self.mode = Mode::Defer;
+        self.pool.begin();
+        let replies = self.serve_all(now, reqs, &kinds);
+        if self.pending.is_empty() {
+            self.pool.commit();
+            return replies;
+        }
+        let changes = std::mem::take(&mut self.pending);
+        match self.sink.record_batch(&self.config.network, &changes) {
+            Ok(()) => {
+                self.pool.commit();
+                replies
+            }
+            Err(e) => {
+                tracing::warn!(network = %self.config.network, error = %e,
+                    changes = changes.len(), requests = reqs.len(),
+                    "cannot record lease changes; not acknowledging them (clients retry)");
+                self.pool.rollback();
+                self.stats = stats;
+                self.mode = Mode::Refuse;
+                let replies = self.serve_all(now, reqs, &kinds);
+                self.mode = Mode::Defer;
+                self.pending.clear();
+                replies
+            }
+        }
+    }
+
+    fn serve_all(
+        &mut self,
+        now: u64,
+        reqs: &[Request],
+        kinds: &[Option<MessageType>],
+    ) -> Vec<Option<Reply>> {
+        reqs.iter()
+            .zip(kinds)
+            .map(|(r, k)| k.and_then(|k| self.dispatch(now, r, k)))
+            .collect()
+    }
+
+    /// Whether the request is served at all: an Ethernet BOOTREQUEST with a message type, not
+    /// relayed, within its port's rate limit. Its message type when it is.
+    fn admit(&mut self, now: u64, req: &Request) -> Option<MessageType> {
         let msg = &req.msg;
-        let mac = client_mac(msg)?;
+        client_mac(msg)?;
         let Some(kind) = msg_type(msg) else {
             self.stats.malformed += 1;
             return None;
@@ -244,6 +353,12 @@ impl Engine {
             self.stats.rate_limited += 1;
             return None;
         }
+        Some(kind)
+    }
+
+    fn dispatch(&mut self, now: u64, req: &Request, kind: MessageType) -> Option<Reply> {
+        let msg = &req.msg;
+        let mac = client_mac(msg)?;
         let client_id = match msg.opts().get(OptionCode::ClientIdentifier) {
             Some(DhcpOption::ClientIdentifier(id)) if !id.is_empty() => Some(id.clone()),
             _ => None,
@@ -496,7 +611,8 @@ impl Engine {
         self.commit(now, msg, c, choice, false)
     }
 
-    /// Records the lease with the sink, then applies it and builds the ACK.
+    /// Applies the lease and builds the ACK; the change is recorded with the batch, before the
+    /// ACK leaves.
     fn commit(
         &mut self,
         now: u64,
@@ -531,10 +647,13 @@ impl Engine {
         } else {
             LeaseChange::Granted(lease.clone())
         };
-        if let Err(e) = self.sink.record(&self.config.network, &change) {
-            tracing::warn!(network = %self.config.network, ip = %choice.ip, error = %e,
-                "cannot record lease; not acknowledging");
-            return None;
+        match self.mode {
+            Mode::Defer => self.pending.push(change),
+            Mode::Refuse => {
+                tracing::debug!(network = %self.config.network, ip = %choice.ip,
+                    "lease not stored; not acknowledging");
+                return None;
+            }
         }
         self.pool.remove_offer(&c.key);
         let counted = (!choice.is_static).then_some(c.port);
@@ -634,9 +753,14 @@ impl Engine {
         })
     }
 
-    fn record_best_effort(&self, change: LeaseChange) {
-        if let Err(e) = self.sink.record(&self.config.network, &change) {
-            tracing::warn!(network = %self.config.network, error = %e, ?change, "cannot record lease change");
+    /// A release or decline: recorded with the batch; when the batch could not be stored it
+    /// takes effect anyway (the client has let the address go), in memory only.
+    fn record_best_effort(&mut self, change: LeaseChange) {
+        match self.mode {
+            Mode::Defer => self.pending.push(change),
+            Mode::Refuse => {
+                tracing::warn!(network = %self.config.network, ?change, "lease change not recorded");
+            }
         }
     }
 }

@@ -26,6 +26,14 @@ pub const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
 const PORT_CACHE_SECS: u64 = 10;
 /// At most this many MACs are cached (a flood of random MACs cannot grow it further).
 const PORT_CACHE_MAX: usize = 4096;
+/// At most this many datagrams already queued on the socket are served as one batch (one
+/// store commit for their leases).
+pub const MAX_BATCH: usize = 64;
+/// Receive buffer asked for the DHCP socket. The default (`net.core.rmem_default`, ~208 KiB)
+/// holds only ~100-200 DHCP datagrams (each costs its skb's truesize, 1-2 KiB, not its ~300
+/// bytes), so 256 guests booting at once overflowed it and lost DISCOVERs and RELEASEs. The
+/// memory is only used while datagrams wait.
+pub const RCVBUF: usize = 4 << 20;
 
 /// Seconds since the epoch.
 pub(crate) fn now() -> u64 {
@@ -41,8 +49,10 @@ pub(crate) fn lock(m: &Mutex<Engine>) -> MutexGuard<'_, Engine> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Opens 0.0.0.0:67 bound to `bridge` (SO_BINDTODEVICE), with SO_REUSEADDR and SO_BROADCAST.
-/// Several networks bind port 67 this way in one namespace, each on its own bridge.
+/// Opens 0.0.0.0:67 bound to `bridge` (SO_BINDTODEVICE), with SO_REUSEADDR and SO_BROADCAST,
+/// and a receive buffer of [`RCVBUF`] (SO_RCVBUFFORCE when permitted, else SO_RCVBUF, which
+/// the kernel caps at `net.core.rmem_max`). Several networks bind port 67 this way in one
+/// namespace, each on its own bridge.
 pub fn bind(bridge: &str) -> Result<std::net::UdpSocket, DhcpError> {
     use socket2::{Domain, Protocol, Socket, Type};
     let err = |op: &'static str| {
@@ -57,10 +67,33 @@ pub fn bind(bridge: &str) -> Result<std::net::UdpSocket, DhcpError> {
         .map_err(err("setsockopt(SO_BROADCAST)"))?;
     s.bind_device(Some(bridge.as_bytes()))
         .map_err(err("setsockopt(SO_BINDTODEVICE)"))?;
+    set_rcvbuf(&s, RCVBUF);
     s.set_nonblocking(true).map_err(err("fcntl(O_NONBLOCK)"))?;
     let addr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, SERVER_PORT));
     s.bind(&addr.into()).map_err(err("bind(0.0.0.0:67)"))?;
     Ok(s.into())
+}
+
+/// Asks for a receive buffer of `bytes`: SO_RCVBUFFORCE (needs CAP_NET_ADMIN, ignores
+/// `net.core.rmem_max`), else SO_RCVBUF. Best effort: a smaller buffer still works.
+fn set_rcvbuf(s: &socket2::Socket, bytes: usize) {
+    use std::os::fd::AsRawFd;
+    let v = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    // SAFETY: setsockopt on our own descriptor with a valid c_int of the right size.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&v as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        if let Err(e) = s.set_recv_buffer_size(bytes) {
+            tracing::debug!(error = %e, "setsockopt(SO_RCVBUF) failed; default buffer");
+        }
+    }
 }
 
 /// MAC → bridge port, from the FDB, cached briefly.
@@ -145,29 +178,65 @@ impl Loop {
                             continue;
                         }
                     };
-                    let Some(datagram) = buf.get(..n) else { continue };
                     let t = now();
-                    let reply = lock(&engine)
-                        .handle_datagram(t, datagram, |mac| ports.lookup(mac, t));
-                    let Some(reply) = reply else { continue };
-                    let bytes = match reply.encode() {
-                        Ok(b) => b,
-                        Err(e) => {
-                            tracing::warn!(%bridge, error = %e, "cannot encode DHCP reply");
+                    // Group commit: this datagram and whatever else is already queued (no
+                    // waiting for more), served as one batch with one store commit; the
+                    // replies leave after it.
+                    let replies = {
+                        let mut engine = lock(&engine);
+                        let mut batch = Vec::new();
+                        let mut accept = |engine: &mut Engine, bytes: &[u8]| {
+                            if let Some(req) = engine.accept_datagram(bytes, |mac| ports.lookup(mac, t)) {
+                                batch.push(req);
+                            }
+                        };
+                        if let Some(datagram) = buf.get(..n) {
+                            accept(&mut engine, datagram);
+                        }
+                        for _ in 1..MAX_BATCH {
+                            match sock.try_recv_from(&mut buf) {
+                                Ok((n, _from)) => {
+                                    if let Some(datagram) = buf.get(..n) {
+                                        accept(&mut engine, datagram);
+                                    }
+                                }
+                                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                                Err(e) => {
+                                    tracing::warn!(%bridge, error = %e, "DHCP receive failed; continuing");
+                                    break;
+                                }
+                            }
+                        }
+                        if batch.is_empty() {
                             continue;
                         }
+                        engine.serve_batch(t, &batch)
                     };
-                    let to = match reply.dest {
-                        Destination::Broadcast => SocketAddrV4::new(Ipv4Addr::BROADCAST, CLIENT_PORT),
-                        Destination::Unicast(ip) => SocketAddrV4::new(ip, CLIENT_PORT),
-                    };
-                    if let Err(e) = sock.send_to(&bytes, to).await {
-                        tracing::warn!(%bridge, %to, error = %e, "DHCP send failed; continuing");
+                    for reply in replies.into_iter().flatten() {
+                        send(&sock, &bridge, &reply).await;
                     }
                 }
             }
         }
         drop(sock);
         let _ = closed.send(());
+    }
+}
+
+/// Encodes and sends one reply; failures are logged (the client retries).
+async fn send(sock: &UdpSocket, bridge: &str, reply: &crate::reply::Reply) {
+    let bytes = match reply.encode() {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::warn!(%bridge, error = %e, "cannot encode DHCP reply");
+            return;
+        }
+    };
+    let to = match reply.dest {
+        Destination::Broadcast => SocketAddrV4::new(Ipv4Addr::BROADCAST, CLIENT_PORT),
+        Destination::Unicast(ip) => SocketAddrV4::new(ip, CLIENT_PORT),
+    };
+    if let Err(e) = sock.send_to(&bytes, to).await {
+        tracing::warn!(%bridge, %to, error = %e, "DHCP send failed; continuing");
     }
 }

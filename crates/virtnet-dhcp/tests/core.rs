@@ -56,20 +56,27 @@ fn config() -> DhcpConfig {
     }
 }
 
-/// Records every change; can be told to fail.
+/// Records every change, and the size of every `record_batch` (one store commit each); can be
+/// told to fail.
 #[derive(Default)]
 struct Sink {
     changes: Mutex<Vec<LeaseChange>>,
+    batches: Mutex<Vec<usize>>,
     fail: Mutex<bool>,
 }
 
 impl LeaseSink for Sink {
     fn record(&self, network: &str, change: &LeaseChange) -> std::io::Result<()> {
+        self.record_batch(network, std::slice::from_ref(change))
+    }
+
+    fn record_batch(&self, network: &str, changes: &[LeaseChange]) -> std::io::Result<()> {
         assert_eq!(network, "default");
         if *self.fail.lock().unwrap() {
             return Err(std::io::Error::other("disk full"));
         }
-        self.changes.lock().unwrap().push(change.clone());
+        self.batches.lock().unwrap().push(changes.len());
+        self.changes.lock().unwrap().extend_from_slice(changes);
         Ok(())
     }
 }
@@ -77,6 +84,9 @@ impl LeaseSink for Sink {
 impl Sink {
     fn take(&self) -> Vec<LeaseChange> {
         std::mem::take(&mut *self.changes.lock().unwrap())
+    }
+    fn take_batches(&self) -> Vec<usize> {
+        std::mem::take(&mut *self.batches.lock().unwrap())
     }
 }
 
@@ -982,4 +992,218 @@ fn random_bytes_never_panic() {
     let s = t.engine.stats();
     assert_eq!(s.received, 5000);
     assert!(s.malformed > 2000, "{s:?}");
+}
+
+/// Issue 4's second throughput pass: many rounds of DISCOVER, a re-sent DISCOVER, REQUEST and
+/// RELEASE through the same ports (client identifiers, as dhcpload and most clients send).
+/// Released leases and the offers that became leases must not stay counted against the port.
+#[test]
+fn port_cap_does_not_leak_over_rounds() {
+    let mut cfg = config();
+    cfg.limits.requests_per_port_per_sec = 100_000;
+    cfg.limits.burst = 100_000;
+    let cap = cfg.limits.max_leases_per_port;
+    let mut t = setup_with(cfg, vec![]);
+    let ports: Vec<PortId> = (100..104).map(PortId::Port).collect();
+    let mut n = 0u8;
+    for round in 0..40u64 {
+        let now = NOW + round * 3;
+        let mut leased = vec![];
+        for &port in &ports {
+            for _ in 0..cap {
+                n = n.wrapping_add(1);
+                let m = [0x52, 0x54, 1, 2, (round as u8), n];
+                let cid = DhcpOption::ClientIdentifier([&[1u8][..], &m[..]].concat());
+                let d = with(msg(MessageType::Discover, m), cid.clone());
+                let o = t.send_at(now, d.clone(), port);
+                assert!(o.is_some(), "round {round}: no OFFER on {port:?}");
+                // The client did not hear the OFFER in time and sends DISCOVER again.
+                let o = t.send_at(now, d, port).expect("second OFFER");
+                let a = o.msg.yiaddr();
+                let req = with(
+                    with(
+                        with(msg(MessageType::Request, m), cid.clone()),
+                        DhcpOption::ServerIdentifier(SERVER),
+                    ),
+                    DhcpOption::RequestedIpAddress(a),
+                );
+                let ack = t.send_at(now, req, port).expect("ACK");
+                assert_eq!(ack.message_type(), Some(MessageType::Ack));
+                leased.push((m, cid, a, port));
+            }
+        }
+        for (m, cid, a, port) in leased {
+            let rel = with(
+                with(ciaddr(msg(MessageType::Release, m), a), cid),
+                DhcpOption::ServerIdentifier(SERVER),
+            );
+            assert!(t.send_at(now + 1, rel, port).is_none());
+        }
+        assert!(t.engine.leases(now + 1).is_empty(), "round {round}");
+    }
+}
+
+fn request_for(m: [u8; 6], a: Ipv4Addr) -> Message {
+    with(
+        with(
+            msg(MessageType::Request, m),
+            DhcpOption::ServerIdentifier(SERVER),
+        ),
+        DhcpOption::RequestedIpAddress(a),
+    )
+}
+
+/// Group commit: the requests of a burst, handled as one batch, are stored with ONE
+/// `record_batch` holding all their lease changes, and every one is acknowledged.
+#[test]
+fn burst_is_one_store_commit() {
+    const N: u8 = 16;
+    let mut t = setup();
+    let port = |i: u8| PortId::Port(100 + u32::from(i));
+    let discovers: Vec<Request> = (1..=N)
+        .map(|i| Request {
+            msg: msg(MessageType::Discover, mac(i)),
+            port: port(i),
+        })
+        .collect();
+    let offers = t.engine.handle_batch(NOW, &discovers);
+    assert!(offers.iter().all(|o| o.is_some()));
+    // Offers change no lease: nothing to store.
+    assert!(t.sink.take_batches().is_empty());
+    let requests: Vec<Request> = (1..=N)
+        .zip(&offers)
+        .map(|(i, o)| Request {
+            msg: request_for(mac(i), o.as_ref().unwrap().msg.yiaddr()),
+            port: port(i),
+        })
+        .collect();
+    let acks = t.engine.handle_batch(NOW, &requests);
+    assert_eq!(t.sink.take_batches(), vec![usize::from(N)]);
+    let granted = t.sink.take();
+    assert!(granted.iter().all(|c| matches!(c, LeaseChange::Granted(_))));
+    for ((a, o), g) in acks.iter().zip(&offers).zip(&granted) {
+        let a = a.as_ref().expect("ACK");
+        assert_eq!(a.message_type(), Some(MessageType::Ack));
+        assert_eq!(a.msg.yiaddr(), o.as_ref().unwrap().msg.yiaddr());
+        assert_eq!(g.lease().ip, a.msg.yiaddr());
+    }
+    assert_eq!(t.engine.leases(NOW).len(), usize::from(N));
+    assert_eq!(t.engine.stats().acks, u64::from(N));
+    // Releases and new leases mixed: still one commit, in order.
+    let mut mixed: Vec<Request> = granted
+        .iter()
+        .take(4)
+        .map(|g| {
+            let l = g.lease();
+            Request {
+                msg: with(
+                    ciaddr(msg(MessageType::Release, l.mac), l.ip),
+                    DhcpOption::ServerIdentifier(SERVER),
+                ),
+                port: port(l.mac[5]),
+            }
+        })
+        .collect();
+    mixed.push(Request {
+        msg: with(msg(MessageType::Discover, mac(50)), DhcpOption::RapidCommit),
+        port: port(50),
+    });
+    let r = t.engine.handle_batch(NOW, &mixed);
+    assert!(r[..4].iter().all(|r| r.is_none()));
+    assert_eq!(
+        r[4].as_ref().unwrap().message_type(),
+        Some(MessageType::Ack)
+    );
+    assert_eq!(t.sink.take_batches(), vec![5]);
+    let c = t.sink.take();
+    assert!(c[..4].iter().all(|c| matches!(c, LeaseChange::Released(_))));
+    assert!(matches!(c[4], LeaseChange::Granted(_)));
+    // A single request alone is a batch of one.
+    let o = t
+        .send(msg(MessageType::Discover, mac(60)), port(60))
+        .unwrap();
+    t.send(request_for(mac(60), o.msg.yiaddr()), port(60))
+        .unwrap();
+    assert_eq!(t.sink.take_batches(), vec![1]);
+}
+
+/// A batch that cannot be stored: none of its ACKs is sent, the engine holds none of its
+/// leases (per-port counts included), and the clients' retries succeed once the store works.
+#[test]
+fn failed_batch_sends_no_ack_and_leaves_no_lease() {
+    let mut cfg = config();
+    cfg.limits.max_leases_per_port = 4;
+    let mut t = setup_with(cfg, vec![]);
+    // One earlier lease on PORT_B, released in the failing batch.
+    let old = t.lease(mac(40), PORT_B);
+    t.sink.take();
+    t.sink.take_batches();
+    let offers: Vec<Ipv4Addr> = (1..=4)
+        .map(|i| {
+            t.send(msg(MessageType::Discover, mac(i)), PORT_A)
+                .unwrap()
+                .msg
+                .yiaddr()
+        })
+        .collect();
+    let before = t.engine.stats();
+    *t.sink.fail.lock().unwrap() = true;
+    let mut batch: Vec<Request> = (1..=4)
+        .zip(&offers)
+        .map(|(i, &a)| Request {
+            msg: request_for(mac(i), a),
+            port: PORT_A,
+        })
+        .collect();
+    batch.push(Request {
+        msg: with(
+            ciaddr(msg(MessageType::Release, mac(40)), old),
+            DhcpOption::ServerIdentifier(SERVER),
+        ),
+        port: PORT_B,
+    });
+    batch.push(Request {
+        msg: ciaddr(msg(MessageType::Inform, mac(41)), ip(99)),
+        port: PORT_B,
+    });
+    batch.push(Request {
+        msg: msg(MessageType::Discover, mac(42)),
+        port: PORT_B,
+    });
+    let r = t.engine.handle_batch(NOW, &batch);
+    assert!(r[..5].iter().all(|r| r.is_none()), "no ACK: {r:?}");
+    // What needs no store still goes out.
+    assert_eq!(
+        r[5].as_ref().unwrap().message_type(),
+        Some(MessageType::Ack)
+    );
+    assert_eq!(
+        r[6].as_ref().unwrap().message_type(),
+        Some(MessageType::Offer)
+    );
+    assert!(t.sink.take_batches().is_empty());
+    // No lease from the batch; the release took effect (in memory; the client let it go).
+    assert!(t.engine.leases(NOW).is_empty());
+    let after = t.engine.stats();
+    assert_eq!(after.acks, before.acks + 1, "only the INFORM's");
+    assert_eq!(after.received, before.received + 7);
+    // The offers still stand and still count against the port (4 = the cap): a fifth client
+    // is refused, and the retries of the four are acknowledged with their offered addresses.
+    *t.sink.fail.lock().unwrap() = false;
+    assert!(t.send(msg(MessageType::Discover, mac(5)), PORT_A).is_none());
+    for (i, &a) in (1..=4).zip(&offers) {
+        let ack = t
+            .send(request_for(mac(i), a), PORT_A)
+            .expect("ACK on retry");
+        assert_eq!(ack.message_type(), Some(MessageType::Ack));
+        assert_eq!(ack.msg.yiaddr(), a);
+    }
+    assert_eq!(t.sink.take_batches(), vec![1, 1, 1, 1]);
+    assert!(t
+        .sink
+        .take()
+        .iter()
+        .all(|c| matches!(c, LeaseChange::Granted(_))));
+    assert_eq!(t.engine.leases(NOW).len(), 4);
+    assert!(t.send(msg(MessageType::Discover, mac(5)), PORT_A).is_none());
 }

@@ -1,7 +1,9 @@
 //! The wire side of answering: decode one DNS message, answer it from a [`Zone`], encode the
 //! reply. Pure (no sockets), so it is unit-tested and fuzzed directly.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use hickory_proto::op::{Edns, Message, MessageType, Metadata, OpCode, ResponseCode};
 
@@ -84,6 +86,64 @@ pub fn handle_query(bytes: &[u8], zone: &Zone, transport: Transport) -> Outcome 
             Outcome::Refused(encode(&error_reply(&request, ResponseCode::Refused), limit))
         }
         Answer::Forward(upstreams) => Outcome::Forward { request, upstreams },
+    }
+}
+
+/// Queries longer than this are not cached (a normal query is 30-100 bytes).
+const CACHE_MAX_QUERY: usize = 512;
+/// The cache is emptied when its keys and replies exceed this many bytes (a guest asking for
+/// ever new names cannot grow it further).
+const CACHE_MAX_BYTES: usize = 256 * 1024;
+
+/// Local answers already encoded, for one [`Zone`]: the query's bytes after its id (flags,
+/// counts, the question exactly as sent, EDNS record) → the reply. [`handle_query`] is a pure
+/// function of the query's bytes and the zone, and the reply's id is the query's, so a query
+/// that differs from a cached one only in its id gets the cached reply with its own id: no
+/// decoding, no record building, no encoding. Only local answers (NOERROR, NODATA, NXDOMAIN)
+/// are kept; a new zone (reconfiguration, lease names) empties the cache.
+#[derive(Debug, Default)]
+pub struct ReplyCache {
+    zone: Option<Arc<Zone>>,
+    map: HashMap<Box<[u8]>, Box<[u8]>>,
+    bytes: usize,
+}
+
+impl ReplyCache {
+    /// An empty cache.
+    pub fn new() -> ReplyCache {
+        ReplyCache::default()
+    }
+
+    /// [`handle_query`] over UDP, answered from the cache when the same query (up to its id)
+    /// was answered locally from the same `zone` before.
+    pub fn handle_udp(&mut self, bytes: &[u8], zone: &Arc<Zone>) -> Outcome {
+        if !self.zone.as_ref().is_some_and(|z| Arc::ptr_eq(z, zone)) {
+            self.map.clear();
+            self.bytes = 0;
+            self.zone = Some(zone.clone());
+        }
+        if let (Some(id), Some(key)) = (bytes.get(..2), bytes.get(2..)) {
+            if let Some(cached) = self.map.get(key) {
+                let mut out = Vec::with_capacity(cached.len());
+                out.extend_from_slice(id);
+                out.extend_from_slice(cached.get(2..).unwrap_or_default());
+                return Outcome::Local(out);
+            }
+        }
+        let outcome = handle_query(bytes, zone, Transport::Udp);
+        if let Outcome::Local(reply) = &outcome {
+            if (12..=CACHE_MAX_QUERY).contains(&bytes.len()) && reply.len() >= 12 {
+                let size = bytes.len() + reply.len();
+                if self.bytes + size > CACHE_MAX_BYTES {
+                    self.map.clear();
+                    self.bytes = 0;
+                }
+                self.bytes += size;
+                self.map
+                    .insert(bytes[2..].into(), reply.clone().into_boxed_slice());
+            }
+        }
+        outcome
     }
 }
 

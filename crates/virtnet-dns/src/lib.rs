@@ -7,7 +7,9 @@
 //!   XML construct.
 //! - [`Zone`] is the pure answering logic: for one question it says
 //!   [`Answer::Local`], [`Answer::NxDomain`], [`Answer::Refused`] or [`Answer::Forward`].
-//! - [`handle_query`] decodes a wire message and answers it from a [`Zone`] (the fuzzed path).
+//! - [`handle_query`] decodes a wire message and answers it from a [`Zone`] (the fuzzed path);
+//!   [`ReplyCache`] keeps its encoded local answers so that a repeated question (up to its id)
+//!   costs one hash lookup and a copy over UDP.
 //! - [`DnsServer`] binds UDP and TCP on the network's gateway addresses only (never a
 //!   wildcard), answers from the zone and forwards the rest upstream.
 //!
@@ -27,6 +29,6 @@ mod server;
 
 pub use config::{host_resolvers, DnsConfig, DomainRoute, HostRecord, SrvRecord, TxtRecord};
 pub use error::DnsError;
-pub use handle::{handle_query, Outcome, Transport};
+pub use handle::{handle_query, Outcome, ReplyCache, Transport};
 pub use resolve::{Answer, GuestName, Zone};
 pub use server::{DnsServer, DnsStats};

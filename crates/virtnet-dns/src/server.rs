@@ -16,7 +16,7 @@ use tokio::time::timeout;
 use crate::config::DnsConfig;
 use crate::error::DnsError;
 use crate::forward::{forward, UPSTREAM_TIMEOUT};
-use crate::handle::{handle_query, servfail, Outcome, Transport};
+use crate::handle::{handle_query, servfail, Outcome, ReplyCache, Transport};
 use crate::listen::{bind_tcp, bind_udp, Slot};
 use crate::resolve::{GuestName, Zone};
 
@@ -219,6 +219,7 @@ impl Drop for DnsServer {
 
 async fn serve_udp(shared: Arc<Shared>, slot: Arc<Slot<UdpSocket>>) {
     let mut buf = vec![0u8; 65535];
+    let mut cache = ReplyCache::new();
     loop {
         let (n, peer) = match slot.recv_from(&mut buf).await {
             None => return,
@@ -231,7 +232,7 @@ async fn serve_udp(shared: Arc<Shared>, slot: Arc<Slot<UdpSocket>>) {
         let c = &shared.counters;
         bump(&c.queries);
         let zone = shared.zone();
-        let reply = match handle_query(&buf[..n], &zone, Transport::Udp) {
+        let reply = match cache.handle_udp(&buf[..n], &zone) {
             Outcome::Local(bytes) => {
                 bump(&c.answered_local);
                 bytes

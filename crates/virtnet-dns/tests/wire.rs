@@ -230,3 +230,57 @@ fn random_and_mutated_inputs() {
     // The corpus must reach every branch, or the test proves little.
     assert!(counts.iter().all(|&c| c > 50), "{counts:?}");
 }
+
+/// The reply cache gives, for a query seen before (another id), exactly what `handle_query`
+/// gives; it keeps only local answers and forgets them when the zone changes.
+#[test]
+fn reply_cache_is_handle_query_with_the_id_replaced() {
+    use std::sync::Arc;
+    use virtnet_dns::ReplyCache;
+    let z = Arc::new(zone());
+    let mut cache = ReplyCache::new();
+    let cases = [
+        ("vm1.example.com.", RecordType::A),
+        ("VM1.example.com.", RecordType::A),
+        ("vm1.example.com.", RecordType::AAAA),
+        ("nosuch.example.com.", RecordType::A),
+        ("10.122.168.192.in-addr.arpa.", RecordType::PTR),
+        ("big.example.com.", RecordType::TXT),
+        ("elsewhere.org.", RecordType::A),
+    ];
+    for round in 0..3u16 {
+        for (i, (name, ty)) in cases.iter().enumerate() {
+            let id = 0x100 * round + i as u16;
+            let mut q = query(id, name, *ty);
+            if i % 2 == 1 {
+                q.edns = Some(Edns::new());
+            }
+            let bytes = q.to_vec().unwrap();
+            assert_eq!(
+                cache.handle_udp(&bytes, &z),
+                handle_query(&bytes, &z, Transport::Udp),
+                "{name} {ty} round {round}"
+            );
+        }
+    }
+    // A new zone: vm1 has another address now; the cache must not answer from the old one.
+    let q = query(7, "vm1.example.com.", RecordType::A)
+        .to_vec()
+        .unwrap();
+    let xml = XML.replace("BIGVALUE", "x");
+    let net = Network::from_xml(&xml).unwrap();
+    let c = DnsConfig::from_network(&net, &[]).unwrap();
+    let z2 = Arc::new(Zone::new(
+        &c,
+        &[GuestName {
+            name: "vm1".into(),
+            ip: "192.168.122.99".parse().unwrap(),
+        }],
+    ));
+    let r = reply(cache.handle_udp(&q, &z2));
+    assert_eq!(r.answers[0].data.to_string(), "192.168.122.99");
+    assert_eq!(
+        cache.handle_udp(&q, &z2),
+        handle_query(&q, &z2, Transport::Udp)
+    );
+}
