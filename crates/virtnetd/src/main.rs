@@ -68,6 +68,7 @@ fn run(args: Args) -> Result<(), Error> {
         services: virtnetd::services::ServiceOptions {
             resolv_conf: args.resolv_conf,
             dns_port: args.dns_port,
+            tftp_port: 69,
         },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -17,6 +17,7 @@ use virtnet_api::{DhcpLease, ErrorCode, Event, EventBatch, EventKind};
 use virtnet_dhcp::{DhcpConfig, DhcpServer, Lease, LeaseChange, LeaseSink};
 use virtnet_dns::{DnsConfig, DnsServer, GuestName};
 use virtnet_model::Network;
+use virtnet_tftp::TftpServer;
 
 use crate::error::{Error, Result};
 use crate::store::Store;
@@ -41,6 +42,8 @@ pub struct ServiceOptions {
     pub resolv_conf: PathBuf,
     /// The DNS port (53; tests may choose another).
     pub dns_port: u16,
+    /// The TFTP port (69).
+    pub tftp_port: u16,
 }
 
 impl Default for ServiceOptions {
@@ -48,6 +51,7 @@ impl Default for ServiceOptions {
         ServiceOptions {
             resolv_conf: PathBuf::from("/etc/resolv.conf"),
             dns_port: 53,
+            tftp_port: 69,
         }
     }
 }
@@ -241,10 +245,15 @@ impl LeaseSink for Recorder {
 struct Running {
     shared: Arc<Shared>,
     dhcp: Option<DhcpServer>,
+    /// `<tftp root>`: files for PXE clients, served on the IPv4 gateway address.
+    tftp: Option<TftpServer>,
 }
 
 impl Running {
     fn stop(self) {
+        if let Some(tftp) = self.tftp {
+            tftp.stop();
+        }
         if let Some(dhcp) = self.dhcp {
             dhcp.stop();
         }
@@ -283,6 +292,15 @@ fn ipv4_prefix(net: &Network) -> u8 {
             })
         })
         .unwrap_or(24)
+}
+
+/// The `<tftp root>` of a network and the IPv4 gateway address it is served on (libvirt
+/// allows TFTP on IPv4 only).
+fn tftp_root(net: &Network) -> Option<(&str, IpAddr)> {
+    net.ips
+        .iter()
+        .filter(|ip| ip.address.is_ipv4())
+        .find_map(|ip| Some((ip.tftp_root.as_deref()?, ip.address)))
 }
 
 /// The addresses the DNS server answers on: the network's own addresses on its bridge.
@@ -336,13 +354,35 @@ impl Services {
             *lock(&shared.dns) = Some(dns);
             shared.publish_names();
         }
+        let tftp = match tftp_root(net) {
+            Some((root, addr)) => {
+                match TftpServer::start(Path::new(root), addr, self.options.tftp_port) {
+                    Ok(server) => Some(server),
+                    Err(e) => {
+                        Running {
+                            shared,
+                            dhcp: None,
+                            tftp: None,
+                        }
+                        .stop();
+                        return Err(service_error(&name, "TFTP", e));
+                    }
+                }
+            }
+            None => None,
+        };
         let dhcp = match DhcpConfig::from_network(net) {
             Some(config) => {
                 let sink = Arc::new(Recorder(shared.clone()));
                 match DhcpServer::start(config, &bridge, leases, sink) {
                     Ok(server) => Some(server),
                     Err(e) => {
-                        Running { shared, dhcp: None }.stop();
+                        Running {
+                            shared,
+                            dhcp: None,
+                            tftp,
+                        }
+                        .stop();
                         return Err(service_error(&name, "DHCP", e));
                     }
                 }
@@ -350,7 +390,7 @@ impl Services {
             None => None,
         };
         tracing::info!(network = %name, dhcp = dhcp.is_some(), dns = lock(&shared.dns).is_some(), "services started");
-        lock(&self.running).insert(name, Running { shared, dhcp });
+        lock(&self.running).insert(name, Running { shared, dhcp, tftp });
         Ok(())
     }
 
@@ -367,6 +407,7 @@ impl Services {
             DnsConfig::from_network(net, &virtnet_dns::host_resolvers(&self.options.resolv_conf));
         // A server that appears or disappears needs a restart of the network's services.
         let same_shape = r.dhcp.is_some() == dhcp_wanted.is_some()
+            && r.tftp.is_some() == tftp_root(net).is_some()
             && lock(&r.shared.dns).is_some() == dns_wanted.is_some();
         if !same_shape {
             drop(running);

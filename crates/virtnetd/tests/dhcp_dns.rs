@@ -80,7 +80,7 @@ fn udhcpc_script(dir: &Path) -> PathBuf {
         &path,
         "#!/bin/sh\ncase \"$1\" in\n  bound|renew)\n    ip addr flush dev \"$interface\"\n    \
          ip addr add \"$ip/$mask\" dev \"$interface\"\n    \
-         echo \"$1 $ip $mask router=$router dns=$dns domain=$domain hostname=$hostname lease=$lease mtu=$mtu\" >> \"$0.log\"\n    ;;\n  \
+         echo \"$1 $ip $mask router=$router dns=$dns domain=$domain hostname=$hostname lease=$lease mtu=$mtu boot_file=$boot_file siaddr=$siaddr\" >> \"$0.log\"\n    ;;\n  \
          deconfig) ip addr flush dev \"$interface\" ;;\nesac\nexit 0\n",
     )
     .expect("write udhcpc script");
@@ -508,4 +508,52 @@ fn a_random_mac_discover_flood_from_one_port_leaves_the_pool_to_the_others() {
     let late = dhcp_guest(&t.lab, None);
     udhcpc(&late, &script, "late");
     assert!(in_range(&the_address(&late)));
+}
+
+#[test]
+fn pxe_guests_get_the_boot_file_and_fetch_it_over_tftp() {
+    let lab = Lab::new("pxe");
+    let root = lab.tmp_dir().join("tftp");
+    std::fs::create_dir_all(&root).expect("tftp root");
+    let image: Vec<u8> = (0..5000u32).map(|i| (i * 31 % 251) as u8).collect();
+    std::fs::write(root.join("pxelinux.0"), &image).expect("boot image");
+    let daemon = Daemon::start_in(lab.host());
+    let name = daemon.define(&format!(
+        "<network><name>netboot</name><forward mode='nat'/><bridge name='virbr0'/>\
+         <ip address='192.168.122.1' prefix='24'><tftp root='{}'/><dhcp>\
+         <range start='192.168.122.100' end='192.168.122.199'/>\
+         <bootp file='pxelinux.0'/></dhcp></ip></network>",
+        root.display()
+    ));
+    daemon.cli_ok(&["net-start", &name]);
+    let guest = dhcp_guest(&lab, None);
+    let script = udhcpc_script(lab.tmp_dir());
+    udhcpc(&guest, &script, "pxe");
+    let log = std::fs::read_to_string(format!("{}.log", script.display())).expect("script log");
+    assert!(log.contains("boot_file=pxelinux.0"), "{log}");
+    assert!(log.contains("siaddr=192.168.122.1"), "{log}");
+    let local = lab.tmp_dir().join("fetched");
+    guest.ns().run_ok([
+        "busybox",
+        "tftp",
+        "-g",
+        "-r",
+        "pxelinux.0",
+        "-l",
+        &local.to_string_lossy(),
+        "192.168.122.1",
+    ]);
+    assert_eq!(std::fs::read(&local).expect("fetched image"), image);
+    // Only the root is served.
+    let escape = guest.ns().exec([
+        "busybox",
+        "tftp",
+        "-g",
+        "-r",
+        "../../../etc/passwd",
+        "-l",
+        "/dev/null",
+        "192.168.122.1",
+    ]);
+    assert!(!escape.status.success());
 }
