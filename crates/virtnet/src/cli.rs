@@ -75,6 +75,27 @@ pub enum Command {
     NetEdit(NetworkArg),
     /// Update parts of an existing network's configuration.
     NetUpdate(NetUpdateArgs),
+    /// Attach network interface (a port on a network's bridge, or on a bridge).
+    AttachInterface(AttachInterfaceArgs),
+    /// Detach network interface.
+    DetachInterface(DetachInterfaceArgs),
+    /// Attach device from an XML file (a guest <interface>).
+    AttachDevice(DeviceFileArgs),
+    /// Detach device from an XML file (a guest <interface>).
+    DetachDevice(DeviceFileArgs),
+    /// Update device from an XML file: moves a guest <interface> to another network or
+    /// bridge, live.
+    UpdateDevice(DeviceFileArgs),
+    /// List the guest ports (taps) virtnet manages.
+    PortList(PortListArgs),
+    /// Set link state of a virtual interface.
+    DomifSetlink(DomifSetlinkArgs),
+    /// Get link state of a virtual interface.
+    DomifGetlink(DomifGetlinkArgs),
+    /// List all domain virtual interfaces.
+    Domiflist(DomiflistArgs),
+    /// Get network interfaces' addresses for a running domain.
+    Domifaddr(DomifaddrArgs),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
     /// Print the manual page (roff), or write one page per command into a directory.
@@ -290,4 +311,179 @@ pub struct NetUpdateArgs {
     /// Affect current state of network.
     #[arg(long)]
     pub current: bool,
+}
+
+/// `attach-interface DOMAIN TYPE SOURCE`. Like virsh, the data arguments may also be given by
+/// name (`--domain vm --type network --source default`), in any mix with positional ones.
+#[derive(Debug, Args)]
+pub struct AttachInterfaceArgs {
+    /// DOMAIN, TYPE (network or bridge) and SOURCE (network name or bridge device), in this
+    /// order, for those not given by option.
+    #[arg(value_name = "DOMAIN TYPE SOURCE", num_args = 0..)]
+    pub args: Vec<String>,
+    /// Domain name.
+    #[arg(long, value_name = "DOMAIN")]
+    pub domain: Option<String>,
+    /// Network interface type: network or bridge.
+    #[arg(long = "type", value_name = "TYPE")]
+    pub kind: Option<String>,
+    /// Source of network interface: the network's name or the bridge's device name.
+    #[arg(long, value_name = "SOURCE")]
+    pub source: Option<String>,
+    /// Target device name of the tap (default the next free vnetN).
+    #[arg(long, value_name = "NAME")]
+    pub target: Option<String>,
+    /// MAC address (default a random 52:54:00:xx:xx:xx).
+    #[arg(long, value_name = "MAC")]
+    pub mac: Option<String>,
+    /// Model type (virtio, e1000, rtl8139...).
+    #[arg(long, value_name = "MODEL")]
+    pub model: Option<String>,
+    /// Make live change persistent (accepted; virtnet ports are live).
+    #[arg(long)]
+    pub persistent: bool,
+    /// Affect next boot (accepted; virtnet ports are live).
+    #[arg(long)]
+    pub config: bool,
+    /// Affect running domain (accepted; the default).
+    #[arg(long)]
+    pub live: bool,
+    /// Affect current domain (accepted; the default).
+    #[arg(long)]
+    pub current: bool,
+}
+
+/// `detach-interface DOMAIN TYPE [--mac MAC]`.
+#[derive(Debug, Args)]
+pub struct DetachInterfaceArgs {
+    /// DOMAIN and TYPE (network or bridge), in this order, for those not given by option.
+    #[arg(value_name = "DOMAIN TYPE", num_args = 0..)]
+    pub args: Vec<String>,
+    /// Domain name.
+    #[arg(long, value_name = "DOMAIN")]
+    pub domain: Option<String>,
+    /// Network interface type: network or bridge.
+    #[arg(long = "type", value_name = "TYPE")]
+    pub kind: Option<String>,
+    /// MAC address of the interface to detach.
+    #[arg(long, value_name = "MAC")]
+    pub mac: Option<String>,
+    /// Make live change persistent (accepted; virtnet ports are live).
+    #[arg(long)]
+    pub persistent: bool,
+    /// Affect next boot (accepted).
+    #[arg(long)]
+    pub config: bool,
+    /// Affect running domain (accepted; the default).
+    #[arg(long)]
+    pub live: bool,
+    /// Affect current domain (accepted; the default).
+    #[arg(long)]
+    pub current: bool,
+}
+
+/// `attach-device` / `detach-device` / `update-device DOMAIN FILE`.
+#[derive(Debug, Args)]
+pub struct DeviceFileArgs {
+    /// DOMAIN and FILE (XML of a guest <interface>), in this order, for those not given by
+    /// option.
+    #[arg(value_name = "DOMAIN FILE", num_args = 0..)]
+    pub args: Vec<String>,
+    /// Domain name.
+    #[arg(long, value_name = "DOMAIN")]
+    pub domain: Option<String>,
+    /// XML file.
+    #[arg(long, value_name = "FILE")]
+    pub file: Option<String>,
+    /// Make live change persistent (accepted; virtnet ports are live).
+    #[arg(long)]
+    pub persistent: bool,
+    /// Affect next boot (accepted).
+    #[arg(long)]
+    pub config: bool,
+    /// Affect running domain (accepted; the default).
+    #[arg(long)]
+    pub live: bool,
+    /// Affect current domain (accepted; the default).
+    #[arg(long)]
+    pub current: bool,
+    /// Force device update (accepted; update-device only).
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `port-list`.
+#[derive(Debug, Args)]
+pub struct PortListArgs {
+    /// Only this domain's ports.
+    #[arg(long, value_name = "DOMAIN")]
+    pub domain: Option<String>,
+    /// Print the ports as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `domif-setlink DOMAIN INTERFACE STATE`.
+#[derive(Debug, Args)]
+pub struct DomifSetlinkArgs {
+    /// Domain name.
+    #[arg(value_name = "DOMAIN", value_parser = clap::builder::NonEmptyStringValueParser::new())]
+    pub domain: String,
+    /// Interface device (tap name or MAC address).
+    #[arg(value_name = "INTERFACE", value_parser = clap::builder::NonEmptyStringValueParser::new())]
+    pub interface: String,
+    /// New state of the device: up or down.
+    #[arg(value_name = "STATE")]
+    pub state: String,
+    /// Affect next boot (accepted; virtnet ports are live).
+    #[arg(long, alias = "persistent")]
+    pub config: bool,
+}
+
+/// `domif-getlink DOMAIN INTERFACE`.
+#[derive(Debug, Args)]
+pub struct DomifGetlinkArgs {
+    /// Domain name.
+    #[arg(value_name = "DOMAIN", value_parser = clap::builder::NonEmptyStringValueParser::new())]
+    pub domain: String,
+    /// Interface device (tap name or MAC address).
+    #[arg(value_name = "INTERFACE", value_parser = clap::builder::NonEmptyStringValueParser::new())]
+    pub interface: String,
+    /// Get persistent interface state (accepted; virtnet ports are live).
+    #[arg(long, alias = "persistent")]
+    pub config: bool,
+}
+
+/// `domiflist DOMAIN`.
+#[derive(Debug, Args)]
+pub struct DomiflistArgs {
+    /// Domain name.
+    #[arg(value_name = "DOMAIN", value_parser = clap::builder::NonEmptyStringValueParser::new())]
+    pub domain: String,
+    /// Get inactive rather than running configuration (accepted; virtnet ports are live).
+    #[arg(long)]
+    pub inactive: bool,
+    /// Print the interfaces as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `domifaddr DOMAIN [INTERFACE]`.
+#[derive(Debug, Args)]
+pub struct DomifaddrArgs {
+    /// Domain name.
+    #[arg(value_name = "DOMAIN", value_parser = clap::builder::NonEmptyStringValueParser::new())]
+    pub domain: String,
+    /// Network interface name: only this interface's addresses.
+    #[arg(value_name = "INTERFACE")]
+    pub interface: Option<String>,
+    /// Always display names and MACs of interfaces.
+    #[arg(long)]
+    pub full: bool,
+    /// Address source: 'lease' or 'arp' (virsh's 'agent' needs a guest agent).
+    #[arg(long, value_name = "SOURCE")]
+    pub source: Option<String>,
+    /// Print the addresses as JSON.
+    #[arg(long)]
+    pub json: bool,
 }

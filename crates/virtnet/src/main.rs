@@ -81,6 +81,11 @@ fn wants_json(command: &Command) -> bool {
         Command::NetList(a) => a.json,
         Command::NetInfo(a) => a.json,
         Command::NetDumpxml(a) => a.json,
+        Command::IfaceBridges(a) => a.json,
+        Command::NetDhcpLeases(a) => a.json,
+        Command::PortList(a) => a.json,
+        Command::Domiflist(a) => a.json,
+        Command::Domifaddr(a) => a.json,
         _ => false,
     }
 }

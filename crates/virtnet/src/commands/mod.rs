@@ -7,6 +7,7 @@ pub mod info;
 pub mod leases;
 pub mod lifecycle;
 pub mod list;
+pub mod ports;
 pub mod update;
 
 use crate::cli::Command;
@@ -35,6 +36,16 @@ pub fn run(ctx: &Ctx, command: &Command) -> Result<(), Failure> {
         Command::NetEvent(a) => {
             leases::net_event(ctx, a.network.as_deref(), a.looping, a.timeout, a.timestamp)
         }
+        Command::AttachInterface(a) => ports::attach_interface(ctx, a),
+        Command::DetachInterface(a) => ports::detach_interface(ctx, a),
+        Command::AttachDevice(a) => ports::attach_device(ctx, a),
+        Command::DetachDevice(a) => ports::detach_device(ctx, a),
+        Command::UpdateDevice(a) => ports::update_device(ctx, a),
+        Command::PortList(a) => ports::port_list(ctx, a.domain.as_deref(), a.json),
+        Command::DomifSetlink(a) => ports::domif_setlink(ctx, a),
+        Command::DomifGetlink(a) => ports::domif_getlink(ctx, &a.domain, &a.interface),
+        Command::Domiflist(a) => ports::domiflist(ctx, &a.domain, a.json),
+        Command::Domifaddr(a) => ports::domifaddr(ctx, a),
         Command::Completions(_) | Command::Man(_) => Ok(()),
     }
 }
