@@ -1,7 +1,8 @@
 //! End to end with a real QEMU guest (Debian's kernel and a busybox initramfs built by
 //! `tests/guest/build.sh`, emulated with TCG when there is no KVM): it boots on a tap of a NAT
 //! network virtnetd runs, leases an address, resolves its own name and a neighbour's through
-//! virtnetd's DNS and reaches the upstream HTTP server through NAT.
+//! virtnetd's DNS and reaches the upstream HTTP server through NAT; its port then moves live to
+//! an isolated network, and upstream is out of reach.
 
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
@@ -9,7 +10,6 @@ use std::time::{Duration, Instant};
 use virtnet_testkit::{Daemon, Guest, Lab, QemuGuest, HOST_UPLINK_ADDR, UPSTREAM_URL};
 
 const VM_MAC: &str = "52:54:00:12:34:56";
-const TAP: &str = "vnet0";
 const GATEWAY: &str = "192.168.122.1";
 const GATEWAY_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 122, 1);
 
@@ -95,14 +95,29 @@ fn qemu_guest_leases_resolves_and_reaches_upstream_through_nat() {
     let daemon = Daemon::start_in(lab.host());
     let name = daemon.define(&nat_network());
     daemon.cli_ok(&["net-start", &name]);
+    let isolated = daemon.define(
+        "<network><name>isolated</name><bridge name='virbr1'/>\
+         <ip address='192.168.100.1' prefix='24'/></network>",
+    );
+    daemon.cli_ok(&["net-start", &isolated]);
 
-    // The tap as virtnet will make it itself (until the port API does): in the host namespace,
-    // enslaved to the network's bridge.
-    lab.host().ip_ok(["tuntap", "add", TAP, "mode", "tap"]);
-    lab.host()
-        .ip_ok(["link", "set", TAP, "master", "virbr0", "up"]);
-
-    let vm = QemuGuest::boot(lab.host(), TAP, VM_MAC, "vm1");
+    // virtnet makes the guest's port; QEMU opens the tap by name.
+    let tap = daemon
+        .cli_ok(&[
+            "-q",
+            "attach-interface",
+            "vm1",
+            "network",
+            "default",
+            "--mac",
+            VM_MAC,
+            "--model",
+            "virtio",
+        ])
+        .trim()
+        .to_string();
+    assert_eq!(tap, "vnet0");
+    let vm = QemuGuest::boot(lab.host(), &tap, VM_MAC, "vm1");
     let boot = vm.boot_time();
     let lease = vm.lease();
     let ready = vm.wait_ready();
@@ -168,6 +183,56 @@ fn qemu_guest_leases_resolves_and_reaches_upstream_through_nat() {
         Duration::from_secs(20),
     );
     assert_eq!(body.trim(), format!("you are {HOST_UPLINK_ADDR}"));
+
+    // virsh's views of the guest: its interface, and its address from the lease and from ARP.
+    let list = daemon.cli_ok(&["domiflist", "vm1"]);
+    assert!(
+        list.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>()
+                == ["vnet0", "network", "default", "virtio", VM_MAC]),
+        "{list}"
+    );
+    let by_lease = daemon.cli_ok(&["domifaddr", "vm1"]);
+    assert!(by_lease.contains(&format!("{ip}/24")), "{by_lease}");
+    let by_arp = daemon.cli_ok(&["domifaddr", "vm1", "--source", "arp"]);
+    assert!(by_arp.contains(&ip), "{by_arp}");
+
+    // Moved live to the isolated network (no guest restart): upstream is out of reach.
+    let mut iface = std::fs::read_to_string(
+        virtnet_testkit::shared_dir().join("examples/guest-interface-nat.xml"),
+    )
+    .expect("example interface XML")
+    .replace("52:54:00:12:0e:f7", VM_MAC)
+    .replace("rtl8139", "virtio")
+    .replace("network='default'", "network='isolated'");
+    iface = iface.replace(
+        "<interface type='network'>",
+        "<interface type='network'>\n  <target dev='vnet0'/>",
+    );
+    let file = lab.tmp_dir().join("moved.xml");
+    std::fs::write(&file, iface).expect("write interface XML");
+    let out = daemon.cli_ok(&["update-device", "vm1", &file.to_string_lossy()]);
+    assert!(out.contains("Device updated successfully"), "{out}");
+    assert!(lab
+        .host()
+        .ip_ok(["-d", "link", "show", "dev", "vnet0"])
+        .contains("master virbr1"));
+    let (rc, out) = vm.run(
+        &format!("wget -q -T 3 -O - {UPSTREAM_URL}"),
+        Duration::from_secs(20),
+    );
+    assert_ne!(
+        rc, 0,
+        "upstream must be unreachable from the isolated network: {out}"
+    );
+    let (rc, _) = vm.run(
+        &format!("ping -c 1 -W 2 {GATEWAY}"),
+        Duration::from_secs(10),
+    );
+    assert_ne!(
+        rc, 0,
+        "the NAT network's gateway is gone from the guest's segment"
+    );
 
     // Shown with --nocapture: what the guest printed, with timings.
     eprintln!("console of vm1:\n{}", vm.console_log());
