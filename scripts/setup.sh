@@ -24,9 +24,12 @@ command -v qemu-system-x86_64 >/dev/null || need_apt+=(qemu-system-x86)
 command -v cpio >/dev/null || need_apt+=(cpio)
 command -v xz >/dev/null || need_apt+=(xz-utils)
 command -v modinfo >/dev/null || [ -x /usr/sbin/modinfo ] || [ -x /sbin/modinfo ] || need_apt+=(kmod)
+# Rust >= 1.88 (Debian 12's own rustc is 1.63): rustup's stable toolchain, installed below
+# when there is none.
+need_rustup=
 if ! command -v cargo >/dev/null && [ ! -x "$HOME/.cargo/bin/cargo" ]; then
-  # Debian's own toolchain; virtnet needs Rust >= 1.88, which Debian 12 only has via rustup.
-  need_apt+=(cargo rustc)
+  need_rustup=1
+  command -v curl >/dev/null || need_apt+=(curl ca-certificates)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]}" >&2
@@ -34,7 +37,22 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
+if [ -n "$need_rustup" ]; then
+  echo "setup: installing Rust (rustup, stable toolchain)" >&2
+  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal \
+    --component rustfmt,clippy >/dev/null
+fi
 if [ -x "$HOME/.cargo/bin/cargo" ]; then
   export PATH="$HOME/.cargo/bin:$PATH"
 fi
 command -v cargo >/dev/null || { echo "setup: cargo not found" >&2; exit 1; }
+rust_minor=$(rustc --version | sed -E 's/^rustc 1\.([0-9]+).*/\1/')
+if [ "${rust_minor:-0}" -lt 88 ] 2>/dev/null; then
+  if command -v rustup >/dev/null; then
+    rustup toolchain install stable --profile minimal -c rustfmt -c clippy >/dev/null
+    rustup default stable >/dev/null
+  else
+    echo "setup: virtnet needs Rust >= 1.88, found $(rustc --version); install rustup" >&2
+    exit 1
+  fi
+fi
