@@ -199,6 +199,16 @@ impl Console {
     }
 }
 
+/// How [`QemuGuest::boot_with`] starts QEMU.
+#[derive(Debug, Clone, Default)]
+pub struct Launch {
+    /// Words before `qemu-system-x86_64` (for example `setpriv --reuid=… --`, or a shell that
+    /// prepares a mount namespace and ends with `exec "$@"`); empty: QEMU itself.
+    pub wrapper: Vec<String>,
+    /// Extra environment for QEMU (which passes it on to its helpers and scripts).
+    pub env: Vec<(String, String)>,
+}
+
 /// A QEMU guest booted on a tap, driven through its serial console.
 #[derive(Debug)]
 pub struct QemuGuest {
@@ -217,6 +227,27 @@ impl QemuGuest {
     /// own: see [`QemuGuest::wait_ready`] and [`QemuGuest::lease`]). Builds the image on the
     /// first call in a process; panics when that or starting QEMU fails.
     pub fn boot(ns: &Netns, tap: &str, mac: &str, hostname: &str) -> QemuGuest {
+        QemuGuest::boot_with(
+            ns,
+            &format!("tap,id=n0,ifname={tap},script=no,downscript=no"),
+            mac,
+            hostname,
+            &Launch::default(),
+        )
+    }
+
+    /// Like [`QemuGuest::boot`], with the NIC's backend given as QEMU's whole `-netdev` value
+    /// (its id must be `n0`: `bridge,id=n0,br=virbr0,helper=…`, `tap,id=n0,ifname=…,script=…`)
+    /// and QEMU started as `launch` says (a wrapper command, extra environment). The QEMU
+    /// process must keep the wrapper's PID (the wrapper ends with `exec`), so that
+    /// [`QemuGuest::pid`] and the kill on drop reach QEMU.
+    pub fn boot_with(
+        ns: &Netns,
+        netdev: &str,
+        mac: &str,
+        hostname: &str,
+        launch: &Launch,
+    ) -> QemuGuest {
         assert!(
             !hostname.is_empty()
                 && hostname
@@ -227,8 +258,9 @@ impl QemuGuest {
         let image = guest_image();
         let accel = std::env::var("VIRTNET_QEMU_ACCEL").unwrap_or_else(|_| "tcg".into());
         let append = format!("console=ttyS0 quiet panic=-1 virtnet.hostname={hostname}");
-        let args: Vec<String> = vec![
-            "qemu-system-x86_64".into(),
+        let mut args: Vec<String> = launch.wrapper.clone();
+        args.extend([
+            "qemu-system-x86_64".to_string(),
             "-machine".into(),
             format!("q35,accel={accel}"),
             "-m".into(),
@@ -247,16 +279,17 @@ impl QemuGuest {
             "-append".into(),
             append,
             "-netdev".into(),
-            format!("tap,id=n0,ifname={tap},script=no,downscript=no"),
+            netdev.to_string(),
             "-device".into(),
             // No option ROM: the kernel is loaded directly, iPXE would only cost boot time.
             format!("virtio-net-pci,netdev=n0,mac={mac},romfile="),
-        ];
+        ]);
         let started = Instant::now();
         let child = ns.spawn_with(&args, |cmd| {
             cmd.stdin(Stdio::piped())
                 .stdout(Stdio::piped())
-                .stderr(Stdio::piped());
+                .stderr(Stdio::piped())
+                .envs(launch.env.iter().map(|(k, v)| (k, v)));
         });
         let (stdin, stdout, stderr) =
             child.with_child(|c| (c.stdin.take(), c.stdout.take(), c.stderr.take()));
