@@ -339,6 +339,13 @@ pub struct AttachInterfaceArgs {
     /// Model type (virtio, e1000, rtl8139...).
     #[arg(long, value_name = "MODEL")]
     pub model: Option<String>,
+    /// Owner of the tap, so that an unprivileged QEMU can open it: USER[:GROUP], by name or
+    /// number (virtnet's addition to virsh's verb).
+    #[arg(long, value_name = "USER[:GROUP]")]
+    pub owner: Option<String>,
+    /// Queues of the tap (more than 1: multiqueue, for virtio-net with several vCPUs).
+    #[arg(long, value_name = "N")]
+    pub queues: Option<u32>,
     /// Make live change persistent (accepted; virtnet ports are live).
     #[arg(long)]
     pub persistent: bool,

@@ -359,16 +359,48 @@ fn attach_request(
             "Failed to get option 'target': Option argument is empty",
         ));
     }
+    let (owner_uid, owner_gid) = match &a.owner {
+        Some(o) => owner(o).map_err(|e| failed_because("Failed to attach interface", e))?,
+        None => (None, None),
+    };
     Ok(PortRequest {
         domain: domain.to_string(),
         source,
         mac,
         model: a.model.clone().filter(|m| !m.is_empty()),
         target: a.target.clone(),
-        owner_uid: None,
-        owner_gid: None,
-        queues: None,
+        owner_uid,
+        owner_gid,
+        queues: a.queues,
+        // QEMU sets the tap's vnet-header flag itself when it attaches.
         vnet_hdr: false,
+    })
+}
+
+/// `USER[:GROUP]` by name (from the host's passwd/group databases) or number.
+fn owner(spec: &str) -> Result<(Option<u32>, Option<u32>), String> {
+    let (user, group) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let uid = id_of(user, "/etc/passwd").ok_or_else(|| format!("owner: unknown user '{user}'"))?;
+    let gid = match group {
+        Some(g) => {
+            Some(id_of(g, "/etc/group").ok_or_else(|| format!("owner: unknown group '{g}'"))?)
+        }
+        None => None,
+    };
+    Ok((Some(uid), gid))
+}
+
+/// A numeric id, or the id of a name in a passwd-style file (`name:x:id:…`).
+fn id_of(name: &str, db: &str) -> Option<u32> {
+    if let Ok(id) = name.parse() {
+        return Some(id);
+    }
+    std::fs::read_to_string(db).ok()?.lines().find_map(|l| {
+        let mut f = l.split(':');
+        (f.next()? == name).then(|| f.nth(1)?.parse().ok())?
     })
 }
 
@@ -846,6 +878,15 @@ mod tests {
         }
         let distinct: std::collections::HashSet<String> = (0..32).map(|_| random_mac()).collect();
         assert!(distinct.len() > 1, "random MACs repeat: {distinct:?}");
+    }
+
+    #[test]
+    fn owners_by_name_or_number() {
+        assert_eq!(owner("65534"), Ok((Some(65534), None)));
+        assert_eq!(owner("0:0"), Ok((Some(0), Some(0))));
+        assert_eq!(owner("root:root"), Ok((Some(0), Some(0))));
+        assert!(owner("no-such-user-here").unwrap_err().contains("owner"));
+        assert!(owner("root:no-such-group").unwrap_err().contains("group"));
     }
 
     #[test]
