@@ -4,7 +4,12 @@
 #
 #   bash bench/dhcp_dns.sh [--no-build] [--impl both|libvirt|virtnet] [--samples N]
 #        [--iso-samples N] [--iso-gap-s S] [--ports N] [--per-port N] [--rounds N] [--dns-seconds S]
-#        [--networks N] [--out FILE]
+#        [--networks N] [--dns-passes N] [--only all|dns] [--out FILE]
+#
+# --only dns runs only what the DNS phase needs: the daemons, the bench network, the DNS client
+# port and the back-to-back latency clients (whose DHCP host names are among the A queries);
+# no spaced samples, no leases/s, no memory phase. --dns-passes N (default 2) runs dnsperf N
+# times per side and query type, alternating the order (ABBA...).
 #
 # Measures, for each implementation, in the same run (interleaved where it matters):
 #   1. DISCOVER->ACK latency of a never-seen MAC (bench/dhcpload --mode latency, one client at a
@@ -37,6 +42,8 @@ per_port=4
 rounds=3
 dns_seconds=10
 networks=50
+dns_passes=2
+only=all
 out=bench/results/dhcp-dns-$(date -u +%Y-%m-%d).json
 while [ $# -gt 0 ]; do
   case $1 in
@@ -50,13 +57,20 @@ while [ $# -gt 0 ]; do
     --rounds) rounds=$2; shift ;;
     --dns-seconds) dns_seconds=$2; shift ;;
     --networks) networks=$2; shift ;;
+    --dns-passes) dns_passes=$2; shift ;;
+    --only) only=$2; shift ;;
     --out) out=$2; shift ;;
-    -h|--help) sed -n 2,22p "$0"; exit 0 ;;
+    -h|--help) sed -n 2,27p "$0"; exit 0 ;;
     *) echo "dhcp_dns: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
 done
 command_line="bash bench/dhcp_dns.sh $*"
+case $only in
+  all) ;;
+  dns) udhcpc_samples=0; ports=0 ;;   # no spaced samples, no throughput ports
+  *) echo "dhcp_dns: --only is all or dns" >&2; exit 2 ;;
+esac
 [ "$(id -u)" = 0 ] || { echo "dhcp_dns: run as root" >&2; exit 1; }
 
 log() { echo "dhcp_dns: $*" >&2; }
@@ -307,6 +321,7 @@ for k in "${impls[@]}"; do
   fi
 done
 [ ${#live[@]} -gt 0 ] || { log "no implementation started"; exit 1; }
+live_mem=("${live[@]}")
 rev=(); for ((i=${#live[@]}-1; i>=0; i--)); do rev+=("${live[$i]}"); done
 
 # 1. latency: dhcpload, one never-seen MAC at a time, each on its own port.
@@ -319,6 +334,7 @@ for k in "${live[@]}"; do
   seed=$((seed + 1))
 done
 
+if [ "$only" = all ]; then
 # 1b. an isolated new guest: dnsmasq pings a candidate address (3 s) before offering it, but
 # only up to 6 pings per 30 s (beyond that it assumes "high load" and skips them, which is what
 # the back-to-back samples above hit after the 6th). So these samples are spaced by
@@ -360,6 +376,7 @@ for pass in 0 1; do
     seed=$((seed + 1))
   done
 done
+fi
 
 # 3. DNS: dnsperf from the guest namespace (10.200.0.5) to the gateway 10.200.0.1:53.
 # A: the static hosts h0..h199.bench.test and the latency clients' names lat-N.bench.test
@@ -378,8 +395,8 @@ for k in "${live[@]}"; do   # what each server answers, for the record
   echo "10.200.0.10 $(ip netns exec "${GNS[$k]}" dig +short +time=2 +tries=1 @10.200.0.1 -x 10.200.0.10 | tr '\n' ' ')" >>"$R/$k-dig.txt"
 done
 for qt in a ptr; do
-  for pass in 0 1; do
-    order=("${live[@]}"); [ $pass = 1 ] && order=("${rev[@]}")
+  for pass in $(seq 0 $((dns_passes - 1))); do
+    order=("${live[@]}"); [ $((pass % 2)) = 1 ] && order=("${rev[@]}")
     for k in "${order[@]}"; do
       log "$k: dnsperf $qt, pass $((pass + 1)), ${dns_seconds}s"
       spids=$(server_pids "$k")
@@ -392,7 +409,8 @@ for qt in a ptr; do
 done
 
 # 4. memory: RSS/PSS before and after starting `networks` more networks with DHCP and DNS.
-for k in "${live[@]}"; do
+[ "$only" = all ] || live_mem=()
+for k in "${live_mem[@]}"; do
   log "$k: memory, $networks networks"
   sleep 1
   mem_snapshot "$k" before
@@ -508,11 +526,11 @@ for k in live:
         r["throughput"]["udp67_rcvbuf_drops_per_pass"] = drops
     for qt in ("a", "ptr"):
         runs = []
-        for p in (0, 1):
+        for p in range(100):
             try:
                 t = open(os.path.join(R, "%s-dnsperf-%s-%d.txt" % (k, qt, p))).read()
             except OSError:
-                continue
+                break
             def g(rx, conv=float):
                 m = re.search(rx, t)
                 return conv(m.group(1)) if m else None
@@ -608,10 +626,10 @@ row("DISCOVER→OFFER, median (ms)", ("latency", "discover_to_offer_ms", "median
 row("REQUEST→ACK, median (ms)", ("latency", "request_to_ack_ms", "median"), 2)
 row("leases/s, concurrent clients, median of rounds", ("throughput", "leases_per_s_median"), 0, "higher")
 row("leases/s, min of rounds", ("throughput", "leases_per_s_min"), 0, "higher")
-row("DNS A, local names, queries/s (median of 2)", ("dns_a", "qps_median"), 0, "higher")
-row("DNS PTR, queries/s (median of 2)", ("dns_ptr", "qps_median"), 0, "higher")
-row("DNS A, queries per server CPU-second (median of 2)", ("dns_a", "queries_per_cpu_s_median"), 0, "higher")
-row("DNS PTR, queries per server CPU-second (median of 2)", ("dns_ptr", "queries_per_cpu_s_median"), 0, "higher")
+row("DNS A, local names, queries/s (median of passes)", ("dns_a", "qps_median"), 0, "higher")
+row("DNS PTR, queries/s (median of passes)", ("dns_ptr", "qps_median"), 0, "higher")
+row("DNS A, queries per server CPU-second (median of passes)", ("dns_a", "queries_per_cpu_s_median"), 0, "higher")
+row("DNS PTR, queries per server CPU-second (median of passes)", ("dns_ptr", "queries_per_cpu_s_median"), 0, "higher")
 for who_l, who_v, what in (("dnsmasq", "virtnetd", "rss"), ("dnsmasq", "virtnetd", "pss")):
     a = get(L, "memory", "per_network_kib", who_l, what)
     b = get(V, "memory", "per_network_kib", who_v, what)

@@ -49,14 +49,7 @@ pub fn handle_query(bytes: &[u8], zone: &Zone, transport: Transport) -> Outcome 
     }
     let request = match Message::from_vec(bytes) {
         Ok(m) => m,
-        Err(_) => {
-            let id = u16::from_be_bytes([bytes[0], bytes[1]]);
-            let op_code = OpCode::from_u8((bytes[2] >> 3) & 0x0f);
-            let mut reply = Message::error_msg(id, op_code, ResponseCode::FormErr);
-            reply.metadata.recursion_desired = bytes[2] & 0x01 != 0;
-            reply.metadata.recursion_available = true;
-            return Outcome::Malformed(Some(encode(&reply, 512)));
-        }
+        Err(_) => return Outcome::Malformed(formerr(bytes)),
     };
     if request.metadata.message_type != MessageType::Query {
         return Outcome::Malformed(None);
@@ -89,6 +82,40 @@ pub fn handle_query(bytes: &[u8], zone: &Zone, transport: Transport) -> Outcome 
     }
 }
 
+/// FORMERR for a message that has a query's header (12 bytes, QR clear) but cannot be
+/// decoded; `None` for anything else (no reply).
+pub(crate) fn formerr(bytes: &[u8]) -> Option<Vec<u8>> {
+    let header = bytes.get(..12)?;
+    if header[2] & 0x80 != 0 {
+        return None;
+    }
+    let id = u16::from_be_bytes([header[0], header[1]]);
+    let op_code = OpCode::from_u8((header[2] >> 3) & 0x0f);
+    let mut reply = Message::error_msg(id, op_code, ResponseCode::FormErr);
+    reply.metadata.recursion_desired = header[2] & 0x01 != 0;
+    reply.metadata.recursion_available = true;
+    Some(encode(&reply, 512))
+}
+
+/// What [`ReplyCache::handle_udp_into`] did with one message; the reply, if any, is in the
+/// caller's buffer.
+#[derive(Debug)]
+pub(crate) enum Served {
+    /// As [`Outcome::Local`].
+    Local,
+    /// As [`Outcome::Refused`].
+    Refused,
+    /// As [`Outcome::Malformed`]; an empty buffer means no reply.
+    Malformed,
+    /// As [`Outcome::Forward`]; the buffer is empty.
+    Forward {
+        /// The client's query.
+        request: Message,
+        /// Upstream servers, in order.
+        upstreams: Vec<SocketAddr>,
+    },
+}
+
 /// Queries longer than this are not cached (a normal query is 30-100 bytes).
 const CACHE_MAX_QUERY: usize = 512;
 /// The cache is emptied when its keys and replies exceed this many bytes (a guest asking for
@@ -117,33 +144,78 @@ impl ReplyCache {
     /// [`handle_query`] over UDP, answered from the cache when the same query (up to its id)
     /// was answered locally from the same `zone` before.
     pub fn handle_udp(&mut self, bytes: &[u8], zone: &Arc<Zone>) -> Outcome {
+        let mut out = Vec::new();
+        if self.cached_into(bytes, zone, &mut out) {
+            return Outcome::Local(out);
+        }
+        let outcome = handle_query(bytes, zone, Transport::Udp);
+        if let Outcome::Local(reply) = &outcome {
+            self.remember(bytes, reply);
+        }
+        outcome
+    }
+
+    /// [`ReplyCache::handle_udp`] writing the reply into `out` (cleared first, and reused: a
+    /// cached answer costs no allocation).
+    pub(crate) fn handle_udp_into(
+        &mut self,
+        bytes: &[u8],
+        zone: &Arc<Zone>,
+        out: &mut Vec<u8>,
+    ) -> Served {
+        out.clear();
+        if self.cached_into(bytes, zone, out) {
+            return Served::Local;
+        }
+        match handle_query(bytes, zone, Transport::Udp) {
+            Outcome::Local(reply) => {
+                self.remember(bytes, &reply);
+                *out = reply;
+                Served::Local
+            }
+            Outcome::Refused(reply) => {
+                *out = reply;
+                Served::Refused
+            }
+            Outcome::Malformed(reply) => {
+                *out = reply.unwrap_or_default();
+                Served::Malformed
+            }
+            Outcome::Forward { request, upstreams } => Served::Forward { request, upstreams },
+        }
+    }
+
+    /// Appends the cached reply to `bytes` (with `bytes`' id) to `out`, if there is one for
+    /// `zone`; a new zone empties the cache.
+    fn cached_into(&mut self, bytes: &[u8], zone: &Arc<Zone>, out: &mut Vec<u8>) -> bool {
         if !self.zone.as_ref().is_some_and(|z| Arc::ptr_eq(z, zone)) {
             self.map.clear();
             self.bytes = 0;
             self.zone = Some(zone.clone());
         }
-        if let (Some(id), Some(key)) = (bytes.get(..2), bytes.get(2..)) {
-            if let Some(cached) = self.map.get(key) {
-                let mut out = Vec::with_capacity(cached.len());
-                out.extend_from_slice(id);
-                out.extend_from_slice(cached.get(2..).unwrap_or_default());
-                return Outcome::Local(out);
+        let (Some(id), Some(key)) = (bytes.get(..2), bytes.get(2..)) else {
+            return false;
+        };
+        let Some(cached) = self.map.get(key) else {
+            return false;
+        };
+        out.reserve(cached.len());
+        out.extend_from_slice(id);
+        out.extend_from_slice(cached.get(2..).unwrap_or_default());
+        true
+    }
+
+    /// Keeps `reply`, a local answer to `bytes`.
+    fn remember(&mut self, bytes: &[u8], reply: &[u8]) {
+        if (12..=CACHE_MAX_QUERY).contains(&bytes.len()) && reply.len() >= 12 {
+            let size = bytes.len() + reply.len();
+            if self.bytes + size > CACHE_MAX_BYTES {
+                self.map.clear();
+                self.bytes = 0;
             }
+            self.bytes += size;
+            self.map.insert(bytes[2..].into(), reply.into());
         }
-        let outcome = handle_query(bytes, zone, Transport::Udp);
-        if let Outcome::Local(reply) = &outcome {
-            if (12..=CACHE_MAX_QUERY).contains(&bytes.len()) && reply.len() >= 12 {
-                let size = bytes.len() + reply.len();
-                if self.bytes + size > CACHE_MAX_BYTES {
-                    self.map.clear();
-                    self.bytes = 0;
-                }
-                self.bytes += size;
-                self.map
-                    .insert(bytes[2..].into(), reply.clone().into_boxed_slice());
-            }
-        }
-        outcome
     }
 }
 

@@ -11,13 +11,17 @@
 //!   [`ReplyCache`] keeps its encoded local answers so that a repeated question (up to its id)
 //!   costs one hash lookup and a copy over UDP.
 //! - [`DnsServer`] binds UDP and TCP on the network's gateway addresses only (never a
-//!   wildcard), answers from the zone and forwards the rest upstream.
+//!   wildcard), answers from the zone and forwards the rest upstream. Over UDP, each wake-up
+//!   takes every queued query with one `recvmmsg` and sends the local answers with one
+//!   `sendmmsg`.
 //!
 //! Module layout: `config` (XML → [`DnsConfig`]), `resolve` (names → answers), `handle` (wire
-//! format), `forward` (upstream exchanges), `listen` (sockets), `server` (tasks and lifecycle).
+//! format), `forward` (upstream exchanges), `listen` (sockets), `batch` (`recvmmsg`/`sendmmsg`
+//! of queued UDP queries and their replies), `server` (tasks and lifecycle).
 
 #![warn(missing_docs)]
 
+mod batch;
 mod config;
 mod error;
 mod forward;

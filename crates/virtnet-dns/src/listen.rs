@@ -9,13 +9,15 @@
 use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::{Mutex, MutexGuard};
 use std::task::Poll;
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
-use tokio::io::ReadBuf;
+use tokio::io::Interest;
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
+use crate::batch::{UdpBatch, BATCH};
 use crate::error::DnsError;
 
 /// A socket that can be closed from outside its serving task.
@@ -38,26 +40,6 @@ impl<T> Slot<T> {
 }
 
 impl Slot<UdpSocket> {
-    /// Receives one datagram; `None` once the slot is closed.
-    pub(crate) async fn recv_from(
-        &self,
-        buf: &mut [u8],
-    ) -> Option<io::Result<(usize, SocketAddr)>> {
-        poll_fn(|cx| {
-            let guard = self.lock();
-            let Some(sock) = guard.as_ref() else {
-                return Poll::Ready(None);
-            };
-            let mut rb = ReadBuf::new(buf);
-            match sock.poll_recv_from(cx, &mut rb) {
-                Poll::Ready(Ok(peer)) => Poll::Ready(Some(Ok((rb.filled().len(), peer)))),
-                Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e))),
-                Poll::Pending => Poll::Pending,
-            }
-        })
-        .await
-    }
-
     /// Sends one datagram; `None` once the slot is closed.
     pub(crate) async fn send_to(
         &self,
@@ -72,6 +54,69 @@ impl Slot<UdpSocket> {
             }
         })
         .await
+    }
+}
+
+impl Slot<UdpSocket> {
+    /// Waits until the socket is readable; `None` once the slot is closed.
+    pub(crate) async fn readable(&self) -> Option<()> {
+        poll_fn(|cx| {
+            let guard = self.lock();
+            match guard.as_ref() {
+                None => Poll::Ready(None),
+                Some(sock) => sock.poll_recv_ready(cx).map(|_| Some(())),
+            }
+        })
+        .await
+    }
+
+    /// Waits until the socket is writable; `None` once the slot is closed.
+    pub(crate) async fn writable(&self) -> Option<()> {
+        poll_fn(|cx| {
+            let guard = self.lock();
+            match guard.as_ref() {
+                None => Poll::Ready(None),
+                Some(sock) => sock.poll_send_ready(cx).map(|_| Some(())),
+            }
+        })
+        .await
+    }
+
+    /// Takes the datagrams queued on the socket, up to [`BATCH`], without waiting (one
+    /// `recvmmsg`). `WouldBlock` when none was queued: the readiness is then cleared, so
+    /// [`Slot::readable`] waits for the next datagram.
+    ///
+    /// Fewer than `BATCH` datagrams means the kernel found the queue empty after them, so the
+    /// readiness is cleared then too, which saves the `recvmmsg` that would only say `EAGAIN`.
+    /// No datagram can be missed: the socket is registered edge-triggered and each datagram
+    /// queued after that `recvmmsg` is a new edge, and tokio clears readiness only if no event
+    /// arrived since it was last reported.
+    pub(crate) fn try_recv_batch(&self, batch: &mut UdpBatch) -> Option<io::Result<usize>> {
+        let guard = self.lock();
+        let sock = guard.as_ref()?;
+        let fd = sock.as_raw_fd();
+        let mut got = 0;
+        let res = sock.try_io(Interest::READABLE, || {
+            got = batch.recv(fd)?;
+            if got < BATCH {
+                Err(io::ErrorKind::WouldBlock.into())
+            } else {
+                Ok(got)
+            }
+        });
+        Some(match res {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && got > 0 => Ok(got),
+            other => other,
+        })
+    }
+
+    /// Sends the batch's queued replies not yet sent (one `sendmmsg`); `None` once the slot is
+    /// closed.
+    pub(crate) fn try_send_batch(&self, batch: &mut UdpBatch) -> Option<io::Result<usize>> {
+        let guard = self.lock();
+        let sock = guard.as_ref()?;
+        let fd = sock.as_raw_fd();
+        Some(sock.try_io(Interest::WRITABLE, || batch.send(fd)))
     }
 }
 

@@ -13,10 +13,11 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
 
+use crate::batch::UdpBatch;
 use crate::config::DnsConfig;
 use crate::error::DnsError;
 use crate::forward::{forward, UPSTREAM_TIMEOUT};
-use crate::handle::{handle_query, servfail, Outcome, ReplyCache, Transport};
+use crate::handle::{formerr, handle_query, servfail, Outcome, ReplyCache, Served, Transport};
 use crate::listen::{bind_tcp, bind_udp, Slot};
 use crate::resolve::{GuestName, Zone};
 
@@ -217,43 +218,82 @@ impl Drop for DnsServer {
     }
 }
 
+/// One UDP socket: each time it is readable, takes every queued datagram (up to [`crate::batch::BATCH`] per
+/// `recvmmsg`), answers the local ones from the reply cache into reused buffers, sends those
+/// replies with one `sendmmsg`, and hands the queries that need an upstream to tasks of their
+/// own (which reply with their own `sendto`).
 async fn serve_udp(shared: Arc<Shared>, slot: Arc<Slot<UdpSocket>>) {
-    let mut buf = vec![0u8; 65535];
+    // Allocated at the first datagram: a network nobody asks costs nothing.
+    let mut batch: Option<Box<UdpBatch>> = None;
     let mut cache = ReplyCache::new();
     loop {
-        let (n, peer) = match slot.recv_from(&mut buf).await {
+        if slot.readable().await.is_none() {
+            return;
+        }
+        let batch = batch.get_or_insert_with(|| Box::new(UdpBatch::new()));
+        match slot.try_recv_batch(batch) {
             None => return,
-            Some(Ok(got)) => got,
+            Some(Ok(_)) => {}
+            Some(Err(e)) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
             Some(Err(e)) => {
                 tracing::debug!(error = %e, "dns: udp receive failed");
                 continue;
             }
-        };
-        let c = &shared.counters;
-        bump(&c.queries);
-        let zone = shared.zone();
-        let reply = match cache.handle_udp(&buf[..n], &zone) {
-            Outcome::Local(bytes) => {
-                bump(&c.answered_local);
-                bytes
-            }
-            Outcome::Refused(bytes) => {
-                bump(&c.refused);
-                bytes
-            }
-            Outcome::Malformed(bytes) => {
-                bump(&c.malformed);
-                match bytes {
-                    Some(b) => b,
-                    None => continue,
+        }
+        answer_batch(&shared, &slot, &mut cache, batch);
+        batch.queue_replies();
+        while !batch.all_sent() {
+            match slot.try_send_batch(batch) {
+                None => return,
+                Some(Ok(_)) => {}
+                Some(Err(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if slot.writable().await.is_none() {
+                        return;
+                    }
+                }
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "dns: udp send failed");
+                    batch.skip_one();
                 }
             }
-            Outcome::Forward { request, upstreams } => {
-                let Ok(permit) = shared.forwards.clone().try_acquire_owned() else {
-                    bump(&c.refused);
+        }
+    }
+}
+
+/// Answers the datagrams of `batch` (replies left in the batch) and starts their forwards;
+/// the counters are updated once per batch, before any reply leaves.
+fn answer_batch(
+    shared: &Arc<Shared>,
+    slot: &Arc<Slot<UdpSocket>>,
+    cache: &mut ReplyCache,
+    batch: &mut UdpBatch,
+) {
+    let zone = shared.zone();
+    let (mut local, mut forwarded, mut refused, mut malformed) = (0, 0, 0, 0);
+    let n = batch.len();
+    for i in 0..n {
+        let (bytes, truncated, reply) = batch.datagram(i);
+        if truncated {
+            malformed += 1;
+            if let Some(b) = formerr(bytes) {
+                *reply = b;
+            }
+            continue;
+        }
+        match cache.handle_udp_into(bytes, &zone, reply) {
+            Served::Local => local += 1,
+            Served::Refused => refused += 1,
+            Served::Malformed => malformed += 1,
+            Served::Forward { request, upstreams } => {
+                let Some(peer) = batch.peer(i) else {
+                    refused += 1;
                     continue;
                 };
-                bump(&c.forwarded);
+                let Ok(permit) = shared.forwards.clone().try_acquire_owned() else {
+                    refused += 1;
+                    continue;
+                };
+                forwarded += 1;
                 let (shared, slot) = (shared.clone(), slot.clone());
                 tokio::spawn(async move {
                     let _permit = permit;
@@ -266,11 +306,19 @@ async fn serve_udp(shared: Arc<Shared>, slot: Arc<Slot<UdpSocket>>) {
                         let _ = slot.send_to(&bytes, peer).await;
                     }
                 });
-                continue;
             }
-        };
-        if !reply.is_empty() {
-            let _ = slot.send_to(&reply, peer).await;
+        }
+    }
+    let c = &shared.counters;
+    for (counter, v) in [
+        (&c.queries, n as u64),
+        (&c.answered_local, local),
+        (&c.forwarded, forwarded),
+        (&c.refused, refused),
+        (&c.malformed, malformed),
+    ] {
+        if v > 0 {
+            counter.fetch_add(v, Ordering::Relaxed);
         }
     }
 }

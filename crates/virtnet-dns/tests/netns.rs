@@ -422,3 +422,130 @@ fn malformed_packets_are_counted_not_fatal() {
         assert_eq!((st.malformed, st.queries), (4, 5), "{st:?}");
     });
 }
+
+/// Queries queued on the socket before the server reads any: the server takes them in batches
+/// (`recvmmsg`) and replies in batches (`sendmmsg`); each client gets exactly its own answers,
+/// with its own ids, and the counters add up. An oversized datagram in the middle is cut by
+/// the batch's buffer and answered FORMERR.
+#[test]
+fn queries_queued_before_the_server_reads_are_all_answered_in_batches() {
+    use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
+    use hickory_proto::rr::{Name, RData, RecordType};
+
+    const CLIENTS: u16 = 8;
+    const PER_CLIENT: u16 = 12; // 96 queries: more than one batch of 64
+    in_netns(&["192.168.122.1/24"], || {
+        // A current-thread runtime runs its tasks only inside `block_on`: everything below is
+        // queued on the server's socket before the server reads anything.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let _g = rt.enter();
+        let srv = DnsServer::start(config(LOCAL_XML, &[]), &gw(), 53).expect("start");
+        srv.set_guests(
+            (0..CLIENTS)
+                .map(|c| GuestName {
+                    name: format!("g{c}"),
+                    ip: format!("192.168.122.{}", 100 + c).parse().unwrap(),
+                })
+                .collect(),
+        );
+        let clients: Vec<std::net::UdpSocket> = (0..CLIENTS)
+            .map(|_| {
+                let s = std::net::UdpSocket::bind("192.168.122.1:0").unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                s
+            })
+            .collect();
+        // Client c asks, with ids c*1000+j: its own name (A), its own address (PTR), and a
+        // name that does not exist (NXDOMAIN), in turn.
+        let question = |c: u16, j: u16| -> (Name, RecordType) {
+            match j % 3 {
+                0 => (
+                    Name::from_ascii(format!("g{c}.example.com.")).unwrap(),
+                    RecordType::A,
+                ),
+                1 => (
+                    Name::from_ascii(format!("{}.122.168.192.in-addr.arpa.", 100 + c)).unwrap(),
+                    RecordType::PTR,
+                ),
+                _ => (
+                    Name::from_ascii(format!("none{c}-{j}.example.com.")).unwrap(),
+                    RecordType::A,
+                ),
+            }
+        };
+        for j in 0..PER_CLIENT {
+            for (c, s) in clients.iter().enumerate() {
+                let c = c as u16;
+                let (name, ty) = question(c, j);
+                let mut m = Message::new(c * 1000 + j, MessageType::Query, OpCode::Query);
+                m.metadata.recursion_desired = true;
+                m.add_query(Query::query(name, ty));
+                s.send_to(&m.to_vec().unwrap(), "192.168.122.1:53").unwrap();
+            }
+            if j == PER_CLIENT / 2 {
+                let mut big = vec![0u8; 6000];
+                big[..4].copy_from_slice(&[0xbe, 0xef, 0x01, 0x00]);
+                clients[0].send_to(&big, "192.168.122.1:53").unwrap();
+            }
+        }
+        rt.block_on(tokio::time::sleep(Duration::from_millis(300)));
+        let mut buf = [0u8; 1500];
+        let mut formerr = 0;
+        for (c, s) in clients.iter().enumerate() {
+            let c = c as u16;
+            let mut seen = vec![false; usize::from(PER_CLIENT)];
+            let expect = usize::from(PER_CLIENT) + usize::from(c == 0);
+            for _ in 0..expect {
+                let (n, from) = s.recv_from(&mut buf).expect("a reply for every query");
+                assert_eq!(from, "192.168.122.1:53".parse().unwrap());
+                let r = Message::from_vec(&buf[..n]).unwrap();
+                assert_eq!(r.metadata.message_type, MessageType::Response);
+                if r.metadata.id == 0xbeef {
+                    assert_eq!(r.metadata.response_code, ResponseCode::FormErr);
+                    formerr += 1;
+                    continue;
+                }
+                let j = r.metadata.id.wrapping_sub(c * 1000);
+                assert!(j < PER_CLIENT, "client {c} got id {}", r.metadata.id);
+                assert!(
+                    !seen[usize::from(j)],
+                    "client {c}: id {} twice",
+                    r.metadata.id
+                );
+                seen[usize::from(j)] = true;
+                let (name, ty) = question(c, j);
+                assert_eq!(r.queries.len(), 1);
+                assert_eq!(
+                    (r.queries[0].name(), r.queries[0].query_type()),
+                    (&name, ty)
+                );
+                let data: Vec<String> = r.answers.iter().map(|a| a.data.to_string()).collect();
+                match (j % 3, &r.answers.first().map(|a| &a.data)) {
+                    (0, Some(RData::A(_))) => {
+                        assert_eq!(data, vec![format!("192.168.122.{}", 100 + c)])
+                    }
+                    (1, Some(RData::PTR(_))) => {
+                        assert_eq!(data, vec![format!("g{c}.example.com.")])
+                    }
+                    (2, None) => assert_eq!(r.metadata.response_code, ResponseCode::NXDomain),
+                    other => panic!("client {c}, query {j}: {other:?}"),
+                }
+            }
+            assert!(seen.iter().all(|s| *s), "client {c}: {seen:?}");
+            s.set_read_timeout(Some(Duration::from_millis(100)))
+                .unwrap();
+            assert!(s.recv_from(&mut buf).is_err(), "client {c}: an extra reply");
+        }
+        assert_eq!(formerr, 1);
+        let st = srv.stats();
+        let total = u64::from(CLIENTS * PER_CLIENT);
+        assert_eq!(
+            (st.queries, st.answered_local, st.malformed),
+            (total + 1, total, 1),
+            "{st:?}"
+        );
+    });
+}
