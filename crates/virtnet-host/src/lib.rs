@@ -27,8 +27,8 @@ pub mod tap;
 
 pub use error::{HostError, Result};
 pub use netlink::{
-    Address, BridgeInfo, BridgeSpec, Change, Drained, Link, Monitor, Neighbour, Netlink,
-    PortSettings, Route, RouteSpec,
+    Address, BridgeInfo, BridgeSpec, Change, Drained, Link, MacvtapMode, Monitor, Neighbour,
+    Netlink, PortSettings, Route, RouteSpec,
 };
 pub use nft::Nftables;
 pub use nft_set::{Field, NftSets, SetChange, SetElement};

@@ -915,6 +915,30 @@ impl Kernel {
         self.netlink.neighbours().map_err(host("list neighbours"))
     }
 
+    /// Whether a bridge of that name exists.
+    pub fn is_bridge(&mut self, name: &str) -> Result<bool> {
+        Ok(self.bridge_of(name)?.is_some())
+    }
+
+    /// Creates a macvtap port on host NIC `dev` with the guest's MAC; returns its index.
+    pub fn add_macvtap(
+        &mut self,
+        name: &str,
+        dev: &str,
+        mode: virtnet_host::MacvtapMode,
+        mac: [u8; 6],
+    ) -> Result<u32> {
+        let parent = self.link_index(dev)?.ok_or_else(|| {
+            Error::api(
+                ErrorCode::NotFound,
+                format!("host interface '{dev}' does not exist"),
+            )
+        })?;
+        self.netlink
+            .create_macvtap(name, parent, mode, mac)
+            .map_err(host("create macvtap"))
+    }
+
     /// The index of a link by name.
     pub fn link_index(&mut self, name: &str) -> Result<Option<u32>> {
         Ok(self

@@ -14,6 +14,7 @@
 
 pub mod api;
 pub mod error;
+pub mod external;
 pub mod kernel;
 pub mod ports;
 pub mod server;

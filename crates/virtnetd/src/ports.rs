@@ -50,6 +50,10 @@ pub struct PortRecord {
     pub adopted: bool,
     /// MTU the tap got last time it was attached.
     pub mtu: u32,
+    /// For a port of a direct (macvtap) network: the host NIC it sits on. Such a port is a
+    /// macvtap device carrying the guest's own MAC, not a tap on a bridge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub macvtap_on: Option<String>,
 }
 
 /// The tap's MAC for a guest MAC: first byte `fe`, or `fa` when the guest's is `fe`.
@@ -178,6 +182,7 @@ impl Service {
 
     fn port_view(&self, r: &PortRecord) -> Port {
         let bridge = match &r.source {
+            _ if r.macvtap_on.is_some() => String::new(),
             InterfaceSource::Bridge(b) => b.clone(),
             InterfaceSource::Network(n) => self
                 .read()
@@ -193,7 +198,10 @@ impl Service {
             source: r.source.clone(),
             bridge,
             mac: r.mac.to_string(),
-            tap_mac: format_mac(tap_mac(r.mac.0)),
+            tap_mac: match r.macvtap_on {
+                Some(_) => r.mac.to_string(),
+                None => format_mac(tap_mac(r.mac.0)),
+            },
             model: r.model.clone(),
             link_up: r.link_up,
             mtu: r.mtu,
@@ -223,6 +231,9 @@ impl Service {
             return Err(invalid("queues", format!("{queues} is not within 1..256")));
         }
         let _writer = lock(&self.writer);
+        if let Some((devs, mode)) = self.macvtap_of(&req.source)? {
+            return self.create_macvtap_port(req, mac, &devs, mode);
+        }
         let bridge = self.bridge_for(&req.source)?;
         if self
             .ports
@@ -270,10 +281,100 @@ impl Service {
             link_up: true,
             adopted: adopt,
             mtu: 0,
+            macvtap_on: None,
         };
         record.mtu = kernel.add_port(&self.tap_plan(&record, Some(bridge), !adopt))?;
         if let Err(e) = self.store.put_port(&name, &record) {
             let _ = kernel.remove_port(&name, !adopt);
+            return Err(e);
+        }
+        drop(kernel);
+        self.ports.write().insert(name, record.clone());
+        Ok(self.port_view(&record))
+    }
+
+    /// The NICs and mode of a direct (macvtap) network, `None` for anything else.
+    fn macvtap_of(
+        &self,
+        source: &InterfaceSource,
+    ) -> Result<Option<(Vec<String>, virtnet_host::MacvtapMode)>> {
+        let InterfaceSource::Network(name) = source else {
+            return Ok(None);
+        };
+        let Some(live) = self.read().get(name).and_then(|r| r.live.clone()) else {
+            return Ok(None);
+        };
+        if live.forward.mode.has_own_bridge() {
+            return Ok(None);
+        }
+        match crate::external::attachment(&live)? {
+            crate::external::Attachment::Macvtap { devs, mode } => Ok(Some((devs, mode))),
+            crate::external::Attachment::Bridge(_) => Ok(None),
+        }
+    }
+
+    /// A port of a direct network: a macvtap device (`macvtapN`) on the first of the
+    /// network's NICs that exists, carrying the guest's MAC. QEMU opens `/dev/tap<ifindex>`.
+    fn create_macvtap_port(
+        &self,
+        req: &PortRequest,
+        mac: MacAddr,
+        devs: &[String],
+        mode: virtnet_host::MacvtapMode,
+    ) -> Result<Port> {
+        let mut kernel = lock(&self.kernel);
+        let mut dev = None;
+        for d in devs {
+            if kernel.link_index(d)?.is_some() {
+                dev = Some(d.clone());
+                break;
+            }
+        }
+        let dev = dev.ok_or_else(|| {
+            Error::api(
+                ErrorCode::Conflict,
+                format!(
+                    "none of the network's host interfaces ({}) exists",
+                    devs.join(", ")
+                ),
+            )
+        })?;
+        let name = match &req.target {
+            Some(t) => {
+                virtnet_plan::kernel::check_ifname("target", t)?;
+                t.clone()
+            }
+            None => {
+                let mut n = 0u32;
+                loop {
+                    let candidate = format!("macvtap{n}");
+                    if !self.ports.read().contains_key(&candidate)
+                        && kernel.link_index(&candidate)?.is_none()
+                    {
+                        break candidate;
+                    }
+                    n += 1;
+                }
+            }
+        };
+        kernel.add_macvtap(&name, &dev, mode, mac.0)?;
+        let record = PortRecord {
+            name: name.clone(),
+            domain: req.domain.clone(),
+            source: req.source.clone(),
+            mac,
+            model: req.model.clone(),
+            owner_uid: req.owner_uid,
+            owner_gid: req.owner_gid,
+            queues: 1,
+            vnet_hdr: req.vnet_hdr,
+            link_up: true,
+            adopted: false,
+            mtu: 0,
+            macvtap_on: Some(dev),
+        };
+        if let Err(e) = self.store.put_port(&name, &record) {
+            let _ = kernel.remove_port(&name, true);
             return Err(e);
         }
         drop(kernel);
@@ -321,6 +422,21 @@ impl Service {
             .ok_or_else(|| not_found(name))?;
         let before = record.clone();
         change(&mut record);
+        if before.macvtap_on.is_some() || self.macvtap_of(&record.source)?.is_some() {
+            if record.source != before.source {
+                return Err(Error::api(
+                    ErrorCode::Unsupported,
+                    format!(
+                        "port '{name}': moving to or from a direct (macvtap) network changes the \
+                         device QEMU holds; detach and attach it with the guest stopped"
+                    ),
+                ));
+            }
+            lock(&self.kernel).set_port_up(name, record.link_up)?;
+            self.store.put_port(name, &record)?;
+            self.ports.write().insert(name.to_string(), record.clone());
+            return Ok(self.port_view(&record));
+        }
         let bridge = self.bridge_for(&record.source)?;
         let mut kernel = lock(&self.kernel);
         record.mtu = kernel.configure_port(&self.tap_plan(&record, Some(bridge), false))?;
@@ -351,7 +467,9 @@ impl Service {
             .ports
             .read()
             .values()
-            .filter(|r| r.source == InterfaceSource::Network(network.to_string()))
+            .filter(|r| {
+                r.macvtap_on.is_none() && r.source == InterfaceSource::Network(network.to_string())
+            })
             .cloned()
             .collect();
         for r in records {
@@ -372,6 +490,9 @@ impl Service {
                 tracing::info!(port = %r.name, domain = %r.domain, "tap gone while virtnetd was down; port removed");
                 self.store.delete_port(&r.name)?;
                 self.ports.write().remove(&r.name);
+                continue;
+            }
+            if r.macvtap_on.is_some() {
                 continue;
             }
             let bridge = self.bridge_for(&r.source).ok();
@@ -420,7 +541,8 @@ impl Service {
                 let mut kernel = lock(&self.kernel);
                 let neighbours = kernel.neighbours()?;
                 let mut bridges: BTreeMap<String, Option<u32>> = BTreeMap::new();
-                for p in &ports {
+                // A macvtap port has no bridge: the host does not see its guest's traffic.
+                for p in ports.iter().filter(|p| !p.bridge.is_empty()) {
                     let index = match bridges.get(&p.bridge) {
                         Some(i) => *i,
                         None => {

@@ -133,6 +133,16 @@ fn change(name: &str, record: &Record, created: bool, warnings: Vec<String>) -> 
     }
 }
 
+/// What the kernel must hold for a network: its plan when it has a bridge of its own, `None`
+/// for a network on a host device (`forward mode='bridge'` on an existing bridge, macvtap).
+fn kernel_plan(net: &Network) -> Result<Option<NetworkPlan>> {
+    if !net.forward.mode.has_own_bridge() {
+        crate::external::attachment(net)?;
+        return Ok(None);
+    }
+    Ok(Some(plan(net)?))
+}
+
 fn conflict(message: impl Into<String>) -> Error {
     Error::api(ErrorCode::Conflict, message)
 }
@@ -171,9 +181,10 @@ impl Service {
         let mut plans = Vec::new();
         for (name, record) in self.read().iter() {
             if let Some(live) = &record.live {
-                match plan(live) {
-                    Ok(p) => plans.push(p),
-                    Err(e) => failed.push((name.clone(), Error::from(e))),
+                match kernel_plan(live) {
+                    Ok(Some(p)) => plans.push(p),
+                    Ok(None) => {}
+                    Err(e) => failed.push((name.clone(), e)),
                 }
             }
         }
@@ -186,7 +197,7 @@ impl Service {
             .collect();
         for net in live {
             if let Err(e) = self.services.start(&net) {
-                if let Ok(p) = plan(&net) {
+                if let Ok(Some(p)) = kernel_plan(&net) {
                     if let Err(undo) = lock(&self.kernel).stop(&[&p]) {
                         tracing::error!(network = %net.name, error = %undo, "cannot remove the network after its services failed");
                     }
@@ -254,10 +265,10 @@ impl Service {
                 format!("network '{name}' has no definition to start"),
             ));
         };
-        let p = plan(&config)?;
+        let p = kernel_plan(&config)?;
         record.live = Some(config);
         record.generation += 1;
-        let warnings = self.apply_then_commit(name, record, &p)?;
+        let warnings = self.apply_then_commit(name, record, p.as_ref())?;
         self.reattach_ports(name);
         let record = find(&self.read(), name)?.1.clone();
         Ok(change(name, &record, false, warnings))
@@ -269,16 +280,26 @@ impl Service {
         &self,
         name: &str,
         record: Record,
-        p: &NetworkPlan,
+        p: Option<&NetworkPlan>,
     ) -> Result<Vec<String>> {
         let mut kernel = lock(&self.kernel);
-        let warnings = kernel.start(p)?;
         let live = record.live.as_ref();
+        let warnings = match (p, live) {
+            (Some(p), _) => kernel.start(p)?,
+            // A network on a host device: nothing to build, only check the device is there.
+            (None, Some(net)) => {
+                crate::external::check(&mut kernel, net)?;
+                Vec::new()
+            }
+            (None, None) => Vec::new(),
+        };
         let started = live.map_or(Ok(()), |net| self.services.start(net));
         if let Err(e) = started.and_then(|()| self.commit(name, Some(record))) {
             self.services.stop(name);
-            if let Err(undo) = kernel.stop(&[p]) {
-                tracing::error!(network = %name, error = %undo, "rollback after a failed commit");
+            if let Some(p) = p {
+                if let Err(undo) = kernel.stop(&[p]) {
+                    tracing::error!(network = %name, error = %undo, "rollback after a failed commit");
+                }
             }
             return Err(e);
         }
@@ -291,7 +312,7 @@ impl Service {
     pub fn destroy(&self, ids: &[String]) -> Result<Vec<NetworkSummary>> {
         let _writer = lock(&self.writer);
         let index = self.read();
-        let mut targets: Vec<(String, NetworkPlan)> = Vec::new();
+        let mut targets: Vec<(String, Option<NetworkPlan>)> = Vec::new();
         for id in ids {
             let (name, record) = find(&index, id)?;
             let Some(live) = &record.live else {
@@ -302,13 +323,13 @@ impl Service {
             if targets.iter().any(|(n, _)| n == name) {
                 continue;
             }
-            targets.push((name.to_string(), plan(live)?));
+            targets.push((name.to_string(), kernel_plan(live)?));
         }
         drop(index);
         for (name, _) in &targets {
             self.services.stop(name);
         }
-        let plans: Vec<&NetworkPlan> = targets.iter().map(|(_, p)| p).collect();
+        let plans: Vec<&NetworkPlan> = targets.iter().filter_map(|(_, p)| p.as_ref()).collect();
         lock(&self.kernel).stop(&plans)?;
         let mut out = Vec::new();
         for (name, _) in &targets {
@@ -491,7 +512,7 @@ impl Service {
         let (record, created, warnings, p) = match identify(&net, &Self::known(&index))? {
             Identity::New => {
                 let warnings = self.prepare(&mut net, &index, None)?;
-                let p = plan(&net)?;
+                let p = kernel_plan(&net)?;
                 let record = Record {
                     config: None,
                     live: Some(net),
@@ -506,7 +527,7 @@ impl Service {
                     return Err(conflict(format!("network '{name}' is already active")));
                 }
                 let warnings = self.prepare(&mut net, &index, Some(&name))?;
-                let p = plan(&net)?;
+                let p = kernel_plan(&net)?;
                 record.live = Some(net);
                 record.generation += 1;
                 (record, false, warnings, p)
@@ -514,7 +535,7 @@ impl Service {
         };
         drop(index);
         let mut warnings = warnings;
-        warnings.extend(self.apply_then_commit(&name, record.clone(), &p)?);
+        warnings.extend(self.apply_then_commit(&name, record.clone(), p.as_ref())?);
         self.reattach_ports(&name);
         Ok(change(&name, &record, created, warnings))
     }
@@ -648,9 +669,9 @@ impl Service {
                     "Requested operation is not valid: network '{name}' is not running"
                 )));
             };
-            let before = plan(def)?;
+            let before = kernel_plan(def)?;
             apply_update(def, command, section, request.parent_index, &request.xml)?;
-            if plan(def)? != before {
+            if kernel_plan(def)? != before {
                 return Err(Error::api(
                     ErrorCode::Unsupported,
                     format!(

@@ -4,8 +4,8 @@ use std::collections::HashSet;
 
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
 use netlink_packet_route::link::{
-    BridgeStpState, InfoBridge, InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo,
-    LinkMessage,
+    BridgeStpState, InfoBridge, InfoData, InfoKind, InfoMacVtap, InfoVeth, LinkAttribute,
+    LinkFlags, LinkInfo, LinkMessage, MacVlanMode,
 };
 use netlink_packet_route::RouteNetlinkMessage;
 
@@ -51,6 +51,19 @@ pub struct BridgeInfo {
     /// Bridge id in `brctl show` form: priority as 4 hex digits, a dot, the
     /// MAC as 12 hex digits, e.g. `"8000.525400aabbcc"`.
     pub bridge_id: String,
+}
+
+/// The modes of a macvtap device (libvirt's `<forward mode>` for direct connections).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MacvtapMode {
+    /// Guests on the same NIC talk to each other directly.
+    Bridge,
+    /// Everything goes out to the adjacent switch (802.1Qbg).
+    Vepa,
+    /// Guests on the same NIC cannot talk to each other.
+    Private,
+    /// The NIC is given to one guest.
+    Passthrough,
 }
 
 /// Changes to a guest port, for [`Netlink::set_port`]; `None` leaves a field as it is.
@@ -476,6 +489,42 @@ impl Netlink {
         self.request(RouteNetlinkMessage::NewLink(m), 0)
             .map_err(|e| e.ctx(OP, &spec.name))?;
         Ok(true)
+    }
+
+    /// Creates a macvtap device `name` on the host NIC `parent` (libvirt's direct modes:
+    /// `bridge`, `vepa`, `private`, `passthrough`) with the guest's MAC, up. QEMU opens it
+    /// through `/dev/tap<ifindex>`. Returns its index.
+    pub fn create_macvtap(
+        &mut self,
+        name: &str,
+        parent: u32,
+        mode: MacvtapMode,
+        mac: [u8; 6],
+    ) -> Result<u32> {
+        const OP: &str = "create macvtap";
+        validate_name(OP, name)?;
+        let mode = match mode {
+            MacvtapMode::Bridge => MacVlanMode::Bridge,
+            MacvtapMode::Vepa => MacVlanMode::Vepa,
+            MacvtapMode::Private => MacVlanMode::Private,
+            MacvtapMode::Passthrough => MacVlanMode::Passthrough,
+        };
+        let mut m = LinkMessage::default();
+        m.header.flags = LinkFlags::Up;
+        m.header.change_mask = LinkFlags::Up;
+        m.attributes.push(LinkAttribute::IfName(name.to_string()));
+        m.attributes.push(LinkAttribute::Link(parent));
+        m.attributes.push(LinkAttribute::Address(mac.to_vec()));
+        m.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::MacVtap),
+            LinkInfo::Data(InfoData::MacVtap(vec![InfoMacVtap::Mode(mode)])),
+        ]));
+        self.request(RouteNetlinkMessage::NewLink(m), NLM_F_CREATE | NLM_F_EXCL)
+            .map_err(|e| e.ctx(OP, name))?;
+        let link = self.link(name)?.ok_or_else(|| {
+            HostError::new(OP, name, std::io::Error::from_raw_os_error(libc::ENODEV))
+        })?;
+        Ok(link.index)
     }
 
     /// Configures a guest port (a tap or any other link) in one `RTM_SETLINK`: its MAC, MTU,

@@ -12,7 +12,7 @@ mod neigh;
 mod route;
 
 pub use addr::Address;
-pub use link::{BridgeInfo, BridgeSpec, Link, PortSettings};
+pub use link::{BridgeInfo, BridgeSpec, Link, MacvtapMode, PortSettings};
 pub use monitor::{Change, Drained, Monitor};
 pub use neigh::Neighbour;
 pub use route::{Route, RouteSpec};
