@@ -7,6 +7,11 @@
 pub mod client;
 mod leases;
 pub use leases::{leases_path, DhcpLease, Event, EventBatch, EventKind, EVENTS};
+mod hostbridge;
+pub use hostbridge::{
+    host_bridge_path, ConnectivityCheck, HostBridge, HostBridgePhase, HostBridgeRequest,
+    HOST_BRIDGES,
+};
 mod ports;
 pub use ports::{
     domain_addresses_path, port_path, AddressSource, InterfaceAddress, LinkRequest, MoveRequest,

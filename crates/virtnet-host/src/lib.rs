@@ -30,5 +30,8 @@ pub use netlink::{
     Address, BridgeInfo, BridgeSpec, Change, Drained, Link, MacvtapMode, Monitor, Neighbour,
     Netlink, PortSettings, Route, RouteSpec,
 };
+pub use netlink::{
+    AddressEntry, RouteEntry, FOREVER, IFA_F_NODAD, RTPROT_DHCP, RTPROT_KERNEL, RT_TABLE_LOCAL,
+};
 pub use nft::Nftables;
 pub use nft_set::{Field, NftSets, SetChange, SetElement};

@@ -63,6 +63,13 @@ pub enum Command {
     NetDestroy(NetworksArg),
     /// List virtnet's bridges and their interfaces (brctl show).
     IfaceBridges(JsonArg),
+    /// Create a bridge device and attach an existing network device to it; virtnetd checks
+    /// connectivity and rolls back by itself when the check fails.
+    IfaceBridge(IfaceBridgeArgs),
+    /// Undefine a bridge device after detaching its device(s) (one made by iface-bridge).
+    IfaceUnbridge(IfaceUnbridgeArgs),
+    /// Keep a change iface-bridge made with --confirm-timeout.
+    IfaceConfirm(IfaceConfirmArgs),
     /// Print lease info for a given network.
     NetDhcpLeases(NetDhcpLeasesArgs),
     /// Network events: wait for DHCP lease events and print them.
@@ -163,6 +170,53 @@ pub struct NetworksArg {
 #[derive(Debug, Args)]
 pub struct JsonArg {
     /// Print as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `iface-bridge`.
+#[derive(Debug, Args)]
+pub struct IfaceBridgeArgs {
+    /// Existing interface name.
+    pub iface: String,
+    /// New bridge device name.
+    pub bridge: String,
+    /// Do not enable STP for this bridge.
+    #[arg(long = "no-stp")]
+    pub no_stp: bool,
+    /// Number of seconds to squelch traffic on newly connected ports.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub delay: u32,
+    /// Address that must answer afterwards (default: the default route's gateway).
+    #[arg(long, value_name = "ADDR")]
+    pub check: Option<std::net::IpAddr>,
+    /// Keep the change only if iface-confirm comes within N seconds.
+    #[arg(long = "confirm-timeout", value_name = "N")]
+    pub confirm_timeout: Option<u32>,
+    /// Only print what would be done.
+    #[arg(long = "dry-run")]
+    pub dry_run: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `iface-unbridge`.
+#[derive(Debug, Args)]
+pub struct IfaceUnbridgeArgs {
+    /// Current bridge device name.
+    pub bridge: String,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `iface-confirm`.
+#[derive(Debug, Args)]
+pub struct IfaceConfirmArgs {
+    /// The bridge waiting for a confirmation.
+    pub bridge: String,
+    /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
 }

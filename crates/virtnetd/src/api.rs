@@ -49,6 +49,18 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/v1/ports/:name/source", put(move_port))
         .route("/v1/ports/:name/link", put(set_port_link))
         .route("/v1/domains/:domain/addresses", get(domain_addresses))
+        .route(
+            virtnet_api::HOST_BRIDGES,
+            get(list_host_bridges).post(create_host_bridge),
+        )
+        .route(
+            "/v1/host-bridges/:bridge",
+            get(show_host_bridge).delete(delete_host_bridge),
+        )
+        .route(
+            "/v1/host-bridges/:bridge/confirm",
+            post(confirm_host_bridge),
+        )
         .method_not_allowed_fallback(bad_method)
         .fallback(no_route)
         .layer(middleware::from_fn(trace))
@@ -494,6 +506,61 @@ async fn domain_addresses(
         .unwrap_or(virtnet_api::AddressSource::Lease);
     let rows = blocking(move || service.domain_addresses(&domain, source)).await?;
     Ok(Json(rows).into_response())
+}
+
+async fn list_host_bridges(State(service): State<AppState>) -> Answer {
+    let hb = service.host_bridges.clone();
+    let rows = blocking(move || hb.list()).await?;
+    Ok(Json(rows).into_response())
+}
+
+/// Runs to completion on the blocking pool even when the client goes away: the change, the
+/// check and any roll back belong to the daemon.
+async fn create_host_bridge(
+    State(service): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Answer {
+    let request: virtnet_api::HostBridgeRequest = read_json(
+        &headers,
+        body,
+        "host bridge",
+        "{\"iface\": \"eth0\", \"bridge\": \"br0\"}",
+    )
+    .await?;
+    let hb = service.host_bridges.clone();
+    let created = blocking(move || hb.create(&request)).await?;
+    Ok((StatusCode::CREATED, Json(created)).into_response())
+}
+
+async fn show_host_bridge(
+    State(service): State<AppState>,
+    bridge: std::result::Result<Path<String>, PathRejection>,
+) -> Answer {
+    let bridge = path_id(bridge)?;
+    let hb = service.host_bridges.clone();
+    let row = blocking(move || hb.get(&bridge)).await?;
+    Ok(Json(row).into_response())
+}
+
+async fn confirm_host_bridge(
+    State(service): State<AppState>,
+    bridge: std::result::Result<Path<String>, PathRejection>,
+) -> Answer {
+    let bridge = path_id(bridge)?;
+    let hb = service.host_bridges.clone();
+    let row = blocking(move || hb.confirm(&bridge)).await?;
+    Ok(Json(row).into_response())
+}
+
+async fn delete_host_bridge(
+    State(service): State<AppState>,
+    bridge: std::result::Result<Path<String>, PathRejection>,
+) -> Answer {
+    let bridge = path_id(bridge)?;
+    let hb = service.host_bridges.clone();
+    let row = blocking(move || hb.unbridge(&bridge)).await?;
+    Ok(Json(row).into_response())
 }
 
 async fn no_route(uri: Uri) -> Failure {

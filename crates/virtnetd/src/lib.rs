@@ -15,6 +15,7 @@
 pub mod api;
 pub mod error;
 pub mod external;
+pub mod hostbridge;
 pub mod kernel;
 pub mod ports;
 pub mod server;

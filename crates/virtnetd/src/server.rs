@@ -106,6 +106,13 @@ impl Daemon {
             failed = ?failed,
             "kernel reconciled with the store"
         );
+        match service.host_bridges.recover() {
+            Ok(restored) if !restored.is_empty() => {
+                tracing::warn!(?restored, "unfinished iface-bridge changes restored");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "cannot restore unfinished iface-bridge changes"),
+        }
         let socket_path = config.run_dir.join(virtnet_api::SOCKET_NAME);
         let (listener, socket) = bind_socket(&socket_path)?;
         tracing::info!(socket = %socket_path.display(), "listening");

@@ -57,6 +57,8 @@ pub struct Service {
     services: Services,
     /// Guest ports.
     pub(crate) ports: PortBook,
+    /// Bridges made from host NICs (`iface-bridge`).
+    pub host_bridges: Arc<crate::hostbridge::HostBridges>,
 }
 
 impl std::fmt::Debug for Service {
@@ -160,6 +162,7 @@ impl Service {
         let store = Arc::new(store);
         let services = Services::new(store.clone(), Arc::new(EventFeed::default()), options);
         let ports = PortBook::new(store.ports()?);
+        let host_bridges = Arc::new(crate::hostbridge::HostBridges::new(store.clone()));
         let service = Service {
             store,
             writer: Mutex::new(()),
@@ -168,6 +171,7 @@ impl Service {
             kernel: Mutex::new(kernel),
             services,
             ports,
+            host_bridges,
         };
         Ok((service, report))
     }

@@ -10,6 +10,8 @@
 //!   libvirt's lease files) and go with `net-undefine`;
 //! - table `ports`: tap name → JSON guest port (`attach-interface`), written before the port is
 //!   reported created, so ports survive daemon restarts.
+//! - table `host_bridges`: bridge name → JSON host bridge (`iface-bridge`: the NIC's snapshot and
+//!   the phase), written before each step changes the kernel, so a crash is undone at start.
 //!
 //! Durability: every change is one redb write transaction committed with
 //! [`Durability::Immediate`] and two-phase commit, and the caller answers the client only after
@@ -34,6 +36,7 @@ const NETWORKS: TableDefinition<&str, &[u8]> = TableDefinition::new("networks");
 const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
 const LEASES: TableDefinition<&str, &[u8]> = TableDefinition::new("leases");
 const PORTS: TableDefinition<&str, &[u8]> = TableDefinition::new("ports");
+const HOST_BRIDGES: TableDefinition<&str, &[u8]> = TableDefinition::new("host_bridges");
 const META_FORMAT: &str = "format";
 const META_BOOT_ID: &str = "boot_id";
 /// Layout version written by this daemon; a newer one is refused rather than misread.
@@ -433,6 +436,62 @@ impl Store {
         let ctx = || "cannot read the ports".to_string();
         let txn = self.db.begin_read().map_err(|e| Error::store(ctx(), e))?;
         let table = match txn.open_table(PORTS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(Error::store(ctx(), e)),
+        };
+        let mut out = Vec::new();
+        for item in table.iter().map_err(|e| Error::store(ctx(), e))? {
+            let (_, value) = item.map_err(|e| Error::store(ctx(), e))?;
+            out.push(
+                serde_json::from_slice(value.value()).map_err(|source| Error::Record {
+                    context: ctx(),
+                    source,
+                })?,
+            );
+        }
+        Ok(out)
+    }
+}
+
+impl Store {
+    /// Writes (or replaces) one host bridge record (`iface-bridge`) durably.
+    pub fn put_host_bridge<T: Serialize>(&self, bridge: &str, record: &T) -> Result<()> {
+        let ctx = || format!("cannot store host bridge '{bridge}'");
+        let bytes = serde_json::to_vec(record).map_err(|source| Error::Record {
+            context: ctx(),
+            source,
+        })?;
+        let txn = self.begin_write()?;
+        {
+            let mut table = txn
+                .open_table(HOST_BRIDGES)
+                .map_err(|e| Error::store(ctx(), e))?;
+            table
+                .insert(bridge, bytes.as_slice())
+                .map_err(|e| Error::store(ctx(), e))?;
+        }
+        txn.commit().map_err(|e| Error::store(ctx(), e))
+    }
+
+    /// Deletes one host bridge record durably.
+    pub fn delete_host_bridge(&self, bridge: &str) -> Result<()> {
+        let ctx = || format!("cannot delete host bridge '{bridge}'");
+        let txn = self.begin_write()?;
+        {
+            let mut table = txn
+                .open_table(HOST_BRIDGES)
+                .map_err(|e| Error::store(ctx(), e))?;
+            table.remove(bridge).map_err(|e| Error::store(ctx(), e))?;
+        }
+        txn.commit().map_err(|e| Error::store(ctx(), e))
+    }
+
+    /// Reads every host bridge record.
+    pub fn host_bridges<T: serde::de::DeserializeOwned>(&self) -> Result<Vec<T>> {
+        let ctx = || "cannot read the host bridges".to_string();
+        let txn = self.db.begin_read().map_err(|e| Error::store(ctx(), e))?;
+        let table = match txn.open_table(HOST_BRIDGES) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
             Err(e) => return Err(Error::store(ctx(), e)),

@@ -10,12 +10,16 @@ mod link;
 mod monitor;
 mod neigh;
 mod route;
+mod snapshot;
 
 pub use addr::Address;
 pub use link::{BridgeInfo, BridgeSpec, Link, MacvtapMode, PortSettings};
 pub use monitor::{Change, Drained, Monitor};
 pub use neigh::Neighbour;
 pub use route::{Route, RouteSpec};
+pub use snapshot::{
+    AddressEntry, RouteEntry, FOREVER, IFA_F_NODAD, RTPROT_DHCP, RTPROT_KERNEL, RT_TABLE_LOCAL,
+};
 
 use std::collections::HashMap;
 use std::io;

@@ -3,6 +3,7 @@
 pub mod define;
 pub mod edit;
 pub mod generate;
+pub mod hostbridge;
 pub mod info;
 pub mod leases;
 pub mod lifecycle;
@@ -30,6 +31,9 @@ pub fn run(ctx: &Ctx, command: &Command) -> Result<(), Failure> {
         Command::NetStart(a) => lifecycle::net_start(ctx, &a.network),
         Command::NetDestroy(a) => lifecycle::net_destroy(ctx, &a.networks),
         Command::IfaceBridges(a) => lifecycle::iface_bridges(ctx, a.json),
+        Command::IfaceBridge(a) => hostbridge::iface_bridge(ctx, a),
+        Command::IfaceUnbridge(a) => hostbridge::iface_unbridge(ctx, a),
+        Command::IfaceConfirm(a) => hostbridge::iface_confirm(ctx, a),
         Command::NetDhcpLeases(a) => {
             leases::net_dhcp_leases(ctx, &a.network, a.mac.as_deref(), a.json)
         }

@@ -1,0 +1,615 @@
+//! `iface-bridge` / `iface-unbridge` / `iface-confirm` against the real kernel, in namespaces
+//! only: a host namespace running virtnetd whose "physical NIC" `eth0` is a veth to a LAN
+//! namespace holding the gateway 198.51.100.1/24 and a DHCP server (dnsmasq).
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use virtnet_testkit::{Daemon, Netns, NsChild};
+
+const NIC_MAC: &str = "02:00:5e:10:00:10";
+const HOST_IP: &str = "198.51.100.10";
+const GATEWAY: &str = "198.51.100.1";
+const NOBODY: &str = "198.51.100.77";
+
+struct Setup {
+    lan: Netns,
+    daemon: Daemon,
+    dir: tempfile::TempDir,
+    _dnsmasq: Option<NsChild>,
+}
+
+impl Setup {
+    fn host(&self) -> &Netns {
+        self.daemon.ns()
+    }
+}
+
+/// Host and LAN namespaces joined by the veth eth0 ⇄ lan0; with `static_config`, eth0 gets
+/// 198.51.100.10/24, a secondary 198.51.100.11/24 (label eth0:1), 2001:db8:5::10/64, a default
+/// route (metric 100, proto static) and 203.0.113.0/24 via the gateway with a `src`.
+fn setup(static_config: bool, dhcp_server: bool) -> Setup {
+    let host = Netns::new("hbhost");
+    let lan = Netns::new("hblan");
+    host.ip_ok([
+        "link",
+        "add",
+        "eth0",
+        "address",
+        NIC_MAC,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "lan0",
+        "netns",
+        lan.name(),
+    ]);
+    lan.ip_ok(["addr", "add", "198.51.100.1/24", "dev", "lan0"]);
+    lan.ip_ok(["addr", "add", "2001:db8:5::1/64", "dev", "lan0", "nodad"]);
+    lan.ip_ok(["link", "set", "lan0", "up"]);
+    host.ip_ok(["link", "set", "eth0", "up"]);
+    if static_config {
+        host.ip_ok(["addr", "add", "198.51.100.10/24", "dev", "eth0"]);
+        host.ip_ok([
+            "addr",
+            "add",
+            "198.51.100.11/24",
+            "dev",
+            "eth0",
+            "label",
+            "eth0:1",
+        ]);
+        host.ip_ok(["addr", "add", "2001:db8:5::10/64", "dev", "eth0", "nodad"]);
+        host.ip_ok([
+            "route", "add", "default", "via", GATEWAY, "dev", "eth0", "metric", "100", "proto",
+            "static",
+        ]);
+        host.ip_ok([
+            "route",
+            "add",
+            "203.0.113.0/24",
+            "via",
+            GATEWAY,
+            "dev",
+            "eth0",
+            "src",
+            "198.51.100.11",
+            "mtu",
+            "1400",
+        ]);
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("vnt-hb")
+        .tempdir()
+        .expect("tempdir");
+    let dnsmasq = dhcp_server.then(|| {
+        let leases = dir.path().join("leases");
+        lan.spawn([
+            "dnsmasq",
+            "--no-daemon",
+            "--conf-file=/dev/null",
+            "--port=0",
+            "--interface=lan0",
+            "--bind-interfaces",
+            "--dhcp-range=198.51.100.100,198.51.100.150,255.255.255.0,1h",
+            "--dhcp-option=3,198.51.100.1",
+            &format!("--dhcp-leasefile={}", leases.display()),
+            "--pid-file=",
+        ])
+    });
+    let daemon = Daemon::start_in(&host);
+    Setup {
+        lan,
+        daemon,
+        dir,
+        _dnsmasq: dnsmasq,
+    }
+}
+
+/// A udhcpc script like a distribution's network manager: addresses with the lease's
+/// lifetime, the default route with `proto dhcp`.
+fn dhcp_script(dir: &std::path::Path) -> String {
+    let path = dir.join("udhcpc.sh");
+    std::fs::write(
+        &path,
+        "#!/bin/sh\n\
+         case \"$1\" in\n\
+         deconfig) ip link set \"$interface\" up ;;\n\
+         bound|renew)\n\
+           ip addr replace \"$ip/$mask\" dev \"$interface\" valid_lft \"$lease\" preferred_lft \"$lease\"\n\
+           for r in $router; do ip route replace default via \"$r\" dev \"$interface\" proto dhcp metric 100; break; done ;;\n\
+         esac\n\
+         exit 0\n",
+    )
+    .expect("write the udhcpc script");
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    path.to_string_lossy().into_owned()
+}
+
+/// Runs udhcpc once on `iface` in `ns` (exits once it has a lease).
+fn udhcpc(ns: &Netns, iface: &str, script: &str) {
+    let out = ns.exec([
+        "busybox", "udhcpc", "-i", iface, "-q", "-n", "-t", "6", "-T", "1", "-s", script,
+    ]);
+    assert!(
+        out.status.success(),
+        "udhcpc on {iface} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `ip -j addr` and `ip -j route show table all` (IPv4 and IPv6) with the fields that depend
+/// on interface indexes or on the clock taken out.
+fn state(ns: &Netns) -> String {
+    let mut addrs: Value =
+        serde_json::from_str(&ns.ip_ok(["-j", "addr"])).expect("ip -j addr is JSON");
+    if let Some(links) = addrs.as_array_mut() {
+        for l in links {
+            if let Some(o) = l.as_object_mut() {
+                o.remove("ifindex");
+            }
+            if let Some(infos) = l.get_mut("addr_info").and_then(Value::as_array_mut) {
+                for i in infos {
+                    if let Some(o) = i.as_object_mut() {
+                        // Remaining lifetimes of dynamic addresses count down.
+                        if o.get("dynamic").is_some() {
+                            o.remove("valid_life_time");
+                            o.remove("preferred_life_time");
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let r4 = ns.ip_ok(["-j", "-4", "route", "show", "table", "all"]);
+    let r6 = ns.ip_ok(["-j", "-6", "route", "show", "table", "all"]);
+    let mut r6: Value = serde_json::from_str(&r6).expect("ip -j route is JSON");
+    if let Some(rs) = r6.as_array_mut() {
+        for r in rs {
+            if let Some(o) = r.as_object_mut() {
+                o.remove("expires");
+            }
+        }
+    }
+    format!("{addrs}\n{r4}\n{r6}")
+}
+
+/// [`state`] once no address is tentative any more: a NIC released from a bridge runs
+/// duplicate address detection on its IPv6 link-local address again (the kernel's doing).
+fn settled_state(ns: &Netns) -> String {
+    let end = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < end && ns.ip_ok(["addr"]).contains("tentative") {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    state(ns)
+}
+
+/// Asserts equal states, printing the lines that differ.
+fn assert_same(before: &str, after: &str, what: &str) {
+    if before == after {
+        return;
+    }
+    let pretty = |s: &str| -> Vec<String> {
+        s.lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .flat_map(|v| {
+                v.as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|x| x.to_string())
+            })
+            .collect()
+    };
+    let (b, a) = (pretty(before), pretty(after));
+    let gone: Vec<&String> = b.iter().filter(|l| !a.contains(l)).collect();
+    let new: Vec<&String> = a.iter().filter(|l| !b.contains(l)).collect();
+    panic!("{what}:\nonly before: {gone:#?}\nonly after: {new:#?}");
+}
+
+fn link_json(ns: &Netns, dev: &str) -> Option<Value> {
+    let out = ns.ip(["-j", "-d", "link", "show", "dev", dev]);
+    if !out.status.success() {
+        return None;
+    }
+    let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+    v.as_array()?.first().cloned()
+}
+
+fn addresses_of(ns: &Netns, dev: &str) -> Vec<String> {
+    let out = ns.ip_ok(["-j", "addr", "show", "dev", dev]);
+    let v: Value = serde_json::from_str(&out).unwrap_or(Value::Null);
+    let mut r = Vec::new();
+    for l in v.as_array().into_iter().flatten() {
+        for a in l["addr_info"].as_array().into_iter().flatten() {
+            if a["scope"] == "link" {
+                continue;
+            }
+            r.push(format!(
+                "{}/{}",
+                a["local"].as_str().unwrap_or(""),
+                a["prefixlen"]
+            ));
+        }
+    }
+    r
+}
+
+fn cli_fails(s: &Setup, args: &[&str]) -> String {
+    let out = s.daemon.cli(args);
+    assert!(
+        !out.status.success(),
+        "virtnet {args:?} should fail:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// TCP connections from the LAN to the host every 50 ms until stopped: (tries, failures).
+struct Prober {
+    stop: Arc<AtomicBool>,
+    tries: Arc<AtomicU32>,
+    fails: Arc<AtomicU32>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Prober {
+    fn start(lan: &Netns, addr: &str, port: u16) -> Prober {
+        let stop = Arc::new(AtomicBool::new(false));
+        let tries = Arc::new(AtomicU32::new(0));
+        let fails = Arc::new(AtomicU32::new(0));
+        let (s, t, f, lan, addr) = (
+            stop.clone(),
+            tries.clone(),
+            fails.clone(),
+            lan.clone(),
+            addr.to_string(),
+        );
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                t.fetch_add(1, Ordering::Relaxed);
+                if !lan.tcp_connect_timeout(&addr, port, Duration::from_millis(500)) {
+                    f.fetch_add(1, Ordering::Relaxed);
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        Prober {
+            stop,
+            tries,
+            fails,
+            thread: Some(thread),
+        }
+    }
+
+    fn finish(mut self) -> (u32, u32) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        (
+            self.tries.load(Ordering::Relaxed),
+            self.fails.load(Ordering::Relaxed),
+        )
+    }
+}
+
+#[test]
+fn static_nic_is_bridged_while_reachable_and_unbridged_exactly() {
+    let s = setup(true, false);
+    let host = s.host().clone();
+    let before = settled_state(&host);
+    let _listener = host.listen(7001);
+    assert!(s.lan.tcp_connect(HOST_IP, 7001));
+    // Dry run: nothing changes.
+    let plan = s
+        .daemon
+        .cli_ok(&["iface-bridge", "eth0", "br0", "--no-stp", "--dry-run"]);
+    assert!(plan.contains("enslave eth0 to br0"), "{plan}");
+    assert_same(&before, &settled_state(&host), "a dry run changed the host");
+
+    let prober = Prober::start(&s.lan, HOST_IP, 7001);
+    std::thread::sleep(Duration::from_millis(300));
+    let t0 = Instant::now();
+    let out = s
+        .daemon
+        .cli_ok(&["iface-bridge", "eth0", "br0", "--no-stp"]);
+    let took = t0.elapsed();
+    std::thread::sleep(Duration::from_millis(500));
+    let (tries, fails) = prober.finish();
+    eprintln!("iface-bridge took {took:?}; LAN probes: {tries} tries, {fails} failed");
+    assert!(
+        out.contains("Created bridge br0 with attached device eth0")
+            && out.contains("Bridge interface br0 started"),
+        "{out}"
+    );
+    assert!(fails <= 1, "{fails} of {tries} probes from the LAN failed");
+
+    // Addresses and routes on br0, eth0 enslaved, br0 with eth0's MAC.
+    assert_eq!(
+        addresses_of(&host, "br0"),
+        ["198.51.100.10/24", "198.51.100.11/24", "2001:db8:5::10/64"]
+    );
+    assert!(addresses_of(&host, "eth0").is_empty());
+    let eth0 = link_json(&host, "eth0").expect("eth0");
+    assert_eq!(eth0["master"], "br0");
+    let br0 = link_json(&host, "br0").expect("br0");
+    assert_eq!(br0["address"], NIC_MAC);
+    let routes = host.ip_ok(["route"]);
+    assert!(
+        routes.contains("default via 198.51.100.1 dev br0 proto static metric 100"),
+        "{routes}"
+    );
+    assert!(
+        routes.contains("203.0.113.0/24 via 198.51.100.1 dev br0 src 198.51.100.11"),
+        "{routes}"
+    );
+    assert!(!routes.contains("dev eth0"), "{routes}");
+    assert!(s.lan.ping(HOST_IP));
+    assert!(s.lan.tcp_connect(HOST_IP, 7001));
+
+    // A second iface-bridge of the same NIC is refused, and changes nothing.
+    let err = cli_fails(&s, &["iface-bridge", "eth0", "br1", "--no-stp"]);
+    assert!(err.contains("already enslaved"), "{err}");
+    assert!(link_json(&host, "br1").is_none());
+
+    // A bridge virtnet did not make is refused.
+    host.ip_ok(["link", "add", "other0", "type", "bridge"]);
+    let err = cli_fails(&s, &["iface-unbridge", "other0"]);
+    assert!(err.contains("not made by virtnet iface-bridge"), "{err}");
+
+    let prober = Prober::start(&s.lan, HOST_IP, 7001);
+    let out = s.daemon.cli_ok(&["iface-unbridge", "br0"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let (tries, fails) = prober.finish();
+    eprintln!("iface-unbridge: LAN probes: {tries} tries, {fails} failed");
+    assert!(
+        out.contains("Device eth0 un-attached from bridge br0")
+            && out.contains("Bridge interface br0 destroyed"),
+        "{out}"
+    );
+    host.ip_ok(["link", "del", "other0"]);
+    assert_same(
+        &before,
+        &settled_state(&host),
+        "iface-unbridge did not restore eth0 exactly",
+    );
+    assert!(
+        fails <= 1,
+        "{fails} of {tries} probes failed during iface-unbridge"
+    );
+}
+
+#[test]
+fn failed_check_rolls_back_exactly() {
+    let s = setup(true, false);
+    let host = s.host().clone();
+    let before = settled_state(&host);
+    let t0 = Instant::now();
+    let err = cli_fails(
+        &s,
+        &["iface-bridge", "eth0", "br0", "--no-stp", "--check", NOBODY],
+    );
+    eprintln!("failed check + roll back took {:?}", t0.elapsed());
+    assert!(err.contains("rolled back"), "{err}");
+    assert!(link_json(&host, "br0").is_none());
+    assert_same(
+        &before,
+        &settled_state(&host),
+        "the roll back did not restore eth0 exactly",
+    );
+    assert!(s.lan.ping(HOST_IP));
+}
+
+#[test]
+fn unconfirmed_change_is_rolled_back_and_a_confirmed_one_kept() {
+    let s = setup(true, false);
+    let host = s.host().clone();
+    let before = settled_state(&host);
+    let t0 = Instant::now();
+    let err = cli_fails(
+        &s,
+        &[
+            "iface-bridge",
+            "eth0",
+            "br0",
+            "--no-stp",
+            "--confirm-timeout",
+            "3",
+        ],
+    );
+    eprintln!("unconfirmed: CLI returned after {:?}", t0.elapsed());
+    assert!(err.contains("rolled back"), "{err}");
+    assert!(link_json(&host, "br0").is_none());
+    assert_same(&before, &settled_state(&host), "restored");
+
+    // Confirmed from another CLI while the first waits.
+    let sock = s.daemon.socket().to_string_lossy().into_owned();
+    let waiting = host.spawn_with(
+        [
+            virtnet_testkit::virtnet_bin()
+                .to_string_lossy()
+                .into_owned(),
+            "--connect".into(),
+            sock,
+            "iface-bridge".into(),
+            "eth0".into(),
+            "br0".into(),
+            "--no-stp".into(),
+            "--confirm-timeout".into(),
+            "10".into(),
+        ],
+        |_| {},
+    );
+    wait_until("awaiting-confirm", Duration::from_secs(15), || {
+        let out = s.daemon.cli(&["iface-confirm", "br0"]);
+        out.status.success()
+    });
+    let status = waiting
+        .wait_timeout(Duration::from_secs(10))
+        .expect("the waiting CLI exits once confirmed");
+    assert!(status.success(), "{status}");
+    std::thread::sleep(Duration::from_secs(11));
+    assert!(
+        link_json(&host, "br0").is_some(),
+        "a confirmed bridge was rolled back"
+    );
+    assert_eq!(addresses_of(&host, "br0").len(), 3);
+    s.daemon.cli_ok(&["iface-unbridge", "br0"]);
+    assert_same(&before, &settled_state(&host), "restored");
+}
+
+#[test]
+fn killed_cli_during_confirmation_is_still_rolled_back() {
+    let s = setup(true, false);
+    let host = s.host().clone();
+    let before = settled_state(&host);
+    let sock = s.daemon.socket().to_string_lossy().into_owned();
+    let cli = host.spawn([
+        virtnet_testkit::virtnet_bin()
+            .to_string_lossy()
+            .into_owned(),
+        "--connect".into(),
+        sock,
+        "iface-bridge".into(),
+        "eth0".into(),
+        "br0".into(),
+        "--no-stp".into(),
+        "--confirm-timeout".into(),
+        "3".into(),
+    ]);
+    wait_until("awaiting-confirm", Duration::from_secs(15), || {
+        link_json(&host, "eth0").is_some_and(|l| l["master"] == "br0")
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    cli.kill();
+    wait_until("the roll back", Duration::from_secs(10), || {
+        link_json(&host, "br0").is_none()
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    assert_same(&before, &settled_state(&host), "restored");
+}
+
+#[test]
+fn virtnetd_killed_mid_change_is_restored_at_start() {
+    let mut s = setup(true, false);
+    let host = s.host().clone();
+    let before = settled_state(&host);
+    let sock = s.daemon.socket().to_string_lossy().into_owned();
+    // The check of an address nobody has lasts 5 s: kill virtnetd during it.
+    let _cli = host.spawn([
+        virtnet_testkit::virtnet_bin()
+            .to_string_lossy()
+            .into_owned(),
+        "--connect".into(),
+        sock,
+        "iface-bridge".into(),
+        "eth0".into(),
+        "br0".into(),
+        "--no-stp".into(),
+        "--check".into(),
+        NOBODY.into(),
+    ]);
+    wait_until("eth0 enslaved", Duration::from_secs(10), || {
+        link_json(&host, "eth0").is_some_and(|l| l["master"] == "br0")
+            && addresses_of(&host, "eth0").is_empty()
+    });
+    s.daemon.kill9();
+    assert!(link_json(&host, "br0").is_some());
+    assert_ne!(state(&host), before);
+    s.daemon.restart();
+    assert!(link_json(&host, "br0").is_none(), "{}", s.daemon.log());
+    assert_same(
+        &before,
+        &settled_state(&host),
+        "the restart did not restore eth0",
+    );
+    assert!(s.lan.ping(HOST_IP));
+}
+
+#[test]
+fn dhcp_nic_keeps_its_address_and_guests_lease_from_the_lan() {
+    let s = setup(false, true);
+    let host = s.host().clone();
+    let script = dhcp_script(s.dir.path());
+    udhcpc(&host, "eth0", &script);
+    let leased = addresses_of(&host, "eth0");
+    assert_eq!(leased.len(), 1, "{leased:?}");
+    let ip = leased[0].split('/').next().unwrap_or_default().to_string();
+    let routes = host.ip_ok(["route"]);
+    assert!(routes.contains("proto dhcp"), "{routes}");
+
+    let out = s
+        .daemon
+        .cli_ok(&["iface-bridge", "eth0", "br0", "--no-stp", "--json"]);
+    let hb: Value = serde_json::from_str(&out).expect("JSON result");
+    assert_eq!(hb["dhcp"], true, "{hb}");
+    assert!(
+        hb["warnings"]
+            .to_string()
+            .contains("DHCP client must now run on br0"),
+        "{hb}"
+    );
+    assert_eq!(addresses_of(&host, "br0"), leased);
+    let a = host.ip_ok(["addr", "show", "dev", "br0"]);
+    assert!(a.contains("dynamic"), "{a}");
+    assert!(s.lan.ping(&ip));
+    // The DHCP client now runs on the bridge: same MAC, so the same lease.
+    udhcpc(&host, "br0", &script);
+    assert_eq!(addresses_of(&host, "br0"), leased);
+
+    // A guest namespace on br0 leases from the LAN's server and is reachable from the LAN.
+    let guest = Netns::new("hbguest");
+    host.ip_ok([
+        "link",
+        "add",
+        "gh0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "g0",
+        "netns",
+        guest.name(),
+    ]);
+    host.ip_ok(["link", "set", "gh0", "master", "br0", "up"]);
+    udhcpc(&guest, "g0", &script);
+    let gaddr = addresses_of(&guest, "g0");
+    assert_eq!(gaddr.len(), 1, "{gaddr:?}");
+    let gip = gaddr[0].split('/').next().unwrap_or_default().to_string();
+    assert_ne!(gip, ip);
+    assert!(s.lan.ping(&gip), "guest {gip} unreachable from the LAN");
+    assert!(guest.ping(GATEWAY));
+}
+
+#[test]
+fn with_stp_the_check_waits_for_forwarding() {
+    let s = setup(true, false);
+    let host = s.host().clone();
+    let t0 = Instant::now();
+    let out = s.daemon.cli_ok(&["iface-bridge", "eth0", "br0", "--json"]);
+    let took = t0.elapsed();
+    eprintln!("iface-bridge with STP (delay 0 → 2 s) took {took:?}");
+    let hb: Value = serde_json::from_str(&out).expect("JSON result");
+    assert_eq!(hb["phase"], "active", "{hb}");
+    assert!(hb["warnings"].to_string().contains("STP is on"), "{hb}");
+    let br0 = link_json(&host, "br0").expect("br0");
+    assert_eq!(br0["linkinfo"]["info_data"]["stp_state"], 1, "{br0}");
+    assert!(s.lan.ping(HOST_IP));
+}
