@@ -402,111 +402,97 @@ impl Store {
     }
 }
 
+/// A table of JSON records keyed by name (ports, host bridges).
+type RecordTable = TableDefinition<'static, &'static str, &'static [u8]>;
+
 impl Store {
-    /// Writes (or replaces) one guest port durably.
-    pub fn put_port<T: Serialize>(&self, name: &str, port: &T) -> Result<()> {
-        let ctx = || format!("cannot store port '{name}'");
-        let bytes = serde_json::to_vec(port).map_err(|source| Error::Record {
+    /// Writes (or replaces) one JSON record of `table` durably; `what` names it in errors.
+    fn put_record<T: Serialize>(
+        &self,
+        table: RecordTable,
+        what: &str,
+        key: &str,
+        value: &T,
+    ) -> Result<()> {
+        let ctx = || format!("cannot store {what} '{key}'");
+        let bytes = serde_json::to_vec(value).map_err(|source| Error::Record {
             context: ctx(),
             source,
         })?;
         let txn = self.begin_write()?;
         {
-            let mut table = txn.open_table(PORTS).map_err(|e| Error::store(ctx(), e))?;
-            table
-                .insert(name, bytes.as_slice())
+            let mut t = txn.open_table(table).map_err(|e| Error::store(ctx(), e))?;
+            t.insert(key, bytes.as_slice())
                 .map_err(|e| Error::store(ctx(), e))?;
         }
         txn.commit().map_err(|e| Error::store(ctx(), e))
+    }
+
+    /// Deletes one record of `table` durably; an absent one is not an error.
+    fn delete_record(&self, table: RecordTable, what: &str, key: &str) -> Result<()> {
+        let ctx = || format!("cannot delete {what} '{key}'");
+        let txn = self.begin_write()?;
+        {
+            let mut t = txn.open_table(table).map_err(|e| Error::store(ctx(), e))?;
+            t.remove(key).map_err(|e| Error::store(ctx(), e))?;
+        }
+        txn.commit().map_err(|e| Error::store(ctx(), e))
+    }
+
+    /// Reads every record of `table` (one read transaction).
+    fn records<T: serde::de::DeserializeOwned>(
+        &self,
+        table: RecordTable,
+        what: &str,
+    ) -> Result<Vec<T>> {
+        let ctx = || format!("cannot read the {what}s");
+        let txn = self.db.begin_read().map_err(|e| Error::store(ctx(), e))?;
+        let t = match txn.open_table(table) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(Error::store(ctx(), e)),
+        };
+        let mut out = Vec::new();
+        for item in t.iter().map_err(|e| Error::store(ctx(), e))? {
+            let (_, value) = item.map_err(|e| Error::store(ctx(), e))?;
+            out.push(
+                serde_json::from_slice(value.value()).map_err(|source| Error::Record {
+                    context: ctx(),
+                    source,
+                })?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// Writes (or replaces) one guest port durably.
+    pub fn put_port<T: Serialize>(&self, name: &str, port: &T) -> Result<()> {
+        self.put_record(PORTS, "port", name, port)
     }
 
     /// Deletes one guest port durably.
     pub fn delete_port(&self, name: &str) -> Result<()> {
-        let ctx = || format!("cannot delete port '{name}'");
-        let txn = self.begin_write()?;
-        {
-            let mut table = txn.open_table(PORTS).map_err(|e| Error::store(ctx(), e))?;
-            table.remove(name).map_err(|e| Error::store(ctx(), e))?;
-        }
-        txn.commit().map_err(|e| Error::store(ctx(), e))
+        self.delete_record(PORTS, "port", name)
     }
 
     /// Reads every guest port.
     pub fn ports<T: serde::de::DeserializeOwned>(&self) -> Result<Vec<T>> {
-        let ctx = || "cannot read the ports".to_string();
-        let txn = self.db.begin_read().map_err(|e| Error::store(ctx(), e))?;
-        let table = match txn.open_table(PORTS) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(Error::store(ctx(), e)),
-        };
-        let mut out = Vec::new();
-        for item in table.iter().map_err(|e| Error::store(ctx(), e))? {
-            let (_, value) = item.map_err(|e| Error::store(ctx(), e))?;
-            out.push(
-                serde_json::from_slice(value.value()).map_err(|source| Error::Record {
-                    context: ctx(),
-                    source,
-                })?,
-            );
-        }
-        Ok(out)
+        self.records(PORTS, "port")
     }
-}
 
-impl Store {
     /// Writes (or replaces) one host bridge record (`iface-bridge`) durably.
     pub fn put_host_bridge<T: Serialize>(&self, bridge: &str, record: &T) -> Result<()> {
-        let ctx = || format!("cannot store host bridge '{bridge}'");
-        let bytes = serde_json::to_vec(record).map_err(|source| Error::Record {
-            context: ctx(),
-            source,
-        })?;
-        let txn = self.begin_write()?;
-        {
-            let mut table = txn
-                .open_table(HOST_BRIDGES)
-                .map_err(|e| Error::store(ctx(), e))?;
-            table
-                .insert(bridge, bytes.as_slice())
-                .map_err(|e| Error::store(ctx(), e))?;
-        }
-        txn.commit().map_err(|e| Error::store(ctx(), e))
+        self.put_record(HOST_BRIDGES, "host bridge", bridge, record)
     }
 
     /// Deletes one host bridge record durably.
     pub fn delete_host_bridge(&self, bridge: &str) -> Result<()> {
-        let ctx = || format!("cannot delete host bridge '{bridge}'");
-        let txn = self.begin_write()?;
-        {
-            let mut table = txn
-                .open_table(HOST_BRIDGES)
-                .map_err(|e| Error::store(ctx(), e))?;
-            table.remove(bridge).map_err(|e| Error::store(ctx(), e))?;
-        }
-        txn.commit().map_err(|e| Error::store(ctx(), e))
+        self.delete_record(HOST_BRIDGES, "host bridge", bridge)
     }
 
     /// Reads every host bridge record.
     pub fn host_bridges<T: serde::de::DeserializeOwned>(&self) -> Result<Vec<T>> {
-        let ctx = || "cannot read the host bridges".to_string();
-        let txn = self.db.begin_read().map_err(|e| Error::store(ctx(), e))?;
-        let table = match txn.open_table(HOST_BRIDGES) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(Error::store(ctx(), e)),
-        };
-        let mut out = Vec::new();
-        for item in table.iter().map_err(|e| Error::store(ctx(), e))? {
-            let (_, value) = item.map_err(|e| Error::store(ctx(), e))?;
-            out.push(
-                serde_json::from_slice(value.value()).map_err(|source| Error::Record {
-                    context: ctx(),
-                    source,
-                })?,
-            );
-        }
-        Ok(out)
+        self.records(HOST_BRIDGES, "host bridge")
     }
 }
 
