@@ -126,6 +126,10 @@ pub struct HostBridge {
     /// What the user must know (DHCP client, STP delay …).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// The host's network configuration: with `dry_run`, the files virtnet would write (each
+    /// as `# <path>` and its contents); otherwise which method was written, or why not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<String>,
 }
 
 /// The host-bridge collection.

@@ -136,6 +136,12 @@ impl Daemon {
             "--log-level".into(),
             "debug".into(),
         ];
+        // Never the host's own /etc: `iface-bridge` writes the network configuration it finds
+        // under this root. Tests that want one put files in `Daemon::host_config_root`.
+        if !self.extra.iter().any(|a| a == "--host-config-root") {
+            args.push("--host-config-root".into());
+            args.push(self.host_config_root().to_string_lossy().into_owned());
+        }
         args.extend(self.extra.iter().cloned());
         let child = self.ns.spawn_with(&args, |cmd| {
             cmd.stderr(log);
@@ -164,6 +170,14 @@ impl Daemon {
     /// The namespace the daemon runs in.
     pub fn ns(&self) -> &Netns {
         &self.ns
+    }
+
+    /// The scratch filesystem root whose `etc/` stands for the host's network configuration
+    /// (created empty: `iface-bridge` then finds no method and writes nothing).
+    pub fn host_config_root(&self) -> PathBuf {
+        let root = self.dir().join("hostcfg-root");
+        let _ = std::fs::create_dir_all(&root);
+        root
     }
 
     /// The API socket, `<run-dir>/virtnet.sock`.

@@ -103,6 +103,13 @@ struct Record {
     warnings: Vec<String>,
     #[serde(default)]
     error: Option<String>,
+    /// The host configuration method the bridge was written to (`apply`ed), so that
+    /// `iface-unbridge` reverts it; `None` when nothing was written.
+    #[serde(default)]
+    persisted: Option<String>,
+    /// What the view says about the host's configuration (see `HostBridge::config`).
+    #[serde(default)]
+    config: Option<String>,
 }
 
 fn unix_now() -> u64 {
@@ -139,13 +146,21 @@ impl Record {
             steps: self.steps.clone(),
             error: self.error.clone(),
             warnings: self.warnings.clone(),
+            config: self.config.clone(),
         }
     }
 }
 
+/// Said when no host configuration mentions the NIC.
+const NOT_DETECTED: &str = "the host's network configuration method was not detected (no \
+    ifupdown, netplan, NetworkManager, systemd-networkd or ifcfg file mentions the interface): \
+    virtnetd re-creates the bridge when it starts after a reboot";
+
 /// The host bridges of this daemon.
 pub struct HostBridges {
     store: Arc<Store>,
+    /// Root of the host's filesystem for its network configuration ("/"; tests use a copy).
+    config_root: std::path::PathBuf,
     /// Serialises changes (held across a whole change, check included).
     op: Mutex<()>,
     /// Bridges rolled back or removed lately, for `GET` (a client waiting for a confirmation
@@ -336,9 +351,10 @@ fn on_link(ip: IpAddr, addrs: &[AddressEntry], routes: &[RouteEntry]) -> bool {
 
 impl HostBridges {
     /// The host bridges recorded in `store`.
-    pub fn new(store: Arc<Store>) -> HostBridges {
+    pub fn new(store: Arc<Store>, config_root: std::path::PathBuf) -> HostBridges {
         HostBridges {
             store,
+            config_root,
             op: Mutex::new(()),
             recent: Mutex::new(BTreeMap::new()),
         }
@@ -458,9 +474,20 @@ impl HostBridges {
             steps: plan_steps(req, &nic),
             warnings: warnings(req, &nic, dhcp),
             error: None,
+            persisted: None,
+            config: None,
         };
         if req.dry_run {
             rec.phase = HostBridgePhase::Planned;
+            rec.config = Some(match self.host_config(&rec) {
+                Ok(Some((method, change))) => format!(
+                    "{} configuration, written when the change is kept:\n{}",
+                    method.name(),
+                    virtnet_hostcfg::describe(&change)
+                ),
+                Ok(None) => NOT_DETECTED.to_string(),
+                Err(e) => format!("not persisted: {e}"),
+            });
             return Ok(rec.view());
         }
         // Durable before anything changes: a crash from here on is rolled back at start.
@@ -518,10 +545,74 @@ impl HostBridges {
             }
             None => {
                 rec.phase = HostBridgePhase::Active;
+                self.persist(&mut rec);
                 self.put(&rec)?;
             }
         }
         Ok(rec.view())
+    }
+
+    /// The host configuration change that makes the bridge survive a reboot, `None` when no
+    /// method configures the NIC (then virtnetd re-creates the bridge at start).
+    fn host_config(
+        &self,
+        rec: &Record,
+    ) -> std::result::Result<Option<(virtnet_hostcfg::Method, virtnet_hostcfg::Change)>, String>
+    {
+        let root = &self.config_root;
+        let detected = virtnet_hostcfg::detect(root, &rec.iface).map_err(|e| e.to_string())?;
+        let Some(detected) = detected else {
+            return Ok(None);
+        };
+        let plan = virtnet_hostcfg::BridgePlan {
+            iface: rec.iface.clone(),
+            bridge: rec.bridge.clone(),
+            stp: rec.stp,
+            delay: rec.delay,
+            mac: rec.nic.mac,
+            mtu: Some(rec.nic.mtu),
+            addressing: detected.addressing.clone(),
+        };
+        let change = virtnet_hostcfg::render(detected.method, &plan, &detected, root)
+            .map_err(|e| e.to_string())?;
+        Ok(Some((detected.method, change)))
+    }
+
+    /// Writes the kept bridge into the host's configuration; failures become warnings (the
+    /// running bridge is fine, and virtnetd restores it at start when nothing was written).
+    fn persist(&self, rec: &mut Record) {
+        match self.host_config(rec) {
+            Ok(Some((method, change))) => {
+                match virtnet_hostcfg::apply(&self.config_root, &change) {
+                    Ok(()) => {
+                        let files: Vec<String> = change
+                            .write
+                            .iter()
+                            .map(|(p, _)| p.display().to_string())
+                            .collect();
+                        rec.persisted = Some(method.name().to_string());
+                        rec.config = Some(format!(
+                            "written to the host's {} configuration: {}",
+                            method.name(),
+                            files.join(", ")
+                        ));
+                    }
+                    Err(e) => rec.warnings.push(format!(
+                        "the bridge was not written to the host's {} configuration: {e}; virtnetd \
+                     re-creates it at start",
+                        method.name()
+                    )),
+                }
+            }
+            Ok(None) => {
+                rec.config = Some(NOT_DETECTED.to_string());
+                rec.warnings.push(NOT_DETECTED.to_string());
+            }
+            Err(e) => rec.warnings.push(format!(
+                "the host's network configuration could not be read ({e}); virtnetd re-creates \
+                 the bridge at start"
+            )),
+        }
     }
 
     /// Steps 2–6 of the module comment.
@@ -609,6 +700,7 @@ impl HostBridges {
             HostBridgePhase::AwaitingConfirm => {
                 rec.phase = HostBridgePhase::Active;
                 rec.confirm_deadline = None;
+                self.persist(&mut rec);
                 self.put(&rec)?;
                 tracing::info!(bridge, "host bridge confirmed");
                 Ok(rec.view())
@@ -732,6 +824,13 @@ impl HostBridges {
         rec.phase = HostBridgePhase::Unbridging;
         self.put(&rec)?;
         restore(&mut nl, &rec, &target)?;
+        if rec.persisted.take().is_some() {
+            if let Err(e) = virtnet_hostcfg::revert(&self.config_root, bridge) {
+                rec.warnings.push(format!(
+                    "the host's configuration could not be restored: {e}"
+                ));
+            }
+        }
         self.store.delete_host_bridge(bridge)?;
         rec.phase = HostBridgePhase::Removed;
         tracing::info!(bridge, iface = %rec.iface, "host bridge removed");
@@ -754,7 +853,23 @@ impl HostBridges {
         for mut rec in records {
             let _op = lock(&self.op);
             match rec.phase {
-                HostBridgePhase::Active => continue,
+                HostBridgePhase::Active => {
+                    // Not written to the host's configuration: after a reboot the bridge is
+                    // gone, and virtnetd makes it again from the record.
+                    let present = nl
+                        .link(&rec.bridge)
+                        .map_err(host("look up bridge"))?
+                        .is_some();
+                    if present || rec.persisted.is_some() {
+                        continue;
+                    }
+                    tracing::info!(bridge = %rec.bridge, iface = %rec.iface, "host bridge missing at start; re-creating it");
+                    if let Err(e) = self.apply(&mut nl, &mut rec) {
+                        tracing::error!(bridge = %rec.bridge, error = %e, "cannot re-create the host bridge");
+                    }
+                    self.put(&rec)?;
+                    continue;
+                }
                 HostBridgePhase::AwaitingConfirm => {
                     if let Some(d) = rec.confirm_deadline.filter(|d| *d > unix_now_ms()) {
                         self.arm_timer(rec.bridge.clone(), d);

@@ -33,6 +33,10 @@ struct Args {
     /// Port of the networks' DNS servers (53; tests and benchmarks may move it).
     #[arg(long, value_name = "PORT", default_value_t = 53, hide = true)]
     dns_port: u16,
+    /// Root of the filesystem whose network configuration `iface-bridge` writes (tests use a
+    /// scratch directory instead of the host's /etc).
+    #[arg(long, value_name = "DIR", default_value = "/", hide = true)]
+    host_config_root: PathBuf,
 }
 
 fn main() -> ExitCode {
@@ -69,6 +73,7 @@ fn run(args: Args) -> Result<(), Error> {
             resolv_conf: args.resolv_conf,
             dns_port: args.dns_port,
             tftp_port: 69,
+            host_config_root: args.host_config_root,
         },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

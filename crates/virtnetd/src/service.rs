@@ -160,9 +160,13 @@ impl Service {
     ) -> Result<(Service, StartReport)> {
         let (store, records, report) = Store::open(db_path, boot_id)?;
         let store = Arc::new(store);
+        let host_config_root = options.host_config_root.clone();
         let services = Services::new(store.clone(), Arc::new(EventFeed::default()), options);
         let ports = PortBook::new(store.ports()?);
-        let host_bridges = Arc::new(crate::hostbridge::HostBridges::new(store.clone()));
+        let host_bridges = Arc::new(crate::hostbridge::HostBridges::new(
+            store.clone(),
+            host_config_root,
+        ));
         let service = Service {
             store,
             writer: Mutex::new(()),

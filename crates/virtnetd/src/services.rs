@@ -44,6 +44,9 @@ pub struct ServiceOptions {
     pub dns_port: u16,
     /// The TFTP port (69).
     pub tftp_port: u16,
+    /// Root of the filesystem holding the host's network configuration, which `iface-bridge`
+    /// rewrites ("/"; tests point it at a scratch copy).
+    pub host_config_root: PathBuf,
 }
 
 impl Default for ServiceOptions {
@@ -52,6 +55,7 @@ impl Default for ServiceOptions {
             resolv_conf: PathBuf::from("/etc/resolv.conf"),
             dns_port: 53,
             tftp_port: 69,
+            host_config_root: PathBuf::from("/"),
         }
     }
 }

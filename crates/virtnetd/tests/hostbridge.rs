@@ -613,3 +613,78 @@ fn with_stp_the_check_waits_for_forwarding() {
     assert_eq!(br0["linkinfo"]["info_data"]["stp_state"], 1, "{br0}");
     assert!(s.lan.ping(HOST_IP));
 }
+
+/// A netplan file that configures eth0 statically, as on a Debian/Ubuntu server.
+const NETPLAN: &str = "network:\n  version: 2\n  renderer: networkd\n  ethernets:\n    eth0:\n      \
+addresses: [198.51.100.10/24]\n      routes:\n        - to: default\n          via: 198.51.100.1\n      \
+nameservers:\n        addresses: [198.51.100.1]\n";
+
+#[test]
+fn the_bridge_is_written_to_the_hosts_configuration_and_unbridge_restores_it() {
+    let s = setup(true, false);
+    let file = s
+        .daemon
+        .host_config_root()
+        .join("etc/netplan/01-netcfg.yaml");
+    std::fs::create_dir_all(file.parent().expect("dir")).expect("mkdir");
+    std::fs::write(&file, NETPLAN).expect("write netplan");
+
+    // --dry-run shows the file it would write and changes nothing.
+    let dry = s
+        .daemon
+        .cli_ok(&["iface-bridge", "eth0", "br0", "--dry-run", "--json"]);
+    let v: Value = serde_json::from_str(&dry).expect("json");
+    let config = v["config"].as_str().unwrap_or_default();
+    assert!(config.contains("netplan"), "{config}");
+    assert!(
+        config.contains("bridges:") && config.contains("br0:"),
+        "{config}"
+    );
+    assert_eq!(std::fs::read_to_string(&file).expect("read"), NETPLAN);
+
+    s.daemon.cli_ok(&["iface-bridge", "eth0", "br0"]);
+    let written = std::fs::read_to_string(&file).expect("read");
+    assert!(written.contains("bridges:"), "{written}");
+    assert!(
+        written.contains("interfaces: [eth0]") || written.contains("- eth0"),
+        "{written}"
+    );
+    assert_eq!(link_json(s.host(), "eth0").expect("eth0")["master"], "br0");
+
+    s.daemon.cli_ok(&["iface-unbridge", "br0"]);
+    assert_eq!(
+        std::fs::read_to_string(&file).expect("read"),
+        NETPLAN,
+        "unbridge restores the host's file byte for byte"
+    );
+}
+
+#[test]
+fn without_a_host_configuration_virtnetd_recreates_the_bridge_at_start() {
+    let mut s = setup(true, false);
+    let out = s.daemon.cli_ok(&["iface-bridge", "eth0", "br0", "--json"]);
+    let v: Value = serde_json::from_str(&out).expect("json");
+    assert!(
+        v["config"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not detected"),
+        "{v}"
+    );
+    // As after a reboot: the bridge is gone, the NIC has nothing.
+    s.daemon.kill9();
+    s.host().ip_ok(["link", "del", "br0"]);
+    s.host().ip_ok(["addr", "flush", "dev", "eth0"]);
+    s.daemon.restart();
+    let br = link_json(s.host(), "br0").expect("br0 re-created");
+    assert_eq!(br["address"], NIC_MAC);
+    assert!(addresses_of(s.host(), "br0")
+        .iter()
+        .any(|a| a.starts_with(HOST_IP)));
+    let eth0 = link_json(s.host(), "eth0").expect("eth0");
+    assert_eq!(eth0["master"], "br0");
+    assert!(s
+        .host()
+        .ip_ok(["route"])
+        .contains("default via 198.51.100.1 dev br0"));
+}
