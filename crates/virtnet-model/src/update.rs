@@ -28,8 +28,9 @@ use roxmltree::{Document, Node, ParsingOptions};
 use crate::error::{ErrorKind, ModelError, Result};
 use crate::mac::MacAddr;
 use crate::network::{
-    DhcpHost, DhcpRange, DnsHost, DnsSrv, DnsTxt, Family, IpDef, Network, PortGroup,
+    Dhcp, DhcpHost, DhcpRange, Dns, DnsHost, DnsSrv, DnsTxt, Family, IpDef, Network, PortGroup,
 };
+use crate::xml::parse::nesting_depth_exceeds;
 
 /// What to do with the element (`virsh net-update NETWORK COMMAND …`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -316,7 +317,7 @@ fn load_fragment(xml: &str, section: UpdateSection) -> Result<Document<'_>> {
     if xml.trim().is_empty() {
         return Err(xml_error(section, "update XML is empty"));
     }
-    if nesting_exceeds(xml.as_bytes(), MAX_FRAGMENT_DEPTH) {
+    if nesting_depth_exceeds(xml.as_bytes(), MAX_FRAGMENT_DEPTH) {
         return Err(xml_error(
             section,
             format!("elements are nested more than {MAX_FRAGMENT_DEPTH} levels deep"),
@@ -338,64 +339,6 @@ fn load_fragment(xml: &str, section: UpdateSection) -> Result<Document<'_>> {
         };
         xml_error(section, reason)
     })
-}
-
-/// True when element nesting goes deeper than `max`. Scans tags, skipping comments, CDATA,
-/// processing instructions and declarations, and quoted attribute values; what it cannot make
-/// sense of is left to the XML parser, which refuses it.
-fn nesting_exceeds(xml: &[u8], max: usize) -> bool {
-    let find = |from: usize, pat: &[u8]| {
-        xml.get(from..).and_then(|rest| {
-            rest.windows(pat.len())
-                .position(|w| w == pat)
-                .map(|p| from + p + pat.len())
-        })
-    };
-    let mut depth = 0usize;
-    let mut i = 0;
-    while let Some(off) = xml.get(i..).and_then(|r| r.iter().position(|b| *b == b'<')) {
-        i += off;
-        let rest = &xml[i..];
-        let next = if rest.starts_with(b"<!--") {
-            find(i + 4, b"-->")
-        } else if rest.starts_with(b"<![CDATA[") {
-            find(i + 9, b"]]>")
-        } else if rest.starts_with(b"<?") {
-            find(i + 2, b"?>")
-        } else if rest.starts_with(b"<!") {
-            find(i + 2, b">")
-        } else if rest.starts_with(b"</") {
-            depth = depth.saturating_sub(1);
-            find(i + 2, b">")
-        } else {
-            let mut j = i + 1;
-            let mut quote = None;
-            while j < xml.len() {
-                match (quote, xml[j]) {
-                    (None, b'"' | b'\'') => quote = Some(xml[j]),
-                    (Some(q), c) if c == q => quote = None,
-                    (None, b'>') => break,
-                    _ => {}
-                }
-                j += 1;
-            }
-            if j >= xml.len() {
-                return false;
-            }
-            if xml[j - 1] != b'/' {
-                depth += 1;
-                if depth > max {
-                    return true;
-                }
-            }
-            Some(j + 1)
-        };
-        match next {
-            Some(n) => i = n,
-            None => return false,
-        }
-    }
-    false
 }
 
 /// libvirt's `virNetworkDefUpdateCheckElementName`.
@@ -444,6 +387,14 @@ fn parse_in_context(
 
 fn missing_parsed(section: UpdateSection) -> ModelError {
     ModelError::invalid(section.as_str(), "the update element could not be read")
+}
+
+/// The one entry the update element was parsed into.
+fn first_parsed<T>(items: Vec<T>, section: UpdateSection) -> Result<T> {
+    items
+        .into_iter()
+        .next()
+        .ok_or_else(|| missing_parsed(section))
 }
 
 /// Refuses attributes outside `allowed` (the parser's strictness, for partial elements).
@@ -587,22 +538,29 @@ fn ip_context(ip: &IpDef) -> String {
     )
 }
 
-fn parse_full_dhcp_host(ip: &IpDef, source: &str) -> Result<DhcpHost> {
-    let section = UpdateSection::IpDhcpHost;
-    let parsed = parse_in_context(
-        &ip_context(ip),
-        source,
-        "</dhcp></ip>",
-        "ip[0].dhcp.host[0]",
-        section,
-    )?;
+/// Parses `source` inside the `<dhcp>` of `ip`.
+fn parse_in_dhcp(ip: &IpDef, source: &str, prefix: &str, section: UpdateSection) -> Result<Dhcp> {
+    let parsed = parse_in_context(&ip_context(ip), source, "</dhcp></ip>", prefix, section)?;
     parsed
         .ips
         .into_iter()
         .next()
         .and_then(|ip| ip.dhcp)
-        .and_then(|d| d.hosts.into_iter().next())
         .ok_or_else(|| missing_parsed(section))
+}
+
+/// One list of the `<dhcp>` of `ip` (empty without `<dhcp>`).
+fn dhcp_entries<T>(ip: &IpDef, list: fn(&Dhcp) -> &Vec<T>) -> &[T] {
+    ip.dhcp
+        .as_ref()
+        .map(|d| list(d).as_slice())
+        .unwrap_or_default()
+}
+
+fn parse_full_dhcp_host(ip: &IpDef, source: &str) -> Result<DhcpHost> {
+    let section = UpdateSection::IpDhcpHost;
+    let dhcp = parse_in_dhcp(ip, source, "ip[0].dhcp.host[0]", section)?;
+    first_parsed(dhcp.hosts, section)
 }
 
 /// A `<host>` that only selects entries (delete): mac, id, name, ip, each optional.
@@ -705,11 +663,7 @@ fn update_dhcp_host(
     let ip_path = format!("ip[{index}]");
     if command == UpdateCommand::Delete {
         let pattern = parse_partial_dhcp_host(&net.ips[index], node)?;
-        let hosts = net.ips[index]
-            .dhcp
-            .as_ref()
-            .map(|d| d.hosts.as_slice())
-            .unwrap_or_default();
+        let hosts = dhcp_entries(&net.ips[index], |d| &d.hosts);
         // Every attribute given must match (a host without a mac matches any mac).
         let found = hosts.iter().position(|h| {
             (pattern.mac.is_none() || h.mac.is_none() || pattern.mac == h.mac)
@@ -733,11 +687,7 @@ fn update_dhcp_host(
     }
 
     let host = parse_full_dhcp_host(&net.ips[index], source)?;
-    let hosts = net.ips[index]
-        .dhcp
-        .as_ref()
-        .map(|d| d.hosts.as_slice())
-        .unwrap_or_default();
+    let hosts = dhcp_entries(&net.ips[index], |d| &d.hosts);
     let same_mac = |h: &DhcpHost| host.mac.is_some() && h.mac.is_some() && host.mac == h.mac;
     let same_name = |h: &DhcpHost| host.name.is_some() && host.name == h.name;
     let same_ip = |h: &DhcpHost| host.ip == h.ip;
@@ -793,20 +743,8 @@ fn update_dhcp_host(
 
 fn parse_dhcp_range(ip: &IpDef, source: &str) -> Result<DhcpRange> {
     let section = UpdateSection::IpDhcpRange;
-    let parsed = parse_in_context(
-        &ip_context(ip),
-        source,
-        "</dhcp></ip>",
-        "ip[0].dhcp.range[0]",
-        section,
-    )?;
-    parsed
-        .ips
-        .into_iter()
-        .next()
-        .and_then(|ip| ip.dhcp)
-        .and_then(|d| d.ranges.into_iter().next())
-        .ok_or_else(|| missing_parsed(section))
+    let dhcp = parse_in_dhcp(ip, source, "ip[0].dhcp.range[0]", section)?;
+    first_parsed(dhcp.ranges, section)
 }
 
 /// libvirt's `virNetworkDefUpdateIPDHCPRange`.
@@ -827,11 +765,7 @@ fn update_dhcp_range(
     let ip_path = format!("ip[{index}]");
     let range = parse_dhcp_range(&net.ips[index], source)?;
     let shown = format!("<range start='{}' end='{}'/>", range.start, range.end);
-    let ranges = net.ips[index]
-        .dhcp
-        .as_ref()
-        .map(|d| d.ranges.as_slice())
-        .unwrap_or_default();
+    let ranges = dhcp_entries(&net.ips[index], |d| &d.ranges);
     let found = ranges
         .iter()
         .position(|r| r.start == range.start && r.end == range.end);
@@ -888,12 +822,7 @@ fn update_forward_interface(net: &mut Network, command: UpdateCommand, source: &
         "forward.interface[0]",
         section,
     )?;
-    let dev = parsed
-        .forward
-        .interfaces
-        .into_iter()
-        .next()
-        .ok_or_else(|| missing_parsed(section))?;
+    let dev = first_parsed(parsed.forward.interfaces, section)?;
     let found = net.forward.interfaces.iter().position(|i| *i == dev);
     match (command, found) {
         (UpdateCommand::Delete, Some(i)) => {
@@ -930,11 +859,7 @@ fn update_forward_interface(net: &mut Network, command: UpdateCommand, source: &
 fn update_portgroup(net: &mut Network, command: UpdateCommand, source: &str) -> Result<()> {
     let section = UpdateSection::Portgroup;
     let parsed = parse_in_context("", source, "", "portgroup[0]", section)?;
-    let pg: PortGroup = parsed
-        .portgroups
-        .into_iter()
-        .next()
-        .ok_or_else(|| missing_parsed(section))?;
+    let pg: PortGroup = first_parsed(parsed.portgroups, section)?;
     let found = net.portgroups.iter().position(|p| p.name == pg.name);
     let default = net.portgroups.iter().position(|p| p.default);
     match (command, found) {
@@ -987,9 +912,75 @@ fn update_portgroup(net: &mut Network, command: UpdateCommand, source: &str) -> 
 // ---------------------------------------------------------------------------------------------
 // dns-host, dns-txt, dns-srv.
 
-fn parse_in_dns(source: &str, prefix: &str, section: UpdateSection) -> Result<crate::Dns> {
+fn parse_in_dns(source: &str, prefix: &str, section: UpdateSection) -> Result<Dns> {
     let parsed = parse_in_context("<dns>", source, "</dns>", prefix, section)?;
     parsed.dns.ok_or_else(|| missing_parsed(section))
+}
+
+/// One list of the network's `<dns>` (empty without `<dns>`).
+fn dns_entries<T>(net: &Network, list: fn(&Dns) -> &Vec<T>) -> &[T] {
+    net.dns
+        .as_ref()
+        .map(|d| list(d).as_slice())
+        .unwrap_or_default()
+}
+
+/// Adds `entry` to one list of the network's `<dns>` unless `matches` names a clash.
+fn add_dns_entry<T>(
+    net: &mut Network,
+    command: UpdateCommand,
+    list: fn(&mut Dns) -> &mut Vec<T>,
+    entry: T,
+    matches: &[usize],
+    clash: impl FnOnce(usize, &str) -> ModelError,
+) -> Result<()> {
+    if let Some(i) = matches.first() {
+        return Err(clash(*i, &net.name));
+    }
+    let dns = net.dns.get_or_insert_with(Default::default);
+    insert_at(list(dns), command, entry);
+    Ok(())
+}
+
+/// Removes the one entry of a `<dns>` list that `matches` names (`path` as in `dns.host`), or
+/// refuses when none or several match.
+#[allow(clippy::too_many_arguments)]
+fn remove_one_dns_match<T>(
+    net: &mut Network,
+    section: UpdateSection,
+    list: fn(&mut Dns) -> &mut Vec<T>,
+    matches: &[usize],
+    shown: String,
+    path: &str,
+    none: &str,
+    many: &str,
+) -> Result<()> {
+    match matches {
+        [i] => {
+            if let Some(d) = net.dns.as_mut() {
+                list(d).remove(*i);
+            }
+            Ok(())
+        }
+        [] => Err(ModelError::bad_value(
+            section.as_str(),
+            shown,
+            format!("couldn't locate {none} in network '{}'", net.name),
+        )),
+        several => Err(ModelError::bad_value(
+            section.as_str(),
+            shown,
+            format!(
+                "{many} were found in network '{}' ({})",
+                net.name,
+                several
+                    .iter()
+                    .map(|i| format!("{path}[{i}]"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )),
+    }
 }
 
 fn dns_modify_refused(section: UpdateSection, what: &str) -> ModelError {
@@ -1011,21 +1002,14 @@ fn update_dns_host(
         return Err(dns_modify_refused(section, "HOST"));
     }
     let (ip, names, entry) = if command.is_add() {
-        let host: DnsHost = parse_in_dns(source, "dns.host[0]", section)?
-            .hosts
-            .into_iter()
-            .next()
-            .ok_or_else(|| missing_parsed(section))?;
+        let host: DnsHost =
+            first_parsed(parse_in_dns(source, "dns.host[0]", section)?.hosts, section)?;
         (Some(host.ip), host.hostnames.clone(), Some(host))
     } else {
         let (ip, names) = parse_partial_dns_host(node)?;
         (ip, names, None)
     };
-    let hosts = net
-        .dns
-        .as_ref()
-        .map(|d| d.hosts.as_slice())
-        .unwrap_or_default();
+    let hosts = dns_entries(net, |d| &d.hosts);
     // Adding checks only the address: several addresses may carry the same name.
     let matches: Vec<usize> = hosts
         .iter()
@@ -1036,53 +1020,39 @@ fn update_dns_host(
         .map(|(i, _)| i)
         .collect();
     if let Some(host) = entry {
-        if let Some(i) = matches.first() {
-            return Err(conflict(
-                format!("{section}.ip"),
-                host.ip.to_string(),
-                format!(
-                    "there is already a DNS host record with this ip in network '{}' \
-                     (dns.host[{i}])",
-                    net.name
-                ),
-            ));
-        }
-        let dns = net.dns.get_or_insert_with(Default::default);
-        insert_at(&mut dns.hosts, command, host);
-        return Ok(());
+        let ip = host.ip.to_string();
+        return add_dns_entry(
+            net,
+            command,
+            |d| &mut d.hosts,
+            host,
+            &matches,
+            |i, net| {
+                conflict(
+                    format!("{section}.ip"),
+                    ip,
+                    format!(
+                        "there is already a DNS host record with this ip in network '{net}' \
+                     (dns.host[{i}])"
+                    ),
+                )
+            },
+        );
     }
     let shown = match ip {
         Some(a) => format!("ip='{a}' {}", names.join(" ")),
         None => names.join(" "),
     };
-    match matches.as_slice() {
-        [i] => {
-            if let Some(d) = net.dns.as_mut() {
-                d.hosts.remove(*i);
-            }
-            Ok(())
-        }
-        [] => Err(ModelError::bad_value(
-            section.as_str(),
-            shown,
-            format!(
-                "couldn't locate a matching DNS host record in network '{}'",
-                net.name
-            ),
-        )),
-        many => Err(ModelError::bad_value(
-            section.as_str(),
-            shown,
-            format!(
-                "multiple matching DNS host records were found in network '{}' ({})",
-                net.name,
-                many.iter()
-                    .map(|i| format!("dns.host[{i}]"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        )),
-    }
+    remove_one_dns_match(
+        net,
+        section,
+        |d| &mut d.hosts,
+        &matches,
+        shown,
+        "dns.host",
+        "a matching DNS host record",
+        "multiple matching DNS host records",
+    )
 }
 
 /// libvirt's `virNetworkDNSHostDefParseXML` with `partialOkay`: an address, hostnames, or both.
@@ -1127,11 +1097,7 @@ fn update_dns_txt(
         return Err(dns_modify_refused(section, "TXT"));
     }
     let (name, entry) = if command.is_add() {
-        let txt: DnsTxt = parse_in_dns(source, "dns.txt[0]", section)?
-            .txts
-            .into_iter()
-            .next()
-            .ok_or_else(|| missing_parsed(section))?;
+        let txt: DnsTxt = first_parsed(parse_in_dns(source, "dns.txt[0]", section)?.txts, section)?;
         (txt.name.clone(), Some(txt))
     } else {
         allow_attrs(node, &["name", "value"], section)?;
@@ -1259,21 +1225,13 @@ fn update_dns_srv(
         return Err(dns_modify_refused(section, "SRV"));
     }
     let srv = if command.is_add() {
-        parse_in_dns(source, "dns.srv[0]", section)?
-            .srvs
-            .into_iter()
-            .next()
-            .ok_or_else(|| missing_parsed(section))?
+        first_parsed(parse_in_dns(source, "dns.srv[0]", section)?.srvs, section)?
     } else {
         parse_partial_srv(node)?
     };
     let given = |v: &str| (!v.is_empty()).then(|| v.to_string());
     let (service, protocol) = (given(&srv.service), given(&srv.protocol));
-    let srvs = net
-        .dns
-        .as_ref()
-        .map(|d| d.srvs.as_slice())
-        .unwrap_or_default();
+    let srvs = dns_entries(net, |d| &d.srvs);
     let matches: Vec<usize> = srvs
         .iter()
         .enumerate()
@@ -1287,50 +1245,34 @@ fn update_dns_srv(
         .collect();
     let shown = describe_srv(&srv);
     if command.is_add() {
-        if let Some(i) = matches.first() {
-            return Err(conflict(
-                section.as_str().to_string(),
-                shown,
-                format!(
-                    "there is already a DNS SRV record matching all the given fields in \
-                     network '{}' (dns.srv[{i}])",
-                    net.name
-                ),
-            ));
-        }
-        let dns = net.dns.get_or_insert_with(Default::default);
-        insert_at(&mut dns.srvs, command, srv);
-        return Ok(());
+        return add_dns_entry(
+            net,
+            command,
+            |d| &mut d.srvs,
+            srv,
+            &matches,
+            |i, net| {
+                conflict(
+                    section.as_str().to_string(),
+                    shown,
+                    format!(
+                        "there is already a DNS SRV record matching all the given fields in \
+                     network '{net}' (dns.srv[{i}])"
+                    ),
+                )
+            },
+        );
     }
-    match matches.as_slice() {
-        [i] => {
-            if let Some(d) = net.dns.as_mut() {
-                d.srvs.remove(*i);
-            }
-            Ok(())
-        }
-        [] => Err(ModelError::bad_value(
-            section.as_str(),
-            shown,
-            format!(
-                "couldn't locate a matching DNS SRV record in network '{}'",
-                net.name
-            ),
-        )),
-        many => Err(ModelError::bad_value(
-            section.as_str(),
-            shown,
-            format!(
-                "multiple DNS SRV records matching all the given fields were found in network \
-                 '{}' ({})",
-                net.name,
-                many.iter()
-                    .map(|i| format!("dns.srv[{i}]"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        )),
-    }
+    remove_one_dns_match(
+        net,
+        section,
+        |d| &mut d.srvs,
+        &matches,
+        shown,
+        "dns.srv",
+        "a matching DNS SRV record",
+        "multiple DNS SRV records matching all the given fields",
+    )
 }
 
 fn describe_srv(srv: &DnsSrv) -> String {
@@ -1376,11 +1318,11 @@ mod tests {
     #[test]
     fn deep_fragments_are_refused_before_parsing() {
         let deep = format!("{}{}", "<a>".repeat(10_000), "</a>".repeat(10_000));
-        assert!(nesting_exceeds(deep.as_bytes(), MAX_FRAGMENT_DEPTH));
-        assert!(!nesting_exceeds(
+        assert!(nesting_depth_exceeds(deep.as_bytes(), MAX_FRAGMENT_DEPTH));
+        assert!(!nesting_depth_exceeds(
             b"<portgroup name='a'><vlan><tag id='1'/></vlan></portgroup>",
             MAX_FRAGMENT_DEPTH
         ));
-        assert!(!nesting_exceeds(b"<a x='/>'><b/></a>", 2));
+        assert!(!nesting_depth_exceeds(b"<a x='/>'><b/></a>", 2));
     }
 }

@@ -375,12 +375,8 @@ pub struct AttachInterfaceArgs {
     /// order, for those not given by option.
     #[arg(value_name = "DOMAIN TYPE SOURCE", num_args = 0..)]
     pub args: Vec<String>,
-    /// Domain name.
-    #[arg(long, value_name = "DOMAIN")]
-    pub domain: Option<String>,
-    /// Network interface type: network or bridge.
-    #[arg(long = "type", value_name = "TYPE")]
-    pub kind: Option<String>,
+    #[command(flatten)]
+    pub by_name: DomainTypeOptions,
     /// Source of network interface: the network's name or the bridge's device name.
     #[arg(long, value_name = "SOURCE")]
     pub source: Option<String>,
@@ -414,21 +410,21 @@ pub struct AttachInterfaceArgs {
     pub current: bool,
 }
 
-/// `detach-interface DOMAIN TYPE [--mac MAC]`.
+/// `--domain` and `--type` of `attach-interface` and `detach-interface`.
 #[derive(Debug, Args)]
-pub struct DetachInterfaceArgs {
-    /// DOMAIN and TYPE (network or bridge), in this order, for those not given by option.
-    #[arg(value_name = "DOMAIN TYPE", num_args = 0..)]
-    pub args: Vec<String>,
+pub struct DomainTypeOptions {
     /// Domain name.
     #[arg(long, value_name = "DOMAIN")]
     pub domain: Option<String>,
     /// Network interface type: network or bridge.
     #[arg(long = "type", value_name = "TYPE")]
     pub kind: Option<String>,
-    /// MAC address of the interface to detach.
-    #[arg(long, value_name = "MAC")]
-    pub mac: Option<String>,
+}
+
+/// `--persistent`, `--config`, `--live` and `--current` of `detach-interface` and the device
+/// verbs: accepted for virsh compatibility (virtnet ports are live).
+#[derive(Debug, Args)]
+pub struct DeviceScopeFlags {
     /// Make live change persistent (accepted; virtnet ports are live).
     #[arg(long)]
     pub persistent: bool,
@@ -441,6 +437,21 @@ pub struct DetachInterfaceArgs {
     /// Affect current domain (accepted; the default).
     #[arg(long)]
     pub current: bool,
+}
+
+/// `detach-interface DOMAIN TYPE [--mac MAC]`.
+#[derive(Debug, Args)]
+pub struct DetachInterfaceArgs {
+    /// DOMAIN and TYPE (network or bridge), in this order, for those not given by option.
+    #[arg(value_name = "DOMAIN TYPE", num_args = 0..)]
+    pub args: Vec<String>,
+    #[command(flatten)]
+    pub by_name: DomainTypeOptions,
+    /// MAC address of the interface to detach.
+    #[arg(long, value_name = "MAC")]
+    pub mac: Option<String>,
+    #[command(flatten)]
+    pub scope: DeviceScopeFlags,
 }
 
 /// `attach-device` / `detach-device` / `update-device DOMAIN FILE`.
@@ -456,18 +467,8 @@ pub struct DeviceFileArgs {
     /// XML file.
     #[arg(long, value_name = "FILE")]
     pub file: Option<String>,
-    /// Make live change persistent (accepted; virtnet ports are live).
-    #[arg(long)]
-    pub persistent: bool,
-    /// Affect next boot (accepted).
-    #[arg(long)]
-    pub config: bool,
-    /// Affect running domain (accepted; the default).
-    #[arg(long)]
-    pub live: bool,
-    /// Affect current domain (accepted; the default).
-    #[arg(long)]
-    pub current: bool,
+    #[command(flatten)]
+    pub scope: DeviceScopeFlags,
     /// Force device update (accepted; update-device only).
     #[arg(long)]
     pub force: bool,

@@ -6,10 +6,11 @@
 //! bridges these tests create never reach the host's network namespace. The tests marked
 //! "offline" need no daemon: what they check is refused before a request is sent.
 
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
-
 use virtnet_testkit::{shared_dir, Daemon, Netns};
+
+mod common;
+
+use common::{offline, Run};
 
 /// The test network: NAT, bridge `virbr5`.
 const NET: &str = "portnet";
@@ -26,48 +27,6 @@ const NET_XML: &str = "<network>
 </network>
 ";
 
-/// What one CLI run printed.
-#[derive(Debug)]
-struct Run {
-    stdout: String,
-    stderr: String,
-    code: i32,
-}
-
-impl Run {
-    fn from(out: Output) -> Run {
-        Run {
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            code: out.status.code().unwrap_or(-1),
-        }
-    }
-
-    #[track_caller]
-    fn ok(&self, stdout: &str) -> &Run {
-        assert_eq!(
-            (self.code, self.stderr.as_str()),
-            (0, ""),
-            "stdout: {}",
-            self.stdout
-        );
-        assert_eq!(self.stdout, stdout);
-        self
-    }
-
-    #[track_caller]
-    fn fails(&self, stderr: &str, stdout: &str) -> &Run {
-        assert_eq!(
-            self.code, 1,
-            "stdout: {}\nstderr: {}",
-            self.stdout, self.stderr
-        );
-        assert_eq!(self.stderr, stderr);
-        assert_eq!(self.stdout, stdout);
-        self
-    }
-}
-
 /// A daemon in a fresh namespace with [`NET`] defined and started.
 fn lab() -> Daemon {
     let ns = Netns::new("ports");
@@ -79,7 +38,7 @@ fn lab() -> Daemon {
 }
 
 fn run(d: &Daemon, args: &[&str]) -> Run {
-    Run::from(d.cli(args))
+    Run::from_output(d.cli(args))
 }
 
 /// `ip -d link show DEV` in the daemon's namespace, or None when the device does not exist.
@@ -121,18 +80,6 @@ fn nic_file(d: &Daemon, example: &str, from: &str, to: &str) -> String {
     let file = d.dir().join(example);
     std::fs::write(&file, text.replace(from, to)).expect("write the NIC's XML");
     file.display().to_string()
-}
-
-/// Runs `virtnet ARGS` against a socket nobody listens on.
-fn offline(args: &[&str]) -> Run {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let out = Command::new(PathBuf::from(env!("CARGO_BIN_EXE_virtnet")))
-        .env("VIRTNET_SOCKET", dir.path().join("none.sock"))
-        .stdin(Stdio::null())
-        .args(args)
-        .output()
-        .expect("run virtnet");
-    Run::from(out)
 }
 
 const DOMIFADDR_HEADER: &str = " Name       MAC address          Protocol     Address\n";

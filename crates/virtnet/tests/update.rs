@@ -3,28 +3,16 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
-
-use common::{example, virtnet_bin, Daemon, Run};
-
-/// Runs `virtnet ARGS` against a socket nobody listens on: only what is checked before the
-/// request can succeed or fail here.
-fn offline(args: &[&str]) -> Run {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let out = Command::new(virtnet_bin())
-        .env("VIRTNET_SOCKET", dir.path().join("none.sock"))
-        .stdin(Stdio::null())
-        .args(args)
-        .output()
-        .expect("run virtnet");
-    Run {
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        code: out.status.code().unwrap_or(-1),
-    }
-}
+use common::{example, offline, Daemon, Run};
 
 const HOST: &str = "<host mac='52:54:00:00:00:10' name='vm1' ip='192.168.122.10'/>";
+
+/// `virtnet net-update default add ip-dhcp-host HOST EXTRA…`, offline.
+fn offline_add_host(extra: &[&str]) -> Run {
+    let mut args = vec!["net-update", "default", "add", "ip-dhcp-host", HOST];
+    args.extend_from_slice(extra);
+    offline(&args)
+}
 
 #[test]
 fn net_update_refuses_bad_arguments_before_sending() {
@@ -39,16 +27,7 @@ fn net_update_refuses_bad_arguments_before_sending() {
          dns-host, dns-txt, dns-srv)\n",
         "\n",
     );
-    offline(&[
-        "net-update",
-        "default",
-        "add",
-        "ip-dhcp-host",
-        HOST,
-        "--current",
-        "--config",
-    ])
-    .fails(
+    offline_add_host(&["--current", "--config"]).fails(
         "error: Options --current and --config are mutually exclusive\n",
         "\n",
     );
@@ -67,29 +46,11 @@ fn net_update_refuses_bad_arguments_before_sending() {
     let r = offline(&["net-update", "default", "add", "ip-dhcp-host"]);
     assert_eq!(r.code, 1, "{r:?}");
     assert!(r.stderr.contains("<XML>"), "{}", r.stderr);
-    let r = offline(&[
-        "net-update",
-        "default",
-        "add",
-        "ip-dhcp-host",
-        HOST,
-        "--parent-index",
-        "x",
-    ]);
+    let r = offline_add_host(&["--parent-index", "x"]);
     assert_eq!(r.code, 1, "{r:?}");
     assert!(r.stderr.contains("--parent-index"), "{}", r.stderr);
     // Valid arguments (a negative index is libvirt's "automatic") get as far as connecting.
-    let r = offline(&[
-        "net-update",
-        "default",
-        "add",
-        "ip-dhcp-host",
-        HOST,
-        "--parent-index",
-        "-1",
-        "--live",
-        "--config",
-    ]);
+    let r = offline_add_host(&["--parent-index", "-1", "--live", "--config"]);
     assert_eq!(r.code, 1, "{r:?}");
     assert!(
         r.stderr.contains("failed to connect to the daemon"),

@@ -155,7 +155,7 @@ fn load(text: &str) -> Result<Document<'_>> {
 /// True when element nesting in `xml` goes deeper than `max`. A linear scan over the tags that
 /// skips comments, processing instructions, CDATA and declarations, and quoted attribute
 /// values; anything it cannot make sense of is left to the XML parser to reject.
-fn nesting_depth_exceeds(xml: &[u8], max: usize) -> bool {
+pub(crate) fn nesting_depth_exceeds(xml: &[u8], max: usize) -> bool {
     let find = |from: usize, pat: &[u8]| {
         xml[from.min(xml.len())..]
             .windows(pat.len())

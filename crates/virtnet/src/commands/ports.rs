@@ -326,8 +326,8 @@ pub fn attach_interface(ctx: &Ctx, a: &AttachInterfaceArgs) -> Result<(), Failur
     let v = slots(
         "attach-interface",
         &[
-            ("domain", a.domain.as_ref()),
-            ("type", a.kind.as_ref()),
+            ("domain", a.by_name.domain.as_ref()),
+            ("type", a.by_name.kind.as_ref()),
             ("source", a.source.as_ref()),
         ],
         &a.args,
@@ -408,7 +408,10 @@ fn id_of(name: &str, db: &str) -> Option<u32> {
 pub fn detach_interface(ctx: &Ctx, a: &DetachInterfaceArgs) -> Result<(), Failure> {
     let v = slots(
         "detach-interface",
-        &[("domain", a.domain.as_ref()), ("type", a.kind.as_ref())],
+        &[
+            ("domain", a.by_name.domain.as_ref()),
+            ("type", a.by_name.kind.as_ref()),
+        ],
         &a.args,
     )?;
     let ports = domain_ports(ctx, &v[0])?;
@@ -916,8 +919,8 @@ mod tests {
         slots(
             "attach-interface",
             &[
-                ("domain", a.domain.as_ref()),
-                ("type", a.kind.as_ref()),
+                ("domain", a.by_name.domain.as_ref()),
+                ("type", a.by_name.kind.as_ref()),
                 ("source", a.source.as_ref()),
             ],
             &a.args,
