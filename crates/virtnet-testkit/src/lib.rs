@@ -7,13 +7,15 @@
 //! - [`Netns`]: a namespace owned by the test, removed with everything started in it;
 //! - [`Lab`] and [`Guest`]: a host, an upstream serving HTTP on 203.0.113.1, and guests
 //!   joined to host bridges;
-//! - [`Daemon`]: a real virtnetd in a namespace, with the `virtnet` CLI pointed at it.
+//! - [`Daemon`]: a real virtnetd in a namespace, with the `virtnet` CLI pointed at it;
+//! - [`dhcp`]: busybox `udhcpc` in a guest ([`Guest::udhcpc`]) with a lease-applying script.
 
 #![warn(missing_docs)]
 
 use std::path::{Path, PathBuf};
 
 mod daemon;
+pub mod dhcp;
 mod netns;
 pub mod qemu;
 mod topology;

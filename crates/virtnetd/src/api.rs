@@ -19,7 +19,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 use virtnet_api::{
     paths, ApiError, AutostartRequest, ChangeResult, DestroyRequest, DestroyResult, ErrorCode,
@@ -91,6 +91,45 @@ impl IntoResponse for Failure {
 }
 
 type Answer = std::result::Result<Response, Failure>;
+
+/// The `{id}` of a route's path, or why axum could not extract it.
+type PathArg = std::result::Result<Path<String>, PathRejection>;
+
+/// A route's query string, or why axum could not parse it.
+type QueryArg<T> = std::result::Result<Query<T>, QueryRejection>;
+
+/// A `200 OK` answer with `value` as its JSON body.
+fn json<T: Serialize>(value: T) -> Answer {
+    Ok(Json(value).into_response())
+}
+
+/// Takes the id from the path and runs `call` with it on the blocking pool.
+async fn with_id<T: Send + 'static>(
+    id: PathArg,
+    call: impl FnOnce(String) -> Result<T> + Send + 'static,
+) -> std::result::Result<T, Failure> {
+    let id = path_id(id)?;
+    Ok(blocking(move || call(id)).await?)
+}
+
+/// Takes the id from the path, reads the JSON body of `req` (see [`read_json`] for `what`
+/// and `expected`) and runs `call` with both on the blocking pool.
+async fn with_id_and_json<R, T>(
+    id: PathArg,
+    req: Request,
+    what: &str,
+    expected: &str,
+    call: impl FnOnce(String, R) -> Result<T> + Send + 'static,
+) -> std::result::Result<T, Failure>
+where
+    R: serde::de::DeserializeOwned + Send + 'static,
+    T: Send + 'static,
+{
+    let id = path_id(id)?;
+    let (parts, body) = req.into_parts();
+    let request: R = read_json(&parts.headers, body, what, expected).await?;
+    Ok(blocking(move || call(id, request)).await?)
+}
 
 fn bad_request(message: impl Into<String>) -> Failure {
     Failure(Error::Api(ApiError::new(ErrorCode::BadRequest, message)))
@@ -186,14 +225,12 @@ async fn read_xml(headers: &HeaderMap, body: Body) -> std::result::Result<String
     })
 }
 
-fn path_id(
-    id: std::result::Result<Path<String>, PathRejection>,
-) -> std::result::Result<String, Failure> {
+fn path_id(id: PathArg) -> std::result::Result<String, Failure> {
     id.map(|Path(id)| id)
         .map_err(|e| bad_request(format!("bad network id in path: {}", e.body_text())))
 }
 
-fn query<T>(q: std::result::Result<Query<T>, QueryRejection>) -> std::result::Result<T, Failure> {
+fn query<T>(q: QueryArg<T>) -> std::result::Result<T, Failure> {
     q.map(|Query(q)| q)
         .map_err(|e| bad_request(format!("bad query string: {}", e.body_text())))
 }
@@ -245,8 +282,8 @@ fn wants_xml(format: Option<&str>, headers: &HeaderMap) -> std::result::Result<b
 
 async fn show(
     State(service): State<AppState>,
-    id: std::result::Result<Path<String>, PathRejection>,
-    q: std::result::Result<Query<ShowQuery>, QueryRejection>,
+    id: PathArg,
+    q: QueryArg<ShowQuery>,
     headers: HeaderMap,
 ) -> Answer {
     let id = path_id(id)?;
@@ -273,7 +310,7 @@ struct DefineQuery {
 
 async fn define(
     State(service): State<AppState>,
-    q: std::result::Result<Query<DefineQuery>, QueryRejection>,
+    q: QueryArg<DefineQuery>,
     headers: HeaderMap,
     body: Body,
 ) -> Answer {
@@ -289,7 +326,7 @@ async fn define(
 
 async fn edit(
     State(service): State<AppState>,
-    id: std::result::Result<Path<String>, PathRejection>,
+    id: PathArg,
     headers: HeaderMap,
     body: Body,
 ) -> Answer {
@@ -307,34 +344,25 @@ async fn edit(
     Ok(changed(StatusCode::OK, result))
 }
 
-async fn undefine(
-    State(service): State<AppState>,
-    id: std::result::Result<Path<String>, PathRejection>,
-) -> Answer {
-    let id = path_id(id)?;
-    let result = blocking(move || service.undefine(&id)).await?;
+async fn undefine(State(service): State<AppState>, id: PathArg) -> Answer {
+    let result = with_id(id, move |id| service.undefine(&id)).await?;
     Ok(changed(StatusCode::OK, result))
 }
 
-async fn autostart(
-    State(service): State<AppState>,
-    id: std::result::Result<Path<String>, PathRejection>,
-    headers: HeaderMap,
-    body: Body,
-) -> Answer {
-    let id = path_id(id)?;
-    let request: AutostartRequest =
-        read_json(&headers, body, "autostart", "{\"autostart\": true|false}").await?;
-    let result = blocking(move || service.set_autostart(&id, request.autostart)).await?;
+async fn autostart(State(service): State<AppState>, id: PathArg, req: Request) -> Answer {
+    let result = with_id_and_json(
+        id,
+        req,
+        "autostart",
+        "{\"autostart\": true|false}",
+        move |id, request: AutostartRequest| service.set_autostart(&id, request.autostart),
+    )
+    .await?;
     Ok(changed(StatusCode::OK, result))
 }
 
-async fn start(
-    State(service): State<AppState>,
-    id: std::result::Result<Path<String>, PathRejection>,
-) -> Answer {
-    let id = path_id(id)?;
-    let result = blocking(move || service.start(&id)).await?;
+async fn start(State(service): State<AppState>, id: PathArg) -> Answer {
+    let result = with_id(id, move |id| service.start(&id)).await?;
     Ok(changed(StatusCode::OK, result))
 }
 
@@ -347,30 +375,23 @@ async fn destroy(State(service): State<AppState>, headers: HeaderMap, body: Body
         ));
     }
     let networks = blocking(move || service.destroy(&request.networks)).await?;
-    Ok(Json(DestroyResult { networks }).into_response())
+    json(DestroyResult { networks })
 }
 
 async fn bridges(State(service): State<AppState>) -> Answer {
-    let rows = blocking(move || service.bridges()).await?;
-    Ok(Json(rows).into_response())
+    json(blocking(move || service.bridges()).await?)
 }
 
-async fn update(
-    State(service): State<AppState>,
-    id: std::result::Result<Path<String>, PathRejection>,
-    headers: HeaderMap,
-    body: Body,
-) -> Answer {
-    let id = path_id(id)?;
-    let request: virtnet_api::UpdateRequest = read_json(
-        &headers,
-        body,
+async fn update(State(service): State<AppState>, id: PathArg, req: Request) -> Answer {
+    let result = with_id_and_json(
+        id,
+        req,
         "update",
         "{\"command\": \"add-last\", \"section\": \"ip-dhcp-host\", \"xml\": \"<host .../>\", \
          \"parentIndex\": null, \"live\": true, \"config\": true}",
+        move |id, request: virtnet_api::UpdateRequest| service.update(&id, &request),
     )
     .await?;
-    let result = blocking(move || service.update(&id, &request)).await?;
     Ok(changed(StatusCode::OK, result))
 }
 
@@ -382,15 +403,10 @@ struct LeasesQuery {
     mac: Option<String>,
 }
 
-async fn leases(
-    State(service): State<AppState>,
-    id: std::result::Result<Path<String>, PathRejection>,
-    q: std::result::Result<Query<LeasesQuery>, QueryRejection>,
-) -> Answer {
+async fn leases(State(service): State<AppState>, id: PathArg, q: QueryArg<LeasesQuery>) -> Answer {
     let id = path_id(id)?;
     let q = query(q)?;
-    let rows = blocking(move || service.leases(&id, q.mac.as_deref())).await?;
-    Ok(Json(rows).into_response())
+    json(blocking(move || service.leases(&id, q.mac.as_deref())).await?)
 }
 
 /// Query of `GET /v1/events`.
@@ -407,14 +423,10 @@ struct EventsQuery {
 /// The longest an event poll is held open, so that clients and proxies never time out first.
 const MAX_EVENT_WAIT: u64 = 60;
 
-async fn events(
-    State(service): State<AppState>,
-    q: std::result::Result<Query<EventsQuery>, QueryRejection>,
-) -> Answer {
+async fn events(State(service): State<AppState>, q: QueryArg<EventsQuery>) -> Answer {
     let q = query(q)?;
     let wait = std::time::Duration::from_secs(q.wait.min(MAX_EVENT_WAIT));
-    let batch = service.events().wait_after(q.after, wait).await;
-    Ok(Json(batch).into_response())
+    json(service.events().wait_after(q.after, wait).await)
 }
 
 /// Query of `GET /v1/ports`.
@@ -425,13 +437,9 @@ struct PortsQuery {
     domain: Option<String>,
 }
 
-async fn list_ports(
-    State(service): State<AppState>,
-    q: std::result::Result<Query<PortsQuery>, QueryRejection>,
-) -> Answer {
+async fn list_ports(State(service): State<AppState>, q: QueryArg<PortsQuery>) -> Answer {
     let q = query(q)?;
-    let ports = blocking(move || Ok(service.list_ports(q.domain.as_deref()))).await?;
-    Ok(Json(ports).into_response())
+    json(blocking(move || Ok(service.list_ports(q.domain.as_deref()))).await?)
 }
 
 async fn create_port(State(service): State<AppState>, headers: HeaderMap, body: Body) -> Answer {
@@ -447,44 +455,34 @@ async fn create_port(State(service): State<AppState>, headers: HeaderMap, body: 
     Ok((StatusCode::CREATED, Json(port)).into_response())
 }
 
-async fn delete_port(
-    State(service): State<AppState>,
-    name: std::result::Result<Path<String>, PathRejection>,
-) -> Answer {
-    let name = path_id(name)?;
-    let port = blocking(move || service.delete_port(&name)).await?;
-    Ok(Json(port).into_response())
+async fn delete_port(State(service): State<AppState>, name: PathArg) -> Answer {
+    json(with_id(name, move |name| service.delete_port(&name)).await?)
 }
 
-async fn move_port(
-    State(service): State<AppState>,
-    name: std::result::Result<Path<String>, PathRejection>,
-    headers: HeaderMap,
-    body: Body,
-) -> Answer {
-    let name = path_id(name)?;
-    let request: virtnet_api::MoveRequest = read_json(
-        &headers,
-        body,
-        "move",
-        "{\"source\": {\"type\": \"bridge\", \"name\": \"br0\"}}",
+async fn move_port(State(service): State<AppState>, name: PathArg, req: Request) -> Answer {
+    json(
+        with_id_and_json(
+            name,
+            req,
+            "move",
+            "{\"source\": {\"type\": \"bridge\", \"name\": \"br0\"}}",
+            move |name, request: virtnet_api::MoveRequest| service.move_port(&name, request.source),
+        )
+        .await?,
     )
-    .await?;
-    let port = blocking(move || service.move_port(&name, request.source)).await?;
-    Ok(Json(port).into_response())
 }
 
-async fn set_port_link(
-    State(service): State<AppState>,
-    name: std::result::Result<Path<String>, PathRejection>,
-    headers: HeaderMap,
-    body: Body,
-) -> Answer {
-    let name = path_id(name)?;
-    let request: virtnet_api::LinkRequest =
-        read_json(&headers, body, "link", "{\"up\": true|false}").await?;
-    let port = blocking(move || service.set_port_link(&name, request.up)).await?;
-    Ok(Json(port).into_response())
+async fn set_port_link(State(service): State<AppState>, name: PathArg, req: Request) -> Answer {
+    json(
+        with_id_and_json(
+            name,
+            req,
+            "link",
+            "{\"up\": true|false}",
+            move |name, request: virtnet_api::LinkRequest| service.set_port_link(&name, request.up),
+        )
+        .await?,
+    )
 }
 
 /// Query of `GET /v1/domains/{domain}/addresses`.
@@ -497,21 +495,18 @@ struct AddressesQuery {
 
 async fn domain_addresses(
     State(service): State<AppState>,
-    domain: std::result::Result<Path<String>, PathRejection>,
-    q: std::result::Result<Query<AddressesQuery>, QueryRejection>,
+    domain: PathArg,
+    q: QueryArg<AddressesQuery>,
 ) -> Answer {
     let domain = path_id(domain)?;
     let source = query(q)?
         .source
         .unwrap_or(virtnet_api::AddressSource::Lease);
-    let rows = blocking(move || service.domain_addresses(&domain, source)).await?;
-    Ok(Json(rows).into_response())
+    json(blocking(move || service.domain_addresses(&domain, source)).await?)
 }
 
 async fn list_host_bridges(State(service): State<AppState>) -> Answer {
-    let hb = service.host_bridges.clone();
-    let rows = blocking(move || hb.list()).await?;
-    Ok(Json(rows).into_response())
+    json(blocking(move || service.host_bridges.list()).await?)
 }
 
 /// Runs to completion on the blocking pool even when the client goes away: the change, the
@@ -533,34 +528,16 @@ async fn create_host_bridge(
     Ok((StatusCode::CREATED, Json(created)).into_response())
 }
 
-async fn show_host_bridge(
-    State(service): State<AppState>,
-    bridge: std::result::Result<Path<String>, PathRejection>,
-) -> Answer {
-    let bridge = path_id(bridge)?;
-    let hb = service.host_bridges.clone();
-    let row = blocking(move || hb.get(&bridge)).await?;
-    Ok(Json(row).into_response())
+async fn show_host_bridge(State(service): State<AppState>, bridge: PathArg) -> Answer {
+    json(with_id(bridge, move |bridge| service.host_bridges.get(&bridge)).await?)
 }
 
-async fn confirm_host_bridge(
-    State(service): State<AppState>,
-    bridge: std::result::Result<Path<String>, PathRejection>,
-) -> Answer {
-    let bridge = path_id(bridge)?;
-    let hb = service.host_bridges.clone();
-    let row = blocking(move || hb.confirm(&bridge)).await?;
-    Ok(Json(row).into_response())
+async fn confirm_host_bridge(State(service): State<AppState>, bridge: PathArg) -> Answer {
+    json(with_id(bridge, move |bridge| service.host_bridges.confirm(&bridge)).await?)
 }
 
-async fn delete_host_bridge(
-    State(service): State<AppState>,
-    bridge: std::result::Result<Path<String>, PathRejection>,
-) -> Answer {
-    let bridge = path_id(bridge)?;
-    let hb = service.host_bridges.clone();
-    let row = blocking(move || hb.unbridge(&bridge)).await?;
-    Ok(Json(row).into_response())
+async fn delete_host_bridge(State(service): State<AppState>, bridge: PathArg) -> Answer {
+    json(with_id(bridge, move |bridge| service.host_bridges.unbridge(&bridge)).await?)
 }
 
 async fn no_route(uri: Uri) -> Failure {

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use virtnet_testkit::dhcp::{udhcpc_script, write_script};
 use virtnet_testkit::{Daemon, Guest, Lab, Netns, NsChild, HOST_UPLINK_ADDR, UPSTREAM_ADDR};
 
 const STATIC_MAC: &str = "52:54:00:00:00:42";
@@ -35,23 +36,36 @@ struct DnsLab {
     _upstream_dns: NsChild,
 }
 
-fn dns_lab(test: &str, lease: &str) -> DnsLab {
-    let lab = Lab::new(test);
-    let resolv = lab.tmp_dir().join("resolv.conf");
-    std::fs::write(&resolv, format!("nameserver {UPSTREAM_ADDR}\n")).expect("write resolv.conf");
-    let upstream_dns = lab.upstream().spawn([
+/// A dnsmasq DNS server in `ns` on `listen` only, answering from its `extra` options (no
+/// resolv.conf, no hosts file).
+fn dnsmasq(ns: &Netns, listen: &str, extra: &[&str]) -> NsChild {
+    let listen = format!("--listen-address={listen}");
+    let mut args = vec![
         "dnsmasq",
         "--no-daemon",
         "--no-resolv",
         "--no-hosts",
         "--conf-file=/dev/null",
         "--bind-interfaces",
-        &format!("--listen-address={UPSTREAM_ADDR}"),
-        "--address=/example.org/203.0.113.80",
-        "--address=/plainhost/203.0.113.81",
-        "--pid-file=",
-        "--user=root",
-    ]);
+        &listen,
+    ];
+    args.extend_from_slice(extra);
+    args.extend(["--pid-file=", "--user=root"]);
+    ns.spawn(args)
+}
+
+fn dns_lab(test: &str, lease: &str) -> DnsLab {
+    let lab = Lab::new(test);
+    let resolv = lab.tmp_dir().join("resolv.conf");
+    std::fs::write(&resolv, format!("nameserver {UPSTREAM_ADDR}\n")).expect("write resolv.conf");
+    let upstream_dns = dnsmasq(
+        lab.upstream(),
+        UPSTREAM_ADDR,
+        &[
+            "--address=/example.org/203.0.113.80",
+            "--address=/plainhost/203.0.113.81",
+        ],
+    );
     let daemon = Daemon::start_in_with(lab.host(), &["--resolv-conf", &resolv.to_string_lossy()]);
     let name = daemon.define(&nat_network(lease));
     daemon.cli_ok(&["net-start", &name]);
@@ -72,62 +86,18 @@ fn dhcp_guest(lab: &Lab, mac: Option<&str>) -> Guest {
     guest
 }
 
-/// A udhcpc event script that applies the lease to the interface (and nothing else: no
-/// resolv.conf, no routes outside the guest's namespace).
-fn udhcpc_script(dir: &Path) -> PathBuf {
-    let path = dir.join("udhcpc.sh");
-    std::fs::write(
-        &path,
-        "#!/bin/sh\ncase \"$1\" in\n  bound|renew)\n    ip addr flush dev \"$interface\"\n    \
-         ip addr add \"$ip/$mask\" dev \"$interface\"\n    \
-         echo \"$1 $ip $mask router=$router dns=$dns domain=$domain hostname=$hostname lease=$lease mtu=$mtu boot_file=$boot_file siaddr=$siaddr\" >> \"$0.log\"\n    ;;\n  \
-         deconfig) ip addr flush dev \"$interface\" ;;\nesac\nexit 0\n",
-    )
-    .expect("write udhcpc script");
-    make_executable(&path);
-    path
-}
-
 /// A dhclient script that applies the lease to the interface only (the default
 /// dhclient-script would rewrite the host's /etc/resolv.conf).
 fn dhclient_script(dir: &Path) -> PathBuf {
     let path = dir.join("dhclient.sh");
-    std::fs::write(
+    write_script(
         &path,
         "#!/bin/sh\ncase \"$reason\" in\n  BOUND|RENEW|REBIND|REBOOT)\n    \
          ip addr flush dev \"$interface\"\n    \
          ip addr add \"$new_ip_address/$new_subnet_mask\" dev \"$interface\" ;;\n  \
          RELEASE|EXPIRE|FAIL|STOP) ip addr flush dev \"$interface\" ;;\nesac\nexit 0\n",
-    )
-    .expect("write dhclient script");
-    make_executable(&path);
+    );
     path
-}
-
-fn make_executable(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod script");
-}
-
-/// Runs udhcpc once in the guest (lease obtained, then exit without releasing).
-fn udhcpc(guest: &Guest, script: &Path, hostname: &str) -> String {
-    guest.ns().run_ok([
-        "busybox",
-        "udhcpc",
-        "-i",
-        "eth0",
-        "-f",
-        "-q",
-        "-n",
-        "-t",
-        "5",
-        "-T",
-        "1",
-        "-x",
-        &format!("hostname:{hostname}"),
-        "-s",
-        &script.to_string_lossy(),
-    ])
 }
 
 fn the_address(guest: &Guest) -> String {
@@ -189,7 +159,7 @@ fn udhcpc_leases_in_range_with_the_options_and_its_name_resolves() {
     let t = dns_lab("udhcpc", "");
     let guest = dhcp_guest(&t.lab, None);
     let script = udhcpc_script(t.lab.tmp_dir());
-    udhcpc(&guest, &script, "vm1");
+    guest.udhcpc(&script, "vm1");
     let addr = the_address(&guest);
     assert!(in_range(&addr), "{addr} is not in the range");
     let log = std::fs::read_to_string(format!("{}.log", script.display())).expect("script log");
@@ -236,7 +206,7 @@ fn static_hosts_and_records_resolve_and_only_foreign_names_are_forwarded() {
     let t = dns_lab("records", "");
     let guest = dhcp_guest(&t.lab, Some(STATIC_MAC));
     let script = udhcpc_script(t.lab.tmp_dir());
-    udhcpc(&guest, &script, "whatever");
+    guest.udhcpc(&script, "whatever");
     assert_eq!(the_address(&guest), "192.168.122.42");
     let rows = leases(&t.daemon);
     assert_eq!(rows[0]["hostname"], "fixed", "the static host's name wins");
@@ -343,7 +313,7 @@ fn leases_expire_and_every_change_is_an_event() {
     std::thread::sleep(Duration::from_millis(300));
     let guest = dhcp_guest(&t.lab, None);
     let script = udhcpc_script(t.lab.tmp_dir());
-    udhcpc(&guest, &script, "shortlived");
+    guest.udhcpc(&script, "shortlived");
     let addr = the_address(&guest);
     assert_eq!(dig(guest.ns(), "192.168.122.1", &["shortlived"]), addr);
     // udhcpc -q exits without renewing: the lease runs out and is reclaimed.
@@ -381,17 +351,7 @@ fn live_updates_reach_dhcp_and_dns_without_a_restart() {
     let t = dns_lab("update", "");
     // Another DNS server already listens on port 53 of the host (systemd-resolved's
     // address): the network's server binds its own addresses only, so both run.
-    let resolved = t.lab.host().spawn([
-        "dnsmasq",
-        "--no-daemon",
-        "--no-resolv",
-        "--no-hosts",
-        "--conf-file=/dev/null",
-        "--bind-interfaces",
-        "--listen-address=127.0.0.53",
-        "--pid-file=",
-        "--user=root",
-    ]);
+    let resolved = dnsmasq(t.lab.host(), "127.0.0.53", &[]);
     std::thread::sleep(Duration::from_millis(300));
     t.daemon.cli_ok(&["net-destroy", "default"]);
     t.daemon.cli_ok(&["net-start", "default"]);
@@ -431,7 +391,7 @@ fn live_updates_reach_dhcp_and_dns_without_a_restart() {
 
     let guest = dhcp_guest(&t.lab, Some(mac));
     let script = udhcpc_script(t.lab.tmp_dir());
-    udhcpc(&guest, &script, "ignored");
+    guest.udhcpc(&script, "ignored");
     assert_eq!(the_address(&guest), "192.168.122.77");
     assert_eq!(
         dig(guest.ns(), "192.168.122.1", &["late.example.test"]),
@@ -499,14 +459,14 @@ fn a_random_mac_discover_flood_from_one_port_leaves_the_pool_to_the_others() {
         .run_ok(["python3", "-c", DISCOVER_FLOOD, "300"]);
     let guest = dhcp_guest(&t.lab, None);
     let script = udhcpc_script(t.lab.tmp_dir());
-    udhcpc(&guest, &script, "honest");
+    guest.udhcpc(&script, "honest");
     assert!(in_range(&the_address(&guest)));
     // And a second, slower wave from the same port changes nothing.
     attacker
         .ns()
         .run_ok(["python3", "-c", DISCOVER_FLOOD, "50"]);
     let late = dhcp_guest(&t.lab, None);
-    udhcpc(&late, &script, "late");
+    late.udhcpc(&script, "late");
     assert!(in_range(&the_address(&late)));
 }
 
@@ -528,7 +488,7 @@ fn pxe_guests_get_the_boot_file_and_fetch_it_over_tftp() {
     daemon.cli_ok(&["net-start", &name]);
     let guest = dhcp_guest(&lab, None);
     let script = udhcpc_script(lab.tmp_dir());
-    udhcpc(&guest, &script, "pxe");
+    guest.udhcpc(&script, "pxe");
     let log = std::fs::read_to_string(format!("{}.log", script.display())).expect("script log");
     assert!(log.contains("boot_file=pxelinux.0"), "{log}");
     assert!(log.contains("siaddr=192.168.122.1"), "{log}");

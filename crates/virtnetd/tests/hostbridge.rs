@@ -189,6 +189,17 @@ fn settled_state(ns: &Netns) -> String {
     state(ns)
 }
 
+/// Asserts that the settled state of `host` is `before` again.
+fn assert_restored(host: &Netns, before: &str, what: &str) {
+    assert_same(before, &settled_state(host), what);
+}
+
+/// [`assert_restored`], and the LAN reaches the host's address again.
+fn assert_restored_and_reachable(s: &Setup, before: &str, what: &str) {
+    assert_restored(s.host(), before, what);
+    assert!(s.lan.ping(HOST_IP));
+}
+
 /// Asserts equal states, printing the lines that differ.
 fn assert_same(before: &str, after: &str, what: &str) {
     if before == after {
@@ -248,6 +259,44 @@ fn cli_fails(s: &Setup, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stdout)
     );
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Runs `virtnet iface-bridge eth0 br0 --no-stp <extra>`, which must fail with a roll back
+/// that leaves no br0; logs how long it took after `took`.
+fn iface_bridge_is_rolled_back(s: &Setup, extra: &[&str], took: &str) {
+    let t0 = Instant::now();
+    let mut args = vec!["iface-bridge", "eth0", "br0", "--no-stp"];
+    args.extend_from_slice(extra);
+    let err = cli_fails(s, &args);
+    eprintln!("{took} {:?}", t0.elapsed());
+    assert!(err.contains("rolled back"), "{err}");
+    assert!(link_json(s.host(), "br0").is_none());
+}
+
+/// Starts `virtnet iface-bridge eth0 br0 --no-stp <extra>` against the daemon in the
+/// background, as a CLI the test may kill or wait for.
+fn spawn_iface_bridge(s: &Setup, extra: &[&str]) -> NsChild {
+    let mut args = vec![
+        virtnet_testkit::virtnet_bin()
+            .to_string_lossy()
+            .into_owned(),
+        "--connect".into(),
+        s.daemon.socket().to_string_lossy().into_owned(),
+    ];
+    args.extend(
+        ["iface-bridge", "eth0", "br0", "--no-stp"]
+            .iter()
+            .chain(extra)
+            .map(|a| a.to_string()),
+    );
+    s.host().spawn(args)
+}
+
+/// Waits until `eth0` is a port of `br0` and `pred` holds.
+fn wait_eth0_enslaved(host: &Netns, what: &str, timeout: Duration, pred: impl Fn() -> bool) {
+    wait_until(what, timeout, || {
+        link_json(host, "eth0").is_some_and(|l| l["master"] == "br0") && pred()
+    });
 }
 
 fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
@@ -322,7 +371,7 @@ fn static_nic_is_bridged_while_reachable_and_unbridged_exactly() {
         .daemon
         .cli_ok(&["iface-bridge", "eth0", "br0", "--no-stp", "--dry-run"]);
     assert!(plan.contains("enslave eth0 to br0"), "{plan}");
-    assert_same(&before, &settled_state(&host), "a dry run changed the host");
+    assert_restored(&host, &before, "a dry run changed the host");
 
     let prober = Prober::start(&s.lan, HOST_IP, 7001);
     std::thread::sleep(Duration::from_millis(300));
@@ -385,9 +434,9 @@ fn static_nic_is_bridged_while_reachable_and_unbridged_exactly() {
         "{out}"
     );
     host.ip_ok(["link", "del", "other0"]);
-    assert_same(
+    assert_restored(
+        &host,
         &before,
-        &settled_state(&host),
         "iface-unbridge did not restore eth0 exactly",
     );
     assert!(
@@ -401,20 +450,8 @@ fn failed_check_rolls_back_exactly() {
     let s = setup(true, false);
     let host = s.host().clone();
     let before = settled_state(&host);
-    let t0 = Instant::now();
-    let err = cli_fails(
-        &s,
-        &["iface-bridge", "eth0", "br0", "--no-stp", "--check", NOBODY],
-    );
-    eprintln!("failed check + roll back took {:?}", t0.elapsed());
-    assert!(err.contains("rolled back"), "{err}");
-    assert!(link_json(&host, "br0").is_none());
-    assert_same(
-        &before,
-        &settled_state(&host),
-        "the roll back did not restore eth0 exactly",
-    );
-    assert!(s.lan.ping(HOST_IP));
+    iface_bridge_is_rolled_back(&s, &["--check", NOBODY], "failed check + roll back took");
+    assert_restored_and_reachable(&s, &before, "the roll back did not restore eth0 exactly");
 }
 
 #[test]
@@ -422,41 +459,15 @@ fn unconfirmed_change_is_rolled_back_and_a_confirmed_one_kept() {
     let s = setup(true, false);
     let host = s.host().clone();
     let before = settled_state(&host);
-    let t0 = Instant::now();
-    let err = cli_fails(
+    iface_bridge_is_rolled_back(
         &s,
-        &[
-            "iface-bridge",
-            "eth0",
-            "br0",
-            "--no-stp",
-            "--confirm-timeout",
-            "3",
-        ],
+        &["--confirm-timeout", "3"],
+        "unconfirmed: CLI returned after",
     );
-    eprintln!("unconfirmed: CLI returned after {:?}", t0.elapsed());
-    assert!(err.contains("rolled back"), "{err}");
-    assert!(link_json(&host, "br0").is_none());
-    assert_same(&before, &settled_state(&host), "restored");
+    assert_restored(&host, &before, "restored");
 
     // Confirmed from another CLI while the first waits.
-    let sock = s.daemon.socket().to_string_lossy().into_owned();
-    let waiting = host.spawn_with(
-        [
-            virtnet_testkit::virtnet_bin()
-                .to_string_lossy()
-                .into_owned(),
-            "--connect".into(),
-            sock,
-            "iface-bridge".into(),
-            "eth0".into(),
-            "br0".into(),
-            "--no-stp".into(),
-            "--confirm-timeout".into(),
-            "10".into(),
-        ],
-        |_| {},
-    );
+    let waiting = spawn_iface_bridge(&s, &["--confirm-timeout", "10"]);
     wait_until("awaiting-confirm", Duration::from_secs(15), || {
         let out = s.daemon.cli(&["iface-confirm", "br0"]);
         out.status.success()
@@ -472,7 +483,7 @@ fn unconfirmed_change_is_rolled_back_and_a_confirmed_one_kept() {
     );
     assert_eq!(addresses_of(&host, "br0").len(), 3);
     s.daemon.cli_ok(&["iface-unbridge", "br0"]);
-    assert_same(&before, &settled_state(&host), "restored");
+    assert_restored(&host, &before, "restored");
 }
 
 #[test]
@@ -480,30 +491,15 @@ fn killed_cli_during_confirmation_is_still_rolled_back() {
     let s = setup(true, false);
     let host = s.host().clone();
     let before = settled_state(&host);
-    let sock = s.daemon.socket().to_string_lossy().into_owned();
-    let cli = host.spawn([
-        virtnet_testkit::virtnet_bin()
-            .to_string_lossy()
-            .into_owned(),
-        "--connect".into(),
-        sock,
-        "iface-bridge".into(),
-        "eth0".into(),
-        "br0".into(),
-        "--no-stp".into(),
-        "--confirm-timeout".into(),
-        "3".into(),
-    ]);
-    wait_until("awaiting-confirm", Duration::from_secs(15), || {
-        link_json(&host, "eth0").is_some_and(|l| l["master"] == "br0")
-    });
+    let cli = spawn_iface_bridge(&s, &["--confirm-timeout", "3"]);
+    wait_eth0_enslaved(&host, "awaiting-confirm", Duration::from_secs(15), || true);
     std::thread::sleep(Duration::from_millis(300));
     cli.kill();
     wait_until("the roll back", Duration::from_secs(10), || {
         link_json(&host, "br0").is_none()
     });
     std::thread::sleep(Duration::from_millis(200));
-    assert_same(&before, &settled_state(&host), "restored");
+    assert_restored(&host, &before, "restored");
 }
 
 #[test]
@@ -511,36 +507,17 @@ fn virtnetd_killed_mid_change_is_restored_at_start() {
     let mut s = setup(true, false);
     let host = s.host().clone();
     let before = settled_state(&host);
-    let sock = s.daemon.socket().to_string_lossy().into_owned();
     // The check of an address nobody has lasts 5 s: kill virtnetd during it.
-    let _cli = host.spawn([
-        virtnet_testkit::virtnet_bin()
-            .to_string_lossy()
-            .into_owned(),
-        "--connect".into(),
-        sock,
-        "iface-bridge".into(),
-        "eth0".into(),
-        "br0".into(),
-        "--no-stp".into(),
-        "--check".into(),
-        NOBODY.into(),
-    ]);
-    wait_until("eth0 enslaved", Duration::from_secs(10), || {
-        link_json(&host, "eth0").is_some_and(|l| l["master"] == "br0")
-            && addresses_of(&host, "eth0").is_empty()
+    let _cli = spawn_iface_bridge(&s, &["--check", NOBODY]);
+    wait_eth0_enslaved(&host, "eth0 enslaved", Duration::from_secs(10), || {
+        addresses_of(&host, "eth0").is_empty()
     });
     s.daemon.kill9();
     assert!(link_json(&host, "br0").is_some());
     assert_ne!(state(&host), before);
     s.daemon.restart();
     assert!(link_json(&host, "br0").is_none(), "{}", s.daemon.log());
-    assert_same(
-        &before,
-        &settled_state(&host),
-        "the restart did not restore eth0",
-    );
-    assert!(s.lan.ping(HOST_IP));
+    assert_restored_and_reachable(&s, &before, "the restart did not restore eth0");
 }
 
 #[test]

@@ -7,6 +7,7 @@
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
+use virtnet_testkit::dhcp::udhcpc_script;
 use virtnet_testkit::{Daemon, Guest, Lab, QemuGuest, HOST_UPLINK_ADDR, UPSTREAM_URL};
 
 const VM_MAC: &str = "52:54:00:12:34:56";
@@ -33,36 +34,7 @@ fn in_range(addr: &str) -> bool {
 fn namespace_guest(lab: &Lab, hostname: &str) -> (Guest, String) {
     let guest = lab.guest_unattached();
     guest.attach("virbr0");
-    let script = lab.tmp_dir().join("udhcpc-peer.sh");
-    std::fs::write(
-        &script,
-        "#!/bin/sh\ncase \"$1\" in\n  bound|renew)\n    ip addr flush dev \"$interface\"\n    \
-         ip addr add \"$ip/$mask\" dev \"$interface\" ;;\n  \
-         deconfig) ip addr flush dev \"$interface\" ;;\nesac\nexit 0\n",
-    )
-    .expect("write the udhcpc script");
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))
-            .expect("chmod the udhcpc script");
-    }
-    guest.ns().run_ok([
-        "busybox",
-        "udhcpc",
-        "-i",
-        "eth0",
-        "-f",
-        "-q",
-        "-n",
-        "-t",
-        "5",
-        "-T",
-        "1",
-        "-x",
-        &format!("hostname:{hostname}"),
-        "-s",
-        &script.to_string_lossy(),
-    ]);
+    guest.udhcpc(&udhcpc_script(lab.tmp_dir()), hostname);
     let addrs = guest.ipv4_addrs();
     assert_eq!(
         addrs.len(),

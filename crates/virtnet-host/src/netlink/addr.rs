@@ -22,7 +22,8 @@ pub struct Address {
     pub broadcast: Option<Ipv4Addr>,
 }
 
-fn family(addr: &IpAddr) -> AddressFamily {
+/// The netlink address family of `addr`.
+pub(super) fn family(addr: &IpAddr) -> AddressFamily {
     match addr {
         IpAddr::V4(_) => AddressFamily::Inet,
         IpAddr::V6(_) => AddressFamily::Inet6,
@@ -91,16 +92,14 @@ pub(crate) fn address_from(m: AddressMessage) -> Option<Address> {
 impl Netlink {
     /// Lists every IPv4 and IPv6 address of the namespace (`RTM_GETADDR` dump).
     pub fn addresses(&mut self) -> Result<Vec<Address>> {
-        let msgs = self
-            .dump(RouteNetlinkMessage::GetAddress(AddressMessage::default()))
-            .map_err(|e| e.ctx("list addresses", ""))?;
-        Ok(msgs
-            .into_iter()
-            .filter_map(|m| match m {
+        self.dump_parsed(
+            RouteNetlinkMessage::GetAddress(AddressMessage::default()),
+            "list addresses",
+            |m| match m {
                 RouteNetlinkMessage::NewAddress(m) => address_from(m),
                 _ => None,
-            })
-            .collect())
+            },
+        )
     }
 
     /// Adds `addr/prefix` to interface `ifindex` (`RTM_NEWADDR`,

@@ -8,6 +8,7 @@ use netlink_packet_route::route::{
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
+use super::addr::family;
 use super::Netlink;
 use crate::error::{HostError, Result};
 
@@ -93,10 +94,7 @@ impl RouteSpec {
 
     fn message(&self, add: bool) -> RouteMessage {
         let mut m = RouteMessage::default();
-        m.header.address_family = match self.dest {
-            IpAddr::V4(_) => AddressFamily::Inet,
-            IpAddr::V6(_) => AddressFamily::Inet6,
-        };
+        m.header.address_family = family(&self.dest);
         m.header.destination_prefix_length = self.prefix;
         m.header.table = RouteHeader::RT_TABLE_MAIN;
         m.header.protocol = RouteProtocol::from(self.protocol);
@@ -115,21 +113,31 @@ impl RouteSpec {
         }
         m.attributes
             .push(RouteAttribute::Destination(RouteAddress::from(self.dest)));
-        if let Some(g) = self.gateway {
-            m.attributes
-                .push(RouteAttribute::Gateway(RouteAddress::from(g)));
-        }
-        if let Some(o) = self.oif {
-            m.attributes.push(RouteAttribute::Oif(o));
-        }
-        if let Some(p) = self.metric {
-            m.attributes.push(RouteAttribute::Priority(p));
-        }
+        push_next_hop(&mut m.attributes, self.gateway, self.oif, self.metric);
         m
     }
 }
 
-fn ip(a: RouteAddress) -> Option<IpAddr> {
+/// Appends the gateway, output interface and metric attributes of a route that has them.
+pub(super) fn push_next_hop(
+    attributes: &mut Vec<RouteAttribute>,
+    gateway: Option<IpAddr>,
+    oif: Option<u32>,
+    metric: Option<u32>,
+) {
+    if let Some(g) = gateway {
+        attributes.push(RouteAttribute::Gateway(RouteAddress::from(g)));
+    }
+    if let Some(o) = oif {
+        attributes.push(RouteAttribute::Oif(o));
+    }
+    if let Some(p) = metric {
+        attributes.push(RouteAttribute::Priority(p));
+    }
+}
+
+/// The IP address of a route attribute (none for other families).
+pub(super) fn ip(a: RouteAddress) -> Option<IpAddr> {
     match a {
         RouteAddress::Inet(v4) => Some(IpAddr::V4(v4)),
         RouteAddress::Inet6(v6) => Some(IpAddr::V6(v6)),
@@ -183,16 +191,25 @@ impl Netlink {
         // Honoured with strict checking on (see `Netlink::open`); the filter below stays for
         // kernels without it.
         request.header.table = RouteHeader::RT_TABLE_MAIN;
-        let msgs = self
-            .dump(RouteNetlinkMessage::GetRoute(request))
-            .map_err(|e| e.ctx("list routes", ""))?;
-        Ok(msgs
-            .into_iter()
-            .filter_map(|m| match m {
+        self.dump_parsed(
+            RouteNetlinkMessage::GetRoute(request),
+            "list routes",
+            |m| match m {
                 RouteNetlinkMessage::NewRoute(m) => route_from(m),
                 _ => None,
-            })
-            .collect())
+            },
+        )
+    }
+
+    /// Dumps `request` and keeps what `parse` makes of each answer; a failure names `op`.
+    pub(super) fn dump_parsed<T>(
+        &mut self,
+        request: RouteNetlinkMessage,
+        op: &'static str,
+        parse: impl FnMut(RouteNetlinkMessage) -> Option<T>,
+    ) -> Result<Vec<T>> {
+        let msgs = self.dump(request).map_err(|e| e.ctx(op, ""))?;
+        Ok(msgs.into_iter().filter_map(parse).collect())
     }
 
     /// Adds a unicast route to the main table (`RTM_NEWROUTE`,

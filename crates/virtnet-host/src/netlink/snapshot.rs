@@ -18,6 +18,8 @@ use netlink_packet_route::route::{
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use serde::{Deserialize, Serialize};
 
+use super::addr::family;
+use super::route::{ip as route_ip, push_next_hop};
 use super::Netlink;
 use crate::error::Result;
 
@@ -78,10 +80,7 @@ impl AddressEntry {
 
     fn message(&self, add: bool) -> AddressMessage {
         let mut m = AddressMessage::default();
-        m.header.family = match self.local {
-            IpAddr::V4(_) => AddressFamily::Inet,
-            IpAddr::V6(_) => AddressFamily::Inet6,
-        };
+        m.header.family = family(&self.local);
         m.header.prefix_len = self.prefix_len;
         m.header.index = self.ifindex;
         m.header.scope = AddressScope::from(self.scope);
@@ -231,14 +230,6 @@ pub const RTPROT_DHCP: u8 = 16;
 /// The local table, which the kernel fills from addresses.
 pub const RT_TABLE_LOCAL: u32 = 255;
 
-fn route_ip(a: RouteAddress) -> Option<IpAddr> {
-    match a {
-        RouteAddress::Inet(v4) => Some(IpAddr::V4(v4)),
-        RouteAddress::Inet6(v6) => Some(IpAddr::V6(v6)),
-        _ => None,
-    }
-}
-
 impl RouteEntry {
     /// `dest/prefix via gw dev #oif metric m table t proto p`, for messages.
     pub fn describe(&self) -> String {
@@ -265,10 +256,7 @@ impl RouteEntry {
 
     fn message(&self, add: bool) -> RouteMessage {
         let mut m = RouteMessage::default();
-        m.header.address_family = match self.dest {
-            IpAddr::V4(_) => AddressFamily::Inet,
-            IpAddr::V6(_) => AddressFamily::Inet6,
-        };
+        m.header.address_family = family(&self.dest);
         m.header.destination_prefix_length = self.prefix;
         m.header.tos = self.tos;
         m.header.table = u8::try_from(self.table).unwrap_or(RouteHeader::RT_TABLE_UNSPEC);
@@ -286,16 +274,7 @@ impl RouteEntry {
             m.attributes
                 .push(RouteAttribute::Source(RouteAddress::from(src)));
         }
-        if let Some(g) = self.gateway {
-            m.attributes
-                .push(RouteAttribute::Gateway(RouteAddress::from(g)));
-        }
-        if let Some(o) = self.oif {
-            m.attributes.push(RouteAttribute::Oif(o));
-        }
-        if let Some(p) = self.metric {
-            m.attributes.push(RouteAttribute::Priority(p));
-        }
+        push_next_hop(&mut m.attributes, self.gateway, self.oif, self.metric);
         if add {
             if let Some(s) = self.prefsrc {
                 m.attributes
@@ -378,16 +357,14 @@ impl Netlink {
     /// Every IPv4 and IPv6 address of the namespace with all its attributes, in the kernel's
     /// order (per link: IPv4 primaries before their secondaries; IPv6 newest first).
     pub fn address_entries(&mut self) -> Result<Vec<AddressEntry>> {
-        let msgs = self
-            .dump(RouteNetlinkMessage::GetAddress(AddressMessage::default()))
-            .map_err(|e| e.ctx("list addresses", ""))?;
-        Ok(msgs
-            .into_iter()
-            .filter_map(|m| match m {
+        self.dump_parsed(
+            RouteNetlinkMessage::GetAddress(AddressMessage::default()),
+            "list addresses",
+            |m| match m {
                 RouteNetlinkMessage::NewAddress(m) => address_entry(m),
                 _ => None,
-            })
-            .collect())
+            },
+        )
     }
 
     /// Adds an address with all its attributes (`RTM_NEWADDR`, `NLM_F_CREATE|NLM_F_EXCL`);
@@ -412,17 +389,18 @@ impl Netlink {
         for family in [AddressFamily::Inet, AddressFamily::Inet6] {
             let mut request = RouteMessage::default();
             request.header.address_family = family;
-            let msgs = self
-                .dump(RouteNetlinkMessage::GetRoute(request))
-                .map_err(|e| e.ctx("list routes", ""))?;
-            out.extend(msgs.into_iter().filter_map(|m| match m {
-                RouteNetlinkMessage::NewRoute(m)
-                    if !m.header.flags.contains(RouteFlags::Cloned) =>
-                {
-                    route_entry(m)
-                }
-                _ => None,
-            }));
+            out.extend(self.dump_parsed(
+                RouteNetlinkMessage::GetRoute(request),
+                "list routes",
+                |m| match m {
+                    RouteNetlinkMessage::NewRoute(m)
+                        if !m.header.flags.contains(RouteFlags::Cloned) =>
+                    {
+                        route_entry(m)
+                    }
+                    _ => None,
+                },
+            )?);
         }
         Ok(out)
     }

@@ -1,0 +1,54 @@
+//! DHCP clients in guest namespaces: busybox `udhcpc` with an event script that applies the
+//! lease to the guest's interface only.
+
+use std::path::{Path, PathBuf};
+
+use crate::topology::Guest;
+
+/// Writes `text` to `path` as an executable (0755) script.
+pub fn write_script(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap_or_else(|e| panic!("write script {}: {e}", path.display()));
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+        .unwrap_or_else(|e| panic!("chmod script {}: {e}", path.display()));
+}
+
+/// A udhcpc event script in `dir` that applies the lease to the interface (and nothing else:
+/// no resolv.conf, no routes outside the guest's namespace), and logs each lease with its
+/// options to `<script>.log`.
+pub fn udhcpc_script(dir: &Path) -> PathBuf {
+    let path = dir.join("udhcpc.sh");
+    write_script(
+        &path,
+        "#!/bin/sh\ncase \"$1\" in\n  bound|renew)\n    ip addr flush dev \"$interface\"\n    \
+         ip addr add \"$ip/$mask\" dev \"$interface\"\n    \
+         echo \"$1 $ip $mask router=$router dns=$dns domain=$domain hostname=$hostname lease=$lease mtu=$mtu boot_file=$boot_file siaddr=$siaddr\" >> \"$0.log\"\n    ;;\n  \
+         deconfig) ip addr flush dev \"$interface\" ;;\nesac\nexit 0\n",
+    );
+    path
+}
+
+impl Guest {
+    /// Runs busybox udhcpc once on `eth0` with the event `script` (see [`udhcpc_script`]),
+    /// sending `hostname`: a lease is obtained, then udhcpc exits without releasing it.
+    /// Returns udhcpc's output; panics when no lease is obtained.
+    pub fn udhcpc(&self, script: &Path, hostname: &str) -> String {
+        self.ns().run_ok([
+            "busybox",
+            "udhcpc",
+            "-i",
+            "eth0",
+            "-f",
+            "-q",
+            "-n",
+            "-t",
+            "5",
+            "-T",
+            "1",
+            "-x",
+            &format!("hostname:{hostname}"),
+            "-s",
+            &script.to_string_lossy(),
+        ])
+    }
+}
