@@ -1,12 +1,13 @@
-//! Tap devices for guest NICs, made through `/dev/net/tun` (rtnetlink cannot create them).
+//! Tap devices through `/dev/net/tun` (rtnetlink cannot create them): the ioctl primitives,
+//! shared with QEMU's bridge helper (`virtnet-qemu`), and [`create_tap`] for guest ports.
 //!
 //! A port's tap is made persistent (`TUNSETPERSIST`) and owned by the user QEMU runs as
 //! (`TUNSETOWNER`/`TUNSETGROUP`), so that it outlives the daemon's file descriptor and an
 //! unprivileged QEMU can attach to it by name (`-netdev tap,ifname=vnet0`).
 
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 
 use crate::error::{HostError, Result};
 
@@ -14,10 +15,19 @@ const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
 const TUNSETPERSIST: libc::c_ulong = 0x4004_54cb;
 const TUNSETOWNER: libc::c_ulong = 0x4004_54cc;
 const TUNSETGROUP: libc::c_ulong = 0x4004_54ce;
-const IFF_TAP: libc::c_short = 0x0002;
-const IFF_NO_PI: libc::c_short = 0x1000;
-const IFF_VNET_HDR: libc::c_short = 0x4000;
-const IFF_MULTI_QUEUE: libc::c_short = 0x0100;
+const TUNGETFEATURES: libc::c_ulong = 0x8004_54cf;
+const TUNGETIFF: libc::c_ulong = 0x8004_54d2;
+
+/// A tap (not a tun).
+pub const IFF_TAP: i16 = 0x0002;
+/// No packet information header.
+pub const IFF_NO_PI: i16 = 0x1000;
+/// virtio-net header on every packet.
+pub const IFF_VNET_HDR: i16 = 0x4000;
+/// One queue per descriptor (QEMU opens one per vCPU).
+pub const IFF_MULTI_QUEUE: i16 = 0x0100;
+/// Made persistent (reported by `TUNGETIFF`).
+pub const IFF_PERSIST: i16 = 0x0800;
 
 /// What a tap is created with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,78 +52,127 @@ struct IfReq {
     _pad: [u8; 22],
 }
 
-fn ioctl(
-    fd: i32,
-    request: libc::c_ulong,
-    arg: libc::c_ulong,
-    what: &'static str,
-    name: &str,
-) -> Result<()> {
-    // SAFETY: the tun ioctls used here take an integer argument or a pointer to a live IfReq.
-    let rc = unsafe { libc::ioctl(fd, request, arg) };
-    if rc < 0 {
-        return Err(HostError::new(what, name, io::Error::last_os_error()));
+fn os_err(what: &str) -> io::Error {
+    let e = io::Error::last_os_error();
+    io::Error::new(e.kind(), format!("{what}: {e}"))
+}
+
+/// An ioctl of the tun driver with an integer argument.
+fn ioctl_int(fd: RawFd, request: libc::c_ulong, arg: libc::c_ulong, what: &str) -> io::Result<()> {
+    // SAFETY: the tun ioctls used with this take an integer argument.
+    if unsafe { libc::ioctl(fd, request, arg) } < 0 {
+        return Err(os_err(what));
     }
     Ok(())
 }
 
+/// Opens `/dev/net/tun` (close-on-exec).
+pub fn open_tun() -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/net/tun")
+        .map_err(|e| io::Error::new(e.kind(), format!("failed to open /dev/net/tun: {e}")))
+}
+
+/// The `IFF_*` features the kernel's tun driver supports.
+pub fn features(tun: &File) -> io::Result<u32> {
+    let mut features: libc::c_uint = 0;
+    // SAFETY: TUNGETFEATURES writes one unsigned int into the live variable.
+    if unsafe { libc::ioctl(tun.as_raw_fd(), TUNGETFEATURES, &mut features) } < 0 {
+        return Err(os_err("TUNGETFEATURES"));
+    }
+    Ok(features)
+}
+
+/// Attaches `tun` to the tap `name` with `flags` (`IFF_TAP | IFF_NO_PI`, maybe
+/// `IFF_VNET_HDR`, `IFF_MULTI_QUEUE`), creating it when the caller may administer the
+/// network; an existing tap may also be attached to by its owner.
+pub fn attach(tun: &File, name: &str, flags: i16) -> io::Result<()> {
+    let bytes = name.as_bytes();
+    if bytes.is_empty() || bytes.len() >= libc::IFNAMSIZ {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("`{name}' is not an interface name"),
+        ));
+    }
+    let mut req = IfReq {
+        name: [0; libc::IFNAMSIZ],
+        flags,
+        _pad: [0; 22],
+    };
+    req.name[..bytes.len()].copy_from_slice(bytes);
+    // SAFETY: TUNSETIFF reads (and writes back) the live IfReq, laid out as struct ifreq.
+    if unsafe { libc::ioctl(tun.as_raw_fd(), TUNSETIFF, &mut req) } < 0 {
+        return Err(os_err(&format!("failed to open tap `{name}' (TUNSETIFF)")));
+    }
+    Ok(())
+}
+
+/// The name and flags of the tap `fd` is attached to.
+pub fn attached(fd: RawFd) -> io::Result<(String, i16)> {
+    let mut req = IfReq {
+        name: [0; libc::IFNAMSIZ],
+        flags: 0,
+        _pad: [0; 22],
+    };
+    // SAFETY: TUNGETIFF writes into the live IfReq.
+    if unsafe { libc::ioctl(fd, TUNGETIFF, &mut req) } < 0 {
+        return Err(os_err("TUNGETIFF"));
+    }
+    let end = req
+        .name
+        .iter()
+        .position(|b| *b == 0)
+        .unwrap_or(req.name.len());
+    Ok((
+        String::from_utf8_lossy(&req.name[..end]).into_owned(),
+        req.flags,
+    ))
+}
+
+/// Sets whether the tap outlives its last descriptor.
+pub fn set_persist(tun: &File, persist: bool) -> io::Result<()> {
+    ioctl_int(
+        tun.as_raw_fd(),
+        TUNSETPERSIST,
+        libc::c_ulong::from(persist),
+        "TUNSETPERSIST",
+    )
+}
+
 /// Creates a persistent tap named `spec.name` in the calling thread's network namespace. It
-/// is down and on no bridge; configure it with [`crate::Netlink::set_port`]. Fails with
-/// `EBUSY`/`EEXIST` style errors when a device of that name exists.
+/// is down and on no bridge; configure it with [`crate::Netlink::set_port`]. Fails when a
+/// device of that name exists.
 pub fn create_tap(spec: &TapSpec) -> Result<()> {
     const OP: &str = "create tap";
-    let name = spec.name.as_bytes();
-    if name.is_empty() || name.len() >= libc::IFNAMSIZ {
+    if spec.name.is_empty() || spec.name.len() >= libc::IFNAMSIZ {
         return Err(HostError::invalid(
             OP,
             &spec.name,
             "a tap name has 1 to 15 bytes",
         ));
     }
-    let tun = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/net/tun")
-        .map_err(|e| HostError::new("open /dev/net/tun", &spec.name, e))?;
-    let mut req = IfReq {
-        name: [0; libc::IFNAMSIZ],
-        flags: IFF_TAP | IFF_NO_PI,
-        _pad: [0; 22],
-    };
-    req.name[..name.len()].copy_from_slice(name);
+    let fail = |op: &'static str| move |e: io::Error| HostError::new(op, spec.name.clone(), e);
+    let tun = open_tun().map_err(fail("open /dev/net/tun"))?;
+    let mut flags = IFF_TAP | IFF_NO_PI;
     if spec.vnet_hdr {
-        req.flags |= IFF_VNET_HDR;
+        flags |= IFF_VNET_HDR;
     }
     if spec.multi_queue {
-        req.flags |= IFF_MULTI_QUEUE;
+        flags |= IFF_MULTI_QUEUE;
     }
+    attach(&tun, &spec.name, flags).map_err(fail(OP))?;
+    // From here on a failure leaves nothing behind: without TUNSETPERSIST the tap
+    // disappears when `tun` is closed.
     let fd = tun.as_raw_fd();
-    ioctl(
-        fd,
-        TUNSETIFF,
-        &mut req as *mut IfReq as libc::c_ulong,
-        OP,
-        &spec.name,
-    )?;
-    // From here on a failure must not leave a half-made device: without TUNSETPERSIST the
-    // tap disappears when `tun` is closed.
     if let Some(uid) = spec.owner {
-        ioctl(
-            fd,
-            TUNSETOWNER,
-            libc::c_ulong::from(uid),
-            "set tap owner",
-            &spec.name,
-        )?;
+        ioctl_int(fd, TUNSETOWNER, libc::c_ulong::from(uid), "TUNSETOWNER")
+            .map_err(fail("set tap owner"))?;
     }
     if let Some(gid) = spec.group {
-        ioctl(
-            fd,
-            TUNSETGROUP,
-            libc::c_ulong::from(gid),
-            "set tap group",
-            &spec.name,
-        )?;
+        ioctl_int(fd, TUNSETGROUP, libc::c_ulong::from(gid), "TUNSETGROUP")
+            .map_err(fail("set tap group"))?;
     }
-    ioctl(fd, TUNSETPERSIST, 1, "make tap persistent", &spec.name)
+    set_persist(&tun, true).map_err(fail("make tap persistent"))
 }
