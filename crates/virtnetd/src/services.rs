@@ -289,13 +289,7 @@ fn ipv4_prefix(net: &Network) -> u8 {
     net.ips
         .iter()
         .find(|ip| ip.address.is_ipv4())
-        .and_then(|ip| {
-            ip.prefix.or_else(|| {
-                ip.netmask
-                    .map(|m| u32::from(m).leading_ones().min(32) as u8)
-            })
-        })
-        .unwrap_or(24)
+        .map_or(24, |ip| ip.prefix_len())
 }
 
 /// The `<tftp root>` of a network and the IPv4 gateway address it is served on (libvirt
