@@ -93,7 +93,7 @@ pub use server::{
     client_mac, sanitize_hostname, Engine, NoProbe, Probe, Request, Stats, DECLINE_QUARANTINE_SECS,
     MAX_PROBES, OFFER_SECS,
 };
-pub use socket::{bind, CLIENT_PORT, MAX_BATCH, RCVBUF, SERVER_PORT, SWEEP_INTERVAL};
+pub use socket::{bind, set_rcvbuf, CLIENT_PORT, MAX_BATCH, RCVBUF, SERVER_PORT, SWEEP_INTERVAL};
 pub use wire::decode;
 
 /// How long [`DhcpServer::stop`] waits for the serving task to close its socket.

@@ -76,7 +76,7 @@ pub fn bind(bridge: &str) -> Result<std::net::UdpSocket, DhcpError> {
 
 /// Asks for a receive buffer of `bytes`: SO_RCVBUFFORCE (needs CAP_NET_ADMIN, ignores
 /// `net.core.rmem_max`), else SO_RCVBUF. Best effort: a smaller buffer still works.
-fn set_rcvbuf(s: &socket2::Socket, bytes: usize) {
+pub fn set_rcvbuf(s: &socket2::Socket, bytes: usize) {
     use std::os::fd::AsRawFd;
     let v = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
     // SAFETY: setsockopt on our own descriptor with a valid c_int of the right size.

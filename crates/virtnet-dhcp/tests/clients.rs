@@ -401,8 +401,9 @@ fn broadcaster() -> socket2::Socket {
     )
     .unwrap();
     s.set_broadcast(true).unwrap();
-    // Room for the 256 OFFERs it receives at once.
-    s.set_recv_buffer_size(4 << 20).unwrap();
+    // Room for the 256 OFFERs it receives at once: the same forced 4 MiB as the server's
+    // socket (SO_RCVBUF alone is capped by net.core.rmem_max, too small for 256 datagrams).
+    virtnet_dhcp::set_rcvbuf(&s, virtnet_dhcp::RCVBUF);
     s.bind_device(Some(b"eth0")).unwrap();
     s.bind(&std::net::SocketAddr::from((Ipv4Addr::UNSPECIFIED, 68)).into())
         .unwrap();
