@@ -410,6 +410,17 @@ fn broadcaster() -> socket2::Socket {
     s
 }
 
+/// The `drops` column of this thread's namespace's UDP sockets (`/proc/thread-self/net/udp`).
+fn udp_drops() -> String {
+    std::fs::read_to_string("/proc/thread-self/net/udp")
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().last().map(str::to_string))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// Message `kind` from burst client `i` (its own chaddr and client identifier).
 fn burst_msg(
     i: u16,
@@ -508,7 +519,15 @@ fn bursts_of_256_queued_at_once_are_not_dropped() {
         sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
         let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 1500];
         while offered.len() < usize::from(N) {
-            let n = sock.recv(&mut buf).expect("OFFER");
+            let n = match sock.recv(&mut buf) {
+                Ok(n) => n,
+                Err(e) => panic!(
+                    "OFFER {} of {N} not received ({e}); server {:?}; socket drops: {}",
+                    offered.len() + 1,
+                    server.stats(),
+                    udp_drops()
+                ),
+            };
             // SAFETY: recv initialised the first n bytes.
             let b: Vec<u8> = buf[..n]
                 .iter()
