@@ -293,3 +293,66 @@ fn socket_stays_in_the_namespace_it_was_opened_in() {
     assert!(b.link("virbr0").unwrap().is_none());
     assert!(a.link("virbr0").unwrap().is_some());
 }
+
+/// `ip ARGS` in the test thread's namespace (a child inherits the thread's namespace).
+fn ip(args: &[&str]) -> String {
+    let out = std::process::Command::new("ip")
+        .args(args)
+        .output()
+        .expect("run ip");
+    assert!(out.status.success(), "ip {args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_parked_bridge_frees_its_name_addresses_and_ports() {
+    let mut nl = netns();
+    ip(&["link", "set", "lo", "up"]);
+    let s = BridgeSpec {
+        stp: false,
+        ..spec("virbr0")
+    };
+    let old = nl.create_bridge(&s).unwrap();
+    let port = nl.create_veth("vnet0", "vnet0p", Some(old)).unwrap();
+    nl.add_address(old, "192.168.122.1".parse().unwrap(), 24)
+        .unwrap();
+    nl.add_address(old, "fd00::1".parse().unwrap(), 64).unwrap();
+    assert!(nl.park_link(old, "vndel-test", "virtnet:/parked").unwrap());
+
+    let parked = nl.link_by_index(old).unwrap().expect("still exists");
+    assert_eq!(parked.name, "vndel-test");
+    assert_eq!(parked.alias.as_deref(), Some("virtnet:/parked"));
+    assert!(!parked.up);
+    assert!(nl.addresses_of(old).unwrap().is_empty());
+    assert_eq!(nl.link_by_index(port).unwrap().unwrap().master, None);
+    assert!(nl.ports_of(old).unwrap().is_empty());
+    assert!(!ip(&["route", "show", "table", "all"]).contains("192.168.122"));
+
+    // The name and the address are free at once; deleting the parked bridge afterwards leaves
+    // the new bridge's routes alone.
+    let new = nl.create_bridge(&s).unwrap();
+    nl.add_address(new, "192.168.122.1".parse().unwrap(), 24)
+        .unwrap();
+    nl.set_port(
+        port,
+        &virtnet_host::PortSettings {
+            master: Some(Some(new)),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(nl.ports_of(new).unwrap(), vec![port]);
+    let routes = ip(&["route", "show", "table", "all"]);
+    nl.delete_links(&[old]).unwrap();
+    assert_eq!(ip(&["route", "show", "table", "all"]), routes);
+    assert!(
+        routes.contains("local 192.168.122.1 dev virbr0"),
+        "{routes}"
+    );
+
+    // A link that is gone parks as `false`; a name in use is an error naming it.
+    assert!(!nl.park_link(old, "vndel-test", "virtnet:/parked").unwrap());
+    let other = nl.create_bridge(&spec("virbr1")).unwrap();
+    let e = nl.park_link(other, "virbr0", "x").unwrap_err();
+    assert!(e.to_string().contains("virbr0"), "{e}");
+}

@@ -22,6 +22,13 @@ pub use kernel::{AddressPlan, BridgePlan, RoutePlan, Sysctl};
 /// The link alias that marks a bridge as virtnet's, so that it is recognised after a crash.
 pub const ALIAS_PREFIX: &str = "virtnet:";
 
+/// The alias of a bridge whose network was destroyed and which waits for deletion (see
+/// virtnetd's reaper). A network name cannot contain `/`, so no network's bridge has it.
+pub const PARKED_ALIAS: &str = "virtnet:/parked";
+
+/// The name prefix of a parked bridge; its index follows (at most 15 bytes in all).
+pub const PARKED_NAME_PREFIX: &str = "vndel";
+
 /// The link group virtnet creates its bridges in ("vt"). The kernel applies it in the very
 /// message that creates the link, while the alias needs a second one: a bridge in this group
 /// is recognised as virtnet's even after a crash between the two.

@@ -24,10 +24,11 @@ use virtnet_plan::firewall::{
 };
 use virtnet_plan::{
     find_conflict, is_link_local, Conflict, HostAddress, HostRoute, NetworkFirewall, NetworkPlan,
-    ALIAS_PREFIX, LINK_GROUP, ROUTE_PROTOCOL,
+    ALIAS_PREFIX, LINK_GROUP, PARKED_ALIAS, PARKED_NAME_PREFIX, ROUTE_PROTOCOL,
 };
 
 use crate::error::{Error, Result};
+use crate::reaper::Reaper;
 
 /// The host's routes and addresses, dumped once and then kept current from the kernel's
 /// notifications, so that the collision check of a start does not dump them again: with one
@@ -131,6 +132,8 @@ pub struct Kernel {
     view: HostView,
     /// Firewalls currently installed, by network name.
     applied: BTreeMap<String, NetworkFirewall>,
+    /// Deletes the bridges of destroyed networks off the request path.
+    reaper: Reaper,
 }
 
 impl std::fmt::Debug for Kernel {
@@ -278,6 +281,7 @@ impl Kernel {
             sets: NftSets::open().map_err(host("open nfnetlink"))?,
             view: HostView::open()?,
             applied: BTreeMap::new(),
+            reaper: Reaper::spawn().map_err(host("start the link reaper"))?,
         })
     }
 
@@ -510,8 +514,10 @@ impl Kernel {
             .map_err(host("install the firewall"))
     }
 
-    /// Stops networks: one firewall transaction, then one batched link deletion, so that the
-    /// kernel's wait for RCU is paid once however many networks go.
+    /// Stops networks: their bridges are parked (down, ports off, addresses removed, renamed),
+    /// then their firewall entries removed in one transaction, and the parked bridges handed
+    /// to the reaper, which deletes them in one batch without making the caller wait for the
+    /// kernel's RCU barriers (~40 ms per deletion here).
     pub fn stop(&mut self, plans: &[&NetworkPlan]) -> Result<()> {
         let t0 = Instant::now();
         let result = self.stop_inner(plans);
@@ -543,11 +549,10 @@ impl Kernel {
             .map(|fw| raw_elements(fw))
             .collect::<Option<Vec<_>>>()
             .map(|v| v.concat());
-        // The bridges go first, then their firewall entries: the kernel's link teardown waits
-        // for nf_tables' pending work, so deleting elements first makes it slower (measured:
-        // 43.5 -> 38.9 ms per destroy), and a bridge never exists without its firewall.
+        // The bridges go out of service first, then their firewall entries: a bridge that is
+        // up never exists without its firewall.
         let t0 = Instant::now();
-        let deleted = self.netlink.delete_links(&doomed);
+        let (parked, unparked) = self.park(&doomed);
         let links_done = t0.elapsed();
         let removed = match raw {
             Some(elements) => self
@@ -560,9 +565,9 @@ impl Kernel {
             }
         };
         debug!(
-            links_us = links_done.as_micros() as u64,
+            park_us = links_done.as_micros() as u64,
             firewall_us = (t0.elapsed() - links_done).as_micros() as u64,
-            "stop: bridges, then firewall"
+            "stop: bridges parked, then firewall"
         );
         for plan in plans {
             self.applied.remove(&plan.network);
@@ -576,7 +581,35 @@ impl Kernel {
             }
         }
         self.forget_deleted(&doomed);
-        deleted.map_err(host("delete bridges"))
+        if let Err(back) = self.reaper.delete(parked) {
+            self.delete_links(&back, "delete bridges")?;
+        }
+        // A bridge that could not be parked is deleted here, waiting for the kernel.
+        self.delete_links(&unparked, "delete bridges")
+    }
+
+    /// Parks bridges for the reaper. Returns the parked ones and those that could not be
+    /// parked (a name clash, say), which the caller deletes itself.
+    fn park(&mut self, indexes: &[u32]) -> (Vec<u32>, Vec<u32>) {
+        let mut parked = Vec::with_capacity(indexes.len());
+        let mut unparked = Vec::new();
+        for &index in indexes {
+            let name = format!("{PARKED_NAME_PREFIX}{index}");
+            match self.netlink.park_link(index, &name, PARKED_ALIAS) {
+                Ok(true) => parked.push(index),
+                Ok(false) => {}
+                Err(e) => {
+                    warn!(error = %e, "could not park a bridge; deleting it at once");
+                    unparked.push(index);
+                }
+            }
+        }
+        (parked, unparked)
+    }
+
+    /// Blocks until the bridges of destroyed networks are deleted.
+    pub fn wait_for_deletions(&self) {
+        self.reaper.wait_idle();
     }
 
     /// Deletes links in one batch and forgets their routes and addresses.
@@ -742,7 +775,7 @@ impl Kernel {
         let links = self.netlink.links().map_err(host("list links"))?;
         let mut rows: Vec<BridgeStatus> = links
             .iter()
-            .filter(|l| is_ours(l))
+            .filter(|l| is_ours(l) && l.alias.as_deref() != Some(PARKED_ALIAS))
             .filter_map(|l| {
                 let info = l.bridge.as_ref()?;
                 let mut interfaces: Vec<String> = links

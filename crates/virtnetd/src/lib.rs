@@ -6,6 +6,8 @@
 //! - [`store`]: the redb file and its durability rules;
 //! - [`service`]: the network registry (define, create, edit, undefine, autostart);
 //! - [`services`]: DHCP and DNS of the running networks, leases and the event feed;
+//! - [`kernel`]: networks in the kernel (bridges, addresses, routes, firewall), reconcile;
+//! - [`reaper`]: deletes the bridges of destroyed networks off the request path;
 //! - [`ports`]: guest ports (taps), their moves and the guests' addresses;
 //! - [`api`]: the axum routes;
 //! - [`server`]: start-up (locks, socket), serving and graceful shutdown.
@@ -18,6 +20,7 @@ pub mod external;
 pub mod hostbridge;
 pub mod kernel;
 pub mod ports;
+pub mod reaper;
 pub mod server;
 pub mod service;
 pub mod services;

@@ -142,6 +142,8 @@ impl Daemon {
     /// Closes the store and removes the socket. Blocking work still running (a commit whose
     /// client went away) holds the store open until it is done; the runtime waits for it.
     pub fn close(self) {
+        // Bridges of networks destroyed just before the stop are deleted before it ends.
+        crate::service::lock(&self.service.kernel).wait_for_deletions();
         drop(self);
         tracing::info!("stopped");
     }

@@ -255,13 +255,18 @@ fn leftovers_are_removed_and_a_wiped_table_is_rebuilt() {
         "nft",
         "add element inet virtnet bridges { \"virbr5\" } ; add element inet virtnet cross { \"virbr5\" . \"virbr5\" }",
     ]);
+    // A bridge parked by a destroy that the reaper did not get to delete.
+    lab.host()
+        .ip_ok(["link", "add", "vndel77", "type", "bridge"]);
+    lab.host()
+        .ip_ok(["link", "set", "vndel77", "alias", "virtnet:/parked"]);
     // Someone else's bridge is never touched.
     lab.host()
         .ip_ok(["link", "add", "br-admin", "type", "bridge"]);
     daemon.restart();
     let links = lab.host().ip_ok(["-br", "link"]);
     assert!(
-        !links.contains("virbr5") && !links.contains("virbr6"),
+        !links.contains("virbr5") && !links.contains("virbr6") && !links.contains("vndel77"),
         "{links}"
     );
     assert!(links.contains("br-admin"), "{links}");

@@ -67,6 +67,11 @@ fn message(ifindex: u32, addr: IpAddr, prefix: u8, with_brd: bool) -> AddressMes
     m
 }
 
+/// The `RTM_DELADDR` message removing `a`.
+pub(super) fn delete_message(a: &Address) -> AddressMessage {
+    message(a.ifindex, a.addr, a.prefix_len, false)
+}
+
 /// The address an `RTM_NEWADDR`/`RTM_DELADDR` message describes (IPv4 and IPv6 only).
 pub(crate) fn address_from(m: AddressMessage) -> Option<Address> {
     if !matches!(m.header.family, AddressFamily::Inet | AddressFamily::Inet6) {
@@ -92,14 +97,28 @@ pub(crate) fn address_from(m: AddressMessage) -> Option<Address> {
 impl Netlink {
     /// Lists every IPv4 and IPv6 address of the namespace (`RTM_GETADDR` dump).
     pub fn addresses(&mut self) -> Result<Vec<Address>> {
+        self.dump_addresses(AddressMessage::default())
+    }
+
+    fn dump_addresses(&mut self, request: AddressMessage) -> Result<Vec<Address>> {
         self.dump_parsed(
-            RouteNetlinkMessage::GetAddress(AddressMessage::default()),
+            RouteNetlinkMessage::GetAddress(request),
             "list addresses",
             |m| match m {
                 RouteNetlinkMessage::NewAddress(m) => address_from(m),
                 _ => None,
             },
         )
+    }
+
+    /// The IPv4 and IPv6 addresses of one interface (`RTM_GETADDR` dump filtered by index in
+    /// the kernel).
+    pub fn addresses_of(&mut self, ifindex: u32) -> Result<Vec<Address>> {
+        let mut m = AddressMessage::default();
+        m.header.index = ifindex;
+        let all = self.dump_addresses(m)?;
+        // An old kernel ignores the filter: check the answer.
+        Ok(all.into_iter().filter(|a| a.ifindex == ifindex).collect())
     }
 
     /// Adds `addr/prefix` to interface `ifindex` (`RTM_NEWADDR`,

@@ -223,9 +223,12 @@ fn validate_name(op: &'static str, name: &str) -> Result<()> {
 impl Netlink {
     /// Lists every link of the namespace (`RTM_GETLINK` dump).
     pub fn links(&mut self) -> Result<Vec<Link>> {
-        let msgs = self
-            .dump(RouteNetlinkMessage::GetLink(LinkMessage::default()))
-            .map_err(|e| e.ctx("list links", ""))?;
+        self.dump_links(LinkMessage::default())
+            .map_err(|e| e.ctx("list links", ""))
+    }
+
+    fn dump_links(&mut self, request: LinkMessage) -> Result<Vec<Link>, NlError> {
+        let msgs = self.dump(RouteNetlinkMessage::GetLink(request))?;
         Ok(msgs
             .into_iter()
             .filter_map(|m| match m {
@@ -556,6 +559,84 @@ impl Netlink {
         }
         self.request(RouteNetlinkMessage::SetLink(m), 0)
             .map_err(|e| e.ctx("configure port", format!("#{ifindex}")))
+    }
+
+    /// Indexes of the links enslaved to `master` (`RTM_GETLINK` dump filtered by `IFLA_MASTER`
+    /// in the kernel).
+    pub fn ports_of(&mut self, master: u32) -> Result<Vec<u32>> {
+        let mut m = LinkMessage::default();
+        m.attributes.push(LinkAttribute::Controller(master));
+        let links = self
+            .dump_links(m)
+            .map_err(|e| e.ctx("list ports", format!("of #{master}")))?;
+        Ok(links
+            .into_iter()
+            // An old kernel ignores the filter: check the answer.
+            .filter(|l| l.master == Some(master))
+            .map(|l| l.index)
+            .collect())
+    }
+
+    /// Takes a link out of service so that deleting it can wait: sets it down, takes its ports
+    /// off it, removes its addresses and renames it to `name` with alias `alias`, in one
+    /// pipelined batch of requests.
+    ///
+    /// Why: deleting a bridge blocks the deleting thread for the kernel's RCU barriers (tens of
+    /// milliseconds, see [`Netlink::delete_links`]). A parked link no longer holds its name,
+    /// addresses, routes (the kernel flushes them when a link goes down), ports or traffic, so
+    /// a caller can report the link gone and delete it later on another thread. The addresses
+    /// are removed explicitly: a link that is down keeps its IPv4 addresses and their local
+    /// routes, so the host would go on answering on them and they would still count as in use.
+    ///
+    /// Returns `Ok(false)` when the link no longer exists.
+    pub fn park_link(&mut self, ifindex: u32, name: &str, alias: &str) -> Result<bool> {
+        const OP: &str = "park link";
+        validate_name(OP, name)?;
+        let target = || format!("#{ifindex} as {name}");
+        let mut down = LinkMessage::default();
+        down.header.index = ifindex;
+        down.header.change_mask = LinkFlags::Up;
+        let mut batch = vec![RouteNetlinkMessage::SetLink(down)];
+        for port in self.ports_of(ifindex)? {
+            let mut m = LinkMessage::default();
+            m.header.index = port;
+            m.attributes.push(LinkAttribute::Controller(0));
+            batch.push(RouteNetlinkMessage::SetLink(m));
+        }
+        for a in self.addresses_of(ifindex)? {
+            batch.push(RouteNetlinkMessage::DelAddress(
+                super::addr::delete_message(&a),
+            ));
+        }
+        let mut rename = LinkMessage::default();
+        rename.header.index = ifindex;
+        rename
+            .attributes
+            .push(LinkAttribute::IfName(name.to_string()));
+        rename
+            .attributes
+            .push(LinkAttribute::IfAlias(alias.to_string()));
+        batch.push(RouteNetlinkMessage::SetLink(rename));
+        let results = self
+            .request_many(batch, 0)
+            .map_err(|e| e.ctx(OP, target()))?;
+        let last = results.len() - 1;
+        for (i, r) in results.into_iter().enumerate() {
+            match r {
+                Ok(()) => {}
+                // The link went away meanwhile: nothing left to park.
+                Err(e) if (i == 0 || i == last) && e.errno() == Some(libc::ENODEV) => {
+                    return Ok(false)
+                }
+                // A port or an address that went away meanwhile is fine.
+                Err(e)
+                    if i != 0
+                        && i != last
+                        && matches!(e.errno(), Some(libc::ENODEV | libc::EADDRNOTAVAIL)) => {}
+                Err(e) => return Err(e.ctx(OP, target())),
+            }
+        }
+        Ok(true)
     }
 
     /// Deletes one link by index (`RTM_DELLINK`). A link that is already gone
