@@ -55,5 +55,5 @@ echo "| net-start, daemon side, median ms | $s1 | $s500 |"
 echo "| net-destroy, daemon side, median ms | $d1 | $d500 |"
 echo "| kernel: RTM_DELLINK of a bridge up with an address, in process (bench/nlbench.py), median ms | | $kernel |"
 # With VIRTNET_BENCH_LOG=virtnetd=debug: how the last destroys split between bridges and firewall.
-grep -o "links_us=[0-9]* firewall_us=[0-9]*" "$work/log" | tail -n 4 || true
+grep -oE "(park_us=[0-9]* firewall_us=[0-9]*|start timings.*|links=[0-9]+ elapsed_us=[0-9]+)" "$work/log" | tail -n 12 || true
 exit 0
