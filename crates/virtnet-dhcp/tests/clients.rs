@@ -421,6 +421,18 @@ fn udp_drops() -> String {
         .join(",")
 }
 
+/// The `dropped` column of `/proc/net/softnet_stat` (packets the per-CPU backlog, shared by
+/// every namespace, had no room for), one value per CPU.
+fn softnet_drops() -> String {
+    std::fs::read_to_string("/proc/net/softnet_stat")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .map(|hex| u64::from_str_radix(hex, 16).unwrap_or(u64::MAX).to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// Message `kind` from burst client `i` (its own chaddr and client identifier).
 fn burst_msg(
     i: u16,
@@ -522,10 +534,16 @@ fn bursts_of_256_queued_at_once_are_not_dropped() {
             let n = match sock.recv(&mut buf) {
                 Ok(n) => n,
                 Err(e) => panic!(
-                    "OFFER {} of {N} not received ({e}); server {:?}; socket drops: {}",
+                    "OFFER {} of {N} not received ({e}); server {:?}; server socket drops: {}; \
+                     client socket drops: {}; softnet drops per CPU: {}\nbridge port: {}\n\
+                     guest eth0: {}",
                     offered.len() + 1,
                     server.stats(),
-                    udp_drops()
+                    udp_drops(),
+                    g.in_ns(udp_drops),
+                    softnet_drops(),
+                    String::from_utf8_lossy(&host.ip(["-s", "link", "show", "dev", "vpb"]).stdout),
+                    String::from_utf8_lossy(&g.ip(["-s", "link", "show", "dev", "eth0"]).stdout),
                 ),
             };
             // SAFETY: recv initialised the first n bytes.
