@@ -503,7 +503,7 @@ fn bursts_of_256_queued_at_once_are_not_dropped() {
         };
         let run_until = |what: &str, f: &dyn Fn() -> bool| {
             rt.block_on(async {
-                let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
                 while !f() && tokio::time::Instant::now() < deadline {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
@@ -526,38 +526,63 @@ fn bursts_of_256_queued_at_once_are_not_dropped() {
             server.stats().offers == u64::from(N)
         });
         assert_eq!(server.stats().received, u64::from(N));
-        // The offered addresses (the OFFERs are broadcast to our port 68).
+        // The offered addresses (the OFFERs are broadcast to our port 68). The runtime is
+        // driven while they are read: the server's task sends the OFFERs after counting them,
+        // and a send that finds the socket's send buffer full waits for the runtime.
         let mut offered = std::collections::HashMap::new();
-        sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        sock.set_nonblocking(true).unwrap();
         let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 1500];
-        while offered.len() < usize::from(N) {
-            let n = match sock.recv(&mut buf) {
-                Ok(n) => n,
-                Err(e) => panic!(
-                    "OFFER {} of {N} not received ({e}); server {:?}; server socket drops: {}; \
-                     client socket drops: {}; softnet drops per CPU: {}\nbridge port: {}\n\
-                     guest eth0: {}",
-                    offered.len() + 1,
-                    server.stats(),
-                    udp_drops(),
-                    g.in_ns(udp_drops),
-                    softnet_drops(),
-                    String::from_utf8_lossy(&host.ip(["-s", "link", "show", "dev", "vpb"]).stdout),
-                    String::from_utf8_lossy(&g.ip(["-s", "link", "show", "dev", "eth0"]).stdout),
-                ),
-            };
-            // SAFETY: recv initialised the first n bytes.
-            let b: Vec<u8> = buf[..n]
-                .iter()
-                .map(|x| unsafe { x.assume_init() })
-                .collect();
-            if n >= 240 && b[0] == 2 {
-                let xid = u32::from_be_bytes([b[4], b[5], b[6], b[7]]);
-                offered.insert(
-                    (xid & 0xffff) as u16,
-                    Ipv4Addr::new(b[16], b[17], b[18], b[19]),
-                );
+        let read_all = rt.block_on(async {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+            while offered.len() < usize::from(N) {
+                let n = match sock.recv(&mut buf) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        if tokio::time::Instant::now() >= deadline {
+                            return Err(e);
+                        }
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+                // SAFETY: recv initialised the first n bytes.
+                let b: Vec<u8> = buf[..n]
+                    .iter()
+                    .map(|x| unsafe { x.assume_init() })
+                    .collect();
+                if n >= 240 && b[0] == 2 {
+                    let xid = u32::from_be_bytes([b[4], b[5], b[6], b[7]]);
+                    offered.insert(
+                        (xid & 0xffff) as u16,
+                        Ipv4Addr::new(b[16], b[17], b[18], b[19]),
+                    );
+                }
             }
+            Ok(())
+        });
+        if let Err(e) = read_all {
+            panic!(
+                "OFFER {} of {N} not received ({e}); missing: {:?}; server {:?}; server \
+                 socket drops: {}; client socket drops: {}; softnet drops per CPU: {}\n\
+                 guest's IP/UDP counters: {}\nbridge port: {}\nguest eth0: {}",
+                offered.len() + 1,
+                (0..N)
+                    .filter(|i| !offered.contains_key(i))
+                    .collect::<Vec<_>>(),
+                server.stats(),
+                udp_drops(),
+                g.in_ns(udp_drops),
+                softnet_drops(),
+                g.in_ns(|| std::fs::read_to_string("/proc/thread-self/net/snmp")
+                    .unwrap_or_default()
+                    .lines()
+                    .filter(|l| l.starts_with("Ip:") || l.starts_with("Udp:"))
+                    .collect::<Vec<_>>()
+                    .join("\n")),
+                String::from_utf8_lossy(&host.ip(["-s", "link", "show", "dev", "vpb"]).stdout),
+                String::from_utf8_lossy(&g.ip(["-s", "link", "show", "dev", "eth0"]).stdout),
+            );
         }
         // 2. REQUESTs for them.
         for i in 0..N {

@@ -61,7 +61,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for i in [0, n / 4, n / 2, 3 * n / 4, n - 1] {
         let name = Field::Ifname(format!("vb{i}"));
         let cases = [
-            vec![element("hash", key_bytes(std::slice::from_ref(&name)), None, 0)],
+            vec![element(
+                "hash",
+                key_bytes(std::slice::from_ref(&name)),
+                None,
+                0,
+            )],
             vec![
                 element("rbtree", key_bytes(&[Field::Ipv4(subnet(i, 0))]), None, 0),
                 element(
