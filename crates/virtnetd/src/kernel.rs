@@ -6,7 +6,7 @@
 //! remembers which firewalls it applied so that it can rebuild its table (one atomic
 //! transaction) if someone removed it, without listing the host's ruleset.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::IpAddr;
 
 use std::time::Instant;
@@ -19,8 +19,8 @@ use virtnet_host::{
     NftSets, Nftables, Route, RouteSpec, SetChange, SetElement,
 };
 use virtnet_plan::firewall::{
-    rebuild_script, remove_table_script, start_script, stop_any_script, stop_script, KeyField,
-    NfProto, TABLE_NAME,
+    groups_script, rebuild_script, remove_table_script, start_script, stop_any_script, stop_script,
+    KeyField, NfProto, PrefixGroup, TABLE_NAME,
 };
 use virtnet_plan::{
     find_conflict, is_link_local, Conflict, HostAddress, HostRoute, NetworkFirewall, NetworkPlan,
@@ -132,6 +132,8 @@ pub struct Kernel {
     view: HostView,
     /// Firewalls currently installed, by network name.
     applied: BTreeMap<String, NetworkFirewall>,
+    /// The prefix groups whose sets and rules the table holds.
+    groups: BTreeSet<PrefixGroup>,
     /// Deletes the bridges of destroyed networks off the request path.
     reaper: Reaper,
 }
@@ -177,22 +179,13 @@ pub fn raw_elements(fw: &NetworkFirewall) -> Option<Vec<SetElement>> {
         if e.jump.is_some() {
             return None;
         }
-        let starts: Vec<Field> = e.key.iter().map(|k| field(k, false)).collect();
+        let starts: Vec<Field> = e.key.iter().map(field).collect();
         let set = e.set.to_string();
         if !e.in_interval_set() {
             out.push(SetElement {
                 set,
                 key: key_bytes(&starts),
                 key_end: None,
-                flags: 0,
-            });
-        } else if e.key.len() > 1 {
-            // Concatenated ranges (pipapo): the inclusive end travels with the start.
-            let ends: Vec<Field> = e.key.iter().map(|k| field(k, true)).collect();
-            out.push(SetElement {
-                set,
-                key: key_bytes(&starts),
-                key_end: Some(key_bytes(&ends)),
                 flags: 0,
             });
         } else {
@@ -217,11 +210,11 @@ pub fn raw_elements(fw: &NetworkFirewall) -> Option<Vec<SetElement>> {
     Some(out)
 }
 
-/// A key field as nfnetlink carries it; a subnet is its first or (`end`) last address.
-fn field(k: &KeyField, end: bool) -> Field {
+/// A key field as nfnetlink carries it; a subnet (the start of a range) is its first address.
+fn field(k: &KeyField) -> Field {
     match k {
         KeyField::Ifname(n) => Field::Ifname(n.clone()),
-        KeyField::Net(s) => address_field(if end { s.last_address() } else { s.address }),
+        KeyField::Net(s) | KeyField::NetAddr(s) => address_field(s.address),
         KeyField::NfProto(NfProto::Ipv4) => Field::NfProto(libc::NFPROTO_IPV4 as u8),
         KeyField::NfProto(NfProto::Ipv6) => Field::NfProto(libc::NFPROTO_IPV6 as u8),
         KeyField::L4(p) => Field::InetProto(if *p == "tcp" {
@@ -281,6 +274,7 @@ impl Kernel {
             sets: NftSets::open().map_err(host("open nfnetlink"))?,
             view: HostView::open()?,
             applied: BTreeMap::new(),
+            groups: BTreeSet::new(),
             reaper: Reaper::spawn().map_err(host("start the link reaper"))?,
         })
     }
@@ -484,18 +478,37 @@ impl Kernel {
             return Ok(());
         };
         self.applied.insert(plan.network.clone(), fw.clone());
-        let installed = match raw_elements(fw) {
+        if self.add_groups(fw) && self.add_elements(fw) {
+            return Ok(());
+        }
+        warn!(network = %plan.network, "virtnet's nftables table is missing or damaged; rebuilding it");
+        self.rebuild_firewall()
+    }
+
+    /// Adds the sets and rules of the prefix groups `fw` needs and the table lacks (a prefix
+    /// length seen for the first time). False when that fails.
+    fn add_groups(&mut self, fw: &NetworkFirewall) -> bool {
+        let needed = fw.groups();
+        if needed.is_subset(&self.groups) {
+            return true;
+        }
+        let all: BTreeSet<PrefixGroup> = self.groups.union(&needed).copied().collect();
+        if self.nft.run(&groups_script(&all)).is_err() {
+            return false;
+        }
+        self.groups = all;
+        true
+    }
+
+    /// Adds the network's set elements in one transaction. False when that fails.
+    fn add_elements(&mut self, fw: &NetworkFirewall) -> bool {
+        match raw_elements(fw) {
             Some(elements) => self
                 .sets
                 .apply(TABLE_NAME, SetChange::Create, &elements)
                 .is_ok(),
             None => self.nft.run(&start_script(fw)).is_ok(),
-        };
-        if installed {
-            return Ok(());
         }
-        warn!(network = %plan.network, "virtnet's nftables table is missing or damaged; rebuilding it");
-        self.rebuild_firewall()
     }
 
     /// Replaces the whole `inet virtnet` table with the applied firewalls, atomically. With no
@@ -508,10 +521,12 @@ impl Kernel {
         } else {
             rebuild_script(&all)
         };
+        self.groups.clear();
         self.nft
             .run(&script)
-            .map(|_| ())
-            .map_err(host("install the firewall"))
+            .map_err(host("install the firewall"))?;
+        self.groups = all.iter().flat_map(|fw| fw.groups()).collect();
+        Ok(())
     }
 
     /// Stops networks: their bridges are parked (down, ports off, addresses removed, renamed),

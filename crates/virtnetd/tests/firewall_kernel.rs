@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use virtnet_host::{NftSets, Nftables, SetChange};
 use virtnet_model::{Bridge, Network};
 use virtnet_plan::firewall::{
-    rebuild_script, remove_table_script, start_script, stop_any_script, stop_script, TABLE_NAME,
+    groups_script, rebuild_script, remove_table_script, start_script, stop_any_script, stop_script,
+    TABLE_NAME,
 };
 use virtnet_plan::{plan, NetworkFirewall};
 use virtnet_testkit::{canonical_nft_table, read_corpus_file, shared_dir};
@@ -54,6 +55,12 @@ fn firewalls() -> Vec<(String, NetworkFirewall)> {
     out
 }
 
+/// A table without networks that holds the prefix groups `fw` needs, as virtnetd prepares it
+/// before the first network of a prefix length starts.
+fn empty_table_for(fw: &NetworkFirewall) -> String {
+    rebuild_script(&[]) + &groups_script(&fw.groups())
+}
+
 /// The table as nft lists it, in canonical form (see `canonical_nft_table`).
 fn table(nft: &mut Nftables) -> String {
     let text = nft
@@ -71,7 +78,7 @@ fn every_generated_firewall_loads_and_unloads_cleanly() {
             nft.run(script)
                 .unwrap_or_else(|e| panic!("{name}: {what}: {e}\n{script}"));
         };
-        run(&mut nft, "empty table", &rebuild_script(&[]));
+        run(&mut nft, "empty table", &empty_table_for(&fw));
         let empty = table(&mut nft);
         run(&mut nft, "start", &start_script(&fw));
         let started = table(&mut nft);
@@ -128,11 +135,11 @@ fn raw_set_elements_equal_what_nft_installs() {
             );
             continue;
         };
-        nft.run(&rebuild_script(&[])).expect("empty table");
+        nft.run(&empty_table_for(&fw)).expect("empty table");
         let empty = table(&mut nft);
         nft.run(&start_script(&fw)).expect("nft start");
         let by_nft = table(&mut nft);
-        nft.run(&rebuild_script(&[])).expect("empty table");
+        nft.run(&empty_table_for(&fw)).expect("empty table");
         sets.apply(TABLE_NAME, SetChange::Create, &raw)
             .unwrap_or_else(|e| panic!("{name}: raw create: {e}"));
         assert_eq!(

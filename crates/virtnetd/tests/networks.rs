@@ -86,6 +86,54 @@ fn routed_guest_reaches_upstream_with_its_own_address_both_ways() {
     assert!(lab.upstream_connect("10.10.20.10", 8080));
 }
 
+/// Subnets of several prefix lengths, and `<forward dev>`: each prefix length has its own sets
+/// and masked rules in the table, so this checks that the masks match what they must, and only
+/// that.
+#[test]
+fn prefix_lengths_and_forward_dev_keep_their_verdicts() {
+    let (lab, daemon) = lab_with_daemon("prefixes");
+    start(
+        &daemon,
+        "<network><name>wide</name><forward mode='nat' dev='uplink0'/><bridge name='virbr4'/>\
+         <ip address='10.80.0.1' prefix='16'/></network>",
+    );
+    start(
+        &daemon,
+        "<network><name>small</name><forward mode='route'/><bridge name='virbr5'/>\
+         <ip address='10.81.0.1' prefix='28'/></network>",
+    );
+    start(
+        &daemon,
+        "<network><name>elsewhere</name><forward mode='nat' dev='nosuch0'/>\
+         <bridge name='virbr6'/><ip address='10.82.0.1' prefix='24'/></network>",
+    );
+    // Routes back for every guest address below, so that only the firewall can stop them.
+    lab.upstream_route_to("10.81.0.0/24");
+    lab.upstream_route_to("10.82.0.0/24");
+    let wide = lab.guest("virbr4", "10.80.200.10/16", Some("10.80.0.1"));
+    assert_eq!(
+        wide.http_get(UPSTREAM_URL)
+            .expect("/16 NAT guest via its dev"),
+        format!("you are {HOST_UPLINK_ADDR}\n")
+    );
+    let small = lab.guest("virbr5", "10.81.0.10/28", Some("10.81.0.1"));
+    assert_eq!(
+        small.http_get(UPSTREAM_URL).expect("/28 routed guest"),
+        "you are 10.81.0.10\n"
+    );
+    let _listener = small.listen(8080);
+    assert!(lab.upstream_connect("10.81.0.10", 8080));
+    // A source outside the /28 on the same bridge is spoofed: rejected, as libvirt does (the
+    // host gets a route to it, so that only the firewall can stop it).
+    let spoofed = lab.guest("virbr5", "10.81.0.20/24", Some("10.81.0.1"));
+    lab.host()
+        .ip_ok(["route", "add", "10.81.0.16/28", "dev", "virbr5"]);
+    assert!(spoofed.http_get(UPSTREAM_URL).is_err());
+    // NAT restricted to another interface does not leave through the uplink.
+    let restricted = lab.guest("virbr6", "10.82.0.10/24", Some("10.82.0.1"));
+    assert!(restricted.http_get(UPSTREAM_URL).is_err());
+}
+
 #[test]
 fn isolated_guests_reach_the_host_and_each_other_but_not_upstream() {
     let (lab, daemon) = lab_with_daemon("isolated");
