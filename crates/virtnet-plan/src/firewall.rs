@@ -722,6 +722,34 @@ mod tests {
     }
 
     #[test]
+    fn prefix_groups_name_their_sets_and_mask_to_their_length() {
+        let g = |a: &str, p: u8| PrefixGroup::of(&Subnet::of(a.parse().unwrap(), p));
+        assert_eq!(g("10.81.0.1", 28).mask(), "255.255.255.240");
+        assert_eq!(g("10.0.0.1", 32).mask(), "255.255.255.255");
+        assert_eq!(g("10.0.0.1", 0).mask(), "0.0.0.0");
+        assert_eq!(g("fd00::1", 64).mask(), "ffff:ffff:ffff:ffff::");
+        assert_eq!(
+            g("fd00::1", 128).mask(),
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"
+        );
+        assert_eq!(g("10.0.0.1", 24).set("nat_nets", true), "nat_nets4_dev_24");
+        assert_eq!(g("fd00::1", 64).set("nat_skip", false), "nat6_skip_64");
+        // Every set a group's rules use is one of its own.
+        let group = g("192.168.122.1", 24);
+        let sets: Vec<String> = group.sets().into_iter().map(|(n, _)| n).collect();
+        for (_, rule) in group.rules() {
+            let used = rule.split('@').nth(1).and_then(|r| r.split(' ').next());
+            assert!(sets.iter().any(|s| Some(s.as_str()) == used), "{rule}");
+        }
+        // Isolated networks need no group; others one per family and prefix length.
+        let mut f = fw("virbr0");
+        f.v6 = vec![Subnet::of("fd00::1".parse().unwrap(), 64)];
+        assert_eq!(f.groups().len(), 2);
+        f.mode = ForwardMode::None;
+        assert!(f.groups().is_empty());
+    }
+
+    #[test]
     fn chain_names_escape_what_nft_identifiers_cannot_hold() {
         assert_eq!(fw("virbr0").chain_stem(), "virbr0");
         assert_eq!(fw("br-lan.10").chain_stem(), "br_2dlan_2e10");
