@@ -130,8 +130,8 @@ v net-info default
 v net-dumpxml default
 v iface-bridges
 show ip -n "$host" -br addr show virbr0
-echo "\$ ip netns exec $host nft list set inet virtnet nat_nets4"
-ip netns exec "$host" nft list set inet virtnet nat_nets4
+echo "\$ ip netns exec $host nft list set inet virtnet nat_nets4_24"
+ip netns exec "$host" nft list set inet virtnet nat_nets4_24
 
 section "A guest port"
 # With -q, attach-interface prints the tap's name alone: what a management layer scripts.
