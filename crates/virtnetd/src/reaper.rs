@@ -128,9 +128,18 @@ fn reap(mut netlink: Netlink, jobs: &Receiver<Vec<u32>>, pending: &Pending) {
                 elapsed_us = t0.elapsed().as_micros() as u64,
                 "parked bridges deleted"
             ),
-            // They stay parked (down, without addresses or ports) until the next start-up
-            // removes them as leftovers.
-            Err(e) => warn!(error = %e, "could not delete parked bridges"),
+            // One link that cannot go must not keep the others: each on its own, then.
+            // Those that still fail stay parked (down, without addresses or ports) until the
+            // next start-up removes them as leftovers.
+            Err(e) if batch.len() > 1 => {
+                warn!(error = %e, "batched deletion of parked bridges failed; deleting them one by one");
+                for &index in &batch {
+                    if let Err(e) = netlink.delete_link(index) {
+                        warn!(error = %e, "could not delete a parked bridge");
+                    }
+                }
+            }
+            Err(e) => warn!(error = %e, "could not delete a parked bridge"),
         }
         pending.done(batch.len());
     }

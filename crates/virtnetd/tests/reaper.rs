@@ -1,0 +1,68 @@
+//! The reaper against a real kernel, in a private network namespace: queued links are deleted
+//! in the background, one that cannot go does not keep the others, and dropping the reaper
+//! finishes what was queued.
+
+use virtnet_host::{BridgeSpec, Netlink};
+use virtnetd::reaper::Reaper;
+
+/// Moves this test thread into a new network namespace; panics rather than touch the host's.
+fn private_netns() -> Netlink {
+    // SAFETY: unshare only changes the calling thread's namespace membership.
+    let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+    assert_eq!(rc, 0, "unshare: {}", std::io::Error::last_os_error());
+    Netlink::open().expect("netlink in the test namespace")
+}
+
+fn bridge(nl: &mut Netlink, name: &str) -> u32 {
+    nl.create_bridge(&BridgeSpec {
+        name: name.into(),
+        mac: None,
+        mtu: None,
+        alias: format!("virtnet:{name}"),
+        stp: false,
+        forward_delay_cs: 0,
+        group: 0,
+    })
+    .expect("create bridge")
+}
+
+fn names(nl: &mut Netlink) -> Vec<String> {
+    let mut n: Vec<String> = nl
+        .links()
+        .expect("links")
+        .into_iter()
+        .map(|l| l.name)
+        .collect();
+    n.sort();
+    n
+}
+
+#[test]
+fn queued_links_are_deleted_and_one_that_cannot_go_keeps_no_other() {
+    let mut nl = private_netns();
+    let reaper = Reaper::spawn().expect("reaper");
+    let a = bridge(&mut nl, "vb-a");
+    let b = bridge(&mut nl, "vb-b");
+    reaper.delete(vec![a]).expect("queued");
+    reaper.wait_idle();
+    assert_eq!(names(&mut nl), ["lo", "vb-b"]);
+    // `lo` (index 1) cannot be deleted: the batch fails, and the others go one by one.
+    let c = bridge(&mut nl, "vb-c");
+    reaper.delete(vec![b, 1, c]).expect("queued");
+    reaper.wait_idle();
+    assert_eq!(names(&mut nl), ["lo"]);
+    reaper.delete(Vec::new()).expect("nothing to queue");
+    reaper.wait_idle();
+}
+
+#[test]
+fn dropping_the_reaper_finishes_what_was_queued() {
+    let mut nl = private_netns();
+    let reaper = Reaper::spawn().expect("reaper");
+    let queued: Vec<u32> = (0..3)
+        .map(|i| bridge(&mut nl, &format!("vb-{i}")))
+        .collect();
+    reaper.delete(queued).expect("queued");
+    drop(reaper);
+    assert_eq!(names(&mut nl), ["lo"]);
+}
