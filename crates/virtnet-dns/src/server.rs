@@ -18,8 +18,9 @@ use crate::config::DnsConfig;
 use crate::error::DnsError;
 use crate::forward::{forward, UPSTREAM_TIMEOUT};
 use crate::handle::{formerr, handle_query, servfail, Outcome, ReplyCache, Served, Transport};
-use crate::listen::{bind_tcp, bind_udp, Slot};
+use crate::listen::{bind_tcp, bind_udp, BatchIo};
 use crate::resolve::{GuestName, Zone};
+use virtnet_sockets::Slot;
 
 /// Forwarded queries in flight at once; further queries needing an upstream are dropped (the
 /// client retries), so a flooding guest cannot exhaust sockets or memory.
