@@ -13,25 +13,7 @@ use virtnet_model::Network;
 
 /// Runs `f` on a fresh thread inside a fresh network namespace with `lo` up and `addrs` on it.
 fn in_netns<F: FnOnce() + Send + 'static>(addrs: &[&str], f: F) {
-    let addrs: Vec<String> = addrs.iter().map(|s| s.to_string()).collect();
-    let t = std::thread::spawn(move || {
-        // SAFETY: plain syscall; only this thread changes namespace.
-        let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
-        assert_eq!(
-            rc,
-            0,
-            "unshare(CLONE_NEWNET): {} (run as root)",
-            std::io::Error::last_os_error()
-        );
-        run(&["ip", "link", "set", "lo", "up"]);
-        for a in &addrs {
-            run(&["ip", "addr", "add", a, "dev", "lo"]);
-        }
-        f();
-    });
-    if let Err(p) = t.join() {
-        std::panic::resume_unwind(p);
-    }
+    virtnet_testkit::in_thread_netns(addrs, f);
 }
 
 fn run(args: &[&str]) {

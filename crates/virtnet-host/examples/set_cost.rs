@@ -4,7 +4,7 @@
 //!
 //!     cargo run --release -p virtnet-host --example set_cost [N]      (as root)
 //!
-//! Runs in a network namespace of its own (`unshare(CLONE_NEWNET)`); needs `nft`.
+//! Runs in a network namespace of its own (`virtnet_testkit::enter_thread_netns`); needs `nft`.
 
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
@@ -27,10 +27,7 @@ fn subnet(i: u32, last: u8) -> Ipv4Addr {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let n: u32 = std::env::args().nth(1).map_or(Ok(500), |a| a.parse())?;
-    // SAFETY: plain syscall; the process has one thread here.
-    if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-        return Err(std::io::Error::last_os_error().into());
-    }
+    virtnet_testkit::enter_thread_netns();
     let mut script = String::from(
         "add table inet t\n\
          add set inet t hash { type ifname ; }\n\

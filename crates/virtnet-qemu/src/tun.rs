@@ -30,9 +30,9 @@ pub fn check_socket(fd: RawFd) -> io::Result<()> {
     Ok(())
 }
 
-/// Sends `fd` over the unix socket `sock` as QEMU's helper protocol wants it: one data byte
-/// (0) carrying one `SCM_RIGHTS` descriptor.
-pub fn send_fd(sock: RawFd, fd: RawFd) -> io::Result<()> {
+/// Runs `f` with a message header for one data byte and room for one `SCM_RIGHTS`
+/// descriptor: the layout QEMU's helper protocol uses both ways.
+fn with_fd_msghdr<R>(f: impl FnOnce(&mut libc::msghdr) -> R) -> R {
     let mut byte = [0u8; 1];
     let mut iov = libc::iovec {
         iov_base: byte.as_mut_ptr().cast(),
@@ -41,81 +41,75 @@ pub fn send_fd(sock: RawFd, fd: RawFd) -> io::Result<()> {
     // SAFETY: CMSG_SPACE is a pure computation.
     let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
     let mut control = vec![0u8; space];
-    // SAFETY: msghdr is plain data; the pointers set below stay valid during sendmsg.
+    // SAFETY: msghdr is plain data; the pointers set below stay valid while `f` runs.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
     msg.msg_control = control.as_mut_ptr().cast();
     msg.msg_controllen = space as _;
-    // SAFETY: the control buffer holds CMSG_SPACE(sizeof fd) bytes, so the first header and
-    // its data fit.
-    unsafe {
-        let cmsg = libc::CMSG_FIRSTHDR(&msg);
-        if cmsg.is_null() {
-            return Err(io::Error::other("no room for the control message"));
-        }
-        (*cmsg).cmsg_level = libc::SOL_SOCKET;
-        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as _;
-        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>(), fd);
-    }
-    loop {
-        // SAFETY: msg points at live buffers.
-        let n = unsafe { libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL) };
-        if n >= 0 {
-            return Ok(());
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(io::Error::new(
-                e.kind(),
-                format!("failed to write fd to unix socket: {e}"),
-            ));
-        }
-    }
+    f(&mut msg)
 }
 
-/// Receives one descriptor sent by [`send_fd`] (what QEMU does; for tests). `Ok(None)` when
-/// the peer closed the socket without sending one.
-pub fn recv_fd(sock: RawFd) -> io::Result<Option<OwnedFd>> {
-    let mut byte = [0u8; 1];
-    let mut iov = libc::iovec {
-        iov_base: byte.as_mut_ptr().cast(),
-        iov_len: 1,
-    };
-    // SAFETY: a pure computation.
-    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
-    let mut control = vec![0u8; space];
-    // SAFETY: plain data; the pointers stay valid during recvmsg.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = space as _;
-    let n = loop {
-        // SAFETY: msg points at live buffers.
-        let n = unsafe { libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC) };
+/// Retries `call` while it fails with `EINTR`; its result, or the error it set.
+fn retrying_eintr(mut call: impl FnMut() -> isize) -> io::Result<isize> {
+    loop {
+        let n = call();
         if n >= 0 {
-            break n;
+            return Ok(n);
         }
         let e = io::Error::last_os_error();
         if e.kind() != io::ErrorKind::Interrupted {
             return Err(e);
         }
-    };
-    if n == 0 {
-        return Ok(None);
     }
-    // SAFETY: the kernel filled msg; CMSG_FIRSTHDR/CMSG_DATA stay within the control buffer.
-    unsafe {
-        let cmsg = libc::CMSG_FIRSTHDR(&msg);
-        if cmsg.is_null()
-            || (*cmsg).cmsg_level != libc::SOL_SOCKET
-            || (*cmsg).cmsg_type != libc::SCM_RIGHTS
-        {
+}
+
+/// Sends `fd` over the unix socket `sock` as QEMU's helper protocol wants it: one data byte
+/// (0) carrying one `SCM_RIGHTS` descriptor.
+pub fn send_fd(sock: RawFd, fd: RawFd) -> io::Result<()> {
+    with_fd_msghdr(|msg| {
+        // SAFETY: the control buffer holds CMSG_SPACE(sizeof fd) bytes, so the first header
+        // and its data fit.
+        unsafe {
+            let cmsg = libc::CMSG_FIRSTHDR(msg);
+            if cmsg.is_null() {
+                return Err(io::Error::other("no room for the control message"));
+            }
+            (*cmsg).cmsg_level = libc::SOL_SOCKET;
+            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as _;
+            std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>(), fd);
+        }
+        // SAFETY: msg points at live buffers.
+        retrying_eintr(|| unsafe { libc::sendmsg(sock, msg, libc::MSG_NOSIGNAL) })
+            .map(|_| ())
+            .map_err(|e| {
+                io::Error::new(e.kind(), format!("failed to write fd to unix socket: {e}"))
+            })
+    })
+}
+
+/// Receives one descriptor sent by [`send_fd`] (what QEMU does; for tests). `Ok(None)` when
+/// the peer closed the socket without sending one.
+pub fn recv_fd(sock: RawFd) -> io::Result<Option<OwnedFd>> {
+    with_fd_msghdr(|msg| {
+        // SAFETY: msg points at live buffers.
+        let n = retrying_eintr(|| unsafe { libc::recvmsg(sock, msg, libc::MSG_CMSG_CLOEXEC) })?;
+        if n == 0 {
             return Ok(None);
         }
-        let fd = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>());
-        Ok(Some(OwnedFd::from_raw_fd(fd)))
-    }
+        // SAFETY: the kernel filled msg; CMSG_FIRSTHDR/CMSG_DATA stay within the control
+        // buffer.
+        unsafe {
+            let cmsg = libc::CMSG_FIRSTHDR(msg);
+            if cmsg.is_null()
+                || (*cmsg).cmsg_level != libc::SOL_SOCKET
+                || (*cmsg).cmsg_type != libc::SCM_RIGHTS
+            {
+                return Ok(None);
+            }
+            let fd = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>());
+            Ok(Some(OwnedFd::from_raw_fd(fd)))
+        }
+    })
 }

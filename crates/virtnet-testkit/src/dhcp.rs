@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::topology::Guest;
+use crate::{Netns, NsChild};
 
 /// Writes `text` to `path` as an executable (0755) script.
 pub fn write_script(path: &Path, text: &str) {
@@ -51,4 +52,28 @@ impl Guest {
             &script.to_string_lossy(),
         ])
     }
+}
+
+/// A DHCP-only dnsmasq on `iface` of `ns` (a LAN's server, not virtnet's): leases from `range`
+/// (`first,last,netmask,lease-time`) with `router` as option 3, its lease file at `leases`.
+/// It is stopped when the returned child is dropped.
+pub fn lan_dhcp_server(
+    ns: &Netns,
+    iface: &str,
+    range: &str,
+    router: &str,
+    leases: &Path,
+) -> NsChild {
+    ns.spawn([
+        "dnsmasq",
+        "--no-daemon",
+        "--conf-file=/dev/null",
+        "--port=0",
+        &format!("--interface={iface}"),
+        "--bind-interfaces",
+        &format!("--dhcp-range={range}"),
+        &format!("--dhcp-option=3,{router}"),
+        &format!("--dhcp-leasefile={}", leases.display()),
+        "--pid-file=",
+    ])
 }

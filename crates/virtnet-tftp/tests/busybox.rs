@@ -17,17 +17,7 @@ const SERVER: &str = "192.168.122.1";
 /// Runs `f` on a fresh thread inside a fresh network namespace, with a server on
 /// 192.168.122.1:69 serving `root`.
 fn with_server<F: FnOnce(&TftpServer, &Path) + Send + 'static>(root: PathBuf, f: F) {
-    let t = std::thread::spawn(move || {
-        // SAFETY: plain syscall; only this thread changes namespace.
-        let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
-        assert_eq!(
-            rc,
-            0,
-            "unshare(CLONE_NEWNET): {} (run as root)",
-            std::io::Error::last_os_error()
-        );
-        run(&["ip", "link", "set", "lo", "up"]);
-        run(&["ip", "addr", "add", "192.168.122.1/24", "dev", "lo"]);
+    virtnet_testkit::in_thread_netns(&["192.168.122.1/24"], move || {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -41,17 +31,6 @@ fn with_server<F: FnOnce(&TftpServer, &Path) + Send + 'static>(root: PathBuf, f:
         f(&srv, &root);
         srv.stop();
     });
-    if let Err(p) = t.join() {
-        std::panic::resume_unwind(p);
-    }
-}
-
-fn run(args: &[&str]) {
-    let st = Command::new(args[0])
-        .args(&args[1..])
-        .status()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(st.success(), "{args:?}: {st}");
 }
 
 fn tftp_cmd(remote: &str, local: &Path, blksize: Option<u32>) -> Command {

@@ -596,11 +596,15 @@ impl Kernel {
             }
         }
         self.forget_deleted(&doomed);
+        // A bridge that could not be parked, or that the reaper cannot take, is deleted here,
+        // waiting for the kernel.
+        let mut now = unparked;
         if let Err(back) = self.reaper.delete(parked) {
-            self.delete_links(&back, "delete bridges")?;
+            now.extend(back);
         }
-        // A bridge that could not be parked is deleted here, waiting for the kernel.
-        self.delete_links(&unparked, "delete bridges")
+        self.netlink
+            .delete_links(&now)
+            .map_err(host("delete bridges"))
     }
 
     /// Parks bridges for the reaper. Returns the parked ones and those that could not be

@@ -11,15 +11,8 @@ use virtnet_plan::firewall::{
     TABLE_NAME,
 };
 use virtnet_plan::{plan, NetworkFirewall};
-use virtnet_testkit::{canonical_nft_table, read_corpus_file, shared_dir};
+use virtnet_testkit::{canonical_nft_table, enter_thread_netns, read_corpus_file, shared_dir};
 use virtnetd::kernel::raw_elements;
-
-/// Moves this test thread into a new network namespace; panics rather than touch the host's.
-fn private_netns() {
-    // SAFETY: unshare only changes the calling thread's namespace membership.
-    let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
-    assert_eq!(rc, 0, "unshare: {}", std::io::Error::last_os_error());
-}
 
 fn firewalls() -> Vec<(String, NetworkFirewall)> {
     let mut out = Vec::new();
@@ -71,7 +64,7 @@ fn table(nft: &mut Nftables) -> String {
 
 #[test]
 fn every_generated_firewall_loads_and_unloads_cleanly() {
-    private_netns();
+    enter_thread_netns();
     let mut nft = Nftables::new().expect("libnftables");
     for (name, fw) in firewalls() {
         let run = |nft: &mut Nftables, what: &str, script: &str| {
@@ -123,7 +116,7 @@ fn every_generated_firewall_loads_and_unloads_cleanly() {
 /// result must be exactly what nft makes of the same elements in text.
 #[test]
 fn raw_set_elements_equal_what_nft_installs() {
-    private_netns();
+    enter_thread_netns();
     let mut nft = Nftables::new().expect("libnftables");
     let mut sets = NftSets::open().expect("nfnetlink");
     let mut checked = 0;
@@ -170,7 +163,7 @@ fn raw_set_elements_equal_what_nft_installs() {
 
 #[test]
 fn other_tables_are_never_touched() {
-    private_netns();
+    enter_thread_netns();
     let mut nft = Nftables::new().expect("libnftables");
     let theirs = "add table inet admin\nadd chain inet admin forward { type filter hook forward priority 0 ; policy accept ; }\nadd rule inet admin forward counter\n";
     nft.run(theirs).expect("admin table");

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use virtnet_testkit::dhcp::lan_dhcp_server;
 use virtnet_testkit::{Daemon, Netns, NsChild};
 
 const NIC_MAC: &str = "02:00:5e:10:00:10";
@@ -86,19 +87,13 @@ fn setup(static_config: bool, dhcp_server: bool) -> Setup {
         .tempdir()
         .expect("tempdir");
     let dnsmasq = dhcp_server.then(|| {
-        let leases = dir.path().join("leases");
-        lan.spawn([
-            "dnsmasq",
-            "--no-daemon",
-            "--conf-file=/dev/null",
-            "--port=0",
-            "--interface=lan0",
-            "--bind-interfaces",
-            "--dhcp-range=198.51.100.100,198.51.100.150,255.255.255.0,1h",
-            "--dhcp-option=3,198.51.100.1",
-            &format!("--dhcp-leasefile={}", leases.display()),
-            "--pid-file=",
-        ])
+        lan_dhcp_server(
+            &lan,
+            "lan0",
+            "198.51.100.100,198.51.100.150,255.255.255.0,1h",
+            GATEWAY,
+            &dir.path().join("leases"),
+        )
     });
     let daemon = Daemon::start_in(&host);
     Setup {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use virtnet_api::client::Client;
 use virtnet_api::PortRequest;
 use virtnet_model::InterfaceSource;
+use virtnet_testkit::dhcp::lan_dhcp_server;
 use virtnet_testkit::qemu::Launch;
 use virtnet_testkit::{Daemon, Netns, QemuGuest};
 
@@ -36,18 +37,13 @@ fn qemu_guest_on_a_macvtap_port_leases_from_the_lan_and_reaches_it() {
         .prefix("vnt-mv")
         .tempdir()
         .expect("tempdir");
-    let _dnsmasq = lan.spawn([
-        "dnsmasq",
-        "--no-daemon",
-        "--conf-file=/dev/null",
-        "--port=0",
-        "--interface=lan0",
-        "--bind-interfaces",
-        "--dhcp-range=10.90.0.100,10.90.0.150,255.255.255.0,1h",
-        "--dhcp-option=3,10.90.0.1",
-        &format!("--dhcp-leasefile={}", dir.path().join("leases").display()),
-        "--pid-file=",
-    ]);
+    let _dnsmasq = lan_dhcp_server(
+        &lan,
+        "lan0",
+        "10.90.0.100,10.90.0.150,255.255.255.0,1h",
+        "10.90.0.1",
+        &dir.path().join("leases"),
+    );
     let daemon = Daemon::start_in(&host);
     daemon.define(
         "<network><name>direct</name><forward mode='bridge'><interface dev='eth0'/></forward>\

@@ -5,11 +5,9 @@
 use virtnet_host::{BridgeSpec, Netlink};
 use virtnetd::reaper::Reaper;
 
-/// Moves this test thread into a new network namespace; panics rather than touch the host's.
+/// Moves this test thread into a new network namespace; netlink there.
 fn private_netns() -> Netlink {
-    // SAFETY: unshare only changes the calling thread's namespace membership.
-    let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
-    assert_eq!(rc, 0, "unshare: {}", std::io::Error::last_os_error());
+    virtnet_testkit::enter_thread_netns();
     Netlink::open().expect("netlink in the test namespace")
 }
 

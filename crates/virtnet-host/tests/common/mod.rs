@@ -3,31 +3,12 @@
 
 #![allow(dead_code)]
 
-use std::path::Path;
-
 use virtnet_host::{BridgeSpec, Netlink};
 
-fn netns_id() -> std::path::PathBuf {
-    std::fs::read_link(Path::new("/proc/thread-self/ns/net"))
-        .unwrap_or_else(|e| panic!("cannot read /proc/thread-self/ns/net: {e}"))
-}
-
-/// Moves the calling thread into a new, empty network namespace
-/// (`unshare(CLONE_NEWNET)`; the namespace is per thread). Panics if that
-/// fails or the namespace did not change: a test must never go on in the
-/// namespace it started in.
+/// Moves the calling thread into a new, empty network namespace (see
+/// [`virtnet_testkit::enter_thread_netns`]).
 pub fn enter_netns() {
-    let before = netns_id();
-    // SAFETY: plain syscall, affects only the calling thread's namespaces.
-    let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
-    if rc != 0 {
-        panic!(
-            "unshare(CLONE_NEWNET) failed: {} — refusing to run in the current namespace",
-            std::io::Error::last_os_error()
-        );
-    }
-    let after = netns_id();
-    assert_ne!(before, after, "still in the old network namespace");
+    virtnet_testkit::enter_thread_netns();
 }
 
 /// A fresh namespace and a netlink socket in it.

@@ -28,30 +28,7 @@ use std::os::unix::fs::PermissionsExt;
 const SERVER: &str = "192.168.122.1";
 
 fn in_netns<F: FnOnce() + Send + 'static>(f: F) {
-    let t = std::thread::spawn(move || {
-        // SAFETY: plain syscall; only this thread changes namespace.
-        let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
-        assert_eq!(
-            rc,
-            0,
-            "unshare(CLONE_NEWNET): {} (run as root)",
-            std::io::Error::last_os_error()
-        );
-        for args in [
-            &["link", "set", "lo", "up"][..],
-            &["addr", "add", "192.168.122.1/24", "dev", "lo"],
-        ] {
-            let st = std::process::Command::new("ip")
-                .args(args)
-                .status()
-                .expect("ip");
-            assert!(st.success(), "ip {args:?}");
-        }
-        f();
-    });
-    if let Err(p) = t.join() {
-        std::panic::resume_unwind(p);
-    }
+    virtnet_testkit::in_thread_netns(&["192.168.122.1/24"], f);
 }
 
 fn runtime() -> tokio::runtime::Runtime {
