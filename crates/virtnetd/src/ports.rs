@@ -23,6 +23,26 @@ use crate::service::{lock, Service};
 /// Alias prefix of port taps (not `virtnet:`, which marks bridges the reconcile may delete).
 pub const PORT_ALIAS_PREFIX: &str = "virtnet-port:";
 
+/// A new port's record: what the request says, the rest as for a single-queue tap that
+/// virtnet makes (its MTU is set once the kernel has it).
+fn new_record(req: &PortRequest, name: String, mac: MacAddr) -> PortRecord {
+    PortRecord {
+        name,
+        domain: req.domain.clone(),
+        source: req.source.clone(),
+        mac,
+        model: req.model.clone(),
+        owner_uid: req.owner_uid,
+        owner_gid: req.owner_gid,
+        queues: 1,
+        vnet_hdr: req.vnet_hdr,
+        link_up: true,
+        adopted: false,
+        mtu: 0,
+        macvtap_on: None,
+    }
+}
+
 /// A port as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PortRecord {
@@ -231,10 +251,6 @@ impl Service {
             return Err(invalid("queues", format!("{queues} is not within 1..256")));
         }
         let _writer = lock(&self.writer);
-        if let Some((devs, mode)) = self.macvtap_of(&req.source)? {
-            return self.create_macvtap_port(req, mac, &devs, mode);
-        }
-        let bridge = self.bridge_for(&req.source)?;
         if self
             .ports
             .read()
@@ -249,6 +265,10 @@ impl Service {
                 ),
             ));
         }
+        if let Some((devs, mode)) = self.macvtap_of(&req.source)? {
+            return self.create_macvtap_port(req, mac, &devs, mode);
+        }
+        let bridge = self.bridge_for(&req.source)?;
         let mut kernel = lock(&self.kernel);
         let (name, adopt) = match &req.target {
             Some(t) => {
@@ -269,27 +289,29 @@ impl Service {
             }
         };
         let mut record = PortRecord {
-            name: name.clone(),
-            domain: req.domain.clone(),
-            source: req.source.clone(),
-            mac,
-            model: req.model.clone(),
-            owner_uid: req.owner_uid,
-            owner_gid: req.owner_gid,
             queues,
-            vnet_hdr: req.vnet_hdr,
-            link_up: true,
             adopted: adopt,
-            mtu: 0,
-            macvtap_on: None,
+            ..new_record(req, name, mac)
         };
         record.mtu = kernel.add_port(&self.tap_plan(&record, Some(bridge), !adopt))?;
-        if let Err(e) = self.store.put_port(&name, &record) {
-            let _ = kernel.remove_port(&name, !adopt);
+        self.remember(kernel, record)
+    }
+
+    /// Stores a port the kernel has just made, then lists it. When the store fails, the
+    /// kernel's part goes again (the link too, unless it was adopted).
+    fn remember(
+        &self,
+        mut kernel: std::sync::MutexGuard<'_, crate::kernel::Kernel>,
+        record: PortRecord,
+    ) -> Result<Port> {
+        if let Err(e) = self.store.put_port(&record.name, &record) {
+            let _ = kernel.remove_port(&record.name, !record.adopted);
             return Err(e);
         }
         drop(kernel);
-        self.ports.write().insert(name, record.clone());
+        self.ports
+            .write()
+            .insert(record.name.clone(), record.clone());
         Ok(self.port_view(&record))
     }
 
@@ -359,27 +381,10 @@ impl Service {
         };
         kernel.add_macvtap(&name, &dev, mode, mac.0)?;
         let record = PortRecord {
-            name: name.clone(),
-            domain: req.domain.clone(),
-            source: req.source.clone(),
-            mac,
-            model: req.model.clone(),
-            owner_uid: req.owner_uid,
-            owner_gid: req.owner_gid,
-            queues: 1,
-            vnet_hdr: req.vnet_hdr,
-            link_up: true,
-            adopted: false,
-            mtu: 0,
             macvtap_on: Some(dev),
+            ..new_record(req, name, mac)
         };
-        if let Err(e) = self.store.put_port(&name, &record) {
-            let _ = kernel.remove_port(&name, true);
-            return Err(e);
-        }
-        drop(kernel);
-        self.ports.write().insert(name, record.clone());
-        Ok(self.port_view(&record))
+        self.remember(kernel, record)
     }
 
     /// `DELETE /v1/ports/{name}` (`detach-interface`): deletes the tap (an adopted one is

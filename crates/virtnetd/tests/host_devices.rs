@@ -80,6 +80,19 @@ fn host_bridge_and_macvtap_networks_get_their_ports_and_build_nothing_else() {
         "the guest's own MAC: {shown}"
     );
     assert!(shown.contains("macvtap0@lan0"), "on the NIC: {shown}");
+    // One domain cannot have two interfaces with one MAC, on a direct network as anywhere.
+    let twice = client
+        .create_port(&request("vm2", "macvtap", "52:54:00:00:01:02"))
+        .unwrap_err();
+    assert!(
+        twice.to_string().contains("already has an interface"),
+        "{twice}"
+    );
+    assert_eq!(
+        link(&lab, "macvtap1"),
+        "",
+        "nothing made for the refused port"
+    );
     // A macvtap port cannot move to a bridge network while QEMU holds its device.
     assert!(client
         .move_port("macvtap0", InterfaceSource::Network("host-bridge".into()))
