@@ -535,16 +535,7 @@ impl Engine {
             },
         );
         let hostname = choice.static_name.clone().or_else(|| c.hostname.clone());
-        let mut m = reply::skeleton(msg, &c.mac, MessageType::Offer, &self.config);
-        reply::fill(
-            &mut m,
-            &self.config,
-            Some(&Grant {
-                yiaddr: choice.ip,
-                lease_secs: choice.lease_secs,
-                hostname: hostname.as_deref(),
-            }),
-        );
+        let m = self.granting(msg, c, MessageType::Offer, &choice, hostname.as_deref());
         self.stats.offers += 1;
         Some(Reply {
             msg: m,
@@ -658,16 +649,7 @@ impl Engine {
         self.pool.remove_offer(&c.key);
         let counted = (!choice.is_static).then_some(c.port);
         self.pool.insert_lease(lease, counted);
-        let mut m = reply::skeleton(msg, &c.mac, MessageType::Ack, &self.config);
-        reply::fill(
-            &mut m,
-            &self.config,
-            Some(&Grant {
-                yiaddr: choice.ip,
-                lease_secs: choice.lease_secs,
-                hostname: hostname.as_deref(),
-            }),
-        );
+        let mut m = self.granting(msg, c, MessageType::Ack, &choice, hostname.as_deref());
         if rapid {
             m.opts_mut().insert(DhcpOption::RapidCommit);
         }
@@ -731,6 +713,28 @@ impl Engine {
             self.stats.releases += 1;
         }
         None
+    }
+
+    /// An OFFER or ACK of `choice` to `c`, with the options every grant carries.
+    fn granting(
+        &self,
+        msg: &Message,
+        c: &Client,
+        kind: MessageType,
+        choice: &Choice,
+        hostname: Option<&str>,
+    ) -> Message {
+        let mut m = reply::skeleton(msg, &c.mac, kind, &self.config);
+        reply::fill(
+            &mut m,
+            &self.config,
+            Some(&Grant {
+                yiaddr: choice.ip,
+                lease_secs: choice.lease_secs,
+                hostname,
+            }),
+        );
+        m
     }
 
     fn inform(&mut self, msg: &Message, c: &Client) -> Option<Reply> {
