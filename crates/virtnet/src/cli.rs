@@ -396,18 +396,9 @@ pub struct AttachInterfaceArgs {
     /// Queues of the tap (more than 1: multiqueue, for virtio-net with several vCPUs).
     #[arg(long, value_name = "N")]
     pub queues: Option<u32>,
-    /// Make live change persistent (accepted; virtnet ports are live).
-    #[arg(long)]
-    pub persistent: bool,
-    /// Affect next boot (accepted; virtnet ports are live).
-    #[arg(long)]
-    pub config: bool,
-    /// Affect running domain (accepted; the default).
-    #[arg(long)]
-    pub live: bool,
-    /// Affect current domain (accepted; the default).
-    #[arg(long)]
-    pub current: bool,
+    /// `--persistent`, `--config`, `--live`, `--current`.
+    #[command(flatten)]
+    pub scope: DeviceScopeFlags,
 }
 
 /// `--domain` and `--type` of `attach-interface` and `detach-interface`.
@@ -421,8 +412,8 @@ pub struct DomainTypeOptions {
     pub kind: Option<String>,
 }
 
-/// `--persistent`, `--config`, `--live` and `--current` of `detach-interface` and the device
-/// verbs: accepted for virsh compatibility (virtnet ports are live).
+/// `--persistent`, `--config`, `--live` and `--current` of `attach-interface`,
+/// `detach-interface` and the device verbs: accepted for virsh compatibility (virtnet ports are live).
 #[derive(Debug, Args)]
 pub struct DeviceScopeFlags {
     /// Make live change persistent (accepted; virtnet ports are live).
