@@ -14,8 +14,8 @@ pub use hostbridge::{
 };
 mod ports;
 pub use ports::{
-    domain_addresses_path, port_path, AddressSource, InterfaceAddress, LinkRequest, MoveRequest,
-    Port, PortRequest, PORTS,
+    check_domain_name, domain_addresses_path, port_path, AddressSource, InterfaceAddress,
+    LinkRequest, MoveRequest, Port, PortRequest, MAX_DOMAIN_NAME, PORTS,
 };
 
 use serde::{Deserialize, Serialize};

@@ -33,6 +33,41 @@ pub struct PortRequest {
     /// Create the tap with `IFF_VNET_HDR` (virtio-net offloads).
     #[serde(default)]
     pub vnet_hdr: bool,
+    /// Asked for by the setuid bridge helper on behalf of the unprivileged user `owner_uid`:
+    /// such ports count against virtnetd's per-user limit, and virtnetd reaps them when their
+    /// tap is gone or was never handed over (see `virtnet_qemu`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub helper: bool,
+}
+
+/// Longest guest ("domain") name a port accepts, in bytes. The name becomes part of the tap's
+/// alias (`virtnet-port:NAME`), which the kernel bounds at 255 bytes; libvirt itself sets no
+/// bound, but 200 leaves the alias room and no real guest name comes near it.
+pub const MAX_DOMAIN_NAME: usize = 200;
+
+/// Checks a port's guest name as libvirt checks a domain name, plus a length bound: not empty
+/// or blank, no control characters, no `/` (libvirt refuses it: names become file names), at
+/// most [`MAX_DOMAIN_NAME`] bytes. The error is the reason, for a message naming the field.
+pub fn check_domain_name(domain: &str) -> Result<(), String> {
+    if domain.trim().is_empty() {
+        return Err("the guest's name is empty".into());
+    }
+    if domain.len() > MAX_DOMAIN_NAME {
+        return Err(format!(
+            "the guest's name has {} bytes, more than {MAX_DOMAIN_NAME}",
+            domain.len()
+        ));
+    }
+    if let Some(c) = domain.chars().find(|c| c.is_control()) {
+        return Err(format!(
+            "the guest's name contains the control character {:?}",
+            c
+        ));
+    }
+    if domain.contains('/') {
+        return Err("the guest's name cannot contain '/'".into());
+    }
+    Ok(())
 }
 
 /// A guest port as virtnetd records and reports it.
@@ -183,5 +218,22 @@ impl Client {
     ) -> Result<Vec<InterfaceAddress>, ClientError> {
         let resp = self.checked("GET", &domain_addresses_path(domain, source), &[], None)?;
         decode(&resp)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domain_names_are_checked_as_libvirt_does_with_a_length_bound() {
+        assert!(check_domain_name("vm1").is_ok());
+        assert!(check_domain_name("ünïcode vm").is_ok());
+        assert!(check_domain_name(&"x".repeat(MAX_DOMAIN_NAME)).is_ok());
+        for bad in ["", "  ", "a\nb", "a\u{7}b", "a/b"] {
+            assert!(check_domain_name(bad).is_err(), "{bad:?}");
+        }
+        let long = check_domain_name(&"x".repeat(300)).unwrap_err();
+        assert!(long.contains("300 bytes"), "{long}");
     }
 }

@@ -131,6 +131,32 @@ pub fn attached(fd: RawFd) -> io::Result<(String, i16)> {
     ))
 }
 
+/// The `IFF_*` flags of the tun/tap device `name` (`/sys/class/net/NAME/tun_flags`, which
+/// includes [`IFF_PERSIST`]), read without attaching to it; `None` when there is no tun/tap
+/// device of that name. sysfs shows the network namespace it was mounted in: the calling
+/// process's, for a daemon.
+pub fn tun_flags(name: &str) -> io::Result<Option<u32>> {
+    if name.is_empty() || name.contains('/') || name.starts_with('.') {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("`{name}' is not an interface name"),
+        ));
+    }
+    let path = format!("/sys/class/net/{name}/tun_flags");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io::Error::new(e.kind(), format!("{path}: {e}"))),
+    };
+    let hex = text.trim().trim_start_matches("0x");
+    u32::from_str_radix(hex, 16).map(Some).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{path}: `{}' is not a hexadecimal number", text.trim()),
+        )
+    })
+}
+
 /// Sets whether the tap outlives its last descriptor.
 pub fn set_persist(tun: &File, persist: bool) -> io::Result<()> {
     ioctl_int(
@@ -139,6 +165,18 @@ pub fn set_persist(tun: &File, persist: bool) -> io::Result<()> {
         libc::c_ulong::from(persist),
         "TUNSETPERSIST",
     )
+}
+
+/// Turns IPv6 off on a new tap, before it is ever up. A port needs no address of its own
+/// (its bridge carries the guest's traffic); without this, a tap that is ever up on no bridge
+/// gets a link-local address and the host routes IPv6 the guest writes into it. A kernel
+/// without IPv6 has nothing to turn off.
+fn disable_ipv6(name: &str) -> Result<()> {
+    match crate::sysctl::write(&format!("net/ipv6/conf/{name}/disable_ipv6"), "1") {
+        Ok(_) => Ok(()),
+        Err(e) if e.errno() == Some(libc::ENOENT) => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Creates a persistent tap named `spec.name` in the calling thread's network namespace. It
@@ -165,6 +203,7 @@ pub fn create_tap(spec: &TapSpec) -> Result<()> {
     attach(&tun, &spec.name, flags).map_err(fail(OP))?;
     // From here on a failure leaves nothing behind: without TUNSETPERSIST the tap
     // disappears when `tun` is closed.
+    disable_ipv6(&spec.name)?;
     let fd = tun.as_raw_fd();
     if let Some(uid) = spec.owner {
         ioctl_int(fd, TUNSETOWNER, libc::c_ulong::from(uid), "TUNSETOWNER")

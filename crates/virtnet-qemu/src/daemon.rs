@@ -1,4 +1,4 @@
-//! Talking to virtnetd: which socket, which network a bridge belongs to, stale ports.
+//! Talking to virtnetd: which socket, which network a bridge belongs to.
 
 use std::ffi::CString;
 use std::path::PathBuf;
@@ -62,31 +62,4 @@ pub fn source_for_bridge(client: &Client, bridge: &str) -> Result<InterfaceSourc
         Some(name) => InterfaceSource::Network(name),
         None => InterfaceSource::Bridge(bridge.to_string()),
     })
-}
-
-/// Forgets `uid`'s ports on `bridge` whose tap is gone (QEMU exited: the helper's taps are
-/// not persistent). Only when `bridge` is visible here, so that a helper in another network
-/// namespace than virtnetd's never takes live ports for stale ones. Failures are reported and
-/// otherwise ignored: the daemon drops such ports at its next start anyway.
-pub fn sweep_stale_ports(client: &Client, uid: u32, bridge: &str) -> Vec<String> {
-    if !link_exists(bridge) {
-        return Vec::new();
-    }
-    let Ok(ports) = client.ports(None) else {
-        return Vec::new();
-    };
-    let mut swept = Vec::new();
-    for p in ports {
-        if p.owner_uid != Some(uid) || p.bridge != bridge || link_exists(&p.name) {
-            continue;
-        }
-        match client.delete_port(&p.name) {
-            Ok(_) => swept.push(p.name),
-            Err(e) => eprintln!(
-                "virtnet-bridge-helper: warning: cannot forget stale port {}: {e}",
-                p.name
-            ),
-        }
-    }
-    swept
 }

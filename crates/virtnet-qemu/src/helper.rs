@@ -12,10 +12,12 @@
 //! 1. check that `--fd` is a socket, read the ACL as the calling user and refuse a bridge it
 //!    does not allow ("access denied by acl file", as QEMU's helper says);
 //! 2. open `/dev/net/tun` (still privileged: the device node is often root's only);
-//! 3. find the network whose bridge it is and ask virtnetd for a port: domain, MAC and model
-//!    from [`crate::identity`], owned by the calling user's uid and gid, `vnet_hdr` when QEMU
-//!    asked for it and the kernel has it; ports of that user on that bridge whose tap is gone
-//!    are forgotten first ([`crate::daemon::sweep_stale_ports`]);
+//! 3. find the network whose bridge it is and ask virtnetd for a helper port: domain, MAC and
+//!    model from [`crate::identity`], owned by the calling user's uid alone (no group, so
+//!    that no one else can attach to it before the helper does), `vnet_hdr` when QEMU asked
+//!    for it and the kernel has it. virtnetd refuses a "bridge" that is not one (a tap on no
+//!    bridge would be routed by the host outside every firewall rule) and a user past the
+//!    per-user limit of helper ports;
 //! 4. attach the descriptor to the port's tap by name (`TUNSETIFF`, `IFF_TAP | IFF_NO_PI`
 //!    (`| IFF_VNET_HDR`)) as the calling user, so the kernel checks that the tap is theirs;
 //! 5. clear the tap's persistence and send the descriptor; any failure after the port was made
@@ -30,7 +32,7 @@ use virtnet_api::{Port, PortRequest};
 
 use crate::acl::Acl;
 use crate::cmdline::on_bridge;
-use crate::daemon::{client, link_exists, source_for_bridge, sweep_stale_ports};
+use crate::daemon::{client, link_exists, source_for_bridge};
 use crate::identity::identify;
 use crate::privilege::{as_real_user, trusted_env, Ids};
 use crate::tun::{
@@ -75,7 +77,6 @@ pub fn run(args: &HelperArgs) -> Result<Port, Error> {
     let who = identify(on_bridge(&args.bridge))?;
     let client = client();
     let source = source_for_bridge(&client, &args.bridge)?;
-    sweep_stale_ports(&client, ids.uid, &args.bridge);
     let port = client
         .create_port(&PortRequest {
             domain: who.domain,
@@ -84,9 +85,10 @@ pub fn run(args: &HelperArgs) -> Result<Port, Error> {
             model: who.model,
             target: None,
             owner_uid: Some(ids.uid),
-            owner_gid: Some(ids.gid),
+            owner_gid: None,
             queues: None,
             vnet_hdr,
+            helper: true,
         })
         .map_err(|e| Error::new(format!("virtnetd refused the port: {e}")))?;
     if let Err(e) = hand_over(&tun, &port, args.fd) {

@@ -27,13 +27,12 @@
 //! its helper to exit, and a watcher process left behind would be a setuid program's
 //! long-lived child).
 //!
-//! The cost: virtnetd keeps the record of a port whose tap vanished until it restarts (it
-//! then forgets it: `reconcile_ports`), so `port-list` shows such ports meanwhile. The helper
-//! cleans up after itself on the next run instead: before asking for a new port, it forgets
-//! the calling user's ports on the same bridge whose tap is gone (the daemon would drop
-//! exactly those at its next start). An administrator can do the same at any time with
-//! `virtnet detach-interface DOMAIN network --mac MAC` (the domain is `qemu-<pid>` unless
-//! `$VIRTNET_DOMAIN` named it).
+//! virtnetd reaps the helper's ports on its own (a sweeper thread, every second): a port
+//! whose tap is gone (QEMU exited) is forgotten, and a port whose tap is still persistent a
+//! few seconds after it was made is deleted with its tap. The latter is a helper that was
+//! killed between virtnetd making the tap and `TUNSETPERSIST 0`: without the sweeper, that
+//! tap would stay for good, owned by the user, who could pile them up. A user also holds at
+//! most `virtnetd --helper-ports-per-user` helper ports at a time (default 32).
 //!
 //! Adopted taps (`virtnet-ifup`) belong to QEMU, which deletes them; `virtnet-ifdown` forgets
 //! the port first. Ports made beforehand with `attach-interface` stay persistent and stay

@@ -65,6 +65,7 @@ pub fn up(tap: &str) -> Result<Port, Error> {
             target: Some(tap.to_string()),
             owner_uid: None,
             owner_gid: None,
+            helper: false,
             queues: None,
             vnet_hdr: false,
         })

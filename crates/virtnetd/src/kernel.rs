@@ -902,7 +902,9 @@ impl Kernel {
                     mtu: Some(mtu),
                     alias: Some(tap.alias.clone()),
                     master: Some(bridge.map(|(index, _)| index)),
-                    up: Some(tap.up),
+                    // A tap on no bridge stays down: the tun driver then refuses what the
+                    // guest writes (EIO), so it can never be a routed interface of the host.
+                    up: Some(tap.up && bridge.is_some()),
                 },
             )
             .map_err(host("configure port"))?;

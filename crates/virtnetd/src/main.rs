@@ -37,6 +37,10 @@ struct Args {
     /// scratch directory instead of the host's /etc).
     #[arg(long, value_name = "DIR", default_value = "/", hide = true)]
     host_config_root: PathBuf,
+    /// Most ports the setuid bridge helper (`virtnet-bridge-helper`) may hold for one user at
+    /// a time.
+    #[arg(long, value_name = "N", default_value_t = virtnetd::ports::DEFAULT_HELPER_PORTS_PER_USER)]
+    helper_ports_per_user: u32,
 }
 
 fn main() -> ExitCode {
@@ -74,6 +78,10 @@ fn run(args: Args) -> Result<(), Error> {
             dns_port: args.dns_port,
             tftp_port: 69,
             host_config_root: args.host_config_root,
+        },
+        helper_ports: virtnetd::ports::HelperPortPolicy {
+            per_user: args.helper_ports_per_user,
+            ..Default::default()
         },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -44,6 +44,8 @@ pub struct Config {
     pub boot_id_file: PathBuf,
     /// Settings of the networks' DHCP and DNS servers.
     pub services: crate::services::ServiceOptions,
+    /// Limits of the setuid bridge helper's ports.
+    pub helper_ports: crate::ports::HelperPortPolicy,
 }
 
 /// A daemon that holds its lock, its store and its bound socket, ready to serve.
@@ -113,11 +115,18 @@ impl Daemon {
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "cannot restore unfinished iface-bridge changes"),
         }
+        let service = Arc::new(service);
+        service
+            .start_helper_sweeper(config.helper_ports)
+            .map_err(|e| Error::Io {
+                context: "cannot start the bridge helper's port sweeper".into(),
+                source: e,
+            })?;
         let socket_path = config.run_dir.join(virtnet_api::SOCKET_NAME);
         let (listener, socket) = bind_socket(&socket_path)?;
         tracing::info!(socket = %socket_path.display(), "listening");
         Ok(Daemon {
-            service: Arc::new(service),
+            service,
             listener: Some(listener),
             socket,
             _lock: lock,

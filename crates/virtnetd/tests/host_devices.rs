@@ -16,6 +16,7 @@ fn request(domain: &str, network: &str, mac: &str) -> PortRequest {
         target: None,
         owner_uid: None,
         owner_gid: None,
+        helper: false,
         queues: None,
         vnet_hdr: false,
     }

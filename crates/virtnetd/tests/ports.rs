@@ -23,6 +23,7 @@ fn request(domain: &str, network: &str, mac: &str) -> PortRequest {
         target: None,
         owner_uid: Some(65534),
         owner_gid: None,
+        helper: false,
         queues: None,
         vnet_hdr: true,
     }

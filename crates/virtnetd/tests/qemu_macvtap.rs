@@ -59,6 +59,7 @@ fn qemu_guest_on_a_macvtap_port_leases_from_the_lan_and_reaches_it() {
             target: None,
             owner_uid: None,
             owner_gid: None,
+            helper: false,
             queues: None,
             vnet_hdr: false,
         })

@@ -349,6 +349,8 @@ fn attach_request(
     source: &str,
     a: &AttachInterfaceArgs,
 ) -> Result<PortRequest, Failure> {
+    virtnet_api::check_domain_name(domain)
+        .map_err(|e| failed_because("Failed to attach interface", format!("domain: {e}")))?;
     let source = interface_source(kind, source)?;
     let mac = match &a.mac {
         Some(m) => guest_mac(m).map_err(|e| failed_because("Failed to attach interface", e))?,
@@ -374,6 +376,7 @@ fn attach_request(
         queues: a.queues,
         // QEMU sets the tap's vnet-header flag itself when it attaches.
         vnet_hdr: false,
+        helper: false,
     })
 }
 
@@ -486,6 +489,7 @@ pub fn attach_device(ctx: &Ctx, a: &DeviceFileArgs) -> Result<(), Failure> {
         owner_gid: None,
         queues: None,
         vnet_hdr: false,
+        helper: false,
     };
     ctx.client
         .create_port(&request)
