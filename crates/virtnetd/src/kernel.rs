@@ -946,6 +946,8 @@ impl Kernel {
                     link.index,
                     &virtnet_host::PortSettings {
                         master: Some(None),
+                        // Off its bridge, a tap is down (see configure_port).
+                        up: Some(false),
                         ..Default::default()
                     },
                 )

@@ -564,6 +564,15 @@ impl Netlink {
     /// Indexes of the links enslaved to `master` (`RTM_GETLINK` dump filtered by `IFLA_MASTER`
     /// in the kernel).
     pub fn ports_of(&mut self, master: u32) -> Result<Vec<u32>> {
+        Ok(self
+            .port_links_of(master)?
+            .into_iter()
+            .map(|l| l.index)
+            .collect())
+    }
+
+    /// The links enslaved to `master`, as [`Netlink::ports_of`] finds them.
+    fn port_links_of(&mut self, master: u32) -> Result<Vec<Link>> {
         let mut m = LinkMessage::default();
         m.attributes.push(LinkAttribute::Controller(master));
         let links = self
@@ -573,7 +582,6 @@ impl Netlink {
             .into_iter()
             // An old kernel ignores the filter: check the answer.
             .filter(|l| l.master == Some(master))
-            .map(|l| l.index)
             .collect())
     }
 
@@ -597,10 +605,16 @@ impl Netlink {
         down.header.index = ifindex;
         down.header.change_mask = LinkFlags::Up;
         let mut batch = vec![RouteNetlinkMessage::SetLink(down)];
-        for port in self.ports_of(ifindex)? {
+        for port in self.port_links_of(ifindex)? {
             let mut m = LinkMessage::default();
-            m.header.index = port;
+            m.header.index = port.index;
             m.attributes.push(LinkAttribute::Controller(0));
+            // A tap leaves the bridge down: up on no bridge it would be a routed interface
+            // of the host for whatever the guest writes (the tun driver refuses writes to a
+            // tap that is down). Other ports (an admin's veth) are only taken off.
+            if port.kind.as_deref() == Some("tun") {
+                m.header.change_mask = LinkFlags::Up;
+            }
             batch.push(RouteNetlinkMessage::SetLink(m));
         }
         for a in self.addresses_of(ifindex)? {
