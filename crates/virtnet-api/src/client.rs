@@ -381,6 +381,7 @@ pub(crate) fn decode<T: DeserializeOwned>(resp: &Response) -> Result<T, ClientEr
 fn api_error(resp: &Response) -> ClientError {
     let error = serde_json::from_slice::<ApiError>(&resp.body).unwrap_or_else(|_| {
         let code = match resp.status {
+            403 => ErrorCode::Forbidden,
             404 => ErrorCode::NotFound,
             409 => ErrorCode::Conflict,
             412 => ErrorCode::EtagMismatch,
