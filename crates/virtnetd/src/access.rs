@@ -16,7 +16,7 @@
 //! unless it is a `GET`.
 //!
 //! Every change that is let through is logged once, with `tracing` at info level under the
-//! target `virtnet::audit` (uid, gid, pid, verb, object, status). Under systemd the daemon's
+//! target `virtnetd::audit` (uid, gid, pid, verb, object, status). Under systemd the daemon's
 //! stderr is the journal, so `journalctl -u virtnetd` shows who changed what.
 
 use std::os::fd::AsRawFd;
@@ -29,7 +29,7 @@ use axum::Json;
 use virtnet_api::{ApiError, ErrorCode};
 
 /// Target of the audit log lines (`RUST_LOG`-style filters can select it).
-pub const AUDIT_TARGET: &str = "virtnet::audit";
+pub const AUDIT_TARGET: &str = "virtnetd::audit";
 
 /// Which API socket a connection came in on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

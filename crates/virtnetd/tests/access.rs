@@ -332,7 +332,7 @@ fn every_change_is_logged_with_the_callers_uid_pid_verb_and_object() {
     let log = daemon.log();
     let audit: Vec<&str> = log
         .lines()
-        .filter(|l| l.contains("virtnet::audit"))
+        .filter(|l| l.contains("virtnetd::audit"))
         .collect();
     let line_of = |pid: u32| {
         audit
