@@ -103,6 +103,9 @@ pub fn os_message(e: &io::Error) -> String {
 fn connect_hint(e: &io::Error) -> &'static str {
     match e.kind() {
         io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => " (is virtnetd running?)",
+        io::ErrorKind::PermissionDenied => {
+            " (only root may change networks; --readonly reads through the read-only socket)"
+        }
         _ => "",
     }
 }

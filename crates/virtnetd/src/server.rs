@@ -38,6 +38,10 @@ pub const LOCK_FILE: &str = "lock";
 pub const SOCKET_MODE: u32 = 0o660;
 /// Mode of the read-only socket when no group is configured for it: anyone may read.
 pub const RO_SOCKET_MODE_OPEN: u32 = 0o666;
+/// Connections open at once from peers other than root and the admin group (the read-only
+/// socket is open to every local user): beyond it, new ones are closed at once, so nobody
+/// can use up the daemon's file descriptors; root is never limited.
+pub const MAX_UNPRIVILEGED_CONNECTIONS: usize = 128;
 /// How long in-flight requests get to finish after SIGTERM/SIGINT.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -245,6 +249,9 @@ async fn serve(
     let ro = async_listener(listeners.ro, ro_path)?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
+    let unprivileged = Arc::new(tokio::sync::Semaphore::new(MAX_UNPRIVILEGED_CONNECTIONS));
+    // Warn once per episode of refusals, not once per refused connection (a flood).
+    let mut saturated = false;
     tokio::pin!(shutdown);
     loop {
         let (accepted, access) = tokio::select! {
@@ -257,7 +264,33 @@ async fn serve(
         match accepted {
             Ok((stream, _)) => match Caller::of(&stream, access, admin_gid) {
                 Ok(caller) => {
-                    connections.spawn(connection(stream, caller, router.clone(), stop_rx.clone()));
+                    // Held for the life of the connection.
+                    let permit = if caller.is_admin() {
+                        None
+                    } else {
+                        match Arc::clone(&unprivileged).try_acquire_owned() {
+                            Ok(permit) => {
+                                saturated = false;
+                                Some(permit)
+                            }
+                            Err(_) if saturated => continue,
+                            Err(_) => {
+                                saturated = true;
+                                tracing::warn!(
+                                    uid = caller.uid,
+                                    pid = caller.pid,
+                                    limit = MAX_UNPRIVILEGED_CONNECTIONS,
+                                    "too many connections from unprivileged peers: closed"
+                                );
+                                continue;
+                            }
+                        }
+                    };
+                    let served = connection(stream, caller, router.clone(), stop_rx.clone());
+                    connections.spawn(async move {
+                        served.await;
+                        drop(permit);
+                    });
                 }
                 // Without credentials nothing can be authorised: close the connection.
                 Err(e) => tracing::warn!(error = %e, "cannot read the peer's credentials"),

@@ -143,7 +143,7 @@ fn network_names(daemon: &Daemon) -> String {
 
 #[test]
 fn read_only_socket_serves_reads_to_anyone_and_refuses_every_change_with_403() {
-    let daemon = daemon("rosock", &[]);
+    let mut daemon = daemon("rosock", &[]);
     let ro = ro_socket(&daemon);
     let meta = std::fs::metadata(&ro).expect("the read-only socket exists");
     assert_eq!(meta.mode() & 0o777, 0o666, "read-only socket mode");
@@ -218,6 +218,9 @@ fn read_only_socket_serves_reads_to_anyone_and_refuses_every_change_with_403() {
         answer.contains("\"active\":true"),
         "ro1 still runs: {answer}"
     );
+    // Both sockets go with the daemon.
+    assert!(daemon.stop().success());
+    assert!(!ro.exists() && !rw.exists(), "sockets left behind");
 }
 
 #[test]
@@ -383,4 +386,79 @@ fn every_change_is_logged_with_the_callers_uid_pid_verb_and_object() {
         "{}",
         audit.join("\n")
     );
+}
+
+/// The read-only socket is open to every local user: one of them holding many connections
+/// must not use up the daemon's file descriptors, and root must still get in.
+#[test]
+fn unprivileged_peers_cannot_use_up_the_daemons_connections() {
+    use std::io::{BufRead, BufReader, Write};
+    const HOLDER: &str = "import socket, sys\n\
+        path, n = sys.argv[1], int(sys.argv[2])\n\
+        def get(s):\n    \
+            try:\n        \
+                s.sendall(b'GET /v1/networks HTTP/1.1\\r\\nHost: l\\r\\nConnection: close\\r\\n\\r\\n')\n        \
+                data = b''\n        \
+                while True:\n            \
+                    c = s.recv(65536)\n            \
+                    if not c: return data\n            \
+                    data += c\n    \
+            except OSError:\n        \
+                return b''\n\
+        held = []\n\
+        for i in range(n):\n    \
+            s = socket.socket(socket.AF_UNIX); s.connect(path); held.append(s)\n\
+        extra = socket.socket(socket.AF_UNIX); extra.connect(path)\n\
+        print('extra', get(extra)[:12].decode(errors='replace') or 'closed', flush=True)\n\
+        sys.stdin.readline()\n\
+        for s in held: s.close()\n\
+        import time\n\
+        for attempt in range(400):\n    \
+            again = socket.socket(socket.AF_UNIX); again.connect(path)\n    \
+            answer = get(again)[:12].decode(errors='replace')\n    \
+            if answer: break\n    \
+            time.sleep(0.05)\n\
+        print('again', answer or 'closed', flush=True)\n";
+    let daemon = daemon("connlim", &[]);
+    let ro = ro_socket(&daemon);
+    let mut args = as_user(NOBODY, NOBODY, &[]);
+    args.extend(
+        [
+            "/usr/bin/python3",
+            "-c",
+            HOLDER,
+            &ro.to_string_lossy(),
+            &virtnetd::server::MAX_UNPRIVILEGED_CONNECTIONS.to_string(),
+        ]
+        .map(String::from),
+    );
+    let mut holder = daemon
+        .ns()
+        .command(&args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the connection holder");
+    let mut lines = BufReader::new(holder.stdout.take().expect("stdout")).lines();
+    let mut next_line = || {
+        lines
+            .next()
+            .and_then(|l| l.ok())
+            .unwrap_or_else(|| panic!("the holder ended early:\n{}", daemon.log()))
+    };
+    // The limit's worth of connections held open: the next one is closed unanswered.
+    assert_eq!(next_line(), "extra closed");
+    // Root is not limited, on either socket.
+    for socket in [daemon.socket(), ro.clone()] {
+        let (status, answer) = http_as(&daemon, &[], &socket, "GET", "/v1/networks", "");
+        assert_eq!(status, 200, "root through {}: {answer}", socket.display());
+    }
+    // Once the holder lets go, it is served again (as soon as the daemon has seen the held
+    // connections close).
+    writeln!(holder.stdin.as_mut().expect("stdin")).expect("release the holder");
+    assert_eq!(next_line(), "again HTTP/1.1 200");
+    assert!(holder.wait().expect("holder exit").success());
+    assert!(daemon
+        .log()
+        .contains("too many connections from unprivileged peers"));
 }
