@@ -159,6 +159,7 @@ fn read_only_socket_serves_reads_to_anyone_and_refuses_every_change_with_403() {
         vec!["--readonly", "net-info", "ro1"],
         vec!["--readonly", "net-dhcp-leases", "ro1"],
         vec!["--readonly", "iface-bridges"],
+        vec!["--readonly", "port-list"],
     ] {
         let (out, _) = cli_as(&daemon, &nobody, &rw, &args);
         assert!(
