@@ -15,6 +15,9 @@ command -v nft >/dev/null || need_apt+=(nftables)
 command -v busybox >/dev/null || need_apt+=(busybox)
 command -v dhclient >/dev/null || need_apt+=(isc-dhcp-client)
 command -v python3 >/dev/null || need_apt+=(python3)
+# The packaging test verifies the systemd unit; the access test runs clients as nobody.
+command -v systemd-analyze >/dev/null || need_apt+=(systemd)
+command -v setpriv >/dev/null || need_apt+=(util-linux)
 # DNS tests ask with dig; the upstream namespace's DNS server (the "internet") is dnsmasq.
 command -v dig >/dev/null || need_apt+=(bind9-dnsutils)
 command -v dnsmasq >/dev/null || [ -x /usr/sbin/dnsmasq ] || need_apt+=(dnsmasq-base)

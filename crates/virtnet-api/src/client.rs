@@ -103,6 +103,9 @@ pub fn os_message(e: &io::Error) -> String {
 fn connect_hint(e: &io::Error) -> &'static str {
     match e.kind() {
         io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => " (is virtnetd running?)",
+        io::ErrorKind::PermissionDenied => {
+            " (only root may change networks; --readonly reads through the read-only socket)"
+        }
         _ => "",
     }
 }
@@ -381,6 +384,7 @@ pub(crate) fn decode<T: DeserializeOwned>(resp: &Response) -> Result<T, ClientEr
 fn api_error(resp: &Response) -> ClientError {
     let error = serde_json::from_slice::<ApiError>(&resp.body).unwrap_or_else(|_| {
         let code = match resp.status {
+            403 => ErrorCode::Forbidden,
             404 => ErrorCode::NotFound,
             409 => ErrorCode::Conflict,
             412 => ErrorCode::EtagMismatch,

@@ -24,6 +24,9 @@ use virtnet_model::{ForwardMode, Network};
 
 /// Name of the socket file inside the daemon's run directory.
 pub const SOCKET_NAME: &str = "virtnet.sock";
+/// Name of the read-only socket file inside the daemon's run directory: it answers reads
+/// (`GET`) only, and every change with `403` [`ErrorCode::ReadOnly`].
+pub const RO_SOCKET_NAME: &str = "virtnet-ro.sock";
 /// Default run directory of `virtnetd`.
 pub const DEFAULT_RUN_DIR: &str = "/run/virtnet";
 /// Default state directory of `virtnetd`.
@@ -161,6 +164,11 @@ pub enum ErrorCode {
     PreconditionRequired,
     /// 413: body larger than [`MAX_BODY_BYTES`].
     PayloadTooLarge,
+    /// 403: a change sent to the read-only socket ([`RO_SOCKET_NAME`]).
+    ReadOnly,
+    /// 403: the peer (by its `SO_PEERCRED` credentials) may not use the read-write socket:
+    /// only root and the daemon's admin group may.
+    Forbidden,
     /// 500: the daemon failed (store I/O…).
     Internal,
 }
@@ -178,6 +186,7 @@ impl ErrorCode {
             ErrorCode::EtagMismatch => 412,
             ErrorCode::PreconditionRequired => 428,
             ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::ReadOnly | ErrorCode::Forbidden => 403,
             ErrorCode::Internal => 500,
         }
     }

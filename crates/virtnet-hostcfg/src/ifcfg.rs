@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use crate::fsutil;
 use crate::{static_or_none, Addressing, BridgePlan, Change, Detected, HostCfgError};
 
-const DIR: &str = "/etc/sysconfig/network-scripts";
+pub(crate) const DIR: &str = "/etc/sysconfig/network-scripts";
 const IGNORED_SUFFIXES: [&str; 8] = [
     "~", ".bak", ".orig", ".rpmnew", ".rpmorig", ".rpmsave", ".old", ".swp",
 ];

@@ -17,6 +17,8 @@ use std::path::{Path, PathBuf};
 use crate::fsutil::{self, glob_match};
 use crate::{static_or_none, Addressing, BridgePlan, Change, Detected, HostCfgError};
 
+/// The directory of ifupdown's configuration (its main file and, usually, what it sources).
+pub(crate) const DIR: &str = "/etc/network";
 const MAIN: &str = "/etc/network/interfaces";
 const MAX_DEPTH: usize = 8;
 const MAX_FILES: usize = 256;

@@ -33,6 +33,20 @@ use std::path::{Path, PathBuf};
 
 pub use store::{apply, revert};
 
+/// The directories under which [`apply`] and [`revert`] write, create or remove files (host
+/// paths): each method's configuration directory, then where the originals are saved. A
+/// sandbox around the daemon (systemd's `ReadWritePaths=`) must leave them writable. ifupdown
+/// also rewrites a file that `/etc/network/interfaces` `source`s from another directory, if
+/// the NIC's stanza is there: such a host adds that directory itself.
+pub const WRITTEN_DIRS: [&str; 6] = [
+    ifupdown::DIR,
+    netplan::DIR,
+    nm::DIR,
+    networkd::DIR,
+    ifcfg::DIR,
+    store::STATE,
+];
+
 /// How a host configures its network interfaces at boot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Method {

@@ -17,7 +17,7 @@ use yaml_rust2::{Yaml, YamlLoader};
 use crate::fsutil;
 use crate::{static_or_none, Addressing, BridgePlan, Change, Detected, HostCfgError};
 
-const DIR: &str = "/etc/netplan";
+pub(crate) const DIR: &str = "/etc/netplan";
 const KINDS: [&str; 4] = ["ethernets", "bonds", "vlans", "bridges"];
 
 fn key(s: &str) -> Yaml {

@@ -16,7 +16,7 @@ use crate::fsutil::{self, glob_match};
 use crate::ini::{self, Ini, Line, Section};
 use crate::{static_or_none, Addressing, BridgePlan, Change, Detected, HostCfgError};
 
-const DIR: &str = "/etc/systemd/network";
+pub(crate) const DIR: &str = "/etc/systemd/network";
 
 struct Unit {
     path: PathBuf,

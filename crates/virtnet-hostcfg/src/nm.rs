@@ -15,7 +15,7 @@ use crate::fsutil;
 use crate::ini::{self, Ini, Section};
 use crate::{static_or_none, Addressing, BridgePlan, Change, Detected, HostCfgError};
 
-const DIR: &str = "/etc/NetworkManager/system-connections";
+pub(crate) const DIR: &str = "/etc/NetworkManager/system-connections";
 
 struct Conn {
     path: PathBuf,

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use crate::fsutil;
 use crate::{Change, HostCfgError};
 
-const STATE: &str = "/var/lib/virtnet/hostcfg";
+pub(crate) const STATE: &str = "/var/lib/virtnet/hostcfg";
 const MAGIC: &str = "virtnet-hostcfg 1";
 
 fn io(path: &Path, source: std::io::Error) -> HostCfgError {

@@ -22,7 +22,7 @@ mod thread_netns;
 mod topology;
 
 pub use daemon::{virtnet_bin, virtnetd_bin, Daemon};
-pub use netns::{Netns, NsChild};
+pub use netns::{netns_pids, pid_running, Netns, NsChild};
 pub use qemu::{Lease, QemuGuest};
 pub use thread_netns::{enter_thread_netns, in_thread_netns};
 pub use topology::{Guest, Lab, HOST_UPLINK_ADDR, UPLINK_PREFIX, UPSTREAM_ADDR, UPSTREAM_URL};

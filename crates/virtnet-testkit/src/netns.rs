@@ -3,7 +3,9 @@
 //! Every change to networking a test makes goes through a [`Netns`]: commands run as
 //! `ip netns exec <ns> ...` or `ip -n <ns> ...`, never in the root namespace, so a failing test
 //! cannot disturb the machine it runs on. A namespace is removed when its last handle is
-//! dropped, also while a panicking test unwinds, after the processes started in it are killed.
+//! dropped, also while a panicking test unwinds, after every process in it is killed: the ones
+//! the harness started and the ones that left them (a daemonizing `dhclient`, a server started
+//! in the background by a script), found by `ip netns pids`.
 
 use std::ffi::OsStr;
 use std::fs::File;
@@ -121,6 +123,7 @@ impl Drop for Inner {
         for child in lock(&self.children).drain(..) {
             child.kill();
         }
+        kill_strays(&self.name);
         match Command::new("ip")
             .args(["netns", "del", &self.name])
             .stdin(Stdio::null())
@@ -450,6 +453,71 @@ impl Netns {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+}
+
+/// How long [`kill_strays`] waits for the processes it killed to be gone.
+const STRAY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The processes whose network namespace is `name` (`ip netns pids`), but never this one (a
+/// thread of the test may have entered the namespace).
+pub fn netns_pids(name: &str) -> Vec<u32> {
+    let out = match Command::new("ip")
+        .args(["netns", "pids", name])
+        .stdin(Stdio::null())
+        .output()
+    {
+        Ok(out) => out,
+        Err(e) => {
+            eprintln!("virtnet-testkit: cannot run ip netns pids {name}: {e}");
+            return Vec::new();
+        }
+    };
+    let me = std::process::id();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .filter(|&p| p != me)
+        .collect()
+}
+
+/// Whether `pid` is a live process (not gone, not a zombie waiting for its parent).
+pub fn pid_running(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name in parentheses, which may itself hold ") ".
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z') && !rest.starts_with('X')),
+        Err(_) => false,
+    }
+}
+
+/// SIGKILLs every process still in the namespace `name` and waits until they are gone.
+///
+/// Only the harness's own processes can be there: the namespace was made by this test and
+/// nothing else enters it. Those the harness did not start itself are the ones that left
+/// their parent: a daemonizing client (`dhclient` forks into the background once it has a
+/// lease) or a job a script put in the background. Without this they would run on in a
+/// namespace `ip netns del` only unmounts.
+fn kill_strays(name: &str) {
+    let deadline = Instant::now() + STRAY_TIMEOUT;
+    loop {
+        let left: Vec<u32> = netns_pids(name)
+            .into_iter()
+            .filter(|&p| pid_running(p))
+            .collect();
+        if left.is_empty() {
+            return;
+        }
+        if Instant::now() > deadline {
+            eprintln!("virtnet-testkit: processes {left:?} in {name} survived SIGKILL");
+            return;
+        }
+        for pid in left {
+            // SAFETY: kill(2) on a PID just listed in our own namespace; no memory involved.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 

@@ -29,6 +29,11 @@ pub struct Cli {
     )]
     pub connect: PathBuf,
 
+    /// Read-only connection (virsh -r): use the read-only socket, virtnet-ro.sock, next to the
+    /// --connect one; open to users who may not change networks, it answers reads only.
+    #[arg(short = 'r', long = "readonly", global = true)]
+    pub readonly: bool,
+
     /// Quiet mode: no table headers and no informational messages (virsh -q).
     #[arg(short = 'q', long = "quiet", global = true)]
     pub quiet: bool,
@@ -36,6 +41,18 @@ pub struct Cli {
     /// The command to run.
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// The socket to talk to: `--connect`, or with `--readonly` the read-only socket in the
+    /// same directory.
+    pub fn socket(&self) -> PathBuf {
+        if self.readonly {
+            self.connect.with_file_name(virtnet_api::RO_SOCKET_NAME)
+        } else {
+            self.connect.clone()
+        }
+    }
 }
 
 /// The verbs.

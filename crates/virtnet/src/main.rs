@@ -55,7 +55,7 @@ fn main() -> ExitCode {
         _ => {}
     }
 
-    let ctx = Ctx::new(Client::new(&cli.connect), cli.quiet);
+    let ctx = Ctx::new(Client::new(cli.socket()), cli.quiet);
     let result = commands::run(&ctx, &cli.command);
     let json = wants_json(&cli.command);
     let code = match &result {

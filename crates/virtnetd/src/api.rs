@@ -63,6 +63,8 @@ pub fn router(service: Arc<Service>) -> Router {
         )
         .method_not_allowed_fallback(bad_method)
         .fallback(no_route)
+        // Inside the request's span: who may do what on which socket, and the audit log.
+        .layer(middleware::from_fn(crate::access::guard))
         .layer(middleware::from_fn(trace))
         .with_state(service)
 }
@@ -246,7 +248,9 @@ fn with_etag(mut response: Response, etag: &str) -> Response {
 
 fn changed(status: StatusCode, result: ChangeResult) -> Response {
     let etag = result.etag.clone();
-    with_etag((status, Json(result)).into_response(), &etag)
+    let name = result.network.name.clone();
+    let response = with_etag((status, Json(result)).into_response(), &etag);
+    crate::access::with_object(response, name)
 }
 
 async fn list(State(service): State<AppState>) -> Answer {
@@ -374,8 +378,10 @@ async fn destroy(State(service): State<AppState>, headers: HeaderMap, body: Body
             "bad destroy request: networks: the list is empty",
         ));
     }
+    let names = request.networks.join(",");
     let networks = blocking(move || service.destroy(&request.networks)).await?;
-    json(DestroyResult { networks })
+    let response = Json(DestroyResult { networks }).into_response();
+    Ok(crate::access::with_object(response, names))
 }
 
 async fn bridges(State(service): State<AppState>) -> Answer {
@@ -452,7 +458,9 @@ async fn create_port(State(service): State<AppState>, headers: HeaderMap, body: 
     )
     .await?;
     let port = blocking(move || service.create_port(&request)).await?;
-    Ok((StatusCode::CREATED, Json(port)).into_response())
+    let name = port.name.clone();
+    let response = (StatusCode::CREATED, Json(port)).into_response();
+    Ok(crate::access::with_object(response, name))
 }
 
 async fn delete_port(State(service): State<AppState>, name: PathArg) -> Answer {
@@ -525,7 +533,9 @@ async fn create_host_bridge(
     .await?;
     let hb = service.host_bridges.clone();
     let created = blocking(move || hb.create(&request)).await?;
-    Ok((StatusCode::CREATED, Json(created)).into_response())
+    let name = created.bridge.clone();
+    let response = (StatusCode::CREATED, Json(created)).into_response();
+    Ok(crate::access::with_object(response, name))
 }
 
 async fn show_host_bridge(State(service): State<AppState>, bridge: PathArg) -> Answer {

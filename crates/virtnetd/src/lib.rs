@@ -10,10 +10,12 @@
 //! - [`reaper`]: deletes the bridges of destroyed networks off the request path;
 //! - [`ports`]: guest ports (taps), their moves and the guests' addresses;
 //! - [`api`]: the axum routes;
+//! - [`access`]: who may use which socket, and the audit log of changes;
 //! - [`server`]: start-up (locks, socket), serving and graceful shutdown.
 
 #![warn(missing_docs)]
 
+pub mod access;
 pub mod api;
 pub mod error;
 pub mod external;

@@ -16,9 +16,18 @@ struct Args {
     /// Directory of persistent state (the store).
     #[arg(long, value_name = "DIR", default_value = virtnet_api::DEFAULT_STATE_DIR)]
     state_dir: PathBuf,
-    /// Directory of runtime files (the API socket).
+    /// Directory of runtime files (the API sockets: virtnet.sock, read-write, and
+    /// virtnet-ro.sock, read-only).
     #[arg(long, value_name = "DIR", default_value = virtnet_api::DEFAULT_RUN_DIR)]
     run_dir: PathBuf,
+    /// Group (name or number) owning the read-write socket; its members may change networks
+    /// besides root (checked on each connection by the peer's credentials). Default: root only.
+    #[arg(long, value_name = "GROUP")]
+    socket_group: Option<String>,
+    /// Group (name or number) owning the read-only socket, which is then mode 0660. Default:
+    /// mode 0666, every local user may list networks, definitions and leases.
+    #[arg(long, value_name = "GROUP")]
+    ro_socket_group: Option<String>,
     /// Log filter: a level (error, warn, info, debug, trace) or tracing directives
     /// (`virtnetd=debug,info`).
     #[arg(long, value_name = "FILTER", default_value = "info")]
@@ -68,7 +77,17 @@ fn main() -> ExitCode {
     }
 }
 
+/// The gid of a `--socket-group`-like flag's value, if given.
+fn group_flag(flag: &str, value: Option<&str>) -> Result<Option<u32>, Error> {
+    value
+        .map(virtnetd::access::lookup_group)
+        .transpose()
+        .map_err(|e| Error::Startup(format!("--{flag}: {e}")))
+}
+
 fn run(args: Args) -> Result<(), Error> {
+    let socket_gid = group_flag("socket-group", args.socket_group.as_deref())?;
+    let ro_socket_gid = group_flag("ro-socket-group", args.ro_socket_group.as_deref())?;
     let config = Config {
         state_dir: args.state_dir,
         run_dir: args.run_dir,
@@ -83,6 +102,8 @@ fn run(args: Args) -> Result<(), Error> {
             per_user: args.helper_ports_per_user,
             ..Default::default()
         },
+        socket_gid,
+        ro_socket_gid,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

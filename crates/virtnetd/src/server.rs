@@ -2,7 +2,11 @@
 //!
 //! Start-up order matters: the state-directory lock comes first (two daemons must never share a
 //! store), then the store (so the socket only appears once requests can be answered), then the
-//! socket (refusing to replace one another daemon still answers on).
+//! sockets (refusing to replace one another daemon still answers on).
+//!
+//! Two sockets are served (see [`crate::access`]): the read-write `virtnet.sock` and the
+//! read-only `virtnet-ro.sock`. Each accepted connection carries the peer's kernel-reported
+//! credentials to every request as axum's `ConnectInfo<Caller>`.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read, Seek, Write};
@@ -21,6 +25,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tower::ServiceExt;
 
+use crate::access::{Access, Caller};
 use crate::error::{Error, IoContext, Result};
 use crate::kernel::Kernel;
 use crate::service::{host_link_exists, Service};
@@ -28,8 +33,15 @@ use crate::store::DB_FILE;
 
 /// Name of the lock file in the state directory.
 pub const LOCK_FILE: &str = "lock";
-/// Mode of the API socket: the owner and its group may talk to the daemon.
+/// Mode of the API socket: the owner and its group may talk to the daemon (and the peer
+/// credential check still refuses anyone but root and the admin group).
 pub const SOCKET_MODE: u32 = 0o660;
+/// Mode of the read-only socket when no group is configured for it: anyone may read.
+pub const RO_SOCKET_MODE_OPEN: u32 = 0o666;
+/// Connections open at once from peers other than root and the admin group (the read-only
+/// socket is open to every local user): beyond it, new ones are closed at once, so nobody
+/// can use up the daemon's file descriptors; root is never limited.
+pub const MAX_UNPRIVILEGED_CONNECTIONS: usize = 128;
 /// How long in-flight requests get to finish after SIGTERM/SIGINT.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -46,13 +58,20 @@ pub struct Config {
     pub services: crate::services::ServiceOptions,
     /// Limits of the setuid bridge helper's ports.
     pub helper_ports: crate::ports::HelperPortPolicy,
+    /// Group owning the read-write socket, whose members may change things besides root
+    /// (`None`: root only, socket group root).
+    pub socket_gid: Option<u32>,
+    /// Group owning the read-only socket, then mode 0660 (`None`: mode 0666, anyone may read).
+    pub ro_socket_gid: Option<u32>,
 }
 
 /// A daemon that holds its lock, its store and its bound socket, ready to serve.
 pub struct Daemon {
     service: Arc<Service>,
-    listener: Option<StdUnixListener>,
+    listeners: Option<Listeners>,
     socket: SocketFile,
+    ro_socket: SocketFile,
+    admin_gid: Option<u32>,
     // Held for the life of the daemon: the flock is released when the file is closed.
     _lock: File,
 }
@@ -123,12 +142,30 @@ impl Daemon {
                 source: e,
             })?;
         let socket_path = config.run_dir.join(virtnet_api::SOCKET_NAME);
-        let (listener, socket) = bind_socket(&socket_path)?;
-        tracing::info!(socket = %socket_path.display(), "listening");
+        let (listener, socket) = bind_socket(&socket_path, SOCKET_MODE, config.socket_gid)?;
+        let ro_path = config.run_dir.join(virtnet_api::RO_SOCKET_NAME);
+        let ro_mode = match config.ro_socket_gid {
+            Some(_) => SOCKET_MODE,
+            None => RO_SOCKET_MODE_OPEN,
+        };
+        let (ro_listener, ro_socket) = bind_socket(&ro_path, ro_mode, config.ro_socket_gid)?;
+        tracing::info!(
+            socket = %socket_path.display(),
+            admin_gid = config.socket_gid,
+            read_only_socket = %ro_path.display(),
+            read_only_mode = format!("{ro_mode:o}"),
+            read_only_gid = config.ro_socket_gid,
+            "listening"
+        );
         Ok(Daemon {
             service,
-            listener: Some(listener),
+            listeners: Some(Listeners {
+                rw: listener,
+                ro: ro_listener,
+            }),
             socket,
+            ro_socket,
+            admin_gid: config.socket_gid,
             _lock: lock,
         })
     }
@@ -136,12 +173,14 @@ impl Daemon {
     /// Serves the API until `shutdown` completes (see [`Shutdown`]), then stops accepting,
     /// lets in-flight requests finish and returns. Must run inside a tokio runtime.
     pub async fn serve(&mut self, shutdown: impl std::future::Future<Output = ()>) -> Result<()> {
-        let Some(listener) = self.listener.take() else {
+        let Some(listeners) = self.listeners.take() else {
             return Err(Error::Startup("the daemon is already serving".into()));
         };
+        let paths = [self.socket.path.as_path(), self.ro_socket.path.as_path()];
         serve(
-            listener,
-            &self.socket.path,
+            listeners,
+            paths,
+            self.admin_gid,
             api_router(&self.service),
             shutdown,
         )
@@ -193,39 +232,87 @@ fn api_router(service: &Arc<Service>) -> Router {
     crate::api::router(Arc::clone(service))
 }
 
-/// Accepts connections until `shutdown` completes, then drains.
-async fn serve(
-    listener: StdUnixListener,
-    path: &Path,
-    router: Router,
-    shutdown: impl std::future::Future<Output = ()>,
-) -> Result<()> {
+/// The bound sockets, not yet served: read-write and read-only.
+struct Listeners {
+    rw: StdUnixListener,
+    ro: StdUnixListener,
+}
+
+/// Makes a bound socket a tokio listener.
+fn async_listener(listener: StdUnixListener, path: &Path) -> Result<tokio::net::UnixListener> {
     listener
         .set_nonblocking(true)
         .with_path("cannot set non-blocking mode on", path)?;
-    let listener =
-        tokio::net::UnixListener::from_std(listener).with_path("cannot listen on", path)?;
+    tokio::net::UnixListener::from_std(listener).with_path("cannot listen on", path)
+}
+
+/// Accepts connections on both sockets until `shutdown` completes, then drains.
+async fn serve(
+    listeners: Listeners,
+    [rw_path, ro_path]: [&Path; 2],
+    admin_gid: Option<u32>,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<()> {
+    let rw = async_listener(listeners.rw, rw_path)?;
+    let ro = async_listener(listeners.ro, ro_path)?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
+    let unprivileged = Arc::new(tokio::sync::Semaphore::new(MAX_UNPRIVILEGED_CONNECTIONS));
+    // Warn once per episode of refusals, not once per refused connection (a flood).
+    let mut saturated = false;
     tokio::pin!(shutdown);
     loop {
-        tokio::select! {
+        let (accepted, access) = tokio::select! {
             () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    connections.spawn(connection(stream, router.clone(), stop_rx.clone()));
-                }
-                Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            },
+            accepted = rw.accept() => (accepted, Access::ReadWrite),
+            accepted = ro.accept() => (accepted, Access::ReadOnly),
             // Reap finished connections so the set does not grow without bound.
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+        };
+        match accepted {
+            Ok((stream, _)) => match Caller::of(&stream, access, admin_gid) {
+                Ok(caller) => {
+                    // Held for the life of the connection.
+                    let permit = if caller.is_admin() {
+                        None
+                    } else {
+                        match Arc::clone(&unprivileged).try_acquire_owned() {
+                            Ok(permit) => {
+                                saturated = false;
+                                Some(permit)
+                            }
+                            Err(_) if saturated => continue,
+                            Err(_) => {
+                                saturated = true;
+                                tracing::warn!(
+                                    uid = caller.uid,
+                                    pid = caller.pid,
+                                    limit = MAX_UNPRIVILEGED_CONNECTIONS,
+                                    "too many connections from unprivileged peers: closed"
+                                );
+                                continue;
+                            }
+                        }
+                    };
+                    let served = connection(stream, caller, router.clone(), stop_rx.clone());
+                    connections.spawn(async move {
+                        served.await;
+                        drop(permit);
+                    });
+                }
+                // Without credentials nothing can be authorised: close the connection.
+                Err(e) => tracing::warn!(error = %e, "cannot read the peer's credentials"),
+            },
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
         }
     }
-    drop(listener);
+    drop(rw);
+    drop(ro);
     // Receivers may all be gone already (no connection open): nothing to tell then.
     let _ = stop_tx.send(true);
     let open = connections.len();
@@ -243,14 +330,19 @@ async fn serve(
     Ok(())
 }
 
-/// Serves one connection; on shutdown, finishes the request in flight and closes.
+/// Serves one connection; on shutdown, finishes the request in flight and closes. Every
+/// request carries the peer's credentials as `ConnectInfo<Caller>`.
 async fn connection(
     stream: tokio::net::UnixStream,
+    caller: Caller,
     router: Router,
     mut stop: watch::Receiver<bool>,
 ) {
     let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-        router.clone().oneshot(req.map(axum::body::Body::new))
+        let mut req = req.map(axum::body::Body::new);
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(caller.clone()));
+        router.clone().oneshot(req)
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -333,10 +425,10 @@ fn read_boot_id(path: &Path) -> Option<String> {
     }
 }
 
-/// Binds the API socket with mode [`SOCKET_MODE`]. An existing socket file is removed only when
-/// nothing answers on it (a daemon that died without cleaning up); a live one, or a file that is
-/// not a socket, makes start-up fail.
-fn bind_socket(path: &Path) -> Result<(StdUnixListener, SocketFile)> {
+/// Binds an API socket with `mode`, group `gid` when given (else the daemon's own). An existing
+/// socket file is removed only when nothing answers on it (a daemon that died without cleaning
+/// up); a live one, or a file that is not a socket, makes start-up fail.
+fn bind_socket(path: &Path, mode: u32, gid: Option<u32>) -> Result<(StdUnixListener, SocketFile)> {
     match fs::symlink_metadata(path) {
         Ok(meta) if !meta.file_type().is_socket() => {
             return Err(Error::Startup(format!(
@@ -374,7 +466,13 @@ fn bind_socket(path: &Path) -> Result<(StdUnixListener, SocketFile)> {
         path: path.to_path_buf(),
         dev_ino: (meta.dev(), meta.ino()),
     };
-    fs::set_permissions(path, fs::Permissions::from_mode(SOCKET_MODE))
+    // The group first, then the mode: a socket opened wider than 0660 (the read-only one) is
+    // only opened once it has its final owner.
+    if let Some(gid) = gid {
+        std::os::unix::fs::lchown(path, None, Some(gid))
+            .with_path("cannot set the group of", path)?;
+    }
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
         .with_path("cannot set the mode of", path)?;
     Ok((listener, socket))
 }
