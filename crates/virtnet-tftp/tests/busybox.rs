@@ -26,7 +26,7 @@ fn with_server<F: FnOnce(&TftpServer, &Path) + Send + 'static>(root: PathBuf, f:
         let ip: IpAddr = SERVER.parse().expect("ip");
         let srv = {
             let _g = rt.enter();
-            TftpServer::start(&root, ip, 69).expect("start")
+            TftpServer::start(&root, Some("lo"), ip, 69).expect("start")
         };
         f(&srv, &root);
         srv.stop();
