@@ -62,6 +62,8 @@ fn pseudo_random(len: usize, seed: u32) -> Vec<u8> {
 /// A root (under a temp dir, with `outside` beside it) holding `files`, world-readable.
 fn root_with(files: &[(&str, Vec<u8>)]) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().expect("tempdir");
+    // tempdir makes a 0700 directory; the server serves only what others may reach.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let root = dir.path().join("tftproot");
     std::fs::create_dir(&root).expect("mkdir");
     for (name, body) in files {

@@ -41,6 +41,8 @@ fn runtime() -> tokio::runtime::Runtime {
 
 fn root_with(files: &[(&str, &[u8])]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
+    // tempdir makes a 0700 directory; the server serves only what others may reach.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
     for (name, body) in files {
         let p = dir.path().join(name);
         std::fs::write(&p, body).expect("write");
