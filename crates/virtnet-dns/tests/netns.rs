@@ -241,7 +241,8 @@ fn forwarding_to_upstreams() {
             let rt = runtime();
             let _g = rt.enter();
             // The host's resolver is the upstream: no global <forwarder>.
-            let srv = DnsServer::start(config(FWD_XML, &["203.0.113.1:53"]), LO, &gw(), 53).unwrap();
+            let srv =
+                DnsServer::start(config(FWD_XML, &["203.0.113.1:53"]), LO, &gw(), 53).unwrap();
             let a = |n: &str, extra: &[&str]| ask(GW, n, "A", extra);
             assert_eq!(
                 a("www.example.test", &[]),
@@ -309,8 +310,8 @@ fn coexists_with_another_dns_server_and_binds_only_its_addresses() {
         let _other = upstream("127.0.0.53", &[("resolved.test", "127.0.0.99")]);
         let rt = runtime();
         let _g = rt.enter();
-        let srv =
-            DnsServer::start(config(LOCAL_XML, &[]), LO, &gw(), 53).expect("start beside 127.0.0.53");
+        let srv = DnsServer::start(config(LOCAL_XML, &[]), LO, &gw(), 53)
+            .expect("start beside 127.0.0.53");
         assert_eq!(
             ask(GW, "gateway", "A", &[]).1,
             vec!["192.168.122.1".to_string()]
@@ -337,15 +338,25 @@ fn coexists_with_another_dns_server_and_binds_only_its_addresses() {
             );
         }
         // Binding the other server's address fails, naming the address and the call.
-        let err = DnsServer::start(config(LOCAL_XML, &[]), LO, &["127.0.0.53".parse().unwrap()], 53)
-            .unwrap_err();
+        let err = DnsServer::start(
+            config(LOCAL_XML, &[]),
+            LO,
+            &["127.0.0.53".parse().unwrap()],
+            53,
+        )
+        .unwrap_err();
         let msg = err.to_string();
         assert!(
             msg.contains("127.0.0.53:53") && msg.contains("bind"),
             "{msg}"
         );
         assert!(matches!(
-            DnsServer::start(config(LOCAL_XML, &[]), LO, &["0.0.0.0".parse().unwrap()], 53),
+            DnsServer::start(
+                config(LOCAL_XML, &[]),
+                LO,
+                &["0.0.0.0".parse().unwrap()],
+                53
+            ),
             Err(DnsError::Wildcard(_))
         ));
         // stop() closes the sockets: the same address binds again at once.

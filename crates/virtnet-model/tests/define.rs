@@ -144,8 +144,14 @@ fn host_access_round_trips_in_virtnets_namespace() {
     assert_eq!(
         n.host_access,
         vec![
-            HostAllow { proto: HostProto::Tcp, port: 22 },
-            HostAllow { proto: HostProto::Udp, port: 5353 },
+            HostAllow {
+                proto: HostProto::Tcp,
+                port: 22
+            },
+            HostAllow {
+                proto: HostProto::Udp,
+                port: 5353
+            },
         ]
     );
     let xml = n.to_xml();
@@ -180,27 +186,35 @@ fn host_access_errors_name_the_field() {
     let e = err("<virtnet:allow proto='tcp' port='65536'/>");
     assert_eq!(e.field, "virtnet:host-access.virtnet:allow[0].port", "{e}");
     let e = err("<virtnet:allow proto='tcp'/>");
-    assert!(e.to_string().contains("missing required attribute 'port'"), "{e}");
+    assert!(
+        e.to_string().contains("missing required attribute 'port'"),
+        "{e}"
+    );
     let e = err("<virtnet:allow port='22'/>");
-    assert!(e.to_string().contains("missing required attribute 'proto'"), "{e}");
+    assert!(
+        e.to_string().contains("missing required attribute 'proto'"),
+        "{e}"
+    );
     let e = err("<virtnet:allow proto='tcp' port='22'/><virtnet:allow proto='tcp' port='22'/>");
     assert_eq!(e.field, "virtnet:host-access.virtnet:allow[1].port", "{e}");
     assert!(e.to_string().contains("allowed twice"), "{e}");
     let e = err("<virtnet:deny proto='tcp' port='22'/>");
-    assert!(e.to_string().contains("unknown element <virtnet:deny>"), "{e}");
+    assert!(
+        e.to_string().contains("unknown element <virtnet:deny>"),
+        "{e}"
+    );
     // Another namespace is still refused.
-    let e = Network::from_xml(
-        "<network xmlns:x='urn:other'><name>x</name><x:host-access/></network>",
-    )
-    .unwrap_err();
+    let e =
+        Network::from_xml("<network xmlns:x='urn:other'><name>x</name><x:host-access/></network>")
+            .unwrap_err();
     assert!(e.to_string().contains("not allowed"), "{e}");
     // Only networks with their own bridge have a virtnet firewall to open.
-    let mut n = net(&format!(
+    let mut n = net(
         "<network xmlns:virtnet='urn:virtnet:network:1'><name>x</name>\
          <forward mode='bridge'/><bridge name='br0'/>\
          <virtnet:host-access><virtnet:allow proto='tcp' port='22'/></virtnet:host-access>\
-         </network>"
-    ));
+         </network>",
+    );
     let e = prepare(&mut n, &[], &no_links).unwrap_err();
     assert_eq!(e.field, "virtnet:host-access", "{e}");
 }

@@ -303,7 +303,10 @@ impl NetworkFirewall {
         for a in &self.addresses {
             let v4 = a.is_ipv4();
             let host = KeyField::NetAddr(Subnet::of(*a, if v4 { 32 } else { 128 }));
-            out.push(el(format!("gateways{}", if v4 { 4 } else { 6 }), vec![host]));
+            out.push(el(
+                format!("gateways{}", if v4 { 4 } else { 6 }),
+                vec![host],
+            ));
         }
         for (addr, l4, port) in self.services() {
             let v4 = addr.is_ipv4();

@@ -40,8 +40,7 @@ pub(crate) fn bind_transfer(
     device: Option<&str>,
     peer: SocketAddr,
 ) -> io::Result<UdpSocket> {
-    let sock =
-        bound_socket(SocketAddr::new(ip, 0), Type::DGRAM, device).map_err(|e| e.source)?;
+    let sock = bound_socket(SocketAddr::new(ip, 0), Type::DGRAM, device).map_err(|e| e.source)?;
     sock.connect(&SockAddr::from(peer))?;
     UdpSocket::from_std(sock.into())
 }

@@ -211,7 +211,11 @@ fn walk(start: OwnedFd, rel: &Path) -> Result<(OwnedFd, OsString, libc::stat), R
 /// must be a directory (not a link: the root was canonical when the server started) that
 /// others may search.
 fn open_root(root: &Path) -> Result<OwnedFd, Refusal> {
-    let mut dir = open_at(libc::AT_FDCWD, OsStr::new("/"), libc::O_PATH | libc::O_DIRECTORY)?;
+    let mut dir = open_at(
+        libc::AT_FDCWD,
+        OsStr::new("/"),
+        libc::O_PATH | libc::O_DIRECTORY,
+    )?;
     for c in root.components() {
         let Component::Normal(name) = c else {
             continue;
@@ -390,7 +394,11 @@ mod tests {
         assert_eq!(get(&t, "locked/f"), Err(Refusal::Access), "0700 directory");
         // A link into it from elsewhere in the root does not help.
         symlink("locked/f", t.root.join("via")).expect("symlink");
-        assert_eq!(get(&t, "via"), Err(Refusal::Access), "link into a 0700 directory");
+        assert_eq!(
+            get(&t, "via"),
+            Err(Refusal::Access),
+            "link into a 0700 directory"
+        );
         chmod(&dir, 0o750);
         assert_eq!(get(&t, "locked/f"), Err(Refusal::Access), "group only");
         // Search permission is enough for others to reach a file by name.

@@ -353,14 +353,18 @@ impl Services {
                 &gateway_addresses(net),
                 self.options.dns_port,
             )
-                .map_err(|e| service_error(&name, "DNS", e))?;
+            .map_err(|e| service_error(&name, "DNS", e))?;
             *lock(&shared.dns) = Some(dns);
             shared.publish_names();
         }
         let tftp = match tftp_root(net) {
             Some((root, addr)) => {
-                match TftpServer::start(Path::new(root), Some(&bridge), addr, self.options.tftp_port)
-                {
+                match TftpServer::start(
+                    Path::new(root),
+                    Some(&bridge),
+                    addr,
+                    self.options.tftp_port,
+                ) {
                     Ok(server) => Some(server),
                     Err(e) => {
                         Running {

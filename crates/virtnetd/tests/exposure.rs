@@ -128,15 +128,26 @@ fn the_lan_gets_no_dns_or_tftp_from_a_network_and_its_guests_still_do() {
     // TCP, the boot file.
     let (guest, _) = dhcp_guest(&lab, "virbr0", "vm1");
     for tcp in [false, true] {
-        assert_eq!(dig(guest.ns(), "192.168.122.1", "printer", tcp), "192.168.122.7");
+        assert_eq!(
+            dig(guest.ns(), "192.168.122.1", "printer", tcp),
+            "192.168.122.7"
+        );
         assert_eq!(
             dig(guest.ns(), "192.168.122.1", "www.example.org", tcp),
             "203.0.113.80"
         );
     }
-    assert!(tftp_get(guest.ns(), "192.168.122.1", "pxelinux.0", &fetched));
+    assert!(tftp_get(
+        guest.ns(),
+        "192.168.122.1",
+        "pxelinux.0",
+        &fetched
+    ));
     // The host itself may ask too (libvirt's dnsmasq allows it: "loopback exception").
-    assert_eq!(dig(lab.host(), "192.168.122.1", "printer", false), "192.168.122.7");
+    assert_eq!(
+        dig(lab.host(), "192.168.122.1", "printer", false),
+        "192.168.122.7"
+    );
 
     // The LAN reaches the gateway address (it answers ping) but none of the services.
     assert!(lan.ping("192.168.122.1"), "the route to the gateway works");
@@ -162,7 +173,10 @@ fn the_lan_gets_no_dns_or_tftp_from_a_network_and_its_guests_still_do() {
     lab.host()
         .run_ok(["nft", "delete", "table", "inet", "virtnet"]);
     lan_gets_nothing("without virtnet's firewall");
-    assert_eq!(dig(guest.ns(), "192.168.122.1", "printer", true), "192.168.122.7");
+    assert_eq!(
+        dig(guest.ns(), "192.168.122.1", "printer", true),
+        "192.168.122.7"
+    );
 }
 
 /// An isolated network that opens TCP 2222 on the host to its guests, with a local name.
@@ -209,9 +223,18 @@ fn guests_reach_the_host_only_for_their_services_and_what_their_network_allows()
     for (guest, gw) in [(&iso, "192.168.100.1"), (&nat, "192.168.122.1")] {
         guest.ns().ip_ok(["route", "add", "default", "via", gw]);
     }
-    assert_eq!(dig(iso.ns(), "192.168.100.1", "printer", false), "192.168.100.7");
-    assert_eq!(dig(iso.ns(), "192.168.100.1", "printer", true), "192.168.100.7");
-    assert_eq!(dig(nat.ns(), "192.168.122.1", "printer", false), "192.168.122.7");
+    assert_eq!(
+        dig(iso.ns(), "192.168.100.1", "printer", false),
+        "192.168.100.7"
+    );
+    assert_eq!(
+        dig(iso.ns(), "192.168.100.1", "printer", true),
+        "192.168.100.7"
+    );
+    assert_eq!(
+        dig(nat.ns(), "192.168.122.1", "printer", false),
+        "192.168.122.7"
+    );
     assert_eq!(
         dig(nat.ns(), "192.168.122.1", "www.example.org", true),
         "203.0.113.80"
@@ -219,7 +242,11 @@ fn guests_reach_the_host_only_for_their_services_and_what_their_network_allows()
     // Not another network's DNS, though.
     assert_eq!(dig(nat.ns(), "192.168.100.1", "printer", false), "");
     // ICMP echo to the gateway is allowed.
-    for (guest, gw) in [(&iso, gateways[0]), (&nat, gateways[1]), (&open, gateways[2])] {
+    for (guest, gw) in [
+        (&iso, gateways[0]),
+        (&nat, gateways[1]),
+        (&open, gateways[2]),
+    ] {
         assert!(guest.ping(gw), "{gw} answers ping");
     }
 

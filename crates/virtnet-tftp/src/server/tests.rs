@@ -86,7 +86,13 @@ fn oack_then_blocks_with_wraparound_and_retransmission() {
         let root = root_with(&[("big", &body)]);
         let srv = rt
             .block_on(async {
-                TftpServer::start_tuned(root.path(), Some("lo"), SERVER.parse().unwrap(), 6969, fast())
+                TftpServer::start_tuned(
+                    root.path(),
+                    Some("lo"),
+                    SERVER.parse().unwrap(),
+                    6969,
+                    fast(),
+                )
             })
             .expect("start");
         let c = client();
@@ -166,7 +172,13 @@ fn cap_duplicates_silence_and_refusals() {
         };
         let srv = rt
             .block_on(async {
-                TftpServer::start_tuned(root.path(), Some("lo"), SERVER.parse().unwrap(), 69, tuning)
+                TftpServer::start_tuned(
+                    root.path(),
+                    Some("lo"),
+                    SERVER.parse().unwrap(),
+                    69,
+                    tuning,
+                )
             })
             .expect("start");
         let a = client();
