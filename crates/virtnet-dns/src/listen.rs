@@ -1,5 +1,5 @@
-//! Listening sockets, bound only to the network's own addresses by
-//! [`virtnet_sockets::bound_socket`] (FREEBIND, `IPV6_V6ONLY`), each in a
+//! Listening sockets, bound only to the network's own addresses and its bridge by
+//! [`virtnet_sockets::bound_socket`] (`SO_BINDTODEVICE`, FREEBIND, `IPV6_V6ONLY`), each in a
 //! [`virtnet_sockets::Slot`] so that stopping the server closes it at once; and batched
 //! datagram I/O on those slots ([`BatchIo`]).
 
@@ -61,13 +61,14 @@ impl BatchIo for Slot<UdpSocket> {
 
 fn new_socket(
     addr: SocketAddr,
+    device: Option<&str>,
     ty: Type,
     proto: &'static str,
 ) -> Result<socket2::Socket, DnsError> {
     if addr.ip().is_unspecified() {
         return Err(DnsError::Wildcard(addr));
     }
-    bound_socket(addr, ty).map_err(|e| DnsError::Socket {
+    bound_socket(addr, ty, device).map_err(|e| DnsError::Socket {
         addr,
         proto,
         syscall: e.syscall,
@@ -75,9 +76,10 @@ fn new_socket(
     })
 }
 
-/// A UDP socket bound to `addr` (never a wildcard), registered with the current runtime.
-pub(crate) fn bind_udp(addr: SocketAddr) -> Result<UdpSocket, DnsError> {
-    let sock = new_socket(addr, Type::DGRAM, "udp")?;
+/// A UDP socket bound to `addr` (never a wildcard) and to `device` if given, registered with
+/// the current runtime.
+pub(crate) fn bind_udp(addr: SocketAddr, device: Option<&str>) -> Result<UdpSocket, DnsError> {
+    let sock = new_socket(addr, device, Type::DGRAM, "udp")?;
     UdpSocket::from_std(sock.into()).map_err(|source| DnsError::Socket {
         addr,
         proto: "udp",
@@ -86,9 +88,10 @@ pub(crate) fn bind_udp(addr: SocketAddr) -> Result<UdpSocket, DnsError> {
     })
 }
 
-/// A TCP listener on `addr` (never a wildcard), registered with the current runtime.
-pub(crate) fn bind_tcp(addr: SocketAddr) -> Result<TcpListener, DnsError> {
-    let sock = new_socket(addr, Type::STREAM, "tcp")?;
+/// A TCP listener on `addr` (never a wildcard) and on `device` if given, registered with the
+/// current runtime.
+pub(crate) fn bind_tcp(addr: SocketAddr, device: Option<&str>) -> Result<TcpListener, DnsError> {
+    let sock = new_socket(addr, device, Type::STREAM, "tcp")?;
     sock.listen(128).map_err(|source| DnsError::Socket {
         addr,
         proto: "tcp",

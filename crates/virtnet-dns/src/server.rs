@@ -108,17 +108,24 @@ impl std::fmt::Debug for DnsServer {
 
 impl DnsServer {
     /// Binds UDP and TCP port `port` on each address of `listen` (the network's gateway
-    /// addresses; a wildcard address is refused) and starts serving on the current tokio
-    /// runtime.
+    /// addresses; a wildcard address is refused), on the interface `device` (the network's
+    /// bridge: queries arriving on any other interface, say the uplink, never reach the
+    /// server), and starts serving on the current tokio runtime.
     ///
     /// Synchronous; must be called inside a tokio runtime context (the tasks are spawned with
     /// `Handle::current()`). Either every socket binds or none stays open.
-    pub fn start(config: DnsConfig, listen: &[IpAddr], port: u16) -> Result<DnsServer, DnsError> {
-        Self::start_with_timeout(config, listen, port, UPSTREAM_TIMEOUT)
+    pub fn start(
+        config: DnsConfig,
+        device: Option<&str>,
+        listen: &[IpAddr],
+        port: u16,
+    ) -> Result<DnsServer, DnsError> {
+        Self::start_with_timeout(config, device, listen, port, UPSTREAM_TIMEOUT)
     }
 
     pub(crate) fn start_with_timeout(
         config: DnsConfig,
+        device: Option<&str>,
         listen: &[IpAddr],
         port: u16,
         upstream_timeout: Duration,
@@ -139,8 +146,8 @@ impl DnsServer {
         let mut udp = Vec::new();
         let mut tcp = Vec::new();
         for addr in &addrs {
-            udp.push(Arc::new(Slot::new(bind_udp(*addr)?)));
-            tcp.push(Arc::new(Slot::new(bind_tcp(*addr)?)));
+            udp.push(Arc::new(Slot::new(bind_udp(*addr, device)?)));
+            tcp.push(Arc::new(Slot::new(bind_tcp(*addr, device)?)));
         }
         let zone = Arc::new(Zone::new(&config, &[]));
         let shared = Arc::new(Shared {
@@ -160,7 +167,7 @@ impl DnsServer {
         for slot in &tcp {
             tasks.push(handle.spawn(serve_tcp(shared.clone(), slot.clone())));
         }
-        tracing::info!(listen = ?addrs, "dns: serving");
+        tracing::info!(listen = ?addrs, ?device, "dns: serving");
         Ok(DnsServer {
             shared,
             udp,

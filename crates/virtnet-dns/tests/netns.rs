@@ -113,6 +113,9 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 const GW: &str = "192.168.122.1";
+/// The interface the gateway addresses are on, which the server binds to (as virtnetd binds
+/// it to the network's bridge).
+const LO: Option<&str> = Some("lo");
 
 fn gw() -> Vec<IpAddr> {
     vec![GW.parse().unwrap()]
@@ -141,7 +144,7 @@ fn local_names_over_udp_and_tcp() {
     in_netns(&["192.168.122.1/24"], || {
         let rt = runtime();
         let _g = rt.enter();
-        let srv = DnsServer::start(config(LOCAL_XML, &[]), &gw(), 53).expect("start");
+        let srv = DnsServer::start(config(LOCAL_XML, &[]), LO, &gw(), 53).expect("start");
         srv.set_guests(vec![GuestName {
             name: "vm1".into(),
             ip: "192.168.122.50".parse().unwrap(),
@@ -238,7 +241,8 @@ fn forwarding_to_upstreams() {
             let rt = runtime();
             let _g = rt.enter();
             // The host's resolver is the upstream: no global <forwarder>.
-            let srv = DnsServer::start(config(FWD_XML, &["203.0.113.1:53"]), &gw(), 53).unwrap();
+            let srv =
+                DnsServer::start(config(FWD_XML, &["203.0.113.1:53"]), LO, &gw(), 53).unwrap();
             let a = |n: &str, extra: &[&str]| ask(GW, n, "A", extra);
             assert_eq!(
                 a("www.example.test", &[]),
@@ -306,8 +310,8 @@ fn coexists_with_another_dns_server_and_binds_only_its_addresses() {
         let _other = upstream("127.0.0.53", &[("resolved.test", "127.0.0.99")]);
         let rt = runtime();
         let _g = rt.enter();
-        let srv =
-            DnsServer::start(config(LOCAL_XML, &[]), &gw(), 53).expect("start beside 127.0.0.53");
+        let srv = DnsServer::start(config(LOCAL_XML, &[]), LO, &gw(), 53)
+            .expect("start beside 127.0.0.53");
         assert_eq!(
             ask(GW, "gateway", "A", &[]).1,
             vec!["192.168.122.1".to_string()]
@@ -334,20 +338,30 @@ fn coexists_with_another_dns_server_and_binds_only_its_addresses() {
             );
         }
         // Binding the other server's address fails, naming the address and the call.
-        let err = DnsServer::start(config(LOCAL_XML, &[]), &["127.0.0.53".parse().unwrap()], 53)
-            .unwrap_err();
+        let err = DnsServer::start(
+            config(LOCAL_XML, &[]),
+            LO,
+            &["127.0.0.53".parse().unwrap()],
+            53,
+        )
+        .unwrap_err();
         let msg = err.to_string();
         assert!(
             msg.contains("127.0.0.53:53") && msg.contains("bind"),
             "{msg}"
         );
         assert!(matches!(
-            DnsServer::start(config(LOCAL_XML, &[]), &["0.0.0.0".parse().unwrap()], 53),
+            DnsServer::start(
+                config(LOCAL_XML, &[]),
+                LO,
+                &["0.0.0.0".parse().unwrap()],
+                53
+            ),
             Err(DnsError::Wildcard(_))
         ));
         // stop() closes the sockets: the same address binds again at once.
         srv.stop();
-        let again = DnsServer::start(config(LOCAL_XML, &[]), &gw(), 53).expect("restart");
+        let again = DnsServer::start(config(LOCAL_XML, &[]), LO, &gw(), 53).expect("restart");
         assert_eq!(ask(GW, "gateway", "A", &[]).0, "NOERROR");
         drop(again);
     });
@@ -359,7 +373,7 @@ fn freebind_allows_an_address_not_yet_configured() {
         let rt = runtime();
         let _g = rt.enter();
         let v6: IpAddr = "fd00:122::1".parse().unwrap();
-        let srv = DnsServer::start(config(LOCAL_XML, &[]), &[gw()[0], v6], 5353)
+        let srv = DnsServer::start(config(LOCAL_XML, &[]), LO, &[gw()[0], v6], 5353)
             .expect("IP_FREEBIND/IPV6_FREEBIND");
         run(&["ip", "addr", "add", "192.168.122.1/24", "dev", "lo"]);
         run(&["ip", "addr", "add", "fd00:122::1/64", "dev", "lo"]);
@@ -381,7 +395,7 @@ fn malformed_packets_are_counted_not_fatal() {
     in_netns(&["192.168.122.1/24"], || {
         let rt = runtime();
         let _g = rt.enter();
-        let srv = DnsServer::start(config(LOCAL_XML, &[]), &gw(), 53).unwrap();
+        let srv = DnsServer::start(config(LOCAL_XML, &[]), LO, &gw(), 53).unwrap();
         let s = std::net::UdpSocket::bind("192.168.122.1:0").unwrap();
         s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
         for junk in [
@@ -424,7 +438,7 @@ fn queries_queued_before_the_server_reads_are_all_answered_in_batches() {
             .build()
             .unwrap();
         let _g = rt.enter();
-        let srv = DnsServer::start(config(LOCAL_XML, &[]), &gw(), 53).expect("start");
+        let srv = DnsServer::start(config(LOCAL_XML, &[]), LO, &gw(), 53).expect("start");
         srv.set_guests(
             (0..CLIENTS)
                 .map(|c| GuestName {

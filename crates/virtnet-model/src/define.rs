@@ -118,6 +118,11 @@ fn check_mode_rules(net: &Network) -> Result<()> {
     if !net.routes.is_empty() {
         return unsupported("route[0]", "route");
     }
+    if !net.host_access.is_empty() {
+        // Guests of a host bridge or macvtap reach the host through the host's own firewall,
+        // not virtnet's: there is nothing for virtnet to open.
+        return unsupported("virtnet:host-access", "virtnet:host-access");
+    }
     // Like libvirt, a bridge/macvtap/hostdev network without a bridge name or device pool is
     // accepted here; it fails when a guest port is allocated on it (nothing to attach to).
     Ok(())

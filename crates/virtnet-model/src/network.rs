@@ -79,6 +79,41 @@ pub struct Network {
     /// network carrying these cannot be started (see [`Network::dnsmasq_options`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dnsmasq_options: Vec<String>,
+    /// `<virtnet:host-access>` (virtnet's extension, namespace `urn:virtnet:network:1`): the
+    /// host services the network's guests may reach besides the network's own DHCP, DNS and
+    /// TFTP. Without it guests reach nothing else on the host.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_access: Vec<HostAllow>,
+}
+
+/// `<virtnet:allow proto='tcp' port='22'/>`: guests may open connections (or send datagrams)
+/// to this port on any of the host's addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct HostAllow {
+    /// `proto`: `tcp` or `udp`.
+    pub proto: HostProto,
+    /// `port`: 1 to 65535.
+    pub port: u16,
+}
+
+/// The layer-4 protocol of a [`HostAllow`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HostProto {
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+}
+
+impl HostProto {
+    /// The spelling in XML and in nftables: `tcp` or `udp`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HostProto::Tcp => "tcp",
+            HostProto::Udp => "udp",
+        }
+    }
 }
 
 /// The forwarding mode of a network (`<forward mode>`).
@@ -701,6 +736,7 @@ impl Network {
             portgroups: Vec::new(),
             port_isolated: None,
             dnsmasq_options: Vec::new(),
+            host_access: Vec::new(),
         }
     }
 

@@ -2,6 +2,7 @@
 //! uniqueness of bridge names.
 
 use virtnet_model::define::{identify, prepare, Identity};
+use virtnet_model::network::{HostAllow, HostProto};
 use virtnet_model::{ErrorKind, MacAddr, Network};
 
 fn net(xml: &str) -> Network {
@@ -131,4 +132,89 @@ fn dnsmasq_options_are_kept_with_a_warning() {
     let w = prepare(&mut n, &[], &no_links).unwrap();
     assert!(w[0].contains("does not run dnsmasq"), "{w:?}");
     assert!(n.to_xml().contains("<dnsmasq:option value='foo=bar'/>"));
+}
+
+#[test]
+fn host_access_round_trips_in_virtnets_namespace() {
+    // Any prefix bound to virtnet's namespace is read; the output uses `virtnet:`.
+    let n = net("<network xmlns:vn='urn:virtnet:network:1'><name>x</name>\
+        <ip address='10.0.0.1' prefix='24'/>\
+        <vn:host-access><vn:allow proto='tcp' port='22'/><vn:allow proto='udp' port='5353'/>\
+        </vn:host-access></network>");
+    assert_eq!(
+        n.host_access,
+        vec![
+            HostAllow {
+                proto: HostProto::Tcp,
+                port: 22
+            },
+            HostAllow {
+                proto: HostProto::Udp,
+                port: 5353
+            },
+        ]
+    );
+    let xml = n.to_xml();
+    assert!(
+        xml.starts_with("<network xmlns:virtnet='urn:virtnet:network:1'>"),
+        "{xml}"
+    );
+    assert!(
+        xml.contains(
+            "  <virtnet:host-access>\n    <virtnet:allow proto='tcp' port='22'/>\n    \
+             <virtnet:allow proto='udp' port='5353'/>\n  </virtnet:host-access>\n"
+        ),
+        "{xml}"
+    );
+    assert_eq!(net(&xml).host_access, n.host_access, "read back the same");
+    assert_eq!(net(&xml).to_xml(), xml, "fixed point");
+}
+
+#[test]
+fn host_access_errors_name_the_field() {
+    let doc = |allow: &str| {
+        format!(
+            "<network xmlns:virtnet='urn:virtnet:network:1'><name>x</name>\
+             <virtnet:host-access>{allow}</virtnet:host-access></network>"
+        )
+    };
+    let err = |allow: &str| Network::from_xml(&doc(allow)).unwrap_err();
+    let e = err("<virtnet:allow proto='sctp' port='22'/>");
+    assert_eq!(e.field, "virtnet:host-access.virtnet:allow[0].proto", "{e}");
+    let e = err("<virtnet:allow proto='tcp' port='0'/>");
+    assert_eq!(e.field, "virtnet:host-access.virtnet:allow[0].port", "{e}");
+    let e = err("<virtnet:allow proto='tcp' port='65536'/>");
+    assert_eq!(e.field, "virtnet:host-access.virtnet:allow[0].port", "{e}");
+    let e = err("<virtnet:allow proto='tcp'/>");
+    assert!(
+        e.to_string().contains("missing required attribute 'port'"),
+        "{e}"
+    );
+    let e = err("<virtnet:allow port='22'/>");
+    assert!(
+        e.to_string().contains("missing required attribute 'proto'"),
+        "{e}"
+    );
+    let e = err("<virtnet:allow proto='tcp' port='22'/><virtnet:allow proto='tcp' port='22'/>");
+    assert_eq!(e.field, "virtnet:host-access.virtnet:allow[1].port", "{e}");
+    assert!(e.to_string().contains("allowed twice"), "{e}");
+    let e = err("<virtnet:deny proto='tcp' port='22'/>");
+    assert!(
+        e.to_string().contains("unknown element <virtnet:deny>"),
+        "{e}"
+    );
+    // Another namespace is still refused.
+    let e =
+        Network::from_xml("<network xmlns:x='urn:other'><name>x</name><x:host-access/></network>")
+            .unwrap_err();
+    assert!(e.to_string().contains("not allowed"), "{e}");
+    // Only networks with their own bridge have a virtnet firewall to open.
+    let mut n = net(
+        "<network xmlns:virtnet='urn:virtnet:network:1'><name>x</name>\
+         <forward mode='bridge'/><bridge name='br0'/>\
+         <virtnet:host-access><virtnet:allow proto='tcp' port='22'/></virtnet:host-access>\
+         </network>",
+    );
+    let e = prepare(&mut n, &[], &no_links).unwrap_err();
+    assert_eq!(e.field, "virtnet:host-access", "{e}");
 }

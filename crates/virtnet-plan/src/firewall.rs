@@ -25,7 +25,6 @@
 //!
 //! | traffic | nat | route | isolated |
 //! |---|---|---|---|
-//! | guest → host DHCP/DNS (TFTP) | accept | accept | accept |
 //! | guest → guest on the bridge, routed by the host | accept | accept | accept |
 //! | guest (subnet) → outside | accept, masquerade | accept | reject |
 //! | outside → guest | established/related only | accept | reject |
@@ -34,12 +33,28 @@
 //! libvirt checks "to a guest" before "from a guest" (its `FWI` chain precedes `FWO`); the
 //! forward chain keeps that order, which is what stops one nat network from opening
 //! connections into another.
+//!
+//! What reaches the host itself (the input hook) is stricter than libvirt, in every mode
+//! (`open` included, which otherwise has no rules):
+//!
+//! | traffic to the host | verdict |
+//! |---|---|
+//! | guest → its own network's DHCP, DNS, TFTP (on the addresses they serve) | accept |
+//! | guest → replies and errors of connections the host opened (established/related) | accept |
+//! | guest → ICMP echo and errors; ICMPv6 echo, errors, neighbour and router solicitation, MLD | accept |
+//! | guest → `<virtnet:host-access><virtnet:allow proto port>` | accept |
+//! | guest → anything else (another network's gateway, the uplink address, any service) | reject |
+//! | anything but a guest or the host itself (`lo`) → a network's DNS, DHCP or TFTP port on its addresses | drop |
+//!
+//! The drops and rejects are final: nothing in another table can accept what virtnet's table
+//! drops. The last rule is the firewall half of closing the open resolver and file server
+//! (CVE-2012-3411's pattern); the servers' sockets are also bound to their bridge.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
-use virtnet_model::{AddrRange, ForwardMode, Network};
+use virtnet_model::{AddrRange, ForwardMode, HostAllow, Network};
 
 use crate::Subnet;
 
@@ -135,7 +150,8 @@ impl std::fmt::Display for Element {
 pub struct NetworkFirewall {
     /// The network's bridge.
     pub bridge: String,
-    /// nat, route or none (isolated). `open` networks have no firewall.
+    /// nat, route, open or none (isolated). `open` networks get only the rules about the host
+    /// (what their guests may reach on it), no forwarding rules.
     pub mode: ForwardMode,
     /// `<forward dev>`: forwarding only through this interface.
     pub forward_dev: Option<String>,
@@ -149,8 +165,16 @@ pub struct NetworkFirewall {
     pub nat_address: Option<AddrRange<Ipv4Addr>>,
     /// Source ports for TCP and UDP NAT.
     pub nat_ports: (u16, u16),
-    /// A `<tftp>` server runs on the network.
-    pub tftp: bool,
+    /// The network's own addresses on its bridge (the gateways its DNS server listens on).
+    pub addresses: Vec<IpAddr>,
+    /// A DNS server runs on the network (on every address of [`Self::addresses`]).
+    pub dns: bool,
+    /// The address of the `<ip>` whose `<dhcp>` the DHCPv4 server serves, if any.
+    pub dhcp4: Option<IpAddr>,
+    /// The address the `<tftp>` server listens on, if any.
+    pub tftp: Option<IpAddr>,
+    /// `<virtnet:host-access>`: host ports the guests may reach besides the services.
+    pub host_access: Vec<HostAllow>,
 }
 
 impl NetworkFirewall {
@@ -163,6 +187,12 @@ impl NetworkFirewall {
                 .collect()
         };
         let nat = net.forward.nat.as_ref();
+        let first_v4 = |has: &dyn Fn(&virtnet_model::IpDef) -> bool| {
+            net.ips
+                .iter()
+                .find(|ip| ip.address.is_ipv4() && has(ip))
+                .map(|ip| ip.address)
+        };
         NetworkFirewall {
             bridge: bridge.to_string(),
             mode: net.forward.mode,
@@ -175,7 +205,18 @@ impl NetworkFirewall {
                 .and_then(|n| n.port)
                 .map(|p| (p.start, p.end))
                 .unwrap_or(DEFAULT_NAT_PORTS),
-            tftp: net.ips.iter().any(|ip| ip.tftp_root.is_some()),
+            addresses: net.ips.iter().map(|ip| ip.address).collect(),
+            // As the DNS server's configuration decides: on unless `<dns enable='no'>`.
+            dns: !net.ips.is_empty() && net.dns.as_ref().and_then(|d| d.enable) != Some(false),
+            // As the DHCP server's configuration decides: the first IPv4 `<dhcp>` with a range
+            // or a host.
+            dhcp4: first_v4(&|ip| {
+                ip.dhcp
+                    .as_ref()
+                    .is_some_and(|d| !d.ranges.is_empty() || !d.hosts.is_empty())
+            }),
+            tftp: first_v4(&|ip| ip.tftp_root.is_some()),
+            host_access: net.host_access.clone(),
         }
     }
 
@@ -214,9 +255,16 @@ impl NetworkFirewall {
         out
     }
 
+    /// True when the network forwards (nat, route): the forward chain's sets hold its
+    /// subnets. Isolated networks only route between their own guests; `open` ones have no
+    /// forwarding rules at all.
+    fn forwards(&self) -> bool {
+        matches!(self.mode, ForwardMode::Nat | ForwardMode::Route)
+    }
+
     /// The prefix groups this network's elements need (see [`PrefixGroup`]).
     pub fn groups(&self) -> BTreeSet<PrefixGroup> {
-        if self.mode == ForwardMode::None {
+        if !self.forwards() {
             return BTreeSet::new();
         }
         self.v4
@@ -234,12 +282,13 @@ impl NetworkFirewall {
             key,
             jump: None,
         };
-        let mut out = vec![
-            el("bridges".into(), vec![b()]),
-            el("cross".into(), vec![b(), b()]),
-        ];
+        let mut out = vec![el("guest_bridges".into(), vec![b()])];
+        if self.mode != ForwardMode::Open {
+            out.push(el("bridges".into(), vec![b()]));
+            out.push(el("cross".into(), vec![b(), b()]));
+        }
         let dev = self.forward_dev.clone().map(KeyField::Ifname);
-        if self.mode != ForwardMode::None {
+        if self.forwards() {
             // One element per subnet serves both directions: from the guests (`iifname . ip
             // saddr`) and to them (`oifname . ip daddr`), established only for NATed subnets.
             for s in self.v4.iter().chain(&self.v6) {
@@ -251,16 +300,39 @@ impl NetworkFirewall {
                 out.push(el(PrefixGroup::of(s).set(role, dev.is_some()), key));
             }
         }
-        for (set, inbound) in [("host_in", true), ("host_out", false)] {
-            for (proto, l4, port) in self.host_services(inbound) {
+        for a in &self.addresses {
+            let v4 = a.is_ipv4();
+            let host = KeyField::NetAddr(Subnet::of(*a, if v4 { 32 } else { 128 }));
+            out.push(el(
+                format!("gateways{}", if v4 { 4 } else { 6 }),
+                vec![host],
+            ));
+        }
+        for (addr, l4, port) in self.services() {
+            let v4 = addr.is_ipv4();
+            let host = KeyField::NetAddr(Subnet::of(addr, if v4 { 32 } else { 128 }));
+            let key = vec![host, KeyField::L4(l4), KeyField::Port(port), b()];
+            out.push(el(format!("services{}", if v4 { 4 } else { 6 }), key));
+        }
+        for a in &self.host_access {
+            for proto in [NfProto::Ipv4, NfProto::Ipv6] {
                 let key = vec![
                     b(),
                     KeyField::NfProto(proto),
-                    KeyField::L4(l4),
-                    KeyField::Port(port),
+                    KeyField::L4(a.proto.as_str()),
+                    KeyField::Port(a.port),
                 ];
-                out.push(el(set.into(), key));
+                out.push(el("host_in".into(), key));
             }
+        }
+        for (proto, l4, port) in self.host_services(false) {
+            let key = vec![
+                b(),
+                KeyField::NfProto(proto),
+                KeyField::L4(l4),
+                KeyField::Port(port),
+            ];
+            out.push(el("host_out".into(), key));
         }
         for s in self.nat_subnets() {
             let group = PrefixGroup::of(&s);
@@ -289,6 +361,28 @@ impl NetworkFirewall {
         out
     }
 
+    /// What the network serves its guests, as `(address, l4proto, port)`: DNS on each of its
+    /// addresses, DHCPv4 on the address of its `<dhcp>` and on the broadcast address (where
+    /// clients without an address send), TFTP on its address. Guests reach these and, from
+    /// the host's side, nobody else does.
+    fn services(&self) -> Vec<(IpAddr, &'static str, u16)> {
+        let mut out = Vec::new();
+        if self.dns {
+            for a in &self.addresses {
+                out.push((*a, "tcp", 53));
+                out.push((*a, "udp", 53));
+            }
+        }
+        if let Some(a) = self.dhcp4 {
+            out.push((a, "udp", 67));
+            out.push((IpAddr::V4(Ipv4Addr::BROADCAST), "udp", 67));
+        }
+        if let Some(a) = self.tftp {
+            out.push((a, "udp", 69));
+        }
+        out
+    }
+
     /// DHCP, DNS and TFTP between guests and the host: `inbound` from guests (server ports),
     /// otherwise to guests (client ports for DHCP), as `(nfproto, l4proto, port)`.
     fn host_services(&self, inbound: bool) -> Vec<(NfProto, &'static str, u16)> {
@@ -300,7 +394,7 @@ impl NetworkFirewall {
                     out.push((NfProto::Ipv4, l4, port));
                 }
             }
-            if self.tftp {
+            if self.tftp.is_some() {
                 out.push((NfProto::Ipv4, "udp", 69));
             }
         }
@@ -514,6 +608,17 @@ const GROUP_CHAINS: [&str; 4] = ["to_guests", "from_guests", "nat_skip", "masq_d
 const SETS: &[(&str, &str)] = &[
     ("bridges", "type ifname ;"),
     ("cross", "type ifname . ifname ;"),
+    ("guest_bridges", "type ifname ;"),
+    ("gateways4", "type ipv4_addr ;"),
+    ("gateways6", "type ipv6_addr ;"),
+    (
+        "services4",
+        "type ipv4_addr . inet_proto . inet_service . ifname ;",
+    ),
+    (
+        "services6",
+        "type ipv6_addr . inet_proto . inet_service . ifname ;",
+    ),
     (
         "host_in",
         "type ifname . nf_proto . inet_proto . inet_service ;",
@@ -539,8 +644,18 @@ add rule {TABLE} forward jump to_guests
 add rule {TABLE} forward oifname @bridges reject
 add rule {TABLE} forward jump from_guests
 add rule {TABLE} forward iifname @bridges reject
+add chain {TABLE} guest_to_host
+add rule {TABLE} guest_to_host ct state established,related accept
+add rule {TABLE} guest_to_host ip daddr . meta l4proto . th dport . iifname @services4 accept
+add rule {TABLE} guest_to_host ip6 daddr . meta l4proto . th dport . iifname @services6 accept
+add rule {TABLE} guest_to_host iifname . meta nfproto . meta l4proto . th dport @host_in accept
+add rule {TABLE} guest_to_host icmp type {{ {icmp} }} accept
+add rule {TABLE} guest_to_host icmpv6 type {{ {icmpv6} }} accept
+add rule {TABLE} guest_to_host reject
 add chain {TABLE} input {{ type filter hook input priority filter ; policy accept ; }}
-add rule {TABLE} input iifname . meta nfproto . meta l4proto . th dport @host_in accept
+add rule {TABLE} input iifname @guest_bridges jump guest_to_host
+add rule {TABLE} input iifname != \"lo\" ip daddr @gateways4 meta l4proto . th dport {{ {svc4} }} drop
+add rule {TABLE} input iifname != \"lo\" ip6 daddr @gateways6 meta l4proto . th dport {{ {svc6} }} drop
 add chain {TABLE} output {{ type filter hook output priority filter ; policy accept ; }}
 add rule {TABLE} output oifname . meta nfproto . meta l4proto . th dport @host_out accept
 add chain {TABLE} postrouting {{ type nat hook postrouting priority srcnat ; policy accept ; }}
@@ -557,8 +672,41 @@ add rule {TABLE} postrouting jump masq_dev
 ",
         p1 = DEFAULT_NAT_PORTS.0,
         p2 = DEFAULT_NAT_PORTS.1,
+        icmp = GUEST_ICMP.join(", "),
+        icmpv6 = GUEST_ICMPV6.join(", "),
+        svc4 = "tcp . 53, udp . 53, udp . 67, udp . 69",
+        svc6 = "tcp . 53, udp . 53, udp . 547",
     )
 }
+
+/// ICMP a guest may send to the host: echo (ping the gateway) and the errors that keep
+/// connections working (path MTU discovery needs "fragmentation needed", a destination
+/// unreachable). Redirects, timestamps and the rest are refused.
+const GUEST_ICMP: &[&str] = &[
+    "echo-request",
+    "destination-unreachable",
+    "time-exceeded",
+    "parameter-problem",
+];
+
+/// ICMPv6 a guest may send to the host: echo, the errors (packet-too-big is path MTU
+/// discovery), neighbour discovery without which IPv6 does not work on the link, router
+/// solicitation and multicast listener messages. Router advertisements and redirects from a
+/// guest are refused.
+const GUEST_ICMPV6: &[&str] = &[
+    "echo-request",
+    "destination-unreachable",
+    "packet-too-big",
+    "time-exceeded",
+    "parameter-problem",
+    "nd-router-solicit",
+    "nd-neighbor-solicit",
+    "nd-neighbor-advert",
+    "mld-listener-query",
+    "mld-listener-report",
+    "mld-listener-done",
+    "mld2-listener-report",
+];
 
 /// `add set` (or map) of `name`, with `elements` inline when there are any.
 fn set_statement(name: &str, kind: &str, elements: &[String]) -> String {
@@ -717,7 +865,11 @@ mod tests {
             nat_v6: false,
             nat_address: None,
             nat_ports: DEFAULT_NAT_PORTS,
-            tftp: false,
+            addresses: vec!["10.0.0.1".parse().unwrap()],
+            dns: true,
+            dhcp4: None,
+            tftp: None,
+            host_access: Vec::new(),
         }
     }
 

@@ -73,7 +73,8 @@ pub struct NetworkPlan {
     /// Sysctls, in the order they must be written. Per-bridge keys exist only once the bridge
     /// does.
     pub sysctls: Vec<Sysctl>,
-    /// The network's firewall; `None` for `open`, which installs no rules at all.
+    /// The network's firewall. `open` networks get only its rules about the host (what their
+    /// guests may reach on it; see [`firewall`]), none about forwarding.
     pub firewall: Option<NetworkFirewall>,
 }
 
@@ -117,10 +118,7 @@ pub fn plan(net: &Network) -> Result<NetworkPlan, PlanError> {
         })
         .collect();
     let sysctls = kernel::sysctls(net, bridge_name);
-    let firewall = match mode {
-        ForwardMode::Open => None,
-        _ => Some(NetworkFirewall::for_network(net, bridge_name)),
-    };
+    let firewall = Some(NetworkFirewall::for_network(net, bridge_name));
     Ok(NetworkPlan {
         network: net.name.clone(),
         mode,

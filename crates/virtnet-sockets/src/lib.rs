@@ -3,9 +3,12 @@
 //! What virtnet's DNS and TFTP servers share about sockets:
 //!
 //! - [`bound_socket`]: a non-blocking socket bound to one of the network's own addresses, never
-//!   a wildcard, with `IP_FREEBIND` / `IPV6_FREEBIND` so that an address still in duplicate
-//!   address detection (or not yet up) binds, `IPV6_V6ONLY` on IPv6, and a short retry of
-//!   `EADDRINUSE` (see [`bound_socket`]).
+//!   a wildcard, and to the network's bridge (`SO_BINDTODEVICE`) so that the kernel hands it
+//!   only what arrives on that bridge (or from the host itself: local traffic to an address
+//!   counts as arriving on the address's interface), never a query from the uplink routed to
+//!   the gateway address; with `IP_FREEBIND` / `IPV6_FREEBIND` so that an address still in
+//!   duplicate address detection (or not yet up) binds, `IPV6_V6ONLY` on IPv6, and a short
+//!   retry of `EADDRINUSE` (see [`bound_socket`]).
 //! - [`Slot`]: a socket that can be closed from outside its serving task. The task uses it
 //!   only inside a non-blocking poll, never across an `.await`, so [`Slot::close`] drops
 //!   (closes) the socket synchronously, from any thread and whatever the runtime flavour,
@@ -111,14 +114,23 @@ pub struct SocketError {
 }
 
 /// A non-blocking, `CLOEXEC` UDP (`Type::DGRAM`) or TCP (`Type::STREAM`, with `SO_REUSEADDR`)
-/// socket bound to `addr` with FREEBIND (`IPV6_V6ONLY` too on IPv6). The caller refuses
-/// wildcard addresses: virtnet's servers listen on a network's own addresses only.
+/// socket bound to `addr` with FREEBIND (`IPV6_V6ONLY` too on IPv6), and to the interface
+/// `device` when one is given (`SO_BINDTODEVICE`): the socket then receives only packets that
+/// arrive on `device`, so a server bound to a bridge's gateway address does not answer a
+/// client on the uplink that routes to that address (the CVE-2012-3411 pattern, an open
+/// resolver). The host's own packets to the address still reach it: the kernel counts local
+/// traffic as arriving on the interface that holds the destination address. The caller
+/// refuses wildcard addresses: virtnet's servers listen on a network's own addresses only.
 ///
 /// `EADDRINUSE` is retried for a short while (10 × 25 ms): a socket closed a moment ago (a
 /// restart of the server) can still be held by a child process the daemon is forking
 /// elsewhere, between its `fork` and its `exec` (which closes it: every socket here is
 /// `CLOEXEC`).
-pub fn bound_socket(addr: SocketAddr, ty: Type) -> Result<Socket, SocketError> {
+pub fn bound_socket(
+    addr: SocketAddr,
+    ty: Type,
+    device: Option<&str>,
+) -> Result<Socket, SocketError> {
     let err = |syscall: &'static str| move |source| SocketError { syscall, source };
     let protocol = if ty == Type::STREAM {
         Protocol::TCP
@@ -134,6 +146,10 @@ pub fn bound_socket(addr: SocketAddr, ty: Type) -> Result<Socket, SocketError> {
     } else {
         sock.set_freebind_v4(true)
             .map_err(err("setsockopt(IP_FREEBIND)"))?;
+    }
+    if let Some(dev) = device {
+        sock.bind_device(Some(dev.as_bytes()))
+            .map_err(err("setsockopt(SO_BINDTODEVICE)"))?;
     }
     if ty == Type::STREAM {
         sock.set_reuse_address(true)
@@ -169,7 +185,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_closed_slot_answers_none_and_frees_the_port_at_once() {
-        let sock = bound_socket("127.0.0.1:0".parse().unwrap(), Type::DGRAM).unwrap();
+        let sock = bound_socket("127.0.0.1:0".parse().unwrap(), Type::DGRAM, None).unwrap();
         let addr = sock.local_addr().unwrap().as_socket().unwrap();
         let slot = Slot::new(UdpSocket::from_std(sock.into()).unwrap());
         assert_eq!(slot.with(|s| s.local_addr().ok()), Some(Some(addr)));
@@ -179,13 +195,13 @@ mod tests {
         assert!(slot.send_to(b"x", addr).await.is_none());
         assert!(slot.readable().await.is_none());
         assert!(slot.with(|_| ()).is_none());
-        bound_socket(addr, Type::DGRAM).expect("the port is free again");
+        bound_socket(addr, Type::DGRAM, None).expect("the port is free again");
     }
 
     #[tokio::test]
     async fn datagrams_go_through_an_open_slot() {
-        let a = bound_socket("127.0.0.1:0".parse().unwrap(), Type::DGRAM).unwrap();
-        let b = bound_socket("127.0.0.1:0".parse().unwrap(), Type::DGRAM).unwrap();
+        let a = bound_socket("127.0.0.1:0".parse().unwrap(), Type::DGRAM, None).unwrap();
+        let b = bound_socket("127.0.0.1:0".parse().unwrap(), Type::DGRAM, None).unwrap();
         let b_addr = b.local_addr().unwrap().as_socket().unwrap();
         let a = Slot::new(UdpSocket::from_std(a.into()).unwrap());
         let b = Slot::new(UdpSocket::from_std(b.into()).unwrap());
@@ -199,10 +215,24 @@ mod tests {
 
     #[test]
     fn a_taken_address_fails_naming_bind() {
-        let first = bound_socket("127.0.0.1:0".parse().unwrap(), Type::DGRAM).unwrap();
+        let first = bound_socket("127.0.0.1:0".parse().unwrap(), Type::DGRAM, None).unwrap();
         let addr = first.local_addr().unwrap().as_socket().unwrap();
-        let e = bound_socket(addr, Type::DGRAM).unwrap_err();
+        let e = bound_socket(addr, Type::DGRAM, None).unwrap_err();
         assert_eq!(e.syscall, "bind");
         assert_eq!(e.source.kind(), io::ErrorKind::AddrInUse);
+    }
+
+    #[test]
+    fn a_missing_device_fails_naming_so_bindtodevice() {
+        let e = bound_socket(
+            "127.0.0.1:0".parse().unwrap(),
+            Type::DGRAM,
+            Some("vnt-no-such0"),
+        )
+        .unwrap_err();
+        assert_eq!(e.syscall, "setsockopt(SO_BINDTODEVICE)");
+        let lo = bound_socket("127.0.0.1:0".parse().unwrap(), Type::STREAM, Some("lo"))
+            .expect("bound to lo");
+        assert_eq!(lo.device().unwrap().as_deref(), Some(&b"lo"[..]));
     }
 }

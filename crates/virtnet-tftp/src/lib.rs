@@ -10,11 +10,12 @@
 //!   block fits a 1500-byte MTU), `tsize` (RFC 2349, the file's size) and `timeout`
 //!   (RFC 2349, 1–255 s).
 //! - Every transfer runs on an ephemeral UDP socket of its own bound to the server's address
-//!   (never a wildcard) and connected to the client, with retransmission, block-number
-//!   wraparound and a cap on simultaneous transfers.
-//! - Requests are confined to the root: `..` components, and any path (symlinks included)
-//!   whose canonical form leaves the root, are refused; only regular, world-readable files are
-//!   served (dnsmasq's rule when it runs as root).
+//!   and the network's bridge (never a wildcard, never another interface) and connected to the
+//!   client, with retransmission, block-number wraparound and a cap on simultaneous transfers.
+//! - Requests are confined to the root and served with the permissions of an unprivileged
+//!   user: the path is walked one descriptor at a time from `/` (no check-then-open race),
+//!   every directory must be searchable by others and the file readable by others; `..` in a
+//!   request, absolute links and links that leave the root are refused.
 //!
 //! Module layout: `packet` (wire codec), `options` (RFC 2347 negotiation), `path`
 //! (confinement), `listen` (sockets), `server` (tasks, transfers and lifecycle).

@@ -1,17 +1,32 @@
-//! Confinement of requested file names to the TFTP root.
+//! Confinement of requested file names to the TFTP root, with the permissions of an
+//! unprivileged user.
 //!
 //! The name is taken as dnsmasq takes it: backslashes (Windows PXE clients) become slashes; an
 //! absolute name that starts with the root itself is relative to `/`, any other leading `/` is
-//! stripped. Then a `..` component is refused outright, the path is canonicalized (symlinks
-//! resolved) and must still lie under the canonical root, and the file opened (without
-//! following a final symlink) must be a regular file readable by everyone: the daemon runs as
-//! root, and dnsmasq running as root serves only world-readable files.
+//! stripped, and a `..` component is refused outright.
+//!
+//! Then the path is walked one component at a time, each opened with `O_PATH | O_NOFOLLOW`
+//! relative to the directory opened before it and checked on that descriptor (`fstat`), from
+//! `/` through the root down to the file. Nothing is looked up by path twice, so nothing can be
+//! swapped between a check and an open. On the way:
+//!
+//! - every directory, the root and its ancestors included, must let others search it (`o+x`),
+//!   and the file must be a regular file others may read (`o+r`): what the daemon serves is
+//!   what `nobody` could read, although the daemon runs as root (a world-readable file inside a
+//!   `0700` directory is refused; dnsmasq serves as an unprivileged user too);
+//! - a symbolic link is followed by the walk itself, only when it is relative and stays inside
+//!   the root (`..` never climbs above it); absolute links and links that escape are refused
+//!   (PXE trees such as Debian's netboot use relative links inside the root), at most
+//!   [`MAX_LINKS`] per request;
+//! - the file found is opened for reading relative to its directory, again without following
+//!   links, and must be the very inode that was checked.
 
-use std::ffi::OsStr;
+use std::collections::VecDeque;
+use std::ffi::{CString, OsStr, OsString};
 use std::fs::File;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Component, Path, PathBuf};
 
 /// Why a request is refused.
@@ -87,29 +102,153 @@ fn refusal(e: &io::Error) -> Refusal {
     }
 }
 
+/// Symbolic links followed for one request at most (the kernel's own limit is 40).
+pub(crate) const MAX_LINKS: u32 = 40;
+
+/// `S_IXOTH`: others may search a directory.
+const OTHERS_SEARCH: u32 = 0o001;
+/// `S_IROTH`: others may read a file.
+const OTHERS_READ: u32 = 0o004;
+
+/// `openat(dir, name, flags)` with `O_NOFOLLOW | O_CLOEXEC`; `name` is one component.
+fn open_at(dir: libc::c_int, name: &OsStr, flags: libc::c_int) -> Result<OwnedFd, Refusal> {
+    let c = CString::new(name.as_bytes()).map_err(|_| Refusal::NotFound)?;
+    // SAFETY: `c` is a valid NUL-terminated string; the returned descriptor is owned below.
+    let fd = unsafe { libc::openat(dir, c.as_ptr(), flags | libc::O_NOFOLLOW | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(refusal(&io::Error::last_os_error()));
+    }
+    // SAFETY: `fd` is a fresh descriptor nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `fstat` of a descriptor.
+fn stat(fd: &OwnedFd) -> Result<libc::stat, Refusal> {
+    // SAFETY: an all-zero `stat` is a valid value of this plain C struct.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `fd` is open and `st` is a valid out-pointer.
+    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
+        return Err(refusal(&io::Error::last_os_error()));
+    }
+    Ok(st)
+}
+
+/// The target of the symbolic link `fd` (opened with `O_PATH | O_NOFOLLOW`).
+fn read_link(fd: &OwnedFd) -> Result<Vec<u8>, Refusal> {
+    let mut buf = vec![0u8; libc::PATH_MAX as usize];
+    // SAFETY: the empty path names `fd` itself; `buf` is writable for its length.
+    let n = unsafe {
+        libc::readlinkat(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    if n < 0 {
+        return Err(refusal(&io::Error::last_os_error()));
+    }
+    buf.truncate(n as usize);
+    Ok(buf)
+}
+
+/// The kind of inode `st` describes.
+fn kind(st: &libc::stat) -> u32 {
+    st.st_mode & libc::S_IFMT
+}
+
+/// Walks `rel` from the directory `start` (the root) as described in the module comment: every
+/// directory searchable by others, relative links followed inside the root only. Returns the
+/// directory holding the file, the file's name there and its `fstat`.
+fn walk(start: OwnedFd, rel: &Path) -> Result<(OwnedFd, OsString, libc::stat), Refusal> {
+    let mut dirs: Vec<OwnedFd> = vec![start];
+    let mut pending: VecDeque<OsString> = rel
+        .components()
+        .map(|c| c.as_os_str().to_os_string())
+        .collect();
+    let mut links = 0;
+    while let Some(name) = pending.pop_front() {
+        match name.as_bytes() {
+            b"" | b"." => continue,
+            b".." => {
+                // Only a link's target can say `..`; it may not climb above the root.
+                if dirs.len() <= 1 {
+                    return Err(Refusal::Access);
+                }
+                dirs.pop();
+                continue;
+            }
+            _ => {}
+        }
+        let parent = dirs.last().ok_or(Refusal::Access)?.as_raw_fd();
+        let fd = open_at(parent, &name, libc::O_PATH)?;
+        let st = stat(&fd)?;
+        match kind(&st) {
+            libc::S_IFLNK => {
+                links += 1;
+                let target = read_link(&fd)?;
+                if links > MAX_LINKS || target.first() == Some(&b'/') {
+                    return Err(Refusal::Access);
+                }
+                for part in target.split(|&b| b == b'/').rev() {
+                    pending.push_front(OsString::from_vec(part.to_vec()));
+                }
+            }
+            libc::S_IFDIR if pending.is_empty() => return Err(Refusal::NotAFile),
+            libc::S_IFDIR if st.st_mode & OTHERS_SEARCH == 0 => return Err(Refusal::Access),
+            libc::S_IFDIR => dirs.push(fd),
+            _ if !pending.is_empty() => return Err(Refusal::NotFound),
+            _ => {
+                let dir = dirs.pop().ok_or(Refusal::Access)?;
+                return Ok((dir, name, st));
+            }
+        }
+    }
+    Err(Refusal::NotAFile)
+}
+
+/// Opens the directory `root` (canonical, absolute) from `/`, one component at a time: each
+/// must be a directory (not a link: the root was canonical when the server started) that
+/// others may search.
+fn open_root(root: &Path) -> Result<OwnedFd, Refusal> {
+    let mut dir = open_at(
+        libc::AT_FDCWD,
+        OsStr::new("/"),
+        libc::O_PATH | libc::O_DIRECTORY,
+    )?;
+    for c in root.components() {
+        let Component::Normal(name) = c else {
+            continue;
+        };
+        let next = open_at(dir.as_raw_fd(), name, libc::O_PATH)?;
+        let st = stat(&next)?;
+        if kind(&st) != libc::S_IFDIR || st.st_mode & OTHERS_SEARCH == 0 {
+            return Err(Refusal::Access);
+        }
+        dir = next;
+    }
+    Ok(dir)
+}
+
 /// Opens the file `name` under `root` (canonical) for reading, with its size. `given` is the
 /// root as configured, also accepted as a prefix of absolute names.
 pub(crate) fn open(root: &Path, given: &Path, name: &[u8]) -> Result<(File, u64), Refusal> {
     let rel = split(strip_root(name, &[given, root]))?;
-    let joined = root.join(rel);
-    let real = joined.canonicalize().map_err(|e| refusal(&e))?;
-    if !real.starts_with(root) {
-        return Err(Refusal::Access);
-    }
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(&real)
-        .map_err(|e| refusal(&e))?;
-    let meta = file.metadata().map_err(|e| refusal(&e))?;
-    if !meta.file_type().is_file() {
+    let (dir, name, checked) = walk(open_root(root)?, &rel)?;
+    if kind(&checked) != libc::S_IFREG {
         return Err(Refusal::NotAFile);
     }
-    // S_IROTH: world-readable.
-    if meta.mode() & 0o004 == 0 {
+    if checked.st_mode & OTHERS_READ == 0 {
         return Err(Refusal::Access);
     }
-    Ok((file, meta.len()))
+    let flags = libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY;
+    let fd = open_at(dir.as_raw_fd(), &name, flags)?;
+    let st = stat(&fd)?;
+    if (st.st_dev, st.st_ino) != (checked.st_dev, checked.st_ino) {
+        // Replaced between the check and the open: refuse rather than serve the unchecked one.
+        return Err(Refusal::Access);
+    }
+    Ok((File::from(fd), st.st_size as u64))
 }
 
 #[cfg(test)]
@@ -127,8 +266,13 @@ mod tests {
     fn tree() -> Tree {
         let dir = tempfile::tempdir().expect("tempdir");
         let base = dir.path().canonicalize().expect("canonicalize");
+        // tempdir makes 0700 directories: open it to others, as a TFTP root's parents are.
+        chmod(&base, 0o755);
         let root = base.join("root");
         std::fs::create_dir_all(root.join("boot/grub")).expect("mkdir");
+        for d in [&root, &root.join("boot"), &root.join("boot/grub")] {
+            chmod(d, 0o755);
+        }
         let outside = base.join("secret");
         std::fs::write(&outside, b"secret").expect("write");
         std::fs::set_permissions(&outside, std::fs::Permissions::from_mode(0o644)).expect("chmod");
@@ -149,6 +293,10 @@ mod tests {
             root,
             outside,
         }
+    }
+
+    fn chmod(p: &Path, mode: u32) {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod");
     }
 
     fn get(t: &Tree, name: &str) -> Result<Vec<u8>, Refusal> {
@@ -231,5 +379,63 @@ mod tests {
         assert_eq!(get(&t, "/"), Err(Refusal::NotAFile));
         assert_eq!(get(&t, "private"), Err(Refusal::Access));
         assert_eq!(get(&t, &"a".repeat(5000)), Err(Refusal::NotFound));
+    }
+
+    /// Finding: the daemon runs as root and served world-readable files inside directories
+    /// that an unprivileged user could not enter.
+    #[test]
+    fn files_nobody_could_reach_are_refused() {
+        let t = tree();
+        let dir = t.root.join("locked");
+        std::fs::create_dir(&dir).expect("mkdir");
+        std::fs::write(dir.join("f"), b"inside").expect("write");
+        chmod(&dir.join("f"), 0o644);
+        chmod(&dir, 0o700);
+        assert_eq!(get(&t, "locked/f"), Err(Refusal::Access), "0700 directory");
+        // A link into it from elsewhere in the root does not help.
+        symlink("locked/f", t.root.join("via")).expect("symlink");
+        assert_eq!(
+            get(&t, "via"),
+            Err(Refusal::Access),
+            "link into a 0700 directory"
+        );
+        chmod(&dir, 0o750);
+        assert_eq!(get(&t, "locked/f"), Err(Refusal::Access), "group only");
+        // Search permission is enough for others to reach a file by name.
+        chmod(&dir, 0o711);
+        assert_eq!(get(&t, "locked/f"), Ok(b"inside".to_vec()));
+        assert_eq!(get(&t, "via"), Ok(b"inside".to_vec()));
+        // The root itself and its parents count too.
+        chmod(&t.root, 0o700);
+        assert_eq!(get(&t, "pxelinux.0"), Err(Refusal::Access), "0700 root");
+        chmod(&t.root, 0o755);
+        let parent = t.root.parent().expect("parent").to_path_buf();
+        chmod(&parent, 0o700);
+        assert_eq!(get(&t, "pxelinux.0"), Err(Refusal::Access), "0700 parent");
+        chmod(&parent, 0o755);
+        assert_eq!(get(&t, "pxelinux.0"), Ok(b"pxe".to_vec()));
+    }
+
+    #[test]
+    fn links_are_followed_inside_the_root_only() {
+        let t = tree();
+        // Relative links between directories inside the root, as in Debian's netboot tree.
+        symlink("boot/grub", t.root.join("grub")).expect("symlink");
+        assert_eq!(get(&t, "grub/grub.cfg"), Ok(b"cfg".to_vec()));
+        symlink("../pxelinux.0", t.root.join("boot/pxe")).expect("symlink");
+        assert_eq!(get(&t, "boot/pxe"), Ok(b"pxe".to_vec()));
+        // An absolute link is refused even when it points inside the root.
+        let abs = t.root.join("pxelinux.0");
+        symlink(&abs, t.root.join("abs")).expect("symlink");
+        assert_eq!(get(&t, "abs"), Err(Refusal::Access));
+        // Loops end.
+        symlink("loop2", t.root.join("loop1")).expect("symlink");
+        symlink("loop1", t.root.join("loop2")).expect("symlink");
+        assert_eq!(get(&t, "loop1"), Err(Refusal::Access));
+        // A link to a directory names no file.
+        assert_eq!(get(&t, "grub"), Err(Refusal::NotAFile));
+        // Dangling.
+        symlink("nothing", t.root.join("dangling")).expect("symlink");
+        assert_eq!(get(&t, "dangling"), Err(Refusal::NotFound));
     }
 }

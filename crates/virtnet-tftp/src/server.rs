@@ -82,6 +82,8 @@ struct Shared {
     /// The root as configured (also accepted as the prefix of absolute names).
     given: PathBuf,
     ip: IpAddr,
+    /// The interface the sockets are bound to (the network's bridge).
+    device: Option<String>,
     tuning: Tuning,
     counters: Counters,
     transfers: Arc<Semaphore>,
@@ -132,18 +134,25 @@ impl std::fmt::Debug for TftpServer {
 }
 
 impl TftpServer {
-    /// Serves the files under `root` on UDP `addr`:`port` (69 in production) only; a wildcard
-    /// address is refused. `root` must exist and be a directory (dnsmasq does not start
-    /// otherwise either); it is canonicalized once, here.
+    /// Serves the files under `root` on UDP `addr`:`port` (69 in production) only, on the
+    /// interface `device` (the network's bridge: a request arriving on any other interface
+    /// never reaches the server); a wildcard address is refused. `root` must exist and be a
+    /// directory (dnsmasq does not start otherwise either); it is canonicalized once, here.
     ///
     /// Synchronous; must be called inside a tokio runtime context (the tasks are spawned with
     /// `Handle::current()`).
-    pub fn start(root: &Path, addr: IpAddr, port: u16) -> Result<TftpServer, TftpError> {
-        Self::start_tuned(root, addr, port, Tuning::default())
+    pub fn start(
+        root: &Path,
+        device: Option<&str>,
+        addr: IpAddr,
+        port: u16,
+    ) -> Result<TftpServer, TftpError> {
+        Self::start_tuned(root, device, addr, port, Tuning::default())
     }
 
     pub(crate) fn start_tuned(
         root: &Path,
+        device: Option<&str>,
         addr: IpAddr,
         port: u16,
         tuning: Tuning,
@@ -168,11 +177,12 @@ impl TftpServer {
         }
         // Sockets are created inside the runtime context so they register with its reactor.
         let _guard = handle.enter();
-        let slot = Arc::new(Slot::new(bind_listen(sa)?));
+        let slot = Arc::new(Slot::new(bind_listen(sa, device)?));
         let shared = Arc::new(Shared {
             root: canonical,
             given: root.to_path_buf(),
             ip: addr,
+            device: device.map(str::to_string),
             tuning,
             counters: Counters::default(),
             transfers: Arc::new(Semaphore::new(tuning.max_transfers)),
@@ -370,7 +380,7 @@ async fn transfer(shared: &Shared, slot: &Slot, req: Request) -> Outcome {
         .map(|(n, v)| (n.as_slice(), v.as_slice()))
         .collect();
     let neg = negotiate(&refs, size, shared.tuning.max_blksize);
-    let sock = match bind_transfer(shared.ip, peer) {
+    let sock = match bind_transfer(shared.ip, shared.device.as_deref(), peer) {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(%peer, error = %e, "tftp: cannot open a transfer socket");

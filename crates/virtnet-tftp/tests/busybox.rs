@@ -26,7 +26,7 @@ fn with_server<F: FnOnce(&TftpServer, &Path) + Send + 'static>(root: PathBuf, f:
         let ip: IpAddr = SERVER.parse().expect("ip");
         let srv = {
             let _g = rt.enter();
-            TftpServer::start(&root, ip, 69).expect("start")
+            TftpServer::start(&root, Some("lo"), ip, 69).expect("start")
         };
         f(&srv, &root);
         srv.stop();
@@ -62,6 +62,8 @@ fn pseudo_random(len: usize, seed: u32) -> Vec<u8> {
 /// A root (under a temp dir, with `outside` beside it) holding `files`, world-readable.
 fn root_with(files: &[(&str, Vec<u8>)]) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().expect("tempdir");
+    // tempdir makes a 0700 directory; the server serves only what others may reach.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let root = dir.path().join("tftproot");
     std::fs::create_dir(&root).expect("mkdir");
     for (name, body) in files {

@@ -347,14 +347,24 @@ impl Services {
         }
         let resolvers = virtnet_dns::host_resolvers(&self.options.resolv_conf);
         if let Some(config) = DnsConfig::from_network(net, &resolvers) {
-            let dns = DnsServer::start(config, &gateway_addresses(net), self.options.dns_port)
-                .map_err(|e| service_error(&name, "DNS", e))?;
+            let dns = DnsServer::start(
+                config,
+                Some(&bridge),
+                &gateway_addresses(net),
+                self.options.dns_port,
+            )
+            .map_err(|e| service_error(&name, "DNS", e))?;
             *lock(&shared.dns) = Some(dns);
             shared.publish_names();
         }
         let tftp = match tftp_root(net) {
             Some((root, addr)) => {
-                match TftpServer::start(Path::new(root), addr, self.options.tftp_port) {
+                match TftpServer::start(
+                    Path::new(root),
+                    Some(&bridge),
+                    addr,
+                    self.options.tftp_port,
+                ) {
                     Ok(server) => Some(server),
                     Err(e) => {
                         Running {

@@ -475,6 +475,11 @@ fn pxe_guests_get_the_boot_file_and_fetch_it_over_tftp() {
     let lab = Lab::new("pxe");
     let root = lab.tmp_dir().join("tftp");
     std::fs::create_dir_all(&root).expect("tftp root");
+    // The lab's directory is private (0700); TFTP serves only what others may reach.
+    use std::os::unix::fs::PermissionsExt;
+    let open = std::fs::Permissions::from_mode(0o755);
+    std::fs::set_permissions(lab.tmp_dir(), open.clone()).expect("chmod");
+    std::fs::set_permissions(&root, open).expect("chmod");
     let image: Vec<u8> = (0..5000u32).map(|i| (i * 31 % 251) as u8).collect();
     std::fs::write(root.join("pxelinux.0"), &image).expect("boot image");
     let daemon = Daemon::start_in(lab.host());

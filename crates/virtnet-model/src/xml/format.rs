@@ -118,6 +118,9 @@ pub(crate) fn format_network(net: &Network) -> String {
     if !net.dnsmasq_options.is_empty() {
         root.push(("xmlns:dnsmasq", some(super::parse::DNSMASQ_NS)));
     }
+    if !net.host_access.is_empty() {
+        root.push(("xmlns:virtnet", some(super::parse::VIRTNET_NS)));
+    }
     root.push(("ipv6", net.ipv6.then(|| "yes".to_string())));
     root.push(("trustGuestRxFilters", yes_no(net.trust_guest_rx_filters)));
     w.open("network", &root);
@@ -211,6 +214,16 @@ pub(crate) fn format_network(net: &Network) -> String {
             w.empty("dnsmasq:option", &[("value", some(o))]);
         }
         w.close("dnsmasq:options");
+    }
+    if !net.host_access.is_empty() {
+        w.open("virtnet:host-access", &[]);
+        for a in &net.host_access {
+            w.empty(
+                "virtnet:allow",
+                &[("proto", some(a.proto.as_str())), ("port", some(a.port))],
+            );
+        }
+        w.close("virtnet:host-access");
     }
     w.close("network");
     w.out

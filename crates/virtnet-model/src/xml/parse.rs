@@ -26,6 +26,8 @@ const MAX_NODES: u32 = 20_000;
 const MAX_DEPTH: usize = 64;
 /// Namespace of `<dnsmasq:options>`.
 pub(crate) const DNSMASQ_NS: &str = "http://libvirt.org/schemas/network/dnsmasq/1.0";
+/// Namespace of virtnet's own extensions (`<virtnet:host-access>`); libvirt ignores it.
+pub(crate) const VIRTNET_NS: &str = "urn:virtnet:network:1";
 
 /// Parses and checks a `<network>` document.
 pub(crate) fn parse_network(text: &str) -> Result<Network> {
@@ -344,6 +346,7 @@ impl<'a, 'input> El<'a, 'input> {
             let ns = tag.namespace();
             let key = match ns {
                 Some(DNSMASQ_NS) => format!("dnsmasq:{name}"),
+                Some(VIRTNET_NS) => format!("virtnet:{name}"),
                 Some(_) => {
                     return Err(ModelError::invalid(
                         self.child_path(name),
@@ -423,6 +426,7 @@ fn read_network(el: &El) -> Result<Network> {
             "port",
             "virtualport",
             "dnsmasq:options",
+            "virtnet:host-access",
         ],
         &["ip", "route", "portgroup"],
     )?;
@@ -451,6 +455,7 @@ fn read_network(el: &El) -> Result<Network> {
             }
             "virtualport" => net.virtualport = Some(read_virtualport(c)?),
             "dnsmasq:options" => net.dnsmasq_options = read_dnsmasq_options(c)?,
+            "virtnet:host-access" => net.host_access = read_host_access(c)?,
             p if p.starts_with("ip[") => net.ips.push(read_ip(c)?),
             p if p.starts_with("route[") => net.routes.push(read_route(c)?),
             p if p.starts_with("portgroup[") => net.portgroups.push(read_portgroup(c)?),
@@ -1133,6 +1138,40 @@ fn read_dnsmasq_options(el: &El) -> Result<Vec<String>> {
     for c in el.children(&[], &["dnsmasq:option"])? {
         c.allow_attrs(&["value"])?;
         out.push(c.required("value")?.to_string());
+    }
+    Ok(out)
+}
+
+/// `<virtnet:host-access>`: `<virtnet:allow proto='tcp|udp' port='1-65535'/>` children, each
+/// protocol and port at most once.
+fn read_host_access(el: &El) -> Result<Vec<HostAllow>> {
+    el.allow_attrs(&[])?;
+    let mut out: Vec<HostAllow> = Vec::new();
+    for c in el.children(&[], &["virtnet:allow"])? {
+        c.allow_attrs(&["proto", "port"])?;
+        no_children(&c)?;
+        c.required("proto")?;
+        let proto = c
+            .parsed("proto", "expected 'tcp' or 'udp'", |v| match v {
+                "tcp" => Some(HostProto::Tcp),
+                "udp" => Some(HostProto::Udp),
+                _ => None,
+            })?
+            .ok_or_else(|| ModelError::invalid(c.field("proto"), "missing protocol"))?;
+        c.required("port")?;
+        let port = c
+            .parsed("port", "expected a port from 1 to 65535", |v| {
+                v.parse::<u16>().ok().filter(|p| *p != 0)
+            })?
+            .ok_or_else(|| ModelError::invalid(c.field("port"), "missing port"))?;
+        let allow = HostAllow { proto, port };
+        if out.contains(&allow) {
+            return Err(ModelError::invalid(
+                c.field("port"),
+                format!("{} port {port} is allowed twice", proto.as_str()),
+            ));
+        }
+        out.push(allow);
     }
     Ok(out)
 }

@@ -41,6 +41,8 @@ fn runtime() -> tokio::runtime::Runtime {
 
 fn root_with(files: &[(&str, &[u8])]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
+    // tempdir makes a 0700 directory; the server serves only what others may reach.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
     for (name, body) in files {
         let p = dir.path().join(name);
         std::fs::write(&p, body).expect("write");
@@ -84,7 +86,13 @@ fn oack_then_blocks_with_wraparound_and_retransmission() {
         let root = root_with(&[("big", &body)]);
         let srv = rt
             .block_on(async {
-                TftpServer::start_tuned(root.path(), SERVER.parse().unwrap(), 6969, fast())
+                TftpServer::start_tuned(
+                    root.path(),
+                    Some("lo"),
+                    SERVER.parse().unwrap(),
+                    6969,
+                    fast(),
+                )
             })
             .expect("start");
         let c = client();
@@ -164,7 +172,13 @@ fn cap_duplicates_silence_and_refusals() {
         };
         let srv = rt
             .block_on(async {
-                TftpServer::start_tuned(root.path(), SERVER.parse().unwrap(), 69, tuning)
+                TftpServer::start_tuned(
+                    root.path(),
+                    Some("lo"),
+                    SERVER.parse().unwrap(),
+                    69,
+                    tuning,
+                )
             })
             .expect("start");
         let a = client();
@@ -280,16 +294,16 @@ fn start_refuses_wildcards_and_bad_roots() {
     let root = root_with(&[("f", b"x")]);
     let any: IpAddr = "0.0.0.0".parse().unwrap();
     assert!(matches!(
-        TftpServer::start(root.path(), any, 69),
+        TftpServer::start(root.path(), None, any, 69),
         Err(TftpError::Wildcard(_))
     ));
     let any6: IpAddr = "::".parse().unwrap();
     assert!(matches!(
-        TftpServer::start(root.path(), any6, 69),
+        TftpServer::start(root.path(), None, any6, 69),
         Err(TftpError::Wildcard(_))
     ));
     let lo: IpAddr = "127.0.0.1".parse().unwrap();
-    let e = TftpServer::start(&root.path().join("missing"), lo, 69).unwrap_err();
+    let e = TftpServer::start(&root.path().join("missing"), None, lo, 69).unwrap_err();
     assert!(
         matches!(
             e,
@@ -301,6 +315,6 @@ fn start_refuses_wildcards_and_bad_roots() {
         "{e}"
     );
     assert!(e.to_string().contains("missing"), "{e}");
-    let e = TftpServer::start(&root.path().join("f"), lo, 69).unwrap_err();
+    let e = TftpServer::start(&root.path().join("f"), None, lo, 69).unwrap_err();
     assert!(matches!(e, TftpError::RootNotDirectory(_)), "{e}");
 }
