@@ -110,8 +110,8 @@ fn over_limit(xml: &str, measure: Measure) -> ModelError {
     ModelError::invalid(
         field,
         format!(
-            "the definition would be stored as {total} {unit} of XML, more than the limit of \
-             {limit}{part} ({why})"
+            "the stored form of this definition would have {total} {unit}, more than the \
+             limit of {limit}{part} ({why})"
         ),
     )
 }
