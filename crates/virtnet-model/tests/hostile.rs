@@ -98,7 +98,9 @@ fn fifty_thousand_attributes_are_refused_before_parsing() {
     let many: String = (0..20_000)
         .map(|i| format!("<x a='{i}' b='' c='' d='' e=''/>"))
         .collect();
-    let doc = format!("<network><name>n</name><metadata><m:y xmlns:m='urn:x'>{many}</m:y></metadata></network>");
+    let doc = format!(
+        "<network><name>n</name><metadata><m:y xmlns:m='urn:x'>{many}</m:y></metadata></network>"
+    );
     let e = Network::from_xml(&doc).expect_err("refused");
     assert_eq!(e.kind, ErrorKind::Xml);
     assert!(e.reason.contains("attributes"), "{e}");
@@ -136,7 +138,8 @@ fn stored_definitions_are_read_without_the_input_limits() {
     let net = Network::from_stored_xml(&big).expect("stored records have no size limit");
     assert_eq!(net.description.map(|d| d.len()), Some(400_000));
 
-    let lol = "<?xml version='1.0'?><!DOCTYPE n [<!ENTITY a 'aaaa'>]><network><name>&a;</name></network>";
+    let lol =
+        "<?xml version='1.0'?><!DOCTYPE n [<!ENTITY a 'aaaa'>]><network><name>&a;</name></network>";
     assert_eq!(
         Network::from_stored_xml(lol).expect_err("DTD").kind,
         ErrorKind::Xml

@@ -470,7 +470,10 @@ impl Service {
     /// Refuses a new network that would overwrite a record set aside as unreadable: it is
     /// only replaced once the user removed it (`net-undefine`), never silently.
     fn check_not_set_aside(&self, name: &str) -> Result<()> {
-        let unreadable = self.unreadable.read().unwrap_or_else(PoisonError::into_inner);
+        let unreadable = self
+            .unreadable
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
         match unreadable.get(name) {
             Some(reason) => Err(conflict(format!(
                 "network '{name}' has a stored record virtnetd cannot read ({reason}); \

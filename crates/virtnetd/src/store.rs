@@ -394,7 +394,9 @@ impl Store {
                 let mut table = txn
                     .open_table(NETWORKS)
                     .map_err(|e| Error::store(ctx(), e))?;
-                table.insert(name, bytes).map_err(|e| Error::store(ctx(), e))?;
+                table
+                    .insert(name, bytes)
+                    .map_err(|e| Error::store(ctx(), e))?;
             }
             txn.commit().map_err(|e| Error::store(ctx(), e))
         })
@@ -575,10 +577,11 @@ impl Store {
                     let key = lease_key(network, client);
                     match lease {
                         Some(lease) => {
-                            let bytes = serde_json::to_vec(lease).map_err(|source| Error::Record {
-                                context: ctx(),
-                                source,
-                            })?;
+                            let bytes =
+                                serde_json::to_vec(lease).map_err(|source| Error::Record {
+                                    context: ctx(),
+                                    source,
+                                })?;
                             table
                                 .insert(key.as_str(), bytes.as_slice())
                                 .map_err(|e| Error::store(ctx(), e))?;
@@ -717,12 +720,12 @@ impl Store {
             let mut out = Vec::new();
             for item in t.iter().map_err(|e| Error::store(ctx(), e))? {
                 let (_, value) = item.map_err(|e| Error::store(ctx(), e))?;
-                out.push(
-                    serde_json::from_slice(value.value()).map_err(|source| Error::Record {
+                out.push(serde_json::from_slice(value.value()).map_err(|source| {
+                    Error::Record {
                         context: ctx(),
                         source,
-                    })?,
-                );
+                    }
+                })?);
             }
             Ok(out)
         })
@@ -871,7 +874,9 @@ mod tests {
         assert_eq!(report.unreadable.len(), 1);
         assert_eq!(report.unreadable[0].name, "bad");
         assert!(
-            report.unreadable[0].reason.contains("stored network 'bad' is unreadable"),
+            report.unreadable[0]
+                .reason
+                .contains("stored network 'bad' is unreadable"),
             "{:?}",
             report.unreadable
         );
@@ -894,7 +899,8 @@ mod tests {
             .write(true)
             .open(&path)
             .map_err(|e| Error::io("open", &path, e))?;
-        file.set_len(4096).map_err(|e| Error::io("truncate", &path, e))?;
+        file.set_len(4096)
+            .map_err(|e| Error::io("truncate", &path, e))?;
         match Store::open(&path, Some("boot-a")) {
             Err(e @ Error::Damaged { .. }) => {
                 assert!(e.to_string().contains("is damaged"), "{e}")

@@ -283,7 +283,9 @@ impl SmallDisk {
             "--".into(),
             "sh".into(),
             "-c".into(),
-            format!("mount -t tmpfs -o size={STATE_FS_SIZE},mode=0700 vnt-state \"$0\" && exec \"$@\""),
+            format!(
+                "mount -t tmpfs -o size={STATE_FS_SIZE},mode=0700 vnt-state \"$0\" && exec \"$@\""
+            ),
             state.to_string_lossy().into_owned(),
             virtnetd_bin().to_string_lossy().into_owned(),
             "--state-dir".into(),
@@ -347,7 +349,14 @@ impl SmallDisk {
     fn in_mounts(&self, cmd: &str) -> Output {
         let pid = self.child.pid().to_string();
         self.ns.exec([
-            "nsenter", "--target", pid.as_str(), "--mount", "--", "sh", "-c", cmd,
+            "nsenter",
+            "--target",
+            pid.as_str(),
+            "--mount",
+            "--",
+            "sh",
+            "-c",
+            cmd,
         ])
     }
 
@@ -446,7 +455,9 @@ fn a_full_state_directory_answers_507_and_recovers_without_a_restart() {
     assert_eq!(status, 507, "{body}");
     let error: virtnet_api::ApiError = serde_json::from_str(&body).expect("an API error");
     assert_eq!(error.code, virtnet_api::ErrorCode::NoSpace);
-    assert!(error.message.contains("no space left on the state directory"));
+    assert!(error
+        .message
+        .contains("no space left on the state directory"));
     let big_file = lab.tmp_dir().join("full2.xml");
     std::fs::write(&big_file, big("full2")).expect("write XML");
     let out = disk.cli(&["net-define", &big_file.to_string_lossy()]);

@@ -78,11 +78,7 @@ impl Measure {
                 "the stored form puts each element on its own indented line, and each line \
                  break is a node too",
             ),
-            Measure::Attributes => (
-                MAX_ATTRIBUTES,
-                "attributes",
-                "every attribute counts",
-            ),
+            Measure::Attributes => (MAX_ATTRIBUTES, "attributes", "every attribute counts"),
         }
     }
 }
@@ -123,15 +119,12 @@ fn largest_part(doc: &Document, measure: Measure) -> (String, usize) {
     let mut node = doc.root_element();
     let mut path: Vec<String> = Vec::new();
     let mut size = measure.of(node);
-    loop {
-        let Some((child, child_size)) = node
-            .children()
-            .filter(Node::is_element)
-            .map(|c| (c, measure.of(c)))
-            .max_by_key(|(_, s)| *s)
-        else {
-            break;
-        };
+    while let Some((child, child_size)) = node
+        .children()
+        .filter(Node::is_element)
+        .map(|c| (c, measure.of(c)))
+        .max_by_key(|(_, s)| *s)
+    {
         if child_size * 2 <= size {
             break;
         }
@@ -171,8 +164,11 @@ mod tests {
 
     #[test]
     fn a_description_that_grows_when_escaped_is_refused_naming_it() {
-        let net = network(&format!("<description>{}</description>", ">".repeat(400_000)));
-        let e = checked_xml(&net).err().expect("refused");
+        let net = network(&format!(
+            "<description>{}</description>",
+            ">".repeat(400_000)
+        ));
+        let e = checked_xml(&net).expect_err("refused");
         assert_eq!(e.field, "description", "{e}");
         assert!(e.reason.contains("1048576"), "{e}");
         assert!(e.reason.contains("&gt;"), "{e}");
@@ -195,7 +191,7 @@ mod tests {
         let net = network(&format!(
             "<ip address='10.0.0.1' prefix='8'><dhcp>{hosts}</dhcp></ip>"
         ));
-        let e = checked_xml(&net).err().expect("refused");
+        let e = checked_xml(&net).expect_err("refused");
         assert_eq!(e.field, "ip[0].dhcp", "{e}");
         assert!(e.reason.contains("20000"), "{e}");
     }
