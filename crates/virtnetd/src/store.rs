@@ -188,13 +188,18 @@ impl Store {
     /// reopened, so that redb's "previous I/O error" state never outlives the cause. A full
     /// disk is reported as [`Error::NoSpace`].
     fn with_db<T>(&self, f: impl FnOnce(&Database) -> Result<T>) -> Result<T> {
-        let opened = self.ensure_open()?;
-        let result = {
-            let handle = self.handle.read().unwrap_or_else(PoisonError::into_inner);
+        let (result, opened) = {
+            let handle = self.open_handle()?;
             match &handle.db {
-                Some(db) if handle.opened == opened => f(db),
-                // Closed or reopened by another failing operation in between: nothing ran.
-                _ => return Err(self.unavailable(handle.no_space, None)),
+                Some(db) => (f(db), handle.opened),
+                None if handle.no_space => return Err(self.no_space_error()),
+                None => {
+                    return Err(Error::io(
+                        "cannot use the store (closed after I/O errors; retry)",
+                        &self.path,
+                        std::io::Error::other("closed"),
+                    ))
+                }
             }
         };
         match result {
@@ -205,13 +210,23 @@ impl Store {
                 if let Err(reopen) = self.ensure_open() {
                     tracing::warn!(error = %reopen, "store stays closed until it can be opened again");
                 }
-                Err(if no_space {
-                    self.unavailable(true, Some(&e))
-                } else {
-                    e
-                })
+                Err(if no_space { self.no_space_error() } else { e })
             }
             other => other,
+        }
+    }
+
+    /// The lock on the open database: opens it first when it is closed. Another operation
+    /// failing in between may close it again; a few tries cover that race.
+    fn open_handle(&self) -> Result<std::sync::RwLockReadGuard<'_, Handle>> {
+        let mut tries = 0;
+        loop {
+            self.ensure_open()?;
+            let handle = self.handle.read().unwrap_or_else(PoisonError::into_inner);
+            tries += 1;
+            if handle.db.is_some() || tries == 3 {
+                return Ok(handle);
+            }
         }
     }
 
@@ -237,7 +252,7 @@ impl Store {
             }
             Err(e) if is_no_space(&e) => {
                 handle.no_space = true;
-                Err(self.unavailable(true, Some(&e)))
+                Err(self.no_space_error())
             }
             Err(e) => Err(e),
         }
@@ -257,18 +272,10 @@ impl Store {
         handle.no_space = no_space;
     }
 
-    /// The error of an operation refused because the store cannot be written.
-    fn unavailable(&self, no_space: bool, cause: Option<&Error>) -> Error {
-        let dir = self.path.parent().unwrap_or(&self.path).to_path_buf();
-        if no_space {
-            return Error::NoSpace { dir };
-        }
-        match cause {
-            Some(e) => Error::Startup(format!("store {} is unavailable: {e}", self.path.display())),
-            None => Error::Startup(format!(
-                "store {} is unavailable after an I/O error; retry",
-                self.path.display()
-            )),
+    /// The error of an operation refused because the state directory is full.
+    fn no_space_error(&self) -> Error {
+        Error::NoSpace {
+            dir: self.path.parent().unwrap_or(&self.path).to_path_buf(),
         }
     }
 
