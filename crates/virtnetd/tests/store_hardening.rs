@@ -170,13 +170,7 @@ fn an_unreadable_record_is_set_aside_and_everything_else_runs() {
     daemon.cli_ok(&["net-autostart", "default"]);
     daemon.cli_ok(&["net-start", "default"]);
     daemon.stop();
-    {
-        let path = daemon.state_dir().join(virtnetd::store::DB_FILE);
-        let (store, _, _) = virtnetd::store::Store::open(&path, None).expect("open the store");
-        store
-            .put_raw("gt", b"{\"config\":\"<network><name>gt\",\"generation\":1}")
-            .expect("write the bad record");
-    }
+    write_unreadable_record(&daemon, "gt");
     daemon.restart();
 
     let out = daemon.cli(&["net-list", "--all", "--name"]);
@@ -207,6 +201,87 @@ fn an_unreadable_record_is_set_aside_and_everything_else_runs() {
     let out = daemon.cli(&["net-list", "--all", "--name"]);
     assert!(stderr(&out).is_empty(), "{}", stderr(&out));
     assert_eq!(stdout(&out).trim(), "default");
+}
+
+/// Writes a network record that cannot be read into the store of the stopped `daemon`.
+fn write_unreadable_record(daemon: &Daemon, name: &str) {
+    let path = daemon.state_dir().join(virtnetd::store::DB_FILE);
+    let (store, _, _) = virtnetd::store::Store::open(&path, None).expect("open the store");
+    store
+        .put_raw(name, b"{\"config\":\"<network><name>gt\",\"generation\":1}")
+        .expect("write the bad record");
+}
+
+/// IPv4 addresses of `dev` in `ns`, as `ip -o` prints them.
+fn ipv4_of(ns: &Netns, dev: &str) -> String {
+    String::from_utf8_lossy(&ns.ip(["-4", "-o", "addr", "show", "dev", dev]).stdout).into_owned()
+}
+
+/// Finding 1, as seen: after a `kill -9` during `iface-bridge` the host stayed bridged,
+/// because the daemon never got as far as the crash recovery. With an unreadable record in
+/// the store the restarted daemon now undoes the half-made bridge all the same.
+#[test]
+fn an_unreadable_record_does_not_stop_the_iface_bridge_recovery() {
+    let host = Netns::new("hbstore");
+    let lan = Netns::new("hbslan");
+    host.ip_ok([
+        "link",
+        "add",
+        "eth0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "lan0",
+        "netns",
+        lan.name(),
+    ]);
+    lan.ip_ok(["addr", "add", "198.51.100.1/24", "dev", "lan0"]);
+    lan.ip_ok(["link", "set", "lan0", "up"]);
+    host.ip_ok(["addr", "add", "198.51.100.10/24", "dev", "eth0"]);
+    host.ip_ok(["link", "set", "eth0", "up"]);
+    let mut daemon = Daemon::start_in(&host);
+    // The connectivity check of an address nobody has lasts seconds: kill virtnetd during it.
+    let _cli = host.spawn([
+        virtnet_bin().to_string_lossy().into_owned(),
+        "--connect".into(),
+        daemon.socket().to_string_lossy().into_owned(),
+        "iface-bridge".into(),
+        "eth0".into(),
+        "br0".into(),
+        "--check".into(),
+        "198.51.100.77".into(),
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !(ipv4_of(&host, "br0").contains("198.51.100.10") && ipv4_of(&host, "eth0").is_empty()) {
+        assert!(
+            Instant::now() < deadline,
+            "eth0 was not bridged:\n{}",
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    daemon.kill9();
+    write_unreadable_record(&daemon, "gt");
+    daemon.restart();
+
+    assert!(
+        !host.ip(["link", "show", "br0"]).status.success(),
+        "br0 is still there:\n{}",
+        daemon.log()
+    );
+    assert!(
+        ipv4_of(&host, "eth0").contains("198.51.100.10/24"),
+        "{}",
+        daemon.log()
+    );
+    assert!(lan.ping("198.51.100.10"));
+    let out = daemon.cli(&["net-list", "--all"]);
+    assert!(
+        stderr(&out).contains("stored network 'gt' cannot be read"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// Finding 2: a truncated store file gave redb's assertion panic and a backtrace. Now it is
