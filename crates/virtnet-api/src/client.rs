@@ -173,6 +173,13 @@ impl Client {
         decode(&resp)
     }
 
+    /// `GET /v1/unreadable-networks`: stored network records the daemon set aside at start
+    /// because it could not read them.
+    pub fn unreadable_networks(&self) -> Result<Vec<crate::UnreadableNetwork>, ClientError> {
+        let resp = self.checked("GET", crate::UNREADABLE_NETWORKS, &[], None)?;
+        decode(&resp)
+    }
+
     /// `GET /v1/networks/{id}`: state and definition (`inactive`: the persistent definition).
     pub fn get(&self, id: &str, inactive: bool) -> Result<NetworkDetail, ClientError> {
         let mut path = paths::network(id);
@@ -391,6 +398,7 @@ fn api_error(resp: &Response) -> ClientError {
             413 => ErrorCode::PayloadTooLarge,
             428 => ErrorCode::PreconditionRequired,
             400..=499 => ErrorCode::BadRequest,
+            507 => ErrorCode::NoSpace,
             _ => ErrorCode::Internal,
         };
         let text = String::from_utf8_lossy(&resp.body);

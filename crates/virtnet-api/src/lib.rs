@@ -57,6 +57,21 @@ pub struct NetworkSummary {
     pub forward_mode: ForwardMode,
 }
 
+/// One row of `GET /v1/unreadable-networks`: a stored network record virtnetd could not read
+/// at start (written by another version, or damaged). It is set aside: kept in the store as
+/// it is, not started, and removed by `net-undefine <name>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnreadableNetwork {
+    /// Network name (the record's key).
+    pub name: String,
+    /// Why it could not be read.
+    pub reason: String,
+}
+
+/// Stored network records set aside because they cannot be read (outside `/v1/networks/` so
+/// that it cannot shadow a network of that name).
+pub const UNREADABLE_NETWORKS: &str = "/v1/unreadable-networks";
+
 /// `GET /v1/networks/{id}` (JSON form): the summary, the definition shown and its ETag.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetworkDetail {
@@ -171,6 +186,9 @@ pub enum ErrorCode {
     Forbidden,
     /// 500: the daemon failed (store I/O…).
     Internal,
+    /// 507: no space left on the state directory; the change was not made. virtnetd works
+    /// again by itself once space is freed.
+    NoSpace,
 }
 
 impl ErrorCode {
@@ -188,6 +206,7 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::ReadOnly | ErrorCode::Forbidden => 403,
             ErrorCode::Internal => 500,
+            ErrorCode::NoSpace => 507,
         }
     }
 }

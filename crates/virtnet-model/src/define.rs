@@ -70,6 +70,7 @@ pub fn prepare(
 ) -> Result<Vec<String>> {
     check_mode_rules(net)?;
     check_dhcp_per_family(net)?;
+    check_bridge_template(net)?;
     if net.uuid.is_none() {
         net.uuid = Some(Uuid::new_v4());
     }
@@ -80,6 +81,8 @@ pub fn prepare(
         assign_bridge_name(net, others, link_exists)?;
     }
     check_bridge_unique(net, others)?;
+    // Last, on the completed definition: what is stored must read back.
+    net.to_checked_xml()?;
     Ok(warnings(net))
 }
 
@@ -153,6 +156,26 @@ fn check_dhcp_per_family(net: &Network) -> Result<()> {
                 ),
             ));
         }
+    }
+    Ok(())
+}
+
+/// A bridge name may hold one `%d` (replaced by the first free number) and no other `%`: the
+/// kernel reads any `%` in a link name as a format of its own and refuses (`x%d%d` would
+/// become `x0%d`, accepted here and failing at `net-start`).
+fn check_bridge_template(net: &Network) -> Result<()> {
+    let Some(name) = net.bridge.as_ref().and_then(|b| b.name.as_deref()) else {
+        return Ok(());
+    };
+    let templates = name.matches("%d").count();
+    let percents = name.matches('%').count();
+    if templates > 1 || percents > templates {
+        return Err(ModelError::bad_value(
+            "bridge.name",
+            name,
+            "a bridge name may contain one '%d' (replaced by the first free number) and no \
+             other '%'",
+        ));
     }
     Ok(())
 }

@@ -37,6 +37,22 @@ impl Network {
         xml::parse::parse_network(text)
     }
 
+    /// Parses a definition virtnet stored itself: the same reader and checks as
+    /// [`Network::from_xml`], without its size, node and attribute limits (a definition's
+    /// normalised form may be larger than the document it was defined with, and a record once
+    /// accepted must stay readable). DTDs and deep nesting are refused all the same.
+    pub fn from_stored_xml(text: &str) -> Result<Network> {
+        xml::parse::parse_network_with(text, xml::parse::Limits::STORED)
+    }
+
+    /// The normalised XML of this definition (what the store keeps and `net-dumpxml` prints),
+    /// checked to be a document [`Network::from_xml`] accepts: a definition or update whose
+    /// stored form would be over the input limits is refused with the element that takes
+    /// most of it (`description`, `ip[0].dhcp`) and the limit.
+    pub fn to_checked_xml(&self) -> Result<String> {
+        xml::stored::checked_xml(self)
+    }
+
     /// Serialises in libvirt's normalised form: element order, defaults and attribute spelling
     /// of `virsh net-dumpxml`.
     pub fn to_xml(&self) -> String {

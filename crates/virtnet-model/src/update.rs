@@ -30,7 +30,7 @@ use crate::mac::MacAddr;
 use crate::network::{
     Dhcp, DhcpHost, DhcpRange, Dns, DnsHost, DnsSrv, DnsTxt, Family, IpDef, Network, PortGroup,
 };
-use crate::xml::parse::nesting_depth_exceeds;
+use crate::xml::parse::{scan, MAX_ELEMENT_ATTRIBUTES};
 
 /// What to do with the element (`virsh net-update NETWORK COMMAND …`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -285,7 +285,10 @@ fn validate(net: &Network, section: UpdateSection) -> Result<()> {
         ),
         ..e
     };
-    let mut reparsed = Network::from_xml(&net.to_xml()).map_err(wrap)?;
+    // The stored form must be a document virtnet accepts, or the network could not be read
+    // back (nor dumped and defined again); the error names the element that outgrew it.
+    let stored = net.to_checked_xml().map_err(wrap)?;
+    let mut reparsed = Network::from_xml(&stored).map_err(wrap)?;
     crate::define::prepare(&mut reparsed, &[], &|_| false).map_err(wrap)?;
     Ok(())
 }
@@ -317,10 +320,27 @@ fn load_fragment(xml: &str, section: UpdateSection) -> Result<Document<'_>> {
     if xml.trim().is_empty() {
         return Err(xml_error(section, "update XML is empty"));
     }
-    if nesting_depth_exceeds(xml.as_bytes(), MAX_FRAGMENT_DEPTH) {
+    // A linear pre-scan bounds the parser's work before it runs (see `xml::parse::load`).
+    let shape = scan(xml.as_bytes());
+    if shape.max_depth > MAX_FRAGMENT_DEPTH {
         return Err(xml_error(
             section,
             format!("elements are nested more than {MAX_FRAGMENT_DEPTH} levels deep"),
+        ));
+    }
+    if shape.max_element_attributes > MAX_ELEMENT_ATTRIBUTES {
+        return Err(xml_error(
+            section,
+            format!(
+                "an element has {} attributes; the limit is {MAX_ELEMENT_ATTRIBUTES}",
+                shape.max_element_attributes
+            ),
+        ));
+    }
+    if shape.elements > MAX_FRAGMENT_NODES as usize {
+        return Err(xml_error(
+            section,
+            format!("update XML has more than {MAX_FRAGMENT_NODES} XML nodes"),
         ));
     }
     let opts = ParsingOptions {
@@ -1318,11 +1338,11 @@ mod tests {
     #[test]
     fn deep_fragments_are_refused_before_parsing() {
         let deep = format!("{}{}", "<a>".repeat(10_000), "</a>".repeat(10_000));
-        assert!(nesting_depth_exceeds(deep.as_bytes(), MAX_FRAGMENT_DEPTH));
-        assert!(!nesting_depth_exceeds(
-            b"<portgroup name='a'><vlan><tag id='1'/></vlan></portgroup>",
-            MAX_FRAGMENT_DEPTH
-        ));
-        assert!(!nesting_depth_exceeds(b"<a x='/>'><b/></a>", 2));
+        assert!(scan(deep.as_bytes()).max_depth > MAX_FRAGMENT_DEPTH);
+        assert_eq!(
+            scan(b"<portgroup name='a'><vlan><tag id='1'/></vlan></portgroup>").max_depth,
+            2
+        );
+        assert_eq!(scan(b"<a x='/>'><b/></a>").max_depth, 1);
     }
 }

@@ -218,3 +218,34 @@ fn host_access_errors_name_the_field() {
     let e = prepare(&mut n, &[], &no_links).unwrap_err();
     assert_eq!(e.field, "virtnet:host-access", "{e}");
 }
+
+/// Issue 11, finding 9: `x%d%d` was accepted here (the first `%d` expanded to `x0%d`) and
+/// failed only at `net-start`, when the kernel refused the name.
+#[test]
+fn a_bridge_template_with_two_formats_is_refused_at_define() {
+    for bad in ["x%d%d", "br%s", "b%%d", "%"] {
+        let mut n = net(&format!(
+            "<network><name>t</name><bridge name='{bad}'/></network>"
+        ));
+        let e = prepare(&mut n, &[], &no_links).expect_err(bad);
+        assert_eq!(e.field, "bridge.name", "{bad}: {e}");
+        assert_eq!(e.value.as_deref(), Some(bad));
+        assert!(e.reason.contains("one '%d'"), "{bad}: {e}");
+    }
+    let mut ok = net("<network><name>t</name><bridge name='x%d'/></network>");
+    prepare(&mut ok, &[], &no_links).expect("one %d is a template");
+    assert_eq!(ok.bridge_name(), Some("x0"));
+}
+
+/// Issue 11, finding 1: a definition whose stored (normalised) form is over the input limits
+/// is refused by `prepare`, which every define, create and edit runs, naming the element.
+#[test]
+fn a_definition_whose_stored_form_is_too_large_is_refused() {
+    let mut n = net(&format!(
+        "<network><name>gt</name><description>{}</description></network>",
+        ">".repeat(400_000)
+    ));
+    let e = prepare(&mut n, &[], &no_links).expect_err("1.6 MB once stored");
+    assert_eq!(e.field, "description", "{e}");
+    assert_eq!(e.kind, ErrorKind::Invalid);
+}

@@ -80,3 +80,77 @@ fn deep_nesting_and_many_nodes_are_refused() {
     );
     assert_eq!(Network::from_xml(&wide).unwrap_err().kind, ErrorKind::Xml);
 }
+
+/// Issue 11, finding 9: 50,000 attributes on one element took 1.6 s to refuse (the XML
+/// parser's duplicate check is quadratic per element). The pre-scan now refuses them before
+/// the parser runs, with a clear error.
+#[test]
+fn fifty_thousand_attributes_are_refused_before_parsing() {
+    let attrs: String = (0..50_000).map(|i| format!(" a{i}='x'")).collect();
+    let doc = format!("<network{attrs}><name>n</name></network>");
+    assert!(doc.len() < virtnet_model::MAX_XML_BYTES);
+    let e = Network::from_xml(&doc).expect_err("refused");
+    assert_eq!(e.kind, ErrorKind::Xml);
+    assert!(e.reason.contains("50000 attributes"), "{e}");
+    assert!(e.reason.contains("limit is 64"), "{e}");
+
+    // Spread over many elements, the document's total is bounded as well.
+    let many: String = (0..20_000)
+        .map(|i| format!("<x a='{i}' b='' c='' d='' e=''/>"))
+        .collect();
+    let doc = format!(
+        "<network><name>n</name><metadata><m:y xmlns:m='urn:x'>{many}</m:y></metadata></network>"
+    );
+    let e = Network::from_xml(&doc).expect_err("refused");
+    assert_eq!(e.kind, ErrorKind::Xml);
+    assert!(e.reason.contains("attributes"), "{e}");
+
+    // And in an update's element.
+    let mut net = Network::from_xml(
+        "<network><name>n</name><ip address='10.0.0.1' prefix='24'><dhcp/></ip></network>",
+    )
+    .expect("parse");
+    let host = format!("<host{attrs}/>");
+    let e = virtnet_model::apply_update(
+        &mut net,
+        virtnet_model::UpdateCommand::Add,
+        virtnet_model::UpdateSection::IpDhcpHost,
+        None,
+        &host,
+    )
+    .expect_err("refused");
+    assert_eq!(e.kind, ErrorKind::Xml);
+    assert!(e.reason.contains("limit is 64"), "{e}");
+}
+
+/// Issue 11, finding 1: the store reads its own records without the input limits, but with
+/// the same refusal of DTDs and deep nesting.
+#[test]
+fn stored_definitions_are_read_without_the_input_limits() {
+    let big = format!(
+        "<network><name>gt</name><description>{}</description></network>",
+        "&gt;".repeat(400_000)
+    );
+    assert_eq!(
+        Network::from_xml(&big).expect_err("over 1 MiB").kind,
+        ErrorKind::Xml
+    );
+    let net = Network::from_stored_xml(&big).expect("stored records have no size limit");
+    assert_eq!(net.description.map(|d| d.len()), Some(400_000));
+
+    let lol =
+        "<?xml version='1.0'?><!DOCTYPE n [<!ENTITY a 'aaaa'>]><network><name>&a;</name></network>";
+    assert_eq!(
+        Network::from_stored_xml(lol).expect_err("DTD").kind,
+        ErrorKind::Xml
+    );
+    let deep = format!(
+        "<network><name>n</name><metadata>{}{}</metadata></network>",
+        "<a>".repeat(200),
+        "</a>".repeat(200)
+    );
+    assert!(Network::from_stored_xml(&deep)
+        .expect_err("deep")
+        .reason
+        .contains("nested"));
+}

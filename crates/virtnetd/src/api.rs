@@ -38,6 +38,7 @@ pub fn router(service: Arc<Service>) -> Router {
         .route(paths::NETWORKS, get(list).post(define))
         .route("/v1/networks/:id", get(show).put(edit).delete(undefine))
         .route(paths::DESTROY, post(destroy))
+        .route(virtnet_api::UNREADABLE_NETWORKS, get(list_unreadable))
         .route("/v1/networks/:id/autostart", put(autostart))
         .route("/v1/networks/:id/start", post(start))
         .route(paths::BRIDGES, get(bridges))
@@ -256,6 +257,11 @@ fn changed(status: StatusCode, result: ChangeResult) -> Response {
 async fn list(State(service): State<AppState>) -> Answer {
     let networks = blocking(move || Ok(service.list())).await?;
     Ok(Json(networks).into_response())
+}
+
+/// `GET /v1/unreadable-networks`: stored records set aside at start.
+async fn list_unreadable(State(service): State<AppState>) -> Answer {
+    json(service.unreadable())
 }
 
 /// Query of `GET /v1/networks/{id}`.

@@ -58,6 +58,28 @@ pub enum Error {
     /// The daemon cannot start as configured (state directory locked, socket in use…).
     #[error("{0}")]
     Startup(String),
+    /// The state directory's file system is full: the store cannot commit (HTTP 507).
+    #[error(
+        "no space left on the state directory {}: the change was not made; free space there \
+         (virtnetd recovers by itself)",
+        dir.display()
+    )]
+    NoSpace {
+        /// The state directory.
+        dir: std::path::PathBuf,
+    },
+    /// The store file is damaged in a way its database refuses to open.
+    #[error(
+        "store {} is damaged and cannot be opened ({message}); move it aside to start with an \
+         empty store, or restore it from a backup",
+        path.display()
+    )]
+    Damaged {
+        /// The store file.
+        path: std::path::PathBuf,
+        /// What the database reported.
+        message: String,
+    },
     /// A background task died (a bug, or the runtime is shutting down).
     #[error("{context}: {message}")]
     Task {
@@ -98,6 +120,7 @@ impl Error {
         match self {
             Error::Api(e) => e.clone(),
             Error::Plan(e) => ApiError::new(ErrorCode::Invalid, e.to_string()),
+            Error::NoSpace { .. } => ApiError::new(ErrorCode::NoSpace, self.to_string()),
             other => ApiError::new(ErrorCode::Internal, format!("internal error: {other}")),
         }
     }

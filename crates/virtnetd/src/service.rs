@@ -59,6 +59,9 @@ pub struct Service {
     pub(crate) ports: PortBook,
     /// Bridges made from host NICs (`iface-bridge`).
     pub host_bridges: Arc<crate::hostbridge::HostBridges>,
+    /// Stored network records that could not be read at start (name → reason): set aside,
+    /// reported by `GET /v1/unreadable-networks`, removed by `net-undefine`.
+    unreadable: RwLock<BTreeMap<String, String>>,
 }
 
 impl std::fmt::Debug for Service {
@@ -159,6 +162,11 @@ impl Service {
         options: ServiceOptions,
     ) -> Result<(Service, StartReport)> {
         let (store, records, report) = Store::open(db_path, boot_id)?;
+        let unreadable = report
+            .unreadable
+            .iter()
+            .map(|u| (u.name.clone(), u.reason.clone()))
+            .collect();
         let store = Arc::new(store);
         let host_config_root = options.host_config_root.clone();
         let services = Services::new(store.clone(), Arc::new(EventFeed::default()), options);
@@ -176,6 +184,7 @@ impl Service {
             services,
             ports,
             host_bridges,
+            unreadable: RwLock::new(unreadable),
         };
         Ok((service, report))
     }
@@ -445,6 +454,70 @@ impl Service {
         prepare(net, &Self::others(index, skip), &*self.link_exists)
     }
 
+    /// `GET /v1/unreadable-networks`: the stored records set aside at start, sorted by name.
+    pub fn unreadable(&self) -> Vec<virtnet_api::UnreadableNetwork> {
+        self.unreadable
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(name, reason)| virtnet_api::UnreadableNetwork {
+                name: name.clone(),
+                reason: reason.clone(),
+            })
+            .collect()
+    }
+
+    /// Refuses a new network that would overwrite a record set aside as unreadable: it is
+    /// only replaced once the user removed it (`net-undefine`), never silently.
+    fn check_not_set_aside(&self, name: &str) -> Result<()> {
+        let unreadable = self
+            .unreadable
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        match unreadable.get(name) {
+            Some(reason) => Err(conflict(format!(
+                "network '{name}' has a stored record virtnetd cannot read ({reason}); \
+                 remove it with net-undefine {name} first"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// `net-undefine` of a record set aside as unreadable: deletes it and its leases.
+    fn undefine_unreadable(&self, name: &str) -> Result<Option<ChangeResult>> {
+        if !self
+            .unreadable
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(name)
+        {
+            return Ok(None);
+        }
+        self.store.delete(name)?;
+        self.unreadable
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(name);
+        if let Err(e) = self.services.forget(name) {
+            tracing::warn!(network = %name, error = %e, "could not delete the leases");
+        }
+        tracing::info!(network = %name, "unreadable stored network removed");
+        Ok(Some(ChangeResult {
+            network: NetworkSummary {
+                name: name.to_string(),
+                uuid: Uuid::nil(),
+                active: false,
+                persistent: false,
+                autostart: false,
+                bridge: None,
+                forward_mode: ForwardMode::None,
+            },
+            etag: String::new(),
+            created: false,
+            warnings: Vec::new(),
+        }))
+    }
+
     /// `GET /v1/networks`: every network, sorted by name.
     pub fn list(&self) -> Vec<NetworkSummary> {
         self.read()
@@ -483,6 +556,7 @@ impl Service {
     pub fn define(&self, xml: &str) -> Result<ChangeResult> {
         let mut net = Network::from_xml(xml)?;
         let _writer = lock(&self.writer);
+        self.check_not_set_aside(&net.name)?;
         let index = self.read();
         let name = net.name.clone();
         let (record, created, warnings) = match identify(&net, &Self::known(&index))? {
@@ -515,6 +589,7 @@ impl Service {
     pub fn create(&self, xml: &str) -> Result<ChangeResult> {
         let mut net = Network::from_xml(xml)?;
         let _writer = lock(&self.writer);
+        self.check_not_set_aside(&net.name)?;
         let index = self.read();
         let name = net.name.clone();
         let (record, created, warnings, p) = match identify(&net, &Self::known(&index))? {
@@ -608,6 +683,11 @@ impl Service {
     /// gone; an active one keeps running as a transient network (libvirt).
     pub fn undefine(&self, id: &str) -> Result<ChangeResult> {
         let _writer = lock(&self.writer);
+        if !self.read().contains_key(id) {
+            if let Some(done) = self.undefine_unreadable(id)? {
+                return Ok(done);
+            }
+        }
         let index = self.read();
         let (name, current) = find(&index, id)?;
         let name = name.to_string();

@@ -18,9 +18,25 @@
 //! [`Store::put`] / [`Store::delete`] returned. redb's copy-on-write B-trees never overwrite the
 //! last committed root, so a crash (`kill -9`, power loss) at any moment leaves either the old or
 //! the new state, never a mix, and nothing acknowledged is lost.
+//!
+//! Failures: redb refuses every transaction after one I/O error ("Previous I/O error
+//! occurred"), so the store closes the database after such an error and opens it again (redb
+//! then repairs it from the last commit) — at once, and before the next operation while that
+//! fails. A full disk therefore costs only the changes made while it is full: they are
+//! refused with [`Error::NoSpace`] (HTTP 507), and the store works again by itself once space
+//! is freed, with no restart. A damaged file (truncated, say) is refused with one clear
+//! error instead of redb's assertion panic.
+//!
+//! Unreadable records: a network record that no longer decodes (written by another version,
+//! damaged) is set aside — left in the store untouched, logged and listed in
+//! [`StartReport::unreadable`] — and never keeps the daemon from starting. Definitions are
+//! read back with [`Network::from_stored_xml`], without the input limits.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
+use std::sync::{Once, PoisonError, RwLock};
 
 use redb::{Database, DatabaseError, Durability, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -96,13 +112,37 @@ pub struct StartReport {
     pub deactivated: Vec<String>,
     /// Transient networks removed because of the reboot.
     pub removed: Vec<String>,
+    /// Network records that could not be read, set aside (see the module comment).
+    pub unreadable: Vec<Unreadable>,
+}
+
+/// A network record set aside because it could not be read; it stays in the store as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unreadable {
+    /// The network's name (the record's key).
+    pub name: String,
+    /// Why it could not be read.
+    pub reason: String,
 }
 
 /// The open store. redb serialises write transactions itself; the service adds its own lock
 /// so that check-then-write sequences are atomic too.
 pub struct Store {
-    db: Database,
+    /// The database, behind a lock only so that it can be closed and opened again after an
+    /// I/O error: every operation holds the read side for its transaction.
+    handle: RwLock<Handle>,
     path: PathBuf,
+}
+
+/// The database when it is open, and what the last failure was.
+struct Handle {
+    /// `None` while closed after an I/O error that reopening has not cleared yet.
+    db: Option<Database>,
+    /// Counts the openings, so that of several operations failing on the same database only
+    /// the first closes it.
+    opened: u64,
+    /// The failure that closed it ran out of disk space.
+    no_space: bool,
 }
 
 impl std::fmt::Debug for Store {
@@ -122,18 +162,19 @@ impl Store {
         path: &Path,
         boot_id: Option<&str>,
     ) -> Result<(Store, BTreeMap<String, Record>, StartReport)> {
-        let db = Database::create(path).map_err(|e| match e {
-            DatabaseError::DatabaseAlreadyOpen => Error::Startup(format!(
-                "store {} is already open in another process",
-                path.display()
-            )),
-            other => Error::store(format!("cannot open store {}", path.display()), other),
-        })?;
+        let db = open_database(path)?;
         let store = Store {
-            db,
+            handle: RwLock::new(Handle {
+                db: Some(db),
+                opened: 1,
+                no_space: false,
+            }),
             path: path.to_path_buf(),
         };
-        let (records, report) = store.start(boot_id)?;
+        let (records, report) = store.with_db(|db| store.start(db, boot_id))?;
+        for bad in &report.unreadable {
+            tracing::error!(network = %bad.name, reason = %bad.reason, "stored network is unreadable; set aside (left in the store, not started)");
+        }
         Ok((store, records, report))
     }
 
@@ -142,11 +183,111 @@ impl Store {
         &self.path
     }
 
+    /// Runs `f` on the open database. When the database is closed after an I/O error it is
+    /// opened again first; when `f` fails with an I/O error the database is closed and
+    /// reopened, so that redb's "previous I/O error" state never outlives the cause. A full
+    /// disk is reported as [`Error::NoSpace`].
+    fn with_db<T>(&self, f: impl FnOnce(&Database) -> Result<T>) -> Result<T> {
+        let (result, opened) = {
+            let handle = self.open_handle()?;
+            match &handle.db {
+                Some(db) => (f(db), handle.opened),
+                None if handle.no_space => return Err(self.no_space_error()),
+                None => {
+                    return Err(Error::io(
+                        "cannot use the store (closed after I/O errors; retry)",
+                        &self.path,
+                        std::io::Error::other("closed"),
+                    ))
+                }
+            }
+        };
+        match result {
+            Err(e) if is_io_failure(&e) => {
+                let no_space = is_no_space(&e);
+                self.close_after(opened, no_space, &e);
+                // A transient cause may be gone already: the next operation should not pay.
+                if let Err(reopen) = self.ensure_open() {
+                    tracing::warn!(error = %reopen, "store stays closed until it can be opened again");
+                }
+                Err(if no_space { self.no_space_error() } else { e })
+            }
+            other => other,
+        }
+    }
+
+    /// The lock on the open database: opens it first when it is closed. Another operation
+    /// failing in between may close it again; a few tries cover that race.
+    fn open_handle(&self) -> Result<std::sync::RwLockReadGuard<'_, Handle>> {
+        let mut tries = 0;
+        loop {
+            self.ensure_open()?;
+            let handle = self.handle.read().unwrap_or_else(PoisonError::into_inner);
+            tries += 1;
+            if handle.db.is_some() || tries == 3 {
+                return Ok(handle);
+            }
+        }
+    }
+
+    /// Opens the database if it is closed; returns the number of its opening.
+    fn ensure_open(&self) -> Result<u64> {
+        {
+            let handle = self.handle.read().unwrap_or_else(PoisonError::into_inner);
+            if handle.db.is_some() {
+                return Ok(handle.opened);
+            }
+        }
+        let mut handle = self.handle.write().unwrap_or_else(PoisonError::into_inner);
+        if handle.db.is_some() {
+            return Ok(handle.opened);
+        }
+        match open_database(&self.path) {
+            Ok(db) => {
+                handle.db = Some(db);
+                handle.opened += 1;
+                handle.no_space = false;
+                tracing::info!(store = %self.path.display(), "store reopened after an I/O error");
+                Ok(handle.opened)
+            }
+            Err(e) if is_no_space(&e) => {
+                handle.no_space = true;
+                Err(self.no_space_error())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Closes the database after `error` (an I/O failure) if it is still the opening
+    /// `opened`: redb refuses every later transaction on it.
+    fn close_after(&self, opened: u64, no_space: bool, error: &Error) {
+        let mut handle = self.handle.write().unwrap_or_else(PoisonError::into_inner);
+        if handle.opened != opened || handle.db.is_none() {
+            return;
+        }
+        tracing::error!(%error, no_space, "store I/O failed; closing it to open it again");
+        // Dropping it releases the file lock; redb repairs the file from its last commit at
+        // the next opening.
+        handle.db = None;
+        handle.no_space = no_space;
+    }
+
+    /// The error of an operation refused because the state directory is full.
+    fn no_space_error(&self) -> Error {
+        Error::NoSpace {
+            dir: self.path.parent().unwrap_or(&self.path).to_path_buf(),
+        }
+    }
+
     /// The start-up transaction: checks the format, loads the records, applies the reboot
     /// rule and records the boot id.
-    fn start(&self, boot_id: Option<&str>) -> Result<(BTreeMap<String, Record>, StartReport)> {
+    fn start(
+        &self,
+        db: &Database,
+        boot_id: Option<&str>,
+    ) -> Result<(BTreeMap<String, Record>, StartReport)> {
         let ctx = |what: &str| format!("{what} in store {}", self.path.display());
-        let txn = self.begin_write()?;
+        let txn = begin_write(db, &self.path)?;
         let mut report = StartReport::default();
         let mut records = BTreeMap::new();
         {
@@ -192,8 +333,15 @@ impl Store {
             {
                 let (key, value) = item.map_err(|e| Error::store(ctx("cannot read network"), e))?;
                 let name = key.value().to_string();
-                let record = decode(&name, value.value())?;
-                records.insert(name, record);
+                match decode(&name, value.value()) {
+                    Ok(record) => {
+                        records.insert(name, record);
+                    }
+                    Err(e) => report.unreadable.push(Unreadable {
+                        name,
+                        reason: e.to_string(),
+                    }),
+                }
             }
             if report.rebooted {
                 for (name, record) in records.iter_mut() {
@@ -224,35 +372,41 @@ impl Store {
         Ok((records, report))
     }
 
-    fn begin_write(&self) -> Result<redb::WriteTransaction> {
-        let mut txn = self.db.begin_write().map_err(|e| {
-            Error::store(
-                format!("cannot begin transaction on {}", self.path.display()),
-                e,
-            )
-        })?;
-        // Immediate: commit() returns only once the data is on disk. Two-phase commit: the new
-        // root is made durable before it is pointed at, so recovery never has to trust a
-        // checksum to tell a torn commit from a good one.
-        txn.set_durability(Durability::Immediate);
-        txn.set_two_phase_commit(true);
-        Ok(txn)
-    }
-
     /// Writes one record durably (one transaction).
     pub fn put(&self, name: &str, record: &Record) -> Result<()> {
         let bytes = encode(name, record)?;
         let ctx = || format!("cannot store network '{name}' in {}", self.path.display());
-        let txn = self.begin_write()?;
-        {
-            let mut table = txn
-                .open_table(NETWORKS)
-                .map_err(|e| Error::store(ctx(), e))?;
-            table
-                .insert(name, bytes.as_slice())
-                .map_err(|e| Error::store(ctx(), e))?;
-        }
-        txn.commit().map_err(|e| Error::store(ctx(), e))
+        self.with_db(|db| {
+            let txn = begin_write(db, &self.path)?;
+            {
+                let mut table = txn
+                    .open_table(NETWORKS)
+                    .map_err(|e| Error::store(ctx(), e))?;
+                table
+                    .insert(name, bytes.as_slice())
+                    .map_err(|e| Error::store(ctx(), e))?;
+            }
+            txn.commit().map_err(|e| Error::store(ctx(), e))
+        })
+    }
+
+    /// Writes `bytes` as the record of network `name`, as they are. For tests and repair
+    /// tools: it is how a record that cannot be read gets into a store.
+    #[doc(hidden)]
+    pub fn put_raw(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        let ctx = || format!("cannot store network '{name}' in {}", self.path.display());
+        self.with_db(|db| {
+            let txn = begin_write(db, &self.path)?;
+            {
+                let mut table = txn
+                    .open_table(NETWORKS)
+                    .map_err(|e| Error::store(ctx(), e))?;
+                table
+                    .insert(name, bytes)
+                    .map_err(|e| Error::store(ctx(), e))?;
+            }
+            txn.commit().map_err(|e| Error::store(ctx(), e))
+        })
     }
 
     /// Deletes one record durably (one transaction).
@@ -263,31 +417,137 @@ impl Store {
                 self.path.display()
             )
         };
-        let txn = self.begin_write()?;
-        {
-            let mut table = txn
-                .open_table(NETWORKS)
-                .map_err(|e| Error::store(ctx(), e))?;
-            table.remove(name).map_err(|e| Error::store(ctx(), e))?;
-        }
-        txn.commit().map_err(|e| Error::store(ctx(), e))
+        self.with_db(|db| {
+            let txn = begin_write(db, &self.path)?;
+            {
+                let mut table = txn
+                    .open_table(NETWORKS)
+                    .map_err(|e| Error::store(ctx(), e))?;
+                table.remove(name).map_err(|e| Error::store(ctx(), e))?;
+            }
+            txn.commit().map_err(|e| Error::store(ctx(), e))
+        })
     }
 
-    /// Reads every record (one read transaction: a consistent snapshot).
-    pub fn load(&self) -> Result<BTreeMap<String, Record>> {
+    /// Reads every record (one read transaction: a consistent snapshot), and the records set
+    /// aside because they cannot be read.
+    pub fn load(&self) -> Result<(BTreeMap<String, Record>, Vec<Unreadable>)> {
         let ctx = || format!("cannot read networks from {}", self.path.display());
-        let txn = self.db.begin_read().map_err(|e| Error::store(ctx(), e))?;
-        let table = txn
-            .open_table(NETWORKS)
-            .map_err(|e| Error::store(ctx(), e))?;
-        let mut out = BTreeMap::new();
-        for item in table.iter().map_err(|e| Error::store(ctx(), e))? {
-            let (key, value) = item.map_err(|e| Error::store(ctx(), e))?;
-            let name = key.value().to_string();
-            let record = decode(&name, value.value())?;
-            out.insert(name, record);
+        self.with_db(|db| {
+            let txn = db.begin_read().map_err(|e| Error::store(ctx(), e))?;
+            let table = txn
+                .open_table(NETWORKS)
+                .map_err(|e| Error::store(ctx(), e))?;
+            let mut out = BTreeMap::new();
+            let mut unreadable = Vec::new();
+            for item in table.iter().map_err(|e| Error::store(ctx(), e))? {
+                let (key, value) = item.map_err(|e| Error::store(ctx(), e))?;
+                let name = key.value().to_string();
+                match decode(&name, value.value()) {
+                    Ok(record) => {
+                        out.insert(name, record);
+                    }
+                    Err(e) => unreadable.push(Unreadable {
+                        name,
+                        reason: e.to_string(),
+                    }),
+                }
+            }
+            Ok((out, unreadable))
+        })
+    }
+}
+
+/// Begins a durable write transaction on `db` (the store at `path`).
+fn begin_write(db: &Database, path: &Path) -> Result<redb::WriteTransaction> {
+    let mut txn = db
+        .begin_write()
+        .map_err(|e| Error::store(format!("cannot begin transaction on {}", path.display()), e))?;
+    // Immediate: commit() returns only once the data is on disk. Two-phase commit: the new
+    // root is made durable before it is pointed at, so recovery never has to trust a
+    // checksum to tell a torn commit from a good one.
+    txn.set_durability(Durability::Immediate);
+    txn.set_two_phase_commit(true);
+    Ok(txn)
+}
+
+/// Opens (or creates) the redb file at `path`. redb asserts rather than returns an error on
+/// some damaged files (a truncated one): that panic is caught and reported as
+/// [`Error::Damaged`], one clear line instead of a backtrace.
+fn open_database(path: &Path) -> Result<Database> {
+    match quietly(|| Database::create(path)) {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(DatabaseError::DatabaseAlreadyOpen)) => Err(Error::Startup(format!(
+            "store {} is already open in another process",
+            path.display()
+        ))),
+        Ok(Err(other)) => Err(Error::store(
+            format!("cannot open store {}", path.display()),
+            other,
+        )),
+        Err(message) => Err(Error::Damaged {
+            path: path.to_path_buf(),
+            message,
+        }),
+    }
+}
+
+thread_local! {
+    /// Set while [`quietly`] runs on this thread: its panics are caught, not printed.
+    static QUIET: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f`, turning a panic into `Err(message)` without the panic hook's output (message
+/// and backtrace on stderr). Only panics on the calling thread during `f` are silenced: the
+/// hook installed here hands every other panic to the hook that was there before.
+fn quietly<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+    QUIET.with(|q| q.set(true));
+    let result = catch_unwind(AssertUnwindSafe(f));
+    QUIET.with(|q| q.set(false));
+    result.map_err(|payload| {
+        payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown failure".to_string())
+    })
+}
+
+/// The redb error inside a store error, if it is one.
+fn redb_error(e: &Error) -> Option<&redb::Error> {
+    match e {
+        Error::Store { source, .. } => Some(source),
+        _ => None,
+    }
+}
+
+/// An I/O failure of the file (now or earlier): redb refuses every transaction after one,
+/// until the database is opened again.
+fn is_io_failure(e: &Error) -> bool {
+    matches!(
+        redb_error(e),
+        Some(redb::Error::Io(_) | redb::Error::PreviousIo)
+    )
+}
+
+/// The file system holding the store is full (or the quota is).
+fn is_no_space(e: &Error) -> bool {
+    match (e, redb_error(e)) {
+        (Error::NoSpace { .. }, _) => true,
+        (_, Some(redb::Error::Io(io))) => {
+            matches!(io.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+                || io.kind() == std::io::ErrorKind::StorageFull
         }
-        Ok(out)
+        _ => false,
     }
 }
 
@@ -316,30 +576,33 @@ impl Store {
                 changes.len()
             )
         };
-        let txn = self.begin_write()?;
-        {
-            let mut table = txn.open_table(LEASES).map_err(|e| Error::store(ctx(), e))?;
-            for (client, lease) in changes {
-                let key = lease_key(network, client);
-                match lease {
-                    Some(lease) => {
-                        let bytes = serde_json::to_vec(lease).map_err(|source| Error::Record {
-                            context: ctx(),
-                            source,
-                        })?;
-                        table
-                            .insert(key.as_str(), bytes.as_slice())
-                            .map_err(|e| Error::store(ctx(), e))?;
-                    }
-                    None => {
-                        table
-                            .remove(key.as_str())
-                            .map_err(|e| Error::store(ctx(), e))?;
+        self.with_db(|db| {
+            let txn = begin_write(db, &self.path)?;
+            {
+                let mut table = txn.open_table(LEASES).map_err(|e| Error::store(ctx(), e))?;
+                for (client, lease) in changes {
+                    let key = lease_key(network, client);
+                    match lease {
+                        Some(lease) => {
+                            let bytes =
+                                serde_json::to_vec(lease).map_err(|source| Error::Record {
+                                    context: ctx(),
+                                    source,
+                                })?;
+                            table
+                                .insert(key.as_str(), bytes.as_slice())
+                                .map_err(|e| Error::store(ctx(), e))?;
+                        }
+                        None => {
+                            table
+                                .remove(key.as_str())
+                                .map_err(|e| Error::store(ctx(), e))?;
+                        }
                     }
                 }
             }
-        }
-        txn.commit().map_err(|e| Error::store(ctx(), e))
+            txn.commit().map_err(|e| Error::store(ctx(), e))
+        })
     }
 
     /// Deletes one lease durably; deleting an absent lease is not an error.
@@ -351,24 +614,26 @@ impl Store {
     pub fn delete_leases(&self, network: &str) -> Result<()> {
         let ctx = || format!("cannot delete the leases of network '{network}'");
         let prefix = lease_key(network, "");
-        let txn = self.begin_write()?;
-        {
-            let mut table = txn.open_table(LEASES).map_err(|e| Error::store(ctx(), e))?;
-            let keys: Vec<String> = table
-                .range(prefix.as_str()..)
-                .map_err(|e| Error::store(ctx(), e))?
-                .map_while(|item| {
-                    let key = item.ok()?.0.value().to_string();
-                    key.starts_with(&prefix).then_some(key)
-                })
-                .collect();
-            for key in keys {
-                table
-                    .remove(key.as_str())
-                    .map_err(|e| Error::store(ctx(), e))?;
+        self.with_db(|db| {
+            let txn = begin_write(db, &self.path)?;
+            {
+                let mut table = txn.open_table(LEASES).map_err(|e| Error::store(ctx(), e))?;
+                let keys: Vec<String> = table
+                    .range(prefix.as_str()..)
+                    .map_err(|e| Error::store(ctx(), e))?
+                    .map_while(|item| {
+                        let key = item.ok()?.0.value().to_string();
+                        key.starts_with(&prefix).then_some(key)
+                    })
+                    .collect();
+                for key in keys {
+                    table
+                        .remove(key.as_str())
+                        .map_err(|e| Error::store(ctx(), e))?;
+                }
             }
-        }
-        txn.commit().map_err(|e| Error::store(ctx(), e))
+            txn.commit().map_err(|e| Error::store(ctx(), e))
+        })
     }
 
     /// Reads the leases of `network`. A lease that no longer decodes is skipped with a warning
@@ -376,29 +641,31 @@ impl Store {
     pub fn leases<T: serde::de::DeserializeOwned>(&self, network: &str) -> Result<Vec<T>> {
         let ctx = || format!("cannot read the leases of network '{network}'");
         let prefix = lease_key(network, "");
-        let txn = self.db.begin_read().map_err(|e| Error::store(ctx(), e))?;
-        let table = match txn.open_table(LEASES) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(Error::store(ctx(), e)),
-        };
-        let mut out = Vec::new();
-        for item in table
-            .range(prefix.as_str()..)
-            .map_err(|e| Error::store(ctx(), e))?
-        {
-            let (key, value) = item.map_err(|e| Error::store(ctx(), e))?;
-            if !key.value().starts_with(&prefix) {
-                break;
-            }
-            match serde_json::from_slice(value.value()) {
-                Ok(lease) => out.push(lease),
-                Err(e) => {
-                    tracing::warn!(network, key = key.value(), error = %e, "unreadable lease skipped")
+        self.with_db(|db| {
+            let txn = db.begin_read().map_err(|e| Error::store(ctx(), e))?;
+            let table = match txn.open_table(LEASES) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+                Err(e) => return Err(Error::store(ctx(), e)),
+            };
+            let mut out = Vec::new();
+            for item in table
+                .range(prefix.as_str()..)
+                .map_err(|e| Error::store(ctx(), e))?
+            {
+                let (key, value) = item.map_err(|e| Error::store(ctx(), e))?;
+                if !key.value().starts_with(&prefix) {
+                    break;
+                }
+                match serde_json::from_slice(value.value()) {
+                    Ok(lease) => out.push(lease),
+                    Err(e) => {
+                        tracing::warn!(network, key = key.value(), error = %e, "unreadable lease skipped")
+                    }
                 }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 }
 
@@ -419,24 +686,28 @@ impl Store {
             context: ctx(),
             source,
         })?;
-        let txn = self.begin_write()?;
-        {
-            let mut t = txn.open_table(table).map_err(|e| Error::store(ctx(), e))?;
-            t.insert(key, bytes.as_slice())
-                .map_err(|e| Error::store(ctx(), e))?;
-        }
-        txn.commit().map_err(|e| Error::store(ctx(), e))
+        self.with_db(|db| {
+            let txn = begin_write(db, &self.path)?;
+            {
+                let mut t = txn.open_table(table).map_err(|e| Error::store(ctx(), e))?;
+                t.insert(key, bytes.as_slice())
+                    .map_err(|e| Error::store(ctx(), e))?;
+            }
+            txn.commit().map_err(|e| Error::store(ctx(), e))
+        })
     }
 
     /// Deletes one record of `table` durably; an absent one is not an error.
     fn delete_record(&self, table: RecordTable, what: &str, key: &str) -> Result<()> {
         let ctx = || format!("cannot delete {what} '{key}'");
-        let txn = self.begin_write()?;
-        {
-            let mut t = txn.open_table(table).map_err(|e| Error::store(ctx(), e))?;
-            t.remove(key).map_err(|e| Error::store(ctx(), e))?;
-        }
-        txn.commit().map_err(|e| Error::store(ctx(), e))
+        self.with_db(|db| {
+            let txn = begin_write(db, &self.path)?;
+            {
+                let mut t = txn.open_table(table).map_err(|e| Error::store(ctx(), e))?;
+                t.remove(key).map_err(|e| Error::store(ctx(), e))?;
+            }
+            txn.commit().map_err(|e| Error::store(ctx(), e))
+        })
     }
 
     /// Reads every record of `table` (one read transaction).
@@ -446,23 +717,25 @@ impl Store {
         what: &str,
     ) -> Result<Vec<T>> {
         let ctx = || format!("cannot read the {what}s");
-        let txn = self.db.begin_read().map_err(|e| Error::store(ctx(), e))?;
-        let t = match txn.open_table(table) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(Error::store(ctx(), e)),
-        };
-        let mut out = Vec::new();
-        for item in t.iter().map_err(|e| Error::store(ctx(), e))? {
-            let (_, value) = item.map_err(|e| Error::store(ctx(), e))?;
-            out.push(
-                serde_json::from_slice(value.value()).map_err(|source| Error::Record {
-                    context: ctx(),
-                    source,
-                })?,
-            );
-        }
-        Ok(out)
+        self.with_db(|db| {
+            let txn = db.begin_read().map_err(|e| Error::store(ctx(), e))?;
+            let t = match txn.open_table(table) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+                Err(e) => return Err(Error::store(ctx(), e)),
+            };
+            let mut out = Vec::new();
+            for item in t.iter().map_err(|e| Error::store(ctx(), e))? {
+                let (_, value) = item.map_err(|e| Error::store(ctx(), e))?;
+                out.push(serde_json::from_slice(value.value()).map_err(|source| {
+                    Error::Record {
+                        context: ctx(),
+                        source,
+                    }
+                })?);
+            }
+            Ok(out)
+        })
     }
 
     /// Writes (or replaces) one guest port durably.
@@ -508,7 +781,9 @@ mod stored_xml {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Network>, D::Error> {
         Option::<String>::deserialize(d)?
-            .map(|xml| Network::from_xml(&xml).map_err(serde::de::Error::custom))
+            // Read without the input limits: the store's own records are trusted to be
+            // complete, and a record accepted once must stay readable.
+            .map(|xml| Network::from_stored_xml(&xml).map_err(serde::de::Error::custom))
             .transpose()
     }
 }
@@ -558,7 +833,7 @@ mod tests {
         assert!(!report.rebooted);
         assert_eq!(records.keys().collect::<Vec<_>>(), ["a", "t"]);
         assert!(records["a"].is_active());
-        assert_eq!(store.load()?, records);
+        assert_eq!(store.load()?, (records, Vec::new()));
         Ok(())
     }
 
@@ -588,6 +863,57 @@ mod tests {
         store.delete_leases("a")?;
         assert!(store.leases::<String>("a")?.is_empty());
         assert_eq!(store.leases::<String>("ab")?, ["ab-1"]);
+        Ok(())
+    }
+
+    /// Issue 11, finding 1: one record that cannot be read is set aside, not fatal.
+    #[test]
+    fn an_unreadable_record_is_set_aside() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", Path::new("."), e))?;
+        let path = dir.path().join(DB_FILE);
+        {
+            let (store, _, _) = Store::open(&path, Some("boot-a"))?;
+            store.put("a", &record("a", true, false))?;
+            store.put_raw("bad", b"{\"config\": \"<network>\", \"generation\": 1}")?;
+        }
+        let (store, records, report) = Store::open(&path, Some("boot-b"))?;
+        assert_eq!(records.keys().collect::<Vec<_>>(), ["a"]);
+        assert_eq!(report.unreadable.len(), 1);
+        assert_eq!(report.unreadable[0].name, "bad");
+        assert!(
+            report.unreadable[0]
+                .reason
+                .contains("stored network 'bad' is unreadable"),
+            "{:?}",
+            report.unreadable
+        );
+        // Left in the store as it is.
+        let (_, unreadable) = store.load()?;
+        assert_eq!(unreadable, report.unreadable);
+        Ok(())
+    }
+
+    /// Issue 11, finding 2: redb asserts on a truncated file; the store reports it.
+    #[test]
+    fn a_truncated_file_is_an_error_not_a_panic() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", Path::new("."), e))?;
+        let path = dir.path().join(DB_FILE);
+        {
+            let (store, _, _) = Store::open(&path, Some("boot-a"))?;
+            store.put("a", &record("a", true, false))?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io("open", &path, e))?;
+        file.set_len(4096)
+            .map_err(|e| Error::io("truncate", &path, e))?;
+        match Store::open(&path, Some("boot-a")) {
+            Err(e @ Error::Damaged { .. }) => {
+                assert!(e.to_string().contains("is damaged"), "{e}")
+            }
+            other => panic!("expected Damaged, got {other:?}"),
+        }
         Ok(())
     }
 
@@ -630,7 +956,7 @@ mod tests {
         assert!(!records["a"].is_active());
         assert_eq!(records["a"].generation, 2);
         assert_eq!(records["i"].generation, 1);
-        assert_eq!(store.load()?, records);
+        assert_eq!(store.load()?, (records, Vec::new()));
         Ok(())
     }
 }

@@ -2,6 +2,7 @@
 
 pub(crate) mod format;
 pub(crate) mod parse;
+pub(crate) mod stored;
 
 /// Largest network document accepted, in bytes. Real definitions are a few KiB; the limit keeps
 /// hostile input from costing memory or time.

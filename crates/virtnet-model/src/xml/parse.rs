@@ -21,17 +21,59 @@ use crate::network::*;
 /// Longest Linux interface name (IFNAMSIZ - 1).
 pub(crate) const IFNAMSIZ_MAX: usize = 15;
 /// Most XML nodes accepted in one document.
-const MAX_NODES: u32 = 20_000;
+pub(crate) const MAX_NODES: u32 = 20_000;
 /// Deepest element nesting accepted (metadata included).
 const MAX_DEPTH: usize = 64;
+/// Most attributes accepted on one element. No libvirt network element has more than a
+/// handful; the limit also bounds the XML parser's duplicate-attribute check, which is
+/// quadratic in the attributes of one element.
+pub(crate) const MAX_ELEMENT_ATTRIBUTES: usize = 64;
+/// Most attributes accepted in one document (a static host has three; 20,000 nodes hold at
+/// most 10,000 hosts).
+pub(crate) const MAX_ATTRIBUTES: usize = 4 * MAX_NODES as usize;
 /// Namespace of `<dnsmasq:options>`.
 pub(crate) const DNSMASQ_NS: &str = "http://libvirt.org/schemas/network/dnsmasq/1.0";
 /// Namespace of virtnet's own extensions (`<virtnet:host-access>`); libvirt ignores it.
 pub(crate) const VIRTNET_NS: &str = "urn:virtnet:network:1";
 
+/// What a document is read with: the input limits for what clients send, none for the
+/// store's own records (see [`Limits::STORED`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Limits {
+    /// Largest document, in bytes.
+    max_bytes: Option<usize>,
+    /// Most XML nodes (elements, texts, comments) in the document.
+    max_nodes: Option<u32>,
+    /// Most attributes in the document.
+    max_attributes: Option<usize>,
+}
+
+impl Limits {
+    /// What a client may send: bounded size, nodes and attributes.
+    pub(crate) const INPUT: Limits = Limits {
+        max_bytes: Some(super::MAX_XML_BYTES),
+        max_nodes: Some(MAX_NODES),
+        max_attributes: Some(MAX_ATTRIBUTES),
+    };
+    /// What virtnet wrote itself: no size limits, so a record that was accepted is never
+    /// refused later (its normalised form may be larger than its input, `>` becoming `&gt;`).
+    /// DTDs, deep nesting and overlong attribute lists stay refused: the parser's safety does
+    /// not depend on who wrote the file.
+    pub(crate) const STORED: Limits = Limits {
+        max_bytes: None,
+        max_nodes: None,
+        max_attributes: None,
+    };
+}
+
 /// Parses and checks a `<network>` document.
 pub(crate) fn parse_network(text: &str) -> Result<Network> {
-    let doc = load(text)?;
+    parse_network_with(text, Limits::INPUT)
+}
+
+/// Parses and checks a `<network>` document with the given limits.
+pub(crate) fn parse_network_with(text: &str, limits: Limits) -> Result<Network> {
+    let doc = load(text, limits)?;
     let root = doc.root_element();
     if root.tag_name().name() != "network" || root.tag_name().namespace().is_some() {
         return Err(xml_error(format!(
@@ -45,7 +87,7 @@ pub(crate) fn parse_network(text: &str) -> Result<Network> {
 
 /// Parses a guest `<interface type='network|bridge'>` fragment of domain XML.
 pub(crate) fn parse_interface(text: &str) -> Result<GuestInterface> {
-    let doc = load(text)?;
+    let doc = load(text, Limits::INPUT)?;
     let root = doc.root_element();
     if root.tag_name().name() != "interface" {
         return Err(xml_error(format!(
@@ -117,27 +159,51 @@ fn xml_error(reason: impl Into<String>) -> ModelError {
     ModelError::invalid("", reason).with_kind(ErrorKind::Xml)
 }
 
-/// Parses the text with the safety limits, and checks nesting depth.
-fn load(text: &str) -> Result<Document<'_>> {
-    if text.len() > super::MAX_XML_BYTES {
-        return Err(xml_error(format!(
-            "document is {} bytes; the limit is {} bytes",
-            text.len(),
-            super::MAX_XML_BYTES
-        )));
+/// Parses the text with `limits`, after a linear pre-scan that refuses deep nesting, too many
+/// elements and too many attributes before the XML parser spends any work on them.
+pub(crate) fn load(text: &str, limits: Limits) -> Result<Document<'_>> {
+    if let Some(max) = limits.max_bytes {
+        if text.len() > max {
+            return Err(xml_error(format!(
+                "document is {} bytes; the limit is {max} bytes",
+                text.len()
+            )));
+        }
     }
     if text.trim().is_empty() {
         return Err(xml_error("document is empty"));
     }
+    let shape = scan(text.as_bytes());
     // roxmltree recurses per nesting level, so deep documents must be refused before it runs.
-    if nesting_depth_exceeds(text.as_bytes(), MAX_DEPTH) {
+    if shape.max_depth > MAX_DEPTH {
         return Err(xml_error(format!(
             "elements are nested more than {MAX_DEPTH} levels deep"
         )));
     }
+    if shape.max_element_attributes > MAX_ELEMENT_ATTRIBUTES {
+        return Err(xml_error(format!(
+            "an element has {} attributes; the limit is {MAX_ELEMENT_ATTRIBUTES}",
+            shape.max_element_attributes
+        )));
+    }
+    if let Some(max) = limits.max_attributes {
+        if shape.attributes > max {
+            return Err(xml_error(format!(
+                "document has {} attributes; the limit is {max}",
+                shape.attributes
+            )));
+        }
+    }
+    // Every element is a node, so this refuses early what the parser would refuse anyway.
+    let max_nodes = limits.max_nodes.unwrap_or(u32::MAX);
+    if shape.elements > max_nodes as usize {
+        return Err(xml_error(format!(
+            "document has more than {max_nodes} XML nodes"
+        )));
+    }
     let opts = ParsingOptions {
         allow_dtd: false,
-        nodes_limit: MAX_NODES,
+        nodes_limit: max_nodes,
     };
     let doc = Document::parse_with_options(text, opts).map_err(|e| {
         let reason = match e {
@@ -145,7 +211,7 @@ fn load(text: &str) -> Result<Document<'_>> {
                 "DTDs and entity declarations are not accepted in network XML".to_string()
             }
             roxmltree::Error::NodesLimitReached => {
-                format!("document has more than {MAX_NODES} XML nodes")
+                format!("document has more than {max_nodes} XML nodes")
             }
             other => format!("malformed XML: {other}"),
         };
@@ -154,16 +220,31 @@ fn load(text: &str) -> Result<Document<'_>> {
     Ok(doc)
 }
 
-/// True when element nesting in `xml` goes deeper than `max`. A linear scan over the tags that
-/// skips comments, processing instructions, CDATA and declarations, and quoted attribute
-/// values; anything it cannot make sense of is left to the XML parser to reject.
-pub(crate) fn nesting_depth_exceeds(xml: &[u8], max: usize) -> bool {
+/// What the pre-scan found out about a document's markup.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Shape {
+    /// Deepest element nesting.
+    pub max_depth: usize,
+    /// Start tags (elements).
+    pub elements: usize,
+    /// Attributes in all start tags.
+    pub attributes: usize,
+    /// Most attributes on one start tag.
+    pub max_element_attributes: usize,
+}
+
+/// A linear scan over the tags of `xml` that skips comments, processing instructions, CDATA
+/// and declarations, and quoted attribute values, counting nesting, elements and attributes
+/// (one per quoted value). It stops at the first thing it cannot make sense of, which the XML
+/// parser then rejects.
+pub(crate) fn scan(xml: &[u8]) -> Shape {
     let find = |from: usize, pat: &[u8]| {
         xml[from.min(xml.len())..]
             .windows(pat.len())
             .position(|w| w == pat)
             .map(|p| from + p + pat.len())
     };
+    let mut shape = Shape::default();
     let mut depth = 0usize;
     let mut i = 0;
     while let Some(off) = xml[i..].iter().position(|b| *b == b'<') {
@@ -184,9 +265,13 @@ pub(crate) fn nesting_depth_exceeds(xml: &[u8], max: usize) -> bool {
             // A start tag: find its end outside quoted attribute values.
             let mut j = i + 1;
             let mut quote = None;
+            let mut attributes = 0usize;
             while j < xml.len() {
                 match (quote, xml[j]) {
-                    (None, b'"' | b'\'') => quote = Some(xml[j]),
+                    (None, b'"' | b'\'') => {
+                        quote = Some(xml[j]);
+                        attributes += 1;
+                    }
                     (Some(q), c) if c == q => quote = None,
                     (None, b'>') => break,
                     _ => {}
@@ -194,22 +279,23 @@ pub(crate) fn nesting_depth_exceeds(xml: &[u8], max: usize) -> bool {
                 j += 1;
             }
             if j >= xml.len() {
-                return false;
+                return shape;
             }
+            shape.elements += 1;
+            shape.attributes += attributes;
+            shape.max_element_attributes = shape.max_element_attributes.max(attributes);
             if xml[j - 1] != b'/' {
                 depth += 1;
-                if depth > max {
-                    return true;
-                }
+                shape.max_depth = shape.max_depth.max(depth);
             }
             Some(j + 1)
         };
         match skip_to {
             Some(next) => i = next,
-            None => return false,
+            None => return shape,
         }
     }
-    false
+    shape
 }
 
 /// An element together with its field path, with strict accessors.

@@ -91,6 +91,28 @@ pub fn net_list(ctx: &Ctx, a: &NetListArgs) -> Result<(), Failure> {
         .list()
         .map_err(|e| Failure::with_context("Failed to list networks", &e))?;
     let nets = select(nets, &Filter::from_args(a));
+    print_list(ctx, a, &nets)?;
+    warn_unreadable(ctx);
+    Ok(())
+}
+
+/// Warns on stderr about stored records the daemon set aside as unreadable, so that stdout
+/// stays what scripts parse. A daemon without the resource (older) has nothing to report.
+fn warn_unreadable(ctx: &Ctx) {
+    let Ok(unreadable) = ctx.client.unreadable_networks() else {
+        return;
+    };
+    for u in unreadable {
+        ctx.warn(&format!(
+            "stored network '{}' cannot be read and was set aside (not started): {}; remove \
+             it with 'virtnet net-undefine {}'",
+            u.name, u.reason, u.name
+        ));
+    }
+}
+
+/// Prints the selected networks in the format asked for.
+fn print_list(ctx: &Ctx, a: &NetListArgs, nets: &[NetworkSummary]) -> Result<(), Failure> {
     if a.json {
         return ctx.json(&nets);
     }
@@ -109,7 +131,7 @@ pub fn net_list(ctx: &Ctx, a: &NetListArgs) -> Result<(), Failure> {
         header.push("Title");
     }
     let mut table = Table::new(header);
-    for n in &nets {
+    for n in nets {
         let mut cells = row(n).to_vec();
         if a.title {
             let detail = ctx
