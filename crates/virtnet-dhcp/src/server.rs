@@ -84,7 +84,7 @@ impl Probe for NoProbe {
 pub struct Request {
     /// The message.
     pub msg: Message,
-    /// The sender's bridge port (from the FDB).
+    /// The bridge port the request's frame came in on.
     pub port: PortId,
 }
 
