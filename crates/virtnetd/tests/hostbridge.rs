@@ -395,6 +395,10 @@ fn static_nic_is_bridged_while_reachable_and_unbridged_exactly() {
     assert_eq!(eth0["master"], "br0");
     let br0 = link_json(&host, "br0").expect("br0");
     assert_eq!(br0["address"], NIC_MAC);
+    assert_eq!(
+        br0["linkinfo"]["info_data"]["stp_state"], 0,
+        "--no-stp: {br0}"
+    );
     let routes = host.ip_ok(["route"]);
     assert!(
         routes.contains("default via 198.51.100.1 dev br0 proto static metric 100"),
@@ -610,6 +614,13 @@ fn ping_counts(log: &str) -> Option<(u32, u32)> {
 fn with_default_stp_bridging_loses_at_most_one_ping_and_stp_is_on() {
     let s = setup(true, false);
     let host = s.host().clone();
+    let plan = s
+        .daemon
+        .cli_ok(&["iface-bridge", "eth0", "br0", "--dry-run"]);
+    assert!(
+        plan.contains("turn STP on for br0 (eth0 keeps forwarding)"),
+        "{plan}"
+    );
     assert!(s.lan.ping(HOST_IP));
     let log = s.dir.path().join("ping.log");
     let ping = spawn_ping(&s.lan, HOST_IP, 200, &log);
