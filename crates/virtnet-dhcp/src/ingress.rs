@@ -30,7 +30,11 @@
 //! it is readable, and again before pairing a datagram (its frame was queued on the capture
 //! socket before the datagram reached the UDP socket, in the same softirq). A datagram with
 //! no capture (sent by the host itself, or its capture lost) is charged to the shared
-//! [`PortId::Unknown`] bucket.
+//! [`PortId::Unknown`] bucket and counted in [`crate::Stats::unknown_port`]. So is one that
+//! arrives in the first moments after the first timestamping socket of the host opens: the
+//! kernel turns arrival stamps on asynchronously (`net_enable_timestamp` defers to a work
+//! item), and a frame that arrived unstamped is stamped separately by each socket that reads
+//! it.
 
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
@@ -168,22 +172,24 @@ impl Ingress {
         let _ = guard.try_io(|_| lock(&self.shared).drain(now));
     }
 
-    /// The stamp of a datagram the UDP socket received at `ns` from `from` with `payload`.
-    pub(crate) fn stamp(&self, ns: u64, from: SocketAddrV4, payload: &[u8]) -> Stamp {
-        let c = lock(&self.shared);
-        Stamp {
-            ns,
-            digest: c.digest(from, payload),
-        }
-    }
-
-    /// The port of this server's bridge the datagram with `stamp` came in on;
-    /// [`PortId::Unknown`] when no frame of a port of the bridge has that stamp.
-    pub(crate) fn port_of(&self, stamp: Option<Stamp>, now: u64) -> PortId {
-        let Some(stamp) = stamp else {
+    /// The port of this server's bridge that the datagram `payload` from `from`, received by
+    /// the UDP socket at `stamp_ns`, came in on; [`PortId::Unknown`] when no frame captured on
+    /// a port of the bridge has its stamp (or the datagram has no stamp or sender).
+    pub(crate) fn port_of(
+        &self,
+        stamp_ns: Option<u64>,
+        from: Option<SocketAddrV4>,
+        payload: &[u8],
+        now: u64,
+    ) -> PortId {
+        let (Some(ns), Some(from)) = (stamp_ns, from) else {
             return PortId::Unknown;
         };
         let mut c = lock(&self.shared);
+        let stamp = Stamp {
+            ns,
+            digest: c.digest(from, payload),
+        };
         if !c.index.contains_key(&stamp) {
             let _ = c.drain(now);
         }

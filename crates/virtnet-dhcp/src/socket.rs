@@ -168,11 +168,7 @@ impl Loop {
                                 }
                             };
                             let Some(datagram) = buf.get(..r.len) else { continue };
-                            let stamp = match (r.stamp_ns, r.from) {
-                                (Some(ns), Some(from)) => Some(ingress.stamp(ns, from, datagram)),
-                                _ => None,
-                            };
-                            let port = ingress.port_of(stamp, t);
+                            let port = ingress.port_of(r.stamp_ns, r.from, datagram, t);
                             if let Some(req) = engine.accept_datagram(datagram, |_| port) {
                                 batch.push(req);
                             }
