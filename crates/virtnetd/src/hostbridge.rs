@@ -650,8 +650,14 @@ impl HostBridges {
             },
         )
         .map_err(host(format!("enslave {} to {}", nic.name, rec.bridge)))?;
-        if rec.stp {
-            start_stp(nl, index, &spec)?;
+        if rec.stp && start_stp(nl, index, &spec)? {
+            // A user-space STP daemon decides the port's state: the outage may be back.
+            let kernel = stp_warning(&rec.iface, &rec.bridge, rec.delay, false);
+            let user = stp_warning(&rec.iface, &rec.bridge, rec.delay, true);
+            match rec.warnings.iter_mut().find(|w| **w == kernel) {
+                Some(w) => *w = user,
+                None => rec.warnings.push(user),
+            }
         }
         for r in &nic.routes {
             ok_if_exists(nl.add_route_entry(&moved_route(r, index)))
@@ -1007,14 +1013,39 @@ fn restore(nl: &mut Netlink, rec: &Record, target: &NicSnapshot) -> Result<()> {
 /// `br_port_state_selection` → `br_make_forwarding` only moves ports that are blocking);
 /// STP then runs as asked: BPDUs are sent and received and a loop it detects is blocked.
 /// Ports added later (guests' taps) go through listening and learning as usual.
-fn start_stp(nl: &mut Netlink, index: u32, spec: &BridgeSpec) -> Result<()> {
+///
+/// Returns whether a user-space STP daemon took STP over (then the port's state is its
+/// decision, not the kernel's).
+fn start_stp(nl: &mut Netlink, index: u32, spec: &BridgeSpec) -> Result<bool> {
     let on = BridgeSpec {
         stp: true,
         ..spec.clone()
     };
     nl.update_bridge(index, &on)
         .map_err(host(format!("turn STP on for {}", spec.name)))?;
-    Ok(())
+    let link = nl
+        .link_by_index(index)
+        .map_err(host(format!("look up bridge {}", spec.name)))?;
+    Ok(link.and_then(|l| l.bridge).is_some_and(|b| b.user_stp))
+}
+
+/// What the output says about STP on the new bridge (`user`: run by a user-space daemon).
+fn stp_warning(iface: &str, bridge: &str, delay: u32, user: bool) -> String {
+    let wait = 2 * delay.clamp(2, 30);
+    if user {
+        format!(
+            "STP is on and run by a user-space daemon (the kernel handed it to \
+             /sbin/bridge-stp): it may hold {iface} in listening and learning for up to \
+             {wait} s, cutting the host off the LAN meanwhile; --no-stp avoids it"
+        )
+    } else {
+        format!(
+            "STP is on: {iface} was enslaved before STP was turned on, so it forwarded at once \
+             (no outage); ports added to {bridge} later (guests) wait {wait} s in listening \
+             and learning before they forward, and a loop through {iface} is blocked once STP \
+             sees it; --no-stp turns STP off"
+        )
+    }
 }
 
 fn plan_steps(req: &HostBridgeRequest, nic: &NicSnapshot) -> Vec<String> {
@@ -1084,15 +1115,7 @@ fn warnings(req: &HostBridgeRequest, nic: &NicSnapshot, dhcp: bool) -> Vec<Strin
         ));
     }
     if req.stp {
-        w.push(format!(
-            "STP is on: {iface} was enslaved before STP was turned on, so it forwarded at once \
-             (no outage); ports added to {br} later (guests) wait {} s in listening and \
-             learning before they forward, and a loop through {iface} is blocked once STP sees \
-             it; --no-stp turns STP off",
-            2 * req.delay.clamp(2, 30),
-            iface = req.iface,
-            br = req.bridge,
-        ));
+        w.push(stp_warning(&req.iface, &req.bridge, req.delay, false));
     }
     w
 }
