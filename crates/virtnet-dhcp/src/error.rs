@@ -29,7 +29,7 @@ pub enum DhcpError {
         /// What the kernel said.
         source: io::Error,
     },
-    /// Opening the rtnetlink socket (FDB and neighbour lookups) failed.
+    /// Opening the rtnetlink socket (link and neighbour lookups) failed.
     #[error("DHCP server on {bridge}: {op}: {source}")]
     Netlink {
         /// The bridge.

@@ -35,11 +35,14 @@
 //! conflicts are skipped per pick.
 //!
 //! ## Flood protection: per-port limits
-//! Every message is charged to the bridge port its client's MAC was learned on: the bridge
-//! learned the frame's source MAC on ingress before the packet reached the server, so
-//! `RTM_GETNEIGH` on the bridge FDB (`AF_BRIDGE`, `NDA_LLADDR`, `NDA_MASTER`: what
-//! `bridge fdb get` does) names the port. Answers are cached for 10 s (at most 4096 MACs). Per
-//! port ([`Limits`], defaults in [`Limits::default`]):
+//! Every message is charged to the bridge port its frame came in on, taken from the frame
+//! itself: neither `chaddr` nor the Ethernet source, which a guest can forge (charging the
+//! port where `chaddr` was learned let a guest flooding DISCOVERs with a neighbour's MAC
+//! empty the neighbour's bucket). A capture socket sees each DHCP frame on the port it enters,
+//! with the kernel's receive timestamp, which the UDP socket reports too; the datagram is
+//! paired with the frame of the same stamp, source and payload (`ingress.rs` explains why the
+//! bridge itself cannot tell, and what pairing costs). Per port ([`Limits`], defaults in
+//! [`Limits::default`]):
 //!
 //! - a token bucket on messages: 20/s, burst 40; excess is dropped and counted in
 //!   [`Stats::rate_limited`]. A normal exchange is 2–4 messages with retries seconds apart, so
@@ -49,8 +52,8 @@
 //!   one, and a guest flooding DISCOVERs with random MACs takes at most 8 addresses, not the
 //!   pool. Offers reserve an address for only [`OFFER_SECS`] (30 s).
 //!
-//! MACs the FDB does not know (a forged `chaddr` that was never a frame's source) share one
-//! "unknown port" bucket with the same limits.
+//! Datagrams with no port (sent by the host itself, or whose frame's capture was lost) share
+//! one "unknown port" bucket with the same limits.
 //!
 //! ## Hostile input
 //! Anything that does not decode is dropped and counted in [`Stats::malformed`]; BOOTREPLYs,
@@ -72,6 +75,7 @@
 
 mod config;
 mod error;
+mod ingress;
 mod lease;
 mod netlink;
 mod pool;
@@ -113,8 +117,9 @@ impl DhcpServer {
     /// Synchronous; must be called inside a tokio runtime context (uses Handle::current() to
     /// spawn its task).
     ///
-    /// Opens the socket (0.0.0.0:67 bound to `bridge`) and two rtnetlink sockets in the calling
-    /// thread's network namespace, loads `leases` (expired ones are reported as
+    /// Opens the socket (0.0.0.0:67 bound to `bridge`), an rtnetlink socket and (once per
+    /// namespace and process) the ingress capture socket in the calling thread's network
+    /// namespace, loads `leases` (expired ones are reported as
     /// [`LeaseChange::Expired`] at once), and serves until [`DhcpServer::stop`] or drop.
     pub fn start(
         config: DhcpConfig,
@@ -146,15 +151,21 @@ impl DhcpServer {
             nl: netlink::Neigh::open().map_err(nl_err)?,
             bridge: ifindex,
         };
-        let ports = socket::PortCache::new(netlink::Neigh::open().map_err(nl_err)?, ifindex);
         let std_sock = socket::bind(bridge)?;
-        let sock = {
+        let (sock, ingress) = {
             let _guard = handle.enter();
-            tokio::net::UdpSocket::from_std(std_sock).map_err(|source| DhcpError::Socket {
+            let sock =
+                tokio::net::UdpSocket::from_std(std_sock).map_err(|source| DhcpError::Socket {
+                    bridge: bridge.to_string(),
+                    op: "register with tokio",
+                    source,
+                })?;
+            let ingress = ingress::Ingress::open(ifindex).map_err(|source| DhcpError::Socket {
                 bridge: bridge.to_string(),
-                op: "register with tokio",
+                op: "open the ingress capture (AF_PACKET, ETH_P_ALL)",
                 source,
-            })?
+            })?;
+            (sock, ingress)
         };
         let network = config.network.clone();
         let mut engine = Engine::new(config, leases, sink, Box::new(probe));
@@ -167,7 +178,7 @@ impl DhcpServer {
             socket::Loop {
                 sock,
                 engine: engine.clone(),
-                ports,
+                ingress,
                 stop: stop_rx,
                 sweep: sweep.clone(),
                 bridge: bridge.to_string(),

@@ -1,7 +1,7 @@
 //! Two rtnetlink questions, asked synchronously (one request, one answer, microseconds):
 //!
-//! - which bridge port a MAC was learned on (`RTM_GETNEIGH`, `AF_BRIDGE`, `NDA_LLADDR` +
-//!   `NDA_MASTER`: what `bridge fdb get` does);
+//! - which bridge an interface is a port of (`RTM_GETLINK`, `IFLA_MASTER`: `ip link show`),
+//!   for the ingress port of a DHCP frame (`ingress.rs`);
 //! - which MAC the bridge's neighbour table has for an IPv4 address (`RTM_GETNEIGH`,
 //!   `AF_INET`, `NDA_DST`: `ip neigh get`).
 
@@ -10,6 +10,7 @@ use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
 
 use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_REQUEST};
+use netlink_packet_route::link::{LinkAttribute, LinkMessage};
 use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState,
 };
@@ -60,13 +61,10 @@ impl Neigh {
     }
 
     /// Sends one get request; the kernel's answer, or `None` when it has no such entry.
-    fn get(&mut self, msg: NeighbourMessage) -> io::Result<Option<NeighbourMessage>> {
+    fn get(&mut self, msg: RouteNetlinkMessage) -> io::Result<Option<RouteNetlinkMessage>> {
         self.seq = self.seq.wrapping_add(1).max(1);
         let seq = self.seq;
-        let mut nl = NetlinkMessage::new(
-            NetlinkHeader::default(),
-            NetlinkPayload::from(RouteNetlinkMessage::GetNeighbour(msg)),
-        );
+        let mut nl = NetlinkMessage::new(NetlinkHeader::default(), NetlinkPayload::from(msg));
         nl.header.flags = NLM_F_REQUEST;
         nl.header.sequence_number = seq;
         nl.finalize();
@@ -110,15 +108,13 @@ impl Neigh {
                     continue;
                 }
                 match msg.payload {
-                    NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewNeighbour(m)) => {
-                        return Ok(Some(m))
-                    }
+                    NetlinkPayload::InnerMessage(m) => return Ok(Some(m)),
                     NetlinkPayload::Error(e) => {
                         return match e.code {
                             None => Ok(None),
                             Some(_) => {
                                 let err = e.to_io();
-                                if err.raw_os_error() == Some(libc::ENOENT) {
+                                if matches!(err.raw_os_error(), Some(libc::ENOENT | libc::ENODEV)) {
                                     Ok(None)
                                 } else {
                                     Err(err)
@@ -133,14 +129,19 @@ impl Neigh {
         }
     }
 
-    /// The port (ifindex) of bridge `bridge` on which `mac` was learned, if the FDB has it.
-    pub(crate) fn fdb_port(&mut self, bridge: u32, mac: &[u8; 6]) -> io::Result<Option<u32>> {
-        let mut m = NeighbourMessage::default();
-        m.header.family = AddressFamily::Bridge;
-        m.attributes
-            .push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
-        m.attributes.push(NeighbourAttribute::Controller(bridge));
-        Ok(self.get(m)?.map(|r| r.header.ifindex))
+    /// The bridge (ifindex) that link `ifindex` is a port of; `None` when it has no master
+    /// or does not exist.
+    pub(crate) fn link_master(&mut self, ifindex: u32) -> io::Result<Option<u32>> {
+        let mut m = LinkMessage::default();
+        m.header.index = ifindex;
+        let Some(RouteNetlinkMessage::NewLink(r)) = self.get(RouteNetlinkMessage::GetLink(m))?
+        else {
+            return Ok(None);
+        };
+        Ok(r.attributes.into_iter().find_map(|a| match a {
+            LinkAttribute::Controller(master) => Some(master),
+            _ => None,
+        }))
     }
 
     /// The MAC the neighbour table of `ifindex` holds for `ip`, when the entry is live
@@ -155,7 +156,9 @@ impl Neigh {
         m.header.ifindex = ifindex;
         m.attributes
             .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)));
-        let Some(r) = self.get(m)? else {
+        let Some(RouteNetlinkMessage::NewNeighbour(r)) =
+            self.get(RouteNetlinkMessage::GetNeighbour(m))?
+        else {
             return Ok(None);
         };
         if !matches!(
@@ -206,9 +209,9 @@ mod tests {
         unsafe { libc::if_nametoindex(c.as_ptr()) }
     }
 
-    /// The FDB and neighbour lookups against a real bridge in a namespace (root only).
+    /// The master and neighbour lookups against a real bridge in a namespace (root only).
     #[test]
-    fn fdb_and_neighbour_lookups() {
+    fn master_and_neighbour_lookups() {
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
             eprintln!("skipped: needs root");
@@ -243,8 +246,9 @@ mod tests {
             assert!(br != 0 && port != 0);
             let mut nl = Neigh::open().unwrap();
             let mac = [0x52, 0x54, 0, 0, 0, 0x77];
-            assert_eq!(nl.fdb_port(br, &mac).unwrap(), Some(port));
-            assert_eq!(nl.fdb_port(br, &[2, 9, 9, 9, 9, 9]).unwrap(), None);
+            assert_eq!(nl.link_master(port).unwrap(), Some(br));
+            assert_eq!(nl.link_master(br).unwrap(), None);
+            assert_eq!(nl.link_master(99_999).unwrap(), None);
             assert_eq!(
                 nl.neighbour_mac(br, Ipv4Addr::new(10, 78, 0, 7)).unwrap(),
                 Some(mac.to_vec())

@@ -2,12 +2,13 @@
 
 use std::collections::HashMap;
 
-/// The bridge port a message came in on, as far as the FDB knows.
+/// The bridge port a message came in on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum PortId {
-    /// The bridge port (interface index) the client's MAC was learned on.
+    /// The bridge port (interface index) the message's frame was received on.
     Port(u32),
-    /// The FDB does not know the MAC: all such clients share one bucket and one cap.
+    /// No port is known for the message (sent by the host itself, or its frame's capture was
+    /// lost): all such messages share one bucket and one cap.
     Unknown,
 }
 

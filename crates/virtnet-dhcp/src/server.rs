@@ -49,6 +49,9 @@ pub struct Stats {
     pub malformed: u64,
     /// Messages dropped by a port's rate limit.
     pub rate_limited: u64,
+    /// Datagrams whose ingress port was not found (the host's own, or their frame's capture
+    /// was lost), charged to the shared unknown-port bucket.
+    pub unknown_port: u64,
     /// OFFERs sent.
     pub offers: u64,
     /// ACKs sent (including INFORM's and rapid commit's).
@@ -84,7 +87,7 @@ impl Probe for NoProbe {
 pub struct Request {
     /// The message.
     pub msg: Message,
-    /// The sender's bridge port (from the FDB).
+    /// The bridge port the request's frame came in on.
     pub port: PortId,
 }
 
@@ -254,6 +257,9 @@ impl Engine {
         };
         let mac = client_mac(&msg)?;
         let port = port_of(&mac);
+        if port == PortId::Unknown {
+            self.stats.unknown_port += 1;
+        }
         Some(Request { msg, port })
     }
 

@@ -1,18 +1,18 @@
-//! The network side: one UDP socket on port 67 bound to the bridge, the receive loop, the
-//! FDB port cache and the periodic expiry sweep.
+//! The network side: one UDP socket on port 67 bound to the bridge, the receive loop (each
+//! datagram paired with its ingress port by `ingress.rs`) and the periodic expiry sweep.
 
-use std::collections::HashMap;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::{oneshot, Notify};
 
 use crate::error::DhcpError;
-use crate::netlink::Neigh;
-use crate::ratelimit::PortId;
+use crate::ingress::{recv_stamped, Ingress};
 use crate::reply::Destination;
 use crate::server::Engine;
 
@@ -22,10 +22,6 @@ pub const SERVER_PORT: u16 = 67;
 pub const CLIENT_PORT: u16 = 68;
 /// How often expired leases are swept.
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
-/// How long a MAC → port answer from the FDB is reused.
-const PORT_CACHE_SECS: u64 = 10;
-/// At most this many MACs are cached (a flood of random MACs cannot grow it further).
-const PORT_CACHE_MAX: usize = 4096;
 /// At most this many datagrams already queued on the socket are served as one batch (one
 /// store commit for their leases).
 pub const MAX_BATCH: usize = 64;
@@ -49,8 +45,9 @@ pub(crate) fn lock(m: &Mutex<Engine>) -> MutexGuard<'_, Engine> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Opens 0.0.0.0:67 bound to `bridge` (SO_BINDTODEVICE), with SO_REUSEADDR and SO_BROADCAST,
-/// and a receive buffer of [`RCVBUF`] (SO_RCVBUFFORCE when permitted, else SO_RCVBUF, which
+/// Opens 0.0.0.0:67 bound to `bridge` (SO_BINDTODEVICE), with SO_REUSEADDR, SO_BROADCAST and
+/// SO_TIMESTAMPNS (the kernel's receive time pairs a datagram with its frame), and a receive
+/// buffer of [`RCVBUF`] (SO_RCVBUFFORCE when permitted, else SO_RCVBUF, which
 /// the kernel caps at `net.core.rmem_max`). Several networks bind port 67 this way in one
 /// namespace, each on its own bridge.
 pub fn bind(bridge: &str) -> Result<std::net::UdpSocket, DhcpError> {
@@ -67,6 +64,20 @@ pub fn bind(bridge: &str) -> Result<std::net::UdpSocket, DhcpError> {
         .map_err(err("setsockopt(SO_BROADCAST)"))?;
     s.bind_device(Some(bridge.as_bytes()))
         .map_err(err("setsockopt(SO_BINDTODEVICE)"))?;
+    let on: libc::c_int = 1;
+    // SAFETY: setsockopt on our own descriptor with a valid c_int of the right size.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(err("setsockopt(SO_TIMESTAMPNS)")(io::Error::last_os_error()));
+    }
     set_rcvbuf(&s, RCVBUF);
     s.set_nonblocking(true).map_err(err("fcntl(O_NONBLOCK)"))?;
     let addr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, SERVER_PORT));
@@ -96,53 +107,11 @@ pub fn set_rcvbuf(s: &socket2::Socket, bytes: usize) {
     }
 }
 
-/// MAC → bridge port, from the FDB, cached briefly.
-#[derive(Debug)]
-pub(crate) struct PortCache {
-    nl: Neigh,
-    bridge: u32,
-    map: HashMap<[u8; 6], (PortId, u64)>,
-}
-
-impl PortCache {
-    pub(crate) fn new(nl: Neigh, bridge: u32) -> PortCache {
-        PortCache {
-            nl,
-            bridge,
-            map: HashMap::new(),
-        }
-    }
-
-    pub(crate) fn lookup(&mut self, mac: &[u8; 6], now: u64) -> PortId {
-        if let Some(&(port, until)) = self.map.get(mac) {
-            if until > now {
-                return port;
-            }
-        }
-        let port = match self.nl.fdb_port(self.bridge, mac) {
-            Ok(Some(ifindex)) => PortId::Port(ifindex),
-            Ok(None) => PortId::Unknown,
-            Err(e) => {
-                tracing::debug!(error = %e, "FDB lookup failed");
-                PortId::Unknown
-            }
-        };
-        if self.map.len() >= PORT_CACHE_MAX {
-            self.map.retain(|_, (_, until)| *until > now);
-            if self.map.len() >= PORT_CACHE_MAX {
-                self.map.clear();
-            }
-        }
-        self.map.insert(*mac, (port, now + PORT_CACHE_SECS));
-        port
-    }
-}
-
 /// What the loop needs.
 pub(crate) struct Loop {
     pub(crate) sock: UdpSocket,
     pub(crate) engine: Arc<Mutex<Engine>>,
-    pub(crate) ports: PortCache,
+    pub(crate) ingress: Ingress,
     pub(crate) stop: oneshot::Receiver<()>,
     pub(crate) sweep: Arc<Notify>,
     pub(crate) bridge: String,
@@ -155,7 +124,7 @@ impl Loop {
         let Loop {
             sock,
             engine,
-            mut ports,
+            ingress,
             mut stop,
             sweep,
             bridge,
@@ -167,44 +136,41 @@ impl Loop {
         loop {
             tokio::select! {
                 _ = &mut stop => break,
-                _ = tick.tick() => { lock(&engine).sweep(now()); }
+                _ = tick.tick() => {
+                    lock(&engine).sweep(now());
+                    ingress.sweep(now());
+                }
                 _ = sweep.notified() => { lock(&engine).sweep(now()); }
-                r = sock.recv_from(&mut buf) => {
-                    let n = match r {
-                        Ok((n, _from)) => n,
-                        Err(e) => {
-                            tracing::warn!(%bridge, error = %e, "DHCP receive failed; continuing");
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                            continue;
-                        }
-                    };
+                _ = ingress.drain_when_readable(now()) => {}
+                r = sock.readable() => {
+                    if let Err(e) = r {
+                        tracing::warn!(%bridge, error = %e, "DHCP receive failed; continuing");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
                     let t = now();
-                    // Group commit: this datagram and whatever else is already queued (no
-                    // waiting for more), served as one batch with one store commit; the
-                    // replies leave after it.
+                    // Group commit: the datagrams already queued (up to MAX_BATCH, no waiting
+                    // for more), each charged to its ingress port, served as one batch with
+                    // one store commit; the replies leave after it.
                     let replies = {
                         let mut engine = lock(&engine);
                         let mut batch = Vec::new();
-                        let mut accept = |engine: &mut Engine, bytes: &[u8]| {
-                            if let Some(req) = engine.accept_datagram(bytes, |mac| ports.lookup(mac, t)) {
-                                batch.push(req);
-                            }
-                        };
-                        if let Some(datagram) = buf.get(..n) {
-                            accept(&mut engine, datagram);
-                        }
-                        for _ in 1..MAX_BATCH {
-                            match sock.try_recv_from(&mut buf) {
-                                Ok((n, _from)) => {
-                                    if let Some(datagram) = buf.get(..n) {
-                                        accept(&mut engine, datagram);
-                                    }
-                                }
+                        for _ in 0..MAX_BATCH {
+                            let got = sock.try_io(Interest::READABLE, || {
+                                recv_stamped(sock.as_raw_fd(), &mut buf)
+                            });
+                            let r = match got {
+                                Ok(r) => r,
                                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                                 Err(e) => {
                                     tracing::warn!(%bridge, error = %e, "DHCP receive failed; continuing");
                                     break;
                                 }
+                            };
+                            let Some(datagram) = buf.get(..r.len) else { continue };
+                            let port = ingress.port_of(r.stamp_ns, r.from, datagram, t);
+                            if let Some(req) = engine.accept_datagram(datagram, |_| port) {
+                                batch.push(req);
                             }
                         }
                         if batch.is_empty() {

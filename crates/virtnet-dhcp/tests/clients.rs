@@ -617,3 +617,267 @@ fn bursts_of_256_queued_at_once_are_not_dropped() {
         assert_eq!(st.rate_limited, 0, "{st:?}");
     });
 }
+
+const GUEST_A: [u8; 6] = [0x52, 0x54, 0, 0x12, 0x34, 0x0a];
+const GUEST_B: [u8; 6] = [0x52, 0x54, 0, 0x12, 0x34, 0x0b];
+
+fn mac_text(m: [u8; 6]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// A DISCOVER from the client with MAC `chaddr` (no client identifier: the server knows it
+/// by `chaddr`), transaction `xid`, asking for a broadcast answer.
+fn discover_for(chaddr: [u8; 6], xid: u32) -> Vec<u8> {
+    use dhcproto::v4::{DhcpOption, Flags, HType, Message, MessageType, Opcode};
+    use dhcproto::{Encodable, Encoder};
+    let mut m = Message::default();
+    m.set_opcode(Opcode::BootRequest)
+        .set_htype(HType::Eth)
+        .set_xid(xid)
+        .set_flags(Flags::default().set_broadcast())
+        .set_chaddr(&chaddr);
+    m.opts_mut()
+        .insert(DhcpOption::MessageType(MessageType::Discover));
+    let mut buf = Vec::new();
+    m.encode(&mut Encoder::new(&mut buf)).unwrap();
+    buf
+}
+
+/// An Ethernet frame from `eth_src` to the broadcast address carrying `payload` in UDP
+/// 0.0.0.0:68 → 255.255.255.255:67 (IP header checksummed, no UDP checksum).
+fn dhcp_frame(eth_src: [u8; 6], payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![0xff; 6];
+    f.extend_from_slice(&eth_src);
+    f.extend_from_slice(&[0x08, 0x00]);
+    let total = (28 + payload.len()) as u16;
+    let mut ip = vec![0x45, 0];
+    ip.extend_from_slice(&total.to_be_bytes());
+    ip.extend_from_slice(&[0, 0, 0, 0, 64, 17, 0, 0, 0, 0, 0, 0, 255, 255, 255, 255]);
+    let sum = ip
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+        .sum::<u32>();
+    let sum = (sum & 0xffff) + (sum >> 16);
+    let sum = !(((sum & 0xffff) + (sum >> 16)) as u16);
+    ip[10..12].copy_from_slice(&sum.to_be_bytes());
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&68u16.to_be_bytes());
+    f.extend_from_slice(&67u16.to_be_bytes());
+    f.extend_from_slice(&(8 + payload.len() as u16).to_be_bytes());
+    f.extend_from_slice(&[0, 0]);
+    f.extend_from_slice(payload);
+    f
+}
+
+/// A raw packet socket on this thread's namespace's `eth0`, for frames with any source.
+fn raw_eth0() -> std::os::fd::OwnedFd {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let name = std::ffi::CString::new("eth0").unwrap();
+    // SAFETY: a valid NUL-terminated name.
+    let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    assert_ne!(ifindex, 0, "no eth0");
+    // SAFETY: socket(2) with constant arguments; checked below.
+    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
+    assert!(fd >= 0, "AF_PACKET: {}", std::io::Error::last_os_error());
+    // SAFETY: the descriptor was just opened and is owned here.
+    let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    // SAFETY: all-zero is a valid sockaddr_ll; the fields that matter are set.
+    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    sll.sll_family = libc::AF_PACKET as u16;
+    sll.sll_protocol = (libc::ETH_P_IP as u16).to_be();
+    sll.sll_ifindex = ifindex as i32;
+    // SAFETY: bind with a sockaddr_ll of the right size.
+    let rc = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&sll as *const libc::sockaddr_ll).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
+    fd
+}
+
+/// How the attacker in [`a_guest_flooding_with_a_neighbours_chaddr_does_not_starve_it`]
+/// sends: its own frames, or frames with the neighbour's MAC as Ethernet source too.
+const FLOOD_UDP: u8 = 0;
+const FLOOD_SPOOFED_SOURCE: u8 = 1;
+const FLOOD_STOP: u8 = 2;
+
+/// Sends DISCOVERs with `victim` as chaddr from this thread's namespace, about 250 a second
+/// (over ten times a port's 20/s), as `mode` says, until it says [`FLOOD_STOP`].
+fn flood(victim: [u8; 6], mode: &std::sync::atomic::AtomicU8) -> u32 {
+    use std::os::fd::AsRawFd;
+    use std::sync::atomic::Ordering;
+    let udp = broadcaster();
+    let raw = raw_eth0();
+    let to: socket2::SockAddr = std::net::SocketAddr::from((Ipv4Addr::BROADCAST, 67)).into();
+    let mut sent = 0u32;
+    loop {
+        let m = mode.load(Ordering::Relaxed);
+        if m == FLOOD_STOP {
+            return sent;
+        }
+        let msg = discover_for(victim, 0x0a00_0000 | sent);
+        if m == FLOOD_UDP {
+            let _ = udp.send_to(&msg, &to);
+        } else {
+            let f = dhcp_frame(victim, &msg);
+            // SAFETY: send(2) of a live buffer on our own socket.
+            unsafe { libc::send(raw.as_raw_fd(), f.as_ptr().cast(), f.len(), 0) };
+        }
+        sent += 1;
+        std::thread::sleep(Duration::from_millis(4));
+    }
+}
+
+/// Sends `n` DISCOVERs from this namespace's eth0 (xids `base`..), 100 ms apart (10/s: within
+/// a port's own limit), and counts the OFFERs for them that arrive within `patience` of the
+/// last.
+fn discovers_answered(chaddr: [u8; 6], base: u32, n: u32, patience: Duration) -> u32 {
+    let sock = broadcaster();
+    sock.set_read_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
+    let to: socket2::SockAddr = std::net::SocketAddr::from((Ipv4Addr::BROADCAST, 67)).into();
+    let mut answered = std::collections::HashSet::new();
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 1500];
+    let mut read = |answered: &mut std::collections::HashSet<u32>| {
+        while let Ok(len) = sock.recv(&mut buf) {
+            // SAFETY: recv initialised the first `len` bytes.
+            let b: Vec<u8> = buf[..len]
+                .iter()
+                .map(|x| unsafe { x.assume_init() })
+                .collect();
+            if len >= 240 && b[0] == 2 && b[28..34] == chaddr {
+                let xid = u32::from_be_bytes([b[4], b[5], b[6], b[7]]);
+                if xid.wrapping_sub(base) < n {
+                    answered.insert(xid);
+                }
+            }
+        }
+    };
+    for i in 0..n {
+        sock.send_to(&discover_for(chaddr, base + i), &to).unwrap();
+        let next = Instant::now() + Duration::from_millis(100);
+        while Instant::now() < next {
+            read(&mut answered);
+        }
+    }
+    let deadline = Instant::now() + patience;
+    while (answered.len() as u32) < n && Instant::now() < deadline {
+        read(&mut answered);
+    }
+    answered.len() as u32
+}
+
+/// Issue 11, finding 6: the per-port rate limit was charged to the port where the DHCP
+/// `chaddr` had been learned, so guest A flooding DISCOVERs with guest B's MAC as `chaddr`
+/// emptied B's bucket: 8 of B's 20 DISCOVERs went unanswered. Now every datagram is charged
+/// to the port its frame came in on: A's flood (from A's own MAC, then with B's MAC as the
+/// Ethernet source too) empties only A's bucket, B's 20 DISCOVERs are all answered and B's
+/// udhcpc gets its lease while A floods.
+#[test]
+fn a_guest_flooding_with_a_neighbours_chaddr_does_not_starve_it() {
+    use std::sync::atomic::{AtomicU8, Ordering};
+    require_root!();
+    let host = Netns::new("dhcpf");
+    bridge(&host, "brf", 11);
+    let a = guest(&host, "brf", "vpfa", &mac_text(GUEST_A));
+    let b = guest(&host, "brf", "vpfb", &mac_text(GUEST_B));
+    let tmp = tempfile::tempdir().unwrap();
+    let script = tmp.path().join("udhcpc.sh");
+    let log = tmp.path().join("udhcpc.log");
+    write_script(&script, UDHCPC_SCRIPT);
+    let mut cfg = config("flood", 11);
+    cfg.hosts.clear();
+    assert!(cfg.limits.requests_per_port_per_sec <= 20 && cfg.limits.burst <= 40);
+    let sink: Arc<dyn LeaseSink> = Arc::new(Sink::default());
+    host.in_ns(|| {
+        let rt = runtime();
+        let _enter = rt.enter();
+        let server = DhcpServer::start(cfg, "brf", vec![], sink).expect("start");
+        // B has talked on its port (the bridge has learned its MAC there).
+        // B talks on its port (the bridge learns its MAC there) and is answered. Retried: a
+        // port only forwards once the kernel has seen its carrier (linkwatch, asynchronous).
+        let warm = (0..20).find(|i| {
+            b.in_ns(|| discovers_answered(GUEST_B, 0x0b00_0000 + i, 1, Duration::from_secs(1))) == 1
+        });
+        assert!(warm.is_some(), "B never got an OFFER: {:?}", server.stats());
+        let unknown_before = server.stats().unknown_port;
+        let mode = AtomicU8::new(FLOOD_UDP);
+        std::thread::scope(|s| {
+            let flooder = s.spawn(|| a.in_ns(|| flood(GUEST_B, &mode)));
+            let stop = || mode.store(FLOOD_STOP, Ordering::Relaxed);
+            // The flood runs into a port's limit.
+            let limited = |over: u64| {
+                let deadline = Instant::now() + Duration::from_secs(20);
+                while server.stats().rate_limited <= over && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                server.stats().rate_limited
+            };
+            let first = limited(0);
+            // 1. The finding as reported: A's own frames, B's MAC as chaddr.
+            let got =
+                b.in_ns(|| discovers_answered(GUEST_B, 0x0b10_0000, 20, Duration::from_secs(10)));
+            // B's real client gets its lease meanwhile.
+            let out = b
+                .command([
+                    "busybox",
+                    "udhcpc",
+                    "-i",
+                    "eth0",
+                    "-q",
+                    "-n",
+                    "-t",
+                    "6",
+                    "-T",
+                    "1",
+                    "-s",
+                    script.to_str().unwrap(),
+                ])
+                .env("LOG", &log)
+                .output()
+                .expect("run udhcpc");
+            // 2. A also forges B's MAC as the frames' Ethernet source.
+            mode.store(FLOOD_SPOOFED_SOURCE, Ordering::Relaxed);
+            limited(server.stats().rate_limited + 40);
+            let got_spoofed =
+                b.in_ns(|| discovers_answered(GUEST_B, 0x0b20_0000, 20, Duration::from_secs(10)));
+            stop();
+            let sent = flooder.join().unwrap();
+            let st = server.stats();
+            eprintln!(
+                "A sent {sent} DISCOVERs with B's chaddr ({first} limited when B started); B: \
+                 {got}/20 answered, then {got_spoofed}/20 with a forged source; {st:?}"
+            );
+            assert!(first > 0, "the flood never reached a limit: {st:?}");
+            assert_eq!(got, 20, "B's DISCOVERs answered during A's flood: {st:?}");
+            assert!(
+                out.status.success(),
+                "B's udhcpc got no lease during A's flood: {}{}; {st:?}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(
+                server.leases().iter().any(|l| l.mac == GUEST_B),
+                "{:?}",
+                server.leases()
+            );
+            assert_eq!(
+                got_spoofed, 20,
+                "B's DISCOVERs answered while A forged B's Ethernet source: {st:?}"
+            );
+            // The flood was limited: A's port got at most its burst plus its rate.
+            assert!(st.rate_limited > u64::from(sent) / 2, "{st:?}");
+            // Every datagram of the flood phases was paired with the frame it came in (the
+            // kernel only stamps frames on arrival shortly after the first socket asks for
+            // timestamps, so one warm-up datagram may have had no pair).
+            assert_eq!(st.unknown_port, unknown_before, "{st:?}");
+        });
+        rt.block_on(async { drop(server) });
+    });
+}

@@ -198,7 +198,9 @@ pub struct IfaceBridgeArgs {
     pub iface: String,
     /// New bridge device name.
     pub bridge: String,
-    /// Do not enable STP for this bridge.
+    /// Do not enable STP for this bridge. Without it STP is on, but only turned on once
+    /// the interface is a port, so the interface keeps forwarding (no outage); ports added
+    /// later wait out the forward delay twice.
     #[arg(long = "no-stp")]
     pub no_stp: bool,
     /// Number of seconds to squelch traffic on newly connected ports.

@@ -10,16 +10,20 @@
 //!    through it (all tables but `local`; not the `proto kernel` ones, which follow the
 //!    addresses), MTU, MAC, up state; record it (phase `applying`);
 //! 2. create BRIDGE with IFACE's MAC (neighbours' ARP caches and the DHCP server's lease stay
-//!    valid) and MTU, STP and forward delay as asked, up, marked with the alias
+//!    valid) and MTU, forward delay as asked and STP off, up, marked with the alias
 //!    `virtnet-hostbridge:IFACE`;
 //! 3. add IFACE's addresses to BRIDGE (IPv6 without DAD: the address is already ours);
-//! 4. enslave IFACE;
+//! 4. enslave IFACE (its port forwards at once: STP is off), then turn STP on when asked
+//!    (the default): a forwarding port stays forwarding, so the host never drops off its LAN
+//!    (with STP on at enslaving, the port spent 2 × the forward delay, at least 4 s, in
+//!    listening and learning);
 //! 5. move each route: add it on BRIDGE (`NLM_F_APPEND`), then delete it from IFACE;
 //! 6. delete the addresses from IFACE (secondaries first);
 //! 7. check (phase `checking`): the default route's gateway, or `--check ADDR`, must answer
 //!    an ICMP echo sent on BRIDGE, or — for an on-link target — be resolved in BRIDGE's
-//!    neighbour table (ARP/NDP), within [`CHECK_TIME`] plus twice the forward delay when STP
-//!    runs (the port only forwards after listening and learning). Else roll back;
+//!    neighbour table (ARP/NDP), within [`CHECK_TIME`], plus twice the forward delay when STP
+//!    runs (a user-space STP daemon such as mstpd, which the kernel hands STP to in the root
+//!    namespace, may still take the port through listening and learning). Else roll back;
 //! 8. with a confirmation timeout, wait for `iface-confirm` (phase `awaiting-confirm`, the
 //!    deadline stored; a daemon task rolls back when it passes, also after a restart); else
 //!    `active`.
@@ -623,7 +627,9 @@ impl HostBridges {
             mac: nic.mac,
             mtu: Some(nic.mtu),
             alias: format!("{HOSTBRIDGE_ALIAS_PREFIX}{}", nic.name),
-            stp: rec.stp,
+            // STP off while the NIC is enslaved, so its port forwards at once; turned on
+            // below (see `start_stp`).
+            stp: false,
             forward_delay_cs: rec.delay * 100,
             group: 0,
         };
@@ -644,6 +650,15 @@ impl HostBridges {
             },
         )
         .map_err(host(format!("enslave {} to {}", nic.name, rec.bridge)))?;
+        if rec.stp && start_stp(nl, index, &spec)? {
+            // A user-space STP daemon decides the port's state: the outage may be back.
+            let kernel = stp_warning(&rec.iface, &rec.bridge, rec.delay, false);
+            let user = stp_warning(&rec.iface, &rec.bridge, rec.delay, true);
+            match rec.warnings.iter_mut().find(|w| **w == kernel) {
+                Some(w) => *w = user,
+                None => rec.warnings.push(user),
+            }
+        }
         for r in &nic.routes {
             ok_if_exists(nl.add_route_entry(&moved_route(r, index)))
                 .map_err(host("add route to the bridge"))?;
@@ -989,13 +1004,56 @@ fn restore(nl: &mut Netlink, rec: &Record, target: &NicSnapshot) -> Result<()> {
     Ok(())
 }
 
+/// Turns STP on for the bridge `index` (`spec` with STP) once the NIC is its port.
+///
+/// The kernel puts a port added to an STP bridge in listening, then learning, for the
+/// forward delay each (at least 2 s each) before it forwards: enslaving the host's NIC that
+/// way cut the host off its LAN for 4 s (issue 11, finding 8). A port added while STP is off
+/// forwards at once, and starting STP leaves it so (`br_stp_start` →
+/// `br_port_state_selection` → `br_make_forwarding` only moves ports that are blocking);
+/// STP then runs as asked: BPDUs are sent and received and a loop it detects is blocked.
+/// Ports added later (guests' taps) go through listening and learning as usual.
+///
+/// Returns whether a user-space STP daemon took STP over (then the port's state is its
+/// decision, not the kernel's).
+fn start_stp(nl: &mut Netlink, index: u32, spec: &BridgeSpec) -> Result<bool> {
+    let on = BridgeSpec {
+        stp: true,
+        ..spec.clone()
+    };
+    nl.update_bridge(index, &on)
+        .map_err(host(format!("turn STP on for {}", spec.name)))?;
+    let link = nl
+        .link_by_index(index)
+        .map_err(host(format!("look up bridge {}", spec.name)))?;
+    Ok(link.and_then(|l| l.bridge).is_some_and(|b| b.user_stp))
+}
+
+/// What the output says about STP on the new bridge (`user`: run by a user-space daemon).
+fn stp_warning(iface: &str, bridge: &str, delay: u32, user: bool) -> String {
+    let wait = 2 * delay.clamp(2, 30);
+    if user {
+        format!(
+            "STP is on and run by a user-space daemon (the kernel handed it to \
+             /sbin/bridge-stp): it may hold {iface} in listening and learning for up to \
+             {wait} s, cutting the host off the LAN meanwhile; --no-stp avoids it"
+        )
+    } else {
+        format!(
+            "STP is on: {iface} was enslaved before STP was turned on, so it forwarded at once \
+             (no outage); ports added to {bridge} later (guests) wait {wait} s in listening \
+             and learning before they forward, and a loop through {iface} is blocked once STP \
+             sees it; --no-stp turns STP off"
+        )
+    }
+}
+
 fn plan_steps(req: &HostBridgeRequest, nic: &NicSnapshot) -> Vec<String> {
     let mut s = vec![format!(
-        "create bridge {} (mac {}, mtu {}, stp {}, delay {} s) and bring it up",
+        "create bridge {} (mac {}, mtu {}, stp off, delay {} s) and bring it up",
         req.bridge,
         mac_text(nic.mac),
         nic.mtu,
-        if req.stp { "on" } else { "off" },
         req.delay
     )];
     for a in &nic.addresses {
@@ -1005,6 +1063,12 @@ fn plan_steps(req: &HostBridgeRequest, nic: &NicSnapshot) -> Vec<String> {
         ));
     }
     s.push(format!("enslave {} to {}", req.iface, req.bridge));
+    if req.stp {
+        s.push(format!(
+            "turn STP on for {} ({} keeps forwarding)",
+            req.bridge, req.iface
+        ));
+    }
     for r in &nic.routes {
         s.push(format!(
             "move route {} from {} to {}",
@@ -1051,13 +1115,7 @@ fn warnings(req: &HostBridgeRequest, nic: &NicSnapshot, dhcp: bool) -> Vec<Strin
         ));
     }
     if req.stp {
-        let d = req.delay.clamp(2, 30);
-        w.push(format!(
-            "STP is on: {} forwards only after listening and learning ({} s); use --no-stp \
-             on an edge host to avoid the outage",
-            req.iface,
-            2 * d
-        ));
+        w.push(stp_warning(&req.iface, &req.bridge, req.delay, false));
     }
     w
 }

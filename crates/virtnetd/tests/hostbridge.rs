@@ -395,6 +395,10 @@ fn static_nic_is_bridged_while_reachable_and_unbridged_exactly() {
     assert_eq!(eth0["master"], "br0");
     let br0 = link_json(&host, "br0").expect("br0");
     assert_eq!(br0["address"], NIC_MAC);
+    assert_eq!(
+        br0["linkinfo"]["info_data"]["stp_state"], 0,
+        "--no-stp: {br0}"
+    );
     let routes = host.ip_ok(["route"]);
     assert!(
         routes.contains("default via 198.51.100.1 dev br0 proto static metric 100"),
@@ -570,19 +574,79 @@ fn dhcp_nic_keeps_its_address_and_guests_lease_from_the_lan() {
     assert!(guest.ping(GATEWAY));
 }
 
+/// `ping -i 0.05 -c COUNT` from `ns` to `addr` in the background (iputils `ping` when
+/// installed, else busybox's), its output going to `out`.
+fn spawn_ping(ns: &Netns, addr: &str, count: u32, out: &std::path::Path) -> NsChild {
+    let file = std::fs::File::create(out).expect("create the ping log");
+    let mut args: Vec<String> = if std::path::Path::new("/usr/bin/ping").is_file()
+        || std::path::Path::new("/bin/ping").is_file()
+    {
+        vec!["ping".into()]
+    } else {
+        vec!["busybox".into(), "ping".into()]
+    };
+    args.extend(
+        ["-i", "0.05", "-W", "1", "-c", &count.to_string(), addr]
+            .iter()
+            .map(|a| a.to_string()),
+    );
+    ns.spawn_with(args, |cmd| {
+        cmd.stdout(file);
+    })
+}
+
+/// (transmitted, received) from a ping summary line (`200 packets transmitted, 198 received`
+/// from iputils, `… 198 packets received` from busybox).
+fn ping_counts(log: &str) -> Option<(u32, u32)> {
+    let line = log.lines().find(|l| l.contains("packets transmitted"))?;
+    let mut parts = line.split(',');
+    let sent = parts.next()?.split_whitespace().next()?.parse().ok()?;
+    let got = parts.next()?.split_whitespace().next()?.parse().ok()?;
+    Some((sent, got))
+}
+
+/// Issue 11, finding 8: `iface-bridge eth0 br0` with the defaults (STP on) lost 72 of 200
+/// pings sent every 50 ms from the LAN, in one gap from the moment eth0 was enslaved: the
+/// kernel held the new port in listening and learning for the forward delay each. Now eth0
+/// is enslaved while STP is off (it forwards at once) and STP is turned on afterwards, which
+/// leaves a forwarding port forwarding: at most one ping may be lost, and STP must be on.
 #[test]
-fn with_stp_the_check_waits_for_forwarding() {
+fn with_default_stp_bridging_loses_at_most_one_ping_and_stp_is_on() {
     let s = setup(true, false);
     let host = s.host().clone();
-    let t0 = Instant::now();
+    let plan = s
+        .daemon
+        .cli_ok(&["iface-bridge", "eth0", "br0", "--dry-run"]);
+    assert!(
+        plan.contains("turn STP on for br0 (eth0 keeps forwarding)"),
+        "{plan}"
+    );
+    assert!(s.lan.ping(HOST_IP));
+    let log = s.dir.path().join("ping.log");
+    let ping = spawn_ping(&s.lan, HOST_IP, 200, &log);
+    std::thread::sleep(Duration::from_millis(500));
     let out = s.daemon.cli_ok(&["iface-bridge", "eth0", "br0", "--json"]);
-    let took = t0.elapsed();
-    eprintln!("iface-bridge with STP (delay 0 → 2 s) took {took:?}");
+    let status = ping.wait_timeout(Duration::from_secs(30));
+    assert!(status.is_some(), "ping did not finish");
+    let text = std::fs::read_to_string(&log).expect("read the ping log");
+    let (sent, got) = ping_counts(&text).unwrap_or_else(|| panic!("no ping summary:\n{text}"));
+    eprintln!("iface-bridge with the defaults: {sent} pings sent every 50 ms, {got} answered");
+    assert_eq!(sent, 200, "{text}");
+    assert!(
+        sent - got <= 1,
+        "{} of {sent} pings from the LAN were lost across iface-bridge:\n{text}",
+        sent - got
+    );
     let hb: Value = serde_json::from_str(&out).expect("JSON result");
     assert_eq!(hb["phase"], "active", "{hb}");
     assert!(hb["warnings"].to_string().contains("STP is on"), "{hb}");
+    // STP is really on (the kernel's view), and the NIC's port forwards.
+    let stp = host.run_ok(["cat", "/sys/class/net/br0/bridge/stp_state"]);
+    assert_eq!(stp.trim(), "1", "stp_state of br0");
     let br0 = link_json(&host, "br0").expect("br0");
     assert_eq!(br0["linkinfo"]["info_data"]["stp_state"], 1, "{br0}");
+    let port = host.run_ok(["bridge", "link", "show", "dev", "eth0"]);
+    assert!(port.contains("state forwarding"), "{port}");
     assert!(s.lan.ping(HOST_IP));
 }
 

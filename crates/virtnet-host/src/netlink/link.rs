@@ -45,6 +45,9 @@ pub struct Link {
 pub struct BridgeInfo {
     /// Spanning tree enabled (`IFLA_BR_STP_STATE` != 0).
     pub stp: bool,
+    /// The spanning tree is run by a user-space daemon (`IFLA_BR_STP_STATE` 2: in the initial
+    /// namespace the kernel hands STP to `/sbin/bridge-stp`, mstpd, when that accepts it).
+    pub user_stp: bool,
     /// Forward delay in centiseconds (`IFLA_BR_FORWARD_DELAY`, kernel clock_t
     /// with USER_HZ = 100): libvirt's `delay='2'` seconds is 200.
     pub forward_delay_cs: u32,
@@ -164,12 +167,16 @@ impl Link {
         if let Some(d) = br_data {
             let mut b = BridgeInfo {
                 stp: false,
+                user_stp: false,
                 forward_delay_cs: 0,
                 bridge_id: String::new(),
             };
             for a in d {
                 match a {
-                    InfoBridge::StpState(s) => b.stp = s != BridgeStpState::Disabled,
+                    InfoBridge::StpState(s) => {
+                        b.stp = s != BridgeStpState::Disabled;
+                        b.user_stp = s == BridgeStpState::UserStp;
+                    }
                     InfoBridge::ForwardDelay(v) => b.forward_delay_cs = v,
                     InfoBridge::BridgeId(id) => {
                         b.bridge_id = format!("{:04x}.{}", id.priority, hex(&id.address))

@@ -10,8 +10,8 @@ use virtnet_api::{HostBridge, HostBridgePhase, HostBridgeRequest};
 use crate::cli::{IfaceBridgeArgs, IfaceConfirmArgs, IfaceUnbridgeArgs};
 use crate::output::{Ctx, Failure};
 
-/// The change and the check take a few seconds, more with STP (up to 2 × 30 s of forward
-/// delay): the request may take that long.
+/// The change and the check take a few seconds; with a user-space STP daemon (mstpd) the
+/// check may wait out 2 × 30 s of forward delay: the request may take that long.
 const CREATE_TIMEOUT: Duration = Duration::from_secs(120);
 
 fn show_warnings(ctx: &Ctx, hb: &HostBridge) {
