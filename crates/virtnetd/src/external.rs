@@ -3,15 +3,21 @@
 //! the direct modes (`bridge`, `vepa`, `private`, `passthrough` with `<interface dev>`), whose
 //! guests get a macvtap device on a host NIC. Such a network builds nothing in the kernel when
 //! it starts: it only checks that its device is there. Its ports are made per guest.
+//!
+//! Which device a network uses is its plan ([`virtnet_plan::plan_external`], pure and
+//! golden-tested); this module turns the plan into `virtnet-host`'s terms and checks the
+//! kernel at start.
 
 use virtnet_api::ErrorCode;
 use virtnet_host::MacvtapMode;
-use virtnet_model::{ForwardMode, Network};
+use virtnet_model::Network;
+use virtnet_plan::{plan_external, DirectMode, ExternalPlan, ExternalPlanError};
 
 use crate::error::{Error, Result};
 use crate::kernel::Kernel;
 
-/// Where the guests of a host-device network are attached.
+/// Where the guests of a host-device network are attached: its plan
+/// ([`virtnet_plan::ExternalPlan`]) in the terms of `virtnet-host`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Attachment {
     /// An existing host bridge: ports are taps enslaved to it.
@@ -26,46 +32,41 @@ pub enum Attachment {
 }
 
 /// The attachment of a network on a host device; an error for modes virtnet cannot run
-/// (`hostdev` needs PCI passthrough of virtual functions).
+/// (`hostdev` needs PCI passthrough of virtual functions) and for direct networks without a
+/// NIC.
 pub fn attachment(net: &Network) -> Result<Attachment> {
-    let mode = net.forward.mode;
-    if mode == ForwardMode::Bridge {
-        if let Some(bridge) = net.bridge_name() {
-            return Ok(Attachment::Bridge(bridge.to_string()));
-        }
-    }
-    let macvtap = match mode {
-        ForwardMode::Bridge => MacvtapMode::Bridge,
-        ForwardMode::Vepa => MacvtapMode::Vepa,
-        ForwardMode::Private => MacvtapMode::Private,
-        ForwardMode::Passthrough => MacvtapMode::Passthrough,
-        other => {
-            return Err(Error::api(
-                ErrorCode::Unsupported,
-                format!("forward.mode: virtnet cannot run '{other}' networks (PCI passthrough)"),
-            ))
-        }
-    };
-    let mut devs: Vec<String> = net.forward.interfaces.clone();
-    if devs.is_empty() {
-        devs.extend(net.forward.dev().map(str::to_string));
-    }
-    if devs.is_empty() {
-        return Err(Error::api(
-            ErrorCode::Invalid,
-            format!(
-                "forward.interface: a '{mode}' network needs a <bridge name> or an \
-                 <interface dev> to attach its guests to"
-            ),
-        ));
-    }
-    Ok(Attachment::Macvtap {
-        devs,
-        mode: macvtap,
+    Ok(match plan_external(net).map_err(refusal)? {
+        ExternalPlan::HostBridge { bridge } => Attachment::Bridge(bridge),
+        ExternalPlan::Direct { devs, mode } => Attachment::Macvtap {
+            devs,
+            mode: macvtap_mode(mode),
+        },
     })
 }
 
-/// Checks, at start, that the device a host-device network uses exists.
+/// The API error of a network the plan refuses: a mode virtnet cannot run is unsupported, a
+/// direct network without a NIC is invalid.
+fn refusal(e: ExternalPlanError) -> Error {
+    let code = match e {
+        ExternalPlanError::OwnBridge(_) | ExternalPlanError::Unsupported(_) => {
+            ErrorCode::Unsupported
+        }
+        ExternalPlanError::NoDevice(_) => ErrorCode::Invalid,
+    };
+    Error::api(code, e.to_string())
+}
+
+fn macvtap_mode(mode: DirectMode) -> MacvtapMode {
+    match mode {
+        DirectMode::Bridge => MacvtapMode::Bridge,
+        DirectMode::Vepa => MacvtapMode::Vepa,
+        DirectMode::Private => MacvtapMode::Private,
+        DirectMode::Passthrough => MacvtapMode::Passthrough,
+    }
+}
+
+/// Checks, at start, that the device a host-device network uses exists (its plan's host
+/// bridge, or at least one of its NICs).
 pub fn check(kernel: &mut Kernel, net: &Network) -> Result<()> {
     match attachment(net)? {
         Attachment::Bridge(bridge) => {
