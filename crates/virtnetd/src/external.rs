@@ -99,3 +99,59 @@ pub fn check(kernel: &mut Kernel, net: &Network) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(xml: &str) -> Network {
+        Network::from_xml(xml).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn refused(xml: &str) -> virtnet_api::ApiError {
+        match attachment(&net(xml)) {
+            Err(e) => e.to_api(),
+            Ok(a) => panic!("accepted: {a:?}"),
+        }
+    }
+
+    #[test]
+    fn the_plan_becomes_host_terms() {
+        let n =
+            net("<network><name>h</name><forward mode='bridge'/><bridge name='br0'/></network>");
+        assert_eq!(attachment(&n).ok(), Some(Attachment::Bridge("br0".into())));
+        let n = net(
+            "<network><name>p</name><forward mode='private'><interface dev='eth1'/>\
+             <interface dev='eth2'/></forward></network>",
+        );
+        assert_eq!(
+            attachment(&n).ok(),
+            Some(Attachment::Macvtap {
+                devs: vec!["eth1".into(), "eth2".into()],
+                mode: MacvtapMode::Private,
+            })
+        );
+    }
+
+    /// The codes and messages clients saw before the plan moved into `virtnet-plan`.
+    #[test]
+    fn refusals_keep_their_codes_and_messages() {
+        let e = refused(
+            "<network><name>d</name><forward mode='hostdev'>\
+             <address type='pci' domain='0x0000' bus='0x03' slot='0x00' function='0x1'/>\
+             </forward></network>",
+        );
+        assert_eq!(e.code, ErrorCode::Unsupported);
+        assert_eq!(
+            e.message,
+            "forward.mode: virtnet cannot run 'hostdev' networks (PCI passthrough)"
+        );
+        let e = refused("<network><name>v</name><forward mode='vepa'/></network>");
+        assert_eq!(e.code, ErrorCode::Invalid);
+        assert_eq!(
+            e.message,
+            "forward.interface: a 'vepa' network needs a <bridge name> or an <interface dev> \
+             to attach its guests to"
+        );
+    }
+}

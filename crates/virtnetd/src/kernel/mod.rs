@@ -63,15 +63,18 @@ impl std::fmt::Debug for Kernel {
     }
 }
 
+/// Wraps a `virtnet-host` failure with what virtnet was doing.
 fn host(context: impl Into<String>) -> impl FnOnce(HostError) -> Error {
     let context = context.into();
     move |source| Error::Host { context, source }
 }
 
+/// A conflict with something on the host (HTTP 409).
 fn in_use(message: String) -> Error {
     Error::api(ErrorCode::Conflict, message)
 }
 
+/// The bridge of a plan as `virtnet-host` creates it, in virtnet's link group.
 fn spec(plan: &NetworkPlan) -> BridgeSpec {
     let b = &plan.bridge;
     BridgeSpec {
@@ -95,6 +98,7 @@ fn is_ours(link: &Link) -> bool {
             .is_some_and(|a| a.starts_with(ALIAS_PREFIX))
 }
 
+/// A `<route>` of a plan as `virtnet-host` adds it, marked with virtnet's route protocol.
 fn route_spec(r: &virtnet_plan::RoutePlan) -> RouteSpec {
     RouteSpec {
         dest: r.destination,
