@@ -2,10 +2,14 @@
 //! host's networking.
 //!
 //! - [`Netlink`]: rtnetlink links (bridges: create, update, batched delete),
-//!   addresses and main-table routes, read back as plain structs.
+//!   addresses and main-table routes, read back as plain structs; macvtap
+//!   devices on host NICs.
+//! - [`HostView`]: the host's routes and addresses, dumped once and then
+//!   followed from the kernel's notifications.
 //! - [`sysctl`]: `/proc/sys` read and write-if-different.
 //! - [`Nftables`]: in-process libnftables; one script = one atomic
-//!   transaction.
+//!   transaction; [`Nftables::chain_headers`] lists the chains' headers.
+//! - [`tap`]: persistent tap devices for guest ports.
 //!
 //! Everything here acts in the network namespace of the thread that opened
 //! the socket or context (for [`sysctl`]: of the calling thread), which is
@@ -19,13 +23,16 @@
 #![warn(missing_docs)]
 
 mod error;
+mod host_view;
 mod netlink;
 mod nft;
+mod nft_chains;
 pub mod nft_set;
 pub mod sysctl;
 pub mod tap;
 
 pub use error::{HostError, Result};
+pub use host_view::HostView;
 pub use netlink::{
     Address, BridgeInfo, BridgeSpec, Change, Drained, Link, MacvtapMode, Monitor, Neighbour,
     Netlink, PortSettings, Route, RouteSpec,
@@ -34,4 +41,5 @@ pub use netlink::{
     AddressEntry, RouteEntry, FOREVER, IFA_F_NODAD, RTPROT_DHCP, RTPROT_KERNEL, RT_TABLE_LOCAL,
 };
 pub use nft::Nftables;
+pub use nft_chains::ChainHeader;
 pub use nft_set::{Field, NftSets, SetChange, SetElement};
