@@ -200,7 +200,10 @@ mod tests {
         assert_eq!(check(".."), Err(Invalid::Dots));
         assert_eq!(check("a:b"), Err(Invalid::Linux(':')));
         assert_eq!(check("a*"), Err(Invalid::Unsafe('*')));
-        assert!(check(&"x".repeat(16)).unwrap_err().to_string().contains("15"));
+        assert!(check(&"x".repeat(16))
+            .unwrap_err()
+            .to_string()
+            .contains("15"));
     }
 
     #[test]

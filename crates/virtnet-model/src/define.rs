@@ -8,8 +8,8 @@ use uuid::Uuid;
 use crate::error::{ErrorKind, ModelError, Result};
 use crate::mac::MacAddr;
 use crate::network::{Bridge, Network};
-pub use crate::subnet::{in_subnet, prefix_mask_v4, prefix_mask_v6};
 use crate::rules::{self, Scope};
+pub use crate::subnet::{in_subnet, prefix_mask_v4, prefix_mask_v6};
 use crate::{ifname, xml};
 
 /// How a new definition relates to the networks already known.

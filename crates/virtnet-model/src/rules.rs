@@ -12,9 +12,7 @@
 //! Each error names the field and carries libvirt's wording.
 
 use crate::error::{ModelError, Result};
-use crate::network::{
-    Bandwidth, Dhcp, Family, ForwardMode, IpDef, Network, VirtualPort, Vlan,
-};
+use crate::network::{Bandwidth, Dhcp, Family, ForwardMode, IpDef, Network, VirtualPort, Vlan};
 use crate::subnet::in_subnet;
 
 /// Which operation the rules guard.
@@ -61,7 +59,10 @@ fn refuse(field: impl Into<String>, reason: impl Into<String>) -> Result<()> {
 /// device.
 fn check_forward_needs_ip(net: &Network, scope: Scope) -> Result<()> {
     let mode = net.forward.mode;
-    if !matches!(mode, ForwardMode::Nat | ForwardMode::Route | ForwardMode::Open) {
+    if !matches!(
+        mode,
+        ForwardMode::Nat | ForwardMode::Route | ForwardMode::Open
+    ) {
         return Ok(());
     }
     if net.ips.is_empty() {
@@ -430,16 +431,17 @@ fn check_bandwidth_allowed(net: &Network) -> Result<()> {
 fn check_rates(path: &str, bw: &Bandwidth) -> Result<()> {
     for (dir, rate) in [("inbound", &bw.inbound), ("outbound", &bw.outbound)] {
         let Some(rate) = rate else { continue };
-        if rate.floor.is_some() {
-            return refuse(
-                format!("{path}.{dir}.floor"),
-                "floor attribute is not supported for this config",
-            );
-        }
+        // libvirt's order: peak/burst without an average first, then floor.
         if (rate.peak.is_some() || rate.burst.is_some()) && rate.average.is_none() {
             return refuse(
                 format!("{path}.{dir}"),
                 "'peak' and 'burst' require 'average' attribute",
+            );
+        }
+        if rate.floor.is_some() {
+            return refuse(
+                format!("{path}.{dir}.floor"),
+                "floor attribute is not supported for this config",
             );
         }
     }
@@ -595,4 +597,3 @@ fn check_dhcp_per_family(net: &Network) -> Result<()> {
     }
     Ok(())
 }
-

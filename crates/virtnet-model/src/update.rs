@@ -27,10 +27,10 @@ use roxmltree::{Document, Node, ParsingOptions};
 
 use crate::error::{ErrorKind, ModelError, Result};
 use crate::mac::MacAddr;
-use crate::rules::Scope;
 use crate::network::{
     Dhcp, DhcpHost, DhcpRange, Dns, DnsHost, DnsSrv, DnsTxt, Family, IpDef, Network, PortGroup,
 };
+use crate::rules::Scope;
 use crate::xml::parse::{scan, MAX_ELEMENT_ATTRIBUTES};
 
 /// What to do with the element (`virsh net-update NETWORK COMMAND …`).
