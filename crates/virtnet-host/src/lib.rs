@@ -6,6 +6,9 @@
 //! - [`sysctl`]: `/proc/sys` read and write-if-different.
 //! - [`Nftables`]: in-process libnftables; one script = one atomic
 //!   transaction.
+//! - [`ping`]: ICMP echo on one device (a raw socket bound to a link).
+//! - [`snapshot`]: a NIC's addresses, routes, MTU, MAC and state as one
+//!   value, and the restore of a NIC to it.
 //!
 //! Everything here acts in the network namespace of the thread that opened
 //! the socket or context (for [`sysctl`]: of the calling thread), which is
@@ -22,6 +25,8 @@ mod error;
 mod netlink;
 mod nft;
 pub mod nft_set;
+pub mod ping;
+pub mod snapshot;
 pub mod sysctl;
 pub mod tap;
 
