@@ -8,7 +8,8 @@
 //!   transaction.
 //! - [`ping`]: ICMP echo on one device (a raw socket bound to a link).
 //! - [`snapshot`]: a NIC's addresses, routes, MTU, MAC and state as one
-//!   value, and the restore of a NIC to it.
+//!   value, and the restore of a NIC to it (its errors name the step and
+//!   keep the [`HostError`], or say that the NIC is gone).
 //!
 //! Everything here acts in the network namespace of the thread that opened
 //! the socket or context (for [`sysctl`]: of the calling thread), which is
