@@ -10,6 +10,10 @@
 //! - [`Nftables`]: in-process libnftables; one script = one atomic
 //!   transaction; [`Nftables::chain_headers`] lists the chains' headers.
 //! - [`tap`]: persistent tap devices for guest ports.
+//! - [`ping`]: ICMP echo on one device (a raw socket bound to a link).
+//! - [`snapshot`]: a NIC's addresses, routes, MTU, MAC and state as one
+//!   value, and the restore of a NIC to it (its errors name the step and
+//!   keep the [`HostError`], or say that the NIC is gone).
 //!
 //! Everything here acts in the network namespace of the thread that opened
 //! the socket or context (for [`sysctl`]: of the calling thread), which is
@@ -28,6 +32,8 @@ mod netlink;
 mod nft;
 mod nft_chains;
 pub mod nft_set;
+pub mod ping;
+pub mod snapshot;
 pub mod sysctl;
 pub mod tap;
 
