@@ -182,6 +182,18 @@ pub fn restore(nl: &mut Netlink, target: &NicSnapshot, bridge: Option<&Link>) ->
         )
         .map_err(step("release the NIC"))?;
     }
+    // A route needs its device up ("Device for nexthop is not up"): a NIC that was set down
+    // while it was a bridge port comes up before its routes go back.
+    if target.up && !nic.up {
+        nl.set_port(
+            nic.index,
+            &PortSettings {
+                up: Some(true),
+                ..PortSettings::default()
+            },
+        )
+        .map_err(step("bring the NIC up"))?;
+    }
     for r in &target.routes {
         let mut r = r.clone();
         r.oif = Some(nic.index);

@@ -121,6 +121,44 @@ fn a_nic_moved_behind_a_bridge_gets_its_snapshot_back() {
     assert_eq!(summary(&snapshot(&mut nl, "eth0")), summary(&before));
 }
 
+/// A NIC that someone set down while it was bridged gets its routes back: it comes up before
+/// they are added (the kernel refuses a route through a link that is down).
+#[test]
+fn a_nic_set_down_while_bridged_gets_its_routes_back() {
+    let mut nl = netns();
+    nl.create_veth("eth0", "peer0", None).unwrap();
+    ip(&["link", "set", "peer0", "up"]);
+    ip(&["link", "set", "eth0", "up"]);
+    ip(&["addr", "add", "192.0.2.10/24", "dev", "eth0"]);
+    ip(&[
+        "route",
+        "add",
+        "198.51.100.0/24",
+        "via",
+        "192.0.2.1",
+        "dev",
+        "eth0",
+    ]);
+    let before = snapshot(&mut nl, "eth0");
+    let br = nl.create_bridge(&spec("br0")).unwrap();
+    nl.set_port(
+        before.index,
+        &PortSettings {
+            master: Some(Some(br)),
+            ..PortSettings::default()
+        },
+    )
+    .unwrap();
+    for a in &before.addresses {
+        nl.del_address_entry(a).unwrap();
+    }
+    ip(&["link", "set", "eth0", "down"]);
+
+    let bridge = nl.link("br0").unwrap();
+    restore(&mut nl, &before, bridge.as_ref()).expect("restore a NIC that was set down");
+    assert_eq!(summary(&snapshot(&mut nl, "eth0")), summary(&before));
+}
+
 #[test]
 fn restoring_a_nic_that_is_gone_says_so() {
     let mut nl = netns();
