@@ -417,6 +417,14 @@ fn static_nic_is_bridged_while_reachable_and_unbridged_exactly() {
     assert!(err.contains("already enslaved"), "{err}");
     assert!(link_json(&host, "br1").is_none());
 
+    // A bridge name outside virtnet's one interface-name rule is refused and changes nothing
+    // (this module once accepted `*`, `"` and `:`, which the firewall's plan refuses).
+    for bad in ["br*", "br\"0", "br:0"] {
+        let err = cli_fails(&s, &["iface-bridge", "eth0", bad, "--no-stp"]);
+        assert!(err.contains("interface name"), "{bad}: {err}");
+        assert!(link_json(&host, bad).is_none(), "{bad}");
+    }
+
     // A bridge virtnet did not make is refused.
     host.ip_ok(["link", "add", "other0", "type", "bridge"]);
     let err = cli_fails(&s, &["iface-unbridge", "other0"]);

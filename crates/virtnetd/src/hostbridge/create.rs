@@ -94,12 +94,12 @@ impl HostBridges {
         if req.iface == req.bridge {
             return Err(invalid("the interface and the bridge must differ"));
         }
-        // This module's own name rule (issue 12 unifies the interface-name rules elsewhere).
-        if req.bridge.is_empty() || req.bridge.len() > 15 || req.bridge.contains(['/', ' ']) {
-            return Err(invalid(format!(
-                "'{}' is not a valid interface name",
-                req.bridge
-            )));
+        // virtnet's one interface-name rule (the bridge name also lands in host config files,
+        // which virtnet-hostcfg checks again with its narrower set).
+        for (field, name) in [("bridge", &req.bridge), ("iface", &req.iface)] {
+            if let Err(e) = virtnet_model::ifname::check(name) {
+                return Err(invalid(format!("{field} '{name}': {e}")));
+            }
         }
         if req.delay > 30 {
             return Err(invalid("the forward delay is at most 30 seconds"));
