@@ -45,8 +45,8 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use tokio::io::unix::AsyncFd;
-
 use virtnet_host::Netlink;
+
 use crate::ratelimit::PortId;
 
 /// `PACKET_IGNORE_OUTGOING` (linux/if_packet.h): no copies of transmitted frames.

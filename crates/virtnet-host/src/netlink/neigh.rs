@@ -89,11 +89,10 @@ impl Netlink {
             IpAddr::V6(_) => AddressFamily::Inet6,
         };
         m.header.ifindex = ifindex;
-        m.attributes
-            .push(NeighbourAttribute::Destination(match ip {
-                IpAddr::V4(a) => NeighbourAddress::Inet(a),
-                IpAddr::V6(a) => NeighbourAddress::Inet6(a),
-            }));
+        m.attributes.push(NeighbourAttribute::Destination(match ip {
+            IpAddr::V4(a) => NeighbourAddress::Inet(a),
+            IpAddr::V6(a) => NeighbourAddress::Inet6(a),
+        }));
         match self.get_one(RouteNetlinkMessage::GetNeighbour(m)) {
             Ok(Some(RouteNetlinkMessage::NewNeighbour(r))) if is_live(r.header.state) => {
                 Ok(neighbour_from(r))
