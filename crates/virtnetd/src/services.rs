@@ -298,7 +298,7 @@ fn run_writer(store: &Store, queue: &mpsc::Receiver<LeaseJob>) {
 /// One durable transaction for the jobs of a round. A panic in the store fails the round
 /// instead of ending the thread (which would fail every later write).
 fn commit_group(store: &Store, jobs: &[LeaseJob]) -> std::result::Result<(), String> {
-    let groups: Vec<(&str, &[(String, Option<Lease>)])> = jobs
+    let groups: Vec<crate::store::LeaseGroup<'_, Lease>> = jobs
         .iter()
         .map(|j| (j.network.as_str(), j.writes.as_slice()))
         .collect();

@@ -557,6 +557,10 @@ fn lease_key(network: &str, client: &str) -> String {
     format!("{network}\n{client}")
 }
 
+/// The lease changes of one network in a group commit: `(network, [(client, Some(lease) to
+/// write | None to delete)])`.
+pub type LeaseGroup<'a, T> = (&'a str, &'a [(String, Option<T>)]);
+
 impl Store {
     /// Writes (or replaces) one lease of `network` durably, keyed by `client` (its MAC).
     pub fn put_lease<T: Serialize>(&self, network: &str, client: &str, lease: &T) -> Result<()> {
@@ -577,10 +581,7 @@ impl Store {
     /// [`Store::apply_leases`]) in ONE durable transaction, all or nothing, so that one
     /// fsync covers what many DHCP servers want written at the same moment (the lease writer
     /// in `services.rs` gathers them).
-    pub fn apply_lease_groups<T: Serialize>(
-        &self,
-        groups: &[(&str, &[(String, Option<T>)])],
-    ) -> Result<()> {
+    pub fn apply_lease_groups<T: Serialize>(&self, groups: &[LeaseGroup<'_, T>]) -> Result<()> {
         let ctx = || match groups {
             [(network, changes)] => format!(
                 "cannot store {} lease changes on network '{network}'",
