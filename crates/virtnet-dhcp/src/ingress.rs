@@ -45,8 +45,8 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use tokio::io::unix::AsyncFd;
+use virtnet_host::Netlink;
 
-use crate::netlink::Neigh;
 use crate::ratelimit::PortId;
 
 /// `PACKET_IGNORE_OUTGOING` (linux/if_packet.h): no copies of transmitted frames.
@@ -81,7 +81,7 @@ struct Seen {
 #[derive(Debug)]
 struct Capture {
     sock: OwnedFd,
-    links: Neigh,
+    links: Netlink,
     keys: RandomState,
     /// Interface → (its bridge, valid until).
     masters: HashMap<u32, (Option<u32>, u64)>,
@@ -227,7 +227,7 @@ impl Capture {
         let sock = capture_socket()?;
         Ok(Capture {
             sock,
-            links: Neigh::open()?,
+            links: crate::netlink::open()?,
             keys: RandomState::new(),
             masters: HashMap::new(),
             bridges: HashMap::new(),
@@ -308,7 +308,7 @@ impl Capture {
                 return master;
             }
         }
-        let master = match self.links.link_master(ifindex) {
+        let master = match crate::netlink::link_master(&mut self.links, ifindex) {
             Ok(m) => m,
             Err(e) => {
                 tracing::debug!(ifindex, error = %e, "link lookup failed");

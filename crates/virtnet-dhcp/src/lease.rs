@@ -58,7 +58,9 @@ pub trait LeaseSink: Send + Sync + 'static {
     /// NAK/drop instead of ACK. virtnet drops the request then (no reply): the client retries,
     /// where a NAK would make a renewing client give up a working address over a transient
     /// storage error. Errors recording a release or an expiry are logged; the lease goes
-    /// anyway. Called on the server's task with its state locked: keep it to one store commit.
+    /// anyway. Called with the server's state locked, by the running server on tokio's
+    /// blocking pool (never on an async worker), so it may block until the change is
+    /// durable; keep it to one store commit.
     fn record(&self, network: &str, change: &LeaseChange) -> std::io::Result<()>;
 
     /// Records several changes at once, all or nothing: the server calls this for the leases

@@ -11,8 +11,10 @@
 //!   never waiting for more), serves them as one batch and records all their lease changes
 //!   with one [`LeaseSink::record_batch`] (one store commit) before any reply of the batch
 //!   leaves; a batch that cannot be stored is rolled back and none of its ACKs is sent
-//!   ([`Engine::handle_batch`]). The socket has a [`RCVBUF`] receive buffer so that a burst of
-//!   guests booting together is queued, not dropped.
+//!   ([`Engine::handle_batch`]). The batch is served on tokio's blocking pool (the sink may
+//!   wait for an fsync; no async worker waits with it) while the loop awaits it. The socket
+//!   has a [`RCVBUF`] receive buffer so that a burst of guests booting together is queued,
+//!   not dropped.
 //! - [`Engine`] is the pure protocol core (no sockets, no clock): every message type, address
 //!   choice, limits. The socket loop (`socket.rs`) only moves bytes and asks the kernel.
 //!
@@ -148,7 +150,7 @@ impl DhcpServer {
             source,
         };
         let probe = netlink::NeighProbe {
-            nl: netlink::Neigh::open().map_err(nl_err)?,
+            nl: netlink::open().map_err(nl_err)?,
             bridge: ifindex,
         };
         let std_sock = socket::bind(bridge)?;

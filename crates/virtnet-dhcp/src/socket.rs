@@ -137,10 +137,10 @@ impl Loop {
             tokio::select! {
                 _ = &mut stop => break,
                 _ = tick.tick() => {
-                    lock(&engine).sweep(now());
+                    off_runtime(&engine, |e| { e.sweep(now()); }).await;
                     ingress.sweep(now());
                 }
-                _ = sweep.notified() => { lock(&engine).sweep(now()); }
+                _ = sweep.notified() => { off_runtime(&engine, |e| { e.sweep(now()); }).await; }
                 _ = ingress.drain_when_readable(now()) => {}
                 r = sock.readable() => {
                     if let Err(e) = r {
@@ -152,32 +152,38 @@ impl Loop {
                     // Group commit: the datagrams already queued (up to MAX_BATCH, no waiting
                     // for more), each charged to its ingress port, served as one batch with
                     // one store commit; the replies leave after it.
-                    let replies = {
-                        let mut engine = lock(&engine);
-                        let mut batch = Vec::new();
-                        for _ in 0..MAX_BATCH {
-                            let got = sock.try_io(Interest::READABLE, || {
-                                recv_stamped(sock.as_raw_fd(), &mut buf)
-                            });
-                            let r = match got {
-                                Ok(r) => r,
-                                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                                Err(e) => {
-                                    tracing::warn!(%bridge, error = %e, "DHCP receive failed; continuing");
-                                    break;
-                                }
-                            };
-                            let Some(datagram) = buf.get(..r.len) else { continue };
-                            let port = ingress.port_of(r.stamp_ns, r.from, datagram, t);
-                            if let Some(req) = engine.accept_datagram(datagram, |_| port) {
-                                batch.push(req);
+                    let mut datagrams = Vec::new();
+                    for _ in 0..MAX_BATCH {
+                        let got = sock.try_io(Interest::READABLE, || {
+                            recv_stamped(sock.as_raw_fd(), &mut buf)
+                        });
+                        let r = match got {
+                            Ok(r) => r,
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                            Err(e) => {
+                                tracing::warn!(%bridge, error = %e, "DHCP receive failed; continuing");
+                                break;
                             }
-                        }
+                        };
+                        let Some(datagram) = buf.get(..r.len) else { continue };
+                        let port = ingress.port_of(r.stamp_ns, r.from, datagram, t);
+                        datagrams.push((datagram.to_vec(), port));
+                    }
+                    if datagrams.is_empty() {
+                        continue;
+                    }
+                    let replies = off_runtime(&engine, move |engine| {
+                        let batch: Vec<_> = datagrams
+                            .iter()
+                            .filter_map(|(d, port)| engine.accept_datagram(d, |_| *port))
+                            .collect();
                         if batch.is_empty() {
-                            continue;
+                            return Vec::new();
                         }
                         engine.serve_batch(t, &batch)
-                    };
+                    })
+                    .await
+                    .unwrap_or_default();
                     for reply in replies.into_iter().flatten() {
                         send(&sock, &bridge, &reply).await;
                     }
@@ -186,6 +192,25 @@ impl Loop {
         }
         drop(sock);
         let _ = closed.send(());
+    }
+}
+
+/// Runs `f` on the locked engine on tokio's blocking pool, not on an async worker: serving a
+/// batch and sweeping record lease changes through the [`crate::LeaseSink`], which waits
+/// until they are durable (an fsync). The loop awaits the result, so its batches stay in
+/// order and the replies still leave only after the commit. `None` when `f` panicked (the
+/// batch is dropped, unanswered: its clients retry) or the runtime is shutting down.
+async fn off_runtime<T: Send + 'static>(
+    engine: &Arc<Mutex<Engine>>,
+    f: impl FnOnce(&mut Engine) -> T + Send + 'static,
+) -> Option<T> {
+    let engine = engine.clone();
+    match tokio::task::spawn_blocking(move || f(&mut lock(&engine))).await {
+        Ok(v) => Some(v),
+        Err(e) => {
+            tracing::warn!(error = %e, "DHCP batch did not complete; dropped");
+            None
+        }
     }
 }
 

@@ -392,6 +392,115 @@ fn two_networks_bind_port_67_on_their_own_bridges() {
     });
 }
 
+/// A sink that, like virtnetd's, waits until the lease is durable: here its first recording
+/// waits until the test's async task releases it (or a deadlock guard runs out).
+struct GatedSink {
+    entered: std::sync::atomic::AtomicBool,
+    release: Mutex<std::sync::mpsc::Receiver<()>>,
+    /// How many recordings were released by the async task (not by the guard).
+    released: std::sync::atomic::AtomicU32,
+    guarded: std::sync::atomic::AtomicU32,
+}
+
+impl LeaseSink for GatedSink {
+    fn record(&self, _network: &str, _change: &LeaseChange) -> std::io::Result<()> {
+        use std::sync::atomic::Ordering::SeqCst;
+        // Only the first recording waits (a retransmitted REQUEST may follow).
+        if self.entered.swap(true, SeqCst) {
+            return Ok(());
+        }
+        match self
+            .release
+            .lock()
+            .unwrap()
+            .recv_timeout(Duration::from_secs(20))
+        {
+            Ok(()) => self.released.fetch_add(1, SeqCst),
+            Err(_) => self.guarded.fetch_add(1, SeqCst),
+        };
+        Ok(())
+    }
+}
+
+/// Issue 12: a lease write waits for a durable commit, and that wait must not hold an async
+/// worker (DNS and the API share the runtime). On a runtime with ONE thread, the sink blocks
+/// until a task of that same runtime releases it: it can only do so if the server waits for
+/// the commit off the runtime (the old loop called the sink on the worker and the runtime
+/// stood still until the deadlock guard ran out). The lease is still ACKed only afterwards.
+#[test]
+fn a_lease_waiting_for_its_commit_does_not_hold_the_async_worker() {
+    use std::sync::atomic::Ordering::SeqCst;
+    require_root!();
+    let host = Netns::new("dhcph");
+    bridge(&host, "br0", 9);
+    let g = guest(&host, "br0", "vp9", "52:54:00:12:34:09");
+    let tmp = tempfile::tempdir().unwrap();
+    let script = tmp.path().join("udhcpc.sh");
+    let log = tmp.path().join("udhcpc.log");
+    write_script(&script, UDHCPC_SCRIPT);
+    let (release, gate) = std::sync::mpsc::channel();
+    let sink = Arc::new(GatedSink {
+        entered: Default::default(),
+        release: Mutex::new(gate),
+        released: Default::default(),
+        guarded: Default::default(),
+    });
+    let sink2 = sink.clone();
+    host.in_ns(|| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let server =
+                DhcpServer::start(config("n9", 9), "br0", vec![], sink2.clone()).expect("start");
+            let client = g.spawn_with(
+                [
+                    "busybox",
+                    "udhcpc",
+                    "-f",
+                    "-i",
+                    "eth0",
+                    "-s",
+                    script.to_str().unwrap(),
+                    "-t",
+                    "5",
+                    "-T",
+                    "1",
+                ],
+                |cmd| {
+                    cmd.env("LOG", &log)
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null());
+                },
+            );
+            // This task runs only if the runtime's one thread is free while the sink waits.
+            for _ in 0..600 {
+                if sink2.entered.load(SeqCst) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            assert!(sink2.entered.load(SeqCst), "no lease was ever recorded");
+            release.send(()).unwrap();
+            for _ in 0..400 {
+                if !guest_addrs(&g).is_empty() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            assert_eq!(guest_addrs(&g).len(), 1, "the lease was not acknowledged");
+            client.terminate(Duration::from_secs(5));
+            drop(server);
+        });
+    });
+    assert_eq!(
+        (sink.released.load(SeqCst), sink.guarded.load(SeqCst)),
+        (1, 0),
+        "the sink's wait was ended by the deadlock guard, not by the runtime's task"
+    );
+}
+
 /// One UDP socket on 0.0.0.0:68 of the guest's eth0 that broadcasts to port 67.
 fn broadcaster() -> socket2::Socket {
     let s = socket2::Socket::new(

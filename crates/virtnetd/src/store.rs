@@ -557,6 +557,10 @@ fn lease_key(network: &str, client: &str) -> String {
     format!("{network}\n{client}")
 }
 
+/// The lease changes of one network in a group commit: `(network, [(client, Some(lease) to
+/// write | None to delete)])`.
+pub type LeaseGroup<'a, T> = (&'a str, &'a [(String, Option<T>)]);
+
 impl Store {
     /// Writes (or replaces) one lease of `network` durably, keyed by `client` (its MAC).
     pub fn put_lease<T: Serialize>(&self, network: &str, client: &str, lease: &T) -> Result<()> {
@@ -570,33 +574,48 @@ impl Store {
         network: &str,
         changes: &[(String, Option<&T>)],
     ) -> Result<()> {
-        let ctx = || {
-            format!(
+        self.apply_lease_groups(&[(network, changes)])
+    }
+
+    /// Group commit: the lease changes of several networks (each `(network, changes)` as in
+    /// [`Store::apply_leases`]) in ONE durable transaction, all or nothing, so that one
+    /// fsync covers what many DHCP servers want written at the same moment (the lease writer
+    /// in `services.rs` gathers them).
+    pub fn apply_lease_groups<T: Serialize>(&self, groups: &[LeaseGroup<'_, T>]) -> Result<()> {
+        let ctx = || match groups {
+            [(network, changes)] => format!(
                 "cannot store {} lease changes on network '{network}'",
                 changes.len()
-            )
+            ),
+            _ => format!(
+                "cannot store {} lease changes of {} networks",
+                groups.iter().map(|(_, c)| c.len()).sum::<usize>(),
+                groups.len()
+            ),
         };
         self.with_db(|db| {
             let txn = begin_write(db, &self.path)?;
             {
                 let mut table = txn.open_table(LEASES).map_err(|e| Error::store(ctx(), e))?;
-                for (client, lease) in changes {
-                    let key = lease_key(network, client);
-                    match lease {
-                        Some(lease) => {
-                            let bytes =
-                                serde_json::to_vec(lease).map_err(|source| Error::Record {
-                                    context: ctx(),
-                                    source,
-                                })?;
-                            table
-                                .insert(key.as_str(), bytes.as_slice())
-                                .map_err(|e| Error::store(ctx(), e))?;
-                        }
-                        None => {
-                            table
-                                .remove(key.as_str())
-                                .map_err(|e| Error::store(ctx(), e))?;
+                for (network, changes) in groups {
+                    for (client, lease) in *changes {
+                        let key = lease_key(network, client);
+                        match lease {
+                            Some(lease) => {
+                                let bytes =
+                                    serde_json::to_vec(lease).map_err(|source| Error::Record {
+                                        context: ctx(),
+                                        source,
+                                    })?;
+                                table
+                                    .insert(key.as_str(), bytes.as_slice())
+                                    .map_err(|e| Error::store(ctx(), e))?;
+                            }
+                            None => {
+                                table
+                                    .remove(key.as_str())
+                                    .map_err(|e| Error::store(ctx(), e))?;
+                            }
                         }
                     }
                 }

@@ -265,7 +265,7 @@ impl Netlink {
         }
     }
 
-    fn get_one(
+    pub(super) fn get_one(
         &mut self,
         msg: RouteNetlinkMessage,
     ) -> Result<Option<RouteNetlinkMessage>, NlError> {

@@ -112,6 +112,42 @@ impl Netlink {
         })
     }
 
+    /// Bounds how long one read of an answer may block (`SO_RCVTIMEO`; `None`: forever, the
+    /// default). A caller on a packet path (the DHCP server) sets it so that a kernel that
+    /// does not answer costs it one failed lookup, not a stalled loop; a late answer is
+    /// skipped by its sequence number.
+    pub fn set_read_timeout(&mut self, timeout: Option<std::time::Duration>) -> Result<()> {
+        let tv = timeout.map_or(
+            libc::timeval {
+                tv_sec: 0,
+                tv_usec: 0,
+            },
+            |t| libc::timeval {
+                tv_sec: libc::time_t::try_from(t.as_secs()).unwrap_or(libc::time_t::MAX),
+                // Below 1,000,000: fits every suseconds_t.
+                tv_usec: t.subsec_micros() as libc::suseconds_t,
+            },
+        );
+        // SAFETY: setsockopt with a valid timeval of the right size on our own descriptor.
+        let rc = unsafe {
+            libc::setsockopt(
+                self.sock.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&tv as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(HostError::new(
+                "set netlink read timeout",
+                "NETLINK_ROUTE",
+                io::Error::last_os_error(),
+            ));
+        }
+        Ok(())
+    }
+
     fn next_seq(&mut self) -> u32 {
         self.seq = self.seq.wrapping_add(1).max(1);
         self.seq
