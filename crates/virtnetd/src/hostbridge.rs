@@ -46,8 +46,8 @@ use virtnet_host::{
 };
 
 use crate::error::{Error, Result};
-use crate::service::lock;
 use crate::store::Store;
+use crate::sync::lock;
 
 /// Alias prefix of the bridges `iface-bridge` makes (not `virtnet:`: the network reconciler
 /// must never take them for a network's leftovers).

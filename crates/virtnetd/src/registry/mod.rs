@@ -1,5 +1,7 @@
 //! The network registry: libvirt's rules for define, create, edit, undefine and autostart, on
-//! top of the [`Store`]. Independent of HTTP so that it can be tested directly.
+//! top of the [`Store`]. It owns the network records (the store's network table and the
+//! in-memory index) and knows the host only through two narrow traits ([`NetworkKernel`],
+//! [`NetworkServices`]), so that its rules run as plain unit tests against fakes.
 //!
 //! Concurrency: mutations take one lock for the whole check-then-write sequence (the identity
 //! and bridge checks look at every other network, so two concurrent defines must not both pass
@@ -13,9 +15,14 @@
 //! dies in between, the start-up reconcile makes the kernel match the store again (an
 //! unacknowledged start is removed, an unacknowledged destroy is undone).
 
+mod adapters;
+mod host;
+#[cfg(test)]
+mod tests;
+
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
 
 use uuid::Uuid;
 use virtnet_api::{ChangeResult, ErrorCode, NetworkDetail, NetworkSummary};
@@ -23,11 +30,11 @@ use virtnet_model::define::{identify, prepare, Identity};
 use virtnet_model::{ForwardMode, ModelError, Network};
 
 use crate::error::{Error, Result};
-use crate::kernel::Kernel;
-use crate::ports::PortBook;
-use crate::services::{EventFeed, ServiceOptions, Services};
-use crate::store::{Record, StartReport, Store};
+use crate::store::{Record, Store};
+use crate::sync::lock;
 use virtnet_plan::{plan, NetworkPlan};
+
+pub use host::{NetworkKernel, NetworkServices};
 
 /// Tells whether a network interface of that name exists on the host (bridge auto-naming must
 /// skip names already taken by links virtnet did not create).
@@ -42,40 +49,48 @@ pub fn host_link_exists(name: &str) -> bool {
     Path::new("/sys/class/net").join(name).exists()
 }
 
-/// The registry of networks.
-pub struct Service {
-    pub(crate) store: Arc<Store>,
+/// The registry of networks: owns the network records and libvirt's rules about them.
+pub struct NetworkRegistry {
+    store: Arc<Store>,
     /// Serialises mutations (see the module comment).
-    pub(crate) writer: Mutex<()>,
+    writer: Arc<Mutex<()>>,
     /// The store's records, rebuilt from the store at start and replaced record by record after
     /// each successful commit, so it never shows an unacknowledged state.
     index: RwLock<BTreeMap<String, Record>>,
     link_exists: LinkExists,
-    /// The kernel of virtnetd's network namespace; taken after `writer` when both are needed.
-    pub(crate) kernel: Mutex<Kernel>,
+    /// The networks' kernel objects.
+    kernel: Arc<dyn NetworkKernel>,
     /// DHCP and DNS of the running networks.
-    services: Services,
-    /// Guest ports.
-    pub(crate) ports: PortBook,
-    /// Bridges made from host NICs (`iface-bridge`).
-    pub host_bridges: Arc<crate::hostbridge::HostBridges>,
+    services: Arc<dyn NetworkServices>,
     /// Stored network records that could not be read at start (name → reason): set aside,
     /// reported by `GET /v1/unreadable-networks`, removed by `net-undefine`.
     unreadable: RwLock<BTreeMap<String, String>>,
 }
 
-impl std::fmt::Debug for Service {
+impl std::fmt::Debug for NetworkRegistry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Service")
+        f.debug_struct("NetworkRegistry")
             .field("store", &self.store)
             .finish_non_exhaustive()
     }
 }
 
-/// A poisoned lock only means another request panicked; the data behind our locks is never
-/// left half-updated (the index changes by single inserts after a commit), so go on with it.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
+/// What the registry is built from: the store and what it read at start, and the host.
+pub struct RegistryParts {
+    /// The store (the registry writes only its network table).
+    pub store: Arc<Store>,
+    /// The stored network records, by name.
+    pub records: BTreeMap<String, Record>,
+    /// Stored records that could not be read (name → reason).
+    pub unreadable: BTreeMap<String, String>,
+    /// Which host links exist (bridge auto-naming skips them).
+    pub link_exists: LinkExists,
+    /// The networks' kernel objects.
+    pub kernel: Arc<dyn NetworkKernel>,
+    /// The networks' DHCP and DNS servers.
+    pub services: Arc<dyn NetworkServices>,
+    /// The lock that serialises changes (shared with whoever must not interleave with them).
+    pub writer: Arc<Mutex<()>>,
 }
 
 /// The ETag of a generation: a quoted string, as HTTP wants it.
@@ -152,47 +167,24 @@ fn conflict(message: impl Into<String>) -> Error {
     Error::api(ErrorCode::Conflict, message)
 }
 
-impl Service {
-    /// Opens the store at `db_path` and builds the registry from it.
-    pub fn open(
-        db_path: &Path,
-        boot_id: Option<&str>,
-        link_exists: LinkExists,
-        kernel: Kernel,
-        options: ServiceOptions,
-    ) -> Result<(Service, StartReport)> {
-        let (store, records, report) = Store::open(db_path, boot_id)?;
-        let unreadable = report
-            .unreadable
-            .iter()
-            .map(|u| (u.name.clone(), u.reason.clone()))
-            .collect();
-        let store = Arc::new(store);
-        let host_config_root = options.host_config_root.clone();
-        let services = Services::new(store.clone(), Arc::new(EventFeed::default()), options);
-        let ports = PortBook::new(store.ports()?);
-        let host_bridges = Arc::new(crate::hostbridge::HostBridges::new(
-            store.clone(),
-            host_config_root,
-        ));
-        let service = Service {
-            store,
-            writer: Mutex::new(()),
-            index: RwLock::new(records),
-            link_exists,
-            kernel: Mutex::new(kernel),
-            services,
-            ports,
-            host_bridges,
-            unreadable: RwLock::new(unreadable),
-        };
-        Ok((service, report))
+impl NetworkRegistry {
+    /// The registry over what the store holds.
+    pub fn new(parts: RegistryParts) -> NetworkRegistry {
+        NetworkRegistry {
+            store: parts.store,
+            writer: parts.writer,
+            index: RwLock::new(parts.records),
+            link_exists: parts.link_exists,
+            kernel: parts.kernel,
+            services: parts.services,
+            unreadable: RwLock::new(parts.unreadable),
+        }
     }
 
-    /// Start-up: makes the kernel match the store (see [`Kernel::reconcile`]), then starts the
-    /// autostart networks that are not running. A network that cannot be realised is marked
-    /// inactive and logged; the daemon still starts. Returns the names of such networks.
-    pub fn reconcile(&self) -> Result<Vec<String>> {
+    /// Start-up: makes the kernel match the store (see [`NetworkKernel::reconcile`]) and
+    /// starts the services of the active networks. A network that cannot be realised is
+    /// marked inactive and logged; the daemon still starts. Returns the names of such networks.
+    pub fn restore(&self) -> Result<Vec<String>> {
         let _writer = lock(&self.writer);
         let mut failed = Vec::new();
         let mut plans = Vec::new();
@@ -205,7 +197,7 @@ impl Service {
                 }
             }
         }
-        failed.extend(lock(&self.kernel).reconcile(&plans));
+        failed.extend(self.kernel.reconcile(&plans));
         let live: Vec<Network> = self
             .read()
             .iter()
@@ -215,7 +207,7 @@ impl Service {
         for net in live {
             if let Err(e) = self.services.start(&net) {
                 if let Ok(Some(p)) = kernel_plan(&net) {
-                    if let Err(undo) = lock(&self.kernel).stop(&[&p]) {
+                    if let Err(undo) = self.kernel.stop(&[&p]) {
                         tracing::error!(network = %net.name, error = %undo, "cannot remove the network after its services failed");
                     }
                 }
@@ -228,22 +220,16 @@ impl Service {
             self.deactivate(&name)?;
             names.push(name);
         }
-        let autostart: Vec<String> = self
-            .read()
+        Ok(names)
+    }
+
+    /// The persistent networks marked autostart that are not running, by name.
+    pub fn autostart_pending(&self) -> Vec<String> {
+        self.read()
             .iter()
             .filter(|(_, r)| r.autostart && !r.is_active())
             .map(|(n, _)| n.clone())
-            .collect();
-        self.reconcile_ports()?;
-        for name in autostart {
-            if let Err(error) = self.start_locked(&name) {
-                tracing::error!(network = %name, %error, "autostart failed");
-                names.push(name);
-            } else {
-                tracing::info!(network = %name, "autostarted");
-            }
-        }
-        Ok(names)
+            .collect()
     }
 
     /// Records that a network is no longer running: its live definition goes, and a transient
@@ -286,7 +272,6 @@ impl Service {
         record.live = Some(config);
         record.generation += 1;
         let warnings = self.apply_then_commit(name, record, p.as_ref())?;
-        self.reattach_ports(name);
         let record = find(&self.read(), name)?.1.clone();
         Ok(change(name, &record, false, warnings))
     }
@@ -299,13 +284,12 @@ impl Service {
         record: Record,
         p: Option<&NetworkPlan>,
     ) -> Result<Vec<String>> {
-        let mut kernel = lock(&self.kernel);
         let live = record.live.as_ref();
         let warnings = match (p, live) {
-            (Some(p), _) => kernel.start(p)?,
+            (Some(p), _) => self.kernel.start(p)?,
             // A network on a host device: nothing to build, only check the device is there.
             (None, Some(net)) => {
-                crate::external::check(&mut kernel, net)?;
+                self.kernel.check_device(net)?;
                 Vec::new()
             }
             (None, None) => Vec::new(),
@@ -314,7 +298,7 @@ impl Service {
         if let Err(e) = started.and_then(|()| self.commit(name, Some(record))) {
             self.services.stop(name);
             if let Some(p) = p {
-                if let Err(undo) = kernel.stop(&[p]) {
+                if let Err(undo) = self.kernel.stop(&[p]) {
                     tracing::error!(network = %name, error = %undo, "rollback after a failed commit");
                 }
             }
@@ -347,7 +331,7 @@ impl Service {
             self.services.stop(name);
         }
         let plans: Vec<&NetworkPlan> = targets.iter().filter_map(|(_, p)| p.as_ref()).collect();
-        lock(&self.kernel).stop(&plans)?;
+        self.kernel.stop(&plans)?;
         let mut out = Vec::new();
         for (name, _) in &targets {
             // Summarised before the change: a transient network has no record afterwards.
@@ -399,17 +383,12 @@ impl Service {
         Ok(leases)
     }
 
-    /// The daemon's event feed.
-    pub fn events(&self) -> &Arc<EventFeed> {
-        self.services.events()
-    }
-
     /// `GET /v1/bridges` (`iface-bridges`): virtnet's bridges as the kernel has them.
     pub fn bridges(&self) -> Result<Vec<virtnet_api::BridgeStatus>> {
-        lock(&self.kernel).bridges()
+        self.kernel.bridges()
     }
 
-    pub(crate) fn read(&self) -> RwLockReadGuard<'_, BTreeMap<String, Record>> {
+    fn read(&self) -> RwLockReadGuard<'_, BTreeMap<String, Record>> {
         self.index.read().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -518,6 +497,28 @@ impl Service {
         }))
     }
 
+    /// The bridge a network shows (its live definition's, else its persistent one's), for
+    /// listings; `None` for an unknown network or one without a bridge name.
+    pub fn shown_bridge(&self, name: &str) -> Option<String> {
+        self.read()
+            .get(name)
+            .and_then(Record::shown)
+            .and_then(Network::bridge_name)
+            .map(str::to_string)
+    }
+
+    /// The live definition of the network called `name` (by name only, as a port names it):
+    /// refused when there is no such network or it is not active.
+    pub fn live_definition(&self, name: &str) -> Result<Network> {
+        let index = self.read();
+        let record = index.get(name).ok_or_else(|| not_found(name))?;
+        record.live.clone().ok_or_else(|| {
+            conflict(format!(
+                "Requested operation is not valid: network '{name}' is not active"
+            ))
+        })
+    }
+
     /// `GET /v1/networks`: every network, sorted by name.
     pub fn list(&self) -> Vec<NetworkSummary> {
         self.read()
@@ -619,7 +620,6 @@ impl Service {
         drop(index);
         let mut warnings = warnings;
         warnings.extend(self.apply_then_commit(&name, record.clone(), p.as_ref())?);
-        self.reattach_ports(&name);
         Ok(change(&name, &record, created, warnings))
     }
 
@@ -799,260 +799,5 @@ impl Service {
             self.commit(&name, Some(record.clone()))?;
         }
         Ok(change(&name, &record, false, Vec::new()))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::DB_FILE;
-
-    struct Fixture {
-        _dir: tempfile::TempDir,
-        service: Service,
-    }
-
-    /// Moves the calling test thread into a new, empty network namespace (a namespace is
-    /// per thread, and cargo runs each test on its own thread), so that starting networks
-    /// never touches the host. Panics rather than go on in the host's namespace.
-    fn private_netns() {
-        // SAFETY: unshare only changes the calling thread's namespace membership.
-        let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
-        assert_eq!(
-            rc,
-            0,
-            "unshare(CLONE_NEWNET) failed ({}); these tests need root",
-            std::io::Error::last_os_error()
-        );
-    }
-
-    /// The DHCP and DNS servers run on the daemon's async runtime: give the test thread one
-    /// (leaked: it lives as long as the test process, like the daemon's).
-    fn enter_runtime() {
-        let runtime = Box::leak(Box::new(
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-                .unwrap_or_else(|e| panic!("runtime: {e}")),
-        ));
-        std::mem::forget(runtime.enter());
-    }
-
-    fn fixture() -> Fixture {
-        private_netns();
-        enter_runtime();
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-        let kernel = Kernel::open().unwrap_or_else(|e| panic!("kernel: {e}"));
-        let (service, _) = Service::open(
-            &dir.path().join(DB_FILE),
-            Some("boot"),
-            Box::new(|_| false),
-            kernel,
-            ServiceOptions::default(),
-        )
-        .unwrap_or_else(|e| panic!("open: {e}"));
-        Fixture { _dir: dir, service }
-    }
-
-    const UUID_A: &str = "11111111-2222-3333-4444-555555555555";
-    const UUID_B: &str = "11111111-2222-3333-4444-666666666666";
-
-    use virtnet_testkit::network_xml as xml;
-
-    fn code(r: Result<ChangeResult>) -> ErrorCode {
-        match r {
-            Ok(c) => panic!("expected an error, got {c:?}"),
-            Err(e) => e.to_api().code,
-        }
-    }
-
-    #[test]
-    fn define_then_redefine() -> Result<()> {
-        let f = fixture();
-        let first = f.service.define(&xml("a", Some(UUID_A), None))?;
-        assert!(first.created);
-        assert_eq!(first.etag, "\"1\"");
-        assert_eq!(first.network.bridge.as_deref(), Some("virbr0"));
-        let again = f.service.define(&xml("a", Some(UUID_A), Some("br-a")))?;
-        assert!(!again.created);
-        assert_eq!(again.etag, "\"2\"");
-        assert_eq!(
-            f.service.get("a", false)?.summary.bridge.as_deref(),
-            Some("br-a")
-        );
-        Ok(())
-    }
-
-    #[test]
-    fn identity_conflicts() -> Result<()> {
-        let f = fixture();
-        f.service.define(&xml("a", Some(UUID_A), Some("br0")))?;
-        assert_eq!(
-            code(f.service.define(&xml("a", Some(UUID_B), None))),
-            ErrorCode::Conflict
-        );
-        assert_eq!(
-            code(f.service.define(&xml("a", None, None))),
-            ErrorCode::Conflict
-        );
-        assert_eq!(
-            code(f.service.define(&xml("b", Some(UUID_A), None))),
-            ErrorCode::Conflict
-        );
-        assert_eq!(
-            code(f.service.define(&xml("b", None, Some("br0")))),
-            ErrorCode::Conflict
-        );
-        assert_eq!(f.service.list().len(), 1);
-        Ok(())
-    }
-
-    #[test]
-    fn bridge_auto_naming_skips_host_links_and_other_networks() -> Result<()> {
-        private_netns();
-        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", Path::new("."), e))?;
-        let (service, _) = Service::open(
-            &dir.path().join(DB_FILE),
-            None,
-            Box::new(|name| name == "virbr0"),
-            Kernel::open()?,
-            ServiceOptions::default(),
-        )?;
-        let a = service.define(&xml("a", None, None))?;
-        assert_eq!(a.network.bridge.as_deref(), Some("virbr1"));
-        let b = service.define(&xml("b", None, None))?;
-        assert_eq!(b.network.bridge.as_deref(), Some("virbr2"));
-        Ok(())
-    }
-
-    #[test]
-    fn lookup_by_uuid_and_not_found_messages() -> Result<()> {
-        let f = fixture();
-        f.service.define(&xml("a", Some(UUID_A), None))?;
-        assert_eq!(f.service.get(UUID_A, false)?.summary.name, "a");
-        let missing = f
-            .service
-            .get("nope", false)
-            .map(|_| ())
-            .map_err(|e| e.to_api());
-        assert_eq!(
-            missing.err().map(|e| e.message),
-            Some("Network not found: no network with matching name 'nope'".to_string())
-        );
-        let missing = f
-            .service
-            .get(UUID_B, false)
-            .map(|_| ())
-            .map_err(|e| e.to_api());
-        assert_eq!(
-            missing.err().map(|e| e.message),
-            Some(format!(
-                "Network not found: no network with matching uuid '{UUID_B}'"
-            ))
-        );
-        Ok(())
-    }
-
-    #[test]
-    fn create_undefine_autostart_lifecycle() -> Result<()> {
-        let f = fixture();
-        // Transient: no autostart, no undefine.
-        let t = f.service.create(&xml("t", None, None))?;
-        assert!(t.network.active && !t.network.persistent);
-        assert_eq!(
-            code(f.service.set_autostart("t", true)),
-            ErrorCode::Conflict
-        );
-        assert_eq!(code(f.service.undefine("t")), ErrorCode::Conflict);
-        assert_eq!(
-            code(f.service.create(&xml("t", None, None))),
-            ErrorCode::Conflict
-        );
-
-        // Persistent inactive, then started by create with the same name and UUID.
-        f.service.define(&xml("p", Some(UUID_A), Some("br-p")))?;
-        let auto = f.service.set_autostart("p", true)?;
-        assert!(auto.network.autostart);
-        let started = f.service.create(&xml("p", Some(UUID_A), Some("br-p")))?;
-        assert!(!started.created && started.network.active && started.network.persistent);
-        assert_eq!(
-            code(f.service.create(&xml("p", Some(UUID_A), Some("br-p")))),
-            ErrorCode::Conflict
-        );
-
-        // Undefine an active network: it stays, transient, autostart off.
-        let u = f.service.undefine("p")?;
-        assert!(u.network.active && !u.network.persistent && !u.network.autostart);
-
-        // Undefine an inactive network: gone.
-        f.service.define(&xml("i", None, None))?;
-        let gone = f.service.undefine("i")?;
-        assert_eq!(gone.etag, "");
-        assert_eq!(code(f.service.undefine("i")), ErrorCode::NotFound);
-        Ok(())
-    }
-
-    #[test]
-    fn redefine_of_active_network_keeps_live_definition() -> Result<()> {
-        let f = fixture();
-        f.service.define(&xml("p", Some(UUID_A), Some("br-p")))?;
-        f.service.create(&xml("p", Some(UUID_A), Some("br-p")))?;
-        f.service.define(&xml("p", Some(UUID_A), Some("br-q")))?;
-        assert_eq!(
-            f.service.get("p", false)?.summary.bridge.as_deref(),
-            Some("br-p")
-        );
-        let inactive = f.service.get("p", true)?;
-        assert_eq!(inactive.definition.bridge_name(), Some("br-q"));
-        Ok(())
-    }
-
-    #[test]
-    fn edit_needs_a_current_etag_and_keeps_identity() -> Result<()> {
-        let f = fixture();
-        f.service.define(&xml("a", Some(UUID_A), Some("br-a")))?;
-        let new = xml("a", None, Some("br-b"));
-        assert_eq!(
-            code(f.service.edit("a", &new, None)),
-            ErrorCode::PreconditionRequired
-        );
-        assert_eq!(
-            code(f.service.edit("a", &new, Some("\"7\""))),
-            ErrorCode::EtagMismatch
-        );
-        assert_eq!(
-            code(f.service.edit("x", &new, Some("\"1\""))),
-            ErrorCode::NotFound
-        );
-        let renamed = xml("b", None, None);
-        assert_eq!(
-            code(f.service.edit("a", &renamed, Some("\"1\""))),
-            ErrorCode::Invalid
-        );
-        let other_uuid = xml("a", Some(UUID_B), None);
-        assert_eq!(
-            code(f.service.edit("a", &other_uuid, Some("\"1\""))),
-            ErrorCode::Invalid
-        );
-        let done = f.service.edit("a", &new, Some("\"1\""))?;
-        assert_eq!(done.etag, "\"2\"");
-        assert_eq!(done.network.uuid.to_string(), UUID_A);
-        assert_eq!(done.network.bridge.as_deref(), Some("br-b"));
-        assert_eq!(
-            code(f.service.edit("a", &new, Some("\"1\""))),
-            ErrorCode::EtagMismatch
-        );
-        Ok(())
-    }
-
-    #[test]
-    fn etag_matching() {
-        assert!(etag_matches("\"3\"", 3));
-        assert!(etag_matches("3", 3));
-        assert!(etag_matches("*", 3));
-        assert!(etag_matches("\"1\", \"3\"", 3));
-        assert!(!etag_matches("\"33\"", 3));
-        assert!(!etag_matches("", 3));
     }
 }

@@ -10,19 +10,24 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use virtnet_api::{
-    check_domain_name, AddressSource, ErrorCode, InterfaceAddress, Port, PortRequest,
+    check_domain_name, AddressSource, DhcpLease, ErrorCode, InterfaceAddress, Port, PortRequest,
 };
 use virtnet_host::tap::TapSpec;
 use virtnet_model::{InterfaceSource, MacAddr};
 
+mod directory;
+
+pub use directory::{BridgeDirectory, Serving};
+
 use crate::error::{Error, Result};
-use crate::kernel::TapPlan;
-use crate::service::{lock, Service};
+use crate::kernel::{Kernel, TapPlan};
+use crate::store::Store;
+use crate::sync::lock;
 
 /// Alias prefix of port taps (not `virtnet:`, which marks bridges the reconcile may delete).
 pub const PORT_ALIAS_PREFIX: &str = "virtnet-port:";
@@ -203,7 +208,46 @@ fn invalid(field: &str, message: impl std::fmt::Display) -> Error {
     Error::api(ErrorCode::Invalid, format!("{field}: {message}"))
 }
 
-impl Service {
+/// The guest ports: their book and store table, and the kernel calls that make them real.
+pub struct Ports {
+    /// The ports, by tap name.
+    book: PortBook,
+    /// The store (only its port table is written here).
+    store: Arc<Store>,
+    /// The kernel of virtnetd's network namespace.
+    kernel: Arc<Mutex<Kernel>>,
+    /// Which bridge serves a network.
+    directory: Arc<dyn BridgeDirectory>,
+    /// Serialises changes of ports with each other and with network starts and stops.
+    writer: Arc<Mutex<()>>,
+}
+
+impl std::fmt::Debug for Ports {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ports")
+            .field("book", &self.book)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Ports {
+    /// The ports stored in `store`, attached through `kernel` to the bridges `directory`
+    /// names; changes are serialised by `writer`.
+    pub fn open(
+        store: Arc<Store>,
+        kernel: Arc<Mutex<Kernel>>,
+        directory: Arc<dyn BridgeDirectory>,
+        writer: Arc<Mutex<()>>,
+    ) -> Result<Ports> {
+        Ok(Ports {
+            book: PortBook::new(store.ports()?),
+            store,
+            kernel,
+            directory,
+            writer,
+        })
+    }
+
     /// The bridge a source attaches to: an active network's bridge, or a host bridge. It must
     /// be a bridge: a tap "attached" to anything else (`lo`, a veth, another tap) would be on
     /// no bridge at all, a routed interface of the host outside every firewall rule.
@@ -231,27 +275,13 @@ impl Service {
     /// The name of the bridge a source names (not checked against the kernel).
     fn bridge_name_for(&self, source: &InterfaceSource) -> Result<String> {
         match source {
-            InterfaceSource::Network(name) => {
-                let index = self.read();
-                let record = index.get(name).ok_or_else(|| {
-                    Error::api(
-                        ErrorCode::NotFound,
-                        format!("Network not found: no network with matching name '{name}'"),
-                    )
-                })?;
-                let live = record.live.as_ref().ok_or_else(|| {
-                    Error::api(
-                        ErrorCode::Conflict,
-                        format!("Requested operation is not valid: network '{name}' is not active"),
-                    )
-                })?;
-                live.bridge_name().map(str::to_string).ok_or_else(|| {
-                    Error::api(
-                        ErrorCode::Unsupported,
-                        format!("network '{name}' has no bridge to attach ports to"),
-                    )
-                })
-            }
+            InterfaceSource::Network(name) => match self.directory.serving(name)? {
+                Serving::Bridge(bridge) => Ok(bridge),
+                Serving::Macvtap { .. } => Err(Error::api(
+                    ErrorCode::Unsupported,
+                    format!("network '{name}' has no bridge to attach ports to"),
+                )),
+            },
             InterfaceSource::Bridge(bridge) => Ok(bridge.clone()),
         }
     }
@@ -277,13 +307,7 @@ impl Service {
         let bridge = match &r.source {
             _ if r.macvtap_on.is_some() => String::new(),
             InterfaceSource::Bridge(b) => b.clone(),
-            InterfaceSource::Network(n) => self
-                .read()
-                .get(n)
-                .and_then(|rec| rec.shown())
-                .and_then(|net| net.bridge_name())
-                .unwrap_or_default()
-                .to_string(),
+            InterfaceSource::Network(n) => self.directory.shown_bridge(n).unwrap_or_default(),
         };
         Port {
             name: r.name.clone(),
@@ -308,7 +332,7 @@ impl Service {
     /// `POST /v1/ports` (`attach-interface`): creates the guest's tap on the bridge of its
     /// network (or on a host bridge) and records it. With `target` naming an existing tap
     /// that is no port yet, the tap is adopted (QEMU's `script=` mode made it).
-    pub fn create_port(&self, req: &PortRequest) -> Result<Port> {
+    pub fn create(&self, req: &PortRequest) -> Result<Port> {
         check_domain_name(&req.domain).map_err(|reason| invalid("domain", reason))?;
         let mac: MacAddr = req
             .mac
@@ -326,7 +350,7 @@ impl Service {
             self.check_helper_quota(req)?;
         }
         if self
-            .ports
+            .book
             .read()
             .values()
             .any(|p| p.domain == req.domain && p.mac == mac)
@@ -347,7 +371,7 @@ impl Service {
         let (name, adopt) = match &req.target {
             Some(t) => {
                 virtnet_plan::kernel::check_ifname("target", t)?;
-                if self.ports.read().contains_key(t) {
+                if self.book.read().contains_key(t) {
                     return Err(Error::api(
                         ErrorCode::Conflict,
                         format!("port '{t}' already exists"),
@@ -356,8 +380,8 @@ impl Service {
                 (t.clone(), kernel.link_index(t)?.is_some())
             }
             None => {
-                let name = self.ports.next_name(|n| {
-                    Ok(self.ports.read().contains_key(n) || kernel.link_index(n)?.is_some())
+                let name = self.book.next_name(|n| {
+                    Ok(self.book.read().contains_key(n) || kernel.link_index(n)?.is_some())
                 })?;
                 (name, false)
             }
@@ -375,7 +399,7 @@ impl Service {
     /// kernel's part goes again (the link too, unless it was adopted).
     fn remember(
         &self,
-        mut kernel: std::sync::MutexGuard<'_, crate::kernel::Kernel>,
+        mut kernel: std::sync::MutexGuard<'_, Kernel>,
         record: PortRecord,
     ) -> Result<Port> {
         if let Err(e) = self.store.put_port(&record.name, &record) {
@@ -383,13 +407,14 @@ impl Service {
             return Err(e);
         }
         drop(kernel);
-        self.ports
+        self.book
             .write()
             .insert(record.name.clone(), record.clone());
         Ok(self.port_view(&record))
     }
 
-    /// The NICs and mode of a direct (macvtap) network, `None` for anything else.
+    /// The NICs and mode of a direct (macvtap) network, `None` for anything else (a network
+    /// that is unknown or inactive included: attaching to it is refused later, naming why).
     fn macvtap_of(
         &self,
         source: &InterfaceSource,
@@ -397,15 +422,10 @@ impl Service {
         let InterfaceSource::Network(name) = source else {
             return Ok(None);
         };
-        let Some(live) = self.read().get(name).and_then(|r| r.live.clone()) else {
-            return Ok(None);
-        };
-        if live.forward.mode.has_own_bridge() {
-            return Ok(None);
-        }
-        match crate::external::attachment(&live)? {
-            crate::external::Attachment::Macvtap { devs, mode } => Ok(Some((devs, mode))),
-            crate::external::Attachment::Bridge(_) => Ok(None),
+        // A refusal here is the same one `bridge_for` gives next, naming the reason.
+        match self.directory.serving(name) {
+            Ok(Serving::Macvtap { devs, mode }) => Ok(Some((devs, mode))),
+            Ok(Serving::Bridge(_)) | Err(_) => Ok(None),
         }
     }
 
@@ -444,7 +464,7 @@ impl Service {
                 let mut n = 0u32;
                 loop {
                     let candidate = format!("macvtap{n}");
-                    if !self.ports.read().contains_key(&candidate)
+                    if !self.book.read().contains_key(&candidate)
                         && kernel.link_index(&candidate)?.is_none()
                     {
                         break candidate;
@@ -479,7 +499,7 @@ impl Service {
             ));
         }
         let theirs: Vec<String> = self
-            .ports
+            .book
             .read()
             .values()
             .filter(|r| r.helper && r.owner_uid == Some(uid))
@@ -493,7 +513,7 @@ impl Service {
                 self.forget_port(&name)?;
             }
         }
-        let limit = self.ports.policy().per_user;
+        let limit = self.book.policy().per_user;
         if live >= limit {
             return Err(Error::api(
                 ErrorCode::Conflict,
@@ -511,30 +531,30 @@ impl Service {
     /// if any, is someone else's). Runs under the writer lock.
     fn forget_port(&self, name: &str) -> Result<()> {
         self.store.delete_port(name)?;
-        self.ports.write().remove(name);
+        self.book.write().remove(name);
         Ok(())
     }
 
     /// Starts the thread that reaps the bridge helper's ports (see
-    /// [`Service::sweep_helper_ports`]) every `policy.sweep_every`, and sets the per-user
-    /// limit. The thread ends once the service is dropped.
+    /// [`Ports::sweep_helper_ports`]) every `policy.sweep_every`, and sets the per-user
+    /// limit. The thread ends once the ports are dropped.
     pub fn start_helper_sweeper(self: &Arc<Self>, policy: HelperPortPolicy) -> std::io::Result<()> {
         *self
-            .ports
+            .book
             .helper_policy
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = policy;
-        let service = Arc::downgrade(self);
+        let ports = Arc::downgrade(self);
         std::thread::Builder::new()
             .name("port-sweeper".into())
             .spawn(move || {
                 let mut persistent_since = HashMap::new();
                 loop {
                     std::thread::sleep(policy.sweep_every);
-                    let Some(service) = service.upgrade() else {
+                    let Some(ports) = ports.upgrade() else {
                         return;
                     };
-                    service.sweep_helper_ports(&mut persistent_since, policy.claim_grace);
+                    ports.sweep_helper_ports(&mut persistent_since, policy.claim_grace);
                 }
             })?;
         Ok(())
@@ -552,7 +572,7 @@ impl Service {
         grace: Duration,
     ) {
         let helpers: Vec<String> = self
-            .ports
+            .book
             .read()
             .values()
             .filter(|r| r.helper)
@@ -593,7 +613,7 @@ impl Service {
     /// forgotten, a persistent tap is deleted with its record. Says what it did.
     fn reap_helper_port(&self, name: &str) -> Result<Option<&'static str>> {
         let _writer = lock(&self.writer);
-        if !self.ports.read().get(name).is_some_and(|r| r.helper) {
+        if !self.book.read().get(name).is_some_and(|r| r.helper) {
             return Ok(None);
         }
         match self.helper_tap(name)? {
@@ -631,29 +651,29 @@ impl Service {
 
     /// `DELETE /v1/ports/{name}` (`detach-interface`): deletes the tap (an adopted one is
     /// only taken off its bridge) and forgets the port.
-    pub fn delete_port(&self, name: &str) -> Result<Port> {
+    pub fn delete(&self, name: &str) -> Result<Port> {
         let _writer = lock(&self.writer);
         self.delete_port_locked(name)
     }
 
-    /// [`Service::delete_port`] under the writer lock.
+    /// [`Ports::delete`] under the writer lock.
     fn delete_port_locked(&self, name: &str) -> Result<Port> {
         let record = self
-            .ports
+            .book
             .read()
             .get(name)
             .cloned()
             .ok_or_else(|| not_found(name))?;
         lock(&self.kernel).remove_port(name, !record.adopted)?;
         self.store.delete_port(name)?;
-        self.ports.write().remove(name);
+        self.book.write().remove(name);
         Ok(self.port_view(&record))
     }
 
     /// `GET /v1/ports`: the ports (of one guest), sorted by name.
-    pub fn list_ports(&self, domain: Option<&str>) -> Vec<Port> {
+    pub fn list(&self, domain: Option<&str>) -> Vec<Port> {
         let records: Vec<PortRecord> = self
-            .ports
+            .book
             .read()
             .values()
             .filter(|r| domain.is_none_or(|d| r.domain == d))
@@ -667,7 +687,7 @@ impl Service {
     fn change_port(&self, name: &str, change: impl FnOnce(&mut PortRecord)) -> Result<Port> {
         let _writer = lock(&self.writer);
         let mut record = self
-            .ports
+            .book
             .read()
             .get(name)
             .cloned()
@@ -686,7 +706,7 @@ impl Service {
             }
             lock(&self.kernel).set_port_up(name, record.link_up)?;
             self.store.put_port(name, &record)?;
-            self.ports.write().insert(name.to_string(), record.clone());
+            self.book.write().insert(name.to_string(), record.clone());
             return Ok(self.port_view(&record));
         }
         let bridge = self.bridge_for(&record.source)?;
@@ -698,25 +718,26 @@ impl Service {
             return Err(e);
         }
         drop(kernel);
-        self.ports.write().insert(name.to_string(), record.clone());
+        self.book.write().insert(name.to_string(), record.clone());
         Ok(self.port_view(&record))
     }
 
     /// `PUT /v1/ports/{name}/source`: moves a port to another network or bridge while the
     /// guest runs (the seeds' NAT → bridge edit, without a guest restart).
-    pub fn move_port(&self, name: &str, source: InterfaceSource) -> Result<Port> {
+    pub fn move_to(&self, name: &str, source: InterfaceSource) -> Result<Port> {
         self.change_port(name, |r| r.source = source)
     }
 
     /// `PUT /v1/ports/{name}/link` (`domif-setlink`).
-    pub fn set_port_link(&self, name: &str, up: bool) -> Result<Port> {
+    pub fn set_link(&self, name: &str, up: bool) -> Result<Port> {
         self.change_port(name, |r| r.link_up = up)
     }
 
-    /// Re-attaches the ports of a network that just started (its bridge is new).
-    pub(crate) fn reattach_ports(&self, network: &str) {
+    /// Told when a network has started: re-attaches its ports (its bridge is new).
+    pub fn network_started(&self, network: &str) {
+        let _writer = lock(&self.writer);
         let records: Vec<PortRecord> = self
-            .ports
+            .book
             .read()
             .values()
             .filter(|r| {
@@ -734,14 +755,14 @@ impl Service {
 
     /// Start-up: forgets ports whose tap was deleted while virtnetd was down (the guest went
     /// away) and attaches the others to their bridges again.
-    pub(crate) fn reconcile_ports(&self) -> Result<()> {
+    pub fn reconcile(&self) -> Result<()> {
         let present = lock(&self.kernel).link_names()?;
-        let records: Vec<PortRecord> = self.ports.read().values().cloned().collect();
+        let records: Vec<PortRecord> = self.book.read().values().cloned().collect();
         for r in records {
             if !present.contains(&r.name) {
                 tracing::info!(port = %r.name, domain = %r.domain, "tap gone while virtnetd was down; port removed");
                 self.store.delete_port(&r.name)?;
-                self.ports.write().remove(&r.name);
+                self.book.write().remove(&r.name);
                 continue;
             }
             if r.macvtap_on.is_some() {
@@ -758,12 +779,14 @@ impl Service {
     /// `GET /v1/domains/{domain}/addresses` (`domifaddr`): the guest's addresses from
     /// virtnet's DHCP leases, or from the kernel's neighbour table (which also knows guests on
     /// bridged networks, where no virtnet DHCP runs).
+    /// `leases` gives the leases of a network for one MAC (the registry's answer).
     pub fn domain_addresses(
         &self,
         domain: &str,
         source: AddressSource,
+        leases: impl Fn(&str, &str) -> Result<Vec<DhcpLease>>,
     ) -> Result<Vec<InterfaceAddress>> {
-        let ports = self.list_ports(Some(domain));
+        let ports = self.list(Some(domain));
         if ports.is_empty() {
             return Err(Error::api(
                 ErrorCode::NotFound,
@@ -777,7 +800,7 @@ impl Service {
                     let InterfaceSource::Network(net) = &p.source else {
                         continue;
                     };
-                    let Ok(leases) = self.leases(net, Some(&p.mac)) else {
+                    let Ok(leases) = leases(net, &p.mac) else {
                         continue;
                     };
                     out.extend(leases.into_iter().map(|l| InterfaceAddress {
