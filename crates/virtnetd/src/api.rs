@@ -27,6 +27,8 @@ use virtnet_api::{
     MAX_BODY_BYTES, XML_MEDIA_TYPE,
 };
 
+pub(crate) mod errors;
+
 use crate::error::{Error, Result};
 use crate::state::AppState;
 
@@ -82,7 +84,7 @@ impl<E: Into<Error>> From<E> for Failure {
 
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
-        let body = self.0.to_api();
+        let body = errors::to_api(&self.0);
         if self.0.is_internal() {
             tracing::error!(error = %self.0, "request failed");
         } else {

@@ -164,10 +164,9 @@ impl BridgeDirectory for NetworkRegistry {
         live.bridge_name()
             .map(|b| Serving::Bridge(b.to_string()))
             .ok_or_else(|| {
-                crate::Error::api(
-                    virtnet_api::ErrorCode::Unsupported,
-                    format!("network '{network}' has no bridge to attach ports to"),
-                )
+                crate::Error::unsupported(format!(
+                    "network '{network}' has no bridge to attach ports to"
+                ))
             })
     }
 

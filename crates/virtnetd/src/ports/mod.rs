@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use virtnet_api::{
-    check_domain_name, AddressSource, DhcpLease, ErrorCode, InterfaceAddress, Port, PortRequest,
+    check_domain_name, AddressSource, DhcpLease, InterfaceAddress, Port, PortRequest,
 };
 use virtnet_host::tap::TapSpec;
 use virtnet_model::{InterfaceSource, MacAddr};
@@ -24,7 +24,7 @@ mod directory;
 
 pub use directory::{BridgeDirectory, Serving};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Kind, Result};
 use crate::kernel::{Kernel, TapPlan};
 use crate::store::Store;
 use crate::sync::lock;
@@ -201,11 +201,11 @@ impl PortBook {
 }
 
 fn not_found(name: &str) -> Error {
-    Error::api(ErrorCode::NotFound, format!("no port named '{name}'"))
+    Error::not_found(Kind::Port, name)
 }
 
 fn invalid(field: &str, message: impl std::fmt::Display) -> Error {
-    Error::api(ErrorCode::Invalid, format!("{field}: {message}"))
+    Error::invalid(field, message)
 }
 
 /// The guest ports: their book and store table, and the kernel calls that make them real.
@@ -255,10 +255,7 @@ impl Ports {
         let bridge = self.bridge_name_for(source)?;
         let mut kernel = lock(&self.kernel);
         if kernel.link_index(&bridge)?.is_none() {
-            return Err(Error::api(
-                ErrorCode::NotFound,
-                format!("bridge '{bridge}' does not exist"),
-            ));
+            return Err(Error::not_found(Kind::Bridge, bridge));
         }
         if !kernel.is_bridge(&bridge)? {
             return Err(invalid(
@@ -277,10 +274,9 @@ impl Ports {
         match source {
             InterfaceSource::Network(name) => match self.directory.serving(name)? {
                 Serving::Bridge(bridge) => Ok(bridge),
-                Serving::Macvtap { .. } => Err(Error::api(
-                    ErrorCode::Unsupported,
-                    format!("network '{name}' has no bridge to attach ports to"),
-                )),
+                Serving::Macvtap { .. } => Err(Error::unsupported(format!(
+                    "network '{name}' has no bridge to attach ports to"
+                ))),
             },
             InterfaceSource::Bridge(bridge) => Ok(bridge.clone()),
         }
@@ -355,13 +351,10 @@ impl Ports {
             .values()
             .any(|p| p.domain == req.domain && p.mac == mac)
         {
-            return Err(Error::api(
-                ErrorCode::Conflict,
-                format!(
-                    "domain '{}' already has an interface with MAC {mac}",
-                    req.domain
-                ),
-            ));
+            return Err(Error::conflict(format!(
+                "domain '{}' already has an interface with MAC {mac}",
+                req.domain
+            )));
         }
         if let Some((devs, mode)) = self.macvtap_of(&req.source)? {
             return self.create_macvtap_port(req, mac, &devs, mode);
@@ -372,10 +365,7 @@ impl Ports {
             Some(t) => {
                 virtnet_plan::kernel::check_ifname("target", t)?;
                 if self.book.read().contains_key(t) {
-                    return Err(Error::api(
-                        ErrorCode::Conflict,
-                        format!("port '{t}' already exists"),
-                    ));
+                    return Err(Error::conflict(format!("port '{t}' already exists")));
                 }
                 (t.clone(), kernel.link_index(t)?.is_some())
             }
@@ -447,13 +437,10 @@ impl Ports {
             }
         }
         let dev = dev.ok_or_else(|| {
-            Error::api(
-                ErrorCode::Conflict,
-                format!(
-                    "none of the network's host interfaces ({}) exists",
-                    devs.join(", ")
-                ),
-            )
+            Error::conflict(format!(
+                "none of the network's host interfaces ({}) exists",
+                devs.join(", ")
+            ))
         })?;
         let name = match &req.target {
             Some(t) => {
@@ -515,14 +502,11 @@ impl Ports {
         }
         let limit = self.book.policy().per_user;
         if live >= limit {
-            return Err(Error::api(
-                ErrorCode::Conflict,
-                format!(
-                    "owner_uid: user {uid} already has {live} ports made by the bridge helper, \
+            return Err(Error::conflict(format!(
+                "owner_uid: user {uid} already has {live} ports made by the bridge helper, \
                      the most virtnetd allows one user (virtnetd --helper-ports-per-user, now \
                      {limit})"
-                ),
-            ));
+            )));
         }
         Ok(())
     }
@@ -696,13 +680,10 @@ impl Ports {
         change(&mut record);
         if before.macvtap_on.is_some() || self.macvtap_of(&record.source)?.is_some() {
             if record.source != before.source {
-                return Err(Error::api(
-                    ErrorCode::Unsupported,
-                    format!(
-                        "port '{name}': moving to or from a direct (macvtap) network changes the \
+                return Err(Error::unsupported(format!(
+                    "port '{name}': moving to or from a direct (macvtap) network changes the \
                          device QEMU holds; detach and attach it with the guest stopped"
-                    ),
-                ));
+                )));
             }
             lock(&self.kernel).set_port_up(name, record.link_up)?;
             self.store.put_port(name, &record)?;
@@ -788,10 +769,7 @@ impl Ports {
     ) -> Result<Vec<InterfaceAddress>> {
         let ports = self.list(Some(domain));
         if ports.is_empty() {
-            return Err(Error::api(
-                ErrorCode::NotFound,
-                format!("failed to get domain '{domain}'"),
-            ));
+            return Err(Error::not_found(Kind::Domain, domain));
         }
         let mut out = Vec::new();
         match source {

@@ -25,11 +25,11 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
 
 use uuid::Uuid;
-use virtnet_api::{ChangeResult, ErrorCode, NetworkDetail, NetworkSummary};
+use virtnet_api::{ChangeResult, NetworkDetail, NetworkSummary};
 use virtnet_model::define::{identify, prepare, Identity};
 use virtnet_model::{ForwardMode, ModelError, Network};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Kind, Result};
 use crate::store::{Record, Store};
 use crate::sync::lock;
 use virtnet_plan::{plan, NetworkPlan};
@@ -110,11 +110,7 @@ pub fn etag_matches(if_match: &str, generation: u64) -> bool {
 }
 
 fn not_found(id: &str) -> Error {
-    let message = match Uuid::parse_str(id) {
-        Ok(uuid) => format!("Network not found: no network with matching uuid '{uuid}'"),
-        Err(_) => format!("Network not found: no network with matching name '{id}'"),
-    };
-    Error::api(ErrorCode::NotFound, message)
+    Error::not_found(Kind::Network, id)
 }
 
 /// Finds a network by name, else by UUID.
@@ -164,7 +160,7 @@ fn kernel_plan(net: &Network) -> Result<Option<NetworkPlan>> {
 }
 
 fn conflict(message: impl Into<String>) -> Error {
-    Error::api(ErrorCode::Conflict, message)
+    Error::conflict(message)
 }
 
 impl NetworkRegistry {
@@ -263,10 +259,9 @@ impl NetworkRegistry {
             )));
         }
         let Some(config) = record.config.clone() else {
-            return Err(Error::api(
-                ErrorCode::Internal,
-                format!("network '{name}' has no definition to start"),
-            ));
+            return Err(Error::Inconsistent {
+                what: format!("network '{name}' has no definition to start"),
+            });
         };
         let p = kernel_plan(&config)?;
         record.live = Some(config);
@@ -371,11 +366,9 @@ impl NetworkRegistry {
         };
         let mut leases = self.services.leases(&net)?;
         if let Some(mac) = mac {
-            let mac: virtnet_model::MacAddr = mac.parse().map_err(|_| {
-                Error::api(
-                    ErrorCode::BadRequest,
-                    format!("mac: '{mac}' is not a MAC address"),
-                )
+            let mac: virtnet_model::MacAddr = mac.parse().map_err(|_| Error::BadArgument {
+                field: "mac".into(),
+                reason: format!("'{mac}' is not a MAC address"),
             })?;
             let mac = mac.to_string();
             leases.retain(|l| l.mac.eq_ignore_ascii_case(&mac));
@@ -538,11 +531,8 @@ impl NetworkRegistry {
         } else {
             record.shown()
         };
-        let definition = definition.cloned().ok_or_else(|| {
-            Error::api(
-                ErrorCode::Internal,
-                format!("stored network '{name}' has neither a persistent nor a live definition"),
-            )
+        let definition = definition.cloned().ok_or_else(|| Error::Inconsistent {
+            what: format!("stored network '{name}' has neither a persistent nor a live definition"),
         })?;
         Ok(NetworkDetail {
             summary: summary(name, record),
@@ -629,24 +619,21 @@ impl NetworkRegistry {
     /// persistent, as `virsh net-edit` (a redefinition) does in libvirt.
     pub fn edit(&self, id: &str, xml: &str, if_match: Option<&str>) -> Result<ChangeResult> {
         let Some(if_match) = if_match else {
-            return Err(Error::api(
-                ErrorCode::PreconditionRequired,
-                "an edit needs an If-Match header carrying the network's ETag \
-                 (from GET /v1/networks/{id})",
-            ));
+            return Err(Error::PreconditionRequired {
+                what: "an edit needs an If-Match header carrying the network's ETag \
+                       (from GET /v1/networks/{id})"
+                    .into(),
+            });
         };
         let _writer = lock(&self.writer);
         let index = self.read();
         let (name, current) = find(&index, id)?;
         if !etag_matches(if_match, current.generation) {
-            return Err(Error::api(
-                ErrorCode::EtagMismatch,
-                format!(
-                    "network '{name}' was changed since it was read: If-Match {if_match} but \
-                     the current ETag is {}",
-                    etag(current.generation)
-                ),
-            ));
+            return Err(Error::Stale {
+                name: name.to_string(),
+                given: if_match.to_string(),
+                current: etag(current.generation),
+            });
         }
         let mut net = Network::from_xml(xml)?;
         if net.name != name {
@@ -760,14 +747,11 @@ impl NetworkRegistry {
             let before = kernel_plan(def)?;
             apply_update(def, command, section, request.parent_index, &request.xml)?;
             if kernel_plan(def)? != before {
-                return Err(Error::api(
-                    ErrorCode::Unsupported,
-                    format!(
-                        "Operation not supported: this change to section '{}' of network \
+                return Err(Error::unsupported(format!(
+                    "Operation not supported: this change to section '{}' of network \
                          '{name}' needs the network restarted; update --config and restart it",
-                        request.section
-                    ),
-                ));
+                    request.section
+                )));
             }
             live_change = Some(def.clone());
         }

@@ -4,6 +4,7 @@ use super::*;
 use crate::kernel::Kernel;
 use crate::services::{EventFeed, ServiceOptions, Services};
 use crate::store::DB_FILE;
+use virtnet_api::ErrorCode;
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -75,7 +76,7 @@ use virtnet_testkit::network_xml as xml;
 fn code(r: Result<ChangeResult>) -> ErrorCode {
     match r {
         Ok(c) => panic!("expected an error, got {c:?}"),
-        Err(e) => e.to_api().code,
+        Err(e) => crate::api::errors::to_api(&e).code,
     }
 }
 
@@ -145,7 +146,7 @@ fn lookup_by_uuid_and_not_found_messages() -> Result<()> {
         .service
         .get("nope", false)
         .map(|_| ())
-        .map_err(|e| e.to_api());
+        .map_err(|e| crate::api::errors::to_api(&e));
     assert_eq!(
         missing.err().map(|e| e.message),
         Some("Network not found: no network with matching name 'nope'".to_string())
@@ -154,7 +155,7 @@ fn lookup_by_uuid_and_not_found_messages() -> Result<()> {
         .service
         .get(UUID_B, false)
         .map(|_| ())
-        .map_err(|e| e.to_api());
+        .map_err(|e| crate::api::errors::to_api(&e));
     assert_eq!(
         missing.err().map(|e| e.message),
         Some(format!(
