@@ -74,9 +74,6 @@ impl AppState {
         let events = Arc::new(EventFeed::default());
         let services = Arc::new(Services::new(store.clone(), events.clone(), options));
         let kernel = Arc::new(Mutex::new(kernel));
-        // Network and port changes must not interleave (a port attaches to a bridge only
-        // while its network runs), so they share one lock.
-        let writer = Arc::new(Mutex::new(()));
         let networks = Arc::new(NetworkRegistry::new(RegistryParts {
             store: store.clone(),
             records,
@@ -84,14 +81,8 @@ impl AppState {
             link_exists,
             kernel: kernel.clone(),
             services: services.clone(),
-            writer: writer.clone(),
         }));
-        let ports = Arc::new(Ports::open(
-            store,
-            kernel.clone(),
-            networks.clone(),
-            writer,
-        )?);
+        let ports = Arc::new(Ports::open(store, kernel.clone(), networks.clone())?);
         let state = AppState {
             networks,
             ports,

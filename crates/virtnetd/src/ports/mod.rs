@@ -218,8 +218,9 @@ pub struct Ports {
     kernel: Arc<Mutex<Kernel>>,
     /// Which bridge serves a network.
     directory: Arc<dyn BridgeDirectory>,
-    /// Serialises changes of ports with each other and with network starts and stops.
-    writer: Arc<Mutex<()>>,
+    /// Serialises changes of ports (names and MACs are unique among them). Independent of
+    /// the networks' locks: a port change never waits for a network start or stop.
+    writer: Mutex<()>,
 }
 
 impl std::fmt::Debug for Ports {
@@ -232,19 +233,18 @@ impl std::fmt::Debug for Ports {
 
 impl Ports {
     /// The ports stored in `store`, attached through `kernel` to the bridges `directory`
-    /// names; changes are serialised by `writer`.
+    /// names.
     pub fn open(
         store: Arc<Store>,
         kernel: Arc<Mutex<Kernel>>,
         directory: Arc<dyn BridgeDirectory>,
-        writer: Arc<Mutex<()>>,
     ) -> Result<Ports> {
         Ok(Ports {
             book: PortBook::new(store.ports()?),
             store,
             kernel,
             directory,
-            writer,
+            writer: Mutex::new(()),
         })
     }
 

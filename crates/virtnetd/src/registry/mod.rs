@@ -3,17 +3,23 @@
 //! in-memory index) and knows the host only through two narrow traits ([`NetworkKernel`],
 //! [`NetworkServices`]), so that its rules run as plain unit tests against fakes.
 //!
-//! Concurrency: mutations take one lock for the whole check-then-write sequence (the identity
-//! and bridge checks look at every other network, so two concurrent defines must not both pass
-//! them), write the store, and only then publish the new record in the in-memory index. Reads
-//! only take the index's read lock, so they run concurrently with each other and block a
-//! mutation only for the instant the index is updated.
+//! Concurrency: every change of a network holds that network's own lock (a `net-destroy` of
+//! several holds theirs, taken in name order), so changes of different networks run side by
+//! side, store commits and DHCP/DNS starts included. What must be unique across networks
+//! (name, UUID, bridge name) is checked and reserved under one short reservation lock, held
+//! only for the check: a definition being made is visible to every other check as a
+//! reservation until its commit publishes it, so two concurrent defines cannot both take a
+//! name or a bridge. The store is written first and the in-memory index second, so the index
+//! never shows an unacknowledged state; reads only take the index's read lock, held by a
+//! writer only for the instant of one insert, so `net-list` never waits for a change.
 //!
 //! "Active" means "has a live definition", and an active network exists in the kernel. Every
 //! change that starts or stops networks is applied to the kernel first and committed to the
-//! store second, under the writer lock: if the kernel refuses, nothing is stored; if the daemon
-//! dies in between, the start-up reconcile makes the kernel match the store again (an
+//! store second, under the network's lock: if the kernel refuses, nothing is stored; if the
+//! daemon dies in between, the start-up reconcile makes the kernel match the store again (an
 //! unacknowledged start is removed, an unacknowledged destroy is undone).
+
+mod locks;
 
 mod adapters;
 mod host;
@@ -52,8 +58,11 @@ pub fn host_link_exists(name: &str) -> bool {
 /// The registry of networks: owns the network records and libvirt's rules about them.
 pub struct NetworkRegistry {
     store: Arc<Store>,
-    /// Serialises mutations (see the module comment).
-    writer: Arc<Mutex<()>>,
+    /// One lock per network (see the module comment).
+    locks: locks::NetworkLocks,
+    /// The reservation lock, and the definitions checked and reserved but not yet committed
+    /// (by name): every identity and bridge check sees them as if they were stored.
+    reserved: Mutex<BTreeMap<String, Network>>,
     /// The store's records, rebuilt from the store at start and replaced record by record after
     /// each successful commit, so it never shows an unacknowledged state.
     index: RwLock<BTreeMap<String, Record>>,
@@ -89,8 +98,6 @@ pub struct RegistryParts {
     pub kernel: Arc<dyn NetworkKernel>,
     /// The networks' DHCP and DNS servers.
     pub services: Arc<dyn NetworkServices>,
-    /// The lock that serialises changes (shared with whoever must not interleave with them).
-    pub writer: Arc<Mutex<()>>,
 }
 
 /// The ETag of a generation: a quoted string, as HTTP wants it.
@@ -168,7 +175,8 @@ impl NetworkRegistry {
     pub fn new(parts: RegistryParts) -> NetworkRegistry {
         NetworkRegistry {
             store: parts.store,
-            writer: parts.writer,
+            locks: locks::NetworkLocks::default(),
+            reserved: Mutex::new(BTreeMap::new()),
             index: RwLock::new(parts.records),
             link_exists: parts.link_exists,
             kernel: parts.kernel,
@@ -180,8 +188,8 @@ impl NetworkRegistry {
     /// Start-up: makes the kernel match the store (see [`NetworkKernel::reconcile`]) and
     /// starts the services of the active networks. A network that cannot be realised is
     /// marked inactive and logged; the daemon still starts. Returns the names of such networks.
+    /// Runs at start-up, before any request is served, so it takes no network lock.
     pub fn restore(&self) -> Result<Vec<String>> {
-        let _writer = lock(&self.writer);
         let mut failed = Vec::new();
         let mut plans = Vec::new();
         for (name, record) in self.read().iter() {
@@ -246,11 +254,10 @@ impl NetworkRegistry {
     /// `POST /v1/networks/{id}/start` (`net-start`): starts an inactive persistent network
     /// with its persistent definition.
     pub fn start(&self, id: &str) -> Result<ChangeResult> {
-        let _writer = lock(&self.writer);
-        let name = find(&self.read(), id)?.0.to_string();
-        self.start_locked(&name)
+        self.with_network(id, |name| self.start_locked(name))
     }
 
+    /// [`NetworkRegistry::start`] under the network's lock.
     fn start_locked(&self, name: &str) -> Result<ChangeResult> {
         let mut record = find(&self.read(), name)?.1.clone();
         if record.is_active() {
@@ -306,7 +313,29 @@ impl NetworkRegistry {
     /// so that the kernel's link-deletion wait is paid once. Nothing is stopped unless every
     /// name is an active network. Transient networks disappear, as in libvirt.
     pub fn destroy(&self, ids: &[String]) -> Result<Vec<NetworkSummary>> {
-        let _writer = lock(&self.writer);
+        loop {
+            let mut names = Vec::new();
+            for id in ids {
+                names.push(find(&self.read(), id)?.0.to_string());
+            }
+            names.sort();
+            names.dedup();
+            // In name order, so that two destroys of overlapping sets cannot deadlock.
+            let locks: Vec<Arc<Mutex<()>>> = names.iter().map(|n| self.locks.of(n)).collect();
+            let _held: Vec<_> = locks.iter().map(|l| lock(l)).collect();
+            // An id may have moved to another network while we waited (a UUID redefined).
+            let still = ids.iter().all(|id| {
+                find(&self.read(), id)
+                    .map_or(true, |(n, _)| names.binary_search(&n.to_string()).is_ok())
+            });
+            if still {
+                return self.destroy_locked(ids);
+            }
+        }
+    }
+
+    /// [`NetworkRegistry::destroy`] under the locks of the networks.
+    fn destroy_locked(&self, ids: &[String]) -> Result<Vec<NetworkSummary>> {
         let index = self.read();
         let mut targets: Vec<(String, Option<NetworkPlan>)> = Vec::new();
         for id in ids {
@@ -385,18 +414,91 @@ impl NetworkRegistry {
         self.index.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Makes a change durable, then visible. `None` deletes the network.
+    /// Makes a change durable, then visible; a reservation of the name ends as the record
+    /// takes its place. `None` deletes the network. Runs under the network's lock only.
     fn commit(&self, name: &str, record: Option<Record>) -> Result<()> {
         match &record {
             Some(r) => self.store.put(name, r)?,
             None => self.store.delete(name)?,
         }
+        // Under the reservation lock, so that no check sees the network twice or not at all.
+        let mut reserved = lock(&self.reserved);
         let mut index = self.index.write().unwrap_or_else(PoisonError::into_inner);
         match record {
             Some(r) => index.insert(name.to_string(), r),
             None => index.remove(name),
         };
+        reserved.remove(name);
         Ok(())
+    }
+
+    /// Runs `f` with the lock of the network `id` names (by name or UUID) held, passing its
+    /// name.
+    fn with_network<T>(&self, id: &str, f: impl FnOnce(&str) -> Result<T>) -> Result<T> {
+        loop {
+            let name = find(&self.read(), id)?.0.to_string();
+            let network = self.locks.of(&name);
+            let _held = lock(&network);
+            // The id may have moved to another network while we waited (a UUID redefined),
+            // or the network may be gone (then say so).
+            if find(&self.read(), id)?.0 == name {
+                return f(&name);
+            }
+        }
+    }
+
+    /// Runs `f` with the lock of the network called `name` held, whether it exists or not
+    /// (a define makes it).
+    fn with_name<T>(&self, name: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let network = self.locks.of(name);
+        let _held = lock(&network);
+        f()
+    }
+
+    /// Checks a new definition of `net.name` against every other network, stored or
+    /// reserved, and reserves it (see the module comment): identity (name and UUID) and
+    /// bridge. Returns whether it redefines the network of that name, and `prepare`'s
+    /// warnings. The caller holds the network's lock and ends the reservation with a commit
+    /// or [`NetworkRegistry::or_release`].
+    /// `check` runs between the identity check and the bridge check, to refuse what the
+    /// caller cannot do with that identity (in that order, as the errors always came).
+    fn reserve(
+        &self,
+        net: &mut Network,
+        check: impl FnOnce(&Identity) -> Result<()>,
+    ) -> Result<(Identity, Vec<String>)> {
+        let mut reserved = lock(&self.reserved);
+        let index = self.read();
+        let known: Vec<(&str, Uuid)> = Self::known(&index)
+            .into_iter()
+            .chain(
+                reserved
+                    .iter()
+                    .filter_map(|(name, n)| n.uuid.map(|u| (name.as_str(), u))),
+            )
+            .collect();
+        let identity = identify(net, &known)?;
+        check(&identity)?;
+        let skip = match &identity {
+            Identity::New => None,
+            Identity::Redefines => Some(net.name.as_str()),
+        };
+        let mut others = Self::others(&index, skip);
+        others.extend(
+            reserved
+                .iter()
+                .filter(|(name, _)| Some(name.as_str()) != skip)
+                .map(|(_, n)| n),
+        );
+        let warnings = prepare(net, &others, &*self.link_exists)?;
+        drop(index);
+        reserved.insert(net.name.clone(), net.clone());
+        Ok((identity, warnings))
+    }
+
+    /// Ends a reservation that will not be committed.
+    fn release(&self, name: &str) {
+        lock(&self.reserved).remove(name);
     }
 
     /// `(name, uuid)` of every known network, for [`identify`].
@@ -415,15 +517,6 @@ impl NetworkRegistry {
             .filter(|(name, _)| Some(name.as_str()) != skip)
             .flat_map(|(_, r)| r.defs())
             .collect()
-    }
-
-    fn prepare(
-        &self,
-        net: &mut Network,
-        index: &BTreeMap<String, Record>,
-        skip: Option<&str>,
-    ) -> Result<Vec<String>, ModelError> {
-        prepare(net, &Self::others(index, skip), &*self.link_exists)
     }
 
     /// `GET /v1/unreadable-networks`: the stored records set aside at start, sorted by name.
@@ -545,69 +638,89 @@ impl NetworkRegistry {
     /// active network replaces only its persistent definition; the live one is what runs until
     /// the network is restarted (libvirt's `newDef`).
     pub fn define(&self, xml: &str) -> Result<ChangeResult> {
-        let mut net = Network::from_xml(xml)?;
-        let _writer = lock(&self.writer);
-        self.check_not_set_aside(&net.name)?;
-        let index = self.read();
+        let net = Network::from_xml(xml)?;
         let name = net.name.clone();
-        let (record, created, warnings) = match identify(&net, &Self::known(&index))? {
+        self.with_name(&name, || self.or_release(&name, self.define_locked(net)))
+    }
+
+    /// [`NetworkRegistry::define`] under the lock of the network's name.
+    fn define_locked(&self, mut net: Network) -> Result<ChangeResult> {
+        let name = net.name.clone();
+        self.check_not_set_aside(&name)?;
+        let (identity, warnings) = self.reserve(&mut net, |_| Ok(()))?;
+        let (record, created) = match identity {
             Identity::New => {
-                let warnings = self.prepare(&mut net, &index, None)?;
                 let record = Record {
                     config: Some(net),
                     live: None,
                     autostart: false,
                     generation: 1,
                 };
-                (record, true, warnings)
+                (record, true)
             }
             Identity::Redefines => {
-                let mut record = find(&index, &name)?.1.clone();
-                let warnings = self.prepare(&mut net, &index, Some(&name))?;
+                let mut record = self.current(&name)?;
                 record.config = Some(net);
                 record.generation += 1;
-                (record, false, warnings)
+                (record, false)
             }
         };
-        drop(index);
         self.commit(&name, Some(record.clone()))?;
         Ok(change(&name, &record, created, warnings))
+    }
+
+    /// The stored record of a network whose lock the caller holds.
+    fn current(&self, name: &str) -> Result<Record> {
+        Ok(find(&self.read(), name)?.1.clone())
+    }
+
+    /// Ends the reservation of `name` when a change that made one failed (a commit that
+    /// succeeded ended it already).
+    fn or_release<T>(&self, name: &str, done: Result<T>) -> Result<T> {
+        if done.is_err() {
+            self.release(name);
+        }
+        done
     }
 
     /// `POST /v1/networks?transient=true`: create and start a network. A new one is transient
     /// (no persistent definition); an inactive persistent network of the same name and UUID is
     /// started with the given definition, as libvirt does.
     pub fn create(&self, xml: &str) -> Result<ChangeResult> {
-        let mut net = Network::from_xml(xml)?;
-        let _writer = lock(&self.writer);
-        self.check_not_set_aside(&net.name)?;
-        let index = self.read();
+        let net = Network::from_xml(xml)?;
         let name = net.name.clone();
-        let (record, created, warnings, p) = match identify(&net, &Self::known(&index))? {
+        self.with_name(&name, || self.or_release(&name, self.create_locked(net)))
+    }
+
+    /// [`NetworkRegistry::create`] under the lock of the network's name.
+    fn create_locked(&self, mut net: Network) -> Result<ChangeResult> {
+        let name = net.name.clone();
+        self.check_not_set_aside(&name)?;
+        let (identity, warnings) = self.reserve(&mut net, |identity| {
+            let active = self.read().get(&name).is_some_and(Record::is_active);
+            if matches!(identity, Identity::Redefines) && active {
+                return Err(conflict(format!("network '{name}' is already active")));
+            }
+            Ok(())
+        })?;
+        let p = kernel_plan(&net)?;
+        let (record, created) = match identity {
             Identity::New => {
-                let warnings = self.prepare(&mut net, &index, None)?;
-                let p = kernel_plan(&net)?;
                 let record = Record {
                     config: None,
                     live: Some(net),
                     autostart: false,
                     generation: 1,
                 };
-                (record, true, warnings, p)
+                (record, true)
             }
             Identity::Redefines => {
-                let mut record = find(&index, &name)?.1.clone();
-                if record.is_active() {
-                    return Err(conflict(format!("network '{name}' is already active")));
-                }
-                let warnings = self.prepare(&mut net, &index, Some(&name))?;
-                let p = kernel_plan(&net)?;
+                let mut record = self.current(&name)?;
                 record.live = Some(net);
                 record.generation += 1;
-                (record, false, warnings, p)
+                (record, false)
             }
         };
-        drop(index);
         let mut warnings = warnings;
         warnings.extend(self.apply_then_commit(&name, record.clone(), p.as_ref())?);
         Ok(change(&name, &record, created, warnings))
@@ -625,9 +738,14 @@ impl NetworkRegistry {
                     .into(),
             });
         };
-        let _writer = lock(&self.writer);
-        let index = self.read();
-        let (name, current) = find(&index, id)?;
+        self.with_network(id, |name| {
+            self.or_release(name, self.edit_locked(name, xml, if_match))
+        })
+    }
+
+    /// [`NetworkRegistry::edit`] under the network's lock.
+    fn edit_locked(&self, name: &str, xml: &str, if_match: &str) -> Result<ChangeResult> {
+        let current = self.current(name)?;
         if !etag_matches(if_match, current.generation) {
             return Err(Error::Stale {
                 name: name.to_string(),
@@ -656,33 +774,33 @@ impl NetworkRegistry {
             }
             _ => {}
         }
-        let name = name.to_string();
-        let mut record = current.clone();
-        let warnings = self.prepare(&mut net, &index, Some(&name))?;
+        let (_, warnings) = self.reserve(&mut net, |_| Ok(()))?;
+        let mut record = current;
         record.config = Some(net);
         record.generation += 1;
-        drop(index);
-        self.commit(&name, Some(record.clone()))?;
-        Ok(change(&name, &record, false, warnings))
+        self.commit(name, Some(record.clone()))?;
+        Ok(change(name, &record, false, warnings))
     }
 
     /// `DELETE /v1/networks/{id}`: remove the persistent definition. An inactive network is
     /// gone; an active one keeps running as a transient network (libvirt).
     pub fn undefine(&self, id: &str) -> Result<ChangeResult> {
-        let _writer = lock(&self.writer);
         if !self.read().contains_key(id) {
-            if let Some(done) = self.undefine_unreadable(id)? {
+            let done = self.with_name(id, || self.undefine_unreadable(id))?;
+            if let Some(done) = done {
                 return Ok(done);
             }
         }
-        let index = self.read();
-        let (name, current) = find(&index, id)?;
+        self.with_network(id, |name| self.undefine_locked(name))
+    }
+
+    /// [`NetworkRegistry::undefine`] under the network's lock.
+    fn undefine_locked(&self, name: &str) -> Result<ChangeResult> {
         let name = name.to_string();
-        if !current.is_persistent() {
+        let mut record = self.current(&name)?;
+        if !record.is_persistent() {
             return Err(conflict("cannot undefine transient network"));
         }
-        let mut record = current.clone();
-        drop(index);
         if record.is_active() {
             record.config = None;
             record.autostart = false;
@@ -709,7 +827,7 @@ impl NetworkRegistry {
     /// restarting them or the network; a change that would alter the network's kernel objects
     /// cannot be made live. Either every requested definition changes or none does.
     pub fn update(&self, id: &str, request: &virtnet_api::UpdateRequest) -> Result<ChangeResult> {
-        use virtnet_model::update::{apply_update, UpdateCommand, UpdateSection};
+        use virtnet_model::update::{UpdateCommand, UpdateSection};
         let command: UpdateCommand = request
             .command
             .parse()
@@ -718,16 +836,25 @@ impl NetworkRegistry {
             .section
             .parse()
             .map_err(|e: ModelError| Error::from(e))?;
-        let _writer = lock(&self.writer);
-        let index = self.read();
-        let (name, current) = find(&index, id)?;
-        let name = name.to_string();
+        self.with_network(id, |name| {
+            self.update_locked(name, command, section, request)
+        })
+    }
+
+    /// [`NetworkRegistry::update`] under the network's lock.
+    fn update_locked(
+        &self,
+        name: &str,
+        command: virtnet_model::update::UpdateCommand,
+        section: virtnet_model::update::UpdateSection,
+        request: &virtnet_api::UpdateRequest,
+    ) -> Result<ChangeResult> {
+        use virtnet_model::update::apply_update;
+        let mut record = self.current(name)?;
         let (live, config) = match (request.live, request.config) {
-            (false, false) => (current.is_active(), !current.is_active()),
+            (false, false) => (record.is_active(), !record.is_active()),
             flags => flags,
         };
-        let mut record = current.clone();
-        drop(index);
         if config {
             let Some(def) = record.config.as_mut() else {
                 return Err(conflict(format!(
@@ -756,32 +883,39 @@ impl NetworkRegistry {
             live_change = Some(def.clone());
         }
         record.generation += 1;
-        self.commit(&name, Some(record.clone()))?;
+        self.commit(name, Some(record.clone()))?;
         if let Some(net) = live_change {
             // The store already holds the change: should the servers refuse it, the next
             // restart of the daemon or the network applies it.
             self.services.reconfigure(&net)?;
         }
-        Ok(change(&name, &record, false, Vec::new()))
+        Ok(change(name, &record, false, Vec::new()))
     }
 
     /// `PUT /v1/networks/{id}/autostart`.
     pub fn set_autostart(&self, id: &str, autostart: bool) -> Result<ChangeResult> {
-        let _writer = lock(&self.writer);
-        let index = self.read();
-        let (name, current) = find(&index, id)?;
-        let name = name.to_string();
-        if !current.is_persistent() {
-            return Err(conflict("cannot set autostart for transient network"));
-        }
-        let mut record = current.clone();
-        drop(index);
+        self.with_network(id, |name| {
+            let record = self.current(name)?;
+            if !record.is_persistent() {
+                return Err(conflict("cannot set autostart for transient network"));
+            }
+            self.set_autostart_locked(name, record, autostart)
+        })
+    }
+
+    /// [`NetworkRegistry::set_autostart`] under the network's lock.
+    fn set_autostart_locked(
+        &self,
+        name: &str,
+        mut record: Record,
+        autostart: bool,
+    ) -> Result<ChangeResult> {
         // Setting the flag it already has changes nothing, so it keeps its ETag.
         if record.autostart != autostart {
             record.autostart = autostart;
             record.generation += 1;
-            self.commit(&name, Some(record.clone()))?;
+            self.commit(name, Some(record.clone()))?;
         }
-        Ok(change(&name, &record, false, Vec::new()))
+        Ok(change(name, &record, false, Vec::new()))
     }
 }

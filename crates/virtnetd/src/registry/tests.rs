@@ -4,6 +4,8 @@
 //! and fail on demand. No root, no network namespace.
 
 use std::collections::BTreeSet;
+use std::sync::mpsc;
+use std::time::Duration;
 
 use super::*;
 use crate::store::DB_FILE;
@@ -20,6 +22,14 @@ struct FakeKernel {
     refuse_start: Mutex<Option<String>>,
     /// Networks the start-up reconcile cannot realise.
     refuse_reconcile: Mutex<BTreeSet<String>>,
+    /// A network whose start waits in the kernel until the test lets it go.
+    gate: Mutex<Option<(String, Arc<Gate>)>>,
+}
+
+/// Holds a start inside the kernel: says when it is there, waits for the release.
+struct Gate {
+    entered: Mutex<mpsc::Sender<()>>,
+    release: Mutex<mpsc::Receiver<()>>,
 }
 
 impl FakeKernel {
@@ -38,6 +48,14 @@ fn host_failure(what: &str) -> Error {
 
 impl NetworkKernel for FakeKernel {
     fn start(&self, plan: &NetworkPlan) -> Result<Vec<String>> {
+        let gate = lock(&self.gate)
+            .as_ref()
+            .filter(|(n, _)| *n == plan.network)
+            .map(|(_, g)| g.clone());
+        if let Some(gate) = gate {
+            let _ = lock(&gate.entered).send(());
+            let _ = lock(&gate.release).recv();
+        }
         if lock(&self.refuse_start).as_deref() == Some(plan.network.as_str()) {
             return Err(host_failure("start refused"));
         }
@@ -117,7 +135,7 @@ struct Fixture {
     dir: tempfile::TempDir,
     kernel: Arc<FakeKernel>,
     services: Arc<FakeServices>,
-    service: NetworkRegistry,
+    service: Arc<NetworkRegistry>,
 }
 
 impl Fixture {
@@ -170,18 +188,17 @@ fn open(
     link_exists: LinkExists,
     kernel: &Arc<FakeKernel>,
     services: &Arc<FakeServices>,
-) -> NetworkRegistry {
+) -> Arc<NetworkRegistry> {
     let (store, records, _) =
         Store::open(&dir.join(DB_FILE), Some("boot")).unwrap_or_else(|e| panic!("store: {e}"));
-    NetworkRegistry::new(RegistryParts {
+    Arc::new(NetworkRegistry::new(RegistryParts {
         store: Arc::new(store),
         records,
         unreadable: BTreeMap::new(),
         link_exists,
         kernel: kernel.clone(),
         services: services.clone(),
-        writer: Arc::new(Mutex::new(())),
-    })
+    }))
 }
 
 const UUID_A: &str = "11111111-2222-3333-4444-555555555555";
@@ -561,6 +578,138 @@ fn restart_marks_networks_the_kernel_cannot_realise_inactive() -> Result<()> {
         vec![&"ok".to_string()]
     );
     assert!(lock(&f.services.running).contains("ok"));
+    Ok(())
+}
+
+/// Runs `define` of each XML on its own thread, all released at once; returns the results.
+fn define_at_once(f: &Fixture, xmls: Vec<String>) -> Vec<Result<ChangeResult>> {
+    let barrier = Arc::new(std::sync::Barrier::new(xmls.len()));
+    let threads: Vec<_> = xmls
+        .into_iter()
+        .map(|x| {
+            let (service, barrier) = (f.service.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                service.define(&x)
+            })
+        })
+        .collect();
+    threads
+        .into_iter()
+        .map(|t| {
+            t.join()
+                .unwrap_or_else(|_| panic!("define thread panicked"))
+        })
+        .collect()
+}
+
+/// Of concurrent defines that all want something unique, exactly one wins and the others
+/// are refused as conflicts.
+fn one_winner(results: Vec<Result<ChangeResult>>) {
+    let (won, lost): (Vec<_>, Vec<_>) = results.into_iter().partition(Result::is_ok);
+    assert_eq!(won.len(), 1, "winners: {won:?}");
+    for r in lost {
+        assert_eq!(refused(r), Refused::Conflict);
+    }
+}
+
+#[test]
+fn concurrent_defines_of_one_name_have_one_winner() {
+    let f = Fixture::new();
+    let xmls = (0..8)
+        .map(|i| xml("race", None, Some(&format!("br-race{i}"))))
+        .collect();
+    one_winner(define_at_once(&f, xmls));
+    assert_eq!(f.service.list().len(), 1);
+}
+
+#[test]
+fn concurrent_defines_of_one_bridge_under_different_names_have_one_winner() {
+    // Different names take different network locks: only the reservation keeps the bridge
+    // unique.
+    let f = Fixture::new();
+    let xmls = (0..8)
+        .map(|i| xml(&format!("n{i}"), None, Some("br-shared")))
+        .collect();
+    one_winner(define_at_once(&f, xmls));
+    assert_eq!(f.service.list().len(), 1);
+}
+
+#[test]
+fn concurrent_defines_of_one_uuid_under_different_names_have_one_winner() {
+    let f = Fixture::new();
+    let xmls = (0..8)
+        .map(|i| xml(&format!("n{i}"), Some(UUID_A), Some(&format!("br-u{i}"))))
+        .collect();
+    one_winner(define_at_once(&f, xmls));
+    assert_eq!(f.service.list().len(), 1);
+}
+
+#[test]
+fn concurrent_auto_named_bridges_are_all_different() {
+    let f = Fixture::new();
+    let xmls = (0..8).map(|i| xml(&format!("n{i}"), None, None)).collect();
+    let results = define_at_once(&f, xmls);
+    let mut bridges: Vec<String> = results
+        .into_iter()
+        .map(|r| match r {
+            Ok(c) => c.network.bridge.unwrap_or_default(),
+            Err(e) => panic!("define: {e}"),
+        })
+        .collect();
+    bridges.sort();
+    bridges.dedup();
+    assert_eq!(bridges.len(), 8, "{bridges:?}");
+}
+
+#[test]
+fn a_start_held_in_the_kernel_blocks_no_other_network_and_no_read() -> Result<()> {
+    let f = Fixture::new();
+    f.service.define(&xml("slow", None, Some("br-slow")))?;
+    f.service.define(&xml("b", None, Some("br-b")))?;
+    let (entered_tx, entered) = mpsc::channel();
+    let (release, release_rx) = mpsc::channel();
+    *lock(&f.kernel.gate) = Some((
+        "slow".into(),
+        Arc::new(Gate {
+            entered: Mutex::new(entered_tx),
+            release: Mutex::new(release_rx),
+        }),
+    ));
+    let service = f.service.clone();
+    let slow = std::thread::spawn(move || service.start("slow").map(|c| c.network.active));
+    entered
+        .recv()
+        .unwrap_or_else(|e| panic!("the start never reached the kernel: {e}"));
+    // While "slow" is inside the kernel: reads, and changes of other networks, go through.
+    let service = f.service.clone();
+    let (done_tx, done) = mpsc::channel();
+    let others = std::thread::spawn(move || {
+        let result = (|| -> Result<()> {
+            assert_eq!(service.list().len(), 2);
+            service.get("slow", false)?;
+            service.define(&xml("c", None, Some("br-c")))?;
+            service.start("b")?;
+            service.set_autostart("c", true)?;
+            service.destroy(&["b".to_string()])?;
+            Ok(())
+        })();
+        let _ = done_tx.send(result);
+    });
+    // A deadlock detector, not a timing: the other requests need no time to speak of, and a
+    // global lock would hold them until "slow" is released, which happens only afterwards.
+    let outcome = done.recv_timeout(Duration::from_secs(60));
+    let _ = release.send(());
+    assert!(
+        matches!(outcome, Ok(Ok(()))),
+        "requests on other networks waited for a start in the kernel: {outcome:?}"
+    );
+    let _ = others.join();
+    assert!(slow
+        .join()
+        .unwrap_or_else(|_| panic!("start thread panicked"))?);
+    // A second change of "slow" itself waited for the first and sees it done.
+    assert_eq!(refused(f.service.start("slow")), Refused::Conflict);
     Ok(())
 }
 
