@@ -2,10 +2,18 @@
 //! host's networking.
 //!
 //! - [`Netlink`]: rtnetlink links (bridges: create, update, batched delete),
-//!   addresses and main-table routes, read back as plain structs.
+//!   addresses and main-table routes, read back as plain structs; macvtap
+//!   devices on host NICs.
+//! - [`HostView`]: the host's routes and addresses, dumped once and then
+//!   followed from the kernel's notifications.
 //! - [`sysctl`]: `/proc/sys` read and write-if-different.
 //! - [`Nftables`]: in-process libnftables; one script = one atomic
-//!   transaction.
+//!   transaction; [`Nftables::chain_headers`] lists the chains' headers.
+//! - [`tap`]: persistent tap devices for guest ports.
+//! - [`ping`]: ICMP echo on one device (a raw socket bound to a link).
+//! - [`snapshot`]: a NIC's addresses, routes, MTU, MAC and state as one
+//!   value, and the restore of a NIC to it (its errors name the step and
+//!   keep the [`HostError`], or say that the NIC is gone).
 //!
 //! Everything here acts in the network namespace of the thread that opened
 //! the socket or context (for [`sysctl`]: of the calling thread), which is
@@ -19,13 +27,18 @@
 #![warn(missing_docs)]
 
 mod error;
+mod host_view;
 mod netlink;
 mod nft;
+mod nft_chains;
 pub mod nft_set;
+pub mod ping;
+pub mod snapshot;
 pub mod sysctl;
 pub mod tap;
 
 pub use error::{HostError, Result};
+pub use host_view::HostView;
 pub use netlink::{
     Address, BridgeInfo, BridgeSpec, Change, Drained, Link, MacvtapMode, Monitor, Neighbour,
     Netlink, PortSettings, Route, RouteSpec,
@@ -34,4 +47,5 @@ pub use netlink::{
     AddressEntry, RouteEntry, FOREVER, IFA_F_NODAD, RTPROT_DHCP, RTPROT_KERNEL, RT_TABLE_LOCAL,
 };
 pub use nft::Nftables;
+pub use nft_chains::ChainHeader;
 pub use nft_set::{Field, NftSets, SetChange, SetElement};

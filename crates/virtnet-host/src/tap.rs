@@ -89,13 +89,8 @@ pub fn features(tun: &File) -> io::Result<u32> {
 /// `IFF_VNET_HDR`, `IFF_MULTI_QUEUE`), creating it when the caller may administer the
 /// network; an existing tap may also be attached to by its owner.
 pub fn attach(tun: &File, name: &str, flags: i16) -> io::Result<()> {
+    check_name(name)?;
     let bytes = name.as_bytes();
-    if bytes.is_empty() || bytes.len() >= libc::IFNAMSIZ {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("`{name}' is not an interface name"),
-        ));
-    }
     let mut req = IfReq {
         name: [0; libc::IFNAMSIZ],
         flags,
@@ -107,6 +102,17 @@ pub fn attach(tun: &File, name: &str, flags: i16) -> io::Result<()> {
         return Err(os_err(&format!("failed to open tap `{name}' (TUNSETIFF)")));
     }
     Ok(())
+}
+
+/// virtnet's one interface-name rule ([`virtnet_ifname::check`]) as an I/O error: the name
+/// goes into a `struct ifreq` and a sysfs path.
+fn check_name(name: &str) -> io::Result<()> {
+    virtnet_ifname::check(name).map_err(|reason| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("`{name}' is not an interface name: {reason}"),
+        )
+    })
 }
 
 /// The name and flags of the tap `fd` is attached to.
@@ -136,12 +142,7 @@ pub fn attached(fd: RawFd) -> io::Result<(String, i16)> {
 /// device of that name. sysfs shows the network namespace it was mounted in: the calling
 /// process's, for a daemon.
 pub fn tun_flags(name: &str) -> io::Result<Option<u32>> {
-    if name.is_empty() || name.contains('/') || name.starts_with('.') {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("`{name}' is not an interface name"),
-        ));
-    }
+    check_name(name)?;
     let path = format!("/sys/class/net/{name}/tun_flags");
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
@@ -184,12 +185,8 @@ fn disable_ipv6(name: &str) -> Result<()> {
 /// device of that name exists.
 pub fn create_tap(spec: &TapSpec) -> Result<()> {
     const OP: &str = "create tap";
-    if spec.name.is_empty() || spec.name.len() >= libc::IFNAMSIZ {
-        return Err(HostError::invalid(
-            OP,
-            &spec.name,
-            "a tap name has 1 to 15 bytes",
-        ));
+    if let Err(reason) = virtnet_ifname::check(&spec.name) {
+        return Err(HostError::invalid(OP, &spec.name, reason.to_string()));
     }
     let fail = |op: &'static str| move |e: io::Error| HostError::new(op, spec.name.clone(), e);
     let tun = open_tun().map_err(fail("open /dev/net/tun"))?;
@@ -214,4 +211,40 @@ pub fn create_tap(spec: &TapSpec) -> Result<()> {
             .map_err(fail("set tap group"))?;
     }
     set_persist(&tun, true).map_err(fail("make tap persistent"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 12: the tap paths checked only the length (`attach`, `create_tap`) or `/` and a
+    /// leading dot (`tun_flags`); they now refuse what the shared rule refuses, before any
+    /// ioctl or sysfs read.
+    #[test]
+    fn tap_names_follow_the_shared_rule() {
+        for bad in [
+            "br*",
+            "br\"0",
+            "br:0",
+            "a b",
+            "..",
+            "",
+            "a-name-longer-than-15",
+        ] {
+            let e = check_name(bad).expect_err(bad);
+            assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{bad:?}");
+            assert!(tun_flags(bad).is_err(), "{bad:?}");
+            let spec = TapSpec {
+                name: bad.into(),
+                owner: None,
+                group: None,
+                multi_queue: false,
+                vnet_hdr: false,
+            };
+            let e = create_tap(&spec).expect_err(bad);
+            assert_eq!(e.errno(), Some(libc::EINVAL), "{bad:?}");
+        }
+        assert!(check_name("vnet0").is_ok());
+        assert!(check_name("vnet%d").is_ok());
+    }
 }

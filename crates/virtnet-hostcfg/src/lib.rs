@@ -359,15 +359,13 @@ pub(crate) fn check_name(name: &str) -> Result<(), HostCfgError> {
             reason: reason.to_string(),
         })
     };
-    if name.is_empty() {
-        return bad("empty");
+    // virtnet's one interface-name rule first (Linux's, nftables-safe)…
+    if let Err(reason) = virtnet_ifname::check(name) {
+        return bad(&reason.to_string());
     }
-    if name.len() > 15 {
-        return bad("longer than 15 bytes");
-    }
-    if name == "." || name == ".." {
-        return bad("not a name");
-    }
+    // …then what the configuration files this crate writes can hold unquoted (ifupdown reads
+    // `#` as a comment, netplan YAML and NetworkManager keyfiles have their own syntax): a
+    // narrower character set, not another copy of the rule.
     if !name
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b"-_.@+".contains(&b))
@@ -496,6 +494,10 @@ mod tests {
         assert!(check_name("a/b").is_err());
         assert!(check_name("").is_err());
         assert!(check_name("abcdefghijklmnop").is_err());
+        // Issue 12: what the shared rule refuses is refused here too.
+        for bad in ["br*", "br\"0", "br:0", "..", "a b"] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -3,13 +3,14 @@
 //! the next free `virbrN` bridge), and the rules libvirt's network driver checks at define time
 //! (`networkValidate`), which the parser alone does not.
 
-use std::net::IpAddr;
-
 use uuid::Uuid;
 
 use crate::error::{ErrorKind, ModelError, Result};
 use crate::mac::MacAddr;
-use crate::network::{Bridge, Family, Network};
+use crate::network::{Bridge, Network};
+use crate::rules::{self, Scope};
+pub use crate::subnet::{in_subnet, prefix_mask_v4, prefix_mask_v6};
+use crate::{ifname, xml};
 
 /// How a new definition relates to the networks already known.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,8 +54,10 @@ pub fn identify(net: &Network, known: &[(&str, Uuid)]) -> Result<Identity> {
 
 /// Completes and checks a definition before it is stored:
 ///
-/// 1. libvirt's define-time rules for the forward mode (which modes may carry `<ip>`, `<dns>`,
-///    `<domain>`, `<mac>`; one DHCP block per address family; what bridge/macvtap modes need);
+/// 1. every rule libvirt 9.0 checks when it defines a network and the parser leaves to define
+///    (the `rules` module: libvirt's `networkValidate` and the cross-element checks of
+///    `virNetworkDefParseXML`, e.g. a `nat` network needs an `<ip>`, `<mtu>` only on networks
+///    with their own bridge);
 /// 2. fills a missing UUID, a missing bridge MAC (`52:54:00:…`) and a missing bridge name (the
 ///    first `virbrN`, or the `%d` template given, not used by another network nor present on
 ///    the host according to `link_exists`);
@@ -68,8 +71,18 @@ pub fn prepare(
     others: &[&Network],
     link_exists: &dyn Fn(&str) -> bool,
 ) -> Result<Vec<String>> {
-    check_mode_rules(net)?;
-    check_dhcp_per_family(net)?;
+    prepare_scoped(net, others, link_exists, Scope::Define)
+}
+
+/// [`prepare`] with the rules of `scope` (`net-update` checks its result with
+/// [`Scope::Update`]).
+pub(crate) fn prepare_scoped(
+    net: &mut Network,
+    others: &[&Network],
+    link_exists: &dyn Fn(&str) -> bool,
+    scope: Scope,
+) -> Result<Vec<String>> {
+    rules::check(net, scope)?;
     check_bridge_template(net)?;
     if net.uuid.is_none() {
         net.uuid = Some(Uuid::new_v4());
@@ -82,82 +95,12 @@ pub fn prepare(
     }
     check_bridge_unique(net, others)?;
     // Last, on the completed definition: what is stored must read back.
-    net.to_checked_xml()?;
+    xml::stored::checked_xml(net)?;
     Ok(warnings(net))
 }
 
 fn conflict(field: &str, value: &str, reason: String) -> ModelError {
     ModelError::bad_value(field, value, reason).with_kind(ErrorKind::Conflict)
-}
-
-/// libvirt `networkValidate`: what each forward mode can carry and needs.
-fn check_mode_rules(net: &Network) -> Result<()> {
-    let mode = net.forward.mode;
-    if mode.has_own_bridge() {
-        return Ok(());
-    }
-    let unsupported = |field: &str, what: &str| {
-        Err(ModelError::invalid(
-            field,
-            format!(
-                "unsupported <{what}> element in network '{}' with forward mode='{mode}': \
-                 only nat, route, open and isolated networks have host addresses, DHCP and DNS",
-                net.name
-            ),
-        ))
-    };
-    if !net.ips.is_empty() {
-        return unsupported("ip[0]", "ip");
-    }
-    if net.dns.as_ref().is_some_and(|d| !d.is_empty()) {
-        return unsupported("dns", "dns");
-    }
-    if net.domain.is_some() {
-        return unsupported("domain", "domain");
-    }
-    if net.mac.is_some() {
-        return unsupported("mac", "mac");
-    }
-    if !net.routes.is_empty() {
-        return unsupported("route[0]", "route");
-    }
-    if !net.host_access.is_empty() {
-        // Guests of a host bridge or macvtap reach the host through the host's own firewall,
-        // not virtnet's: there is nothing for virtnet to open.
-        return unsupported("virtnet:host-access", "virtnet:host-access");
-    }
-    // Like libvirt, a bridge/macvtap/hostdev network without a bridge name or device pool is
-    // accepted here; it fails when a guest port is allocated on it (nothing to attach to).
-    Ok(())
-}
-
-/// One DHCP server per family: libvirt refuses a second `<dhcp>` of the same family.
-fn check_dhcp_per_family(net: &Network) -> Result<()> {
-    for family in [Family::Ipv4, Family::Ipv6] {
-        let mut with_dhcp = net
-            .ips
-            .iter()
-            .enumerate()
-            .filter(|(_, ip)| ip.family() == family)
-            .filter(|(_, ip)| {
-                ip.dhcp
-                    .as_ref()
-                    .is_some_and(|d| !d.ranges.is_empty() || !d.hosts.is_empty())
-            })
-            .map(|(i, _)| i);
-        if let (Some(_), Some(second)) = (with_dhcp.next(), with_dhcp.next()) {
-            return Err(ModelError::invalid(
-                format!("ip[{second}].dhcp"),
-                format!(
-                    "multiple {} <dhcp> sections: DHCP is supported for only one {} address \
-                     per network",
-                    family.as_str(),
-                    family.as_str()
-                ),
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// A bridge name may hold one `%d` (replaced by the first free number) and no other `%`: the
@@ -201,7 +144,7 @@ fn assign_bridge_name(
     };
     for n in 0..4096u32 {
         let candidate = template.replacen("%d", &n.to_string(), 1);
-        if candidate.len() > crate::xml::parse::IFNAMSIZ_MAX {
+        if candidate.len() > ifname::IFNAMSIZ_MAX {
             break;
         }
         let taken = bridge_names(others).any(|(b, _)| b == candidate) || link_exists(&candidate);
@@ -254,37 +197,4 @@ fn warnings(net: &Network) -> Vec<String> {
         );
     }
     out
-}
-
-/// True when `addr` belongs to the subnet `net/prefix`.
-pub fn in_subnet(addr: IpAddr, net: IpAddr, prefix: u8) -> bool {
-    match (addr, net) {
-        (IpAddr::V4(a), IpAddr::V4(n)) => {
-            let mask = prefix_mask_v4(prefix);
-            u32::from(a) & mask == u32::from(n) & mask
-        }
-        (IpAddr::V6(a), IpAddr::V6(n)) => {
-            let mask = prefix_mask_v6(prefix);
-            u128::from(a) & mask == u128::from(n) & mask
-        }
-        _ => false,
-    }
-}
-
-/// The IPv4 netmask of a prefix length, as an integer.
-pub fn prefix_mask_v4(prefix: u8) -> u32 {
-    match prefix {
-        0 => 0,
-        p if p >= 32 => u32::MAX,
-        p => u32::MAX << (32 - u32::from(p)),
-    }
-}
-
-/// The IPv6 netmask of a prefix length, as an integer.
-pub fn prefix_mask_v6(prefix: u8) -> u128 {
-    match prefix {
-        0 => 0,
-        p if p >= 128 => u128::MAX,
-        p => u128::MAX << (128 - u32::from(p)),
-    }
 }

@@ -3,7 +3,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::Result;
 use crate::mac::MacAddr;
 use crate::network::PciAddress;
 
@@ -30,13 +29,4 @@ pub struct GuestInterface {
     pub target: Option<String>,
     /// `<address type='pci'>` of the NIC inside the guest.
     pub address: Option<PciAddress>,
-}
-
-impl GuestInterface {
-    /// Parses a libvirt `<interface>` element of type `network` or `bridge`. Elements of the
-    /// domain format that do not concern the network side (`<driver>`, `<rom>`, `<boot>` …) are
-    /// accepted and ignored, since this is one fragment of a larger document.
-    pub fn from_xml(text: &str) -> Result<GuestInterface> {
-        crate::xml::parse::parse_interface(text)
-    }
 }

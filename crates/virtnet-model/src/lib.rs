@@ -21,15 +21,33 @@ pub mod error;
 pub mod interface;
 pub mod mac;
 pub mod network;
+mod rules;
+pub mod subnet;
 pub mod update;
 mod xml;
 
+/// The interface-name rule (Linux's, narrowed to names safe in nftables and file names), one
+/// implementation for every crate: see [`virtnet_ifname`].
+pub mod ifname {
+    pub use virtnet_ifname::{check, IfName, Invalid, IFNAMSIZ_MAX};
+}
+
 pub use error::{ErrorKind, ModelError, Result};
+pub use ifname::IfName;
 pub use interface::{GuestInterface, InterfaceSource};
 pub use mac::MacAddr;
 pub use network::*;
 pub use update::{apply_update, UpdateCommand, UpdateSection};
 pub use xml::MAX_XML_BYTES;
+
+impl GuestInterface {
+    /// Parses a libvirt `<interface>` element of type `network` or `bridge`. Elements of the
+    /// domain format that do not concern the network side (`<driver>`, `<rom>`, `<boot>` …) are
+    /// accepted and ignored, since this is one fragment of a larger document.
+    pub fn from_xml(text: &str) -> Result<GuestInterface> {
+        xml::parse::parse_interface(text)
+    }
+}
 
 impl Network {
     /// Parses a libvirt `<network>` document and checks it the way libvirt's parser does.

@@ -30,6 +30,7 @@ use crate::mac::MacAddr;
 use crate::network::{
     Dhcp, DhcpHost, DhcpRange, Dns, DnsHost, DnsSrv, DnsTxt, Family, IpDef, Network, PortGroup,
 };
+use crate::rules::Scope;
 use crate::xml::parse::{scan, MAX_ELEMENT_ATTRIBUTES};
 
 /// What to do with the element (`virsh net-update NETWORK COMMAND …`).
@@ -287,9 +288,9 @@ fn validate(net: &Network, section: UpdateSection) -> Result<()> {
     };
     // The stored form must be a document virtnet accepts, or the network could not be read
     // back (nor dumped and defined again); the error names the element that outgrew it.
-    let stored = net.to_checked_xml().map_err(wrap)?;
-    let mut reparsed = Network::from_xml(&stored).map_err(wrap)?;
-    crate::define::prepare(&mut reparsed, &[], &|_| false).map_err(wrap)?;
+    let stored = crate::xml::stored::checked_xml(net).map_err(wrap)?;
+    let mut reparsed = crate::xml::parse::parse_network(&stored).map_err(wrap)?;
+    crate::define::prepare_scoped(&mut reparsed, &[], &|_| false, Scope::Update).map_err(wrap)?;
     Ok(())
 }
 
@@ -307,13 +308,13 @@ fn xml_error(section: UpdateSection, reason: impl Into<String>) -> ModelError {
 
 /// Parses the update XML with the same safety limits as a network document.
 fn load_fragment(xml: &str, section: UpdateSection) -> Result<Document<'_>> {
-    if xml.len() > crate::MAX_XML_BYTES {
+    if xml.len() > crate::xml::MAX_XML_BYTES {
         return Err(xml_error(
             section,
             format!(
                 "update XML is {} bytes; the limit is {} bytes",
                 xml.len(),
-                crate::MAX_XML_BYTES
+                crate::xml::MAX_XML_BYTES
             ),
         ));
     }

@@ -555,3 +555,22 @@ fn hostile_update_xml_is_refused() {
     );
     assert_eq!(e.kind, ErrorKind::Xml);
 }
+
+/// Issue 12, item 6: `net-update` checks its result with libvirt's define-time rules too, so
+/// an update cannot bring in what `net-define` refuses (here an SRV port without a target).
+#[test]
+fn updates_are_checked_with_the_define_time_rules() {
+    let e = refused(
+        &nat(),
+        "add",
+        "dns-srv",
+        None,
+        "<srv service='ldap' protocol='tcp' port='389'/>",
+    );
+    assert_eq!(e.field, "dns.srv[0].port", "{e}");
+    assert!(
+        e.reason
+            .contains("DNS SRV port attribute not permitted without target"),
+        "{e}"
+    );
+}

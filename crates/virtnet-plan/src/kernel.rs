@@ -142,26 +142,11 @@ pub(crate) fn sysctls(net: &Network, bridge: &str) -> Vec<Sysctl> {
 }
 
 /// Interface names end up inside nftables strings and sysctl paths, so virtnet accepts only
-/// names that are plain in both: printable ASCII without `"`, `\`, `*` (an nftables wildcard)
-/// or the characters Linux itself refuses.
+/// names that are plain in both: virtnet's one interface-name rule
+/// ([`virtnet_model::ifname::check`]: Linux's, printable ASCII without `"`, `\`, `*`).
 pub fn check_ifname(field: &str, name: &str) -> Result<(), PlanError> {
-    let bad = name.is_empty()
-        || name.len() > 15
-        || name == "."
-        || name == ".."
-        || name
-            .chars()
-            .any(|c| !c.is_ascii_graphic() || matches!(c, '"' | '\\' | '*' | '/' | ':'));
-    if bad {
-        return Err(PlanError::new(
-            field,
-            format!(
-                "'{name}' cannot be used: virtnet needs 1-15 printable ASCII characters without \
-                 '\"', '\\', '*', '/' or ':'"
-            ),
-        ));
-    }
-    Ok(())
+    virtnet_model::ifname::check(name)
+        .map_err(|reason| PlanError::new(field, format!("'{name}' cannot be used: {reason}")))
 }
 
 pub(crate) fn check_bridge_name(name: &str) -> Result<(), PlanError> {
@@ -183,7 +168,17 @@ mod tests {
 
     #[test]
     fn nft_hostile_interface_names_are_refused() {
-        for bad in ["a\"b", "a*", "a\\b", "", "abcdefghijklmnop", "a b", "é"] {
+        for bad in [
+            "a\"b",
+            "a*",
+            "a\\b",
+            "",
+            "abcdefghijklmnop",
+            "a b",
+            "é",
+            "a:b",
+            "..",
+        ] {
             assert!(check_ifname("bridge.name", bad).is_err(), "{bad:?}");
         }
         for good in ["virbr0", "br-lan.10", "v_1"] {

@@ -4,9 +4,12 @@
 //! validated and completed by `virtnet_model::define::prepare`), [`plan`] computes every kernel
 //! object the network needs: its bridge, addresses, static routes, sysctls and firewall. The
 //! plan is plain data; `virtnet-host` applies it and the daemon compares it with what it
-//! observes. Nothing here does I/O, so every plan is golden-tested.
+//! observes. A network on host devices (an existing host bridge, or macvtap on host NICs) has
+//! no bridge of its own: [`plan_external`] names the device its guests are attached to.
+//! Nothing here does I/O, so every plan is golden-tested.
 
 pub mod conflict;
+pub mod external;
 pub mod firewall;
 pub mod kernel;
 
@@ -16,6 +19,7 @@ use virtnet_model::define::{prefix_mask_v4, prefix_mask_v6};
 use virtnet_model::{ForwardMode, Network};
 
 pub use conflict::{find_conflict, is_link_local, Conflict, HostAddress, HostRoute};
+pub use external::{plan_external, DirectMode, ExternalPlan, ExternalPlanError};
 pub use firewall::NetworkFirewall;
 pub use kernel::{AddressPlan, BridgePlan, RoutePlan, Sysctl};
 

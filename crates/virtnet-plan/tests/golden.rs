@@ -1,5 +1,7 @@
 //! Golden tests: the plan of every example network in `shared/examples` and of libvirt's
-//! firewall test inputs, rendered as text and compared with `tests/golden/*.plan`.
+//! firewall test inputs, rendered as text and compared with `tests/golden/*.plan`; and the
+//! host-device plan (or refusal) of every example and libvirt `xml-in` network in `bridge`,
+//! `private`, `vepa`, `passthrough` or `hostdev` mode.
 //!
 //! Set `VIRTNET_UPDATE_GOLDEN=1` to rewrite the files after a deliberate change, then review
 //! the diff like any other code change.
@@ -9,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use virtnet_model::{Bridge, Network};
 use virtnet_plan::firewall::{rebuild_script, start_script, stop_any_script, stop_script};
-use virtnet_plan::{plan, NetworkPlan};
+use virtnet_plan::{plan, plan_external, ExternalPlan, NetworkPlan};
 use virtnet_testkit::{read_corpus_file, shared_dir};
 
 fn render(p: &NetworkPlan) -> String {
@@ -156,5 +158,94 @@ fn plans_match_golden_files() {
         ));
     }
     assert!(checked >= 15, "only {checked} networks planned");
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// A host-device network's plan as text: the bridge its guests join, or the NICs and mode of
+/// their macvtap ports, or why virtnet refuses it.
+fn render_external(net: &Network) -> String {
+    let mut s = format!("# network {} (mode {})\n", net.name, net.forward.mode);
+    match plan_external(net) {
+        Ok(ExternalPlan::HostBridge { bridge }) => {
+            let _ = writeln!(s, "host bridge {bridge}: ports are taps enslaved to it");
+        }
+        Ok(ExternalPlan::Direct { devs, mode }) => {
+            let _ = writeln!(
+                s,
+                "macvtap mode {mode} on the first existing of: {}",
+                devs.join(" ")
+            );
+        }
+        Err(e) => {
+            // The message leads with the field the refusal is about.
+            assert!(e.to_string().starts_with(e.field()), "{e}");
+            let _ = writeln!(s, "refused: {e}");
+        }
+    }
+    s
+}
+
+#[test]
+fn external_plans_match_golden_files() {
+    let update = std::env::var_os("VIRTNET_UPDATE_GOLDEN").is_some();
+    let dirs = [
+        ("example", shared_dir().join("examples")),
+        (
+            "libvirt9-xml",
+            shared_dir().join("conformance/libvirt-9.0/xml-in"),
+        ),
+    ];
+    let mut rendered = Vec::new();
+    for (tag, dir) in dirs {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "xml"))
+            .collect();
+        files.sort();
+        for f in files {
+            let Ok(net) = Network::from_xml(&read_corpus_file(&f)) else {
+                continue; // not a network document, or one the model refuses
+            };
+            if net.forward.mode.has_own_bridge() {
+                continue; // planned by plans_match_golden_files
+            }
+            let stem = f.file_stem().unwrap().to_string_lossy().to_string();
+            rendered.push((format!("{tag}-{stem}"), render_external(&net)));
+        }
+    }
+    let mut failures = Vec::new();
+    for (name, text) in &rendered {
+        let file = golden_dir().join(format!("{name}.plan"));
+        if update {
+            std::fs::write(&file, text).unwrap();
+            continue;
+        }
+        match std::fs::read_to_string(&file) {
+            Ok(want) if &want == text => {}
+            Ok(want) => failures.push(format!(
+                "{name}: differs from {}\n--- want\n{want}\n--- got\n{text}",
+                file.display()
+            )),
+            Err(e) => failures.push(format!("{name}: {}: {e}", file.display())),
+        }
+    }
+    // Both examples, and libvirt's host bridge, direct, vepa, private, passthrough and hostdev
+    // documents.
+    assert!(
+        rendered.len() >= 10,
+        "only {} host-device networks",
+        rendered.len()
+    );
+    let all: String = rendered.iter().map(|(_, t)| t.as_str()).collect();
+    for kind in [
+        "host bridge",
+        "mode bridge on",
+        "mode vepa",
+        "mode private",
+        "refused",
+    ] {
+        assert!(all.contains(kind), "no host-device plan with {kind:?}");
+    }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }

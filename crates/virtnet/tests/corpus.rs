@@ -12,7 +12,14 @@ use virtnet_testkit::{corpus_cases, corpus_input, corpus_output};
 
 /// Corpus documents that parse (libvirt's parse-and-format test) but that define refuses, as
 /// libvirt's network driver does, with the field the error must name.
-const REFUSED_AT_DEFINE: &[(&str, &str)] = &[("passthrough-pf", "ip[0]")];
+const REFUSED_AT_DEFINE: &[(&str, &str)] = &[
+    ("passthrough-pf", "ip[0]"),
+    // networkValidate: VLAN tags on a private (macvtap) network, and on portgroups whose
+    // <virtualport> has no type='openvswitch'; a PCI address in a passthrough pool.
+    ("8021Qbh-net", "vlan"),
+    ("openvswitch-net", "portgroup[0].vlan"),
+    ("passthrough-address-crash", "forward.address[0]"),
+];
 
 /// The dumped network with the values `net-define` generated replaced by the expected ones.
 fn without_generated(mut dumped: Network, expected: &Network) -> Network {

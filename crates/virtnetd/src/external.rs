@@ -3,15 +3,21 @@
 //! the direct modes (`bridge`, `vepa`, `private`, `passthrough` with `<interface dev>`), whose
 //! guests get a macvtap device on a host NIC. Such a network builds nothing in the kernel when
 //! it starts: it only checks that its device is there. Its ports are made per guest.
+//!
+//! Which device a network uses is its plan ([`virtnet_plan::plan_external`], pure and
+//! golden-tested); this module turns the plan into `virtnet-host`'s terms and checks the
+//! kernel at start.
 
 use virtnet_api::ErrorCode;
 use virtnet_host::MacvtapMode;
-use virtnet_model::{ForwardMode, Network};
+use virtnet_model::Network;
+use virtnet_plan::{plan_external, DirectMode, ExternalPlan, ExternalPlanError};
 
 use crate::error::{Error, Result};
 use crate::kernel::Kernel;
 
-/// Where the guests of a host-device network are attached.
+/// Where the guests of a host-device network are attached: its plan
+/// ([`virtnet_plan::ExternalPlan`]) in the terms of `virtnet-host`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Attachment {
     /// An existing host bridge: ports are taps enslaved to it.
@@ -26,46 +32,41 @@ pub enum Attachment {
 }
 
 /// The attachment of a network on a host device; an error for modes virtnet cannot run
-/// (`hostdev` needs PCI passthrough of virtual functions).
+/// (`hostdev` needs PCI passthrough of virtual functions) and for direct networks without a
+/// NIC.
 pub fn attachment(net: &Network) -> Result<Attachment> {
-    let mode = net.forward.mode;
-    if mode == ForwardMode::Bridge {
-        if let Some(bridge) = net.bridge_name() {
-            return Ok(Attachment::Bridge(bridge.to_string()));
-        }
-    }
-    let macvtap = match mode {
-        ForwardMode::Bridge => MacvtapMode::Bridge,
-        ForwardMode::Vepa => MacvtapMode::Vepa,
-        ForwardMode::Private => MacvtapMode::Private,
-        ForwardMode::Passthrough => MacvtapMode::Passthrough,
-        other => {
-            return Err(Error::api(
-                ErrorCode::Unsupported,
-                format!("forward.mode: virtnet cannot run '{other}' networks (PCI passthrough)"),
-            ))
-        }
-    };
-    let mut devs: Vec<String> = net.forward.interfaces.clone();
-    if devs.is_empty() {
-        devs.extend(net.forward.dev().map(str::to_string));
-    }
-    if devs.is_empty() {
-        return Err(Error::api(
-            ErrorCode::Invalid,
-            format!(
-                "forward.interface: a '{mode}' network needs a <bridge name> or an \
-                 <interface dev> to attach its guests to"
-            ),
-        ));
-    }
-    Ok(Attachment::Macvtap {
-        devs,
-        mode: macvtap,
+    Ok(match plan_external(net).map_err(refusal)? {
+        ExternalPlan::HostBridge { bridge } => Attachment::Bridge(bridge),
+        ExternalPlan::Direct { devs, mode } => Attachment::Macvtap {
+            devs,
+            mode: macvtap_mode(mode),
+        },
     })
 }
 
-/// Checks, at start, that the device a host-device network uses exists.
+/// The API error of a network the plan refuses: a mode virtnet cannot run is unsupported, a
+/// direct network without a NIC is invalid.
+fn refusal(e: ExternalPlanError) -> Error {
+    let code = match e {
+        ExternalPlanError::OwnBridge(_) | ExternalPlanError::Unsupported(_) => {
+            ErrorCode::Unsupported
+        }
+        ExternalPlanError::NoDevice(_) => ErrorCode::Invalid,
+    };
+    Error::api(code, e.to_string())
+}
+
+fn macvtap_mode(mode: DirectMode) -> MacvtapMode {
+    match mode {
+        DirectMode::Bridge => MacvtapMode::Bridge,
+        DirectMode::Vepa => MacvtapMode::Vepa,
+        DirectMode::Private => MacvtapMode::Private,
+        DirectMode::Passthrough => MacvtapMode::Passthrough,
+    }
+}
+
+/// Checks, at start, that the device a host-device network uses exists (its plan's host
+/// bridge, or at least one of its NICs).
 pub fn check(kernel: &mut Kernel, net: &Network) -> Result<()> {
     match attachment(net)? {
         Attachment::Bridge(bridge) => {
@@ -97,4 +98,60 @@ pub fn check(kernel: &mut Kernel, net: &Network) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(xml: &str) -> Network {
+        Network::from_xml(xml).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn refused(xml: &str) -> virtnet_api::ApiError {
+        match attachment(&net(xml)) {
+            Err(e) => crate::api::errors::to_api(&e),
+            Ok(a) => panic!("accepted: {a:?}"),
+        }
+    }
+
+    #[test]
+    fn the_plan_becomes_host_terms() {
+        let n =
+            net("<network><name>h</name><forward mode='bridge'/><bridge name='br0'/></network>");
+        assert_eq!(attachment(&n).ok(), Some(Attachment::Bridge("br0".into())));
+        let n = net(
+            "<network><name>p</name><forward mode='private'><interface dev='eth1'/>\
+             <interface dev='eth2'/></forward></network>",
+        );
+        assert_eq!(
+            attachment(&n).ok(),
+            Some(Attachment::Macvtap {
+                devs: vec!["eth1".into(), "eth2".into()],
+                mode: MacvtapMode::Private,
+            })
+        );
+    }
+
+    /// The codes and messages clients saw before the plan moved into `virtnet-plan`.
+    #[test]
+    fn refusals_keep_their_codes_and_messages() {
+        let e = refused(
+            "<network><name>d</name><forward mode='hostdev'>\
+             <address type='pci' domain='0x0000' bus='0x03' slot='0x00' function='0x1'/>\
+             </forward></network>",
+        );
+        assert_eq!(e.code, ErrorCode::Unsupported);
+        assert_eq!(
+            e.message,
+            "forward.mode: virtnet cannot run 'hostdev' networks (PCI passthrough)"
+        );
+        let e = refused("<network><name>v</name><forward mode='vepa'/></network>");
+        assert_eq!(e.code, ErrorCode::Invalid);
+        assert_eq!(
+            e.message,
+            "forward.interface: a 'vepa' network needs a <bridge name> or an <interface dev> \
+             to attach its guests to"
+        );
+    }
 }

@@ -209,22 +209,10 @@ fn bridge_info(data: Vec<InfoBridge>) -> LinkAttribute {
     ])
 }
 
+/// virtnet's one interface-name rule ([`virtnet_ifname::check`]), before a name reaches the
+/// kernel.
 fn validate_name(op: &'static str, name: &str) -> Result<()> {
-    if name.is_empty()
-        || name.len() > 15
-        || name == "."
-        || name == ".."
-        || name
-            .bytes()
-            .any(|c| c == b'/' || c == 0 || c.is_ascii_whitespace())
-    {
-        return Err(HostError::invalid(
-            op,
-            name,
-            "not a valid interface name (1..=15 bytes, no '/', NUL or whitespace)",
-        ));
-    }
-    Ok(())
+    virtnet_ifname::check(name).map_err(|reason| HostError::invalid(op, name, reason.to_string()))
 }
 
 impl Netlink {
@@ -790,5 +778,9 @@ mod tests {
         assert!(validate_name("x", "").is_err());
         assert!(validate_name("x", "a/b").is_err());
         assert!(validate_name("x", "0123456789abcdef").is_err());
+        // Issue 12: the shared rule, which this copy lacked (it took `*`, `"` and `:`).
+        for bad in ["br*", "br\"0", "br:0", "br\\0"] {
+            assert!(validate_name("x", bad).is_err(), "{bad:?}");
+        }
     }
 }

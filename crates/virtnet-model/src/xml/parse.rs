@@ -12,14 +12,13 @@ use std::net::{IpAddr, Ipv4Addr};
 use roxmltree::{Document, Node, ParsingOptions};
 use uuid::Uuid;
 
-use crate::define::{in_subnet, prefix_mask_v4};
 use crate::error::{ErrorKind, ModelError, Result};
+use crate::ifname;
 use crate::interface::{GuestInterface, InterfaceSource};
 use crate::mac::MacAddr;
 use crate::network::*;
+use crate::subnet::{in_subnet, prefix_mask_v4, prefix_mask_v6};
 
-/// Longest Linux interface name (IFNAMSIZ - 1).
-pub(crate) const IFNAMSIZ_MAX: usize = 15;
 /// Most XML nodes accepted in one document.
 pub(crate) const MAX_NODES: u32 = 20_000;
 /// Deepest element nesting accepted (metadata included).
@@ -816,30 +815,10 @@ fn read_nat(el: &El) -> Result<Nat> {
     Ok(nat)
 }
 
-/// Linux's rule for device names (`dev_valid_name`): 1–15 bytes, not `.`/`..`, no `/`, `:` or
-/// whitespace.
+/// virtnet's one interface-name rule ([`ifname::check`]: Linux's `dev_valid_name`, narrowed
+/// to names safe in nftables strings and file names).
 fn check_ifname(field: &str, name: &str) -> Result<()> {
-    let reason = if name.is_empty() {
-        Some("interface name is empty".to_string())
-    } else if name.len() > IFNAMSIZ_MAX {
-        Some(format!(
-            "interface name is {} bytes long; Linux allows at most {IFNAMSIZ_MAX}",
-            name.len()
-        ))
-    } else if name == "." || name == ".." {
-        Some("'.' and '..' are not valid interface names".to_string())
-    } else if name
-        .chars()
-        .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
-    {
-        Some("interface names must not contain '/', ':' or whitespace".to_string())
-    } else {
-        None
-    };
-    match reason {
-        Some(r) => Err(ModelError::bad_value(field, name, r)),
-        None => Ok(()),
-    }
+    ifname::check(name).map_err(|reason| ModelError::bad_value(field, name, reason.to_string()))
 }
 
 fn read_bridge(el: &El) -> Result<Bridge> {
@@ -1701,7 +1680,7 @@ fn read_route(el: &El) -> Result<Route> {
 fn is_network_address(addr: IpAddr, prefix: u8) -> bool {
     match addr {
         IpAddr::V4(a) => u32::from(a) & !prefix_mask_v4(prefix) == 0,
-        IpAddr::V6(a) => u128::from(a) & !crate::define::prefix_mask_v6(prefix) == 0,
+        IpAddr::V6(a) => u128::from(a) & !prefix_mask_v6(prefix) == 0,
     }
 }
 

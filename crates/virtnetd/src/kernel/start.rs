@@ -1,0 +1,164 @@
+//! Starting a network: checks, bridge, sysctls, addresses, routes, firewall, in that order,
+//! everything made so far removed again when a step fails; and the warnings of a start.
+
+use std::time::Instant;
+
+use tracing::{debug, warn};
+use virtnet_host::{sysctl, ChainHeader};
+use virtnet_plan::firewall::{stop_any_script, TABLE_NAME};
+use virtnet_plan::NetworkPlan;
+
+use super::{host, in_use, route_spec, spec, Kernel};
+use crate::error::Result;
+
+impl Kernel {
+    /// Starts a network: checks, bridge, sysctls, addresses, routes, firewall, in that order.
+    /// On any failure everything made so far is removed again and the first error returned.
+    pub fn start(&mut self, plan: &NetworkPlan) -> Result<Vec<String>> {
+        let t0 = Instant::now();
+        let leftover = self.check_free(plan)?;
+        self.check_router_advertisements(plan)?;
+        let checked = t0.elapsed();
+        // A leftover bridge of ours with this name (from a crash) is replaced.
+        if let Some(old) = leftover {
+            self.delete_links(
+                &[old],
+                format!("delete leftover bridge {}", plan.bridge.name),
+            )?;
+        }
+        let index = self
+            .netlink
+            .create_bridge(&spec(plan))
+            .map_err(host("create bridge"))?;
+        let created = t0.elapsed();
+        let result = self.configure(plan, index);
+        let configured = t0.elapsed();
+        let result = result.and_then(|()| self.install_firewall(plan));
+        debug!(
+            network = %plan.network,
+            check_us = checked.as_micros() as u64,
+            bridge_us = (created - checked).as_micros() as u64,
+            configure_us = (configured - created).as_micros() as u64,
+            firewall_us = (t0.elapsed() - configured).as_micros() as u64,
+            "start timings"
+        );
+        if let Err(e) = result {
+            warn!(network = %plan.network, error = %e, "start failed; rolling back");
+            if let Some(fw) = &plan.firewall {
+                if let Err(undo) = self.nft.run(&stop_any_script(fw)) {
+                    warn!(network = %plan.network, error = %undo, "firewall rollback failed");
+                }
+                self.applied.remove(&plan.network);
+            }
+            if let Err(undo) = self.delete_links(&[index], "roll back the bridge") {
+                warn!(network = %plan.network, error = %undo, "bridge rollback failed");
+            }
+            return Err(e);
+        }
+        Ok(self.foreign_drop_policies(plan))
+    }
+
+    /// Refuses to turn IPv6 forwarding on while an interface relies on router advertisements
+    /// for routes without `accept_ra=2`: the kernel stops accepting RAs on a forwarding host,
+    /// and those routes (often the default route) would expire. libvirt refuses the same way.
+    fn check_router_advertisements(&mut self, plan: &NetworkPlan) -> Result<()> {
+        const RTPROT_RA: u8 = 9;
+        let enables_v6_forwarding = plan
+            .sysctls
+            .iter()
+            .any(|s| s.key == "net/ipv6/conf/all/forwarding" && s.value == "1");
+        if !enables_v6_forwarding
+            || sysctl::read("net/ipv6/conf/all/forwarding").is_ok_and(|v| v.trim() == "1")
+        {
+            return Ok(());
+        }
+        let mut indexes: Vec<u32> = self
+            .view
+            .routes()
+            .iter()
+            .filter(|r| r.dest.is_ipv6() && r.protocol == RTPROT_RA)
+            .filter_map(|r| r.oif)
+            .collect();
+        indexes.sort_unstable();
+        indexes.dedup();
+        let mut offending = Vec::new();
+        for index in indexes {
+            let Some(link) = self
+                .netlink
+                .link_by_index(index)
+                .map_err(host("look up link"))?
+            else {
+                continue;
+            };
+            let key = format!("net/ipv6/conf/{}/accept_ra", link.name);
+            if sysctl::read(&key).map_or(true, |v| v.trim() != "2") {
+                offending.push(link.name);
+            }
+        }
+        if offending.is_empty() {
+            return Ok(());
+        }
+        Err(in_use(format!(
+            "Check the host setup: enabling IPv6 forwarding with RA routes without accept_ra \
+             set to 2 is likely to cause routes loss. Interfaces to look at: {}",
+            offending.join(" ")
+        )))
+    }
+
+    /// Warnings about other tables that will drop what virtnet accepts: in nftables an accept
+    /// is final only within its own table, so a `policy drop` forward chain elsewhere (Docker's
+    /// iptables FORWARD, a strict firewalld zone) still drops guests' routed traffic, and an
+    /// input chain's drop policy drops their DHCP and DNS. Reads only the chains' headers.
+    fn foreign_drop_policies(&mut self, plan: &NetworkPlan) -> Vec<String> {
+        let forwards = plan.mode != virtnet_model::ForwardMode::None;
+        // A listing that fails only costs the warnings.
+        let Ok(chains) = self.nft.chain_headers() else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for chain in &chains {
+            let ChainHeader {
+                family,
+                table,
+                name,
+                ..
+            } = chain;
+            if table == TABLE_NAME && family == "inet" || chain.policy.as_deref() != Some("drop") {
+                continue;
+            }
+            let what = match chain.hook.as_deref() {
+                Some("forward") if forwards => "guests' forwarded traffic",
+                Some("input") => "guests' DHCP and DNS requests to the host",
+                _ => continue,
+            };
+            out.push(format!(
+                "chain {name} of table {family} {table} has policy drop: {what} accepted by \
+                 virtnet is still dropped there unless that table accepts it too"
+            ));
+        }
+        out
+    }
+
+    /// Sysctls, addresses and routes of a fresh bridge.
+    pub(super) fn configure(&mut self, plan: &NetworkPlan, index: u32) -> Result<()> {
+        // Per-bridge sysctls first: with IPv6 disabled before the first address, the bridge
+        // never gets a link-local address.
+        for s in plan.sysctls.iter().filter(|s| s.per_bridge) {
+            sysctl::write(&s.key, &s.value).map_err(host("configure bridge"))?;
+        }
+        for a in &plan.addresses {
+            self.netlink
+                .add_address(index, a.address, a.prefix)
+                .map_err(host(format!("add address to {}", plan.bridge.name)))?;
+        }
+        for r in &plan.routes {
+            self.netlink
+                .add_route(&route_spec(r))
+                .map_err(host(format!("add route of network '{}'", plan.network)))?;
+        }
+        for s in plan.sysctls.iter().filter(|s| !s.per_bridge) {
+            sysctl::write(&s.key, &s.value).map_err(host("enable forwarding"))?;
+        }
+        Ok(())
+    }
+}
