@@ -1,8 +1,9 @@
-//! HTTP routes (`docs/API.md`) mapped onto the [`Service`].
+//! HTTP routes (`docs/API.md`) mapped onto the daemon's parts ([`AppState`]): each handler
+//! calls the part that owns its request.
 //!
 //! This layer only translates: it reads bodies within [`MAX_BODY_BYTES`], picks JSON or XML,
 //! sets `ETag`, and turns every failure into an [`ApiError`] body with the status of its code.
-//! Service calls run on the blocking pool because a commit waits for the disk; they also
+//! Calls into the parts run on the blocking pool because a commit waits for the disk; they also
 //! run to completion when the client goes away, so a change is either fully made (and
 //! durable) or not made at all.
 
@@ -26,14 +27,16 @@ use virtnet_api::{
     MAX_BODY_BYTES, XML_MEDIA_TYPE,
 };
 
+pub(crate) mod errors;
+
 use crate::error::{Error, Result};
-use crate::service::Service;
+use crate::state::AppState;
 
 /// Shared state of the handlers.
-type AppState = Arc<Service>;
+type Shared = Arc<AppState>;
 
 /// The API's router.
-pub fn router(service: Arc<Service>) -> Router {
+pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route(paths::NETWORKS, get(list).post(define))
         .route("/v1/networks/:id", get(show).put(edit).delete(undefine))
@@ -67,7 +70,7 @@ pub fn router(service: Arc<Service>) -> Router {
         // Inside the request's span: who may do what on which socket, and the audit log.
         .layer(middleware::from_fn(crate::access::guard))
         .layer(middleware::from_fn(trace))
-        .with_state(service)
+        .with_state(state)
 }
 
 /// An error on its way to the client.
@@ -81,7 +84,7 @@ impl<E: Into<Error>> From<E> for Failure {
 
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
-        let body = self.0.to_api();
+        let body = errors::to_api(&self.0);
         if self.0.is_internal() {
             tracing::error!(error = %self.0, "request failed");
         } else {
@@ -163,7 +166,7 @@ async fn trace(req: Request, next: Next) -> Response {
     .await
 }
 
-/// Runs a service call on the blocking pool, inside the request's span.
+/// Runs a call into the daemon's parts on the blocking pool, inside the request's span.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     let span = tracing::Span::current();
     tokio::task::spawn_blocking(move || span.in_scope(f))
@@ -254,14 +257,14 @@ fn changed(status: StatusCode, result: ChangeResult) -> Response {
     crate::access::with_object(response, name)
 }
 
-async fn list(State(service): State<AppState>) -> Answer {
-    let networks = blocking(move || Ok(service.list())).await?;
+async fn list(State(state): State<Shared>) -> Answer {
+    let networks = blocking(move || Ok(state.networks.list())).await?;
     Ok(Json(networks).into_response())
 }
 
 /// `GET /v1/unreadable-networks`: stored records set aside at start.
-async fn list_unreadable(State(service): State<AppState>) -> Answer {
-    json(service.unreadable())
+async fn list_unreadable(State(state): State<Shared>) -> Answer {
+    json(state.networks.unreadable())
 }
 
 /// Query of `GET /v1/networks/{id}`.
@@ -291,7 +294,7 @@ fn wants_xml(format: Option<&str>, headers: &HeaderMap) -> std::result::Result<b
 }
 
 async fn show(
-    State(service): State<AppState>,
+    State(state): State<Shared>,
     id: PathArg,
     q: QueryArg<ShowQuery>,
     headers: HeaderMap,
@@ -300,7 +303,7 @@ async fn show(
     let q = query(q)?;
     let xml = wants_xml(q.format.as_deref(), &headers)?;
     let inactive = q.inactive;
-    let detail = blocking(move || service.get(&id, inactive)).await?;
+    let detail = blocking(move || state.networks.get(&id, inactive)).await?;
     let response = if xml {
         let text = detail.definition.to_xml();
         ([(CONTENT_TYPE, XML_MEDIA_TYPE)], text).into_response()
@@ -319,7 +322,7 @@ struct DefineQuery {
 }
 
 async fn define(
-    State(service): State<AppState>,
+    State(state): State<Shared>,
     q: QueryArg<DefineQuery>,
     headers: HeaderMap,
     body: Body,
@@ -327,19 +330,14 @@ async fn define(
     let q = query(q)?;
     let xml = read_xml(&headers, body).await?;
     let result = if q.transient {
-        blocking(move || service.create(&xml)).await?
+        blocking(move || state.create_network(&xml)).await?
     } else {
-        blocking(move || service.define(&xml)).await?
+        blocking(move || state.networks.define(&xml)).await?
     };
     Ok(changed(StatusCode::CREATED, result))
 }
 
-async fn edit(
-    State(service): State<AppState>,
-    id: PathArg,
-    headers: HeaderMap,
-    body: Body,
-) -> Answer {
+async fn edit(State(state): State<Shared>, id: PathArg, headers: HeaderMap, body: Body) -> Answer {
     let id = path_id(id)?;
     let if_match = match headers.get(IF_MATCH) {
         None => None,
@@ -350,33 +348,33 @@ async fn edit(
         ),
     };
     let xml = read_xml(&headers, body).await?;
-    let result = blocking(move || service.edit(&id, &xml, if_match.as_deref())).await?;
+    let result = blocking(move || state.networks.edit(&id, &xml, if_match.as_deref())).await?;
     Ok(changed(StatusCode::OK, result))
 }
 
-async fn undefine(State(service): State<AppState>, id: PathArg) -> Answer {
-    let result = with_id(id, move |id| service.undefine(&id)).await?;
+async fn undefine(State(state): State<Shared>, id: PathArg) -> Answer {
+    let result = with_id(id, move |id| state.networks.undefine(&id)).await?;
     Ok(changed(StatusCode::OK, result))
 }
 
-async fn autostart(State(service): State<AppState>, id: PathArg, req: Request) -> Answer {
+async fn autostart(State(state): State<Shared>, id: PathArg, req: Request) -> Answer {
     let result = with_id_and_json(
         id,
         req,
         "autostart",
         "{\"autostart\": true|false}",
-        move |id, request: AutostartRequest| service.set_autostart(&id, request.autostart),
+        move |id, request: AutostartRequest| state.networks.set_autostart(&id, request.autostart),
     )
     .await?;
     Ok(changed(StatusCode::OK, result))
 }
 
-async fn start(State(service): State<AppState>, id: PathArg) -> Answer {
-    let result = with_id(id, move |id| service.start(&id)).await?;
+async fn start(State(state): State<Shared>, id: PathArg) -> Answer {
+    let result = with_id(id, move |id| state.start_network(&id)).await?;
     Ok(changed(StatusCode::OK, result))
 }
 
-async fn destroy(State(service): State<AppState>, headers: HeaderMap, body: Body) -> Answer {
+async fn destroy(State(state): State<Shared>, headers: HeaderMap, body: Body) -> Answer {
     let request: DestroyRequest =
         read_json(&headers, body, "destroy", "{\"networks\": [\"name\", ...]}").await?;
     if request.networks.is_empty() {
@@ -385,23 +383,23 @@ async fn destroy(State(service): State<AppState>, headers: HeaderMap, body: Body
         ));
     }
     let names = request.networks.join(",");
-    let networks = blocking(move || service.destroy(&request.networks)).await?;
+    let networks = blocking(move || state.networks.destroy(&request.networks)).await?;
     let response = Json(DestroyResult { networks }).into_response();
     Ok(crate::access::with_object(response, names))
 }
 
-async fn bridges(State(service): State<AppState>) -> Answer {
-    json(blocking(move || service.bridges()).await?)
+async fn bridges(State(state): State<Shared>) -> Answer {
+    json(blocking(move || state.networks.bridges()).await?)
 }
 
-async fn update(State(service): State<AppState>, id: PathArg, req: Request) -> Answer {
+async fn update(State(state): State<Shared>, id: PathArg, req: Request) -> Answer {
     let result = with_id_and_json(
         id,
         req,
         "update",
         "{\"command\": \"add-last\", \"section\": \"ip-dhcp-host\", \"xml\": \"<host .../>\", \
          \"parentIndex\": null, \"live\": true, \"config\": true}",
-        move |id, request: virtnet_api::UpdateRequest| service.update(&id, &request),
+        move |id, request: virtnet_api::UpdateRequest| state.networks.update(&id, &request),
     )
     .await?;
     Ok(changed(StatusCode::OK, result))
@@ -415,10 +413,10 @@ struct LeasesQuery {
     mac: Option<String>,
 }
 
-async fn leases(State(service): State<AppState>, id: PathArg, q: QueryArg<LeasesQuery>) -> Answer {
+async fn leases(State(state): State<Shared>, id: PathArg, q: QueryArg<LeasesQuery>) -> Answer {
     let id = path_id(id)?;
     let q = query(q)?;
-    json(blocking(move || service.leases(&id, q.mac.as_deref())).await?)
+    json(blocking(move || state.networks.leases(&id, q.mac.as_deref())).await?)
 }
 
 /// Query of `GET /v1/events`.
@@ -435,10 +433,10 @@ struct EventsQuery {
 /// The longest an event poll is held open, so that clients and proxies never time out first.
 const MAX_EVENT_WAIT: u64 = 60;
 
-async fn events(State(service): State<AppState>, q: QueryArg<EventsQuery>) -> Answer {
+async fn events(State(state): State<Shared>, q: QueryArg<EventsQuery>) -> Answer {
     let q = query(q)?;
     let wait = std::time::Duration::from_secs(q.wait.min(MAX_EVENT_WAIT));
-    json(service.events().wait_after(q.after, wait).await)
+    json(state.events.wait_after(q.after, wait).await)
 }
 
 /// Query of `GET /v1/ports`.
@@ -449,12 +447,12 @@ struct PortsQuery {
     domain: Option<String>,
 }
 
-async fn list_ports(State(service): State<AppState>, q: QueryArg<PortsQuery>) -> Answer {
+async fn list_ports(State(state): State<Shared>, q: QueryArg<PortsQuery>) -> Answer {
     let q = query(q)?;
-    json(blocking(move || Ok(service.list_ports(q.domain.as_deref()))).await?)
+    json(blocking(move || Ok(state.ports.list(q.domain.as_deref()))).await?)
 }
 
-async fn create_port(State(service): State<AppState>, headers: HeaderMap, body: Body) -> Answer {
+async fn create_port(State(state): State<Shared>, headers: HeaderMap, body: Body) -> Answer {
     let request: virtnet_api::PortRequest = read_json(
         &headers,
         body,
@@ -463,37 +461,39 @@ async fn create_port(State(service): State<AppState>, headers: HeaderMap, body: 
          \"mac\": \"52:54:00:12:34:56\"}",
     )
     .await?;
-    let port = blocking(move || service.create_port(&request)).await?;
+    let port = blocking(move || state.ports.create(&request)).await?;
     let name = port.name.clone();
     let response = (StatusCode::CREATED, Json(port)).into_response();
     Ok(crate::access::with_object(response, name))
 }
 
-async fn delete_port(State(service): State<AppState>, name: PathArg) -> Answer {
-    json(with_id(name, move |name| service.delete_port(&name)).await?)
+async fn delete_port(State(state): State<Shared>, name: PathArg) -> Answer {
+    json(with_id(name, move |name| state.ports.delete(&name)).await?)
 }
 
-async fn move_port(State(service): State<AppState>, name: PathArg, req: Request) -> Answer {
+async fn move_port(State(state): State<Shared>, name: PathArg, req: Request) -> Answer {
     json(
         with_id_and_json(
             name,
             req,
             "move",
             "{\"source\": {\"type\": \"bridge\", \"name\": \"br0\"}}",
-            move |name, request: virtnet_api::MoveRequest| service.move_port(&name, request.source),
+            move |name, request: virtnet_api::MoveRequest| {
+                state.ports.move_to(&name, request.source)
+            },
         )
         .await?,
     )
 }
 
-async fn set_port_link(State(service): State<AppState>, name: PathArg, req: Request) -> Answer {
+async fn set_port_link(State(state): State<Shared>, name: PathArg, req: Request) -> Answer {
     json(
         with_id_and_json(
             name,
             req,
             "link",
             "{\"up\": true|false}",
-            move |name, request: virtnet_api::LinkRequest| service.set_port_link(&name, request.up),
+            move |name, request: virtnet_api::LinkRequest| state.ports.set_link(&name, request.up),
         )
         .await?,
     )
@@ -508,7 +508,7 @@ struct AddressesQuery {
 }
 
 async fn domain_addresses(
-    State(service): State<AppState>,
+    State(state): State<Shared>,
     domain: PathArg,
     q: QueryArg<AddressesQuery>,
 ) -> Answer {
@@ -516,20 +516,16 @@ async fn domain_addresses(
     let source = query(q)?
         .source
         .unwrap_or(virtnet_api::AddressSource::Lease);
-    json(blocking(move || service.domain_addresses(&domain, source)).await?)
+    json(blocking(move || state.domain_addresses(&domain, source)).await?)
 }
 
-async fn list_host_bridges(State(service): State<AppState>) -> Answer {
-    json(blocking(move || service.host_bridges.list()).await?)
+async fn list_host_bridges(State(state): State<Shared>) -> Answer {
+    json(blocking(move || state.host_bridges.list()).await?)
 }
 
 /// Runs to completion on the blocking pool even when the client goes away: the change, the
 /// check and any roll back belong to the daemon.
-async fn create_host_bridge(
-    State(service): State<AppState>,
-    headers: HeaderMap,
-    body: Body,
-) -> Answer {
+async fn create_host_bridge(State(state): State<Shared>, headers: HeaderMap, body: Body) -> Answer {
     let request: virtnet_api::HostBridgeRequest = read_json(
         &headers,
         body,
@@ -537,23 +533,23 @@ async fn create_host_bridge(
         "{\"iface\": \"eth0\", \"bridge\": \"br0\"}",
     )
     .await?;
-    let hb = service.host_bridges.clone();
+    let hb = state.host_bridges.clone();
     let created = blocking(move || hb.create(&request)).await?;
     let name = created.bridge.clone();
     let response = (StatusCode::CREATED, Json(created)).into_response();
     Ok(crate::access::with_object(response, name))
 }
 
-async fn show_host_bridge(State(service): State<AppState>, bridge: PathArg) -> Answer {
-    json(with_id(bridge, move |bridge| service.host_bridges.get(&bridge)).await?)
+async fn show_host_bridge(State(state): State<Shared>, bridge: PathArg) -> Answer {
+    json(with_id(bridge, move |bridge| state.host_bridges.get(&bridge)).await?)
 }
 
-async fn confirm_host_bridge(State(service): State<AppState>, bridge: PathArg) -> Answer {
-    json(with_id(bridge, move |bridge| service.host_bridges.confirm(&bridge)).await?)
+async fn confirm_host_bridge(State(state): State<Shared>, bridge: PathArg) -> Answer {
+    json(with_id(bridge, move |bridge| state.host_bridges.confirm(&bridge)).await?)
 }
 
-async fn delete_host_bridge(State(service): State<AppState>, bridge: PathArg) -> Answer {
-    json(with_id(bridge, move |bridge| service.host_bridges.unbridge(&bridge)).await?)
+async fn delete_host_bridge(State(state): State<Shared>, bridge: PathArg) -> Answer {
+    json(with_id(bridge, move |bridge| state.host_bridges.unbridge(&bridge)).await?)
 }
 
 async fn no_route(uri: Uri) -> Failure {

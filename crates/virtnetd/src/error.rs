@@ -1,19 +1,110 @@
 //! The daemon's one error type.
 //!
-//! Two families of failure flow through the daemon: refusals meant for the client (a bad
-//! definition, a conflict, an unknown network), which carry a ready [`ApiError`], and failures of
-//! the daemon itself (disk, store, kernel interfaces), which carry the context of what was being
-//! done and the underlying cause. The API maps the second family to `internal` (500) and logs
-//! it in full.
+//! Two families of failure flow through the daemon: refusals of a request (an unknown network,
+//! a conflict, an invalid field, a bad definition), which say what is wrong in the domain's
+//! terms ([`Error::NotFound`], [`Error::Conflict`], [`Error::Invalid`], …), and failures of the
+//! daemon itself (disk, store, kernel interfaces), which carry the context of what was being
+//! done and the underlying cause. Only a front end maps them to its protocol's codes (the HTTP
+//! API in `api/errors.rs`), so a second front end maps the same errors to its own.
 
 use std::path::Path;
 
 use virtnet_api::{ApiError, ErrorCode};
 
+/// What a [`Error::NotFound`] looked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A network, by name or UUID.
+    Network,
+    /// A guest port, by tap name.
+    Port,
+    /// A bridge in the kernel.
+    Bridge,
+    /// A guest (domain) with ports.
+    Domain,
+}
+
+/// The message of a [`Error::NotFound`], in virsh's wording where virsh has one.
+fn missing(kind: Kind, name: &str) -> String {
+    match kind {
+        Kind::Network => match uuid::Uuid::parse_str(name) {
+            Ok(uuid) => format!("Network not found: no network with matching uuid '{uuid}'"),
+            Err(_) => format!("Network not found: no network with matching name '{name}'"),
+        },
+        Kind::Port => format!("no port named '{name}'"),
+        Kind::Bridge => format!("bridge '{name}' does not exist"),
+        Kind::Domain => format!("failed to get domain '{name}'"),
+    }
+}
+
 /// Any failure inside virtnetd.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The request is refused; the error is sent to the client as is.
+    /// Something the request names does not exist.
+    #[error("{}", missing(*kind, name))]
+    NotFound {
+        /// What kind of thing.
+        kind: Kind,
+        /// Its name (or UUID) as the request gave it.
+        name: String,
+    },
+    /// The request conflicts with the current state (an active network, a name taken…).
+    #[error("{what}")]
+    Conflict {
+        /// What it conflicts with, as a sentence for the client.
+        what: String,
+    },
+    /// A field of the request is invalid.
+    #[error("{field}: {reason}")]
+    Invalid {
+        /// The field.
+        field: String,
+        /// Why.
+        reason: String,
+    },
+    /// An argument of the request itself (not of what it describes) is malformed.
+    #[error("{field}: {reason}")]
+    BadArgument {
+        /// The argument.
+        field: String,
+        /// Why.
+        reason: String,
+    },
+    /// The change is valid but virtnet cannot make it this way.
+    #[error("{what}")]
+    Unsupported {
+        /// What cannot be done, and what to do instead.
+        what: String,
+    },
+    /// A change that must name the version it replaces did not.
+    #[error("{what}")]
+    PreconditionRequired {
+        /// What was missing.
+        what: String,
+    },
+    /// The version the change names is not the current one.
+    #[error(
+        "network '{name}' was changed since it was read: If-Match {given} but the current ETag \
+         is {current}"
+    )]
+    Stale {
+        /// The network.
+        name: String,
+        /// The version the client named.
+        given: String,
+        /// The current version.
+        current: String,
+    },
+    /// The daemon's own records contradict each other (a bug, or a damaged store).
+    #[error("{what}")]
+    Inconsistent {
+        /// What is wrong.
+        what: String,
+    },
+    /// A definition is invalid (XML, a field, a conflict with another network).
+    #[error("{0}")]
+    Model(#[from] virtnet_model::ModelError),
+    /// A refusal already in the HTTP API's terms (code that is not on typed errors yet).
     #[error("{0}")]
     Api(#[from] ApiError),
     /// A file-system or socket operation failed.
@@ -110,34 +201,52 @@ impl Error {
         }
     }
 
-    /// A client-facing refusal.
+    /// A refusal in the HTTP API's terms, for code not on typed errors yet.
     pub fn api(code: ErrorCode, message: impl Into<String>) -> Error {
         Error::Api(ApiError::new(code, message))
     }
 
-    /// The error as the API sends it: refusals as they are, daemon failures as `internal`.
-    pub fn to_api(&self) -> ApiError {
-        match self {
-            Error::Api(e) => e.clone(),
-            Error::Plan(e) => ApiError::new(ErrorCode::Invalid, e.to_string()),
-            Error::NoSpace { .. } => ApiError::new(ErrorCode::NoSpace, self.to_string()),
-            other => ApiError::new(ErrorCode::Internal, format!("internal error: {other}")),
+    /// [`Error::NotFound`].
+    pub fn not_found(kind: Kind, name: impl Into<String>) -> Error {
+        Error::NotFound {
+            kind,
+            name: name.into(),
         }
+    }
+
+    /// [`Error::Conflict`].
+    pub fn conflict(what: impl Into<String>) -> Error {
+        Error::Conflict { what: what.into() }
+    }
+
+    /// [`Error::Invalid`].
+    pub fn invalid(field: impl Into<String>, reason: impl std::fmt::Display) -> Error {
+        Error::Invalid {
+            field: field.into(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// [`Error::Unsupported`].
+    pub fn unsupported(what: impl Into<String>) -> Error {
+        Error::Unsupported { what: what.into() }
     }
 
     /// True when the error is the daemon's fault rather than the client's.
     pub fn is_internal(&self) -> bool {
         match self {
+            Error::NotFound { .. }
+            | Error::Conflict { .. }
+            | Error::Invalid { .. }
+            | Error::BadArgument { .. }
+            | Error::Unsupported { .. }
+            | Error::PreconditionRequired { .. }
+            | Error::Stale { .. }
+            | Error::Model(_)
+            | Error::Plan(_) => false,
             Error::Api(e) => e.code == ErrorCode::Internal,
-            Error::Plan(_) => false,
             _ => true,
         }
-    }
-}
-
-impl From<virtnet_model::ModelError> for Error {
-    fn from(e: virtnet_model::ModelError) -> Error {
-        Error::Api(ApiError::from(e))
     }
 }
 

@@ -110,7 +110,7 @@ mod tests {
 
     fn refused(xml: &str) -> virtnet_api::ApiError {
         match attachment(&net(xml)) {
-            Err(e) => e.to_api(),
+            Err(e) => crate::api::errors::to_api(&e),
             Ok(a) => panic!("accepted: {a:?}"),
         }
     }

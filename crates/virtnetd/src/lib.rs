@@ -3,12 +3,14 @@
 //! The virtnet daemon: an HTTP/JSON API (`docs/API.md`) on a unix socket in front of an
 //! embedded transactional store of network definitions with libvirt's semantics.
 //!
+//! - [`state`]: the daemon's parts and who owns what ([`state::AppState`]);
 //! - [`store`]: the redb file and its durability rules;
-//! - [`service`]: the network registry (define, create, edit, undefine, autostart);
+//! - [`registry`]: the network registry (define, create, edit, undefine, autostart);
 //! - [`services`]: DHCP and DNS of the running networks, leases and the event feed;
 //! - [`kernel`]: networks in the kernel (bridges, addresses, routes, firewall), reconcile;
 //! - [`reaper`]: deletes the bridges of destroyed networks off the request path;
 //! - [`ports`]: guest ports (taps), their moves and the guests' addresses;
+//! - [`hostbridge`]: bridges made from host NICs;
 //! - [`api`]: the axum routes;
 //! - [`access`]: who may use which socket, and the audit log of changes;
 //! - [`server`]: start-up (locks, socket), serving and graceful shutdown.
@@ -23,9 +25,11 @@ pub mod hostbridge;
 pub mod kernel;
 pub mod ports;
 pub mod reaper;
+pub mod registry;
 pub mod server;
-pub mod service;
 pub mod services;
+pub mod state;
 pub mod store;
+mod sync;
 
 pub use error::{Error, Result};

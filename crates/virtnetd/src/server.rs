@@ -28,7 +28,8 @@ use tower::ServiceExt;
 use crate::access::{Access, Caller};
 use crate::error::{Error, IoContext, Result};
 use crate::kernel::Kernel;
-use crate::service::{host_link_exists, Service};
+use crate::registry::host_link_exists;
+use crate::state::AppState;
 use crate::store::DB_FILE;
 
 /// Name of the lock file in the state directory.
@@ -67,7 +68,7 @@ pub struct Config {
 
 /// A daemon that holds its lock, its store and its bound socket, ready to serve.
 pub struct Daemon {
-    service: Arc<Service>,
+    state: Arc<AppState>,
     listeners: Option<Listeners>,
     socket: SocketFile,
     ro_socket: SocketFile,
@@ -105,7 +106,7 @@ impl Daemon {
         let boot_id = read_boot_id(&config.boot_id_file);
         let db_path = config.state_dir.join(DB_FILE);
         let kernel = Kernel::open()?;
-        let (service, report) = Service::open(
+        let (state, report) = AppState::open(
             &db_path,
             boot_id.as_deref(),
             Box::new(host_link_exists),
@@ -119,23 +120,24 @@ impl Daemon {
                 "host rebooted since the last run: networks are inactive, transient ones are gone"
             );
         }
-        tracing::info!(store = %db_path.display(), networks = service.list().len(), "store open");
+        tracing::info!(store = %db_path.display(), networks = state.networks.list().len(), "store open");
         let started = std::time::Instant::now();
-        let failed = service.reconcile()?;
+        let failed = state.reconcile()?;
         tracing::info!(
             elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
             failed = ?failed,
             "kernel reconciled with the store"
         );
-        match service.host_bridges.recover() {
+        match state.host_bridges.recover() {
             Ok(restored) if !restored.is_empty() => {
                 tracing::warn!(?restored, "unfinished iface-bridge changes restored");
             }
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "cannot restore unfinished iface-bridge changes"),
         }
-        let service = Arc::new(service);
-        service
+        let state = Arc::new(state);
+        state
+            .ports
             .start_helper_sweeper(config.helper_ports)
             .map_err(|e| Error::Io {
                 context: "cannot start the bridge helper's port sweeper".into(),
@@ -158,7 +160,7 @@ impl Daemon {
             "listening"
         );
         Ok(Daemon {
-            service,
+            state,
             listeners: Some(Listeners {
                 rw: listener,
                 ro: ro_listener,
@@ -181,7 +183,7 @@ impl Daemon {
             listeners,
             paths,
             self.admin_gid,
-            api_router(&self.service),
+            api_router(&self.state),
             shutdown,
         )
         .await
@@ -191,7 +193,7 @@ impl Daemon {
     /// client went away) holds the store open until it is done; the runtime waits for it.
     pub fn close(self) {
         // Bridges of networks destroyed just before the stop are deleted before it ends.
-        crate::service::lock(&self.service.kernel).wait_for_deletions();
+        self.state.wait_for_deletions();
         drop(self);
         tracing::info!("stopped");
     }
@@ -228,8 +230,8 @@ impl Shutdown {
     }
 }
 
-fn api_router(service: &Arc<Service>) -> Router {
-    crate::api::router(Arc::clone(service))
+fn api_router(state: &Arc<AppState>) -> Router {
+    crate::api::router(Arc::clone(state))
 }
 
 /// The bound sockets, not yet served: read-write and read-only.

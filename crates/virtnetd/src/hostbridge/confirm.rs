@@ -10,7 +10,7 @@ use virtnet_host::Netlink;
 
 use super::{conflict, host, not_ours, unix_now_ms, HostBridges};
 use crate::error::Result;
-use crate::service::lock;
+use crate::sync::lock;
 
 impl HostBridges {
     /// `POST /v1/host-bridges/{bridge}/confirm`.

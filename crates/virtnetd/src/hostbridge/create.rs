@@ -11,7 +11,7 @@ use super::host_config::NOT_DETECTED;
 use super::record::Record;
 use super::{check, conflict, host, invalid, plan, snapshot_of, unix_now_ms, HostBridges};
 use crate::error::Result;
-use crate::service::lock;
+use crate::sync::lock;
 
 impl HostBridges {
     /// `POST /v1/host-bridges`: the whole change, the check, and the roll back on failure.

@@ -7,7 +7,7 @@ use virtnet_host::RouteEntry;
 
 use super::{not_ours, unix_now_ms, HostBridges, NicSnapshot};
 use crate::error::Result;
-use crate::service::lock;
+use crate::sync::lock;
 
 /// How many rolled-back or removed bridges are remembered for `GET` (the CLI polls).
 const RECENT: usize = 32;

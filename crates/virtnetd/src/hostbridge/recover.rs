@@ -8,7 +8,7 @@ use virtnet_host::Netlink;
 use super::restore::restore;
 use super::{host, unix_now_ms, HostBridges};
 use crate::error::Result;
-use crate::service::lock;
+use crate::sync::lock;
 
 impl HostBridges {
     /// Start-up: finishes or undoes what a previous run left: `active` bridges stay,

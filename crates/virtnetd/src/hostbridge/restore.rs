@@ -14,7 +14,7 @@ use super::{
     NicSnapshot,
 };
 use crate::error::{Error, Result};
-use crate::service::lock;
+use crate::sync::lock;
 
 impl HostBridges {
     /// Rolls `rec` back and turns `reason` into the error the client gets.

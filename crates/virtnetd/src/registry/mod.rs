@@ -1,33 +1,46 @@
 //! The network registry: libvirt's rules for define, create, edit, undefine and autostart, on
-//! top of the [`Store`]. Independent of HTTP so that it can be tested directly.
+//! top of the [`Store`]. It owns the network records (the store's network table and the
+//! in-memory index) and knows the host only through two narrow traits ([`NetworkKernel`],
+//! [`NetworkServices`]), so that its rules run as plain unit tests against fakes.
 //!
-//! Concurrency: mutations take one lock for the whole check-then-write sequence (the identity
-//! and bridge checks look at every other network, so two concurrent defines must not both pass
-//! them), write the store, and only then publish the new record in the in-memory index. Reads
-//! only take the index's read lock, so they run concurrently with each other and block a
-//! mutation only for the instant the index is updated.
+//! Concurrency: every change of a network holds that network's own lock (a `net-destroy` of
+//! several holds theirs, taken in name order), so changes of different networks run side by
+//! side, store commits and DHCP/DNS starts included. What must be unique across networks
+//! (name, UUID, bridge name) is checked and reserved under one short reservation lock, held
+//! only for the check: a definition being made is visible to every other check as a
+//! reservation until its commit publishes it, so two concurrent defines cannot both take a
+//! name or a bridge. The store is written first and the in-memory index second, so the index
+//! never shows an unacknowledged state; reads only take the index's read lock, held by a
+//! writer only for the instant of one insert, so `net-list` never waits for a change.
 //!
 //! "Active" means "has a live definition", and an active network exists in the kernel. Every
 //! change that starts or stops networks is applied to the kernel first and committed to the
-//! store second, under the writer lock: if the kernel refuses, nothing is stored; if the daemon
-//! dies in between, the start-up reconcile makes the kernel match the store again (an
+//! store second, under the network's lock: if the kernel refuses, nothing is stored; if the
+//! daemon dies in between, the start-up reconcile makes the kernel match the store again (an
 //! unacknowledged start is removed, an unacknowledged destroy is undone).
+
+mod locks;
+
+mod adapters;
+mod host;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
 
 use uuid::Uuid;
-use virtnet_api::{ChangeResult, ErrorCode, NetworkDetail, NetworkSummary};
+use virtnet_api::{ChangeResult, NetworkDetail, NetworkSummary};
 use virtnet_model::define::{identify, prepare, Identity};
 use virtnet_model::{ForwardMode, ModelError, Network};
 
-use crate::error::{Error, Result};
-use crate::kernel::Kernel;
-use crate::ports::PortBook;
-use crate::services::{EventFeed, ServiceOptions, Services};
-use crate::store::{Record, StartReport, Store};
+use crate::error::{Error, Kind, Result};
+use crate::store::{Record, Store};
+use crate::sync::lock;
 use virtnet_plan::{plan, NetworkPlan};
+
+pub use host::{NetworkKernel, NetworkServices};
 
 /// Tells whether a network interface of that name exists on the host (bridge auto-naming must
 /// skip names already taken by links virtnet did not create).
@@ -42,40 +55,49 @@ pub fn host_link_exists(name: &str) -> bool {
     Path::new("/sys/class/net").join(name).exists()
 }
 
-/// The registry of networks.
-pub struct Service {
-    pub(crate) store: Arc<Store>,
-    /// Serialises mutations (see the module comment).
-    pub(crate) writer: Mutex<()>,
+/// The registry of networks: owns the network records and libvirt's rules about them.
+pub struct NetworkRegistry {
+    store: Arc<Store>,
+    /// One lock per network (see the module comment).
+    locks: locks::NetworkLocks,
+    /// The reservation lock, and the definitions checked and reserved but not yet committed
+    /// (by name): every identity and bridge check sees them as if they were stored.
+    reserved: Mutex<BTreeMap<String, Network>>,
     /// The store's records, rebuilt from the store at start and replaced record by record after
     /// each successful commit, so it never shows an unacknowledged state.
     index: RwLock<BTreeMap<String, Record>>,
     link_exists: LinkExists,
-    /// The kernel of virtnetd's network namespace; taken after `writer` when both are needed.
-    pub(crate) kernel: Mutex<Kernel>,
+    /// The networks' kernel objects.
+    kernel: Arc<dyn NetworkKernel>,
     /// DHCP and DNS of the running networks.
-    services: Services,
-    /// Guest ports.
-    pub(crate) ports: PortBook,
-    /// Bridges made from host NICs (`iface-bridge`).
-    pub host_bridges: Arc<crate::hostbridge::HostBridges>,
+    services: Arc<dyn NetworkServices>,
     /// Stored network records that could not be read at start (name → reason): set aside,
     /// reported by `GET /v1/unreadable-networks`, removed by `net-undefine`.
     unreadable: RwLock<BTreeMap<String, String>>,
 }
 
-impl std::fmt::Debug for Service {
+impl std::fmt::Debug for NetworkRegistry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Service")
+        f.debug_struct("NetworkRegistry")
             .field("store", &self.store)
             .finish_non_exhaustive()
     }
 }
 
-/// A poisoned lock only means another request panicked; the data behind our locks is never
-/// left half-updated (the index changes by single inserts after a commit), so go on with it.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
+/// What the registry is built from: the store and what it read at start, and the host.
+pub struct RegistryParts {
+    /// The store (the registry writes only its network table).
+    pub store: Arc<Store>,
+    /// The stored network records, by name.
+    pub records: BTreeMap<String, Record>,
+    /// Stored records that could not be read (name → reason).
+    pub unreadable: BTreeMap<String, String>,
+    /// Which host links exist (bridge auto-naming skips them).
+    pub link_exists: LinkExists,
+    /// The networks' kernel objects.
+    pub kernel: Arc<dyn NetworkKernel>,
+    /// The networks' DHCP and DNS servers.
+    pub services: Arc<dyn NetworkServices>,
 }
 
 /// The ETag of a generation: a quoted string, as HTTP wants it.
@@ -95,11 +117,7 @@ pub fn etag_matches(if_match: &str, generation: u64) -> bool {
 }
 
 fn not_found(id: &str) -> Error {
-    let message = match Uuid::parse_str(id) {
-        Ok(uuid) => format!("Network not found: no network with matching uuid '{uuid}'"),
-        Err(_) => format!("Network not found: no network with matching name '{id}'"),
-    };
-    Error::api(ErrorCode::NotFound, message)
+    Error::not_found(Kind::Network, id)
 }
 
 /// Finds a network by name, else by UUID.
@@ -149,51 +167,29 @@ fn kernel_plan(net: &Network) -> Result<Option<NetworkPlan>> {
 }
 
 fn conflict(message: impl Into<String>) -> Error {
-    Error::api(ErrorCode::Conflict, message)
+    Error::conflict(message)
 }
 
-impl Service {
-    /// Opens the store at `db_path` and builds the registry from it.
-    pub fn open(
-        db_path: &Path,
-        boot_id: Option<&str>,
-        link_exists: LinkExists,
-        kernel: Kernel,
-        options: ServiceOptions,
-    ) -> Result<(Service, StartReport)> {
-        let (store, records, report) = Store::open(db_path, boot_id)?;
-        let unreadable = report
-            .unreadable
-            .iter()
-            .map(|u| (u.name.clone(), u.reason.clone()))
-            .collect();
-        let store = Arc::new(store);
-        let host_config_root = options.host_config_root.clone();
-        let services = Services::new(store.clone(), Arc::new(EventFeed::default()), options);
-        let ports = PortBook::new(store.ports()?);
-        let host_bridges = Arc::new(crate::hostbridge::HostBridges::new(
-            store.clone(),
-            host_config_root,
-        ));
-        let service = Service {
-            store,
-            writer: Mutex::new(()),
-            index: RwLock::new(records),
-            link_exists,
-            kernel: Mutex::new(kernel),
-            services,
-            ports,
-            host_bridges,
-            unreadable: RwLock::new(unreadable),
-        };
-        Ok((service, report))
+impl NetworkRegistry {
+    /// The registry over what the store holds.
+    pub fn new(parts: RegistryParts) -> NetworkRegistry {
+        NetworkRegistry {
+            store: parts.store,
+            locks: locks::NetworkLocks::default(),
+            reserved: Mutex::new(BTreeMap::new()),
+            index: RwLock::new(parts.records),
+            link_exists: parts.link_exists,
+            kernel: parts.kernel,
+            services: parts.services,
+            unreadable: RwLock::new(parts.unreadable),
+        }
     }
 
-    /// Start-up: makes the kernel match the store (see [`Kernel::reconcile`]), then starts the
-    /// autostart networks that are not running. A network that cannot be realised is marked
-    /// inactive and logged; the daemon still starts. Returns the names of such networks.
-    pub fn reconcile(&self) -> Result<Vec<String>> {
-        let _writer = lock(&self.writer);
+    /// Start-up: makes the kernel match the store (see [`NetworkKernel::reconcile`]) and
+    /// starts the services of the active networks. A network that cannot be realised is
+    /// marked inactive and logged; the daemon still starts. Returns the names of such networks.
+    /// Runs at start-up, before any request is served, so it takes no network lock.
+    pub fn restore(&self) -> Result<Vec<String>> {
         let mut failed = Vec::new();
         let mut plans = Vec::new();
         for (name, record) in self.read().iter() {
@@ -205,7 +201,7 @@ impl Service {
                 }
             }
         }
-        failed.extend(lock(&self.kernel).reconcile(&plans));
+        failed.extend(self.kernel.reconcile(&plans));
         let live: Vec<Network> = self
             .read()
             .iter()
@@ -215,7 +211,7 @@ impl Service {
         for net in live {
             if let Err(e) = self.services.start(&net) {
                 if let Ok(Some(p)) = kernel_plan(&net) {
-                    if let Err(undo) = lock(&self.kernel).stop(&[&p]) {
+                    if let Err(undo) = self.kernel.stop(&[&p]) {
                         tracing::error!(network = %net.name, error = %undo, "cannot remove the network after its services failed");
                     }
                 }
@@ -228,22 +224,16 @@ impl Service {
             self.deactivate(&name)?;
             names.push(name);
         }
-        let autostart: Vec<String> = self
-            .read()
+        Ok(names)
+    }
+
+    /// The persistent networks marked autostart that are not running, by name.
+    pub fn autostart_pending(&self) -> Vec<String> {
+        self.read()
             .iter()
             .filter(|(_, r)| r.autostart && !r.is_active())
             .map(|(n, _)| n.clone())
-            .collect();
-        self.reconcile_ports()?;
-        for name in autostart {
-            if let Err(error) = self.start_locked(&name) {
-                tracing::error!(network = %name, %error, "autostart failed");
-                names.push(name);
-            } else {
-                tracing::info!(network = %name, "autostarted");
-            }
-        }
-        Ok(names)
+            .collect()
     }
 
     /// Records that a network is no longer running: its live definition goes, and a transient
@@ -264,11 +254,10 @@ impl Service {
     /// `POST /v1/networks/{id}/start` (`net-start`): starts an inactive persistent network
     /// with its persistent definition.
     pub fn start(&self, id: &str) -> Result<ChangeResult> {
-        let _writer = lock(&self.writer);
-        let name = find(&self.read(), id)?.0.to_string();
-        self.start_locked(&name)
+        self.with_network(id, |name| self.start_locked(name))
     }
 
+    /// [`NetworkRegistry::start`] under the network's lock.
     fn start_locked(&self, name: &str) -> Result<ChangeResult> {
         let mut record = find(&self.read(), name)?.1.clone();
         if record.is_active() {
@@ -277,16 +266,14 @@ impl Service {
             )));
         }
         let Some(config) = record.config.clone() else {
-            return Err(Error::api(
-                ErrorCode::Internal,
-                format!("network '{name}' has no definition to start"),
-            ));
+            return Err(Error::Inconsistent {
+                what: format!("network '{name}' has no definition to start"),
+            });
         };
         let p = kernel_plan(&config)?;
         record.live = Some(config);
         record.generation += 1;
         let warnings = self.apply_then_commit(name, record, p.as_ref())?;
-        self.reattach_ports(name);
         let record = find(&self.read(), name)?.1.clone();
         Ok(change(name, &record, false, warnings))
     }
@@ -299,13 +286,12 @@ impl Service {
         record: Record,
         p: Option<&NetworkPlan>,
     ) -> Result<Vec<String>> {
-        let mut kernel = lock(&self.kernel);
         let live = record.live.as_ref();
         let warnings = match (p, live) {
-            (Some(p), _) => kernel.start(p)?,
+            (Some(p), _) => self.kernel.start(p)?,
             // A network on a host device: nothing to build, only check the device is there.
             (None, Some(net)) => {
-                crate::external::check(&mut kernel, net)?;
+                self.kernel.check_device(net)?;
                 Vec::new()
             }
             (None, None) => Vec::new(),
@@ -314,7 +300,7 @@ impl Service {
         if let Err(e) = started.and_then(|()| self.commit(name, Some(record))) {
             self.services.stop(name);
             if let Some(p) = p {
-                if let Err(undo) = kernel.stop(&[p]) {
+                if let Err(undo) = self.kernel.stop(&[p]) {
                     tracing::error!(network = %name, error = %undo, "rollback after a failed commit");
                 }
             }
@@ -327,7 +313,29 @@ impl Service {
     /// so that the kernel's link-deletion wait is paid once. Nothing is stopped unless every
     /// name is an active network. Transient networks disappear, as in libvirt.
     pub fn destroy(&self, ids: &[String]) -> Result<Vec<NetworkSummary>> {
-        let _writer = lock(&self.writer);
+        loop {
+            let mut names = Vec::new();
+            for id in ids {
+                names.push(find(&self.read(), id)?.0.to_string());
+            }
+            names.sort();
+            names.dedup();
+            // In name order, so that two destroys of overlapping sets cannot deadlock.
+            let locks: Vec<Arc<Mutex<()>>> = names.iter().map(|n| self.locks.of(n)).collect();
+            let _held: Vec<_> = locks.iter().map(|l| lock(l)).collect();
+            // An id may have moved to another network while we waited (a UUID redefined).
+            let still = ids.iter().all(|id| {
+                find(&self.read(), id)
+                    .map_or(true, |(n, _)| names.binary_search(&n.to_string()).is_ok())
+            });
+            if still {
+                return self.destroy_locked(ids);
+            }
+        }
+    }
+
+    /// [`NetworkRegistry::destroy`] under the locks of the networks.
+    fn destroy_locked(&self, ids: &[String]) -> Result<Vec<NetworkSummary>> {
         let index = self.read();
         let mut targets: Vec<(String, Option<NetworkPlan>)> = Vec::new();
         for id in ids {
@@ -347,7 +355,7 @@ impl Service {
             self.services.stop(name);
         }
         let plans: Vec<&NetworkPlan> = targets.iter().filter_map(|(_, p)| p.as_ref()).collect();
-        lock(&self.kernel).stop(&plans)?;
+        self.kernel.stop(&plans)?;
         let mut out = Vec::new();
         for (name, _) in &targets {
             // Summarised before the change: a transient network has no record afterwards.
@@ -387,11 +395,9 @@ impl Service {
         };
         let mut leases = self.services.leases(&net)?;
         if let Some(mac) = mac {
-            let mac: virtnet_model::MacAddr = mac.parse().map_err(|_| {
-                Error::api(
-                    ErrorCode::BadRequest,
-                    format!("mac: '{mac}' is not a MAC address"),
-                )
+            let mac: virtnet_model::MacAddr = mac.parse().map_err(|_| Error::BadArgument {
+                field: "mac".into(),
+                reason: format!("'{mac}' is not a MAC address"),
             })?;
             let mac = mac.to_string();
             leases.retain(|l| l.mac.eq_ignore_ascii_case(&mac));
@@ -399,32 +405,100 @@ impl Service {
         Ok(leases)
     }
 
-    /// The daemon's event feed.
-    pub fn events(&self) -> &Arc<EventFeed> {
-        self.services.events()
-    }
-
     /// `GET /v1/bridges` (`iface-bridges`): virtnet's bridges as the kernel has them.
     pub fn bridges(&self) -> Result<Vec<virtnet_api::BridgeStatus>> {
-        lock(&self.kernel).bridges()
+        self.kernel.bridges()
     }
 
-    pub(crate) fn read(&self) -> RwLockReadGuard<'_, BTreeMap<String, Record>> {
+    fn read(&self) -> RwLockReadGuard<'_, BTreeMap<String, Record>> {
         self.index.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Makes a change durable, then visible. `None` deletes the network.
+    /// Makes a change durable, then visible; a reservation of the name ends as the record
+    /// takes its place. `None` deletes the network. Runs under the network's lock only.
     fn commit(&self, name: &str, record: Option<Record>) -> Result<()> {
         match &record {
             Some(r) => self.store.put(name, r)?,
             None => self.store.delete(name)?,
         }
+        // Under the reservation lock, so that no check sees the network twice or not at all.
+        let mut reserved = lock(&self.reserved);
         let mut index = self.index.write().unwrap_or_else(PoisonError::into_inner);
         match record {
             Some(r) => index.insert(name.to_string(), r),
             None => index.remove(name),
         };
+        reserved.remove(name);
         Ok(())
+    }
+
+    /// Runs `f` with the lock of the network `id` names (by name or UUID) held, passing its
+    /// name.
+    fn with_network<T>(&self, id: &str, f: impl FnOnce(&str) -> Result<T>) -> Result<T> {
+        loop {
+            let name = find(&self.read(), id)?.0.to_string();
+            let network = self.locks.of(&name);
+            let _held = lock(&network);
+            // The id may have moved to another network while we waited (a UUID redefined),
+            // or the network may be gone (then say so).
+            if find(&self.read(), id)?.0 == name {
+                return f(&name);
+            }
+        }
+    }
+
+    /// Runs `f` with the lock of the network called `name` held, whether it exists or not
+    /// (a define makes it).
+    fn with_name<T>(&self, name: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let network = self.locks.of(name);
+        let _held = lock(&network);
+        f()
+    }
+
+    /// Checks a new definition of `net.name` against every other network, stored or
+    /// reserved, and reserves it (see the module comment): identity (name and UUID) and
+    /// bridge. Returns whether it redefines the network of that name, and `prepare`'s
+    /// warnings. The caller holds the network's lock and ends the reservation with a commit
+    /// or [`NetworkRegistry::or_release`].
+    /// `check` runs between the identity check and the bridge check, to refuse what the
+    /// caller cannot do with that identity (in that order, as the errors always came).
+    fn reserve(
+        &self,
+        net: &mut Network,
+        check: impl FnOnce(&Identity) -> Result<()>,
+    ) -> Result<(Identity, Vec<String>)> {
+        let mut reserved = lock(&self.reserved);
+        let index = self.read();
+        let known: Vec<(&str, Uuid)> = Self::known(&index)
+            .into_iter()
+            .chain(
+                reserved
+                    .iter()
+                    .filter_map(|(name, n)| n.uuid.map(|u| (name.as_str(), u))),
+            )
+            .collect();
+        let identity = identify(net, &known)?;
+        check(&identity)?;
+        let skip = match &identity {
+            Identity::New => None,
+            Identity::Redefines => Some(net.name.as_str()),
+        };
+        let mut others = Self::others(&index, skip);
+        others.extend(
+            reserved
+                .iter()
+                .filter(|(name, _)| Some(name.as_str()) != skip)
+                .map(|(_, n)| n),
+        );
+        let warnings = prepare(net, &others, &*self.link_exists)?;
+        drop(index);
+        reserved.insert(net.name.clone(), net.clone());
+        Ok((identity, warnings))
+    }
+
+    /// Ends a reservation that will not be committed.
+    fn release(&self, name: &str) {
+        lock(&self.reserved).remove(name);
     }
 
     /// `(name, uuid)` of every known network, for [`identify`].
@@ -443,15 +517,6 @@ impl Service {
             .filter(|(name, _)| Some(name.as_str()) != skip)
             .flat_map(|(_, r)| r.defs())
             .collect()
-    }
-
-    fn prepare(
-        &self,
-        net: &mut Network,
-        index: &BTreeMap<String, Record>,
-        skip: Option<&str>,
-    ) -> Result<Vec<String>, ModelError> {
-        prepare(net, &Self::others(index, skip), &*self.link_exists)
     }
 
     /// `GET /v1/unreadable-networks`: the stored records set aside at start, sorted by name.
@@ -518,6 +583,28 @@ impl Service {
         }))
     }
 
+    /// The bridge a network shows (its live definition's, else its persistent one's), for
+    /// listings; `None` for an unknown network or one without a bridge name.
+    pub fn shown_bridge(&self, name: &str) -> Option<String> {
+        self.read()
+            .get(name)
+            .and_then(Record::shown)
+            .and_then(Network::bridge_name)
+            .map(str::to_string)
+    }
+
+    /// The live definition of the network called `name` (by name only, as a port names it):
+    /// refused when there is no such network or it is not active.
+    pub fn live_definition(&self, name: &str) -> Result<Network> {
+        let index = self.read();
+        let record = index.get(name).ok_or_else(|| not_found(name))?;
+        record.live.clone().ok_or_else(|| {
+            conflict(format!(
+                "Requested operation is not valid: network '{name}' is not active"
+            ))
+        })
+    }
+
     /// `GET /v1/networks`: every network, sorted by name.
     pub fn list(&self) -> Vec<NetworkSummary> {
         self.read()
@@ -537,11 +624,8 @@ impl Service {
         } else {
             record.shown()
         };
-        let definition = definition.cloned().ok_or_else(|| {
-            Error::api(
-                ErrorCode::Internal,
-                format!("stored network '{name}' has neither a persistent nor a live definition"),
-            )
+        let definition = definition.cloned().ok_or_else(|| Error::Inconsistent {
+            what: format!("stored network '{name}' has neither a persistent nor a live definition"),
         })?;
         Ok(NetworkDetail {
             summary: summary(name, record),
@@ -554,72 +638,91 @@ impl Service {
     /// active network replaces only its persistent definition; the live one is what runs until
     /// the network is restarted (libvirt's `newDef`).
     pub fn define(&self, xml: &str) -> Result<ChangeResult> {
-        let mut net = Network::from_xml(xml)?;
-        let _writer = lock(&self.writer);
-        self.check_not_set_aside(&net.name)?;
-        let index = self.read();
+        let net = Network::from_xml(xml)?;
         let name = net.name.clone();
-        let (record, created, warnings) = match identify(&net, &Self::known(&index))? {
+        self.with_name(&name, || self.or_release(&name, self.define_locked(net)))
+    }
+
+    /// [`NetworkRegistry::define`] under the lock of the network's name.
+    fn define_locked(&self, mut net: Network) -> Result<ChangeResult> {
+        let name = net.name.clone();
+        self.check_not_set_aside(&name)?;
+        let (identity, warnings) = self.reserve(&mut net, |_| Ok(()))?;
+        let (record, created) = match identity {
             Identity::New => {
-                let warnings = self.prepare(&mut net, &index, None)?;
                 let record = Record {
                     config: Some(net),
                     live: None,
                     autostart: false,
                     generation: 1,
                 };
-                (record, true, warnings)
+                (record, true)
             }
             Identity::Redefines => {
-                let mut record = find(&index, &name)?.1.clone();
-                let warnings = self.prepare(&mut net, &index, Some(&name))?;
+                let mut record = self.current(&name)?;
                 record.config = Some(net);
                 record.generation += 1;
-                (record, false, warnings)
+                (record, false)
             }
         };
-        drop(index);
         self.commit(&name, Some(record.clone()))?;
         Ok(change(&name, &record, created, warnings))
+    }
+
+    /// The stored record of a network whose lock the caller holds.
+    fn current(&self, name: &str) -> Result<Record> {
+        Ok(find(&self.read(), name)?.1.clone())
+    }
+
+    /// Ends the reservation of `name` when a change that made one failed (a commit that
+    /// succeeded ended it already).
+    fn or_release<T>(&self, name: &str, done: Result<T>) -> Result<T> {
+        if done.is_err() {
+            self.release(name);
+        }
+        done
     }
 
     /// `POST /v1/networks?transient=true`: create and start a network. A new one is transient
     /// (no persistent definition); an inactive persistent network of the same name and UUID is
     /// started with the given definition, as libvirt does.
     pub fn create(&self, xml: &str) -> Result<ChangeResult> {
-        let mut net = Network::from_xml(xml)?;
-        let _writer = lock(&self.writer);
-        self.check_not_set_aside(&net.name)?;
-        let index = self.read();
+        let net = Network::from_xml(xml)?;
         let name = net.name.clone();
-        let (record, created, warnings, p) = match identify(&net, &Self::known(&index))? {
+        self.with_name(&name, || self.or_release(&name, self.create_locked(net)))
+    }
+
+    /// [`NetworkRegistry::create`] under the lock of the network's name.
+    fn create_locked(&self, mut net: Network) -> Result<ChangeResult> {
+        let name = net.name.clone();
+        self.check_not_set_aside(&name)?;
+        let (identity, warnings) = self.reserve(&mut net, |identity| {
+            let active = self.read().get(&name).is_some_and(Record::is_active);
+            if matches!(identity, Identity::Redefines) && active {
+                return Err(conflict(format!("network '{name}' is already active")));
+            }
+            Ok(())
+        })?;
+        let p = kernel_plan(&net)?;
+        let (record, created) = match identity {
             Identity::New => {
-                let warnings = self.prepare(&mut net, &index, None)?;
-                let p = kernel_plan(&net)?;
                 let record = Record {
                     config: None,
                     live: Some(net),
                     autostart: false,
                     generation: 1,
                 };
-                (record, true, warnings, p)
+                (record, true)
             }
             Identity::Redefines => {
-                let mut record = find(&index, &name)?.1.clone();
-                if record.is_active() {
-                    return Err(conflict(format!("network '{name}' is already active")));
-                }
-                let warnings = self.prepare(&mut net, &index, Some(&name))?;
-                let p = kernel_plan(&net)?;
+                let mut record = self.current(&name)?;
                 record.live = Some(net);
                 record.generation += 1;
-                (record, false, warnings, p)
+                (record, false)
             }
         };
-        drop(index);
         let mut warnings = warnings;
         warnings.extend(self.apply_then_commit(&name, record.clone(), p.as_ref())?);
-        self.reattach_ports(&name);
         Ok(change(&name, &record, created, warnings))
     }
 
@@ -629,24 +732,26 @@ impl Service {
     /// persistent, as `virsh net-edit` (a redefinition) does in libvirt.
     pub fn edit(&self, id: &str, xml: &str, if_match: Option<&str>) -> Result<ChangeResult> {
         let Some(if_match) = if_match else {
-            return Err(Error::api(
-                ErrorCode::PreconditionRequired,
-                "an edit needs an If-Match header carrying the network's ETag \
-                 (from GET /v1/networks/{id})",
-            ));
+            return Err(Error::PreconditionRequired {
+                what: "an edit needs an If-Match header carrying the network's ETag \
+                       (from GET /v1/networks/{id})"
+                    .into(),
+            });
         };
-        let _writer = lock(&self.writer);
-        let index = self.read();
-        let (name, current) = find(&index, id)?;
+        self.with_network(id, |name| {
+            self.or_release(name, self.edit_locked(name, xml, if_match))
+        })
+    }
+
+    /// [`NetworkRegistry::edit`] under the network's lock.
+    fn edit_locked(&self, name: &str, xml: &str, if_match: &str) -> Result<ChangeResult> {
+        let current = self.current(name)?;
         if !etag_matches(if_match, current.generation) {
-            return Err(Error::api(
-                ErrorCode::EtagMismatch,
-                format!(
-                    "network '{name}' was changed since it was read: If-Match {if_match} but \
-                     the current ETag is {}",
-                    etag(current.generation)
-                ),
-            ));
+            return Err(Error::Stale {
+                name: name.to_string(),
+                given: if_match.to_string(),
+                current: etag(current.generation),
+            });
         }
         let mut net = Network::from_xml(xml)?;
         if net.name != name {
@@ -669,33 +774,33 @@ impl Service {
             }
             _ => {}
         }
-        let name = name.to_string();
-        let mut record = current.clone();
-        let warnings = self.prepare(&mut net, &index, Some(&name))?;
+        let (_, warnings) = self.reserve(&mut net, |_| Ok(()))?;
+        let mut record = current;
         record.config = Some(net);
         record.generation += 1;
-        drop(index);
-        self.commit(&name, Some(record.clone()))?;
-        Ok(change(&name, &record, false, warnings))
+        self.commit(name, Some(record.clone()))?;
+        Ok(change(name, &record, false, warnings))
     }
 
     /// `DELETE /v1/networks/{id}`: remove the persistent definition. An inactive network is
     /// gone; an active one keeps running as a transient network (libvirt).
     pub fn undefine(&self, id: &str) -> Result<ChangeResult> {
-        let _writer = lock(&self.writer);
         if !self.read().contains_key(id) {
-            if let Some(done) = self.undefine_unreadable(id)? {
+            let done = self.with_name(id, || self.undefine_unreadable(id))?;
+            if let Some(done) = done {
                 return Ok(done);
             }
         }
-        let index = self.read();
-        let (name, current) = find(&index, id)?;
+        self.with_network(id, |name| self.undefine_locked(name))
+    }
+
+    /// [`NetworkRegistry::undefine`] under the network's lock.
+    fn undefine_locked(&self, name: &str) -> Result<ChangeResult> {
         let name = name.to_string();
-        if !current.is_persistent() {
+        let mut record = self.current(&name)?;
+        if !record.is_persistent() {
             return Err(conflict("cannot undefine transient network"));
         }
-        let mut record = current.clone();
-        drop(index);
         if record.is_active() {
             record.config = None;
             record.autostart = false;
@@ -722,7 +827,7 @@ impl Service {
     /// restarting them or the network; a change that would alter the network's kernel objects
     /// cannot be made live. Either every requested definition changes or none does.
     pub fn update(&self, id: &str, request: &virtnet_api::UpdateRequest) -> Result<ChangeResult> {
-        use virtnet_model::update::{apply_update, UpdateCommand, UpdateSection};
+        use virtnet_model::update::{UpdateCommand, UpdateSection};
         let command: UpdateCommand = request
             .command
             .parse()
@@ -731,16 +836,25 @@ impl Service {
             .section
             .parse()
             .map_err(|e: ModelError| Error::from(e))?;
-        let _writer = lock(&self.writer);
-        let index = self.read();
-        let (name, current) = find(&index, id)?;
-        let name = name.to_string();
+        self.with_network(id, |name| {
+            self.update_locked(name, command, section, request)
+        })
+    }
+
+    /// [`NetworkRegistry::update`] under the network's lock.
+    fn update_locked(
+        &self,
+        name: &str,
+        command: virtnet_model::update::UpdateCommand,
+        section: virtnet_model::update::UpdateSection,
+        request: &virtnet_api::UpdateRequest,
+    ) -> Result<ChangeResult> {
+        use virtnet_model::update::apply_update;
+        let mut record = self.current(name)?;
         let (live, config) = match (request.live, request.config) {
-            (false, false) => (current.is_active(), !current.is_active()),
+            (false, false) => (record.is_active(), !record.is_active()),
             flags => flags,
         };
-        let mut record = current.clone();
-        drop(index);
         if config {
             let Some(def) = record.config.as_mut() else {
                 return Err(conflict(format!(
@@ -760,299 +874,48 @@ impl Service {
             let before = kernel_plan(def)?;
             apply_update(def, command, section, request.parent_index, &request.xml)?;
             if kernel_plan(def)? != before {
-                return Err(Error::api(
-                    ErrorCode::Unsupported,
-                    format!(
-                        "Operation not supported: this change to section '{}' of network \
+                return Err(Error::unsupported(format!(
+                    "Operation not supported: this change to section '{}' of network \
                          '{name}' needs the network restarted; update --config and restart it",
-                        request.section
-                    ),
-                ));
+                    request.section
+                )));
             }
             live_change = Some(def.clone());
         }
         record.generation += 1;
-        self.commit(&name, Some(record.clone()))?;
+        self.commit(name, Some(record.clone()))?;
         if let Some(net) = live_change {
             // The store already holds the change: should the servers refuse it, the next
             // restart of the daemon or the network applies it.
             self.services.reconfigure(&net)?;
         }
-        Ok(change(&name, &record, false, Vec::new()))
+        Ok(change(name, &record, false, Vec::new()))
     }
 
     /// `PUT /v1/networks/{id}/autostart`.
     pub fn set_autostart(&self, id: &str, autostart: bool) -> Result<ChangeResult> {
-        let _writer = lock(&self.writer);
-        let index = self.read();
-        let (name, current) = find(&index, id)?;
-        let name = name.to_string();
-        if !current.is_persistent() {
-            return Err(conflict("cannot set autostart for transient network"));
-        }
-        let mut record = current.clone();
-        drop(index);
+        self.with_network(id, |name| {
+            let record = self.current(name)?;
+            if !record.is_persistent() {
+                return Err(conflict("cannot set autostart for transient network"));
+            }
+            self.set_autostart_locked(name, record, autostart)
+        })
+    }
+
+    /// [`NetworkRegistry::set_autostart`] under the network's lock.
+    fn set_autostart_locked(
+        &self,
+        name: &str,
+        mut record: Record,
+        autostart: bool,
+    ) -> Result<ChangeResult> {
         // Setting the flag it already has changes nothing, so it keeps its ETag.
         if record.autostart != autostart {
             record.autostart = autostart;
             record.generation += 1;
-            self.commit(&name, Some(record.clone()))?;
+            self.commit(name, Some(record.clone()))?;
         }
-        Ok(change(&name, &record, false, Vec::new()))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::DB_FILE;
-
-    struct Fixture {
-        _dir: tempfile::TempDir,
-        service: Service,
-    }
-
-    /// Moves the calling test thread into a new, empty network namespace (a namespace is
-    /// per thread, and cargo runs each test on its own thread), so that starting networks
-    /// never touches the host. Panics rather than go on in the host's namespace.
-    fn private_netns() {
-        // SAFETY: unshare only changes the calling thread's namespace membership.
-        let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
-        assert_eq!(
-            rc,
-            0,
-            "unshare(CLONE_NEWNET) failed ({}); these tests need root",
-            std::io::Error::last_os_error()
-        );
-    }
-
-    /// The DHCP and DNS servers run on the daemon's async runtime: give the test thread one
-    /// (leaked: it lives as long as the test process, like the daemon's).
-    fn enter_runtime() {
-        let runtime = Box::leak(Box::new(
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-                .unwrap_or_else(|e| panic!("runtime: {e}")),
-        ));
-        std::mem::forget(runtime.enter());
-    }
-
-    fn fixture() -> Fixture {
-        private_netns();
-        enter_runtime();
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-        let kernel = Kernel::open().unwrap_or_else(|e| panic!("kernel: {e}"));
-        let (service, _) = Service::open(
-            &dir.path().join(DB_FILE),
-            Some("boot"),
-            Box::new(|_| false),
-            kernel,
-            ServiceOptions::default(),
-        )
-        .unwrap_or_else(|e| panic!("open: {e}"));
-        Fixture { _dir: dir, service }
-    }
-
-    const UUID_A: &str = "11111111-2222-3333-4444-555555555555";
-    const UUID_B: &str = "11111111-2222-3333-4444-666666666666";
-
-    use virtnet_testkit::network_xml as xml;
-
-    fn code(r: Result<ChangeResult>) -> ErrorCode {
-        match r {
-            Ok(c) => panic!("expected an error, got {c:?}"),
-            Err(e) => e.to_api().code,
-        }
-    }
-
-    #[test]
-    fn define_then_redefine() -> Result<()> {
-        let f = fixture();
-        let first = f.service.define(&xml("a", Some(UUID_A), None))?;
-        assert!(first.created);
-        assert_eq!(first.etag, "\"1\"");
-        assert_eq!(first.network.bridge.as_deref(), Some("virbr0"));
-        let again = f.service.define(&xml("a", Some(UUID_A), Some("br-a")))?;
-        assert!(!again.created);
-        assert_eq!(again.etag, "\"2\"");
-        assert_eq!(
-            f.service.get("a", false)?.summary.bridge.as_deref(),
-            Some("br-a")
-        );
-        Ok(())
-    }
-
-    #[test]
-    fn identity_conflicts() -> Result<()> {
-        let f = fixture();
-        f.service.define(&xml("a", Some(UUID_A), Some("br0")))?;
-        assert_eq!(
-            code(f.service.define(&xml("a", Some(UUID_B), None))),
-            ErrorCode::Conflict
-        );
-        assert_eq!(
-            code(f.service.define(&xml("a", None, None))),
-            ErrorCode::Conflict
-        );
-        assert_eq!(
-            code(f.service.define(&xml("b", Some(UUID_A), None))),
-            ErrorCode::Conflict
-        );
-        assert_eq!(
-            code(f.service.define(&xml("b", None, Some("br0")))),
-            ErrorCode::Conflict
-        );
-        assert_eq!(f.service.list().len(), 1);
-        Ok(())
-    }
-
-    #[test]
-    fn bridge_auto_naming_skips_host_links_and_other_networks() -> Result<()> {
-        private_netns();
-        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", Path::new("."), e))?;
-        let (service, _) = Service::open(
-            &dir.path().join(DB_FILE),
-            None,
-            Box::new(|name| name == "virbr0"),
-            Kernel::open()?,
-            ServiceOptions::default(),
-        )?;
-        let a = service.define(&xml("a", None, None))?;
-        assert_eq!(a.network.bridge.as_deref(), Some("virbr1"));
-        let b = service.define(&xml("b", None, None))?;
-        assert_eq!(b.network.bridge.as_deref(), Some("virbr2"));
-        Ok(())
-    }
-
-    #[test]
-    fn lookup_by_uuid_and_not_found_messages() -> Result<()> {
-        let f = fixture();
-        f.service.define(&xml("a", Some(UUID_A), None))?;
-        assert_eq!(f.service.get(UUID_A, false)?.summary.name, "a");
-        let missing = f
-            .service
-            .get("nope", false)
-            .map(|_| ())
-            .map_err(|e| e.to_api());
-        assert_eq!(
-            missing.err().map(|e| e.message),
-            Some("Network not found: no network with matching name 'nope'".to_string())
-        );
-        let missing = f
-            .service
-            .get(UUID_B, false)
-            .map(|_| ())
-            .map_err(|e| e.to_api());
-        assert_eq!(
-            missing.err().map(|e| e.message),
-            Some(format!(
-                "Network not found: no network with matching uuid '{UUID_B}'"
-            ))
-        );
-        Ok(())
-    }
-
-    #[test]
-    fn create_undefine_autostart_lifecycle() -> Result<()> {
-        let f = fixture();
-        // Transient: no autostart, no undefine.
-        let t = f.service.create(&xml("t", None, None))?;
-        assert!(t.network.active && !t.network.persistent);
-        assert_eq!(
-            code(f.service.set_autostart("t", true)),
-            ErrorCode::Conflict
-        );
-        assert_eq!(code(f.service.undefine("t")), ErrorCode::Conflict);
-        assert_eq!(
-            code(f.service.create(&xml("t", None, None))),
-            ErrorCode::Conflict
-        );
-
-        // Persistent inactive, then started by create with the same name and UUID.
-        f.service.define(&xml("p", Some(UUID_A), Some("br-p")))?;
-        let auto = f.service.set_autostart("p", true)?;
-        assert!(auto.network.autostart);
-        let started = f.service.create(&xml("p", Some(UUID_A), Some("br-p")))?;
-        assert!(!started.created && started.network.active && started.network.persistent);
-        assert_eq!(
-            code(f.service.create(&xml("p", Some(UUID_A), Some("br-p")))),
-            ErrorCode::Conflict
-        );
-
-        // Undefine an active network: it stays, transient, autostart off.
-        let u = f.service.undefine("p")?;
-        assert!(u.network.active && !u.network.persistent && !u.network.autostart);
-
-        // Undefine an inactive network: gone.
-        f.service.define(&xml("i", None, None))?;
-        let gone = f.service.undefine("i")?;
-        assert_eq!(gone.etag, "");
-        assert_eq!(code(f.service.undefine("i")), ErrorCode::NotFound);
-        Ok(())
-    }
-
-    #[test]
-    fn redefine_of_active_network_keeps_live_definition() -> Result<()> {
-        let f = fixture();
-        f.service.define(&xml("p", Some(UUID_A), Some("br-p")))?;
-        f.service.create(&xml("p", Some(UUID_A), Some("br-p")))?;
-        f.service.define(&xml("p", Some(UUID_A), Some("br-q")))?;
-        assert_eq!(
-            f.service.get("p", false)?.summary.bridge.as_deref(),
-            Some("br-p")
-        );
-        let inactive = f.service.get("p", true)?;
-        assert_eq!(inactive.definition.bridge_name(), Some("br-q"));
-        Ok(())
-    }
-
-    #[test]
-    fn edit_needs_a_current_etag_and_keeps_identity() -> Result<()> {
-        let f = fixture();
-        f.service.define(&xml("a", Some(UUID_A), Some("br-a")))?;
-        let new = xml("a", None, Some("br-b"));
-        assert_eq!(
-            code(f.service.edit("a", &new, None)),
-            ErrorCode::PreconditionRequired
-        );
-        assert_eq!(
-            code(f.service.edit("a", &new, Some("\"7\""))),
-            ErrorCode::EtagMismatch
-        );
-        assert_eq!(
-            code(f.service.edit("x", &new, Some("\"1\""))),
-            ErrorCode::NotFound
-        );
-        let renamed = xml("b", None, None);
-        assert_eq!(
-            code(f.service.edit("a", &renamed, Some("\"1\""))),
-            ErrorCode::Invalid
-        );
-        let other_uuid = xml("a", Some(UUID_B), None);
-        assert_eq!(
-            code(f.service.edit("a", &other_uuid, Some("\"1\""))),
-            ErrorCode::Invalid
-        );
-        let done = f.service.edit("a", &new, Some("\"1\""))?;
-        assert_eq!(done.etag, "\"2\"");
-        assert_eq!(done.network.uuid.to_string(), UUID_A);
-        assert_eq!(done.network.bridge.as_deref(), Some("br-b"));
-        assert_eq!(
-            code(f.service.edit("a", &new, Some("\"1\""))),
-            ErrorCode::EtagMismatch
-        );
-        Ok(())
-    }
-
-    #[test]
-    fn etag_matching() {
-        assert!(etag_matches("\"3\"", 3));
-        assert!(etag_matches("3", 3));
-        assert!(etag_matches("*", 3));
-        assert!(etag_matches("\"1\", \"3\"", 3));
-        assert!(!etag_matches("\"33\"", 3));
-        assert!(!etag_matches("", 3));
+        Ok(change(name, &record, false, Vec::new()))
     }
 }

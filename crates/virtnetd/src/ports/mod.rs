@@ -7,22 +7,26 @@
 //! is the guest's with the first byte `fe` (`fa` when the guest's starts with `fe`), so the
 //! bridge never takes the guest's address as its own and the two are easy to pair by eye.
 
-use std::collections::{BTreeMap, HashMap};
-use std::net::IpAddr;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
-use virtnet_api::{
-    check_domain_name, AddressSource, ErrorCode, InterfaceAddress, Port, PortRequest,
-};
+use virtnet_api::{check_domain_name, Port, PortRequest};
 use virtnet_host::tap::TapSpec;
 use virtnet_model::{InterfaceSource, MacAddr};
 
-use crate::error::{Error, Result};
-use crate::kernel::TapPlan;
-use crate::service::{lock, Service};
+mod addresses;
+mod directory;
+mod helper;
+
+pub use directory::{BridgeDirectory, Serving};
+pub use helper::{HelperPortPolicy, DEFAULT_HELPER_PORTS_PER_USER};
+
+use crate::error::{Error, Kind, Result};
+use crate::kernel::{Kernel, TapPlan};
+use crate::store::Store;
+use crate::sync::lock;
 
 /// Alias prefix of port taps (not `virtnet:`, which marks bridges the reconcile may delete).
 pub const PORT_ALIAS_PREFIX: &str = "virtnet-port:";
@@ -46,45 +50,6 @@ fn new_record(req: &PortRequest, name: String, mac: MacAddr) -> PortRecord {
         macvtap_on: None,
         helper: req.helper,
     }
-}
-
-/// What virtnetd allows the setuid bridge helper (`virtnet-bridge-helper`), which asks for
-/// ports on behalf of unprivileged users.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HelperPortPolicy {
-    /// Most helper ports one user may hold at a time (ports whose tap is gone do not count).
-    pub per_user: u32,
-    /// How long a helper port's tap may stay persistent: the helper makes it non-persistent
-    /// as soon as it holds it, so a tap still persistent after this was never handed over
-    /// (the helper was killed) and would otherwise outlive everyone.
-    pub claim_grace: Duration,
-    /// How often the sweeper looks at the helper ports.
-    pub sweep_every: Duration,
-}
-
-impl Default for HelperPortPolicy {
-    fn default() -> Self {
-        HelperPortPolicy {
-            per_user: DEFAULT_HELPER_PORTS_PER_USER,
-            claim_grace: Duration::from_secs(5),
-            sweep_every: Duration::from_secs(1),
-        }
-    }
-}
-
-/// Default of [`HelperPortPolicy::per_user`]: far more NICs than one user's guests need, few
-/// enough that a user cannot fill the host with taps.
-pub const DEFAULT_HELPER_PORTS_PER_USER: u32 = 32;
-
-/// What the sweeper found about a helper port's tap.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum HelperTap {
-    /// No such tap (QEMU exited): only the record is left.
-    Gone,
-    /// Still persistent: not (yet) handed over.
-    Persistent,
-    /// Held by QEMU and not persistent: it goes when QEMU does.
-    Claimed,
 }
 
 /// A port as stored.
@@ -196,14 +161,53 @@ impl PortBook {
 }
 
 fn not_found(name: &str) -> Error {
-    Error::api(ErrorCode::NotFound, format!("no port named '{name}'"))
+    Error::not_found(Kind::Port, name)
 }
 
 fn invalid(field: &str, message: impl std::fmt::Display) -> Error {
-    Error::api(ErrorCode::Invalid, format!("{field}: {message}"))
+    Error::invalid(field, message)
 }
 
-impl Service {
+/// The guest ports: their book and store table, and the kernel calls that make them real.
+pub struct Ports {
+    /// The ports, by tap name.
+    book: PortBook,
+    /// The store (only its port table is written here).
+    store: Arc<Store>,
+    /// The kernel of virtnetd's network namespace.
+    kernel: Arc<Mutex<Kernel>>,
+    /// Which bridge serves a network.
+    directory: Arc<dyn BridgeDirectory>,
+    /// Serialises changes of ports (names and MACs are unique among them). Independent of
+    /// the networks' locks: a port change never waits for a network start or stop.
+    writer: Mutex<()>,
+}
+
+impl std::fmt::Debug for Ports {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ports")
+            .field("book", &self.book)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Ports {
+    /// The ports stored in `store`, attached through `kernel` to the bridges `directory`
+    /// names.
+    pub fn open(
+        store: Arc<Store>,
+        kernel: Arc<Mutex<Kernel>>,
+        directory: Arc<dyn BridgeDirectory>,
+    ) -> Result<Ports> {
+        Ok(Ports {
+            book: PortBook::new(store.ports()?),
+            store,
+            kernel,
+            directory,
+            writer: Mutex::new(()),
+        })
+    }
+
     /// The bridge a source attaches to: an active network's bridge, or a host bridge. It must
     /// be a bridge: a tap "attached" to anything else (`lo`, a veth, another tap) would be on
     /// no bridge at all, a routed interface of the host outside every firewall rule.
@@ -211,10 +215,7 @@ impl Service {
         let bridge = self.bridge_name_for(source)?;
         let mut kernel = lock(&self.kernel);
         if kernel.link_index(&bridge)?.is_none() {
-            return Err(Error::api(
-                ErrorCode::NotFound,
-                format!("bridge '{bridge}' does not exist"),
-            ));
+            return Err(Error::not_found(Kind::Bridge, bridge));
         }
         if !kernel.is_bridge(&bridge)? {
             return Err(invalid(
@@ -231,27 +232,12 @@ impl Service {
     /// The name of the bridge a source names (not checked against the kernel).
     fn bridge_name_for(&self, source: &InterfaceSource) -> Result<String> {
         match source {
-            InterfaceSource::Network(name) => {
-                let index = self.read();
-                let record = index.get(name).ok_or_else(|| {
-                    Error::api(
-                        ErrorCode::NotFound,
-                        format!("Network not found: no network with matching name '{name}'"),
-                    )
-                })?;
-                let live = record.live.as_ref().ok_or_else(|| {
-                    Error::api(
-                        ErrorCode::Conflict,
-                        format!("Requested operation is not valid: network '{name}' is not active"),
-                    )
-                })?;
-                live.bridge_name().map(str::to_string).ok_or_else(|| {
-                    Error::api(
-                        ErrorCode::Unsupported,
-                        format!("network '{name}' has no bridge to attach ports to"),
-                    )
-                })
-            }
+            InterfaceSource::Network(name) => match self.directory.serving(name)? {
+                Serving::Bridge(bridge) => Ok(bridge),
+                Serving::Macvtap { .. } => Err(Error::unsupported(format!(
+                    "network '{name}' has no bridge to attach ports to"
+                ))),
+            },
             InterfaceSource::Bridge(bridge) => Ok(bridge.clone()),
         }
     }
@@ -277,13 +263,7 @@ impl Service {
         let bridge = match &r.source {
             _ if r.macvtap_on.is_some() => String::new(),
             InterfaceSource::Bridge(b) => b.clone(),
-            InterfaceSource::Network(n) => self
-                .read()
-                .get(n)
-                .and_then(|rec| rec.shown())
-                .and_then(|net| net.bridge_name())
-                .unwrap_or_default()
-                .to_string(),
+            InterfaceSource::Network(n) => self.directory.shown_bridge(n).unwrap_or_default(),
         };
         Port {
             name: r.name.clone(),
@@ -308,7 +288,7 @@ impl Service {
     /// `POST /v1/ports` (`attach-interface`): creates the guest's tap on the bridge of its
     /// network (or on a host bridge) and records it. With `target` naming an existing tap
     /// that is no port yet, the tap is adopted (QEMU's `script=` mode made it).
-    pub fn create_port(&self, req: &PortRequest) -> Result<Port> {
+    pub fn create(&self, req: &PortRequest) -> Result<Port> {
         check_domain_name(&req.domain).map_err(|reason| invalid("domain", reason))?;
         let mac: MacAddr = req
             .mac
@@ -326,18 +306,15 @@ impl Service {
             self.check_helper_quota(req)?;
         }
         if self
-            .ports
+            .book
             .read()
             .values()
             .any(|p| p.domain == req.domain && p.mac == mac)
         {
-            return Err(Error::api(
-                ErrorCode::Conflict,
-                format!(
-                    "domain '{}' already has an interface with MAC {mac}",
-                    req.domain
-                ),
-            ));
+            return Err(Error::conflict(format!(
+                "domain '{}' already has an interface with MAC {mac}",
+                req.domain
+            )));
         }
         if let Some((devs, mode)) = self.macvtap_of(&req.source)? {
             return self.create_macvtap_port(req, mac, &devs, mode);
@@ -347,17 +324,14 @@ impl Service {
         let (name, adopt) = match &req.target {
             Some(t) => {
                 virtnet_plan::kernel::check_ifname("target", t)?;
-                if self.ports.read().contains_key(t) {
-                    return Err(Error::api(
-                        ErrorCode::Conflict,
-                        format!("port '{t}' already exists"),
-                    ));
+                if self.book.read().contains_key(t) {
+                    return Err(Error::conflict(format!("port '{t}' already exists")));
                 }
                 (t.clone(), kernel.link_index(t)?.is_some())
             }
             None => {
-                let name = self.ports.next_name(|n| {
-                    Ok(self.ports.read().contains_key(n) || kernel.link_index(n)?.is_some())
+                let name = self.book.next_name(|n| {
+                    Ok(self.book.read().contains_key(n) || kernel.link_index(n)?.is_some())
                 })?;
                 (name, false)
             }
@@ -375,7 +349,7 @@ impl Service {
     /// kernel's part goes again (the link too, unless it was adopted).
     fn remember(
         &self,
-        mut kernel: std::sync::MutexGuard<'_, crate::kernel::Kernel>,
+        mut kernel: std::sync::MutexGuard<'_, Kernel>,
         record: PortRecord,
     ) -> Result<Port> {
         if let Err(e) = self.store.put_port(&record.name, &record) {
@@ -383,13 +357,14 @@ impl Service {
             return Err(e);
         }
         drop(kernel);
-        self.ports
+        self.book
             .write()
             .insert(record.name.clone(), record.clone());
         Ok(self.port_view(&record))
     }
 
-    /// The NICs and mode of a direct (macvtap) network, `None` for anything else.
+    /// The NICs and mode of a direct (macvtap) network, `None` for anything else (a network
+    /// that is unknown or inactive included: attaching to it is refused later, naming why).
     fn macvtap_of(
         &self,
         source: &InterfaceSource,
@@ -397,15 +372,10 @@ impl Service {
         let InterfaceSource::Network(name) = source else {
             return Ok(None);
         };
-        let Some(live) = self.read().get(name).and_then(|r| r.live.clone()) else {
-            return Ok(None);
-        };
-        if live.forward.mode.has_own_bridge() {
-            return Ok(None);
-        }
-        match crate::external::attachment(&live)? {
-            crate::external::Attachment::Macvtap { devs, mode } => Ok(Some((devs, mode))),
-            crate::external::Attachment::Bridge(_) => Ok(None),
+        // A refusal here is the same one `bridge_for` gives next, naming the reason.
+        match self.directory.serving(name) {
+            Ok(Serving::Macvtap { devs, mode }) => Ok(Some((devs, mode))),
+            Ok(Serving::Bridge(_)) | Err(_) => Ok(None),
         }
     }
 
@@ -427,13 +397,10 @@ impl Service {
             }
         }
         let dev = dev.ok_or_else(|| {
-            Error::api(
-                ErrorCode::Conflict,
-                format!(
-                    "none of the network's host interfaces ({}) exists",
-                    devs.join(", ")
-                ),
-            )
+            Error::conflict(format!(
+                "none of the network's host interfaces ({}) exists",
+                devs.join(", ")
+            ))
         })?;
         let name = match &req.target {
             Some(t) => {
@@ -444,7 +411,7 @@ impl Service {
                 let mut n = 0u32;
                 loop {
                     let candidate = format!("macvtap{n}");
-                    if !self.ports.read().contains_key(&candidate)
+                    if !self.book.read().contains_key(&candidate)
                         && kernel.link_index(&candidate)?.is_none()
                     {
                         break candidate;
@@ -461,199 +428,31 @@ impl Service {
         self.remember(kernel, record)
     }
 
-    /// Refuses a helper port the user may not have: one with a group (a helper's tap is its
-    /// user's alone, so that no one sharing a group can race the helper to it) or one past
-    /// the per-user limit. Ports whose tap is gone are forgotten first and do not count.
-    /// Runs under the writer lock.
-    fn check_helper_quota(&self, req: &PortRequest) -> Result<()> {
-        let Some(uid) = req.owner_uid else {
-            return Err(invalid(
-                "owner_uid",
-                "a bridge helper's port names the user it is for",
-            ));
-        };
-        if req.owner_gid.is_some() {
-            return Err(invalid(
-                "owner_gid",
-                "a bridge helper's port is owned by its user alone, without a group",
-            ));
-        }
-        let theirs: Vec<String> = self
-            .ports
-            .read()
-            .values()
-            .filter(|r| r.helper && r.owner_uid == Some(uid))
-            .map(|r| r.name.clone())
-            .collect();
-        let mut live = 0u32;
-        for name in theirs {
-            if lock(&self.kernel).link_index(&name)?.is_some() {
-                live += 1;
-            } else {
-                self.forget_port(&name)?;
-            }
-        }
-        let limit = self.ports.policy().per_user;
-        if live >= limit {
-            return Err(Error::api(
-                ErrorCode::Conflict,
-                format!(
-                    "owner_uid: user {uid} already has {live} ports made by the bridge helper, \
-                     the most virtnetd allows one user (virtnetd --helper-ports-per-user, now \
-                     {limit})"
-                ),
-            ));
-        }
-        Ok(())
-    }
-
-    /// Forgets a port whose device is gone, without touching the kernel (a link of that name,
-    /// if any, is someone else's). Runs under the writer lock.
-    fn forget_port(&self, name: &str) -> Result<()> {
-        self.store.delete_port(name)?;
-        self.ports.write().remove(name);
-        Ok(())
-    }
-
-    /// Starts the thread that reaps the bridge helper's ports (see
-    /// [`Service::sweep_helper_ports`]) every `policy.sweep_every`, and sets the per-user
-    /// limit. The thread ends once the service is dropped.
-    pub fn start_helper_sweeper(self: &Arc<Self>, policy: HelperPortPolicy) -> std::io::Result<()> {
-        *self
-            .ports
-            .helper_policy
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = policy;
-        let service = Arc::downgrade(self);
-        std::thread::Builder::new()
-            .name("port-sweeper".into())
-            .spawn(move || {
-                let mut persistent_since = HashMap::new();
-                loop {
-                    std::thread::sleep(policy.sweep_every);
-                    let Some(service) = service.upgrade() else {
-                        return;
-                    };
-                    service.sweep_helper_ports(&mut persistent_since, policy.claim_grace);
-                }
-            })?;
-        Ok(())
-    }
-
-    /// One pass of the sweeper over the bridge helper's ports: a port whose tap is gone
-    /// (QEMU exited) is forgotten; a port whose tap has stayed persistent for `grace` (the
-    /// helper was killed before it made the tap non-persistent, or the user made it
-    /// persistent again) is deleted with its tap, which would otherwise outlive QEMU as a
-    /// device the user owns. `persistent_since` carries when each tap was first seen
-    /// persistent from one pass to the next.
-    pub fn sweep_helper_ports(
-        &self,
-        persistent_since: &mut HashMap<String, Instant>,
-        grace: Duration,
-    ) {
-        let helpers: Vec<String> = self
-            .ports
-            .read()
-            .values()
-            .filter(|r| r.helper)
-            .map(|r| r.name.clone())
-            .collect();
-        persistent_since.retain(|name, _| helpers.contains(name));
-        for name in helpers {
-            let due = match self.helper_tap(&name) {
-                Ok(HelperTap::Claimed) => false,
-                Ok(HelperTap::Gone) => true,
-                Ok(HelperTap::Persistent) => {
-                    let since = *persistent_since
-                        .entry(name.clone())
-                        .or_insert_with(Instant::now);
-                    since.elapsed() >= grace
-                }
-                Err(e) => {
-                    tracing::warn!(port = %name, error = %e, "cannot sweep the bridge helper's port");
-                    false
-                }
-            };
-            if !due {
-                continue;
-            }
-            persistent_since.remove(&name);
-            match self.reap_helper_port(&name) {
-                Ok(Some(what)) => tracing::info!(port = %name, "bridge helper's port: {what}"),
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::warn!(port = %name, error = %e, "cannot sweep the bridge helper's port")
-                }
-            }
-        }
-    }
-
-    /// Removes a helper port the sweeper found due, if it still is now that the writer lock
-    /// is held (the helper may have claimed the tap meanwhile): a gone tap's record is
-    /// forgotten, a persistent tap is deleted with its record. Says what it did.
-    fn reap_helper_port(&self, name: &str) -> Result<Option<&'static str>> {
-        let _writer = lock(&self.writer);
-        if !self.ports.read().get(name).is_some_and(|r| r.helper) {
-            return Ok(None);
-        }
-        match self.helper_tap(name)? {
-            HelperTap::Claimed => Ok(None),
-            HelperTap::Gone => {
-                self.forget_port(name)?;
-                Ok(Some("tap gone; port forgotten"))
-            }
-            HelperTap::Persistent => {
-                self.delete_port_locked(name)?;
-                Ok(Some(
-                    "tap never handed over (still persistent); port and tap deleted",
-                ))
-            }
-        }
-    }
-
-    /// The state of a helper port's tap: gone (or no longer a tap), persistent, or claimed.
-    fn helper_tap(&self, name: &str) -> Result<HelperTap> {
-        if lock(&self.kernel).link_index(name)?.is_none() {
-            return Ok(HelperTap::Gone);
-        }
-        match virtnet_host::tap::tun_flags(name) {
-            Ok(Some(flags)) if flags & (virtnet_host::tap::IFF_PERSIST as u32) != 0 => {
-                Ok(HelperTap::Persistent)
-            }
-            Ok(Some(_)) => Ok(HelperTap::Claimed),
-            Ok(None) => Ok(HelperTap::Gone),
-            Err(e) => Err(Error::Io {
-                context: format!("cannot read the tun flags of '{name}'"),
-                source: e,
-            }),
-        }
-    }
-
     /// `DELETE /v1/ports/{name}` (`detach-interface`): deletes the tap (an adopted one is
     /// only taken off its bridge) and forgets the port.
-    pub fn delete_port(&self, name: &str) -> Result<Port> {
+    pub fn delete(&self, name: &str) -> Result<Port> {
         let _writer = lock(&self.writer);
         self.delete_port_locked(name)
     }
 
-    /// [`Service::delete_port`] under the writer lock.
+    /// [`Ports::delete`] under the writer lock.
     fn delete_port_locked(&self, name: &str) -> Result<Port> {
         let record = self
-            .ports
+            .book
             .read()
             .get(name)
             .cloned()
             .ok_or_else(|| not_found(name))?;
         lock(&self.kernel).remove_port(name, !record.adopted)?;
         self.store.delete_port(name)?;
-        self.ports.write().remove(name);
+        self.book.write().remove(name);
         Ok(self.port_view(&record))
     }
 
     /// `GET /v1/ports`: the ports (of one guest), sorted by name.
-    pub fn list_ports(&self, domain: Option<&str>) -> Vec<Port> {
+    pub fn list(&self, domain: Option<&str>) -> Vec<Port> {
         let records: Vec<PortRecord> = self
-            .ports
+            .book
             .read()
             .values()
             .filter(|r| domain.is_none_or(|d| r.domain == d))
@@ -667,7 +466,7 @@ impl Service {
     fn change_port(&self, name: &str, change: impl FnOnce(&mut PortRecord)) -> Result<Port> {
         let _writer = lock(&self.writer);
         let mut record = self
-            .ports
+            .book
             .read()
             .get(name)
             .cloned()
@@ -676,17 +475,14 @@ impl Service {
         change(&mut record);
         if before.macvtap_on.is_some() || self.macvtap_of(&record.source)?.is_some() {
             if record.source != before.source {
-                return Err(Error::api(
-                    ErrorCode::Unsupported,
-                    format!(
-                        "port '{name}': moving to or from a direct (macvtap) network changes the \
+                return Err(Error::unsupported(format!(
+                    "port '{name}': moving to or from a direct (macvtap) network changes the \
                          device QEMU holds; detach and attach it with the guest stopped"
-                    ),
-                ));
+                )));
             }
             lock(&self.kernel).set_port_up(name, record.link_up)?;
             self.store.put_port(name, &record)?;
-            self.ports.write().insert(name.to_string(), record.clone());
+            self.book.write().insert(name.to_string(), record.clone());
             return Ok(self.port_view(&record));
         }
         let bridge = self.bridge_for(&record.source)?;
@@ -698,25 +494,26 @@ impl Service {
             return Err(e);
         }
         drop(kernel);
-        self.ports.write().insert(name.to_string(), record.clone());
+        self.book.write().insert(name.to_string(), record.clone());
         Ok(self.port_view(&record))
     }
 
     /// `PUT /v1/ports/{name}/source`: moves a port to another network or bridge while the
     /// guest runs (the seeds' NAT → bridge edit, without a guest restart).
-    pub fn move_port(&self, name: &str, source: InterfaceSource) -> Result<Port> {
+    pub fn move_to(&self, name: &str, source: InterfaceSource) -> Result<Port> {
         self.change_port(name, |r| r.source = source)
     }
 
     /// `PUT /v1/ports/{name}/link` (`domif-setlink`).
-    pub fn set_port_link(&self, name: &str, up: bool) -> Result<Port> {
+    pub fn set_link(&self, name: &str, up: bool) -> Result<Port> {
         self.change_port(name, |r| r.link_up = up)
     }
 
-    /// Re-attaches the ports of a network that just started (its bridge is new).
-    pub(crate) fn reattach_ports(&self, network: &str) {
+    /// Told when a network has started: re-attaches its ports (its bridge is new).
+    pub fn network_started(&self, network: &str) {
+        let _writer = lock(&self.writer);
         let records: Vec<PortRecord> = self
-            .ports
+            .book
             .read()
             .values()
             .filter(|r| {
@@ -734,14 +531,14 @@ impl Service {
 
     /// Start-up: forgets ports whose tap was deleted while virtnetd was down (the guest went
     /// away) and attaches the others to their bridges again.
-    pub(crate) fn reconcile_ports(&self) -> Result<()> {
+    pub fn reconcile(&self) -> Result<()> {
         let present = lock(&self.kernel).link_names()?;
-        let records: Vec<PortRecord> = self.ports.read().values().cloned().collect();
+        let records: Vec<PortRecord> = self.book.read().values().cloned().collect();
         for r in records {
             if !present.contains(&r.name) {
                 tracing::info!(port = %r.name, domain = %r.domain, "tap gone while virtnetd was down; port removed");
                 self.store.delete_port(&r.name)?;
-                self.ports.write().remove(&r.name);
+                self.book.write().remove(&r.name);
                 continue;
             }
             if r.macvtap_on.is_some() {
@@ -753,75 +550,6 @@ impl Service {
             }
         }
         Ok(())
-    }
-
-    /// `GET /v1/domains/{domain}/addresses` (`domifaddr`): the guest's addresses from
-    /// virtnet's DHCP leases, or from the kernel's neighbour table (which also knows guests on
-    /// bridged networks, where no virtnet DHCP runs).
-    pub fn domain_addresses(
-        &self,
-        domain: &str,
-        source: AddressSource,
-    ) -> Result<Vec<InterfaceAddress>> {
-        let ports = self.list_ports(Some(domain));
-        if ports.is_empty() {
-            return Err(Error::api(
-                ErrorCode::NotFound,
-                format!("failed to get domain '{domain}'"),
-            ));
-        }
-        let mut out = Vec::new();
-        match source {
-            AddressSource::Lease => {
-                for p in &ports {
-                    let InterfaceSource::Network(net) = &p.source else {
-                        continue;
-                    };
-                    let Ok(leases) = self.leases(net, Some(&p.mac)) else {
-                        continue;
-                    };
-                    out.extend(leases.into_iter().map(|l| InterfaceAddress {
-                        name: p.name.clone(),
-                        mac: p.mac.clone(),
-                        protocol: l.kind,
-                        address: l.ip_address,
-                        prefix: l.prefix,
-                    }));
-                }
-            }
-            AddressSource::Arp => {
-                let mut kernel = lock(&self.kernel);
-                let neighbours = kernel.neighbours()?;
-                let mut bridges: BTreeMap<String, Option<u32>> = BTreeMap::new();
-                // A macvtap port has no bridge: the host does not see its guest's traffic.
-                for p in ports.iter().filter(|p| !p.bridge.is_empty()) {
-                    let index = match bridges.get(&p.bridge) {
-                        Some(i) => *i,
-                        None => {
-                            let i = kernel.link_index(&p.bridge)?;
-                            bridges.insert(p.bridge.clone(), i);
-                            i
-                        }
-                    };
-                    let mut found: Vec<&virtnet_host::Neighbour> = neighbours
-                        .iter()
-                        .filter(|n| Some(n.ifindex) == index && format_mac(n.mac) == p.mac)
-                        .collect();
-                    found.sort_by_key(|n| n.ip);
-                    out.extend(found.into_iter().map(|n| InterfaceAddress {
-                        name: p.name.clone(),
-                        mac: p.mac.clone(),
-                        protocol: match n.ip {
-                            IpAddr::V4(_) => "ipv4".into(),
-                            IpAddr::V6(_) => "ipv6".into(),
-                        },
-                        address: n.ip.to_string(),
-                        prefix: 0,
-                    }));
-                }
-            }
-        }
-        Ok(out)
     }
 }
 

@@ -1,0 +1,167 @@
+//! The daemon's parts and who owns what ([`AppState`]). Each part owns its records and its
+//! store table; the parts meet only here:
+//!
+//! - [`NetworkRegistry`] owns the network records and libvirt's rules about them;
+//! - [`Ports`] owns the guest ports; it learns which bridge serves a network through the
+//!   [`BridgeDirectory`] view of the registry, and is told when a network starts;
+//! - [`HostBridges`] owns the bridges made from host NICs;
+//! - [`Services`] runs the networks' DHCP, DNS and TFTP servers and keeps their leases;
+//! - [`EventFeed`] carries lease events to clients.
+//!
+//! Requests that touch one part go straight to it; the few that need two (starting a network
+//! re-attaches its ports, a guest's addresses come from the leases) are orchestrated here.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use virtnet_api::{AddressSource, ChangeResult, InterfaceAddress};
+
+use crate::error::Result;
+use crate::external::{attachment, Attachment};
+use crate::hostbridge::HostBridges;
+use crate::kernel::Kernel;
+use crate::ports::{BridgeDirectory, Ports, Serving};
+use crate::registry::{LinkExists, NetworkRegistry, RegistryParts};
+use crate::services::{EventFeed, ServiceOptions, Services};
+use crate::store::{StartReport, Store};
+use crate::sync::lock;
+
+/// Everything the daemon serves requests from.
+pub struct AppState {
+    /// The network registry.
+    pub networks: Arc<NetworkRegistry>,
+    /// The guest ports.
+    pub ports: Arc<Ports>,
+    /// Bridges made from host NICs (`iface-bridge`).
+    pub host_bridges: Arc<HostBridges>,
+    /// DHCP, DNS and TFTP of the running networks.
+    pub services: Arc<Services>,
+    /// Lease events for clients.
+    pub events: Arc<EventFeed>,
+    /// The kernel of virtnetd's network namespace, shared by the registry and the ports.
+    kernel: Arc<Mutex<Kernel>>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("networks", &self.networks)
+            .field("ports", &self.ports)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// Opens the store at `db_path` and builds every part from it.
+    pub fn open(
+        db_path: &Path,
+        boot_id: Option<&str>,
+        link_exists: LinkExists,
+        kernel: Kernel,
+        options: ServiceOptions,
+    ) -> Result<(AppState, StartReport)> {
+        let (store, records, report) = Store::open(db_path, boot_id)?;
+        let unreadable = report
+            .unreadable
+            .iter()
+            .map(|u| (u.name.clone(), u.reason.clone()))
+            .collect();
+        let store = Arc::new(store);
+        let host_bridges = Arc::new(HostBridges::new(
+            store.clone(),
+            options.host_config_root.clone(),
+        ));
+        let events = Arc::new(EventFeed::default());
+        let services = Arc::new(Services::new(store.clone(), events.clone(), options));
+        let kernel = Arc::new(Mutex::new(kernel));
+        let networks = Arc::new(NetworkRegistry::new(RegistryParts {
+            store: store.clone(),
+            records,
+            unreadable,
+            link_exists,
+            kernel: kernel.clone(),
+            services: services.clone(),
+        }));
+        let ports = Arc::new(Ports::open(store, kernel.clone(), networks.clone())?);
+        let state = AppState {
+            networks,
+            ports,
+            host_bridges,
+            services,
+            events,
+            kernel,
+        };
+        Ok((state, report))
+    }
+
+    /// Start-up: makes the kernel match the store, re-attaches the ports, then starts the
+    /// autostart networks that are not running. Returns the networks that could not be
+    /// restored or autostarted (logged; the daemon still starts).
+    pub fn reconcile(&self) -> Result<Vec<String>> {
+        let mut names = self.networks.restore()?;
+        self.ports.reconcile()?;
+        for name in self.networks.autostart_pending() {
+            if let Err(error) = self.start_network(&name) {
+                tracing::error!(network = %name, %error, "autostart failed");
+                names.push(name);
+            } else {
+                tracing::info!(network = %name, "autostarted");
+            }
+        }
+        Ok(names)
+    }
+
+    /// `POST /v1/networks/{id}/start` (`net-start`): the registry starts the network, then
+    /// its ports are re-attached to its new bridge.
+    pub fn start_network(&self, id: &str) -> Result<ChangeResult> {
+        let result = self.networks.start(id)?;
+        self.ports.network_started(&result.network.name);
+        Ok(result)
+    }
+
+    /// `POST /v1/networks?transient=true` (`net-create`): as [`AppState::start_network`].
+    pub fn create_network(&self, xml: &str) -> Result<ChangeResult> {
+        let result = self.networks.create(xml)?;
+        self.ports.network_started(&result.network.name);
+        Ok(result)
+    }
+
+    /// `GET /v1/domains/{domain}/addresses` (`domifaddr`): from the ports and the leases.
+    pub fn domain_addresses(
+        &self,
+        domain: &str,
+        source: AddressSource,
+    ) -> Result<Vec<InterfaceAddress>> {
+        self.ports.domain_addresses(domain, source, |network, mac| {
+            self.networks.leases(network, Some(mac))
+        })
+    }
+
+    /// Waits until the bridges of destroyed networks are deleted (at shutdown).
+    pub fn wait_for_deletions(&self) {
+        lock(&self.kernel).wait_for_deletions();
+    }
+}
+
+/// The registry answers the ports' one question about networks.
+impl BridgeDirectory for NetworkRegistry {
+    fn serving(&self, network: &str) -> Result<Serving> {
+        let live = self.live_definition(network)?;
+        if !live.forward.mode.has_own_bridge() {
+            if let Attachment::Macvtap { devs, mode } = attachment(&live)? {
+                return Ok(Serving::Macvtap { devs, mode });
+            }
+        }
+        live.bridge_name()
+            .map(|b| Serving::Bridge(b.to_string()))
+            .ok_or_else(|| {
+                crate::Error::unsupported(format!(
+                    "network '{network}' has no bridge to attach ports to"
+                ))
+            })
+    }
+
+    fn shown_bridge(&self, network: &str) -> Option<String> {
+        NetworkRegistry::shown_bridge(self, network)
+    }
+}
