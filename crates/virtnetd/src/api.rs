@@ -73,21 +73,32 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// An error on its way to the client.
-struct Failure(Error);
+/// An error on its way to the client: the daemon's (mapped by `api/errors.rs`), or one of
+/// this front end's own about the HTTP request itself (body, path, method, headers).
+enum Failure {
+    /// A typed error of the daemon.
+    Daemon(Error),
+    /// A malformed HTTP request, already in the wire's terms.
+    Wire(ApiError),
+}
 
 impl<E: Into<Error>> From<E> for Failure {
     fn from(e: E) -> Failure {
-        Failure(e.into())
+        Failure::Daemon(e.into())
     }
 }
 
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
-        let body = errors::to_api(&self.0);
-        if self.0.is_internal() {
-            tracing::error!(error = %self.0, "request failed");
-        } else {
+        let body = match &self {
+            Failure::Daemon(e) if e.is_internal() => {
+                tracing::error!(error = %e, "request failed");
+                errors::to_api(e)
+            }
+            Failure::Daemon(e) => errors::to_api(e),
+            Failure::Wire(e) => e.clone(),
+        };
+        if !matches!(&self, Failure::Daemon(e) if e.is_internal()) {
             tracing::info!(code = ?body.code, message = %body.message, "request refused");
         }
         let status = StatusCode::from_u16(body.code.http_status())
@@ -138,7 +149,7 @@ where
 }
 
 fn bad_request(message: impl Into<String>) -> Failure {
-    Failure(Error::Api(ApiError::new(ErrorCode::BadRequest, message)))
+    Failure::Wire(ApiError::new(ErrorCode::BadRequest, message))
 }
 
 /// One span per request, with a short id to tie the log lines of a request together.
@@ -181,7 +192,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 /// announces the length, so a huge upload is not even read).
 async fn read_body(headers: &HeaderMap, body: Body) -> std::result::Result<Bytes, Failure> {
     let too_large = || {
-        Failure(Error::api(
+        Failure::Wire(ApiError::new(
             ErrorCode::PayloadTooLarge,
             format!("request body larger than {MAX_BODY_BYTES} bytes"),
         ))
@@ -220,7 +231,7 @@ async fn read_json<T: serde::de::DeserializeOwned>(
 async fn read_xml(headers: &HeaderMap, body: Body) -> std::result::Result<String, Failure> {
     let bytes = read_body(headers, body).await?;
     String::from_utf8(bytes.to_vec()).map_err(|e| {
-        Failure(Error::api(
+        Failure::Wire(ApiError::new(
             ErrorCode::InvalidXml,
             format!(
                 "the request body is not UTF-8 text (invalid byte at offset {}): send the \
@@ -553,7 +564,7 @@ async fn delete_host_bridge(State(state): State<Shared>, bridge: PathArg) -> Ans
 }
 
 async fn no_route(uri: Uri) -> Failure {
-    Failure(Error::api(
+    Failure::Wire(ApiError::new(
         ErrorCode::NotFound,
         format!("no such API path: {}", uri.path()),
     ))

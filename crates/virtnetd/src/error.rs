@@ -9,8 +9,6 @@
 
 use std::path::Path;
 
-use virtnet_api::{ApiError, ErrorCode};
-
 /// What a [`Error::NotFound`] looked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -104,9 +102,26 @@ pub enum Error {
     /// A definition is invalid (XML, a field, a conflict with another network).
     #[error("{0}")]
     Model(#[from] virtnet_model::ModelError),
-    /// A refusal already in the HTTP API's terms (code that is not on typed errors yet).
-    #[error("{0}")]
-    Api(#[from] ApiError),
+    /// Something the request needs does not exist, said as a sentence (a tap to adopt, a host
+    /// interface) where no [`Kind`] fits.
+    #[error("{what}")]
+    Missing {
+        /// What is missing, as a sentence for the client.
+        what: String,
+    },
+    /// The request cannot be served as asked, said as a sentence (no single field to name).
+    #[error("{what}")]
+    Rejected {
+        /// Why, as a sentence for the client.
+        what: String,
+    },
+    /// The daemon could not do what was asked (not the client's fault), said as a sentence
+    /// that already carries its cause.
+    #[error("{what}")]
+    Failed {
+        /// What failed and why.
+        what: String,
+    },
     /// A file-system or socket operation failed.
     #[error("{context}: {source}")]
     Io {
@@ -201,9 +216,19 @@ impl Error {
         }
     }
 
-    /// A refusal in the HTTP API's terms, for code not on typed errors yet.
-    pub fn api(code: ErrorCode, message: impl Into<String>) -> Error {
-        Error::Api(ApiError::new(code, message))
+    /// [`Error::Missing`].
+    pub fn missing(what: impl Into<String>) -> Error {
+        Error::Missing { what: what.into() }
+    }
+
+    /// [`Error::Rejected`].
+    pub fn rejected(what: impl Into<String>) -> Error {
+        Error::Rejected { what: what.into() }
+    }
+
+    /// [`Error::Failed`].
+    pub fn failed(what: impl Into<String>) -> Error {
+        Error::Failed { what: what.into() }
     }
 
     /// [`Error::NotFound`].
@@ -234,6 +259,7 @@ impl Error {
 
     /// True when the error is the daemon's fault rather than the client's.
     pub fn is_internal(&self) -> bool {
+        // Exhaustive on purpose: a new variant must say whose fault it is.
         match self {
             Error::NotFound { .. }
             | Error::Conflict { .. }
@@ -242,10 +268,20 @@ impl Error {
             | Error::Unsupported { .. }
             | Error::PreconditionRequired { .. }
             | Error::Stale { .. }
+            | Error::Missing { .. }
+            | Error::Rejected { .. }
             | Error::Model(_)
             | Error::Plan(_) => false,
-            Error::Api(e) => e.code == ErrorCode::Internal,
-            _ => true,
+            Error::Inconsistent { .. }
+            | Error::Failed { .. }
+            | Error::Io { .. }
+            | Error::Store { .. }
+            | Error::Record { .. }
+            | Error::Host { .. }
+            | Error::Startup(_)
+            | Error::NoSpace { .. }
+            | Error::Damaged { .. }
+            | Error::Task { .. } => true,
         }
     }
 }

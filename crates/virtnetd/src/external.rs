@@ -8,7 +8,6 @@
 //! golden-tested); this module turns the plan into `virtnet-host`'s terms and checks the
 //! kernel at start.
 
-use virtnet_api::ErrorCode;
 use virtnet_host::MacvtapMode;
 use virtnet_model::Network;
 use virtnet_plan::{plan_external, DirectMode, ExternalPlan, ExternalPlanError};
@@ -44,16 +43,15 @@ pub fn attachment(net: &Network) -> Result<Attachment> {
     })
 }
 
-/// The API error of a network the plan refuses: a mode virtnet cannot run is unsupported, a
-/// direct network without a NIC is invalid.
+/// The error of a network the plan refuses: a mode virtnet cannot run is unsupported, a
+/// direct network without a NIC is rejected.
 fn refusal(e: ExternalPlanError) -> Error {
-    let code = match e {
-        ExternalPlanError::OwnBridge(_) | ExternalPlanError::Unsupported(_) => {
-            ErrorCode::Unsupported
-        }
-        ExternalPlanError::NoDevice(_) => ErrorCode::Invalid,
-    };
-    Error::api(code, e.to_string())
+    match e {
+        ExternalPlanError::OwnBridge(_) | ExternalPlanError::Unsupported(_) => Error::Unsupported {
+            what: e.to_string(),
+        },
+        ExternalPlanError::NoDevice(_) => Error::rejected(e.to_string()),
+    }
 }
 
 fn macvtap_mode(mode: DirectMode) -> MacvtapMode {
@@ -71,13 +69,10 @@ pub fn check(kernel: &mut Kernel, net: &Network) -> Result<()> {
     match attachment(net)? {
         Attachment::Bridge(bridge) => {
             if !kernel.is_bridge(&bridge)? {
-                return Err(Error::api(
-                    ErrorCode::Conflict,
-                    format!(
-                        "network '{}': host bridge '{bridge}' does not exist",
-                        net.name
-                    ),
-                ));
+                return Err(Error::conflict(format!(
+                    "network '{}': host bridge '{bridge}' does not exist",
+                    net.name
+                )));
             }
         }
         Attachment::Macvtap { devs, .. } => {
@@ -86,14 +81,11 @@ pub fn check(kernel: &mut Kernel, net: &Network) -> Result<()> {
                 found |= kernel.link_index(dev)?.is_some();
             }
             if !found {
-                return Err(Error::api(
-                    ErrorCode::Conflict,
-                    format!(
-                        "network '{}': none of its host interfaces ({}) exists",
-                        net.name,
-                        devs.join(", ")
-                    ),
-                ));
+                return Err(Error::conflict(format!(
+                    "network '{}': none of its host interfaces ({}) exists",
+                    net.name,
+                    devs.join(", ")
+                )));
             }
         }
     }
@@ -141,13 +133,13 @@ mod tests {
              <address type='pci' domain='0x0000' bus='0x03' slot='0x00' function='0x1'/>\
              </forward></network>",
         );
-        assert_eq!(e.code, ErrorCode::Unsupported);
+        assert_eq!(e.code, virtnet_api::ErrorCode::Unsupported);
         assert_eq!(
             e.message,
             "forward.mode: virtnet cannot run 'hostdev' networks (PCI passthrough)"
         );
         let e = refused("<network><name>v</name><forward mode='vepa'/></network>");
-        assert_eq!(e.code, ErrorCode::Invalid);
+        assert_eq!(e.code, virtnet_api::ErrorCode::Invalid);
         assert_eq!(
             e.message,
             "forward.interface: a 'vepa' network needs a <bridge name> or an <interface dev> \

@@ -19,7 +19,7 @@ use std::sync::{mpsc, Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::Notify;
-use virtnet_api::{DhcpLease, ErrorCode, Event, EventBatch, EventKind};
+use virtnet_api::{DhcpLease, Event, EventBatch, EventKind};
 use virtnet_dhcp::{DhcpConfig, DhcpServer, Lease, LeaseChange, LeaseSink};
 use virtnet_dns::{DnsConfig, DnsServer, GuestName};
 use virtnet_model::Network;
@@ -625,10 +625,9 @@ impl Services {
 }
 
 fn service_error(network: &str, what: &str, e: impl std::fmt::Display) -> Error {
-    Error::api(
-        ErrorCode::Internal,
-        format!("network '{network}': cannot start the {what} server: {e}"),
-    )
+    Error::failed(format!(
+        "network '{network}': cannot start the {what} server: {e}"
+    ))
 }
 
 #[cfg(test)]

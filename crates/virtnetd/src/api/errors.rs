@@ -23,7 +23,10 @@ pub fn to_api(error: &Error) -> ApiError {
         // Said as it is: the message already tells what is inconsistent.
         Error::Inconsistent { .. } => refused(ErrorCode::Internal),
         Error::Model(e) => ApiError::from(e.clone()),
-        Error::Api(e) => e.clone(),
+        Error::Missing { .. } => refused(ErrorCode::NotFound),
+        Error::Rejected { .. } => refused(ErrorCode::Invalid),
+        // Said as it is: the sentence already carries the cause.
+        Error::Failed { .. } => refused(ErrorCode::Internal),
         // The field path of a definition that cannot be realised reaches the client.
         Error::Plan(e) => ApiError {
             field: (!e.field.is_empty()).then(|| e.field.clone()),

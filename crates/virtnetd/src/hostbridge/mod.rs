@@ -59,7 +59,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use virtnet_api::{ErrorCode, HostBridge};
+use virtnet_api::HostBridge;
 use virtnet_host::snapshot::SnapshotError;
 use virtnet_host::{HostError, Link};
 
@@ -122,23 +122,22 @@ fn snapshot_error(e: SnapshotError) -> Error {
             context: step.to_string(),
             source,
         },
-        gone @ SnapshotError::NicGone(_) => Error::api(ErrorCode::Internal, gone.to_string()),
+        gone @ SnapshotError::NicGone(_) => Error::failed(gone.to_string()),
     }
 }
 
 fn invalid(message: impl Into<String>) -> Error {
-    Error::api(ErrorCode::Invalid, message)
+    Error::rejected(message)
 }
 
 fn conflict(message: impl Into<String>) -> Error {
-    Error::api(ErrorCode::Conflict, message)
+    Error::conflict(message)
 }
 
 fn not_ours(bridge: &str) -> Error {
-    Error::api(
-        ErrorCode::NotFound,
-        format!("bridge '{bridge}' was not made by virtnet iface-bridge"),
-    )
+    Error::missing(format!(
+        "bridge '{bridge}' was not made by virtnet iface-bridge"
+    ))
 }
 
 fn is_hostbridge_of(link: &Link, iface: &str) -> bool {

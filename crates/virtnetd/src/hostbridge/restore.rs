@@ -3,7 +3,7 @@
 //! of now). Both run [`virtnet_host::snapshot::restore`], which is idempotent, after
 //! recording what they restore, so a crash in between is finished at the next start.
 
-use virtnet_api::{ErrorCode, HostBridge, HostBridgePhase};
+use virtnet_api::{HostBridge, HostBridgePhase};
 use virtnet_host::snapshot::{same_address, same_route};
 use virtnet_host::{AddressEntry, Netlink, IFA_F_NODAD};
 
@@ -25,9 +25,7 @@ impl HostBridges {
                 "{reason}; rolled back: {} has its addresses and routes again and {} is gone",
                 rec.iface, rec.bridge
             )),
-            Err(e) => Error::api(
-                ErrorCode::Internal,
-                format!("{reason}; the roll back failed too (it is retried at the next start of virtnetd): {e}"),
+            Err(e) => Error::failed(format!("{reason}; the roll back failed too (it is retried at the next start of virtnetd): {e}"),
             ),
         }
     }

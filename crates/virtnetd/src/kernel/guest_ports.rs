@@ -4,8 +4,6 @@
 //! what is decided here is whether a name may be used, adopted or created, what a port gets
 //! from its bridge, and what is undone when a step fails.
 
-use virtnet_api::ErrorCode;
-
 use super::{host, in_use, Kernel};
 use crate::error::{Error, Result};
 
@@ -50,10 +48,10 @@ impl Kernel {
                 )))
             }
             (None, None) => {
-                return Err(Error::api(
-                    ErrorCode::NotFound,
-                    format!("no tap named '{}' to adopt", tap.name),
-                ))
+                return Err(Error::missing(format!(
+                    "no tap named '{}' to adopt",
+                    tap.name
+                )))
             }
             (None, Some(l)) if l.kind.as_deref() != Some("tun") => {
                 return Err(in_use(format!("'{}' is not a tap device", tap.name)))
@@ -76,12 +74,7 @@ impl Kernel {
             .netlink
             .link(&tap.name)
             .map_err(host("look up tap"))?
-            .ok_or_else(|| {
-                Error::api(
-                    ErrorCode::NotFound,
-                    format!("tap '{}' does not exist", tap.name),
-                )
-            })?;
+            .ok_or_else(|| Error::missing(format!("tap '{}' does not exist", tap.name)))?;
         let bridge = match &tap.bridge {
             Some(b) => self.bridge_of(b)?,
             None => None,
@@ -107,10 +100,7 @@ impl Kernel {
     /// Sets a port's link state only.
     pub fn set_port_up(&mut self, name: &str, up: bool) -> Result<()> {
         let Some(link) = self.netlink.link(name).map_err(host("look up tap"))? else {
-            return Err(Error::api(
-                ErrorCode::NotFound,
-                format!("tap '{name}' does not exist"),
-            ));
+            return Err(Error::missing(format!("tap '{name}' does not exist")));
         };
         self.netlink
             .set_port(
@@ -156,12 +146,9 @@ impl Kernel {
         mode: virtnet_host::MacvtapMode,
         mac: [u8; 6],
     ) -> Result<u32> {
-        let parent = self.link_index(dev)?.ok_or_else(|| {
-            Error::api(
-                ErrorCode::NotFound,
-                format!("host interface '{dev}' does not exist"),
-            )
-        })?;
+        let parent = self
+            .link_index(dev)?
+            .ok_or_else(|| Error::missing(format!("host interface '{dev}' does not exist")))?;
         self.netlink
             .create_macvtap(name, parent, mode, mac)
             .map_err(host("create macvtap"))

@@ -26,7 +26,7 @@ mod stop;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use virtnet_api::{BridgeStatus, ErrorCode};
+use virtnet_api::BridgeStatus;
 use virtnet_host::{BridgeSpec, HostError, HostView, Link, Netlink, NftSets, Nftables, RouteSpec};
 use virtnet_plan::firewall::PrefixGroup;
 use virtnet_plan::{
@@ -71,7 +71,7 @@ fn host(context: impl Into<String>) -> impl FnOnce(HostError) -> Error {
 
 /// A conflict with something on the host (HTTP 409).
 fn in_use(message: String) -> Error {
-    Error::api(ErrorCode::Conflict, message)
+    Error::conflict(message)
 }
 
 /// The bridge of a plan as `virtnet-host` creates it, in virtnet's link group.

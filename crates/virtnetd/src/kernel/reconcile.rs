@@ -6,7 +6,6 @@ use std::collections::HashSet;
 use std::net::IpAddr;
 
 use tracing::{info, warn};
-use virtnet_api::ErrorCode;
 use virtnet_host::{sysctl, RouteSpec};
 use virtnet_plan::{is_link_local, NetworkPlan, ROUTE_PROTOCOL};
 
@@ -38,7 +37,7 @@ impl Kernel {
                 if realised.contains(&plan.bridge.name) {
                     failed.push((
                         plan.network.clone(),
-                        Error::api(ErrorCode::Internal, format!("install the firewall: {e}")),
+                        Error::failed(format!("install the firewall: {e}")),
                     ));
                 }
             }
