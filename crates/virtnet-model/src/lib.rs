@@ -60,7 +60,7 @@ impl Network {
     /// normalised form may be larger than the document it was defined with, and a record once
     /// accepted must stay readable). DTDs and deep nesting are refused all the same.
     pub fn from_stored_xml(text: &str) -> Result<Network> {
-        xml::parse::parse_network_with(text, xml::parse::Limits::STORED)
+        xml::parse::parse_network_with(text, xml::load::Limits::STORED)
     }
 
     /// The normalised XML of this definition (what the store keeps and `net-dumpxml` prints),
