@@ -37,6 +37,7 @@ pub use ifname::IfName;
 pub use interface::{GuestInterface, InterfaceSource};
 pub use mac::MacAddr;
 pub use network::*;
+pub use subnet::Subnet;
 pub use update::{apply_update, UpdateCommand, UpdateSection};
 pub use xml::MAX_XML_BYTES;
 

@@ -627,7 +627,11 @@ fn update_elements_are_read_as_their_own_element() {
     assert_eq!(e.field, "ip-dhcp-host", "{e}");
     assert!(e.reason.contains("nested more than 64"), "{e}");
     let e = refused(&nat(), "add", "ip-dhcp-host", None, &nested(20));
-    assert_eq!(e.kind, ErrorKind::Invalid, "within the limit, read as XML: {e}");
+    assert_eq!(
+        e.kind,
+        ErrorKind::Invalid,
+        "within the limit, read as XML: {e}"
+    );
     let dtd = "<!DOCTYPE h [<!ENTITY a 'x'>]><host mac='52:54:00:00:00:09' ip='192.168.122.9' \
                name='&a;'/>";
     let e = refused(&nat(), "add", "ip-dhcp-host", None, dtd);

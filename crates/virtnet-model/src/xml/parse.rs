@@ -17,7 +17,7 @@ use crate::ifname;
 use crate::interface::{GuestInterface, InterfaceSource};
 use crate::mac::MacAddr;
 use crate::network::*;
-use crate::subnet::{in_subnet, prefix_mask_v4, prefix_mask_v6};
+use crate::subnet::{in_subnet, Subnet};
 
 use super::load::{load, Input, Limits};
 
@@ -1210,9 +1210,8 @@ fn check_ip_address(el: &El, ip: &IpDef) -> Result<()> {
     if let IpAddr::V4(a) = ip.address {
         let prefix = ip.prefix_len();
         if prefix < 31 {
-            let mask = prefix_mask_v4(prefix);
-            let host = u32::from(a) & !mask;
-            if host == 0 || host == !mask {
+            let (network, broadcast) = Subnet::ipv4_ends(a, prefix);
+            if a == network || a == broadcast {
                 return Err(ModelError::bad_value(
                     el.field("address"),
                     a.to_string(),
@@ -1229,9 +1228,7 @@ fn reserved_v4(ip: &IpDef) -> Option<(Ipv4Addr, Ipv4Addr)> {
     let IpAddr::V4(a) = ip.address else {
         return None;
     };
-    let mask = prefix_mask_v4(ip.prefix_len());
-    let net = u32::from(a) & mask;
-    Some((Ipv4Addr::from(net), Ipv4Addr::from(net | !mask)))
+    Some(Subnet::ipv4_ends(a, ip.prefix_len()))
 }
 
 fn read_lease(el: &El) -> Result<Lease> {
@@ -1511,13 +1508,8 @@ fn read_route(el: &El) -> Result<Route> {
         gateway,
         metric: el.number("metric")?,
     };
-    let plen = match (route.prefix, route.netmask, address) {
-        (Some(p), _, _) => p,
-        (None, Some(m), _) => u32::from(m).count_ones() as u8,
-        (None, None, IpAddr::V4(_)) => 32,
-        (None, None, IpAddr::V6(_)) => 128,
-    };
-    if !in_subnet(address, address, plen) || !is_network_address(address, plen) {
+    let plen = route.prefix_len();
+    if route.destination().address != address {
         return Err(ModelError::bad_value(
             el.field("address"),
             address.to_string(),
@@ -1525,13 +1517,6 @@ fn read_route(el: &El) -> Result<Route> {
         ));
     }
     Ok(route)
-}
-
-fn is_network_address(addr: IpAddr, prefix: u8) -> bool {
-    match addr {
-        IpAddr::V4(a) => u32::from(a) & !prefix_mask_v4(prefix) == 0,
-        IpAddr::V6(a) => u128::from(a) & !prefix_mask_v6(prefix) == 0,
-    }
 }
 
 /// Rules that involve several elements (libvirt's checks in `virNetworkDefParseXML`).
