@@ -2,7 +2,8 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use virtnet_model::{ForwardMode, Network};
+use virtnet_model::subnet::prefix_mask_v4;
+use virtnet_model::{ForwardMode, Network, Subnet};
 
 /// Lease time when a `<range>` or `<host>` has no `<lease>`: one hour, dnsmasq's default (libvirt
 /// writes no lease time into `dhcp-range` then).
@@ -238,36 +239,27 @@ impl DhcpConfig {
 
     /// The subnet mask.
     pub fn netmask(&self) -> Ipv4Addr {
-        Ipv4Addr::from(mask_bits(self.prefix))
+        Ipv4Addr::from(prefix_mask_v4(self.prefix))
     }
 
     /// The subnet's network address.
     pub fn network_addr(&self) -> Ipv4Addr {
-        Ipv4Addr::from(u32::from(self.server) & mask_bits(self.prefix))
+        Subnet::ipv4_ends(self.server, self.prefix).0
     }
 
     /// The subnet's broadcast address.
     pub fn broadcast(&self) -> Ipv4Addr {
-        Ipv4Addr::from(u32::from(self.server) | !mask_bits(self.prefix))
+        Subnet::ipv4_ends(self.server, self.prefix).1
     }
 
     /// Whether `ip` is in the bridge's subnet.
     pub fn in_subnet(&self, ip: Ipv4Addr) -> bool {
-        let m = mask_bits(self.prefix);
-        u32::from(ip) & m == u32::from(self.server) & m
+        Subnet::of(self.server.into(), self.prefix).contains(ip.into())
     }
 
     /// The range holding `ip`, if any.
     pub fn range_of(&self, ip: Ipv4Addr) -> Option<&Range> {
         self.ranges.iter().find(|r| r.contains(ip))
-    }
-}
-
-fn mask_bits(prefix: u8) -> u32 {
-    match prefix {
-        0 => 0,
-        p if p >= 32 => u32::MAX,
-        p => u32::MAX << (32 - u32::from(p)),
     }
 }
 
@@ -304,7 +296,10 @@ mod tests {
         assert_eq!(c.broadcast(), Ipv4Addr::new(192, 168, 122, 255));
         assert!(c.in_subnet(Ipv4Addr::new(192, 168, 122, 77)));
         assert!(!c.in_subnet(Ipv4Addr::new(192, 168, 123, 77)));
-        assert_eq!(mask_bits(0), 0);
-        assert_eq!(mask_bits(32), u32::MAX);
+        let host = DhcpConfig { prefix: 32, ..c };
+        assert_eq!(host.netmask(), Ipv4Addr::BROADCAST);
+        assert_eq!(host.broadcast(), host.server);
+        assert!(host.in_subnet(host.server));
+        assert!(!host.in_subnet(Ipv4Addr::new(192, 168, 122, 2)));
     }
 }

@@ -37,6 +37,7 @@ pub use ifname::IfName;
 pub use interface::{GuestInterface, InterfaceSource};
 pub use mac::MacAddr;
 pub use network::*;
+pub use subnet::Subnet;
 pub use update::{apply_update, UpdateCommand, UpdateSection};
 pub use xml::MAX_XML_BYTES;
 
@@ -60,7 +61,7 @@ impl Network {
     /// normalised form may be larger than the document it was defined with, and a record once
     /// accepted must stay readable). DTDs and deep nesting are refused all the same.
     pub fn from_stored_xml(text: &str) -> Result<Network> {
-        xml::parse::parse_network_with(text, xml::parse::Limits::STORED)
+        xml::parse::parse_network_with(text, xml::load::Limits::STORED)
     }
 
     /// The normalised XML of this definition (what the store keeps and `net-dumpxml` prints),

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::mac::MacAddr;
+use crate::subnet::Subnet;
 
 /// A libvirt virtual network definition (`<network>`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -591,6 +592,24 @@ pub struct Route {
     /// Route metric.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metric: Option<u32>,
+}
+
+impl Route {
+    /// The destination's prefix length: `prefix`, else from `netmask`, else the whole address
+    /// (32 or 128).
+    pub fn prefix_len(&self) -> u8 {
+        match (self.prefix, self.netmask, self.address) {
+            (Some(p), _, _) => p,
+            (None, Some(m), _) => u32::from(m).count_ones() as u8,
+            (None, None, IpAddr::V4(_)) => 32,
+            (None, None, IpAddr::V6(_)) => 128,
+        }
+    }
+
+    /// The destination subnet.
+    pub fn destination(&self) -> Subnet {
+        Subnet::of(self.address, self.prefix_len())
+    }
 }
 
 /// `<vlan trunk><tag id nativeMode/></vlan>`.

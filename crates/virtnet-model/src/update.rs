@@ -3,8 +3,10 @@
 //!
 //! - The update XML is one element whose name must fit the section (`<host>` for
 //!   `ip-dhcp-host` and `dns-host`, `<range>`, `<txt>`, `<srv>`, `<interface>`, `<portgroup>`).
-//! - For `add-*` and `modify` the element is read and checked exactly as it would be inside a
-//!   whole `<network>` document (by the model's own parser); for `delete` of DHCP hosts and DNS
+//! - The element is loaded by the same loader, with the same limits, as a whole document. For
+//!   `add-*` and `modify` it is read and checked by the same element readers as inside a
+//!   `<network>` document, as its own element (errors name `ip-dhcp-host.mac`); for `delete` of
+//!   DHCP hosts and DNS
 //!   host, TXT and SRV records a partial element is enough, because it only selects the entry to
 //!   remove (libvirt's `partialOkay`).
 //! - Matching follows libvirt: a DHCP host is found by mac, name or ip (modify: any of them;
@@ -23,15 +25,14 @@ use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 
-use roxmltree::{Document, Node, ParsingOptions};
+use roxmltree::{Document, Node};
 
 use crate::error::{ErrorKind, ModelError, Result};
 use crate::mac::MacAddr;
-use crate::network::{
-    Dhcp, DhcpHost, DhcpRange, Dns, DnsHost, DnsSrv, DnsTxt, Family, IpDef, Network, PortGroup,
-};
+use crate::network::{Dhcp, DhcpHost, Dns, DnsSrv, Family, IpDef, Network};
 use crate::rules::Scope;
-use crate::xml::parse::{scan, MAX_ELEMENT_ATTRIBUTES};
+use crate::xml::load::{load, Input, Limits};
+use crate::xml::parse;
 
 /// What to do with the element (`virsh net-update NETWORK COMMAND …`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -256,18 +257,21 @@ fn apply_section(
         )
         .with_kind(ErrorKind::Unsupported));
     };
-    let doc = load_fragment(xml, section)?;
+    let doc = load_element(xml, section)?;
     let root = doc.root_element();
     check_element_name(net, root, element, section)?;
-    let source = &xml[root.range()];
+    let el = Element {
+        node: root,
+        source: xml,
+    };
     match section {
-        UpdateSection::IpDhcpHost => update_dhcp_host(net, command, parent_index, root, source),
-        UpdateSection::IpDhcpRange => update_dhcp_range(net, command, parent_index, source),
-        UpdateSection::ForwardInterface => update_forward_interface(net, command, source),
-        UpdateSection::Portgroup => update_portgroup(net, command, source),
-        UpdateSection::DnsHost => update_dns_host(net, command, root, source),
-        UpdateSection::DnsTxt => update_dns_txt(net, command, root, source),
-        UpdateSection::DnsSrv => update_dns_srv(net, command, root, source),
+        UpdateSection::IpDhcpHost => update_dhcp_host(net, command, parent_index, el),
+        UpdateSection::IpDhcpRange => update_dhcp_range(net, command, parent_index, el),
+        UpdateSection::ForwardInterface => update_forward_interface(net, command, el),
+        UpdateSection::Portgroup => update_portgroup(net, command, el),
+        UpdateSection::DnsHost => update_dns_host(net, command, el),
+        UpdateSection::DnsTxt => update_dns_txt(net, command, el),
+        UpdateSection::DnsSrv => update_dns_srv(net, command, el),
         UpdateSection::Bridge
         | UpdateSection::Domain
         | UpdateSection::Ip
@@ -297,69 +301,23 @@ fn validate(net: &Network, section: UpdateSection) -> Result<()> {
 // ---------------------------------------------------------------------------------------------
 // Reading the update element.
 
-/// Deepest nesting accepted in an update element (a portgroup with vlan tags needs 3).
-const MAX_FRAGMENT_DEPTH: usize = 16;
-/// Most XML nodes accepted in an update element.
-const MAX_FRAGMENT_NODES: u32 = 20_000;
-
-fn xml_error(section: UpdateSection, reason: impl Into<String>) -> ModelError {
-    ModelError::invalid(section.as_str(), reason).with_kind(ErrorKind::Xml)
+/// Loads the update XML with the loader and limits of a whole document; errors name the
+/// section.
+fn load_element(xml: &str, section: UpdateSection) -> Result<Document<'_>> {
+    load(
+        xml,
+        Limits::INPUT,
+        Input::Update {
+            section: section.as_str(),
+        },
+    )
 }
 
-/// Parses the update XML with the same safety limits as a network document.
-fn load_fragment(xml: &str, section: UpdateSection) -> Result<Document<'_>> {
-    if xml.len() > crate::xml::MAX_XML_BYTES {
-        return Err(xml_error(
-            section,
-            format!(
-                "update XML is {} bytes; the limit is {} bytes",
-                xml.len(),
-                crate::xml::MAX_XML_BYTES
-            ),
-        ));
-    }
-    if xml.trim().is_empty() {
-        return Err(xml_error(section, "update XML is empty"));
-    }
-    // A linear pre-scan bounds the parser's work before it runs (see `xml::parse::load`).
-    let shape = scan(xml.as_bytes());
-    if shape.max_depth > MAX_FRAGMENT_DEPTH {
-        return Err(xml_error(
-            section,
-            format!("elements are nested more than {MAX_FRAGMENT_DEPTH} levels deep"),
-        ));
-    }
-    if shape.max_element_attributes > MAX_ELEMENT_ATTRIBUTES {
-        return Err(xml_error(
-            section,
-            format!(
-                "an element has {} attributes; the limit is {MAX_ELEMENT_ATTRIBUTES}",
-                shape.max_element_attributes
-            ),
-        ));
-    }
-    if shape.elements > MAX_FRAGMENT_NODES as usize {
-        return Err(xml_error(
-            section,
-            format!("update XML has more than {MAX_FRAGMENT_NODES} XML nodes"),
-        ));
-    }
-    let opts = ParsingOptions {
-        allow_dtd: false,
-        nodes_limit: MAX_FRAGMENT_NODES,
-    };
-    Document::parse_with_options(xml, opts).map_err(|e| {
-        let reason = match e {
-            roxmltree::Error::DtdDetected => {
-                "DTDs and entity declarations are not accepted in update XML".to_string()
-            }
-            roxmltree::Error::NodesLimitReached => {
-                format!("update XML has more than {MAX_FRAGMENT_NODES} XML nodes")
-            }
-            other => format!("malformed update XML: {other}"),
-        };
-        xml_error(section, reason)
-    })
+/// The update's element and the text it was loaded from.
+#[derive(Clone, Copy)]
+struct Element<'a, 'input> {
+    node: Node<'a, 'input>,
+    source: &'input str,
 }
 
 /// libvirt's `virNetworkDefUpdateCheckElementName`.
@@ -382,40 +340,6 @@ fn check_element_name(
         ));
     }
     Ok(())
-}
-
-/// Reads a complete element by placing it where it belongs in a small network document and
-/// running the model's parser on it, so that an update is checked exactly as a definition is.
-/// `source` is one well-formed element (the root of a parsed fragment), so it cannot reach out
-/// of the place it is put in. Errors are renamed from the wrapper's paths (`prefix`, e.g.
-/// `dns.srv[0]`) to the section (`dns-srv`).
-fn parse_in_context(
-    before: &str,
-    source: &str,
-    after: &str,
-    prefix: &str,
-    section: UpdateSection,
-) -> Result<Network> {
-    let doc = format!("<network><name>update</name>{before}{source}{after}</network>");
-    Network::from_xml(&doc).map_err(|mut e| {
-        e.field = match e.field.strip_prefix(prefix) {
-            Some(rest) => format!("{section}{rest}"),
-            None => section.as_str().to_string(),
-        };
-        e
-    })
-}
-
-fn missing_parsed(section: UpdateSection) -> ModelError {
-    ModelError::invalid(section.as_str(), "the update element could not be read")
-}
-
-/// The one entry the update element was parsed into.
-fn first_parsed<T>(items: Vec<T>, section: UpdateSection) -> Result<T> {
-    items
-        .into_iter()
-        .next()
-        .ok_or_else(|| missing_parsed(section))
 }
 
 /// Refuses attributes outside `allowed` (the parser's strictness, for partial elements).
@@ -550,38 +474,12 @@ fn check_multi_dhcp(net: &Network, index: usize, section: UpdateSection) -> Resu
     Ok(())
 }
 
-/// The `<ip>` attributes that give an update its context (subnet, family).
-fn ip_context(ip: &IpDef) -> String {
-    format!(
-        "<ip address='{}' prefix='{}'><dhcp>",
-        ip.address,
-        ip.prefix_len()
-    )
-}
-
-/// Parses `source` inside the `<dhcp>` of `ip`.
-fn parse_in_dhcp(ip: &IpDef, source: &str, prefix: &str, section: UpdateSection) -> Result<Dhcp> {
-    let parsed = parse_in_context(&ip_context(ip), source, "</dhcp></ip>", prefix, section)?;
-    parsed
-        .ips
-        .into_iter()
-        .next()
-        .and_then(|ip| ip.dhcp)
-        .ok_or_else(|| missing_parsed(section))
-}
-
 /// One list of the `<dhcp>` of `ip` (empty without `<dhcp>`).
 fn dhcp_entries<T>(ip: &IpDef, list: fn(&Dhcp) -> &Vec<T>) -> &[T] {
     ip.dhcp
         .as_ref()
         .map(|d| list(d).as_slice())
         .unwrap_or_default()
-}
-
-fn parse_full_dhcp_host(ip: &IpDef, source: &str) -> Result<DhcpHost> {
-    let section = UpdateSection::IpDhcpHost;
-    let dhcp = parse_in_dhcp(ip, source, "ip[0].dhcp.host[0]", section)?;
-    first_parsed(dhcp.hosts, section)
 }
 
 /// A `<host>` that only selects entries (delete): mac, id, name, ip, each optional.
@@ -676,14 +574,13 @@ fn update_dhcp_host(
     net: &mut Network,
     command: UpdateCommand,
     parent_index: Option<usize>,
-    node: Node,
-    source: &str,
+    el: Element,
 ) -> Result<()> {
     let section = UpdateSection::IpDhcpHost;
     let index = ip_by_index(net, parent_index)?;
     let ip_path = format!("ip[{index}]");
     if command == UpdateCommand::Delete {
-        let pattern = parse_partial_dhcp_host(&net.ips[index], node)?;
+        let pattern = parse_partial_dhcp_host(&net.ips[index], el.node)?;
         let hosts = dhcp_entries(&net.ips[index], |d| &d.hosts);
         // Every attribute given must match (a host without a mac matches any mac).
         let found = hosts.iter().position(|h| {
@@ -707,7 +604,7 @@ fn update_dhcp_host(
         return Ok(());
     }
 
-    let host = parse_full_dhcp_host(&net.ips[index], source)?;
+    let host = parse::dhcp_host(el.node, section.as_str(), el.source, &net.ips[index])?;
     let hosts = dhcp_entries(&net.ips[index], |d| &d.hosts);
     let same_mac = |h: &DhcpHost| host.mac.is_some() && h.mac.is_some() && host.mac == h.mac;
     let same_name = |h: &DhcpHost| host.name.is_some() && host.name == h.name;
@@ -762,18 +659,12 @@ fn update_dhcp_host(
     Ok(())
 }
 
-fn parse_dhcp_range(ip: &IpDef, source: &str) -> Result<DhcpRange> {
-    let section = UpdateSection::IpDhcpRange;
-    let dhcp = parse_in_dhcp(ip, source, "ip[0].dhcp.range[0]", section)?;
-    first_parsed(dhcp.ranges, section)
-}
-
 /// libvirt's `virNetworkDefUpdateIPDHCPRange`.
 fn update_dhcp_range(
     net: &mut Network,
     command: UpdateCommand,
     parent_index: Option<usize>,
-    source: &str,
+    el: Element,
 ) -> Result<()> {
     let section = UpdateSection::IpDhcpRange;
     let index = ip_by_index(net, parent_index)?;
@@ -784,7 +675,7 @@ fn update_dhcp_range(
         ));
     }
     let ip_path = format!("ip[{index}]");
-    let range = parse_dhcp_range(&net.ips[index], source)?;
+    let range = parse::dhcp_range(el.node, section.as_str(), el.source, &net.ips[index])?;
     let shown = format!("<range start='{}' end='{}'/>", range.start, range.end);
     let ranges = dhcp_entries(&net.ips[index], |d| &d.ranges);
     let found = ranges
@@ -828,7 +719,7 @@ fn update_dhcp_range(
 
 /// libvirt's `virNetworkDefUpdateForwardInterface`. (libvirt also refuses to delete an
 /// interface guests are connected to; the model does not know connections, the daemon does.)
-fn update_forward_interface(net: &mut Network, command: UpdateCommand, source: &str) -> Result<()> {
+fn update_forward_interface(net: &mut Network, command: UpdateCommand, el: Element) -> Result<()> {
     let section = UpdateSection::ForwardInterface;
     if command == UpdateCommand::Modify {
         return Err(unsupported(
@@ -836,14 +727,7 @@ fn update_forward_interface(net: &mut Network, command: UpdateCommand, source: &
             "forward interface entries cannot be modified, only added or deleted",
         ));
     }
-    let parsed = parse_in_context(
-        "<forward mode='bridge'>",
-        source,
-        "</forward>",
-        "forward.interface[0]",
-        section,
-    )?;
-    let dev = first_parsed(parsed.forward.interfaces, section)?;
+    let dev = parse::forward_interface(el.node, section.as_str(), el.source)?;
     let found = net.forward.interfaces.iter().position(|i| *i == dev);
     match (command, found) {
         (UpdateCommand::Delete, Some(i)) => {
@@ -877,10 +761,9 @@ fn update_forward_interface(net: &mut Network, command: UpdateCommand, source: &
 
 /// libvirt's `virNetworkDefUpdatePortGroup`: the element is always read in full, also to
 /// delete.
-fn update_portgroup(net: &mut Network, command: UpdateCommand, source: &str) -> Result<()> {
+fn update_portgroup(net: &mut Network, command: UpdateCommand, el: Element) -> Result<()> {
     let section = UpdateSection::Portgroup;
-    let parsed = parse_in_context("", source, "", "portgroup[0]", section)?;
-    let pg: PortGroup = first_parsed(parsed.portgroups, section)?;
+    let pg = parse::portgroup(el.node, section.as_str(), el.source)?;
     let found = net.portgroups.iter().position(|p| p.name == pg.name);
     let default = net.portgroups.iter().position(|p| p.default);
     match (command, found) {
@@ -932,11 +815,6 @@ fn update_portgroup(net: &mut Network, command: UpdateCommand, source: &str) -> 
 
 // ---------------------------------------------------------------------------------------------
 // dns-host, dns-txt, dns-srv.
-
-fn parse_in_dns(source: &str, prefix: &str, section: UpdateSection) -> Result<Dns> {
-    let parsed = parse_in_context("<dns>", source, "</dns>", prefix, section)?;
-    parsed.dns.ok_or_else(|| missing_parsed(section))
-}
 
 /// One list of the network's `<dns>` (empty without `<dns>`).
 fn dns_entries<T>(net: &Network, list: fn(&Dns) -> &Vec<T>) -> &[T] {
@@ -1012,22 +890,16 @@ fn dns_modify_refused(section: UpdateSection, what: &str) -> ModelError {
 }
 
 /// libvirt's `virNetworkDefUpdateDNSHost`.
-fn update_dns_host(
-    net: &mut Network,
-    command: UpdateCommand,
-    node: Node,
-    source: &str,
-) -> Result<()> {
+fn update_dns_host(net: &mut Network, command: UpdateCommand, el: Element) -> Result<()> {
     let section = UpdateSection::DnsHost;
     if command == UpdateCommand::Modify {
         return Err(dns_modify_refused(section, "HOST"));
     }
     let (ip, names, entry) = if command.is_add() {
-        let host: DnsHost =
-            first_parsed(parse_in_dns(source, "dns.host[0]", section)?.hosts, section)?;
+        let host = parse::dns_host(el.node, section.as_str(), el.source)?;
         (Some(host.ip), host.hostnames.clone(), Some(host))
     } else {
-        let (ip, names) = parse_partial_dns_host(node)?;
+        let (ip, names) = parse_partial_dns_host(el.node)?;
         (ip, names, None)
     };
     let hosts = dns_entries(net, |d| &d.hosts);
@@ -1107,23 +979,18 @@ fn parse_partial_dns_host(node: Node) -> Result<(Option<IpAddr>, Vec<String>)> {
 }
 
 /// libvirt's `virNetworkDefUpdateDNSTxt`: records are found by name.
-fn update_dns_txt(
-    net: &mut Network,
-    command: UpdateCommand,
-    node: Node,
-    source: &str,
-) -> Result<()> {
+fn update_dns_txt(net: &mut Network, command: UpdateCommand, el: Element) -> Result<()> {
     let section = UpdateSection::DnsTxt;
     if command == UpdateCommand::Modify {
         return Err(dns_modify_refused(section, "TXT"));
     }
     let (name, entry) = if command.is_add() {
-        let txt: DnsTxt = first_parsed(parse_in_dns(source, "dns.txt[0]", section)?.txts, section)?;
+        let txt = parse::dns_txt(el.node, section.as_str(), el.source)?;
         (txt.name.clone(), Some(txt))
     } else {
-        allow_attrs(node, &["name", "value"], section)?;
-        allow_children(node, &[], section)?;
-        let name = node.attribute("name").ok_or_else(|| {
+        allow_attrs(el.node, &["name", "value"], section)?;
+        allow_children(el.node, &[], section)?;
+        let name = el.node.attribute("name").ok_or_else(|| {
             ModelError::invalid(
                 format!("{section}.name"),
                 "missing required name attribute in DNS TXT record",
@@ -1235,20 +1102,15 @@ fn parse_partial_srv(node: Node) -> Result<DnsSrv> {
 
 /// libvirt's `virNetworkDefUpdateDNSSrv`: a record matches when every one of domain, service,
 /// protocol and target that the update gives is equal.
-fn update_dns_srv(
-    net: &mut Network,
-    command: UpdateCommand,
-    node: Node,
-    source: &str,
-) -> Result<()> {
+fn update_dns_srv(net: &mut Network, command: UpdateCommand, el: Element) -> Result<()> {
     let section = UpdateSection::DnsSrv;
     if command == UpdateCommand::Modify {
         return Err(dns_modify_refused(section, "SRV"));
     }
     let srv = if command.is_add() {
-        first_parsed(parse_in_dns(source, "dns.srv[0]", section)?.srvs, section)?
+        parse::dns_srv(el.node, section.as_str(), el.source)?
     } else {
-        parse_partial_srv(node)?
+        parse_partial_srv(el.node)?
     };
     let given = |v: &str| (!v.is_empty()).then(|| v.to_string());
     let (service, protocol) = (given(&srv.service), given(&srv.protocol));
@@ -1334,16 +1196,5 @@ mod tests {
         let e = "dns-forwarder".parse::<UpdateSection>().unwrap_err();
         assert_eq!(e.field, "section");
         assert!(e.reason.contains("ip-dhcp-host"), "{e}");
-    }
-
-    #[test]
-    fn deep_fragments_are_refused_before_parsing() {
-        let deep = format!("{}{}", "<a>".repeat(10_000), "</a>".repeat(10_000));
-        assert!(scan(deep.as_bytes()).max_depth > MAX_FRAGMENT_DEPTH);
-        assert_eq!(
-            scan(b"<portgroup name='a'><vlan><tag id='1'/></vlan></portgroup>").max_depth,
-            2
-        );
-        assert_eq!(scan(b"<a x='/>'><b/></a>").max_depth, 1);
     }
 }

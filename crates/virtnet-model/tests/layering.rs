@@ -19,9 +19,10 @@ const LAYERS: &[(&str, u32)] = &[
     ("interface", 20),
     // libvirt XML in and out.
     ("xml", 30),
-    ("xml::parse", 31),
-    ("xml::format", 32),
-    ("xml::stored", 33),
+    ("xml::load", 31),
+    ("xml::parse", 32),
+    ("xml::format", 33),
+    ("xml::stored", 34),
     // What define adds, and net-update on top of it.
     ("rules", 40),
     ("define", 50),

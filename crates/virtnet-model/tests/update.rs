@@ -574,3 +574,68 @@ fn updates_are_checked_with_the_define_time_rules() {
         "{e}"
     );
 }
+
+/// Issue 12, item 2: the update's element is loaded by the document's loader, with the
+/// document's limits, and read by the document's element readers as its own element: errors
+/// deep inside it name the section and the path below it, with no wrapper document around it.
+#[test]
+fn update_elements_are_read_as_their_own_element() {
+    let cases = [
+        (
+            "portgroup",
+            "<portgroup name='p'><vlan><tag id='5000'/></vlan></portgroup>",
+            "portgroup.vlan.tag[0].id",
+        ),
+        (
+            "ip-dhcp-host",
+            "<host mac='52:54:00:00:00:09' ip='192.168.122.9'><lease expiry='soon'/></host>",
+            "ip-dhcp-host.lease.expiry",
+        ),
+        (
+            "ip-dhcp-range",
+            "<range start='192.168.122.20' end='192.168.122.30'><bogus/></range>",
+            "ip-dhcp-range.bogus",
+        ),
+        (
+            "dns-host",
+            "<host ip='192.168.122.9'><hostname>a b</hostname></host>",
+            "dns-host.hostname[0]",
+        ),
+        ("dns-txt", "<txt name='a b' value='x'/>", "dns-txt.name"),
+        (
+            "forward-interface",
+            "<interface dev='eth0' bogus='1'/>",
+            "forward-interface.bogus",
+        ),
+    ];
+    for (section, xml, field) in cases {
+        let e = refused(&nat(), "add", section, None, xml);
+        assert_eq!(e.field, field, "{section} {xml}: {e}");
+    }
+
+    // The limits are the document's: the same nesting limit (64), DTDs refused, errors on the
+    // section's field.
+    let nested = |depth: usize| {
+        format!(
+            "<host mac='52:54:00:00:00:09' ip='192.168.122.9'>{}{}</host>",
+            "<lease>".repeat(depth - 1),
+            "</lease>".repeat(depth - 1)
+        )
+    };
+    let e = refused(&nat(), "add", "ip-dhcp-host", None, &nested(65));
+    assert_eq!(e.kind, ErrorKind::Xml, "{e}");
+    assert_eq!(e.field, "ip-dhcp-host", "{e}");
+    assert!(e.reason.contains("nested more than 64"), "{e}");
+    let e = refused(&nat(), "add", "ip-dhcp-host", None, &nested(20));
+    assert_eq!(
+        e.kind,
+        ErrorKind::Invalid,
+        "within the limit, read as XML: {e}"
+    );
+    let dtd = "<!DOCTYPE h [<!ENTITY a 'x'>]><host mac='52:54:00:00:00:09' ip='192.168.122.9' \
+               name='&a;'/>";
+    let e = refused(&nat(), "add", "ip-dhcp-host", None, dtd);
+    assert_eq!(e.kind, ErrorKind::Xml, "{e}");
+    assert_eq!(e.field, "ip-dhcp-host", "{e}");
+    assert!(e.reason.contains("DTD"), "{e}");
+}

@@ -1,6 +1,8 @@
-//! libvirt network XML: [`parse`] reads it, [`format`] writes libvirt's normalised form.
+//! libvirt network XML: [`load`] reads the text with the input limits, [`parse`] reads the
+//! model out of it, [`format`] writes libvirt's normalised form.
 
 pub(crate) mod format;
+pub(crate) mod load;
 pub(crate) mod parse;
 pub(crate) mod stored;
 

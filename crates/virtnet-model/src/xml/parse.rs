@@ -9,7 +9,7 @@
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr};
 
-use roxmltree::{Document, Node, ParsingOptions};
+use roxmltree::Node;
 use uuid::Uuid;
 
 use crate::error::{ErrorKind, ModelError, Result};
@@ -17,53 +17,14 @@ use crate::ifname;
 use crate::interface::{GuestInterface, InterfaceSource};
 use crate::mac::MacAddr;
 use crate::network::*;
-use crate::subnet::{in_subnet, prefix_mask_v4, prefix_mask_v6};
+use crate::subnet::{in_subnet, Subnet};
 
-/// Most XML nodes accepted in one document.
-pub(crate) const MAX_NODES: u32 = 20_000;
-/// Deepest element nesting accepted (metadata included).
-const MAX_DEPTH: usize = 64;
-/// Most attributes accepted on one element. No libvirt network element has more than a
-/// handful; the limit also bounds the XML parser's duplicate-attribute check, which is
-/// quadratic in the attributes of one element.
-pub(crate) const MAX_ELEMENT_ATTRIBUTES: usize = 64;
-/// Most attributes accepted in one document (a static host has three; 20,000 nodes hold at
-/// most 10,000 hosts).
-pub(crate) const MAX_ATTRIBUTES: usize = 4 * MAX_NODES as usize;
+use super::load::{load, Input, Limits};
+
 /// Namespace of `<dnsmasq:options>`.
 pub(crate) const DNSMASQ_NS: &str = "http://libvirt.org/schemas/network/dnsmasq/1.0";
 /// Namespace of virtnet's own extensions (`<virtnet:host-access>`); libvirt ignores it.
 pub(crate) const VIRTNET_NS: &str = "urn:virtnet:network:1";
-
-/// What a document is read with: the input limits for what clients send, none for the
-/// store's own records (see [`Limits::STORED`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Limits {
-    /// Largest document, in bytes.
-    max_bytes: Option<usize>,
-    /// Most XML nodes (elements, texts, comments) in the document.
-    max_nodes: Option<u32>,
-    /// Most attributes in the document.
-    max_attributes: Option<usize>,
-}
-
-impl Limits {
-    /// What a client may send: bounded size, nodes and attributes.
-    pub(crate) const INPUT: Limits = Limits {
-        max_bytes: Some(super::MAX_XML_BYTES),
-        max_nodes: Some(MAX_NODES),
-        max_attributes: Some(MAX_ATTRIBUTES),
-    };
-    /// What virtnet wrote itself: no size limits, so a record that was accepted is never
-    /// refused later (its normalised form may be larger than its input, `>` becoming `&gt;`).
-    /// DTDs, deep nesting and overlong attribute lists stay refused: the parser's safety does
-    /// not depend on who wrote the file.
-    pub(crate) const STORED: Limits = Limits {
-        max_bytes: None,
-        max_nodes: None,
-        max_attributes: None,
-    };
-}
 
 /// Parses and checks a `<network>` document.
 pub(crate) fn parse_network(text: &str) -> Result<Network> {
@@ -72,7 +33,7 @@ pub(crate) fn parse_network(text: &str) -> Result<Network> {
 
 /// Parses and checks a `<network>` document with the given limits.
 pub(crate) fn parse_network_with(text: &str, limits: Limits) -> Result<Network> {
-    let doc = load(text, limits)?;
+    let doc = load(text, limits, Input::Document)?;
     let root = doc.root_element();
     if root.tag_name().name() != "network" || root.tag_name().namespace().is_some() {
         return Err(xml_error(format!(
@@ -80,13 +41,12 @@ pub(crate) fn parse_network_with(text: &str, limits: Limits) -> Result<Network> 
             root.tag_name().name()
         )));
     }
-    let el = El::new(root, "network".into(), text);
-    read_network(&el)
+    read_network(&El::document(root, text))
 }
 
 /// Parses a guest `<interface type='network|bridge'>` fragment of domain XML.
 pub(crate) fn parse_interface(text: &str) -> Result<GuestInterface> {
-    let doc = load(text, Limits::INPUT)?;
+    let doc = load(text, Limits::INPUT, Input::Document)?;
     let root = doc.root_element();
     if root.tag_name().name() != "interface" {
         return Err(xml_error(format!(
@@ -158,155 +118,32 @@ fn xml_error(reason: impl Into<String>) -> ModelError {
     ModelError::invalid("", reason).with_kind(ErrorKind::Xml)
 }
 
-/// Parses the text with `limits`, after a linear pre-scan that refuses deep nesting, too many
-/// elements and too many attributes before the XML parser spends any work on them.
-pub(crate) fn load(text: &str, limits: Limits) -> Result<Document<'_>> {
-    if let Some(max) = limits.max_bytes {
-        if text.len() > max {
-            return Err(xml_error(format!(
-                "document is {} bytes; the limit is {max} bytes",
-                text.len()
-            )));
-        }
-    }
-    if text.trim().is_empty() {
-        return Err(xml_error("document is empty"));
-    }
-    let shape = scan(text.as_bytes());
-    // roxmltree recurses per nesting level, so deep documents must be refused before it runs.
-    if shape.max_depth > MAX_DEPTH {
-        return Err(xml_error(format!(
-            "elements are nested more than {MAX_DEPTH} levels deep"
-        )));
-    }
-    if shape.max_element_attributes > MAX_ELEMENT_ATTRIBUTES {
-        return Err(xml_error(format!(
-            "an element has {} attributes; the limit is {MAX_ELEMENT_ATTRIBUTES}",
-            shape.max_element_attributes
-        )));
-    }
-    if let Some(max) = limits.max_attributes {
-        if shape.attributes > max {
-            return Err(xml_error(format!(
-                "document has {} attributes; the limit is {max}",
-                shape.attributes
-            )));
-        }
-    }
-    // Every element is a node, so this refuses early what the parser would refuse anyway.
-    let max_nodes = limits.max_nodes.unwrap_or(u32::MAX);
-    if shape.elements > max_nodes as usize {
-        return Err(xml_error(format!(
-            "document has more than {max_nodes} XML nodes"
-        )));
-    }
-    let opts = ParsingOptions {
-        allow_dtd: false,
-        nodes_limit: max_nodes,
-    };
-    let doc = Document::parse_with_options(text, opts).map_err(|e| {
-        let reason = match e {
-            roxmltree::Error::DtdDetected => {
-                "DTDs and entity declarations are not accepted in network XML".to_string()
-            }
-            roxmltree::Error::NodesLimitReached => {
-                format!("document has more than {max_nodes} XML nodes")
-            }
-            other => format!("malformed XML: {other}"),
-        };
-        xml_error(reason)
-    })?;
-    Ok(doc)
-}
-
-/// What the pre-scan found out about a document's markup.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Shape {
-    /// Deepest element nesting.
-    pub max_depth: usize,
-    /// Start tags (elements).
-    pub elements: usize,
-    /// Attributes in all start tags.
-    pub attributes: usize,
-    /// Most attributes on one start tag.
-    pub max_element_attributes: usize,
-}
-
-/// A linear scan over the tags of `xml` that skips comments, processing instructions, CDATA
-/// and declarations, and quoted attribute values, counting nesting, elements and attributes
-/// (one per quoted value). It stops at the first thing it cannot make sense of, which the XML
-/// parser then rejects.
-pub(crate) fn scan(xml: &[u8]) -> Shape {
-    let find = |from: usize, pat: &[u8]| {
-        xml[from.min(xml.len())..]
-            .windows(pat.len())
-            .position(|w| w == pat)
-            .map(|p| from + p + pat.len())
-    };
-    let mut shape = Shape::default();
-    let mut depth = 0usize;
-    let mut i = 0;
-    while let Some(off) = xml[i..].iter().position(|b| *b == b'<') {
-        i += off;
-        let rest = &xml[i..];
-        let skip_to = if rest.starts_with(b"<!--") {
-            find(i + 4, b"-->")
-        } else if rest.starts_with(b"<![CDATA[") {
-            find(i + 9, b"]]>")
-        } else if rest.starts_with(b"<?") {
-            find(i + 2, b"?>")
-        } else if rest.starts_with(b"<!") {
-            find(i + 2, b">")
-        } else if rest.starts_with(b"</") {
-            depth = depth.saturating_sub(1);
-            find(i + 2, b">")
-        } else {
-            // A start tag: find its end outside quoted attribute values.
-            let mut j = i + 1;
-            let mut quote = None;
-            let mut attributes = 0usize;
-            while j < xml.len() {
-                match (quote, xml[j]) {
-                    (None, b'"' | b'\'') => {
-                        quote = Some(xml[j]);
-                        attributes += 1;
-                    }
-                    (Some(q), c) if c == q => quote = None,
-                    (None, b'>') => break,
-                    _ => {}
-                }
-                j += 1;
-            }
-            if j >= xml.len() {
-                return shape;
-            }
-            shape.elements += 1;
-            shape.attributes += attributes;
-            shape.max_element_attributes = shape.max_element_attributes.max(attributes);
-            if xml[j - 1] != b'/' {
-                depth += 1;
-                shape.max_depth = shape.max_depth.max(depth);
-            }
-            Some(j + 1)
-        };
-        match skip_to {
-            Some(next) => i = next,
-            None => return shape,
-        }
-    }
-    shape
-}
-
 /// An element together with its field path, with strict accessors.
 struct El<'a, 'input> {
     node: Node<'a, 'input>,
     path: String,
     source: &'input str,
+    /// The `<network>` of a document: its children's paths leave it out (`ip[0]`).
+    document: bool,
 }
 
 impl<'a, 'input> El<'a, 'input> {
+    /// An element at `path` (`ip[0].dhcp`, or the section of an update: `ip-dhcp-host`).
     fn new(node: Node<'a, 'input>, path: String, source: &'input str) -> Self {
-        El { node, path, source }
+        El {
+            node,
+            path,
+            source,
+            document: false,
+        }
+    }
+
+    /// The `<network>` element of a document.
+    fn document(node: Node<'a, 'input>, source: &'input str) -> Self {
+        El {
+            document: true,
+            ..El::new(node, "network".into(), source)
+        }
     }
 
     fn name(&self) -> &str {
@@ -319,7 +156,7 @@ impl<'a, 'input> El<'a, 'input> {
 
     /// Path of a child element: relative to the document, so `<network>` itself is left out.
     fn child_path(&self, key: &str) -> String {
-        if self.node.parent().is_some_and(|p| p.is_root()) {
+        if self.document {
             key.to_string()
         } else {
             format!("{}.{key}", self.path)
@@ -648,18 +485,15 @@ fn read_forward(el: &El) -> Result<Forward> {
     for c in &children {
         match c.name() {
             "interface" => {
-                c.allow_attrs(&["dev", "connections"])?;
-                no_children(c)?;
-                let d = c.required("dev")?.trim();
-                check_ifname(&c.field("dev"), d)?;
-                if f.interfaces.iter().any(|i| i == d) {
+                let d = read_forward_interface(c)?;
+                if f.interfaces.contains(&d) {
                     return Err(ModelError::bad_value(
                         c.field("dev"),
                         d,
                         "duplicate forward interface",
                     ));
                 }
-                f.interfaces.push(d.to_string());
+                f.interfaces.push(d);
             }
             "address" => {
                 let a = read_pci_address(c)?;
@@ -736,6 +570,15 @@ fn read_forward(el: &El) -> Result<Forward> {
         ));
     }
     Ok(f)
+}
+
+/// A `<forward>`'s `<interface dev>`: the device name.
+fn read_forward_interface(el: &El) -> Result<String> {
+    el.allow_attrs(&["dev", "connections"])?;
+    no_children(el)?;
+    let dev = el.required("dev")?.trim();
+    check_ifname(&el.field("dev"), dev)?;
+    Ok(dev.to_string())
 }
 
 fn read_pci_address(el: &El) -> Result<PciAddress> {
@@ -955,21 +798,7 @@ fn read_dns(el: &El) -> Result<Dns> {
                 }
                 dns.forwarders.push(fwd);
             }
-            "txt" => {
-                c.allow_attrs(&["name", "value"])?;
-                no_children(&c)?;
-                let name = c.required("name")?.to_string();
-                if name.contains(' ') {
-                    return Err(ModelError::bad_value(
-                        c.field("name"),
-                        name,
-                        "TXT record names must not contain spaces",
-                    ));
-                }
-                check_dns_name(&c.field("name"), &name)?;
-                let value = c.required("value")?.to_string();
-                dns.txts.push(DnsTxt { name, value });
-            }
+            "txt" => dns.txts.push(read_dns_txt(&c)?),
             "srv" => dns.srvs.push(read_srv(&c)?),
             "host" => dns.hosts.push(read_dns_host(&c)?),
             _ => {}
@@ -987,6 +816,22 @@ fn read_dns(el: &El) -> Result<Dns> {
         ));
     }
     Ok(dns)
+}
+
+fn read_dns_txt(el: &El) -> Result<DnsTxt> {
+    el.allow_attrs(&["name", "value"])?;
+    no_children(el)?;
+    let name = el.required("name")?.to_string();
+    if name.contains(' ') {
+        return Err(ModelError::bad_value(
+            el.field("name"),
+            name,
+            "TXT record names must not contain spaces",
+        ));
+    }
+    check_dns_name(&el.field("name"), &name)?;
+    let value = el.required("value")?.to_string();
+    Ok(DnsTxt { name, value })
 }
 
 fn read_srv(el: &El) -> Result<DnsSrv> {
@@ -1365,9 +1210,8 @@ fn check_ip_address(el: &El, ip: &IpDef) -> Result<()> {
     if let IpAddr::V4(a) = ip.address {
         let prefix = ip.prefix_len();
         if prefix < 31 {
-            let mask = prefix_mask_v4(prefix);
-            let host = u32::from(a) & !mask;
-            if host == 0 || host == !mask {
+            let (network, broadcast) = Subnet::ipv4_ends(a, prefix);
+            if a == network || a == broadcast {
                 return Err(ModelError::bad_value(
                     el.field("address"),
                     a.to_string(),
@@ -1384,9 +1228,7 @@ fn reserved_v4(ip: &IpDef) -> Option<(Ipv4Addr, Ipv4Addr)> {
     let IpAddr::V4(a) = ip.address else {
         return None;
     };
-    let mask = prefix_mask_v4(ip.prefix_len());
-    let net = u32::from(a) & mask;
-    Some((Ipv4Addr::from(net), Ipv4Addr::from(net | !mask)))
+    Some(Subnet::ipv4_ends(a, ip.prefix_len()))
 }
 
 fn read_lease(el: &El) -> Result<Lease> {
@@ -1409,67 +1251,9 @@ fn read_dhcp(el: &El, ip: &IpDef) -> Result<Dhcp> {
     el.allow_attrs(&[])?;
     let mut dhcp = Dhcp::default();
     let family = ip.family();
-    let prefix = ip.prefix_len();
-    let in_net = |a: IpAddr| in_subnet(a, ip.address, prefix);
     for c in el.children(&["bootp"], &["range", "host"])? {
         match c.name() {
-            "range" => {
-                c.allow_attrs(&["start", "end"])?;
-                let start = c.required_ip("start")?;
-                let end = c.required_ip("end")?;
-                for (name, a) in [("start", start), ("end", end)] {
-                    if Family::of(&a) != family {
-                        return Err(ModelError::bad_value(
-                            c.field(name),
-                            a.to_string(),
-                            format!(
-                                "is not an {} address like the <ip> it belongs to",
-                                family.as_str()
-                            ),
-                        ));
-                    }
-                    if !in_net(a) {
-                        return Err(ModelError::bad_value(
-                            c.field(name),
-                            a.to_string(),
-                            format!("is outside the network {}/{prefix}", ip.address),
-                        ));
-                    }
-                }
-                if start > end {
-                    return Err(ModelError::invalid(
-                        c.path.clone(),
-                        format!("DHCP range is reversed: start {start} is after end {end}"),
-                    ));
-                }
-                let covers = |x: IpAddr| start <= x && x <= end;
-                if let Some((network, broadcast)) = reserved_v4(ip) {
-                    if covers(network.into()) || covers(broadcast.into()) {
-                        return Err(ModelError::invalid(
-                            c.path.clone(),
-                            format!(
-                                "DHCP range {start}-{end} covers the network address {network} \
-                                 or the broadcast address {broadcast}"
-                            ),
-                        ));
-                    }
-                }
-                if covers(ip.address) {
-                    return Err(ModelError::invalid(
-                        c.path.clone(),
-                        format!(
-                            "DHCP range {start}-{end} covers the gateway address {} of the \
-                             network",
-                            ip.address
-                        ),
-                    ));
-                }
-                let mut lease = None;
-                for l in c.children(&["lease"], &[])? {
-                    lease = Some(read_lease(&l)?);
-                }
-                dhcp.ranges.push(DhcpRange { start, end, lease });
-            }
+            "range" => dhcp.ranges.push(read_dhcp_range(&c, ip)?),
             "host" => dhcp.hosts.push(read_dhcp_host(&c, ip)?),
             _ => {
                 if family == Family::Ipv6 {
@@ -1490,6 +1274,69 @@ fn read_dhcp(el: &El, ip: &IpDef) -> Result<Dhcp> {
     check_ranges_disjoint(el, &dhcp)?;
     check_hosts_unique(el, &dhcp)?;
     Ok(dhcp)
+}
+
+/// A `<range>` of the `<dhcp>` of `ip`: inside its subnet, in order, clear of the network,
+/// broadcast and gateway addresses.
+fn read_dhcp_range(el: &El, ip: &IpDef) -> Result<DhcpRange> {
+    let family = ip.family();
+    let prefix = ip.prefix_len();
+    let in_net = |a: IpAddr| in_subnet(a, ip.address, prefix);
+    el.allow_attrs(&["start", "end"])?;
+    let start = el.required_ip("start")?;
+    let end = el.required_ip("end")?;
+    for (name, a) in [("start", start), ("end", end)] {
+        if Family::of(&a) != family {
+            return Err(ModelError::bad_value(
+                el.field(name),
+                a.to_string(),
+                format!(
+                    "is not an {} address like the <ip> it belongs to",
+                    family.as_str()
+                ),
+            ));
+        }
+        if !in_net(a) {
+            return Err(ModelError::bad_value(
+                el.field(name),
+                a.to_string(),
+                format!("is outside the network {}/{prefix}", ip.address),
+            ));
+        }
+    }
+    if start > end {
+        return Err(ModelError::invalid(
+            el.path.clone(),
+            format!("DHCP range is reversed: start {start} is after end {end}"),
+        ));
+    }
+    let covers = |x: IpAddr| start <= x && x <= end;
+    if let Some((network, broadcast)) = reserved_v4(ip) {
+        if covers(network.into()) || covers(broadcast.into()) {
+            return Err(ModelError::invalid(
+                el.path.clone(),
+                format!(
+                    "DHCP range {start}-{end} covers the network address {network} \
+                         or the broadcast address {broadcast}"
+                ),
+            ));
+        }
+    }
+    if covers(ip.address) {
+        return Err(ModelError::invalid(
+            el.path.clone(),
+            format!(
+                "DHCP range {start}-{end} covers the gateway address {} of the \
+                     network",
+                ip.address
+            ),
+        ));
+    }
+    let mut lease = None;
+    for l in el.children(&["lease"], &[])? {
+        lease = Some(read_lease(&l)?);
+    }
+    Ok(DhcpRange { start, end, lease })
 }
 
 fn check_ranges_disjoint(el: &El, dhcp: &Dhcp) -> Result<()> {
@@ -1661,13 +1508,8 @@ fn read_route(el: &El) -> Result<Route> {
         gateway,
         metric: el.number("metric")?,
     };
-    let plen = match (route.prefix, route.netmask, address) {
-        (Some(p), _, _) => p,
-        (None, Some(m), _) => u32::from(m).count_ones() as u8,
-        (None, None, IpAddr::V4(_)) => 32,
-        (None, None, IpAddr::V6(_)) => 128,
-    };
-    if !in_subnet(address, address, plen) || !is_network_address(address, plen) {
+    let plen = route.prefix_len();
+    if route.destination().address != address {
         return Err(ModelError::bad_value(
             el.field("address"),
             address.to_string(),
@@ -1675,13 +1517,6 @@ fn read_route(el: &El) -> Result<Route> {
         ));
     }
     Ok(route)
-}
-
-fn is_network_address(addr: IpAddr, prefix: u8) -> bool {
-    match addr {
-        IpAddr::V4(a) => u32::from(a) & !prefix_mask_v4(prefix) == 0,
-        IpAddr::V6(a) => u128::from(a) & !prefix_mask_v6(prefix) == 0,
-    }
 }
 
 /// Rules that involve several elements (libvirt's checks in `virNetworkDefParseXML`).
@@ -1742,6 +1577,46 @@ fn check_network(net: &Network) -> Result<()> {
         }
     }
     Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// One element read on its own: the element of a `net-update`, loaded by the same loader as a
+// document and read by the same readers, at `path` (the section, e.g. `ip-dhcp-host`), so its
+// errors name `ip-dhcp-host.mac` directly. `source` is the text `node` was loaded from.
+
+/// A DHCP `<host>` for the `<dhcp>` of `ip`.
+pub(crate) fn dhcp_host(node: Node, path: &str, source: &str, ip: &IpDef) -> Result<DhcpHost> {
+    read_dhcp_host(&El::new(node, path.into(), source), ip)
+}
+
+/// A DHCP `<range>` for the `<dhcp>` of `ip`.
+pub(crate) fn dhcp_range(node: Node, path: &str, source: &str, ip: &IpDef) -> Result<DhcpRange> {
+    read_dhcp_range(&El::new(node, path.into(), source), ip)
+}
+
+/// A `<forward>`'s `<interface dev>`: the device name.
+pub(crate) fn forward_interface(node: Node, path: &str, source: &str) -> Result<String> {
+    read_forward_interface(&El::new(node, path.into(), source))
+}
+
+/// A `<portgroup>`.
+pub(crate) fn portgroup(node: Node, path: &str, source: &str) -> Result<PortGroup> {
+    read_portgroup(&El::new(node, path.into(), source))
+}
+
+/// A DNS `<host>`.
+pub(crate) fn dns_host(node: Node, path: &str, source: &str) -> Result<DnsHost> {
+    read_dns_host(&El::new(node, path.into(), source))
+}
+
+/// A DNS `<txt>` record.
+pub(crate) fn dns_txt(node: Node, path: &str, source: &str) -> Result<DnsTxt> {
+    read_dns_txt(&El::new(node, path.into(), source))
+}
+
+/// A DNS `<srv>` record.
+pub(crate) fn dns_srv(node: Node, path: &str, source: &str) -> Result<DnsSrv> {
+    read_srv(&El::new(node, path.into(), source))
 }
 
 #[cfg(test)]

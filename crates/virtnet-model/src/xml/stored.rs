@@ -11,7 +11,8 @@
 
 use roxmltree::{Document, Node};
 
-use super::parse::{load, parse_network_with, scan, Limits, MAX_ATTRIBUTES, MAX_NODES};
+use super::load::{load, scan, Input, Limits, MAX_ATTRIBUTES, MAX_NODES};
+use super::parse::parse_network_with;
 use super::MAX_XML_BYTES;
 use crate::error::{ErrorKind, ModelError, Result};
 use crate::network::Network;
@@ -87,7 +88,7 @@ impl Measure {
 fn over_limit(xml: &str, measure: Measure) -> ModelError {
     let (limit, unit, why) = measure.describe();
     // The stored form is virtnet's own output, so it parses without limits.
-    let Ok(doc) = load(xml, Limits::STORED) else {
+    let Ok(doc) = load(xml, Limits::STORED, Input::Document) else {
         return ModelError::invalid(
             "",
             format!("the definition's stored form is over the limit of {limit} {unit}"),
