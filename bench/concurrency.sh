@@ -61,7 +61,7 @@ work=$(mktemp -d /tmp/vnbench-cc.XXXXXX)
 daemon=; churn=; load=
 cleanup() {
   set +e
-  touch "$work/stop-churn"
+  touch "$work/stop-churn" "$work/stop-load"
   for p in $load $churn; do kill -TERM "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
   if [ -n "$daemon" ] && kill -0 "$daemon" 2>/dev/null; then kill -TERM "$daemon"; wait "$daemon"; fi
   for n in "$ns" "$cns" "$fns"; do ip netns del "$n" 2>/dev/null; done
@@ -151,14 +151,21 @@ stop_churn() {
   touch "$work/stop-churn"; wait "$churn" 2>/dev/null || true; churn=
   cat "$work/churn-count" >>"$work/churn-cycles"
 }
+# The load: dhcpload runs of 5 rounds back to back until told to stop (the current run
+# finishes, so each run reports the leases/s the other networks got meanwhile).
 start_load() {
-  ip netns exec "$cns" "$DHCPLOAD" --mode throughput --iface "$load_ifaces" --clients 400 \
-    --concurrency 400 --rounds 100000 --release --round-gap-ms 0 --mac-seed $((RANDOM % 60000 + 1)) \
-    --retransmit-ms 2000 --timeout-ms 10000 >/dev/null 2>"$work/load.err" &
+  rm -f "$work/stop-load"
+  (
+    while [ ! -e "$work/stop-load" ]; do
+      ip netns exec "$cns" "$DHCPLOAD" --mode throughput --iface "$load_ifaces" --clients 400 \
+        --concurrency 400 --rounds 5 --release --round-gap-ms 0 --mac-seed $((RANDOM % 60000 + 1)) \
+        --retransmit-ms 2000 --timeout-ms 10000 --json >>"$work/load.jsonl" 2>>"$work/load.err" || true
+    done
+  ) &
   load=$!
   sleep 1   # let it reach full speed
 }
-stop_load() { kill -TERM "$load" 2>/dev/null || true; wait "$load" 2>/dev/null || true; load=; }
+stop_load() { touch "$work/stop-load"; wait "$load" 2>/dev/null || true; load=; }
 
 us() { echo "${EPOCHREALTIME/./}"; }
 ops_phase() { # label: attach+detach pairs, net-list, net-dhcp-leases on A
@@ -202,7 +209,8 @@ for r in $(seq 1 "$rounds"); do
   done
 done
 leaked=$(ip -n "$ns" -o link show | grep -c 'vndel' || true)
-errors=$(grep -c . "$work/churn-errors" 2>/dev/null || echo 0)
+touch "$work/churn-errors"
+errors=$(grep -c . "$work/churn-errors" || true)
 mkdir -p "$(dirname "$out")"
 "$py" - "$work" "$out" "$machine" "$command_line" "$ports" "$leaked" "$errors" <<'PY'
 import datetime, glob, json, re, statistics, sys
@@ -261,6 +269,13 @@ for f in sorted(glob.glob(f"{work}/floor-*.json")):
     d = json.load(open(f))
     for k in floor: floor[k] += d[k]
 churn_cycles = [int(x) for x in open(f"{work}/churn-cycles").read().split()]
+load_runs = []
+for line in open(f"{work}/load.jsonl"):
+    try:
+        d = json.loads(line)
+        load_runs.append({"leases_per_s": d["leases_per_s_median"], "ok": d["ok"], "failed": d["failed"]})
+    except Exception:
+        pass
 
 def st(xs):
     return {"n": len(xs), "p50": round(pct(xs, 50), 2), "p99": round(pct(xs, 99), 2)} if xs else None
@@ -275,7 +290,7 @@ report = {
     "rtnl_floor_ms": {"rtnl_hold": st(floor["rtnl_hold_ms"]), "link_delete": st(floor["delete_ms"])},
     "churn_start_destroy_cycles": churn_cycles, "churn_cli_errors": int(errors),
     "parked_links_left": int(leaked),
-    "serve": serve,
+    "serve": serve, "load_runs": load_runs,
     "samples_ms": {"cli": cli, "daemon": daemon, "floor": floor},
 }
 with open(out, "w") as f:
@@ -305,6 +320,11 @@ for k, name in (("dns_qps", "DNS queries/s"), ("dhcp_lps", "DHCP leases/s")):
     ratio = f"{l / i:.0%}" if i else "–"
     print(f"| {name} (median of {len(serve['idle'][k])}) | {i:.0f} | {l:.0f} | {ratio} | ≥ 80 % |")
 print()
+if load_runs:
+    print(f"- the load (50 other networks, 2 ports each): {len(load_runs)} dhcpload runs, median "
+          f"{statistics.median(r['leases_per_s'] for r in load_runs):.0f} leases/s, "
+          f"{sum(r['ok'] for r in load_runs)} leases, {sum(r['failed'] for r in load_runs)} failed "
+          f"(each port is held to virtnet's per-port DHCP rate limit)")
 print(f"- churn client: {sum(churn_cycles)} start+destroy cycles in {len(churn_cycles)} phases, "
       f"{errors} CLI error lines; parked links left at the end: {leaked}; {ports} guest ports")
 print(f"- {machine}; samples in {out}")

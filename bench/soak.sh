@@ -16,7 +16,8 @@
 # At the end (clients stopped): the kernel must hold exactly what the store says is active
 # (bridges, their addresses and routes, the taps of the stored ports, the interface names and
 # subnets in virtnet's nftables table, no parked link left once the reaper is done); the same
-# after a daemon restart (SIGTERM by PID, start again: the same networks active); and after
+# after a daemon restart (SIGTERM by PID, start again: the same networks active, plus the
+# persistent autostart ones that were not running, as at every start); and after
 # destroying every network and detaching every port, nothing of virtnet is left. Exit status
 # 0 only when all of that holds. Writes a JSON summary to bench/results/soak-<UTC date>.json.
 #
@@ -130,7 +131,7 @@ client() { # k
     rc=0; msg=$(v "$@" 2>&1 >/dev/null) || rc=$?
     if [ "$rc" = 0 ]; then echo "$verb ok"
     elif [ "$rc" = 124 ]; then echo "$verb HANG $*"
-    elif echo "$msg" | grep -qiE "$expected_re"; then echo "$verb expected $(echo "$msg" | tail -1)"
+    elif grep -qiE "$expected_re" <<<"$msg"; then echo "$verb expected $(echo "$msg" | tail -1)"
     else echo "$verb UNEXPECTED rc=$rc $* :: $(echo "$msg" | tr '\n' ' ')"; fi
   done >"$work/client-$k.log"
 }
@@ -159,6 +160,7 @@ work, label, networks = sys.argv[1], sys.argv[2], int(sys.argv[3])
 def load(name): return json.load(open(f"{work}/{label}-{name}.json"))
 nets = load("nets")
 active = {n["name"] for n in nets if n.get("active")}
+autostart = sorted(n["name"] for n in nets if n.get("autostart") and n.get("persistent"))
 want_br = {f"vbs{n[1:]}" for n in active}
 ports = {p["name"] for p in load("ports")}
 links = load("links")
@@ -183,7 +185,7 @@ diff("routes' devices", routes - {None}, want_br)
 if not nft_br <= want_br: problems.append(f"nft table names inactive bridges {sorted(nft_br - want_br)}")
 if not nft_nets <= want_br: problems.append(f"nft table holds subnets of inactive networks {sorted(nft_nets - want_br)}")
 if parked: problems.append(f"parked links left: {sorted(parked)}")
-res = {"label": label, "active": sorted(active), "ports": len(ports), "bridges": len(have_br),
+res = {"label": label, "active": sorted(active), "autostart": autostart, "ports": len(ports), "bridges": len(have_br),
        "nft_bridges": len(nft_br), "problems": problems}
 json.dump(res, open(f"{work}/{label}-check.json", "w"))
 print(f"soak: {label}: {len(active)} active, {len(ports)} ports, {len(have_br)} bridges; "
@@ -204,7 +206,7 @@ stop_daemon
 
 mkdir -p "$(dirname "$out")"
 "$py" - "$work" "$out" "$seconds" "$clients" "$networks" "$command_line" <<'PY'
-import collections, datetime, glob, json, sys
+import collections, datetime, glob, json, re, sys
 work, out, seconds, clients, networks, command_line = sys.argv[1:]
 ops = collections.Counter(); outcome = collections.Counter(); expected = collections.Counter()
 unexpected, hangs = [], []
@@ -212,11 +214,13 @@ for f in glob.glob(f"{work}/client-*.log"):
     for line in open(f, errors="replace"):
         verb, kind, *rest = line.rstrip("\n").split(" ", 2) + [""]
         ops[verb] += 1; outcome[kind] += 1
-        if kind == "expected": expected[rest[0][:120]] += 1
+        if kind == "expected": expected[re.sub(r"s\d{3}", "sNNN", rest[0])[:120]] += 1
         elif kind == "UNEXPECTED": unexpected.append(line.strip())
         elif kind == "HANG": hangs.append(line.strip())
 checks = [json.load(open(f"{work}/{l}-check.json")) for l in ("after-soak", "after-restart", "after-teardown")]
-same_active = checks[0]["active"] == checks[1]["active"]
+# A restart also starts the persistent networks marked autostart that were not running.
+autostart = set(checks[0]["autostart"])
+same_active = set(checks[1]["active"]) == set(checks[0]["active"]) | autostart
 teardown_empty = checks[2]["bridges"] == 0 and checks[2]["ports"] == 0 and not checks[2]["active"]
 ok = not unexpected and not hangs and all(not c["problems"] for c in checks) and same_active and teardown_empty
 report = {
@@ -236,7 +240,7 @@ print(f"| unexpected errors | {len(unexpected)} |")
 print(f"| hung calls (30 s timeout) | {len(hangs)} |")
 for c in checks:
     print(f"| store vs kernel, {c['label']} | {'agree' if not c['problems'] else '; '.join(c['problems'])} ({len(c['active'])} active, {c['ports']} ports) |")
-print(f"| same networks active after the restart | {same_active} |")
+print(f"| networks active after the restart = those before + autostart ones | {same_active} |")
 print(f"| nothing of virtnet left after teardown | {teardown_empty} |")
 print(f"\nexpected conflicts by message: {dict(expected.most_common(12))}")
 for u in unexpected[:10]: print("UNEXPECTED:", u)

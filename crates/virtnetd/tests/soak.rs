@@ -247,10 +247,18 @@ fn kernel_state(ns: &Netns) -> KernelState {
 }
 
 /// The active networks and stored ports, and the kernel state they call for.
-fn store_state(c: &Client, kernel: &KernelState) -> (BTreeSet<String>, KernelState) {
-    let active: BTreeSet<String> = c
-        .list()
-        .expect("list")
+/// Also returns the persistent networks marked autostart (a restart starts those too).
+fn store_state(
+    c: &Client,
+    kernel: &KernelState,
+) -> (BTreeSet<String>, BTreeSet<String>, KernelState) {
+    let networks = c.list().expect("list");
+    let autostart = networks
+        .iter()
+        .filter(|n| n.autostart && n.persistent)
+        .map(|n| n.name.clone())
+        .collect();
+    let active: BTreeSet<String> = networks
         .into_iter()
         .filter(|n| n.active)
         .map(|n| n.name)
@@ -284,7 +292,7 @@ fn store_state(c: &Client, kernel: &KernelState) -> (BTreeSet<String>, KernelSta
         bridges,
         taps,
     };
-    (active, want)
+    (active, autostart, want)
 }
 
 #[test]
@@ -328,17 +336,19 @@ fn concurrent_clients_leave_no_deadlock_no_error_and_no_leak() {
     assert!(t.ok * 2 > calls, "{} of {calls} succeeded", t.ok);
 
     let kernel = kernel_state(lab.host());
-    let (active, want) = store_state(&c, &kernel);
+    let (active, autostart, want) = store_state(&c, &kernel);
     assert_eq!(kernel, want, "after the soak");
 
     daemon.restart();
     let c = Client::new(daemon.socket()).with_timeout(HANG);
     let kernel = kernel_state(lab.host());
-    let (again, want) = store_state(&c, &kernel);
-    assert_eq!(again, active, "the same networks are active after a restart");
+    let (again, _, want) = store_state(&c, &kernel);
+    // The same networks, and the autostart ones that were not running (as at every start).
+    let expected: BTreeSet<String> = active.union(&autostart).cloned().collect();
+    assert_eq!(again, expected, "the networks active after a restart");
     assert_eq!(kernel, want, "after a restart");
 
-    let names: Vec<String> = active.into_iter().collect();
+    let names: Vec<String> = again.into_iter().collect();
     if !names.is_empty() {
         c.destroy(&names).expect("destroy all");
     }
