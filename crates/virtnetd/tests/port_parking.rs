@@ -132,7 +132,10 @@ fn a_tap_held_open_goes_away_as_a_deletion_made_it_go() {
             .iter()
             .any(|(n, _)| n == "vnet3" || *n == format!("vndel{index}"))
     });
-    assert!(tap.write_all(&[0u8; 60]).is_err(), "a deleted tap took a frame");
+    assert!(
+        tap.write_all(&[0u8; 60]).is_err(),
+        "a deleted tap took a frame"
+    );
     // And the name serves the next attach.
     client
         .create_port(&request("vnet3", "52:54:00:77:00:03"))
@@ -156,7 +159,14 @@ fn parked_taps_left_by_a_kill_are_removed_at_start() {
     // virtnet's and must stay.
     let host = lab.host();
     host.ip_ok(["tuntap", "add", "dev", "vndel9999", "mode", "tap"]);
-    host.ip_ok(["link", "set", "dev", "vndel9999", "alias", "virtnet:/parked"]);
+    host.ip_ok([
+        "link",
+        "set",
+        "dev",
+        "vndel9999",
+        "alias",
+        "virtnet:/parked",
+    ]);
     host.ip_ok(["tuntap", "add", "dev", "admintap0", "mode", "tap"]);
     assert_eq!(parked(host), ["vndel9999"]);
 
