@@ -97,7 +97,7 @@ done
 log "$networks networks defined, half of them active; $clients clients for $seconds s"
 
 # A failure whose message says the request does not fit the current state.
-expected_re='already (exists|active|has an interface|defined)|is not active|not active|not found|failed to get (network|domain)|in use|is used|is being|conflict|overlap|no (port|interface|network)|transient|not persistent|does not exist|no such|couldn.t locate a matching'
+expected_re='already (exists|active|has an interface|defined)|is not active|not active|not found|failed to get (network|domain)|in use|is used|is being|conflict|overlap|no (port|interface|network)|transient|not persistent|does not exist|no such|couldn.t locate a matching|there is already a'
 
 client() { # k
   local k=$1 r n verb rc msg m i
@@ -136,7 +136,7 @@ client() { # k
   done >"$work/client-$k.log"
 }
 for k in $(seq 1 "$clients"); do client "$k" & pids+=($!); done
-sleep "$seconds"
+sleep "$seconds" & wait $!   # in the background: a signal ends the wait at once
 touch "$work/stop"
 for p in "${pids[@]}"; do wait "$p" || true; done
 pids=()
