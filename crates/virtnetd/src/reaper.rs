@@ -1,13 +1,16 @@
-//! Deletes parked bridges on a thread of its own.
+//! Deletes parked links (bridges of destroyed networks, taps of detached ports) on a thread of
+//! its own.
 //!
-//! Deleting a bridge blocks the deleting thread for the kernel's RCU barriers: ~40 ms here,
+//! Deleting a bridge (or a tap) blocks the deleting thread for the kernel's RCU barriers: ~40 ms here,
 //! about half of it holding the RTNL lock and half after it. A network's destroy does not wait
 //! for that: the kernel layer parks the bridge first (down, ports off, addresses removed,
 //! renamed; see [`virtnet_host::Netlink::park_link`]), which takes well under a millisecond and
-//! leaves nothing of the network visible, and hands its index to the reaper. Whatever is queued
+//! leaves nothing of the network visible, and hands its index to the reaper. A detached guest
+//! port's tap is parked the same way (off its bridge, down, renamed), so `detach-interface`
+//! does not wait either, and its name is free at once. Whatever is queued
 //! when the reaper wakes goes in one batched deletion, so a run of destroys pays the wait once.
 //!
-//! A parked bridge the reaper did not get to (virtnetd killed) carries virtnet's alias and is
+//! A parked link the reaper did not get to (virtnetd killed) carries virtnet's alias and is
 //! removed as a leftover by the next start-up's reconcile.
 
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -106,7 +109,7 @@ impl Reaper {
 }
 
 impl Drop for Reaper {
-    /// Finishes the queued deletions: a clean stop of virtnetd leaves no parked bridge.
+    /// Finishes the queued deletions: a clean stop of virtnetd leaves no parked link.
     fn drop(&mut self) {
         drop(self.queue.take());
         if let Some(thread) = self.thread.take() {
@@ -126,20 +129,20 @@ fn reap(mut netlink: Netlink, jobs: &Receiver<Vec<u32>>, pending: &Pending) {
             Ok(()) => debug!(
                 links = batch.len(),
                 elapsed_us = t0.elapsed().as_micros() as u64,
-                "parked bridges deleted"
+                "parked links deleted"
             ),
             // One link that cannot go must not keep the others: each on its own, then.
             // Those that still fail stay parked (down, without addresses or ports) until the
             // next start-up removes them as leftovers.
             Err(e) if batch.len() > 1 => {
-                warn!(error = %e, "batched deletion of parked bridges failed; deleting them one by one");
+                warn!(error = %e, "batched deletion of parked links failed; deleting them one by one");
                 for &index in &batch {
                     if let Err(e) = netlink.delete_link(index) {
-                        warn!(error = %e, "could not delete a parked bridge");
+                        warn!(error = %e, "could not delete a parked link");
                     }
                 }
             }
-            Err(e) => warn!(error = %e, "could not delete a parked bridge"),
+            Err(e) => warn!(error = %e, "could not delete a parked link"),
         }
         pending.done(batch.len());
     }

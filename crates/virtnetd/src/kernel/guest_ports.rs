@@ -3,6 +3,16 @@
 //! `virtnet-host` ([`virtnet_host::tap::create_tap`], [`virtnet_host::Netlink::create_macvtap`]);
 //! what is decided here is whether a name may be used, adopted or created, what a port gets
 //! from its bridge, and what is undone when a step fails.
+//!
+//! A detached tap is parked, not deleted in the request: deleting a network device waits for
+//! the kernel's RCU barriers (20–40 ms here), which would make every `detach-interface` wait
+//! too. Parking (off its bridge, down, renamed `vndel<index>` with the parked alias) takes well
+//! under a millisecond, frees the name at once and leaves nothing in service; the reaper then
+//! deletes it in a batch with whatever else is queued, like the bridges of destroyed networks.
+
+use tracing::warn;
+use virtnet_host::Link;
+use virtnet_plan::{PARKED_ALIAS, PARKED_NAME_PREFIX};
 
 use super::{host, in_use, Kernel};
 use crate::error::{Error, Result};
@@ -55,6 +65,10 @@ impl Kernel {
             }
             (None, Some(l)) if l.kind.as_deref() != Some("tun") => {
                 return Err(in_use(format!("'{}' is not a tap device", tap.name)))
+            }
+            // A detached tap waiting for the reaper: it goes away under whoever adopts it.
+            (None, Some(l)) if l.alias.as_deref() == Some(PARKED_ALIAS) => {
+                return Err(in_use(format!("'{}' is being deleted", tap.name)))
             }
             _ => {}
         }
@@ -113,13 +127,24 @@ impl Kernel {
             .map_err(host("set port link"))
     }
 
-    /// Deletes a port's tap (`delete`), or only takes it off its bridge (an adopted tap
-    /// belongs to QEMU). A tap that is already gone is fine.
+    /// Deletes a port's device (`delete`), or only takes it off its bridge (an adopted tap
+    /// belongs to QEMU). A device that is already gone is fine.
+    ///
+    /// A tap is parked and handed to the reaper (see the module doc): its name is free when
+    /// this returns, and the device is gone shortly after. That is what a deletion does to a
+    /// tap QEMU still holds open, too: the kernel unregisters it at once and QEMU's reads and
+    /// writes fail (a parked tap is down: writes fail with EIO until the reaper deletes it,
+    /// then with EBADFD, as after an immediate deletion). A macvtap is deleted here: parked,
+    /// it would keep its MAC on the host NIC, and the guest's next attach with the same MAC
+    /// would be refused (EADDRINUSE).
     pub fn remove_port(&mut self, name: &str, delete: bool) -> Result<()> {
         let Some(link) = self.netlink.link(name).map_err(host("look up tap"))? else {
             return Ok(());
         };
         if delete {
+            if link.kind.as_deref() == Some("tun") && self.park_tap(&link) {
+                return Ok(());
+            }
             self.netlink
                 .delete_link(link.index)
                 .map_err(host("delete tap"))
@@ -135,6 +160,41 @@ impl Kernel {
                     },
                 )
                 .map_err(host("detach tap"))
+        }
+    }
+
+    /// Takes a tap out of service (off its bridge, down, renamed, marked parked) and queues
+    /// it for the reaper. `false` when it could not be parked or queued: the caller then
+    /// deletes it itself. A parked tap the reaper does not get to (virtnetd killed) carries
+    /// virtnet's alias and is removed as a leftover by the next start-up's reconcile.
+    fn park_tap(&mut self, link: &Link) -> bool {
+        let off = self.netlink.set_port(
+            link.index,
+            &virtnet_host::PortSettings {
+                master: Some(None),
+                up: Some(false),
+                ..Default::default()
+            },
+        );
+        let parked_name = format!("{PARKED_NAME_PREFIX}{}", link.index);
+        let parked = off.and_then(|()| {
+            self.netlink
+                .park_link(link.index, &parked_name, PARKED_ALIAS)
+        });
+        match parked {
+            // Gone meanwhile: nothing left to delete.
+            Ok(false) => true,
+            Ok(true) => match self.reaper.delete(vec![link.index]) {
+                Ok(()) => true,
+                Err(_) => {
+                    warn!(tap = %link.name, "the reaper is gone; deleting the tap at once");
+                    false
+                }
+            },
+            Err(e) => {
+                warn!(tap = %link.name, error = %e, "could not park a tap; deleting it at once");
+                false
+            }
         }
     }
 

@@ -139,6 +139,8 @@ impl Kernel {
     }
 
     /// Deletes every bridge carrying virtnet's alias that is not in `keep`, in one batch.
+    /// Parked links carry virtnet's alias too (`virtnet:/parked`), so bridges and guest taps
+    /// that were parked for the reaper when virtnetd was killed go in the same batch.
     fn remove_leftovers(&mut self, keep: &HashSet<String>) -> Result<()> {
         let doomed: Vec<u32> = self
             .netlink
@@ -147,7 +149,7 @@ impl Kernel {
             .into_iter()
             .filter(|l| is_ours(l) && !keep.contains(&l.name))
             .map(|l| {
-                info!(bridge = %l.name, "removing leftover bridge");
+                info!(link = %l.name, "removing leftover link");
                 l.index
             })
             .collect();
