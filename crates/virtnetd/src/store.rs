@@ -836,10 +836,25 @@ mod tests {
         }
     }
 
-    #[test]
-    fn records_survive_reopen_on_the_same_boot() -> Result<()> {
+    /// A fresh directory for a store file; the file goes with the returned directory guard.
+    fn temp_db() -> Result<(tempfile::TempDir, PathBuf)> {
         let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", Path::new("."), e))?;
         let path = dir.path().join(DB_FILE);
+        Ok((dir, path))
+    }
+
+    /// Opens the store at `path` on boot `boot`, writes `records` and closes it again.
+    fn seed(path: &Path, boot: &str, records: &[(&str, Record)]) -> Result<()> {
+        let (store, _, _) = Store::open(path, Some(boot))?;
+        for (name, record) in records {
+            store.put(name, record)?;
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn records_survive_reopen_on_the_same_boot() -> Result<()> {
+        let (_dir, path) = temp_db()?;
         {
             let (store, records, _) = Store::open(&path, Some("boot-a"))?;
             assert!(records.is_empty());
@@ -858,8 +873,7 @@ mod tests {
 
     #[test]
     fn leases_are_kept_per_network_and_survive_reopen() -> Result<()> {
-        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", Path::new("."), e))?;
-        let path = dir.path().join(DB_FILE);
+        let (_dir, path) = temp_db()?;
         {
             let (store, _, _) = Store::open(&path, Some("boot-a"))?;
             assert!(store.leases::<String>("a")?.is_empty());
@@ -888,8 +902,7 @@ mod tests {
     /// Issue 11, finding 1: one record that cannot be read is set aside, not fatal.
     #[test]
     fn an_unreadable_record_is_set_aside() -> Result<()> {
-        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", Path::new("."), e))?;
-        let path = dir.path().join(DB_FILE);
+        let (_dir, path) = temp_db()?;
         {
             let (store, _, _) = Store::open(&path, Some("boot-a"))?;
             store.put("a", &record("a", true, false))?;
@@ -915,12 +928,8 @@ mod tests {
     /// Issue 11, finding 2: redb asserts on a truncated file; the store reports it.
     #[test]
     fn a_truncated_file_is_an_error_not_a_panic() -> Result<()> {
-        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", Path::new("."), e))?;
-        let path = dir.path().join(DB_FILE);
-        {
-            let (store, _, _) = Store::open(&path, Some("boot-a"))?;
-            store.put("a", &record("a", true, false))?;
-        }
+        let (_dir, path) = temp_db()?;
+        seed(&path, "boot-a", &[("a", record("a", true, false))])?;
         let file = std::fs::OpenOptions::new()
             .write(true)
             .open(&path)
@@ -938,8 +947,7 @@ mod tests {
 
     #[test]
     fn a_newer_format_is_refused() -> Result<()> {
-        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", Path::new("."), e))?;
-        let path = dir.path().join(DB_FILE);
+        let (_dir, path) = temp_db()?;
         {
             let db = Database::create(&path).map_err(|e| Error::store("create", e))?;
             let txn = db.begin_write().map_err(|e| Error::store("begin", e))?;
@@ -959,14 +967,16 @@ mod tests {
 
     #[test]
     fn a_reboot_drops_live_definitions_and_transient_networks() -> Result<()> {
-        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", Path::new("."), e))?;
-        let path = dir.path().join(DB_FILE);
-        {
-            let (store, _, _) = Store::open(&path, Some("boot-a"))?;
-            store.put("a", &record("a", true, true))?;
-            store.put("t", &record("t", false, true))?;
-            store.put("i", &record("i", true, false))?;
-        }
+        let (_dir, path) = temp_db()?;
+        seed(
+            &path,
+            "boot-a",
+            &[
+                ("a", record("a", true, true)),
+                ("t", record("t", false, true)),
+                ("i", record("i", true, false)),
+            ],
+        )?;
         let (store, records, report) = Store::open(&path, Some("boot-b"))?;
         assert!(report.rebooted);
         assert_eq!(report.deactivated, ["a"]);
