@@ -4,7 +4,7 @@
 //! entered the host namespace.
 
 use std::net::Ipv4Addr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use virtnet_dhcp::{
     DhcpConfig, DhcpServer, Lease, LeaseChange, LeaseSink, Limits, Range, StaticHost,
 };
+use virtnet_testkit::dhcp::write_script;
 use virtnet_testkit::Netns;
 
 fn is_root() -> bool {
@@ -130,12 +131,6 @@ fn guest_addrs(g: &Netns) -> Vec<Ipv4Addr> {
         .collect()
 }
 
-fn write_script(path: &Path, text: &str) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, text).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
-}
-
 /// udhcpc script: configure the address (so renew and release are unicast from it), log events.
 const UDHCPC_SCRIPT: &str = r#"#!/bin/sh
 echo "$1 ip=$ip mask=$mask router=$router dns=$dns domain=$domain hostname=$hostname lease=$lease" >> "$LOG"
@@ -144,6 +139,16 @@ case "$1" in
   deconfig) ip addr flush dev "$interface" ;;
 esac
 "#;
+
+/// [`UDHCPC_SCRIPT`] in a fresh temporary directory: the directory (removed when dropped),
+/// the script, and the path of the log the script appends to (its `$LOG`).
+fn udhcpc_files() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let script = tmp.path().join("udhcpc.sh");
+    let log = tmp.path().join("udhcpc.log");
+    write_script(&script, UDHCPC_SCRIPT);
+    (tmp, script, log)
+}
 
 /// dhclient script: configure the address, log events.
 const DHCLIENT_SCRIPT: &str = r#"#!/bin/sh
@@ -168,10 +173,7 @@ fn udhcpc_lease_renew_release() {
     let host = Netns::new("dhcph");
     bridge(&host, "br0", 1);
     let g = guest(&host, "br0", "vp0", "52:54:00:12:34:01");
-    let tmp = tempfile::tempdir().unwrap();
-    let script = tmp.path().join("udhcpc.sh");
-    let log = tmp.path().join("udhcpc.log");
-    write_script(&script, UDHCPC_SCRIPT);
+    let (_tmp, script, log) = udhcpc_files();
     let sink = Arc::new(Sink::default());
     let sink2 = sink.clone();
     host.in_ns(|| {
@@ -333,10 +335,7 @@ fn two_networks_bind_port_67_on_their_own_bridges() {
     bridge(&host, "br2", 4);
     let g1 = guest(&host, "br1", "vp1", "52:54:00:12:34:03");
     let g2 = guest(&host, "br2", "vp2", "52:54:00:12:34:04");
-    let tmp = tempfile::tempdir().unwrap();
-    let script = tmp.path().join("udhcpc.sh");
-    write_script(&script, UDHCPC_SCRIPT);
-    let log = tmp.path().join("log");
+    let (_tmp, script, log) = udhcpc_files();
     let udhcpc = |g: &Netns| {
         let out = g
             .command([
@@ -434,10 +433,7 @@ fn a_lease_waiting_for_its_commit_does_not_hold_the_async_worker() {
     let host = Netns::new("dhcph");
     bridge(&host, "br0", 9);
     let g = guest(&host, "br0", "vp9", "52:54:00:12:34:09");
-    let tmp = tempfile::tempdir().unwrap();
-    let script = tmp.path().join("udhcpc.sh");
-    let log = tmp.path().join("udhcpc.log");
-    write_script(&script, UDHCPC_SCRIPT);
+    let (_tmp, script, log) = udhcpc_files();
     let (release, gate) = std::sync::mpsc::channel();
     let sink = Arc::new(GatedSink {
         entered: Default::default(),
@@ -896,10 +892,7 @@ fn a_guest_flooding_with_a_neighbours_chaddr_does_not_starve_it() {
     bridge(&host, "brf", 11);
     let a = guest(&host, "brf", "vpfa", &mac_text(GUEST_A));
     let b = guest(&host, "brf", "vpfb", &mac_text(GUEST_B));
-    let tmp = tempfile::tempdir().unwrap();
-    let script = tmp.path().join("udhcpc.sh");
-    let log = tmp.path().join("udhcpc.log");
-    write_script(&script, UDHCPC_SCRIPT);
+    let (_tmp, script, log) = udhcpc_files();
     let mut cfg = config("flood", 11);
     cfg.hosts.clear();
     assert!(cfg.limits.requests_per_port_per_sec <= 20 && cfg.limits.burst <= 40);
