@@ -283,6 +283,25 @@ impl Netns {
         output_ok(self.ip_command(args))
     }
 
+    /// A veth pair between two namespaces: `local` here, its peer `remote` in `peer`, both
+    /// ends up. Panics on failure; deleting either namespace removes the pair.
+    pub fn veth_to(&self, local: &str, peer: &Netns, remote: &str) {
+        self.ip_ok([
+            "link",
+            "add",
+            local,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            remote,
+            "netns",
+            peer.name(),
+        ]);
+        self.ip_ok(["link", "set", local, "up"]);
+        peer.ip_ok(["link", "set", remote, "up"]);
+    }
+
     fn ip_command<I, S>(&self, args: I) -> Command
     where
         I: IntoIterator<Item = S>,

@@ -224,22 +224,9 @@ fn ipv4_of(ns: &Netns, dev: &str) -> String {
 fn an_unreadable_record_does_not_stop_the_iface_bridge_recovery() {
     let host = Netns::new("hbstore");
     let lan = Netns::new("hbslan");
-    host.ip_ok([
-        "link",
-        "add",
-        "eth0",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "lan0",
-        "netns",
-        lan.name(),
-    ]);
+    host.veth_to("eth0", &lan, "lan0");
     lan.ip_ok(["addr", "add", "198.51.100.1/24", "dev", "lan0"]);
-    lan.ip_ok(["link", "set", "lan0", "up"]);
     host.ip_ok(["addr", "add", "198.51.100.10/24", "dev", "eth0"]);
-    host.ip_ok(["link", "set", "eth0", "up"]);
     let mut daemon = Daemon::start_in(&host);
     // The connectivity check of an address nobody has lasts seconds: kill virtnetd during it.
     let _cli = host.spawn([
