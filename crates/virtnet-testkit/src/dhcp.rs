@@ -34,24 +34,31 @@ impl Guest {
     /// sending `hostname`: a lease is obtained, then udhcpc exits without releasing it.
     /// Returns udhcpc's output; panics when no lease is obtained.
     pub fn udhcpc(&self, script: &Path, hostname: &str) -> String {
-        self.ns().run_ok([
-            "busybox",
-            "udhcpc",
-            "-i",
-            "eth0",
-            "-f",
-            "-q",
-            "-n",
-            "-t",
-            "5",
-            "-T",
-            "1",
-            "-x",
-            &format!("hostname:{hostname}"),
-            "-s",
-            &script.to_string_lossy(),
-        ])
+        self.ns().run_ok(udhcpc_args(script, Some(hostname), 5))
     }
+
+    /// Like [`Guest::udhcpc`] with `tries` discovers and no hostname, for a test that expects
+    /// no lease as much as one: true when a lease was obtained.
+    pub fn try_udhcpc(&self, script: &Path, tries: u32) -> bool {
+        self.ns()
+            .exec(udhcpc_args(script, None, tries))
+            .status
+            .success()
+    }
+}
+
+/// busybox udhcpc's arguments for one lease on `eth0` (`tries` discovers one second apart),
+/// with the event `script`, sending `hostname` when given.
+fn udhcpc_args(script: &Path, hostname: Option<&str>, tries: u32) -> Vec<String> {
+    let mut args: Vec<String> = ["busybox", "udhcpc", "-i", "eth0", "-f", "-q", "-n", "-t"]
+        .map(String::from)
+        .to_vec();
+    args.extend([tries.to_string(), "-T".into(), "1".into()]);
+    if let Some(hostname) = hostname {
+        args.extend(["-x".into(), format!("hostname:{hostname}")]);
+    }
+    args.extend(["-s".into(), script.to_string_lossy().into_owned()]);
+    args
 }
 
 /// A DHCP-only dnsmasq on `iface` of `ns` (a LAN's server, not virtnet's): leases from `range`
