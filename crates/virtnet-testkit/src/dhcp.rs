@@ -1,5 +1,5 @@
 //! DHCP clients in guest namespaces: busybox `udhcpc` with an event script that applies the
-//! lease to the guest's interface only.
+//! lease to the guest's interface only; and dnsmasq as a LAN's DHCP server or a DNS server.
 
 use std::path::{Path, PathBuf};
 
@@ -83,4 +83,22 @@ pub fn lan_dhcp_server(
         &format!("--dhcp-leasefile={}", leases.display()),
         "--pid-file=",
     ])
+}
+
+/// A dnsmasq DNS server in `ns` on `listen` only, answering from its `extra` options (no
+/// resolv.conf, no hosts file). It is stopped when the returned child is dropped.
+pub fn dns_server(ns: &Netns, listen: &str, extra: &[&str]) -> NsChild {
+    let listen = format!("--listen-address={listen}");
+    let mut args = vec![
+        "dnsmasq",
+        "--no-daemon",
+        "--no-resolv",
+        "--no-hosts",
+        "--conf-file=/dev/null",
+        "--bind-interfaces",
+        &listen,
+    ];
+    args.extend_from_slice(extra);
+    args.extend(["--pid-file=", "--user=root"]);
+    ns.spawn(args)
 }
