@@ -662,10 +662,8 @@ impl Store {
         let prefix = lease_key(network, "");
         self.with_db(|db| {
             let txn = db.begin_read().map_err(|e| Error::store(ctx(), e))?;
-            let table = match txn.open_table(LEASES) {
-                Ok(t) => t,
-                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-                Err(e) => return Err(Error::store(ctx(), e)),
+            let Some(table) = open_for_reading(&txn, LEASES, ctx)? else {
+                return Ok(Vec::new());
             };
             let mut out = Vec::new();
             for item in table
@@ -690,6 +688,20 @@ impl Store {
 
 /// A table of JSON records keyed by name (ports, host bridges).
 type RecordTable = TableDefinition<'static, &'static str, &'static [u8]>;
+
+/// Opens `table` in the read transaction `txn`: `None` when it was never written (nothing
+/// stored yet), an error in the words of `ctx` when it cannot be opened.
+fn open_for_reading(
+    txn: &redb::ReadTransaction,
+    table: RecordTable,
+    ctx: impl Fn() -> String,
+) -> Result<Option<redb::ReadOnlyTable<&'static str, &'static [u8]>>> {
+    match txn.open_table(table) {
+        Ok(t) => Ok(Some(t)),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(Error::store(ctx(), e)),
+    }
+}
 
 impl Store {
     /// Writes (or replaces) one JSON record of `table` durably; `what` names it in errors.
@@ -738,10 +750,8 @@ impl Store {
         let ctx = || format!("cannot read the {what}s");
         self.with_db(|db| {
             let txn = db.begin_read().map_err(|e| Error::store(ctx(), e))?;
-            let t = match txn.open_table(table) {
-                Ok(t) => t,
-                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-                Err(e) => return Err(Error::store(ctx(), e)),
+            let Some(t) = open_for_reading(&txn, table, ctx)? else {
+                return Ok(Vec::new());
             };
             let mut out = Vec::new();
             for item in t.iter().map_err(|e| Error::store(ctx(), e))? {
