@@ -150,6 +150,17 @@ fn udhcpc_files() -> (tempfile::TempDir, PathBuf, PathBuf) {
     (tmp, script, log)
 }
 
+/// busybox udhcpc's arguments: on `eth0`, in the foreground, with the event `script` and
+/// `tries` discovers one second apart, then the `extra` options.
+fn udhcpc_args<'a>(script: &'a Path, tries: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let script = script.to_str().expect("UTF-8 script path");
+    let mut args = vec![
+        "busybox", "udhcpc", "-f", "-i", "eth0", "-s", script, "-t", tries, "-T", "1",
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
 /// dhclient script: configure the address, log events.
 const DHCLIENT_SCRIPT: &str = r#"#!/bin/sh
 echo "$reason $new_ip_address $new_subnet_mask $new_host_name" >> "$LOG"
@@ -182,22 +193,7 @@ fn udhcpc_lease_renew_release() {
         let server =
             DhcpServer::start(config("n1", 1), "br0", vec![], sink2.clone()).expect("start");
         let client = g.spawn_with(
-            [
-                "busybox",
-                "udhcpc",
-                "-f",
-                "-R",
-                "-i",
-                "eth0",
-                "-s",
-                script.to_str().unwrap(),
-                "-x",
-                "hostname:guest1",
-                "-t",
-                "5",
-                "-T",
-                "1",
-            ],
+            udhcpc_args(&script, "5", &["-R", "-x", "hostname:guest1"]),
             |cmd| {
                 cmd.env("LOG", &log)
                     .stdout(Stdio::null())
@@ -338,21 +334,7 @@ fn two_networks_bind_port_67_on_their_own_bridges() {
     let (_tmp, script, log) = udhcpc_files();
     let udhcpc = |g: &Netns| {
         let out = g
-            .command([
-                "busybox",
-                "udhcpc",
-                "-f",
-                "-q",
-                "-n",
-                "-i",
-                "eth0",
-                "-s",
-                script.to_str().unwrap(),
-                "-t",
-                "5",
-                "-T",
-                "1",
-            ])
+            .command(udhcpc_args(&script, "5", &["-q", "-n"]))
             .env("LOG", &log)
             .output()
             .expect("udhcpc");
@@ -450,26 +432,11 @@ fn a_lease_waiting_for_its_commit_does_not_hold_the_async_worker() {
         rt.block_on(async {
             let server =
                 DhcpServer::start(config("n9", 9), "br0", vec![], sink2.clone()).expect("start");
-            let client = g.spawn_with(
-                [
-                    "busybox",
-                    "udhcpc",
-                    "-f",
-                    "-i",
-                    "eth0",
-                    "-s",
-                    script.to_str().unwrap(),
-                    "-t",
-                    "5",
-                    "-T",
-                    "1",
-                ],
-                |cmd| {
-                    cmd.env("LOG", &log)
-                        .stdout(Stdio::null())
-                        .stderr(Stdio::null());
-                },
-            );
+            let client = g.spawn_with(udhcpc_args(&script, "5", &[]), |cmd| {
+                cmd.env("LOG", &log)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null());
+            });
             // This task runs only if the runtime's one thread is free while the sink waits.
             for _ in 0..600 {
                 if sink2.entered.load(SeqCst) {
@@ -927,20 +894,7 @@ fn a_guest_flooding_with_a_neighbours_chaddr_does_not_starve_it() {
                 b.in_ns(|| discovers_answered(GUEST_B, 0x0b10_0000, 20, Duration::from_secs(10)));
             // B's real client gets its lease meanwhile.
             let out = b
-                .command([
-                    "busybox",
-                    "udhcpc",
-                    "-i",
-                    "eth0",
-                    "-q",
-                    "-n",
-                    "-t",
-                    "6",
-                    "-T",
-                    "1",
-                    "-s",
-                    script.to_str().unwrap(),
-                ])
+                .command(udhcpc_args(&script, "6", &["-q", "-n"]))
                 .env("LOG", &log)
                 .output()
                 .expect("run udhcpc");
