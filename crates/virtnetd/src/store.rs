@@ -375,23 +375,12 @@ impl Store {
     /// Writes one record durably (one transaction).
     pub fn put(&self, name: &str, record: &Record) -> Result<()> {
         let bytes = encode(name, record)?;
-        let ctx = || format!("cannot store network '{name}' in {}", self.path.display());
-        self.with_db(|db| {
-            let txn = begin_write(db, &self.path)?;
-            {
-                let mut table = txn
-                    .open_table(NETWORKS)
-                    .map_err(|e| Error::store(ctx(), e))?;
-                table
-                    .insert(name, bytes.as_slice())
-                    .map_err(|e| Error::store(ctx(), e))?;
-            }
-            txn.commit().map_err(|e| Error::store(ctx(), e))
-        })
+        self.put_raw(name, &bytes)
     }
 
-    /// Writes `bytes` as the record of network `name`, as they are. For tests and repair
-    /// tools: it is how a record that cannot be read gets into a store.
+    /// Writes `bytes` as the record of network `name`, as they are: [`Store::put`] writes
+    /// through it, and for tests and repair tools it is how a record that cannot be read
+    /// gets into a store.
     #[doc(hidden)]
     pub fn put_raw(&self, name: &str, bytes: &[u8]) -> Result<()> {
         let ctx = || format!("cannot store network '{name}' in {}", self.path.display());
