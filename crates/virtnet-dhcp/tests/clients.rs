@@ -4,7 +4,7 @@
 //! entered the host namespace.
 
 use std::net::Ipv4Addr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use virtnet_dhcp::{
     DhcpConfig, DhcpServer, Lease, LeaseChange, LeaseSink, Limits, Range, StaticHost,
 };
+use virtnet_testkit::dhcp::write_script;
 use virtnet_testkit::Netns;
 
 fn is_root() -> bool {
@@ -130,12 +131,6 @@ fn guest_addrs(g: &Netns) -> Vec<Ipv4Addr> {
         .collect()
 }
 
-fn write_script(path: &Path, text: &str) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, text).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
-}
-
 /// udhcpc script: configure the address (so renew and release are unicast from it), log events.
 const UDHCPC_SCRIPT: &str = r#"#!/bin/sh
 echo "$1 ip=$ip mask=$mask router=$router dns=$dns domain=$domain hostname=$hostname lease=$lease" >> "$LOG"
@@ -144,6 +139,27 @@ case "$1" in
   deconfig) ip addr flush dev "$interface" ;;
 esac
 "#;
+
+/// [`UDHCPC_SCRIPT`] in a fresh temporary directory: the directory (removed when dropped),
+/// the script, and the path of the log the script appends to (its `$LOG`).
+fn udhcpc_files() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let script = tmp.path().join("udhcpc.sh");
+    let log = tmp.path().join("udhcpc.log");
+    write_script(&script, UDHCPC_SCRIPT);
+    (tmp, script, log)
+}
+
+/// busybox udhcpc's arguments: on `eth0`, in the foreground, with the event `script` and
+/// `tries` discovers one second apart, then the `extra` options.
+fn udhcpc_args<'a>(script: &'a Path, tries: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let script = script.to_str().expect("UTF-8 script path");
+    let mut args = vec![
+        "busybox", "udhcpc", "-f", "-i", "eth0", "-s", script, "-t", tries, "-T", "1",
+    ];
+    args.extend_from_slice(extra);
+    args
+}
 
 /// dhclient script: configure the address, log events.
 const DHCLIENT_SCRIPT: &str = r#"#!/bin/sh
@@ -168,10 +184,7 @@ fn udhcpc_lease_renew_release() {
     let host = Netns::new("dhcph");
     bridge(&host, "br0", 1);
     let g = guest(&host, "br0", "vp0", "52:54:00:12:34:01");
-    let tmp = tempfile::tempdir().unwrap();
-    let script = tmp.path().join("udhcpc.sh");
-    let log = tmp.path().join("udhcpc.log");
-    write_script(&script, UDHCPC_SCRIPT);
+    let (_tmp, script, log) = udhcpc_files();
     let sink = Arc::new(Sink::default());
     let sink2 = sink.clone();
     host.in_ns(|| {
@@ -180,22 +193,7 @@ fn udhcpc_lease_renew_release() {
         let server =
             DhcpServer::start(config("n1", 1), "br0", vec![], sink2.clone()).expect("start");
         let client = g.spawn_with(
-            [
-                "busybox",
-                "udhcpc",
-                "-f",
-                "-R",
-                "-i",
-                "eth0",
-                "-s",
-                script.to_str().unwrap(),
-                "-x",
-                "hostname:guest1",
-                "-t",
-                "5",
-                "-T",
-                "1",
-            ],
+            udhcpc_args(&script, "5", &["-R", "-x", "hostname:guest1"]),
             |cmd| {
                 cmd.env("LOG", &log)
                     .stdout(Stdio::null())
@@ -333,27 +331,10 @@ fn two_networks_bind_port_67_on_their_own_bridges() {
     bridge(&host, "br2", 4);
     let g1 = guest(&host, "br1", "vp1", "52:54:00:12:34:03");
     let g2 = guest(&host, "br2", "vp2", "52:54:00:12:34:04");
-    let tmp = tempfile::tempdir().unwrap();
-    let script = tmp.path().join("udhcpc.sh");
-    write_script(&script, UDHCPC_SCRIPT);
-    let log = tmp.path().join("log");
+    let (_tmp, script, log) = udhcpc_files();
     let udhcpc = |g: &Netns| {
         let out = g
-            .command([
-                "busybox",
-                "udhcpc",
-                "-f",
-                "-q",
-                "-n",
-                "-i",
-                "eth0",
-                "-s",
-                script.to_str().unwrap(),
-                "-t",
-                "5",
-                "-T",
-                "1",
-            ])
+            .command(udhcpc_args(&script, "5", &["-q", "-n"]))
             .env("LOG", &log)
             .output()
             .expect("udhcpc");
@@ -434,10 +415,7 @@ fn a_lease_waiting_for_its_commit_does_not_hold_the_async_worker() {
     let host = Netns::new("dhcph");
     bridge(&host, "br0", 9);
     let g = guest(&host, "br0", "vp9", "52:54:00:12:34:09");
-    let tmp = tempfile::tempdir().unwrap();
-    let script = tmp.path().join("udhcpc.sh");
-    let log = tmp.path().join("udhcpc.log");
-    write_script(&script, UDHCPC_SCRIPT);
+    let (_tmp, script, log) = udhcpc_files();
     let (release, gate) = std::sync::mpsc::channel();
     let sink = Arc::new(GatedSink {
         entered: Default::default(),
@@ -454,26 +432,11 @@ fn a_lease_waiting_for_its_commit_does_not_hold_the_async_worker() {
         rt.block_on(async {
             let server =
                 DhcpServer::start(config("n9", 9), "br0", vec![], sink2.clone()).expect("start");
-            let client = g.spawn_with(
-                [
-                    "busybox",
-                    "udhcpc",
-                    "-f",
-                    "-i",
-                    "eth0",
-                    "-s",
-                    script.to_str().unwrap(),
-                    "-t",
-                    "5",
-                    "-T",
-                    "1",
-                ],
-                |cmd| {
-                    cmd.env("LOG", &log)
-                        .stdout(Stdio::null())
-                        .stderr(Stdio::null());
-                },
-            );
+            let client = g.spawn_with(udhcpc_args(&script, "5", &[]), |cmd| {
+                cmd.env("LOG", &log)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null());
+            });
             // This task runs only if the runtime's one thread is free while the sink waits.
             for _ in 0..600 {
                 if sink2.entered.load(SeqCst) {
@@ -896,10 +859,7 @@ fn a_guest_flooding_with_a_neighbours_chaddr_does_not_starve_it() {
     bridge(&host, "brf", 11);
     let a = guest(&host, "brf", "vpfa", &mac_text(GUEST_A));
     let b = guest(&host, "brf", "vpfb", &mac_text(GUEST_B));
-    let tmp = tempfile::tempdir().unwrap();
-    let script = tmp.path().join("udhcpc.sh");
-    let log = tmp.path().join("udhcpc.log");
-    write_script(&script, UDHCPC_SCRIPT);
+    let (_tmp, script, log) = udhcpc_files();
     let mut cfg = config("flood", 11);
     cfg.hosts.clear();
     assert!(cfg.limits.requests_per_port_per_sec <= 20 && cfg.limits.burst <= 40);
@@ -934,20 +894,7 @@ fn a_guest_flooding_with_a_neighbours_chaddr_does_not_starve_it() {
                 b.in_ns(|| discovers_answered(GUEST_B, 0x0b10_0000, 20, Duration::from_secs(10)));
             // B's real client gets its lease meanwhile.
             let out = b
-                .command([
-                    "busybox",
-                    "udhcpc",
-                    "-i",
-                    "eth0",
-                    "-q",
-                    "-n",
-                    "-t",
-                    "6",
-                    "-T",
-                    "1",
-                    "-s",
-                    script.to_str().unwrap(),
-                ])
+                .command(udhcpc_args(&script, "6", &["-q", "-n"]))
                 .env("LOG", &log)
                 .output()
                 .expect("run udhcpc");

@@ -20,6 +20,28 @@ pub struct ChainHeader {
     pub policy: Option<String>,
 }
 
+impl ChainHeader {
+    /// A base chain `name` of the table `family table`, on `hook` with `policy`.
+    pub fn base(family: &str, table: &str, name: &str, hook: &str, policy: &str) -> Self {
+        ChainHeader {
+            hook: Some(hook.into()),
+            policy: Some(policy.into()),
+            ..ChainHeader::regular(family, table, name)
+        }
+    }
+
+    /// A regular chain `name` (no hook, no policy) of the table `family table`.
+    pub fn regular(family: &str, table: &str, name: &str) -> Self {
+        ChainHeader {
+            family: family.into(),
+            table: table.into(),
+            name: name.into(),
+            hook: None,
+            policy: None,
+        }
+    }
+}
+
 impl Nftables {
     /// Lists the header of every chain of every table (one `list chains`, in JSON). Reads
     /// only the headers, never the rules, so its cost does not grow with the host's ruleset.
@@ -67,20 +89,8 @@ mod tests {
         assert_eq!(
             chains,
             vec![
-                ChainHeader {
-                    family: "ip".into(),
-                    table: "filter".into(),
-                    name: "FORWARD".into(),
-                    hook: Some("forward".into()),
-                    policy: Some("drop".into()),
-                },
-                ChainHeader {
-                    family: "inet".into(),
-                    table: "virtnet".into(),
-                    name: "guest_in".into(),
-                    hook: None,
-                    policy: None,
-                },
+                ChainHeader::base("ip", "filter", "FORWARD", "forward", "drop"),
+                ChainHeader::regular("inet", "virtnet", "guest_in"),
             ]
         );
     }

@@ -239,19 +239,7 @@ mod tests {
     use super::*;
 
     fn address(ifindex: u32, local: &str, prefix_len: u8) -> AddressEntry {
-        AddressEntry {
-            ifindex,
-            local: local.parse().unwrap(),
-            peer: None,
-            prefix_len,
-            broadcast: None,
-            label: None,
-            scope: 0,
-            flags: 0,
-            valid_lft: u32::MAX,
-            preferred_lft: u32::MAX,
-            route_metric: None,
-        }
+        AddressEntry::new(ifindex, local.parse().unwrap(), prefix_len)
     }
 
     #[test]

@@ -78,20 +78,8 @@ fn chain_headers_list_base_chains_with_hook_and_policy() {
     assert_eq!(
         chains,
         vec![
-            ChainHeader {
-                family: "ip".into(),
-                table: "filter".into(),
-                name: "FORWARD".into(),
-                hook: Some("forward".into()),
-                policy: Some("drop".into()),
-            },
-            ChainHeader {
-                family: "ip".into(),
-                table: "filter".into(),
-                name: "helper".into(),
-                hook: None,
-                policy: None,
-            },
+            ChainHeader::base("ip", "filter", "FORWARD", "forward", "drop"),
+            ChainHeader::regular("ip", "filter", "helper"),
         ]
     );
     // The context is back to text output afterwards.

@@ -66,6 +66,17 @@ fn render(p: &NetworkPlan) -> String {
     s
 }
 
+/// The `.xml` files in `dir`, sorted by path.
+fn xml_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "xml"))
+        .collect();
+    files.sort();
+    files
+}
+
 fn inputs() -> Vec<(String, PathBuf)> {
     let mut out = Vec::new();
     let dirs = [
@@ -80,12 +91,7 @@ fn inputs() -> Vec<(String, PathBuf)> {
         ),
     ];
     for (tag, dir) in dirs {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-            .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "xml"))
-            .collect();
-        files.sort();
+        let files = xml_files(&dir);
         assert!(!files.is_empty(), "no XML in {}", dir.display());
         for f in files {
             let stem = f.file_stem().unwrap().to_string_lossy().to_string();
@@ -197,12 +203,7 @@ fn external_plans_match_golden_files() {
     ];
     let mut rendered = Vec::new();
     for (tag, dir) in dirs {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-            .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "xml"))
-            .collect();
-        files.sort();
+        let files = xml_files(&dir);
         for f in files {
             let Ok(net) = Network::from_xml(&read_corpus_file(&f)) else {
                 continue; // not a network document, or one the model refuses

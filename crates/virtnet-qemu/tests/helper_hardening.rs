@@ -20,16 +20,6 @@ fn acl_file(lab: &Lab, text: &str) -> String {
     p.to_string_lossy().into_owned()
 }
 
-/// The names of the host namespace's links.
-fn links(lab: &Lab) -> Vec<String> {
-    lab.host()
-        .ip_ok(["-o", "link", "show"])
-        .lines()
-        .filter_map(|l| l.split(": ").nth(1))
-        .map(|n| n.split('@').next().unwrap_or(n).to_string())
-        .collect()
-}
-
 /// A lab whose virtnetd runs with `extra` arguments and the network `default` on virbr0.
 fn lab_with(name: &str, extra: &[&str]) -> (Lab, Daemon) {
     let lab = Lab::new(name);
@@ -49,7 +39,7 @@ fn helper_refuses_a_bridge_that_is_not_one_even_when_the_acl_allows_all() {
     ]);
     lab.host()
         .ip_ok(["tuntap", "add", "dev", "vntt0", "mode", "tap"]);
-    let before = links(&lab);
+    let before = lab.host().link_names();
     for not_a_bridge in ["vntv0", "vntt0", "lo"] {
         let env = [
             ("VIRTNET_SOCKET", socket.as_str()),
@@ -69,7 +59,7 @@ fn helper_refuses_a_bridge_that_is_not_one_even_when_the_acl_allows_all() {
             run.stderr()
         );
     }
-    assert_eq!(links(&lab), before, "a tap was left behind");
+    assert_eq!(lab.host().link_names(), before, "a tap was left behind");
     assert!(client(&daemon).ports(None).expect("ports").is_empty());
 }
 
@@ -177,7 +167,9 @@ fn a_helper_killed_at_random_points_leaves_no_tap_and_no_port() {
     let client = client(&daemon);
     let clean = eventually(Duration::from_secs(60), || {
         let ports = client.ports(None).expect("ports");
-        let taps: Vec<String> = links(&lab)
+        let taps: Vec<String> = lab
+            .host()
+            .link_names()
             .into_iter()
             .filter(|l| l.starts_with("vnet"))
             .collect();
@@ -194,7 +186,7 @@ fn a_helper_killed_at_random_points_leaves_no_tap_and_no_port() {
         clean,
         "{killed} of 60 helpers killed mid-run; left: ports {:?}, links {:?}",
         left.iter().map(|p| &p.name).collect::<Vec<_>>(),
-        links(&lab)
+        lab.host().link_names()
     );
 }
 

@@ -1,5 +1,5 @@
 //! DHCP clients in guest namespaces: busybox `udhcpc` with an event script that applies the
-//! lease to the guest's interface only.
+//! lease to the guest's interface only; and dnsmasq as a LAN's DHCP server or a DNS server.
 
 use std::path::{Path, PathBuf};
 
@@ -34,24 +34,31 @@ impl Guest {
     /// sending `hostname`: a lease is obtained, then udhcpc exits without releasing it.
     /// Returns udhcpc's output; panics when no lease is obtained.
     pub fn udhcpc(&self, script: &Path, hostname: &str) -> String {
-        self.ns().run_ok([
-            "busybox",
-            "udhcpc",
-            "-i",
-            "eth0",
-            "-f",
-            "-q",
-            "-n",
-            "-t",
-            "5",
-            "-T",
-            "1",
-            "-x",
-            &format!("hostname:{hostname}"),
-            "-s",
-            &script.to_string_lossy(),
-        ])
+        self.ns().run_ok(udhcpc_args(script, Some(hostname), 5))
     }
+
+    /// Like [`Guest::udhcpc`] with `tries` discovers and no hostname, for a test that expects
+    /// no lease as much as one: true when a lease was obtained.
+    pub fn try_udhcpc(&self, script: &Path, tries: u32) -> bool {
+        self.ns()
+            .exec(udhcpc_args(script, None, tries))
+            .status
+            .success()
+    }
+}
+
+/// busybox udhcpc's arguments for one lease on `eth0` (`tries` discovers one second apart),
+/// with the event `script`, sending `hostname` when given.
+fn udhcpc_args(script: &Path, hostname: Option<&str>, tries: u32) -> Vec<String> {
+    let mut args: Vec<String> = ["busybox", "udhcpc", "-i", "eth0", "-f", "-q", "-n", "-t"]
+        .map(String::from)
+        .to_vec();
+    args.extend([tries.to_string(), "-T".into(), "1".into()]);
+    if let Some(hostname) = hostname {
+        args.extend(["-x".into(), format!("hostname:{hostname}")]);
+    }
+    args.extend(["-s".into(), script.to_string_lossy().into_owned()]);
+    args
 }
 
 /// A DHCP-only dnsmasq on `iface` of `ns` (a LAN's server, not virtnet's): leases from `range`
@@ -76,4 +83,22 @@ pub fn lan_dhcp_server(
         &format!("--dhcp-leasefile={}", leases.display()),
         "--pid-file=",
     ])
+}
+
+/// A dnsmasq DNS server in `ns` on `listen` only, answering from its `extra` options (no
+/// resolv.conf, no hosts file). It is stopped when the returned child is dropped.
+pub fn dns_server(ns: &Netns, listen: &str, extra: &[&str]) -> NsChild {
+    let listen = format!("--listen-address={listen}");
+    let mut args = vec![
+        "dnsmasq",
+        "--no-daemon",
+        "--no-resolv",
+        "--no-hosts",
+        "--conf-file=/dev/null",
+        "--bind-interfaces",
+        &listen,
+    ];
+    args.extend_from_slice(extra);
+    args.extend(["--pid-file=", "--user=root"]);
+    ns.spawn(args)
 }

@@ -283,6 +283,38 @@ impl Netns {
         output_ok(self.ip_command(args))
     }
 
+    /// The names of the namespace's links, sorted, without a veth's `@peer` suffix.
+    pub fn link_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .ip_ok(["-br", "link"])
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            // `vg0@if2`: a veth shows its peer's index.
+            .map(|name| name.split('@').next().unwrap_or(name).to_string())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// A veth pair between two namespaces: `local` here, its peer `remote` in `peer`, both
+    /// ends up. Panics on failure; deleting either namespace removes the pair.
+    pub fn veth_to(&self, local: &str, peer: &Netns, remote: &str) {
+        self.ip_ok([
+            "link",
+            "add",
+            local,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            remote,
+            "netns",
+            peer.name(),
+        ]);
+        self.ip_ok(["link", "set", local, "up"]);
+        peer.ip_ok(["link", "set", remote, "up"]);
+    }
+
     fn ip_command<I, S>(&self, args: I) -> Command
     where
         I: IntoIterator<Item = S>,

@@ -179,20 +179,7 @@ impl Lab {
         // "vg" + a counter fits the 15-character limit on interface names; names are per
         // namespace, so labs running in parallel do not collide.
         let host_if = format!("vg{n}");
-        ns.ip_ok([
-            "link",
-            "add",
-            "eth0",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &host_if,
-            "netns",
-            self.host.name(),
-        ]);
-        ns.ip_ok(["link", "set", "eth0", "up"]);
-        self.host.ip_ok(["link", "set", &host_if, "up"]);
+        ns.veth_to("eth0", &self.host, &host_if);
         Guest {
             ns,
             host: self.host.clone(),

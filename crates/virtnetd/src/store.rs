@@ -375,23 +375,12 @@ impl Store {
     /// Writes one record durably (one transaction).
     pub fn put(&self, name: &str, record: &Record) -> Result<()> {
         let bytes = encode(name, record)?;
-        let ctx = || format!("cannot store network '{name}' in {}", self.path.display());
-        self.with_db(|db| {
-            let txn = begin_write(db, &self.path)?;
-            {
-                let mut table = txn
-                    .open_table(NETWORKS)
-                    .map_err(|e| Error::store(ctx(), e))?;
-                table
-                    .insert(name, bytes.as_slice())
-                    .map_err(|e| Error::store(ctx(), e))?;
-            }
-            txn.commit().map_err(|e| Error::store(ctx(), e))
-        })
+        self.put_raw(name, &bytes)
     }
 
-    /// Writes `bytes` as the record of network `name`, as they are. For tests and repair
-    /// tools: it is how a record that cannot be read gets into a store.
+    /// Writes `bytes` as the record of network `name`, as they are: [`Store::put`] writes
+    /// through it, and for tests and repair tools it is how a record that cannot be read
+    /// gets into a store.
     #[doc(hidden)]
     pub fn put_raw(&self, name: &str, bytes: &[u8]) -> Result<()> {
         let ctx = || format!("cannot store network '{name}' in {}", self.path.display());
@@ -662,10 +651,8 @@ impl Store {
         let prefix = lease_key(network, "");
         self.with_db(|db| {
             let txn = db.begin_read().map_err(|e| Error::store(ctx(), e))?;
-            let table = match txn.open_table(LEASES) {
-                Ok(t) => t,
-                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-                Err(e) => return Err(Error::store(ctx(), e)),
+            let Some(table) = open_for_reading(&txn, LEASES, ctx)? else {
+                return Ok(Vec::new());
             };
             let mut out = Vec::new();
             for item in table
@@ -690,6 +677,20 @@ impl Store {
 
 /// A table of JSON records keyed by name (ports, host bridges).
 type RecordTable = TableDefinition<'static, &'static str, &'static [u8]>;
+
+/// Opens `table` in the read transaction `txn`: `None` when it was never written (nothing
+/// stored yet), an error in the words of `ctx` when it cannot be opened.
+fn open_for_reading(
+    txn: &redb::ReadTransaction,
+    table: RecordTable,
+    ctx: impl Fn() -> String,
+) -> Result<Option<redb::ReadOnlyTable<&'static str, &'static [u8]>>> {
+    match txn.open_table(table) {
+        Ok(t) => Ok(Some(t)),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(Error::store(ctx(), e)),
+    }
+}
 
 impl Store {
     /// Writes (or replaces) one JSON record of `table` durably; `what` names it in errors.
@@ -738,10 +739,8 @@ impl Store {
         let ctx = || format!("cannot read the {what}s");
         self.with_db(|db| {
             let txn = db.begin_read().map_err(|e| Error::store(ctx(), e))?;
-            let t = match txn.open_table(table) {
-                Ok(t) => t,
-                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-                Err(e) => return Err(Error::store(ctx(), e)),
+            let Some(t) = open_for_reading(&txn, table, ctx)? else {
+                return Ok(Vec::new());
             };
             let mut out = Vec::new();
             for item in t.iter().map_err(|e| Error::store(ctx(), e))? {
@@ -836,10 +835,25 @@ mod tests {
         }
     }
 
-    #[test]
-    fn records_survive_reopen_on_the_same_boot() -> Result<()> {
+    /// A fresh directory for a store file; the file goes with the returned directory guard.
+    fn temp_db() -> Result<(tempfile::TempDir, PathBuf)> {
         let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", Path::new("."), e))?;
         let path = dir.path().join(DB_FILE);
+        Ok((dir, path))
+    }
+
+    /// Opens the store at `path` on boot `boot`, writes `records` and closes it again.
+    fn seed(path: &Path, boot: &str, records: &[(&str, Record)]) -> Result<()> {
+        let (store, _, _) = Store::open(path, Some(boot))?;
+        for (name, record) in records {
+            store.put(name, record)?;
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn records_survive_reopen_on_the_same_boot() -> Result<()> {
+        let (_dir, path) = temp_db()?;
         {
             let (store, records, _) = Store::open(&path, Some("boot-a"))?;
             assert!(records.is_empty());
@@ -858,8 +872,7 @@ mod tests {
 
     #[test]
     fn leases_are_kept_per_network_and_survive_reopen() -> Result<()> {
-        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", Path::new("."), e))?;
-        let path = dir.path().join(DB_FILE);
+        let (_dir, path) = temp_db()?;
         {
             let (store, _, _) = Store::open(&path, Some("boot-a"))?;
             assert!(store.leases::<String>("a")?.is_empty());
@@ -888,8 +901,7 @@ mod tests {
     /// Issue 11, finding 1: one record that cannot be read is set aside, not fatal.
     #[test]
     fn an_unreadable_record_is_set_aside() -> Result<()> {
-        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", Path::new("."), e))?;
-        let path = dir.path().join(DB_FILE);
+        let (_dir, path) = temp_db()?;
         {
             let (store, _, _) = Store::open(&path, Some("boot-a"))?;
             store.put("a", &record("a", true, false))?;
@@ -915,12 +927,8 @@ mod tests {
     /// Issue 11, finding 2: redb asserts on a truncated file; the store reports it.
     #[test]
     fn a_truncated_file_is_an_error_not_a_panic() -> Result<()> {
-        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", Path::new("."), e))?;
-        let path = dir.path().join(DB_FILE);
-        {
-            let (store, _, _) = Store::open(&path, Some("boot-a"))?;
-            store.put("a", &record("a", true, false))?;
-        }
+        let (_dir, path) = temp_db()?;
+        seed(&path, "boot-a", &[("a", record("a", true, false))])?;
         let file = std::fs::OpenOptions::new()
             .write(true)
             .open(&path)
@@ -938,8 +946,7 @@ mod tests {
 
     #[test]
     fn a_newer_format_is_refused() -> Result<()> {
-        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", Path::new("."), e))?;
-        let path = dir.path().join(DB_FILE);
+        let (_dir, path) = temp_db()?;
         {
             let db = Database::create(&path).map_err(|e| Error::store("create", e))?;
             let txn = db.begin_write().map_err(|e| Error::store("begin", e))?;
@@ -959,14 +966,16 @@ mod tests {
 
     #[test]
     fn a_reboot_drops_live_definitions_and_transient_networks() -> Result<()> {
-        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", Path::new("."), e))?;
-        let path = dir.path().join(DB_FILE);
-        {
-            let (store, _, _) = Store::open(&path, Some("boot-a"))?;
-            store.put("a", &record("a", true, true))?;
-            store.put("t", &record("t", false, true))?;
-            store.put("i", &record("i", true, false))?;
-        }
+        let (_dir, path) = temp_db()?;
+        seed(
+            &path,
+            "boot-a",
+            &[
+                ("a", record("a", true, true)),
+                ("t", record("t", false, true)),
+                ("i", record("i", true, false)),
+            ],
+        )?;
         let (store, records, report) = Store::open(&path, Some("boot-b"))?;
         assert!(report.rebooted);
         assert_eq!(report.deactivated, ["a"]);

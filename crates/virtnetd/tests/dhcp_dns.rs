@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use virtnet_testkit::dhcp::{udhcpc_script, write_script};
+use virtnet_testkit::dhcp::{dns_server, udhcpc_script, write_script};
 use virtnet_testkit::{Daemon, Guest, Lab, Netns, NsChild, HOST_UPLINK_ADDR, UPSTREAM_ADDR};
 
 const STATIC_MAC: &str = "52:54:00:00:00:42";
@@ -36,29 +36,11 @@ struct DnsLab {
     _upstream_dns: NsChild,
 }
 
-/// A dnsmasq DNS server in `ns` on `listen` only, answering from its `extra` options (no
-/// resolv.conf, no hosts file).
-fn dnsmasq(ns: &Netns, listen: &str, extra: &[&str]) -> NsChild {
-    let listen = format!("--listen-address={listen}");
-    let mut args = vec![
-        "dnsmasq",
-        "--no-daemon",
-        "--no-resolv",
-        "--no-hosts",
-        "--conf-file=/dev/null",
-        "--bind-interfaces",
-        &listen,
-    ];
-    args.extend_from_slice(extra);
-    args.extend(["--pid-file=", "--user=root"]);
-    ns.spawn(args)
-}
-
 fn dns_lab(test: &str, lease: &str) -> DnsLab {
     let lab = Lab::new(test);
     let resolv = lab.tmp_dir().join("resolv.conf");
     std::fs::write(&resolv, format!("nameserver {UPSTREAM_ADDR}\n")).expect("write resolv.conf");
-    let upstream_dns = dnsmasq(
+    let upstream_dns = dns_server(
         lab.upstream(),
         UPSTREAM_ADDR,
         &[
@@ -351,7 +333,7 @@ fn live_updates_reach_dhcp_and_dns_without_a_restart() {
     let t = dns_lab("update", "");
     // Another DNS server already listens on port 53 of the host (systemd-resolved's
     // address): the network's server binds its own addresses only, so both run.
-    let resolved = dnsmasq(t.lab.host(), "127.0.0.53", &[]);
+    let resolved = dns_server(t.lab.host(), "127.0.0.53", &[]);
     std::thread::sleep(Duration::from_millis(300));
     t.daemon.cli_ok(&["net-destroy", "default"]);
     t.daemon.cli_ok(&["net-start", "default"]);

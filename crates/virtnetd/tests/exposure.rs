@@ -14,7 +14,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use virtnet_testkit::dhcp::udhcpc_script;
+use virtnet_testkit::dhcp::{dns_server, udhcpc_script};
 use virtnet_testkit::{Daemon, Guest, Lab, Netns, NsChild, HOST_UPLINK_ADDR, UPSTREAM_ADDR};
 
 /// The network of finding 3: NAT, DHCP, a local name (`printer`), TFTP.
@@ -30,18 +30,7 @@ fn served_network(tftp_root: &Path) -> String {
 
 /// A DNS server in `ns` on `listen` standing for the internet's: knows `www.example.org`.
 fn upstream_dns(ns: &Netns, listen: &str) -> NsChild {
-    ns.spawn([
-        "dnsmasq",
-        "--no-daemon",
-        "--no-resolv",
-        "--no-hosts",
-        "--conf-file=/dev/null",
-        "--bind-interfaces",
-        &format!("--listen-address={listen}"),
-        "--address=/example.org/203.0.113.80",
-        "--pid-file=",
-        "--user=root",
-    ])
+    dns_server(ns, listen, &["--address=/example.org/203.0.113.80"])
 }
 
 /// A daemon in the lab's host namespace whose DNS servers forward to the upstream dnsmasq.

@@ -27,21 +27,6 @@ fn lab_with_daemon(test: &str) -> (Lab, Daemon) {
     (lab, daemon)
 }
 
-/// The host's link names (their states change with carrier, which is not what is compared),
-/// without a veth's `@peer`.
-fn link_names(lab: &Lab) -> Vec<String> {
-    let mut names: Vec<String> = lab
-        .host()
-        .ip_ok(["-br", "link"])
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        // `vg0@if2`: a veth shows its peer's index.
-        .map(|name| name.split('@').next().unwrap_or(name).to_string())
-        .collect();
-    names.sort();
-    names
-}
-
 fn table(lab: &Lab) -> String {
     let out = lab.host().exec(["nft", "list", "table", "inet", "virtnet"]);
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -217,7 +202,7 @@ fn a_subnet_in_use_or_a_foreign_bridge_name_is_refused_and_changes_nothing() {
     let (lab, daemon) = lab_with_daemon("conflict");
     // 203.0.113.0/24 is the host's uplink.
     daemon.define(&network("clash", Some("nat"), "virbr0", "203.0.113"));
-    let before_links = link_names(&lab);
+    let before_links = lab.host().link_names();
     let out = daemon.cli(&["net-start", "clash"]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -225,7 +210,7 @@ fn a_subnet_in_use_or_a_foreign_bridge_name_is_refused_and_changes_nothing() {
         stderr.contains("Network is already in use by interface uplink0"),
         "{stderr}"
     );
-    assert_eq!(link_names(&lab), before_links);
+    assert_eq!(lab.host().link_names(), before_links);
     assert!(daemon.cli_ok(&["net-list", "--inactive"]).contains("clash"));
 
     // A bridge name taken by a link virtnet did not make.
@@ -298,7 +283,7 @@ fn ipv6_forwarding_is_refused_while_an_uplink_needs_router_advertisements() {
         stderr.contains("without accept_ra set to 2") && stderr.contains("look at: uplink0"),
         "{stderr}"
     );
-    assert!(!link_names(&lab).contains(&"virbr6".to_string()));
+    assert!(!lab.host().link_names().contains(&"virbr6".to_string()));
     lab.host().sysctl("net.ipv6.conf.uplink0.accept_ra", "2");
     daemon.cli_ok(&["net-start", "v6"]);
     assert_eq!(
@@ -338,7 +323,7 @@ fn a_foreign_drop_policy_is_reported() {
 #[test]
 fn destroy_removes_exactly_what_start_made() {
     let (lab, daemon) = lab_with_daemon("destroy");
-    let links = link_names(&lab);
+    let links = lab.host().link_names();
     let routes = lab.host().ip_ok(["route"]);
     let xml = "<network><name>lab</name><forward mode='nat'/><bridge name='virbr10'/>\
                <ip address='192.168.100.1' prefix='24'/>\
@@ -352,13 +337,13 @@ fn destroy_removes_exactly_what_start_made() {
     daemon.cli_ok(&["net-destroy", "lab"]);
     // The bridge's name, addresses and routes are gone at once; the parked bridge itself is
     // deleted in the background, moments later.
-    assert!(!link_names(&lab).contains(&"virbr10".to_string()));
+    assert!(!lab.host().link_names().contains(&"virbr10".to_string()));
     assert!(!lab.host().ip_ok(["addr"]).contains("192.168.100.1"));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while link_names(&lab) != links && std::time::Instant::now() < deadline {
+    while lab.host().link_names() != links && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    assert_eq!(link_names(&lab), links);
+    assert_eq!(lab.host().link_names(), links);
     assert_eq!(lab.host().ip_ok(["route"]), routes);
     let rules = table(&lab);
     assert!(!rules.contains("virbr10"), "{rules}");
@@ -368,7 +353,7 @@ fn destroy_removes_exactly_what_start_made() {
 #[test]
 fn a_network_restarted_at_once_is_whole_while_old_bridges_are_deleted_behind() {
     let (lab, daemon) = lab_with_daemon("restart");
-    let links = link_names(&lab);
+    let links = lab.host().link_names();
     start(&daemon, &network("lab", Some("nat"), "virbr11", "10.66.0"));
     let guest = lab.guest("virbr11", "10.66.0.10/24", Some("10.66.0.1"));
     for _ in 0..5 {
@@ -384,10 +369,10 @@ fn a_network_restarted_at_once_is_whole_while_old_bridges_are_deleted_behind() {
     expected.push("virbr11".to_string());
     expected.push(guest.host_if().to_string());
     expected.sort();
-    while link_names(&lab) != expected && std::time::Instant::now() < deadline {
+    while lab.host().link_names() != expected && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    assert_eq!(link_names(&lab), expected);
+    assert_eq!(lab.host().link_names(), expected);
     // The last bridge kept its address and routes while the old ones went, and the guest
     // (attached again by hand: a plain veth is not a virtnet port) reaches upstream through it.
     let local = lab.host().ip_ok(["route", "show", "table", "local"]);

@@ -33,16 +33,6 @@ fn request(domain: &str, source: InterfaceSource) -> PortRequest {
     }
 }
 
-/// The names of the host namespace's links.
-fn links(lab: &Lab) -> Vec<String> {
-    lab.host()
-        .ip_ok(["-o", "link", "show"])
-        .lines()
-        .filter_map(|l| l.split(": ").nth(1))
-        .map(|n| n.split('@').next().unwrap_or(n).to_string())
-        .collect()
-}
-
 /// The HTTP status of a refused request.
 fn status(err: &ClientError) -> Option<u16> {
     match err {
@@ -60,7 +50,7 @@ fn a_port_source_that_is_not_a_bridge_is_refused_and_nothing_is_made() {
     ]);
     lab.host()
         .ip_ok(["tuntap", "add", "dev", "vntt0", "mode", "tap"]);
-    let before = links(&lab);
+    let before = lab.host().link_names();
     for not_a_bridge in ["lo", "vntv0", "vntt0"] {
         let out = daemon.cli(&[
             "attach-interface",
@@ -91,7 +81,7 @@ fn a_port_source_that_is_not_a_bridge_is_refused_and_nothing_is_made() {
     assert_eq!(status(&err), Some(400), "{err}");
     assert!(err.to_string().contains("source"), "{err}");
     // Nothing made: no tap, no record.
-    assert_eq!(links(&lab), before);
+    assert_eq!(lab.host().link_names(), before);
     assert!(client.ports(None).expect("ports").is_empty());
 
     // A real bridge still works, and a port cannot be moved onto a non-bridge either.
@@ -142,7 +132,7 @@ fn a_tap_is_never_up_on_no_bridge_and_has_no_ipv6() {
 fn port_domain_names_are_checked_with_a_400_naming_the_field() {
     let (lab, daemon) = lab_with_default("port_domain");
     let client = Client::new(daemon.socket());
-    let before = links(&lab);
+    let before = lab.host().link_names();
     for bad in [
         "vm\u{1b}[31m",
         "vm\nsecond line",
@@ -169,6 +159,6 @@ fn port_domain_names_are_checked_with_a_400_naming_the_field() {
         stderr.contains("domain") && stderr.contains("300 bytes"),
         "{stderr}"
     );
-    assert_eq!(links(&lab), before);
+    assert_eq!(lab.host().link_names(), before);
     assert!(client.ports(None).expect("ports").is_empty());
 }

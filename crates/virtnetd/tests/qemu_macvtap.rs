@@ -18,21 +18,8 @@ const VM_MAC: &str = "52:54:00:12:34:77";
 fn qemu_guest_on_a_macvtap_port_leases_from_the_lan_and_reaches_it() {
     let host = Netns::new("mvhost");
     let lan = Netns::new("mvlan");
-    host.ip_ok([
-        "link",
-        "add",
-        "eth0",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "lan0",
-        "netns",
-        lan.name(),
-    ]);
+    host.veth_to("eth0", &lan, "lan0");
     lan.ip_ok(["addr", "add", "10.90.0.1/24", "dev", "lan0"]);
-    lan.ip_ok(["link", "set", "lan0", "up"]);
-    host.ip_ok(["link", "set", "eth0", "up"]);
     let dir = tempfile::Builder::new()
         .prefix("vnt-mv")
         .tempdir()

@@ -12,7 +12,7 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use virtnet_testkit::dhcp::udhcpc_script;
-use virtnet_testkit::{virtnet_bin, virtnetd_bin, Daemon, Guest, Lab, Netns, NsChild};
+use virtnet_testkit::{virtnet_bin, virtnetd_bin, Daemon, Lab, Netns, NsChild};
 
 /// The NAT network the DHCP tests lease from.
 const DEFAULT_NET: &str = "<network><name>default</name><forward mode='nat'/>\
@@ -224,22 +224,9 @@ fn ipv4_of(ns: &Netns, dev: &str) -> String {
 fn an_unreadable_record_does_not_stop_the_iface_bridge_recovery() {
     let host = Netns::new("hbstore");
     let lan = Netns::new("hbslan");
-    host.ip_ok([
-        "link",
-        "add",
-        "eth0",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "lan0",
-        "netns",
-        lan.name(),
-    ]);
+    host.veth_to("eth0", &lan, "lan0");
     lan.ip_ok(["addr", "add", "198.51.100.1/24", "dev", "lan0"]);
-    lan.ip_ok(["link", "set", "lan0", "up"]);
     host.ip_ok(["addr", "add", "198.51.100.10/24", "dev", "eth0"]);
-    host.ip_ok(["link", "set", "eth0", "up"]);
     let mut daemon = Daemon::start_in(&host);
     // The connectivity check of an address nobody has lasts seconds: kill virtnetd during it.
     let _cli = host.spawn([
@@ -470,26 +457,6 @@ impl Drop for SmallDisk {
     }
 }
 
-/// busybox udhcpc, a few tries: true when a lease was obtained.
-fn try_lease(guest: &Guest, script: &Path) -> bool {
-    let out = guest.ns().exec([
-        "busybox",
-        "udhcpc",
-        "-i",
-        "eth0",
-        "-f",
-        "-q",
-        "-n",
-        "-t",
-        "3",
-        "-T",
-        "1",
-        "-s",
-        script.to_str().expect("UTF-8 path"),
-    ]);
-    out.status.success()
-}
-
 /// Finding 2 as found: after ENOSPC redb refused every later transaction, nothing reopened
 /// it, defines answered 500 and DHCP stopped acknowledging, even after space was freed. Now:
 /// while the state directory is full a define answers 507 `no-space` and no lease is
@@ -547,7 +514,7 @@ fn a_full_state_directory_answers_507_and_recovers_without_a_restart() {
     let guest = lab.guest_unattached();
     guest.attach("virbr0");
     assert!(
-        !try_lease(&guest, &script),
+        !guest.try_udhcpc(&script, 3),
         "a lease was acknowledged on a full disk:\n{}",
         disk.log()
     );
@@ -556,7 +523,7 @@ fn a_full_state_directory_answers_507_and_recovers_without_a_restart() {
     let out = disk.in_mounts(&format!("rm -f '{}'", fill.display()));
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
-        try_lease(&guest, &script),
+        guest.try_udhcpc(&script, 3),
         "no lease after space was freed:\n{}",
         disk.log()
     );

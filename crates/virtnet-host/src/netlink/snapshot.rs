@@ -68,6 +68,24 @@ pub struct AddressEntry {
 }
 
 impl AddressEntry {
+    /// `local/prefix_len` on link `ifindex` as `ip addr add` makes it: global scope, no flags,
+    /// no peer, broadcast or label, valid forever.
+    pub fn new(ifindex: u32, local: IpAddr, prefix_len: u8) -> Self {
+        AddressEntry {
+            ifindex,
+            local,
+            peer: None,
+            prefix_len,
+            broadcast: None,
+            label: None,
+            scope: 0,
+            flags: 0,
+            valid_lft: FOREVER,
+            preferred_lft: FOREVER,
+            route_metric: None,
+        }
+    }
+
     /// A dynamic address: it expires (DHCP, SLAAC) instead of staying forever.
     pub fn is_dynamic(&self) -> bool {
         self.valid_lft != FOREVER

@@ -153,19 +153,7 @@ mod tests {
 
     #[test]
     fn on_link_targets() {
-        let a = AddressEntry {
-            ifindex: 2,
-            local: "198.51.100.10".parse().unwrap(),
-            peer: None,
-            prefix_len: 24,
-            broadcast: None,
-            label: None,
-            scope: 0,
-            flags: 0,
-            valid_lft: u32::MAX,
-            preferred_lft: u32::MAX,
-            route_metric: None,
-        };
+        let a = AddressEntry::new(2, "198.51.100.10".parse().unwrap(), 24);
         assert!(on_link(
             "198.51.100.1".parse().unwrap(),
             std::slice::from_ref(&a),
