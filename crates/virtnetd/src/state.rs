@@ -19,7 +19,7 @@ use virtnet_api::{AddressSource, ChangeResult, InterfaceAddress};
 use crate::error::Result;
 use crate::external::{attachment, Attachment};
 use crate::hostbridge::HostBridges;
-use crate::kernel::Kernel;
+use crate::kernel::{Kernel, PortKernel};
 use crate::ports::{BridgeDirectory, Ports, Serving};
 use crate::registry::{LinkExists, NetworkRegistry, RegistryParts};
 use crate::services::{EventFeed, ServiceOptions, Services};
@@ -82,7 +82,10 @@ impl AppState {
             kernel: kernel.clone(),
             services: services.clone(),
         }));
-        let ports = Arc::new(Ports::open(store, kernel.clone(), networks.clone())?);
+        // Ports get a kernel handle of their own: an attach never waits for another
+        // network's start or stop (see `PortKernel`).
+        let port_kernel = Arc::new(Mutex::new(PortKernel::open()?));
+        let ports = Arc::new(Ports::open(store, port_kernel, networks.clone())?);
         let state = AppState {
             networks,
             ports,
@@ -137,9 +140,11 @@ impl AppState {
         })
     }
 
-    /// Waits until the bridges of destroyed networks are deleted (at shutdown).
+    /// Waits until the bridges of destroyed networks and detached taps are deleted (at
+    /// shutdown).
     pub fn wait_for_deletions(&self) {
         lock(&self.kernel).wait_for_deletions();
+        self.ports.wait_for_deletions();
     }
 }
 

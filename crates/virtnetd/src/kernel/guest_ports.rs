@@ -10,12 +10,32 @@
 //! under a millisecond, frees the name at once and leaves nothing in service; the reaper then
 //! deletes it in a batch with whatever else is queued, like the bridges of destroyed networks.
 
+use std::collections::HashSet;
+
 use tracing::warn;
-use virtnet_host::Link;
+use virtnet_host::{Link, Netlink};
 use virtnet_plan::{PARKED_ALIAS, PARKED_NAME_PREFIX};
 
-use super::{host, in_use, Kernel};
+use super::{bridge_of, host, in_use, link_index, link_names};
 use crate::error::{Error, Result};
+use crate::reaper::Reaper;
+
+/// The kernel handle of guest ports: an rtnetlink socket and a link reaper of their own, apart
+/// from the networks' [`super::Kernel`]. A `net-start` or `net-destroy` holds the networks'
+/// kernel handle for its whole kernel step (bridge, addresses, routes, firewall: tens of
+/// milliseconds); an `attach-interface` needs none of that and no longer waits for it. The
+/// kernel itself still serialises both on its RTNL lock, one request at a time.
+pub struct PortKernel {
+    netlink: Netlink,
+    /// Deletes detached taps off the request path.
+    reaper: Reaper,
+}
+
+impl std::fmt::Debug for PortKernel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PortKernel").finish_non_exhaustive()
+    }
+}
 
 /// A guest port's tap as the kernel layer makes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,15 +55,48 @@ pub struct TapPlan {
     pub create: Option<virtnet_host::tap::TapSpec>,
 }
 
-impl Kernel {
+impl PortKernel {
+    /// Opens the handle in the calling thread's network namespace (virtnetd's).
+    pub fn open() -> Result<PortKernel> {
+        Ok(PortKernel {
+            netlink: Netlink::open().map_err(host("open rtnetlink"))?,
+            reaper: Reaper::spawn().map_err(host("start the tap reaper"))?,
+        })
+    }
+
     /// The index and MTU of a bridge, `None` when there is no bridge of that name.
-    pub(super) fn bridge_of(&mut self, name: &str) -> Result<Option<(u32, u32)>> {
+    fn bridge_of(&mut self, name: &str) -> Result<Option<(u32, u32)>> {
+        bridge_of(&mut self.netlink, name)
+    }
+
+    /// Whether the link of that name is a bridge, from one lookup; `None` when there is no
+    /// link of that name.
+    pub fn is_bridge_link(&mut self, name: &str) -> Result<Option<bool>> {
         Ok(self
             .netlink
             .link(name)
-            .map_err(host("look up bridge"))?
-            .filter(|l| l.kind.as_deref() == Some("bridge"))
-            .map(|l| (l.index, l.mtu)))
+            .map_err(host("look up link"))?
+            .map(|l| l.kind.as_deref() == Some("bridge")))
+    }
+
+    /// The index of a link by name.
+    pub fn link_index(&mut self, name: &str) -> Result<Option<u32>> {
+        link_index(&mut self.netlink, name)
+    }
+
+    /// Names of the links that exist now.
+    pub fn link_names(&mut self) -> Result<HashSet<String>> {
+        link_names(&mut self.netlink)
+    }
+
+    /// The neighbour table: (interface index, IP address, MAC) of every resolved entry.
+    pub fn neighbours(&mut self) -> Result<Vec<virtnet_host::Neighbour>> {
+        self.netlink.neighbours().map_err(host("list neighbours"))
+    }
+
+    /// Waits until every detached tap queued for the reaper is deleted.
+    pub fn wait_for_deletions(&self) {
+        self.reaper.wait_idle();
     }
 
     /// Creates (or adopts) a tap and attaches it; on failure nothing made here remains.

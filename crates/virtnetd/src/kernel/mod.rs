@@ -37,7 +37,7 @@ use crate::error::{Error, Result};
 use crate::reaper::Reaper;
 
 pub use firewall::raw_elements;
-pub use guest_ports::TapPlan;
+pub use guest_ports::{PortKernel, TapPlan};
 
 /// virtnet's handle on the kernel.
 pub struct Kernel {
@@ -150,33 +150,40 @@ impl Kernel {
         Ok(rows)
     }
 
-    /// Names of the links that exist now.
-    pub fn link_names(&mut self) -> Result<HashSet<String>> {
-        Ok(self
-            .netlink
-            .links()
-            .map_err(host("list links"))?
-            .into_iter()
-            .map(|l| l.name)
-            .collect())
-    }
-
-    /// The neighbour table: (interface index, IP address, MAC) of every resolved entry.
-    pub fn neighbours(&mut self) -> Result<Vec<virtnet_host::Neighbour>> {
-        self.netlink.neighbours().map_err(host("list neighbours"))
-    }
-
     /// Whether a bridge of that name exists.
     pub fn is_bridge(&mut self, name: &str) -> Result<bool> {
-        Ok(self.bridge_of(name)?.is_some())
+        Ok(bridge_of(&mut self.netlink, name)?.is_some())
     }
 
     /// The index of a link by name.
     pub fn link_index(&mut self, name: &str) -> Result<Option<u32>> {
-        Ok(self
-            .netlink
-            .link(name)
-            .map_err(host("look up link"))?
-            .map(|l| l.index))
+        link_index(&mut self.netlink, name)
     }
+}
+
+/// The index and MTU of a bridge, `None` when there is no bridge of that name.
+fn bridge_of(netlink: &mut Netlink, name: &str) -> Result<Option<(u32, u32)>> {
+    Ok(netlink
+        .link(name)
+        .map_err(host("look up bridge"))?
+        .filter(|l| l.kind.as_deref() == Some("bridge"))
+        .map(|l| (l.index, l.mtu)))
+}
+
+/// The index of a link by name.
+fn link_index(netlink: &mut Netlink, name: &str) -> Result<Option<u32>> {
+    Ok(netlink
+        .link(name)
+        .map_err(host("look up link"))?
+        .map(|l| l.index))
+}
+
+/// Names of the links that exist now.
+fn link_names(netlink: &mut Netlink) -> Result<HashSet<String>> {
+    Ok(netlink
+        .links()
+        .map_err(host("list links"))?
+        .into_iter()
+        .map(|l| l.name)
+        .collect())
 }

@@ -24,7 +24,7 @@ pub use directory::{BridgeDirectory, Serving};
 pub use helper::{HelperPortPolicy, DEFAULT_HELPER_PORTS_PER_USER};
 
 use crate::error::{Error, Kind, Result};
-use crate::kernel::{Kernel, TapPlan};
+use crate::kernel::{PortKernel, TapPlan};
 use crate::store::Store;
 use crate::sync::lock;
 
@@ -175,7 +175,7 @@ pub struct Ports {
     /// The store (only its port table is written here).
     store: Arc<Store>,
     /// The kernel of virtnetd's network namespace.
-    kernel: Arc<Mutex<Kernel>>,
+    kernel: Arc<Mutex<PortKernel>>,
     /// Which bridge serves a network.
     directory: Arc<dyn BridgeDirectory>,
     /// Serialises changes of ports (names and MACs are unique among them). Independent of
@@ -196,7 +196,7 @@ impl Ports {
     /// names.
     pub fn open(
         store: Arc<Store>,
-        kernel: Arc<Mutex<Kernel>>,
+        kernel: Arc<Mutex<PortKernel>>,
         directory: Arc<dyn BridgeDirectory>,
     ) -> Result<Ports> {
         Ok(Ports {
@@ -213,11 +213,12 @@ impl Ports {
     /// no bridge at all, a routed interface of the host outside every firewall rule.
     fn bridge_for(&self, source: &InterfaceSource) -> Result<String> {
         let bridge = self.bridge_name_for(source)?;
-        let mut kernel = lock(&self.kernel);
-        if kernel.link_index(&bridge)?.is_none() {
+        // One lookup: a network being destroyed meanwhile parks (renames) its bridge, and two
+        // lookups could see the name first and then no bridge under it.
+        let Some(is_bridge) = lock(&self.kernel).is_bridge_link(&bridge)? else {
             return Err(Error::not_found(Kind::Bridge, bridge));
-        }
-        if !kernel.is_bridge(&bridge)? {
+        };
+        if !is_bridge {
             return Err(invalid(
                 "source",
                 format!(
@@ -349,7 +350,7 @@ impl Ports {
     /// kernel's part goes again (the link too, unless it was adopted).
     fn remember(
         &self,
-        mut kernel: std::sync::MutexGuard<'_, Kernel>,
+        mut kernel: std::sync::MutexGuard<'_, PortKernel>,
         record: PortRecord,
     ) -> Result<Port> {
         if let Err(e) = self.store.put_port(&record.name, &record) {
@@ -527,6 +528,11 @@ impl Ports {
                 tracing::warn!(port = %r.name, network, error = %e, "cannot re-attach port");
             }
         }
+    }
+
+    /// Waits until every detached tap queued for deletion is deleted (at shutdown).
+    pub fn wait_for_deletions(&self) {
+        lock(&self.kernel).wait_for_deletions();
     }
 
     /// Start-up: forgets ports whose tap was deleted while virtnetd was down (the guest went
