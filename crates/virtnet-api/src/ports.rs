@@ -40,6 +40,26 @@ pub struct PortRequest {
     pub helper: bool,
 }
 
+impl PortRequest {
+    /// A request for a virtio port of `domain` on `source` with the guest MAC `mac`; every
+    /// other setting at its default (named tap, owner, queues left to virtnet; vnet header
+    /// on; not the bridge helper's).
+    pub fn new(domain: impl Into<String>, source: InterfaceSource, mac: impl Into<String>) -> Self {
+        PortRequest {
+            domain: domain.into(),
+            source,
+            mac: mac.into(),
+            model: Some("virtio".into()),
+            target: None,
+            owner_uid: None,
+            owner_gid: None,
+            queues: None,
+            vnet_hdr: true,
+            helper: false,
+        }
+    }
+}
+
 /// Longest guest ("domain") name a port accepts, in bytes. The name becomes part of the tap's
 /// alias (`virtnet-port:NAME`), which the kernel bounds at 255 bytes; libvirt itself sets no
 /// bound, but 200 leaves the alias room and no real guest name comes near it.

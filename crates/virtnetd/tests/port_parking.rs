@@ -18,16 +18,8 @@ const NETWORK: &str = "<network><name>parking</name><bridge name='vbpark0'/>\
 
 fn request(target: &str, mac: &str) -> PortRequest {
     PortRequest {
-        domain: "vm1".into(),
-        source: InterfaceSource::Network("parking".into()),
-        mac: mac.into(),
-        model: Some("virtio".into()),
         target: Some(target.into()),
-        owner_uid: None,
-        owner_gid: None,
-        helper: false,
-        queues: None,
-        vnet_hdr: true,
+        ..PortRequest::new("vm1", InterfaceSource::Network("parking".into()), mac)
     }
 }
 

@@ -20,16 +20,9 @@ fn lab_with_default(name: &str) -> (Lab, Daemon) {
 
 fn request(domain: &str, source: InterfaceSource) -> PortRequest {
     PortRequest {
-        domain: domain.into(),
-        source,
-        mac: "52:54:00:00:00:21".into(),
         model: None,
-        target: None,
-        owner_uid: None,
-        owner_gid: None,
-        queues: None,
         vnet_hdr: false,
-        helper: false,
+        ..PortRequest::new(domain, source, "52:54:00:00:00:21")
     }
 }
 

@@ -39,16 +39,8 @@ fn qemu_guest_on_a_macvtap_port_leases_from_the_lan_and_reaches_it() {
     daemon.cli_ok(&["net-start", "direct"]);
     let port = Client::new(daemon.socket())
         .create_port(&PortRequest {
-            domain: "mvguest".into(),
-            source: InterfaceSource::Network("direct".into()),
-            mac: VM_MAC.into(),
-            model: Some("virtio".into()),
-            target: None,
-            owner_uid: None,
-            owner_gid: None,
-            helper: false,
-            queues: None,
             vnet_hdr: false,
+            ..PortRequest::new("mvguest", InterfaceSource::Network("direct".into()), VM_MAC)
         })
         .expect("macvtap port");
     assert!(port.name.starts_with("macvtap"), "{port:?}");

@@ -111,18 +111,7 @@ fn one_call(c: &Client, k: usize, rng: &mut Rng) -> (&'static str, Result<(), Cl
         12 => ("leases", c.leases(&net, None).map(drop)),
         13 => ("bridges", c.bridges().map(drop)),
         14 => {
-            let req = PortRequest {
-                domain,
-                source: InterfaceSource::Network(net),
-                mac: mac(rng),
-                model: Some("virtio".into()),
-                target: None,
-                owner_uid: None,
-                owner_gid: None,
-                helper: false,
-                queues: None,
-                vnet_hdr: true,
-            };
+            let req = PortRequest::new(domain, InterfaceSource::Network(net), mac(rng));
             ("attach", c.create_port(&req).map(drop))
         }
         _ => match c.ports(Some(&domain)) {
