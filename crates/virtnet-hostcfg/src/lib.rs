@@ -375,22 +375,14 @@ pub(crate) fn check_name(name: &str) -> Result<(), HostCfgError> {
     Ok(())
 }
 
-/// `aa:bb:cc:dd:ee:ff`, lower case.
+/// `aa:bb:cc:dd:ee:ff`, lower case (the model's MAC address form).
 pub(crate) fn fmt_mac(mac: &[u8; 6]) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
+    virtnet_model::MacAddr(*mac).to_string()
 }
 
-/// The dotted netmask of an IPv4 prefix length.
+/// The dotted netmask of an IPv4 prefix length (the model's prefix arithmetic).
 pub(crate) fn netmask(prefix: u8) -> Ipv4Addr {
-    let bits: u32 = if prefix == 0 {
-        0
-    } else {
-        u32::MAX << (32 - u32::from(prefix.min(32)))
-    };
-    Ipv4Addr::from(bits)
+    Ipv4Addr::from(virtnet_model::subnet::prefix_mask_v4(prefix))
 }
 
 /// The prefix length of a dotted IPv4 netmask, if contiguous.
@@ -403,8 +395,7 @@ pub(crate) fn mask_to_prefix(mask: &str) -> Option<u8> {
 
 /// The broadcast address of an IPv4 network.
 pub(crate) fn broadcast(addr: Ipv4Addr, prefix: u8) -> Ipv4Addr {
-    let mask = u32::from(netmask(prefix));
-    Ipv4Addr::from(u32::from(addr) | !mask)
+    virtnet_model::Subnet::ipv4_ends(addr, prefix).1
 }
 
 /// Parses `addr/prefix` (or a bare address: /32 or /128).

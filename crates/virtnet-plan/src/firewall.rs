@@ -527,14 +527,10 @@ impl PrefixGroup {
 
     /// The netmask, as nft writes it.
     fn mask(&self) -> String {
-        let p = u32::from(self.prefix);
+        use virtnet_model::subnet::{prefix_mask_v4, prefix_mask_v6};
         match self.family {
-            Family::V4 => {
-                std::net::Ipv4Addr::from(u32::MAX.checked_shl(32 - p).unwrap_or(0)).to_string()
-            }
-            Family::V6 => {
-                std::net::Ipv6Addr::from(u128::MAX.checked_shl(128 - p).unwrap_or(0)).to_string()
-            }
+            Family::V4 => std::net::Ipv4Addr::from(prefix_mask_v4(self.prefix)).to_string(),
+            Family::V6 => std::net::Ipv6Addr::from(prefix_mask_v6(self.prefix)).to_string(),
         }
     }
 

@@ -72,10 +72,7 @@ fn client_key(mac: &[u8; 6]) -> String {
 }
 
 fn format_mac(mac: &[u8; 6]) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
+    virtnet_model::MacAddr(*mac).to_string()
 }
 
 /// A lease as the API shows it.
