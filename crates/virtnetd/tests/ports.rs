@@ -138,3 +138,105 @@ fn ports_are_made_moved_reattached_and_survive_restarts() {
         .expect("addresses")
         .is_empty());
 }
+
+/// Port changes run side by side (each claims its tap name and guest MAC, no lock across the
+/// kernel's work and the commit): many at once must still hand out distinct names, let
+/// exactly one of several requests for the same guest MAC win, and delete cleanly.
+#[test]
+fn concurrent_port_changes_keep_names_and_guest_macs_unique() {
+    let lab = Lab::new("portsconc");
+    let daemon = Daemon::start_in(lab.host());
+    let name = daemon.define(&network(
+        "default",
+        "virbr0",
+        "192.168.122",
+        "<forward mode='nat'/>",
+    ));
+    daemon.cli_ok(&["net-start", &name]);
+    let socket = daemon.socket().to_path_buf();
+    let source = || InterfaceSource::Network("default".into());
+
+    // Eight clients, five distinct ports each.
+    let made: Vec<String> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..8u8)
+            .map(|t| {
+                let socket = socket.clone();
+                s.spawn(move || {
+                    let client = Client::new(&socket);
+                    (0..5u8)
+                        .map(|i| {
+                            let mac = format!("52:54:00:0c:{t:02x}:{i:02x}");
+                            let req = PortRequest::new(format!("vm{t}"), source(), mac);
+                            client.create_port(&req).expect("create").name
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("worker"))
+            .collect()
+    });
+    let mut unique = made.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 40, "names handed out twice: {made:?}");
+    for n in &made {
+        assert!(link(&lab, n).contains("master virbr0"), "{n} not on virbr0");
+    }
+
+    // Eight clients ask for the same guest MAC at once: one port, seven conflicts.
+    let outcomes: Vec<Result<String, String>> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..8)
+            .map(|_| {
+                let socket = socket.clone();
+                s.spawn(move || {
+                    let req = PortRequest::new("twin", source(), "52:54:00:0d:00:01");
+                    Client::new(&socket)
+                        .create_port(&req)
+                        .map(|p| p.name)
+                        .map_err(|e| e.to_string())
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("worker"))
+            .collect()
+    });
+    let won: Vec<_> = outcomes.iter().filter(|o| o.is_ok()).collect();
+    assert_eq!(won.len(), 1, "{outcomes:?}");
+    for lost in outcomes.iter().filter_map(|o| o.as_ref().err()) {
+        assert!(lost.contains("already has an interface with MAC"), "{lost}");
+    }
+
+    // Everything deleted side by side, each name by two clients: one deletes, the other
+    // finds it gone or being deleted; nothing is left in the kernel or the book.
+    let mut all = made;
+    all.push(won[0].clone().expect("won"));
+    std::thread::scope(|s| {
+        for chunk in all.chunks(11) {
+            for _ in 0..2 {
+                let socket = socket.clone();
+                s.spawn(move || {
+                    let client = Client::new(&socket);
+                    for n in chunk {
+                        if let Err(e) = client.delete_port(n) {
+                            let e = e.to_string();
+                            assert!(
+                                e.contains("no port named") || e.contains("being changed"),
+                                "{n}: {e}"
+                            );
+                        }
+                    }
+                });
+            }
+        }
+    });
+    let client = Client::new(&socket);
+    assert!(client.ports(None).expect("list").is_empty());
+    for n in &all {
+        assert_eq!(link(&lab, n), "", "{n} left in the kernel");
+    }
+}

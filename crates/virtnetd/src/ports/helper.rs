@@ -54,7 +54,7 @@ impl Ports {
     /// Refuses a helper port the user may not have: one with a group (a helper's tap is its
     /// user's alone, so that no one sharing a group can race the helper to it) or one past
     /// the per-user limit. Ports whose tap is gone are forgotten first and do not count.
-    /// Runs under the writer lock.
+    /// Runs holding `changes` exclusively.
     pub(super) fn check_helper_quota(&self, req: &PortRequest) -> Result<()> {
         let Some(uid) = req.owner_uid else {
             return Err(invalid(
@@ -95,7 +95,7 @@ impl Ports {
     }
 
     /// Forgets a port whose device is gone, without touching the kernel (a link of that name,
-    /// if any, is someone else's). Runs under the writer lock.
+    /// if any, is someone else's). Runs holding `changes` exclusively.
     fn forget_port(&self, name: &str) -> Result<()> {
         self.store.delete_port(name)?;
         self.book.write().remove(name);
@@ -175,14 +175,14 @@ impl Ports {
         }
     }
 
-    /// Removes a helper port the sweeper found due, if it still is now that the writer lock
-    /// is held (the helper may have claimed the tap meanwhile): a gone tap's record is
+    /// Removes a helper port the sweeper found due, if it still is now that `changes` is
+    /// held exclusively (the helper may have claimed the tap meanwhile): a gone tap's record is
     /// forgotten, a persistent tap is deleted with its record. Says what it did.
     fn reap_helper_port(&self, name: &str) -> Result<Option<&'static str>> {
-        let _writer = lock(&self.writer);
-        if !self.book.read().get(name).is_some_and(|r| r.helper) {
+        let _all = self.exclusive();
+        let Some(record) = self.book.read().get(name).filter(|r| r.helper).cloned() else {
             return Ok(None);
-        }
+        };
         match self.helper_tap(name)? {
             HelperTap::Claimed => Ok(None),
             HelperTap::Gone => {
@@ -190,7 +190,7 @@ impl Ports {
                 Ok(Some("tap gone; port forgotten"))
             }
             HelperTap::Persistent => {
-                self.delete_port_locked(name)?;
+                self.remove_port(record)?;
                 Ok(Some(
                     "tap never handed over (still persistent); port and tap deleted",
                 ))

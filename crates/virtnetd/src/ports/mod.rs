@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use serde::{Deserialize, Serialize};
 use virtnet_api::{check_domain_name, Port, PortRequest};
@@ -17,9 +17,11 @@ use virtnet_host::tap::TapSpec;
 use virtnet_model::{InterfaceSource, MacAddr};
 
 mod addresses;
+mod claims;
 mod directory;
 mod helper;
 
+use claims::{Claim, Claims, Refused};
 pub use directory::{BridgeDirectory, Serving};
 pub use helper::{HelperPortPolicy, DEFAULT_HELPER_PORTS_PER_USER};
 
@@ -128,16 +130,11 @@ impl PortBook {
         }
     }
 
-    /// The next `vnetN` that `taken` says is free. One lookup per candidate rather than a
-    /// dump of every link, so the 1,000th port costs what the first did.
-    fn next_name(&self, mut taken: impl FnMut(&str) -> Result<bool>) -> Result<String> {
-        loop {
-            let n = self.next.fetch_add(1, Ordering::Relaxed);
-            let name = format!("vnet{n}");
-            if !taken(&name)? {
-                return Ok(name);
-            }
-        }
+    /// The next `vnetN` from the counter; whether it is free is the caller's to check, one
+    /// lookup per candidate rather than a dump of every link, so the 1,000th port costs what
+    /// the first did.
+    fn next_vnet(&self) -> String {
+        format!("vnet{}", self.next.fetch_add(1, Ordering::Relaxed))
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, PortRecord>> {
@@ -178,9 +175,14 @@ pub struct Ports {
     kernel: Arc<Mutex<PortKernel>>,
     /// Which bridge serves a network.
     directory: Arc<dyn BridgeDirectory>,
-    /// Serialises changes of ports (names and MACs are unique among them). Independent of
-    /// the networks' locks: a port change never waits for a network start or stop.
-    writer: Mutex<()>,
+    /// Names and guest MACs that changes in flight have claimed (see `claims.rs`).
+    claims: Claims,
+    /// Creating, changing and deleting a port hold it shared, each with its claim, so that
+    /// they run side by side; what must see every port settled — re-attaching a restarted
+    /// network's ports, the start-up reconcile, the bridge helper's quota and sweeper —
+    /// holds it exclusively. Independent of the networks' locks: a port change never waits
+    /// for a network start or stop.
+    changes: RwLock<()>,
 }
 
 impl std::fmt::Debug for Ports {
@@ -204,7 +206,8 @@ impl Ports {
             store,
             kernel,
             directory,
-            writer: Mutex::new(()),
+            claims: Claims::default(),
+            changes: RwLock::new(()),
         })
     }
 
@@ -302,66 +305,144 @@ impl Ports {
         if !(1..=256).contains(&queues) {
             return Err(invalid("queues", format!("{queues} is not within 1..256")));
         }
-        let _writer = lock(&self.writer);
         if req.helper {
+            // Rare (an unprivileged user's QEMU), and its quota must count settled ports.
+            let _all = self.exclusive();
             self.check_helper_quota(req)?;
+            return self.create_port(req, mac, queues);
         }
-        if self
-            .book
-            .read()
-            .values()
-            .any(|p| p.domain == req.domain && p.mac == mac)
-        {
-            return Err(Error::conflict(format!(
-                "domain '{}' already has an interface with MAC {mac}",
-                req.domain
-            )));
-        }
+        let _shared = self.shared();
+        self.create_port(req, mac, queues)
+    }
+
+    /// [`Ports::create`] once the request is checked, holding `changes`.
+    fn create_port(&self, req: &PortRequest, mac: MacAddr, queues: u32) -> Result<Port> {
         if let Some((devs, mode)) = self.macvtap_of(&req.source)? {
             return self.create_macvtap_port(req, mac, &devs, mode);
         }
         let bridge = self.bridge_for(&req.source)?;
-        let mut kernel = lock(&self.kernel);
-        let (name, adopt) = match &req.target {
+        let (claim, adopt) = match &req.target {
             Some(t) => {
                 virtnet_plan::kernel::check_ifname("target", t)?;
-                if self.book.read().contains_key(t) {
-                    return Err(Error::conflict(format!("port '{t}' already exists")));
-                }
-                (t.clone(), kernel.link_index(t)?.is_some())
+                let claim = self.claim_new(t, req, mac)?;
+                let adopt = lock(&self.kernel).link_index(t)?.is_some();
+                (claim, adopt)
             }
-            None => {
-                let name = self.book.next_name(|n| {
-                    Ok(self.book.read().contains_key(n) || kernel.link_index(n)?.is_some())
-                })?;
-                (name, false)
-            }
+            None => (
+                self.claim_free_name(req, mac, || self.book.next_vnet())?,
+                false,
+            ),
         };
         let mut record = PortRecord {
             queues,
             adopted: adopt,
-            ..new_record(req, name, mac)
+            ..new_record(req, claim.name().to_string(), mac)
         };
-        record.mtu = kernel.add_port(&self.tap_plan(&record, Some(bridge), !adopt))?;
-        self.remember(kernel, record)
+        record.mtu = lock(&self.kernel).add_port(&self.tap_plan(&record, Some(bridge), !adopt))?;
+        self.remember(claim, record)
+    }
+
+    /// Claims `name` for a new port of `req`'s guest with `mac`: refused when a port has the
+    /// name, or the guest already has (or is getting) an interface with that MAC.
+    fn claim_new(&self, name: &str, req: &PortRequest, mac: MacAddr) -> Result<Claim<'_>> {
+        self.try_claim_new(name, req, mac)
+            .map_err(|refused| match refused {
+                Refused::Name => Error::conflict(format!("port '{name}' already exists")),
+                Refused::GuestMac => self.guest_mac_conflict(req, mac),
+            })
+    }
+
+    /// True when `req`'s guest has a port with `mac` (settled or being made).
+    fn guest_has_mac(&self, req: &PortRequest, mac: MacAddr) -> bool {
+        self.claims.holds_guest_mac(&req.domain, mac)
+            || self
+                .book
+                .read()
+                .values()
+                .any(|p| p.domain == req.domain && p.mac == mac)
+    }
+
+    fn guest_mac_conflict(&self, req: &PortRequest, mac: MacAddr) -> Error {
+        Error::conflict(format!(
+            "domain '{}' already has an interface with MAC {mac}",
+            req.domain
+        ))
+    }
+
+    /// [`Ports::claim_new`], saying only why not.
+    fn try_claim_new(
+        &self,
+        name: &str,
+        req: &PortRequest,
+        mac: MacAddr,
+    ) -> std::result::Result<Claim<'_>, Refused> {
+        let book_says = || {
+            let book = self.book.read();
+            if book.contains_key(name) {
+                Some(Refused::Name)
+            } else if book
+                .values()
+                .any(|p| p.domain == req.domain && p.mac == mac)
+            {
+                Some(Refused::GuestMac)
+            } else {
+                None
+            }
+        };
+        self.claims.claim(name, Some((&req.domain, mac)), book_says)
+    }
+
+    /// Claims the first name from `next` that no port has and the kernel has no link of:
+    /// the book and the claims are asked under the claim lock, the kernel after it (a name
+    /// the kernel has is given back and the next one tried).
+    fn claim_free_name(
+        &self,
+        req: &PortRequest,
+        mac: MacAddr,
+        mut next: impl FnMut() -> String,
+    ) -> Result<Claim<'_>> {
+        // A guest MAC in use is refused before a name is drawn: a refused request does not
+        // move the counter on.
+        if self.guest_has_mac(req, mac) {
+            return Err(self.guest_mac_conflict(req, mac));
+        }
+        loop {
+            let name = next();
+            match self.try_claim_new(&name, req, mac) {
+                Ok(claim) if lock(&self.kernel).link_index(&name)?.is_none() => return Ok(claim),
+                Ok(_) | Err(Refused::Name) => continue,
+                Err(Refused::GuestMac) => return self.claim_new(&name, req, mac),
+            }
+        }
     }
 
     /// Stores a port the kernel has just made, then lists it. When the store fails, the
-    /// kernel's part goes again (the link too, unless it was adopted).
-    fn remember(
-        &self,
-        mut kernel: std::sync::MutexGuard<'_, PortKernel>,
-        record: PortRecord,
-    ) -> Result<Port> {
+    /// kernel's part goes again (the link too, unless it was adopted). No lock is held across
+    /// the commit: the claim keeps the name and MAC.
+    fn remember(&self, claim: Claim<'_>, record: PortRecord) -> Result<Port> {
         if let Err(e) = self.store.put_port(&record.name, &record) {
-            let _ = kernel.remove_port(&record.name, !record.adopted);
+            let _ = lock(&self.kernel).remove_port(&record.name, !record.adopted);
             return Err(e);
         }
-        drop(kernel);
         self.book
             .write()
             .insert(record.name.clone(), record.clone());
+        drop(claim);
         Ok(self.port_view(&record))
+    }
+
+    /// Holds `changes` shared: a port change that runs beside others.
+    fn shared(&self) -> RwLockReadGuard<'_, ()> {
+        self.changes
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Holds `changes` exclusively: every change in flight has finished.
+    fn exclusive(&self) -> RwLockWriteGuard<'_, ()> {
+        self.changes
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The NICs and mode of a direct (macvtap) network, `None` for anything else (a network
@@ -389,10 +470,9 @@ impl Ports {
         devs: &[String],
         mode: virtnet_host::MacvtapMode,
     ) -> Result<Port> {
-        let mut kernel = lock(&self.kernel);
         let mut dev = None;
         for d in devs {
-            if kernel.link_index(d)?.is_some() {
+            if lock(&self.kernel).link_index(d)?.is_some() {
                 dev = Some(d.clone());
                 break;
             }
@@ -403,50 +483,59 @@ impl Ports {
                 devs.join(", ")
             ))
         })?;
-        let name = match &req.target {
+        let claim = match &req.target {
             Some(t) => {
                 virtnet_plan::kernel::check_ifname("target", t)?;
-                t.clone()
+                self.claim_new(t, req, mac)?
             }
             None => {
                 let mut n = 0u32;
-                loop {
-                    let candidate = format!("macvtap{n}");
-                    if !self.book.read().contains_key(&candidate)
-                        && kernel.link_index(&candidate)?.is_none()
-                    {
-                        break candidate;
-                    }
+                self.claim_free_name(req, mac, || {
                     n += 1;
-                }
+                    format!("macvtap{}", n - 1)
+                })?
             }
         };
-        kernel.add_macvtap(&name, &dev, mode, mac.0)?;
+        lock(&self.kernel).add_macvtap(claim.name(), &dev, mode, mac.0)?;
         let record = PortRecord {
             macvtap_on: Some(dev),
-            ..new_record(req, name, mac)
+            ..new_record(req, claim.name().to_string(), mac)
         };
-        self.remember(kernel, record)
+        self.remember(claim, record)
     }
 
     /// `DELETE /v1/ports/{name}` (`detach-interface`): deletes the tap (an adopted one is
     /// only taken off its bridge) and forgets the port.
     pub fn delete(&self, name: &str) -> Result<Port> {
-        let _writer = lock(&self.writer);
-        self.delete_port_locked(name)
+        let _shared = self.shared();
+        let (record, _claim) = self.claim_existing(name)?;
+        self.remove_port(record)
     }
 
-    /// [`Ports::delete`] under the writer lock.
-    fn delete_port_locked(&self, name: &str) -> Result<Port> {
-        let record = self
-            .book
-            .read()
-            .get(name)
-            .cloned()
-            .ok_or_else(|| not_found(name))?;
-        lock(&self.kernel).remove_port(name, !record.adopted)?;
-        self.store.delete_port(name)?;
-        self.book.write().remove(name);
+    /// Claims an existing port for a change or its deletion. A port another request is
+    /// deleting is as good as gone (not found); one another request is changing is a
+    /// conflict, as a second `virsh` would see it.
+    fn claim_existing(&self, name: &str) -> Result<(PortRecord, Claim<'_>)> {
+        let mut record = None;
+        let claim = self.claims.claim(name, None, || {
+            record = self.book.read().get(name).cloned();
+            record.is_none().then_some(Refused::Name)
+        });
+        match (claim, record) {
+            (Ok(claim), Some(record)) => Ok((record, claim)),
+            (Err(_), Some(_)) => Err(Error::conflict(format!(
+                "port '{name}' is being changed by another request"
+            ))),
+            (_, None) => Err(not_found(name)),
+        }
+    }
+
+    /// Deletes a port's device (an adopted tap is only taken off its bridge) and record. The
+    /// caller holds the port: a claim, or `changes` exclusively.
+    fn remove_port(&self, record: PortRecord) -> Result<Port> {
+        lock(&self.kernel).remove_port(&record.name, !record.adopted)?;
+        self.store.delete_port(&record.name)?;
+        self.book.write().remove(&record.name);
         Ok(self.port_view(&record))
     }
 
@@ -465,13 +554,8 @@ impl Ports {
     /// Applies `change` to a port's record, then makes the kernel match it; the record is
     /// stored only when the kernel accepted the change.
     fn change_port(&self, name: &str, change: impl FnOnce(&mut PortRecord)) -> Result<Port> {
-        let _writer = lock(&self.writer);
-        let mut record = self
-            .book
-            .read()
-            .get(name)
-            .cloned()
-            .ok_or_else(|| not_found(name))?;
+        let _shared = self.shared();
+        let (mut record, _claim) = self.claim_existing(name)?;
         let before = record.clone();
         change(&mut record);
         if before.macvtap_on.is_some() || self.macvtap_of(&record.source)?.is_some() {
@@ -487,14 +571,13 @@ impl Ports {
             return Ok(self.port_view(&record));
         }
         let bridge = self.bridge_for(&record.source)?;
-        let mut kernel = lock(&self.kernel);
-        record.mtu = kernel.configure_port(&self.tap_plan(&record, Some(bridge), false))?;
+        record.mtu =
+            lock(&self.kernel).configure_port(&self.tap_plan(&record, Some(bridge), false))?;
         if let Err(e) = self.store.put_port(name, &record) {
             let old_bridge = self.bridge_for(&before.source).ok();
-            let _ = kernel.configure_port(&self.tap_plan(&before, old_bridge, false));
+            let _ = lock(&self.kernel).configure_port(&self.tap_plan(&before, old_bridge, false));
             return Err(e);
         }
-        drop(kernel);
         self.book.write().insert(name.to_string(), record.clone());
         Ok(self.port_view(&record))
     }
@@ -512,7 +595,9 @@ impl Ports {
 
     /// Told when a network has started: re-attaches its ports (its bridge is new).
     pub fn network_started(&self, network: &str) {
-        let _writer = lock(&self.writer);
+        // Exclusive: a port being created for this network meanwhile may have found the old
+        // bridge; once it is in the book, this re-attaches it too.
+        let _all = self.exclusive();
         let records: Vec<PortRecord> = self
             .book
             .read()
@@ -538,6 +623,7 @@ impl Ports {
     /// Start-up: forgets ports whose tap was deleted while virtnetd was down (the guest went
     /// away) and attaches the others to their bridges again.
     pub fn reconcile(&self) -> Result<()> {
+        let _all = self.exclusive();
         let present = lock(&self.kernel).link_names()?;
         let records: Vec<PortRecord> = self.book.read().values().cloned().collect();
         for r in records {
@@ -573,13 +659,11 @@ mod tests {
     }
 
     #[test]
-    fn names_move_forward_and_skip_taken_ones() -> Result<()> {
+    fn names_move_forward() {
         let book = PortBook::new(Vec::new());
-        let taken = |n: &str| Ok(n == "vnet1");
-        assert_eq!(book.next_name(taken)?, "vnet0");
-        assert_eq!(book.next_name(taken)?, "vnet2");
+        assert_eq!(book.next_vnet(), "vnet0");
+        assert_eq!(book.next_vnet(), "vnet1");
         // A freed vnet0 is not handed out again at once.
-        assert_eq!(book.next_name(|_| Ok(false))?, "vnet3");
-        Ok(())
+        assert_eq!(book.next_vnet(), "vnet2");
     }
 }
