@@ -28,6 +28,7 @@
 
 mod error;
 mod host_view;
+pub mod link_brief;
 mod netlink;
 mod nft;
 mod nft_chains;

@@ -28,6 +28,9 @@ pub const IFF_VNET_HDR: i16 = 0x4000;
 pub const IFF_MULTI_QUEUE: i16 = 0x0100;
 /// Made persistent (reported by `TUNGETIFF`).
 pub const IFF_PERSIST: i16 = 0x0800;
+/// Create only: `TUNSETIFF` fails with `EBUSY` when a device of that name exists, instead of
+/// attaching to it (the kernel's check and creation are one step, under its lock).
+pub const IFF_TUN_EXCL: i16 = 0x8000_u16 as i16;
 
 /// What a tap is created with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +92,16 @@ pub fn features(tun: &File) -> io::Result<u32> {
 /// `IFF_VNET_HDR`, `IFF_MULTI_QUEUE`), creating it when the caller may administer the
 /// network; an existing tap may also be attached to by its owner.
 pub fn attach(tun: &File, name: &str, flags: i16) -> io::Result<()> {
+    set_iff(tun, name, flags).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("failed to open tap `{name}' (TUNSETIFF): {e}"),
+        )
+    })
+}
+
+/// `TUNSETIFF` of [`attach`]; its error is the kernel's errno as is.
+fn set_iff(tun: &File, name: &str, flags: i16) -> io::Result<()> {
     check_name(name)?;
     let bytes = name.as_bytes();
     let mut req = IfReq {
@@ -99,7 +112,7 @@ pub fn attach(tun: &File, name: &str, flags: i16) -> io::Result<()> {
     req.name[..bytes.len()].copy_from_slice(bytes);
     // SAFETY: TUNSETIFF reads (and writes back) the live IfReq, laid out as struct ifreq.
     if unsafe { libc::ioctl(tun.as_raw_fd(), TUNSETIFF, &mut req) } < 0 {
-        return Err(os_err(&format!("failed to open tap `{name}' (TUNSETIFF)")));
+        return Err(io::Error::last_os_error());
     }
     Ok(())
 }
@@ -181,8 +194,9 @@ fn disable_ipv6(name: &str) -> Result<()> {
 }
 
 /// Creates a persistent tap named `spec.name` in the calling thread's network namespace. It
-/// is down and on no bridge; configure it with [`crate::Netlink::set_port`]. Fails when a
-/// device of that name exists.
+/// is down and on no bridge; configure it with [`crate::Netlink::set_port`]. Fails with
+/// `EBUSY` when a device of that name exists ([`IFF_TUN_EXCL`]: no look-up beforehand, no
+/// race with whoever makes one meanwhile).
 pub fn create_tap(spec: &TapSpec) -> Result<()> {
     const OP: &str = "create tap";
     if let Err(reason) = virtnet_ifname::check(&spec.name) {
@@ -190,14 +204,14 @@ pub fn create_tap(spec: &TapSpec) -> Result<()> {
     }
     let fail = |op: &'static str| move |e: io::Error| HostError::new(op, spec.name.clone(), e);
     let tun = open_tun().map_err(fail("open /dev/net/tun"))?;
-    let mut flags = IFF_TAP | IFF_NO_PI;
+    let mut flags = IFF_TAP | IFF_NO_PI | IFF_TUN_EXCL;
     if spec.vnet_hdr {
         flags |= IFF_VNET_HDR;
     }
     if spec.multi_queue {
         flags |= IFF_MULTI_QUEUE;
     }
-    attach(&tun, &spec.name, flags).map_err(fail(OP))?;
+    set_iff(&tun, &spec.name, flags).map_err(fail(OP))?;
     // From here on a failure leaves nothing behind: without TUNSETPERSIST the tap
     // disappears when `tun` is closed.
     disable_ipv6(&spec.name)?;

@@ -73,15 +73,18 @@ fn a_tap_is_persistent_owned_and_joins_a_bridge() {
     let tap = nl.link("vnet0").unwrap().unwrap();
     assert_eq!(tap.master, None);
     assert!(!tap.up);
-    // A second tap of the same name is refused; a bad name never reaches the kernel.
-    assert!(create_tap(&TapSpec {
+    // A second tap of the same name is refused by the kernel itself (IFF_TUN_EXCL), even
+    // with the very flags the first was made with (root could otherwise attach to it); a bad
+    // name never reaches the kernel.
+    let again = create_tap(&TapSpec {
         name: "vnet0".into(),
-        owner: None,
-        group: None,
-        multi_queue: false,
-        vnet_hdr: false,
+        owner: Some(65534),
+        group: Some(65534),
+        multi_queue: true,
+        vnet_hdr: true,
     })
-    .is_err());
+    .unwrap_err();
+    assert_eq!(again.errno(), Some(libc::EBUSY));
     let err = create_tap(&TapSpec {
         name: "a-name-longer-than-15".into(),
         owner: None,

@@ -13,10 +13,11 @@
 use std::collections::HashSet;
 
 use tracing::warn;
-use virtnet_host::{Link, Netlink};
+use virtnet_host::link_brief::{self, Brief, LinkBrief};
+use virtnet_host::Netlink;
 use virtnet_plan::{PARKED_ALIAS, PARKED_NAME_PREFIX};
 
-use super::{bridge_of, host, in_use, link_index, link_names};
+use super::{host, in_use, link_names};
 use crate::error::{Error, Result};
 use crate::reaper::Reaper;
 
@@ -64,24 +65,51 @@ impl PortKernel {
         })
     }
 
+    /// Link `name` as a port sees it, `None` when there is none. Read without RTNL
+    /// ([`link_brief`]): a bridge deletion elsewhere (a `net-destroy`) holds RTNL for tens
+    /// of milliseconds, and an attach used to wait for it once per look-up. rtnetlink answers
+    /// only when sysfs cannot be trusted to show this namespace.
+    fn brief(&mut self, name: &str) -> Result<Option<LinkBrief>> {
+        let fail = |e: std::io::Error| Error::Io {
+            context: format!("cannot look up link '{name}'"),
+            source: e,
+        };
+        match link_brief::brief(name).map_err(fail)? {
+            Brief::Link(l) => Ok(Some(l)),
+            Brief::Missing => Ok(None),
+            Brief::Unknown => Ok(self
+                .netlink
+                .link(name)
+                .map_err(host("look up link"))?
+                .map(|l| LinkBrief {
+                    index: l.index,
+                    mtu: l.mtu,
+                    is_bridge: l.kind.as_deref() == Some("bridge"),
+                    is_tun: l.kind.as_deref() == Some("tun"),
+                })),
+        }
+    }
+
     /// The index and MTU of a bridge, `None` when there is no bridge of that name.
     fn bridge_of(&mut self, name: &str) -> Result<Option<(u32, u32)>> {
-        bridge_of(&mut self.netlink, name)
+        Ok(self
+            .brief(name)?
+            .filter(|l| l.is_bridge)
+            .map(|l| (l.index, l.mtu)))
     }
 
-    /// Whether the link of that name is a bridge, from one lookup; `None` when there is no
+    /// Whether the link of that name is a bridge, from one look-up; `None` when there is no
     /// link of that name.
     pub fn is_bridge_link(&mut self, name: &str) -> Result<Option<bool>> {
-        Ok(self
-            .netlink
-            .link(name)
-            .map_err(host("look up link"))?
-            .map(|l| l.kind.as_deref() == Some("bridge")))
+        Ok(self.brief(name)?.map(|l| l.is_bridge))
     }
 
-    /// The index of a link by name.
+    /// The index of a link by name (one ioctl, no RTNL).
     pub fn link_index(&mut self, name: &str) -> Result<Option<u32>> {
-        link_index(&mut self.netlink, name)
+        link_brief::index_of(name).map_err(|e| Error::Io {
+            context: format!("cannot look up link '{name}'"),
+            source: e,
+        })
     }
 
     /// Names of the links that exist now.
@@ -102,45 +130,46 @@ impl PortKernel {
     /// Creates (or adopts) a tap and attaches it; on failure nothing made here remains.
     /// Returns the MTU the port got (its bridge's).
     pub fn add_port(&mut self, tap: &TapPlan) -> Result<u32> {
+        if let Some(spec) = &tap.create {
+            // No look-up first: the kernel refuses an existing name itself (IFF_TUN_EXCL).
+            virtnet_host::tap::create_tap(spec).map_err(|e| {
+                if e.errno() == Some(libc::EBUSY) {
+                    in_use(format!(
+                        "interface name '{}' is already in use on the host",
+                        tap.name
+                    ))
+                } else {
+                    host("create tap")(e)
+                }
+            })?;
+            return self.configure_port(tap).inspect_err(|_| {
+                let _ = self.remove_port(&tap.name, true);
+            });
+        }
         let existing = self.netlink.link(&tap.name).map_err(host("look up tap"))?;
-        match (&tap.create, &existing) {
-            (Some(_), Some(_)) => {
-                return Err(in_use(format!(
-                    "interface name '{}' is already in use on the host",
-                    tap.name
-                )))
-            }
-            (None, None) => {
+        match &existing {
+            None => {
                 return Err(Error::missing(format!(
                     "no tap named '{}' to adopt",
                     tap.name
                 )))
             }
-            (None, Some(l)) if l.kind.as_deref() != Some("tun") => {
+            Some(l) if l.kind.as_deref() != Some("tun") => {
                 return Err(in_use(format!("'{}' is not a tap device", tap.name)))
             }
             // A detached tap waiting for the reaper: it goes away under whoever adopts it.
-            (None, Some(l)) if l.alias.as_deref() == Some(PARKED_ALIAS) => {
+            Some(l) if l.alias.as_deref() == Some(PARKED_ALIAS) => {
                 return Err(in_use(format!("'{}' is being deleted", tap.name)))
             }
-            _ => {}
+            Some(_) => {}
         }
-        if let Some(spec) = &tap.create {
-            virtnet_host::tap::create_tap(spec).map_err(host("create tap"))?;
-        }
-        self.configure_port(tap).inspect_err(|_| {
-            if tap.create.is_some() {
-                let _ = self.remove_port(&tap.name, true);
-            }
-        })
+        self.configure_port(tap)
     }
 
     /// Points an existing port at its bridge with its MAC, MTU and state; returns the MTU.
     pub fn configure_port(&mut self, tap: &TapPlan) -> Result<u32> {
         let link = self
-            .netlink
-            .link(&tap.name)
-            .map_err(host("look up tap"))?
+            .brief(&tap.name)?
             .ok_or_else(|| Error::missing(format!("tap '{}' does not exist", tap.name)))?;
         let bridge = match &tap.bridge {
             Some(b) => self.bridge_of(b)?,
@@ -166,7 +195,7 @@ impl PortKernel {
 
     /// Sets a port's link state only.
     pub fn set_port_up(&mut self, name: &str, up: bool) -> Result<()> {
-        let Some(link) = self.netlink.link(name).map_err(host("look up tap"))? else {
+        let Some(link) = self.brief(name)? else {
             return Err(Error::missing(format!("tap '{name}' does not exist")));
         };
         self.netlink
@@ -191,11 +220,11 @@ impl PortKernel {
     /// it would keep its MAC on the host NIC, and the guest's next attach with the same MAC
     /// would be refused (EADDRINUSE).
     pub fn remove_port(&mut self, name: &str, delete: bool) -> Result<()> {
-        let Some(link) = self.netlink.link(name).map_err(host("look up tap"))? else {
+        let Some(link) = self.brief(name)? else {
             return Ok(());
         };
         if delete {
-            if link.kind.as_deref() == Some("tun") && self.park_tap(&link) {
+            if link.is_tun && self.park_tap(name, link.index) {
                 return Ok(());
             }
             self.netlink
@@ -220,32 +249,29 @@ impl PortKernel {
     /// it for the reaper. `false` when it could not be parked or queued: the caller then
     /// deletes it itself. A parked tap the reaper does not get to (virtnetd killed) carries
     /// virtnet's alias and is removed as a leftover by the next start-up's reconcile.
-    fn park_tap(&mut self, link: &Link) -> bool {
+    fn park_tap(&mut self, name: &str, index: u32) -> bool {
         let off = self.netlink.set_port(
-            link.index,
+            index,
             &virtnet_host::PortSettings {
                 master: Some(None),
                 up: Some(false),
                 ..Default::default()
             },
         );
-        let parked_name = format!("{PARKED_NAME_PREFIX}{}", link.index);
-        let parked = off.and_then(|()| {
-            self.netlink
-                .park_link(link.index, &parked_name, PARKED_ALIAS)
-        });
+        let parked_name = format!("{PARKED_NAME_PREFIX}{index}");
+        let parked = off.and_then(|()| self.netlink.park_link(index, &parked_name, PARKED_ALIAS));
         match parked {
             // Gone meanwhile: nothing left to delete.
             Ok(false) => true,
-            Ok(true) => match self.reaper.delete(vec![link.index]) {
+            Ok(true) => match self.reaper.delete(vec![index]) {
                 Ok(()) => true,
                 Err(_) => {
-                    warn!(tap = %link.name, "the reaper is gone; deleting the tap at once");
+                    warn!(tap = %name, "the reaper is gone; deleting the tap at once");
                     false
                 }
             },
             Err(e) => {
-                warn!(tap = %link.name, error = %e, "could not park a tap; deleting it at once");
+                warn!(tap = %name, error = %e, "could not park a tap; deleting it at once");
                 false
             }
         }
