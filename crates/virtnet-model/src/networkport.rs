@@ -556,7 +556,7 @@ mod tests {
     #[test]
     fn errors_name_the_field() {
         let mac = "<mac address='52:54:00:7b:35:93'/>";
-        assert_eq!(err(&format!("{BASE}")).field, "mac");
+        assert_eq!(err(BASE).field, "mac");
         assert_eq!(
             err(&format!("{BASE}<mac address='01:00:00:00:00:01'/>")).field,
             "mac.address"

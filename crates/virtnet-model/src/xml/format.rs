@@ -7,18 +7,10 @@ use std::fmt::Display;
 use crate::network::*;
 
 /// An indenting XML writer that escapes like libvirt's `virBufferEscapeString`.
+#[derive(Default)]
 pub(crate) struct Writer {
     pub(crate) out: String,
     depth: usize,
-}
-
-impl Default for Writer {
-    fn default() -> Self {
-        Writer {
-            out: String::new(),
-            depth: 0,
-        }
-    }
 }
 
 /// Attributes of one element; `None` values are left out.
