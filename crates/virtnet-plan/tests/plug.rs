@@ -21,12 +21,15 @@ const PORT: &str = "<networkport>
 </networkport>";
 
 /// (case, network XML, port XML or `None` for [`PORT`], NICs in use).
-fn cases() -> Vec<(
+/// One case: its name, the network, the port (`None`: [`PORT`]), NICs in use.
+type Case = (
     &'static str,
     &'static str,
     Option<String>,
     &'static [(&'static str, usize)],
-)> {
+);
+
+fn cases() -> Vec<Case> {
     let with =
         |extra: &str| Some(PORT.replace("</networkport>", &format!("{extra}</networkport>")));
     vec![
