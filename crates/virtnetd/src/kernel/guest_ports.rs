@@ -89,6 +89,34 @@ impl PortKernel {
         link_names(&mut self.netlink)
     }
 
+    /// Every link, from one dump: the taps the hypervisor daemon made are found by MAC.
+    pub fn links(&mut self) -> Result<Vec<Link>> {
+        self.netlink.links().map_err(host("list links"))
+    }
+
+    /// Enslaves the link `index` (a hypervisor's tap) to `bridge`, changing nothing else (its
+    /// MAC, MTU and state are the hypervisor's). False when there is no such bridge.
+    pub fn plug_into(&mut self, index: u32, bridge: &str) -> Result<bool> {
+        let Some((bridge_index, _)) = self.bridge_of(bridge)? else {
+            return Ok(false);
+        };
+        self.netlink
+            .set_port(
+                index,
+                &virtnet_host::PortSettings {
+                    master: Some(Some(bridge_index)),
+                    ..Default::default()
+                },
+            )
+            .map_err(host("plug a hypervisor's tap into its bridge"))?;
+        Ok(true)
+    }
+
+    /// The index of a bridge by name, `None` when there is no bridge of that name.
+    pub fn bridge_index(&mut self, name: &str) -> Result<Option<u32>> {
+        Ok(self.bridge_of(name)?.map(|(index, _)| index))
+    }
+
     /// The neighbour table: (interface index, IP address, MAC) of every resolved entry.
     pub fn neighbours(&mut self) -> Result<Vec<virtnet_host::Neighbour>> {
         self.netlink.neighbours().map_err(host("list neighbours"))

@@ -19,9 +19,14 @@ use virtnet_model::{InterfaceSource, MacAddr};
 mod addresses;
 mod directory;
 mod helper;
+mod hypervisor;
 
 pub use directory::{BridgeDirectory, Serving};
 pub use helper::{HelperPortPolicy, DEFAULT_HELPER_PORTS_PER_USER};
+pub use hypervisor::{
+    HypervisorPort, HypervisorPortInfo, BANDWIDTH_PARAMETERS, PORT_CREATE_RECLAIM,
+    PORT_CREATE_VALIDATE,
+};
 
 use crate::error::{Error, Kind, Result};
 use crate::kernel::{PortKernel, TapPlan};
@@ -181,6 +186,8 @@ pub struct Ports {
     /// Serialises changes of ports (names and MACs are unique among them). Independent of
     /// the networks' locks: a port change never waits for a network start or stop.
     writer: Mutex<()>,
+    /// The ports libvirt's hypervisor daemon announced (its own taps; see [`hypervisor`]).
+    hypervisor: hypervisor::HypervisorBook,
 }
 
 impl std::fmt::Debug for Ports {
@@ -201,6 +208,7 @@ impl Ports {
     ) -> Result<Ports> {
         Ok(Ports {
             book: PortBook::new(store.ports()?),
+            hypervisor: hypervisor::HypervisorBook::load(&store)?,
             store,
             kernel,
             directory,
@@ -283,6 +291,7 @@ impl Ports {
             owner_gid: r.owner_gid,
             queues: r.queues,
             vnet_hdr: r.vnet_hdr,
+            port_uuid: None,
         }
     }
 
@@ -450,7 +459,8 @@ impl Ports {
         Ok(self.port_view(&record))
     }
 
-    /// `GET /v1/ports`: the ports (of one guest), sorted by name.
+    /// `GET /v1/ports`: the ports (of one guest), virtnet's own sorted by name, then those
+    /// of libvirt's hypervisor daemon.
     pub fn list(&self, domain: Option<&str>) -> Vec<Port> {
         let records: Vec<PortRecord> = self
             .book
@@ -459,7 +469,9 @@ impl Ports {
             .filter(|r| domain.is_none_or(|d| r.domain == d))
             .cloned()
             .collect();
-        records.iter().map(|r| self.port_view(r)).collect()
+        let mut ports: Vec<Port> = records.iter().map(|r| self.port_view(r)).collect();
+        ports.extend(self.hypervisor_views(domain));
+        ports
     }
 
     /// Applies `change` to a port's record, then makes the kernel match it; the record is
@@ -510,7 +522,8 @@ impl Ports {
         self.change_port(name, |r| r.link_up = up)
     }
 
-    /// Told when a network has started: re-attaches its ports (its bridge is new).
+    /// Told when a network has started: re-attaches its ports (its bridge is new), the
+    /// hypervisor's taps of its ports included.
     pub fn network_started(&self, network: &str) {
         let _writer = lock(&self.writer);
         let records: Vec<PortRecord> = self
@@ -528,6 +541,7 @@ impl Ports {
                 tracing::warn!(port = %r.name, network, error = %e, "cannot re-attach port");
             }
         }
+        self.replug_hypervisor_ports(Some(network));
     }
 
     /// Waits until every detached tap queued for deletion is deleted (at shutdown).
@@ -555,6 +569,9 @@ impl Ports {
                 tracing::warn!(port = %r.name, error = %e, "cannot re-attach port");
             }
         }
+        // The hypervisor's ports are kept as they are (the hypervisor deletes them, or
+        // reclaims them after its own restart); their taps go back on their bridges.
+        self.replug_hypervisor_ports(None);
         Ok(())
     }
 }
