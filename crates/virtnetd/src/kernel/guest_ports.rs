@@ -94,8 +94,10 @@ impl PortKernel {
         self.netlink.links().map_err(host("list links"))
     }
 
-    /// Enslaves the link `index` (a hypervisor's tap) to `bridge`, changing nothing else (its
-    /// MAC, MTU and state are the hypervisor's). False when there is no such bridge.
+    /// Enslaves the link `index` (a hypervisor's tap) to `bridge` and brings it up, changing
+    /// nothing else (its MAC and MTU are the hypervisor's). It must be brought up because
+    /// virtnet itself took it down when the network's old bridge was parked (a tap up on no
+    /// bridge would be a routed interface of the host). False when there is no such bridge.
     pub fn plug_into(&mut self, index: u32, bridge: &str) -> Result<bool> {
         let Some((bridge_index, _)) = self.bridge_of(bridge)? else {
             return Ok(false);
@@ -105,6 +107,7 @@ impl PortKernel {
                 index,
                 &virtnet_host::PortSettings {
                     master: Some(Some(bridge_index)),
+                    up: Some(true),
                     ..Default::default()
                 },
             )
