@@ -158,12 +158,12 @@ fn plug_error(e: PlugError) -> Error {
     }
 }
 
-/// libvirt's refusal of a bad argument (`VIR_ERR_INVALID_ARG`).
+/// libvirt's refusal of a bad argument (`VIR_ERR_INVALID_ARG`), in its words: `field` is the
+/// argument at fault, for the log only (libvirt's message names none).
 fn invalid_arg(field: &str, reason: impl Into<String>) -> Error {
-    Error::BadArgument {
-        field: field.into(),
-        reason: format!("invalid argument: {}", reason.into()),
-    }
+    let reason = reason.into();
+    tracing::debug!(field, %reason, "network port request refused");
+    Error::rejected(format!("invalid argument: {reason}"))
 }
 
 /// The taps (`tun` links) by their MAC, from one dump of the links.
@@ -511,17 +511,21 @@ impl AppState {
         Ok(record.info())
     }
 
+    /// The name of the network `id` names (a name or UUID), refused when there is none.
+    fn network_name(&self, id: Option<&str>) -> Result<Option<String>> {
+        id.map(|id| Ok(self.networks.get(id, false)?.summary.name))
+            .transpose()
+    }
+
     /// A port found by UUID, checked the way libvirt checks it: the network (when given) must
     /// exist and hold the port, and the port's network must be active.
     fn active_network_port(&self, network: Option<&str>, uuid: [u8; 16]) -> Result<HypervisorPort> {
         let uuid = Uuid::from_bytes(uuid);
-        if let Some(n) = network {
-            self.networks.get(n, false)?;
-        }
+        let network = self.network_name(network)?;
         let port = self
             .ports
             .hypervisor_port(uuid)
-            .filter(|p| network.is_none_or(|n| p.network == n))
+            .filter(|p| network.as_ref().is_none_or(|n| &p.network == n))
             .ok_or_else(|| port_not_found(uuid))?;
         match self.networks.live_definition(&port.network) {
             Ok(_) => Ok(port),
@@ -562,8 +566,7 @@ impl AppState {
     /// must still be able to remove its port.
     pub fn network_port_delete(&self, network: Option<&str>, uuid: [u8; 16]) -> Result<()> {
         let id = Uuid::from_bytes(uuid);
-        if let Some(n) = network {
-            self.networks.get(n, false)?;
+        if let Some(n) = self.network_name(network)? {
             if self
                 .ports
                 .hypervisor_port(id)
