@@ -12,6 +12,10 @@ pub use hostbridge::{
     host_bridge_path, ConnectivityCheck, HostBridge, HostBridgePhase, HostBridgeRequest,
     HOST_BRIDGES,
 };
+mod networkport;
+pub use networkport::{
+    network_port_path, network_ports_path, NetworkPortInfo, NetworkPortParameters, NETWORK_PORTS,
+};
 mod ports;
 pub use ports::{
     check_domain_name, domain_addresses_path, port_path, AddressSource, InterfaceAddress,

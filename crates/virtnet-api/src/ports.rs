@@ -122,6 +122,10 @@ pub struct Port {
     pub queues: u32,
     /// Created with `IFF_VNET_HDR`.
     pub vnet_hdr: bool,
+    /// For a port libvirt's hypervisor daemon announced (`virNetworkPortCreateXML`; the
+    /// hypervisor made the tap, found by its MAC): the port's UUID. Absent for virtnet's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_uuid: Option<String>,
 }
 
 /// Body of `PUT /v1/ports/{name}/source`: move a port to another network or bridge, live.

@@ -14,6 +14,9 @@
 //! - [`define::prepare`] is what `net-define` adds: generated UUID/MAC/bridge name, the
 //!   rules libvirt checks at define time, and uniqueness against the other networks.
 //!
+//! - [`NetworkPort`] is libvirt's `<networkport>`: a guest NIC as the hypervisor daemon
+//!   announces it, with the `<plug>` the network answers.
+//!
 //! Every error is a [`ModelError`] naming the field (`ip[0].dhcp.range[1].end`) and the reason.
 
 pub mod define;
@@ -21,6 +24,7 @@ pub mod error;
 pub mod interface;
 pub mod mac;
 pub mod network;
+pub mod networkport;
 mod rules;
 pub mod subnet;
 pub mod update;
@@ -37,6 +41,7 @@ pub use ifname::IfName;
 pub use interface::{GuestInterface, InterfaceSource};
 pub use mac::MacAddr;
 pub use network::*;
+pub use networkport::{DirectPlugMode, NetworkPort, Plug};
 pub use subnet::Subnet;
 pub use update::{apply_update, UpdateCommand, UpdateSection};
 pub use xml::MAX_XML_BYTES;

@@ -23,6 +23,8 @@ const LAYERS: &[(&str, u32)] = &[
     ("xml::parse", 32),
     ("xml::format", 33),
     ("xml::stored", 34),
+    // libvirt's <networkport>: its own types, read and written with the XML layers' parts.
+    ("networkport", 35),
     // What define adds, and net-update on top of it.
     ("rules", 40),
     ("define", 50),

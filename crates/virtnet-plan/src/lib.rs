@@ -6,12 +6,14 @@
 //! plan is plain data; `virtnet-host` applies it and the daemon compares it with what it
 //! observes. A network on host devices (an existing host bridge, or macvtap on host NICs) has
 //! no bridge of its own: [`plan_external`] names the device its guests are attached to.
+//! A hypervisor's network port gets its `<plug>` from [`allocate_port`].
 //! Nothing here does I/O, so every plan is golden-tested.
 
 pub mod conflict;
 pub mod external;
 pub mod firewall;
 pub mod kernel;
+pub mod port;
 
 use std::net::IpAddr;
 
@@ -21,6 +23,7 @@ pub use conflict::{find_conflict, is_link_local, Conflict, HostAddress, HostRout
 pub use external::{plan_external, DirectMode, ExternalPlan, ExternalPlanError};
 pub use firewall::NetworkFirewall;
 pub use kernel::{AddressPlan, BridgePlan, RoutePlan, Sysctl};
+pub use port::{allocate_port, port_group, PlugError};
 /// A subnet in CIDR form: the model's one implementation, used by the plan's firewall and
 /// conflict checks.
 pub use virtnet_model::Subnet;

@@ -120,6 +120,14 @@ pub enum Command {
     Domiflist(DomiflistArgs),
     /// Get network interfaces' addresses for a running domain.
     Domifaddr(DomifaddrArgs),
+    /// Create a network port from an XML file (as libvirt's hypervisor daemon does).
+    NetPortCreate(NetPortCreateArgs),
+    /// List the network ports of a network (those libvirt's hypervisor daemon announced).
+    NetPortList(NetPortListArgs),
+    /// Network port information in XML.
+    NetPortDumpxml(NetPortArgs),
+    /// Delete the specified network port (the hypervisor's tap is left as it is).
+    NetPortDelete(NetPortArgs),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
     /// Print the manual page (roff), or write one page per command into a directory.
@@ -524,6 +532,48 @@ pub struct DomifGetlinkArgs {
     /// Get persistent interface state (accepted; virtnet ports are live).
     #[arg(long, alias = "persistent")]
     pub config: bool,
+}
+
+/// `net-port-create NETWORK FILE`.
+#[derive(Debug, Args)]
+pub struct NetPortCreateArgs {
+    /// Network name or uuid.
+    #[arg(value_name = "NETWORK", value_parser = clap::builder::NonEmptyStringValueParser::new())]
+    pub network: String,
+    /// File containing an XML network port description.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Validate the XML document against the schema (virtnet's reader always is strict).
+    #[arg(long)]
+    pub validate: bool,
+    /// Reclaim a port the hypervisor already has (its plug is given in the XML).
+    #[arg(long)]
+    pub reclaim: bool,
+}
+
+/// `net-port-list NETWORK`.
+#[derive(Debug, Args)]
+pub struct NetPortListArgs {
+    /// Network name or uuid.
+    #[arg(value_name = "NETWORK", value_parser = clap::builder::NonEmptyStringValueParser::new())]
+    pub network: String,
+    /// List UUIDs only.
+    #[arg(long)]
+    pub uuid: bool,
+    /// Print the ports as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `net-port-dumpxml NETWORK PORT`, `net-port-delete NETWORK PORT`.
+#[derive(Debug, Args)]
+pub struct NetPortArgs {
+    /// Network name or uuid.
+    #[arg(value_name = "NETWORK", value_parser = clap::builder::NonEmptyStringValueParser::new())]
+    pub network: String,
+    /// Port UUID.
+    #[arg(value_name = "PORT", value_parser = clap::builder::NonEmptyStringValueParser::new())]
+    pub port: String,
 }
 
 /// `domiflist DOMAIN`.

@@ -86,6 +86,7 @@ fn wants_json(command: &Command) -> bool {
         Command::PortList(a) => a.json,
         Command::Domiflist(a) => a.json,
         Command::Domifaddr(a) => a.json,
+        Command::NetPortList(a) => a.json,
         _ => false,
     }
 }

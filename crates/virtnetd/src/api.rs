@@ -28,6 +28,7 @@ use virtnet_api::{
 };
 
 pub(crate) mod errors;
+mod network_ports;
 
 use crate::error::{Error, Result};
 use crate::state::AppState;
@@ -53,6 +54,18 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/ports/:name/source", put(move_port))
         .route("/v1/ports/:name/link", put(set_port_link))
         .route("/v1/domains/:domain/addresses", get(domain_addresses))
+        .route(
+            "/v1/networks/:id/network-ports",
+            get(network_ports::list).post(network_ports::create),
+        )
+        .route(
+            "/v1/network-ports/:uuid",
+            get(network_ports::show).delete(network_ports::delete),
+        )
+        .route(
+            "/v1/network-ports/:uuid/parameters",
+            get(network_ports::parameters).put(network_ports::set_parameters),
+        )
         .route(
             virtnet_api::HOST_BRIDGES,
             get(list_host_bridges).post(create_host_bridge),

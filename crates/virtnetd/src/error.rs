@@ -20,6 +20,8 @@ pub enum Kind {
     Bridge,
     /// A guest (domain) with ports.
     Domain,
+    /// A port the hypervisor daemon announced, by UUID (libvirt's `VIR_ERR_NO_NETWORK_PORT`).
+    NetworkPort,
 }
 
 /// The message of a [`Error::NotFound`], in virsh's wording where virsh has one.
@@ -32,6 +34,9 @@ fn missing(kind: Kind, name: &str) -> String {
         Kind::Port => format!("no port named '{name}'"),
         Kind::Bridge => format!("bridge '{name}' does not exist"),
         Kind::Domain => format!("failed to get domain '{name}'"),
+        Kind::NetworkPort => {
+            format!("network port not found: Network port with UUID {name} does not exist")
+        }
     }
 }
 

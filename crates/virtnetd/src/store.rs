@@ -19,7 +19,8 @@
 //! root, so a crash (`kill -9`, power loss) at any moment leaves either the old or the new
 //! state, never a mix, and nothing acknowledged is lost. Definitions, leases and host bridges
 //! commit in two phases (two fsyncs: the new root is durable before it is pointed at); guest
-//! ports, written on the path of every guest start and stop, commit in one fsync with redb's
+//! ports and the hypervisor's network ports, written on the path of every guest start and
+//! stop, commit in one fsync with redb's
 //! checksummed commit slot ([`Commit::Checksummed`]): as crash-safe — a torn commit fails its
 //! checksum and the previous one is kept — and only without redb's mitigation of an attacker
 //! who controls the disk's flush order *and* crashes the daemon during an fsync *and* writes
@@ -59,6 +60,8 @@ const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
 const LEASES: TableDefinition<&str, &[u8]> = TableDefinition::new("leases");
 const PORTS: TableDefinition<&str, &[u8]> = TableDefinition::new("ports");
 const HOST_BRIDGES: TableDefinition<&str, &[u8]> = TableDefinition::new("host_bridges");
+/// Ports libvirt's hypervisor daemon announced (`virNetworkPortCreateXML`), by port UUID.
+const HYPERVISOR_PORTS: TableDefinition<&str, &[u8]> = TableDefinition::new("hypervisor_ports");
 const META_FORMAT: &str = "format";
 const META_BOOT_ID: &str = "boot_id";
 /// Layout version written by this daemon; a newer one is refused rather than misread.
@@ -806,6 +809,27 @@ impl Store {
     /// Reads every host bridge record.
     pub fn host_bridges<T: serde::de::DeserializeOwned>(&self) -> Result<Vec<T>> {
         self.records(HOST_BRIDGES, "host bridge")
+    }
+
+    /// Writes (or replaces) one port of the hypervisor daemon durably, keyed by its UUID.
+    pub fn put_hypervisor_port<T: Serialize>(&self, uuid: &str, record: &T) -> Result<()> {
+        self.put_record(
+            HYPERVISOR_PORTS,
+            Commit::Checksummed,
+            "network port",
+            uuid,
+            record,
+        )
+    }
+
+    /// Deletes one port of the hypervisor daemon durably.
+    pub fn delete_hypervisor_port(&self, uuid: &str) -> Result<()> {
+        self.delete_record(HYPERVISOR_PORTS, Commit::Checksummed, "network port", uuid)
+    }
+
+    /// Reads every port of the hypervisor daemon.
+    pub fn hypervisor_ports<T: serde::de::DeserializeOwned>(&self) -> Result<Vec<T>> {
+        self.records(HYPERVISOR_PORTS, "network port")
     }
 }
 

@@ -7,13 +7,14 @@ use std::fmt::Display;
 use crate::network::*;
 
 /// An indenting XML writer that escapes like libvirt's `virBufferEscapeString`.
-struct Writer {
-    out: String,
+#[derive(Default)]
+pub(crate) struct Writer {
+    pub(crate) out: String,
     depth: usize,
 }
 
 /// Attributes of one element; `None` values are left out.
-type Attrs<'a> = &'a [(&'a str, Option<String>)];
+pub(crate) type Attrs<'a> = &'a [(&'a str, Option<String>)];
 
 impl Writer {
     fn indent(&mut self) {
@@ -38,20 +39,20 @@ impl Writer {
     }
 
     /// `<name attrs/>`
-    fn empty(&mut self, name: &str, attrs: Attrs) {
+    pub(crate) fn empty(&mut self, name: &str, attrs: Attrs) {
         self.start_tag(name, attrs);
         self.out.push_str("/>\n");
     }
 
     /// `<name attrs>` and one level deeper.
-    fn open(&mut self, name: &str, attrs: Attrs) {
+    pub(crate) fn open(&mut self, name: &str, attrs: Attrs) {
         self.start_tag(name, attrs);
         self.out.push_str(">\n");
         self.depth += 1;
     }
 
     /// `</name>` one level up.
-    fn close(&mut self, name: &str) {
+    pub(crate) fn close(&mut self, name: &str) {
         self.depth = self.depth.saturating_sub(1);
         self.indent();
         self.out.push_str("</");
@@ -60,7 +61,7 @@ impl Writer {
     }
 
     /// `<name>text</name>`
-    fn text(&mut self, name: &str, text: &str) {
+    pub(crate) fn text(&mut self, name: &str, text: &str) {
         self.indent();
         self.out.push('<');
         self.out.push_str(name);
@@ -97,15 +98,15 @@ fn escape_into(out: &mut String, s: &str) {
     }
 }
 
-fn some(v: impl Display) -> Option<String> {
+pub(crate) fn some(v: impl Display) -> Option<String> {
     Some(v.to_string())
 }
 
-fn opt<T: Display>(v: &Option<T>) -> Option<String> {
+pub(crate) fn opt<T: Display>(v: &Option<T>) -> Option<String> {
     v.as_ref().map(ToString::to_string)
 }
 
-fn yes_no(v: Option<bool>) -> Option<String> {
+pub(crate) fn yes_no(v: Option<bool>) -> Option<String> {
     v.map(|b| if b { "yes" } else { "no" }.to_string())
 }
 
@@ -380,7 +381,7 @@ fn format_dns(w: &mut Writer, dns: &Dns) {
     w.close("dns");
 }
 
-fn format_vlan(w: &mut Writer, v: &Vlan) {
+pub(crate) fn format_vlan(w: &mut Writer, v: &Vlan) {
     w.open("vlan", &[("trunk", yes_no(v.trunk))]);
     for t in &v.tags {
         w.empty(
@@ -392,10 +393,15 @@ fn format_vlan(w: &mut Writer, v: &Vlan) {
 }
 
 fn format_bandwidth(w: &mut Writer, b: &Bandwidth) {
+    format_bandwidth_with(w, b, &[]);
+}
+
+/// `<bandwidth attrs>` with its rates (a network port's carries `classID`).
+pub(crate) fn format_bandwidth_with(w: &mut Writer, b: &Bandwidth, attrs: Attrs) {
     if b.inbound.is_none() && b.outbound.is_none() {
         return;
     }
-    w.open("bandwidth", &[]);
+    w.open("bandwidth", attrs);
     for (name, rate) in [("inbound", &b.inbound), ("outbound", &b.outbound)] {
         if let Some(r) = rate {
             w.empty(
@@ -412,7 +418,7 @@ fn format_bandwidth(w: &mut Writer, b: &Bandwidth) {
     w.close("bandwidth");
 }
 
-fn format_virtualport(w: &mut Writer, vp: &VirtualPort) {
+pub(crate) fn format_virtualport(w: &mut Writer, vp: &VirtualPort) {
     let attrs = [("type", vp.kind.clone())];
     if vp.parameters.is_empty() {
         w.empty("virtualport", &attrs);

@@ -119,9 +119,9 @@ fn xml_error(reason: impl Into<String>) -> ModelError {
 }
 
 /// An element together with its field path, with strict accessors.
-struct El<'a, 'input> {
-    node: Node<'a, 'input>,
-    path: String,
+pub(crate) struct El<'a, 'input> {
+    pub(crate) node: Node<'a, 'input>,
+    pub(crate) path: String,
     source: &'input str,
     /// The `<network>` of a document: its children's paths leave it out (`ip[0]`).
     document: bool,
@@ -129,7 +129,7 @@ struct El<'a, 'input> {
 
 impl<'a, 'input> El<'a, 'input> {
     /// An element at `path` (`ip[0].dhcp`, or the section of an update: `ip-dhcp-host`).
-    fn new(node: Node<'a, 'input>, path: String, source: &'input str) -> Self {
+    pub(crate) fn new(node: Node<'a, 'input>, path: String, source: &'input str) -> Self {
         El {
             node,
             path,
@@ -140,17 +140,23 @@ impl<'a, 'input> El<'a, 'input> {
 
     /// The `<network>` element of a document.
     fn document(node: Node<'a, 'input>, source: &'input str) -> Self {
+        El::root(node, "network", source)
+    }
+
+    /// The root element `name` of a document: its children's paths leave it out (`uuid`,
+    /// `owner.name`).
+    pub(crate) fn root(node: Node<'a, 'input>, name: &str, source: &'input str) -> Self {
         El {
             document: true,
-            ..El::new(node, "network".into(), source)
+            ..El::new(node, name.into(), source)
         }
     }
 
-    fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         self.node.tag_name().name()
     }
 
-    fn field(&self, attr: &str) -> String {
+    pub(crate) fn field(&self, attr: &str) -> String {
         format!("{}.{attr}", self.path)
     }
 
@@ -164,7 +170,7 @@ impl<'a, 'input> El<'a, 'input> {
     }
 
     /// Refuses attributes not in `allowed`.
-    fn allow_attrs(&self, allowed: &[&str]) -> Result<()> {
+    pub(crate) fn allow_attrs(&self, allowed: &[&str]) -> Result<()> {
         for a in self.node.attributes() {
             if a.namespace().is_some() || !allowed.contains(&a.name()) {
                 return Err(ModelError::invalid(
@@ -185,11 +191,11 @@ impl<'a, 'input> El<'a, 'input> {
         Ok(())
     }
 
-    fn attr(&self, name: &str) -> Option<&'a str> {
+    pub(crate) fn attr(&self, name: &str) -> Option<&'a str> {
         self.node.attribute(name)
     }
 
-    fn required(&self, name: &str) -> Result<&'a str> {
+    pub(crate) fn required(&self, name: &str) -> Result<&'a str> {
         self.attr(name).ok_or_else(|| {
             ModelError::invalid(
                 self.field(name),
@@ -213,7 +219,7 @@ impl<'a, 'input> El<'a, 'input> {
         }
     }
 
-    fn yes_no(&self, name: &str) -> Result<Option<bool>> {
+    pub(crate) fn yes_no(&self, name: &str) -> Result<Option<bool>> {
         self.parsed(name, "expected 'yes' or 'no'", |v| match v {
             "yes" => Some(true),
             "no" => Some(false),
@@ -229,7 +235,7 @@ impl<'a, 'input> El<'a, 'input> {
         })
     }
 
-    fn number<T: std::str::FromStr>(&self, name: &str) -> Result<Option<T>> {
+    pub(crate) fn number<T: std::str::FromStr>(&self, name: &str) -> Result<Option<T>> {
         self.parsed(name, "expected an unsigned integer in range", |v| {
             v.parse().ok()
         })
@@ -245,7 +251,7 @@ impl<'a, 'input> El<'a, 'input> {
             .ok_or_else(|| ModelError::invalid(self.field(name), "missing address"))
     }
 
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         self.node
             .children()
             .filter(|c| c.is_text())
@@ -258,7 +264,11 @@ impl<'a, 'input> El<'a, 'input> {
     /// The element children with their paths (`ip[0]`, `dhcp`, …), refusing unknown ones.
     /// `repeated` lists names that may occur many times (indexed paths); `single` names that
     /// occur at most once.
-    fn children(&self, single: &[&str], repeated: &[&str]) -> Result<Vec<El<'a, 'input>>> {
+    pub(crate) fn children(
+        &self,
+        single: &[&str],
+        repeated: &[&str],
+    ) -> Result<Vec<El<'a, 'input>>> {
         let mut out = Vec::new();
         let mut seen_single: HashSet<String> = HashSet::new();
         let mut counts: Vec<(String, usize)> = Vec::new();
@@ -389,7 +399,7 @@ fn read_network(el: &El) -> Result<Network> {
     Ok(net)
 }
 
-fn no_children(el: &El) -> Result<()> {
+pub(crate) fn no_children(el: &El) -> Result<()> {
     el.children(&[], &[]).map(|_| ())
 }
 
@@ -418,21 +428,26 @@ fn read_name(el: &El) -> Result<String> {
     Ok(name)
 }
 
-fn read_uuid(el: &El) -> Result<Uuid> {
+pub(crate) fn read_uuid(el: &El) -> Result<Uuid> {
     el.allow_attrs(&[])?;
     let raw = el.text();
     // libvirt accepts 32 hex digits, optionally split by dashes; so do we.
     let compact: String = raw.chars().filter(|c| *c != '-').collect();
     if compact.len() != 32 || !compact.chars().all(|c| c.is_ascii_hexdigit()) {
         return Err(ModelError::bad_value(
-            "uuid",
+            el.path.clone(),
             raw,
             "malformed <uuid> element: expected 32 hexadecimal digits, e.g. \
              c6b8b176-175f-4957-a84e-d2283850eeb7",
         ));
     }
-    Uuid::parse_str(&compact)
-        .map_err(|e| ModelError::bad_value("uuid", raw, format!("malformed <uuid> element: {e}")))
+    Uuid::parse_str(&compact).map_err(|e| {
+        ModelError::bad_value(
+            el.path.clone(),
+            raw,
+            format!("malformed <uuid> element: {e}"),
+        )
+    })
 }
 
 fn read_title(el: &El) -> Result<String> {
@@ -660,7 +675,7 @@ fn read_nat(el: &El) -> Result<Nat> {
 
 /// virtnet's one interface-name rule ([`ifname::check`]: Linux's `dev_valid_name`, narrowed
 /// to names safe in nftables strings and file names).
-fn check_ifname(field: &str, name: &str) -> Result<()> {
+pub(crate) fn check_ifname(field: &str, name: &str) -> Result<()> {
     ifname::check(name).map_err(|reason| ModelError::bad_value(field, name, reason.to_string()))
 }
 
@@ -706,7 +721,7 @@ fn read_mtu(el: &El) -> Result<u32> {
     Ok(size)
 }
 
-fn parse_unicast_mac(field: &str, raw: &str) -> Result<MacAddr> {
+pub(crate) fn parse_unicast_mac(field: &str, raw: &str) -> Result<MacAddr> {
     let mac: MacAddr = raw
         .trim()
         .parse()
@@ -900,6 +915,12 @@ fn read_dns_host(el: &El) -> Result<DnsHost> {
 
 fn read_bandwidth(el: &El) -> Result<Bandwidth> {
     el.allow_attrs(&[])?;
+    read_bandwidth_rates(el)
+}
+
+/// The `<inbound>`/`<outbound>` rates of a `<bandwidth>` whose own attributes the caller
+/// checked (a network port's carries `classID`).
+pub(crate) fn read_bandwidth_rates(el: &El) -> Result<Bandwidth> {
     let mut bw = Bandwidth::default();
     for c in el.children(&["inbound", "outbound"], &[])? {
         c.allow_attrs(&["average", "peak", "floor", "burst"])?;
@@ -931,7 +952,7 @@ fn read_bandwidth(el: &El) -> Result<Bandwidth> {
     Ok(bw)
 }
 
-fn read_vlan(el: &El) -> Result<Vlan> {
+pub(crate) fn read_vlan(el: &El) -> Result<Vlan> {
     el.allow_attrs(&["trunk"])?;
     let mut vlan = Vlan {
         trunk: el.yes_no("trunk")?,
@@ -987,7 +1008,7 @@ pub(crate) const VIRTUALPORT_PARAMS: [&str; 6] = [
     "interfaceid",
 ];
 
-fn read_virtualport(el: &El) -> Result<VirtualPort> {
+pub(crate) fn read_virtualport(el: &El) -> Result<VirtualPort> {
     el.allow_attrs(&["type"])?;
     let kind = el.attr("type").map(str::to_string);
     if let Some(k) = &kind {

@@ -8,6 +8,7 @@ pub mod info;
 pub mod leases;
 pub mod lifecycle;
 pub mod list;
+pub mod netport;
 pub mod ports;
 pub mod update;
 
@@ -50,6 +51,10 @@ pub fn run(ctx: &Ctx, command: &Command) -> Result<(), Failure> {
         Command::DomifGetlink(a) => ports::domif_getlink(ctx, &a.domain, &a.interface),
         Command::Domiflist(a) => ports::domiflist(ctx, &a.domain, a.json),
         Command::Domifaddr(a) => ports::domifaddr(ctx, a),
+        Command::NetPortCreate(a) => netport::net_port_create(ctx, a),
+        Command::NetPortList(a) => netport::net_port_list(ctx, a),
+        Command::NetPortDumpxml(a) => netport::net_port_dumpxml(ctx, &a.network, &a.port),
+        Command::NetPortDelete(a) => netport::net_port_delete(ctx, &a.network, &a.port),
         Command::Completions(_) | Command::Man(_) => Ok(()),
     }
 }

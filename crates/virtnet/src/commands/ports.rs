@@ -714,6 +714,7 @@ mod tests {
             owner_gid: None,
             queues: 1,
             vnet_hdr: false,
+            port_uuid: None,
         }
     }
 

@@ -14,7 +14,7 @@ use std::collections::HashSet;
 
 use tracing::warn;
 use virtnet_host::link_brief::{self, Brief, LinkBrief};
-use virtnet_host::Netlink;
+use virtnet_host::{Link, Netlink};
 use virtnet_plan::{PARKED_ALIAS, PARKED_NAME_PREFIX};
 
 use super::{host, in_use, link_names};
@@ -115,6 +115,37 @@ impl PortKernel {
     /// Names of the links that exist now.
     pub fn link_names(&mut self) -> Result<HashSet<String>> {
         link_names(&mut self.netlink)
+    }
+
+    /// Every link, from one dump: the taps the hypervisor daemon made are found by MAC.
+    pub fn links(&mut self) -> Result<Vec<Link>> {
+        self.netlink.links().map_err(host("list links"))
+    }
+
+    /// Enslaves the link `index` (a hypervisor's tap) to `bridge` and brings it up, changing
+    /// nothing else (its MAC and MTU are the hypervisor's). It must be brought up because
+    /// virtnet itself took it down when the network's old bridge was parked (a tap up on no
+    /// bridge would be a routed interface of the host). False when there is no such bridge.
+    pub fn plug_into(&mut self, index: u32, bridge: &str) -> Result<bool> {
+        let Some((bridge_index, _)) = self.bridge_of(bridge)? else {
+            return Ok(false);
+        };
+        self.netlink
+            .set_port(
+                index,
+                &virtnet_host::PortSettings {
+                    master: Some(Some(bridge_index)),
+                    up: Some(true),
+                    ..Default::default()
+                },
+            )
+            .map_err(host("plug a hypervisor's tap into its bridge"))?;
+        Ok(true)
+    }
+
+    /// The index of a bridge by name, `None` when there is no bridge of that name.
+    pub fn bridge_index(&mut self, name: &str) -> Result<Option<u32>> {
+        Ok(self.bridge_of(name)?.map(|(index, _)| index))
     }
 
     /// The neighbour table: (interface index, IP address, MAC) of every resolved entry.

@@ -20,10 +20,15 @@ mod addresses;
 mod claims;
 mod directory;
 mod helper;
+mod hypervisor;
 
 use claims::{Claim, Claims, Refused};
 pub use directory::{BridgeDirectory, Serving};
 pub use helper::{HelperPortPolicy, DEFAULT_HELPER_PORTS_PER_USER};
+pub use hypervisor::{
+    HypervisorPort, HypervisorPortInfo, BANDWIDTH_PARAMETERS, PORT_CREATE_RECLAIM,
+    PORT_CREATE_VALIDATE,
+};
 
 use crate::error::{Error, Kind, Result};
 use crate::kernel::{PortKernel, TapPlan};
@@ -183,6 +188,11 @@ pub struct Ports {
     /// holds it exclusively. Independent of the networks' locks: a port change never waits
     /// for a network start or stop.
     changes: RwLock<()>,
+    /// The ports libvirt's hypervisor daemon announced (its own taps; see [`hypervisor`]).
+    hypervisor: hypervisor::HypervisorBook,
+    /// Serialises changes of the hypervisor's ports (UUIDs unique, NICs of a passthrough
+    /// pool handed out once). They touch no device, so they need nothing of `changes`.
+    hypervisor_changes: Mutex<()>,
 }
 
 impl std::fmt::Debug for Ports {
@@ -203,6 +213,8 @@ impl Ports {
     ) -> Result<Ports> {
         Ok(Ports {
             book: PortBook::new(store.ports()?),
+            hypervisor: hypervisor::HypervisorBook::load(&store)?,
+            hypervisor_changes: Mutex::new(()),
             store,
             kernel,
             directory,
@@ -286,6 +298,7 @@ impl Ports {
             owner_gid: r.owner_gid,
             queues: r.queues,
             vnet_hdr: r.vnet_hdr,
+            port_uuid: None,
         }
     }
 
@@ -539,7 +552,8 @@ impl Ports {
         Ok(self.port_view(&record))
     }
 
-    /// `GET /v1/ports`: the ports (of one guest), sorted by name.
+    /// `GET /v1/ports`: the ports (of one guest), virtnet's own sorted by name, then those
+    /// of libvirt's hypervisor daemon.
     pub fn list(&self, domain: Option<&str>) -> Vec<Port> {
         let records: Vec<PortRecord> = self
             .book
@@ -548,7 +562,9 @@ impl Ports {
             .filter(|r| domain.is_none_or(|d| r.domain == d))
             .cloned()
             .collect();
-        records.iter().map(|r| self.port_view(r)).collect()
+        let mut ports: Vec<Port> = records.iter().map(|r| self.port_view(r)).collect();
+        ports.extend(self.hypervisor_views(domain));
+        ports
     }
 
     /// Applies `change` to a port's record, then makes the kernel match it; the record is
@@ -593,7 +609,8 @@ impl Ports {
         self.change_port(name, |r| r.link_up = up)
     }
 
-    /// Told when a network has started: re-attaches its ports (its bridge is new).
+    /// Told when a network has started: re-attaches its ports (its bridge is new), the
+    /// hypervisor's taps of its ports included.
     pub fn network_started(&self, network: &str) {
         // Exclusive: a port being created for this network meanwhile may have found the old
         // bridge; once it is in the book, this re-attaches it too.
@@ -613,6 +630,7 @@ impl Ports {
                 tracing::warn!(port = %r.name, network, error = %e, "cannot re-attach port");
             }
         }
+        self.replug_hypervisor_ports(Some(network));
     }
 
     /// Waits until every detached tap queued for deletion is deleted (at shutdown).
@@ -641,6 +659,9 @@ impl Ports {
                 tracing::warn!(port = %r.name, error = %e, "cannot re-attach port");
             }
         }
+        // The hypervisor's ports are kept as they are (the hypervisor deletes them, or
+        // reclaims them after its own restart); their taps go back on their bridges.
+        self.replug_hypervisor_ports(None);
         Ok(())
     }
 }
