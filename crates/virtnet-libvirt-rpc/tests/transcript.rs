@@ -73,7 +73,11 @@ fn every_transcript_frame_decodes_typed_and_reencodes_identically() {
             (Body::Error(_), "S>C") => {}
             (other, dir) => panic!("frame {i} ({dir}): unexpected {other:?}"),
         }
-        assert_eq!(m.encode_frame(), f.bytes, "frame {i} re-encodes differently");
+        assert_eq!(
+            m.encode_frame(),
+            f.bytes,
+            "frame {i} re-encodes differently"
+        );
     }
     // The transcript's whole scenario, by procedure (CALLS.md).
     for p in [
@@ -113,13 +117,19 @@ fn unknown_network_error_is_decoded_field_by_field() {
 #[test]
 fn define_call_carries_the_xml_and_reply_the_handle() {
     let frames = frames();
-    let call = frames.iter().find(|f| f.proc_ == 41 && f.kind == 0).unwrap();
+    let call = frames
+        .iter()
+        .find(|f| f.proc_ == 41 && f.kind == 0)
+        .unwrap();
     let Body::Call(Call::NetworkDefineXml(args)) = Message::decode_frame(&call.bytes).unwrap().body
     else {
         panic!("not a define")
     };
     assert!(args.xml.starts_with("<network>\n<name>default</name>"));
-    let reply = frames.iter().find(|f| f.proc_ == 41 && f.kind == 1).unwrap();
+    let reply = frames
+        .iter()
+        .find(|f| f.proc_ == 41 && f.kind == 1)
+        .unwrap();
     let Body::Reply(Reply::NetworkDefineXml(ret)) =
         Message::decode_frame(&reply.bytes).unwrap().body
     else {
