@@ -302,6 +302,7 @@ impl Connection {
                 if self.events.is_none() {
                     self.events = Some(state.events.lifecycle.subscribe());
                 }
+                tracing::debug!(callback_id = id, "network event callback registered");
                 Ok(Reply::ConnectNetworkEventRegisterAny(CallbackId {
                     callback_id: id,
                 }))
