@@ -90,6 +90,8 @@ pub mod code {
     pub const INVALID_ARG: i32 = 8;
     /// `VIR_ERR_OPERATION_FAILED`.
     pub const OPERATION_FAILED: i32 = 9;
+    /// `VIR_ERR_NO_NAME`.
+    pub const NO_NAME: i32 = 21;
     /// `VIR_ERR_XML_ERROR`.
     pub const XML_ERROR: i32 = 27;
     /// `VIR_ERR_OPERATION_DENIED`.

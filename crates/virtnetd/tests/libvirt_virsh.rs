@@ -185,8 +185,8 @@ fn virsh_prints_libvirts_errors() {
             &[],
             &["net-update", "lvnet", "add", "bridge", "<bridge name='x'/>"]
         ),
-        "error: Failed to update network lvnet\nerror: this function is not supported by the \
-         connection driver: can't update 'bridge' section of network 'lvnet'\n"
+        "error: Failed to update network lvnet\n\
+         error: Operation not supported: can't update 'bridge' section of network 'lvnet'\n"
     );
 
     // The read-only socket reads, and refuses every change with libvirt's words, whether the

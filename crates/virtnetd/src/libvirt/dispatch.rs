@@ -134,13 +134,20 @@ pub fn network_call(state: &AppState, call: Call) -> Answer {
         }
         Call::NetworkUndefine(a) => {
             let s = resolve(state, &a.net)?;
+            if !s.persistent {
+                // libvirt's networkUndefine words it so.
+                return Err(errors::invalid("can't undefine transient network"));
+            }
             state.networks.undefine(&s.name).map_err(core)?;
             Reply::NetworkUndefine(())
         }
         Call::NetworkGetXmlDesc(a) => {
             let s = resolve(state, &a.net)?;
             let inactive = a.flags & NETWORK_XML_INACTIVE != 0;
-            let d = state.networks.get(&s.name, inactive).map_err(core)?;
+            let mut d = state.networks.get(&s.name, inactive).map_err(core)?;
+            if s.active && !inactive {
+                live_defaults(&mut d.definition);
+            }
             Reply::NetworkGetXmlDesc(XmlRet {
                 xml: d.definition.to_xml(),
             })
@@ -199,6 +206,18 @@ pub fn network_call(state: &AppState, call: Call) -> Answer {
             )))
         }
     })
+}
+
+/// What libvirt's network driver adds to a running network's definition: the NAT source
+/// ports of a `nat` network that names none (1024–65535, the ports virtnet's firewall uses).
+fn live_defaults(net: &mut virtnet_model::Network) {
+    if net.forward.mode == virtnet_model::ForwardMode::Nat {
+        let nat = net.forward.nat.get_or_insert_with(Default::default);
+        nat.port.get_or_insert(virtnet_model::PortRange {
+            start: 1024,
+            end: 65535,
+        });
+    }
 }
 
 fn count(state: &AppState, active: bool) -> i32 {
@@ -301,7 +320,7 @@ fn update(state: &AppState, a: &UpdateArgs) -> Result<(), RpcError> {
     let section = match update_section(a.section) {
         Some(section @ ("bridge" | "domain" | "ip" | "forward" | "forward-pf")) => {
             return Err(RpcError::new(
-                code::NO_SUPPORT,
+                code::OPERATION_UNSUPPORTED,
                 domain::NETWORK,
                 format!("can't update '{section}' section of network '{}'", s.name),
             ))
@@ -309,7 +328,7 @@ fn update(state: &AppState, a: &UpdateArgs) -> Result<(), RpcError> {
         Some(section) => section,
         None => {
             return Err(RpcError::new(
-                code::NO_SUPPORT,
+                code::OPERATION_UNSUPPORTED,
                 domain::NETWORK,
                 "can't update unrecognized section of network",
             ))

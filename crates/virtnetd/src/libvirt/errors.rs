@@ -6,7 +6,7 @@
 //! | `NotFound` network | `VIR_ERR_NO_NETWORK` | `VIR_FROM_NETWORK` |
 //! | `NotFound` port | `VIR_ERR_NO_NETWORK_PORT` | `VIR_FROM_NETWORK` |
 //! | `Conflict`, `Rejected`, `Stale`, `PreconditionRequired` | `VIR_ERR_OPERATION_INVALID` | `VIR_FROM_NETWORK` |
-//! | `Model` (XML, fields) | `VIR_ERR_XML_ERROR` | `VIR_FROM_NETWORK` |
+//! | `Model`: XML, fields / missing name / unsupported / clash | `VIR_ERR_XML_ERROR` / `VIR_ERR_NO_NAME` / `VIR_ERR_OPERATION_UNSUPPORTED` / `VIR_ERR_OPERATION_FAILED` | `VIR_FROM_NETWORK` |
 //! | `Invalid`, `BadArgument` | `VIR_ERR_INVALID_ARG` | `VIR_FROM_NETWORK` |
 //! | `Unsupported` | `VIR_ERR_OPERATION_UNSUPPORTED` | `VIR_FROM_NETWORK` |
 //! | `Plan` | `VIR_ERR_CONFIG_UNSUPPORTED` | `VIR_FROM_NETWORK` |
@@ -22,6 +22,9 @@ use crate::error::{Error, Kind};
 
 /// The libvirt error for a virtnetd error.
 pub fn to_libvirt(error: &Error) -> RpcError {
+    if let Error::Model(e) = error {
+        return model_error(e);
+    }
     let code = match error {
         Error::NotFound {
             kind: Kind::Network,
@@ -54,6 +57,34 @@ pub fn to_libvirt(error: &Error) -> RpcError {
         | Error::Task { .. } => code::INTERNAL_ERROR,
     };
     RpcError::new(code, domain::NETWORK, error.to_string())
+}
+
+/// A definition's error as libvirt's network driver reports the same fault: a missing name
+/// is `VIR_ERR_NO_NAME` ("missing name information"), what libvirt does not do is
+/// `VIR_ERR_OPERATION_UNSUPPORTED` with the reason alone, a clash with another network
+/// `VIR_ERR_OPERATION_FAILED`, anything else `VIR_ERR_XML_ERROR` naming the field.
+fn model_error(e: &virtnet_model::ModelError) -> RpcError {
+    use virtnet_model::ErrorKind;
+    match e.kind {
+        ErrorKind::Invalid if e.field == "name" && e.value.is_none() => {
+            let mut error = RpcError::new(code::NO_NAME, domain::NETWORK, "");
+            error.message = Some("missing name information".into());
+            error.str1 = error.message.clone();
+            error.str2 = None;
+            error
+        }
+        ErrorKind::Unsupported => RpcError::new(
+            code::OPERATION_UNSUPPORTED,
+            domain::NETWORK,
+            e.reason.clone(),
+        ),
+        ErrorKind::Conflict => {
+            RpcError::new(code::OPERATION_FAILED, domain::NETWORK, e.to_string())
+        }
+        ErrorKind::Xml | ErrorKind::Invalid => {
+            RpcError::new(code::XML_ERROR, domain::NETWORK, e.to_string())
+        }
+    }
 }
 
 /// `VIR_ERR_NO_NETWORK` for a handle whose UUID matches no network (libvirt's
