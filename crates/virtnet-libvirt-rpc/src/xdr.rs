@@ -346,6 +346,8 @@ macro_rules! xdr_struct {
             fn decode(_r: &mut $crate::xdr::Reader<'_>) -> Result<Self, $crate::DecodeError> {
                 Ok($name { $( $field: <$ty as $crate::xdr::Xdr>::decode(_r)? ),* })
             }
+            // The sum of the fields' least sizes: a list of these is bounded by the frame.
+            const MIN_SIZE: usize = 0 $( + <$ty as $crate::xdr::Xdr>::MIN_SIZE )*;
         }
     )*};
 }
