@@ -427,3 +427,64 @@ fn no_libvirt_sockets_serves_none() {
     assert!(!d.libvirt_socket().exists());
     assert!(!d.libvirt_ro_socket().exists());
 }
+
+/// `virsh` run as `uid` with supplementary `groups` (`setpriv`), options then the command.
+fn virsh_as(uid: u32, groups: &[u32], socket: &Path, options: &[&str], args: &[&str]) -> Output {
+    let mut cmd = std::process::Command::new("setpriv");
+    cmd.arg(format!("--reuid={uid}"))
+        .arg(format!("--regid={uid}"));
+    if groups.is_empty() {
+        cmd.arg("--clear-groups");
+    } else {
+        let list: Vec<String> = groups.iter().map(u32::to_string).collect();
+        cmd.arg(format!("--groups={}", list.join(",")));
+    }
+    cmd.arg("virsh")
+        .args(options)
+        .arg("-c")
+        .arg(network_uri(socket))
+        .args(args)
+        .env("HOME", std::env::temp_dir())
+        .output()
+        .expect("setpriv virsh")
+}
+
+#[test]
+fn the_read_write_socket_serves_root_and_the_socket_group_and_refuses_others() {
+    use std::os::unix::fs::PermissionsExt;
+    const NOBODY: u32 = 65534;
+    const GROUP: u32 = 4242;
+    let d = Daemon::start_in_with(
+        &Netns::new("lvaccess"),
+        &["--libvirt-socket-group", &GROUP.to_string()],
+    );
+    std::fs::set_permissions(d.dir(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let file = write_xml(&d, "lvnet.xml", NET);
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let (rw, ro) = (d.libvirt_socket(), d.libvirt_ro_socket());
+    let meta = std::fs::metadata(&rw).expect("socket");
+    assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+    assert_eq!(std::os::unix::fs::MetadataExt::gid(&meta), GROUP);
+
+    // Anyone reads through the read-only socket.
+    let out = virsh_as(NOBODY, &[], &ro, &["-r"], &["net-list", "--all"]);
+    assert!(out.status.success(), "{}", text(&out));
+    // A member of the group changes things through the read-write socket.
+    let out = virsh_as(NOBODY, &[GROUP], &rw, &[], &["net-define", &file]);
+    assert!(out.status.success(), "{}", text(&out));
+    // Anyone else is refused by the peer's credentials, even with the socket's mode opened.
+    std::fs::set_permissions(&rw, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    let out = virsh_as(NOBODY, &[], &rw, &[], &["net-undefine", "lvnet"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "authentication failed: access denied: uid {NOBODY} may not use virtnetworkd-sock"
+        )),
+        "{err}"
+    );
+    assert!(
+        ok(&d, &["net-list", "--name", "--all"]).contains("lvnet"),
+        "nothing changed"
+    );
+}
