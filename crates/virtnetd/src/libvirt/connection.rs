@@ -201,7 +201,7 @@ impl Connection {
         }
         let answer = match Call::decode(header.proc_, body) {
             Ok(call) => self.call(call).await,
-            Err(DecodeError::UnknownProcedure(n)) => Err(RpcError::new(
+            Err(DecodeError::UnknownProcedure(n)) => Err(errors::error(
                 code::NO_SUPPORT,
                 domain::RPC,
                 format!("unknown procedure: {n}"),
@@ -220,7 +220,7 @@ impl Connection {
     async fn call(&mut self, call: Call) -> Answer {
         let procedure = call.procedure();
         if self.caller.access == Access::ReadWrite && !self.caller.is_admin() {
-            return Err(RpcError::new(
+            return Err(errors::error(
                 code::AUTH_FAILED,
                 domain::RPC,
                 format!(
@@ -283,14 +283,14 @@ impl Connection {
             }
             Call::ConnectNetworkEventRegisterAny(a) => {
                 if a.event_id != NETWORK_EVENT_ID_LIFECYCLE {
-                    return Err(RpcError::new(
+                    return Err(errors::error(
                         code::INVALID_ARG,
                         domain::NETWORK,
                         format!("unsupported event ID {}", a.event_id),
                     ));
                 }
                 let Some(id) = self.callbacks.register(a.net.as_ref()) else {
-                    return Err(RpcError::new(
+                    return Err(errors::error(
                         code::OPERATION_FAILED,
                         domain::NETWORK,
                         format!(
@@ -309,7 +309,7 @@ impl Connection {
             }
             Call::ConnectNetworkEventDeregisterAny(a) => {
                 if !self.callbacks.deregister(a.callback_id) {
-                    return Err(RpcError::new(
+                    return Err(errors::error(
                         code::INVALID_ARG,
                         domain::NETWORK,
                         format!("callback ID {} not registered", a.callback_id),
@@ -334,7 +334,7 @@ impl Connection {
             }
         };
         if !accepted {
-            return Err(RpcError::new(
+            return Err(errors::error(
                 code::NO_CONNECT,
                 domain::NONE,
                 uri.unwrap_or_default().to_string(),

@@ -11,13 +11,13 @@ use virtnet_libvirt_rpc::remote::{
     ListNamesRet, NetRet, NonnullNetwork, NumRet, UpdateArgs, XmlRet, NETWORK_XML_INACTIVE,
 };
 use virtnet_libvirt_rpc::xdr::List;
-use virtnet_libvirt_rpc::{code, domain, Call, Procedure, Reply, RpcError};
+use virtnet_libvirt_rpc::{code, domain, Call, Procedure, Reply};
 
 use super::errors::{self, to_libvirt};
 use crate::state::AppState;
 
 /// The result of one call.
-pub type Answer = std::result::Result<Reply, RpcError>;
+pub type Answer = std::result::Result<Reply, errors::Failure>;
 
 /// libvirt's public API function behind a procedure that changes something (the name
 /// libvirt's read-only refusal gives); `None` for a procedure that only reads.
@@ -70,7 +70,7 @@ fn net_ret(summary: &NetworkSummary) -> NetRet {
 }
 
 /// The network a handle names: by UUID, as libvirt's network driver finds it.
-fn resolve(state: &AppState, net: &NonnullNetwork) -> Result<NetworkSummary, RpcError> {
+fn resolve(state: &AppState, net: &NonnullNetwork) -> Result<NetworkSummary, errors::Failure> {
     let uuid = Uuid::from_bytes(net.uuid);
     state
         .networks
@@ -155,7 +155,7 @@ pub fn network_call(state: &AppState, call: Call) -> Answer {
         Call::NetworkGetBridgeName(a) => {
             let s = resolve(state, &a.net)?;
             let Some(name) = s.bridge else {
-                return Err(RpcError::new(
+                return Err(errors::error(
                     code::INTERNAL_ERROR,
                     domain::NETWORK,
                     format!("network '{}' does not have a bridge name.", s.name),
@@ -308,10 +308,10 @@ fn update_section(n: u32) -> Option<&'static str> {
 
 /// `NETWORK_UPDATE`: the client knows (`VIR_DRV_FEATURE_NETWORK_UPDATE_HAS_CORRECT_ORDER`,
 /// which virtnetd advertises) that command and section travel in their own fields.
-fn update(state: &AppState, a: &UpdateArgs) -> Result<(), RpcError> {
+fn update(state: &AppState, a: &UpdateArgs) -> Result<(), errors::Failure> {
     let s = resolve(state, &a.net)?;
     let command = update_command(a.command).ok_or_else(|| {
-        RpcError::new(
+        errors::error(
             code::NO_SUPPORT,
             domain::NETWORK,
             format!("unrecognized network update command {}", a.command),
@@ -319,7 +319,7 @@ fn update(state: &AppState, a: &UpdateArgs) -> Result<(), RpcError> {
     })?;
     let section = match update_section(a.section) {
         Some(section @ ("bridge" | "domain" | "ip" | "forward" | "forward-pf")) => {
-            return Err(RpcError::new(
+            return Err(errors::error(
                 code::OPERATION_UNSUPPORTED,
                 domain::NETWORK,
                 format!("can't update '{section}' section of network '{}'", s.name),
@@ -327,7 +327,7 @@ fn update(state: &AppState, a: &UpdateArgs) -> Result<(), RpcError> {
         }
         Some(section) => section,
         None => {
-            return Err(RpcError::new(
+            return Err(errors::error(
                 code::OPERATION_UNSUPPORTED,
                 domain::NETWORK,
                 "can't update unrecognized section of network",
@@ -351,7 +351,7 @@ fn update(state: &AppState, a: &UpdateArgs) -> Result<(), RpcError> {
 
 /// `NETWORK_GET_DHCP_LEASES`: an inactive network has none (libvirt reads its lease file,
 /// which an inactive network does not have).
-fn leases(state: &AppState, a: &GetDhcpLeasesArgs) -> Result<GetDhcpLeasesRet, RpcError> {
+fn leases(state: &AppState, a: &GetDhcpLeasesArgs) -> Result<GetDhcpLeasesRet, errors::Failure> {
     let s = resolve(state, &a.net)?;
     let leases = if s.active {
         state

@@ -20,8 +20,16 @@ use virtnet_libvirt_rpc::{code, domain, RpcError};
 
 use crate::error::{Error, Kind};
 
+/// A libvirt error on its way to the client (boxed: it is large, and rare).
+pub type Failure = Box<RpcError>;
+
+/// A libvirt error: `code`'s format around `detail` (see [`RpcError::new`]).
+pub fn error(code: i32, domain: i32, detail: impl Into<String>) -> Failure {
+    Box::new(RpcError::new(code, domain, detail))
+}
+
 /// The libvirt error for a virtnetd error.
-pub fn to_libvirt(error: &Error) -> RpcError {
+pub fn to_libvirt(error: &Error) -> Failure {
     if let Error::Model(e) = error {
         return model_error(e);
     }
@@ -56,14 +64,14 @@ pub fn to_libvirt(error: &Error) -> RpcError {
         | Error::Damaged { .. }
         | Error::Task { .. } => code::INTERNAL_ERROR,
     };
-    RpcError::new(code, domain::NETWORK, error.to_string())
+    self::error(code, domain::NETWORK, error.to_string())
 }
 
 /// A definition's error as libvirt's network driver reports the same fault: a missing name
 /// is `VIR_ERR_NO_NAME` ("missing name information"), what libvirt does not do is
 /// `VIR_ERR_OPERATION_UNSUPPORTED` with the reason alone, a clash with another network
 /// `VIR_ERR_OPERATION_FAILED`, anything else `VIR_ERR_XML_ERROR` naming the field.
-fn model_error(e: &virtnet_model::ModelError) -> RpcError {
+fn model_error(e: &virtnet_model::ModelError) -> Failure {
     use virtnet_model::ErrorKind;
     match e.kind {
         ErrorKind::Invalid if e.field == "name" && e.value.is_none() => {
@@ -71,26 +79,24 @@ fn model_error(e: &virtnet_model::ModelError) -> RpcError {
             error.message = Some("missing name information".into());
             error.str1 = error.message.clone();
             error.str2 = None;
-            error
+            Box::new(error)
         }
-        ErrorKind::Unsupported => RpcError::new(
+        ErrorKind::Unsupported => error(
             code::OPERATION_UNSUPPORTED,
             domain::NETWORK,
             e.reason.clone(),
         ),
-        ErrorKind::Conflict => {
-            RpcError::new(code::OPERATION_FAILED, domain::NETWORK, e.to_string())
-        }
+        ErrorKind::Conflict => error(code::OPERATION_FAILED, domain::NETWORK, e.to_string()),
         ErrorKind::Xml | ErrorKind::Invalid => {
-            RpcError::new(code::XML_ERROR, domain::NETWORK, e.to_string())
+            error(code::XML_ERROR, domain::NETWORK, e.to_string())
         }
     }
 }
 
 /// `VIR_ERR_NO_NETWORK` for a handle whose UUID matches no network (libvirt's
 /// `networkObjFromNetwork`).
-pub fn no_network_with_uuid(uuid: &uuid::Uuid, name: &str) -> RpcError {
-    RpcError::new(
+pub fn no_network_with_uuid(uuid: &uuid::Uuid, name: &str) -> Failure {
+    error(
         code::NO_NETWORK,
         domain::NETWORK,
         format!("no network with matching uuid '{uuid}' ({name})"),
@@ -100,8 +106,8 @@ pub fn no_network_with_uuid(uuid: &uuid::Uuid, name: &str) -> RpcError {
 /// `VIR_ERR_OPERATION_DENIED` for a change asked on a read-only connection, worded as
 /// libvirt's `virCheckReadOnlyGoto` (`operation forbidden: read only access prevents
 /// virNetworkCreate`).
-pub fn read_only(api: &str) -> RpcError {
-    RpcError::new(
+pub fn read_only(api: &str) -> Failure {
+    error(
         code::OPERATION_DENIED,
         domain::NONE,
         format!("read only access prevents {api}"),
@@ -109,21 +115,21 @@ pub fn read_only(api: &str) -> RpcError {
 }
 
 /// `VIR_ERR_NO_SUPPORT` for a procedure virtnetd does not (yet) implement.
-pub fn no_support(api: &str) -> RpcError {
-    RpcError::new(code::NO_SUPPORT, domain::NETWORK, api)
+pub fn no_support(api: &str) -> Failure {
+    error(code::NO_SUPPORT, domain::NETWORK, api)
 }
 
 /// `VIR_ERR_OPERATION_INVALID`, libvirt's wording (`Requested operation is not valid: …`).
-pub fn invalid(detail: impl Into<String>) -> RpcError {
-    RpcError::new(code::OPERATION_INVALID, domain::NETWORK, detail)
+pub fn invalid(detail: impl Into<String>) -> Failure {
+    error(code::OPERATION_INVALID, domain::NETWORK, detail)
 }
 
 /// `VIR_ERR_RPC` about the message itself (undecodable body, wrong program).
-pub fn rpc(detail: impl Into<String>) -> RpcError {
-    RpcError::new(code::RPC, domain::RPC, detail)
+pub fn rpc(detail: impl Into<String>) -> Failure {
+    error(code::RPC, domain::RPC, detail)
 }
 
 /// `VIR_ERR_INTERNAL_ERROR` in `VIR_FROM_RPC` (libvirt's "connection not open").
-pub fn internal(detail: impl Into<String>) -> RpcError {
-    RpcError::new(code::INTERNAL_ERROR, domain::RPC, detail)
+pub fn internal(detail: impl Into<String>) -> Failure {
+    error(code::INTERNAL_ERROR, domain::RPC, detail)
 }
