@@ -487,4 +487,27 @@ fn the_read_write_socket_serves_root_and_the_socket_group_and_refuses_others() {
         ok(&d, &["net-list", "--name", "--all"]).contains("lvnet"),
         "nothing changed"
     );
+    // Every change asked for is in the audit log with who asked and how it ended.
+    let log = d.log();
+    let audit: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("virtnetd::audit: change"))
+        .collect();
+    let logged = |what: &str| {
+        audit
+            .iter()
+            .any(|l| l.contains(&format!("uid={NOBODY} ")) && l.contains(what))
+    };
+    assert!(
+        logged("verb=libvirt virNetworkDefineXML object=\"lvnet\" error=0"),
+        "{audit:?}"
+    );
+    // The stranger was refused when it connected (AUTH_LIST), before it could ask anything.
+    assert!(
+        log.lines().any(|l| l.contains("virtnetd::audit")
+            && l.contains(&format!("uid={NOBODY} "))
+            && l.contains("libvirt request refused")
+            && l.contains("procedure=\"AUTH_LIST\"")),
+        "{log}"
+    );
 }

@@ -200,7 +200,14 @@ impl Connection {
             return Some(vec![error_frame(&header, &e)]);
         }
         let answer = match Call::decode(header.proc_, body) {
-            Ok(call) => self.call(call).await,
+            Ok(call) => {
+                let change = write_api(call.procedure()).map(|api| (api, named(&call)));
+                let answer = self.call(call).await;
+                if let Some((api, object)) = change {
+                    self.audit(api, object, &answer);
+                }
+                answer
+            }
             Err(DecodeError::UnknownProcedure(n)) => Err(errors::error(
                 code::NO_SUPPORT,
                 domain::RPC,
@@ -220,6 +227,14 @@ impl Connection {
     async fn call(&mut self, call: Call) -> Answer {
         let procedure = call.procedure();
         if self.caller.access == Access::ReadWrite && !self.caller.is_admin() {
+            tracing::info!(
+                target: crate::access::AUDIT_TARGET,
+                uid = self.caller.uid,
+                gid = self.caller.gid,
+                pid = self.caller.pid,
+                procedure = procedure.wire_name(),
+                "libvirt request refused: not root nor in --libvirt-socket-group"
+            );
             return Err(errors::error(
                 code::AUTH_FAILED,
                 domain::RPC,
@@ -324,6 +339,33 @@ impl Connection {
         }
     }
 
+    /// Logs a change asked for (made or refused) once, as the JSON API's audit log does
+    /// (`virtnetd::audit`): who, which libvirt API, on what, and the outcome.
+    fn audit(&self, api: &str, object: Option<String>, answer: &Answer) {
+        let object = object.or_else(|| match answer {
+            Ok(
+                Reply::NetworkDefineXml(r)
+                | Reply::NetworkDefineXmlFlags(r)
+                | Reply::NetworkCreateXml(r)
+                | Reply::NetworkCreateXmlFlags(r),
+            ) => Some(r.net.name.clone()),
+            _ => None,
+        });
+        // Debug formatting quotes the object and escapes control characters: a network name
+        // cannot forge a log line.
+        tracing::info!(
+            target: crate::access::AUDIT_TARGET,
+            uid = self.caller.uid,
+            gid = self.caller.gid,
+            pid = self.caller.pid,
+            verb = %format!("libvirt {api}"),
+            object = ?object.unwrap_or_default(),
+            // libvirt's error code; 0: made.
+            error = answer.as_ref().err().map_or(0, |e| e.code),
+            "change"
+        );
+    }
+
     /// `CONNECT_OPEN`: only the network driver's URI (or none, the default connection).
     fn open(&mut self, uri: Option<&str>, flags: u32) -> Answer {
         let accepted = match uri {
@@ -346,6 +388,22 @@ impl Connection {
         }
         Ok(Reply::ConnectOpen(()))
     }
+}
+
+/// The network a change names in its arguments (a define or create names it in its XML,
+/// known from the reply).
+fn named(call: &Call) -> Option<String> {
+    Some(match call {
+        Call::NetworkCreate(a) | Call::NetworkDestroy(a) | Call::NetworkUndefine(a) => {
+            a.net.name.clone()
+        }
+        Call::NetworkUpdate(a) => a.net.name.clone(),
+        Call::NetworkSetAutostart(a) => a.net.name.clone(),
+        Call::NetworkPortCreateXml(a) => a.network.name.clone(),
+        Call::NetworkPortDelete(a) => a.port.net.name.clone(),
+        Call::NetworkPortSetParameters(a) => a.port.net.name.clone(),
+        _ => return None,
+    })
 }
 
 /// Runs a call into the core on the blocking pool.
