@@ -160,3 +160,44 @@ fn protocol_errors_are_answered_and_bad_frames_close_only_their_connection() {
     }));
     assert!(matches!(found.body, Body::Reply(_)), "{found:?}");
 }
+
+/// The daemon's virtual memory size in KiB (`VmSize`: what it reserved, touched or not).
+fn vm_size_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmSize:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmSize")
+}
+
+#[test]
+fn a_message_announced_but_not_sent_reserves_no_memory() {
+    let daemon = Daemon::start_in(&Netns::new("lvmem"));
+    let pid = daemon.pid().expect("running");
+    // Warm up: one full exchange, so the runtime's threads exist before measuring.
+    let mut warm = Client::connect(&daemon);
+    warm.open();
+    let before = vm_size_kib(pid);
+    // 48 read-only connections (anyone may open them), each announcing a 32 MiB message
+    // (VIR_NET_MESSAGE_MAX) and sending one byte of it.
+    let mut held = Vec::new();
+    for _ in 0..48 {
+        let mut s = UnixStream::connect(daemon.libvirt_ro_socket()).expect("connect");
+        let announced = (LEN_SIZE + virtnet_libvirt_rpc::frame::MESSAGE_MAX) as u32;
+        s.write_all(&announced.to_be_bytes()).expect("length");
+        s.write_all(&[0]).expect("one byte");
+        held.push(s);
+    }
+    // The daemon has read them all once a later call on another connection is answered
+    // (connections are served concurrently; give each a round trip of its own).
+    for _ in 0..3 {
+        let mut c = Client::connect(&daemon);
+        c.open();
+    }
+    let grown_mib = vm_size_kib(pid).saturating_sub(before) / 1024;
+    // Reserving each announced message would take 48 × 32 MiB = 1.5 GiB.
+    assert!(grown_mib < 256, "virtual size grew by {grown_mib} MiB");
+    drop(held);
+}

@@ -117,17 +117,27 @@ async fn serve_in_span(stream: UnixStream, caller: Caller, state: Arc<AppState>)
     reader.abort();
 }
 
-/// Reads one frame's payload; the length word is checked before the payload is allocated.
+/// Reads one frame's payload. The length word is checked against `VIR_NET_MESSAGE_MAX`
+/// first, and the buffer grows with the bytes that actually arrive (from libvirt's initial
+/// 64 KiB), so a peer announcing 32 MiB and sending nothing holds 64 KiB, not 32 MiB.
 async fn read_payload(read: &mut tokio::net::unix::OwnedReadHalf) -> Result<Vec<u8>, String> {
     let mut prefix = [0u8; LEN_SIZE];
     read.read_exact(&mut prefix)
         .await
         .map_err(|e| e.to_string())?;
     let len = frame::payload_len(prefix).map_err(|e| e.to_string())?;
-    let mut payload = vec![0; len];
-    read.read_exact(&mut payload)
+    let mut payload = Vec::with_capacity(len.min(frame::MESSAGE_INITIAL));
+    (&mut *read)
+        .take(len as u64)
+        .read_to_end(&mut payload)
         .await
         .map_err(|e| e.to_string())?;
+    if payload.len() != len {
+        return Err(format!(
+            "connection closed in a message: {} of {len} bytes",
+            payload.len()
+        ));
+    }
     Ok(payload)
 }
 
