@@ -77,7 +77,7 @@ for n in "$ns" "$cns"; do
   ip netns exec "$n" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
 done
 printf 'nameserver 192.0.2.53\n' >"$work/resolv.conf"   # unreachable: nothing here is forwarded
-ip netns exec "$ns" "$work/virtnetd" --state-dir "$work/s" --run-dir "$work/r" \
+ip netns exec "$ns" "$work/virtnetd" --state-dir "$work/s" --run-dir "$work/r" --libvirt-run-dir "$work/r/libvirt" \
   --log-level info --resolv-conf "$work/resolv.conf" 2>"$work/log" &
 daemon=$!
 for _ in $(seq 200); do [ -S "$work/r/virtnet.sock" ] && break; sleep 0.05; done

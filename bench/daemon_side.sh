@@ -20,7 +20,7 @@ cleanup() {
 trap cleanup EXIT
 ip netns add "$ns"
 ip -n "$ns" link set lo up
-ip netns exec "$ns" "$bin/virtnetd" --state-dir "$work/s" --run-dir "$work/r" --log-level "${VIRTNET_BENCH_LOG:-info}" 2>"$work/log" &
+ip netns exec "$ns" "$bin/virtnetd" --state-dir "$work/s" --run-dir "$work/r" --libvirt-run-dir "$work/r/libvirt" --log-level "${VIRTNET_BENCH_LOG:-info}" 2>"$work/log" &
 daemon=$!
 for _ in $(seq 100); do [ -S "$work/r/virtnet.sock" ] && break; sleep 0.05; done
 v() { "$bin/virtnet" -q --connect "$work/r/virtnet.sock" "$@"; }

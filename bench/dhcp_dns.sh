@@ -153,7 +153,7 @@ start_daemon() { # impl
   else
     printf 'nameserver 192.0.2.53\n' >"$d/resolv.conf"   # unreachable (TEST-NET-1): no query here is forwarded
     setsid ip netns exec "${NS[$k]}" "${UNSHARE[@]}" bash bench/pid1.sh "$BIN/virtnetd" \
-      --state-dir "$d/state" --run-dir "$d/run" --log-level warn --resolv-conf "$d/resolv.conf" \
+      --state-dir "$d/state" --run-dir "$d/run" --libvirt-run-dir "$d/run/libvirt" --log-level warn --resolv-conf "$d/resolv.conf" \
       </dev/null >"$d/daemon.log" 2>&1 &
     CLI_URI[$k]=$d/run/virtnet.sock
   fi

@@ -233,7 +233,8 @@ class Virtnet(Daemon):
         state, run = os.path.join(self.dir, "state"), os.path.join(self.dir, "run")
         self.sock = os.path.join(run, "virtnet.sock")
         self.spawn(["bash", os.path.join(HERE, "pid1.sh"), virtnetd, "--state-dir", state,
-                    "--run-dir", run, "--log-level", "warn"])
+                    "--run-dir", run, "--libvirt-run-dir", os.path.join(run, "libvirt"),
+                    "--log-level", "warn"])
         self.wait_ready(self.cli("net-list", "--all"))
         out = subprocess.run([os.path.join(self.bindir, "virtnet"), "--version"],
                              capture_output=True, text=True)

@@ -39,7 +39,7 @@ cp target/release/virtnetd target/release/virtnet "$work/"
 bin=$work
 ip netns add "$ns"
 ip -n "$ns" link set lo up
-ip netns exec "$ns" "$bin/virtnetd" --state-dir "$work/s" --run-dir "$work/r" \
+ip netns exec "$ns" "$bin/virtnetd" --state-dir "$work/s" --run-dir "$work/r" --libvirt-run-dir "$work/r/libvirt" \
   --log-level "${VIRTNET_BENCH_LOG:-info}" 2>"$work/log" &
 daemon=$!
 for _ in $(seq 100); do [ -S "$work/r/virtnet.sock" ] && break; sleep 0.05; done

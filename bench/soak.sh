@@ -70,7 +70,7 @@ ip netns add "$ns"
 ip -n "$ns" link set lo up
 printf 'nameserver 192.0.2.53\n' >"$work/resolv.conf"
 start_daemon() {
-  ip netns exec "$ns" "$work/virtnetd" --state-dir "$work/s" --run-dir "$work/r" \
+  ip netns exec "$ns" "$work/virtnetd" --state-dir "$work/s" --run-dir "$work/r" --libvirt-run-dir "$work/r/libvirt" \
     --log-level warn --resolv-conf "$work/resolv.conf" 2>>"$work/log" &
   daemon=$!
   for _ in $(seq 600); do

@@ -115,7 +115,7 @@ wait_until 10 listening || { cat "$work/http.log" >&2; die "the upstream HTTP se
 echo "host uplink0 203.0.113.2/24 <-> upstream up0 203.0.113.1/24, HTTP server on 203.0.113.1:80"
 
 section "virtnetd (state $work/state, socket $work/run/virtnet.sock)"
-ip netns exec "$host" "$bin/virtnetd" --state-dir "$work/state" --run-dir "$work/run" 2>"$work/virtnetd.log" &
+ip netns exec "$host" "$bin/virtnetd" --state-dir "$work/state" --run-dir "$work/run" --libvirt-run-dir "$work/libvirt" 2>"$work/virtnetd.log" &
 daemon=$!
 pids+=("$daemon")
 export VIRTNET_SOCKET="$work/run/virtnet.sock"

@@ -27,6 +27,9 @@ command -v qemu-system-x86_64 >/dev/null || need_apt+=(qemu-system-x86)
 command -v cpio >/dev/null || need_apt+=(cpio)
 command -v xz >/dev/null || need_apt+=(xz-utils)
 command -v modinfo >/dev/null || [ -x /usr/sbin/modinfo ] || [ -x /sbin/modinfo ] || need_apt+=(kmod)
+# The libvirt front end's tests drive virtnetd with libvirt's own Python bindings (Debian's
+# /usr/bin/python3); virsh and libvirtd come from bench/setup.sh below.
+/usr/bin/python3 -c 'import libvirt' 2>/dev/null || need_apt+=(python3-libvirt)
 # Rust >= 1.88 (Debian 12's own rustc is 1.63): rustup's stable toolchain, installed below
 # when there is none.
 need_rustup=
@@ -40,6 +43,10 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
+# virsh (libvirt-clients) and libvirtd with its network driver (libvirt-daemon), which the
+# comparison tests run isolated: bench/setup.sh installs them and stops any daemon the install
+# started.
+bash "$(dirname "$0")/../bench/setup.sh"
 if [ -n "$need_rustup" ]; then
   echo "setup: installing Rust (rustup, stable toolchain)" >&2
   curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal \

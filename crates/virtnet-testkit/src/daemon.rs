@@ -142,6 +142,16 @@ impl Daemon {
             args.push("--host-config-root".into());
             args.push(self.host_config_root().to_string_lossy().into_owned());
         }
+        // Never /run/libvirt: each daemon serves libvirt's sockets in its own scratch
+        // directory, so tests neither meet a host's libvirt nor each other.
+        if !self
+            .extra
+            .iter()
+            .any(|a| a == "--libvirt-run-dir" || a == "--no-libvirt-sockets")
+        {
+            args.push("--libvirt-run-dir".into());
+            args.push(self.libvirt_run_dir().to_string_lossy().into_owned());
+        }
         args.extend(self.extra.iter().cloned());
         let child = self.ns.spawn_with(&args, |cmd| {
             cmd.stderr(log);
@@ -183,6 +193,22 @@ impl Daemon {
     /// The API socket, `<run-dir>/virtnet.sock`.
     pub fn socket(&self) -> PathBuf {
         self.run.join("virtnet.sock")
+    }
+
+    /// Where the daemon serves libvirt's sockets (`--libvirt-run-dir`, in its scratch
+    /// directory).
+    pub fn libvirt_run_dir(&self) -> PathBuf {
+        self.tmp.path().join("libvirt")
+    }
+
+    /// libvirt's read-write socket, `<libvirt-run-dir>/virtnetworkd-sock`.
+    pub fn libvirt_socket(&self) -> PathBuf {
+        self.libvirt_run_dir().join("virtnetworkd-sock")
+    }
+
+    /// libvirt's read-only socket, `<libvirt-run-dir>/virtnetworkd-sock-ro`.
+    pub fn libvirt_ro_socket(&self) -> PathBuf {
+        self.libvirt_run_dir().join("virtnetworkd-sock-ro")
     }
 
     /// The state directory (kept across restarts).

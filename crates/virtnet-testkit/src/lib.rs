@@ -16,12 +16,14 @@ use std::path::{Path, PathBuf};
 
 mod daemon;
 pub mod dhcp;
+pub mod libvirtd;
 mod netns;
 pub mod qemu;
 mod thread_netns;
 mod topology;
 
 pub use daemon::{virtnet_bin, virtnetd_bin, Daemon};
+pub use libvirtd::{virsh, virsh_with, Libvirtd};
 pub use netns::{netns_pids, pid_running, Netns, NsChild};
 pub use qemu::{Lease, QemuGuest};
 pub use thread_netns::{enter_thread_netns, in_thread_netns};

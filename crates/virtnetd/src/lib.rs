@@ -12,6 +12,7 @@
 //! - [`ports`]: guest ports (taps), their moves and the guests' addresses;
 //! - [`hostbridge`]: bridges made from host NICs;
 //! - [`api`]: the axum routes;
+//! - [`libvirt`]: libvirt's RPC protocol on the network daemon's sockets (`virsh`, …);
 //! - [`access`]: who may use which socket, and the audit log of changes;
 //! - [`server`]: start-up (locks, socket), serving and graceful shutdown.
 
@@ -23,6 +24,7 @@ pub mod error;
 pub mod external;
 pub mod hostbridge;
 pub mod kernel;
+pub mod libvirt;
 pub mod ports;
 pub mod reaper;
 pub mod registry;

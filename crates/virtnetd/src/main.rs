@@ -50,6 +50,17 @@ struct Args {
     /// a time.
     #[arg(long, value_name = "N", default_value_t = virtnetd::ports::DEFAULT_HELPER_PORTS_PER_USER)]
     helper_ports_per_user: u32,
+    /// Directory of libvirt's sockets: virtnetd serves libvirt's network daemon protocol on
+    /// `virtnetworkd-sock` (read-write) and `virtnetworkd-sock-ro` (read-only) there, for
+    /// virsh, virt-manager and the hypervisor daemon.
+    #[arg(long, value_name = "DIR", default_value = virtnetd::libvirt::DEFAULT_RUN_DIR)]
+    libvirt_run_dir: PathBuf,
+    /// Do not serve libvirt's sockets.
+    #[arg(long)]
+    no_libvirt_sockets: bool,
+    /// Group (name or number) whose members may use libvirt's read-write socket besides root.
+    #[arg(long, value_name = "GROUP")]
+    libvirt_socket_group: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -88,6 +99,7 @@ fn group_flag(flag: &str, value: Option<&str>) -> Result<Option<u32>, Error> {
 fn run(args: Args) -> Result<(), Error> {
     let socket_gid = group_flag("socket-group", args.socket_group.as_deref())?;
     let ro_socket_gid = group_flag("ro-socket-group", args.ro_socket_group.as_deref())?;
+    let libvirt_gid = group_flag("libvirt-socket-group", args.libvirt_socket_group.as_deref())?;
     let config = Config {
         state_dir: args.state_dir,
         run_dir: args.run_dir,
@@ -104,6 +116,10 @@ fn run(args: Args) -> Result<(), Error> {
         },
         socket_gid,
         ro_socket_gid,
+        libvirt: virtnetd::libvirt::LibvirtConfig {
+            run_dir: (!args.no_libvirt_sockets).then_some(args.libvirt_run_dir),
+            socket_gid: libvirt_gid,
+        },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

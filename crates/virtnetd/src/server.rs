@@ -64,6 +64,8 @@ pub struct Config {
     pub socket_gid: Option<u32>,
     /// Group owning the read-only socket, then mode 0660 (`None`: mode 0666, anyone may read).
     pub ro_socket_gid: Option<u32>,
+    /// libvirt's network daemon sockets ([`crate::libvirt`]).
+    pub libvirt: crate::libvirt::LibvirtConfig,
 }
 
 /// A daemon that holds its lock, its store and its bound socket, ready to serve.
@@ -73,12 +75,14 @@ pub struct Daemon {
     socket: SocketFile,
     ro_socket: SocketFile,
     admin_gid: Option<u32>,
+    /// libvirt's sockets, bound and not yet served (`None` when turned off).
+    libvirt: Option<crate::libvirt::listener::Sockets>,
     // Held for the life of the daemon: the flock is released when the file is closed.
     _lock: File,
 }
 
 /// The socket file; removed when dropped, if it is still the one this daemon created.
-struct SocketFile {
+pub(crate) struct SocketFile {
     path: PathBuf,
     dev_ino: (u64, u64),
 }
@@ -159,8 +163,10 @@ impl Daemon {
             read_only_gid = config.ro_socket_gid,
             "listening"
         );
+        let libvirt = crate::libvirt::listener::bind(&config.libvirt)?;
         Ok(Daemon {
             state,
+            libvirt,
             listeners: Some(Listeners {
                 rw: listener,
                 ro: ro_listener,
@@ -179,14 +185,32 @@ impl Daemon {
             return Err(Error::Startup("the daemon is already serving".into()));
         };
         let paths = [self.socket.path.as_path(), self.ro_socket.path.as_path()];
-        serve(
+        // The libvirt front end stops with the JSON API: both stop accepting at once.
+        let (stop_libvirt, stopped) = watch::channel(false);
+        let libvirt = self.libvirt.take().map(|sockets| {
+            tokio::spawn(crate::libvirt::serve(
+                sockets,
+                Arc::clone(&self.state),
+                stopped,
+            ))
+        });
+        let served = serve(
             listeners,
             paths,
             self.admin_gid,
             api_router(&self.state),
             shutdown,
         )
-        .await
+        .await;
+        let _ = stop_libvirt.send(true);
+        if let Some(task) = libvirt {
+            match task.await {
+                Ok(Err(e)) => tracing::warn!(error = %e, "libvirt front end failed"),
+                Err(e) => tracing::warn!(error = %e, "libvirt front end task failed"),
+                Ok(Ok(())) => {}
+            }
+        }
+        served
     }
 
     /// Closes the store and removes the socket. Blocking work still running (a commit whose
@@ -430,7 +454,11 @@ fn read_boot_id(path: &Path) -> Option<String> {
 /// Binds an API socket with `mode`, group `gid` when given (else the daemon's own). An existing
 /// socket file is removed only when nothing answers on it (a daemon that died without cleaning
 /// up); a live one, or a file that is not a socket, makes start-up fail.
-fn bind_socket(path: &Path, mode: u32, gid: Option<u32>) -> Result<(StdUnixListener, SocketFile)> {
+pub(crate) fn bind_socket(
+    path: &Path,
+    mode: u32,
+    gid: Option<u32>,
+) -> Result<(StdUnixListener, SocketFile)> {
     match fs::symlink_metadata(path) {
         Ok(meta) if !meta.file_type().is_socket() => {
             return Err(Error::Startup(format!(
@@ -439,10 +467,11 @@ fn bind_socket(path: &Path, mode: u32, gid: Option<u32>) -> Result<(StdUnixListe
             )));
         }
         Ok(_) => match StdUnixStream::connect(path) {
-            Ok(_) => {
+            Ok(stream) => {
                 return Err(Error::Startup(format!(
-                    "another virtnetd is already listening on {}",
-                    path.display()
+                    "another process is already listening on {}: {}",
+                    path.display(),
+                    socket_owner(&stream)
                 )));
             }
             Err(e) if e.kind() == ErrorKind::ConnectionRefused => {
@@ -477,4 +506,33 @@ fn bind_socket(path: &Path, mode: u32, gid: Option<u32>) -> Result<(StdUnixListe
     fs::set_permissions(path, fs::Permissions::from_mode(mode))
         .with_path("cannot set the mode of", path)?;
     Ok((listener, socket))
+}
+
+/// Who listens at the other end of `stream`, for an error message: the process's name and pid
+/// from `SO_PEERCRED` and `/proc/PID/comm` (`libvirtd (pid 812)`), or what is known of it.
+fn socket_owner(stream: &StdUnixStream) -> String {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `cred`, which we own.
+    let rc = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    // pid 0: the listener lives in a pid namespace we cannot see into.
+    if rc != 0 || cred.pid <= 0 {
+        return "a process this daemon cannot identify (another pid namespace?)".into();
+    }
+    match fs::read_to_string(format!("/proc/{}/comm", cred.pid)) {
+        Ok(comm) => format!("{} (pid {})", comm.trim(), cred.pid),
+        Err(_) => format!("pid {}", cred.pid),
+    }
 }

@@ -99,6 +99,66 @@ pub fn lease_to_api(lease: &Lease, bridge: &str, prefix: u8) -> DhcpLease {
 pub struct EventFeed {
     inner: Mutex<FeedInner>,
     notify: Notify,
+    /// Networks defined, undefined, started and stopped (libvirt's lifecycle events).
+    pub lifecycle: LifecycleFeed,
+}
+
+/// What happened to a network, as libvirt's `virNetworkEventLifecycleType` says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LifecycleKind {
+    /// Defined or redefined (`VIR_NETWORK_EVENT_DEFINED`).
+    Defined,
+    /// Its persistent definition removed (`VIR_NETWORK_EVENT_UNDEFINED`).
+    Undefined,
+    /// Started (`VIR_NETWORK_EVENT_STARTED`).
+    Started,
+    /// Stopped (`VIR_NETWORK_EVENT_STOPPED`).
+    Stopped,
+}
+
+/// One lifecycle change of a network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lifecycle {
+    /// The network's name.
+    pub name: String,
+    /// Its UUID.
+    pub uuid: uuid::Uuid,
+    /// What happened.
+    pub kind: LifecycleKind,
+}
+
+/// Lifecycle changes, broadcast to whoever listens at the moment (libvirt's event clients);
+/// a listener that falls more than [`LIFECYCLE_BUFFER`] behind loses the oldest.
+#[derive(Debug)]
+pub struct LifecycleFeed {
+    tx: tokio::sync::broadcast::Sender<Lifecycle>,
+}
+
+/// Lifecycle changes a slow listener may lag behind before it loses some.
+pub const LIFECYCLE_BUFFER: usize = 256;
+
+impl Default for LifecycleFeed {
+    fn default() -> Self {
+        LifecycleFeed {
+            tx: tokio::sync::broadcast::channel(LIFECYCLE_BUFFER).0,
+        }
+    }
+}
+
+impl LifecycleFeed {
+    /// Tells the current listeners (none listening is fine).
+    pub fn publish(&self, name: &str, uuid: uuid::Uuid, kind: LifecycleKind) {
+        let _ = self.tx.send(Lifecycle {
+            name: name.to_string(),
+            uuid,
+            kind,
+        });
+    }
+
+    /// A new listener, seeing the changes from now on.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Lifecycle> {
+        self.tx.subscribe()
+    }
 }
 
 #[derive(Debug, Default)]

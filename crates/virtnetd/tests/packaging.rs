@@ -85,6 +85,7 @@ fn systemd_unit_leaves_every_directory_iface_bridge_writes_writable() {
     for (flag, dir) in [
         ("--state-dir", virtnet_api::DEFAULT_STATE_DIR),
         ("--run-dir", virtnet_api::DEFAULT_RUN_DIR),
+        ("--libvirt-run-dir", virtnetd::libvirt::DEFAULT_RUN_DIR),
     ] {
         assert!(exec.contains(&format!("{flag} {dir}")), "{exec}");
         assert!(writable.iter().any(|w| w == Path::new(dir)), "{dir}");

@@ -161,6 +161,9 @@ impl Daemon {
             .arg(&state)
             .arg("--run-dir")
             .arg(&run)
+            // Never the host's /run/libvirt.
+            .arg("--libvirt-run-dir")
+            .arg(run.join("libvirt"))
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().expect("log file"))
             .stderr(log_file)

@@ -55,4 +55,8 @@ impl NetworkServices for Services {
     fn leases(&self, net: &Network) -> Result<Vec<DhcpLease>> {
         Services::leases(self, net)
     }
+
+    fn lifecycle(&self, name: &str, uuid: uuid::Uuid, kind: crate::services::LifecycleKind) {
+        self.events().lifecycle.publish(name, uuid, kind)
+    }
 }

@@ -35,4 +35,6 @@ pub trait NetworkServices: Send + Sync {
     fn forget(&self, network: &str) -> Result<()>;
     /// A network's current leases.
     fn leases(&self, net: &Network) -> Result<Vec<DhcpLease>>;
+    /// Tells the lifecycle listeners (libvirt's event clients) what happened to a network.
+    fn lifecycle(&self, _name: &str, _uuid: uuid::Uuid, _kind: crate::services::LifecycleKind) {}
 }

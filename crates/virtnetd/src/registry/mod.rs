@@ -36,6 +36,7 @@ use virtnet_model::define::{identify, prepare, Identity};
 use virtnet_model::{ForwardMode, ModelError, Network};
 
 use crate::error::{Error, Kind, Result};
+use crate::services::LifecycleKind;
 use crate::store::{Record, Store};
 use crate::sync::lock;
 use virtnet_plan::{plan, NetworkPlan};
@@ -254,7 +255,14 @@ impl NetworkRegistry {
     /// `POST /v1/networks/{id}/start` (`net-start`): starts an inactive persistent network
     /// with its persistent definition.
     pub fn start(&self, id: &str) -> Result<ChangeResult> {
-        self.with_network(id, |name| self.start_locked(name))
+        let result = self.with_network(id, |name| self.start_locked(name))?;
+        self.announce(&result.network, LifecycleKind::Started);
+        Ok(result)
+    }
+
+    /// Tells the lifecycle listeners (libvirt's event clients) about a change just made.
+    fn announce(&self, network: &NetworkSummary, kind: LifecycleKind) {
+        self.services.lifecycle(&network.name, network.uuid, kind);
     }
 
     /// [`NetworkRegistry::start`] under the network's lock.
@@ -329,7 +337,11 @@ impl NetworkRegistry {
                     .map_or(true, |(n, _)| names.binary_search(&n.to_string()).is_ok())
             });
             if still {
-                return self.destroy_locked(ids);
+                let stopped = self.destroy_locked(ids)?;
+                for network in &stopped {
+                    self.announce(network, LifecycleKind::Stopped);
+                }
+                return Ok(stopped);
             }
         }
     }
@@ -640,7 +652,9 @@ impl NetworkRegistry {
     pub fn define(&self, xml: &str) -> Result<ChangeResult> {
         let net = Network::from_xml(xml)?;
         let name = net.name.clone();
-        self.with_name(&name, || self.or_release(&name, self.define_locked(net)))
+        let result = self.with_name(&name, || self.or_release(&name, self.define_locked(net)))?;
+        self.announce(&result.network, LifecycleKind::Defined);
+        Ok(result)
     }
 
     /// [`NetworkRegistry::define`] under the lock of the network's name.
@@ -689,7 +703,9 @@ impl NetworkRegistry {
     pub fn create(&self, xml: &str) -> Result<ChangeResult> {
         let net = Network::from_xml(xml)?;
         let name = net.name.clone();
-        self.with_name(&name, || self.or_release(&name, self.create_locked(net)))
+        let result = self.with_name(&name, || self.or_release(&name, self.create_locked(net)))?;
+        self.announce(&result.network, LifecycleKind::Started);
+        Ok(result)
     }
 
     /// [`NetworkRegistry::create`] under the lock of the network's name.
@@ -738,9 +754,11 @@ impl NetworkRegistry {
                     .into(),
             });
         };
-        self.with_network(id, |name| {
+        let result = self.with_network(id, |name| {
             self.or_release(name, self.edit_locked(name, xml, if_match))
-        })
+        })?;
+        self.announce(&result.network, LifecycleKind::Defined);
+        Ok(result)
     }
 
     /// [`NetworkRegistry::edit`] under the network's lock.
@@ -791,7 +809,9 @@ impl NetworkRegistry {
                 return Ok(done);
             }
         }
-        self.with_network(id, |name| self.undefine_locked(name))
+        let result = self.with_network(id, |name| self.undefine_locked(name))?;
+        self.announce(&result.network, LifecycleKind::Undefined);
+        Ok(result)
     }
 
     /// [`NetworkRegistry::undefine`] under the network's lock.

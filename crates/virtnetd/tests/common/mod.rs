@@ -67,6 +67,9 @@ pub fn spawn_raw(state: &Path, run: &Path, extra: &[&str], log_name: &str) -> (C
         .arg(state)
         .arg("--run-dir")
         .arg(run)
+        // Never the host's /run/libvirt.
+        .arg("--libvirt-run-dir")
+        .arg(run.join("libvirt"))
         .arg("--log-level")
         .arg("debug")
         .args(extra)
