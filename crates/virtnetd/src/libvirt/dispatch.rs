@@ -40,21 +40,6 @@ pub fn write_api(procedure: Procedure) -> Option<&'static str> {
     })
 }
 
-/// The network-port procedures: typed in the protocol crate, served once the ports' core
-/// exists; until then libvirt's "not supported" (`VIR_ERR_NO_SUPPORT`).
-fn port_api(procedure: Procedure) -> Option<&'static str> {
-    Some(match procedure {
-        Procedure::NetworkListAllPorts => "virNetworkListAllPorts",
-        Procedure::NetworkPortLookupByUuid => "virNetworkPortLookupByUUID",
-        Procedure::NetworkPortCreateXml => "virNetworkPortCreateXML",
-        Procedure::NetworkPortGetParameters => "virNetworkPortGetParameters",
-        Procedure::NetworkPortSetParameters => "virNetworkPortSetParameters",
-        Procedure::NetworkPortGetXmlDesc => "virNetworkPortGetXMLDesc",
-        Procedure::NetworkPortDelete => "virNetworkPortDelete",
-        _ => return None,
-    })
-}
-
 /// A network handle as the wire carries it.
 pub fn handle(summary: &NetworkSummary) -> NonnullNetwork {
     NonnullNetwork {
@@ -88,8 +73,8 @@ fn flag(v: bool) -> i32 {
 
 /// Runs one network procedure against the core.
 pub fn network_call(state: &AppState, call: Call) -> Answer {
-    if let Some(api) = port_api(call.procedure()) {
-        return Err(errors::no_support(api));
+    if let Some(answer) = super::ports::port_call(state, &call) {
+        return answer;
     }
     let core = |e: crate::Error| to_libvirt(&e);
     Ok(match call {

@@ -25,6 +25,7 @@ pub mod dispatch;
 pub mod errors;
 pub mod events;
 pub mod listener;
+pub mod ports;
 
 /// The read-write socket's file name (libvirt's `virtnetworkd`).
 pub const SOCKET_NAME: &str = "virtnetworkd-sock";
