@@ -7,8 +7,13 @@
 //! renamed; see [`virtnet_host::Netlink::park_link`]), which takes well under a millisecond and
 //! leaves nothing of the network visible, and hands its index to the reaper. A detached guest
 //! port's tap is parked the same way (off its bridge, down, renamed), so `detach-interface`
-//! does not wait either, and its name is free at once. Whatever is queued
-//! when the reaper wakes goes in one batched deletion, so a run of destroys pays the wait once.
+//! does not wait either, and its name is free at once.
+//!
+//! How deletions are grouped is [`Batching`]: taps queued together go in one batched deletion
+//! (one wait for the kernel); bridges go one per request, because the kernel's bridge teardown
+//! waits for an RCU grace period while it holds RTNL (~17 ms here, for each bridge), so a batch
+//! of N bridges would hold RTNL N times as long in one piece and every attach, start or
+//! address change on the host would wait for all of it. One by one, each waits at most one.
 //!
 //! A parked link the reaper did not get to (virtnetd killed) carries virtnet's alias and is
 //! removed as a leftover by the next start-up's reconcile.
@@ -52,6 +57,16 @@ impl Pending {
     }
 }
 
+/// How a reaper groups the deletions queued when it wakes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Batching {
+    /// All in one request: one wait for the kernel (taps: cheap under RTNL).
+    Together,
+    /// One request per link: RTNL is released between them (bridges: each holds it for an
+    /// RCU grace period).
+    OneByOne,
+}
+
 /// The background deleter of parked links.
 pub struct Reaper {
     queue: Option<Sender<Vec<u32>>>,
@@ -68,14 +83,14 @@ impl std::fmt::Debug for Reaper {
 impl Reaper {
     /// Starts the reaper thread with a netlink socket opened here, in the calling thread's
     /// network namespace (a socket stays in the namespace it was opened in).
-    pub fn spawn() -> virtnet_host::Result<Reaper> {
+    pub fn spawn(batching: Batching) -> virtnet_host::Result<Reaper> {
         let netlink = Netlink::open()?;
         let (queue, jobs) = mpsc::channel();
         let pending = Arc::new(Pending::default());
         let counter = Arc::clone(&pending);
         let thread = std::thread::Builder::new()
             .name("link-reaper".into())
-            .spawn(move || reap(netlink, &jobs, &counter))
+            .spawn(move || reap(netlink, batching, &jobs, &counter))
             .map_err(|e| virtnet_host::HostError::new("start the link reaper", "", e))?;
         Ok(Reaper {
             queue: Some(queue),
@@ -118,8 +133,23 @@ impl Drop for Reaper {
     }
 }
 
-fn reap(mut netlink: Netlink, jobs: &Receiver<Vec<u32>>, pending: &Pending) {
+fn reap(mut netlink: Netlink, batching: Batching, jobs: &Receiver<Vec<u32>>, pending: &Pending) {
     while let Ok(mut batch) = jobs.recv() {
+        if batching == Batching::OneByOne {
+            for &index in &batch {
+                let t0 = Instant::now();
+                match netlink.delete_link(index) {
+                    Ok(()) => debug!(
+                        links = 1,
+                        elapsed_us = t0.elapsed().as_micros() as u64,
+                        "parked link deleted"
+                    ),
+                    Err(e) => warn!(error = %e, "could not delete a parked link"),
+                }
+                pending.done(1);
+            }
+            continue;
+        }
         // Everything queued meanwhile goes in the same deletion: one wait for the kernel.
         while let Ok(more) = jobs.try_recv() {
             batch.extend(more);

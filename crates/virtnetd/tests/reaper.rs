@@ -3,7 +3,7 @@
 //! finishes what was queued.
 
 use virtnet_host::{BridgeSpec, Netlink};
-use virtnetd::reaper::Reaper;
+use virtnetd::reaper::{Batching, Reaper};
 
 /// Moves this test thread into a new network namespace; netlink there.
 fn private_netns() -> Netlink {
@@ -37,14 +37,21 @@ fn names(nl: &mut Netlink) -> Vec<String> {
 
 #[test]
 fn queued_links_are_deleted_and_one_that_cannot_go_keeps_no_other() {
+    for batching in [Batching::Together, Batching::OneByOne] {
+        queued_links_are_deleted(batching);
+    }
+}
+
+fn queued_links_are_deleted(batching: Batching) {
     let mut nl = private_netns();
-    let reaper = Reaper::spawn().expect("reaper");
+    let reaper = Reaper::spawn(batching).expect("reaper");
     let a = bridge(&mut nl, "vb-a");
     let b = bridge(&mut nl, "vb-b");
     reaper.delete(vec![a]).expect("queued");
     reaper.wait_idle();
     assert_eq!(names(&mut nl), ["lo", "vb-b"]);
-    // `lo` (index 1) cannot be deleted: the batch fails, and the others go one by one.
+    // `lo` (index 1) cannot be deleted: a batch fails and the others go one by one; one by
+    // one, only `lo` stays.
     let c = bridge(&mut nl, "vb-c");
     reaper.delete(vec![b, 1, c]).expect("queued");
     reaper.wait_idle();
@@ -56,7 +63,7 @@ fn queued_links_are_deleted_and_one_that_cannot_go_keeps_no_other() {
 #[test]
 fn dropping_the_reaper_finishes_what_was_queued() {
     let mut nl = private_netns();
-    let reaper = Reaper::spawn().expect("reaper");
+    let reaper = Reaper::spawn(Batching::OneByOne).expect("reaper");
     let queued: Vec<u32> = (0..3)
         .map(|i| bridge(&mut nl, &format!("vb-{i}")))
         .collect();

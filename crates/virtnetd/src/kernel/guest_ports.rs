@@ -19,7 +19,7 @@ use virtnet_plan::{PARKED_ALIAS, PARKED_NAME_PREFIX};
 
 use super::{host, in_use, link_names};
 use crate::error::{Error, Result};
-use crate::reaper::Reaper;
+use crate::reaper::{Batching, Reaper};
 
 /// The kernel handle of guest ports: an rtnetlink socket and a link reaper of their own, apart
 /// from the networks' [`super::Kernel`]. A `net-start` or `net-destroy` holds the networks'
@@ -61,7 +61,7 @@ impl PortKernel {
     pub fn open() -> Result<PortKernel> {
         Ok(PortKernel {
             netlink: Netlink::open().map_err(host("open rtnetlink"))?,
-            reaper: Reaper::spawn().map_err(host("start the tap reaper"))?,
+            reaper: Reaper::spawn(Batching::Together).map_err(host("start the tap reaper"))?,
         })
     }
 

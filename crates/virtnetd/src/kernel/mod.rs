@@ -34,7 +34,7 @@ use virtnet_plan::{
 };
 
 use crate::error::{Error, Result};
-use crate::reaper::Reaper;
+use crate::reaper::{Batching, Reaper};
 
 pub use firewall::raw_elements;
 pub use guest_ports::{PortKernel, TapPlan};
@@ -120,7 +120,8 @@ impl Kernel {
             view: HostView::open().map_err(host("open netlink monitor"))?,
             applied: BTreeMap::new(),
             groups: BTreeSet::new(),
-            reaper: Reaper::spawn().map_err(host("start the link reaper"))?,
+            // Bridges: each deletion holds RTNL for an RCU grace period, so one at a time.
+            reaper: Reaper::spawn(Batching::OneByOne).map_err(host("start the link reaper"))?,
         })
     }
 

@@ -5,8 +5,8 @@
 //! core ([`AppState::network_port_create`] and its siblings), which the JSON API calls too.
 
 use virtnet_libvirt_rpc::remote::{
-    ListAllPortsArgs, ListAllPortsRet, NonnullNetwork, NonnullNetworkPort,
-    PortGetParametersArgs, PortGetParametersRet, PortRet, TypedParam, TypedParamValue, XmlRet,
+    ListAllPortsArgs, ListAllPortsRet, NonnullNetwork, NonnullNetworkPort, PortGetParametersArgs,
+    PortGetParametersRet, PortRet, TypedParam, TypedParamValue, XmlRet,
 };
 use virtnet_libvirt_rpc::xdr::List;
 use virtnet_libvirt_rpc::{code, domain, Call, Reply};
@@ -83,7 +83,10 @@ fn list_all(state: &AppState, a: &ListAllPortsArgs) -> Answer {
         return Err(errors::error(
             code::INVALID_ARG,
             domain::NETWORK,
-            format!("unsupported flags (0x{:x}) in function networkListAllPorts", a.flags),
+            format!(
+                "unsupported flags (0x{:x}) in function networkListAllPorts",
+                a.flags
+            ),
         ));
     }
     let ports = state

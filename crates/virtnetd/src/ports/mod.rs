@@ -333,7 +333,9 @@ impl Ports {
         if let Some((devs, mode)) = self.macvtap_of(&req.source)? {
             return self.create_macvtap_port(req, mac, &devs, mode);
         }
+        let t0 = std::time::Instant::now();
         let bridge = self.bridge_for(&req.source)?;
+        let t_bridge = t0.elapsed();
         let (claim, adopt) = match &req.target {
             Some(t) => {
                 virtnet_plan::kernel::check_ifname("target", t)?;
@@ -351,8 +353,18 @@ impl Ports {
             adopted: adopt,
             ..new_record(req, claim.name().to_string(), mac)
         };
+        let t_claim = t0.elapsed();
         record.mtu = lock(&self.kernel).add_port(&self.tap_plan(&record, Some(bridge), !adopt))?;
-        self.remember(claim, record)
+        let t_kernel = t0.elapsed();
+        let port = self.remember(claim, record);
+        tracing::debug!(
+            bridge_us = t_bridge.as_micros() as u64,
+            claim_us = (t_claim - t_bridge).as_micros() as u64,
+            kernel_us = (t_kernel - t_claim).as_micros() as u64,
+            commit_us = (t0.elapsed() - t_kernel).as_micros() as u64,
+            "port created"
+        );
+        port
     }
 
     /// Claims `name` for a new port of `req`'s guest with `mac`: refused when a port has the
