@@ -59,3 +59,9 @@ if [ "${rust_minor:-0}" -lt 88 ] 2>/dev/null; then
     exit 1
   fi
 fi
+# The hypervisor-daemon tests (crates/virtnetd/tests/virtqemud.rs) run libvirt 9.0's split QEMU
+# daemon virtqemud, which Debian 12 does not package: build it from Debian's libvirt source
+# package once per machine (cached under /var/cache/virtnet, outside the work tree; this is a
+# no-op when the cache is complete). The test harness finds it through VIRTNET_LIBVIRT_DIR.
+VIRTNET_LIBVIRT_DIR="$(bash "$(dirname "${BASH_SOURCE[0]}")/build-libvirt.sh")"
+export VIRTNET_LIBVIRT_DIR
