@@ -1,0 +1,440 @@
+//! The real hypervisor daemon: libvirt 9.0's split QEMU daemon `virtqemud`, built from Debian
+//! 12's source package by `scripts/build-libvirt.sh` (Debian packages only the monolithic
+//! libvirtd), run isolated in a test's network namespace.
+//!
+//! [`Virtqemud::start`] runs it as `virtqemud-inner.sh` (beside this crate's `Cargo.toml`)
+//! describes: in the test's [`Netns`] (the bridges and the taps it creates for guests live
+//! there), in a PID namespace of its own (`bench/pid1.sh` is PID 1 and reaps the QEMU processes
+//! libvirt daemonizes; everything in it dies with it) and in a private mount namespace in which
+//! `/run` is an empty tmpfs, `/run/libvirt` is a directory the test chooses, `/etc/libvirt` holds
+//! only the harness's configuration and `/var/lib`, `/var/cache`, `/var/log` are overlays
+//! writing into the harness's scratch directory. virtqemud then serves
+//! `<run dir>/virtqemud-sock` and, for a guest NIC of type `network`, connects to
+//! `/run/libvirt/virtnetworkd-sock` (libvirt spells it `/var/run/libvirt/…`) — which is
+//! `<run dir>/virtnetworkd-sock` on the host, where a test's network daemon (virtnetd with
+//! `--libvirt-run-dir <run dir>`) serves it.
+//!
+//! The daemon is killed (SIGKILL to the `unshare` holding the PID namespace, which takes every
+//! process in it along) when the [`Virtqemud`] is dropped, also while a failed test unwinds.
+//!
+//! Guests: [`DomainSpec`] writes the domain XML of the test guest (`tests/guest/build.sh`:
+//! kernel + initramfs booted directly, serial console into a file the test reads with
+//! [`Virtqemud::wait_console`]), with its NIC on a bridge or on a libvirt network.
+//!
+//! `$VIRTNET_LIBVIRT_DIR` names the build (set by `scripts/setup.sh`); without it the build
+//! script runs once per process (a no-op when its cache is complete).
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use crate::netns::{owned_temp_dir, Netns, NsChild, TMP_PREFIX_VIRTQEMUD};
+use crate::qemu::{guest_image, Lease};
+
+/// How long [`Virtqemud::start`] waits for virtqemud to answer `virsh version`: the first
+/// connection probes QEMU's capabilities, which takes seconds on a loaded machine.
+pub const VIRTQEMUD_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Debian's virsh (libvirt-clients 9.0), the client the tests drive the daemon with.
+pub const VIRSH: &str = "/usr/bin/virsh";
+
+/// The emulator the domains name: Debian's QEMU.
+pub const QEMU_SYSTEM: &str = "/usr/bin/qemu-system-x86_64";
+
+/// The libvirt 9.0 build (`scripts/build-libvirt.sh`'s cache): `$VIRTNET_LIBVIRT_DIR`, else
+/// what the build script prints (it is run once per process). Panics with the script's output
+/// when the build fails or holds no `sbin/virtqemud`.
+pub fn libvirt_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = match std::env::var_os("VIRTNET_LIBVIRT_DIR") {
+            Some(dir) => PathBuf::from(dir),
+            None => run_build_script(),
+        };
+        assert!(
+            dir.join("sbin/virtqemud").is_file(),
+            "{} holds no sbin/virtqemud (see scripts/build-libvirt.sh)",
+            dir.display()
+        );
+        dir
+    })
+    .as_path()
+}
+
+fn run_build_script() -> PathBuf {
+    let script = repo_path("scripts/build-libvirt.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    assert!(
+        out.status.success(),
+        "{} failed ({}):\nstdout: {}\nstderr: {}",
+        script.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    PathBuf::from(stdout.lines().last().unwrap_or_default().trim())
+}
+
+/// A path relative to the repository's root.
+fn repo_path(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(rel)
+}
+
+/// The libvirt domain type for the test guests: `qemu` (TCG emulation) unless
+/// `$VIRTNET_QEMU_ACCEL` asks for KVM and `/dev/kvm` exists (see [`crate::qemu`] for why TCG is
+/// the default even where `/dev/kvm` exists).
+pub fn domain_type() -> &'static str {
+    let wants_kvm = std::env::var("VIRTNET_QEMU_ACCEL").is_ok_and(|a| a.starts_with("kvm"));
+    if wants_kvm && Path::new("/dev/kvm").exists() {
+        "kvm"
+    } else {
+        "qemu"
+    }
+}
+
+/// libvirt 9.0's virtqemud running isolated in a test's namespace (see the module docs).
+#[derive(Debug)]
+pub struct Virtqemud {
+    // Declared first so the daemon dies before the directories it uses go.
+    child: NsChild,
+    ns: Netns,
+    run_dir: PathBuf,
+    // Last: the scratch directory (configuration, overlays' upper layers, logs, consoles).
+    scratch: tempfile::TempDir,
+}
+
+impl Virtqemud {
+    /// Starts virtqemud in `ns` with `run_dir` (an existing directory of the test's) as its
+    /// `/run/libvirt`, and waits until `virsh version` answers through its socket. The network
+    /// daemon it uses for NICs of type `network` is whatever serves
+    /// `run_dir/virtnetworkd-sock`. Panics with the daemon's log when it does not come up.
+    pub fn start(ns: &Netns, run_dir: &Path) -> Virtqemud {
+        assert!(
+            run_dir.is_dir(),
+            "the /run/libvirt of virtqemud must be an existing directory: {}",
+            run_dir.display()
+        );
+        let run_dir = run_dir
+            .canonicalize()
+            .unwrap_or_else(|e| panic!("cannot resolve {}: {e}", run_dir.display()));
+        let libvirt = libvirt_dir();
+        // The guest image is built before the daemon starts, so a test's first domain does
+        // not wait for it.
+        guest_image();
+        let scratch = owned_temp_dir(TMP_PREFIX_VIRTQEMUD, ns.name());
+        let out_path = scratch.path().join("inner.out");
+        let out = File::create(&out_path)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", out_path.display()));
+        let err = out
+            .try_clone()
+            .unwrap_or_else(|e| panic!("cannot duplicate a file handle: {e}"));
+        let inner = Path::new(env!("CARGO_MANIFEST_DIR")).join("virtqemud-inner.sh");
+        let pid1 = repo_path("bench/pid1.sh");
+        let args: Vec<String> = [
+            "unshare",
+            "--mount",
+            "--pid",
+            "--fork",
+            "--kill-child",
+            "--mount-proc",
+            "--propagation",
+            "private",
+            "bash",
+        ]
+        .into_iter()
+        .map(String::from)
+        .chain(
+            [
+                inner.as_path(),
+                scratch.path(),
+                run_dir.as_path(),
+                libvirt,
+                pid1.as_path(),
+            ]
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned()),
+        )
+        .collect();
+        let child = ns.spawn_with(&args, |cmd| {
+            cmd.stdout(out).stderr(err);
+        });
+        let daemon = Virtqemud {
+            child,
+            ns: ns.clone(),
+            run_dir,
+            scratch,
+        };
+        daemon.wait_ready();
+        daemon
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + VIRTQEMUD_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait() {
+                panic!("virtqemud exited early ({status}):\n{}", self.diagnostics());
+            }
+            if self.socket().exists() && self.virsh(&["version"]).status.success() {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!("virtqemud did not answer:\n{}", self.diagnostics());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The namespace virtqemud runs in.
+    pub fn ns(&self) -> &Netns {
+        &self.ns
+    }
+
+    /// The directory that is `/run/libvirt` for virtqemud.
+    pub fn run_dir(&self) -> &Path {
+        &self.run_dir
+    }
+
+    /// virtqemud's read-write socket (`<run dir>/virtqemud-sock`).
+    pub fn socket(&self) -> PathBuf {
+        self.run_dir.join("virtqemud-sock")
+    }
+
+    /// The URI clients on the host reach virtqemud with:
+    /// `qemu+unix:///system?socket=<run dir>/virtqemud-sock`.
+    pub fn uri(&self) -> String {
+        format!("qemu+unix:///system?socket={}", self.socket().display())
+    }
+
+    /// A scratch directory that exists at the same path for the test and for virtqemud and
+    /// QEMU: consoles, disks and other files of the test's guests go here. Removed on drop.
+    pub fn scratch_dir(&self) -> &Path {
+        self.scratch.path()
+    }
+
+    /// Runs Debian's `virsh -c <uri> args...` and returns its output.
+    pub fn virsh(&self, args: &[&str]) -> Output {
+        Command::new(VIRSH)
+            .arg("-c")
+            .arg(self.uri())
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {VIRSH}: {e}"))
+    }
+
+    /// Like [`Virtqemud::virsh`], panicking with virsh's stderr and the daemon's log unless
+    /// it succeeds; returns its stdout.
+    pub fn virsh_ok(&self, args: &[&str]) -> String {
+        let out = self.virsh(args);
+        assert!(
+            out.status.success(),
+            "virsh {args:?} failed ({}): {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            self.diagnostics()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Writes `xml` to the scratch directory and defines the domain from it
+    /// (`virsh define`); panics when virsh refuses it.
+    pub fn define(&self, name: &str, xml: &str) {
+        let path = self.scratch_dir().join(format!("{name}.xml"));
+        std::fs::write(&path, xml)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+        self.virsh_ok(&["define", &path.to_string_lossy()]);
+    }
+
+    /// virtqemud's log (warnings and errors; `$VIRTQEMUD_LOG_LEVEL` 1 or 2 for more).
+    pub fn log(&self) -> String {
+        read_lossy(&self.scratch_dir().join("log/virtqemud.log"))
+    }
+
+    /// libvirt's log of one domain's QEMU (`/var/log/libvirt/qemu/<name>.log` inside): the
+    /// command line libvirt ran and QEMU's stderr.
+    pub fn qemu_log(&self, domain: &str) -> String {
+        read_lossy(
+            &self
+                .scratch_dir()
+                .join(format!("ovl/var_log.up/libvirt/qemu/{domain}.log")),
+        )
+    }
+
+    /// The serial console file [`DomainSpec::xml`] gives the domain `name`.
+    pub fn console_path(&self, name: &str) -> PathBuf {
+        self.scratch_dir().join(format!("console-{name}.log"))
+    }
+
+    /// The console of domain `name` so far.
+    pub fn console(&self, name: &str) -> String {
+        read_lossy(&self.console_path(name))
+    }
+
+    /// Waits until the console of domain `name` holds a line containing `pattern`, and
+    /// returns that line; panics after `timeout` with the console and the logs.
+    pub fn wait_console(&self, name: &str, pattern: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let console = self.console(name);
+            if let Some(line) = console.lines().find(|l| l.contains(pattern)) {
+                return line.to_string();
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "no {pattern:?} on the console of {name} within {timeout:?}:\n{console}\n\
+                     --- qemu log:\n{}\n{}",
+                    self.qemu_log(name),
+                    self.diagnostics()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits for the test guest `name` to report its DHCP lease on its console.
+    pub fn wait_lease(&self, name: &str, timeout: Duration) -> Lease {
+        let line = self.wait_console(name, "VIRTNET lease ", timeout);
+        Lease::parse(&line).unwrap_or_else(|| panic!("unparsable lease line: {line}"))
+    }
+
+    /// The PIDs (as the host sees them) of the QEMU processes running in virtqemud's namespace.
+    pub fn qemu_pids(&self) -> Vec<u32> {
+        crate::netns_pids(self.ns.name())
+            .into_iter()
+            .filter(|&pid| crate::pid_running(pid))
+            .filter(|&pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .is_ok_and(|c| c.trim().starts_with("qemu-system"))
+            })
+            .collect()
+    }
+
+    /// The daemon's log and what its wrapper printed, for failure messages.
+    pub fn diagnostics(&self) -> String {
+        format!(
+            "--- virtqemud log:\n{}\n--- wrapper output:\n{}",
+            self.log(),
+            read_lossy(&self.scratch_dir().join("inner.out"))
+        )
+    }
+
+    /// Stops virtqemud and every process it started (the guests' QEMU too): SIGKILL to the
+    /// `unshare` holding its PID namespace, which ends the namespace.
+    pub fn stop(&self) {
+        self.child.kill();
+    }
+}
+
+impl Drop for Virtqemud {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn read_lossy(path: &Path) -> String {
+    std::fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
+}
+
+/// Where a test guest's NIC is plugged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Nic {
+    /// `<interface type='bridge'><source bridge='…'/>`: a bridge in virtqemud's namespace.
+    Bridge(String),
+    /// `<interface type='network'><source network='…'/>`: a network of the network daemon
+    /// serving `/run/libvirt/virtnetworkd-sock` (virtnet, through libvirt's RPC).
+    Network(String),
+}
+
+/// The libvirt domain of the test guest (`tests/guest/build.sh`): 256 MiB, one vCPU, the
+/// kernel and initramfs booted directly, one virtio NIC without option ROM, the serial
+/// console written to a file.
+#[derive(Debug, Clone)]
+pub struct DomainSpec {
+    /// The domain's name.
+    pub name: String,
+    /// The hostname the guest sends with its DHCP requests (a DNS label).
+    pub hostname: String,
+    /// The NIC's MAC address.
+    pub mac: String,
+    /// Where the NIC is plugged.
+    pub nic: Nic,
+    /// The serial console's file (see [`Virtqemud::console_path`]).
+    pub console: PathBuf,
+}
+
+impl DomainSpec {
+    /// A guest called `name` (also its hostname) on `nic`, its console where `daemon`
+    /// reads it.
+    pub fn new(daemon: &Virtqemud, name: &str, mac: &str, nic: Nic) -> DomainSpec {
+        DomainSpec {
+            name: name.to_string(),
+            hostname: name.to_string(),
+            mac: mac.to_string(),
+            nic,
+            console: daemon.console_path(name),
+        }
+    }
+
+    /// The kernel command line: the guest's console, and its hostname for its init.
+    pub fn cmdline(&self) -> String {
+        format!(
+            "console=ttyS0 quiet panic=-1 virtnet.hostname={}",
+            self.hostname
+        )
+    }
+
+    /// The domain XML.
+    pub fn xml(&self) -> String {
+        let image = guest_image();
+        let source = match &self.nic {
+            Nic::Bridge(br) => format!("<interface type='bridge'><source bridge='{br}'/>"),
+            Nic::Network(net) => format!("<interface type='network'><source network='{net}'/>"),
+        };
+        format!(
+            "<domain type='{ty}'>
+  <name>{name}</name>
+  <memory unit='MiB'>256</memory>
+  <vcpu>1</vcpu>
+  <os>
+    <type arch='x86_64' machine='q35'>hvm</type>
+    <kernel>{kernel}</kernel>
+    <initrd>{initrd}</initrd>
+    <cmdline>{cmdline}</cmdline>
+  </os>
+  <on_reboot>destroy</on_reboot>
+  <devices>
+    <emulator>{QEMU_SYSTEM}</emulator>
+    {source}
+      <mac address='{mac}'/>
+      <model type='virtio'/>
+      <rom enabled='no'/>
+    </interface>
+    <serial type='file'>
+      <source path='{console}'/>
+      <target port='0'/>
+    </serial>
+    <memballoon model='none'/>
+  </devices>
+</domain>
+",
+            ty = domain_type(),
+            name = self.name,
+            kernel = image.kernel.display(),
+            initrd = image.initrd.display(),
+            cmdline = self.cmdline(),
+            mac = self.mac,
+            console = self.console.display(),
+        )
+    }
+}

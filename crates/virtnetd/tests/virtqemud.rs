@@ -1,0 +1,209 @@
+//! The real hypervisor daemon: libvirt 9.0's `virtqemud` (built from Debian 12's source package
+//! by `scripts/build-libvirt.sh`), run isolated by the testkit's [`Virtqemud`] with a
+//! `/run/libvirt` of the test's, driven with Debian's `virsh` (and `virt-install`).
+//!
+//! These tests prove the harness: virtqemud answers through its socket, looks for the network
+//! daemon at `/run/libvirt/virtnetworkd-sock` = the test's directory (where virtnetd serves
+//! libvirt's protocol), and boots the test guest under TCG on a bridge, where it leases from a
+//! DHCP server the test runs; `virsh destroy` leaves no process and no tap behind.
+
+use std::net::Ipv4Addr;
+use std::os::unix::net::UnixListener;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use virtnet_testkit::dhcp::lan_dhcp_server;
+use virtnet_testkit::qemu::{guest_image, BOOT_TIMEOUT};
+use virtnet_testkit::{DomainSpec, Netns, Nic, Virtqemud};
+
+const BRIDGE: &str = "br0";
+const BRIDGE_ADDR: &str = "10.77.0.1";
+const VM_MAC: &str = "52:54:00:77:00:02";
+
+/// A namespace with virtqemud running in it and the test's `/run/libvirt` directory.
+fn daemon(role: &str) -> (tempfile::TempDir, Virtqemud) {
+    let ns = Netns::new(role);
+    let run = tempfile::Builder::new()
+        .prefix("vnt-run-libvirt-")
+        .tempdir()
+        .expect("temporary /run/libvirt");
+    let qemud = Virtqemud::start(&ns, run.path());
+    (run, qemud)
+}
+
+/// Waits (up to `timeout`) until `cond` holds; returns whether it did.
+fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Accepts (and at once closes) connections on `path` until `stop`, counting them: a stand-in
+/// network daemon that proves who connects where.
+fn counting_listener(
+    path: &Path,
+    stop: Arc<AtomicBool>,
+) -> (Arc<AtomicU32>, std::thread::JoinHandle<()>) {
+    let listener = UnixListener::bind(path).expect("bind the stand-in virtnetworkd-sock");
+    listener
+        .set_nonblocking(true)
+        .expect("non-blocking listener");
+    let count = Arc::new(AtomicU32::new(0));
+    let seen = count.clone();
+    let thread = std::thread::spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            match listener.accept() {
+                Ok((conn, _)) => {
+                    seen.fetch_add(1, Ordering::Relaxed);
+                    drop(conn);
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    });
+    (count, thread)
+}
+
+#[test]
+fn virtqemud_answers_virsh_and_looks_for_the_network_daemon_in_the_tests_run_dir() {
+    let (run, qemud) = daemon("qemud");
+    let version = qemud.virsh_ok(&["version"]);
+    assert!(
+        version.contains("Using API: QEMU 9.0.0") && version.contains("Running hypervisor: QEMU"),
+        "virsh version through {}:\n{version}",
+        qemud.socket().display()
+    );
+    assert!(
+        qemud
+            .socket()
+            .starts_with(run.path().canonicalize().expect("run dir")),
+        "virtqemud's socket is in the test's /run/libvirt"
+    );
+    let list = qemud.virsh_ok(&["list", "--all"]);
+    assert!(list.contains("Name") && list.contains("State"), "{list}");
+
+    // A guest NIC of type `network`: nobody serves the network daemon's socket yet, and the
+    // error names where virtqemud looked (libvirt spells /run as /var/run).
+    let spec = DomainSpec::new(&qemud, "netguest", VM_MAC, Nic::Network("default".into()));
+    qemud.define("netguest", &spec.xml());
+    let out = qemud.virsh(&["start", "netguest"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a network NIC started without a network daemon"
+    );
+    assert!(
+        err.contains("Failed to connect socket to '/var/run/libvirt/virtnetworkd-sock'"),
+        "the error should name the network daemon's socket: {err}"
+    );
+
+    // That path is the test's directory: a listener there gets virtqemud's connection.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (count, thread) = counting_listener(&run.path().join("virtnetworkd-sock"), stop.clone());
+    let out = qemud.virsh(&["start", "netguest"]);
+    stop.store(true, Ordering::Relaxed);
+    thread.join().expect("listener thread");
+    assert!(
+        !out.status.success(),
+        "the stand-in closes every connection"
+    );
+    assert!(
+        count.load(Ordering::Relaxed) >= 1,
+        "virtqemud never connected to <run dir>/virtnetworkd-sock: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        qemud.qemu_pids().is_empty(),
+        "no guest runs after the failed starts"
+    );
+}
+
+#[test]
+fn test_guest_boots_under_virtqemud_on_a_bridge_and_leases() {
+    let (_run, qemud) = daemon("qemudbr");
+    let ns = qemud.ns().clone();
+    ns.ip_ok(["link", "add", BRIDGE, "type", "bridge"]);
+    ns.ip_ok(["addr", "add", &format!("{BRIDGE_ADDR}/24"), "dev", BRIDGE]);
+    ns.ip_ok(["link", "set", BRIDGE, "up"]);
+    let leases = qemud.scratch_dir().join("dnsmasq.leases");
+    let _dhcp = lan_dhcp_server(
+        &ns,
+        BRIDGE,
+        "10.77.0.10,10.77.0.50,255.255.255.0,1h",
+        BRIDGE_ADDR,
+        &leases,
+    );
+
+    let spec = DomainSpec::new(&qemud, "brguest", VM_MAC, Nic::Bridge(BRIDGE.into()));
+    let xml = spec.xml();
+    assert!(
+        xml.contains(&guest_image().kernel.display().to_string()),
+        "{xml}"
+    );
+    qemud.define("brguest", &xml);
+    qemud.virsh_ok(&["start", "brguest"]);
+    assert_eq!(qemud.qemu_pids().len(), 1, "one QEMU runs the guest");
+
+    let lease = qemud.wait_lease("brguest", BOOT_TIMEOUT);
+    let octets = lease.ip.octets();
+    assert!(
+        octets[..3] == [10, 77, 0] && (10..=50).contains(&octets[3]),
+        "lease outside the DHCP range: {lease:?}"
+    );
+    assert_eq!(
+        lease.routers,
+        vec![BRIDGE_ADDR.parse::<Ipv4Addr>().expect("addr")]
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || std::fs::read_to_string(&leases)
+            .is_ok_and(|l| l.contains(VM_MAC))),
+        "dnsmasq recorded no lease for {VM_MAC}"
+    );
+
+    // virsh domiflist names the tap libvirt created, and it is a port of the bridge.
+    let iflist = qemud.virsh_ok(&["domiflist", "brguest"]);
+    let tap = iflist
+        .lines()
+        .find(|l| l.contains(VM_MAC))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no interface with {VM_MAC} in domiflist:\n{iflist}"))
+        .to_string();
+    assert!(tap.starts_with("vnet"), "{iflist}");
+    assert!(
+        iflist.contains("bridge") && iflist.contains(BRIDGE),
+        "{iflist}"
+    );
+    let ports = ns.ip_ok(["-br", "link", "show", "master", BRIDGE]);
+    assert!(
+        ports.contains(&tap),
+        "{tap} is not a port of {BRIDGE}: {ports}"
+    );
+
+    // destroy ends QEMU and its tap goes with it.
+    qemud.virsh_ok(&["destroy", "brguest"]);
+    assert!(
+        eventually(Duration::from_secs(20), || qemud.qemu_pids().is_empty()),
+        "QEMU still runs after virsh destroy: {:?}",
+        qemud.qemu_pids()
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || !ns.link_names().contains(&tap)),
+        "{tap} outlived its guest: {:?}",
+        ns.link_names()
+    );
+    let list = qemud.virsh_ok(&["list", "--all"]);
+    assert!(
+        list.lines()
+            .any(|l| l.contains("brguest") && l.contains("shut off")),
+        "{list}"
+    );
+}
