@@ -27,6 +27,9 @@ command -v qemu-system-x86_64 >/dev/null || need_apt+=(qemu-system-x86)
 command -v cpio >/dev/null || need_apt+=(cpio)
 command -v xz >/dev/null || need_apt+=(xz-utils)
 command -v modinfo >/dev/null || [ -x /usr/sbin/modinfo ] || [ -x /sbin/modinfo ] || need_apt+=(kmod)
+# The hypervisor-daemon tests drive virtqemud with Debian's virsh and virt-install.
+[ -x /usr/bin/virsh ] || need_apt+=(libvirt-clients)
+[ -x /usr/bin/virt-install ] || need_apt+=(virtinst)
 # Rust >= 1.88 (Debian 12's own rustc is 1.63): rustup's stable toolchain, installed below
 # when there is none.
 need_rustup=

@@ -40,6 +40,9 @@ pub const VIRTQEMUD_TIMEOUT: Duration = Duration::from_secs(120);
 /// Debian's virsh (libvirt-clients 9.0), the client the tests drive the daemon with.
 pub const VIRSH: &str = "/usr/bin/virsh";
 
+/// Debian's virt-install (package `virtinst`, 4.1).
+pub const VIRT_INSTALL: &str = "/usr/bin/virt-install";
+
 /// The emulator the domains name: Debian's QEMU.
 pub const QEMU_SYSTEM: &str = "/usr/bin/qemu-system-x86_64";
 
@@ -245,6 +248,19 @@ impl Virtqemud {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Runs Debian's `virt-install --connect <uri> args...` (its log goes to the scratch
+    /// directory, not to the caller's home) and returns its output.
+    pub fn virt_install(&self, args: &[String]) -> Output {
+        Command::new(VIRT_INSTALL)
+            .arg("--connect")
+            .arg(self.uri())
+            .args(args)
+            .env("XDG_CACHE_HOME", self.scratch_dir().join("xdg-cache"))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {VIRT_INSTALL} (package virtinst): {e}"))
+    }
+
     /// Writes `xml` to the scratch directory and defines the domain from it
     /// (`virsh define`); panics when virsh refuses it.
     pub fn define(&self, name: &str, xml: &str) {
@@ -392,6 +408,48 @@ impl DomainSpec {
             "console=ttyS0 quiet panic=-1 virtnet.hostname={}",
             self.hostname
         )
+    }
+
+    /// The arguments (after `--connect`) with which `virt-install` creates and starts the same
+    /// guest: `--import --disk none --boot kernel=…,initrd=…,kernel_args=…`, the NIC as
+    /// `--network bridge=…` or `--network network=…`, the console as `--serial file,path=…`,
+    /// `--osinfo detect=on,require=off` (the initramfs is no OS libosinfo knows),
+    /// `--noautoconsole` (virt-install returns once the guest runs).
+    pub fn virt_install_args(&self) -> Vec<String> {
+        let image = guest_image();
+        let network = match &self.nic {
+            Nic::Bridge(br) => format!("bridge={br}"),
+            Nic::Network(net) => format!("network={net}"),
+        };
+        vec![
+            "--name".into(),
+            self.name.clone(),
+            "--virt-type".into(),
+            domain_type().into(),
+            "--memory".into(),
+            "256".into(),
+            "--vcpus".into(),
+            "1".into(),
+            "--import".into(),
+            "--disk".into(),
+            "none".into(),
+            "--boot".into(),
+            format!(
+                "kernel={},initrd={},kernel_args={}",
+                image.kernel.display(),
+                image.initrd.display(),
+                self.cmdline()
+            ),
+            "--network".into(),
+            format!("{network},mac={},model=virtio", self.mac),
+            "--graphics".into(),
+            "none".into(),
+            "--serial".into(),
+            format!("file,path={}", self.console.display()),
+            "--osinfo".into(),
+            "detect=on,require=off".into(),
+            "--noautoconsole".into(),
+        ]
     }
 
     /// The domain XML.

@@ -5,22 +5,106 @@
 //! These tests prove the harness: virtqemud answers through its socket, looks for the network
 //! daemon at `/run/libvirt/virtnetworkd-sock` = the test's directory (where virtnetd serves
 //! libvirt's protocol), and boots the test guest under TCG on a bridge, where it leases from a
-//! DHCP server the test runs; `virsh destroy` leaves no process and no tap behind.
+//! DHCP server the test runs; `virsh destroy` leaves no process and no tap behind; Debian's
+//! `virt-install` creates and starts the same guest through virtqemud's socket.
 
 use std::net::Ipv4Addr;
 use std::os::unix::net::UnixListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use virtnet_testkit::dhcp::lan_dhcp_server;
 use virtnet_testkit::qemu::{guest_image, BOOT_TIMEOUT};
-use virtnet_testkit::{DomainSpec, Netns, Nic, Virtqemud};
+use virtnet_testkit::{DomainSpec, Lease, Netns, Nic, NsChild, Virtqemud};
 
 const BRIDGE: &str = "br0";
 const BRIDGE_ADDR: &str = "10.77.0.1";
 const VM_MAC: &str = "52:54:00:77:00:02";
+
+/// A bridge `br0` (10.77.0.1/24) in `qemud`'s namespace with a DHCP server (dnsmasq) on it
+/// leasing 10.77.0.10-50; returns the server and its lease file.
+fn bridge_with_dhcp(qemud: &Virtqemud) -> (NsChild, PathBuf) {
+    let ns = qemud.ns();
+    ns.ip_ok(["link", "add", BRIDGE, "type", "bridge"]);
+    ns.ip_ok(["addr", "add", &format!("{BRIDGE_ADDR}/24"), "dev", BRIDGE]);
+    ns.ip_ok(["link", "set", BRIDGE, "up"]);
+    let leases = qemud.scratch_dir().join("dnsmasq.leases");
+    let dhcp = lan_dhcp_server(
+        ns,
+        BRIDGE,
+        "10.77.0.10,10.77.0.50,255.255.255.0,1h",
+        BRIDGE_ADDR,
+        &leases,
+    );
+    (dhcp, leases)
+}
+
+/// Asserts `lease` is one of `bridge_with_dhcp`'s and that dnsmasq recorded it for `mac`.
+fn assert_leased_on_bridge(lease: &Lease, leases: &Path, mac: &str) {
+    let octets = lease.ip.octets();
+    assert!(
+        octets[..3] == [10, 77, 0] && (10..=50).contains(&octets[3]),
+        "lease outside the DHCP range: {lease:?}"
+    );
+    assert_eq!(
+        lease.routers,
+        vec![BRIDGE_ADDR.parse::<Ipv4Addr>().expect("addr")]
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || std::fs::read_to_string(leases)
+            .is_ok_and(|l| l.contains(mac))),
+        "dnsmasq recorded no lease for {mac}"
+    );
+}
+
+/// The tap `virsh domiflist` shows for `mac` on `BRIDGE`; asserts it is a port of the bridge.
+fn bridge_tap(qemud: &Virtqemud, domain: &str, mac: &str) -> String {
+    let iflist = qemud.virsh_ok(&["domiflist", domain]);
+    let tap = iflist
+        .lines()
+        .find(|l| l.contains(mac))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no interface with {mac} in domiflist:\n{iflist}"))
+        .to_string();
+    assert!(tap.starts_with("vnet"), "{iflist}");
+    assert!(
+        iflist.contains("bridge") && iflist.contains(BRIDGE),
+        "{iflist}"
+    );
+    let ports = qemud.ns().ip_ok(["-br", "link", "show", "master", BRIDGE]);
+    assert!(
+        ports.contains(&tap),
+        "{tap} is not a port of {BRIDGE}: {ports}"
+    );
+    tap
+}
+
+/// `virsh destroy`, then asserts QEMU and the tap are gone and the domain is shut off.
+fn destroy_and_check(qemud: &Virtqemud, domain: &str, tap: &str) {
+    qemud.virsh_ok(&["destroy", domain]);
+    assert!(
+        eventually(Duration::from_secs(20), || qemud.qemu_pids().is_empty()),
+        "QEMU still runs after virsh destroy: {:?}",
+        qemud.qemu_pids()
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || !qemud
+            .ns()
+            .link_names()
+            .iter()
+            .any(|l| l == tap)),
+        "{tap} outlived its guest: {:?}",
+        qemud.ns().link_names()
+    );
+    let list = qemud.virsh_ok(&["list", "--all"]);
+    assert!(
+        list.lines()
+            .any(|l| l.contains(domain) && l.contains("shut off")),
+        "{list}"
+    );
+}
 
 /// A namespace with virtqemud running in it and the test's `/run/libvirt` directory.
 fn daemon(role: &str) -> (tempfile::TempDir, Virtqemud) {
@@ -130,18 +214,7 @@ fn virtqemud_answers_virsh_and_looks_for_the_network_daemon_in_the_tests_run_dir
 #[test]
 fn test_guest_boots_under_virtqemud_on_a_bridge_and_leases() {
     let (_run, qemud) = daemon("qemudbr");
-    let ns = qemud.ns().clone();
-    ns.ip_ok(["link", "add", BRIDGE, "type", "bridge"]);
-    ns.ip_ok(["addr", "add", &format!("{BRIDGE_ADDR}/24"), "dev", BRIDGE]);
-    ns.ip_ok(["link", "set", BRIDGE, "up"]);
-    let leases = qemud.scratch_dir().join("dnsmasq.leases");
-    let _dhcp = lan_dhcp_server(
-        &ns,
-        BRIDGE,
-        "10.77.0.10,10.77.0.50,255.255.255.0,1h",
-        BRIDGE_ADDR,
-        &leases,
-    );
+    let (_dhcp, leases) = bridge_with_dhcp(&qemud);
 
     let spec = DomainSpec::new(&qemud, "brguest", VM_MAC, Nic::Bridge(BRIDGE.into()));
     let xml = spec.xml();
@@ -154,56 +227,37 @@ fn test_guest_boots_under_virtqemud_on_a_bridge_and_leases() {
     assert_eq!(qemud.qemu_pids().len(), 1, "one QEMU runs the guest");
 
     let lease = qemud.wait_lease("brguest", BOOT_TIMEOUT);
-    let octets = lease.ip.octets();
-    assert!(
-        octets[..3] == [10, 77, 0] && (10..=50).contains(&octets[3]),
-        "lease outside the DHCP range: {lease:?}"
-    );
-    assert_eq!(
-        lease.routers,
-        vec![BRIDGE_ADDR.parse::<Ipv4Addr>().expect("addr")]
-    );
-    assert!(
-        eventually(Duration::from_secs(10), || std::fs::read_to_string(&leases)
-            .is_ok_and(|l| l.contains(VM_MAC))),
-        "dnsmasq recorded no lease for {VM_MAC}"
-    );
+    assert_leased_on_bridge(&lease, &leases, VM_MAC);
+    let tap = bridge_tap(&qemud, "brguest", VM_MAC);
+    destroy_and_check(&qemud, "brguest", &tap);
+}
 
-    // virsh domiflist names the tap libvirt created, and it is a port of the bridge.
-    let iflist = qemud.virsh_ok(&["domiflist", "brguest"]);
-    let tap = iflist
-        .lines()
-        .find(|l| l.contains(VM_MAC))
-        .and_then(|l| l.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no interface with {VM_MAC} in domiflist:\n{iflist}"))
-        .to_string();
-    assert!(tap.starts_with("vnet"), "{iflist}");
+#[test]
+fn virt_install_creates_the_test_guest_through_virtqemud() {
+    let (_run, qemud) = daemon("qemudvi");
+    let (_dhcp, leases) = bridge_with_dhcp(&qemud);
+    let mac = "52:54:00:77:00:05";
+    let spec = DomainSpec::new(&qemud, "viguest", mac, Nic::Bridge(BRIDGE.into()));
+    let out = qemud.virt_install(&spec.virt_install_args());
     assert!(
-        iflist.contains("bridge") && iflist.contains(BRIDGE),
-        "{iflist}"
+        out.status.success(),
+        "virt-install failed ({}):\n{}\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        qemud.diagnostics()
     );
-    let ports = ns.ip_ok(["-br", "link", "show", "master", BRIDGE]);
+    // virt-install defined a persistent domain booting the kernel directly, and started it.
+    let xml = qemud.virsh_ok(&["dumpxml", "--inactive", "viguest"]);
     assert!(
-        ports.contains(&tap),
-        "{tap} is not a port of {BRIDGE}: {ports}"
+        xml.contains(&format!(
+            "<kernel>{}</kernel>",
+            guest_image().kernel.display()
+        )) && xml.contains(&format!("<source bridge='{BRIDGE}'/>")),
+        "{xml}"
     );
-
-    // destroy ends QEMU and its tap goes with it.
-    qemud.virsh_ok(&["destroy", "brguest"]);
-    assert!(
-        eventually(Duration::from_secs(20), || qemud.qemu_pids().is_empty()),
-        "QEMU still runs after virsh destroy: {:?}",
-        qemud.qemu_pids()
-    );
-    assert!(
-        eventually(Duration::from_secs(10), || !ns.link_names().contains(&tap)),
-        "{tap} outlived its guest: {:?}",
-        ns.link_names()
-    );
-    let list = qemud.virsh_ok(&["list", "--all"]);
-    assert!(
-        list.lines()
-            .any(|l| l.contains("brguest") && l.contains("shut off")),
-        "{list}"
-    );
+    let lease = qemud.wait_lease("viguest", BOOT_TIMEOUT);
+    assert_leased_on_bridge(&lease, &leases, mac);
+    let tap = bridge_tap(&qemud, "viguest", mac);
+    destroy_and_check(&qemud, "viguest", &tap);
 }
