@@ -4,8 +4,8 @@
 #   ip netns exec NS unshare --mount --pid --fork --kill-child --mount-proc --propagation private \
 #     bash virtqemud-inner.sh SCRATCH RUN_LIBVIRT LIBVIRT_DIR PID1
 # so it has the test's network namespace (the bridges and taps live there), its own PID
-# namespace (pid1.sh is PID 1: it reaps the QEMU processes libvirt daemonizes, and every process
-# in it dies with it) and its own mount namespace in which:
+# namespace (bench/pid1.sh is PID 1: it reaps the QEMU processes libvirt daemonizes, and every
+# process in it dies with it) and its own mount namespace in which:
 #   /run           is an empty tmpfs (no host daemon's socket, no D-Bus, no machined);
 #   /run/libvirt   is RUN_LIBVIRT, the test's directory: virtqemud serves virtqemud-sock there and
 #                  looks for the network daemon at /run/libvirt/virtnetworkd-sock, as on a host;
@@ -60,4 +60,9 @@ remote_mode = "direct"
 EOC
 
 ip link set lo up
-exec bash "$PID1" "$L/sbin/virtqemud"
+# pid1.sh is PID 1 (it reaps the QEMU processes libvirt daemonizes). virtqemud runs under a loop
+# that starts it again when Virtqemud::restart_daemon asked for it (it creates SCRATCH/restart,
+# then sends virtqemud SIGTERM): the guests' QEMU keep running meanwhile, as on a host where
+# systemd restarts the daemon, and the new virtqemud reconnects to them.
+exec bash "$PID1" bash -c 'while "$1"; [ -e "$2" ]; do rm -f "$2"; done' supervise \
+  "$L/sbin/virtqemud" "$T/restart"

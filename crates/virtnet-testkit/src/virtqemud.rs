@@ -18,16 +18,23 @@
 //! process in it along) when the [`Virtqemud`] is dropped, also while a failed test unwinds.
 //!
 //! Guests: [`DomainSpec`] writes the domain XML of the test guest (`tests/guest/build.sh`:
-//! kernel + initramfs booted directly, serial console into a file the test reads with
-//! [`Virtqemud::wait_console`]), with its NIC on a bridge or on a libvirt network.
+//! kernel + initramfs booted directly, serial console logged into a file the test reads with
+//! [`Virtqemud::wait_console`] and served on a unix socket [`Virtqemud::console_run`] writes
+//! commands to), with its NIC on a bridge or on a libvirt network; the same guest through
+//! `virt-install` with [`DomainSpec::virt_install_args`].
 //!
 //! `$VIRTNET_LIBVIRT_DIR` names the build (set by `scripts/setup.sh`); without it the build
 //! script runs once per process (a no-op when its cache is complete).
 
+use std::collections::HashMap;
 use std::fs::File;
+use std::io::Read;
+use std::io::Write;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::netns::{owned_temp_dir, Netns, NsChild, TMP_PREFIX_VIRTQEMUD};
@@ -111,6 +118,11 @@ pub struct Virtqemud {
     child: NsChild,
     ns: Netns,
     run_dir: PathBuf,
+    next_command: AtomicU32,
+    // One connection per guest console, kept open: QEMU's socket chardev serves one client at
+    // a time, and a client that disconnects and reconnects between commands can catch it
+    // still holding the old connection and stall the guest's serial output.
+    consoles: Mutex<HashMap<String, ConsoleConn>>,
     // Last: the scratch directory (configuration, overlays' upper layers, logs, consoles).
     scratch: tempfile::TempDir,
 }
@@ -174,6 +186,8 @@ impl Virtqemud {
             child,
             ns: ns.clone(),
             run_dir,
+            next_command: AtomicU32::new(1),
+            consoles: Mutex::default(),
             scratch,
         };
         daemon.wait_ready();
@@ -285,29 +299,126 @@ impl Virtqemud {
         )
     }
 
-    /// The serial console file [`DomainSpec::xml`] gives the domain `name`.
+    /// The file [`DomainSpec::xml`] logs the serial console of domain `name` into: everything
+    /// the guest printed since QEMU started, whether or not anyone was connected. (QEMU logs a
+    /// byte again when a write to a connected client has to be retried, so after
+    /// [`Virtqemud::console_run`] connected, the connection's own copy is the exact one.)
     pub fn console_path(&self, name: &str) -> PathBuf {
         self.scratch_dir().join(format!("console-{name}.log"))
     }
 
-    /// The console of domain `name` so far.
+    /// The unix socket QEMU serves the serial console of domain `name` on (what a test writes
+    /// the guest's commands to; see [`Virtqemud::console_run`]).
+    pub fn console_socket(&self, name: &str) -> PathBuf {
+        self.scratch_dir().join(format!("console-{name}.sock"))
+    }
+
+    /// Runs `cmd` (one line of shell) in the test guest `name` through its serial console (the
+    /// command protocol of `tests/guest/build.sh`) and returns its exit status and output.
+    /// Waits for the guest's command loop first; panics with the console after `timeout`.
+    pub fn console_run(&self, name: &str, cmd: &str, timeout: Duration) -> (i32, String) {
+        assert!(
+            !cmd.contains('\n') && cmd.len() < 3000,
+            "one line of shell (under 3000 bytes) only: {cmd:?}"
+        );
+        self.wait_console(name, "VIRTNET ready", timeout);
+        let id = self.next_command.fetch_add(1, Ordering::Relaxed);
+        self.console_write(name, format!("{id} {cmd}\n").as_bytes());
+        let end = format!("VIRTNET-END {id} rc=");
+        let end_line = self.wait_console(name, &end, timeout);
+        let rc = end_line
+            .split(&end)
+            .nth(1)
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(-1);
+        let begin = format!("VIRTNET-BEGIN {id}");
+        let stream = self.console_stream(name);
+        let output: Vec<&str> = stream
+            .lines()
+            .map(|l| l.trim_end_matches('\r'))
+            .skip_while(|l| *l != begin)
+            .skip(1)
+            .take_while(|l| !l.starts_with(&end))
+            .collect();
+        (rc, output.join("\n").trim_end().to_string())
+    }
+
+    /// Writes `bytes` to the console of `name` over the kept connection; connects (again)
+    /// when there is none or the old one belonged to a QEMU that has gone (the guest was
+    /// destroyed and started again).
+    fn console_write(&self, name: &str, bytes: &[u8]) {
+        let mut consoles = lock(&self.consoles);
+        if let Some(console) = consoles.get_mut(name) {
+            if console.conn.write_all(bytes).is_ok() {
+                return;
+            }
+        }
+        let socket = self.console_socket(name);
+        let mut conn = UnixStream::connect(&socket)
+            .unwrap_or_else(|e| panic!("cannot connect to {}: {e}", socket.display()));
+        // A thread reads what the guest prints from now on, so the socket's buffer never
+        // fills (QEMU would hold the serial port until it drains). It ends at EOF: when QEMU
+        // goes or the harness drops the connection.
+        let output = Arc::new(Mutex::new(Vec::new()));
+        let mut reader = conn
+            .try_clone()
+            .unwrap_or_else(|e| panic!("cannot duplicate a socket: {e}"));
+        let sink = output.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = reader.read(&mut buf) {
+                lock(&sink).extend_from_slice(&buf[..n]);
+            }
+        });
+        conn.write_all(bytes)
+            .unwrap_or_else(|e| panic!("cannot write to {}: {e}", socket.display()));
+        consoles.insert(name.to_string(), ConsoleConn { conn, output });
+    }
+
+    /// What the guest `name` printed since the harness connected to its console (empty
+    /// before the first [`Virtqemud::console_run`]).
+    pub fn console_stream(&self, name: &str) -> String {
+        lock(&self.consoles)
+            .get(name)
+            .map(|c| String::from_utf8_lossy(&lock(&c.output)).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// Like [`Virtqemud::console_run`], panicking (with the output and the console) unless the
+    /// command exits 0; returns the output.
+    pub fn console_run_ok(&self, name: &str, cmd: &str, timeout: Duration) -> String {
+        let (rc, out) = self.console_run(name, cmd, timeout);
+        assert!(
+            rc == 0,
+            "guest {name}: {cmd:?} exited {rc}:\n{out}\nconsole:\n{}",
+            self.console(name)
+        );
+        out
+    }
+
+    /// The console of domain `name` so far (its log file).
     pub fn console(&self, name: &str) -> String {
         read_lossy(&self.console_path(name))
     }
 
-    /// Waits until the console of domain `name` holds a line containing `pattern`, and
-    /// returns that line; panics after `timeout` with the console and the logs.
+    /// Waits until the console of domain `name` holds a (complete) line containing `pattern`,
+    /// in what the harness's connection received or else in the log file, and returns that
+    /// line; panics after `timeout` with the console and the logs.
     pub fn wait_console(&self, name: &str, pattern: &str, timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;
         loop {
-            let console = self.console(name);
-            if let Some(line) = console.lines().find(|l| l.contains(pattern)) {
-                return line.to_string();
+            for text in [self.console_stream(name), self.console(name)] {
+                // Only whole lines: the guest may be in the middle of writing the last one.
+                let complete = text.rsplit_once('\n').map_or("", |(whole, _)| whole);
+                if let Some(line) = complete.lines().find(|l| l.contains(pattern)) {
+                    return line.trim_end_matches('\r').to_string();
+                }
             }
             if Instant::now() > deadline {
                 panic!(
-                    "no {pattern:?} on the console of {name} within {timeout:?}:\n{console}\n\
+                    "no {pattern:?} on the console of {name} within {timeout:?}:\n{}\n\
                      --- qemu log:\n{}\n{}",
+                    self.console(name),
                     self.qemu_log(name),
                     self.diagnostics()
                 );
@@ -343,6 +454,42 @@ impl Virtqemud {
         )
     }
 
+    /// The PID (as the host sees it) of the running virtqemud, if one runs.
+    pub fn daemon_pid(&self) -> Option<u32> {
+        crate::netns_pids(self.ns.name())
+            .into_iter()
+            .filter(|&pid| crate::pid_running(pid))
+            .find(|&pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .is_ok_and(|c| c.trim() == "virtqemud")
+            })
+    }
+
+    /// Restarts virtqemud alone, as `systemctl restart virtqemud` does on a host: SIGTERM,
+    /// and the wrapper starts it again; running guests (their QEMU) are left alone and the new
+    /// daemon reconnects to them. Returns once the new daemon answers `virsh version`.
+    pub fn restart_daemon(&self) {
+        let old = self
+            .daemon_pid()
+            .unwrap_or_else(|| panic!("no virtqemud runs:\n{}", self.diagnostics()));
+        let marker = self.scratch_dir().join("restart");
+        std::fs::write(&marker, b"")
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", marker.display()));
+        // SAFETY: kill(2) on the virtqemud this harness started (found in its own namespace
+        // just now); no memory is involved.
+        unsafe { libc::kill(old as libc::pid_t, libc::SIGTERM) };
+        let deadline = Instant::now() + VIRTQEMUD_TIMEOUT;
+        while crate::pid_running(old) {
+            assert!(
+                Instant::now() < deadline,
+                "virtqemud {old} did not stop on SIGTERM:\n{}",
+                self.diagnostics()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.wait_ready();
+    }
+
     /// Stops virtqemud and every process it started (the guests' QEMU too): SIGKILL to the
     /// `unshare` holding its PID namespace, which ends the namespace.
     pub fn stop(&self) {
@@ -354,6 +501,18 @@ impl Drop for Virtqemud {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The harness's connection to a guest's console and what it received.
+#[derive(Debug)]
+struct ConsoleConn {
+    conn: UnixStream,
+    output: Arc<Mutex<Vec<u8>>>,
+}
+
+/// Locks a mutex even when a panicking thread poisoned it: cleanup and diagnostics must work.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn read_lossy(path: &Path) -> String {
@@ -374,7 +533,7 @@ pub enum Nic {
 
 /// The libvirt domain of the test guest (`tests/guest/build.sh`): 256 MiB, one vCPU, the
 /// kernel and initramfs booted directly, one virtio NIC without option ROM, the serial
-/// console written to a file.
+/// console on a unix socket (for commands) and logged into a file (for reading).
 #[derive(Debug, Clone)]
 pub struct DomainSpec {
     /// The domain's name.
@@ -385,8 +544,10 @@ pub struct DomainSpec {
     pub mac: String,
     /// Where the NIC is plugged.
     pub nic: Nic,
-    /// The serial console's file (see [`Virtqemud::console_path`]).
+    /// The serial console's log file (see [`Virtqemud::console_path`]).
     pub console: PathBuf,
+    /// The serial console's socket (see [`Virtqemud::console_socket`]).
+    pub console_socket: PathBuf,
 }
 
 impl DomainSpec {
@@ -399,6 +560,7 @@ impl DomainSpec {
             mac: mac.to_string(),
             nic,
             console: daemon.console_path(name),
+            console_socket: daemon.console_socket(name),
         }
     }
 
@@ -445,7 +607,11 @@ impl DomainSpec {
             "--graphics".into(),
             "none".into(),
             "--serial".into(),
-            format!("file,path={}", self.console.display()),
+            format!(
+                "unix,mode=bind,path={},log.file={},log.append=off",
+                self.console_socket.display(),
+                self.console.display()
+            ),
             "--osinfo".into(),
             "detect=on,require=off".into(),
             "--noautoconsole".into(),
@@ -478,8 +644,9 @@ impl DomainSpec {
       <model type='virtio'/>
       <rom enabled='no'/>
     </interface>
-    <serial type='file'>
-      <source path='{console}'/>
+    <serial type='unix'>
+      <source mode='bind' path='{socket}'/>
+      <log file='{console}' append='off'/>
       <target port='0'/>
     </serial>
     <memballoon model='none'/>
@@ -493,6 +660,7 @@ impl DomainSpec {
             cmdline = self.cmdline(),
             mac = self.mac,
             console = self.console.display(),
+            socket = self.console_socket.display(),
         )
     }
 }

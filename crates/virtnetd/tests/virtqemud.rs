@@ -6,7 +6,8 @@
 //! daemon at `/run/libvirt/virtnetworkd-sock` = the test's directory (where virtnetd serves
 //! libvirt's protocol), and boots the test guest under TCG on a bridge, where it leases from a
 //! DHCP server the test runs; `virsh destroy` leaves no process and no tap behind; Debian's
-//! `virt-install` creates and starts the same guest through virtqemud's socket.
+//! `virt-install` creates and starts the same guest through virtqemud's socket; a guest keeps
+//! running across a restart of virtqemud; a failing test leaves nothing running.
 
 use std::net::Ipv4Addr;
 use std::os::unix::net::UnixListener;
@@ -17,11 +18,13 @@ use std::time::{Duration, Instant};
 
 use virtnet_testkit::dhcp::lan_dhcp_server;
 use virtnet_testkit::qemu::{guest_image, BOOT_TIMEOUT};
-use virtnet_testkit::{DomainSpec, Lease, Netns, Nic, NsChild, Virtqemud};
+use virtnet_testkit::{pid_running, DomainSpec, Lease, Netns, Nic, NsChild, Virtqemud};
 
 const BRIDGE: &str = "br0";
 const BRIDGE_ADDR: &str = "10.77.0.1";
 const VM_MAC: &str = "52:54:00:77:00:02";
+/// How long a command on the guest's console may take (a ping to the bridge, an `ip`).
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A bridge `br0` (10.77.0.1/24) in `qemud`'s namespace with a DHCP server (dnsmasq) on it
 /// leasing 10.77.0.10-50; returns the server and its lease file.
@@ -228,8 +231,96 @@ fn test_guest_boots_under_virtqemud_on_a_bridge_and_leases() {
 
     let lease = qemud.wait_lease("brguest", BOOT_TIMEOUT);
     assert_leased_on_bridge(&lease, &leases, VM_MAC);
+    // The console takes commands: the guest applied its lease and reaches the bridge.
+    let shown = qemud.console_run_ok("brguest", "ip -4 -o addr show dev eth0", COMMAND_TIMEOUT);
+    assert!(shown.contains(&format!("{}/24", lease.ip)), "{shown}");
+    qemud.console_run_ok(
+        "brguest",
+        &format!("ping -c 1 -W 5 {BRIDGE_ADDR}"),
+        COMMAND_TIMEOUT,
+    );
+    let (rc, _) = qemud.console_run("brguest", "false", COMMAND_TIMEOUT);
+    assert_eq!(rc, 1, "the console reports a command's exit status");
+
     let tap = bridge_tap(&qemud, "brguest", VM_MAC);
     destroy_and_check(&qemud, "brguest", &tap);
+}
+
+#[test]
+fn a_running_guest_survives_a_restart_of_virtqemud() {
+    let (_run, qemud) = daemon("qemudrs");
+    let (_dhcp, leases) = bridge_with_dhcp(&qemud);
+    let spec = DomainSpec::new(&qemud, "rsguest", VM_MAC, Nic::Bridge(BRIDGE.into()));
+    qemud.define("rsguest", &spec.xml());
+    qemud.virsh_ok(&["start", "rsguest"]);
+    let lease = qemud.wait_lease("rsguest", BOOT_TIMEOUT);
+    assert_leased_on_bridge(&lease, &leases, VM_MAC);
+    let qemu = qemud.qemu_pids();
+    let before = qemud.daemon_pid().expect("virtqemud runs");
+
+    qemud.restart_daemon();
+    let after = qemud.daemon_pid().expect("virtqemud runs again");
+    assert_ne!(before, after, "a new virtqemud answers");
+    assert_eq!(qemud.qemu_pids(), qemu, "the guest's QEMU kept running");
+    let list = qemud.virsh_ok(&["list"]);
+    assert!(
+        list.lines()
+            .any(|l| l.contains("rsguest") && l.contains("running")),
+        "the new virtqemud reconnected to the guest:\n{list}"
+    );
+    qemud.console_run_ok(
+        "rsguest",
+        &format!("ping -c 1 -W 5 {BRIDGE_ADDR}"),
+        COMMAND_TIMEOUT,
+    );
+    let tap = bridge_tap(&qemud, "rsguest", VM_MAC);
+    destroy_and_check(&qemud, "rsguest", &tap);
+}
+
+#[test]
+fn dropping_the_harness_while_a_test_panics_ends_virtqemud_its_guests_and_the_namespace() {
+    let run = tempfile::tempdir().expect("temporary /run/libvirt");
+    // What the failing test saw: its namespace, scratch directory and processes.
+    type Seen = Option<(String, PathBuf, Vec<u32>)>;
+    let seen: Arc<std::sync::Mutex<Seen>> = Arc::default();
+    let record = seen.clone();
+    let run_dir = run.path().to_path_buf();
+    let result = std::thread::spawn(move || {
+        let ns = Netns::new("qemudpn");
+        let qemud = Virtqemud::start(&ns, &run_dir);
+        let (_dhcp, _leases) = bridge_with_dhcp(&qemud);
+        let spec = DomainSpec::new(&qemud, "pnguest", VM_MAC, Nic::Bridge(BRIDGE.into()));
+        qemud.define("pnguest", &spec.xml());
+        qemud.virsh_ok(&["start", "pnguest"]);
+        let mut pids = qemud.qemu_pids();
+        pids.extend(qemud.daemon_pid());
+        *record.lock().expect("record") = Some((
+            ns.name().to_string(),
+            qemud.scratch_dir().to_path_buf(),
+            pids,
+        ));
+        panic!("the test fails while its guest runs");
+    })
+    .join();
+    assert!(result.is_err(), "the thread panicked");
+    let (ns_name, scratch, pids) = seen
+        .lock()
+        .expect("record")
+        .take()
+        .expect("the thread got as far as starting the guest");
+    assert_eq!(pids.len(), 2, "QEMU and virtqemud ran: {pids:?}");
+    for pid in pids {
+        assert!(!pid_running(pid), "{pid} outlived the harness");
+    }
+    assert!(
+        !Path::new("/run/netns").join(&ns_name).exists(),
+        "namespace {ns_name} outlived the harness"
+    );
+    assert!(
+        !scratch.exists(),
+        "{} outlived the harness",
+        scratch.display()
+    );
 }
 
 #[test]
@@ -258,6 +349,11 @@ fn virt_install_creates_the_test_guest_through_virtqemud() {
     );
     let lease = qemud.wait_lease("viguest", BOOT_TIMEOUT);
     assert_leased_on_bridge(&lease, &leases, mac);
+    qemud.console_run_ok(
+        "viguest",
+        &format!("ping -c 1 -W 5 {BRIDGE_ADDR}"),
+        COMMAND_TIMEOUT,
+    );
     let tap = bridge_tap(&qemud, "viguest", mac);
     destroy_and_check(&qemud, "viguest", &tap);
 }
