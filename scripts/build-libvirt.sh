@@ -110,7 +110,15 @@ WORK="$(mktemp -d "$ROOT/libvirt-build.XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT
 cd "$WORK"
 log "fetching Debian's libvirt source package"
-apt-get source -qq --download-only libvirt 2>&1 | grep -v '^W: Download is performed unsandboxed' >&2 || true
+fetch_source() {
+  apt-get source -qq --download-only libvirt 2>&1 | grep -v '^W: Download is performed unsandboxed' >&2 || true
+}
+fetch_source
+if ! ls libvirt_"$VERSION"-*.dsc >/dev/null 2>&1; then
+  log "apt's source lists look stale; running apt-get update"
+  apt-get update -qq
+  fetch_source
+fi
 DSC="$(ls libvirt_"$VERSION"-*.dsc 2>/dev/null | head -n1)"
 [ -n "$DSC" ] || { log "apt-get source did not fetch libvirt $VERSION (got: $(ls))"; exit 1; }
 # Debian's patches are applied: this is the libvirt Debian 12 ships.

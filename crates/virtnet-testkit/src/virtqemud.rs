@@ -23,6 +23,22 @@
 //! commands to), with its NIC on a bridge or on a libvirt network; the same guest through
 //! `virt-install` with [`DomainSpec::virt_install_args`].
 //!
+//! A test of virtnetd as libvirt's network daemon runs both in one namespace, sharing the
+//! directory virtnetd serves libvirt's sockets in:
+//!
+//! ```ignore
+//! let ns = Netns::new("e2e");
+//! let run = tempfile::tempdir()?; // becomes /run/libvirt for virtqemud
+//! let virtnetd = Daemon::start_in_with(&ns, &["--libvirt-run-dir", &run.path().to_string_lossy()]);
+//! virtnetd.define(&default_nat_network_xml); // + net-start
+//! let qemud = Virtqemud::start(&ns, run.path());
+//! let spec = DomainSpec::new(&qemud, "vm1", "52:54:00:12:34:56", Nic::Network("default".into()));
+//! qemud.create(&spec); // virtqemud asks virtnetd for the port, plugs vnetN into its bridge
+//! let lease = qemud.wait_lease("vm1", BOOT_TIMEOUT);
+//! qemud.virsh_ok(&["domifaddr", "vm1", "--source", "lease"]);
+//! qemud.console_run_ok("vm1", "wget -q -O - http://203.0.113.1/", timeout);
+//! ```
+//!
 //! `$VIRTNET_LIBVIRT_DIR` names the build (set by `scripts/setup.sh`); without it the build
 //! script runs once per process (a no-op when its cache is complete).
 
@@ -282,6 +298,14 @@ impl Virtqemud {
         std::fs::write(&path, xml)
             .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
         self.virsh_ok(&["define", &path.to_string_lossy()]);
+    }
+
+    /// Defines the domain `spec` describes and starts it (`virsh define` + `virsh start`);
+    /// panics with virsh's error when either fails. The guest then boots on its own: see
+    /// [`Virtqemud::wait_lease`] and [`Virtqemud::console_run`].
+    pub fn create(&self, spec: &DomainSpec) {
+        self.define(&spec.name, &spec.xml());
+        self.virsh_ok(&["start", &spec.name]);
     }
 
     /// virtqemud's log (warnings and errors; `$VIRTQEMUD_LOG_LEVEL` 1 or 2 for more).

@@ -251,8 +251,7 @@ fn a_running_guest_survives_a_restart_of_virtqemud() {
     let (_run, qemud) = daemon("qemudrs");
     let (_dhcp, leases) = bridge_with_dhcp(&qemud);
     let spec = DomainSpec::new(&qemud, "rsguest", VM_MAC, Nic::Bridge(BRIDGE.into()));
-    qemud.define("rsguest", &spec.xml());
-    qemud.virsh_ok(&["start", "rsguest"]);
+    qemud.create(&spec);
     let lease = qemud.wait_lease("rsguest", BOOT_TIMEOUT);
     assert_leased_on_bridge(&lease, &leases, VM_MAC);
     let qemu = qemud.qemu_pids();
@@ -290,8 +289,7 @@ fn dropping_the_harness_while_a_test_panics_ends_virtqemud_its_guests_and_the_na
         let qemud = Virtqemud::start(&ns, &run_dir);
         let (_dhcp, _leases) = bridge_with_dhcp(&qemud);
         let spec = DomainSpec::new(&qemud, "pnguest", VM_MAC, Nic::Bridge(BRIDGE.into()));
-        qemud.define("pnguest", &spec.xml());
-        qemud.virsh_ok(&["start", "pnguest"]);
+        qemud.create(&spec);
         let mut pids = qemud.qemu_pids();
         pids.extend(qemud.daemon_pid());
         *record.lock().expect("record") = Some((
