@@ -1,23 +1,26 @@
 #!/usr/bin/env bash
-# Runs libvirt 9.0's virtqemud (built by scripts/build-libvirt.sh) isolated from the host, as
-# bench/libvirtd-inner.sh runs libvirtd. crates/virtnet-testkit/src/virtqemud.rs starts it as
+# Runs a daemon of libvirt 9.0 (PROGRAM: virtqemud or virtnetworkd, built by
+# scripts/build-libvirt.sh) isolated from the host, as bench/libvirtd-inner.sh runs libvirtd.
+# crates/virtnet-testkit/src/virtqemud.rs starts it as
 #   ip netns exec NS unshare --mount --pid --fork --kill-child --mount-proc --propagation private \
-#     bash virtqemud-inner.sh SCRATCH RUN_LIBVIRT LIBVIRT_DIR PID1
+#     bash virtqemud-inner.sh SCRATCH RUN_LIBVIRT LIBVIRT_DIR PID1 PROGRAM
 # so it has the test's network namespace (the bridges and taps live there), its own PID
 # namespace (bench/pid1.sh is PID 1: it reaps the QEMU processes libvirt daemonizes, and every
 # process in it dies with it) and its own mount namespace in which:
 #   /run           is an empty tmpfs (no host daemon's socket, no D-Bus, no machined);
 #   /run/libvirt   is RUN_LIBVIRT, the test's directory: virtqemud serves virtqemud-sock there and
-#                  looks for the network daemon at /run/libvirt/virtnetworkd-sock, as on a host;
+#                  looks for the network daemon at /run/libvirt/virtnetworkd-sock, as on a host
+#                  (where virtnetworkd, or virtnetd, serves it);
 #   /etc/libvirt   is SCRATCH/etc, holding only the configuration written below;
 #   /var/lib, /var/cache, /var/log  are overlays whose upper layers are in SCRATCH: they look like
 #                  the host's (the guest image and libvirt's build in /var/cache stay readable)
 #                  but nothing written there reaches it.
 set -euo pipefail
-T=${1:?usage: virtqemud-inner.sh SCRATCH RUN_LIBVIRT LIBVIRT_DIR PID1}
+T=${1:?usage: virtqemud-inner.sh SCRATCH RUN_LIBVIRT LIBVIRT_DIR PID1 PROGRAM}
 R=${2:?run dir}
 L=${3:?libvirt dir}
 PID1=${4:?pid1.sh}
+PROG=${5:?program}
 
 mkdir -p "$T/etc/qemu" "$T/log" "$T/rl"
 # RUN_LIBVIRT may itself be under /run: pin it before /run is replaced.
@@ -32,13 +35,13 @@ mkdir -p /run/libvirt
 mount --move "$T/rl" /run/libvirt
 mount --bind "$T/etc" /etc/libvirt
 
-cat >/etc/libvirt/virtqemud.conf <<EOC
+cat >"/etc/libvirt/$PROG.conf" <<EOC
 unix_sock_group = "root"
 unix_sock_ro_perms = "0700"
 unix_sock_rw_perms = "0700"
 auth_unix_ro = "none"
 auth_unix_rw = "none"
-log_outputs = "${VIRTQEMUD_LOG_LEVEL:-3}:file:$T/log/virtqemud.log"
+log_outputs = "${VIRTQEMUD_LOG_LEVEL:-3}:file:$T/log/$PROG.log"
 EOC
 # Tests run as root in a private mount namespace: QEMU runs as root, libvirt changes no file's
 # owner or label, uses no cgroups (no systemd/machined is reachable from here) and no mount
@@ -60,9 +63,9 @@ remote_mode = "direct"
 EOC
 
 ip link set lo up
-# pid1.sh is PID 1 (it reaps the QEMU processes libvirt daemonizes). virtqemud runs under a loop
-# that starts it again when Virtqemud::restart_daemon asked for it (it creates SCRATCH/restart,
-# then sends virtqemud SIGTERM): the guests' QEMU keep running meanwhile, as on a host where
-# systemd restarts the daemon, and the new virtqemud reconnects to them.
+# pid1.sh is PID 1 (it reaps the QEMU and dnsmasq processes libvirt daemonizes). The daemon runs
+# under a loop that starts it again when LibvirtDaemon::restart_daemon asked for it (it creates
+# SCRATCH/restart, then sends the daemon SIGTERM): the guests' QEMU keep running meanwhile, as on
+# a host where systemd restarts the daemon, and the new daemon reconnects to them.
 exec bash "$PID1" bash -c 'while "$1"; [ -e "$2" ]; do rm -f "$2"; done' supervise \
-  "$L/sbin/virtqemud" "$T/restart"
+  "$L/sbin/$PROG" "$T/restart"

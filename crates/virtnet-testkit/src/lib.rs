@@ -10,7 +10,8 @@
 //! - [`Daemon`]: a real virtnetd in a namespace, with the `virtnet` CLI pointed at it;
 //! - [`dhcp`]: busybox `udhcpc` in a guest ([`Guest::udhcpc`]) with a lease-applying script;
 //! - [`Virtqemud`]: libvirt 9.0's QEMU daemon (built by `scripts/build-libvirt.sh`) isolated in
-//!   a namespace, `/run/libvirt` a directory of the test's, driven with Debian's `virsh`.
+//!   a namespace, `/run/libvirt` a directory of the test's, driven with Debian's `virsh`; and
+//!   [`Virtnetworkd`], libvirt's own network daemon, run the same way.
 
 #![warn(missing_docs)]
 
@@ -29,7 +30,7 @@ pub use netns::{netns_pids, pid_running, Netns, NsChild};
 pub use qemu::{Lease, QemuGuest};
 pub use thread_netns::{enter_thread_netns, in_thread_netns};
 pub use topology::{Guest, Lab, HOST_UPLINK_ADDR, UPLINK_PREFIX, UPSTREAM_ADDR, UPSTREAM_URL};
-pub use virtqemud::{DomainSpec, Nic, Virtqemud};
+pub use virtqemud::{DomainSpec, LibvirtDaemon, Nic, Virtnetworkd, Virtqemud};
 
 /// The shared directory: `$VIRTNET_SHARED_DIR`, else `../shared` beside the repository.
 pub fn shared_dir() -> PathBuf {

@@ -14,6 +14,10 @@
 //! `<run dir>/virtnetworkd-sock` on the host, where a test's network daemon (virtnetd with
 //! `--libvirt-run-dir <run dir>`) serves it.
 //!
+//! [`Virtnetworkd`] runs libvirt 9.0's own network daemon the same way, serving
+//! `<run dir>/virtnetworkd-sock`: the reference to compare virtnetd with, and proof that a
+//! guest with a NIC of type `network` boots under virtqemud when a network daemon answers.
+//!
 //! The daemon is killed (SIGKILL to the `unshare` holding the PID namespace, which takes every
 //! process in it along) when the [`Virtqemud`] is dropped, also while a failed test unwinds.
 //!
@@ -56,7 +60,7 @@ use std::time::{Duration, Instant};
 use crate::netns::{owned_temp_dir, Netns, NsChild, TMP_PREFIX_VIRTQEMUD};
 use crate::qemu::{guest_image, Lease};
 
-/// How long [`Virtqemud::start`] waits for virtqemud to answer `virsh version`: the first
+/// How long [`Virtqemud::start`] waits for virtqemud to answer `virsh uri`: the first
 /// connection probes QEMU's capabilities, which takes seconds on a loaded machine.
 pub const VIRTQEMUD_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -127,41 +131,42 @@ pub fn domain_type() -> &'static str {
     }
 }
 
-/// libvirt 9.0's virtqemud running isolated in a test's namespace (see the module docs).
+/// A libvirt 9.0 daemon of the build (`virtqemud`, `virtnetworkd`) running isolated in a
+/// test's namespace (see the module docs); [`Virtqemud`] and [`Virtnetworkd`] are the two the
+/// tests use.
 #[derive(Debug)]
-pub struct Virtqemud {
+pub struct LibvirtDaemon {
     // Declared first so the daemon dies before the directories it uses go.
     child: NsChild,
     ns: Netns,
     run_dir: PathBuf,
-    next_command: AtomicU32,
-    // One connection per guest console, kept open: QEMU's socket chardev serves one client at
-    // a time, and a client that disconnects and reconnects between commands can catch it
-    // still holding the old connection and stall the guest's serial output.
-    consoles: Mutex<HashMap<String, ConsoleConn>>,
+    program: &'static str,
+    scheme: &'static str,
     // Last: the scratch directory (configuration, overlays' upper layers, logs, consoles).
     scratch: tempfile::TempDir,
 }
 
-impl Virtqemud {
-    /// Starts virtqemud in `ns` with `run_dir` (an existing directory of the test's) as its
-    /// `/run/libvirt`, and waits until `virsh version` answers through its socket. The network
-    /// daemon it uses for NICs of type `network` is whatever serves
-    /// `run_dir/virtnetworkd-sock`. Panics with the daemon's log when it does not come up.
-    pub fn start(ns: &Netns, run_dir: &Path) -> Virtqemud {
+impl LibvirtDaemon {
+    /// Starts `program` (`virtqemud`, `virtnetworkd`) of the build in `ns` with `run_dir` (an
+    /// existing directory of the test's) as its `/run/libvirt`, and waits until
+    /// `virsh -c <scheme>+unix:///system?socket=… uri` answers. Panics with the daemon's
+    /// log when it does not come up.
+    pub fn start(
+        ns: &Netns,
+        run_dir: &Path,
+        program: &'static str,
+        scheme: &'static str,
+    ) -> LibvirtDaemon {
         assert!(
             run_dir.is_dir(),
-            "the /run/libvirt of virtqemud must be an existing directory: {}",
+            "the /run/libvirt of {program} must be an existing directory: {}",
             run_dir.display()
         );
         let run_dir = run_dir
             .canonicalize()
             .unwrap_or_else(|e| panic!("cannot resolve {}: {e}", run_dir.display()));
         let libvirt = libvirt_dir();
-        // The guest image is built before the daemon starts, so a test's first domain does
-        // not wait for it.
-        guest_image();
-        let scratch = owned_temp_dir(TMP_PREFIX_VIRTQEMUD, ns.name());
+        let scratch = owned_temp_dir(TMP_PREFIX_VIRTQEMUD, &format!("{program}-{}", ns.name()));
         let out_path = scratch.path().join("inner.out");
         let out = File::create(&out_path)
             .unwrap_or_else(|e| panic!("cannot create {}: {e}", out_path.display()));
@@ -194,16 +199,17 @@ impl Virtqemud {
             .iter()
             .map(|p| p.to_string_lossy().into_owned()),
         )
+        .chain([program.to_string()])
         .collect();
         let child = ns.spawn_with(&args, |cmd| {
             cmd.stdout(out).stderr(err);
         });
-        let daemon = Virtqemud {
+        let daemon = LibvirtDaemon {
             child,
             ns: ns.clone(),
             run_dir,
-            next_command: AtomicU32::new(1),
-            consoles: Mutex::default(),
+            program,
+            scheme,
             scratch,
         };
         daemon.wait_ready();
@@ -214,41 +220,50 @@ impl Virtqemud {
         let deadline = Instant::now() + VIRTQEMUD_TIMEOUT;
         loop {
             if let Some(status) = self.child.try_wait() {
-                panic!("virtqemud exited early ({status}):\n{}", self.diagnostics());
+                panic!(
+                    "{} exited early ({status}):\n{}",
+                    self.program,
+                    self.diagnostics()
+                );
             }
-            if self.socket().exists() && self.virsh(&["version"]).status.success() {
+            if self.socket().exists() && self.virsh(&["uri"]).status.success() {
                 return;
             }
             if Instant::now() > deadline {
-                panic!("virtqemud did not answer:\n{}", self.diagnostics());
+                panic!("{} did not answer:\n{}", self.program, self.diagnostics());
             }
             std::thread::sleep(Duration::from_millis(50));
         }
     }
 
-    /// The namespace virtqemud runs in.
+    /// The namespace the daemon runs in.
     pub fn ns(&self) -> &Netns {
         &self.ns
     }
 
-    /// The directory that is `/run/libvirt` for virtqemud.
+    /// The directory that is `/run/libvirt` for the daemon.
     pub fn run_dir(&self) -> &Path {
         &self.run_dir
     }
 
-    /// virtqemud's read-write socket (`<run dir>/virtqemud-sock`).
+    /// The daemon's read-write socket (`<run dir>/<program>-sock`).
     pub fn socket(&self) -> PathBuf {
-        self.run_dir.join("virtqemud-sock")
+        self.run_dir.join(format!("{}-sock", self.program))
     }
 
-    /// The URI clients on the host reach virtqemud with:
-    /// `qemu+unix:///system?socket=<run dir>/virtqemud-sock`.
+    /// The URI clients on the host reach the daemon with:
+    /// `<scheme>+unix:///system?socket=<run dir>/<program>-sock`.
     pub fn uri(&self) -> String {
-        format!("qemu+unix:///system?socket={}", self.socket().display())
+        format!(
+            "{}+unix:///system?socket={}",
+            self.scheme,
+            self.socket().display()
+        )
     }
 
-    /// A scratch directory that exists at the same path for the test and for virtqemud and
-    /// QEMU: consoles, disks and other files of the test's guests go here. Removed on drop.
+    /// A scratch directory that exists at the same path for the test and inside the daemon's
+    /// namespaces (QEMU too): consoles, disks and other files of the test's guests go here.
+    /// Removed on drop.
     pub fn scratch_dir(&self) -> &Path {
         self.scratch.path()
     }
@@ -276,6 +291,107 @@ impl Virtqemud {
             self.diagnostics()
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The daemon's log (warnings and errors; `$VIRTQEMUD_LOG_LEVEL` 1 or 2 for more).
+    pub fn log(&self) -> String {
+        read_lossy(&self.scratch_dir().join(format!("log/{}.log", self.program)))
+    }
+
+    /// The daemon's log and what its wrapper printed, for failure messages.
+    pub fn diagnostics(&self) -> String {
+        format!(
+            "--- {} log:\n{}\n--- wrapper output:\n{}",
+            self.program,
+            self.log(),
+            read_lossy(&self.scratch_dir().join("inner.out"))
+        )
+    }
+
+    /// The PID (as the host sees it) of the running daemon, if one runs.
+    pub fn daemon_pid(&self) -> Option<u32> {
+        crate::netns_pids(self.ns.name())
+            .into_iter()
+            .filter(|&pid| crate::pid_running(pid))
+            .find(|&pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .is_ok_and(|c| c.trim() == self.program)
+            })
+    }
+
+    /// Restarts the daemon alone, as `systemctl restart virtqemud` does on a host: SIGTERM,
+    /// and the wrapper starts it again; what it started (guests' QEMU, dnsmasq) is left alone
+    /// and the new daemon reconnects to it. Returns once the new daemon answers
+    /// `virsh uri`.
+    pub fn restart_daemon(&self) {
+        let old = self
+            .daemon_pid()
+            .unwrap_or_else(|| panic!("no {} runs:\n{}", self.program, self.diagnostics()));
+        let marker = self.scratch_dir().join("restart");
+        std::fs::write(&marker, b"")
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", marker.display()));
+        // SAFETY: kill(2) on the daemon this harness started (found in its own namespace
+        // just now); no memory is involved.
+        unsafe { libc::kill(old as libc::pid_t, libc::SIGTERM) };
+        let deadline = Instant::now() + VIRTQEMUD_TIMEOUT;
+        while crate::pid_running(old) {
+            assert!(
+                Instant::now() < deadline,
+                "{} {old} did not stop on SIGTERM:\n{}",
+                self.program,
+                self.diagnostics()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.wait_ready();
+    }
+
+    /// Stops the daemon and every process it started (the guests' QEMU too): SIGKILL to the
+    /// `unshare` holding its PID namespace, which ends the namespace.
+    pub fn stop(&self) {
+        self.child.kill();
+    }
+}
+
+impl Drop for LibvirtDaemon {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// libvirt 9.0's virtqemud running isolated in a test's namespace (see the module docs); the
+/// daemon's own methods ([`LibvirtDaemon`]) are reached through `Deref`.
+#[derive(Debug)]
+pub struct Virtqemud {
+    next_command: AtomicU32,
+    // One connection per guest console, kept open: QEMU's socket chardev serves one client at
+    // a time, and a client that disconnects and reconnects between commands can catch it
+    // still holding the old connection and stall the guest's serial output.
+    consoles: Mutex<HashMap<String, ConsoleConn>>,
+    daemon: LibvirtDaemon,
+}
+
+impl std::ops::Deref for Virtqemud {
+    type Target = LibvirtDaemon;
+    fn deref(&self) -> &LibvirtDaemon {
+        &self.daemon
+    }
+}
+
+impl Virtqemud {
+    /// Starts virtqemud in `ns` with `run_dir` (an existing directory of the test's) as its
+    /// `/run/libvirt`, and waits until `virsh uri` answers through its socket. The network
+    /// daemon it uses for NICs of type `network` is whatever serves
+    /// `run_dir/virtnetworkd-sock`. Panics with the daemon's log when it does not come up.
+    pub fn start(ns: &Netns, run_dir: &Path) -> Virtqemud {
+        // The guest image is built before the daemon starts, so a test's first domain does
+        // not wait for it.
+        guest_image();
+        Virtqemud {
+            next_command: AtomicU32::new(1),
+            consoles: Mutex::default(),
+            daemon: LibvirtDaemon::start(ns, run_dir, "virtqemud", "qemu"),
+        }
     }
 
     /// Runs Debian's `virt-install --connect <uri> args...` (its log goes to the scratch
@@ -306,11 +422,6 @@ impl Virtqemud {
     pub fn create(&self, spec: &DomainSpec) {
         self.define(&spec.name, &spec.xml());
         self.virsh_ok(&["start", &spec.name]);
-    }
-
-    /// virtqemud's log (warnings and errors; `$VIRTQEMUD_LOG_LEVEL` 1 or 2 for more).
-    pub fn log(&self) -> String {
-        read_lossy(&self.scratch_dir().join("log/virtqemud.log"))
     }
 
     /// libvirt's log of one domain's QEMU (`/var/log/libvirt/qemu/<name>.log` inside): the
@@ -459,7 +570,7 @@ impl Virtqemud {
 
     /// The PIDs (as the host sees them) of the QEMU processes running in virtqemud's namespace.
     pub fn qemu_pids(&self) -> Vec<u32> {
-        crate::netns_pids(self.ns.name())
+        crate::netns_pids(self.ns().name())
             .into_iter()
             .filter(|&pid| crate::pid_running(pid))
             .filter(|&pid| {
@@ -468,62 +579,32 @@ impl Virtqemud {
             })
             .collect()
     }
+}
 
-    /// The daemon's log and what its wrapper printed, for failure messages.
-    pub fn diagnostics(&self) -> String {
-        format!(
-            "--- virtqemud log:\n{}\n--- wrapper output:\n{}",
-            self.log(),
-            read_lossy(&self.scratch_dir().join("inner.out"))
-        )
-    }
+/// libvirt 9.0's own network daemon, virtnetworkd, running isolated like [`Virtqemud`] (its
+/// dnsmasq and firewall rules live in the test's namespace): the reference virtnetd's libvirt
+/// front end can be compared with, and a network daemon for virtqemud before virtnetd serves
+/// one. Its [`LibvirtDaemon`] methods are reached through `Deref`; `virsh` talks to it with
+/// `network+unix:///system?socket=<run dir>/virtnetworkd-sock`.
+#[derive(Debug)]
+pub struct Virtnetworkd {
+    daemon: LibvirtDaemon,
+}
 
-    /// The PID (as the host sees it) of the running virtqemud, if one runs.
-    pub fn daemon_pid(&self) -> Option<u32> {
-        crate::netns_pids(self.ns.name())
-            .into_iter()
-            .filter(|&pid| crate::pid_running(pid))
-            .find(|&pid| {
-                std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                    .is_ok_and(|c| c.trim() == "virtqemud")
-            })
-    }
-
-    /// Restarts virtqemud alone, as `systemctl restart virtqemud` does on a host: SIGTERM,
-    /// and the wrapper starts it again; running guests (their QEMU) are left alone and the new
-    /// daemon reconnects to them. Returns once the new daemon answers `virsh version`.
-    pub fn restart_daemon(&self) {
-        let old = self
-            .daemon_pid()
-            .unwrap_or_else(|| panic!("no virtqemud runs:\n{}", self.diagnostics()));
-        let marker = self.scratch_dir().join("restart");
-        std::fs::write(&marker, b"")
-            .unwrap_or_else(|e| panic!("cannot write {}: {e}", marker.display()));
-        // SAFETY: kill(2) on the virtqemud this harness started (found in its own namespace
-        // just now); no memory is involved.
-        unsafe { libc::kill(old as libc::pid_t, libc::SIGTERM) };
-        let deadline = Instant::now() + VIRTQEMUD_TIMEOUT;
-        while crate::pid_running(old) {
-            assert!(
-                Instant::now() < deadline,
-                "virtqemud {old} did not stop on SIGTERM:\n{}",
-                self.diagnostics()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        self.wait_ready();
-    }
-
-    /// Stops virtqemud and every process it started (the guests' QEMU too): SIGKILL to the
-    /// `unshare` holding its PID namespace, which ends the namespace.
-    pub fn stop(&self) {
-        self.child.kill();
+impl std::ops::Deref for Virtnetworkd {
+    type Target = LibvirtDaemon;
+    fn deref(&self) -> &LibvirtDaemon {
+        &self.daemon
     }
 }
 
-impl Drop for Virtqemud {
-    fn drop(&mut self) {
-        self.stop();
+impl Virtnetworkd {
+    /// Starts virtnetworkd in `ns` serving `run_dir/virtnetworkd-sock` (`run_dir` is its
+    /// `/run/libvirt`); waits until `virsh uri` answers. Panics with its log otherwise.
+    pub fn start(ns: &Netns, run_dir: &Path) -> Virtnetworkd {
+        Virtnetworkd {
+            daemon: LibvirtDaemon::start(ns, run_dir, "virtnetworkd", "network"),
+        }
     }
 }
 

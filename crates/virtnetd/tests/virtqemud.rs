@@ -7,7 +7,9 @@
 //! libvirt's protocol), and boots the test guest under TCG on a bridge, where it leases from a
 //! DHCP server the test runs; `virsh destroy` leaves no process and no tap behind; Debian's
 //! `virt-install` creates and starts the same guest through virtqemud's socket; a guest keeps
-//! running across a restart of virtqemud; a failing test leaves nothing running.
+//! running across a restart of virtqemud; a failing test leaves nothing running. With libvirt's
+//! own network daemon (virtnetworkd, same build) serving the test's `virtnetworkd-sock`, a guest
+//! whose NIC is of type `network` boots and leases: the path virtnetd will serve.
 
 use std::net::Ipv4Addr;
 use std::os::unix::net::UnixListener;
@@ -18,7 +20,9 @@ use std::time::{Duration, Instant};
 
 use virtnet_testkit::dhcp::lan_dhcp_server;
 use virtnet_testkit::qemu::{guest_image, BOOT_TIMEOUT};
-use virtnet_testkit::{pid_running, DomainSpec, Lease, Netns, Nic, NsChild, Virtqemud};
+use virtnet_testkit::{
+    pid_running, DomainSpec, Lease, Netns, Nic, NsChild, Virtnetworkd, Virtqemud,
+};
 
 const BRIDGE: &str = "br0";
 const BRIDGE_ADDR: &str = "10.77.0.1";
@@ -354,4 +358,76 @@ fn virt_install_creates_the_test_guest_through_virtqemud() {
     );
     let tap = bridge_tap(&qemud, "viguest", mac);
     destroy_and_check(&qemud, "viguest", &tap);
+}
+
+/// libvirt's default network (as `default.xml` of libvirt-daemon-config-network).
+const DEFAULT_NETWORK: &str = "<network><name>default</name><forward mode='nat'/>\
+     <bridge name='virbr0' stp='on' delay='0'/>\
+     <ip address='192.168.122.1' netmask='255.255.255.0'><dhcp>\
+     <range start='192.168.122.2' end='192.168.122.254'/></dhcp></ip></network>";
+
+/// The port UUIDs `virsh net-port-list` prints.
+fn port_uuids(list: &str) -> Vec<&str> {
+    list.lines()
+        .map(str::trim)
+        .filter(|l| {
+            l.len() == 36
+                && l.matches('-').count() == 4
+                && l.chars().all(|c| c == '-' || c.is_ascii_hexdigit())
+        })
+        .collect()
+}
+
+#[test]
+fn a_network_nic_boots_and_leases_when_libvirts_network_daemon_serves_the_run_dir() {
+    let ns = Netns::new("qemudnet");
+    let run = tempfile::Builder::new()
+        .prefix("vnt-run-libvirt-")
+        .tempdir()
+        .expect("temporary /run/libvirt");
+    let netd = Virtnetworkd::start(&ns, run.path());
+    let xml = netd.scratch_dir().join("default.xml");
+    std::fs::write(&xml, DEFAULT_NETWORK).expect("write the network XML");
+    netd.virsh_ok(&["net-define", &xml.to_string_lossy()]);
+    netd.virsh_ok(&["net-start", "default"]);
+    let qemud = Virtqemud::start(&ns, run.path());
+
+    let spec = DomainSpec::new(&qemud, "netvm", VM_MAC, Nic::Network("default".into()));
+    qemud.create(&spec);
+    let lease = qemud.wait_lease("netvm", BOOT_TIMEOUT);
+    let octets = lease.ip.octets();
+    assert!(octets[..3] == [192, 168, 122], "{lease:?}");
+    assert_eq!(lease.routers, vec![Ipv4Addr::new(192, 168, 122, 1)]);
+
+    // The port virtqemud created on the network daemon, seen from both sides.
+    let iflist = qemud.virsh_ok(&["domiflist", "netvm"]);
+    assert!(
+        iflist
+            .lines()
+            .any(|l| l.contains("network") && l.contains("default") && l.contains(VM_MAC)),
+        "{iflist}"
+    );
+    let ports = netd.virsh_ok(&["net-port-list", "default"]);
+    assert_eq!(port_uuids(&ports).len(), 1, "one port: {ports}");
+    // virsh domifaddr --source lease: virtqemud asks the network daemon for the lease.
+    assert!(
+        eventually(Duration::from_secs(20), || qemud
+            .virsh_ok(&["domifaddr", "netvm", "--source", "lease"])
+            .contains(&lease.ip.to_string())),
+        "domifaddr never showed {}: {}",
+        lease.ip,
+        qemud.virsh_ok(&["domifaddr", "netvm", "--source", "lease"])
+    );
+
+    // destroy deletes the port on the network daemon.
+    qemud.virsh_ok(&["destroy", "netvm"]);
+    assert!(
+        eventually(Duration::from_secs(20), || qemud.qemu_pids().is_empty()),
+        "QEMU still runs after virsh destroy"
+    );
+    let ports = netd.virsh_ok(&["net-port-list", "default"]);
+    assert!(
+        port_uuids(&ports).is_empty(),
+        "the port outlived its guest: {ports}"
+    );
 }
