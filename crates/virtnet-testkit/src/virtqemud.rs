@@ -142,6 +142,9 @@ pub struct LibvirtDaemon {
     run_dir: PathBuf,
     program: &'static str,
     scheme: &'static str,
+    // PID 1 of the daemon's PID namespace (as the host sees it) and its start time: its end
+    // is the end of every process in that namespace.
+    init: Mutex<Option<(u32, Option<u64>)>>,
     // Last: the scratch directory (configuration, overlays' upper layers, logs, consoles).
     scratch: tempfile::TempDir,
 }
@@ -210,9 +213,13 @@ impl LibvirtDaemon {
             run_dir,
             program,
             scheme,
+            init: Mutex::new(None),
             scratch,
         };
         daemon.wait_ready();
+        // unshare's only child is the namespace's PID 1 (it exists: the daemon answered).
+        let init = first_child(daemon.child.pid());
+        *lock(&daemon.init) = init.map(|pid| (pid, start_time(pid)));
         daemon
     }
 
@@ -348,9 +355,50 @@ impl LibvirtDaemon {
 
     /// Stops the daemon and every process it started (the guests' QEMU too): SIGKILL to the
     /// `unshare` holding its PID namespace, which ends the namespace.
+    ///
+    /// Returns once the namespace's PID 1 is gone: the kernel ends it only after every other
+    /// process in the namespace was reaped, so nothing the daemon started is still exiting
+    /// (a killed QEMU can take a moment to close its files and taps).
     pub fn stop(&self) {
         self.child.kill();
+        let Some((pid, started)) = lock(&self.init).take() else {
+            return;
+        };
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while crate::pid_running(pid) && start_time(pid) == started {
+            if Instant::now() > deadline {
+                eprintln!(
+                    "virtnet-testkit: PID 1 ({pid}) of {}'s PID namespace survived SIGKILL",
+                    self.program
+                );
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
+}
+
+/// How long [`LibvirtDaemon::stop`] waits for the daemon's PID namespace to end.
+const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The first child of process `pid`, from `/proc/PID/task/PID/children`.
+fn first_child(pid: u32) -> Option<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// When process `pid` started (field 22 of /proc/PID/stat, clock ticks since boot): with the
+/// PID, it names one process even when PIDs are reused (quickly, on a busy machine with
+/// `pid_max` 32768).
+pub fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: count after it.
+    let (_, rest) = stat.rsplit_once(") ")?;
+    rest.split_whitespace().nth(19)?.parse().ok()
 }
 
 impl Drop for LibvirtDaemon {
@@ -638,7 +686,8 @@ pub enum Nic {
 
 /// The libvirt domain of the test guest (`tests/guest/build.sh`): 256 MiB, one vCPU, the
 /// kernel and initramfs booted directly, one virtio NIC without option ROM, the serial
-/// console on a unix socket (for commands) and logged into a file (for reading).
+/// console on a unix socket (for commands) and logged into a file (for reading), free PCIe
+/// slots for hot-plugged NICs.
 #[derive(Debug, Clone)]
 pub struct DomainSpec {
     /// The domain's name.
@@ -741,6 +790,10 @@ impl DomainSpec {
     <initrd>{initrd}</initrd>
     <cmdline>{cmdline}</cmdline>
   </os>
+  <features>
+    <acpi/>
+    <apic/>
+  </features>
   <on_reboot>destroy</on_reboot>
   <devices>
     <emulator>{QEMU_SYSTEM}</emulator>
@@ -755,6 +808,13 @@ impl DomainSpec {
       <target port='0'/>
     </serial>
     <memballoon model='none'/>
+    <!-- Free PCIe slots for NICs hot-plugged with virsh attach-interface (libvirt adds none
+         of its own on q35; the guest sees them through ACPI, hence <acpi/> above). -->
+    <controller type='pci' index='0' model='pcie-root'/>
+    <controller type='pci' model='pcie-root-port'/>
+    <controller type='pci' model='pcie-root-port'/>
+    <controller type='pci' model='pcie-root-port'/>
+    <controller type='pci' model='pcie-root-port'/>
   </devices>
 </domain>
 ",

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use virtnet_testkit::dhcp::lan_dhcp_server;
 use virtnet_testkit::qemu::{guest_image, BOOT_TIMEOUT};
+use virtnet_testkit::virtqemud::start_time;
 use virtnet_testkit::{
     pid_running, DomainSpec, Lease, Netns, Nic, NsChild, Virtnetworkd, Virtqemud,
 };
@@ -284,7 +285,7 @@ fn a_running_guest_survives_a_restart_of_virtqemud() {
 fn dropping_the_harness_while_a_test_panics_ends_virtqemud_its_guests_and_the_namespace() {
     let run = tempfile::tempdir().expect("temporary /run/libvirt");
     // What the failing test saw: its namespace, scratch directory and processes.
-    type Seen = Option<(String, PathBuf, Vec<u32>)>;
+    type Seen = Option<(String, PathBuf, Vec<(u32, Option<u64>)>)>;
     let seen: Arc<std::sync::Mutex<Seen>> = Arc::default();
     let record = seen.clone();
     let run_dir = run.path().to_path_buf();
@@ -296,6 +297,7 @@ fn dropping_the_harness_while_a_test_panics_ends_virtqemud_its_guests_and_the_na
         qemud.create(&spec);
         let mut pids = qemud.qemu_pids();
         pids.extend(qemud.daemon_pid());
+        let pids: Vec<(u32, Option<u64>)> = pids.into_iter().map(|p| (p, start_time(p))).collect();
         *record.lock().expect("record") = Some((
             ns.name().to_string(),
             qemud.scratch_dir().to_path_buf(),
@@ -311,8 +313,13 @@ fn dropping_the_harness_while_a_test_panics_ends_virtqemud_its_guests_and_the_na
         .take()
         .expect("the thread got as far as starting the guest");
     assert_eq!(pids.len(), 2, "QEMU and virtqemud ran: {pids:?}");
-    for pid in pids {
-        assert!(!pid_running(pid), "{pid} outlived the harness");
+    for (pid, started) in pids {
+        // The same PID and start time is the same process (PIDs are reused).
+        assert!(
+            !(pid_running(pid) && start_time(pid) == started),
+            "{pid} outlived the harness: {:?}",
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        );
     }
     assert!(
         !Path::new("/run/netns").join(&ns_name).exists(),
@@ -419,7 +426,42 @@ fn a_network_nic_boots_and_leases_when_libvirts_network_daemon_serves_the_run_di
         qemud.virsh_ok(&["domifaddr", "netvm", "--source", "lease"])
     );
 
-    // destroy deletes the port on the network daemon.
+    // A second NIC hot-plugged on the same network gets a port and a lease too.
+    let mac2 = "52:54:00:77:00:03";
+    qemud.virsh_ok(&[
+        "attach-interface",
+        "netvm",
+        "--type",
+        "network",
+        "--source",
+        "default",
+        "--model",
+        "virtio",
+        "--mac",
+        mac2,
+        "--live",
+    ]);
+    assert_eq!(
+        port_uuids(&netd.virsh_ok(&["net-port-list", "default"])).len(),
+        2,
+        "a port for the hot-plugged NIC"
+    );
+    let leased = qemud.console_run_ok(
+        "netvm",
+        "i=0; while [ ! -e /sys/class/net/eth1 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; \
+         ip link set eth1 up && udhcpc -i eth1 -f -q -n -t 10 -T 1 -s /etc/udhcpc.sh",
+        BOOT_TIMEOUT,
+    );
+    let lease2 = leased
+        .lines()
+        .find_map(Lease::parse)
+        .unwrap_or_else(|| panic!("no lease on eth1:\n{leased}"));
+    assert!(
+        lease2.ip.octets()[..3] == [192, 168, 122] && lease2.ip != lease.ip,
+        "{lease2:?}"
+    );
+
+    // destroy deletes the ports on the network daemon.
     qemud.virsh_ok(&["destroy", "netvm"]);
     assert!(
         eventually(Duration::from_secs(20), || qemud.qemu_pids().is_empty()),
