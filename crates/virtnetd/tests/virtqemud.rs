@@ -9,7 +9,8 @@
 //! `virt-install` creates and starts the same guest through virtqemud's socket; a guest keeps
 //! running across a restart of virtqemud; a failing test leaves nothing running. With libvirt's
 //! own network daemon (virtnetworkd, same build) serving the test's `virtnetworkd-sock`, a guest
-//! whose NIC is of type `network` boots and leases: the path virtnetd will serve.
+//! whose NIC is of type `network` boots and leases, a hot-plugged second NIC too, and
+//! `virt-install --network network=default` creates such a guest: the path virtnetd will serve.
 
 use std::net::Ipv4Addr;
 use std::os::unix::net::UnixListener;
@@ -115,14 +116,15 @@ fn destroy_and_check(qemud: &Virtqemud, domain: &str, tap: &str) {
 }
 
 /// A namespace with virtqemud running in it and the test's `/run/libvirt` directory.
-fn daemon(role: &str) -> (tempfile::TempDir, Virtqemud) {
+fn daemon(role: &str) -> (Virtqemud, tempfile::TempDir) {
     let ns = Netns::new(role);
     let run = tempfile::Builder::new()
         .prefix("vnt-run-libvirt-")
         .tempdir()
         .expect("temporary /run/libvirt");
     let qemud = Virtqemud::start(&ns, run.path());
-    (run, qemud)
+    // virtqemud first: tuple fields drop in order, the daemon before its directory.
+    (qemud, run)
 }
 
 /// Waits (up to `timeout`) until `cond` holds; returns whether it did.
@@ -167,7 +169,7 @@ fn counting_listener(
 
 #[test]
 fn virtqemud_answers_virsh_and_looks_for_the_network_daemon_in_the_tests_run_dir() {
-    let (run, qemud) = daemon("qemud");
+    let (qemud, run) = daemon("qemud");
     let version = qemud.virsh_ok(&["version"]);
     assert!(
         version.contains("Using API: QEMU 9.0.0") && version.contains("Running hypervisor: QEMU"),
@@ -221,7 +223,7 @@ fn virtqemud_answers_virsh_and_looks_for_the_network_daemon_in_the_tests_run_dir
 
 #[test]
 fn test_guest_boots_under_virtqemud_on_a_bridge_and_leases() {
-    let (_run, qemud) = daemon("qemudbr");
+    let (qemud, _run) = daemon("qemudbr");
     let (_dhcp, leases) = bridge_with_dhcp(&qemud);
 
     let spec = DomainSpec::new(&qemud, "brguest", VM_MAC, Nic::Bridge(BRIDGE.into()));
@@ -253,7 +255,7 @@ fn test_guest_boots_under_virtqemud_on_a_bridge_and_leases() {
 
 #[test]
 fn a_running_guest_survives_a_restart_of_virtqemud() {
-    let (_run, qemud) = daemon("qemudrs");
+    let (qemud, _run) = daemon("qemudrs");
     let (_dhcp, leases) = bridge_with_dhcp(&qemud);
     let spec = DomainSpec::new(&qemud, "rsguest", VM_MAC, Nic::Bridge(BRIDGE.into()));
     qemud.create(&spec);
@@ -334,7 +336,7 @@ fn dropping_the_harness_while_a_test_panics_ends_virtqemud_its_guests_and_the_na
 
 #[test]
 fn virt_install_creates_the_test_guest_through_virtqemud() {
-    let (_run, qemud) = daemon("qemudvi");
+    let (qemud, _run) = daemon("qemudvi");
     let (_dhcp, leases) = bridge_with_dhcp(&qemud);
     let mac = "52:54:00:77:00:05";
     let spec = DomainSpec::new(&qemud, "viguest", mac, Nic::Bridge(BRIDGE.into()));
@@ -385,9 +387,17 @@ fn port_uuids(list: &str) -> Vec<&str> {
         .collect()
 }
 
-#[test]
-fn a_network_nic_boots_and_leases_when_libvirts_network_daemon_serves_the_run_dir() {
-    let ns = Netns::new("qemudnet");
+/// virtqemud and libvirt's own network daemon in one namespace, sharing the test's
+/// `/run/libvirt`, with libvirt's default network defined and started. Fields drop in order:
+/// the daemons before the directory.
+struct Stack {
+    qemud: Virtqemud,
+    netd: Virtnetworkd,
+    _run: tempfile::TempDir,
+}
+
+fn network_stack(role: &str) -> Stack {
+    let ns = Netns::new(role);
     let run = tempfile::Builder::new()
         .prefix("vnt-run-libvirt-")
         .tempdir()
@@ -398,8 +408,19 @@ fn a_network_nic_boots_and_leases_when_libvirts_network_daemon_serves_the_run_di
     netd.virsh_ok(&["net-define", &xml.to_string_lossy()]);
     netd.virsh_ok(&["net-start", "default"]);
     let qemud = Virtqemud::start(&ns, run.path());
+    Stack {
+        qemud,
+        netd,
+        _run: run,
+    }
+}
 
-    let spec = DomainSpec::new(&qemud, "netvm", VM_MAC, Nic::Network("default".into()));
+#[test]
+fn a_network_nic_boots_and_leases_when_libvirts_network_daemon_serves_the_run_dir() {
+    let stack = network_stack("qemudnet");
+    let (qemud, netd) = (&stack.qemud, &stack.netd);
+
+    let spec = DomainSpec::new(qemud, "netvm", VM_MAC, Nic::Network("default".into()));
     qemud.create(&spec);
     let lease = qemud.wait_lease("netvm", BOOT_TIMEOUT);
     let octets = lease.ip.octets();
@@ -471,5 +492,38 @@ fn a_network_nic_boots_and_leases_when_libvirts_network_daemon_serves_the_run_di
     assert!(
         port_uuids(&ports).is_empty(),
         "the port outlived its guest: {ports}"
+    );
+}
+
+#[test]
+fn virt_install_network_default_creates_a_guest_that_leases_from_the_network_daemon() {
+    let stack = network_stack("qemudvin");
+    let (qemud, netd) = (&stack.qemud, &stack.netd);
+
+    let spec = DomainSpec::new(qemud, "vinet", VM_MAC, Nic::Network("default".into()));
+    let args = spec.virt_install_args();
+    assert!(
+        args.iter().any(|a| a.starts_with("network=default,")),
+        "{args:?}"
+    );
+    let out = qemud.virt_install(&args);
+    assert!(
+        out.status.success(),
+        "virt-install failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        qemud.diagnostics()
+    );
+    let lease = qemud.wait_lease("vinet", BOOT_TIMEOUT);
+    assert!(lease.ip.octets()[..3] == [192, 168, 122], "{lease:?}");
+    assert_eq!(
+        port_uuids(&netd.virsh_ok(&["net-port-list", "default"])).len(),
+        1,
+        "virtqemud created the guest's port on the network daemon"
+    );
+    qemud.virsh_ok(&["destroy", "vinet"]);
+    assert!(
+        port_uuids(&netd.virsh_ok(&["net-port-list", "default"])).is_empty(),
+        "destroy deletes the port"
     );
 }
