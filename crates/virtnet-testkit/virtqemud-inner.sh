@@ -22,6 +22,8 @@ L=${3:?libvirt dir}
 PID1=${4:?pid1.sh}
 PROG=${5:?program}
 
+# /etc/libvirt (libvirt-clients ships it) is the mount point of the private configuration.
+[ -d /etc/libvirt ] || { echo "virtqemud-inner: /etc/libvirt is missing (install libvirt-clients)" >&2; exit 1; }
 mkdir -p "$T/etc/qemu" "$T/log" "$T/rl"
 # RUN_LIBVIRT may itself be under /run: pin it before /run is replaced.
 mount --bind "$R" "$T/rl"
