@@ -19,7 +19,8 @@
 //! guest with a NIC of type `network` boots under virtqemud when a network daemon answers.
 //!
 //! The daemon is killed (SIGKILL to the `unshare` holding the PID namespace, which takes every
-//! process in it along) when the [`Virtqemud`] is dropped, also while a failed test unwinds.
+//! process in it along) when the [`Virtqemud`] or [`Virtnetworkd`] is dropped, also while a
+//! failed test unwinds; [`LibvirtDaemon::restart_daemon`] restarts the daemon alone.
 //!
 //! Guests: [`DomainSpec`] writes the domain XML of the test guest (`tests/guest/build.sh`:
 //! kernel + initramfs booted directly, serial console logged into a file the test reads with
@@ -48,8 +49,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::Read;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -60,8 +60,8 @@ use std::time::{Duration, Instant};
 use crate::netns::{owned_temp_dir, Netns, NsChild, TMP_PREFIX_VIRTQEMUD};
 use crate::qemu::{guest_image, Lease};
 
-/// How long [`Virtqemud::start`] waits for virtqemud to answer `virsh uri`: the first
-/// connection probes QEMU's capabilities, which takes seconds on a loaded machine.
+/// How long [`LibvirtDaemon::start`] waits for the daemon to answer `virsh uri`: generous,
+/// because the machine running the tests may be loaded (a start takes about a second).
 pub const VIRTQEMUD_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Debian's virsh (libvirt-clients 9.0), the client the tests drive the daemon with.
@@ -286,7 +286,7 @@ impl LibvirtDaemon {
             .unwrap_or_else(|e| panic!("cannot run {VIRSH}: {e}"))
     }
 
-    /// Like [`Virtqemud::virsh`], panicking with virsh's stderr and the daemon's log unless
+    /// Like [`LibvirtDaemon::virsh`], panicking with virsh's stderr and the daemon's log unless
     /// it succeeds; returns its stdout.
     pub fn virsh_ok(&self, args: &[&str]) -> String {
         let out = self.virsh(args);
