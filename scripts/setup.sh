@@ -30,6 +30,9 @@ command -v modinfo >/dev/null || [ -x /usr/sbin/modinfo ] || [ -x /sbin/modinfo 
 # The libvirt front end's tests drive virtnetd with libvirt's own Python bindings (Debian's
 # /usr/bin/python3); virsh and libvirtd come from bench/setup.sh below.
 /usr/bin/python3 -c 'import libvirt' 2>/dev/null || need_apt+=(python3-libvirt)
+# The hypervisor-daemon tests drive virtqemud with Debian's virsh and virt-install.
+[ -x /usr/bin/virsh ] || need_apt+=(libvirt-clients)
+[ -x /usr/bin/virt-install ] || need_apt+=(virtinst)
 # Rust >= 1.88 (Debian 12's own rustc is 1.63): rustup's stable toolchain, installed below
 # when there is none.
 need_rustup=
@@ -66,3 +69,9 @@ if [ "${rust_minor:-0}" -lt 88 ] 2>/dev/null; then
     exit 1
   fi
 fi
+# The hypervisor-daemon tests (crates/virtnetd/tests/virtqemud.rs) run libvirt 9.0's split QEMU
+# daemon virtqemud, which Debian 12 does not package: build it from Debian's libvirt source
+# package once per machine (cached under /var/cache/virtnet, outside the work tree; this is a
+# no-op when the cache is complete). The test harness finds it through VIRTNET_LIBVIRT_DIR.
+VIRTNET_LIBVIRT_DIR="$(bash "$(dirname "${BASH_SOURCE[0]}")/build-libvirt.sh")"
+export VIRTNET_LIBVIRT_DIR

@@ -8,7 +8,10 @@
 //! - [`Lab`] and [`Guest`]: a host, an upstream serving HTTP on 203.0.113.1, and guests
 //!   joined to host bridges;
 //! - [`Daemon`]: a real virtnetd in a namespace, with the `virtnet` CLI pointed at it;
-//! - [`dhcp`]: busybox `udhcpc` in a guest ([`Guest::udhcpc`]) with a lease-applying script.
+//! - [`dhcp`]: busybox `udhcpc` in a guest ([`Guest::udhcpc`]) with a lease-applying script;
+//! - [`Virtqemud`]: libvirt 9.0's QEMU daemon (built by `scripts/build-libvirt.sh`) isolated in
+//!   a namespace, `/run/libvirt` a directory of the test's, driven with Debian's `virsh`; and
+//!   [`Virtnetworkd`], libvirt's own network daemon, run the same way.
 
 #![warn(missing_docs)]
 
@@ -21,6 +24,7 @@ mod netns;
 pub mod qemu;
 mod thread_netns;
 mod topology;
+pub mod virtqemud;
 
 pub use daemon::{virtnet_bin, virtnetd_bin, Daemon};
 pub use libvirtd::{virsh, virsh_with, Libvirtd};
@@ -28,6 +32,7 @@ pub use netns::{netns_pids, pid_running, Netns, NsChild};
 pub use qemu::{Lease, QemuGuest};
 pub use thread_netns::{enter_thread_netns, in_thread_netns};
 pub use topology::{Guest, Lab, HOST_UPLINK_ADDR, UPLINK_PREFIX, UPSTREAM_ADDR, UPSTREAM_URL};
+pub use virtqemud::{DomainSpec, LibvirtDaemon, Nic, Virtnetworkd, Virtqemud};
 
 /// The shared directory: `$VIRTNET_SHARED_DIR`, else `../shared` beside the repository.
 pub fn shared_dir() -> PathBuf {

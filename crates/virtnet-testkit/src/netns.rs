@@ -193,7 +193,7 @@ impl Netns {
     /// killed before its Drops ran leaves behind. Runs by itself once per process at the
     /// first [`Netns::new`]; namespaces of live processes (tests running in parallel in other
     /// binaries) are left alone. The harness's temporary directories (`vnt-lab-<pid>-*`,
-    /// `vnt-daemon-<pid>-*`) of dead processes go too.
+    /// `vnt-daemon-<pid>-*`, `vnt-virtqemud-<pid>-*`) of dead processes go too.
     pub fn sweep_stale() {
         for name in stale_entries(Path::new(NETNS_DIR), &[PREFIX]) {
             let _ = Command::new("ip")
@@ -202,7 +202,10 @@ impl Netns {
                 .output();
         }
         let tmp = std::env::temp_dir();
-        for name in stale_entries(&tmp, &[TMP_PREFIX_LAB, TMP_PREFIX_DAEMON]) {
+        for name in stale_entries(
+            &tmp,
+            &[TMP_PREFIX_LAB, TMP_PREFIX_DAEMON, TMP_PREFIX_VIRTQEMUD],
+        ) {
             let _ = std::fs::remove_dir_all(tmp.join(name));
         }
     }
@@ -558,6 +561,9 @@ pub(crate) const TMP_PREFIX_LAB: &str = "vnt-lab-";
 
 /// Prefix of a [`crate::Daemon`]'s temporary directory; the owner's PID follows it.
 pub(crate) const TMP_PREFIX_DAEMON: &str = "vnt-daemon-";
+
+/// Prefix of a [`crate::Virtqemud`]'s scratch directory; the owner's PID follows it.
+pub(crate) const TMP_PREFIX_VIRTQEMUD: &str = "vnt-virtqemud-";
 
 /// A temporary directory `<prefix><pid>-<label>-XXXXXX`: the PID lets
 /// [`Netns::sweep_stale`] remove it once its owner is gone without a trace.
