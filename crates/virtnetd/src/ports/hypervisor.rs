@@ -476,7 +476,9 @@ impl AppState {
             ));
         }
         // libvirt's order: the network must exist, then the XML must parse, then the network
-        // must be active.
+        // must be active. `network` may be its UUID (libvirt's front end finds networks so).
+        let name = self.networks.get(network, false)?.summary.name;
+        let network = name.as_str();
         let live = match self.networks.live_definition(network) {
             Err(e @ Error::NotFound { .. }) => return Err(e),
             other => other,
