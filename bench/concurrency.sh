@@ -150,6 +150,17 @@ start_churn() {
 stop_churn() {
   touch "$work/stop-churn"; wait "$churn" 2>/dev/null || true; churn=
   cat "$work/churn-count" >>"$work/churn-cycles"
+  settle
+}
+# Waits (up to 60 s) until the reaper has deleted every bridge the churn parked: an idle phase
+# right after a churn phase must not measure the churn's backlog of deletions.
+settle() {
+  local i
+  for i in $(seq 600); do
+    ip -n "$ns" -o link show | grep -q 'vndel' || return 0
+    sleep 0.1
+  done
+  log "parked links still queued after 60 s"
 }
 # The load: dhcpload runs of 5 rounds back to back until told to stop (the current run
 # finishes, so each run reports the leases/s the other networks got meanwhile).

@@ -9,6 +9,10 @@ libvirt's protocol on <run>/libvirt/virtnetworkd-sock. Measured, interleaved ste
 
   cycle   `virsh net-destroy` + `virsh net-start` of a NAT network (192.168.122.0/24 with
           DHCP), Debian's virsh against each socket: wall time of the pair, spawns included
+  floor   two `virsh -c test:///default net-list` (libvirt's in-process test driver, no daemon):
+          virsh's own cost, which bounds the first figure's ratio
+  cycle-rpc  the same two calls from the Python bindings on an open connection (no virsh
+          process, no connection set-up: what the daemon itself takes)
   rpc     the round trip of `virConnectListAllNetworks` from the Python bindings on an open
           connection (what `virsh net-list` asks, without virsh's process): p50/p99
   port    what libvirt's hypervisor daemon asks the network daemon per guest NIC: on an open
@@ -95,6 +99,14 @@ def main():
                 t = netbench.timed(virsh(d, "net-destroy", "default"))
                 t += netbench.timed(virsh(d, "net-start", "default"))
                 cycle[d.label].append(t)
+        # virsh's own cost, with libvirt's in-process test driver (no daemon at all): the
+        # floor of the virsh figures, and so the ceiling of their ratio.
+        floor = []
+        for i in range(args.cycles):
+            t = netbench.timed(["virsh", "-q", "-c", "test:///default", "net-list", "--all"])
+            t += netbench.timed(["virsh", "-q", "-c", "test:///default", "net-list", "--all"])
+            floor.append(t)
+        result["virsh_floor_ms"] = quantiles(floor)
         conns = {d.label: libvirt.open(d.uri) for d in daemons}
         rpc = {d.label: [] for d in daemons}
         netbench.log("rpc: %d x listAllNetworks" % args.calls)
@@ -103,6 +115,15 @@ def main():
                 t0 = time.perf_counter()
                 conns[d.label].listAllNetworks(0)
                 rpc[d.label].append(time.perf_counter() - t0)
+        cycle_rpc = {d.label: [] for d in daemons}
+        netbench.log("cycle-rpc: %d x destroy + create on an open connection" % args.cycles)
+        for i in range(args.cycles):
+            for d in netbench.interleaved(daemons, i):
+                net = conns[d.label].networkLookupByName("default")
+                t0 = time.perf_counter()
+                net.destroy()
+                net.create()
+                cycle_rpc[d.label].append(time.perf_counter() - t0)
         port = {d.label: [] for d in daemons}
         netbench.log("port: %d x create + XML + lookup + delete" % args.ports)
         for i in range(args.ports):
@@ -117,9 +138,10 @@ def main():
         for c in conns.values():
             c.close()
         result["cycle_ms"] = {k: quantiles(v) for k, v in cycle.items()}
+        result["cycle_rpc_ms"] = {k: quantiles(v) for k, v in cycle_rpc.items()}
         result["rpc_ms"] = {k: quantiles(v) for k, v in rpc.items()}
         result["port_ms"] = {k: quantiles(v) for k, v in port.items()}
-        result["samples"] = {"cycle": cycle, "rpc": rpc, "port": port}
+        result["samples"] = {"cycle": cycle, "cycle_rpc": cycle_rpc, "rpc": rpc, "port": port}
     finally:
         for d in daemons:
             d.stop()
@@ -130,11 +152,16 @@ def main():
     print("| ms, p50 / p99 | libvirt 9.0 network driver | virtnetd | libvirt ÷ virtnet (p50) |")
     print("|---|---|---|---|")
     for key, label in (("cycle_ms", "`virsh net-destroy` + `net-start`"),
+                       ("cycle_rpc_ms", "`virNetworkDestroy` + `virNetworkCreate`, open connection"),
                        ("rpc_ms", "`virConnectListAllNetworks` round trip"),
                        ("port_ms", "port create + XML + lookup + delete")):
         a, b = result[key]["libvirt"], result[key]["virtnet"]
         print("| %s | %.2f / %.2f | %.2f / %.2f | %.1f× |"
               % (label, a["p50"], a["p99"], b["p50"], b["p99"], a["p50"] / b["p50"]))
+    f = result["virsh_floor_ms"]
+    print("| two `virsh` commands with no daemon (test:///default), the floor of the first row "
+          "| %.2f / %.2f | | ceiling of the first row's ratio: %.1f× |"
+          % (f["p50"], f["p99"], result["cycle_ms"]["libvirt"]["p50"] / f["p50"]))
     print("\nload average before: %.2f %.2f %.2f; samples in %s"
           % (tuple(result["machine"]["load_before"]) + (args.out,)))
 
