@@ -5,8 +5,8 @@
 //! virtnetd for the port (`NETWORK_PORT_CREATE_XML`), plugs its tap into the bridge virtnetd
 //! names, the guest leases from virtnetd and reaches upstream through its NAT; `virsh
 //! domifaddr --source lease` and `domiflist` through virtqemud, and virtnet's own listings,
-//! show it; a restart of virtnetd while the guest runs loses nothing; a hot-plugged second NIC
-//! leases too; `virsh destroy` deletes the ports. Debian's `virt-install --network
+//! show it; a restart of virtnetd, and one of virtqemud, while the guest runs lose nothing; a
+//! hot-plugged second NIC leases too; `virsh destroy` deletes the ports. Debian's `virt-install --network
 //! network=default` creates such a guest as well.
 
 use std::net::Ipv4Addr;
@@ -118,6 +118,17 @@ fn a_guest_of_virtqemud_leases_from_virtnetd_and_keeps_working_across_its_restar
     assert!(qemud
         .virsh_ok(&["domifaddr", "vm1", "--source", "lease"])
         .contains(&lease.ip.to_string()));
+
+    // virtqemud restarted while the guest runs: it reconnects to virtnetd and takes its port
+    // back (the reclaim path); the guest keeps its connectivity, and one port stays recorded.
+    qemud.restart_daemon();
+    assert_eq!(
+        hypervisor_ports(&daemon).len(),
+        1,
+        "{:?}",
+        hypervisor_ports(&daemon)
+    );
+    qemud.console_run_ok("vm1", "ping -c 1 -W 2 192.168.122.1", COMMAND_TIMEOUT);
 
     // A second NIC hot-plugged on the network: a second port, a second lease.
     let mac2 = "52:54:00:5a:00:03";
