@@ -419,28 +419,7 @@ fn read_hostdev_plug(el: &El) -> Result<Plug> {
 fn read_pci_address(el: &El) -> Result<PciAddress> {
     el.allow_attrs(&["domain", "bus", "slot", "function"])?;
     no_children(el)?;
-    let num = |name: &str, max: u32| -> Result<u32> {
-        let raw = el.required(name)?;
-        let v = raw.trim();
-        let parsed = match v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
-            Some(hex) => u32::from_str_radix(hex, 16).ok(),
-            None => v.parse().ok(),
-        };
-        parsed.filter(|n| *n <= max).ok_or_else(|| {
-            ModelError::bad_value(
-                el.field(name),
-                raw,
-                format!("expected a number up to {max:#x}"),
-            )
-        })
-    };
-    // The bounds make the narrowing casts exact.
-    Ok(PciAddress {
-        domain: num("domain", 0xffff)? as u16,
-        bus: num("bus", 0xff)? as u8,
-        slot: num("slot", 0x1f)? as u8,
-        function: num("function", 7)? as u8,
-    })
+    crate::xml::parse::pci_address_fields(el)
 }
 
 fn mac_table_manager(m: Option<MacTableManager>) -> Option<String> {

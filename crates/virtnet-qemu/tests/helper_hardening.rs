@@ -12,7 +12,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
-use virtnet_testkit::{Daemon, Lab};
+use virtnet_testkit::{eventually, Daemon, Lab};
 
 fn acl_file(lab: &Lab, text: &str) -> String {
     let p = lab.tmp_dir().join("bridge.conf");
@@ -111,20 +111,6 @@ fn run_and_kill(lab: &Lab, env: &[(&str, &str)], delay: Duration) -> bool {
     // A descriptor sent before the kill dies with our end of the socket.
     drop(ours);
     killed
-}
-
-/// Polls `done` every 100 ms for up to `limit`; whether it became true.
-fn eventually(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if done() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]

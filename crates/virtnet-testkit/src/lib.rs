@@ -34,6 +34,54 @@ pub use thread_netns::{enter_thread_netns, in_thread_netns};
 pub use topology::{Guest, Lab, HOST_UPLINK_ADDR, UPLINK_PREFIX, UPSTREAM_ADDR, UPSTREAM_URL};
 pub use virtqemud::{DomainSpec, LibvirtDaemon, Nic, Virtnetworkd, Virtqemud};
 
+/// Runs a build script (`bash SCRIPT`) that prints the directory it built into as its last
+/// line of output; panics with its output when it fails.
+pub(crate) fn run_build_script(script: &Path) -> PathBuf {
+    let out = std::process::Command::new("bash")
+        .arg(script)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    assert!(
+        out.status.success(),
+        "{} failed ({}):\nstdout: {}\nstderr: {}",
+        script.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    PathBuf::from(stdout.lines().last().unwrap_or_default().trim())
+}
+
+/// `unshare` in front of a daemon the testkit isolates: its own mount namespace (private
+/// propagation) and PID namespace, whose processes all die with its first one.
+pub(crate) const UNSHARE_ISOLATED: [&str; 8] = [
+    "unshare",
+    "--mount",
+    "--pid",
+    "--fork",
+    "--kill-child",
+    "--mount-proc",
+    "--propagation",
+    "private",
+];
+
+/// Polls `done` every 100 ms for up to `limit`; whether it became true. For what the system
+/// reaches by itself a moment later (a process gone, a record written), never for speed.
+pub fn eventually(limit: std::time::Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if done() {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 /// The shared directory: `$VIRTNET_SHARED_DIR`, else `../shared` beside the repository.
 pub fn shared_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("VIRTNET_SHARED_DIR") {

@@ -62,20 +62,11 @@ impl Libvirtd {
         let log = std::fs::File::create(tmp.path().join("daemon.log")).expect("daemon log");
         let err = log.try_clone().expect("daemon log");
         let dir = tmp.path().to_string_lossy().into_owned();
+        let script = script.to_string_lossy();
         let child = ns.spawn_with(
-            [
-                "unshare",
-                "--mount",
-                "--pid",
-                "--fork",
-                "--kill-child",
-                "--mount-proc",
-                "--propagation",
-                "private",
-                "bash",
-                &script.to_string_lossy(),
-                &dir,
-            ],
+            crate::UNSHARE_ISOLATED
+                .into_iter()
+                .chain(["bash", script.as_ref(), dir.as_str()]),
             |cmd| {
                 cmd.stdout(log).stderr(err);
             },

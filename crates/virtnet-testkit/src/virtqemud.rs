@@ -94,22 +94,7 @@ pub fn libvirt_dir() -> &'static Path {
 }
 
 fn run_build_script() -> PathBuf {
-    let script = repo_path("scripts/build-libvirt.sh");
-    let out = Command::new("bash")
-        .arg(&script)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-    assert!(
-        out.status.success(),
-        "{} failed ({}):\nstdout: {}\nstderr: {}",
-        script.display(),
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    PathBuf::from(stdout.lines().last().unwrap_or_default().trim())
+    crate::run_build_script(&repo_path("scripts/build-libvirt.sh"))
 }
 
 /// A path relative to the repository's root.
@@ -178,32 +163,23 @@ impl LibvirtDaemon {
             .unwrap_or_else(|e| panic!("cannot duplicate a file handle: {e}"));
         let inner = Path::new(env!("CARGO_MANIFEST_DIR")).join("virtqemud-inner.sh");
         let pid1 = repo_path("bench/pid1.sh");
-        let args: Vec<String> = [
-            "unshare",
-            "--mount",
-            "--pid",
-            "--fork",
-            "--kill-child",
-            "--mount-proc",
-            "--propagation",
-            "private",
-            "bash",
-        ]
-        .into_iter()
-        .map(String::from)
-        .chain(
-            [
-                inner.as_path(),
-                scratch.path(),
-                run_dir.as_path(),
-                libvirt,
-                pid1.as_path(),
-            ]
-            .iter()
-            .map(|p| p.to_string_lossy().into_owned()),
-        )
-        .chain([program.to_string()])
-        .collect();
+        let args: Vec<String> = crate::UNSHARE_ISOLATED
+            .into_iter()
+            .chain(["bash"])
+            .map(String::from)
+            .chain(
+                [
+                    inner.as_path(),
+                    scratch.path(),
+                    run_dir.as_path(),
+                    libvirt,
+                    pid1.as_path(),
+                ]
+                .iter()
+                .map(|p| p.to_string_lossy().into_owned()),
+            )
+            .chain([program.to_string()])
+            .collect();
         let child = ns.spawn_with(&args, |cmd| {
             cmd.stdout(out).stderr(err);
         });
@@ -614,6 +590,35 @@ impl Virtqemud {
     pub fn wait_lease(&self, name: &str, timeout: Duration) -> Lease {
         let line = self.wait_console(name, "VIRTNET lease ", timeout);
         Lease::parse(&line).unwrap_or_else(|| panic!("unparsable lease line: {line}"))
+    }
+
+    /// Hot-plugs a virtio NIC with `mac` on libvirt network `network` into the running guest
+    /// `name` (`virsh attach-interface --type network --live`), then runs busybox `udhcpc` on
+    /// the guest's new `eth1` and returns its lease.
+    pub fn hotplug_network_nic(&self, name: &str, network: &str, mac: &str) -> Lease {
+        self.virsh_ok(&[
+            "attach-interface",
+            name,
+            "--type",
+            "network",
+            "--source",
+            network,
+            "--model",
+            "virtio",
+            "--mac",
+            mac,
+            "--live",
+        ]);
+        let leased = self.console_run_ok(
+            name,
+            "i=0; while [ ! -e /sys/class/net/eth1 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; \
+             ip link set eth1 up && udhcpc -i eth1 -f -q -n -t 10 -T 1 -s /etc/udhcpc.sh",
+            crate::qemu::BOOT_TIMEOUT,
+        );
+        leased
+            .lines()
+            .find_map(Lease::parse)
+            .unwrap_or_else(|| panic!("no lease on eth1:\n{leased}"))
     }
 
     /// The PIDs (as the host sees them) of the QEMU processes running in virtqemud's namespace.

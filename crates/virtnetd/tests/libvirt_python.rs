@@ -50,8 +50,14 @@ import libvirt
 uri, name, mac = sys.argv[1], sys.argv[2], sys.argv[3]
 conn = libvirt.openReadOnly(uri)
 net = conn.networkLookupByName(name)
+try:
+    net.portLookupByUUIDString("0f0e0d0c-0b0a-0908-0706-050403020100")
+    missing = None
+except libvirt.libvirtError as e:
+    missing = {"code": e.get_error_code(), "domain": e.get_error_domain(),
+               "message": e.get_error_message()}
 print(json.dumps({"all": net.DHCPLeases(), "by_mac": net.DHCPLeases(mac),
-                  "other": net.DHCPLeases("52:54:00:99:99:99")}))
+                  "other": net.DHCPLeases("52:54:00:99:99:99"), "missing_port": missing}))
 "#;
 
 fn python(script: &str, args: &[&str]) -> Value {
@@ -112,4 +118,14 @@ fn python_bindings_list_define_start_get_events_and_leases() {
     assert!(lease["expirytime"].as_i64().unwrap_or(0) > 0, "{lease}");
     assert_eq!(leases["by_mac"], leases["all"]);
     assert_eq!(leases["other"], serde_json::json!([]));
+    // An unknown network port: VIR_ERR_NO_NETWORK_PORT (107) in VIR_FROM_NETWORK (19), in
+    // libvirt's words.
+    let missing = &leases["missing_port"];
+    assert_eq!(missing["code"], 107, "{missing}");
+    assert_eq!(missing["domain"], 19, "{missing}");
+    assert_eq!(
+        missing["message"],
+        "network port not found: Network port with UUID 0f0e0d0c-0b0a-0908-0706-050403020100 does not exist",
+        "{missing}"
+    );
 }

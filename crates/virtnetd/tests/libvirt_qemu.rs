@@ -10,11 +10,11 @@
 //! network=default` creates such a guest as well.
 
 use std::net::Ipv4Addr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use virtnet_testkit::qemu::BOOT_TIMEOUT;
 use virtnet_testkit::{
-    Daemon, DomainSpec, Lab, Lease, Nic, Virtqemud, HOST_UPLINK_ADDR, UPSTREAM_URL,
+    eventually, Daemon, DomainSpec, Lab, Nic, Virtqemud, HOST_UPLINK_ADDR, UPSTREAM_URL,
 };
 
 const VM_MAC: &str = "52:54:00:5a:00:02";
@@ -24,19 +24,6 @@ const DEFAULT_NETWORK: &str = "<network><name>default</name><forward mode='nat'/
      <range start='192.168.122.2' end='192.168.122.254'/></dhcp></ip></network>";
 /// A command on the guest's console (a fetch through NAT, a ping).
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
-
-fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 /// The hypervisor's ports virtnet lists (`virtnet port-list --json`: those with a port UUID).
 fn hypervisor_ports(daemon: &Daemon) -> Vec<serde_json::Value> {
@@ -132,34 +119,7 @@ fn a_guest_of_virtqemud_leases_from_virtnetd_and_keeps_working_across_its_restar
 
     // A second NIC hot-plugged on the network: a second port, a second lease.
     let mac2 = "52:54:00:5a:00:03";
-    qemud.virsh_ok(&[
-        "attach-interface",
-        "vm1",
-        "--type",
-        "network",
-        "--source",
-        "default",
-        "--model",
-        "virtio",
-        "--mac",
-        mac2,
-        "--live",
-    ]);
-    assert_eq!(
-        hypervisor_ports(&daemon).len(),
-        2,
-        "a port for the hot-plugged NIC"
-    );
-    let leased = qemud.console_run_ok(
-        "vm1",
-        "i=0; while [ ! -e /sys/class/net/eth1 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; \
-         ip link set eth1 up && udhcpc -i eth1 -f -q -n -t 10 -T 1 -s /etc/udhcpc.sh",
-        BOOT_TIMEOUT,
-    );
-    let lease2 = leased
-        .lines()
-        .find_map(Lease::parse)
-        .unwrap_or_else(|| panic!("no lease on eth1:\n{leased}"));
+    let lease2 = qemud.hotplug_network_nic("vm1", "default", mac2);
     assert!(
         lease2.ip.octets()[..3] == [192, 168, 122] && lease2.ip != lease.ip,
         "{lease2:?}"

@@ -17,13 +17,13 @@ use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use virtnet_testkit::dhcp::lan_dhcp_server;
 use virtnet_testkit::qemu::{guest_image, BOOT_TIMEOUT};
 use virtnet_testkit::virtqemud::start_time;
 use virtnet_testkit::{
-    pid_running, DomainSpec, Lease, Netns, Nic, NsChild, Virtnetworkd, Virtqemud,
+    eventually, pid_running, DomainSpec, Lease, Netns, Nic, NsChild, Virtnetworkd, Virtqemud,
 };
 
 const BRIDGE: &str = "br0";
@@ -128,18 +128,6 @@ fn daemon(role: &str) -> (Virtqemud, tempfile::TempDir) {
 }
 
 /// Waits (up to `timeout`) until `cond` holds; returns whether it did.
-fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 /// Accepts (and at once closes) connections on `path` until `stop`, counting them: a stand-in
 /// network daemon that proves who connects where.
@@ -449,34 +437,7 @@ fn a_network_nic_boots_and_leases_when_libvirts_network_daemon_serves_the_run_di
 
     // A second NIC hot-plugged on the same network gets a port and a lease too.
     let mac2 = "52:54:00:77:00:03";
-    qemud.virsh_ok(&[
-        "attach-interface",
-        "netvm",
-        "--type",
-        "network",
-        "--source",
-        "default",
-        "--model",
-        "virtio",
-        "--mac",
-        mac2,
-        "--live",
-    ]);
-    assert_eq!(
-        port_uuids(&netd.virsh_ok(&["net-port-list", "default"])).len(),
-        2,
-        "a port for the hot-plugged NIC"
-    );
-    let leased = qemud.console_run_ok(
-        "netvm",
-        "i=0; while [ ! -e /sys/class/net/eth1 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; \
-         ip link set eth1 up && udhcpc -i eth1 -f -q -n -t 10 -T 1 -s /etc/udhcpc.sh",
-        BOOT_TIMEOUT,
-    );
-    let lease2 = leased
-        .lines()
-        .find_map(Lease::parse)
-        .unwrap_or_else(|| panic!("no lease on eth1:\n{leased}"));
+    let lease2 = qemud.hotplug_network_nic("netvm", "default", mac2);
     assert!(
         lease2.ip.octets()[..3] == [192, 168, 122] && lease2.ip != lease.ip,
         "{lease2:?}"

@@ -607,6 +607,12 @@ fn read_pci_address(el: &El) -> Result<PciAddress> {
             "only type='pci' addresses are supported in <forward>",
         ));
     }
+    pci_address_fields(el)
+}
+
+/// The `domain`, `bus`, `slot` and `function` attributes of a PCI `<address>` (decimal or
+/// `0x` hex, each within its width), the element's other attributes checked by the caller.
+pub(crate) fn pci_address_fields(el: &El) -> Result<PciAddress> {
     let num = |name: &str, max: u32| -> Result<u32> {
         let raw = el.required(name)?;
         let v = raw.trim();
@@ -622,6 +628,7 @@ fn read_pci_address(el: &El) -> Result<PciAddress> {
             )
         })
     };
+    // The bounds make the narrowing casts exact.
     Ok(PciAddress {
         domain: num("domain", 0xffff)? as u16,
         bus: num("bus", 0xff)? as u8,

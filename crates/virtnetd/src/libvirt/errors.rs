@@ -4,7 +4,7 @@
 //! | virtnetd | libvirt code | domain |
 //! |---|---|---|
 //! | `NotFound` network | `VIR_ERR_NO_NETWORK` | `VIR_FROM_NETWORK` |
-//! | `NotFound` port | `VIR_ERR_NO_NETWORK_PORT` | `VIR_FROM_NETWORK` |
+//! | `NotFound` network port | `VIR_ERR_NO_NETWORK_PORT` | `VIR_FROM_NETWORK` |
 //! | `Conflict`, `Rejected`, `Stale`, `PreconditionRequired` | `VIR_ERR_OPERATION_INVALID` | `VIR_FROM_NETWORK` |
 //! | `Model`: XML, fields / missing name / unsupported / clash | `VIR_ERR_XML_ERROR` / `VIR_ERR_NO_NAME` / `VIR_ERR_OPERATION_UNSUPPORTED` / `VIR_ERR_OPERATION_FAILED` | `VIR_FROM_NETWORK` |
 //! | `Invalid`, `BadArgument` | `VIR_ERR_INVALID_ARG` | `VIR_FROM_NETWORK` |
@@ -33,13 +33,17 @@ pub fn to_libvirt(error: &Error) -> Failure {
     if let Error::Model(e) = error {
         return model_error(e);
     }
+    if error.is_internal() {
+        return self::error(code::INTERNAL_ERROR, domain::NETWORK, error.to_string());
+    }
     let code = match error {
         Error::NotFound {
             kind: Kind::Network,
             ..
         } => code::NO_NETWORK,
         Error::NotFound {
-            kind: Kind::Port, ..
+            kind: Kind::NetworkPort,
+            ..
         } => code::NO_NETWORK_PORT,
         Error::NotFound {
             kind: Kind::Domain, ..
@@ -53,16 +57,8 @@ pub fn to_libvirt(error: &Error) -> Failure {
         Error::Invalid { .. } | Error::BadArgument { .. } => code::INVALID_ARG,
         Error::Unsupported { .. } => code::OPERATION_UNSUPPORTED,
         Error::Plan(_) => code::CONFIG_UNSUPPORTED,
-        Error::Inconsistent { .. }
-        | Error::Failed { .. }
-        | Error::Io { .. }
-        | Error::Store { .. }
-        | Error::Record { .. }
-        | Error::Host { .. }
-        | Error::Startup(_)
-        | Error::NoSpace { .. }
-        | Error::Damaged { .. }
-        | Error::Task { .. } => code::INTERNAL_ERROR,
+        // The daemon's own failures were answered above (`Error::is_internal`).
+        _ => code::INTERNAL_ERROR,
     };
     self::error(code, domain::NETWORK, error.to_string())
 }
