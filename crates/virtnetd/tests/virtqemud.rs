@@ -127,8 +127,6 @@ fn daemon(role: &str) -> (Virtqemud, tempfile::TempDir) {
     (qemud, run)
 }
 
-/// Waits (up to `timeout`) until `cond` holds; returns whether it did.
-
 /// Accepts (and at once closes) connections on `path` until `stop`, counting them: a stand-in
 /// network daemon that proves who connects where.
 fn counting_listener(
