@@ -79,6 +79,17 @@ fn a_guest_of_virtqemud_leases_from_virtnetd_and_keeps_working_across_its_restar
         "domifaddr never showed {}",
         lease.ip
     );
+    // virsh on the hypervisor daemon's connection reaches virtnetd's networks through it (the
+    // split-daemon way: virtqemud forwards network calls to network:///system).
+    let listed = qemud.virsh_ok(&["net-list", "--all"]);
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.contains("default") && l.contains("active")),
+        "{listed}"
+    );
+    let info = qemud.virsh_ok(&["net-info", "default"]);
+    assert!(info.contains("virbr0"), "{info}");
     // And through virtnet's own verbs.
     let leases = daemon.cli_ok(&["net-dhcp-leases", "default"]);
     assert!(leases.contains(&lease.ip.to_string()), "{leases}");
