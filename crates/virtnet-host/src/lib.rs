@@ -33,6 +33,7 @@ mod netlink;
 mod nft;
 mod nft_chains;
 pub mod nft_set;
+pub mod nft_watch;
 pub mod ping;
 pub mod snapshot;
 pub mod sysctl;

@@ -140,6 +140,10 @@ impl Daemon {
             Err(e) => tracing::error!(error = %e, "cannot restore unfinished iface-bridge changes"),
         }
         let state = Arc::new(state);
+        state.start_firewall_watch().map_err(|e| Error::Io {
+            context: "cannot watch the nftables ruleset".into(),
+            source: e,
+        })?;
         state
             .ports
             .start_helper_sweeper(config.helper_ports)

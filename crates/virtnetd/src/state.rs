@@ -97,6 +97,12 @@ impl AppState {
         Ok((state, report))
     }
 
+    /// Starts watching the nftables ruleset, so that virtnet's table is rebuilt as soon as
+    /// someone else deletes it ([`crate::kernel::firewall_watch`]).
+    pub fn start_firewall_watch(&self) -> std::io::Result<()> {
+        crate::kernel::firewall_watch::spawn(Arc::downgrade(&self.kernel))
+    }
+
     /// Start-up: makes the kernel match the store, re-attaches the ports, then starts the
     /// autostart networks that are not running. Returns the networks that could not be
     /// restored or autostarted (logged; the daemon still starts).

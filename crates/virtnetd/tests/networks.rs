@@ -420,3 +420,34 @@ fn net_info_and_iface_bridges_show_the_kernel_state() {
         )
     );
 }
+
+/// Issue 14's coexistence, first part: an `nft flush ruleset` (an nftables service restart, a
+/// firewall reload) deletes virtnet's table with every other one; virtnetd sees the kernel's
+/// announcement and rebuilds it, so a NAT guest reaches upstream again without any `net-start`.
+#[test]
+fn a_flushed_ruleset_is_rebuilt_without_waiting_for_a_change() {
+    let (lab, daemon) = lab_with_daemon("flush");
+    start(
+        &daemon,
+        &network("default", Some("nat"), "virbr0", "192.168.122"),
+    );
+    let guest = lab.guest("virbr0", "192.168.122.10/24", Some("192.168.122.1"));
+    assert!(guest.http_get(UPSTREAM_URL).is_ok(), "NAT works before");
+    let before = table(&lab);
+    assert!(before.contains("masquerade"), "{before}");
+
+    lab.host().run_ok(["nft", "flush", "ruleset"]);
+    assert!(
+        virtnet_testkit::eventually(std::time::Duration::from_secs(10), || table(&lab)
+            .contains("masquerade")),
+        "virtnet's table was not rebuilt:\n{}",
+        daemon.log()
+    );
+    assert!(
+        daemon.log().contains("deleted by someone else"),
+        "{}",
+        daemon.log()
+    );
+    let answer = guest.http_get(UPSTREAM_URL).expect("NAT works again");
+    assert_eq!(answer, format!("you are {HOST_UPLINK_ADDR}\n"));
+}

@@ -134,6 +134,32 @@ impl Kernel {
         }
     }
 
+    /// Puts virtnet's table back when someone else deleted it (an `nft flush ruleset`, a
+    /// firewall service's reload) while networks that need it run. True when it was rebuilt.
+    /// Run when the kernel announces a ruleset change (see [`super::firewall_watch`]).
+    pub(super) fn repair_firewall(&mut self) -> Result<bool> {
+        if self.applied.is_empty() {
+            return Ok(false);
+        }
+        let tables = self
+            .nft
+            .run("list tables inet")
+            .map_err(host("list nftables tables"))?;
+        let present = tables
+            .lines()
+            .any(|l| l.split_whitespace().eq(["table", "inet", TABLE_NAME]));
+        if present {
+            return Ok(false);
+        }
+        warn!(
+            networks = self.applied.len(),
+            "virtnet's nftables table was deleted by someone else (nft flush ruleset, a firewall \
+             reload); rebuilding it"
+        );
+        self.rebuild_firewall()?;
+        Ok(true)
+    }
+
     /// Replaces the whole `inet virtnet` table with the applied firewalls, atomically. With no
     /// firewall to hold, the table is removed: a host without virtnet networks carries no
     /// virtnet rules.

@@ -12,12 +12,14 @@
 //!
 //! - `start`: starting a network, with rollback on failure, and its warnings;
 //! - `firewall`: the `inet virtnet` table (install, rebuild, set elements);
+//! - `firewall_watch`: puts the table back when someone else deletes it (nftables monitor);
 //! - `stop`: stopping networks (bridges parked for the reaper, firewall entries removed);
 //! - `reconcile`: converging the host on the active networks after a restart;
 //! - `host_view`: name and subnet collisions, checked against the followed view;
 //! - `guest_ports`: guest ports' taps and macvtaps.
 
 mod firewall;
+pub mod firewall_watch;
 mod guest_ports;
 mod host_view;
 mod reconcile;

@@ -1,0 +1,57 @@
+//! Keeps virtnet's nftables table in place when someone else removes it.
+//!
+//! An `nft flush ruleset` (an nftables service restart, a firewall's reload that starts with
+//! one) deletes `table inet virtnet` with every other table: the guests of every running
+//! network lose NAT, DHCP and DNS filtering at once, and before this watcher the table came
+//! back only with the next `net-start`. The watcher follows the kernel's ruleset
+//! announcements ([`NftWatch`], no polling) and, after each burst of them, asks the kernel
+//! layer to repair the table ([`Kernel::repair_firewall`]: a rebuild from the firewalls it
+//! applied, one atomic transaction, logged). virtnet's own transactions are announced too;
+//! for them the check finds the table and does nothing.
+
+use std::sync::{Mutex, Weak};
+use std::time::Duration;
+
+use tracing::{info, warn};
+use virtnet_host::nft_watch::NftWatch;
+
+use super::Kernel;
+use crate::sync::lock;
+
+/// How long a burst of announcements may go on before the table is checked: one transaction
+/// announces each object it touched, and a flush announces every table, chain and set.
+const SETTLE: Duration = Duration::from_millis(20);
+/// How often the thread wakes with nothing announced, to notice that the daemon is gone.
+const IDLE_WAKE: Duration = Duration::from_secs(1);
+
+/// Starts the watcher thread in the calling thread's network namespace (virtnetd's). It ends
+/// once `kernel` is dropped.
+pub fn spawn(kernel: Weak<Mutex<Kernel>>) -> std::io::Result<()> {
+    let mut watch = NftWatch::open().map_err(|e| std::io::Error::other(e.to_string()))?;
+    std::thread::Builder::new()
+        .name("nft-watch".into())
+        .spawn(move || loop {
+            let changed = match watch.wait(IDLE_WAKE) {
+                Ok(changed) => changed,
+                Err(e) => {
+                    warn!(error = %e, "nftables monitor failed; virtnet's table is no longer watched");
+                    return;
+                }
+            };
+            let Some(kernel) = kernel.upgrade() else {
+                return;
+            };
+            if !changed {
+                continue;
+            }
+            // Let the burst end (a flush, a whole ruleset loaded), then look once.
+            while matches!(watch.wait(SETTLE), Ok(true)) {}
+            let repaired = lock(&kernel).repair_firewall();
+            match repaired {
+                Ok(true) => info!("virtnet's nftables table rebuilt after it was deleted"),
+                Ok(false) => {}
+                Err(e) => warn!(error = %e, "cannot rebuild virtnet's nftables table"),
+            }
+        })?;
+    Ok(())
+}
