@@ -85,6 +85,10 @@ pub struct Network {
     /// TFTP. Without it guests reach nothing else on the host.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub host_access: Vec<HostAllow>,
+    /// `<virtnet:forwards>` (virtnet's extension): ports of the host forwarded to guests (see
+    /// [`crate::portforward`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub forwards: Vec<crate::portforward::PortForward>,
 }
 
 /// `<virtnet:allow proto='tcp' port='22'/>`: guests may open connections (or send datagrams)
@@ -756,6 +760,7 @@ impl Network {
             port_isolated: None,
             dnsmasq_options: Vec::new(),
             host_access: Vec::new(),
+            forwards: Vec::new(),
         }
     }
 
