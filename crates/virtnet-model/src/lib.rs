@@ -43,7 +43,7 @@ pub use interface::{GuestInterface, InterfaceSource};
 pub use mac::MacAddr;
 pub use network::*;
 pub use networkport::{DirectPlugMode, NetworkPort, Plug};
-pub use portforward::{ForwardTarget, PortForward, PortRange};
+pub use portforward::{ForwardPorts, ForwardTarget, PortForward};
 pub use subnet::Subnet;
 pub use update::{apply_update, UpdateCommand, UpdateSection};
 pub use xml::MAX_XML_BYTES;

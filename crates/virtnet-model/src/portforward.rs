@@ -30,7 +30,7 @@ pub struct PortForward {
     /// `proto`: `tcp` or `udp`.
     pub proto: HostProto,
     /// `port`: the host ports forwarded.
-    pub ports: PortRange,
+    pub ports: ForwardPorts,
     /// `listen`: the host address; `None` for every host address not on a virtnet bridge.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub listen: Option<IpAddr>,
@@ -43,7 +43,7 @@ pub struct PortForward {
 
 /// An inclusive range of ports, 1 to 65535; one port is a range of one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct PortRange {
+pub struct ForwardPorts {
     /// First port.
     pub start: u16,
     /// Last port (equal to `start` for one port).
@@ -60,7 +60,7 @@ pub enum ForwardTarget {
     Name(String),
 }
 
-impl fmt::Display for PortRange {
+impl fmt::Display for ForwardPorts {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.start == self.end {
             write!(f, "{}", self.start)
@@ -70,9 +70,9 @@ impl fmt::Display for PortRange {
     }
 }
 
-impl PortRange {
+impl ForwardPorts {
     /// Reads `P` or `P-Q` (1 ≤ P ≤ Q ≤ 65535); errors name `field`.
-    pub fn parse(field: &str, value: &str) -> Result<PortRange> {
+    pub fn parse(field: &str, value: &str) -> Result<ForwardPorts> {
         let bad = |why: &str| invalid(field, value, why);
         let port = |s: &str| {
             s.trim()
@@ -88,7 +88,7 @@ impl PortRange {
         if start > end {
             return Err(bad("the range ends before it starts"));
         }
-        Ok(PortRange { start, end })
+        Ok(ForwardPorts { start, end })
     }
 
     /// How many ports the range holds.
@@ -102,7 +102,7 @@ impl PortRange {
     }
 
     /// True when the two ranges share a port.
-    pub fn overlaps(&self, other: &PortRange) -> bool {
+    pub fn overlaps(&self, other: &ForwardPorts) -> bool {
         self.start <= other.end && other.start <= self.end
     }
 }
@@ -187,14 +187,14 @@ pub fn parse_proto(field: &str, value: &str) -> Result<HostProto> {
 pub fn parse_to(
     field: &str,
     value: &str,
-    ports: PortRange,
+    ports: ForwardPorts,
 ) -> Result<(ForwardTarget, Option<u16>)> {
     let (guest, port) = split_guest_port(value);
     let target = ForwardTarget::parse(field, guest)?;
     let Some(port) = port else {
         return Ok((target, None));
     };
-    let range = PortRange::parse(field, port)?;
+    let range = ForwardPorts::parse(field, port)?;
     if range.start != range.end && range.len() != ports.len() {
         return Err(invalid(
             field,
@@ -328,14 +328,14 @@ mod tests {
     #[test]
     fn ranges_and_targets_parse_and_refuse_with_the_field() {
         assert_eq!(
-            PortRange::parse("port", "8080-8090").map(|r| r.len()),
+            ForwardPorts::parse("port", "8080-8090").map(|r| r.len()),
             Ok(11)
         );
-        let e = PortRange::parse("port", "90-80").unwrap_err();
+        let e = ForwardPorts::parse("port", "90-80").unwrap_err();
         assert_eq!(e.field, "port");
-        assert!(PortRange::parse("port", "0").is_err());
-        assert!(PortRange::parse("port", "70000").is_err());
-        let r = PortRange::parse("port", "8080").unwrap();
+        assert!(ForwardPorts::parse("port", "0").is_err());
+        assert!(ForwardPorts::parse("port", "70000").is_err());
+        let r = ForwardPorts::parse("port", "8080").unwrap();
         assert_eq!(
             parse_to("to", "[fd00::5]:80", r).unwrap(),
             (ForwardTarget::Address("fd00::5".parse().unwrap()), Some(80))
@@ -348,7 +348,7 @@ mod tests {
             parse_to("to", "web:81", r).unwrap(),
             (ForwardTarget::Name("web".into()), Some(81))
         );
-        let wide = PortRange::parse("port", "10-19").unwrap();
+        let wide = ForwardPorts::parse("port", "10-19").unwrap();
         assert_eq!(parse_to("to", "web:20-29", wide).unwrap().1, Some(20));
         assert_eq!(parse_to("to", "web:20-25", wide).unwrap_err().field, "to");
         assert_eq!(parse_to("to", "bad name", r).unwrap_err().field, "to");
@@ -359,7 +359,7 @@ mod tests {
     fn collisions_follow_listen_protocol_and_ports() {
         let f = |proto, ports: &str, listen: Option<&str>| PortForward {
             proto,
-            ports: PortRange::parse("port", ports).unwrap(),
+            ports: ForwardPorts::parse("port", ports).unwrap(),
             listen: listen.map(|l| l.parse().unwrap()),
             to: ForwardTarget::Name("g".into()),
             to_port: None,

@@ -2,7 +2,7 @@
 //! refused with the field they are in.
 
 use virtnet_model::define::prepare;
-use virtnet_model::{ForwardTarget, HostProto, Network, PortRange};
+use virtnet_model::{ForwardPorts, ForwardTarget, HostProto, Network};
 
 const DOC: &str = "<network xmlns:vn='urn:virtnet:network:1'><name>x</name>\
     <forward mode='nat'/><ip address='10.0.0.1' prefix='24'/>\
@@ -21,7 +21,7 @@ fn forwards_round_trip_in_virtnets_namespace() {
     assert_eq!(f.proto, HostProto::Tcp);
     assert_eq!(
         f.ports,
-        PortRange {
+        ForwardPorts {
             start: 8080,
             end: 8080
         }

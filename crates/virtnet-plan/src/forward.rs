@@ -228,13 +228,13 @@ pub fn delete_script(entries: &[ForwardEntry]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use virtnet_model::{ForwardTarget, PortRange};
+    use virtnet_model::{ForwardPorts, ForwardTarget};
 
     #[test]
     fn a_range_is_one_element_per_port_in_the_map_of_its_family() {
         let fwd = PortForward {
             proto: HostProto::Udp,
-            ports: PortRange {
+            ports: ForwardPorts {
                 start: 5000,
                 end: 5002,
             },

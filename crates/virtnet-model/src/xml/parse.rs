@@ -1112,19 +1112,21 @@ fn read_host_access(el: &El) -> Result<Vec<HostAllow>> {
 /// `<virtnet:forwards>`: `<virtnet:forward proto port [listen] to [to-port]/>` children (see
 /// [`crate::portforward`]); no two may take the same packets.
 fn read_forwards(el: &El) -> Result<Vec<crate::portforward::PortForward>> {
-    use crate::portforward::{check_forwards, parse_listen, parse_proto, ForwardTarget, PortRange};
+    use crate::portforward::{
+        check_forwards, parse_listen, parse_proto, ForwardPorts, ForwardTarget,
+    };
     el.allow_attrs(&[])?;
     let mut out = Vec::new();
     for c in el.children(&[], &["virtnet:forward"])? {
         c.allow_attrs(&["proto", "port", "listen", "to", "to-port"])?;
         no_children(&c)?;
         let to_port = match c.attr("to-port") {
-            Some(v) => Some(PortRange::parse(&c.field("to-port"), v)?.start),
+            Some(v) => Some(ForwardPorts::parse(&c.field("to-port"), v)?.start),
             None => None,
         };
         out.push(crate::portforward::PortForward {
             proto: parse_proto(&c.field("proto"), c.required("proto")?)?,
-            ports: PortRange::parse(&c.field("port"), c.required("port")?)?,
+            ports: ForwardPorts::parse(&c.field("port"), c.required("port")?)?,
             listen: c
                 .attr("listen")
                 .map(|v| parse_listen(&c.field("listen"), v))

@@ -12,12 +12,14 @@
 //!
 //! - `start`: starting a network, with rollback on failure, and its warnings;
 //! - `firewall`: the `inet virtnet` table (install, rebuild, set elements);
+//! - `forwards`: port forwards, as elements of the table's forward maps;
 //! - `stop`: stopping networks (bridges parked for the reaper, firewall entries removed);
 //! - `reconcile`: converging the host on the active networks after a restart;
 //! - `host_view`: name and subnet collisions, checked against the followed view;
 //! - `guest_ports`: guest ports' taps and macvtaps.
 
 mod firewall;
+mod forwards;
 mod guest_ports;
 mod host_view;
 mod reconcile;
@@ -51,6 +53,8 @@ pub struct Kernel {
     applied: BTreeMap<String, NetworkFirewall>,
     /// The prefix groups whose sets and rules the table holds.
     groups: BTreeSet<PrefixGroup>,
+    /// The port forwards' map elements applied, by network.
+    forwards: forwards::AppliedForwards,
     /// Deletes the bridges of destroyed networks off the request path.
     reaper: Reaper,
 }
@@ -120,6 +124,7 @@ impl Kernel {
             view: HostView::open().map_err(host("open netlink monitor"))?,
             applied: BTreeMap::new(),
             groups: BTreeSet::new(),
+            forwards: BTreeMap::new(),
             // Bridges: each deletion holds RTNL for an RCU grace period, so one at a time.
             reaper: Reaper::spawn(Batching::OneByOne).map_err(host("start the link reaper"))?,
         })
