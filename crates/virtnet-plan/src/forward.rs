@@ -24,11 +24,14 @@
 //!   only replies reach a NAT guest: a new flow is accepted when conntrack says it was DNATed
 //!   and its original destination is one of virtnet's forwards (so another table's DNAT opens
 //!   nothing);
-//! - `fwd_postrouting` (nat, srcnat - 1, before virtnet's masquerade and its "no NAT within the
-//!   subnet" exemption) masquerades such a flow when it enters a virtnet bridge from a virtnet
-//!   bridge: a guest reaching another guest (or itself) through the public address. The target
-//!   then answers the gateway, and the reply comes back through the host and is un-NATed,
-//!   instead of going straight to a client that expects it from the public address.
+//! - hairpin, a guest reaching another guest (or itself) through the public address: such a
+//!   flow goes from a virtnet bridge to a virtnet bridge; `fwd_hairpin` (filter, forward
+//!   hook, just before virtnet's forward chain) marks its first packet with [`HAIRPIN_MARK`],
+//!   and `fwd_postrouting` (nat, srcnat - 1, before virtnet's masquerade and its "no NAT
+//!   within the subnet" exemption) masquerades marked packets. The target then answers the
+//!   gateway, and the reply comes back through the host and is un-NATed, instead of going
+//!   straight to a client that expects it from the public address. (Postrouting cannot test
+//!   the input interface itself: the kernel passes none there.)
 
 use std::fmt;
 use std::fmt::Write as _;
@@ -58,6 +61,13 @@ pub const FORWARD_MAPS: &[(&str, &str)] = &[
         "type inet_proto . inet_service : ipv6_addr . inet_service ;",
     ),
 ];
+
+/// The packet-mark bit that tells postrouting a new flow is a hairpin of one of virtnet's
+/// forwards. Postrouting has no input interface to test, so `fwd_hairpin` (forward hook, just
+/// before virtnet's forward chain) sets it on the flow's first packet when it goes from a
+/// virtnet bridge to a virtnet bridge. One bit, OR-ed in, as netavark (0x2000) and kube-proxy
+/// (0x4000) do with theirs; this one is outside the bits those and Tailscale use.
+pub const HAIRPIN_MARK: u32 = 0x1000_0000;
 
 /// The chain the `forward` base chain jumps to first (see the module comment).
 pub const ACCEPT_CHAIN: &str = "fwd_accept";
@@ -113,16 +123,26 @@ pub fn objects_script() -> String {
             "add rule {TABLE} {ACCEPT_CHAIN} ct direction original {ours} accept"
         );
     }
+    // Hairpin: marked where the input interface is known (postrouting has none), masqueraded
+    // in postrouting.
     let _ = writeln!(
         s,
-        "add chain {TABLE} fwd_postrouting {{ type nat hook postrouting priority srcnat - 1 ; policy accept ; }}"
+        "add chain {TABLE} fwd_hairpin {{ type filter hook forward priority filter - 1 ; policy accept ; }}"
     );
     for ours in OURS {
         let _ = writeln!(
             s,
-            "add rule {TABLE} fwd_postrouting iifname @bridges oifname @bridges {ours} masquerade"
+            "add rule {TABLE} fwd_hairpin iifname @bridges oifname @bridges ct direction original {ours} meta mark set meta mark | {HAIRPIN_MARK:#x}"
         );
     }
+    let _ = writeln!(
+        s,
+        "add chain {TABLE} fwd_postrouting {{ type nat hook postrouting priority srcnat - 1 ; policy accept ; }}"
+    );
+    let _ = writeln!(
+        s,
+        "add rule {TABLE} fwd_postrouting meta mark & {HAIRPIN_MARK:#x} == {HAIRPIN_MARK:#x} masquerade"
+    );
     s
 }
 

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
-use virtnet_api::{DhcpLease, ForwardInfo};
+use virtnet_api::{DhcpLease, EventKind, ForwardInfo};
 use virtnet_model::{ForwardTarget, HostProto, Network, PortForward};
 use virtnet_plan::forward::{entries, ForwardEntry};
 
@@ -175,17 +175,22 @@ impl AppState {
     /// Makes the kernel's forward maps hold the forwards of `network` as its live definition
     /// and leases say now (nothing when it is not running).
     pub fn sync_forwards(&self, network: &str) -> Result<()> {
+        self.sync_forwards_with(network, Vec::new())
+    }
+
+    /// [`AppState::sync_forwards`] with `fresh` leases that the DHCP server may not list
+    /// yet (a lease's event is published before the server's table holds it).
+    fn sync_forwards_with(&self, network: &str, fresh: Vec<DhcpLease>) -> Result<()> {
         let wanted: BTreeSet<ForwardEntry> = match self.networks.live_definition(network) {
             Ok(net) => {
-                let leases = if net
+                let mut leases = fresh;
+                if net
                     .forwards
                     .iter()
                     .any(|f| matches!(f.to, ForwardTarget::Name(_)))
                 {
-                    self.networks.leases(network, None).unwrap_or_default()
-                } else {
-                    Vec::new()
-                };
+                    leases.extend(self.networks.leases(network, None).unwrap_or_default());
+                }
                 net.forwards
                     .iter()
                     .flat_map(|f| fwd_entries(f, &resolve(f, &net, &leases)))
@@ -239,10 +244,17 @@ pub async fn follow_leases(state: Arc<AppState>) {
         networks.sort();
         networks.dedup();
         for network in networks {
+            let fresh: Vec<DhcpLease> = batch
+                .events
+                .iter()
+                .filter(|e| e.network == network)
+                .filter(|e| matches!(e.kind, EventKind::LeaseGranted | EventKind::LeaseRenewed))
+                .map(|e| e.lease.clone())
+                .collect();
             let state = Arc::clone(&state);
             let synced = tokio::task::spawn_blocking(move || {
                 if state.forwards_follow_leases(&network) {
-                    if let Err(error) = state.sync_forwards(&network) {
+                    if let Err(error) = state.sync_forwards_with(&network, fresh) {
                         tracing::error!(%network, %error, "cannot follow a lease with the port forwards");
                     }
                 }
