@@ -2,6 +2,8 @@
 //! persistent definition and, for an active network, the live one, in one commit, so the
 //! forwards show in `net-dumpxml` and survive restarts (the store keeps the definitions).
 
+use std::collections::HashSet;
+
 use virtnet_model::portforward::check_forwards;
 use virtnet_model::PortForward;
 
@@ -14,9 +16,10 @@ impl NetworkRegistry {
     pub fn all_forwards(&self) -> Vec<(String, PortForward)> {
         let mut out: Vec<(String, PortForward)> = Vec::new();
         for (name, record) in self.read().iter() {
+            let mut seen: HashSet<&PortForward> = HashSet::new();
             for def in [&record.live, &record.config].into_iter().flatten() {
                 for f in &def.forwards {
-                    if !out.iter().any(|(n, o)| n == name && o == f) {
+                    if seen.insert(f) {
                         out.push((name.clone(), f.clone()));
                     }
                 }
