@@ -14,6 +14,9 @@ use virtnet_plan::forward::ForwardEntry;
 use super::{host, Kernel};
 use crate::error::Result;
 
+/// Elements per nfnetlink batch.
+const CHUNK: usize = 1000;
+
 /// The forwards applied, by network.
 pub type AppliedForwards = BTreeMap<String, BTreeSet<ForwardEntry>>;
 
@@ -61,9 +64,8 @@ impl Kernel {
         let new: Vec<SetElement> = wanted.difference(&old).map(|e| element(e, true)).collect();
         self.forwards.insert(network.to_string(), wanted);
         let changed = self
-            .sets
-            .apply(TABLE_NAME, SetChange::Delete, &gone)
-            .and_then(|()| self.sets.apply(TABLE_NAME, SetChange::Create, &new));
+            .apply_chunked(SetChange::Delete, &gone)
+            .and_then(|()| self.apply_chunked(SetChange::Create, &new));
         if let Err(e) = changed {
             warn!(network, error = %e, "cannot change the forward maps; rebuilding virtnet's table");
             self.rebuild_firewall()?;
@@ -80,7 +82,7 @@ impl Kernel {
                 gone.extend(entries.iter().map(|e| element(e, false)));
             }
         }
-        if let Err(e) = self.sets.apply(TABLE_NAME, SetChange::Delete, &gone) {
+        if let Err(e) = self.apply_chunked(SetChange::Delete, &gone) {
             warn!(error = %e, "some forward elements were already gone");
         }
     }
@@ -95,9 +97,23 @@ impl Kernel {
             .flatten()
             .map(|e| element(e, true))
             .collect();
-        self.sets
-            .apply(TABLE_NAME, SetChange::Create, &all)
+        self.apply_chunked(SetChange::Create, &all)
             .map_err(host("install the port forwards"))
+    }
+
+    /// Applies `elements` in batches of [`CHUNK`]: one batch is one `send`, which the kernel
+    /// refuses beyond the socket's send buffer (~200 KiB; a forward's element is ~60 bytes).
+    /// A forward-add is one batch; only a network starting with thousands of forwards (or a
+    /// rebuild) takes several.
+    fn apply_chunked(
+        &mut self,
+        change: SetChange,
+        elements: &[SetElement],
+    ) -> std::result::Result<(), virtnet_host::HostError> {
+        for chunk in elements.chunks(CHUNK) {
+            self.sets.apply(TABLE_NAME, change, chunk)?;
+        }
+        Ok(())
     }
 
     /// The forwards applied to `network`, as the kernel has them (for `forward-list`).
