@@ -370,3 +370,29 @@ fn a_forward_to_a_name_follows_the_guests_new_lease() {
         format!("web {UPSTREAM_ADDR}")
     );
 }
+
+#[test]
+fn a_network_defined_with_thousands_of_forwards_starts_with_all_of_them() {
+    // 4,000 elements are ~240 KB of nfnetlink: more than one batch may carry (the socket's
+    // send buffer), which once left the maps empty.
+    let lab = Lab::new("fwd-many");
+    let daemon = Daemon::start_in(lab.host());
+    let forwards: String = (0..4000)
+        .map(|i| {
+            format!(
+                "<virtnet:forward proto='udp' port='{}' to='10.77.0.7'/>",
+                20000 + i
+            )
+        })
+        .collect();
+    let xml = format!(
+        "<network xmlns:virtnet='urn:virtnet:network:1'><name>many</name><forward mode='nat'/>\
+         <bridge name='vnf1' stp='off'/><ip address='10.77.0.1' prefix='24'/>\
+         <virtnet:forwards>{forwards}</virtnet:forwards></network>"
+    );
+    let name = daemon.define(&xml);
+    daemon.cli_ok(&["net-start", &name]);
+    assert_eq!(map_elements(lab.host(), "fwd4_any").len(), 4000);
+    daemon.cli_ok(&["net-destroy", &name]);
+    assert_eq!(map_elements(lab.host(), "fwd4_any").len(), 0);
+}
