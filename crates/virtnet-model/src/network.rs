@@ -101,25 +101,8 @@ pub struct HostAllow {
     pub port: u16,
 }
 
-/// The layer-4 protocol of a [`HostAllow`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum HostProto {
-    /// TCP.
-    Tcp,
-    /// UDP.
-    Udp,
-}
-
-impl HostProto {
-    /// The spelling in XML and in nftables: `tcp` or `udp`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HostProto::Tcp => "tcp",
-            HostProto::Udp => "udp",
-        }
-    }
-}
+/// The layer-4 protocol of a [`HostAllow`] (and of a port forward).
+pub use crate::portforward::HostProto;
 
 /// The forwarding mode of a network (`<forward mode>`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]

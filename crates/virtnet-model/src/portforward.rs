@@ -22,7 +22,27 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ModelError, Result};
-use crate::network::HostProto;
+
+/// A layer-4 protocol: of a port forward, and of `<virtnet:host-access>`'s
+/// `HostAllow`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HostProto {
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+}
+
+impl HostProto {
+    /// The spelling in XML and in nftables: `tcp` or `udp`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HostProto::Tcp => "tcp",
+            HostProto::Udp => "udp",
+        }
+    }
+}
 
 /// One port forward: traffic to `listen`:`ports` (protocol `proto`) goes to `to`:`to_port`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
