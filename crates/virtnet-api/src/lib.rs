@@ -5,6 +5,8 @@
 //! `docs/API.md`; this crate holds the wire types both sides compile against.
 
 pub mod client;
+mod forwards;
+pub use forwards::{network_forwards_path, ForwardInfo, FORWARDS};
 mod leases;
 pub use leases::{leases_path, DhcpLease, Event, EventBatch, EventKind, EVENTS};
 mod hostbridge;

@@ -18,6 +18,7 @@ fn element(set: &str, key: Vec<u8>, key_end: Option<Vec<u8>>, flags: u32) -> Set
         key,
         key_end,
         flags,
+        data: None,
     }
 }
 

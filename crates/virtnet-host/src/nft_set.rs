@@ -38,6 +38,7 @@ const NFTA_SET_ELEM_LIST_SET: u16 = 2;
 const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
 const NFTA_LIST_ELEM: u16 = 1;
 const NFTA_SET_ELEM_KEY: u16 = 1;
+const NFTA_SET_ELEM_DATA: u16 = 2;
 const NFTA_SET_ELEM_FLAGS: u16 = 3;
 const NFTA_SET_ELEM_KEY_END: u16 = 10;
 const NFTA_DATA_VALUE: u16 = 1;
@@ -103,6 +104,8 @@ pub struct SetElement {
     pub key_end: Option<Vec<u8>>,
     /// Element flags, e.g. [`INTERVAL_END`].
     pub flags: u32,
+    /// For data maps: the value, laid out like a key ([`key_bytes`]); `None` in sets.
+    pub data: Option<Vec<u8>>,
 }
 
 /// A change to a set.
@@ -241,6 +244,11 @@ impl NftSets {
                 }
                 if e.flags != 0 {
                     m.attr(NFTA_SET_ELEM_FLAGS, &e.flags.to_be_bytes());
+                }
+                if let Some(data) = &e.data {
+                    let value = m.begin(NFTA_SET_ELEM_DATA);
+                    m.attr(NFTA_DATA_VALUE, data);
+                    m.end(value);
                 }
                 m.end(item);
             }

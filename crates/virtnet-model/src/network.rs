@@ -85,6 +85,10 @@ pub struct Network {
     /// TFTP. Without it guests reach nothing else on the host.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub host_access: Vec<HostAllow>,
+    /// `<virtnet:forwards>` (virtnet's extension): ports of the host forwarded to guests (see
+    /// [`crate::portforward`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub forwards: Vec<crate::portforward::PortForward>,
 }
 
 /// `<virtnet:allow proto='tcp' port='22'/>`: guests may open connections (or send datagrams)
@@ -97,25 +101,8 @@ pub struct HostAllow {
     pub port: u16,
 }
 
-/// The layer-4 protocol of a [`HostAllow`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum HostProto {
-    /// TCP.
-    Tcp,
-    /// UDP.
-    Udp,
-}
-
-impl HostProto {
-    /// The spelling in XML and in nftables: `tcp` or `udp`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HostProto::Tcp => "tcp",
-            HostProto::Udp => "udp",
-        }
-    }
-}
+/// The layer-4 protocol of a [`HostAllow`] (and of a port forward).
+pub use crate::portforward::HostProto;
 
 /// The forwarding mode of a network (`<forward mode>`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -756,6 +743,7 @@ impl Network {
             port_isolated: None,
             dnsmasq_options: Vec::new(),
             host_access: Vec::new(),
+            forwards: Vec::new(),
         }
     }
 

@@ -43,10 +43,27 @@ pub(crate) fn check(net: &Network, scope: Scope) -> Result<()> {
     check_bandwidth_allowed(net)?;
     check_device_pool(net)?;
     check_dhcp_per_family(net)?;
+    check_forwards_mode(net)?;
     if scope == Scope::Define {
         check_vlan_allowed(net)?;
     }
     Ok(())
+}
+
+/// Port forwards DNAT into a network the host routes: nat and route networks only (an
+/// isolated or open network gets no forwarding rules, a host device none of virtnet's).
+fn check_forwards_mode(net: &Network) -> Result<()> {
+    if net.forwards.is_empty() || matches!(net.forward.mode, ForwardMode::Nat | ForwardMode::Route)
+    {
+        return Ok(());
+    }
+    refuse(
+        "virtnet:forwards",
+        format!(
+            "port forwards need a nat or route network; network '{}' has forward mode='{}'",
+            net.name, net.forward.mode
+        ),
+    )
 }
 
 /// An error with libvirt's wording, in the field it is about.

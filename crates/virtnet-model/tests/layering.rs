@@ -14,6 +14,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("mac", 0),
     ("subnet", 0),
     ("ifname", 0),
+    ("portforward", 5),
     // The typed definition.
     ("network", 10),
     ("interface", 20),

@@ -636,6 +636,7 @@ fn base_chains() -> String {
         "\
 add chain {TABLE} forward {{ type filter hook forward priority filter ; policy accept ; }}
 add rule {TABLE} forward iifname . oifname @cross accept
+add rule {TABLE} forward jump {fwd_accept}
 add rule {TABLE} forward jump to_guests
 add rule {TABLE} forward oifname @bridges reject
 add rule {TABLE} forward jump from_guests
@@ -672,6 +673,7 @@ add rule {TABLE} postrouting jump masq_dev
         icmpv6 = GUEST_ICMPV6.join(", "),
         svc4 = "tcp . 53, udp . 53, udp . 67, udp . 69",
         svc6 = "tcp . 53, udp . 53, udp . 547",
+        fwd_accept = crate::forward::ACCEPT_CHAIN,
     )
 }
 
@@ -779,6 +781,9 @@ fn table_script(networks: &[&NetworkFirewall]) -> String {
         let _ = writeln!(s, "add chain {TABLE} {chain}");
     }
     s.push_str(&group_rules(&groups));
+    // Port forwards' maps and chains: after the sets they use, before the base chain that
+    // jumps to them.
+    s.push_str(&crate::forward::objects_script());
     s.push_str(&base_chains());
     s
 }

@@ -12,6 +12,7 @@
 pub mod conflict;
 pub mod external;
 pub mod firewall;
+pub mod forward;
 pub mod kernel;
 pub mod port;
 

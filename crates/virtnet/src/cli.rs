@@ -128,6 +128,12 @@ pub enum Command {
     NetPortDumpxml(NetPortArgs),
     /// Delete the specified network port (the hypervisor's tap is left as it is).
     NetPortDelete(NetPortArgs),
+    /// Forward a host port to a guest of a NAT or routed network.
+    ForwardAdd(ForwardAddArgs),
+    /// List port forwards.
+    ForwardList(ForwardListArgs),
+    /// Remove a port forward.
+    ForwardDel(ForwardDelArgs),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
     /// Print the manual page (roff), or write one page per command into a directory.
@@ -331,6 +337,55 @@ pub struct ManArgs {
     /// virtnet.1.
     #[arg(long, value_name = "DIR")]
     pub out_dir: Option<PathBuf>,
+}
+
+/// `forward-add`.
+#[derive(Debug, Args)]
+pub struct ForwardAddArgs {
+    /// Network name or UUID.
+    #[arg(value_name = "NETWORK", value_parser = clap::builder::NonEmptyStringValueParser::new())]
+    pub network: String,
+    /// Protocol: tcp or udp.
+    #[arg(long)]
+    pub proto: String,
+    /// Host port, or range P-Q.
+    #[arg(long)]
+    pub port: String,
+    /// Host address to listen on (default: every host address not on a virtnet bridge).
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Guest address or name, with an optional port or range: GUEST[:PORT[-PORT]]
+    /// (an IPv6 address with a port in brackets: [fd00::5]:80).
+    #[arg(long)]
+    pub to: String,
+}
+
+/// `forward-list`.
+#[derive(Debug, Args)]
+pub struct ForwardListArgs {
+    /// Only this network's forwards.
+    #[arg(value_name = "NETWORK")]
+    pub network: Option<String>,
+    /// Print JSON instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `forward-del`.
+#[derive(Debug, Args)]
+pub struct ForwardDelArgs {
+    /// Network name or UUID.
+    #[arg(value_name = "NETWORK", value_parser = clap::builder::NonEmptyStringValueParser::new())]
+    pub network: String,
+    /// Protocol: tcp or udp.
+    #[arg(long)]
+    pub proto: String,
+    /// A host port of the forward.
+    #[arg(long)]
+    pub port: u16,
+    /// The forward's listen address (default: the forward on every host address).
+    #[arg(long)]
+    pub listen: Option<String>,
 }
 
 /// `net-dhcp-leases`.

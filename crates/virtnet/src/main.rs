@@ -87,6 +87,7 @@ fn wants_json(command: &Command) -> bool {
         Command::Domiflist(a) => a.json,
         Command::Domifaddr(a) => a.json,
         Command::NetPortList(a) => a.json,
+        Command::ForwardList(a) => a.json,
         _ => false,
     }
 }

@@ -28,6 +28,7 @@ use virtnet_api::{
 };
 
 pub(crate) mod errors;
+mod forwards;
 mod network_ports;
 
 use crate::error::{Error, Result};
@@ -65,6 +66,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             "/v1/network-ports/:uuid/parameters",
             get(network_ports::parameters).put(network_ports::set_parameters),
+        )
+        .route(virtnet_api::FORWARDS, get(forwards::list))
+        .route(
+            "/v1/networks/:id/forwards",
+            post(forwards::add).delete(forwards::delete),
         )
         .route(
             virtnet_api::HOST_BRIDGES,

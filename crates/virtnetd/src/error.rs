@@ -22,6 +22,8 @@ pub enum Kind {
     Domain,
     /// A port the hypervisor daemon announced, by UUID (libvirt's `VIR_ERR_NO_NETWORK_PORT`).
     NetworkPort,
+    /// A port forward, by protocol, port and listen address.
+    Forward,
 }
 
 /// The message of a [`Error::NotFound`], in virsh's wording where virsh has one.
@@ -34,6 +36,7 @@ fn missing(kind: Kind, name: &str) -> String {
         Kind::Port => format!("no port named '{name}'"),
         Kind::Bridge => format!("bridge '{name}' does not exist"),
         Kind::Domain => format!("failed to get domain '{name}'"),
+        Kind::Forward => format!("no forward of {name}"),
         Kind::NetworkPort => {
             format!("network port not found: Network port with UUID {name} does not exist")
         }

@@ -9,6 +9,7 @@
 //! - [`services`]: DHCP and DNS of the running networks, leases and the event feed;
 //! - [`kernel`]: networks in the kernel (bridges, addresses, routes, firewall), reconcile;
 //! - [`reaper`]: deletes the bridges of destroyed networks off the request path;
+//! - [`forwards`]: port forwards (resolved guests, map elements, following leases);
 //! - [`ports`]: guest ports (taps), their moves and the guests' addresses;
 //! - [`hostbridge`]: bridges made from host NICs;
 //! - [`api`]: the axum routes;
@@ -22,6 +23,7 @@ pub mod access;
 pub mod api;
 pub mod error;
 pub mod external;
+pub mod forwards;
 pub mod hostbridge;
 pub mod kernel;
 pub mod libvirt;

@@ -189,6 +189,8 @@ impl Daemon {
             return Err(Error::Startup("the daemon is already serving".into()));
         };
         let paths = [self.socket.path.as_path(), self.ro_socket.path.as_path()];
+        // Port forwards to names follow the guests' leases while the daemon serves.
+        let follower = tokio::spawn(crate::forwards::follow_leases(Arc::clone(&self.state)));
         // The libvirt front end stops with the JSON API: both stop accepting at once.
         let (stop_libvirt, stopped) = watch::channel(false);
         let libvirt = self.libvirt.take().map(|sockets| {
@@ -206,6 +208,7 @@ impl Daemon {
             shutdown,
         )
         .await;
+        follower.abort();
         let _ = stop_libvirt.send(true);
         if let Some(task) = libvirt {
             match task.await {

@@ -38,8 +38,9 @@ pub struct AppState {
     pub services: Arc<Services>,
     /// Lease events for clients.
     pub events: Arc<EventFeed>,
-    /// The kernel of virtnetd's network namespace, shared by the registry and the ports.
-    kernel: Arc<Mutex<Kernel>>,
+    /// The kernel of virtnetd's network namespace, shared by the registry and the ports (and
+    /// the port forwards, `forwards.rs`).
+    pub(crate) kernel: Arc<Mutex<Kernel>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -108,6 +109,7 @@ impl AppState {
     /// restored or autostarted (logged; the daemon still starts).
     pub fn reconcile(&self) -> Result<Vec<String>> {
         let mut names = self.networks.restore()?;
+        self.sync_all_forwards();
         self.ports.reconcile()?;
         for name in self.networks.autostart_pending() {
             if let Err(error) = self.start_network(&name) {
@@ -125,6 +127,7 @@ impl AppState {
     pub fn start_network(&self, id: &str) -> Result<ChangeResult> {
         let result = self.networks.start(id)?;
         self.ports.network_started(&result.network.name);
+        self.forwards_started(&result.network.name);
         Ok(result)
     }
 
@@ -132,7 +135,16 @@ impl AppState {
     pub fn create_network(&self, xml: &str) -> Result<ChangeResult> {
         let result = self.networks.create(xml)?;
         self.ports.network_started(&result.network.name);
+        self.forwards_started(&result.network.name);
         Ok(result)
+    }
+
+    /// Applies the port forwards of a network that just started. A failure is logged, not
+    /// returned: the network runs, and the next change of its forwards or restart retries.
+    fn forwards_started(&self, network: &str) {
+        if let Err(error) = self.sync_forwards(network) {
+            tracing::error!(%network, %error, "cannot apply the port forwards");
+        }
     }
 
     /// `GET /v1/domains/{domain}/addresses` (`domifaddr`): from the ports and the leases.

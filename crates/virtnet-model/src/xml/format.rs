@@ -119,7 +119,7 @@ pub(crate) fn format_network(net: &Network) -> String {
     if !net.dnsmasq_options.is_empty() {
         root.push(("xmlns:dnsmasq", some(super::parse::DNSMASQ_NS)));
     }
-    if !net.host_access.is_empty() {
+    if !net.host_access.is_empty() || !net.forwards.is_empty() {
         root.push(("xmlns:virtnet", some(super::parse::VIRTNET_NS)));
     }
     root.push(("ipv6", net.ipv6.then(|| "yes".to_string())));
@@ -226,8 +226,30 @@ pub(crate) fn format_network(net: &Network) -> String {
         }
         w.close("virtnet:host-access");
     }
+    format_forwards(&mut w, &net.forwards);
     w.close("network");
     w.out
+}
+
+/// `<virtnet:forwards>`, one `<virtnet:forward>` per port forward.
+fn format_forwards(w: &mut Writer, forwards: &[crate::portforward::PortForward]) {
+    if forwards.is_empty() {
+        return;
+    }
+    w.open("virtnet:forwards", &[]);
+    for f in forwards {
+        w.empty(
+            "virtnet:forward",
+            &[
+                ("proto", some(f.proto.as_str())),
+                ("port", some(f.ports)),
+                ("listen", opt(&f.listen)),
+                ("to", some(&f.to)),
+                ("to-port", opt(&f.to_port)),
+            ],
+        );
+    }
+    w.close("virtnet:forwards");
 }
 
 fn format_forward(w: &mut Writer, f: &Forward) {

@@ -359,6 +359,7 @@ fn read_network(el: &El) -> Result<Network> {
             "virtualport",
             "dnsmasq:options",
             "virtnet:host-access",
+            "virtnet:forwards",
         ],
         &["ip", "route", "portgroup"],
     )?;
@@ -388,6 +389,7 @@ fn read_network(el: &El) -> Result<Network> {
             "virtualport" => net.virtualport = Some(read_virtualport(c)?),
             "dnsmasq:options" => net.dnsmasq_options = read_dnsmasq_options(c)?,
             "virtnet:host-access" => net.host_access = read_host_access(c)?,
+            "virtnet:forwards" => net.forwards = read_forwards(c)?,
             p if p.starts_with("ip[") => net.ips.push(read_ip(c)?),
             p if p.starts_with("route[") => net.routes.push(read_route(c)?),
             p if p.starts_with("portgroup[") => net.portgroups.push(read_portgroup(c)?),
@@ -1111,6 +1113,36 @@ fn read_host_access(el: &El) -> Result<Vec<HostAllow>> {
         }
         out.push(allow);
     }
+    Ok(out)
+}
+
+/// `<virtnet:forwards>`: `<virtnet:forward proto port [listen] to [to-port]/>` children (see
+/// [`crate::portforward`]); no two may take the same packets.
+fn read_forwards(el: &El) -> Result<Vec<crate::portforward::PortForward>> {
+    use crate::portforward::{
+        check_forwards, parse_listen, parse_proto, ForwardPorts, ForwardTarget,
+    };
+    el.allow_attrs(&[])?;
+    let mut out = Vec::new();
+    for c in el.children(&[], &["virtnet:forward"])? {
+        c.allow_attrs(&["proto", "port", "listen", "to", "to-port"])?;
+        no_children(&c)?;
+        let to_port = match c.attr("to-port") {
+            Some(v) => Some(ForwardPorts::parse(&c.field("to-port"), v)?.start),
+            None => None,
+        };
+        out.push(crate::portforward::PortForward {
+            proto: parse_proto(&c.field("proto"), c.required("proto")?)?,
+            ports: ForwardPorts::parse(&c.field("port"), c.required("port")?)?,
+            listen: c
+                .attr("listen")
+                .map(|v| parse_listen(&c.field("listen"), v))
+                .transpose()?,
+            to: ForwardTarget::parse(&c.field("to"), c.required("to")?)?,
+            to_port,
+        });
+    }
+    check_forwards(&out)?;
     Ok(out)
 }
 

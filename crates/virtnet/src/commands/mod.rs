@@ -2,6 +2,7 @@
 
 pub mod define;
 pub mod edit;
+pub mod forwards;
 pub mod generate;
 pub mod hostbridge;
 pub mod info;
@@ -55,6 +56,9 @@ pub fn run(ctx: &Ctx, command: &Command) -> Result<(), Failure> {
         Command::NetPortList(a) => netport::net_port_list(ctx, a),
         Command::NetPortDumpxml(a) => netport::net_port_dumpxml(ctx, &a.network, &a.port),
         Command::NetPortDelete(a) => netport::net_port_delete(ctx, &a.network, &a.port),
+        Command::ForwardAdd(a) => forwards::forward_add(ctx, a),
+        Command::ForwardList(a) => forwards::forward_list(ctx, a.network.as_deref(), a.json),
+        Command::ForwardDel(a) => forwards::forward_del(ctx, a),
         Command::Completions(_) | Command::Man(_) => Ok(()),
     }
 }

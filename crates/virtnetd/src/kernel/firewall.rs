@@ -36,6 +36,7 @@ pub fn raw_elements(fw: &NetworkFirewall) -> Option<Vec<SetElement>> {
                 key: key_bytes(&starts),
                 key_end: None,
                 flags: 0,
+                data: None,
             });
         } else {
             // One-field ranges (rbtree): a start element, and an end element one past the
@@ -45,6 +46,7 @@ pub fn raw_elements(fw: &NetworkFirewall) -> Option<Vec<SetElement>> {
                 key: key_bytes(&starts),
                 key_end: None,
                 flags: 0,
+                data: None,
             });
             if let Some(after) = e.key.first().and_then(one_past) {
                 out.push(SetElement {
@@ -52,6 +54,7 @@ pub fn raw_elements(fw: &NetworkFirewall) -> Option<Vec<SetElement>> {
                     key: key_bytes(&[after]),
                     key_end: None,
                     flags: INTERVAL_END,
+                    data: None,
                 });
             }
         }
@@ -175,6 +178,9 @@ impl Kernel {
             .run(&script)
             .map_err(host("install the firewall"))?;
         self.groups = all.iter().flat_map(|fw| fw.groups()).collect();
+        if !self.applied.is_empty() {
+            self.reinstall_forwards()?;
+        }
         Ok(())
     }
 }

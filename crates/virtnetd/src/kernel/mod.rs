@@ -13,6 +13,7 @@
 //! - `start`: starting a network, with rollback on failure, and its warnings;
 //! - `firewall`: the `inet virtnet` table (install, rebuild, set elements);
 //! - `firewall_watch`: puts the table back when someone else deletes it (nftables monitor);
+//! - `forwards`: port forwards, as elements of the table's forward maps;
 //! - `stop`: stopping networks (bridges parked for the reaper, firewall entries removed);
 //! - `reconcile`: converging the host on the active networks after a restart;
 //! - `host_view`: name and subnet collisions, checked against the followed view;
@@ -20,6 +21,7 @@
 
 mod firewall;
 pub mod firewall_watch;
+mod forwards;
 mod guest_ports;
 mod host_view;
 mod reconcile;
@@ -53,6 +55,8 @@ pub struct Kernel {
     applied: BTreeMap<String, NetworkFirewall>,
     /// The prefix groups whose sets and rules the table holds.
     groups: BTreeSet<PrefixGroup>,
+    /// The port forwards' map elements applied, by network.
+    forwards: forwards::AppliedForwards,
     /// Deletes the bridges of destroyed networks off the request path.
     reaper: Reaper,
 }
@@ -122,6 +126,7 @@ impl Kernel {
             view: HostView::open().map_err(host("open netlink monitor"))?,
             applied: BTreeMap::new(),
             groups: BTreeSet::new(),
+            forwards: BTreeMap::new(),
             // Bridges: each deletion holds RTNL for an RCU grace period, so one at a time.
             reaper: Reaper::spawn(Batching::OneByOne).map_err(host("start the link reaper"))?,
         })

@@ -67,6 +67,8 @@ impl Kernel {
             firewall_us = (t0.elapsed() - links_done).as_micros() as u64,
             "stop: bridges parked, then firewall"
         );
+        let names: Vec<&str> = plans.iter().map(|p| p.network.as_str()).collect();
+        self.remove_forwards(&names);
         for plan in plans {
             self.applied.remove(&plan.network);
         }

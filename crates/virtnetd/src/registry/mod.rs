@@ -22,6 +22,7 @@
 mod locks;
 
 mod adapters;
+mod forwards;
 mod host;
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,123 @@
+//! Port forwards in the kernel: elements of the forward maps of `inet virtnet` (see
+//! `virtnet_plan::forward`), sent straight over nfnetlink so that a change costs the same with
+//! ten forwards or ten thousand. Only the elements that differ from what was applied change.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use tracing::warn;
+use virtnet_host::nft_set::key_bytes;
+use virtnet_host::{Field, SetChange, SetElement};
+use virtnet_plan::firewall::TABLE_NAME;
+use virtnet_plan::forward::ForwardEntry;
+
+use super::{host, Kernel};
+use crate::error::Result;
+
+/// Elements per nfnetlink batch.
+const CHUNK: usize = 1000;
+
+/// The forwards applied, by network.
+pub type AppliedForwards = BTreeMap<String, BTreeSet<ForwardEntry>>;
+
+/// A forward's element over nfnetlink: the key (listen address, protocol, port) and, for
+/// [`SetChange::Create`], the value (guest address, port).
+fn element(e: &ForwardEntry, with_data: bool) -> SetElement {
+    let mut key = Vec::new();
+    if let Some(l) = e.listen {
+        key.push(address(l));
+    }
+    key.push(Field::InetProto(if e.proto == "tcp" {
+        libc::IPPROTO_TCP as u8
+    } else {
+        libc::IPPROTO_UDP as u8
+    }));
+    key.push(Field::Service(e.port));
+    SetElement {
+        set: e.map().to_string(),
+        key: key_bytes(&key),
+        key_end: None,
+        flags: 0,
+        data: with_data.then(|| key_bytes(&[address(e.to), Field::Service(e.to_port)])),
+    }
+}
+
+fn address(a: IpAddr) -> Field {
+    match a {
+        IpAddr::V4(a) => Field::Ipv4(a),
+        IpAddr::V6(a) => Field::Ipv6(a),
+    }
+}
+
+impl Kernel {
+    /// Makes the kernel hold exactly `wanted` as the forwards of `network` (an active network):
+    /// elements that went or changed are deleted, new or changed ones added. If virtnet's table
+    /// is gone, it is rebuilt whole, forwards included.
+    pub fn set_forwards(&mut self, network: &str, wanted: BTreeSet<ForwardEntry>) -> Result<()> {
+        if !self.applied.contains_key(network) {
+            // Not running: nothing in the kernel; the forwards go in when it starts.
+            self.forwards.remove(network);
+            return Ok(());
+        }
+        let old = self.forwards.get(network).cloned().unwrap_or_default();
+        let gone: Vec<SetElement> = old.difference(&wanted).map(|e| element(e, false)).collect();
+        let new: Vec<SetElement> = wanted.difference(&old).map(|e| element(e, true)).collect();
+        self.forwards.insert(network.to_string(), wanted);
+        let changed = self
+            .apply_chunked(SetChange::Delete, &gone)
+            .and_then(|()| self.apply_chunked(SetChange::Create, &new));
+        if let Err(e) = changed {
+            warn!(network, error = %e, "cannot change the forward maps; rebuilding virtnet's table");
+            self.rebuild_firewall()?;
+        }
+        Ok(())
+    }
+
+    /// Removes the forwards of stopped networks from the maps (best effort: a table that lost
+    /// them already is fine).
+    pub(super) fn remove_forwards(&mut self, networks: &[&str]) {
+        let mut gone = Vec::new();
+        for n in networks {
+            if let Some(entries) = self.forwards.remove(*n) {
+                gone.extend(entries.iter().map(|e| element(e, false)));
+            }
+        }
+        if let Err(e) = self.apply_chunked(SetChange::Delete, &gone) {
+            warn!(error = %e, "some forward elements were already gone");
+        }
+    }
+
+    /// Puts every applied forward back, after the table was rebuilt.
+    pub(super) fn reinstall_forwards(&mut self) -> Result<()> {
+        self.forwards
+            .retain(|network, _| self.applied.contains_key(network));
+        let all: Vec<SetElement> = self
+            .forwards
+            .values()
+            .flatten()
+            .map(|e| element(e, true))
+            .collect();
+        self.apply_chunked(SetChange::Create, &all)
+            .map_err(host("install the port forwards"))
+    }
+
+    /// Applies `elements` in batches of [`CHUNK`]: one batch is one `send`, which the kernel
+    /// refuses beyond the socket's send buffer (~200 KiB; a forward's element is ~60 bytes).
+    /// A forward-add is one batch; only a network starting with thousands of forwards (or a
+    /// rebuild) takes several.
+    fn apply_chunked(
+        &mut self,
+        change: SetChange,
+        elements: &[SetElement],
+    ) -> std::result::Result<(), virtnet_host::HostError> {
+        for chunk in elements.chunks(CHUNK) {
+            self.sets.apply(TABLE_NAME, change, chunk)?;
+        }
+        Ok(())
+    }
+
+    /// The forwards applied to `network`, as the kernel has them (for `forward-list`).
+    pub fn applied_forwards(&self, network: &str) -> BTreeSet<ForwardEntry> {
+        self.forwards.get(network).cloned().unwrap_or_default()
+    }
+}
