@@ -240,6 +240,15 @@ fn forwards_reach_a_guest_from_outside_from_the_host_and_from_other_guests() {
             "{when}"
         );
     };
+    // IPv6 needs a moment before its first packet can pass: the bridge's and the guest's
+    // addresses leave duplicate address detection and the host resolves the guest's by
+    // neighbour discovery. Wait for that (not for the forward, which is in place), then
+    // check every path.
+    assert!(
+        virtnet_testkit::eventually(Duration::from_secs(20), || !ask(up, "tcp", HOST6, 8443)
+            .is_empty()),
+        "the IPv6 forward never answered"
+    );
     all_paths_work("after forward-add");
     // Not on the network's own address: guests do not get forwarded through their gateway.
     assert_eq!(ask(client.ns(), "tcp", "10.77.0.1", 8080), "");
