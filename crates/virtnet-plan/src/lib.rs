@@ -14,6 +14,7 @@ pub mod external;
 pub mod firewall;
 pub mod kernel;
 pub mod port;
+pub mod spoof;
 
 use std::net::IpAddr;
 
