@@ -411,3 +411,36 @@ fn a_port_isolated_by_itself_reaches_only_ports_that_are_not() {
     assert!(!a.ns.ping(&b_ip), "two isolated ports");
     assert!(a.ns.ping(&c_ip), "an isolated port and one that is not");
 }
+
+#[test]
+fn the_guard_survives_a_daemon_restart_and_a_deleted_table() {
+    let lab = Lab::new("spoof_restart");
+    let mut daemon = start(&lab, "");
+    let attacker = TapGuest::attach(&lab, &daemon, "rattacker", MAC_A, &[]);
+    let victim = TapGuest::attach(&lab, &daemon, "rvictim", MAC_V, &[]);
+    let a_ip = attacker.lease();
+    let v_ip = victim.lease();
+    let sniffer = Sniffer::start(&lab, &victim);
+    let attack_and_check = |round: &str| {
+        let (spoofed, own) = (format!("spoofed{round}"), format!("own{round}"));
+        attacker.send(
+            &lab,
+            &["udp", FOREIGN_MAC, &a_ip, MAC_V, &v_ip, "1", "2", &spoofed],
+        );
+        attacker.send(&lab, &["udp", MAC_A, &a_ip, MAC_V, &v_ip, "1", "2", &own]);
+        let seen = sniffer.until(&own);
+        assert!(!seen.contains(&spoofed), "{spoofed} got through: {seen:?}");
+    };
+    attack_and_check("0");
+    // A restart: the previous run's table guards until the new one replaces it, with the
+    // stored lease still allowed.
+    daemon.restart();
+    attack_and_check("1");
+    assert!(attacker.ns.ping(GATEWAY), "its lease after the restart");
+    // Someone deletes the table: the next change (a new port) rebuilds it with every port.
+    lab.host()
+        .run_ok(["nft", "delete", "table", "bridge", "virtnet_ports"]);
+    let _third = TapGuest::attach(&lab, &daemon, "rthird", MAC_FREE, &[]);
+    attack_and_check("2");
+    assert!(attacker.ns.ping(GATEWAY), "its lease after the rebuild");
+}

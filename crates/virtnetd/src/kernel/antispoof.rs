@@ -4,10 +4,11 @@
 //! addresses when a lease changes, costs the same however many ports there are and touches no
 //! other port's elements.
 //!
-//! The table is replaced (empty) when virtnetd starts; the ports' reconcile then adds every
-//! guarded port's elements again. If someone deletes the table meanwhile (`nft flush
-//! ruleset`), the next change finds it missing (ENOENT), recreates it with every port's
-//! elements, and retries.
+//! When virtnetd starts, a table left by the previous run is kept (it still guards the running
+//! guests) until the ports' reconcile replaces it, with every guarded port's elements, in one
+//! transaction: a guest is never unguarded across a restart. If someone deletes the table
+//! meanwhile (`nft flush ruleset`), the next change finds it missing (ENOENT), recreates it
+//! with every port's elements (again one transaction), and retries.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -94,19 +95,19 @@ impl Inner {
         }
     }
 
-    /// Replaces the table with an empty one, then adds every applied port's elements.
+    /// Replaces the table with one holding every applied port's elements, in one
+    /// transaction (libnftables, as at start-up: a rare path, where its cost does not matter).
     fn rebuild(&mut self) -> Result<()> {
-        self.nft
-            .run(&spoof::table_script())
-            .map_err(host("create the anti-spoofing table"))?;
         let all: Vec<SpoofElement> = self
             .applied
             .values()
             .flat_map(|a| a.elements.iter().cloned())
             .collect();
-        self.sets
-            .apply_in(NFPROTO_BRIDGE, TABLE, SetChange::Create, &raw_all(&all))
-            .map_err(host("restore anti-spoofing elements"))
+        let script = spoof::table_script() + &spoof::add_elements_script(&all);
+        self.nft
+            .run(&script)
+            .map(drop)
+            .map_err(host("create the anti-spoofing table"))
     }
 
     /// Deletes `del`, then adds `add`, for one port.
@@ -122,18 +123,35 @@ impl Inner {
 }
 
 impl Antispoof {
-    /// Opens the handles in the calling thread's network namespace (virtnetd's) and replaces
-    /// the table with an empty one; [`Antispoof::set_port`] fills it.
+    /// Opens the handles in the calling thread's network namespace (virtnetd's). A table of
+    /// the previous run is left as it is until [`Antispoof::restore`] replaces it.
     pub fn open() -> Result<Antispoof> {
-        let mut inner = Inner {
+        let inner = Inner {
             nft: Nftables::new().map_err(host("open libnftables"))?,
             sets: NftSets::open().map_err(host("open nfnetlink"))?,
             applied: BTreeMap::new(),
         };
-        inner.rebuild()?;
         Ok(Antispoof {
             inner: Mutex::new(inner),
         })
+    }
+
+    /// Start-up: the table becomes exactly these ports' guards (`(port, network, guard)`), in
+    /// one transaction that replaces whatever table there was.
+    pub fn restore(&self, guards: Vec<(String, String, PortGuard)>) -> Result<()> {
+        let mut inner = lock(&self.inner);
+        inner.applied = guards
+            .into_iter()
+            .map(|(port, network, g)| {
+                let applied = Applied {
+                    network,
+                    mac: g.mac,
+                    elements: g.elements(),
+                };
+                (port, applied)
+            })
+            .collect();
+        inner.rebuild()
     }
 
     /// Guards port `port` (on `network`) as `guard` says, or unguards it (`None`): only the

@@ -755,11 +755,22 @@ impl Ports {
     }
 
     /// Start-up: forgets ports whose tap was deleted while virtnetd was down (the guest went
-    /// away) and attaches the others to their bridges again.
+    /// away), guards the others again (one transaction for the whole anti-spoofing table) and
+    /// attaches them to their bridges again.
     pub fn reconcile(&self) -> Result<()> {
         let _all = self.exclusive();
         let present = lock(&self.kernel).link_names()?;
         let records: Vec<PortRecord> = self.book.read().values().cloned().collect();
+        // Every guard at once, replacing the previous run's table in one transaction.
+        let guards = records
+            .iter()
+            .filter(|r| present.contains(&r.name))
+            .filter_map(|r| {
+                let (network, guard) = self.guard_of(r)?;
+                Some((r.name.clone(), network, guard))
+            })
+            .collect();
+        self.guard.restore(guards)?;
         for r in records {
             if !present.contains(&r.name) {
                 tracing::info!(port = %r.name, domain = %r.domain, "tap gone while virtnetd was down; port removed");
@@ -769,9 +780,6 @@ impl Ports {
             }
             if r.macvtap_on.is_some() {
                 continue;
-            }
-            if let Err(e) = self.apply_guard(&r) {
-                tracing::warn!(port = %r.name, error = %e, "cannot guard port");
             }
             let bridge = self.bridge_for(&r.source).ok();
             if let Err(e) = lock(&self.kernel).configure_port(&self.tap_plan(&r, bridge, false)) {
