@@ -299,8 +299,12 @@ impl Ports {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let leases: Vec<virtnet_dhcp::Lease> = self.store.leases(&net.name).unwrap_or_default();
-        let addrs = leases
+        // Leases are stored by client MAC (see `services::client_key`).
+        let lease: Option<virtnet_dhcp::Lease> = self
+            .store
+            .lease_of(&net.name, &r.mac.to_string())
+            .unwrap_or_default();
+        let addrs = lease
             .into_iter()
             .filter(|l| l.mac == r.mac.0 && !l.expired(now))
             .map(|l| l.ip);
