@@ -38,6 +38,14 @@ pub struct PortRequest {
     /// tap is gone or was never handed over (see `virtnet_qemu`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub helper: bool,
+    /// `--no-spoof-check`: do not restrict the guest's source MAC and addresses (ports of
+    /// nat, route and isolated networks are otherwise restricted to the guest's own).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_spoof_check: bool,
+    /// `<port isolated='yes'/>`: the port reaches the host and the outside, not other
+    /// isolated ports (the network's `<port isolated='yes'/>` isolates all its ports).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub isolated: bool,
 }
 
 impl PortRequest {
@@ -56,6 +64,8 @@ impl PortRequest {
             queues: None,
             vnet_hdr: true,
             helper: false,
+            no_spoof_check: false,
+            isolated: false,
         }
     }
 }
@@ -126,6 +136,16 @@ pub struct Port {
     /// hypervisor made the tap, found by its MAC): the port's UUID. Absent for virtnet's own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port_uuid: Option<String>,
+    /// The port is under anti-spoofing rules now (its guest may send only its own MAC and
+    /// addresses; see `virtnet_plan::spoof`).
+    #[serde(default)]
+    pub spoof_check: bool,
+    /// The bridge port is isolated (`<port isolated='yes'/>`, the port's or its network's).
+    #[serde(default)]
+    pub isolated: bool,
+    /// Frames the anti-spoofing rules dropped since the port was guarded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spoof_drops: Option<u64>,
 }
 
 /// Body of `PUT /v1/ports/{name}/source`: move a port to another network or bridge, live.

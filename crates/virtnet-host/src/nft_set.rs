@@ -24,7 +24,10 @@ const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
 const NFNL_MSG_BATCH_END: u16 = 0x11;
 const NFT_MSG_NEWSETELEM: u16 = 12;
 const NFT_MSG_DELSETELEM: u16 = 14;
-const NFPROTO_INET: u8 = 1;
+/// `NFPROTO_INET`: tables of family `inet`.
+pub const NFPROTO_INET: u8 = 1;
+/// `NFPROTO_BRIDGE`: tables of family `bridge`.
+pub const NFPROTO_BRIDGE: u8 = 7;
 
 const NLM_F_REQUEST: u16 = 0x1;
 const NLM_F_ACK: u16 = 0x4;
@@ -61,6 +64,10 @@ pub enum Field {
     InetProto(u8),
     /// A port (`inet_service`).
     Service(u16),
+    /// A MAC address (`ether_addr`).
+    Ether([u8; 6]),
+    /// Raw bytes as they are (a raw payload key such as `@th,64,128`).
+    Raw(Vec<u8>),
 }
 
 impl Field {
@@ -75,6 +82,8 @@ impl Field {
             Field::Ipv6(a) => a.octets().to_vec(),
             Field::NfProto(p) | Field::InetProto(p) => vec![*p],
             Field::Service(p) => p.to_be_bytes().to_vec(),
+            Field::Ether(m) => m.to_vec(),
+            Field::Raw(b) => b.clone(),
         }
     }
 }
@@ -203,6 +212,18 @@ impl NftSets {
 
     /// Applies `change` to `elements` of table `inet <table>` in one atomic batch.
     pub fn apply(&mut self, table: &str, change: SetChange, elements: &[SetElement]) -> Result<()> {
+        self.apply_in(NFPROTO_INET, table, change, elements)
+    }
+
+    /// Applies `change` to `elements` of the table `<table>` of `family` ([`NFPROTO_INET`],
+    /// [`NFPROTO_BRIDGE`]) in one atomic batch.
+    pub fn apply_in(
+        &mut self,
+        family: u8,
+        table: &str,
+        change: SetChange,
+        elements: &[SetElement],
+    ) -> Result<()> {
         const OP: &str = "change nftables set elements";
         if elements.is_empty() {
             return Ok(());
@@ -228,7 +249,7 @@ impl NftSets {
         for set in sets {
             let seq = self.next_seq();
             seqs.push(seq);
-            let mut m = Msg::new((res << 8) | kind, flags, seq, NFPROTO_INET, 0);
+            let mut m = Msg::new((res << 8) | kind, flags, seq, family, 0);
             m.attr(NFTA_SET_ELEM_LIST_TABLE, &cstr(table));
             m.attr(NFTA_SET_ELEM_LIST_SET, &cstr(set));
             let list = m.begin(NFTA_SET_ELEM_LIST_ELEMENTS);
@@ -260,8 +281,14 @@ impl NftSets {
         self.sock
             .send(&batch, 0)
             .map_err(|e| HostError::new(OP, table, e))?;
-        self.wait_acks(&seqs)
-            .map_err(|e| HostError::new(OP, format!("inet {table}"), e))
+        self.wait_acks(&seqs).map_err(|e| {
+            let family = if family == NFPROTO_BRIDGE {
+                "bridge"
+            } else {
+                "inet"
+            };
+            HostError::new(OP, format!("{family} {table}"), e)
+        })
     }
 
     /// Reads until every message of the batch is acknowledged; the first error wins (the

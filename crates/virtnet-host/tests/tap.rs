@@ -51,9 +51,20 @@ fn a_tap_is_persistent_owned_and_joins_a_bridge() {
             alias: Some("virtnet-port:vm1".into()),
             master: Some(Some(br)),
             up: Some(true),
+            isolated: Some(true),
         },
     )
     .unwrap();
+    // The bridge-port flag went with it (a second message, once the tap is on the bridge).
+    let shown = std::process::Command::new("ip")
+        .args(["-d", "link", "show", "vnet0"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&shown.stdout).contains("isolated on"),
+        "{}",
+        String::from_utf8_lossy(&shown.stdout)
+    );
     let tap = nl.link("vnet0").unwrap().unwrap();
     assert_eq!(tap.mac, Some(mac));
     assert_eq!(tap.mtu, 1400);

@@ -15,6 +15,7 @@ pub mod firewall;
 pub mod forward;
 pub mod kernel;
 pub mod port;
+pub mod spoof;
 
 use std::net::IpAddr;
 

@@ -89,6 +89,8 @@ pub fn run(args: &HelperArgs) -> Result<Port, Error> {
             queues: None,
             vnet_hdr,
             helper: true,
+            no_spoof_check: false,
+            isolated: false,
         })
         .map_err(|e| Error::new(format!("virtnetd refused the port: {e}")))?;
     if let Err(e) = hand_over(&tun, &port, args.fd) {

@@ -66,6 +66,8 @@ pub fn up(tap: &str) -> Result<Port, Error> {
             owner_uid: None,
             owner_gid: None,
             helper: false,
+            no_spoof_check: false,
+            isolated: false,
             queues: None,
             vnet_hdr: false,
         })

@@ -478,6 +478,14 @@ pub struct AttachInterfaceArgs {
     /// Queues of the tap (more than 1: multiqueue, for virtio-net with several vCPUs).
     #[arg(long, value_name = "N")]
     pub queues: Option<u32>,
+    /// Let the guest send any source MAC and address (ports of nat, route and isolated
+    /// networks otherwise carry only the guest's own MAC, leases and link-local addresses).
+    #[arg(long)]
+    pub no_spoof_check: bool,
+    /// Isolate the port (`<port isolated='yes'/>`): it reaches the host and the outside but
+    /// no other isolated port.
+    #[arg(long)]
+    pub isolated: bool,
     /// `--persistent`, `--config`, `--live`, `--current`.
     #[command(flatten)]
     pub scope: DeviceScopeFlags,

@@ -372,8 +372,15 @@ fn commit_group(store: &Store, jobs: &[LeaseJob]) -> std::result::Result<(), Str
     }
 }
 
+/// Told of every lease granted (`true`) or ended (`false`), by network, client MAC and
+/// address, after the store has it and before the client is answered: the ports'
+/// anti-spoofing follows the guests' addresses with it.
+pub type LeaseObserver = Arc<dyn Fn(&str, [u8; 6], std::net::Ipv4Addr, bool) + Send + Sync>;
+
 /// What one running network's services share with its lease recorder.
 struct Shared {
+    /// Told of lease changes (see [`LeaseObserver`]).
+    observer: Option<LeaseObserver>,
     bridge: String,
     prefix: u8,
     writer: LeaseWriter,
@@ -440,6 +447,9 @@ impl LeaseSink for Recorder {
             .collect();
         s.writer.write(network, writes)?;
         for (kind, lease, present) in changes.iter().map(describe) {
+            if let Some(observe) = &s.observer {
+                observe(network, lease.mac, lease.ip, present);
+            }
             s.events
                 .push(network, kind, lease_to_api(lease, &s.bridge, s.prefix));
             s.note_name(lease, present);
@@ -479,6 +489,8 @@ pub struct Services {
     events: Arc<EventFeed>,
     options: ServiceOptions,
     running: Mutex<BTreeMap<String, Running>>,
+    /// Told of lease changes, once set (see [`Services::observe_leases`]).
+    observer: std::sync::OnceLock<LeaseObserver>,
 }
 
 impl std::fmt::Debug for Services {
@@ -521,7 +533,13 @@ impl Services {
             events,
             options,
             running: Mutex::new(BTreeMap::new()),
+            observer: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Sets who is told of lease changes (once, before any network starts).
+    pub fn observe_leases(&self, observer: LeaseObserver) {
+        let _ = self.observer.set(observer);
     }
 
     /// The event feed.
@@ -542,6 +560,7 @@ impl Services {
             .filter(|l| l.expires.is_none_or(|t| t > now))
             .collect();
         let shared = Arc::new(Shared {
+            observer: self.observer.get().cloned(),
             bridge: bridge.clone(),
             prefix: ipv4_prefix(net),
             writer: self.writer.clone(),

@@ -19,7 +19,7 @@ use virtnet_api::{AddressSource, ChangeResult, InterfaceAddress};
 use crate::error::Result;
 use crate::external::{attachment, Attachment};
 use crate::hostbridge::HostBridges;
-use crate::kernel::{Kernel, PortKernel};
+use crate::kernel::{Antispoof, Kernel, PortKernel};
 use crate::ports::{BridgeDirectory, Ports, Serving};
 use crate::registry::{LinkExists, NetworkRegistry, RegistryParts};
 use crate::services::{EventFeed, ServiceOptions, Services};
@@ -86,7 +86,18 @@ impl AppState {
         // Ports get a kernel handle of their own: an attach never waits for another
         // network's start or stop (see `PortKernel`).
         let port_kernel = Arc::new(Mutex::new(PortKernel::open()?));
-        let ports = Arc::new(Ports::open(store, port_kernel, networks.clone())?);
+        // Per-port anti-spoofing: its table, and the lease changes that move its addresses.
+        let antispoof = Arc::new(Antispoof::open()?);
+        let observer = antispoof.clone();
+        services.observe_leases(Arc::new(move |network: &str, mac, addr, present| {
+            observer.lease_changed(network, mac, addr, present)
+        }));
+        let ports = Arc::new(Ports::open(
+            store,
+            port_kernel,
+            networks.clone(),
+            antispoof,
+        )?);
         let state = AppState {
             networks,
             ports,
@@ -186,5 +197,9 @@ impl BridgeDirectory for NetworkRegistry {
 
     fn shown_bridge(&self, network: &str) -> Option<String> {
         NetworkRegistry::shown_bridge(self, network)
+    }
+
+    fn live_network(&self, network: &str) -> Option<virtnet_model::Network> {
+        self.live_definition(network).ok()
     }
 }

@@ -662,6 +662,29 @@ impl Store {
         })
     }
 
+    /// Reads the lease of one client of `network` (its key in the lease table: the MAC as
+    /// `52:54:00:…`), with one look-up rather than a read of the network's every lease (a
+    /// port's anti-spoofing asks for its guest's at every attach). `None` when there is none or
+    /// it no longer decodes.
+    pub fn lease_of<T: serde::de::DeserializeOwned>(
+        &self,
+        network: &str,
+        client: &str,
+    ) -> Result<Option<T>> {
+        let ctx = || format!("cannot read a lease of network '{network}'");
+        let key = lease_key(network, client);
+        self.with_db(|db| {
+            let txn = db.begin_read().map_err(|e| Error::store(ctx(), e))?;
+            let Some(table) = open_for_reading(&txn, LEASES, ctx)? else {
+                return Ok(None);
+            };
+            let value = table
+                .get(key.as_str())
+                .map_err(|e| Error::store(ctx(), e))?;
+            Ok(value.and_then(|v| serde_json::from_slice(v.value()).ok()))
+        })
+    }
+
     /// Reads the leases of `network`. A lease that no longer decodes is skipped with a warning
     /// (the client simply asks again) rather than keeping the network from starting.
     pub fn leases<T: serde::de::DeserializeOwned>(&self, network: &str) -> Result<Vec<T>> {

@@ -17,6 +17,8 @@ fn request(domain: &str, network: &str, mac: &str) -> PortRequest {
         owner_uid: None,
         owner_gid: None,
         helper: false,
+        no_spoof_check: false,
+        isolated: false,
         queues: None,
         vnet_hdr: false,
     }

@@ -24,6 +24,8 @@ fn request(domain: &str, network: &str, mac: &str) -> PortRequest {
         owner_uid: Some(65534),
         owner_gid: None,
         helper: false,
+        no_spoof_check: false,
+        isolated: false,
         queues: None,
         vnet_hdr: true,
     }

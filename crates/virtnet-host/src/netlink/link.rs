@@ -82,6 +82,10 @@ pub struct PortSettings {
     pub master: Option<Option<u32>>,
     /// Administrative state.
     pub up: Option<bool>,
+    /// The bridge port's `isolated` flag (`IFLA_BRPORT_ISOLATED`): an isolated port reaches
+    /// only ports that are not isolated (the bridge itself, an uplink). Applied after the
+    /// other settings, since it needs the link to be on a bridge already.
+    pub isolated: Option<bool>,
 }
 
 /// The desired state of a bridge, for [`Netlink::create_bridge`] and
@@ -553,7 +557,28 @@ impl Netlink {
                 .push(LinkAttribute::Controller(master.unwrap_or(0)));
         }
         self.request(RouteNetlinkMessage::SetLink(m), 0)
-            .map_err(|e| e.ctx("configure port", format!("#{ifindex}")))
+            .map_err(|e| e.ctx("configure port", format!("#{ifindex}")))?;
+        if let Some(isolated) = port.isolated {
+            self.set_port_isolated(ifindex, isolated)?;
+        }
+        Ok(())
+    }
+
+    /// Sets the bridge port flag `isolated` of link `ifindex`, which must be on a bridge. The
+    /// kernel takes bridge-port settings only from `RTM_NEWLINK` (its slave data), as
+    /// `ip link set … type bridge_slave isolated on` sends them.
+    pub fn set_port_isolated(&mut self, ifindex: u32, isolated: bool) -> Result<()> {
+        use netlink_packet_route::link::{InfoBridgePort, InfoPortData, InfoPortKind, LinkInfo};
+        let mut m = LinkMessage::default();
+        m.header.index = ifindex;
+        m.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::PortKind(InfoPortKind::Bridge),
+            LinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::Isolated(
+                isolated,
+            )])),
+        ]));
+        self.request(RouteNetlinkMessage::NewLink(m), 0)
+            .map_err(|e| e.ctx("set bridge port isolation", format!("#{ifindex}")))
     }
 
     /// Indexes of the links enslaved to `master` (`RTM_GETLINK` dump filtered by `IFLA_MASTER`

@@ -377,6 +377,8 @@ fn attach_request(
         // QEMU sets the tap's vnet-header flag itself when it attaches.
         vnet_hdr: false,
         helper: false,
+        no_spoof_check: a.no_spoof_check,
+        isolated: a.isolated,
     })
 }
 
@@ -490,6 +492,8 @@ pub fn attach_device(ctx: &Ctx, a: &DeviceFileArgs) -> Result<(), Failure> {
         queues: None,
         vnet_hdr: false,
         helper: false,
+        no_spoof_check: false,
+        isolated: false,
     };
     ctx.client
         .create_port(&request)
@@ -715,6 +719,9 @@ mod tests {
             queues: 1,
             vnet_hdr: false,
             port_uuid: None,
+            spoof_check: false,
+            isolated: false,
+            spoof_drops: None,
         }
     }
 

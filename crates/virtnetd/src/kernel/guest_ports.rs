@@ -51,6 +51,8 @@ pub struct TapPlan {
     pub bridge: Option<String>,
     /// Link state.
     pub up: bool,
+    /// The bridge port's `isolated` flag (`<port isolated='yes'/>`).
+    pub isolated: bool,
     /// Owner, group, queues and vnet header of a tap virtnet creates; `None` adopts an
     /// existing tap (QEMU's `script=` mode made it).
     pub create: Option<virtnet_host::tap::TapSpec>,
@@ -218,6 +220,10 @@ impl PortKernel {
                     // A tap on no bridge stays down: the tun driver then refuses what the
                     // guest writes (EIO), so it can never be a routed interface of the host.
                     up: Some(tap.up && bridge.is_some()),
+                    // Only a port on a bridge has the flag, and a port joining a bridge starts
+                    // without it (the kernel makes its bridge-port state anew): set only when
+                    // wanted, which keeps an ordinary attach at one request.
+                    isolated: (bridge.is_some() && tap.isolated).then_some(true),
                 },
             )
             .map_err(host("configure port"))?;

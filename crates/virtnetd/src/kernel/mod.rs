@@ -17,8 +17,10 @@
 //! - `stop`: stopping networks (bridges parked for the reaper, firewall entries removed);
 //! - `reconcile`: converging the host on the active networks after a restart;
 //! - `host_view`: name and subnet collisions, checked against the followed view;
-//! - `guest_ports`: guest ports' taps and macvtaps.
+//! - `guest_ports`: guest ports' taps and macvtaps;
+//! - `antispoof`: the ports' anti-spoofing table (`bridge virtnet_ports`).
 
+mod antispoof;
 mod firewall;
 pub mod firewall_watch;
 mod forwards;
@@ -40,6 +42,7 @@ use virtnet_plan::{
 use crate::error::{Error, Result};
 use crate::reaper::{Batching, Reaper};
 
+pub use antispoof::Antispoof;
 pub use firewall::raw_elements;
 pub use guest_ports::{PortKernel, TapPlan};
 

@@ -25,4 +25,9 @@ pub trait BridgeDirectory: Send + Sync {
     fn serving(&self, network: &str) -> Result<Serving>;
     /// The bridge a network shows in listings (also when it is inactive), if any.
     fn shown_bridge(&self, network: &str) -> Option<String>;
+    /// The running definition of an active network (its mode, addresses and `<port
+    /// isolated>`, for the ports' protection); `None` when it is not active.
+    fn live_network(&self, _network: &str) -> Option<virtnet_model::Network> {
+        None
+    }
 }

@@ -344,6 +344,10 @@ impl Ports {
             queues: 1,
             vnet_hdr: false,
             port_uuid: Some(p.port.uuid.to_string()),
+            // The hypervisor's taps get no anti-spoofing rules (see ARCHITECTURE.md).
+            spoof_check: false,
+            isolated: p.port.isolated == Some(true),
+            spoof_drops: None,
         }
     }
 

@@ -31,7 +31,7 @@ pub use hypervisor::{
 };
 
 use crate::error::{Error, Kind, Result};
-use crate::kernel::{PortKernel, TapPlan};
+use crate::kernel::{Antispoof, PortKernel, TapPlan};
 use crate::store::Store;
 use crate::sync::lock;
 
@@ -56,6 +56,8 @@ fn new_record(req: &PortRequest, name: String, mac: MacAddr) -> PortRecord {
         mtu: 0,
         macvtap_on: None,
         helper: req.helper,
+        no_spoof_check: req.no_spoof_check,
+        isolated: req.isolated,
     }
 }
 
@@ -93,6 +95,14 @@ pub struct PortRecord {
     /// Made for the setuid bridge helper: counted per user and reaped by the sweeper.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub helper: bool,
+    /// `--no-spoof-check`: the guest may send any source MAC and address (ports on nat,
+    /// route and isolated networks are otherwise guarded, see `virtnet_plan::spoof`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_spoof_check: bool,
+    /// `<port isolated='yes'/>` on this port: it reaches only the bridge and ports that are
+    /// not isolated, never another isolated port.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub isolated: bool,
 }
 
 /// The tap's MAC for a guest MAC: first byte `fe`, or `fa` when the guest's is `fe`.
@@ -193,6 +203,8 @@ pub struct Ports {
     /// Serialises changes of the hypervisor's ports (UUIDs unique, NICs of a passthrough
     /// pool handed out once). They touch no device, so they need nothing of `changes`.
     hypervisor_changes: Mutex<()>,
+    /// Per-port anti-spoofing (the `bridge virtnet_ports` table).
+    guard: Arc<Antispoof>,
 }
 
 impl std::fmt::Debug for Ports {
@@ -210,8 +222,10 @@ impl Ports {
         store: Arc<Store>,
         kernel: Arc<Mutex<PortKernel>>,
         directory: Arc<dyn BridgeDirectory>,
+        guard: Arc<Antispoof>,
     ) -> Result<Ports> {
         Ok(Ports {
+            guard,
             book: PortBook::new(store.ports()?),
             hypervisor: hypervisor::HypervisorBook::load(&store)?,
             hypervisor_changes: Mutex::new(()),
@@ -258,6 +272,60 @@ impl Ports {
         }
     }
 
+    /// The running definition of the network a port is on, if it is one and active.
+    fn network_of(&self, r: &PortRecord) -> Option<virtnet_model::Network> {
+        match &r.source {
+            InterfaceSource::Network(n) if r.macvtap_on.is_none() => self.directory.live_network(n),
+            _ => None,
+        }
+    }
+
+    /// Whether a port is isolated: its own flag, or its network's `<port isolated='yes'/>`.
+    fn isolated(&self, r: &PortRecord) -> bool {
+        r.isolated
+            || self
+                .network_of(r)
+                .is_some_and(|n| n.port_isolated == Some(true))
+    }
+
+    /// What a port may send: `None` when it is not guarded (`--no-spoof-check`, a host
+    /// bridge, a macvtap, a network in a mode that is not guarded or not active). Its IPv4
+    /// addresses are its network's reservations for its MAC and its current leases.
+    fn guard_of(&self, r: &PortRecord) -> Option<(String, virtnet_plan::spoof::PortGuard)> {
+        if r.no_spoof_check {
+            return None;
+        }
+        let net = self.network_of(r)?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        // Leases are stored by client MAC (see `services::client_key`).
+        let lease: Option<virtnet_dhcp::Lease> = self
+            .store
+            .lease_of(&net.name, &r.mac.to_string())
+            .unwrap_or_default();
+        let addrs = lease
+            .into_iter()
+            .filter(|l| l.mac == r.mac.0 && !l.expired(now))
+            .map(|l| l.ip);
+        let guard = virtnet_plan::spoof::PortGuard::for_network(&r.name, r.mac.0, &net, addrs)?;
+        Some((net.name.clone(), guard))
+    }
+
+    /// Makes the anti-spoofing elements of a port match its record and network.
+    fn apply_guard(&self, r: &PortRecord) -> Result<()> {
+        let guard = self.guard_of(r);
+        self.guard
+            .set_port(&r.name, guard.as_ref().map(|(n, g)| (n.as_str(), g)))
+    }
+
+    /// Removes a port's anti-spoofing elements; a failure is logged (the port is gone).
+    fn drop_guard(&self, name: &str) {
+        if let Err(e) = self.guard.set_port(name, None) {
+            tracing::warn!(port = %name, error = %e, "cannot remove the port's anti-spoofing elements");
+        }
+    }
+
     fn tap_plan(&self, r: &PortRecord, bridge: Option<String>, create: bool) -> TapPlan {
         TapPlan {
             name: r.name.clone(),
@@ -265,6 +333,7 @@ impl Ports {
             alias: format!("{PORT_ALIAS_PREFIX}{}", r.domain),
             bridge,
             up: r.link_up,
+            isolated: self.isolated(r),
             create: create.then(|| TapSpec {
                 name: r.name.clone(),
                 owner: r.owner_uid,
@@ -299,6 +368,9 @@ impl Ports {
             queues: r.queues,
             vnet_hdr: r.vnet_hdr,
             port_uuid: None,
+            spoof_check: self.guard.is_guarded(&r.name),
+            isolated: r.macvtap_on.is_none() && self.isolated(r),
+            spoof_drops: None,
         }
     }
 
@@ -354,7 +426,17 @@ impl Ports {
             ..new_record(req, claim.name().to_string(), mac)
         };
         let t_claim = t0.elapsed();
-        record.mtu = lock(&self.kernel).add_port(&self.tap_plan(&record, Some(bridge), !adopt))?;
+        // Guarded before the tap is up: its first frame already meets the rules (the
+        // elements are keyed by name, so they may precede the device).
+        self.apply_guard(&record)?;
+        record.mtu =
+            match lock(&self.kernel).add_port(&self.tap_plan(&record, Some(bridge), !adopt)) {
+                Ok(mtu) => mtu,
+                Err(e) => {
+                    self.drop_guard(&record.name);
+                    return Err(e);
+                }
+            };
         let t_kernel = t0.elapsed();
         let port = self.remember(claim, record);
         tracing::debug!(
@@ -447,6 +529,7 @@ impl Ports {
     fn remember(&self, claim: Claim<'_>, record: PortRecord) -> Result<Port> {
         if let Err(e) = self.store.put_port(&record.name, &record) {
             let _ = lock(&self.kernel).remove_port(&record.name, !record.adopted);
+            self.drop_guard(&record.name);
             return Err(e);
         }
         self.book
@@ -559,6 +642,7 @@ impl Ports {
     /// caller holds the port: a claim, or `changes` exclusively.
     fn remove_port(&self, record: PortRecord) -> Result<Port> {
         lock(&self.kernel).remove_port(&record.name, !record.adopted)?;
+        self.drop_guard(&record.name);
         self.store.delete_port(&record.name)?;
         self.book.write().remove(&record.name);
         Ok(self.port_view(&record))
@@ -575,6 +659,17 @@ impl Ports {
             .cloned()
             .collect();
         let mut ports: Vec<Port> = records.iter().map(|r| self.port_view(r)).collect();
+        if ports.iter().any(|p| p.spoof_check) {
+            // One listing of the counters for the whole answer.
+            match self.guard.drop_counts() {
+                Ok(drops) => {
+                    for p in ports.iter_mut().filter(|p| p.spoof_check) {
+                        p.spoof_drops = drops.get(&p.name).copied();
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot read anti-spoofing counters"),
+            }
+        }
         ports.extend(self.hypervisor_views(domain));
         ports
     }
@@ -599,9 +694,18 @@ impl Ports {
             return Ok(self.port_view(&record));
         }
         let bridge = self.bridge_for(&record.source)?;
+        // The new network's rules before the port moves: none of its frames go unchecked.
+        self.apply_guard(&record)?;
         record.mtu =
-            lock(&self.kernel).configure_port(&self.tap_plan(&record, Some(bridge), false))?;
+            match lock(&self.kernel).configure_port(&self.tap_plan(&record, Some(bridge), false)) {
+                Ok(mtu) => mtu,
+                Err(e) => {
+                    let _ = self.apply_guard(&before);
+                    return Err(e);
+                }
+            };
         if let Err(e) = self.store.put_port(name, &record) {
+            let _ = self.apply_guard(&before);
             let old_bridge = self.bridge_for(&before.source).ok();
             let _ = lock(&self.kernel).configure_port(&self.tap_plan(&before, old_bridge, false));
             return Err(e);
@@ -637,6 +741,10 @@ impl Ports {
             .cloned()
             .collect();
         for r in records {
+            // The network may have been redefined (addresses, mode): its ports' rules follow.
+            if let Err(e) = self.apply_guard(&r) {
+                tracing::warn!(port = %r.name, network, error = %e, "cannot guard port");
+            }
             let bridge = self.bridge_for(&r.source).ok();
             if let Err(e) = lock(&self.kernel).configure_port(&self.tap_plan(&r, bridge, false)) {
                 tracing::warn!(port = %r.name, network, error = %e, "cannot re-attach port");
@@ -651,11 +759,22 @@ impl Ports {
     }
 
     /// Start-up: forgets ports whose tap was deleted while virtnetd was down (the guest went
-    /// away) and attaches the others to their bridges again.
+    /// away), guards the others again (one transaction for the whole anti-spoofing table) and
+    /// attaches them to their bridges again.
     pub fn reconcile(&self) -> Result<()> {
         let _all = self.exclusive();
         let present = lock(&self.kernel).link_names()?;
         let records: Vec<PortRecord> = self.book.read().values().cloned().collect();
+        // Every guard at once, replacing the previous run's table in one transaction.
+        let guards = records
+            .iter()
+            .filter(|r| present.contains(&r.name))
+            .filter_map(|r| {
+                let (network, guard) = self.guard_of(r)?;
+                Some((r.name.clone(), network, guard))
+            })
+            .collect();
+        self.guard.restore(guards)?;
         for r in records {
             if !present.contains(&r.name) {
                 tracing::info!(port = %r.name, domain = %r.domain, "tap gone while virtnetd was down; port removed");

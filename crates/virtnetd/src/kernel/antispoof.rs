@@ -1,0 +1,282 @@
+//! Per-port anti-spoofing in the kernel: the `bridge virtnet_ports` table of
+//! `virtnet_plan::spoof`, whose per-port set elements go to nfnetlink directly (one batch per
+//! change, as for the networks' firewall), so guarding a port, or changing one of its
+//! addresses when a lease changes, costs the same however many ports there are and touches no
+//! other port's elements.
+//!
+//! When virtnetd starts, a table left by the previous run is kept (it still guards the running
+//! guests) until the ports' reconcile replaces it, with every guarded port's elements, in one
+//! transaction: a guest is never unguarded across a restart. If someone deletes the table
+//! meanwhile (`nft flush ruleset`), the next change finds it missing (ENOENT), recreates it
+//! with every port's elements (again one transaction), and retries.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::sync::Mutex;
+
+use virtnet_host::nft_set::{key_bytes, Field, SetChange, SetElement, NFPROTO_BRIDGE};
+use virtnet_host::{NftSets, Nftables};
+use virtnet_plan::spoof::{self, PortGuard, SpoofElement, SpoofKey, SpoofSet, TABLE};
+
+use super::host;
+use crate::error::{Error, Result};
+use crate::sync::lock;
+
+/// What is applied for one port.
+#[derive(Debug, Clone)]
+struct Applied {
+    /// The network the port is on (lease changes are reported per network and MAC).
+    network: String,
+    /// The guest's MAC.
+    mac: [u8; 6],
+    /// Its elements in the table.
+    elements: Vec<SpoofElement>,
+}
+
+struct Inner {
+    nft: Nftables,
+    sets: NftSets,
+    /// Guarded ports by tap name.
+    applied: BTreeMap<String, Applied>,
+}
+
+/// The anti-spoofing table and the ports it guards.
+pub struct Antispoof {
+    inner: Mutex<Inner>,
+}
+
+impl std::fmt::Debug for Antispoof {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Antispoof").finish_non_exhaustive()
+    }
+}
+
+/// The nfnetlink element of a plan element.
+fn raw(e: &SpoofElement) -> SetElement {
+    let port = Field::Ifname(e.port.clone());
+    let (key, key_end) = match e.key {
+        SpoofKey::Port => (key_bytes(&[port]), None),
+        SpoofKey::Mac(m) => (key_bytes(&[port, Field::Ether(m)]), None),
+        SpoofKey::Ipv4(a) => (key_bytes(&[port, Field::Ipv4(a)]), None),
+        // A concatenated interval (pipapo) element: start and inclusive end.
+        SpoofKey::Range6(a, b) => (
+            key_bytes(&[port.clone(), Field::Ipv6(a)]),
+            Some(key_bytes(&[port, Field::Ipv6(b)])),
+        ),
+    };
+    SetElement {
+        set: e.set.name().to_string(),
+        key,
+        key_end,
+        flags: 0,
+        data: None,
+    }
+}
+
+fn raw_all(elements: &[SpoofElement]) -> Vec<SetElement> {
+    elements.iter().map(raw).collect()
+}
+
+impl Inner {
+    /// Sends one batch; on ENOENT (the table was deleted under us) rebuilds the table with
+    /// every port's elements and sends it again.
+    fn send(&mut self, change: SetChange, elements: &[SpoofElement]) -> Result<()> {
+        match self
+            .sets
+            .apply_in(NFPROTO_BRIDGE, TABLE, change, &raw_all(elements))
+        {
+            Err(e) if e.errno() == Some(libc::ENOENT) => {
+                tracing::warn!(table = TABLE, "anti-spoofing table missing; rebuilding it");
+                self.rebuild()?;
+                self.sets
+                    .apply_in(NFPROTO_BRIDGE, TABLE, change, &raw_all(elements))
+                    .map_err(host("change anti-spoofing elements"))
+            }
+            other => other.map_err(host("change anti-spoofing elements")),
+        }
+    }
+
+    /// Replaces the table with one holding every applied port's elements, in one
+    /// transaction (libnftables, as at start-up: a rare path, where its cost does not matter).
+    fn rebuild(&mut self) -> Result<()> {
+        let all: Vec<SpoofElement> = self
+            .applied
+            .values()
+            .flat_map(|a| a.elements.iter().cloned())
+            .collect();
+        let script = spoof::table_script() + &spoof::add_elements_script(&all);
+        self.nft
+            .run(&script)
+            .map(drop)
+            .map_err(host("create the anti-spoofing table"))
+    }
+
+    /// Deletes `del`, then adds `add`, for one port.
+    fn change(&mut self, del: &[SpoofElement], add: &[SpoofElement]) -> Result<()> {
+        self.send(SetChange::Delete, del)?;
+        if let Err(e) = self.send(SetChange::Create, add) {
+            // Put back what was deleted: the port keeps its old protection.
+            let _ = self.send(SetChange::Create, del);
+            return Err(e);
+        }
+        Ok(())
+    }
+}
+
+impl Antispoof {
+    /// Opens the handles in the calling thread's network namespace (virtnetd's). A table of
+    /// the previous run is left as it is until [`Antispoof::restore`] replaces it.
+    pub fn open() -> Result<Antispoof> {
+        let inner = Inner {
+            nft: Nftables::new().map_err(host("open libnftables"))?,
+            sets: NftSets::open().map_err(host("open nfnetlink"))?,
+            applied: BTreeMap::new(),
+        };
+        Ok(Antispoof {
+            inner: Mutex::new(inner),
+        })
+    }
+
+    /// Start-up: the table becomes exactly these ports' guards (`(port, network, guard)`), in
+    /// one transaction that replaces whatever table there was.
+    pub fn restore(&self, guards: Vec<(String, String, PortGuard)>) -> Result<()> {
+        let mut inner = lock(&self.inner);
+        inner.applied = guards
+            .into_iter()
+            .map(|(port, network, g)| {
+                let applied = Applied {
+                    network,
+                    mac: g.mac,
+                    elements: g.elements(),
+                };
+                (port, applied)
+            })
+            .collect();
+        inner.rebuild()
+    }
+
+    /// Guards port `port` (on `network`) as `guard` says, or unguards it (`None`): only the
+    /// elements that differ from what the port has are deleted and added, in one batch each.
+    pub fn set_port(&self, port: &str, guard: Option<(&str, &PortGuard)>) -> Result<()> {
+        let mut inner = lock(&self.inner);
+        let old = inner
+            .applied
+            .get(port)
+            .map(|a| a.elements.clone())
+            .unwrap_or_default();
+        let new = guard.map(|(_, g)| g.elements()).unwrap_or_default();
+        let (add, del) = spoof::changes(&old, &new);
+        inner.change(&del, &add)?;
+        match guard {
+            Some((network, g)) => {
+                inner.applied.insert(
+                    port.to_string(),
+                    Applied {
+                        network: network.to_string(),
+                        mac: g.mac,
+                        elements: new,
+                    },
+                );
+            }
+            None => {
+                inner.applied.remove(port);
+            }
+        }
+        Ok(())
+    }
+
+    /// A lease of `network` for `mac` was granted (`present`) or ended: the ports of that
+    /// guest on that network may now send from `addr`, or no longer. Other ports' elements
+    /// are not touched.
+    pub fn lease_changed(&self, network: &str, mac: [u8; 6], addr: Ipv4Addr, present: bool) {
+        let mut inner = lock(&self.inner);
+        let ports: Vec<String> = inner
+            .applied
+            .iter()
+            .filter(|(_, a)| a.network == network && a.mac == mac)
+            .map(|(p, _)| p.clone())
+            .collect();
+        for port in ports {
+            let element = PortGuard::address_element(&port, addr);
+            let Some(applied) = inner.applied.get(&port) else {
+                continue;
+            };
+            let has = applied.elements.contains(&element);
+            let result = match (present, has) {
+                (true, false) => inner.send(SetChange::Create, std::slice::from_ref(&element)),
+                (false, true) => inner.send(SetChange::Delete, std::slice::from_ref(&element)),
+                _ => continue,
+            };
+            match result {
+                Ok(()) => {
+                    if let Some(a) = inner.applied.get_mut(&port) {
+                        if present {
+                            a.elements.push(element);
+                        } else {
+                            a.elements.retain(|e| *e != element);
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(%port, %addr, error = %e, "cannot update the port's allowed addresses")
+                }
+            }
+        }
+    }
+
+    /// Whether port `port` is guarded now.
+    pub fn is_guarded(&self, port: &str) -> bool {
+        lock(&self.inner).applied.contains_key(port)
+    }
+
+    /// Frames dropped per guarded port since it was guarded (the `drops` set's counters),
+    /// from one listing of that one set.
+    pub fn drop_counts(&self) -> Result<BTreeMap<String, u64>> {
+        let mut inner = lock(&self.inner);
+        inner.nft.set_json(true);
+        let listed = inner.nft.run(&format!(
+            "list set bridge {TABLE} {}",
+            SpoofSet::Drops.name()
+        ));
+        inner.nft.set_json(false);
+        let text = listed.map_err(host("read anti-spoofing counters"))?;
+        parse_drop_counts(&text).map_err(|reason| Error::Io {
+            context: "cannot read anti-spoofing counters".into(),
+            source: std::io::Error::other(reason),
+        })
+    }
+}
+
+/// The per-element counters of `nft -j list set … drops`.
+fn parse_drop_counts(json: &str) -> std::result::Result<BTreeMap<String, u64>, String> {
+    let v: serde_json::Value = serde_json::from_str(json).map_err(|e| e.to_string())?;
+    let mut out = BTreeMap::new();
+    let items = v["nftables"].as_array().cloned().unwrap_or_default();
+    for item in items {
+        let Some(elems) = item["set"]["elem"].as_array() else {
+            continue;
+        };
+        for e in elems {
+            let elem = &e["elem"];
+            if let (Some(port), Some(packets)) =
+                (elem["val"].as_str(), elem["counter"]["packets"].as_u64())
+            {
+                out.insert(port.to_string(), packets);
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drop_counters_are_read_from_nfts_json() {
+        let json = r#"{"nftables": [{"metainfo": {"version": "1.0.6"}}, {"set": {"family": "bridge", "name": "drops", "table": "virtnet_ports", "type": "ifname", "handle": 2, "elem": [{"elem": {"val": "vnet0", "counter": {"packets": 3, "bytes": 180}}}, {"elem": {"val": "vnet1", "counter": {"packets": 0, "bytes": 0}}}]}}]}"#;
+        let counts = parse_drop_counts(json).expect("parses");
+        assert_eq!(counts.get("vnet0"), Some(&3));
+        assert_eq!(counts.get("vnet1"), Some(&0));
+    }
+}

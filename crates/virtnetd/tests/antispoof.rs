@@ -1,0 +1,446 @@
+//! Per-port anti-spoofing and port isolation, with real frames.
+//!
+//! Each guest is a network namespace whose `eth0` is a tap joined to the guest's port (a tap
+//! virtnetd made) by a relay process, as QEMU joins a guest NIC to it: the namespace's kernel
+//! is the guest's stack (busybox `udhcpc`, `ping`, TCP), and raw `AF_PACKET` frames from
+//! `tests/antispoof/guest.py` are what a hostile guest kernel would write. A victim guest
+//! runs a sniffer that prints the markers of the test frames it sees; every attack is
+//! followed by a frame the guest may send (its own MAC and leased address), and the sniffer is
+//! read once that one has arrived: counted events, no timing.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use virtnet_api::Port;
+use virtnet_testkit::dhcp::{udhcpc_script, write_script};
+use virtnet_testkit::{Daemon, Lab, Netns, NsChild};
+
+const TOOL: &str = include_str!("antispoof/guest.py");
+const GATEWAY: &str = "192.168.150.1";
+
+fn network(extra: &str) -> String {
+    format!(
+        "<network><name>spoofnet</name><forward mode='nat'/><bridge name='vnsp0' stp='off'/>{extra}\
+         <ip address='{GATEWAY}' netmask='255.255.255.0'><dhcp>\
+         <range start='192.168.150.100' end='192.168.150.200'/></dhcp></ip></network>"
+    )
+}
+
+/// A guest: its namespace, its port's tap, its MAC, and the relay standing for QEMU.
+struct TapGuest {
+    ns: Netns,
+    port: String,
+
+    _relay: NsChild,
+    dir: PathBuf,
+}
+
+fn tool(lab: &Lab) -> PathBuf {
+    let path = lab.tmp_dir().join("guest.py");
+    if !path.exists() {
+        write_script(&path, TOOL);
+    }
+    path
+}
+
+fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ok() {
+        assert!(Instant::now() < deadline, "gave up waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+impl TapGuest {
+    /// Attaches a port for guest `name` with MAC `mac` (and `flags`) to the network, and
+    /// brings up a guest namespace on it.
+    fn attach(lab: &Lab, daemon: &Daemon, name: &str, mac: &str, flags: &[&str]) -> TapGuest {
+        let mut args = vec![
+            "attach-interface",
+            name,
+            "network",
+            "spoofnet",
+            "--mac",
+            mac,
+        ];
+        args.extend(flags);
+        let out = daemon.cli_ok(&args);
+        let port = out
+            .lines()
+            .find(|l| l.starts_with("vnet"))
+            .unwrap_or_else(|| panic!("no tap name in {out:?}"))
+            .trim()
+            .to_string();
+        let ns = Netns::new(name);
+        let dir = lab.tmp_dir().join(name);
+        std::fs::create_dir_all(&dir).expect("guest dir");
+        let tool = tool(lab).to_string_lossy().into_owned();
+        let ns_path = format!("/run/netns/{}", ns.name());
+        let relay = lab
+            .host()
+            .spawn_with(["python3", &tool, "relay", &port, &ns_path], |c| {
+                c.stdout(Stdio::null());
+            });
+        wait_for("the guest's eth0", || {
+            ns.ip(["link", "show", "eth0"]).status.success()
+        });
+        ns.ip_ok(["link", "set", "eth0", "address", mac, "up"]);
+        TapGuest {
+            ns,
+            port,
+
+            _relay: relay,
+            dir,
+        }
+    }
+
+    /// Leases an address with busybox udhcpc; returns it.
+    fn lease(&self) -> String {
+        let script = udhcpc_script(&self.dir);
+        let s = script.to_string_lossy().into_owned();
+        self.ns.run_ok([
+            "busybox", "udhcpc", "-i", "eth0", "-f", "-q", "-n", "-t", "5", "-T", "1", "-s", &s,
+        ]);
+        // The event script sets only the address.
+        let _ = self.ns.ip(["route", "replace", "default", "via", GATEWAY]);
+        self.ns
+            .route_addr()
+            .unwrap_or_else(|| panic!("{} has no address after its lease", self.port))
+    }
+
+    /// Sends one test frame: `guest.py KIND ARGS…` from the guest's `eth0`.
+    fn send(&self, lab: &Lab, args: &[&str]) {
+        let tool = tool(lab).to_string_lossy().into_owned();
+        let mut all = vec!["python3", &tool, args[0], "eth0"];
+        all.extend(&args[1..]);
+        self.ns.run_ok(all);
+    }
+}
+
+trait AddrOf {
+    fn route_addr(&self) -> Option<String>;
+}
+
+impl AddrOf for Netns {
+    /// The IPv4 address on `eth0`.
+    fn route_addr(&self) -> Option<String> {
+        let out = self.ip_ok(["-4", "-o", "addr", "show", "dev", "eth0"]);
+        out.split_whitespace()
+            .skip_while(|w| *w != "inet")
+            .nth(1)
+            .and_then(|a| a.split('/').next())
+            .map(str::to_string)
+    }
+}
+
+/// A sniffer on a guest's `eth0`, printing test markers to a file.
+struct Sniffer {
+    _child: NsChild,
+    out: PathBuf,
+}
+
+impl Sniffer {
+    fn start(lab: &Lab, guest: &TapGuest) -> Sniffer {
+        let out = guest.dir.join("sniffed");
+        let file = std::fs::File::create(&out).expect("sniffer output");
+        let tool = tool(lab).to_string_lossy().into_owned();
+        let child = guest
+            .ns
+            .spawn_with(["python3", "-u", &tool, "sniff", "eth0"], |c| {
+                c.stdout(file);
+            });
+        let sniffer = Sniffer { _child: child, out };
+        wait_for("the sniffer", || {
+            sniffer.seen().iter().any(|l| l == "ready")
+        });
+        sniffer
+    }
+
+    fn seen(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.out)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Waits for marker `name`, then returns every marker seen so far.
+    fn until(&self, name: &str) -> Vec<String> {
+        wait_for(&format!("marker {name}"), || {
+            self.seen().iter().any(|l| l == name)
+        });
+        self.seen()
+    }
+}
+
+fn ports(daemon: &Daemon) -> Vec<Port> {
+    serde_json::from_str(&daemon.cli_ok(&["port-list", "--json"])).expect("port-list --json")
+}
+
+fn port(daemon: &Daemon, name: &str) -> Port {
+    ports(daemon)
+        .into_iter()
+        .find(|p| p.name == name)
+        .unwrap_or_else(|| panic!("no port {name}"))
+}
+
+fn drops(daemon: &Daemon, name: &str) -> u64 {
+    port(daemon, name).spoof_drops.unwrap_or(0)
+}
+
+fn start(lab: &Lab, extra: &str) -> Daemon {
+    let daemon = Daemon::start_in(lab.host());
+    daemon.define(&network(extra));
+    daemon.cli_ok(&["net-start", "spoofnet"]);
+    daemon
+}
+
+const MAC_A: &str = "52:54:00:5a:00:01";
+const MAC_V: &str = "52:54:00:5a:00:02";
+const MAC_FREE: &str = "52:54:00:5a:00:03";
+const FOREIGN_MAC: &str = "52:54:00:66:66:66";
+
+#[test]
+fn a_guest_that_spoofs_is_dropped_while_its_own_traffic_flows() {
+    let lab = Lab::new("spoof_drops");
+    let daemon = start(&lab, "");
+    let attacker = TapGuest::attach(&lab, &daemon, "attacker", MAC_A, &[]);
+    let victim = TapGuest::attach(&lab, &daemon, "victim", MAC_V, &[]);
+    assert!(
+        port(&daemon, &attacker.port).spoof_check,
+        "guarded by default"
+    );
+    let a_ip = attacker.lease();
+    let v_ip = victim.lease();
+
+    // Its own traffic flows: ping the gateway and the other guest, TCP to the outside.
+    assert!(attacker.ns.ping(GATEWAY), "ping the gateway");
+    assert!(attacker.ns.ping(&v_ip), "ping the other guest");
+    assert!(attacker.ns.tcp_connect("203.0.113.1", 80), "TCP upstream");
+    // The host knows the victim's MAC: a poisoning ARP would replace it.
+    assert!(lab.host().ping(&v_ip));
+
+    let sniffer = Sniffer::start(&lab, &victim);
+    let before = drops(&daemon, &attacker.port);
+    let attacks: &[&[&str]] = &[
+        // Another source MAC.
+        &[
+            "udp",
+            FOREIGN_MAC,
+            &a_ip,
+            MAC_V,
+            &v_ip,
+            "4000",
+            "4000",
+            "mac",
+        ],
+        // Another source address.
+        &[
+            "udp",
+            MAC_A,
+            "192.168.150.77",
+            MAC_V,
+            &v_ip,
+            "4000",
+            "4000",
+            "ip",
+        ],
+        // A DHCP server's answer.
+        &[
+            "udp",
+            MAC_A,
+            &a_ip,
+            "ff:ff:ff:ff:ff:ff",
+            "255.255.255.255",
+            "67",
+            "68",
+            "dhcp",
+        ],
+        // Gratuitous ARP and an ARP reply for the victim's address.
+        &["arp", "1", MAC_A, MAC_A, &v_ip, &v_ip, "garp"],
+        &["arp", "2", MAC_A, MAC_A, &v_ip, GATEWAY, "arpreply"],
+        // ARP whose sender hardware address is not the guest's.
+        &["arp", "1", MAC_A, FOREIGN_MAC, &a_ip, GATEWAY, "arpmac"],
+        // A router advertisement.
+        &["ra", MAC_A, "ra"],
+    ];
+    for a in attacks {
+        attacker.send(&lab, a);
+    }
+    // What the guest may send: its own MAC and leased address, ARP for itself.
+    attacker.send(&lab, &["arp", "1", MAC_A, MAC_A, &a_ip, &a_ip, "owngarp"]);
+    attacker.send(
+        &lab,
+        &["udp", MAC_A, &a_ip, MAC_V, &v_ip, "4000", "4000", "own"],
+    );
+    let seen = sniffer.until("own");
+    for name in ["mac", "ip", "dhcp", "garp", "arpreply", "arpmac", "ra"] {
+        assert!(
+            !seen.iter().any(|l| l == name),
+            "{name} got through: {seen:?}"
+        );
+    }
+    assert!(seen.iter().any(|l| l == "owngarp"), "own ARP: {seen:?}");
+    let after = drops(&daemon, &attacker.port);
+    assert!(
+        after >= before + attacks.len() as u64,
+        "drop counter moved from {before} to {after}, {} attacks",
+        attacks.len()
+    );
+    // The host's neighbour entry for the victim still names the victim.
+    let neigh = lab.host().ip_ok(["neigh", "show", &v_ip]);
+    assert!(
+        neigh.contains(MAC_V),
+        "host neighbour entry poisoned: {neigh}"
+    );
+    assert_eq!(
+        drops(&daemon, &victim.port),
+        0,
+        "the victim's counter is its own"
+    );
+
+    // A port attached with --no-spoof-check sends any source.
+    let free = TapGuest::attach(&lab, &daemon, "free", MAC_FREE, &["--no-spoof-check"]);
+    assert!(!port(&daemon, &free.port).spoof_check);
+    free.send(
+        &lab,
+        &[
+            "udp",
+            FOREIGN_MAC,
+            "192.168.150.88",
+            MAC_V,
+            &v_ip,
+            "1",
+            "2",
+            "freemac",
+        ],
+    );
+    free.send(&lab, &["ra", MAC_FREE, "freera"]);
+    let seen = sniffer.until("freemac");
+    let seen = if seen.iter().any(|l| l == "freera") {
+        seen
+    } else {
+        sniffer.until("freera")
+    };
+    assert!(seen.iter().any(|l| l == "freera"));
+}
+
+#[test]
+fn a_lease_change_moves_the_allowed_address() {
+    let lab = Lab::new("spoof_lease");
+    let daemon = start(&lab, "");
+    let guest = TapGuest::attach(&lab, &daemon, "mover", MAC_A, &[]);
+    // udhcpc stays running: SIGUSR2 releases the lease, SIGUSR1 asks for one again.
+    let script = udhcpc_script(&guest.dir).to_string_lossy().into_owned();
+    let client = guest.ns.spawn([
+        "busybox", "udhcpc", "-i", "eth0", "-f", "-R", "-t", "5", "-T", "1", "-s", &script,
+    ]);
+    let leased = || {
+        wait_for("a lease", || guest.ns.route_addr().is_some());
+        let _ = guest.ns.ip(["route", "replace", "default", "via", GATEWAY]);
+        guest.ns.route_addr().unwrap_or_default()
+    };
+    let ip = leased();
+    assert!(guest.ns.ping(GATEWAY), "its lease {ip}");
+
+    // An address it was not given: dropped, and counted.
+    let before = drops(&daemon, &guest.port);
+    let use_addr = |addr: &str| {
+        guest.ns.ip_ok(["addr", "flush", "dev", "eth0"]);
+        guest
+            .ns
+            .ip_ok(["addr", "add", &format!("{addr}/24"), "dev", "eth0"]);
+        let _ = guest.ns.ip(["route", "replace", "default", "via", GATEWAY]);
+    };
+    use_addr("192.168.150.99");
+    assert!(!guest.ns.ping(GATEWAY), "an address it was not leased");
+    assert!(
+        drops(&daemon, &guest.port) > before,
+        "the drop counter moves"
+    );
+    use_addr(&ip);
+    assert!(guest.ns.ping(GATEWAY), "its lease again");
+
+    // Released: its old address is no longer its own.
+    assert!(client.signal(libc::SIGUSR2));
+    wait_for("the release", || {
+        !daemon
+            .cli_ok(&["net-dhcp-leases", "spoofnet"])
+            .contains(&ip)
+    });
+    use_addr(&ip);
+    assert!(!guest.ns.ping(GATEWAY), "the released address {ip}");
+
+    // A new lease: allowed again, at once.
+    guest.ns.ip_ok(["addr", "flush", "dev", "eth0"]);
+    assert!(client.signal(libc::SIGUSR1));
+    let again = leased();
+    assert!(guest.ns.ping(GATEWAY), "the new lease {again}");
+}
+
+#[test]
+fn isolated_ports_cannot_reach_each_other_but_reach_the_gateway() {
+    let lab = Lab::new("spoof_isolated");
+    let daemon = start(&lab, "<port isolated='yes'/>");
+    let a = TapGuest::attach(&lab, &daemon, "isoa", MAC_A, &[]);
+    let b = TapGuest::attach(&lab, &daemon, "isob", MAC_V, &[]);
+    assert!(port(&daemon, &a.port).isolated);
+    let a_ip = a.lease();
+    let b_ip = b.lease();
+    assert!(
+        a.ns.ping(GATEWAY) && b.ns.ping(GATEWAY),
+        "both reach the gateway"
+    );
+    assert!(a.ns.tcp_connect("203.0.113.1", 80), "and the outside");
+    assert!(!a.ns.ping(&b_ip), "a reached b");
+    assert!(!b.ns.ping(&a_ip), "b reached a");
+    let shown = lab.host().ip_ok(["-d", "link", "show", &a.port]);
+    assert!(shown.contains("isolated on"), "{shown}");
+}
+
+#[test]
+fn a_port_isolated_by_itself_reaches_only_ports_that_are_not() {
+    let lab = Lab::new("spoof_port_iso");
+    let daemon = start(&lab, "");
+    let a = TapGuest::attach(&lab, &daemon, "pisoa", MAC_A, &["--isolated"]);
+    let b = TapGuest::attach(&lab, &daemon, "pisob", MAC_V, &["--isolated"]);
+    let c = TapGuest::attach(&lab, &daemon, "pisoc", MAC_FREE, &[]);
+    let (_a_ip, b_ip, c_ip) = (a.lease(), b.lease(), c.lease());
+    assert!(!port(&daemon, &c.port).isolated);
+    assert!(!a.ns.ping(&b_ip), "two isolated ports");
+    assert!(a.ns.ping(&c_ip), "an isolated port and one that is not");
+}
+
+#[test]
+fn the_guard_survives_a_daemon_restart_and_a_deleted_table() {
+    let lab = Lab::new("spoof_restart");
+    let mut daemon = start(&lab, "");
+    let attacker = TapGuest::attach(&lab, &daemon, "rattacker", MAC_A, &[]);
+    let victim = TapGuest::attach(&lab, &daemon, "rvictim", MAC_V, &[]);
+    let a_ip = attacker.lease();
+    let v_ip = victim.lease();
+    let sniffer = Sniffer::start(&lab, &victim);
+    let attack_and_check = |round: &str| {
+        let (spoofed, own) = (format!("spoofed{round}"), format!("own{round}"));
+        attacker.send(
+            &lab,
+            &["udp", FOREIGN_MAC, &a_ip, MAC_V, &v_ip, "1", "2", &spoofed],
+        );
+        attacker.send(&lab, &["udp", MAC_A, &a_ip, MAC_V, &v_ip, "1", "2", &own]);
+        let seen = sniffer.until(&own);
+        assert!(!seen.contains(&spoofed), "{spoofed} got through: {seen:?}");
+    };
+    attack_and_check("0");
+    // A restart: the previous run's table guards until the new one replaces it, with the
+    // stored lease still allowed.
+    daemon.restart();
+    attack_and_check("1");
+    assert!(attacker.ns.ping(GATEWAY), "its lease after the restart");
+    // Someone deletes the table: the next change (a new port) rebuilds it with every port.
+    lab.host()
+        .run_ok(["nft", "delete", "table", "bridge", "virtnet_ports"]);
+    let _third = TapGuest::attach(&lab, &daemon, "rthird", MAC_FREE, &[]);
+    attack_and_check("2");
+    assert!(attacker.ns.ping(GATEWAY), "its lease after the rebuild");
+}
