@@ -212,27 +212,29 @@ impl Client {
         })
     }
 
-    /// `POST /v1/networks`: defines (or redefines) a persistent network.
-    pub fn define(&self, xml: &str) -> Result<ChangeResult, ClientError> {
+    /// `POST path` with an XML body; the JSON answer decoded.
+    pub(crate) fn post_xml<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        xml: &str,
+    ) -> Result<T, ClientError> {
         let resp = self.checked(
             "POST",
-            paths::NETWORKS,
+            path,
             &[("Content-Type", XML_MEDIA_TYPE)],
             Some(xml.as_bytes()),
         )?;
         decode(&resp)
     }
 
+    /// `POST /v1/networks`: defines (or redefines) a persistent network.
+    pub fn define(&self, xml: &str) -> Result<ChangeResult, ClientError> {
+        self.post_xml(paths::NETWORKS, xml)
+    }
+
     /// `POST /v1/networks?transient=true`: creates and starts a transient network.
     pub fn create(&self, xml: &str) -> Result<ChangeResult, ClientError> {
-        let path = format!("{}?transient=true", paths::NETWORKS);
-        let resp = self.checked(
-            "POST",
-            &path,
-            &[("Content-Type", XML_MEDIA_TYPE)],
-            Some(xml.as_bytes()),
-        )?;
-        decode(&resp)
+        self.post_xml(&format!("{}?transient=true", paths::NETWORKS), xml)
     }
 
     /// `DELETE /v1/networks/{id}`: removes the persistent definition.

@@ -8,7 +8,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::client::{decode, Client, ClientError};
 use crate::paths::{escape, network};
-use crate::XML_MEDIA_TYPE;
 
 /// One port of the hypervisor daemon: its network, UUID and `<networkport>` XML (plug
 /// included).
@@ -53,14 +52,10 @@ impl Client {
         xml: &str,
         flags: u32,
     ) -> Result<NetworkPortInfo, ClientError> {
-        let path = format!("{}?flags={flags}", network_ports_path(network_id));
-        let resp = self.checked(
-            "POST",
-            &path,
-            &[("Content-Type", XML_MEDIA_TYPE)],
-            Some(xml.as_bytes()),
-        )?;
-        decode(&resp)
+        self.post_xml(
+            &format!("{}?flags={flags}", network_ports_path(network_id)),
+            xml,
+        )
     }
 
     /// `GET /v1/networks/{network}/network-ports`: the network's ports.

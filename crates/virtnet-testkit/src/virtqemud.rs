@@ -592,6 +592,17 @@ impl Virtqemud {
         Lease::parse(&line).unwrap_or_else(|| panic!("unparsable lease line: {line}"))
     }
 
+    /// `virsh destroy NAME`, then waits (up to 20 s) until no QEMU runs in the namespace;
+    /// panics when one still does.
+    pub fn destroy(&self, name: &str) {
+        self.virsh_ok(&["destroy", name]);
+        assert!(
+            crate::eventually(Duration::from_secs(20), || self.qemu_pids().is_empty()),
+            "QEMU still runs after virsh destroy {name}: {:?}",
+            self.qemu_pids()
+        );
+    }
+
     /// Hot-plugs a virtio NIC with `mac` on libvirt network `network` into the running guest
     /// `name` (`virsh attach-interface --type network --live`), then runs busybox `udhcpc` on
     /// the guest's new `eth1` and returns its lease.

@@ -137,11 +137,7 @@ fn a_guest_of_virtqemud_leases_from_virtnetd_and_keeps_working_across_its_restar
     );
 
     // virsh destroy: virtqemud deletes both ports on virtnetd.
-    qemud.virsh_ok(&["destroy", "vm1"]);
-    assert!(
-        eventually(Duration::from_secs(20), || qemud.qemu_pids().is_empty()),
-        "QEMU still runs after virsh destroy"
-    );
+    qemud.destroy("vm1");
     assert!(
         eventually(Duration::from_secs(10), || hypervisor_ports(&daemon)
             .is_empty()),

@@ -442,11 +442,7 @@ fn a_network_nic_boots_and_leases_when_libvirts_network_daemon_serves_the_run_di
     );
 
     // destroy deletes the ports on the network daemon.
-    qemud.virsh_ok(&["destroy", "netvm"]);
-    assert!(
-        eventually(Duration::from_secs(20), || qemud.qemu_pids().is_empty()),
-        "QEMU still runs after virsh destroy"
-    );
+    qemud.destroy("netvm");
     let ports = netd.virsh_ok(&["net-port-list", "default"]);
     assert!(
         port_uuids(&ports).is_empty(),
