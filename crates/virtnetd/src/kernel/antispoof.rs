@@ -38,6 +38,9 @@ struct Inner {
     sets: NftSets,
     /// Guarded ports by tap name.
     applied: BTreeMap<String, Applied>,
+    /// Whether this run has made the table: it exists only while some port is guarded (a
+    /// host without guarded ports carries no virtnet table, as with `inet virtnet`).
+    present: bool,
 }
 
 /// The anti-spoofing table and the ports it guards.
@@ -98,7 +101,15 @@ impl Inner {
 
     /// Replaces the table with one holding every applied port's elements, in one
     /// transaction (libnftables, as at start-up: a rare path, where its cost does not matter).
+    /// With no port guarded, the table is removed instead.
     fn rebuild(&mut self) -> Result<()> {
+        if self.applied.is_empty() {
+            self.nft
+                .run(&spoof::remove_table_script())
+                .map_err(host("remove the anti-spoofing table"))?;
+            self.present = false;
+            return Ok(());
+        }
         let all: Vec<SpoofElement> = self
             .applied
             .values()
@@ -107,8 +118,9 @@ impl Inner {
         let script = spoof::table_script() + &spoof::add_elements_script(&all);
         self.nft
             .run(&script)
-            .map(drop)
-            .map_err(host("create the anti-spoofing table"))
+            .map_err(host("create the anti-spoofing table"))?;
+        self.present = true;
+        Ok(())
     }
 
     /// Deletes `del`, then adds `add`, for one port.
@@ -131,6 +143,7 @@ impl Antispoof {
             nft: Nftables::new().map_err(host("open libnftables"))?,
             sets: NftSets::open().map_err(host("open nfnetlink"))?,
             applied: BTreeMap::new(),
+            present: false,
         };
         Ok(Antispoof {
             inner: Mutex::new(inner),
@@ -165,8 +178,18 @@ impl Antispoof {
             .map(|a| a.elements.clone())
             .unwrap_or_default();
         let new = guard.map(|(_, g)| g.elements()).unwrap_or_default();
-        let (add, del) = spoof::changes(&old, &new);
-        inner.change(&del, &add)?;
+        if !inner.present && guard.is_none() {
+            // No table, nothing guarded: nothing to take away.
+            inner.applied.remove(port);
+            return Ok(());
+        }
+        let first_or_last = !inner.present
+            || (guard.is_none() && inner.applied.len() == 1 && inner.applied.contains_key(port));
+        if !first_or_last {
+            let (add, del) = spoof::changes(&old, &new);
+            inner.change(&del, &add)?;
+        }
+        let before = inner.applied.get(port).cloned();
         match guard {
             Some((network, g)) => {
                 inner.applied.insert(
@@ -180,6 +203,16 @@ impl Antispoof {
             }
             None => {
                 inner.applied.remove(port);
+            }
+        }
+        if first_or_last {
+            // The first guarded port makes the table, the last one's removal deletes it.
+            if let Err(e) = inner.rebuild() {
+                match before {
+                    Some(b) => inner.applied.insert(port.to_string(), b),
+                    None => inner.applied.remove(port),
+                };
+                return Err(e);
             }
         }
         Ok(())
