@@ -144,13 +144,10 @@ impl Kernel {
         if self.applied.is_empty() {
             return Ok(false);
         }
-        let tables = self
+        let present = self
             .nft
-            .run("list tables inet")
+            .has_table("inet", TABLE_NAME)
             .map_err(host("list nftables tables"))?;
-        let present = tables
-            .lines()
-            .any(|l| l.split_whitespace().eq(["table", "inet", TABLE_NAME]));
         if present {
             return Ok(false);
         }

@@ -4,16 +4,19 @@
 //! one) deletes `table inet virtnet` with every other table: the guests of every running
 //! network lose NAT, DHCP and DNS filtering at once, and before this watcher the table came
 //! back only with the next `net-start`. The watcher follows the kernel's ruleset
-//! announcements ([`NftWatch`], no polling) and, after each burst of them, asks the kernel
-//! layer to repair the table ([`Kernel::repair_firewall`]: a rebuild from the firewalls it
-//! applied, one atomic transaction, logged). virtnet's own transactions are announced too;
-//! for them the check finds the table and does nothing.
+//! announcements ([`NftWatch`], no polling) and, after each burst of them, looks whether the
+//! table is still there with a libnftables handle of its own — virtnet's own transactions are
+//! announced too, and checking them must not take the kernel layer's lock a `net-start` holds.
+//! Only a missing table takes that lock, to repair it ([`Kernel::repair_firewall`]: a rebuild
+//! from the firewalls it applied, one atomic transaction, logged).
 
 use std::sync::{Mutex, Weak};
 use std::time::Duration;
 
 use tracing::{info, warn};
 use virtnet_host::nft_watch::NftWatch;
+use virtnet_host::Nftables;
+use virtnet_plan::firewall::TABLE_NAME;
 
 use super::Kernel;
 use crate::sync::lock;
@@ -28,6 +31,7 @@ const IDLE_WAKE: Duration = Duration::from_secs(1);
 /// once `kernel` is dropped.
 pub fn spawn(kernel: Weak<Mutex<Kernel>>) -> std::io::Result<()> {
     let mut watch = NftWatch::open().map_err(|e| std::io::Error::other(e.to_string()))?;
+    let mut nft = Nftables::new().map_err(|e| std::io::Error::other(e.to_string()))?;
     std::thread::Builder::new()
         .name("nft-watch".into())
         .spawn(move || loop {
@@ -46,6 +50,11 @@ pub fn spawn(kernel: Weak<Mutex<Kernel>>) -> std::io::Result<()> {
             }
             // Let the burst end (a flush, a whole ruleset loaded), then look once.
             while matches!(watch.wait(SETTLE), Ok(true)) {}
+            if matches!(nft.has_table("inet", TABLE_NAME), Ok(true)) {
+                continue;
+            }
+            // Missing (or not listable): the kernel layer decides, under its lock, whether
+            // running networks need it back.
             let repaired = lock(&kernel).repair_firewall();
             match repaired {
                 Ok(true) => info!("virtnet's nftables table rebuilt after it was deleted"),
