@@ -43,6 +43,28 @@ fn missing(kind: Kind, name: &str) -> String {
     }
 }
 
+/// The message of an [`Error::Exists`], in libvirt's wording where libvirt has one.
+fn taken(kind: Kind, name: &str) -> String {
+    match kind {
+        Kind::NetworkPort => {
+            format!("network port already exists: Network port with UUID {name} already exists")
+        }
+        _ => format!("{} '{name}' already exists", kind_word(kind)),
+    }
+}
+
+/// A kind as a word for messages.
+fn kind_word(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Network => "network",
+        Kind::Port => "port",
+        Kind::Bridge => "bridge",
+        Kind::Domain => "domain",
+        Kind::NetworkPort => "network port",
+        Kind::Forward => "forward",
+    }
+}
+
 /// Any failure inside virtnetd.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -52,6 +74,15 @@ pub enum Error {
         /// What kind of thing.
         kind: Kind,
         /// Its name (or UUID) as the request gave it.
+        name: String,
+    },
+    /// Something the request would create exists already (a front end may have its own code
+    /// for it: libvirt's `VIR_ERR_NETWORK_PORT_EXIST`).
+    #[error("{}", taken(*kind, name))]
+    Exists {
+        /// What kind of thing.
+        kind: Kind,
+        /// Its name (or UUID).
         name: String,
     },
     /// The request conflicts with the current state (an active network, a name taken…).
@@ -270,6 +301,7 @@ impl Error {
         // Exhaustive on purpose: a new variant must say whose fault it is.
         match self {
             Error::NotFound { .. }
+            | Error::Exists { .. }
             | Error::Conflict { .. }
             | Error::Invalid { .. }
             | Error::BadArgument { .. }

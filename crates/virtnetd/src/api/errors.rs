@@ -11,7 +11,7 @@ pub fn to_api(error: &Error) -> ApiError {
     let refused = |code| ApiError::new(code, error.to_string());
     match error {
         Error::NotFound { .. } => refused(ErrorCode::NotFound),
-        Error::Conflict { .. } => refused(ErrorCode::Conflict),
+        Error::Exists { .. } | Error::Conflict { .. } => refused(ErrorCode::Conflict),
         Error::Invalid { field, .. } => ApiError {
             field: Some(field.clone()),
             ..refused(ErrorCode::Invalid)

@@ -49,6 +49,11 @@ pub fn to_libvirt(error: &Error) -> Failure {
             kind: Kind::Domain, ..
         } => code::NO_DOMAIN,
         Error::NotFound { .. } | Error::Missing { .. } => code::OPERATION_FAILED,
+        Error::Exists {
+            kind: Kind::NetworkPort,
+            ..
+        } => code::NETWORK_PORT_EXIST,
+        Error::Exists { .. } => code::OPERATION_INVALID,
         Error::Conflict { .. }
         | Error::Rejected { .. }
         | Error::Stale { .. }

@@ -24,11 +24,11 @@ pub fn port_call(state: &AppState, call: &Call) -> Option<Answer> {
         Call::NetworkPortGetXmlDesc(a) => state
             .network_port_lookup(Some(&net_id(&a.port.net)), a.port.uuid)
             .map(|p| Reply::NetworkPortGetXmlDesc(XmlRet { xml: p.xml }))
-            .map_err(|e| port_error(&e)),
+            .map_err(|e| to_libvirt(&e)),
         Call::NetworkPortDelete(a) => state
             .network_port_delete(Some(&net_id(&a.port.net)), a.port.uuid)
             .map(|()| Reply::NetworkPortDelete(()))
-            .map_err(|e| port_error(&e)),
+            .map_err(|e| to_libvirt(&e)),
         Call::NetworkListAllPorts(a) => list_all(state, a),
         Call::NetworkPortGetParameters(a) => parameters(state, a),
         Call::NetworkPortSetParameters(a) => set_parameters(state, &a.port, &a.params.0),
@@ -48,22 +48,10 @@ fn handle(net: &NonnullNetwork, uuid: [u8; 16]) -> NonnullNetworkPort {
     }
 }
 
-/// virtnetd's error as libvirt's; a port UUID given twice is `VIR_ERR_NETWORK_PORT_EXIST`
-/// (the core words it as libvirt does; its kind is a conflict like any other).
-fn port_error(e: &crate::Error) -> errors::Failure {
-    let text = e.to_string();
-    if matches!(e, crate::Error::Conflict { .. })
-        && text.starts_with("network port already exists: ")
-    {
-        return errors::error(code::NETWORK_PORT_EXIST, domain::NETWORK, text);
-    }
-    to_libvirt(e)
-}
-
 fn create(state: &AppState, net: &NonnullNetwork, xml: &str, flags: u32) -> Answer {
     let port = state
         .network_port_create(&net_id(net), xml, flags)
-        .map_err(|e| port_error(&e))?;
+        .map_err(|e| to_libvirt(&e))?;
     Ok(Reply::NetworkPortCreateXml(PortRet {
         port: handle(net, port.uuid),
     }))
@@ -72,7 +60,7 @@ fn create(state: &AppState, net: &NonnullNetwork, xml: &str, flags: u32) -> Answ
 fn lookup(state: &AppState, net: &NonnullNetwork, uuid: [u8; 16]) -> Answer {
     let port = state
         .network_port_lookup(Some(&net_id(net)), uuid)
-        .map_err(|e| port_error(&e))?;
+        .map_err(|e| to_libvirt(&e))?;
     Ok(Reply::NetworkPortLookupByUuid(PortRet {
         port: handle(net, port.uuid),
     }))
@@ -91,7 +79,7 @@ fn list_all(state: &AppState, a: &ListAllPortsArgs) -> Answer {
     }
     let ports = state
         .network_ports(&net_id(&a.network))
-        .map_err(|e| port_error(&e))?;
+        .map_err(|e| to_libvirt(&e))?;
     let count = u32::try_from(ports.len()).unwrap_or(u32::MAX);
     let handles = if a.need_results != 0 {
         ports.iter().map(|p| handle(&a.network, p.uuid)).collect()
@@ -110,7 +98,7 @@ fn list_all(state: &AppState, a: &ListAllPortsArgs) -> Answer {
 fn parameters(state: &AppState, a: &PortGetParametersArgs) -> Answer {
     let values = state
         .network_port_parameters(Some(&net_id(&a.port.net)), a.port.uuid)
-        .map_err(|e| port_error(&e))?;
+        .map_err(|e| to_libvirt(&e))?;
     let count = i32::try_from(values.len()).unwrap_or(i32::MAX);
     let params = if a.nparams == 0 {
         Vec::new()
@@ -158,7 +146,7 @@ fn set_parameters(state: &AppState, port: &NonnullNetworkPort, params: &[TypedPa
     state
         .network_port_set_parameters(Some(&net_id(&port.net)), port.uuid, &values)
         .map(|()| Reply::NetworkPortSetParameters(()))
-        .map_err(|e| port_error(&e))
+        .map_err(|e| to_libvirt(&e))
 }
 
 /// libvirt's name of a typed parameter's type (`virTypedParameterTypeToString`).

@@ -201,10 +201,10 @@ impl Ports {
     ) -> Result<HypervisorPort> {
         let _changes = lock(&self.hypervisor_changes);
         if self.hypervisor.read().contains_key(&port.uuid) {
-            return Err(Error::conflict(format!(
-                "network port already exists: Network port with UUID {} already exists",
-                port.uuid
-            )));
+            return Err(Error::Exists {
+                kind: Kind::NetworkPort,
+                name: port.uuid.to_string(),
+            });
         }
         let answer = complete(&|dev| self.direct_connections(network, dev))?;
         let record = HypervisorPort {
