@@ -236,6 +236,18 @@ impl Client {
         decode(&resp)
     }
 
+    /// `GET /v1/ports?domain=D&counters=false`: a guest's ports without their anti-spoofing
+    /// drop counters (`spoof_drops` is absent), for callers that only look ports up: the
+    /// daemon then lists no counters, which is most of what a port listing costs.
+    pub fn domain_ports(&self, domain: &str) -> Result<Vec<Port>, ClientError> {
+        let path = format!(
+            "{PORTS}?domain={}&counters=false",
+            crate::paths::escape(domain)
+        );
+        let resp = self.checked("GET", &path, &[], None)?;
+        decode(&resp)
+    }
+
     /// `PUT /v1/ports/{name}/source`: moves a port to another network or bridge, live.
     pub fn move_port(&self, name: &str, source: InterfaceSource) -> Result<Port, ClientError> {
         self.send_json(

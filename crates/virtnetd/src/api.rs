@@ -475,11 +475,22 @@ async fn events(State(state): State<Shared>, q: QueryArg<EventsQuery>) -> Answer
 struct PortsQuery {
     /// Only this guest's ports.
     domain: Option<String>,
+    /// `false`: leave out the anti-spoofing drop counters (`spoof_drops`), which cost a
+    /// listing of every guarded port's counter; a client that only looks ports up (the
+    /// CLI's `detach-interface`, `domiflist`) does not pay for it. Default `true`.
+    counters: Option<bool>,
 }
 
 async fn list_ports(State(state): State<Shared>, q: QueryArg<PortsQuery>) -> Answer {
     let q = query(q)?;
-    json(blocking(move || Ok(state.ports.list(q.domain.as_deref()))).await?)
+    json(
+        blocking(move || {
+            Ok(state
+                .ports
+                .list(q.domain.as_deref(), q.counters.unwrap_or(true)))
+        })
+        .await?,
+    )
 }
 
 async fn create_port(State(state): State<Shared>, headers: HeaderMap, body: Body) -> Answer {

@@ -299,6 +299,22 @@ fn a_guest_that_spoofs_is_dropped_while_its_own_traffic_flows() {
         0,
         "the victim's counter is its own"
     );
+    // A look-up by guest that asks for no counters (`detach-interface`, `domiflist`) gets
+    // the port without them, and the listing with them still counts.
+    let client = virtnet_api::client::Client::new(daemon.socket());
+    let brief = client
+        .domain_ports("attacker")
+        .expect("ports without counters");
+    assert_eq!(brief.len(), 1);
+    assert_eq!(brief[0].name, attacker.port);
+    assert!(brief[0].spoof_check);
+    assert_eq!(brief[0].spoof_drops, None, "no counter asked for");
+    let full = client.ports(Some("attacker")).expect("ports with counters");
+    assert!(
+        full[0].spoof_drops >= Some(after),
+        "{:?}",
+        full[0].spoof_drops
+    );
 
     // A port attached with --no-spoof-check sends any source.
     let free = TapGuest::attach(&lab, &daemon, "free", MAC_FREE, &["--no-spoof-check"]);

@@ -138,10 +138,13 @@ fn no_domain(domain: &str) -> Failure {
 
 /// The ports of `domain`, which must have at least one (else it does not exist).
 fn domain_ports(ctx: &Ctx, domain: &str) -> Result<Vec<Port>, Failure> {
-    let ports = ctx.client.ports(Some(domain)).map_err(|e| match e.code() {
-        Some(ErrorCode::NotFound) => no_domain(domain),
-        _ => Failure::client(&e),
-    })?;
+    let ports = ctx
+        .client
+        .domain_ports(domain)
+        .map_err(|e| match e.code() {
+            Some(ErrorCode::NotFound) => no_domain(domain),
+            _ => Failure::client(&e),
+        })?;
     let ports: Vec<Port> = ports.into_iter().filter(|p| p.domain == domain).collect();
     if ports.is_empty() {
         return Err(no_domain(domain));

@@ -22,7 +22,7 @@ impl Ports {
         source: AddressSource,
         leases: impl Fn(&str, &str) -> Result<Vec<DhcpLease>>,
     ) -> Result<Vec<InterfaceAddress>> {
-        let ports = self.list(Some(domain));
+        let ports = self.list(Some(domain), false);
         if ports.is_empty() {
             return Err(Error::not_found(Kind::Domain, domain));
         }

@@ -429,6 +429,7 @@ impl Ports {
         // Guarded before the tap is up: its first frame already meets the rules (the
         // elements are keyed by name, so they may precede the device).
         self.apply_guard(&record)?;
+        let t_guard = t0.elapsed();
         record.mtu =
             match lock(&self.kernel).add_port(&self.tap_plan(&record, Some(bridge), !adopt)) {
                 Ok(mtu) => mtu,
@@ -442,7 +443,8 @@ impl Ports {
         tracing::debug!(
             bridge_us = t_bridge.as_micros() as u64,
             claim_us = (t_claim - t_bridge).as_micros() as u64,
-            kernel_us = (t_kernel - t_claim).as_micros() as u64,
+            guard_us = (t_guard - t_claim).as_micros() as u64,
+            kernel_us = (t_kernel - t_guard).as_micros() as u64,
             commit_us = (t0.elapsed() - t_kernel).as_micros() as u64,
             "port created"
         );
@@ -641,16 +643,25 @@ impl Ports {
     /// Deletes a port's device (an adopted tap is only taken off its bridge) and record. The
     /// caller holds the port: a claim, or `changes` exclusively.
     fn remove_port(&self, record: PortRecord) -> Result<Port> {
+        let t0 = std::time::Instant::now();
         lock(&self.kernel).remove_port(&record.name, !record.adopted)?;
+        let t_kernel = t0.elapsed();
         self.drop_guard(&record.name);
+        let t_guard = t0.elapsed();
         self.store.delete_port(&record.name)?;
         self.book.write().remove(&record.name);
+        tracing::debug!(
+            kernel_us = t_kernel.as_micros() as u64,
+            guard_us = (t_guard - t_kernel).as_micros() as u64,
+            commit_us = (t0.elapsed() - t_guard).as_micros() as u64,
+            "port removed"
+        );
         Ok(self.port_view(&record))
     }
 
     /// `GET /v1/ports`: the ports (of one guest), virtnet's own sorted by name, then those
     /// of libvirt's hypervisor daemon.
-    pub fn list(&self, domain: Option<&str>) -> Vec<Port> {
+    pub fn list(&self, domain: Option<&str>, counters: bool) -> Vec<Port> {
         let records: Vec<PortRecord> = self
             .book
             .read()
@@ -659,7 +670,7 @@ impl Ports {
             .cloned()
             .collect();
         let mut ports: Vec<Port> = records.iter().map(|r| self.port_view(r)).collect();
-        if ports.iter().any(|p| p.spoof_check) {
+        if counters && ports.iter().any(|p| p.spoof_check) {
             // One listing of the counters for the whole answer.
             match self.guard.drop_counts() {
                 Ok(drops) => {
