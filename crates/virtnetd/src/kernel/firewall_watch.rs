@@ -4,11 +4,14 @@
 //! one) deletes `table inet virtnet` with every other table: the guests of every running
 //! network lose NAT, DHCP and DNS filtering at once, and before this watcher the table came
 //! back only with the next `net-start`. The watcher follows the kernel's ruleset
-//! announcements ([`NftWatch`], no polling) and, after each burst of them, looks whether the
-//! table is still there with a libnftables handle of its own — virtnet's own transactions are
-//! announced too, and checking them must not take the kernel layer's lock a `net-start` holds.
-//! Only a missing table takes that lock, to repair it ([`Kernel::repair_firewall`]: a rebuild
-//! from the firewalls it applied, one atomic transaction, logged).
+//! announcements ([`NftWatch`], no polling) and, after a burst of them that deleted virtnet's
+//! table (or lost announcements), looks whether the table is there with a libnftables handle
+//! of its own. Every other burst — virtnet's own transactions are announced too, one per
+//! start, forward or lease — is passed over without a look: a listing costs as much as the
+//! table holds (thousands of map elements at scale), and must not take the kernel layer's
+//! lock a `net-start` holds. Only a missing table takes that lock, to repair it
+//! ([`Kernel::repair_firewall`]: a rebuild from the firewalls it applied, one atomic
+//! transaction, logged).
 
 use std::sync::{Mutex, Weak};
 use std::time::Duration;
@@ -21,11 +24,13 @@ use virtnet_plan::firewall::TABLE_NAME;
 use super::Kernel;
 use crate::sync::lock;
 
-/// How long a burst of announcements may go on before the table is checked: one transaction
-/// announces each object it touched, and a flush announces every table, chain and set.
+/// The quiet that ends a burst of announcements: one transaction announces each object it
+/// touched, and a flush announces every table, chain and set.
 const SETTLE: Duration = Duration::from_millis(20);
 /// How often the thread wakes with nothing announced, to notice that the daemon is gone.
 const IDLE_WAKE: Duration = Duration::from_secs(1);
+/// `NFPROTO_INET`: the family of `table inet virtnet` in announcements.
+const NFPROTO_INET: u8 = 1;
 
 /// Starts the watcher thread in the calling thread's network namespace (virtnetd's). It ends
 /// once `kernel` is dropped.
@@ -35,8 +40,8 @@ pub fn spawn(kernel: Weak<Mutex<Kernel>>) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("nft-watch".into())
         .spawn(move || loop {
-            let changed = match watch.wait(IDLE_WAKE) {
-                Ok(changed) => changed,
+            let changes = match watch.wait_burst(IDLE_WAKE, SETTLE) {
+                Ok(changes) => changes,
                 Err(e) => {
                     warn!(error = %e, "nftables monitor failed; virtnet's table is no longer watched");
                     return;
@@ -45,11 +50,9 @@ pub fn spawn(kernel: Weak<Mutex<Kernel>>) -> std::io::Result<()> {
             let Some(kernel) = kernel.upgrade() else {
                 return;
             };
-            if !changed {
+            if !changes.may_have_deleted(NFPROTO_INET, TABLE_NAME) {
                 continue;
             }
-            // Let the burst end (a flush, a whole ruleset loaded), then look once.
-            while matches!(watch.wait(SETTLE), Ok(true)) {}
             if matches!(nft.has_table("inet", TABLE_NAME), Ok(true)) {
                 continue;
             }
