@@ -214,7 +214,8 @@ mod tests {
     #[test]
     fn table_deletions_are_read_from_a_datagram_of_several_messages() {
         let del = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_DELTABLE;
-        let new_table = (NFNL_SUBSYS_NFTABLES << 8) | 0;
+        // NFT_MSG_NEWTABLE is 0.
+        let new_table = NFNL_SUBSYS_NFTABLES << 8;
         let mut datagram = message(new_table, 1, &[(NFTA_TABLE_NAME, b"other\0")]);
         // A flags attribute before the name, as the kernel sends NFTA_TABLE_FLAGS too.
         datagram.extend(message(
