@@ -46,6 +46,7 @@ pub use networkport::{DirectPlugMode, NetworkPort, Plug};
 pub use portforward::{ForwardPorts, ForwardTarget, PortForward};
 pub use subnet::Subnet;
 pub use update::{apply_update, UpdateCommand, UpdateSection};
+pub use xml::stored::StoredSize;
 pub use xml::MAX_XML_BYTES;
 
 impl GuestInterface {
@@ -79,9 +80,23 @@ impl Network {
         xml::stored::checked_xml(self)
     }
 
+    /// The size of this definition's stored form (written out and counted: as costly as
+    /// [`Network::to_xml`]).
+    pub fn stored_size(&self) -> StoredSize {
+        StoredSize::of(&xml::format::format_network(self))
+    }
+
     /// Serialises in libvirt's normalised form: element order, defaults and attribute spelling
     /// of `virsh net-dumpxml`.
     pub fn to_xml(&self) -> String {
         xml::format::format_network(self)
+    }
+}
+
+impl PortForward {
+    /// What this forward adds to the stored form of a definition that already has forwards:
+    /// one `<virtnet:forward>` line.
+    pub fn stored_size(&self) -> StoredSize {
+        StoredSize::of(&xml::format::format_forward_line(self))
     }
 }

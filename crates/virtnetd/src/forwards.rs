@@ -17,6 +17,7 @@ use virtnet_plan::forward::{entries, ForwardEntry};
 
 use crate::error::{Error, Kind, Result};
 use crate::state::AppState;
+use crate::store::ForwardOp;
 use crate::sync::lock;
 
 /// Serialises forward changes across networks, so two requests cannot both pass the conflict
@@ -75,28 +76,23 @@ impl AppState {
     pub fn forward_add(&self, id: &str, fwd: PortForward) -> Result<ForwardInfo> {
         fwd.check("forward")?;
         let _one_at_a_time = lock(&CHANGES);
-        if let Some((network, other)) = self
-            .networks
-            .all_forwards()
-            .into_iter()
-            .find(|(_, o)| o.collides(&fwd))
-        {
+        if let Some((network, other)) = self.networks.find_forward(|o| o.collides(&fwd)) {
             return Err(Error::conflict(format!(
                 "{} is already forwarded by network '{network}': {other}",
                 describe_key(&fwd)
             )));
         }
-        let added = fwd.clone();
-        let (name, _) = self.networks.change_forwards(
-            id,
-            &|list| {
-                list.push(added.clone());
-                true
-            },
-            &|| Error::failed("no definition to add the forward to"),
-        )?;
-        self.sync_forwards(&name)?;
-        self.forward_info(&name, &fwd)
+        let (name, active) =
+            self.networks
+                .change_forwards(id, &ForwardOp::Add(fwd.clone()), &|| {
+                    Error::failed("no definition to add the forward to")
+                })?;
+        let info = self.forward_info(&name, &fwd)?;
+        if active {
+            let entries = fwd_entries(&fwd, &info.guest_addresses);
+            lock(&self.kernel).add_forwards(&name, entries)?;
+        }
+        Ok(info)
     }
 
     /// `DELETE /v1/networks/{id}/forwards` (`forward-del`): removes the forward of `proto`
@@ -109,28 +105,30 @@ impl AppState {
         listen: Option<IpAddr>,
     ) -> Result<ForwardInfo> {
         let _one_at_a_time = lock(&CHANGES);
-        let found = self
-            .networks
-            .all_forwards()
-            .into_iter()
-            .find(|(_, f)| f.is_at(proto, port, listen));
+        let found = self.networks.find_forward(|f| f.is_at(proto, port, listen));
         let what = || {
             let on = listen.map_or("every host address".to_string(), |a| a.to_string());
             format!("{} port {port} on {on}", proto.as_str())
         };
         let (name, _) = self.networks.change_forwards(
             id,
-            &|list| {
-                let before = list.len();
-                list.retain(|f| !f.is_at(proto, port, listen));
-                list.len() != before
+            &ForwardOp::Remove {
+                proto,
+                port,
+                listen,
             },
             &|| Error::not_found(Kind::Forward, what()),
         )?;
-        self.sync_forwards(&name)?;
         let fwd = found
             .map(|(_, f)| f)
             .ok_or_else(|| Error::not_found(Kind::Forward, what()))?;
+        // Its elements, whatever address they went to (only this forward has its keys).
+        lock(&self.kernel).remove_forwards_where(&name, |e| {
+            e.proto == fwd.proto.as_str()
+                && e.listen == fwd.listen
+                && fwd.ports.start <= e.port
+                && e.port <= fwd.ports.end
+        })?;
         Ok(ForwardInfo {
             network: name,
             forward: fwd,
@@ -157,13 +155,17 @@ impl AppState {
     }
 
     fn forward_info(&self, network: &str, fwd: &PortForward) -> Result<ForwardInfo> {
-        let (active, guest_addresses) = match self.networks.live_definition(network) {
-            Ok(net) if net.forwards.contains(fwd) => {
-                let leases = self.networks.leases(network, None).unwrap_or_default();
-                (true, resolve(fwd, &net, &leases))
-            }
-            _ => (false, Vec::new()),
-        };
+        let by_name = matches!(fwd.to, ForwardTarget::Name(_));
+        let (active, guest_addresses) = self
+            .networks
+            .with_live(network, by_name, |net, leases| {
+                if net.forwards.contains(fwd) {
+                    (true, resolve(fwd, net, leases))
+                } else {
+                    (false, Vec::new())
+                }
+            })
+            .unwrap_or((false, Vec::new()));
         Ok(ForwardInfo {
             network: network.to_string(),
             forward: fwd.clone(),

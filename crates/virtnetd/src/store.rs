@@ -10,6 +10,9 @@
 //!   libvirt's lease files) and go with `net-undefine`;
 //! - table `ports`: tap name → JSON guest port (`attach-interface`), written before the port is
 //!   reported created, so ports survive daemon restarts.
+//! - table `forward_ops`: `<network>/<sequence>` → a port-forward change made since the
+//!   network's record was last written ([`forward_ops`]: replayed on the record when read,
+//!   cleared when the record is written);
 //! - table `host_bridges`: bridge name → JSON host bridge (`iface-bridge`: the NIC's snapshot and
 //!   the phase), written before each step changes the kernel, so a crash is undone at start.
 //!
@@ -51,6 +54,10 @@ use uuid::Uuid;
 use virtnet_model::Network;
 
 use crate::error::{Error, Result};
+
+mod forward_ops;
+pub use forward_ops::ForwardOp;
+use forward_ops::FORWARD_OPS;
 
 /// File name of the store inside the state directory.
 pub const DB_FILE: &str = "virtnet.redb";
@@ -141,6 +148,8 @@ pub struct Store {
     /// I/O error: every operation holds the read side for its transaction.
     handle: RwLock<Handle>,
     path: PathBuf,
+    /// The sequence numbers of port-forward changes.
+    forward_seq: forward_ops::Sequence,
 }
 
 /// The database when it is open, and what the last failure was.
@@ -179,6 +188,7 @@ impl Store {
                 no_space: false,
             }),
             path: path.to_path_buf(),
+            forward_seq: forward_ops::Sequence::default(),
         };
         let (records, report) = store.with_db(|db| store.start(db, boot_id))?;
         for bad in &report.unreadable {
@@ -352,6 +362,10 @@ impl Store {
                     }),
                 }
             }
+            let mut ops = txn
+                .open_table(FORWARD_OPS)
+                .map_err(|e| Error::store(ctx("cannot open table forward_ops"), e))?;
+            forward_ops::replay(&ops, &mut records, &self.forward_seq)?;
             if report.rebooted {
                 for (name, record) in records.iter_mut() {
                     if !record.is_active() {
@@ -363,11 +377,13 @@ impl Store {
                         table
                             .insert(name.as_str(), encode(name, record)?.as_slice())
                             .map_err(|e| Error::store(ctx("cannot write network"), e))?;
+                        forward_ops::clear(&mut ops, name)?;
                         report.deactivated.push(name.clone());
                     } else {
                         table
                             .remove(name.as_str())
                             .map_err(|e| Error::store(ctx("cannot remove network"), e))?;
+                        forward_ops::clear(&mut ops, name)?;
                         report.removed.push(name.clone());
                     }
                 }
@@ -402,6 +418,11 @@ impl Store {
                 table
                     .insert(name, bytes)
                     .map_err(|e| Error::store(ctx(), e))?;
+                // The record holds every forward now.
+                let mut ops = txn
+                    .open_table(FORWARD_OPS)
+                    .map_err(|e| Error::store(ctx(), e))?;
+                forward_ops::clear(&mut ops, name)?;
             }
             txn.commit().map_err(|e| Error::store(ctx(), e))
         })
@@ -422,6 +443,26 @@ impl Store {
                     .open_table(NETWORKS)
                     .map_err(|e| Error::store(ctx(), e))?;
                 table.remove(name).map_err(|e| Error::store(ctx(), e))?;
+                let mut ops = txn
+                    .open_table(FORWARD_OPS)
+                    .map_err(|e| Error::store(ctx(), e))?;
+                forward_ops::clear(&mut ops, name)?;
+            }
+            txn.commit().map_err(|e| Error::store(ctx(), e))
+        })
+    }
+
+    /// Stores one change of network `name`'s forwards durably (one small transaction, whatever
+    /// the definition holds); reading the store applies it to the network's record.
+    pub fn append_forward_op(&self, name: &str, op: &ForwardOp) -> Result<()> {
+        let ctx = || format!("cannot store a port-forward change of network '{name}'");
+        self.with_db(|db| {
+            let txn = begin_write(db, &self.path, Commit::TwoPhase)?;
+            {
+                let mut ops = txn
+                    .open_table(FORWARD_OPS)
+                    .map_err(|e| Error::store(ctx(), e))?;
+                forward_ops::append(&mut ops, &self.forward_seq, name, op)?;
             }
             txn.commit().map_err(|e| Error::store(ctx(), e))
         })
@@ -450,6 +491,9 @@ impl Store {
                         reason: e.to_string(),
                     }),
                 }
+            }
+            if let Some(ops) = open_for_reading(&txn, FORWARD_OPS, ctx)? {
+                forward_ops::replay(&ops, &mut out, &self.forward_seq)?;
             }
             Ok((out, unreadable))
         })
@@ -936,6 +980,72 @@ mod tests {
         assert_eq!(records.keys().collect::<Vec<_>>(), ["a", "t"]);
         assert!(records["a"].is_active());
         assert_eq!(store.load()?, (records, Vec::new()));
+        Ok(())
+    }
+
+    fn forward(port: u16) -> virtnet_model::PortForward {
+        serde_json::from_str(&format!(
+            r#"{{"proto": "tcp", "ports": {{"start": {port}, "end": {port}}}, "to": {{"address": "10.0.0.5"}}}}"#
+        ))
+        .expect("forward")
+    }
+
+    fn ports_of(record: &Record) -> Vec<u16> {
+        let def = record.config.as_ref().expect("persistent");
+        def.forwards.iter().map(|f| f.ports.start).collect()
+    }
+
+    #[test]
+    fn forward_changes_replay_in_order_until_the_record_is_written() -> Result<()> {
+        let (_dir, path) = temp_db()?;
+        seed(
+            &path,
+            "b1",
+            &[
+                ("web", record("web", true, true)),
+                ("web2", record("web2", true, false)),
+            ],
+        )?;
+        {
+            let (store, _, _) = Store::open(&path, Some("b1"))?;
+            store.append_forward_op("web", &ForwardOp::Add(forward(80)))?;
+            store.append_forward_op("web2", &ForwardOp::Add(forward(90)))?;
+            store.append_forward_op("web", &ForwardOp::Add(forward(81)))?;
+            store.append_forward_op(
+                "web",
+                &ForwardOp::Remove {
+                    proto: virtnet_model::portforward::HostProto::Tcp,
+                    port: 80,
+                    listen: None,
+                },
+            )?;
+            store.append_forward_op("web", &ForwardOp::Add(forward(82)))?;
+        }
+        let (store, records, _) = Store::open(&path, Some("b1"))?;
+        let web = &records["web"];
+        assert_eq!(ports_of(web), vec![81, 82]);
+        let live = web.live.as_ref().expect("live");
+        assert_eq!(live.forwards.len(), 2, "the live definition too");
+        assert_eq!(web.generation, 1 + 4, "each change moves the generation on");
+        assert_eq!(ports_of(&records["web2"]), vec![90]);
+        // Numbers go on after a reopen: a new change sorts after the replayed ones.
+        store.append_forward_op("web", &ForwardOp::Add(forward(83)))?;
+        assert_eq!(ports_of(&store.load()?.0["web"]), vec![81, 82, 83]);
+        // Writing the record folds the changes in; they are not applied twice.
+        let folded = store.load()?.0["web"].clone();
+        store.put("web", &folded)?;
+        drop(store);
+        let (store, records, _) = Store::open(&path, Some("b1"))?;
+        assert_eq!(ports_of(&records["web"]), vec![81, 82, 83]);
+        assert_eq!(
+            ports_of(&records["web2"]),
+            vec![90],
+            "other networks' changes stay"
+        );
+        // A deleted network's changes go with it.
+        store.delete("web2")?;
+        store.put("web2", &record("web2", true, false))?;
+        assert!(ports_of(&store.load()?.0["web2"]).is_empty());
         Ok(())
     }
 

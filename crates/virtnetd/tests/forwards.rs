@@ -405,3 +405,130 @@ fn a_network_defined_with_thousands_of_forwards_starts_with_all_of_them() {
     daemon.cli_ok(&["net-destroy", &name]);
     assert_eq!(map_elements(lab.host(), "fwd4_any").len(), 0);
 }
+
+/// `n` UDP forwards from port `first` on, to one guest, as `<virtnet:forward>` elements.
+fn udp_forwards(first: u16, n: u16) -> String {
+    (0..n)
+        .map(|i| {
+            format!(
+                "<virtnet:forward proto='udp' port='{}' to='10.77.0.7'/>",
+                first + i
+            )
+        })
+        .collect()
+}
+
+fn forwards_network(name: &str, bridge: &str, subnet: &str, forwards: &str) -> String {
+    format!(
+        "<network xmlns:virtnet='urn:virtnet:network:1'><name>{name}</name><forward mode='nat'/>\
+         <bridge name='{bridge}' stp='off'/><ip address='{subnet}.1' prefix='24'/>\
+         <virtnet:forwards>{forwards}</virtnet:forwards></network>"
+    )
+}
+
+#[test]
+fn forward_changes_survive_a_crash_and_the_definition_stays_within_the_limits() {
+    // A forward change is stored as a record of its own, replayed on the definition when the
+    // store is read and folded into it at the network's next write: checked here across a
+    // SIGKILL, a later change of the network and restarts, with the kernel's maps.
+    let lab = Lab::new("fwd-ops");
+    let host = lab.host();
+    let mut daemon = Daemon::start_in(host);
+    let many = daemon.define(&forwards_network(
+        "many",
+        "vnf2",
+        "10.77.0",
+        &udp_forwards(20000, 4000),
+    ));
+    daemon.cli_ok(&["net-start", &many]);
+    for args in [
+        &["--proto", "tcp", "--port", "80", "--to", "10.77.0.7"][..],
+        &["--proto", "tcp", "--port", "81", "--to", "web"],
+        &[
+            "--proto",
+            "udp",
+            "--port",
+            "5000-5009",
+            "--to",
+            "10.77.0.8:6000",
+        ],
+    ] {
+        let mut cmd = vec!["forward-add", "many"];
+        cmd.extend(args);
+        daemon.cli_ok(&cmd);
+    }
+    // The forward to a name has no lease to go to yet: 4,000 + 1 + 10 elements.
+    assert_eq!(map_elements(host, "fwd4_any").len(), 4011);
+
+    daemon.kill9();
+    daemon.restart();
+    let xml = daemon.cli_ok(&["net-dumpxml", "many"]);
+    for wanted in [
+        "<virtnet:forward proto='tcp' port='80' to='10.77.0.7'/>",
+        "<virtnet:forward proto='tcp' port='81' to='web'/>",
+        "<virtnet:forward proto='udp' port='5000-5009' to='10.77.0.8' to-port='6000'/>",
+    ] {
+        assert!(xml.contains(wanted), "{wanted} lost in the crash");
+    }
+    assert_eq!(map_elements(host, "fwd4_any").len(), 4011);
+
+    daemon.cli_ok(&["forward-del", "many", "--proto", "udp", "--port", "5005"]);
+    assert_eq!(map_elements(host, "fwd4_any").len(), 4001);
+    // Another change of the network writes its record, with every forward in it.
+    daemon.cli_ok(&["net-autostart", "many"]);
+    daemon.restart();
+    let xml = daemon.cli_ok(&["net-dumpxml", "many"]);
+    assert!(
+        xml.contains("port='80'") && xml.contains("port='81'"),
+        "{xml}"
+    );
+    assert!(!xml.contains("port='5000-5009'"), "deleted forward is back");
+    assert_eq!(xml.matches("<virtnet:forward ").count(), 4002);
+    assert_eq!(map_elements(host, "fwd4_any").len(), 4001);
+
+    // Near the limit of what net-define accepts (20,000 XML nodes in the stored form, where
+    // each forward is two): forward-add is refused naming the limit and the element, and
+    // changes nothing — also after a restart.
+    let edge = daemon.define(&forwards_network(
+        "edge",
+        "vnf3",
+        "10.78.0",
+        &udp_forwards(30000, 9970),
+    ));
+    let mut accepted = 0;
+    let refusal = loop {
+        assert!(accepted < 40, "never refused");
+        let port = (40000 + accepted).to_string();
+        let out = daemon.cli(&[
+            "forward-add",
+            &edge,
+            "--proto",
+            "udp",
+            "--port",
+            &port,
+            "--to",
+            "10.78.0.9",
+        ]);
+        if !out.status.success() {
+            break String::from_utf8_lossy(&out.stderr).into_owned();
+        }
+        accepted += 1;
+    };
+    assert!(
+        refusal.contains("limit of 20000") && refusal.contains("forwards takes"),
+        "{refusal}"
+    );
+    let count = |d: &Daemon| {
+        d.cli_ok(&["net-dumpxml", "edge"])
+            .matches("<virtnet:forward ")
+            .count()
+    };
+    assert_eq!(count(&daemon), 9970 + accepted as usize);
+    daemon.restart();
+    assert_eq!(count(&daemon), 9970 + accepted as usize);
+    // What net-dumpxml prints, net-define takes back.
+    let dumped = daemon.cli_ok(&["net-dumpxml", "edge"]);
+    daemon.cli_ok(&["net-undefine", "edge"]);
+    daemon.define(&dumped);
+    assert_eq!(count(&daemon), 9970 + accepted as usize);
+}

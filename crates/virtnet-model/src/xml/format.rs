@@ -238,18 +238,33 @@ fn format_forwards(w: &mut Writer, forwards: &[crate::portforward::PortForward])
     }
     w.open("virtnet:forwards", &[]);
     for f in forwards {
-        w.empty(
-            "virtnet:forward",
-            &[
-                ("proto", some(f.proto.as_str())),
-                ("port", some(f.ports)),
-                ("listen", opt(&f.listen)),
-                ("to", some(&f.to)),
-                ("to-port", opt(&f.to_port)),
-            ],
-        );
+        format_port_forward(w, f);
     }
     w.close("virtnet:forwards");
+}
+
+fn format_port_forward(w: &mut Writer, f: &crate::portforward::PortForward) {
+    w.empty(
+        "virtnet:forward",
+        &[
+            ("proto", some(f.proto.as_str())),
+            ("port", some(f.ports)),
+            ("listen", opt(&f.listen)),
+            ("to", some(&f.to)),
+            ("to-port", opt(&f.to_port)),
+        ],
+    );
+}
+
+/// The line one more forward adds to the stored form of a definition that has forwards
+/// (inside `<network><virtnet:forwards>`, so two levels deep).
+pub(crate) fn format_forward_line(f: &crate::portforward::PortForward) -> String {
+    let mut w = Writer {
+        out: String::new(),
+        depth: 2,
+    };
+    format_port_forward(&mut w, f);
+    w.out
 }
 
 fn format_forward(w: &mut Writer, f: &Forward) {

@@ -46,6 +46,64 @@ pub(crate) fn checked_xml(net: &Network) -> Result<String> {
     }
 }
 
+/// How much of the input limits a definition's stored form takes: what lets a change that
+/// only appends to a definition (a port forward) be checked without writing the definition
+/// out again.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct StoredSize {
+    /// Bytes.
+    pub bytes: usize,
+    /// Elements (the stored form has as many line-break text nodes again).
+    pub elements: usize,
+    /// Attributes, namespace declarations included.
+    pub attributes: usize,
+}
+
+/// The share of each limit below which [`StoredSize::well_within_limits`] holds: the margin
+/// covers how the pre-scan and the parser may count a document differently.
+const WELL_WITHIN_PERCENT: usize = 95;
+
+impl StoredSize {
+    /// The size of the stored form `xml`.
+    pub(crate) fn of(xml: &str) -> StoredSize {
+        let shape = scan(xml.as_bytes());
+        StoredSize {
+            bytes: xml.len(),
+            elements: shape.elements,
+            attributes: shape.attributes,
+        }
+    }
+
+    /// True when every measure is clearly inside its input limit (nodes counted as two per
+    /// element, plus the document): a definition of this size needs no full check. Near a
+    /// limit, only writing the definition out and reading it back decides
+    /// ([`Network::to_checked_xml`](crate::Network::to_checked_xml)).
+    pub fn well_within_limits(&self) -> bool {
+        let within = |used: usize, limit: usize| used * 100 <= limit * WELL_WITHIN_PERCENT;
+        within(self.bytes, MAX_XML_BYTES)
+            && within(2 * self.elements + 2, MAX_NODES as usize)
+            && within(self.attributes, MAX_ATTRIBUTES)
+    }
+
+    /// This size with `other` added.
+    pub fn plus(self, other: StoredSize) -> StoredSize {
+        StoredSize {
+            bytes: self.bytes + other.bytes,
+            elements: self.elements + other.elements,
+            attributes: self.attributes + other.attributes,
+        }
+    }
+
+    /// This size with `other` taken away (never below zero).
+    pub fn minus(self, other: StoredSize) -> StoredSize {
+        StoredSize {
+            bytes: self.bytes.saturating_sub(other.bytes),
+            elements: self.elements.saturating_sub(other.elements),
+            attributes: self.attributes.saturating_sub(other.attributes),
+        }
+    }
+}
+
 /// What a stored document exceeds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Measure {
@@ -203,5 +261,46 @@ mod tests {
         let xml = checked_xml(&net).expect("accepted");
         let back = Network::from_stored_xml(&xml).expect("reads back");
         assert_eq!(checked_xml(&back).ok(), Some(xml));
+    }
+
+    #[test]
+    fn a_forward_line_is_what_one_more_forward_adds_to_the_stored_size() {
+        let forward = |port: u16, to: &str| -> crate::PortForward {
+            serde_json::from_str(&format!(
+                "{{\"proto\": \"tcp\", \"ports\": {{\"start\": {port}, \"end\": {port}}}, \
+                 \"to\": {to}}}"
+            ))
+            .expect("forward")
+        };
+        let mut net = network("<ip address='10.0.0.1' prefix='24'/>");
+        net.forwards
+            .push(forward(80, "{\"address\": \"10.0.0.5\"}"));
+        for (port, to) in [
+            (8080, "{\"address\": \"10.0.0.5\"}"),
+            (8443, "{\"name\": \"web.example\"}"),
+        ] {
+            let before = net.stored_size();
+            let f = forward(port, to);
+            let added = f.stored_size();
+            net.forwards.push(f);
+            assert_eq!(before.plus(added), net.stored_size());
+            assert_eq!(net.stored_size().minus(added), before);
+        }
+        assert!(net.stored_size().well_within_limits());
+        let xml = checked_xml(&net).expect("accepted");
+        assert_eq!(StoredSize::of(&xml), net.stored_size());
+    }
+
+    #[test]
+    fn near_a_limit_is_not_well_within_it() {
+        let at = |bytes, elements, attributes| StoredSize {
+            bytes,
+            elements,
+            attributes,
+        };
+        assert!(at(1000, 100, 100).well_within_limits());
+        assert!(!at(MAX_XML_BYTES, 100, 100).well_within_limits());
+        assert!(!at(1000, MAX_NODES as usize / 2, 100).well_within_limits());
+        assert!(!at(1000, 100, MAX_ATTRIBUTES).well_within_limits());
     }
 }

@@ -73,6 +73,58 @@ impl Kernel {
         Ok(())
     }
 
+    /// Adds `entries` (one forward's) to the forwards of `network` when it is active: one
+    /// nfnetlink batch, whatever the maps hold. If that fails, virtnet's table is rebuilt whole.
+    pub fn add_forwards(&mut self, network: &str, entries: Vec<ForwardEntry>) -> Result<()> {
+        if !self.applied.contains_key(network) {
+            return Ok(());
+        }
+        let applied = self.forwards.entry(network.to_string()).or_default();
+        let new: Vec<SetElement> = entries
+            .iter()
+            .filter(|e| !applied.contains(e))
+            .map(|e| element(e, true))
+            .collect();
+        applied.extend(entries);
+        self.apply_or_rebuild(network, SetChange::Create, &new)
+    }
+
+    /// Removes the elements of `network`'s forwards for which `gone` holds (one forward's:
+    /// its keys are its own).
+    pub fn remove_forwards_where(
+        &mut self,
+        network: &str,
+        gone: impl Fn(&ForwardEntry) -> bool,
+    ) -> Result<()> {
+        let Some(applied) = self.forwards.get_mut(network) else {
+            return Ok(());
+        };
+        let mut removed = Vec::new();
+        applied.retain(|e| {
+            let keep = !gone(e);
+            if !keep {
+                removed.push(element(e, false));
+            }
+            keep
+        });
+        self.apply_or_rebuild(network, SetChange::Delete, &removed)
+    }
+
+    /// Applies `elements`; if the kernel refuses, rebuilds virtnet's table from what is
+    /// applied (forwards included).
+    fn apply_or_rebuild(
+        &mut self,
+        network: &str,
+        change: SetChange,
+        elements: &[SetElement],
+    ) -> Result<()> {
+        if let Err(e) = self.apply_chunked(change, elements) {
+            warn!(network, error = %e, "cannot change the forward maps; rebuilding virtnet's table");
+            self.rebuild_firewall()?;
+        }
+        Ok(())
+    }
+
     /// Removes the forwards of stopped networks from the maps (best effort: a table that lost
     /// them already is fine).
     pub(super) fn remove_forwards(&mut self, networks: &[&str]) {

@@ -76,6 +76,9 @@ pub struct NetworkRegistry {
     /// Stored network records that could not be read at start (name → reason): set aside,
     /// reported by `GET /v1/unreadable-networks`, removed by `net-undefine`.
     unreadable: RwLock<BTreeMap<String, String>>,
+    /// The stored-form sizes of definitions that forwards were added to (see `forwards.rs`);
+    /// forgotten when the network's record is committed otherwise.
+    forward_room: forwards::RoomCache,
 }
 
 impl std::fmt::Debug for NetworkRegistry {
@@ -168,6 +171,13 @@ fn kernel_plan(net: &Network) -> Result<Option<NetworkPlan>> {
     Ok(Some(plan(net)?))
 }
 
+/// libvirt's refusal of an operation that needs network `name` running.
+fn not_active(name: &str) -> Error {
+    conflict(format!(
+        "Requested operation is not valid: network '{name}' is not active"
+    ))
+}
+
 fn conflict(message: impl Into<String>) -> Error {
     Error::conflict(message)
 }
@@ -184,6 +194,7 @@ impl NetworkRegistry {
             kernel: parts.kernel,
             services: parts.services,
             unreadable: RwLock::new(parts.unreadable),
+            forward_room: forwards::RoomCache::default(),
         }
     }
 
@@ -354,9 +365,7 @@ impl NetworkRegistry {
         for id in ids {
             let (name, record) = find(&index, id)?;
             let Some(live) = &record.live else {
-                return Err(conflict(format!(
-                    "Requested operation is not valid: network '{name}' is not active"
-                )));
+                return Err(not_active(name));
             };
             if targets.iter().any(|(n, _)| n == name) {
                 continue;
@@ -400,9 +409,7 @@ impl NetworkRegistry {
             let index = self.read();
             let (name, record) = find(&index, id)?;
             let Some(live) = record.live.clone() else {
-                return Err(conflict(format!(
-                    "Requested operation is not valid: network '{name}' is not active"
-                )));
+                return Err(not_active(name));
             };
             live
         };
@@ -430,6 +437,7 @@ impl NetworkRegistry {
     /// Makes a change durable, then visible; a reservation of the name ends as the record
     /// takes its place. `None` deletes the network. Runs under the network's lock only.
     fn commit(&self, name: &str, record: Option<Record>) -> Result<()> {
+        self.forward_room.forget(name);
         match &record {
             Some(r) => self.store.put(name, r)?,
             None => self.store.delete(name)?,
@@ -611,11 +619,7 @@ impl NetworkRegistry {
     pub fn live_definition(&self, name: &str) -> Result<Network> {
         let index = self.read();
         let record = index.get(name).ok_or_else(|| not_found(name))?;
-        record.live.clone().ok_or_else(|| {
-            conflict(format!(
-                "Requested operation is not valid: network '{name}' is not active"
-            ))
-        })
+        record.live.clone().ok_or_else(|| not_active(name))
     }
 
     /// `GET /v1/networks`: every network, sorted by name.
