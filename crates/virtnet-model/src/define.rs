@@ -94,6 +94,14 @@ pub(crate) fn prepare_scoped(
         assign_bridge_name(net, others, link_exists)?;
     }
     check_bridge_unique(net, others)?;
+    if !net.forwards.is_empty() {
+        let theirs: Vec<(&str, &[crate::PortForward])> = others
+            .iter()
+            .filter(|o| o.name != net.name)
+            .map(|o| (o.name.as_str(), o.forwards.as_slice()))
+            .collect();
+        crate::portforward::check_against_others(&net.forwards, &theirs)?;
+    }
     // Last, on the completed definition: what is stored must read back.
     xml::stored::checked_xml(net)?;
     Ok(warnings(net))

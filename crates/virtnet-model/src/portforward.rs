@@ -367,6 +367,57 @@ pub fn check_forwards(forwards: &[PortForward]) -> Result<()> {
     Ok(())
 }
 
+/// Refuses `forwards` (a definition's) when one takes a listen address, protocol and port a
+/// forward of another network already takes, naming both (as `forward-add` does). `others`
+/// are the other networks' definitions as (network name, forwards). Sorted sweeps, so that
+/// defining a network with thousands of forwards beside others with thousands costs
+/// O(n log n), not n × m.
+pub fn check_against_others(
+    forwards: &[PortForward],
+    others: &[(&str, &[PortForward])],
+) -> Result<()> {
+    // Per protocol: the others' forwards by first port, with the furthest last port reached
+    // up to each (so that a scan back from a forward's last port stops where nothing further
+    // left can reach its first port).
+    let mut theirs: Vec<(&PortForward, &str)> = others
+        .iter()
+        .flat_map(|(name, fs)| fs.iter().map(move |f| (f, *name)))
+        .collect();
+    if theirs.is_empty() {
+        return Ok(());
+    }
+    theirs.sort_by_key(|(f, _)| (f.proto.as_str(), f.ports.start));
+    let mut reach = Vec::with_capacity(theirs.len());
+    let mut furthest = (None, 0u16);
+    for (f, _) in &theirs {
+        if furthest.0 != Some(f.proto) {
+            furthest = (Some(f.proto), 0);
+        }
+        furthest.1 = furthest.1.max(f.ports.end);
+        reach.push(furthest.1);
+    }
+    for (i, mine) in forwards.iter().enumerate() {
+        let key = |f: &PortForward| (f.proto.as_str(), f.ports.start);
+        let after =
+            theirs.partition_point(|(f, _)| key(f) <= (mine.proto.as_str(), mine.ports.end));
+        for j in (0..after).rev() {
+            let (other, network) = theirs[j];
+            if other.proto != mine.proto || reach[j] < mine.ports.start {
+                break;
+            }
+            if other.collides(mine) {
+                return Err(ModelError::bad_value(
+                    &format!("virtnet:forwards.virtnet:forward[{i}].port"),
+                    &mine.ports.to_string(),
+                    format!("is already forwarded by network '{network}': {other}"),
+                )
+                .with_kind(crate::ErrorKind::Conflict));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn invalid(field: &str, value: &str, reason: &str) -> ModelError {
     let mut e = ModelError::invalid(field, reason);
     e.value = Some(value.to_string());
@@ -376,6 +427,57 @@ fn invalid(field: &str, value: &str, reason: &str) -> ModelError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn fwd(proto: &str, start: u16, end: u16, listen: Option<&str>) -> PortForward {
+        let listen = listen.map_or(String::new(), |l| format!(r#", "listen": "{l}""#));
+        serde_json::from_str(&format!(
+            r#"{{"proto": "{proto}", "ports": {{"start": {start}, "end": {end}}}{listen}, "to": {{"address": "10.0.0.5"}}}}"#
+        ))
+        .expect("forward")
+    }
+
+    #[test]
+    fn a_forward_taken_by_another_network_is_refused_naming_it() {
+        let theirs = vec![
+            fwd("tcp", 8000, 8999, None),
+            fwd("tcp", 20, 30, Some("10.1.1.1")),
+            fwd("udp", 53, 53, None),
+        ];
+        let others = [("other", theirs.as_slice())];
+        // Free: another protocol's port, past the range, or another listen address.
+        let free = [
+            fwd("udp", 8080, 8080, None),
+            fwd("tcp", 9000, 9100, None),
+            fwd("tcp", 25, 25, Some("10.1.1.2")),
+        ];
+        assert!(check_against_others(&free, &others).is_ok());
+        for (mine, index) in [
+            (fwd("tcp", 8500, 8500, None), 0),
+            (fwd("tcp", 7000, 8000, Some("10.9.9.9")), 0),
+            (fwd("tcp", 1, 25, None), 0),
+            (fwd("udp", 50, 60, Some("10.1.1.1")), 0),
+        ] {
+            let e = check_against_others(&[fwd("tcp", 1000, 1000, None), mine.clone()], &others)
+                .expect_err("collides");
+            assert_eq!(e.kind, crate::ErrorKind::Conflict, "{mine}");
+            assert_eq!(
+                e.field,
+                format!("virtnet:forwards.virtnet:forward[{}].port", index + 1)
+            );
+            assert!(e.reason.contains("network 'other'"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_long_range_far_back_is_still_found() {
+        // A wide range early in the order must be found from a forward many entries later.
+        let mut theirs = vec![fwd("tcp", 100, 60000, Some("10.1.1.1"))];
+        theirs.extend((0..1000).map(|i| fwd("tcp", 200 + i, 200 + i, Some("10.2.2.2"))));
+        let others = [("wide", theirs.as_slice())];
+        let e = check_against_others(&[fwd("tcp", 50000, 50000, None)], &others)
+            .expect_err("inside the wide range");
+        assert!(e.reason.contains("network 'wide'"), "{e}");
+    }
 
     #[test]
     fn ranges_and_targets_parse_and_refuse_with_the_field() {

@@ -459,6 +459,25 @@ fn forward_changes_survive_a_crash_and_the_definition_stays_within_the_limits() 
     }
     // The forward to a name has no lease to go to yet: 4,000 + 1 + 10 elements.
     assert_eq!(map_elements(host, "fwd4_any").len(), 4011);
+    // net-define checks a definition's forwards against every other network's, as
+    // forward-add does, and defines nothing when one is taken.
+    let clash = forwards_network(
+        "clash",
+        "vnf4",
+        "10.79.0",
+        "<virtnet:forward proto='udp' port='23990-24010' to='10.79.0.7'/>",
+    );
+    let file = daemon.dir().join("clash.xml");
+    std::fs::write(&file, &clash).expect("write clash.xml");
+    let out = daemon.cli(&["net-define", &file.to_string_lossy()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a taken forward was defined");
+    assert!(
+        err.contains("forward[0].port '23990-24010'")
+            && err.contains("already forwarded by network 'many'"),
+        "{err}"
+    );
+    assert!(daemon.cli(&["net-info", "clash"]).status.code() != Some(0));
 
     daemon.kill9();
     daemon.restart();
