@@ -95,7 +95,7 @@ pub(crate) fn prepare_scoped(
     }
     check_bridge_unique(net, others)?;
     if !net.forwards.is_empty() {
-        let theirs: Vec<(&str, &[crate::PortForward])> = others
+        let theirs: Vec<(&str, &[crate::portforward::PortForward])> = others
             .iter()
             .filter(|o| o.name != net.name)
             .map(|o| (o.name.as_str(), o.forwards.as_slice()))

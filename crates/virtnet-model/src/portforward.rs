@@ -407,11 +407,11 @@ pub fn check_against_others(
             }
             if other.collides(mine) {
                 return Err(ModelError::bad_value(
-                    &format!("virtnet:forwards.virtnet:forward[{i}].port"),
-                    &mine.ports.to_string(),
+                    format!("virtnet:forwards.virtnet:forward[{i}].port"),
+                    mine.ports.to_string(),
                     format!("is already forwarded by network '{network}': {other}"),
                 )
-                .with_kind(crate::ErrorKind::Conflict));
+                .with_kind(crate::error::ErrorKind::Conflict));
             }
         }
     }
@@ -459,7 +459,7 @@ mod tests {
         ] {
             let e = check_against_others(&[fwd("tcp", 1000, 1000, None), mine.clone()], &others)
                 .expect_err("collides");
-            assert_eq!(e.kind, crate::ErrorKind::Conflict, "{mine}");
+            assert_eq!(e.kind, crate::error::ErrorKind::Conflict, "{mine}");
             assert_eq!(
                 e.field,
                 format!("virtnet:forwards.virtnet:forward[{}].port", index + 1)

@@ -265,7 +265,7 @@ mod tests {
 
     #[test]
     fn a_forward_line_is_what_one_more_forward_adds_to_the_stored_size() {
-        let forward = |port: u16, to: &str| -> crate::PortForward {
+        let forward = |port: u16, to: &str| -> crate::portforward::PortForward {
             serde_json::from_str(&format!(
                 "{{\"proto\": \"tcp\", \"ports\": {{\"start\": {port}, \"end\": {port}}}, \
                  \"to\": {to}}}"
