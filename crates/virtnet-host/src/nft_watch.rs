@@ -18,6 +18,29 @@ const NFNLGRP_NFTABLES: u32 = 7;
 pub struct NftWatch {
     sock: Socket,
     rx: Vec<u8>,
+    /// The tables named by the notifications read since the last [`NftWatch::take_tables`].
+    tables: Changed,
+}
+
+/// The tables a burst of notifications touched.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changed {
+    /// `(family, table)` of every table, chain, rule, set or element announced (family as
+    /// nftables numbers it: `NFPROTO_INET` 1, `NFPROTO_IPV4` 2, `NFPROTO_BRIDGE` 7…).
+    pub tables: std::collections::BTreeSet<(u8, String)>,
+    /// Notifications were lost (`ENOBUFS`): any table may have changed.
+    pub lost: bool,
+}
+
+impl Changed {
+    /// Whether a table other than `ours` (as `(family, name)`) may have changed.
+    pub fn beyond(&self, ours: &[(u8, &str)]) -> bool {
+        self.lost
+            || self
+                .tables
+                .iter()
+                .any(|(f, n)| !ours.iter().any(|(of, on)| of == f && on == n))
+    }
 }
 
 impl std::fmt::Debug for NftWatch {
@@ -37,6 +60,7 @@ impl NftWatch {
         Ok(NftWatch {
             sock,
             rx: vec![0; 64 * 1024],
+            tables: Changed::default(),
         })
     }
 
@@ -66,18 +90,127 @@ impl NftWatch {
         self.drain()
     }
 
+    /// The tables changed since the last call (see [`Changed`]), forgotten here.
+    pub fn take_tables(&mut self) -> Changed {
+        std::mem::take(&mut self.tables)
+    }
+
     /// Reads every queued notification without waiting; true when there was any.
     fn drain(&mut self) -> Result<bool> {
         let mut any = false;
         loop {
             match self.sock.recv(&mut &mut self.rx[..], libc::MSG_DONTWAIT) {
                 Ok(0) => return Ok(any),
-                Ok(_) => any = true,
+                Ok(n) => {
+                    any = true;
+                    let n = n.min(self.rx.len());
+                    note_tables(&self.rx[..n], &mut self.tables.tables);
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(any),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => any = true,
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    any = true;
+                    self.tables.lost = true;
+                }
                 Err(e) => return Err(HostError::new("read nftables monitor", "", e)),
             }
         }
+    }
+}
+
+/// `NFT_MSG_NEWGEN`: the end of a transaction, naming no table.
+const NFT_MSG_NEWGEN: u16 = 16;
+/// The attribute naming the table, type 1 in every nf_tables message that has one
+/// (`NFTA_TABLE_NAME`, `NFTA_CHAIN_TABLE`, `NFTA_RULE_TABLE`, `NFTA_SET_TABLE`,
+/// `NFTA_SET_ELEM_LIST_TABLE`, `NFTA_OBJ_TABLE`, `NFTA_FLOWTABLE_TABLE`).
+const NFTA_TABLE: u16 = 1;
+
+/// Adds the tables named by the nf_tables messages of one datagram to `out`. Malformed
+/// messages end the walk: what was read so far stands.
+fn note_tables(mut buf: &[u8], out: &mut std::collections::BTreeSet<(u8, String)>) {
+    const NLMSG_HDR: usize = 16;
+    const NFGENMSG: usize = 4;
+    while buf.len() >= NLMSG_HDR {
+        let len = u32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+        if len < NLMSG_HDR || len > buf.len() {
+            return;
+        }
+        let kind = u16::from_ne_bytes([buf[4], buf[5]]) & 0xff;
+        let msg = &buf[NLMSG_HDR..len];
+        if kind != NFT_MSG_NEWGEN && msg.len() >= NFGENMSG {
+            let family = msg[0];
+            if let Some(name) = table_attr(&msg[NFGENMSG..]) {
+                out.insert((family, name));
+            }
+        }
+        buf = &buf[align4(len).min(buf.len())..];
+    }
+}
+
+/// The string value of attribute [`NFTA_TABLE`] among netlink attributes.
+fn table_attr(mut attrs: &[u8]) -> Option<String> {
+    while attrs.len() >= 4 {
+        let len = u16::from_ne_bytes([attrs[0], attrs[1]]) as usize;
+        let kind = u16::from_ne_bytes([attrs[2], attrs[3]]) & 0x3fff;
+        if len < 4 || len > attrs.len() {
+            return None;
+        }
+        if kind == NFTA_TABLE {
+            let value = &attrs[4..len];
+            let end = value.iter().position(|&b| b == 0).unwrap_or(value.len());
+            return Some(String::from_utf8_lossy(&value[..end]).into_owned());
+        }
+        attrs = &attrs[align4(len).min(attrs.len())..];
+    }
+    None
+}
+
+fn align4(n: usize) -> usize {
+    (n + 3) & !3
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One nf_tables message: header, nfgenmsg, one string attribute of type 1.
+    fn message(kind: u16, family: u8, table: &str) -> Vec<u8> {
+        let mut attr = Vec::new();
+        let value_len = table.len() + 1;
+        attr.extend(((4 + value_len) as u16).to_ne_bytes());
+        attr.extend(NFTA_TABLE.to_ne_bytes());
+        attr.extend(table.as_bytes());
+        attr.push(0);
+        while attr.len() % 4 != 0 {
+            attr.push(0);
+        }
+        let len = 16 + 4 + attr.len();
+        let mut m = Vec::new();
+        m.extend((len as u32).to_ne_bytes());
+        m.extend(((10u16 << 8) | kind).to_ne_bytes());
+        m.extend([0u8; 10]);
+        m.extend([family, 0, 0, 0]);
+        m.extend(attr);
+        m
+    }
+
+    #[test]
+    fn tables_of_a_datagram_are_noted_and_generation_messages_skipped() {
+        let mut buf = message(6, 2, "filter");
+        buf.extend(message(NFT_MSG_NEWGEN, 0, "x"));
+        buf.extend(message(0, 1, "virtnet"));
+        let mut out = std::collections::BTreeSet::new();
+        note_tables(&buf, &mut out);
+        let got: Vec<_> = out.into_iter().collect();
+        assert_eq!(
+            got,
+            vec![(1, "virtnet".to_string()), (2, "filter".to_string())]
+        );
+        let changed = Changed {
+            tables: [(1, "virtnet".to_string())].into(),
+            lost: false,
+        };
+        assert!(!changed.beyond(&[(1, "virtnet")]));
+        assert!(changed.beyond(&[(7, "virtnet_ports")]));
     }
 }

@@ -8,9 +8,11 @@
 //! table is still there with a libnftables handle of its own — virtnet's own transactions are
 //! announced too, and checking them must not take the kernel layer's lock a `net-start` holds.
 //! Only a missing table takes that lock, to repair it ([`Kernel::repair_firewall`]: a rebuild
-//! from the firewalls it applied, one atomic transaction, logged).
+//! from the firewalls it applied, one atomic transaction, logged). A burst that touched
+//! another table is handed to the coexistence layer ([`super::coexist`]), which puts back
+//! the accepts another firewall's reload deleted.
 
-use std::sync::{Mutex, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use tracing::{info, warn};
@@ -24,12 +26,18 @@ use crate::sync::lock;
 /// How long a burst of announcements may go on before the table is checked: one transaction
 /// announces each object it touched, and a flush announces every table, chain and set.
 const SETTLE: Duration = Duration::from_millis(20);
+/// virtnet's own tables as the kernel announces them (`NFPROTO_INET` 1, `NFPROTO_BRIDGE` 7).
+const OWN_TABLES: [(u8, &str); 2] = [(1, TABLE_NAME), (7, virtnet_plan::spoof::TABLE)];
 /// How often the thread wakes with nothing announced, to notice that the daemon is gone.
 const IDLE_WAKE: Duration = Duration::from_secs(1);
 
 /// Starts the watcher thread in the calling thread's network namespace (virtnetd's). It ends
 /// once `kernel` is dropped.
 pub fn spawn(kernel: Weak<Mutex<Kernel>>) -> std::io::Result<()> {
+    let coexist = match kernel.upgrade() {
+        Some(k) => Arc::downgrade(&lock(&k).coexist()),
+        None => return Ok(()),
+    };
     let mut watch = NftWatch::open().map_err(|e| std::io::Error::other(e.to_string()))?;
     let mut nft = Nftables::new().map_err(|e| std::io::Error::other(e.to_string()))?;
     std::thread::Builder::new()
@@ -50,16 +58,25 @@ pub fn spawn(kernel: Weak<Mutex<Kernel>>) -> std::io::Result<()> {
             }
             // Let the burst end (a flush, a whole ruleset loaded), then look once.
             while matches!(watch.wait(SETTLE), Ok(true)) {}
-            if matches!(nft.has_table("inet", TABLE_NAME), Ok(true)) {
-                continue;
+            let touched = watch.take_tables();
+            if !matches!(nft.has_table("inet", TABLE_NAME), Ok(true)) {
+                // Missing (or not listable): the kernel layer decides, under its lock,
+                // whether running networks need it back.
+                let repaired = lock(&kernel).repair_firewall();
+                match repaired {
+                    Ok(true) => info!("virtnet's nftables table rebuilt after it was deleted"),
+                    Ok(false) => {}
+                    Err(e) => warn!(error = %e, "cannot rebuild virtnet's nftables table"),
+                }
             }
-            // Missing (or not listable): the kernel layer decides, under its lock, whether
-            // running networks need it back.
-            let repaired = lock(&kernel).repair_firewall();
-            match repaired {
-                Ok(true) => info!("virtnet's nftables table rebuilt after it was deleted"),
-                Ok(false) => {}
-                Err(e) => warn!(error = %e, "cannot rebuild virtnet's nftables table"),
+            drop(kernel);
+            // Someone else's table changed (Docker re-created its chains, a firewall
+            // reloaded): virtnet's accepts there, or its warnings, follow. Bursts of virtnet's
+            // own transactions (every forward, every port) cost nothing here.
+            if touched.beyond(&OWN_TABLES) {
+                if let Some(coexist) = coexist.upgrade() {
+                    coexist.ruleset_changed();
+                }
             }
         })?;
     Ok(())
