@@ -48,7 +48,7 @@ pub fn detect() -> State {
     let Some(cmd) = find_in_path("firewall-cmd") else {
         return State::NotInstalled;
     };
-    if !run(&cmd, &["--state"]).is_some_and(|o| o.trim() == "running") {
+    if run(&cmd, &["--state"]).is_none_or(|o| o.trim() != "running") {
         return State::NotRunning;
     }
     let zones = run(&cmd, &["--get-zones"]).unwrap_or_default();
