@@ -220,7 +220,12 @@ fn docker_forward_drop_is_let_through_docker_user_and_follows_a_docker_restart()
     assert_eq!(forward.policy, "drop");
     assert!(forward.blocks.is_empty(), "{forward:?}");
     assert_eq!(forward.accepts.len(), 2, "{forward:?}");
-    assert_eq!(report.firewalld.state, "not installed");
+    // No firewalld runs in this namespace (installed or not on the machine).
+    assert!(
+        ["not installed", "not running"].contains(&report.firewalld.state.as_str()),
+        "{:?}",
+        report.firewalld
+    );
 
     // Docker restarts: its table goes and comes back without virtnet's rules.
     host.run_ok(["nft", "delete", "table", "ip", "filter"]);
@@ -364,4 +369,137 @@ fn without_integration_an_input_drop_refuses_until_the_admin_accepts_the_bridge(
     guest_works(&co.lab);
     // virtnet added nothing of its own there.
     assert!(!ufw_table(host).contains("virtnet:"));
+}
+
+/// firewalld, for real when it is installed (Debian's `firewalld` package): it runs in the
+/// lab's host namespace on a private system bus (its own `dbus-daemon`, never the machine's),
+/// with its configuration in a scratch directory holding virtnet's zone. virtnetd puts the
+/// bridge into the `virtnet` zone (firewalld's default zone would reject the guests' DHCP),
+/// the guest works, a `firewall-cmd --reload` (which drops runtime bindings) is followed by
+/// the binding coming back, and `net-destroy` takes the bridge out of the zone.
+#[test]
+fn firewalld_zone_binds_the_bridge_and_survives_a_reload() {
+    if !std::path::Path::new("/usr/sbin/firewalld").exists() {
+        eprintln!("firewalld is not installed: skipped (apt-get install firewalld to run it)");
+        return;
+    }
+    let lab = Lab::new("co-fwd");
+    let dir = lab.tmp_dir().to_path_buf();
+    let bus = dir.join("bus");
+    let conf = std::fs::read_to_string("/usr/share/dbus-1/system.conf").expect("dbus config");
+    let conf = conf.replace("<standard_system_servicedirs/>", "").replace(
+        "<includedir>system.d</includedir>",
+        "<includedir>/usr/share/dbus-1/system.d</includedir>",
+    );
+    let conf = regex_free_replace(
+        &conf,
+        "<listen>",
+        "</listen>",
+        &format!("unix:path={}", bus.display()),
+    );
+    let conf = regex_free_replace(&conf, "<user>", "</user>", "root");
+    let conf = regex_free_replace(
+        &conf,
+        "<pidfile>",
+        "</pidfile>",
+        &dir.join("dbus.pid").to_string_lossy(),
+    );
+    std::fs::write(dir.join("system.conf"), conf).expect("write dbus config");
+    let etc = dir.join("firewalld");
+    std::fs::create_dir_all(etc.join("zones")).expect("firewalld config dir");
+    std::fs::copy("/etc/firewalld/firewalld.conf", etc.join("firewalld.conf"))
+        .expect("copy firewalld.conf");
+    let zone = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../contrib/firewalld/virtnet.xml");
+    std::fs::copy(&zone, etc.join("zones/virtnet.xml")).expect("install the zone");
+    let address = format!("unix:path={}", bus.display());
+    // virtnetd and firewall-cmd find the private bus here (this test's daemons only: other
+    // tests' namespaces have no firewalld table, so their daemons never call firewall-cmd).
+    std::env::set_var("DBUS_SYSTEM_BUS_ADDRESS", &address);
+    let host = lab.host();
+    let _dbus = host.spawn([
+        "dbus-daemon",
+        "--nofork",
+        &format!("--config-file={}", dir.join("system.conf").display()),
+    ]);
+    assert!(
+        eventually(WATCH_LIMIT, || bus.exists()),
+        "private bus never appeared"
+    );
+    let _firewalld = host.spawn([
+        "firewalld",
+        "--nofork",
+        "--nopid",
+        "--system-config",
+        &etc.to_string_lossy(),
+    ]);
+    let cmd = |args: &[&str]| -> String {
+        let mut argv = vec!["firewall-cmd"];
+        argv.extend_from_slice(args);
+        String::from_utf8_lossy(&host.exec(argv).stdout)
+            .trim()
+            .to_string()
+    };
+    assert!(
+        eventually(Duration::from_secs(60), || cmd(&["--state"]) == "running"),
+        "firewalld did not start"
+    );
+    assert!(cmd(&["--get-zones"])
+        .split_whitespace()
+        .any(|z| z == "virtnet"));
+
+    let resolv = dir.join("resolv.conf");
+    std::fs::write(&resolv, format!("nameserver {UPSTREAM_ADDR}\n")).expect("write resolv.conf");
+    let _dns = dns_server(
+        lab.upstream(),
+        UPSTREAM_ADDR,
+        &["--address=/example.org/203.0.113.80"],
+    );
+    let daemon = Daemon::start_in_with(host, &["--resolv-conf", &resolv.to_string_lossy()]);
+    let out = start_default(&daemon);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(cmd(&["--get-zone-of-interface=virbr0"]), "virtnet");
+    let guest = guest_works(&lab);
+    let report = doctor(&daemon);
+    assert_eq!(report.firewalld.state, "running");
+    assert_eq!(report.firewalld.zone.as_deref(), Some("virtnet"));
+    assert_eq!(report.firewalld.bridges, vec!["virbr0".to_string()]);
+
+    cmd(&["--reload"]);
+    assert!(
+        eventually(Duration::from_secs(30), || cmd(&[
+            "--get-zone-of-interface=virbr0"
+        ]) == "virtnet"),
+        "the bridge is not back in the zone after a reload:\n{}",
+        daemon.log()
+    );
+    assert!(
+        guest.http_get(UPSTREAM_URL).is_ok(),
+        "NAT after firewalld's reload"
+    );
+    // (Last: the lease script flushes the address, and the default route with it.)
+    let script = udhcpc_script(lab.tmp_dir());
+    assert!(
+        guest.try_udhcpc(&script, 3),
+        "DHCP after firewalld's reload"
+    );
+
+    daemon.cli_ok(&["net-destroy", "default"]);
+    assert_ne!(cmd(&["--get-zone-of-interface=virbr0"]), "virtnet");
+}
+
+/// Replaces the text between the first `open` and the following `close` with `with`.
+fn regex_free_replace(text: &str, open: &str, close: &str, with: &str) -> String {
+    let Some(start) = text.find(open) else {
+        return text.to_string();
+    };
+    let from = start + open.len();
+    let Some(len) = text[from..].find(close) else {
+        return text.to_string();
+    };
+    format!("{}{with}{}", &text[..from], &text[from + len..])
 }

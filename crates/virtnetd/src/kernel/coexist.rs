@@ -74,6 +74,9 @@ struct Inner {
     /// Obstacles already logged while integration is off (not logged again per burst).
     warned: BTreeSet<String>,
     history: VecDeque<DoctorAction>,
+    /// firewalld's state, found for the firewalld table of that handle: asked again only
+    /// when firewalld re-created its table (a start, a reload), as firewall-cmd is slow.
+    firewalld: Option<(u64, firewalld::State)>,
 }
 
 impl Coexist {
@@ -88,6 +91,7 @@ impl Coexist {
                 zoned: BTreeMap::new(),
                 warned: BTreeSet::new(),
                 history: VecDeque::new(),
+                firewalld: None,
             }),
         })
     }
@@ -258,7 +262,7 @@ impl Coexist {
                 });
             }
         }
-        let state = firewalld::detect();
+        let state = inner.firewalld();
         let zone = match &state {
             firewalld::State::Running { zone } => zone.clone(),
             _ => None,
@@ -315,7 +319,7 @@ impl Inner {
     fn foreign_tables_from(&mut self, headers: &[ChainHeader]) -> Result<Vec<ForeignTable>> {
         // firewalld's table answers to its zones (see `firewalld`), not to rules of ours.
         let zoned = matches!(
-            firewalld::detect(),
+            self.firewalld(),
             firewalld::State::Running { zone: Some(_) }
         );
         let mut names: Vec<(String, String)> = headers
@@ -343,6 +347,34 @@ impl Inner {
             );
         }
         Ok(tables)
+    }
+
+    /// firewalld's state (see [`Inner::firewalld`]'s cache).
+    fn firewalld(&mut self) -> firewalld::State {
+        let Some(handle) = self.table_handle("inet", firewalld::TABLE) else {
+            self.firewalld = None;
+            return firewalld::detect(false);
+        };
+        if let Some((cached, state)) = &self.firewalld {
+            if *cached == handle {
+                return state.clone();
+            }
+        }
+        let state = firewalld::detect(true);
+        self.firewalld = Some((handle, state.clone()));
+        state
+    }
+
+    /// The handle of table `family name`, if it exists (one `list tables FAMILY`).
+    fn table_handle(&mut self, family: &str, name: &str) -> Option<u64> {
+        self.nft.set_json(true);
+        let listing = self.nft.run(&format!("list tables {family}"));
+        self.nft.set_json(false);
+        let json: serde_json::Value = serde_json::from_str(&listing.ok()?).ok()?;
+        json["nftables"].as_array()?.iter().find_map(|i| {
+            let t = i.get("table")?;
+            (t["name"] == name && t["family"] == family).then(|| t["handle"].as_u64())?
+        })
     }
 
     /// Inserts the accepts `g` needs, checks that nothing is in the way any more, records
@@ -514,7 +546,7 @@ impl Inner {
     /// Puts `g`'s bridge into firewalld's zone when firewalld runs. Returns a note for the
     /// client when that cannot be done.
     fn zone(&mut self, g: &Guarded) -> Vec<String> {
-        let firewalld::State::Running { zone } = firewalld::detect() else {
+        let firewalld::State::Running { zone } = self.firewalld() else {
             return Vec::new();
         };
         let Some(zone) = zone else {

@@ -43,11 +43,17 @@ impl State {
     }
 }
 
-/// Looks for firewalld: `firewall-cmd` in `PATH`, then `--state`, then its zones.
-pub fn detect() -> State {
+/// Looks for firewalld: `firewall-cmd` in `PATH`; then, only when firewalld's nftables table
+/// exists (`table_present`: a running firewalld keeps one, and looking costs nothing, while
+/// firewall-cmd is a Python program that takes a good part of a second to start), `--state`
+/// and the zones.
+pub fn detect(table_present: bool) -> State {
     let Some(cmd) = find_in_path("firewall-cmd") else {
         return State::NotInstalled;
     };
+    if !table_present {
+        return State::NotRunning;
+    }
     if run(&cmd, &["--state"]).is_none_or(|o| o.trim() != "running") {
         return State::NotRunning;
     }
@@ -121,8 +127,8 @@ mod tests {
         if find_in_path("firewall-cmd").is_some() {
             return;
         }
-        assert_eq!(detect(), State::NotInstalled);
-        assert_eq!(detect().label(), "not installed");
+        assert_eq!(detect(true), State::NotInstalled);
+        assert_eq!(detect(true).label(), "not installed");
         assert!(!bind(ZONE, "virbr0"));
     }
 }
