@@ -389,29 +389,7 @@ fn fix(table: &ForeignTable, chain: &ForeignChain, d: Direction, g: &Guarded) ->
         } else {
             chain.name.as_str()
         };
-        let program = if table.family == "ip6" {
-            "ip6tables-nft"
-        } else {
-            "iptables-nft"
-        };
-        let flag = if side == Side::In { "-i" } else { "-o" };
-        return Fix::Iptables {
-            program: program.into(),
-            table: table.name.clone(),
-            chain: target.into(),
-            spec: [
-                flag,
-                &g.bridge,
-                "-m",
-                "comment",
-                "--comment",
-                &tag,
-                "-j",
-                "ACCEPT",
-            ]
-            .map(String::from)
-            .to_vec(),
-        };
+        return iptables_fix(table, target, side, g);
     }
     let key = if side == Side::In {
         "iifname"
@@ -430,6 +408,52 @@ fn fix(table: &ForeignTable, chain: &ForeignChain, d: Direction, g: &Guarded) ->
         ),
         ifname: (side, g.bridge.clone()),
     }
+}
+
+/// The accept for `g`'s bridge on `side` in `chain` of iptables' `table`.
+fn iptables_fix(table: &ForeignTable, chain: &str, side: Side, g: &Guarded) -> Fix {
+    let program = if table.family == "ip6" {
+        "ip6tables-nft"
+    } else {
+        "iptables-nft"
+    };
+    let flag = if side == Side::In { "-i" } else { "-o" };
+    let tag = comment(&g.network);
+    Fix::Iptables {
+        program: program.into(),
+        table: table.name.clone(),
+        chain: chain.into(),
+        spec: [
+            flag,
+            &g.bridge,
+            "-m",
+            "comment",
+            "--comment",
+            &tag,
+            "-j",
+            "ACCEPT",
+        ]
+        .map(String::from)
+        .to_vec(),
+    }
+}
+
+/// Every accept virtnet may have put into an iptables table for `g` (in `INPUT`, `FORWARD`
+/// or `DOCKER-USER`, either side): iptables' listing through nft does not show comments, so
+/// removing them after a restart of the daemon tries each (`iptables -C`).
+pub fn iptables_accepts(table: &ForeignTable, g: &Guarded) -> Vec<Fix> {
+    if !is_iptables_table(table) {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for chain in ["INPUT", "FORWARD", DOCKER_USER] {
+        if table.chains.iter().any(|c| c.name == chain) {
+            for side in [Side::In, Side::Out] {
+                out.push(iptables_fix(table, chain, side, g));
+            }
+        }
+    }
+    out
 }
 
 /// The handles of the rules tagged for `network` in an nft table, by chain: what removing its

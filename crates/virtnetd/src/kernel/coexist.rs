@@ -25,8 +25,8 @@ use tracing::{info, warn};
 use virtnet_api::{DoctorAction, DoctorChain, DoctorFirewalld, DoctorReport, DoctorTable};
 use virtnet_host::{ChainHeader, Nftables};
 use virtnet_plan::coexist::{
-    delete_rules_script, obstacles, parse_table, tagged_rules, Fix, ForeignChain, ForeignTable,
-    Guarded, Obstacle, DOCKER_USER,
+    delete_rules_script, iptables_accepts, obstacles, parse_table, tagged_rules, Fix, ForeignChain,
+    ForeignTable, Guarded, Obstacle, DOCKER_USER,
 };
 use virtnet_plan::firewall::TABLE_NAME;
 use virtnet_plan::NetworkPlan;
@@ -142,8 +142,8 @@ impl Coexist {
     pub fn release(&self, networks: &[&str]) {
         let mut inner = lock(&self.inner);
         for network in networks {
-            inner.guarded.remove(*network);
-            inner.remove_accepts(network);
+            let g = inner.guarded.remove(*network);
+            inner.remove_accepts(network, g.as_ref());
             if let Some((zone, bridge)) = inner.zoned.remove(*network) {
                 firewalld::unbind(&zone, &bridge);
             }
@@ -506,25 +506,38 @@ impl Inner {
 
     /// Removes the accepts of `network`: tagged rules in nft tables (found by their comment,
     /// so leftovers of an earlier run go too), iptables rules by their specification.
-    fn remove_accepts(&mut self, network: &str) {
+    fn remove_accepts(&mut self, network: &str, g: Option<&Guarded>) {
         let placed = self.placed.remove(network).unwrap_or_default();
         let at = now();
-        for fix in placed.iter().filter(|f| matches!(f, Fix::Iptables { .. })) {
+        let tables = match self.foreign_tables() {
+            Ok(t) => t,
+            Err(e) => {
+                warn!(%network, error = %e, "cannot list tables to remove virtnet's accepts");
+                Vec::new()
+            }
+        };
+        // What this run placed, and what an earlier run may have left (a crash, a restart).
+        let mut candidates: BTreeSet<Fix> = placed
+            .iter()
+            .filter(|f| matches!(f, Fix::Iptables { .. }))
+            .cloned()
+            .collect();
+        if let Some(g) = g {
+            candidates.extend(tables.iter().flat_map(|t| iptables_accepts(t, g)));
+        }
+        for fix in &candidates {
+            let mut found = placed.contains(fix);
             while iptables(fix, "-C").is_ok() {
+                found = true;
                 if let Err(e) = iptables(fix, "-D") {
                     warn!(%network, error = %e, "cannot remove an accept from {}", fix.place());
                     break;
                 }
             }
-            self.remember(removed(network, fix, at));
-        }
-        let tables = match self.foreign_tables() {
-            Ok(t) => t,
-            Err(e) => {
-                warn!(%network, error = %e, "cannot list tables to remove virtnet's accepts");
-                return;
+            if found {
+                self.remember(removed(network, fix, at));
             }
-        };
+        }
         for t in &tables {
             let rules = tagged_rules(t, network);
             if rules.is_empty() {
