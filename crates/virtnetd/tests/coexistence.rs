@@ -227,6 +227,16 @@ fn docker_forward_drop_is_let_through_docker_user_and_follows_a_docker_restart()
         report.firewalld
     );
 
+    let text = co.daemon.cli_ok(&["doctor"]);
+    assert!(
+        text.contains(
+            "  ip filter FORWARD (hook forward, policy drop): lets guest traffic through\n    \
+             accept placed by virtnet: default: iptables-nft -t filter -I DOCKER-USER 1 -i \
+             virbr0 -m comment --comment virtnet:default -j ACCEPT\n"
+        ),
+        "{text}"
+    );
+
     // Docker restarts: its table goes and comes back without virtnet's rules.
     host.run_ok(["nft", "delete", "table", "ip", "filter"]);
     docker_like(host);

@@ -70,9 +70,57 @@ fn render(r: &DoctorReport) -> String {
     }
     for a in &r.actions {
         out.push_str(&format!(
-            "  {} {} {} for network {}: {}\n",
-            a.at, a.action, a.place, a.network, a.rule
+            "  {} {} in {} for network {}: {}\n",
+            super::leases::local_time(a.at),
+            a.action,
+            a.place,
+            a.network,
+            a.rule
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use virtnet_api::{DoctorChain, DoctorFirewalld, DoctorTable};
+
+    #[test]
+    fn a_blocking_chain_and_the_accepts_placed_are_shown() {
+        let report = DoctorReport {
+            firewall_integration: false,
+            own_tables: vec![DoctorTable {
+                table: "inet virtnet".into(),
+                present: true,
+                needed: Some(true),
+            }],
+            foreign_chains: vec![DoctorChain {
+                table: "ip filter".into(),
+                chain: "FORWARD".into(),
+                hook: "forward".into(),
+                policy: "drop".into(),
+                blocks: vec!["default: chain FORWARD … has policy drop".into()],
+                accepts: vec![],
+            }],
+            docker_chains: vec!["ip filter DOCKER-USER".into()],
+            firewalld: DoctorFirewalld {
+                state: "not running".into(),
+                zone: None,
+                bridges: vec![],
+            },
+            actions: vec![],
+        };
+        assert_eq!(
+            render(&report),
+            "Firewall integration: off\n\
+             virtnet's tables:\n  inet virtnet: present, needed\n\
+             Other tables' input and forward chains:\n\
+             \x20 ip filter FORWARD (hook forward, policy drop): DROPS GUEST TRAFFIC\n\
+             \x20   default: chain FORWARD … has policy drop\n\
+             Docker chains: ip filter DOCKER-USER\n\
+             firewalld: not running\n\
+             Changes made to other firewalls:\n  none\n"
+        );
+    }
 }
