@@ -491,6 +491,13 @@ fn firewalld_zone_binds_the_bridge_and_survives_a_reload() {
         guest.http_get(UPSTREAM_URL).is_ok(),
         "NAT after firewalld's reload"
     );
+    let actions = doctor(&daemon).actions;
+    assert!(
+        actions
+            .iter()
+            .any(|a| a.action == "re-applied" && a.place == "firewalld zone virtnet"),
+        "{actions:?}"
+    );
     // (Last: the lease script flushes the address, and the default route with it.)
     let script = udhcpc_script(lab.tmp_dir());
     assert!(

@@ -77,6 +77,8 @@ struct Inner {
     /// firewalld's state, found for the firewalld table of that handle: asked again only
     /// when firewalld re-created its table (a start, a reload), as firewall-cmd is slow.
     firewalld: Option<(u64, firewalld::State)>,
+    /// The handle of firewalld's table when the bridges were last put into its zone.
+    zoned_for: Option<u64>,
 }
 
 impl Coexist {
@@ -92,6 +94,7 @@ impl Coexist {
                 warned: BTreeSet::new(),
                 history: VecDeque::new(),
                 firewalld: None,
+                zoned_for: None,
             }),
         })
     }
@@ -131,7 +134,7 @@ impl Coexist {
     pub fn guard(&self, g: &Guarded) -> Result<Vec<String>> {
         let mut inner = lock(&self.inner);
         inner.guarded.insert(g.network.clone(), g.clone());
-        let mut notes = inner.zone(g);
+        let mut notes = inner.zone(g, false);
         if inner.integration {
             notes.extend(inner.let_through(g, "inserted")?);
         }
@@ -144,6 +147,8 @@ impl Coexist {
         for network in networks {
             let g = inner.guarded.remove(*network);
             inner.remove_accepts(network, g.as_ref());
+            let prefix = format!("{network}: ");
+            inner.warned.retain(|w| !w.starts_with(&prefix));
             if let Some((zone, bridge)) = inner.zoned.remove(*network) {
                 firewalld::unbind(&zone, &bridge);
             }
@@ -159,12 +164,16 @@ impl Coexist {
             return;
         }
         let networks: Vec<Guarded> = inner.guarded.values().cloned().collect();
-        for g in &networks {
-            if !inner.zoned.contains_key(&g.network) {
-                continue;
+        // firewalld re-created its table: it started, or reloaded and forgot its runtime
+        // bindings. The bridges go (back) into its zone, once per new table.
+        let firewalld_table = inner.table_handle("inet", firewalld::TABLE);
+        if firewalld_table.is_some() && firewalld_table != inner.zoned_for {
+            for g in &networks {
+                for note in inner.zone(g, true) {
+                    warn!(network = %g.network, "{note}");
+                }
             }
-            // firewalld forgets runtime bindings on reload; `bind` checks before it changes.
-            inner.zone(g);
+            inner.zoned_for = firewalld_table;
         }
         let tables = match inner.foreign_tables() {
             Ok(t) => t,
@@ -558,7 +567,8 @@ impl Inner {
 
     /// Puts `g`'s bridge into firewalld's zone when firewalld runs. Returns a note for the
     /// client when that cannot be done.
-    fn zone(&mut self, g: &Guarded) -> Vec<String> {
+    /// `again`: after firewalld re-created its table (recorded as re-applied).
+    fn zone(&mut self, g: &Guarded, again: bool) -> Vec<String> {
         let firewalld::State::Running { zone } = self.firewalld() else {
             return Vec::new();
         };
@@ -578,15 +588,17 @@ impl Inner {
                 g.bridge
             )];
         }
+        // firewalld's table as it was when this binding was made (see `ruleset_changed`).
+        self.zoned_for = self.firewalld.as_ref().map(|(handle, _)| *handle);
         let first = self
             .zoned
             .insert(g.network.clone(), (zone.clone(), g.bridge.clone()))
             .is_none();
-        if first {
+        if first || again {
             self.remember(DoctorAction {
                 at: now(),
                 network: g.network.clone(),
-                action: "zone".into(),
+                action: if first { "zone" } else { "re-applied" }.into(),
                 place: format!("firewalld zone {zone}"),
                 rule: format!("firewall-cmd --zone={zone} --change-interface={}", g.bridge),
             });
