@@ -132,6 +132,23 @@ pub struct Guarded {
     pub bridge: String,
     /// It forwards traffic (nat, route, open): the forward hook matters, not only input.
     pub forwards: bool,
+    /// It has IPv4 addresses: `ip` tables matter.
+    pub ipv4: bool,
+    /// It has IPv6 addresses: `ip6` tables matter (Docker 27 sets ip6tables' `FORWARD` policy
+    /// drop too, which must not refuse an IPv4-only network).
+    pub ipv6: bool,
+}
+
+impl Guarded {
+    /// Whether tables of `family` see this network's guest traffic.
+    fn sees(&self, family: &str) -> bool {
+        match family {
+            "ip" => self.ipv4,
+            "ip6" => self.ipv6,
+            "inet" => self.ipv4 || self.ipv6,
+            _ => false,
+        }
+    }
 }
 
 /// The guest traffic a chain is checked against.
@@ -326,7 +343,7 @@ pub fn obstacles(tables: &[ForeignTable], g: &Guarded) -> Vec<Obstacle> {
         directions.extend([Direction::FromGuests, Direction::ToGuests]);
     }
     let mut out = Vec::new();
-    for table in tables.iter().filter(|t| is_ip_family(&t.family)) {
+    for table in tables.iter().filter(|t| g.sees(&t.family)) {
         for chain in &table.chains {
             for &d in &directions {
                 if chain.hook.as_deref() != Some(d.hook()) {
@@ -353,11 +370,6 @@ pub fn obstacles(tables: &[ForeignTable], g: &Guarded) -> Vec<Obstacle> {
         }
     }
     out
-}
-
-/// Families whose input and forward hooks see guests' IP traffic.
-fn is_ip_family(family: &str) -> bool {
-    matches!(family, "ip" | "ip6" | "inet")
 }
 
 /// Whether a table is iptables-nft's: one of its tables, holding its built-in chains.
@@ -636,6 +648,8 @@ mod tests {
             network: "default".into(),
             bridge: bridge.into(),
             forwards: true,
+            ipv4: true,
+            ipv6: false,
         }
     }
 
@@ -775,6 +789,23 @@ mod tests {
             ..nat("virbr3")
         };
         assert_eq!(obstacles(&[t], &g), vec![]);
+    }
+
+    #[test]
+    fn an_ip6_drop_does_not_concern_an_ipv4_only_network() {
+        let mut t = docker_filter();
+        t.family = "ip6".into();
+        assert_eq!(obstacles(&[t.clone()], &nat("virbr0")), vec![]);
+        let dual = Guarded {
+            ipv6: true,
+            ..nat("virbr0")
+        };
+        let found = obstacles(&[t], &dual);
+        assert_eq!(found.len(), 2);
+        assert!(found[0]
+            .fix
+            .rule()
+            .starts_with("ip6tables-nft -t filter -I DOCKER-USER 1"));
     }
 
     #[test]

@@ -59,8 +59,8 @@ fn iptables(host: &Netns, args: &[&str]) -> String {
     host.run_ok(argv)
 }
 
-/// Docker's filter table as dockerd (20–27) sets it up with iptables-nft: FORWARD policy
-/// drop, its chains, and FORWARD jumping to DOCKER-USER first.
+/// Docker's filter tables as dockerd (20–27) sets them up with iptables-nft: FORWARD policy
+/// drop, its chains, and FORWARD jumping to DOCKER-USER first; the same in ip6tables.
 fn docker_like(host: &Netns) {
     iptables(host, &["-P", "FORWARD", "DROP"]);
     for chain in [
@@ -97,6 +97,23 @@ fn docker_like(host: &Netns) {
         ],
     );
     iptables(host, &["-A", "DOCKER-ISOLATION-STAGE-1", "-j", "RETURN"]);
+    // Docker 27 and later set ip6tables' FORWARD policy to drop as well.
+    for args in [
+        &["-P", "FORWARD", "DROP"][..],
+        &["-N", "DOCKER-USER"],
+        &["-A", "DOCKER-USER", "-j", "RETURN"],
+        &["-A", "FORWARD", "-j", "DOCKER-USER"],
+    ] {
+        let mut argv = vec!["ip6tables-nft", "-w"];
+        argv.extend_from_slice(args);
+        host.run_ok(argv);
+    }
+}
+
+/// Docker's restart as the kernel sees it: its tables deleted, then made again.
+fn docker_restart(host: &Netns) {
+    host.run_ok(["nft", "delete table ip filter; delete table ip6 filter"]);
+    docker_like(host);
 }
 
 /// A ufw-style host firewall in nftables: input and forward policy drop, established
@@ -203,6 +220,9 @@ fn docker_forward_drop_is_let_through_docker_user_and_follows_a_docker_restart()
         rules.contains(ACCEPT_IN) && rules.contains(ACCEPT_OUT),
         "{rules}"
     );
+    // An IPv4-only network: Docker's ip6 table is not its business.
+    let ip6 = host.run_ok(["ip6tables-nft", "-w", "-S", "DOCKER-USER"]);
+    assert!(!ip6.contains("virtnet:"), "{ip6}");
     // Docker's own rule is still there, after virtnet's.
     assert!(rules.contains("-A DOCKER-USER -j RETURN"), "{rules}");
     let guest = guest_works(&co.lab);
@@ -238,8 +258,7 @@ fn docker_forward_drop_is_let_through_docker_user_and_follows_a_docker_restart()
     );
 
     // Docker restarts: its table goes and comes back without virtnet's rules.
-    host.run_ok(["nft", "delete", "table", "ip", "filter"]);
-    docker_like(host);
+    docker_restart(host);
     assert!(
         eventually(WATCH_LIMIT, || {
             let r = docker_user(host);

@@ -155,6 +155,8 @@ mod tests {
             network: "default".into(),
             bridge: "virbr0".into(),
             forwards: true,
+            ipv4: true,
+            ipv6: false,
         };
         assert_eq!(obstacles(&[t], &g), vec![]);
     }

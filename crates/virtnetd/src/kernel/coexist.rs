@@ -48,6 +48,8 @@ pub fn guarded(plan: &NetworkPlan) -> Guarded {
         network: plan.network.clone(),
         bridge: plan.bridge.name.clone(),
         forwards: !matches!(plan.mode, virtnet_model::ForwardMode::None),
+        ipv4: plan.addresses.iter().any(|a| a.address.is_ipv4()),
+        ipv6: plan.addresses.iter().any(|a| a.address.is_ipv6()),
     }
 }
 
