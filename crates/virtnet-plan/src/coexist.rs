@@ -27,9 +27,20 @@ pub use listing::{parse_table, ListingError};
 /// The prefix of the comment on every rule virtnet adds to another table.
 pub const COMMENT_PREFIX: &str = "virtnet:";
 
-/// The comment that tags the accepts added for `network` (`virtnet:<network>`).
+/// The comment that tags the accepts added for `network` (`virtnet:<network>`). A network
+/// name may hold any character but `/` (as in libvirt); the comment goes into an nft script
+/// between double quotes, which nft cannot escape, so every byte outside `[A-Za-z0-9_.:-]` is
+/// written `%XX`: a name cannot end the string and add rules of its own.
 pub fn comment(network: &str) -> String {
-    format!("{COMMENT_PREFIX}{network}")
+    let mut out = String::from(COMMENT_PREFIX);
+    for b in network.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// How deep `jump`s are followed (the kernel allows 16 levels).
@@ -806,6 +817,28 @@ mod tests {
             .fix
             .rule()
             .starts_with("ip6tables-nft -t filter -I DOCKER-USER 1"));
+    }
+
+    #[test]
+    fn a_network_name_cannot_escape_the_comment() {
+        assert_eq!(comment("default"), "virtnet:default");
+        let evil = "x\" ; add rule inet ufw input accept ; #";
+        let tag = comment(evil);
+        assert_eq!(
+            tag,
+            "virtnet:x%22%20%3B%20add%20rule%20inet%20ufw%20input%20accept%20%3B%20%23"
+        );
+        let t = ForeignTable {
+            family: "inet".into(),
+            name: "ufw".into(),
+            chains: vec![base("input", "input", "drop", vec![])],
+        };
+        let g = Guarded {
+            network: evil.into(),
+            ..nat("virbr0")
+        };
+        let script = obstacles(&[t], &g)[0].fix.rule();
+        assert_eq!(script.matches('"').count(), 4, "{script}");
     }
 
     #[test]

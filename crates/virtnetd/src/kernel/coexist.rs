@@ -393,6 +393,17 @@ impl Inner {
     fn let_through(&mut self, g: &Guarded, action: &str) -> Result<Vec<String>> {
         let tables = self.foreign_tables()?;
         let found = obstacles(&tables, g);
+        // Names come from the kernel and go into an nft script unquoted: only plain ones.
+        if let Some(o) = found
+            .iter()
+            .find(|o| !plain_name(&o.table) || !plain_name(&o.chain))
+        {
+            return Err(Error::conflict(format!(
+                "network '{}' would not work: {o}; virtnet does not write rules into a table \
+                 or chain whose name is not plain ([A-Za-z0-9_.-])",
+                g.network
+            )));
+        }
         let mut done = Vec::new();
         let mut nft_script = String::new();
         let mut fixes: BTreeSet<Fix> = found.iter().map(|o| o.fix.clone()).collect();
@@ -678,6 +689,14 @@ fn iptables(fix: &Fix, op: &str) -> std::result::Result<(), String> {
     } else {
         Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
     }
+}
+
+/// A table or chain name nft reads unquoted without surprises.
+fn plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
 fn now() -> u64 {
