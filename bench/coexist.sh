@@ -86,7 +86,7 @@ n, work, pid = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 def v(name, *args):
     subprocess.run(["ip", "netns", "exec", f"vnco-{name}-{pid}", f"{work}/virtnet", "-q",
                     "--connect", f"{work}/{name}/r/virtnet.sock", *args],
-                   check=True, stdout=subprocess.DEVNULL)
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 def pct(xs, p):
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
@@ -104,7 +104,7 @@ PY
 
 # Docker restarts while the network runs: time until both accepts are back in DOCKER-USER.
 ns=vnco-firewalls-$$
-v firewalls net-start a >/dev/null
+v firewalls net-start a >/dev/null 2>&1
 "$py" - "$n" "$ns" <<'PY'
 import subprocess, sys, time
 n, ns = int(sys.argv[1]), sys.argv[2]

@@ -538,14 +538,24 @@ impl Inner {
                 Vec::new()
             }
         };
-        // What this run placed, and what an earlier run may have left (a crash, a restart).
-        let mut candidates: BTreeSet<Fix> = placed
+        let own: Vec<&Fix> = placed
             .iter()
             .filter(|f| matches!(f, Fix::Iptables { .. }))
-            .cloned()
             .collect();
-        if let Some(g) = g {
-            candidates.extend(tables.iter().flat_map(|t| iptables_accepts(t, g)));
+        let mut candidates: BTreeSet<Fix> = BTreeSet::new();
+        if own.is_empty() {
+            // Nothing placed by this run, maybe by an earlier one (a crash, a restart).
+            if let Some(g) = g {
+                candidates.extend(tables.iter().flat_map(|t| iptables_accepts(t, g)));
+            }
+        } else if iptables_restore_delete(&own).is_ok() {
+            // What this run placed, in one iptables-restore per program.
+            for fix in &own {
+                self.remember(removed(network, fix, at));
+            }
+        } else {
+            // Some are gone already: one by one.
+            candidates.extend(own.into_iter().cloned());
         }
         for fix in &candidates {
             let mut found = placed.contains(fix);
@@ -689,6 +699,47 @@ fn iptables(fix: &Fix, op: &str) -> std::result::Result<(), String> {
     } else {
         Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
     }
+}
+
+/// Deletes iptables rules with one `iptables-nft-restore --noflush` per program and table:
+/// one transaction each, which fails whole when a rule is missing.
+fn iptables_restore_delete(fixes: &[&Fix]) -> std::result::Result<(), String> {
+    use std::io::Write;
+    let mut batches: BTreeMap<(String, String), String> = BTreeMap::new();
+    for fix in fixes {
+        let Fix::Iptables {
+            program,
+            table,
+            chain,
+            spec,
+        } = fix
+        else {
+            continue;
+        };
+        let text = batches.entry((program.clone(), table.clone())).or_default();
+        text.push_str(&format!("-D {chain} {}\n", spec.join(" ")));
+    }
+    for ((program, table), lines) in batches {
+        let mut child = Command::new(format!("{program}-restore"))
+            .arg("--noflush")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("{program}-restore: {e}"))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin
+                .write_all(format!("*{table}\n{lines}COMMIT\n").as_bytes())
+                .map_err(|e| format!("{program}-restore: {e}"))?;
+        }
+        let out = child
+            .wait_with_output()
+            .map_err(|e| format!("{program}-restore: {e}"))?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+        }
+    }
+    Ok(())
 }
 
 /// A table or chain name nft reads unquoted without surprises.
