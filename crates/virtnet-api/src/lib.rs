@@ -5,6 +5,8 @@
 //! `docs/API.md`; this crate holds the wire types both sides compile against.
 
 pub mod client;
+mod doctor;
+pub use doctor::{DoctorAction, DoctorChain, DoctorFirewalld, DoctorReport, DoctorTable, DOCTOR};
 mod forwards;
 pub use forwards::{network_forwards_path, ForwardInfo, FORWARDS};
 mod leases;

@@ -9,6 +9,7 @@
 //! A hypervisor's network port gets its `<plug>` from [`allocate_port`].
 //! Nothing here does I/O, so every plan is golden-tested.
 
+pub mod coexist;
 pub mod conflict;
 pub mod external;
 pub mod firewall;

@@ -134,6 +134,9 @@ pub enum Command {
     ForwardList(ForwardListArgs),
     /// Remove a port forward.
     ForwardDel(ForwardDelArgs),
+    /// Show the other firewalls virtnetd found (tables whose drop would hit guest traffic,
+    /// Docker's chains, firewalld) and what it did about them.
+    Doctor(JsonArg),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
     /// Print the manual page (roff), or write one page per command into a directory.

@@ -88,6 +88,7 @@ fn wants_json(command: &Command) -> bool {
         Command::Domifaddr(a) => a.json,
         Command::NetPortList(a) => a.json,
         Command::ForwardList(a) => a.json,
+        Command::Doctor(a) => a.json,
         _ => false,
     }
 }

@@ -68,6 +68,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(network_ports::parameters).put(network_ports::set_parameters),
         )
         .route(virtnet_api::FORWARDS, get(forwards::list))
+        .route(virtnet_api::DOCTOR, get(doctor))
         .route(
             "/v1/networks/:id/forwards",
             post(forwards::add).delete(forwards::delete),
@@ -416,6 +417,11 @@ async fn destroy(State(state): State<Shared>, headers: HeaderMap, body: Body) ->
     let networks = blocking(move || state.networks.destroy(&request.networks)).await?;
     let response = Json(DestroyResult { networks }).into_response();
     Ok(crate::access::with_object(response, names))
+}
+
+/// `GET /v1/doctor`: the other firewalls found and what virtnet did about them.
+async fn doctor(State(state): State<Shared>) -> Answer {
+    json(blocking(move || state.doctor()).await?)
 }
 
 async fn bridges(State(state): State<Shared>) -> Answer {

@@ -61,6 +61,14 @@ struct Args {
     /// Group (name or number) whose members may use libvirt's read-write socket besides root.
     #[arg(long, value_name = "GROUP")]
     libvirt_socket_group: Option<String>,
+    /// Let guest traffic through other firewalls' tables: when another table's input or
+    /// forward chain would drop it (Docker's iptables FORWARD policy drop, ufw, a host
+    /// firewall), add accepts scoped to virtnet's bridges there (in Docker's DOCKER-USER
+    /// chain for Docker), tagged "virtnet:<network>", re-added when that table is re-created
+    /// and removed when the network stops. Off by default: virtnet then edits no table but
+    /// its own, and refuses to start a network such a table would break, naming it.
+    #[arg(long)]
+    firewall_integration: bool,
 }
 
 fn main() -> ExitCode {
@@ -120,6 +128,7 @@ fn run(args: Args) -> Result<(), Error> {
             run_dir: (!args.no_libvirt_sockets).then_some(args.libvirt_run_dir),
             socket_gid: libvirt_gid,
         },
+        firewall_integration: args.firewall_integration,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -66,6 +66,9 @@ pub struct Config {
     pub ro_socket_gid: Option<u32>,
     /// libvirt's network daemon sockets ([`crate::libvirt`]).
     pub libvirt: crate::libvirt::LibvirtConfig,
+    /// `--firewall-integration`: add scoped accepts to other tables that would drop guest
+    /// traffic instead of refusing to start the network ([`crate::kernel::coexist`]).
+    pub firewall_integration: bool,
 }
 
 /// A daemon that holds its lock, its store and its bound socket, ready to serve.
@@ -110,6 +113,9 @@ impl Daemon {
         let boot_id = read_boot_id(&config.boot_id_file);
         let db_path = config.state_dir.join(DB_FILE);
         let kernel = Kernel::open()?;
+        kernel
+            .coexist()
+            .set_integration(config.firewall_integration);
         let (state, report) = AppState::open(
             &db_path,
             boot_id.as_deref(),

@@ -115,6 +115,16 @@ impl AppState {
         crate::kernel::firewall_watch::spawn(Arc::downgrade(&self.kernel))
     }
 
+    /// `GET /v1/doctor` (`virtnet doctor`): the other firewalls found and what virtnet did.
+    pub fn doctor(&self) -> Result<virtnet_api::DoctorReport> {
+        // The kernel's lock only to fetch the handles: the listing runs under coexist's own.
+        let (coexist, firewall) = {
+            let k = lock(&self.kernel);
+            (k.coexist(), k.needs_firewall())
+        };
+        coexist.doctor(&[Some(firewall), None])
+    }
+
     /// Start-up: makes the kernel match the store, re-attaches the ports, then starts the
     /// autostart networks that are not running. Returns the networks that could not be
     /// restored or autostarted (logged; the daemon still starts).

@@ -141,3 +141,46 @@ fn help_describes_the_daemon_as_it_is() {
         assert!(help.contains(flag), "{flag} missing:\n{help}");
     }
 }
+
+/// The firewalld zone virtnet ships (issue 14): well-formed XML in firewalld's zone format,
+/// named `virtnet` (the zone virtnetd looks for), target ACCEPT, nothing firewalld does not
+/// know. firewalld itself is not installed here: its own parser does not run in this test.
+#[test]
+fn the_firewalld_zone_parses_and_accepts() {
+    const ZONE_CHILDREN: [&str; 14] = [
+        "short",
+        "description",
+        "interface",
+        "source",
+        "service",
+        "port",
+        "protocol",
+        "icmp-block",
+        "icmp-block-inversion",
+        "masquerade",
+        "forward-port",
+        "source-port",
+        "rule",
+        "forward",
+    ];
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contrib/firewalld/virtnet.xml");
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let doc = roxmltree::Document::parse(&text).expect("well-formed XML");
+    let zone = doc.root_element();
+    assert_eq!(zone.tag_name().name(), "zone");
+    assert_eq!(zone.attribute("target"), Some("ACCEPT"));
+    let short = zone
+        .children()
+        .find(|n| n.has_tag_name("short"))
+        .and_then(|n| n.text());
+    assert_eq!(short, Some("virtnet"));
+    assert_eq!(path.file_stem().and_then(|s| s.to_str()), Some("virtnet"));
+    for child in zone.children().filter(roxmltree::Node::is_element) {
+        assert!(
+            ZONE_CHILDREN.contains(&child.tag_name().name()),
+            "firewalld knows no <{}> in a zone",
+            child.tag_name().name()
+        );
+    }
+}

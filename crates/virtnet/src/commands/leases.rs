@@ -8,7 +8,7 @@ use crate::output::{Ctx, Failure};
 use crate::table::Table;
 
 /// Seconds since the epoch as virsh prints them: local time, `%Y-%m-%d %H:%M:%S`.
-fn local_time(secs: u64) -> String {
+pub(crate) fn local_time(secs: u64) -> String {
     let t = libc::time_t::try_from(secs).unwrap_or(libc::time_t::MAX);
     // SAFETY: `tm` is plain data that localtime_r fills; both pointers are valid for the call.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };

@@ -1,6 +1,7 @@
 //! The verbs, grouped by family.
 
 pub mod define;
+pub mod doctor;
 pub mod edit;
 pub mod forwards;
 pub mod generate;
@@ -57,6 +58,7 @@ pub fn run(ctx: &Ctx, command: &Command) -> Result<(), Failure> {
         Command::NetPortDumpxml(a) => netport::net_port_dumpxml(ctx, &a.network, &a.port),
         Command::NetPortDelete(a) => netport::net_port_delete(ctx, &a.network, &a.port),
         Command::ForwardAdd(a) => forwards::forward_add(ctx, a),
+        Command::Doctor(a) => doctor::doctor(ctx, a.json),
         Command::ForwardList(a) => forwards::forward_list(ctx, a.network.as_deref(), a.json),
         Command::ForwardDel(a) => forwards::forward_del(ctx, a),
         Command::Completions(_) | Command::Man(_) => Ok(()),

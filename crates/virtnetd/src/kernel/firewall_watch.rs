@@ -4,16 +4,16 @@
 //! one) deletes `table inet virtnet` with every other table: the guests of every running
 //! network lose NAT, DHCP and DNS filtering at once, and before this watcher the table came
 //! back only with the next `net-start`. The watcher follows the kernel's ruleset
-//! announcements ([`NftWatch`], no polling) and, after a burst of them that deleted virtnet's
-//! table (or lost announcements), looks whether the table is there with a libnftables handle
-//! of its own. Every other burst — virtnet's own transactions are announced too, one per
-//! start, forward or lease — is passed over without a look: a listing costs as much as the
-//! table holds (thousands of map elements at scale), and must not take the kernel layer's
-//! lock a `net-start` holds. Only a missing table takes that lock, to repair it
-//! ([`Kernel::repair_firewall`]: a rebuild from the firewalls it applied, one atomic
-//! transaction, logged).
+//! announcements ([`NftWatch`], no polling) and, after a burst that deleted the table (or lost
+//! announcements), looks whether it is there with a libnftables handle of its own — not after
+//! every burst: virtnet's own transactions are announced too, a listing costs as much as the
+//! table holds, and checking must not take the kernel layer's lock a `net-start` holds.
+//! Only a missing table takes that lock, to repair it ([`Kernel::repair_firewall`]: a rebuild
+//! from the firewalls it applied, one atomic transaction, logged). A burst that touched
+//! another table is handed to the coexistence layer ([`super::coexist`]), which puts back
+//! the accepts another firewall's reload deleted.
 
-use std::sync::{Mutex, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use tracing::{info, warn};
@@ -24,24 +24,30 @@ use virtnet_plan::firewall::TABLE_NAME;
 use super::Kernel;
 use crate::sync::lock;
 
-/// The quiet that ends a burst of announcements: one transaction announces each object it
-/// touched, and a flush announces every table, chain and set.
+/// How long a burst of announcements may go on before the table is checked: one transaction
+/// announces each object it touched, and a flush announces every table, chain and set.
 const SETTLE: Duration = Duration::from_millis(20);
-/// How often the thread wakes with nothing announced, to notice that the daemon is gone.
-const IDLE_WAKE: Duration = Duration::from_secs(1);
+/// virtnet's own tables as the kernel announces them (`NFPROTO_INET` 1, `NFPROTO_BRIDGE` 7).
+const OWN_TABLES: [(u8, &str); 2] = [(NFPROTO_INET, TABLE_NAME), (7, virtnet_plan::spoof::TABLE)];
 /// `NFPROTO_INET`: the family of `table inet virtnet` in announcements.
 const NFPROTO_INET: u8 = 1;
+/// How often the thread wakes with nothing announced, to notice that the daemon is gone.
+const IDLE_WAKE: Duration = Duration::from_secs(1);
 
 /// Starts the watcher thread in the calling thread's network namespace (virtnetd's). It ends
 /// once `kernel` is dropped.
 pub fn spawn(kernel: Weak<Mutex<Kernel>>) -> std::io::Result<()> {
+    let coexist = match kernel.upgrade() {
+        Some(k) => Arc::downgrade(&lock(&k).coexist()),
+        None => return Ok(()),
+    };
     let mut watch = NftWatch::open().map_err(|e| std::io::Error::other(e.to_string()))?;
     let mut nft = Nftables::new().map_err(|e| std::io::Error::other(e.to_string()))?;
     std::thread::Builder::new()
         .name("nft-watch".into())
         .spawn(move || loop {
-            let changes = match watch.wait_burst(IDLE_WAKE, SETTLE) {
-                Ok(changes) => changes,
+            let changed = match watch.wait(IDLE_WAKE) {
+                Ok(changed) => changed,
                 Err(e) => {
                     warn!(error = %e, "nftables monitor failed; virtnet's table is no longer watched");
                     return;
@@ -50,19 +56,35 @@ pub fn spawn(kernel: Weak<Mutex<Kernel>>) -> std::io::Result<()> {
             let Some(kernel) = kernel.upgrade() else {
                 return;
             };
-            if !changes.may_have_deleted(NFPROTO_INET, TABLE_NAME) {
+            if !changed {
                 continue;
             }
-            if matches!(nft.has_table("inet", TABLE_NAME), Ok(true)) {
-                continue;
+            // Let the burst end (a flush, a whole ruleset loaded), then look once.
+            while matches!(watch.wait(SETTLE), Ok(true)) {}
+            let touched = watch.take_tables();
+            // Only a burst that deleted virtnet's table (or lost announcements) is worth a
+            // look: a listing costs as much as the table holds (thousands of map elements at
+            // scale), and virtnet's own transactions are announced too.
+            if touched.may_have_deleted(NFPROTO_INET, TABLE_NAME)
+                && !matches!(nft.has_table("inet", TABLE_NAME), Ok(true))
+            {
+                // Missing (or not listable): the kernel layer decides, under its lock,
+                // whether running networks need it back.
+                let repaired = lock(&kernel).repair_firewall();
+                match repaired {
+                    Ok(true) => info!("virtnet's nftables table rebuilt after it was deleted"),
+                    Ok(false) => {}
+                    Err(e) => warn!(error = %e, "cannot rebuild virtnet's nftables table"),
+                }
             }
-            // Missing (or not listable): the kernel layer decides, under its lock, whether
-            // running networks need it back.
-            let repaired = lock(&kernel).repair_firewall();
-            match repaired {
-                Ok(true) => info!("virtnet's nftables table rebuilt after it was deleted"),
-                Ok(false) => {}
-                Err(e) => warn!(error = %e, "cannot rebuild virtnet's nftables table"),
+            drop(kernel);
+            // Someone else's table changed (Docker re-created its chains, a firewall
+            // reloaded): virtnet's accepts there, or its warnings, follow. Bursts of virtnet's
+            // own transactions (every forward, every port) cost nothing here.
+            if touched.beyond(&OWN_TABLES) {
+                if let Some(coexist) = coexist.upgrade() {
+                    coexist.ruleset_changed();
+                }
             }
         })?;
     Ok(())

@@ -18,11 +18,15 @@
 //! - `reconcile`: converging the host on the active networks after a restart;
 //! - `host_view`: name and subnet collisions, checked against the followed view;
 //! - `guest_ports`: guest ports' taps and macvtaps;
-//! - `antispoof`: the ports' anti-spoofing table (`bridge virtnet_ports`).
+//! - `antispoof`: the ports' anti-spoofing table (`bridge virtnet_ports`);
+//! - `coexist`, `firewalld`: other firewalls on the host (scoped accepts in their tables,
+//!   firewalld's zone), see `coexist`.
 
 mod antispoof;
+pub mod coexist;
 mod firewall;
 pub mod firewall_watch;
+mod firewalld;
 mod forwards;
 mod guest_ports;
 mod host_view;
@@ -31,6 +35,7 @@ mod start;
 mod stop;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Arc;
 
 use virtnet_api::BridgeStatus;
 use virtnet_host::{BridgeSpec, HostError, HostView, Link, Netlink, NftSets, Nftables, RouteSpec};
@@ -62,6 +67,8 @@ pub struct Kernel {
     forwards: forwards::AppliedForwards,
     /// Deletes the bridges of destroyed networks off the request path.
     reaper: Reaper,
+    /// Other firewalls: accepts in their tables, firewalld's zone (shared with the watcher).
+    coexist: Arc<coexist::Coexist>,
 }
 
 impl std::fmt::Debug for Kernel {
@@ -132,6 +139,7 @@ impl Kernel {
             forwards: BTreeMap::new(),
             // Bridges: each deletion holds RTNL for an RCU grace period, so one at a time.
             reaper: Reaper::spawn(Batching::OneByOne).map_err(host("start the link reaper"))?,
+            coexist: Arc::new(coexist::Coexist::open()?),
         })
     }
 
@@ -164,6 +172,17 @@ impl Kernel {
     /// Whether a bridge of that name exists.
     pub fn is_bridge(&mut self, name: &str) -> Result<bool> {
         Ok(bridge_of(&mut self.netlink, name)?.is_some())
+    }
+
+    /// The coexistence layer (`--firewall-integration`, `virtnet doctor`, the watcher).
+    pub fn coexist(&self) -> Arc<coexist::Coexist> {
+        self.coexist.clone()
+    }
+
+    /// Whether virtnet's tables are needed now: `inet virtnet` while a network with a
+    /// firewall runs (the anti-spoofing table's need is the ports', not known here).
+    pub fn needs_firewall(&self) -> bool {
+        !self.applied.is_empty()
     }
 
     /// The index of a link by name.

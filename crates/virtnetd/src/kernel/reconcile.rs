@@ -44,6 +44,16 @@ impl Kernel {
             self.applied.clear();
             realised.clear();
         }
+        // The networks that run again are let through other firewalls as at their start; a
+        // table in the way is logged (the network keeps running: its guests are there).
+        for plan in plans.iter().filter(|p| realised.contains(&p.bridge.name)) {
+            let guarded = super::coexist::guarded(plan);
+            let refused = self.coexist.check(&guarded).err();
+            let unfixed = self.coexist.guard(&guarded).err();
+            if let Some(e) = refused.or(unfixed) {
+                warn!(network = %plan.network, error = %e, "another firewall drops guest traffic");
+            }
+        }
         if let Err(e) = self.remove_leftovers(&realised) {
             warn!(error = %e, "could not remove leftover bridges");
         }

@@ -1,11 +1,12 @@
 //! Starting a network: checks, bridge, sysctls, addresses, routes, firewall, in that order,
-//! everything made so far removed again when a step fails; and the warnings of a start.
+//! everything made so far removed again when a step fails; other firewalls in the way are
+//! checked first and let through after (`coexist`).
 
 use std::time::Instant;
 
 use tracing::{debug, warn};
-use virtnet_host::{sysctl, ChainHeader};
-use virtnet_plan::firewall::{stop_any_script, TABLE_NAME};
+use virtnet_host::sysctl;
+use virtnet_plan::firewall::stop_any_script;
 use virtnet_plan::NetworkPlan;
 
 use super::{host, in_use, route_spec, spec, Kernel};
@@ -18,6 +19,10 @@ impl Kernel {
         let t0 = Instant::now();
         let leftover = self.check_free(plan)?;
         self.check_router_advertisements(plan)?;
+        // Another table that would drop the guests' traffic refuses the start now, before
+        // anything is made (unless --firewall-integration lets virtnet accept it there).
+        let guarded = super::coexist::guarded(plan);
+        self.coexist.check(&guarded)?;
         let checked = t0.elapsed();
         // A leftover bridge of ours with this name (from a crash) is replaced.
         if let Some(old) = leftover {
@@ -33,7 +38,9 @@ impl Kernel {
         let created = t0.elapsed();
         let result = self.configure(plan, index);
         let configured = t0.elapsed();
-        let result = result.and_then(|()| self.install_firewall(plan));
+        let result = result
+            .and_then(|()| self.install_firewall(plan))
+            .and_then(|()| self.coexist.guard(&guarded));
         debug!(
             network = %plan.network,
             check_us = checked.as_micros() as u64,
@@ -42,20 +49,26 @@ impl Kernel {
             firewall_us = (t0.elapsed() - configured).as_micros() as u64,
             "start timings"
         );
-        if let Err(e) = result {
-            warn!(network = %plan.network, error = %e, "start failed; rolling back");
-            if let Some(fw) = &plan.firewall {
-                if let Err(undo) = self.nft.run(&stop_any_script(fw)) {
-                    warn!(network = %plan.network, error = %undo, "firewall rollback failed");
-                }
-                self.applied.remove(&plan.network);
+        result.map_err(|e| {
+            // Accepts already placed in other tables go with the network.
+            self.coexist.release(&[plan.network.as_str()]);
+            self.roll_back(plan, index, e)
+        })
+    }
+
+    /// Undoes a failed start: the firewall entries, then the bridge. Returns `e`.
+    fn roll_back(&mut self, plan: &NetworkPlan, index: u32, e: crate::Error) -> crate::Error {
+        warn!(network = %plan.network, error = %e, "start failed; rolling back");
+        if let Some(fw) = &plan.firewall {
+            if let Err(undo) = self.nft.run(&stop_any_script(fw)) {
+                warn!(network = %plan.network, error = %undo, "firewall rollback failed");
             }
-            if let Err(undo) = self.delete_links(&[index], "roll back the bridge") {
-                warn!(network = %plan.network, error = %undo, "bridge rollback failed");
-            }
-            return Err(e);
+            self.applied.remove(&plan.network);
         }
-        Ok(self.foreign_drop_policies(plan))
+        if let Err(undo) = self.delete_links(&[index], "roll back the bridge") {
+            warn!(network = %plan.network, error = %undo, "bridge rollback failed");
+        }
+        e
     }
 
     /// Refuses to turn IPv6 forwarding on while an interface relies on router advertisements
@@ -103,40 +116,6 @@ impl Kernel {
              set to 2 is likely to cause routes loss. Interfaces to look at: {}",
             offending.join(" ")
         )))
-    }
-
-    /// Warnings about other tables that will drop what virtnet accepts: in nftables an accept
-    /// is final only within its own table, so a `policy drop` forward chain elsewhere (Docker's
-    /// iptables FORWARD, a strict firewalld zone) still drops guests' routed traffic, and an
-    /// input chain's drop policy drops their DHCP and DNS. Reads only the chains' headers.
-    fn foreign_drop_policies(&mut self, plan: &NetworkPlan) -> Vec<String> {
-        let forwards = plan.mode != virtnet_model::ForwardMode::None;
-        // A listing that fails only costs the warnings.
-        let Ok(chains) = self.nft.chain_headers() else {
-            return Vec::new();
-        };
-        let mut out = Vec::new();
-        for chain in &chains {
-            let ChainHeader {
-                family,
-                table,
-                name,
-                ..
-            } = chain;
-            if table == TABLE_NAME && family == "inet" || chain.policy.as_deref() != Some("drop") {
-                continue;
-            }
-            let what = match chain.hook.as_deref() {
-                Some("forward") if forwards => "guests' forwarded traffic",
-                Some("input") => "guests' DHCP and DNS requests to the host",
-                _ => continue,
-            };
-            out.push(format!(
-                "chain {name} of table {family} {table} has policy drop: {what} accepted by \
-                 virtnet is still dropped there unless that table accepts it too"
-            ));
-        }
-        out
     }
 
     /// Sysctls, addresses and routes of a fresh bridge.

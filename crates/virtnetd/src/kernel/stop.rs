@@ -69,6 +69,7 @@ impl Kernel {
         );
         let names: Vec<&str> = plans.iter().map(|p| p.network.as_str()).collect();
         self.remove_forwards(&names);
+        self.coexist.release(&names);
         for plan in plans {
             self.applied.remove(&plan.network);
         }
