@@ -133,6 +133,41 @@ fn bridge_link_local(lab: &Lab, bridge: &str) -> String {
         .to_string()
 }
 
+/// One router advertisement as `rdisc6 -1` prints it (after soliciting one).
+fn rdisc6(guest: &Guest) -> String {
+    let out = guest.ns().exec(["rdisc6", "-1", "-w", "3000", "eth0"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "rdisc6 saw no advertisement: {text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+/// The value of `name` in rdisc6's output (`Name   :   value`, or `from <address>`), its
+/// padding removed.
+fn field(text: &str, name: &str) -> Option<String> {
+    text.lines().find_map(|l| {
+        let l = l.trim();
+        if name == "from" {
+            return l.strip_prefix("from ").map(|a| a.trim().to_string());
+        }
+        let (key, value) = l.split_once(':')?;
+        (key.trim() == name).then(|| value.split_whitespace().collect::<Vec<_>>().join(" "))
+    })
+}
+
+/// The bridge's MAC address as rdisc6 prints it (upper case).
+fn bridge_mac(lab: &Lab, bridge: &str) -> String {
+    let out = lab.host().ip_ok(["-o", "link", "show", "dev", bridge]);
+    out.split_whitespace()
+        .skip_while(|w| *w != "link/ether")
+        .nth(1)
+        .unwrap_or_default()
+        .to_uppercase()
+}
+
 /// Waits for a SLAAC address in `prefix` ("fd00:100:") and returns it.
 fn slaac_address(guest: &Guest, prefix: &str) -> String {
     let mut found = String::new();
@@ -174,27 +209,22 @@ fn slaac_guest_gets_prefix_and_default_route_and_loses_it_when_the_network_stops
         default_v6(&guest)
     );
 
-    let out = guest.ns().exec(["rdisc6", "-1", "-w", "3000", "eth0"]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "rdisc6: {text} {}", String::from_utf8_lossy(&out.stderr));
-    for want in [
-        "Prefix                   : fd00:100::/64",
-        "Autonomous address conf.",
-        "Recursive DNS server     : fd00:100::1",
-        "DNS search list          : lab.example",
-        "MTU                      : 1500 bytes",
-        "Router lifetime          : 1800",
-        "Stateful address conf.    : No",
-        "Stateful other conf.      : No",
+    let ra = rdisc6(&guest);
+    for (name, want) in [
+        ("Prefix", "fd00:100::/64"),
+        ("Autonomous address conf.", "Yes"),
+        ("On-link", "Yes"),
+        ("Recursive DNS server", "fd00:100::1"),
+        ("DNS search list", "lab.example"),
+        ("MTU", "1500 bytes (valid)"),
+        ("Router lifetime", "1800 (0x00000708) seconds"),
+        ("Stateful address conf.", "No"),
+        ("Stateful other conf.", "No"),
+        ("Source link-layer address", &bridge_mac(&lab, "vr6a")),
+        ("from", &ll),
     ] {
-        assert!(text.contains(want), "rdisc6 lacks {want:?}:\n{text}");
+        assert_eq!(field(&ra, name), Some(want.to_string()), "{name} in\n{ra}");
     }
-    assert!(
-        text.lines()
-            .any(|l| l.starts_with(" Autonomous address conf.") && l.contains("Yes")),
-        "{text}"
-    );
-    assert!(text.contains(&format!("from {ll}")), "source is not the link-local {ll}:\n{text}");
 
     daemon.cli_ok(&["net-destroy", "lab6"]);
     // The bridge is gone with the network; what counts is that the guest dropped the route
@@ -212,18 +242,37 @@ fn slaac_guest_gets_prefix_and_default_route_and_loses_it_when_the_network_stops
 fn isolated_guest_gets_an_address_but_no_router_and_nothing_forwards() {
     let lab = Lab::new("ipv6-isolated");
     let _echo = upstream_v6(&lab);
+    let started = Instant::now();
     let _daemon = start(
         &lab,
         "<network><name>iso6</name><bridge name='vr6i' stp='off'/>\
          <ip family='ipv6' address='fd00:300::1' prefix='64'/></network>",
     );
+    // The host forwards IPv6 (as it does once any forwarding network runs): only virtnet's
+    // firewall stands between the isolated guests and the uplink.
+    lab.host()
+        .run_ok(["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]);
     let guest = slaac_guest(&lab, "vr6i");
     slaac_address(&guest, "fd00:300:");
-    let out = guest.ns().exec(["rdisc6", "-1", "-w", "3000", "eth0"]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("Router lifetime          : 0 "), "{text}");
-    assert!(text.contains("Prefix                   : fd00:300::/64"), "{text}");
+    let ra = rdisc6(&guest);
+    assert_eq!(field(&ra, "Router lifetime").as_deref(), Some("0 (0x00000000) seconds"), "{ra}");
+    assert_eq!(field(&ra, "Prefix").as_deref(), Some("fd00:300::/64"), "{ra}");
     assert_eq!(default_v6(&guest), "", "isolated network became a default router");
+    // Solicitations to ff02::2 are answered on an isolated bridge too (it joins the
+    // all-routers group): asked after the first unsolicited advertisements (0, 4 and 8 s
+    // after the start; the next is 198 s or more later), each of three single solicitations
+    // with 1 s to wait gets its answer.
+    std::thread::sleep((started + Duration::from_secs(10)).saturating_duration_since(Instant::now()));
+    for _ in 0..3 {
+        let out = guest
+            .ns()
+            .exec(["rdisc6", "-1", "-r", "1", "-w", "1000", "eth0"]);
+        assert!(
+            out.status.success(),
+            "solicitation unanswered: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
 
     // By hand, with a route back from upstream: still nothing passes the host.
     guest
