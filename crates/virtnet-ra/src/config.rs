@@ -63,7 +63,9 @@ pub struct RaConfig {
 
 /// The host bits of `addr` cleared for a `/len` prefix.
 fn prefix_of(addr: Ipv6Addr, len: u8) -> Ipv6Addr {
-    let mask = u128::MAX.checked_shl(128 - u32::from(len.min(128))).unwrap_or(0);
+    let mask = u128::MAX
+        .checked_shl(128 - u32::from(len.min(128)))
+        .unwrap_or(0);
     Ipv6Addr::from(u128::from(addr) & mask)
 }
 
@@ -205,7 +207,10 @@ mod tests {
             let c = RaConfig::from_network(&net).unwrap();
             assert!(c.managed && c.other, "{dhcp}");
             assert!(!c.prefixes[0].autonomous, "{dhcp}");
-            assert_eq!(c.prefixes[0].prefix, "2001:db8:ac10:fd01::".parse::<Ipv6Addr>().unwrap());
+            assert_eq!(
+                c.prefixes[0].prefix,
+                "2001:db8:ac10:fd01::".parse::<Ipv6Addr>().unwrap()
+            );
             assert_eq!(c.router_lifetime, 1800);
         }
     }
@@ -238,6 +243,9 @@ mod tests {
             prefix_of("fd00:1:2:3:4::1".parse().unwrap(), 48),
             "fd00:1:2::".parse::<Ipv6Addr>().unwrap()
         );
-        assert_eq!(prefix_of("fd00::1".parse().unwrap(), 0), Ipv6Addr::UNSPECIFIED);
+        assert_eq!(
+            prefix_of("fd00::1".parse().unwrap(), 0),
+            Ipv6Addr::UNSPECIFIED
+        );
     }
 }

@@ -204,11 +204,12 @@ impl RaServer {
         };
         let entry = {
             let mut table = lock(&shared.table);
-            table.index_of(ifname).and_then(|i| Some((i, table.remove(i)?)))
+            table
+                .index_of(ifname)
+                .and_then(|i| Some((i, table.remove(i)?)))
         };
         if let Some((ifindex, entry)) = entry {
-            if let Err(e) = send_advert(shared.socket.get_ref(), ifindex, &entry, ALL_NODES, true)
-            {
+            if let Err(e) = send_advert(shared.socket.get_ref(), ifindex, &entry, ALL_NODES, true) {
                 tracing::debug!(bridge = ifname, error = %e, "final router advertisement not sent");
             }
         }
@@ -298,10 +299,11 @@ fn link_info(fd: RawFd, ifname: &str) -> (Option<[u8; 6]>, Option<u32>) {
         return (mac, None);
     };
     // SAFETY: as above, for the MTU.
-    let mtu = (unsafe { libc::ioctl(fd, libc::SIOCGIFMTU, &mut req) } == 0)
-        // SAFETY: the ioctl succeeded, so the union holds the MTU.
-        .then(|| unsafe { req.ifr_ifru.ifru_mtu })
-        .and_then(|m| u32::try_from(m).ok());
+    let ok = unsafe { libc::ioctl(fd, libc::SIOCGIFMTU, &mut req) } == 0;
+    // SAFETY: the union holds plain integers (the request was zeroed); after a successful
+    // ioctl this one is the MTU.
+    let mtu = unsafe { req.ifr_ifru.ifru_mtu };
+    let mtu = ok.then_some(mtu).and_then(|m| u32::try_from(m).ok());
     (mac, mtu)
 }
 

@@ -125,7 +125,10 @@ impl Advert {
             push_option(&mut out, OPT_MTU, &body);
         }
         for p in &self.prefixes {
-            let mut body = vec![p.len, u8::from(p.on_link) << 7 | u8::from(p.autonomous) << 6];
+            let mut body = vec![
+                p.len,
+                u8::from(p.on_link) << 7 | u8::from(p.autonomous) << 6,
+            ];
             body.extend_from_slice(&p.valid.to_be_bytes());
             body.extend_from_slice(&p.preferred.to_be_bytes());
             body.extend_from_slice(&[0; 4]);
@@ -238,9 +241,12 @@ fn mac_of(body: &[u8]) -> Option<[u8; 6]> {
     body.get(..6).and_then(|b| <[u8; 6]>::try_from(b).ok())
 }
 
-/// The options after the fixed part, as `(offset, type, body)`; an option of length 0 or
-/// running past the end invalidates the message (RFC 4861 §6.1.1, §6.1.2).
-fn options(bytes: &[u8], start: usize) -> Result<Vec<(usize, u8, &[u8])>, WireError> {
+/// One option of a message: its offset, type and body.
+type RawOption<'a> = (usize, u8, &'a [u8]);
+
+/// The options after the fixed part; an option of length 0 or running past the end
+/// invalidates the message (RFC 4861 §6.1.1, §6.1.2).
+fn options(bytes: &[u8], start: usize) -> Result<Vec<RawOption<'_>>, WireError> {
     let mut out = Vec::new();
     let mut at = start;
     while at < bytes.len() {

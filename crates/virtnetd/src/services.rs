@@ -1,5 +1,6 @@
 //! The services of running networks: one DHCPv4 and one DNS server per network, the leases
-//! they hand out and the event feed that reports them.
+//! they hand out and the event feed that reports them, and the daemon's one router
+//! advertisement server for every IPv6 network (`virtnet-ra`).
 //!
 //! Services start after the network exists in the kernel (they bind the bridge and its
 //! addresses) and stop before it is removed. A lease is written to the store before the DHCP

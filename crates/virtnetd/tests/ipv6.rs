@@ -69,7 +69,10 @@ fn upstream_v6(lab: &Lab) -> NsChild {
         .upstream()
         .tcp_connect_timeout(UP6, ECHO_PORT, Duration::from_millis(200))
     {
-        assert!(Instant::now() < deadline, "upstream echo server did not start");
+        assert!(
+            Instant::now() < deadline,
+            "upstream echo server did not start"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     child
@@ -204,7 +207,8 @@ fn slaac_guest_gets_prefix_and_default_route_and_loses_it_when_the_network_stops
     let ll = bridge_link_local(&lab, "vr6a");
     assert!(ll.starts_with("fe80:"), "bridge link-local: {ll}");
     assert!(
-        eventually(SLAAC_LIMIT, || default_v6(&guest).contains(&format!("via {ll} dev eth0"))),
+        eventually(SLAAC_LIMIT, || default_v6(&guest)
+            .contains(&format!("via {ll} dev eth0"))),
         "default route: {:?} (bridge {ll})",
         default_v6(&guest)
     );
@@ -225,6 +229,22 @@ fn slaac_guest_gets_prefix_and_default_route_and_loses_it_when_the_network_stops
     ] {
         assert_eq!(field(&ra, name), Some(want.to_string()), "{name} in\n{ra}");
     }
+
+    // Never on the uplink: a solicitation from upstream to the host's uplink is not answered
+    // (the host's own forwarding joins ff02::2 there, so virtnetd's socket does see it), and
+    // the bridge itself takes no advertisements.
+    let out = lab
+        .upstream()
+        .exec(["rdisc6", "-1", "-r", "2", "-w", "1000", "up0"]);
+    assert!(
+        !out.status.success(),
+        "an advertisement came on the uplink: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let accept_ra = lab
+        .host()
+        .run_ok(["cat", "/proc/sys/net/ipv6/conf/vr6a/accept_ra"]);
+    assert_eq!(accept_ra.trim(), "0");
 
     daemon.cli_ok(&["net-destroy", "lab6"]);
     // The bridge is gone with the network; what counts is that the guest dropped the route
@@ -255,14 +275,28 @@ fn isolated_guest_gets_an_address_but_no_router_and_nothing_forwards() {
     let guest = slaac_guest(&lab, "vr6i");
     slaac_address(&guest, "fd00:300:");
     let ra = rdisc6(&guest);
-    assert_eq!(field(&ra, "Router lifetime").as_deref(), Some("0 (0x00000000) seconds"), "{ra}");
-    assert_eq!(field(&ra, "Prefix").as_deref(), Some("fd00:300::/64"), "{ra}");
-    assert_eq!(default_v6(&guest), "", "isolated network became a default router");
+    assert_eq!(
+        field(&ra, "Router lifetime").as_deref(),
+        Some("0 (0x00000000) seconds"),
+        "{ra}"
+    );
+    assert_eq!(
+        field(&ra, "Prefix").as_deref(),
+        Some("fd00:300::/64"),
+        "{ra}"
+    );
+    assert_eq!(
+        default_v6(&guest),
+        "",
+        "isolated network became a default router"
+    );
     // Solicitations to ff02::2 are answered on an isolated bridge too (it joins the
     // all-routers group): asked after the first unsolicited advertisements (0, 4 and 8 s
     // after the start; the next is 198 s or more later), each of three single solicitations
     // with 1 s to wait gets its answer.
-    std::thread::sleep((started + Duration::from_secs(10)).saturating_duration_since(Instant::now()));
+    std::thread::sleep(
+        (started + Duration::from_secs(10)).saturating_duration_since(Instant::now()),
+    );
     for _ in 0..3 {
         let out = guest
             .ns()
