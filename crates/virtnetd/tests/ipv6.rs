@@ -36,6 +36,36 @@ except Exception:
     pass
 "#;
 
+/// Sends N router solicitations on the interface, 200 ms apart, each waiting up to 2 s for an
+/// advertisement; prints each one's delay in milliseconds, or `lost`.
+const SOLICIT: &str = r#"import socket, struct, sys, time
+ifname, n = sys.argv[1], int(sys.argv[2])
+s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, ifname.encode())
+idx = socket.if_nametoindex(ifname)
+out = []
+for _ in range(n):
+    s.setblocking(False)
+    while True:  # drop advertisements already queued
+        try: s.recv(2048)
+        except (BlockingIOError, TimeoutError): break
+    t0 = time.monotonic()
+    s.sendto(bytes([133, 0, 0, 0, 0, 0, 0, 0]), ('ff02::2', 0, 0, idx))
+    got = 'lost'
+    s.settimeout(2)
+    try:
+        while True:
+            d = s.recv(2048)
+            if d[0] == 134:
+                got = '%.2f' % ((time.monotonic() - t0) * 1000); break
+    except socket.timeout:
+        pass
+    out.append(got)
+    time.sleep(0.2)
+print(' '.join(out))
+"#;
+
 fn ask(ns: &Netns, addr: &str, port: u16) -> String {
     let out = ns.exec(["python3", "-c", ASK, addr, &port.to_string()]);
     String::from_utf8_lossy(&out.stdout).trim().to_string()
@@ -229,6 +259,18 @@ fn slaac_guest_gets_prefix_and_default_route_and_loses_it_when_the_network_stops
     ] {
         assert_eq!(field(&ra, name), Some(want.to_string()), "{name} in\n{ra}");
     }
+
+    // Every solicitation is answered (counted, not timed; the delays are printed for the
+    // record: the answer is sent as soon as the solicitation is read).
+    let out = guest.ns().exec(["python3", "-c", SOLICIT, "eth0", "10"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    eprintln!("RS->RA delays (ms): {text}");
+    assert_eq!(
+        text.split_whitespace().filter(|w| *w != "lost").count(),
+        10,
+        "unanswered solicitations: {text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // Never on the uplink: a solicitation from upstream to the host's uplink is not answered
     // (the host's own forwarding joins ff02::2 there, so virtnetd's socket does see it), and
