@@ -394,3 +394,40 @@ fn nat66_guest_reaches_upstream_as_the_host() {
     // Upstream has no route to fd00:400::/64: only the host's address can be answered.
     assert_eq!(ask(guest.ns(), UP6, ECHO_PORT), HOST6);
 }
+
+/// Item 1: an `<ip>` with a DHCPv6 range is advertised as dnsmasq does for libvirt's
+/// `dhcp-range` + `enable-ra`: M and O set, the prefix on-link but not for SLAAC.
+#[test]
+fn dhcpv6_network_advertises_managed_and_other_without_slaac() {
+    let lab = Lab::new("ipv6-managed");
+    let _daemon = start(
+        &lab,
+        "<network><name>m6</name><forward mode='route'/><bridge name='vr6m' stp='off'/>\
+         <ip family='ipv6' address='fd00:500::1' prefix='64'><dhcp>\
+         <range start='fd00:500::10' end='fd00:500::ff'/></dhcp></ip></network>",
+    );
+    let guest = slaac_guest(&lab, "vr6m");
+    let mut ra = String::new();
+    assert!(
+        eventually(SLAAC_LIMIT, || {
+            let out = guest
+                .ns()
+                .exec(["rdisc6", "-1", "-r", "1", "-w", "1000", "eth0"]);
+            ra = String::from_utf8_lossy(&out.stdout).into_owned();
+            out.status.success()
+        }),
+        "no advertisement: {ra}"
+    );
+    for (name, want) in [
+        ("Stateful address conf.", "Yes"),
+        ("Stateful other conf.", "Yes"),
+        ("Prefix", "fd00:500::/64"),
+        ("On-link", "Yes"),
+        ("Autonomous address conf.", "No"),
+        ("Router lifetime", "1800 (0x00000708) seconds"),
+    ] {
+        assert_eq!(field(&ra, name), Some(want.to_string()), "{name} in\n{ra}");
+    }
+    // No SLAAC address for the guest: its address would come from DHCPv6.
+    assert!(global_v6(&guest).is_empty(), "{:?}", global_v6(&guest));
+}
