@@ -20,6 +20,8 @@ command -v systemd-analyze >/dev/null || need_apt+=(systemd)
 command -v setpriv >/dev/null || need_apt+=(util-linux)
 # DNS tests ask with dig; the upstream namespace's DNS server (the "internet") is dnsmasq.
 command -v dig >/dev/null || need_apt+=(bind9-dnsutils)
+# IPv6 tests read the router advertisements guests see with rdisc6.
+command -v rdisc6 >/dev/null || need_apt+=(ndisc6)
 command -v dnsmasq >/dev/null || [ -x /usr/sbin/dnsmasq ] || need_apt+=(dnsmasq-base)
 # The end-to-end test boots a tiny Debian guest under QEMU (tests/guest/build.sh downloads the
 # kernel and busybox-static packages itself and unpacks them without installing them).

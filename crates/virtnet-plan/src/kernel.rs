@@ -114,8 +114,9 @@ impl Sysctl {
 
 /// The sysctls a network needs, following libvirt: IPv6 is disabled on a bridge without IPv6
 /// addresses (so guests get no link-local router); with IPv6 the bridge neither takes router
-/// advertisements nor autoconfigures. Forwarding is turned on per family when the mode
-/// forwards and the network has addresses of that family. Forwarding is never turned off
+/// advertisements nor autoconfigures, and is a router (`forwarding`) for its guests.
+/// Forwarding is turned on per family when the mode forwards and the network has addresses of
+/// that family. Forwarding is never turned off
 /// again on destroy: other networks or the administrator may rely on it, as with libvirt.
 pub(crate) fn sysctls(net: &Network, bridge: &str) -> Vec<Sysctl> {
     let has_v4 = net.ips.iter().any(|ip| ip.address.is_ipv4());
@@ -129,6 +130,11 @@ pub(crate) fn sysctls(net: &Network, bridge: &str) -> Vec<Sysctl> {
         out.push(Sysctl::bridge(bridge, "disable_ipv6", "0"));
         out.push(Sysctl::bridge(bridge, "accept_ra", "0"));
         out.push(Sysctl::bridge(bridge, "autoconf", "0"));
+        // The bridge is the guests' IPv6 router (virtnetd advertises on it): in router mode
+        // it joins the all-routers group ff02::2, where guests send router solicitations,
+        // also on isolated networks (packets are forwarded only when `all/forwarding` is on,
+        // and virtnet's firewall forwards nothing from isolated networks anyway).
+        out.push(Sysctl::bridge(bridge, "forwarding", "1"));
     } else {
         out.push(Sysctl::bridge(bridge, "disable_ipv6", "1"));
     }

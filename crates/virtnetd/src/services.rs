@@ -1,5 +1,6 @@
 //! The services of running networks: one DHCPv4 and one DNS server per network, the leases
-//! they hand out and the event feed that reports them.
+//! they hand out and the event feed that reports them, and the daemon's one router
+//! advertisement server for every IPv6 network (`virtnet-ra`).
 //!
 //! Services start after the network exists in the kernel (they bind the bridge and its
 //! addresses) and stop before it is removed. A lease is written to the store before the DHCP
@@ -23,6 +24,7 @@ use virtnet_api::{DhcpLease, Event, EventBatch, EventKind};
 use virtnet_dhcp::{DhcpConfig, DhcpServer, Lease, LeaseChange, LeaseSink};
 use virtnet_dns::{DnsConfig, DnsServer, GuestName};
 use virtnet_model::Network;
+use virtnet_ra::{RaConfig, RaServer};
 use virtnet_tftp::TftpServer;
 
 use crate::error::{Error, Result};
@@ -491,6 +493,8 @@ pub struct Services {
     running: Mutex<BTreeMap<String, Running>>,
     /// Told of lease changes, once set (see [`Services::observe_leases`]).
     observer: std::sync::OnceLock<LeaseObserver>,
+    /// Router advertisements of every IPv6 network: one socket and one timer for all.
+    ra: RaServer,
 }
 
 impl std::fmt::Debug for Services {
@@ -534,6 +538,7 @@ impl Services {
             options,
             running: Mutex::new(BTreeMap::new()),
             observer: std::sync::OnceLock::new(),
+            ra: RaServer::new(),
         }
     }
 
@@ -623,6 +628,12 @@ impl Services {
             }
             None => None,
         };
+        if let Some(config) = RaConfig::from_network(net) {
+            if let Err(e) = self.ra.serve(&bridge, config) {
+                Running { shared, dhcp, tftp }.stop();
+                return Err(service_error(&name, "router advertisement", e));
+            }
+        }
         tracing::info!(network = %name, dhcp = dhcp.is_some(), dns = lock(&shared.dns).is_some(), "services started");
         lock(&self.running).insert(name, Running { shared, dhcp, tftp });
         Ok(())
@@ -653,6 +664,13 @@ impl Services {
         if let (Some(server), Some(config)) = (lock(&r.shared.dns).as_ref(), dns_wanted) {
             server.reconfigure(config);
         }
+        match RaConfig::from_network(net) {
+            Some(config) => self
+                .ra
+                .serve(&r.shared.bridge, config)
+                .map_err(|e| service_error(&net.name, "router advertisement", e))?,
+            None => self.ra.withdraw(&r.shared.bridge),
+        }
         Ok(())
     }
 
@@ -662,6 +680,8 @@ impl Services {
         // the recorder never needs this lock, so stopping cannot deadlock with it.
         let running = lock(&self.running).remove(network);
         if let Some(r) = running {
+            // The final advertisement (router lifetime 0) goes out while the bridge exists.
+            self.ra.withdraw(&r.shared.bridge);
             r.stop();
             tracing::info!(network, "services stopped");
         }

@@ -105,9 +105,20 @@ fn uplink_v6(lab: &Lab) {
     ]);
 }
 
-/// A guest with static IPv4 and IPv6 addresses and default routes via the gateways.
+/// A guest with static IPv4 and IPv6 addresses and default routes via the gateways, and
+/// nothing from router advertisements: with a SLAAC address beside its static one, the UDP
+/// echo server (bound to `::`) would answer from whichever the kernel prefers (both match
+/// the gateway's /64 equally), not from the address the forward sent to, and conntrack could
+/// not match the answer to the forwarded flow.
 fn guest(lab: &Lab, v4: &str, v6: &str) -> Guest {
     let g = lab.guest("vnf0", &format!("{v4}/24"), Some("10.77.0.1"));
+    g.ns()
+        .run_ok(["sysctl", "-qw", "net.ipv6.conf.eth0.accept_ra=0"]);
+    // What arrived before the sysctl took effect.
+    g.ns().ip_ok([
+        "-6", "addr", "flush", "dev", "eth0", "scope", "global", "dynamic",
+    ]);
+    g.ns().ip_ok(["-6", "route", "flush", "proto", "ra"]);
     g.ns().ip_ok([
         "-6",
         "addr",
