@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the network benchmark needs on Debian 12 (run as root): libvirt 9 (monolithic
-# libvirtd with its network driver, virsh), dnsmasq, iptables, python3. Idempotent, non-interactive,
+# libvirtd with its network driver, virsh), dnsmasq, iptables, firewalld (for the coexistence
+# tests), python3. Idempotent, non-interactive,
 # and starts no service: a policy-rc.d that exits 101 is in place for the install (the host's own one
 # is kept if it already exists), and any libvirtd/virtlogd/dnsmasq the install started anyway is
 # stopped by PID.
@@ -11,13 +12,16 @@ command -v libvirtd >/dev/null || [ -x /usr/sbin/libvirtd ] || need+=(libvirt-da
 command -v virsh >/dev/null || need+=(libvirt-clients)
 [ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base)
 [ -x /usr/sbin/iptables ] || need+=(iptables)
+# The coexistence tests run a real firewalld in a test namespace, on a private bus: installed
+# here, never started as a service (policy-rc.d below; stopped by PID if it started anyway).
+[ -x /usr/sbin/firewalld ] || need+=(firewalld)
 command -v ip >/dev/null || need+=(iproute2)
 command -v unshare >/dev/null || need+=(util-linux)
 command -v python3 >/dev/null || need+=(python3)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 echo "bench/setup: installing ${need[*]}" >&2
-daemons() { ps -eo pid=,comm= | awk '$2 ~ /^(libvirtd|virtlogd|virtlockd|dnsmasq|virtnetworkd)$/ {print $1}'; }
+daemons() { ps -eo pid=,comm= | awk '$2 ~ /^(libvirtd|virtlogd|virtlockd|dnsmasq|virtnetworkd|firewalld)$/ {print $1}'; }
 before=$(daemons)
 prc=/usr/sbin/policy-rc.d
 ours=0
