@@ -163,6 +163,7 @@ impl PortKernel {
     /// Creates (or adopts) a tap and attaches it; on failure nothing made here remains.
     /// Returns the MTU the port got (its bridge's).
     pub fn add_port(&mut self, tap: &TapPlan) -> Result<u32> {
+        let _busy = crate::reaper::busy();
         if let Some(spec) = &tap.create {
             // No look-up first: the kernel refuses an existing name itself (IFF_TUN_EXCL).
             virtnet_host::tap::create_tap(spec).map_err(|e| {
@@ -201,6 +202,7 @@ impl PortKernel {
 
     /// Points an existing port at its bridge with its MAC, MTU and state; returns the MTU.
     pub fn configure_port(&mut self, tap: &TapPlan) -> Result<u32> {
+        let _busy = crate::reaper::busy();
         let link = self
             .brief(&tap.name)?
             .ok_or_else(|| Error::missing(format!("tap '{}' does not exist", tap.name)))?;
@@ -257,6 +259,7 @@ impl PortKernel {
     /// it would keep its MAC on the host NIC, and the guest's next attach with the same MAC
     /// would be refused (EADDRINUSE).
     pub fn remove_port(&mut self, name: &str, delete: bool) -> Result<()> {
+        let _busy = crate::reaper::busy();
         let Some(link) = self.brief(name)? else {
             return Ok(());
         };
