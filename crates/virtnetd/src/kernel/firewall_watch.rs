@@ -5,8 +5,10 @@
 //! network lose NAT, DHCP and DNS filtering at once, and before this watcher the table came
 //! back only with the next `net-start`. The watcher follows the kernel's ruleset
 //! announcements ([`NftWatch`], no polling) and, after each burst of them, looks whether the
-//! table is still there with a libnftables handle of its own — virtnet's own transactions are
-//! announced too, and checking them must not take the kernel layer's lock a `net-start` holds.
+//! table is still there with an nfnetlink socket of its own (one `NFT_MSG_GETTABLE`, whatever
+//! the table holds) — virtnet's own transactions are announced too, and checking them must
+//! neither take the kernel layer's lock a `net-start` holds nor cost in proportion to the
+//! networks and ports (libnftables' `list tables` dumps every set element first).
 //! Only a missing table takes that lock, to repair it ([`Kernel::repair_firewall`]: a rebuild
 //! from the firewalls it applied, one atomic transaction, logged).
 
@@ -15,7 +17,8 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 use virtnet_host::nft_watch::NftWatch;
-use virtnet_host::Nftables;
+use virtnet_host::nft_set::NFPROTO_INET;
+use virtnet_host::NftSets;
 use virtnet_plan::firewall::TABLE_NAME;
 
 use super::Kernel;
@@ -31,7 +34,7 @@ const IDLE_WAKE: Duration = Duration::from_secs(1);
 /// once `kernel` is dropped.
 pub fn spawn(kernel: Weak<Mutex<Kernel>>) -> std::io::Result<()> {
     let mut watch = NftWatch::open().map_err(|e| std::io::Error::other(e.to_string()))?;
-    let mut nft = Nftables::new().map_err(|e| std::io::Error::other(e.to_string()))?;
+    let mut nft = NftSets::open().map_err(|e| std::io::Error::other(e.to_string()))?;
     std::thread::Builder::new()
         .name("nft-watch".into())
         .spawn(move || loop {
@@ -50,7 +53,7 @@ pub fn spawn(kernel: Weak<Mutex<Kernel>>) -> std::io::Result<()> {
             }
             // Let the burst end (a flush, a whole ruleset loaded), then look once.
             while matches!(watch.wait(SETTLE), Ok(true)) {}
-            if matches!(nft.has_table("inet", TABLE_NAME), Ok(true)) {
+            if matches!(nft.has_table(NFPROTO_INET, TABLE_NAME), Ok(true)) {
                 continue;
             }
             // Missing (or not listable): the kernel layer decides, under its lock, whether
