@@ -200,7 +200,12 @@ def kernel_worker(bridges, cycles):
 class ScaleVirtnet(netbench.Virtnet):
     """virtnetd that can be stopped with SIGTERM and started again in the same namespace."""
 
+    # --nofile: the daemon's RLIMIT_NOFILE for the run (prlimit), None for the inherited one.
+    nofile = None
+
     def spawn(self, argv):
+        if self.nofile:
+            argv = ["prlimit", "--nofile=%d:%d" % (self.nofile, self.nofile), "--"] + argv
         self.argv = argv
         super().spawn(argv)
 
@@ -450,6 +455,11 @@ class Scale:
     def phase_virtnet(self):
         d = ScaleVirtnet("vn", self.tmp, self.args.bindir)
         d.log_level = self.args.log_level
+        d.nofile = self.args.nofile
+        if self.args.nofile:
+            self.note("virtnetd ran with RLIMIT_NOFILE %d (prlimit): this branch still holds "
+                      "descriptors per network (item 1 of issue 18 is another branch's)"
+                      % self.args.nofile)
         self.daemons.append(d)
         r = self.result["virtnet"]
         r["checkpoints"] = []
@@ -667,6 +677,8 @@ def main():
     p.add_argument("--libvirt-networks", type=int, help="libvirt's ceiling (default --networks)")
     p.add_argument("--kernel-cycles", type=int, default=30)
     p.add_argument("--log-level", default="warn", help="virtnetd's --log-level")
+    p.add_argument("--nofile", type=int, metavar="N",
+                   help="run virtnetd with RLIMIT_NOFILE N (default: inherited)")
     p.add_argument("--keep-logs", metavar="PREFIX", help="copy the daemons' logs to PREFIX.vn.log, "
                    "PREFIX.lv.log")
     p.add_argument("--skip-kernel", action="store_true")

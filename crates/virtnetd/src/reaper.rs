@@ -236,7 +236,7 @@ fn reap(mut netlink: Netlink, batching: Batching, jobs: &Receiver<Vec<u32>>, pen
             Batching::OneByOne => backlog.pop_front().map(|(i, _)| i).into_iter().collect(),
             Batching::Together => backlog.drain(..).map(|(i, _)| i).collect(),
         };
-        delete(&mut netlink, &batch);
+        delete(&mut netlink, batching, &batch);
         pending.done(batch.len());
     }
 }
@@ -256,16 +256,18 @@ fn deferral(backlog: &Backlog) -> Duration {
     Activity::global().quiet_in().min(left)
 }
 
-fn delete(netlink: &mut Netlink, batch: &[u32]) {
-    if let [index] = batch {
-        let t0 = Instant::now();
-        match netlink.delete_link(*index) {
-            Ok(()) => debug!(
-                links = 1,
-                elapsed_us = t0.elapsed().as_micros() as u64,
-                "parked link deleted"
-            ),
-            Err(e) => warn!(error = %e, "could not delete a parked link"),
+fn delete(netlink: &mut Netlink, batching: Batching, batch: &[u32]) {
+    if batching == Batching::OneByOne {
+        for &index in batch {
+            let t0 = Instant::now();
+            match netlink.delete_link(index) {
+                Ok(()) => debug!(
+                    links = 1,
+                    elapsed_us = t0.elapsed().as_micros() as u64,
+                    "parked link deleted"
+                ),
+                Err(e) => warn!(error = %e, "could not delete a parked link"),
+            }
         }
         return;
     }
@@ -279,7 +281,7 @@ fn delete(netlink: &mut Netlink, batch: &[u32]) {
         // One link that cannot go must not keep the others: each on its own, then.
         // Those that still fail stay parked (down, without addresses or ports) until the
         // next start-up removes them as leftovers.
-        Err(e) => {
+        Err(e) if batch.len() > 1 => {
             warn!(error = %e, "batched deletion of parked links failed; deleting them one by one");
             for &index in batch {
                 if let Err(e) = netlink.delete_link(index) {
@@ -287,5 +289,6 @@ fn delete(netlink: &mut Netlink, batch: &[u32]) {
                 }
             }
         }
+        Err(e) => warn!(error = %e, "could not delete a parked link"),
     }
 }

@@ -18,6 +18,7 @@ impl Kernel {
     /// of networks no longer active are removed. Existing bridges are kept, with their ports,
     /// so running guests stay connected. Returns the networks that could not be realised.
     pub fn reconcile(&mut self, plans: &[NetworkPlan]) -> Vec<(String, Error)> {
+        let t0 = std::time::Instant::now();
         let mut failed = Vec::new();
         let mut realised = HashSet::new();
         for plan in plans {
@@ -31,6 +32,7 @@ impl Kernel {
                 Err(e) => failed.push((plan.network.clone(), e)),
             }
         }
+        let converged = t0.elapsed();
         if let Err(e) = self.rebuild_firewall() {
             // Without a firewall no network may be called active.
             for plan in plans {
@@ -44,9 +46,17 @@ impl Kernel {
             self.applied.clear();
             realised.clear();
         }
+        let firewall = t0.elapsed();
         if let Err(e) = self.remove_leftovers(&realised) {
             warn!(error = %e, "could not remove leftover bridges");
         }
+        info!(
+            networks = plans.len(),
+            converge_ms = converged.as_millis() as u64,
+            firewall_ms = (firewall - converged).as_millis() as u64,
+            leftovers_ms = (t0.elapsed() - firewall).as_millis() as u64,
+            "kernel reconcile timings"
+        );
         failed
     }
 

@@ -775,6 +775,7 @@ impl Ports {
             })
             .collect();
         self.guard.restore(guards)?;
+        let mut taps = Vec::new();
         for r in records {
             if !present.contains(&r.name) {
                 tracing::info!(port = %r.name, domain = %r.domain, "tap gone while virtnetd was down; port removed");
@@ -785,10 +786,12 @@ impl Ports {
             if r.macvtap_on.is_some() {
                 continue;
             }
-            let bridge = self.bridge_for(&r.source).ok();
-            if let Err(e) = lock(&self.kernel).configure_port(&self.tap_plan(&r, bridge, false)) {
-                tracing::warn!(port = %r.name, error = %e, "cannot re-attach port");
-            }
+            // The bridge's name only: the kernel layer checks it is a bridge, from its dump.
+            let bridge = self.bridge_name_for(&r.source).ok();
+            taps.push(self.tap_plan(&r, bridge, false));
+        }
+        for (port, e) in lock(&self.kernel).configure_ports(&taps)? {
+            tracing::warn!(%port, error = %e, "cannot re-attach port");
         }
         // The hypervisor's ports are kept as they are (the hypervisor deletes them, or
         // reclaims them after its own restart); their taps go back on their bridges.
