@@ -315,7 +315,9 @@ fn parking_removes_the_addresses_before_the_link_goes_down() {
     nl.add_address(bridge, "192.168.122.1".parse().unwrap(), 24)
         .unwrap();
     let mut monitor = Monitor::open().unwrap();
-    assert!(nl.park_link(bridge, "vndel-test", "virtnet:/parked").unwrap());
+    assert!(nl
+        .park_link(bridge, "vndel-test", "virtnet:/parked")
+        .unwrap());
     let Drained::Changes(changes) = monitor.drain().unwrap() else {
         panic!("notifications lost");
     };

@@ -16,8 +16,8 @@ use std::sync::{Mutex, Weak};
 use std::time::Duration;
 
 use tracing::{info, warn};
-use virtnet_host::nft_watch::NftWatch;
 use virtnet_host::nft_set::NFPROTO_INET;
+use virtnet_host::nft_watch::NftWatch;
 use virtnet_host::NftSets;
 use virtnet_plan::firewall::TABLE_NAME;
 

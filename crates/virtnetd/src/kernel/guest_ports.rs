@@ -233,13 +233,17 @@ impl PortKernel {
     }
 
     /// Start-up: puts each of `taps` on its bridge with its MAC, MTU, alias and state as
-    /// [`PortKernel::configure_port`] would, judged from one dump of the links: a port that is
-    /// already so (after a clean restart, every one) costs no request, and only the others are
-    /// configured. Three look-ups and a change per port took 4.5 s for 10,000 ports (issue 18).
-    /// Returns the ports that could not be configured, with why.
-    pub fn configure_ports(&mut self, taps: &[TapPlan]) -> Result<Vec<(String, Error)>> {
+    /// [`PortKernel::configure_port`] would, judged from `links` (one dump, [`PortKernel::links`],
+    /// taken by the caller): a port that is already so (after a clean restart, every one) costs
+    /// no request, and only the others are configured. Three look-ups and a change per port
+    /// took 4.5 s for 10,000 ports (issue 18). Returns the ports that could not be configured,
+    /// with why.
+    pub fn configure_ports(
+        &mut self,
+        links: &[Link],
+        taps: &[TapPlan],
+    ) -> Result<Vec<(String, Error)>> {
         let _busy = crate::reaper::busy();
-        let links = self.netlink.links().map_err(host("list links"))?;
         let by_name: HashMap<&str, &Link> = links.iter().map(|l| (l.name.as_str(), l)).collect();
         let mut failed = Vec::new();
         for tap in taps {
