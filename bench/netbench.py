@@ -219,6 +219,8 @@ class Libvirt(Daemon):
 
 class Virtnet(Daemon):
     label = "virtnet"
+    # The daemon's --log-level (bench/scale.py raises it to read the daemon's own timings).
+    log_level = "warn"
 
     def __init__(self, key, tmp, bindir):
         super().__init__(key, tmp)
@@ -234,7 +236,7 @@ class Virtnet(Daemon):
         self.sock = os.path.join(run, "virtnet.sock")
         self.spawn(["bash", os.path.join(HERE, "pid1.sh"), virtnetd, "--state-dir", state,
                     "--run-dir", run, "--libvirt-run-dir", os.path.join(run, "libvirt"),
-                    "--log-level", "warn"])
+                    "--log-level", self.log_level])
         self.wait_ready(self.cli("net-list", "--all"))
         out = subprocess.run([os.path.join(self.bindir, "virtnet"), "--version"],
                              capture_output=True, text=True)

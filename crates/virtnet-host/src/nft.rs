@@ -166,15 +166,6 @@ impl Nftables {
         }
         Ok(out)
     }
-
-    /// Whether table `family name` exists: one `list tables FAMILY`, names only, so the cost
-    /// does not grow with what the tables hold. (Text output: not in JSON mode.)
-    pub fn has_table(&mut self, family: &str, name: &str) -> Result<bool> {
-        let tables = self.run(&format!("list tables {family}"))?;
-        Ok(tables
-            .lines()
-            .any(|l| l.split_whitespace().eq(["table", family, name])))
-    }
 }
 
 /// Copies a C string (NULL = empty).

@@ -5,7 +5,7 @@ mod common;
 use std::time::Instant;
 
 use common::{enter_netns, netns, spec};
-use virtnet_host::{BridgeSpec, Netlink};
+use virtnet_host::{BridgeSpec, Change, Drained, Monitor, Netlink};
 
 const MAC: [u8; 6] = [0x52, 0x54, 0x00, 0xaa, 0xbb, 0xcc];
 
@@ -302,6 +302,33 @@ fn ip(args: &[&str]) -> String {
         .expect("run ip");
     assert!(out.status.success(), "ip {args:?}: {out:?}");
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Issue 18: a bridge that went down with its IPv4 routes on it made the kernel flush them in a
+/// walk of the whole routing table (2 to 5 ms per destroy with 4,000 networks on the host),
+/// and silently (no `RTM_DELROUTE`). Parking removes the addresses first: each takes its own
+/// routes with it, announced, and the link goes down with nothing left to flush.
+#[test]
+fn parking_removes_the_addresses_before_the_link_goes_down() {
+    let mut nl = netns();
+    let bridge = nl.create_bridge(&spec("virbr0")).unwrap();
+    nl.add_address(bridge, "192.168.122.1".parse().unwrap(), 24)
+        .unwrap();
+    let mut monitor = Monitor::open().unwrap();
+    assert!(nl
+        .park_link(bridge, "vndel-test", "virtnet:/parked")
+        .unwrap());
+    let Drained::Changes(changes) = monitor.drain().unwrap() else {
+        panic!("notifications lost");
+    };
+    let prefix_route_removed = changes.iter().any(|c| {
+        matches!(c, Change::RouteRemoved(r)
+            if r.dest.to_string() == "192.168.122.0" && r.prefix == 24 && r.oif == Some(bridge))
+    });
+    assert!(
+        prefix_route_removed,
+        "the prefix route went in a flush, not with its address: {changes:?}"
+    );
 }
 
 #[test]

@@ -83,3 +83,32 @@ fn context_is_movable_between_threads() {
     assert_eq!(out.0.trim(), "table inet moved");
     assert_eq!(out.1.trim(), "");
 }
+
+/// `NftSets::has_table` asks the kernel for that one table (issue 18: the ruleset watcher's
+/// check went through libnftables' `list tables`, which dumps every set element of every table
+/// first, after every change virtnet made). Present, absent, another family's table of that
+/// name, and a table holding many elements (answered all the same, with its description only).
+#[test]
+fn has_table_finds_one_table_by_family_and_name() {
+    use virtnet_host::nft_set::{NFPROTO_BRIDGE, NFPROTO_INET};
+    enter_netns();
+    let mut nft = Nftables::new().unwrap();
+    let mut sets = virtnet_host::NftSets::open().unwrap();
+    assert!(!sets.has_table(NFPROTO_INET, "virtnet").unwrap());
+    nft.run("add table bridge virtnet\n").unwrap();
+    assert!(!sets.has_table(NFPROTO_INET, "virtnet").unwrap());
+    assert!(sets.has_table(NFPROTO_BRIDGE, "virtnet").unwrap());
+    let elements: Vec<String> = (0..20_000)
+        .map(|i| format!("10.{}.{}.1", i / 256, i % 256))
+        .collect();
+    nft.run(&format!(
+        "add table inet virtnet\nadd set inet virtnet s {{ type ipv4_addr; }}\n\
+         add element inet virtnet s {{ {} }}\n",
+        elements.join(", ")
+    ))
+    .unwrap();
+    assert!(sets.has_table(NFPROTO_INET, "virtnet").unwrap());
+    assert!(!sets.has_table(NFPROTO_INET, "other").unwrap());
+    nft.run("delete table inet virtnet\n").unwrap();
+    assert!(!sets.has_table(NFPROTO_INET, "virtnet").unwrap());
+}

@@ -129,9 +129,18 @@ impl AppState {
     /// autostart networks that are not running. Returns the networks that could not be
     /// restored or autostarted (logged; the daemon still starts).
     pub fn reconcile(&self) -> Result<Vec<String>> {
+        let t0 = std::time::Instant::now();
         let mut names = self.networks.restore()?;
+        let networks = t0.elapsed();
         self.sync_all_forwards();
+        let forwards = t0.elapsed();
         self.ports.reconcile()?;
+        tracing::info!(
+            networks_ms = networks.as_millis() as u64,
+            forwards_ms = (forwards - networks).as_millis() as u64,
+            ports_ms = (t0.elapsed() - forwards).as_millis() as u64,
+            "reconcile timings"
+        );
         for name in self.networks.autostart_pending() {
             if let Err(error) = self.start_network(&name) {
                 tracing::error!(network = %name, %error, "autostart failed");

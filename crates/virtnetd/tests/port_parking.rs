@@ -160,7 +160,8 @@ fn parked_taps_left_by_a_kill_are_removed_at_start() {
         "virtnet:/parked",
     ]);
     host.ip_ok(["tuntap", "add", "dev", "admintap0", "mode", "tap"]);
-    assert_eq!(parked(host), ["vndel9999"]);
+    // The detached vnet4 may be parked still too: the reaper waits for a quiet moment.
+    assert!(parked(host).contains(&"vndel9999".to_string()));
 
     daemon.restart();
     assert!(parked(host).is_empty(), "{:?}", links(host));

@@ -71,3 +71,22 @@ fn dropping_the_reaper_finishes_what_was_queued() {
     drop(reaper);
     assert_eq!(names(&mut nl), ["lo"]);
 }
+
+/// Issue 18: a reaper deleting while requests kept coming made each request wait for the
+/// deletion under way (both hold RTNL), and back-to-back destroys grew with the host's links.
+/// Now nothing is deleted while a kernel request runs, and what was deferred goes once the
+/// kernel layer is quiet.
+#[test]
+fn nothing_is_deleted_while_a_kernel_request_runs() {
+    let mut nl = private_netns();
+    let reaper = Reaper::spawn(Batching::OneByOne).expect("reaper");
+    let doomed = bridge(&mut nl, "vb-busy");
+    let request = virtnetd::reaper::busy();
+    reaper.delete(vec![doomed]).expect("queued");
+    // However long the request runs (here several quiet periods), the link stays.
+    std::thread::sleep(virtnetd::reaper::QUIET * 3);
+    assert_eq!(names(&mut nl), ["lo", "vb-busy"]);
+    drop(request);
+    reaper.wait_idle();
+    assert_eq!(names(&mut nl), ["lo"]);
+}

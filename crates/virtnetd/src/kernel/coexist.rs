@@ -226,7 +226,7 @@ impl Coexist {
                 present: headers
                     .iter()
                     .any(|c| c.family == *family && c.table == *name)
-                    || inner.nft.has_table(family, name).unwrap_or(false),
+                    || own_table_exists(family, name),
                 needed: *needed,
             });
         }
@@ -754,4 +754,17 @@ fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+/// Whether virtnet's own table `family name` exists, asked over nfnetlink for that one table
+/// (`doctor`; a table without base chains has no chain header to show it).
+fn own_table_exists(family: &str, name: &str) -> bool {
+    let code = match family {
+        "inet" => virtnet_host::nft_set::NFPROTO_INET,
+        "bridge" => virtnet_host::nft_set::NFPROTO_BRIDGE,
+        _ => return false,
+    };
+    virtnet_host::NftSets::open()
+        .and_then(|mut sets| sets.has_table(code, name))
+        .unwrap_or(false)
 }

@@ -145,9 +145,9 @@ impl Kernel {
             return Ok(false);
         }
         let present = self
-            .nft
-            .has_table("inet", TABLE_NAME)
-            .map_err(host("list nftables tables"))?;
+            .sets
+            .has_table(virtnet_host::nft_set::NFPROTO_INET, TABLE_NAME)
+            .map_err(host("look up nftables table"))?;
         if present {
             return Ok(false);
         }

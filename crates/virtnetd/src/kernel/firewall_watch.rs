@@ -5,9 +5,11 @@
 //! network lose NAT, DHCP and DNS filtering at once, and before this watcher the table came
 //! back only with the next `net-start`. The watcher follows the kernel's ruleset
 //! announcements ([`NftWatch`], no polling) and, after a burst that deleted the table (or lost
-//! announcements), looks whether it is there with a libnftables handle of its own — not after
-//! every burst: virtnet's own transactions are announced too, a listing costs as much as the
-//! table holds, and checking must not take the kernel layer's lock a `net-start` holds.
+//! announcements), looks whether it is there over an nfnetlink socket of its own (one
+//! `NFT_MSG_GETTABLE`, whatever the table holds) — not after every burst: virtnet's own
+//! transactions are announced too, and checking must neither take the kernel layer's lock a
+//! `net-start` holds nor cost in proportion to the networks and ports (libnftables' `list
+//! tables` dumps every set element first).
 //! Only a missing table takes that lock, to repair it ([`Kernel::repair_firewall`]: a rebuild
 //! from the firewalls it applied, one atomic transaction, logged). A burst that touched
 //! another table is handed to the coexistence layer ([`super::coexist`]), which puts back
@@ -17,8 +19,9 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use tracing::{info, warn};
+use virtnet_host::nft_set::NFPROTO_INET;
 use virtnet_host::nft_watch::NftWatch;
-use virtnet_host::Nftables;
+use virtnet_host::NftSets;
 use virtnet_plan::firewall::TABLE_NAME;
 
 use super::Kernel;
@@ -29,8 +32,6 @@ use crate::sync::lock;
 const SETTLE: Duration = Duration::from_millis(20);
 /// virtnet's own tables as the kernel announces them (`NFPROTO_INET` 1, `NFPROTO_BRIDGE` 7).
 const OWN_TABLES: [(u8, &str); 2] = [(NFPROTO_INET, TABLE_NAME), (7, virtnet_plan::spoof::TABLE)];
-/// `NFPROTO_INET`: the family of `table inet virtnet` in announcements.
-const NFPROTO_INET: u8 = 1;
 /// How often the thread wakes with nothing announced, to notice that the daemon is gone.
 const IDLE_WAKE: Duration = Duration::from_secs(1);
 
@@ -42,7 +43,7 @@ pub fn spawn(kernel: Weak<Mutex<Kernel>>) -> std::io::Result<()> {
         None => return Ok(()),
     };
     let mut watch = NftWatch::open().map_err(|e| std::io::Error::other(e.to_string()))?;
-    let mut nft = Nftables::new().map_err(|e| std::io::Error::other(e.to_string()))?;
+    let mut nft = NftSets::open().map_err(|e| std::io::Error::other(e.to_string()))?;
     std::thread::Builder::new()
         .name("nft-watch".into())
         .spawn(move || loop {
@@ -66,7 +67,7 @@ pub fn spawn(kernel: Weak<Mutex<Kernel>>) -> std::io::Result<()> {
             // look: a listing costs as much as the table holds (thousands of map elements at
             // scale), and virtnet's own transactions are announced too.
             if touched.may_have_deleted(NFPROTO_INET, TABLE_NAME)
-                && !matches!(nft.has_table("inet", TABLE_NAME), Ok(true))
+                && !matches!(nft.has_table(NFPROTO_INET, TABLE_NAME), Ok(true))
             {
                 // Missing (or not listable): the kernel layer decides, under its lock,
                 // whether running networks need it back.

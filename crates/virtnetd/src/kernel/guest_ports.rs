@@ -10,7 +10,7 @@
 //! under a millisecond, frees the name at once and leaves nothing in service; the reaper then
 //! deletes it in a batch with whatever else is queued, like the bridges of destroyed networks.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use tracing::warn;
 use virtnet_host::link_brief::{self, Brief, LinkBrief};
@@ -163,6 +163,7 @@ impl PortKernel {
     /// Creates (or adopts) a tap and attaches it; on failure nothing made here remains.
     /// Returns the MTU the port got (its bridge's).
     pub fn add_port(&mut self, tap: &TapPlan) -> Result<u32> {
+        let _busy = crate::reaper::busy();
         if let Some(spec) = &tap.create {
             // No look-up first: the kernel refuses an existing name itself (IFF_TUN_EXCL).
             virtnet_host::tap::create_tap(spec).map_err(|e| {
@@ -201,6 +202,7 @@ impl PortKernel {
 
     /// Points an existing port at its bridge with its MAC, MTU and state; returns the MTU.
     pub fn configure_port(&mut self, tap: &TapPlan) -> Result<u32> {
+        let _busy = crate::reaper::busy();
         let link = self
             .brief(&tap.name)?
             .ok_or_else(|| Error::missing(format!("tap '{}' does not exist", tap.name)))?;
@@ -230,6 +232,34 @@ impl PortKernel {
         Ok(mtu)
     }
 
+    /// Start-up: puts each of `taps` on its bridge with its MAC, MTU, alias and state as
+    /// [`PortKernel::configure_port`] would, judged from `links` (one dump, [`PortKernel::links`],
+    /// taken by the caller): a port that is already so (after a clean restart, every one) costs
+    /// no request, and only the others are configured. Three look-ups and a change per port
+    /// took 4.5 s for 10,000 ports (issue 18). Returns the ports that could not be configured,
+    /// with why.
+    pub fn configure_ports(
+        &mut self,
+        links: &[Link],
+        taps: &[TapPlan],
+    ) -> Result<Vec<(String, Error)>> {
+        let _busy = crate::reaper::busy();
+        let by_name: HashMap<&str, &Link> = links.iter().map(|l| (l.name.as_str(), l)).collect();
+        let mut failed = Vec::new();
+        for tap in taps {
+            if by_name
+                .get(tap.name.as_str())
+                .is_some_and(|link| in_place(link, tap, &by_name))
+            {
+                continue;
+            }
+            if let Err(e) = self.configure_port(tap) {
+                failed.push((tap.name.clone(), e));
+            }
+        }
+        Ok(failed)
+    }
+
     /// Sets a port's link state only.
     pub fn set_port_up(&mut self, name: &str, up: bool) -> Result<()> {
         let Some(link) = self.brief(name)? else {
@@ -257,6 +287,7 @@ impl PortKernel {
     /// it would keep its MAC on the host NIC, and the guest's next attach with the same MAC
     /// would be refused (EADDRINUSE).
     pub fn remove_port(&mut self, name: &str, delete: bool) -> Result<()> {
+        let _busy = crate::reaper::busy();
         let Some(link) = self.brief(name)? else {
             return Ok(());
         };
@@ -329,4 +360,24 @@ impl PortKernel {
             .create_macvtap(name, parent, mode, mac)
             .map_err(host("create macvtap"))
     }
+}
+
+/// Whether `link` already is what [`PortKernel::configure_port`] makes of `tap`: on the bridge
+/// (a bridge of that name, else none), with the tap's MAC and alias, the bridge's MTU (its own
+/// without one), up only when asked and on a bridge. The `isolated` flag is not in a link dump:
+/// a port that wants it is always configured.
+fn in_place(link: &Link, tap: &TapPlan, by_name: &HashMap<&str, &Link>) -> bool {
+    if tap.isolated {
+        return false;
+    }
+    let bridge = tap
+        .bridge
+        .as_deref()
+        .and_then(|b| by_name.get(b))
+        .filter(|b| b.kind.as_deref() == Some("bridge"));
+    link.master == bridge.map(|b| b.index)
+        && link.mac == Some(tap.mac)
+        && link.mtu == bridge.map_or(link.mtu, |b| b.mtu)
+        && link.alias.as_deref() == Some(tap.alias.as_str())
+        && link.up == (tap.up && bridge.is_some())
 }

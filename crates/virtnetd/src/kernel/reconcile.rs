@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::net::IpAddr;
 
 use tracing::{info, warn};
-use virtnet_host::{sysctl, RouteSpec};
+use virtnet_host::{sysctl, Link, RouteSpec};
 use virtnet_plan::{is_link_local, NetworkPlan, ROUTE_PROTOCOL};
 
 use super::{host, in_use, is_ours, route_spec, spec, Kernel};
@@ -18,6 +18,10 @@ impl Kernel {
     /// of networks no longer active are removed. Existing bridges are kept, with their ports,
     /// so running guests stay connected. Returns the networks that could not be realised.
     pub fn reconcile(&mut self, plans: &[NetworkPlan]) -> Vec<(String, Error)> {
+        let t0 = std::time::Instant::now();
+        // The links as they were before anything is made: the leftovers are among them (one
+        // dump for the whole reconcile; 14,000 links take a second to dump and parse).
+        let existing = self.netlink.links().map_err(host("list links"));
         let mut failed = Vec::new();
         let mut realised = HashSet::new();
         for plan in plans {
@@ -31,6 +35,7 @@ impl Kernel {
                 Err(e) => failed.push((plan.network.clone(), e)),
             }
         }
+        let converged = t0.elapsed();
         if let Err(e) = self.rebuild_firewall() {
             // Without a firewall no network may be called active.
             for plan in plans {
@@ -54,9 +59,17 @@ impl Kernel {
                 warn!(network = %plan.network, error = %e, "another firewall drops guest traffic");
             }
         }
-        if let Err(e) = self.remove_leftovers(&realised) {
+        let firewall = t0.elapsed();
+        if let Err(e) = existing.and_then(|links| self.remove_leftovers(links, &realised)) {
             warn!(error = %e, "could not remove leftover bridges");
         }
+        info!(
+            networks = plans.len(),
+            converge_ms = converged.as_millis() as u64,
+            firewall_ms = (firewall - converged).as_millis() as u64,
+            leftovers_ms = (t0.elapsed() - firewall).as_millis() as u64,
+            "kernel reconcile timings"
+        );
         failed
     }
 
@@ -148,14 +161,12 @@ impl Kernel {
         Ok(())
     }
 
-    /// Deletes every bridge carrying virtnet's alias that is not in `keep`, in one batch.
-    /// Parked links carry virtnet's alias too (`virtnet:/parked`), so bridges and guest taps
-    /// that were parked for the reaper when virtnetd was killed go in the same batch.
-    fn remove_leftovers(&mut self, keep: &HashSet<String>) -> Result<()> {
-        let doomed: Vec<u32> = self
-            .netlink
-            .links()
-            .map_err(host("list links"))?
+    /// Deletes every link of `links` (the links before the reconcile) carrying virtnet's alias
+    /// that is not in `keep`, in one batch. Parked links carry virtnet's alias too
+    /// (`virtnet:/parked`), so bridges and guest taps that were parked for the reaper when
+    /// virtnetd was killed go in the same batch.
+    fn remove_leftovers(&mut self, links: Vec<Link>, keep: &HashSet<String>) -> Result<()> {
+        let doomed: Vec<u32> = links
             .into_iter()
             .filter(|l| is_ours(l) && !keep.contains(&l.name))
             .map(|l| {

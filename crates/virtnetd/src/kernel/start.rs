@@ -16,6 +16,7 @@ impl Kernel {
     /// Starts a network: checks, bridge, sysctls, addresses, routes, firewall, in that order.
     /// On any failure everything made so far is removed again and the first error returned.
     pub fn start(&mut self, plan: &NetworkPlan) -> Result<Vec<String>> {
+        let _busy = crate::reaper::busy();
         let t0 = Instant::now();
         let leftover = self.check_free(plan)?;
         self.check_router_advertisements(plan)?;

@@ -17,6 +17,7 @@ impl Kernel {
     /// to the reaper, which deletes them in one batch without making the caller wait for the
     /// kernel's RCU barriers (~40 ms per deletion here).
     pub fn stop(&mut self, plans: &[&NetworkPlan]) -> Result<()> {
+        let _busy = crate::reaper::busy();
         let t0 = Instant::now();
         let result = self.stop_inner(plans);
         debug!(
