@@ -8,11 +8,18 @@
 //! Every buffer here is owned by the [`UdpBatch`] and reused; the `mmsghdr`/`iovec` arrays that
 //! point into them are built on the stack for each call, so nothing self-referential is kept
 //! (and the batch stays `Send`).
+//!
+//! A batch (about 270 KiB) belongs to no network: a server takes one from a process-wide
+//! spare list ([`UdpBatch::take`]) when a datagram arrives and gives it back when it has
+//! answered what was queued ([`UdpBatch::give_back`]). Only as many batches exist as bursts
+//! are served at the same moment (at most one per runtime worker, plus those waiting to send),
+//! however many networks there are, and an idle network holds none.
 
 use std::io;
 use std::mem::{size_of, zeroed};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::RawFd;
+use std::sync::{Mutex, PoisonError};
 
 /// Datagrams taken per `recvmmsg` (and replies per `sendmmsg`).
 pub(crate) const BATCH: usize = 64;
@@ -20,6 +27,12 @@ pub(crate) const BATCH: usize = 64;
 /// a DNS query is a header, one question (≤ 260 bytes) and at most an EDNS record, well under
 /// this; dnsmasq drops truncated queries with a buffer of about the same size.
 pub(crate) const SLOT: usize = 4096;
+
+/// Spare batches kept for the next burst; more are freed when given back.
+const MAX_SPARE: usize = 8;
+
+/// Batches not in use, shared by every server of the process.
+static SPARE: Mutex<Vec<Box<UdpBatch>>> = Mutex::new(Vec::new());
 
 /// The datagrams of one `recvmmsg` and the replies to them.
 pub(crate) struct UdpBatch {
@@ -53,6 +66,25 @@ impl UdpBatch {
             queue: [0; BATCH],
             queued: 0,
             sent: 0,
+        }
+    }
+
+    /// A batch for one burst: a spare one, or a new one when none is spare.
+    pub(crate) fn take() -> Box<UdpBatch> {
+        let spare = SPARE.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        spare.unwrap_or_else(|| Box::new(UdpBatch::new()))
+    }
+
+    /// Gives a batch back after its burst: kept for the next one (emptied, so nothing of one
+    /// network's datagrams can be read through another's use of it), or freed when
+    /// [`MAX_SPARE`] are kept already.
+    pub(crate) fn give_back(mut batch: Box<UdpBatch>) {
+        batch.n = 0;
+        batch.queued = 0;
+        batch.sent = 0;
+        let mut spare = SPARE.lock().unwrap_or_else(PoisonError::into_inner);
+        if spare.len() < MAX_SPARE {
+            spare.push(batch);
         }
     }
 

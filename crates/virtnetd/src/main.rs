@@ -121,6 +121,8 @@ fn run(args: Args) -> Result<(), Error> {
             socket_gid: libvirt_gid,
         },
     };
+    // Before anything opens a descriptor: every running network keeps a few sockets.
+    virtnetd::limits::raise_open_files_logged();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("virtnetd")

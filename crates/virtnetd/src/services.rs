@@ -579,7 +579,7 @@ impl Services {
                 &gateway_addresses(net),
                 self.options.dns_port,
             )
-            .map_err(|e| service_error(&name, "DNS", e))?;
+            .map_err(|e| service_error(&name, "DNS", &e))?;
             *lock(&shared.dns) = Some(dns);
             shared.publish_names();
         }
@@ -599,7 +599,7 @@ impl Services {
                             tftp: None,
                         }
                         .stop();
-                        return Err(service_error(&name, "TFTP", e));
+                        return Err(service_error(&name, "TFTP", &e));
                     }
                 }
             }
@@ -617,7 +617,7 @@ impl Services {
                             tftp,
                         }
                         .stop();
-                        return Err(service_error(&name, "DHCP", e));
+                        return Err(service_error(&name, "DHCP", &e));
                     }
                 }
             }
@@ -700,9 +700,12 @@ impl Services {
     }
 }
 
-fn service_error(network: &str, what: &str, e: impl std::fmt::Display) -> Error {
-    Error::failed(format!(
-        "network '{network}': cannot start the {what} server: {e}"
+/// A server that did not start; the message starts with the limit reached when the cause is
+/// one (a socket refused with `EMFILE` says RLIMIT_NOFILE, not only "Too many open files").
+fn service_error(network: &str, what: &str, e: &(dyn std::error::Error + 'static)) -> Error {
+    Error::failed(crate::limits::naming_limit(
+        e,
+        format!("network '{network}': cannot start the {what} server: {e}"),
     ))
 }
 
