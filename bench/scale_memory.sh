@@ -4,7 +4,7 @@
 # the CLI, and at each checkpoint the daemon's resident memory (VmRSS and Pss from
 # /proc/PID/smaps_rollup), its open descriptors and its threads. Then, optionally, P guest ports
 # (`virtnet attach-interface`, taps on the networks' bridges, spread round robin) with the same
-# figures at the end. Prints one table row per checkpoint and the marginal cost per network.
+# figures at the end, and the size of the store file. Prints one table row per checkpoint and the marginal cost per network.
 #
 # Everything happens in a network namespace this script creates; the trap stops the daemon it
 # started (by PID, waiting for it) and removes the namespace and its temporary directory.
@@ -14,7 +14,11 @@
 # CHECKPOINTS is a space-separated, increasing list of network counts (default "0 500 1000");
 # PORTS defaults to 0. VIRTNET_BIN names another directory holding virtnetd and virtnet (a
 # build of another commit, for before/after). VIRTNETD_ENV (e.g. "MALLOC_ARENA_MAX=2") is put in the daemon's
-# environment, to compare allocator settings side by side.
+# environment, to compare allocator settings side by side; VIRTNET_BENCH_SMAPS=1 lists the
+# largest resident mappings at each checkpoint on stderr; VIRTNET_BENCH_BARE=1 starts the
+# networks without DHCP and DNS (what the services cost is the difference). VIRTNETD_WRAP
+# prefixes the daemon's command (e.g. "heaptrack -o /tmp/vn"; the table then measures the
+# wrapper, not the daemon: only its profile counts).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 checkpoints=${1:-"0 500 1000"}
@@ -43,7 +47,7 @@ bin=$work
 ip netns add "$ns"
 ip -n "$ns" link set lo up
 # shellcheck disable=SC2086 # VIRTNETD_ENV is a list of VAR=value words
-ip netns exec "$ns" env ${VIRTNETD_ENV:-} "$bin/virtnetd" --state-dir "$work/s" --run-dir "$work/r" \
+ip netns exec "$ns" env ${VIRTNETD_ENV:-} ${VIRTNETD_WRAP:-} "$bin/virtnetd" --state-dir "$work/s" --run-dir "$work/r" \
   --libvirt-run-dir "$work/r/libvirt" --host-config-root "$work/hostcfg" \
   --log-level "${VIRTNET_BENCH_LOG:-warn}" 2>"$work/log" &
 daemon=$!
@@ -53,7 +57,10 @@ v() { "$bin/virtnet" -q --connect "$work/r/virtnet.sock" "$@"; }
 
 net() { # index: defines and starts network n<index> on bridge vb<index>, 10.x.y.0/24
   local i=$1 a=$(($1 / 250)) b=$(($1 % 250))
-  echo "<network><name>n$i</name><forward mode='nat'/><bridge name='vb$i' stp='on' delay='0'/><ip address='10.$a.$b.1' prefix='24'><dhcp><range start='10.$a.$b.2' end='10.$a.$b.254'/></dhcp></ip></network>" >"$work/n.xml"
+  local services="<ip address='10.$a.$b.1' prefix='24'><dhcp><range start='10.$a.$b.2' end='10.$a.$b.254'/></dhcp></ip>"
+  # VIRTNET_BENCH_BARE=1: no DHCP and no DNS, to tell the services' share from the rest.
+  [ -z "${VIRTNET_BENCH_BARE:-}" ] || services="<dns enable='no'/><ip address='10.$a.$b.1' prefix='24'/>"
+  echo "<network><name>n$i</name><forward mode='nat'/><bridge name='vb$i' stp='on' delay='0'/>$services</network>" >"$work/n.xml"
   v net-define "$work/n.xml" >/dev/null
   v net-start "n$i" >/dev/null
 }
@@ -66,12 +73,18 @@ measure() { # label -> one table row
   pss=$(kib Pss "/proc/$daemon/smaps_rollup")
   threads=$(kib Threads "/proc/$daemon/status")
   fds=$(find "/proc/$daemon/fd" -mindepth 1 | wc -l)
-  echo "| $1 | $rss | $pss | $fds | $threads |"
+  store=$(du -k "$work/s/virtnet.redb" | cut -f1)
+  echo "| $1 | $rss | $pss | $fds | $threads | $store |"
   echo "${2:-$1} $rss $pss $fds" >>"$work/points"
+  # VIRTNET_BENCH_SMAPS=1: where the resident memory is (the largest mappings).
+  if [ -n "${VIRTNET_BENCH_SMAPS:-}" ]; then
+    awk '/^[0-9a-f]+-[0-9a-f]+ / { name = ($6 == "" ? "[anon]" : $6); size = $1 } $1 == "Rss:" && $2 > 256 { print "   ", $2, "KiB", name, size }' \
+      "/proc/$daemon/smaps" | sort -k1,1nr | head -n 12 >&2
+  fi
 }
 
-echo "| networks (ports) | VmRSS KiB | Pss KiB | open fds | threads |"
-echo "|---|---|---|---|---|"
+echo "| networks (ports) | VmRSS KiB | Pss KiB | open fds | threads | store file KiB |"
+echo "|---|---|---|---|---|---|"
 started=0
 for cp in $checkpoints; do
   while [ "$started" -lt "$cp" ]; do

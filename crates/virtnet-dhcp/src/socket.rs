@@ -178,8 +178,8 @@ impl Loop {
         loop {
             tokio::select! {
                 _ = &mut stop => break,
-                _ = tick.tick() => { off_runtime(&engine, |e| { e.sweep(now()); }).await; }
-                _ = sweep.notified() => { off_runtime(&engine, |e| { e.sweep(now()); }).await; }
+                _ = tick.tick() => sweep_engine(&engine).await,
+                _ = sweep.notified() => sweep_engine(&engine).await,
                 r = sock.readable() => {
                     if let Err(e) = r {
                         tracing::warn!(%bridge, error = %e, "DHCP receive failed; continuing");
@@ -233,6 +233,26 @@ impl Loop {
         drop(sock);
         let _ = closed.send(());
     }
+}
+
+/// Sweeps the engine: on tokio's blocking pool when a lease expired (recording it may wait
+/// for the store), else right here. Every network sweeps every [`SWEEP_INTERVAL`]; with
+/// thousands of idle networks, a trip to the blocking pool each time kept dozens of its
+/// threads (their stacks and malloc arenas) alive for nothing.
+async fn sweep_engine(engine: &Arc<Mutex<Engine>>) {
+    let t = now();
+    {
+        let mut e = lock(engine);
+        if !e.sweep_records(t) {
+            // No lease to remove, so nothing is recorded: memory only.
+            e.sweep(t);
+            return;
+        }
+    }
+    off_runtime(engine, move |e| {
+        e.sweep(t);
+    })
+    .await;
 }
 
 /// Runs `f` on the locked engine on tokio's blocking pool, not on an async worker: serving a

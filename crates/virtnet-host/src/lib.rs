@@ -32,6 +32,7 @@ pub mod link_brief;
 mod netlink;
 mod nft;
 mod nft_chains;
+mod nft_table;
 pub mod nft_set;
 pub mod nft_watch;
 pub mod ping;

@@ -63,6 +63,9 @@ fn lock() -> MutexGuard<'static, ()> {
 /// threads never run library code concurrently.
 pub struct Nftables {
     ctx: NonNull<NftCtx>,
+    /// Asks the kernel whether a table exists without libnftables' cache (see
+    /// [`Nftables::has_table`]); `None` when its socket could not be opened.
+    tables: Option<crate::nft_table::TableProbe>,
     _not_sync: PhantomData<std::cell::Cell<()>>,
 }
 
@@ -88,6 +91,8 @@ impl Nftables {
             NonNull::new(raw).ok_or_else(|| HostError::msg(OP, "", "nft_ctx_new returned NULL"))?;
         let this = Nftables {
             ctx,
+            // Opened here, in the same namespace as the context.
+            tables: crate::nft_table::TableProbe::open().ok(),
             _not_sync: PhantomData,
         };
         // SAFETY: `ctx` is a live context owned by `this`.
@@ -167,9 +172,14 @@ impl Nftables {
         Ok(out)
     }
 
-    /// Whether table `family name` exists: one `list tables FAMILY`, names only, so the cost
-    /// does not grow with what the tables hold. (Text output: not in JSON mode.)
+    /// Whether table `family name` exists: one `NFT_MSG_GETTABLE` to the kernel, whose cost
+    /// does not grow with what the tables hold (libnftables' `list tables` fills its cache
+    /// with every set element first). Without that socket, `list tables FAMILY` (text output:
+    /// not in JSON mode).
     pub fn has_table(&mut self, family: &str, name: &str) -> Result<bool> {
+        if let Some(probe) = &mut self.tables {
+            return probe.exists(family, name);
+        }
         let tables = self.run(&format!("list tables {family}"))?;
         Ok(tables
             .lines()
