@@ -203,7 +203,6 @@ impl Ingress {
             None => PortId::Unknown,
         }
     }
-
 }
 
 /// Drains the capture socket whenever it is readable and sweeps it every [`SWEEP_EVERY`],
@@ -212,7 +211,8 @@ impl Ingress {
 async fn drain_task(capture: Weak<Mutex<Capture>>, sock: OwnedFd) {
     // SAFETY: the OwnedFd is moved into the AsyncFd and owns the descriptor until the
     // AsyncFd drops it, so it stays open and the same for the registration's lifetime.
-    let registered = unsafe { AsyncFd::register_with_interest(sock, tokio::io::Interest::READABLE) };
+    let registered =
+        unsafe { AsyncFd::register_with_interest(sock, tokio::io::Interest::READABLE) };
     let ready = match registered.map_err(io::Error::from) {
         Ok(r) => r,
         Err(e) => {

@@ -165,7 +165,10 @@ mod tests {
     fn the_request_is_framed_as_the_kernel_expects() {
         let m = get_table(7, 1, "virtnet");
         assert_eq!(m.len(), 16 + 4 + 12);
-        assert_eq!(u32::from_ne_bytes([m[0], m[1], m[2], m[3]]) as usize, m.len());
+        assert_eq!(
+            u32::from_ne_bytes([m[0], m[1], m[2], m[3]]) as usize,
+            m.len()
+        );
         assert_eq!(u16::from_ne_bytes([m[4], m[5]]), 0x0a01);
         assert_eq!(&m[16..20], &[1, 0, 0, 0]);
         assert_eq!(u16::from_ne_bytes([m[20], m[21]]), 4 + 8);

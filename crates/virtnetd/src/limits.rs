@@ -123,7 +123,10 @@ fn describe(errno: i32) -> Option<String> {
 pub fn limit_reached(error: &(dyn std::error::Error + 'static)) -> Option<String> {
     let mut current = Some(error);
     while let Some(e) = current {
-        if let Some(errno) = e.downcast_ref::<io::Error>().and_then(io::Error::raw_os_error) {
+        if let Some(errno) = e
+            .downcast_ref::<io::Error>()
+            .and_then(io::Error::raw_os_error)
+        {
             if let Some(limit) = describe(errno) {
                 return Some(limit);
             }
@@ -163,7 +166,10 @@ mod tests {
             said.starts_with("the daemon's open-file limit (RLIMIT_NOFILE="),
             "{said}"
         );
-        assert!(said.ends_with("Too many open files (os error 24)"), "{said}");
+        assert!(
+            said.ends_with("Too many open files (os error 24)"),
+            "{said}"
+        );
         let e = Wrapped {
             source: io::Error::from_raw_os_error(libc::ENFILE),
         };

@@ -488,7 +488,11 @@ const CACHE_BYTES: usize = 4 << 20;
 /// some damaged files (a truncated one): that panic is caught and reported as
 /// [`Error::Damaged`], one clear line instead of a backtrace.
 fn open_database(path: &Path) -> Result<Database> {
-    match quietly(|| redb::Builder::new().set_cache_size(CACHE_BYTES).create(path)) {
+    match quietly(|| {
+        redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+    }) {
         Ok(Ok(db)) => Ok(db),
         Ok(Err(DatabaseError::DatabaseAlreadyOpen)) => Err(Error::Startup(format!(
             "store {} is already open in another process",

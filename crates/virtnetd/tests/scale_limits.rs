@@ -79,7 +79,14 @@ fn nofile(pid: u32) -> (u64, u64) {
 
 /// `dig +short` from `ns` to `server`.
 fn dig(ns: &Netns, server: &str, name: &str) -> String {
-    let out = ns.exec(["dig", &format!("@{server}"), "+short", "+time=2", "+tries=2", name]);
+    let out = ns.exec([
+        "dig",
+        &format!("@{server}"),
+        "+short",
+        "+time=2",
+        "+tries=2",
+        name,
+    ]);
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
@@ -144,9 +151,8 @@ fn a_start_past_the_descriptor_limit_names_it_and_leaves_the_rest_serving() {
             break;
         }
     }
-    let (failed, message) = failure.unwrap_or_else(|| {
-        panic!("{EXTRA} more networks started under RLIMIT_NOFILE={lowered}")
-    });
+    let (failed, message) = failure
+        .unwrap_or_else(|| panic!("{EXTRA} more networks started under RLIMIT_NOFILE={lowered}"));
     eprintln!("started {started} more, then: {message}");
     assert!(started >= 1, "the headroom held no network: {message}");
     assert!(
