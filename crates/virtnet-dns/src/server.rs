@@ -230,7 +230,7 @@ impl Drop for DnsServer {
 /// `recvmmsg`), answers the local ones from the reply cache into reused buffers, sends those
 /// replies with one `sendmmsg`, and hands the queries that need an upstream to tasks of their
 /// own (which reply with their own `sendto`). The batch's buffers are borrowed from the
-/// process-wide spare list for that burst only: a network nobody asks holds none.
+/// runtime thread's spare list for that burst only: a network nobody asks holds none.
 async fn serve_udp(shared: Arc<Shared>, slot: Arc<Slot<UdpSocket>>) {
     let mut cache = ReplyCache::new();
     loop {
