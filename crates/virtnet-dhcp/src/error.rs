@@ -12,7 +12,7 @@ pub enum DhcpError {
         bridge: String,
     },
     /// The bridge does not exist (in the calling thread's network namespace).
-    #[error("DHCP server: no interface {bridge}: if_nametoindex: {source}")]
+    #[error("DHCP server: no interface {bridge}: {source}")]
     NoSuchBridge {
         /// The bridge.
         bridge: String,

@@ -26,9 +26,16 @@
 //!
 //! Captures are kept per port, at most [`PER_PORT`] each, for [`SEEN_SECS`]: a port whose
 //! frames are captured but never delivered (addressed to another guest, dropped by a
-//! firewall) pushes out only its own entries. The servers drain the capture socket as soon as
-//! it is readable, and again before pairing a datagram (its frame was queued on the capture
-//! socket before the datagram reached the UDP socket, in the same softirq). A datagram with
+//! firewall) pushes out only its own entries. One task per capture (not one per server: with
+//! thousands of networks, one descriptor each and thousands of wake-ups per frame) drains the
+//! capture socket as soon as it is readable and sweeps it every [`SWEEP_EVERY`]; a server
+//! also drains it before pairing a datagram (its frame was queued on the capture socket
+//! before the datagram reached the UDP socket, in the same softirq), so pairing never depends
+//! on that task having run.
+//!
+//! The capture's rtnetlink socket (interface → bridge) also answers the servers' neighbour
+//! lookups ([`Ingress::links`]): one socket and one 64 KiB answer buffer per namespace, not
+//! one per network. A datagram with
 //! no capture (sent by the host itself, or its capture lost) is charged to the shared
 //! [`PortId::Unknown`] bucket and counted in [`crate::Stats::unknown_port`]. So is one that
 //! arrives in the first moments after the first timestamping socket of the host opens: the
@@ -43,8 +50,10 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
 
 use tokio::io::unix::AsyncFd;
+use tokio::task::JoinHandle;
 use virtnet_host::Netlink;
 
 use crate::ratelimit::PortId;
@@ -62,6 +71,8 @@ pub(crate) const SEEN_SECS: u64 = 30;
 const MASTER_CACHE_SECS: u64 = 2;
 /// At most this many interfaces are cached.
 const MASTER_CACHE_MAX: usize = 4096;
+/// How often the capture's task forgets old captures.
+const SWEEP_EVERY: Duration = crate::socket::SWEEP_INTERVAL;
 
 /// What pairs a datagram with its frame: the kernel's receive time and a keyed hash of the
 /// source address, source port and UDP payload.
@@ -81,7 +92,11 @@ struct Seen {
 #[derive(Debug)]
 struct Capture {
     sock: OwnedFd,
-    links: Netlink,
+    /// Interface → bridge lookups, and the servers' neighbour lookups.
+    links: Arc<Mutex<Netlink>>,
+    /// The task that drains and sweeps the capture (see the module docs); aborted when the
+    /// capture goes.
+    drainer: Option<JoinHandle<()>>,
     keys: RandomState,
     /// Interface → (its bridge, valid until).
     masters: HashMap<u32, (Option<u32>, u64)>,
@@ -115,8 +130,6 @@ fn netns_id() -> io::Result<NetnsId> {
 #[derive(Debug)]
 pub(crate) struct Ingress {
     shared: Arc<Mutex<Capture>>,
-    /// A duplicate of the capture socket, registered with this server's runtime.
-    ready: AsyncFd<OwnedFd>,
     bridge: u32,
 }
 
@@ -141,35 +154,22 @@ impl Ingress {
                 }
             }
         };
-        let dup = {
-            let c = lock(&shared);
-            c.sock.try_clone()?
-        };
-        // SAFETY: the OwnedFd is moved into the AsyncFd and owns the descriptor until the
-        // AsyncFd drops it, so it stays open and the same for the registration's lifetime.
-        let ready = unsafe { AsyncFd::register_with_interest(dup, tokio::io::Interest::READABLE) }
-            .map_err(io::Error::from)?;
-        *lock(&shared).bridges.entry(bridge).or_insert(0) += 1;
-        Ok(Ingress {
-            shared,
-            ready,
-            bridge,
-        })
+        {
+            let mut c = lock(&shared);
+            // (Re)started on this runtime when it has none running: the runtime that
+            // started it may have ended (tests run one per daemon or server).
+            if c.drainer.as_ref().is_none_or(JoinHandle::is_finished) {
+                let dup = c.sock.try_clone()?;
+                c.drainer = Some(tokio::spawn(drain_task(Arc::downgrade(&shared), dup)));
+            }
+            *c.bridges.entry(bridge).or_insert(0) += 1;
+        }
+        Ok(Ingress { shared, bridge })
     }
 
-    /// Waits until the capture socket is readable, then drains it (whichever server of the
-    /// namespace gets there first does the reading).
-    pub(crate) async fn drain_when_readable(&self, now: u64) {
-        let mut guard = match self.ready.readable().await {
-            Ok(g) => g,
-            Err(e) => {
-                tracing::warn!(error = %e, "DHCP capture socket failed; continuing");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                return;
-            }
-        };
-        // Drained to EAGAIN: clears the readiness (unless new frames came meanwhile).
-        let _ = guard.try_io(|_| lock(&self.shared).drain(now));
+    /// The namespace's shared rtnetlink socket (for the server's neighbour lookups).
+    pub(crate) fn links(&self) -> Arc<Mutex<Netlink>> {
+        lock(&self.shared).links.clone()
     }
 
     /// The port of this server's bridge that the datagram `payload` from `from`, received by
@@ -203,10 +203,46 @@ impl Ingress {
             None => PortId::Unknown,
         }
     }
+}
 
-    /// Forgets captures older than [`SEEN_SECS`] and stale interface answers.
-    pub(crate) fn sweep(&self, now: u64) {
-        lock(&self.shared).sweep(now);
+/// Drains the capture socket whenever it is readable and sweeps it every [`SWEEP_EVERY`],
+/// until the capture is gone (its `Drop` aborts this task). `sock` is a duplicate of the
+/// capture socket: the one descriptor this task registers with its runtime.
+async fn drain_task(capture: Weak<Mutex<Capture>>, sock: OwnedFd) {
+    // SAFETY: the OwnedFd is moved into the AsyncFd and owns the descriptor until the
+    // AsyncFd drops it, so it stays open and the same for the registration's lifetime.
+    let registered =
+        unsafe { AsyncFd::register_with_interest(sock, tokio::io::Interest::READABLE) };
+    let ready = match registered.map_err(io::Error::from) {
+        Ok(r) => r,
+        Err(e) => {
+            // Pairing still drains on demand; only frames never delivered pile up until then.
+            tracing::warn!(error = %e, "DHCP capture socket cannot be watched; drained on demand only");
+            return;
+        }
+    };
+    let mut tick = tokio::time::interval(SWEEP_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let Some(c) = capture.upgrade() else { return };
+                lock(&c).sweep(crate::socket::now());
+            }
+            r = ready.readable() => {
+                let mut guard = match r {
+                    Ok(g) => g,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "DHCP capture socket failed; continuing");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let Some(c) = capture.upgrade() else { return };
+                // Drained to EAGAIN: clears the readiness (unless new frames came meanwhile).
+                let _ = guard.try_io(|_| lock(&c).drain(crate::socket::now()));
+            }
+        }
     }
 }
 
@@ -227,7 +263,8 @@ impl Capture {
         let sock = capture_socket()?;
         Ok(Capture {
             sock,
-            links: crate::netlink::open()?,
+            links: Arc::new(Mutex::new(crate::netlink::open()?)),
+            drainer: None,
             keys: RandomState::new(),
             masters: HashMap::new(),
             bridges: HashMap::new(),
@@ -308,7 +345,7 @@ impl Capture {
                 return master;
             }
         }
-        let master = match crate::netlink::link_master(&mut self.links, ifindex) {
+        let master = match crate::netlink::link_master(&mut lock(&self.links), ifindex) {
             Ok(m) => m,
             Err(e) => {
                 tracing::debug!(ifindex, error = %e, "link lookup failed");
@@ -342,6 +379,14 @@ impl Capture {
             !seen.is_empty()
         });
         self.masters.retain(|_, (_, until)| *until > now);
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        if let Some(task) = self.drainer.take() {
+            task.abort();
+        }
     }
 }
 

@@ -119,9 +119,9 @@ impl DhcpServer {
     /// Synchronous; must be called inside a tokio runtime context (uses Handle::current() to
     /// spawn its task).
     ///
-    /// Opens the socket (0.0.0.0:67 bound to `bridge`), an rtnetlink socket and (once per
-    /// namespace and process) the ingress capture socket in the calling thread's network
-    /// namespace, loads `leases` (expired ones are reported as
+    /// Opens the socket (0.0.0.0:67 bound to `bridge`) and (once per namespace and process,
+    /// shared by every server there) the ingress capture socket and an rtnetlink socket in
+    /// the calling thread's network namespace, loads `leases` (expired ones are reported as
     /// [`LeaseChange::Expired`] at once), and serves until [`DhcpServer::stop`] or drop.
     pub fn start(
         config: DhcpConfig,
@@ -132,28 +132,8 @@ impl DhcpServer {
         let handle = tokio::runtime::Handle::try_current().map_err(|_| DhcpError::NoRuntime {
             bridge: bridge.to_string(),
         })?;
-        let name = std::ffi::CString::new(bridge).map_err(|_| DhcpError::NoSuchBridge {
-            bridge: bridge.to_string(),
-            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "NUL in name"),
-        })?;
-        // SAFETY: if_nametoindex reads a valid NUL-terminated string.
-        let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
-        if ifindex == 0 {
-            return Err(DhcpError::NoSuchBridge {
-                bridge: bridge.to_string(),
-                source: std::io::Error::last_os_error(),
-            });
-        }
-        let nl_err = |source| DhcpError::Netlink {
-            bridge: bridge.to_string(),
-            op: "socket(NETLINK_ROUTE)",
-            source,
-        };
-        let probe = netlink::NeighProbe {
-            nl: netlink::open().map_err(nl_err)?,
-            bridge: ifindex,
-        };
         let std_sock = socket::bind(bridge)?;
+        let ifindex = socket::ifindex(&std_sock, bridge)?;
         let (sock, ingress) = {
             let _guard = handle.enter();
             let sock =
@@ -168,6 +148,10 @@ impl DhcpServer {
                 source,
             })?;
             (sock, ingress)
+        };
+        let probe = netlink::NeighProbe {
+            nl: ingress.links(),
+            bridge: ifindex,
         };
         let network = config.network.clone();
         let mut engine = Engine::new(config, leases, sink, Box::new(probe));

@@ -8,6 +8,7 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use virtnet_host::Netlink;
@@ -33,16 +34,22 @@ pub(crate) fn link_master(nl: &mut Netlink, ifindex: u32) -> io::Result<Option<u
         .and_then(|l| l.master))
 }
 
-/// The [`crate::Probe`] of a running server: the bridge's neighbour table.
+/// The [`crate::Probe`] of a running server: the bridge's neighbour table, asked through the
+/// namespace's shared rtnetlink socket (one per namespace, not one per network).
 #[derive(Debug)]
 pub(crate) struct NeighProbe {
-    pub(crate) nl: Netlink,
+    pub(crate) nl: Arc<Mutex<Netlink>>,
     pub(crate) bridge: u32,
 }
 
 impl crate::server::Probe for NeighProbe {
     fn conflict(&mut self, ip: Ipv4Addr, mac: &[u8; 6]) -> bool {
-        match self.nl.neighbour(self.bridge, IpAddr::V4(ip)) {
+        let answer = self
+            .nl
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .neighbour(self.bridge, IpAddr::V4(ip));
+        match answer {
             Ok(Some(other)) => &other.mac != mac,
             Ok(None) => false,
             Err(e) => {
@@ -108,7 +115,10 @@ mod tests {
             assert_eq!(seen.unwrap().map(|n| n.mac), Some(mac));
             let absent = nl.neighbour(br, IpAddr::V4(Ipv4Addr::new(10, 78, 0, 99)));
             assert_eq!(absent.unwrap(), None);
-            let mut probe = NeighProbe { nl, bridge: br };
+            let mut probe = NeighProbe {
+                nl: Arc::new(Mutex::new(nl)),
+                bridge: br,
+            };
             use crate::server::Probe;
             assert!(probe.conflict(Ipv4Addr::new(10, 78, 0, 7), &[2, 0, 0, 0, 0, 1]));
             assert!(!probe.conflict(Ipv4Addr::new(10, 78, 0, 7), &mac));

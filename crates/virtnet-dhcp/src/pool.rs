@@ -275,6 +275,11 @@ impl Pool {
         }
     }
 
+    /// Whether some lease has expired (what only [`Pool::sweep`] removes).
+    pub(crate) fn any_lease_expired(&self, now: u64) -> bool {
+        self.leases.values().any(|h| h.lease.expired(now))
+    }
+
     /// Removes expired leases (returned), offers and quarantine entries.
     pub(crate) fn sweep(&mut self, now: u64) -> Vec<Lease> {
         let expired: Vec<Ipv4Addr> = self

@@ -221,6 +221,13 @@ impl Engine {
         v
     }
 
+    /// Whether [`Engine::sweep`] has a lease to remove (and so something to record, which may
+    /// wait for the store). A sweep without one only drops expired offers, quarantine entries
+    /// and idle rate-limit buckets: memory only, cheap enough for an async worker.
+    pub fn sweep_records(&self, now: u64) -> bool {
+        self.pool.any_lease_expired(now)
+    }
+
     /// Removes expired leases (reporting them as [`LeaseChange::Expired`], all in one
     /// [`LeaseSink::record_batch`]), offers and quarantine. The leases go even if recording
     /// fails (logged): they ran out.

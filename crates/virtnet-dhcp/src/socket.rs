@@ -31,6 +31,10 @@ pub const MAX_BATCH: usize = 64;
 /// memory is only used while datagrams wait.
 pub const RCVBUF: usize = 4 << 20;
 
+/// Receive buffer for one datagram (a DHCP message is at most 576 bytes unless the client
+/// allows more; longer ones are cut and fail to decode).
+const RECV_BUF: usize = 4096;
+
 /// Seconds since the epoch.
 pub(crate) fn now() -> u64 {
     SystemTime::now()
@@ -62,8 +66,16 @@ pub fn bind(bridge: &str) -> Result<std::net::UdpSocket, DhcpError> {
         .map_err(err("setsockopt(SO_REUSEADDR)"))?;
     s.set_broadcast(true)
         .map_err(err("setsockopt(SO_BROADCAST)"))?;
-    s.bind_device(Some(bridge.as_bytes()))
-        .map_err(err("setsockopt(SO_BINDTODEVICE)"))?;
+    s.bind_device(Some(bridge.as_bytes())).map_err(|e| {
+        if e.raw_os_error() == Some(libc::ENODEV) {
+            DhcpError::NoSuchBridge {
+                bridge: bridge.to_string(),
+                source: e,
+            }
+        } else {
+            err("setsockopt(SO_BINDTODEVICE)")(e)
+        }
+    })?;
     let on: libc::c_int = 1;
     // SAFETY: setsockopt on our own descriptor with a valid c_int of the right size.
     let rc = unsafe {
@@ -83,6 +95,37 @@ pub fn bind(bridge: &str) -> Result<std::net::UdpSocket, DhcpError> {
     let addr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, SERVER_PORT));
     s.bind(&addr.into()).map_err(err("bind(0.0.0.0:67)"))?;
     Ok(s.into())
+}
+
+/// The interface index of `bridge`, asked on the DHCP socket itself (`SIOCGIFINDEX`): no
+/// descriptor of its own, where glibc's `if_nametoindex` opens one, and at the open-file limit
+/// failed with a misleading `ENOENT`.
+pub(crate) fn ifindex(sock: &std::net::UdpSocket, bridge: &str) -> Result<u32, DhcpError> {
+    let no_such = |source| DhcpError::NoSuchBridge {
+        bridge: bridge.to_string(),
+        source,
+    };
+    // SAFETY: all-zero is a valid ifreq.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    let name = bridge.as_bytes();
+    if name.is_empty() || name.len() >= req.ifr_name.len() || name.contains(&0) {
+        return Err(no_such(io::Error::from_raw_os_error(libc::ENODEV)));
+    }
+    for (dst, &b) in req.ifr_name.iter_mut().zip(name) {
+        *dst = b as libc::c_char;
+    }
+    // SAFETY: SIOCGIFINDEX reads the NUL-terminated name and writes the index into `req`,
+    // which lives for the call.
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFINDEX, &mut req) };
+    if rc != 0 {
+        return Err(no_such(io::Error::last_os_error()));
+    }
+    // SAFETY: after a successful SIOCGIFINDEX the union holds the index.
+    let index = unsafe { req.ifr_ifru.ifru_ifindex };
+    u32::try_from(index)
+        .ok()
+        .filter(|&i| i != 0)
+        .ok_or_else(|| no_such(io::Error::from_raw_os_error(libc::ENODEV)))
 }
 
 /// Asks for a receive buffer of `bytes`: SO_RCVBUFFORCE (needs CAP_NET_ADMIN, ignores
@@ -132,16 +175,11 @@ impl Loop {
         } = self;
         let mut tick = tokio::time::interval(SWEEP_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut buf = vec![0u8; 4096];
         loop {
             tokio::select! {
                 _ = &mut stop => break,
-                _ = tick.tick() => {
-                    off_runtime(&engine, |e| { e.sweep(now()); }).await;
-                    ingress.sweep(now());
-                }
-                _ = sweep.notified() => { off_runtime(&engine, |e| { e.sweep(now()); }).await; }
-                _ = ingress.drain_when_readable(now()) => {}
+                _ = tick.tick() => sweep_engine(&engine).await,
+                _ = sweep.notified() => sweep_engine(&engine).await,
                 r = sock.readable() => {
                     if let Err(e) = r {
                         tracing::warn!(%bridge, error = %e, "DHCP receive failed; continuing");
@@ -153,6 +191,8 @@ impl Loop {
                     // for more), each charged to its ingress port, served as one batch with
                     // one store commit; the replies leave after it.
                     let mut datagrams = Vec::new();
+                    // Only while datagrams are read: an idle network holds no buffer.
+                    let mut buf = vec![0u8; RECV_BUF];
                     for _ in 0..MAX_BATCH {
                         let got = sock.try_io(Interest::READABLE, || {
                             recv_stamped(sock.as_raw_fd(), &mut buf)
@@ -193,6 +233,26 @@ impl Loop {
         drop(sock);
         let _ = closed.send(());
     }
+}
+
+/// Sweeps the engine: on tokio's blocking pool when a lease expired (recording it may wait
+/// for the store), else right here. Every network sweeps every [`SWEEP_INTERVAL`]; with
+/// thousands of idle networks, a trip to the blocking pool each time kept dozens of its
+/// threads (their stacks and malloc arenas) alive for nothing.
+async fn sweep_engine(engine: &Arc<Mutex<Engine>>) {
+    let t = now();
+    {
+        let mut e = lock(engine);
+        if !e.sweep_records(t) {
+            // No lease to remove, so nothing is recorded: memory only.
+            e.sweep(t);
+            return;
+        }
+    }
+    off_runtime(engine, move |e| {
+        e.sweep(t);
+    })
+    .await;
 }
 
 /// Runs `f` on the locked engine on tokio's blocking pool, not on an async worker: serving a

@@ -8,7 +8,15 @@
 //! Every buffer here is owned by the [`UdpBatch`] and reused; the `mmsghdr`/`iovec` arrays that
 //! point into them are built on the stack for each call, so nothing self-referential is kept
 //! (and the batch stays `Send`).
+//!
+//! A batch (about 270 KiB of address space, touched only where datagrams land) belongs to no
+//! network: a server takes one from its thread's spare list ([`UdpBatch::take`]) when a
+//! datagram arrives and gives it back when it has answered what was queued
+//! ([`UdpBatch::give_back`]). Only as many batches exist as bursts are served at the same
+//! moment (one per runtime worker, plus those waiting to send) and [`MAX_SPARE`] per thread,
+//! however many networks there are, and an idle network holds none.
 
+use std::cell::RefCell;
 use std::io;
 use std::mem::{size_of, zeroed};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
@@ -20,6 +28,18 @@ pub(crate) const BATCH: usize = 64;
 /// a DNS query is a header, one question (≤ 260 bytes) and at most an EDNS record, well under
 /// this; dnsmasq drops truncated queries with a buffer of about the same size.
 pub(crate) const SLOT: usize = 4096;
+
+/// Spare batches kept per thread for the next burst; more are freed when given back.
+const MAX_SPARE: usize = 2;
+
+thread_local! {
+    /// Batches not in use, on this thread (a runtime worker): the next burst served here takes
+    /// one whose buffers this core touched last. Boxed on purpose: a server's task holds its
+    /// batch across an await only as a pointer (an inline batch, about 1 KiB of arrays, would
+    /// enlarge every network's task, idle or not).
+    #[allow(clippy::vec_box)]
+    static SPARE: RefCell<Vec<Box<UdpBatch>>> = const { RefCell::new(Vec::new()) };
+}
 
 /// The datagrams of one `recvmmsg` and the replies to them.
 pub(crate) struct UdpBatch {
@@ -54,6 +74,27 @@ impl UdpBatch {
             queued: 0,
             sent: 0,
         }
+    }
+
+    /// A batch for one burst: a spare one, or a new one when none is spare.
+    pub(crate) fn take() -> Box<UdpBatch> {
+        let spare = SPARE.with(|s| s.borrow_mut().pop());
+        spare.unwrap_or_else(|| Box::new(UdpBatch::new()))
+    }
+
+    /// Gives a batch back after its burst: kept for the next one (emptied, so nothing of one
+    /// network's datagrams can be read through another's use of it), or freed when
+    /// [`MAX_SPARE`] are kept already.
+    pub(crate) fn give_back(mut batch: Box<UdpBatch>) {
+        batch.n = 0;
+        batch.queued = 0;
+        batch.sent = 0;
+        SPARE.with(|s| {
+            let mut spare = s.borrow_mut();
+            if spare.len() < MAX_SPARE {
+                spare.push(batch);
+            }
+        });
     }
 
     /// Datagrams held.

@@ -229,43 +229,58 @@ impl Drop for DnsServer {
 /// One UDP socket: each time it is readable, takes every queued datagram (up to [`crate::batch::BATCH`] per
 /// `recvmmsg`), answers the local ones from the reply cache into reused buffers, sends those
 /// replies with one `sendmmsg`, and hands the queries that need an upstream to tasks of their
-/// own (which reply with their own `sendto`).
+/// own (which reply with their own `sendto`). The batch's buffers are borrowed from the
+/// runtime thread's spare list for that burst only: a network nobody asks holds none.
 async fn serve_udp(shared: Arc<Shared>, slot: Arc<Slot<UdpSocket>>) {
-    // Allocated at the first datagram: a network nobody asks costs nothing.
-    let mut batch: Option<Box<UdpBatch>> = None;
     let mut cache = ReplyCache::new();
     loop {
         if slot.readable().await.is_none() {
             return;
         }
-        let batch = batch.get_or_insert_with(|| Box::new(UdpBatch::new()));
-        match slot.try_recv_batch(batch) {
-            None => return,
-            Some(Ok(_)) => {}
-            Some(Err(e)) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-            Some(Err(e)) => {
-                tracing::debug!(error = %e, "dns: udp receive failed");
-                continue;
-            }
+        let mut batch = UdpBatch::take();
+        let open = serve_burst(&shared, &slot, &mut cache, &mut batch).await;
+        UdpBatch::give_back(batch);
+        if !open {
+            return;
         }
-        answer_batch(&shared, &slot, &mut cache, batch);
-        batch.queue_replies();
-        while !batch.all_sent() {
-            match slot.try_send_batch(batch) {
-                None => return,
-                Some(Ok(_)) => {}
-                Some(Err(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    if slot.writable().await.is_none() {
-                        return;
-                    }
+    }
+}
+
+/// Receives one batch of queued datagrams, answers them and sends the replies; `false` once
+/// the slot is closed.
+async fn serve_burst(
+    shared: &Arc<Shared>,
+    slot: &Arc<Slot<UdpSocket>>,
+    cache: &mut ReplyCache,
+    batch: &mut UdpBatch,
+) -> bool {
+    match slot.try_recv_batch(batch) {
+        None => return false,
+        Some(Ok(_)) => {}
+        Some(Err(e)) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+        Some(Err(e)) => {
+            tracing::debug!(error = %e, "dns: udp receive failed");
+            return true;
+        }
+    }
+    answer_batch(shared, slot, cache, batch);
+    batch.queue_replies();
+    while !batch.all_sent() {
+        match slot.try_send_batch(batch) {
+            None => return false,
+            Some(Ok(_)) => {}
+            Some(Err(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if slot.writable().await.is_none() {
+                    return false;
                 }
-                Some(Err(e)) => {
-                    tracing::debug!(error = %e, "dns: udp send failed");
-                    batch.skip_one();
-                }
+            }
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "dns: udp send failed");
+                batch.skip_one();
             }
         }
     }
+    true
 }
 
 /// Answers the datagrams of `batch` (replies left in the batch) and starts their forwards;

@@ -161,8 +161,9 @@ pub enum Error {
         /// What failed and why.
         what: String,
     },
-    /// A file-system or socket operation failed.
-    #[error("{context}: {source}")]
+    /// A file-system or socket operation failed (the message starts with the limit reached,
+    /// when the cause is one: see [`crate::limits`]).
+    #[error("{}", crate::limits::naming_limit(source, format!("{context}: {source}")))]
     Io {
         /// What was being done, naming the path.
         context: String,
@@ -188,8 +189,9 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
-    /// The kernel refused or failed an operation (netlink, nftables, sysctl).
-    #[error("{context}: {source}")]
+    /// The kernel refused or failed an operation (netlink, nftables, sysctl); the message
+    /// starts with the limit reached, when the cause is one (see [`crate::limits`]).
+    #[error("{}", crate::limits::naming_limit(source, format!("{context}: {source}")))]
     Host {
         /// What virtnet was doing.
         context: String,

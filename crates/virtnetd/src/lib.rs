@@ -15,6 +15,7 @@
 //! - [`api`]: the axum routes;
 //! - [`libvirt`]: libvirt's RPC protocol on the network daemon's sockets (`virsh`, …);
 //! - [`access`]: who may use which socket, and the audit log of changes;
+//! - [`limits`]: the open-file limit raised at start, and errors naming a limit reached;
 //! - [`server`]: start-up (locks, socket), serving and graceful shutdown.
 
 #![warn(missing_docs)]
@@ -27,6 +28,7 @@ pub mod forwards;
 pub mod hostbridge;
 pub mod kernel;
 pub mod libvirt;
+pub mod limits;
 pub mod ports;
 pub mod reaper;
 pub mod registry;

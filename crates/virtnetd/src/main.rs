@@ -130,6 +130,8 @@ fn run(args: Args) -> Result<(), Error> {
         },
         firewall_integration: args.firewall_integration,
     };
+    // Before anything opens a descriptor: every running network keeps a few sockets.
+    virtnetd::limits::raise_open_files_logged();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("virtnetd")

@@ -584,7 +584,7 @@ impl Services {
                 &gateway_addresses(net),
                 self.options.dns_port,
             )
-            .map_err(|e| service_error(&name, "DNS", e))?;
+            .map_err(|e| service_error(&name, "DNS", &e))?;
             *lock(&shared.dns) = Some(dns);
             shared.publish_names();
         }
@@ -604,7 +604,7 @@ impl Services {
                             tftp: None,
                         }
                         .stop();
-                        return Err(service_error(&name, "TFTP", e));
+                        return Err(service_error(&name, "TFTP", &e));
                     }
                 }
             }
@@ -622,7 +622,7 @@ impl Services {
                             tftp,
                         }
                         .stop();
-                        return Err(service_error(&name, "DHCP", e));
+                        return Err(service_error(&name, "DHCP", &e));
                     }
                 }
             }
@@ -631,7 +631,7 @@ impl Services {
         if let Some(config) = RaConfig::from_network(net) {
             if let Err(e) = self.ra.serve(&bridge, config) {
                 Running { shared, dhcp, tftp }.stop();
-                return Err(service_error(&name, "router advertisement", e));
+                return Err(service_error(&name, "router advertisement", &e));
             }
         }
         tracing::info!(network = %name, dhcp = dhcp.is_some(), dns = lock(&shared.dns).is_some(), "services started");
@@ -668,7 +668,7 @@ impl Services {
             Some(config) => self
                 .ra
                 .serve(&r.shared.bridge, config)
-                .map_err(|e| service_error(&net.name, "router advertisement", e))?,
+                .map_err(|e| service_error(&net.name, "router advertisement", &e))?,
             None => self.ra.withdraw(&r.shared.bridge),
         }
         Ok(())
@@ -720,9 +720,12 @@ impl Services {
     }
 }
 
-fn service_error(network: &str, what: &str, e: impl std::fmt::Display) -> Error {
-    Error::failed(format!(
-        "network '{network}': cannot start the {what} server: {e}"
+/// A server that did not start; the message starts with the limit reached when the cause is
+/// one (a socket refused with `EMFILE` says RLIMIT_NOFILE, not only "Too many open files").
+fn service_error(network: &str, what: &str, e: &(dyn std::error::Error + 'static)) -> Error {
+    Error::failed(crate::limits::naming_limit(
+        e,
+        format!("network '{network}': cannot start the {what} server: {e}"),
     ))
 }
 

@@ -522,11 +522,21 @@ fn begin_write(db: &Database, path: &Path, how: Commit) -> Result<redb::WriteTra
     Ok(txn)
 }
 
+/// redb's page cache (its default, 1 GiB, keeps every page ever read or written: the whole
+/// file, tens of KiB per network, resident for the daemon's lifetime). The daemon reads the
+/// store once at start-up into its own index; a commit reads only the B-tree path it changes,
+/// which the kernel's page cache serves when redb's does not.
+const CACHE_BYTES: usize = 4 << 20;
+
 /// Opens (or creates) the redb file at `path`. redb asserts rather than returns an error on
 /// some damaged files (a truncated one): that panic is caught and reported as
 /// [`Error::Damaged`], one clear line instead of a backtrace.
 fn open_database(path: &Path) -> Result<Database> {
-    match quietly(|| Database::create(path)) {
+    match quietly(|| {
+        redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+    }) {
         Ok(Ok(db)) => Ok(db),
         Ok(Err(DatabaseError::DatabaseAlreadyOpen)) => Err(Error::Startup(format!(
             "store {} is already open in another process",
