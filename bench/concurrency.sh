@@ -5,7 +5,7 @@
 # loaded, interleaved in one invocation (rounds of idle/loaded, ABBA order):
 #
 #   1. attach-interface + detach-interface on A (CLI wall time, spawn included; and daemon side
-#      from the request log), idle vs while a client starts and destroys other networks
+#      from the request log; beside it the spawn floor: two `virtnet --version`), idle vs while a client starts and destroys other networks
 #      (n100-n109) as fast as it can ("churn"), with the kernel's floor measured in the same
 #      run: how long the kernel holds RTNL for one link deletion (bench/rtnl_floor.py in a side
 #      namespace: the longest a cheap RTNL request waits while a configured bridge is deleted);
@@ -186,6 +186,9 @@ ops_phase() { # label: attach+detach pairs, net-list, net-dhcp-leases on A
     t0=$(us); v attach-interface benchA network n000 --mac 52:54:00:aa:00:01 >/dev/null
     t1=$(us); v detach-interface benchA network --mac 52:54:00:aa:00:01 >/dev/null
     t2=$(us); echo "$label attach $((t1 - t0))" >>"$work/cli"; echo "$label detach $((t2 - t1))" >>"$work/cli"
+    # The floor of the pair: two CLI processes that ask the daemon nothing.
+    t0=$(us); "$work/virtnet" --version >/dev/null; "$work/virtnet" --version >/dev/null
+    t1=$(us); echo "$label spawn2 $((t1 - t0))" >>"$work/cli"
     t0=$(us); v net-list --all >/dev/null
     t1=$(us); v net-dhcp-leases n000 >/dev/null
     t2=$(us); echo "$label list $((t1 - t0))" >>"$work/cli"; echo "$label leases $((t2 - t1))" >>"$work/cli"
@@ -321,6 +324,7 @@ for verb in ("attach", "detach"):
 for verb, name in (("list", "net-list --all"), ("leases", "net-dhcp-leases A")):
     print(f"| {name}, CLI | {cell(c['idle'][verb])} | {cell(c['churn'][verb])} | churn p99 ≤ 2× idle p99 |")
     print(f"| {name}, daemon side | {cell(d.get('idle', {}).get(verb))} | {cell(d.get('churn', {}).get(verb))} | churn p99 ≤ 5 |")
+print(f"| two `virtnet --version` processes (the pair's spawn floor) | {cell(c['idle']['spawn2'])} | {cell(c['churn']['spawn2'])} | |")
 print(f"| RTNL floor: RTNL held for one link deletion (p50 / p99) | {cell(report['rtnl_floor_ms']['rtnl_hold'])} | | |")
 print(f"| link deletion, whole request (p50 / p99) | {cell(report['rtnl_floor_ms']['link_delete'])} | | |")
 print()
