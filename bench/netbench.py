@@ -34,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -696,8 +697,12 @@ def main():
         return 0
     if os.geteuid() != 0:
         sys.exit("netbench: run as root (it creates network namespaces)")
-    bench = Bench(args)
+    return run_to_end(Bench(args), report)
 
+
+def run_to_end(bench, report):
+    """Runs `bench`, SIGTERM and SIGHUP ending it as Ctrl-C does; whatever happens, cleans up
+    and saves what was measured, then prints `report` of it. Returns the exit status."""
     def on_signal(signum, _frame):
         raise KeyboardInterrupt("signal %d" % signum)
 
@@ -709,6 +714,10 @@ def main():
     except KeyboardInterrupt:
         bench.note("interrupted; the results so far are kept")
         status = 130
+    except Exception as e:
+        traceback.print_exc()
+        bench.note("failed: %r" % e)
+        status = 1
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)

@@ -722,29 +722,7 @@ def main():
         return 0
     if os.geteuid() != 0:
         sys.exit("scale: run as root (it creates network namespaces)")
-    bench = Scale(args)
-
-    def on_signal(signum, _frame):
-        raise KeyboardInterrupt("signal %d" % signum)
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGHUP, on_signal)
-    status = 0
-    try:
-        bench.run()
-    except KeyboardInterrupt:
-        bench.note("interrupted; the results so far are kept")
-        status = 130
-    except Exception as e:
-        bench.note("failed: %r" % e)
-        status = 1
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        bench.cleanup()
-        bench.save()
-    print(report(bench.result))
-    return status
+    return netbench.run_to_end(Scale(args), report)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,10 @@ pub use libvirtd::{virsh, virsh_with, Libvirtd};
 pub use netns::{netns_pids, pid_running, Netns, NsChild};
 pub use qemu::{Lease, QemuGuest};
 pub use thread_netns::{enter_thread_netns, in_thread_netns};
-pub use topology::{Guest, Lab, HOST_UPLINK_ADDR, UPLINK_PREFIX, UPSTREAM_ADDR, UPSTREAM_URL};
+pub use topology::{
+    Guest, Lab, HOST_UPLINK_ADDR, HOST_UPLINK_ADDR6, UPLINK_PREFIX, UPSTREAM_ADDR, UPSTREAM_ADDR6,
+    UPSTREAM_URL,
+};
 pub use virtqemud::{DomainSpec, LibvirtDaemon, Nic, Virtnetworkd, Virtqemud};
 
 /// Runs a build script (`bash SCRIPT`) that prints the directory it built into as its last

@@ -30,6 +30,12 @@ pub const UPLINK_PREFIX: u8 = 24;
 /// URL of the upstream HTTP server, which answers `you are <client-ip>\n`.
 pub const UPSTREAM_URL: &str = "http://203.0.113.1/";
 
+/// The upstream router's IPv6 address on `up0`, once [`Lab::uplink_v6`] added it.
+pub const UPSTREAM_ADDR6: &str = "2001:db8:ff::1";
+
+/// The host's IPv6 address on `uplink0`, once [`Lab::uplink_v6`] added it.
+pub const HOST_UPLINK_ADDR6: &str = "2001:db8:ff::2";
+
 /// The upstream HTTP server: answers every GET with the client's source address, so tests see
 /// whether (and to what) NAT rewrote it.
 const HTTP_SERVER: &str = r#"import http.server, sys
@@ -147,6 +153,25 @@ impl Lab {
     pub fn upstream_route_to(&self, subnet: &str) {
         self.upstream
             .ip_ok(["route", "replace", subnet, "via", HOST_UPLINK_ADDR]);
+    }
+
+    /// IPv6 on the uplink, both ends ([`UPSTREAM_ADDR6`], [`HOST_UPLINK_ADDR6`] in a /64, no
+    /// duplicate address detection), as the IPv4 the lab always sets up.
+    pub fn uplink_v6(&self) {
+        for (ns, addr, dev) in [
+            (&self.upstream, UPSTREAM_ADDR6, "up0"),
+            (&self.host, HOST_UPLINK_ADDR6, "uplink0"),
+        ] {
+            ns.ip_ok([
+                "-6",
+                "addr",
+                "add",
+                &format!("{addr}/64"),
+                "dev",
+                dev,
+                "nodad",
+            ]);
+        }
     }
 
     /// Whether a TCP connection from upstream to `addr:port` opens (3 s limit): unsolicited

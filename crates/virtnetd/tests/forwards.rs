@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use virtnet_testkit::dhcp::udhcpc_script;
 use virtnet_testkit::{Daemon, Guest, Lab, Netns, NsChild, HOST_UPLINK_ADDR, UPSTREAM_ADDR};
 
-const HOST6: &str = "2001:db8:ff::2";
-const UP6: &str = "2001:db8:ff::1";
+const HOST6: &str = virtnet_testkit::HOST_UPLINK_ADDR6;
+const UP6: &str = virtnet_testkit::UPSTREAM_ADDR6;
 
 /// A NAT network with IPv4 and IPv6 and a DHCP range (for the name test).
 const NET: &str = "<network><name>fwd</name><forward mode='nat'/>\
@@ -83,28 +83,6 @@ fn echo(guest: &Guest, name: &str, port: u16) -> NsChild {
     child
 }
 
-/// IPv6 on the uplink (both ends), as the IPv4 the lab sets up.
-fn uplink_v6(lab: &Lab) {
-    lab.upstream().ip_ok([
-        "-6",
-        "addr",
-        "add",
-        &format!("{UP6}/64"),
-        "dev",
-        "up0",
-        "nodad",
-    ]);
-    lab.host().ip_ok([
-        "-6",
-        "addr",
-        "add",
-        &format!("{HOST6}/64"),
-        "dev",
-        "uplink0",
-        "nodad",
-    ]);
-}
-
 /// A guest with static IPv4 and IPv6 addresses and default routes via the gateways, and
 /// nothing from router advertisements: with a SLAAC address beside its static one, the UDP
 /// echo server (bound to `::`) would answer from whichever the kernel prefers (both match
@@ -159,7 +137,7 @@ fn start(lab: &Lab) -> Daemon {
 #[test]
 fn forwards_reach_a_guest_from_outside_from_the_host_and_from_other_guests() {
     let lab = Lab::new("fwd-paths");
-    uplink_v6(&lab);
+    lab.uplink_v6();
     let mut daemon = start(&lab);
     let web = guest(&lab, "10.77.0.7", "fd00:77::7");
     let client = guest(&lab, "10.77.0.8", "fd00:77::8");

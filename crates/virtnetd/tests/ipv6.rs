@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use virtnet_testkit::{eventually, Daemon, Guest, Lab, Netns, NsChild};
 
-const HOST6: &str = "2001:db8:ff::2";
-const UP6: &str = "2001:db8:ff::1";
+const HOST6: &str = virtnet_testkit::HOST_UPLINK_ADDR6;
+const UP6: &str = virtnet_testkit::UPSTREAM_ADDR6;
 const ECHO_PORT: u16 = 7007;
 
 /// How long a guest may take to configure itself: its router solicitations are retried every
@@ -73,24 +73,7 @@ fn ask(ns: &Netns, addr: &str, port: u16) -> String {
 
 /// IPv6 on the uplink (both ends) and the upstream echo server, running once this returns.
 fn upstream_v6(lab: &Lab) -> NsChild {
-    lab.upstream().ip_ok([
-        "-6",
-        "addr",
-        "add",
-        &format!("{UP6}/64"),
-        "dev",
-        "up0",
-        "nodad",
-    ]);
-    lab.host().ip_ok([
-        "-6",
-        "addr",
-        "add",
-        &format!("{HOST6}/64"),
-        "dev",
-        "uplink0",
-        "nodad",
-    ]);
+    lab.uplink_v6();
     let child = lab
         .upstream()
         .spawn(["python3", "-c", ECHO, &ECHO_PORT.to_string()]);

@@ -676,13 +676,7 @@ fn nft_present(tables: &[ForeignTable], fix: &Fix, network: &str) -> bool {
 /// Runs `iptables-nft -w -t TABLE OP CHAIN [1] SPEC` (`-C` check, `-I` insert first, `-D`
 /// delete). The error is iptables' message.
 fn iptables(fix: &Fix, op: &str) -> std::result::Result<(), String> {
-    let Fix::Iptables {
-        program,
-        table,
-        chain,
-        spec,
-    } = fix
-    else {
+    let Some((program, table, chain, spec)) = iptables_parts(fix) else {
         return Err("not an iptables rule".into());
     };
     let mut cmd = Command::new(program);
@@ -701,22 +695,31 @@ fn iptables(fix: &Fix, op: &str) -> std::result::Result<(), String> {
     }
 }
 
+/// An iptables accept's program, table, chain and rule specification; `None` for an nft rule.
+fn iptables_parts(fix: &Fix) -> Option<(&str, &str, &str, &[String])> {
+    match fix {
+        Fix::Iptables {
+            program,
+            table,
+            chain,
+            spec,
+        } => Some((program, table, chain, spec)),
+        Fix::Nft { .. } => None,
+    }
+}
+
 /// Deletes iptables rules with one `iptables-nft-restore --noflush` per program and table:
 /// one transaction each, which fails whole when a rule is missing.
 fn iptables_restore_delete(fixes: &[&Fix]) -> std::result::Result<(), String> {
     use std::io::Write;
     let mut batches: BTreeMap<(String, String), String> = BTreeMap::new();
     for fix in fixes {
-        let Fix::Iptables {
-            program,
-            table,
-            chain,
-            spec,
-        } = fix
-        else {
+        let Some((program, table, chain, spec)) = iptables_parts(fix) else {
             continue;
         };
-        let text = batches.entry((program.clone(), table.clone())).or_default();
+        let text = batches
+            .entry((program.to_string(), table.to_string()))
+            .or_default();
         text.push_str(&format!("-D {chain} {}\n", spec.join(" ")));
     }
     for ((program, table), lines) in batches {
