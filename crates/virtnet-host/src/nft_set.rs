@@ -22,6 +22,8 @@ use crate::error::{HostError, Result};
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
 const NFNL_MSG_BATCH_END: u16 = 0x11;
+/// `NFT_MSG_NEWTABLE`: also the kernel's answer to a `NFT_MSG_GETTABLE`.
+const NFT_MSG_NEWTABLE: u16 = 0;
 const NFT_MSG_GETTABLE: u16 = 1;
 const NFT_MSG_NEWSETELEM: u16 = 12;
 const NFT_MSG_DELSETELEM: u16 = 14;
@@ -190,6 +192,39 @@ impl Msg {
     }
 }
 
+/// `NFTA_TABLE_HANDLE` (a big-endian u64) of an `NFT_MSG_NEWTABLE` body (nfgenmsg, then
+/// attributes).
+fn table_handle_attr(body: &[u8]) -> Option<u64> {
+    const NFTA_TABLE_HANDLE: u16 = 4;
+    let mut attrs = body.get(4..)?;
+    while attrs.len() >= 4 {
+        let len = u16::from_ne_bytes([attrs[0], attrs[1]]) as usize;
+        let kind = u16::from_ne_bytes([attrs[2], attrs[3]]) & 0x3fff;
+        if len < 4 || len > attrs.len() {
+            return None;
+        }
+        if kind == NFTA_TABLE_HANDLE && len >= 12 {
+            return attrs[4..12].try_into().ok().map(u64::from_be_bytes);
+        }
+        attrs = attrs.get(len.div_ceil(4) * 4..).unwrap_or(&[]);
+    }
+    None
+}
+
+/// The nfproto number of an nftables family name (`inet` 1, `ip` 2, `arp` 3, `netdev` 5,
+/// `bridge` 7, `ip6` 10).
+pub fn nfproto(family: &str) -> Option<u8> {
+    Some(match family {
+        "inet" => NFPROTO_INET,
+        "ip" => 2,
+        "arp" => 3,
+        "netdev" => 5,
+        "bridge" => NFPROTO_BRIDGE,
+        "ip6" => 10,
+        _ => return None,
+    })
+}
+
 fn cstr(s: &str) -> Vec<u8> {
     let mut b = s.as_bytes().to_vec();
     b.push(0);
@@ -298,6 +333,13 @@ impl NftSets {
     /// hold. (libnftables' `list tables` fills its cache with every set element first: 2 s with
     /// 120,000 elements, and the ruleset watcher asked after every change; issue 18.)
     pub fn has_table(&mut self, family: u8, table: &str) -> Result<bool> {
+        Ok(self.table_handle(family, table)?.is_some())
+    }
+
+    /// The kernel's handle of table `<table>` of `family` (it changes when the table is
+    /// deleted and made again), `None` when there is no such table: one `NFT_MSG_GETTABLE`,
+    /// as [`NftSets::has_table`].
+    pub fn table_handle(&mut self, family: u8, table: &str) -> Result<Option<u64>> {
         const OP: &str = "look up nftables table";
         let seq = self.next_seq();
         let mut m = Msg::new(
@@ -311,10 +353,17 @@ impl NftSets {
         self.sock
             .send(&m.finish(), 0)
             .map_err(|e| HostError::new(OP, table, e))?;
-        // The table's description comes first (skipped), then the acknowledgement.
-        match self.wait_acks(&[seq]) {
-            Ok(()) => Ok(true),
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
+        // The table's description comes first, then the acknowledgement.
+        let mut handle = None;
+        let answered = self.wait_answers(&[seq], |kind, body| {
+            if kind == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWTABLE {
+                handle = table_handle_attr(body);
+            }
+        });
+        match answered {
+            // A table without a handle attribute (never sent by the kernel) still exists.
+            Ok(()) => Ok(Some(handle.unwrap_or(0))),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
             Err(e) => Err(HostError::new(OP, table, e)),
         }
     }
@@ -322,6 +371,12 @@ impl NftSets {
     /// Reads until every message of the batch is acknowledged; the first error wins (the
     /// kernel then aborts the whole batch).
     fn wait_acks(&mut self, seqs: &[u32]) -> io::Result<()> {
+        self.wait_answers(seqs, |_, _| {})
+    }
+
+    /// [`NftSets::wait_acks`], handing every other message of the batch (type, and the body
+    /// after the netlink header) to `data`.
+    fn wait_answers(&mut self, seqs: &[u32], mut data: impl FnMut(u16, &[u8])) -> io::Result<()> {
         let mut pending: Vec<u32> = seqs.to_vec();
         let mut first_error = None;
         let mut buf = vec![0u8; 64 * 1024];
@@ -339,6 +394,9 @@ impl NftSets {
                 let seq = u32::from_ne_bytes(buf[off + 8..off + 12].try_into().unwrap_or([0; 4]));
                 if len < 16 || off + len > n {
                     return Err(io::Error::other("malformed netlink answer"));
+                }
+                if kind != NLMSG_ERROR && pending.contains(&seq) {
+                    data(kind, &buf[off + 16..off + len]);
                 }
                 // Answers to an earlier, failed batch may still be queued: skip them.
                 if kind == NLMSG_ERROR && len >= 20 && pending.contains(&seq) {

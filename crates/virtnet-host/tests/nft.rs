@@ -109,6 +109,20 @@ fn has_table_finds_one_table_by_family_and_name() {
     .unwrap();
     assert!(sets.has_table(NFPROTO_INET, "virtnet").unwrap());
     assert!(!sets.has_table(NFPROTO_INET, "other").unwrap());
+    // The handle is the kernel's, as `nft -a list tables` shows it; a table made again gets
+    // a new one (how coexistence notices that firewalld re-created its table).
+    nft.set_json(true);
+    let listed = nft.run("list tables inet\n").unwrap_or_default();
+    nft.set_json(false);
+    let handle = sets.table_handle(NFPROTO_INET, "virtnet").unwrap().unwrap();
+    assert!(
+        listed.contains(&format!("\"handle\": {handle}")),
+        "{listed} vs {handle}"
+    );
     nft.run("delete table inet virtnet\n").unwrap();
     assert!(!sets.has_table(NFPROTO_INET, "virtnet").unwrap());
+    assert_eq!(sets.table_handle(NFPROTO_INET, "virtnet").unwrap(), None);
+    nft.run("add table inet virtnet\n").unwrap();
+    let again = sets.table_handle(NFPROTO_INET, "virtnet").unwrap().unwrap();
+    assert_ne!(again, handle);
 }

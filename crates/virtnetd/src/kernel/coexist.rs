@@ -376,16 +376,11 @@ impl Inner {
         state
     }
 
-    /// The handle of table `family name`, if it exists (one `list tables FAMILY`).
+    /// The handle of table `family name`, if it exists: one `NFT_MSG_GETTABLE` for that
+    /// table (libnftables' `list tables` would load every set element of virtnet's tables
+    /// first, on every `net-start`: starts grew with the number of networks).
     fn table_handle(&mut self, family: &str, name: &str) -> Option<u64> {
-        self.nft.set_json(true);
-        let listing = self.nft.run(&format!("list tables {family}"));
-        self.nft.set_json(false);
-        let json: serde_json::Value = serde_json::from_str(&listing.ok()?).ok()?;
-        json["nftables"].as_array()?.iter().find_map(|i| {
-            let t = i.get("table")?;
-            (t["name"] == name && t["family"] == family).then(|| t["handle"].as_u64())?
-        })
+        table_handle(family, name)
     }
 
     /// Inserts the accepts `g` needs, checks that nothing is in the way any more, records
@@ -759,15 +754,17 @@ fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// Whether virtnet's own table `family name` exists, asked over nfnetlink for that one table
-/// (`doctor`; a table without base chains has no chain header to show it).
+/// Whether virtnet's own table `family name` exists (`doctor`; a table without base chains
+/// has no chain header to show it).
 fn own_table_exists(family: &str, name: &str) -> bool {
-    let code = match family {
-        "inet" => virtnet_host::nft_set::NFPROTO_INET,
-        "bridge" => virtnet_host::nft_set::NFPROTO_BRIDGE,
-        _ => return false,
-    };
+    table_handle(family, name).is_some()
+}
+
+/// The kernel's handle of table `family name`, asked over nfnetlink for that one table.
+fn table_handle(family: &str, name: &str) -> Option<u64> {
+    let code = virtnet_host::nft_set::nfproto(family)?;
     virtnet_host::NftSets::open()
-        .and_then(|mut sets| sets.has_table(code, name))
-        .unwrap_or(false)
+        .and_then(|mut sets| sets.table_handle(code, name))
+        .ok()
+        .flatten()
 }
