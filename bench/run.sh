@@ -30,22 +30,7 @@ has() { local o; for o in "${args[@]}"; do [ "$o" = "$1" ] && return 0; done; re
 has --impl || args+=(--impl both)
 has --out || args+=(--out bench/results/latest.json)
 
-pid=
-cleanup() {
-  # netbench.py cleans up after itself on INT/TERM; this only waits for it, then removes any
-  # namespace a killed run left behind.
-  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-    kill -TERM "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  fi
-  python3 bench/netbench.py --sweep || true
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-python3 bench/netbench.py "${args[@]}" &
-pid=$!
-wait "$pid"
-status=$?
-pid=
+source bench/lib.sh
+status=0
+run_python_bench bench/netbench.py "${args[@]}" || status=$?
 exit $status

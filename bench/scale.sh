@@ -41,24 +41,9 @@ if ! "$venv/bin/python" -c 'import matplotlib' 2>/dev/null; then
     echo "bench/scale: matplotlib could not be installed; no PNG" >&2
 fi
 
-pid=
-cleanup() {
-  # scale.py cleans up after itself on INT/TERM; this waits for it, then removes any namespace
-  # a killed run left behind (only those of runs whose process is gone).
-  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-    kill -TERM "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  fi
-  python3 bench/netbench.py --sweep || true
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-python3 bench/scale.py "${args[@]}" &
-pid=$!
+source bench/lib.sh
 status=0
-wait "$pid" || status=$?
-pid=
+run_python_bench bench/scale.py "${args[@]}" || status=$?
 if [ -f "$out" ] && "$venv/bin/python" -c 'import matplotlib' 2>/dev/null; then
   "$venv/bin/python" bench/scale.py --plot "$out" "${out%.json}.png" && echo "plot: ${out%.json}.png" >&2
 fi

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use tracing::warn;
 use virtnet_host::nft_set::{key_bytes, INTERVAL_END};
-use virtnet_host::{Field, SetChange, SetElement};
+use virtnet_host::{Field, Nftables, SetChange, SetElement};
 use virtnet_plan::firewall::{
     groups_script, rebuild_script, remove_table_script, start_script, KeyField, NfProto,
     PrefixGroup, TABLE_NAME,
@@ -174,6 +174,15 @@ impl Kernel {
         self.nft
             .run(&script)
             .map_err(host("install the firewall"))?;
+        // libnftables keeps its cache of what the script loaded (every element of every
+        // network: ~27 MB at 1,500 networks) for as long as the context lives; a fresh one
+        // holds nothing, and the next start loads only what it needs.
+        match Nftables::new() {
+            Ok(fresh) => self.nft = fresh,
+            Err(e) => {
+                warn!(error = %e, "cannot open a fresh libnftables context; keeping the old one")
+            }
+        }
         self.groups = all.iter().flat_map(|fw| fw.groups()).collect();
         if !self.applied.is_empty() {
             self.reinstall_forwards()?;

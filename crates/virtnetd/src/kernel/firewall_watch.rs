@@ -73,7 +73,10 @@ pub fn spawn(kernel: Weak<Mutex<Kernel>>) -> std::io::Result<()> {
                 // whether running networks need it back.
                 let repaired = lock(&kernel).repair_firewall();
                 match repaired {
-                    Ok(true) => info!("virtnet's nftables table rebuilt after it was deleted"),
+                    Ok(true) => {
+                        info!("virtnet's nftables table rebuilt after it was deleted");
+                        crate::server::release_freed_memory();
+                    }
                     Ok(false) => {}
                     Err(e) => warn!(error = %e, "cannot rebuild virtnet's nftables table"),
                 }
