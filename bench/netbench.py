@@ -303,11 +303,7 @@ class Bench:
                       "(libvirt's dnsmasq takes one inotify instance per network)" % (before, want))
 
     def cleanup(self):
-        for d in self.daemons:
-            try:
-                d.stop()
-            except Exception as e:  # keep cleaning the others
-                log("stopping %s: %s" % (d.label, e))
+        stop_all(self.daemons)
         self.daemons = []
         for ns in getattr(self, "kernel_ns", []):
             ns_del(ns)
@@ -698,6 +694,15 @@ def main():
     if os.geteuid() != 0:
         sys.exit("netbench: run as root (it creates network namespaces)")
     return run_to_end(Bench(args), report)
+
+
+def stop_all(daemons):
+    """Stops every daemon of the list; a failure is logged and the others are still stopped."""
+    for d in daemons:
+        try:
+            d.stop()
+        except Exception as e:  # keep cleaning the others
+            log("stopping %s: %s" % (d.label, e))
 
 
 def run_to_end(bench, report):

@@ -280,11 +280,7 @@ class Scale:
             if p.poll() is None:
                 p.kill()
                 p.wait()
-        for d in self.daemons:
-            try:
-                d.stop()
-            except Exception as e:  # keep cleaning the others
-                log("stopping %s: %s" % (d.label, e))
+        netbench.stop_all(self.daemons)
         self.daemons = []
         for ns in self.namespaces:
             ns_del(ns)

@@ -1,5 +1,5 @@
-//! The daemon's resource limits: the open-file limit raised to its ceiling at start, and
-//! errors that name the limit a failure ran into.
+//! The daemon's resource limits: the open-file limit raised to its ceiling at start, errors
+//! that name the limit a failure ran into, and memory freed in bulk handed back.
 //!
 //! Every running network keeps its own sockets, bound to its bridge and its own addresses
 //! (so that it coexists with other DNS and DHCP servers of the host, systemd-resolved on
@@ -142,6 +142,19 @@ pub fn naming_limit(error: &(dyn std::error::Error + 'static), message: String) 
     match limit_reached(error) {
         Some(limit) => format!("{limit}: {message}"),
         None => message,
+    }
+}
+
+/// Hands the heap memory freed after the start-up reconcile (or a rebuild of the firewall
+/// after someone deleted it) back to the system. Rebuilding
+/// thousands of networks' firewall and starting their services allocates far more than stays
+/// in use (one script and its parse for every network at once); glibc keeps what was freed in
+/// its arenas, so without this the daemon stayed ~5× its steady size after every restart
+/// (400 MiB against 80 with 4,000 networks and 10,000 ports).
+pub(crate) fn release_freed_memory() {
+    // SAFETY: malloc_trim only walks glibc's own arenas; it has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

@@ -138,7 +138,7 @@ impl Daemon {
             failed = ?failed,
             "kernel reconciled with the store"
         );
-        release_freed_memory();
+        crate::limits::release_freed_memory();
         match state.host_bridges.recover() {
             Ok(restored) if !restored.is_empty() => {
                 tracing::warn!(?restored, "unfinished iface-bridge changes restored");
@@ -548,18 +548,5 @@ fn socket_owner(stream: &StdUnixStream) -> String {
     match fs::read_to_string(format!("/proc/{}/comm", cred.pid)) {
         Ok(comm) => format!("{} (pid {})", comm.trim(), cred.pid),
         Err(_) => format!("pid {}", cred.pid),
-    }
-}
-
-/// Hands the heap memory freed after the start-up reconcile (or a rebuild of the firewall
-/// after someone deleted it) back to the system. Rebuilding
-/// thousands of networks' firewall and starting their services allocates far more than stays
-/// in use (one script and its parse for every network at once); glibc keeps what was freed in
-/// its arenas, so without this the daemon stayed ~5× its steady size after every restart
-/// (400 MiB against 80 with 4,000 networks and 10,000 ports).
-pub(crate) fn release_freed_memory() {
-    // SAFETY: malloc_trim only walks glibc's own arenas; it has no preconditions.
-    unsafe {
-        libc::malloc_trim(0);
     }
 }

@@ -75,7 +75,7 @@ pub fn spawn(kernel: Weak<Mutex<Kernel>>) -> std::io::Result<()> {
                 match repaired {
                     Ok(true) => {
                         info!("virtnet's nftables table rebuilt after it was deleted");
-                        crate::server::release_freed_memory();
+                        crate::limits::release_freed_memory();
                     }
                     Ok(false) => {}
                     Err(e) => warn!(error = %e, "cannot rebuild virtnet's nftables table"),

@@ -76,22 +76,25 @@ impl NetworkRegistry {
     }
 
     /// Runs `f` on the live definition of network `name` and, when `with_leases`, its DHCP
-    /// leases now, without copying the definition. Conflict when it is not active.
+    /// leases now. Conflict when it is not active. Without leases, `f` runs on the index's
+    /// record (no copy: what keeps a forward to an address flat); with them, on a copy, so
+    /// that the lease look-up (which may read the store) holds no index lock, as
+    /// [`NetworkRegistry::leases`] does.
     pub fn with_live<T>(
         &self,
         name: &str,
         with_leases: bool,
         f: impl FnOnce(&Network, &[DhcpLease]) -> T,
     ) -> Result<T> {
-        let index = self.read();
-        let record = index.get(name).ok_or_else(|| not_found(name))?;
-        let live = record.live.as_ref().ok_or_else(|| not_active(name))?;
-        let leases = if with_leases {
-            self.services.leases(live).unwrap_or_default()
-        } else {
-            Vec::new()
-        };
-        Ok(f(live, &leases))
+        if !with_leases {
+            let index = self.read();
+            let record = index.get(name).ok_or_else(|| not_found(name))?;
+            let live = record.live.as_ref().ok_or_else(|| not_active(name))?;
+            return Ok(f(live, &[]));
+        }
+        let live = self.live_definition(name)?;
+        let leases = self.services.leases(&live).unwrap_or_default();
+        Ok(f(&live, &leases))
     }
 
     /// Applies `op` to the forwards of network `id`: its persistent definition and its live
