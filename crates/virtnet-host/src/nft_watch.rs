@@ -127,8 +127,11 @@ impl NftWatch {
     }
 }
 
-/// `NFT_MSG_NEWGEN`: the end of a transaction, naming no table.
-const NFT_MSG_NEWGEN: u16 = 16;
+/// `NFT_MSG_NEWGEN` (15 in `enum nf_tables_msg_types`; 16 is `NFT_MSG_GETGEN`): the end of
+/// a transaction, naming no table. Its attribute of type 1 is `NFTA_GEN_ID`, a number: read
+/// as a table name it made every transaction, virtnet's own included, look like a change of
+/// someone else's table.
+const NFT_MSG_NEWGEN: u16 = 15;
 /// The attribute naming the table, type 1 in every nf_tables message that has one
 /// (`NFTA_TABLE_NAME`, `NFTA_CHAIN_TABLE`, `NFTA_RULE_TABLE`, `NFTA_SET_TABLE`,
 /// `NFTA_SET_ELEM_LIST_TABLE`, `NFTA_OBJ_TABLE`, `NFTA_FLOWTABLE_TABLE`).
@@ -212,7 +215,7 @@ mod tests {
     #[test]
     fn tables_of_a_datagram_are_noted_and_generation_messages_skipped() {
         let mut buf = message(6, 2, "filter");
-        buf.extend(message(NFT_MSG_NEWGEN, 0, "x"));
+        buf.extend(message(15, 0, "x"));
         buf.extend(message(0, 1, "virtnet"));
         buf.extend(message(NFT_MSG_DELTABLE, 7, "virtnet_ports"));
         let mut out = Changed::default();

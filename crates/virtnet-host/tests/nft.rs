@@ -126,3 +126,25 @@ fn has_table_finds_one_table_by_family_and_name() {
     let again = sets.table_handle(NFPROTO_INET, "virtnet").unwrap().unwrap();
     assert_ne!(again, handle);
 }
+
+/// The kernel's announcements of a transaction on one table name that table only: the
+/// transaction's closing `NFT_MSG_NEWGEN` (whose attribute 1 is the generation number) is no
+/// table. It used to be read as one, so every transaction of virtnet's own tables looked like
+/// another firewall's change and set off the coexistence checks.
+#[test]
+fn watch_names_only_the_tables_a_transaction_touched() {
+    use virtnet_host::nft_watch::NftWatch;
+    enter_netns();
+    let mut nft = Nftables::new().unwrap();
+    nft.run("add table inet own\nadd set inet own s { type ipv4_addr ; }")
+        .unwrap();
+    let mut watch = NftWatch::open().unwrap();
+    nft.run("add element inet own s { 192.0.2.1 }").unwrap();
+    assert!(watch.wait(std::time::Duration::from_secs(5)).unwrap());
+    while watch.wait(std::time::Duration::from_millis(50)).unwrap() {}
+    let changed = watch.take_tables();
+    let got: Vec<_> = changed.tables.iter().cloned().collect();
+    assert_eq!(got, vec![(1u8, "own".to_string())]);
+    assert!(!changed.beyond(&[(1, "own")]));
+    nft.run("delete table inet own").unwrap();
+}
