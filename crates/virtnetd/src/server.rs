@@ -30,7 +30,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::kernel::Kernel;
 use crate::registry::host_link_exists;
 use crate::state::AppState;
-use crate::store::DB_FILE;
+use crate::store::{DB_FILE, RUNTIME_DB_FILE};
 
 /// Name of the lock file in the state directory.
 pub const LOCK_FILE: &str = "lock";
@@ -118,6 +118,7 @@ impl Daemon {
             .set_integration(config.firewall_integration);
         let (state, report) = AppState::open(
             &db_path,
+            &config.run_dir.join(RUNTIME_DB_FILE),
             boot_id.as_deref(),
             Box::new(host_link_exists),
             kernel,

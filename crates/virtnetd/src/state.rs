@@ -53,9 +53,11 @@ impl std::fmt::Debug for AppState {
 }
 
 impl AppState {
-    /// Opens the store at `db_path` and builds every part from it.
+    /// Opens the store at `db_path` and the runtime store at `runtime_path`, and builds
+    /// every part from them.
     pub fn open(
         db_path: &Path,
+        runtime_path: &Path,
         boot_id: Option<&str>,
         link_exists: LinkExists,
         kernel: Kernel,
@@ -67,6 +69,7 @@ impl AppState {
             .iter()
             .map(|u| (u.name.clone(), u.reason.clone()))
             .collect();
+        let runtime = Arc::new(Store::open_runtime(runtime_path, boot_id, &store)?);
         let store = Arc::new(store);
         let host_bridges = Arc::new(HostBridges::new(
             store.clone(),
@@ -94,6 +97,7 @@ impl AppState {
         }));
         let ports = Arc::new(Ports::open(
             store,
+            runtime,
             port_kernel,
             networks.clone(),
             antispoof,

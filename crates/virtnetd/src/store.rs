@@ -8,8 +8,10 @@
 //!   DHCP server acknowledges it, so a client keeps its address across daemon restarts. Leases
 //!   outlive `net-destroy` (the guests keep their addresses over a network restart, as with
 //!   libvirt's lease files) and go with `net-undefine`;
-//! - table `ports`: tap name → JSON guest port (`attach-interface`), written before the port is
-//!   reported created, so ports survive daemon restarts.
+//! - tables `ports` (tap name → JSON guest port, `attach-interface`) and `hypervisor_ports`
+//!   are not here but in the runtime store, `<run-dir>/runtime.redb` ([`runtime`]): they
+//!   describe this boot's taps, survive daemon restarts and `kill -9`, and are committed
+//!   without waiting for the disk (an older virtnetd's are moved there at start-up);
 //! - table `forward_ops`: `<network>/<sequence>` → a port-forward change made since the
 //!   network's record was last written ([`forward_ops`]: replayed on the record when read,
 //!   cleared when the record is written);
@@ -21,13 +23,11 @@
 //! [`Store::delete`] returned. redb's copy-on-write B-trees never overwrite the last committed
 //! root, so a crash (`kill -9`, power loss) at any moment leaves either the old or the new
 //! state, never a mix, and nothing acknowledged is lost. Definitions, leases and host bridges
-//! commit in two phases (two fsyncs: the new root is durable before it is pointed at); guest
-//! ports and the hypervisor's network ports, written on the path of every guest start and
-//! stop, commit in one fsync with redb's
-//! checksummed commit slot ([`Commit::Checksummed`]): as crash-safe — a torn commit fails its
-//! checksum and the previous one is kept — and only without redb's mitigation of an attacker
-//! who controls the disk's flush order *and* crashes the daemon during an fsync *and* writes
-//! chosen data; port records come from root or the bridge helper, never from guests.
+//! commit in two phases (two fsyncs: the new root is durable before it is pointed at); the
+//! runtime store's port records commit with redb's checksummed commit slot
+//! ([`Commit::Checksummed`]: a torn commit fails its checksum and the previous one is kept)
+//! and no fsync at all — what a power loss could take from them, it takes from the kernel
+//! too (see [`runtime`]).
 //!
 //! Failures: redb refuses every transaction after one I/O error ("Previous I/O error
 //! occurred"), so the store closes the database after such an error and opens it again (redb
@@ -56,8 +56,10 @@ use virtnet_model::Network;
 use crate::error::{Error, Result};
 
 mod forward_ops;
+mod runtime;
 pub use forward_ops::ForwardOp;
 use forward_ops::FORWARD_OPS;
+pub use runtime::RUNTIME_DB_FILE;
 
 /// File name of the store inside the state directory.
 pub const DB_FILE: &str = "virtnet.redb";
@@ -150,6 +152,8 @@ pub struct Store {
     path: PathBuf,
     /// The sequence numbers of port-forward changes.
     forward_seq: forward_ops::Sequence,
+    /// The runtime store ([`runtime`]): commits never wait for the disk.
+    volatile: bool,
 }
 
 /// The database when it is open, and what the last failure was.
@@ -180,8 +184,17 @@ impl Store {
         path: &Path,
         boot_id: Option<&str>,
     ) -> Result<(Store, BTreeMap<String, Record>, StartReport)> {
-        let db = open_database(path)?;
-        let store = Store {
+        let store = Store::with_database(path, open_database(path, false)?, false);
+        let (records, report) = store.with_db(|db| store.start(db, boot_id))?;
+        for bad in &report.unreadable {
+            tracing::error!(network = %bad.name, reason = %bad.reason, "stored network is unreadable; set aside (left in the store, not started)");
+        }
+        Ok((store, records, report))
+    }
+
+    /// A store around an opened database.
+    fn with_database(path: &Path, db: Database, volatile: bool) -> Store {
+        Store {
             handle: RwLock::new(Handle {
                 db: Some(db),
                 opened: 1,
@@ -189,12 +202,13 @@ impl Store {
             }),
             path: path.to_path_buf(),
             forward_seq: forward_ops::Sequence::default(),
-        };
-        let (records, report) = store.with_db(|db| store.start(db, boot_id))?;
-        for bad in &report.unreadable {
-            tracing::error!(network = %bad.name, reason = %bad.reason, "stored network is unreadable; set aside (left in the store, not started)");
+            volatile,
         }
-        Ok((store, records, report))
+    }
+
+    /// Opens the file at `path` as a runtime store ([`runtime`]), loading nothing.
+    fn open_volatile(path: &Path) -> Result<Store> {
+        Ok(Store::with_database(path, open_database(path, true)?, true))
     }
 
     /// Path of the store file.
@@ -261,7 +275,7 @@ impl Store {
         if handle.db.is_some() {
             return Ok(handle.opened);
         }
-        match open_database(&self.path) {
+        match open_database(&self.path, self.volatile) {
             Ok(db) => {
                 handle.db = Some(db);
                 handle.opened += 1;
@@ -531,11 +545,16 @@ const CACHE_BYTES: usize = 4 << 20;
 /// Opens (or creates) the redb file at `path`. redb asserts rather than returns an error on
 /// some damaged files (a truncated one): that panic is caught and reported as
 /// [`Error::Damaged`], one clear line instead of a backtrace.
-fn open_database(path: &Path) -> Result<Database> {
+/// Opens (or creates) the database at `path`; `volatile`: one whose commits do not wait for
+/// the disk ([`runtime`]).
+fn open_database(path: &Path, volatile: bool) -> Result<Database> {
     match quietly(|| {
-        redb::Builder::new()
-            .set_cache_size(CACHE_BYTES)
-            .create(path)
+        let mut builder = redb::Builder::new();
+        builder.set_cache_size(CACHE_BYTES);
+        match volatile {
+            false => builder.create(path),
+            true => builder.create_with_backend(runtime::Unsynced::open(path)?),
+        }
     }) {
         Ok(Ok(db)) => Ok(db),
         Ok(Err(DatabaseError::DatabaseAlreadyOpen)) => Err(Error::Startup(format!(
@@ -852,12 +871,12 @@ impl Store {
         })
     }
 
-    /// Writes (or replaces) one guest port durably, in one fsync ([`Commit::Checksummed`]).
+    /// Writes (or replaces) one guest port (in the runtime store: see [`runtime`]).
     pub fn put_port<T: Serialize>(&self, name: &str, port: &T) -> Result<()> {
         self.put_record(PORTS, Commit::Checksummed, "port", name, port)
     }
 
-    /// Deletes one guest port durably, in one fsync ([`Commit::Checksummed`]).
+    /// Deletes one guest port.
     pub fn delete_port(&self, name: &str) -> Result<()> {
         self.delete_record(PORTS, Commit::Checksummed, "port", name)
     }
@@ -888,7 +907,8 @@ impl Store {
         self.records(HOST_BRIDGES, "host bridge")
     }
 
-    /// Writes (or replaces) one port of the hypervisor daemon durably, keyed by its UUID.
+    /// Writes (or replaces) one port of the hypervisor daemon, keyed by its UUID (in the
+    /// runtime store).
     pub fn put_hypervisor_port<T: Serialize>(&self, uuid: &str, record: &T) -> Result<()> {
         self.put_record(
             HYPERVISOR_PORTS,
@@ -899,7 +919,7 @@ impl Store {
         )
     }
 
-    /// Deletes one port of the hypervisor daemon durably.
+    /// Deletes one port of the hypervisor daemon.
     pub fn delete_hypervisor_port(&self, uuid: &str) -> Result<()> {
         self.delete_record(HYPERVISOR_PORTS, Commit::Checksummed, "network port", uuid)
     }
@@ -907,6 +927,34 @@ impl Store {
     /// Reads every port of the hypervisor daemon.
     pub fn hypervisor_ports<T: serde::de::DeserializeOwned>(&self) -> Result<Vec<T>> {
         self.records(HYPERVISOR_PORTS, "network port")
+    }
+
+    /// Every key and value of `table`, undecoded (none when there is no such table).
+    fn raw_rows(&self, table: RecordTable) -> Result<Vec<(String, Vec<u8>)>> {
+        let ctx = || format!("cannot read table {} of {}", table, self.path.display());
+        self.with_db(|db| {
+            let txn = db.begin_read().map_err(|e| Error::store(ctx(), e))?;
+            let Some(t) = open_for_reading(&txn, table, ctx)? else {
+                return Ok(Vec::new());
+            };
+            let mut rows = Vec::new();
+            for item in t.iter().map_err(|e| Error::store(ctx(), e))? {
+                let (key, value) = item.map_err(|e| Error::store(ctx(), e))?;
+                rows.push((key.value().to_string(), value.value().to_vec()));
+            }
+            Ok(rows)
+        })
+    }
+
+    /// Deletes `table` with everything in it, durably.
+    fn drop_table(&self, table: RecordTable) -> Result<()> {
+        let ctx = || format!("cannot delete table {} of {}", table, self.path.display());
+        self.with_db(|db| {
+            let txn = begin_write(db, &self.path, Commit::TwoPhase)?;
+            txn.delete_table(table)
+                .map_err(|e| Error::store(ctx(), e))?;
+            txn.commit().map_err(|e| Error::store(ctx(), e))
+        })
     }
 }
 

@@ -97,7 +97,7 @@ impl Ports {
     /// Forgets a port whose device is gone, without touching the kernel (a link of that name,
     /// if any, is someone else's). Runs holding `changes` exclusively.
     fn forget_port(&self, name: &str) -> Result<()> {
-        self.store.delete_port(name)?;
+        self.runtime.delete_port(name)?;
         self.book.write().remove(name);
         Ok(())
     }

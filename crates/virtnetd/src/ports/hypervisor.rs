@@ -219,7 +219,7 @@ impl Ports {
     }
 
     fn store_hypervisor_port(&self, record: &HypervisorPort) -> Result<()> {
-        self.store.put_hypervisor_port(
+        self.runtime.put_hypervisor_port(
             &record.port.uuid.to_string(),
             &StoredPort {
                 network: record.network.clone(),
@@ -269,7 +269,7 @@ impl Ports {
         let record = self
             .hypervisor_port(uuid)
             .ok_or_else(|| port_not_found(uuid))?;
-        self.store.delete_hypervisor_port(&uuid.to_string())?;
+        self.runtime.delete_hypervisor_port(&uuid.to_string())?;
         self.hypervisor.write().remove(&uuid);
         Ok(record)
     }

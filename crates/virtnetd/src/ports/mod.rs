@@ -184,8 +184,11 @@ fn invalid(field: &str, message: impl std::fmt::Display) -> Error {
 pub struct Ports {
     /// The ports, by tap name.
     book: PortBook,
-    /// The store (only its port table is written here).
+    /// The durable store: only read here, for the guests' leases.
     store: Arc<Store>,
+    /// The runtime store ([`crate::store::RUNTIME_DB_FILE`]): the port records, this
+    /// boot's and the hypervisor's.
+    runtime: Arc<Store>,
     /// The kernel of virtnetd's network namespace.
     kernel: Arc<Mutex<PortKernel>>,
     /// Which bridge serves a network.
@@ -216,20 +219,22 @@ impl std::fmt::Debug for Ports {
 }
 
 impl Ports {
-    /// The ports stored in `store`, attached through `kernel` to the bridges `directory`
-    /// names.
+    /// The ports stored in `runtime`, attached through `kernel` to the bridges `directory`
+    /// names; their guests' leases are read from `store`.
     pub fn open(
         store: Arc<Store>,
+        runtime: Arc<Store>,
         kernel: Arc<Mutex<PortKernel>>,
         directory: Arc<dyn BridgeDirectory>,
         guard: Arc<Antispoof>,
     ) -> Result<Ports> {
         Ok(Ports {
             guard,
-            book: PortBook::new(store.ports()?),
-            hypervisor: hypervisor::HypervisorBook::load(&store)?,
+            book: PortBook::new(runtime.ports()?),
+            hypervisor: hypervisor::HypervisorBook::load(&runtime)?,
             hypervisor_changes: Mutex::new(()),
             store,
+            runtime,
             kernel,
             directory,
             claims: Claims::default(),
@@ -529,7 +534,7 @@ impl Ports {
     /// kernel's part goes again (the link too, unless it was adopted). No lock is held across
     /// the commit: the claim keeps the name and MAC.
     fn remember(&self, claim: Claim<'_>, record: PortRecord) -> Result<Port> {
-        if let Err(e) = self.store.put_port(&record.name, &record) {
+        if let Err(e) = self.runtime.put_port(&record.name, &record) {
             let _ = lock(&self.kernel).remove_port(&record.name, !record.adopted);
             self.drop_guard(&record.name);
             return Err(e);
@@ -648,7 +653,7 @@ impl Ports {
         let t_kernel = t0.elapsed();
         self.drop_guard(&record.name);
         let t_guard = t0.elapsed();
-        self.store.delete_port(&record.name)?;
+        self.runtime.delete_port(&record.name)?;
         self.book.write().remove(&record.name);
         tracing::debug!(
             kernel_us = t_kernel.as_micros() as u64,
@@ -700,7 +705,7 @@ impl Ports {
                 )));
             }
             lock(&self.kernel).set_port_up(name, record.link_up)?;
-            self.store.put_port(name, &record)?;
+            self.runtime.put_port(name, &record)?;
             self.book.write().insert(name.to_string(), record.clone());
             return Ok(self.port_view(&record));
         }
@@ -715,7 +720,7 @@ impl Ports {
                     return Err(e);
                 }
             };
-        if let Err(e) = self.store.put_port(name, &record) {
+        if let Err(e) = self.runtime.put_port(name, &record) {
             let _ = self.apply_guard(&before);
             let old_bridge = self.bridge_for(&before.source).ok();
             let _ = lock(&self.kernel).configure_port(&self.tap_plan(&before, old_bridge, false));
@@ -792,7 +797,7 @@ impl Ports {
         for r in records {
             if !present.contains(r.name.as_str()) {
                 tracing::info!(port = %r.name, domain = %r.domain, "tap gone while virtnetd was down; port removed");
-                self.store.delete_port(&r.name)?;
+                self.runtime.delete_port(&r.name)?;
                 self.book.write().remove(&r.name);
                 continue;
             }
