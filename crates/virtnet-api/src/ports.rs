@@ -226,6 +226,25 @@ impl Client {
         decode(&resp)
     }
 
+    /// `DELETE /v1/ports?domain=D&kind=K[&mac=M]`: detaches and deletes the one port of
+    /// guest `domain` whose source is a `kind` (`network`, `bridge`) and, with `mac`, has that
+    /// MAC. Not found when there is none, a conflict when there are several; then nothing is
+    /// deleted.
+    pub fn delete_guest_port(
+        &self,
+        domain: &str,
+        kind: &str,
+        mac: Option<&str>,
+    ) -> Result<Port, ClientError> {
+        let escape = crate::paths::escape;
+        let mut path = format!("{PORTS}?domain={}&kind={}", escape(domain), escape(kind));
+        if let Some(mac) = mac {
+            path.push_str(&format!("&mac={}", escape(mac)));
+        }
+        let resp = self.checked("DELETE", &path, &[], None)?;
+        decode(&resp)
+    }
+
     /// `GET /v1/ports[?domain=D]`: every port, or one guest's, sorted by name.
     pub fn ports(&self, domain: Option<&str>) -> Result<Vec<Port>, ClientError> {
         let path = match domain {

@@ -50,7 +50,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/networks/:id/leases", get(leases))
         .route("/v1/networks/:id/update", post(update))
         .route(virtnet_api::EVENTS, get(events))
-        .route(virtnet_api::PORTS, get(list_ports).post(create_port))
+        .route(
+            virtnet_api::PORTS,
+            get(list_ports)
+                .post(create_port)
+                .delete(delete_matching_port),
+        )
         .route("/v1/ports/:name", axum::routing::delete(delete_port))
         .route("/v1/ports/:name/source", put(move_port))
         .route("/v1/ports/:name/link", put(set_port_link))
@@ -494,6 +499,31 @@ async fn list_ports(State(state): State<Shared>, q: QueryArg<PortsQuery>) -> Ans
             Ok(state
                 .ports
                 .list(q.domain.as_deref(), q.counters.unwrap_or(true)))
+        })
+        .await?,
+    )
+}
+
+/// Query of `DELETE /v1/ports`: which port of which guest.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DetachQuery {
+    /// The guest.
+    domain: String,
+    /// `network` or `bridge`: the kind of the port's source.
+    kind: String,
+    /// The guest MAC, when the guest may have several such ports.
+    mac: Option<String>,
+}
+
+/// `DELETE /v1/ports?domain=D&kind=K[&mac=M]`: `detach-interface` in one request.
+async fn delete_matching_port(State(state): State<Shared>, q: QueryArg<DetachQuery>) -> Answer {
+    let q = query(q)?;
+    json(
+        blocking(move || {
+            state
+                .ports
+                .delete_matching(&q.domain, &q.kind, q.mac.as_deref())
         })
         .await?,
     )

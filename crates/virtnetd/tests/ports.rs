@@ -310,3 +310,83 @@ fn kill_9_during_concurrent_attaches_loses_no_acknowledged_port() {
         acked.len()
     );
 }
+
+/// `DELETE /v1/ports?domain=D&kind=K[&mac=M]` (`detach-interface` in one request) deletes
+/// the one matching port, and refuses anything else — none, several, a MAC or kind it
+/// cannot read — without deleting anything.
+#[test]
+fn a_guest_port_is_detached_by_guest_kind_and_mac_in_one_request() {
+    use virtnet_api::ErrorCode;
+    let lab = Lab::new("portsdel");
+    let mut daemon = Daemon::start_in(lab.host());
+    let name = daemon.define(&network(
+        "default",
+        "virbr0",
+        "192.168.122",
+        "<forward mode='nat'/>",
+    ));
+    daemon.cli_ok(&["net-start", &name]);
+    let client = Client::new(daemon.socket());
+    for mac in ["52:54:00:00:00:01", "52:54:00:00:00:02"] {
+        client
+            .create_port(&request("vm1", "default", mac))
+            .expect("create port");
+    }
+    let names = |client: &Client| -> Vec<String> {
+        client
+            .ports(Some("vm1"))
+            .expect("list")
+            .into_iter()
+            .map(|p| p.name)
+            .collect()
+    };
+    assert_eq!(names(&client), ["vnet0", "vnet1"]);
+
+    let refused = [
+        (None, "network", ErrorCode::Conflict, "2 matching"),
+        (
+            Some("52:54:00:00:00:09"),
+            "network",
+            ErrorCode::NotFound,
+            "no matching",
+        ),
+        (
+            Some("52:54:00:00:00:01"),
+            "bridge",
+            ErrorCode::NotFound,
+            "no matching",
+        ),
+        (Some("52:54:zz"), "network", ErrorCode::Invalid, "mac"),
+        (
+            Some("52:54:00:00:00:01"),
+            "direct",
+            ErrorCode::Invalid,
+            "kind",
+        ),
+    ];
+    for (mac, kind, code, says) in refused {
+        let err = client
+            .delete_guest_port("vm1", kind, mac)
+            .expect_err("refused");
+        assert_eq!(err.code(), Some(code), "{mac:?} {kind}: {err}");
+        assert!(err.to_string().contains(says), "{mac:?} {kind}: {err}");
+        assert_eq!(names(&client), ["vnet0", "vnet1"], "nothing deleted");
+    }
+    let err = client
+        .delete_guest_port("vm2", "network", None)
+        .expect_err("no such guest");
+    assert_eq!(err.code(), Some(ErrorCode::NotFound), "{err}");
+
+    let gone = client
+        .delete_guest_port("vm1", "network", Some("52:54:00:00:00:02"))
+        .expect("detach by MAC");
+    assert_eq!(gone.name, "vnet1");
+    assert!(link(&lab, "vnet1").is_empty(), "tap left");
+    assert_eq!(names(&client), ["vnet0"]);
+    // The last one needs no MAC.
+    let gone = client
+        .delete_guest_port("vm1", "network", None)
+        .expect("detach the only one");
+    assert_eq!(gone.name, "vnet0");
+    assert!(names(&client).is_empty());
+}

@@ -422,12 +422,26 @@ pub fn detach_interface(ctx: &Ctx, a: &DetachInterfaceArgs) -> Result<(), Failur
         ],
         &a.args,
     )?;
-    let ports = domain_ports(ctx, &v[0])?;
-    let port = pick_for_detach(&ports, &v[1], a.mac.as_deref())
-        .map_err(|e| failed_then(e, "Failed to detach interface"))?;
-    ctx.client
-        .delete_port(&port.name)
-        .map_err(|e| failed("Failed to detach interface", &e))?;
+    // One request when the daemon finds exactly one such port (the usual case); when it
+    // does not (none, several, a MAC or type it cannot read), nothing was deleted and the
+    // ports are looked up here to say why in virsh's words.
+    match ctx.client.delete_guest_port(&v[0], &v[1], a.mac.as_deref()) {
+        Ok(_) => {}
+        Err(e)
+            if matches!(
+                e.code(),
+                Some(ErrorCode::NotFound | ErrorCode::Conflict | ErrorCode::Invalid)
+            ) =>
+        {
+            let ports = domain_ports(ctx, &v[0])?;
+            let port = pick_for_detach(&ports, &v[1], a.mac.as_deref())
+                .map_err(|e| failed_then(e, "Failed to detach interface"))?;
+            ctx.client
+                .delete_port(&port.name)
+                .map_err(|e| failed("Failed to detach interface", &e))?;
+        }
+        Err(e) => return Err(failed("Failed to detach interface", &e)),
+    }
     ctx.extra(DETACHED_INTERFACE);
     Ok(())
 }

@@ -627,6 +627,67 @@ impl Ports {
         self.remove_port(record)
     }
 
+    /// `DELETE /v1/ports?domain=D&kind=K[&mac=M]` (`detach-interface` in one request): deletes
+    /// the one port of guest `domain` whose source is a `kind` (`network` or `bridge`) and,
+    /// with `mac`, that has that MAC. Anything but exactly one such port — the hypervisor's
+    /// ports of the guest counted too — is refused (not found, or a conflict naming how many)
+    /// and nothing is deleted: the caller then looks the ports up itself to say why, in
+    /// virsh's words.
+    pub fn delete_matching(&self, domain: &str, kind: &str, mac: Option<&str>) -> Result<Port> {
+        let mac: Option<MacAddr> = mac
+            .map(|m| {
+                m.parse()
+                    .map_err(|_| invalid("mac", format!("'{m}' is not a MAC address")))
+            })
+            .transpose()?;
+        if !matches!(kind, "network" | "bridge") {
+            return Err(invalid(
+                "kind",
+                format!("'{kind}' is not an interface kind (network, bridge)"),
+            ));
+        }
+        let matches = |source: &InterfaceSource, port_mac: MacAddr| {
+            let source_kind = match source {
+                InterfaceSource::Network(_) => "network",
+                InterfaceSource::Bridge(_) => "bridge",
+            };
+            source_kind == kind && mac.is_none_or(|m| m == port_mac)
+        };
+        let _shared = self.shared();
+        let own: Vec<String> = self
+            .book
+            .read()
+            .values()
+            .filter(|r| r.domain == domain && matches(&r.source, r.mac))
+            .map(|r| r.name.clone())
+            .collect();
+        let theirs = self
+            .hypervisor_views(Some(domain))
+            .iter()
+            .filter(|p| {
+                p.mac
+                    .parse()
+                    .is_ok_and(|port_mac| matches(&p.source, port_mac))
+            })
+            .count();
+        let name = match (own.as_slice(), theirs) {
+            ([name], 0) => name.clone(),
+            ([], 0) => {
+                return Err(Error::missing(format!(
+                    "guest '{domain}' has no matching {kind} interface"
+                )))
+            }
+            _ => {
+                return Err(Error::conflict(format!(
+                    "guest '{domain}' has {} matching interfaces",
+                    own.len() + theirs
+                )))
+            }
+        };
+        let (record, _claim) = self.claim_existing(&name)?;
+        self.remove_port(record)
+    }
+
     /// Claims an existing port for a change or its deletion. A port another request is
     /// deleting is as good as gone (not found); one another request is changing is a
     /// conflict, as a second `virsh` would see it.
