@@ -318,7 +318,7 @@ fn kill_9_during_concurrent_attaches_loses_no_acknowledged_port() {
 fn a_guest_port_is_detached_by_guest_kind_and_mac_in_one_request() {
     use virtnet_api::ErrorCode;
     let lab = Lab::new("portsdel");
-    let mut daemon = Daemon::start_in(lab.host());
+    let daemon = Daemon::start_in(lab.host());
     let name = daemon.define(&network(
         "default",
         "virbr0",
