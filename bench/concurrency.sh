@@ -249,7 +249,8 @@ for (a, s), (b, e) in zip(marks[::2], marks[1::2]):
 req = re.compile(r"method=(\S+) path=([^}\s]+)\}.*answered.*elapsed_us=(\d+)")
 def kind(method, path):
     if method == "POST" and path == "/v1/ports": return "attach"
-    if method == "DELETE" and path.startswith("/v1/ports/"): return "detach"
+    # One request per detach (`DELETE /v1/ports?domain=…`); older builds: by name.
+    if method == "DELETE" and path.startswith("/v1/ports"): return "detach"
     if method == "GET" and path == "/v1/networks": return "list"
     if method == "GET" and path == "/v1/networks/n000/leases": return "leases"
     return None
