@@ -383,3 +383,44 @@ fn a_parked_bridge_frees_its_name_addresses_and_ports() {
     let e = nl.park_link(other, "virbr0", "x").unwrap_err();
     assert!(e.to_string().contains("virbr0"), "{e}");
 }
+
+#[test]
+fn a_parked_tap_is_down_off_its_bridge_and_renamed_in_one_batch() {
+    let mut nl = netns();
+    let bridge = nl
+        .create_bridge(&BridgeSpec {
+            stp: false,
+            ..spec("virbr0")
+        })
+        .unwrap();
+    virtnet_host::tap::create_tap(&virtnet_host::tap::TapSpec {
+        name: "vnet0".into(),
+        owner: None,
+        group: None,
+        multi_queue: false,
+        vnet_hdr: false,
+    })
+    .unwrap();
+    let tap = nl.link("vnet0").unwrap().expect("tap").index;
+    nl.set_port(
+        tap,
+        &virtnet_host::PortSettings {
+            master: Some(Some(bridge)),
+            up: Some(true),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(nl.ports_of(bridge).unwrap(), vec![tap]);
+
+    assert!(nl.park_port(tap, "vnpark0", "virtnet:/parked").unwrap());
+    let parked = nl.link_by_index(tap).unwrap().expect("still exists");
+    assert_eq!(parked.name, "vnpark0");
+    assert_eq!(parked.alias.as_deref(), Some("virtnet:/parked"));
+    assert!(!parked.up);
+    assert_eq!(parked.master, None);
+    assert!(nl.link("vnet0").unwrap().is_none(), "the name is free");
+
+    nl.delete_link(tap).unwrap();
+    assert!(!nl.park_port(tap, "vnpark0", "virtnet:/parked").unwrap());
+}

@@ -679,6 +679,48 @@ impl Netlink {
         Ok(true)
     }
 
+    /// Takes a guest's tap out of service: off its bridge and down, then renamed to `name`
+    /// with alias `alias` (a link must be down to be renamed), in one pipelined batch of two
+    /// requests. [`Netlink::park_link`] without its look-ups: a tap has no ports, and no
+    /// addresses (IPv6 is off on it, IPv4 is never given to it), so a `detach-interface`
+    /// dumps no link or address table.
+    ///
+    /// Returns `Ok(false)` when the link no longer exists.
+    pub fn park_port(&mut self, ifindex: u32, name: &str, alias: &str) -> Result<bool> {
+        const OP: &str = "park port";
+        validate_name(OP, name)?;
+        let mut off = LinkMessage::default();
+        off.header.index = ifindex;
+        off.header.change_mask = LinkFlags::Up;
+        off.attributes.push(LinkAttribute::Controller(0));
+        let mut rename = LinkMessage::default();
+        rename.header.index = ifindex;
+        rename
+            .attributes
+            .push(LinkAttribute::IfName(name.to_string()));
+        rename
+            .attributes
+            .push(LinkAttribute::IfAlias(alias.to_string()));
+        let results = self
+            .request_many(
+                vec![
+                    RouteNetlinkMessage::SetLink(off),
+                    RouteNetlinkMessage::SetLink(rename),
+                ],
+                0,
+            )
+            .map_err(|e| e.ctx(OP, format!("#{ifindex} as {name}")))?;
+        for r in results {
+            match r {
+                Ok(()) => {}
+                // The link went away meanwhile: nothing left to park.
+                Err(e) if e.errno() == Some(libc::ENODEV) => return Ok(false),
+                Err(e) => return Err(e.ctx(OP, format!("#{ifindex} as {name}"))),
+            }
+        }
+        Ok(true)
+    }
+
     /// Deletes one link by index (`RTM_DELLINK`). A link that is already gone
     /// (`ENODEV`) counts as deleted.
     pub fn delete_link(&mut self, ifindex: u32) -> Result<()> {

@@ -318,17 +318,8 @@ impl PortKernel {
     /// deletes it itself. A parked tap the reaper does not get to (virtnetd killed) carries
     /// virtnet's alias and is removed as a leftover by the next start-up's reconcile.
     fn park_tap(&mut self, name: &str, index: u32) -> bool {
-        let off = self.netlink.set_port(
-            index,
-            &virtnet_host::PortSettings {
-                master: Some(None),
-                up: Some(false),
-                ..Default::default()
-            },
-        );
         let parked_name = format!("{PARKED_NAME_PREFIX}{index}");
-        let parked = off.and_then(|()| self.netlink.park_link(index, &parked_name, PARKED_ALIAS));
-        match parked {
+        match self.netlink.park_port(index, &parked_name, PARKED_ALIAS) {
             // Gone meanwhile: nothing left to delete.
             Ok(false) => true,
             Ok(true) => match self.reaper.delete(vec![index]) {
