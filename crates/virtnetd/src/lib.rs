@@ -10,6 +10,7 @@
 //! - [`kernel`]: networks in the kernel (bridges, addresses, routes, firewall), reconcile;
 //! - [`reaper`]: deletes the bridges of destroyed networks off the request path;
 //! - [`forwards`]: port forwards (resolved guests, map elements, following leases);
+//! - [`guest_hosts`]: the guest-names file the NSS module answers from;
 //! - [`ports`]: guest ports (taps), their moves and the guests' addresses;
 //! - [`hostbridge`]: bridges made from host NICs;
 //! - [`api`]: the axum routes;
@@ -25,6 +26,7 @@ pub mod api;
 pub mod error;
 pub mod external;
 pub mod forwards;
+pub mod guest_hosts;
 pub mod hostbridge;
 pub mod kernel;
 pub mod libvirt;

@@ -80,6 +80,8 @@ pub struct Daemon {
     admin_gid: Option<u32>,
     /// libvirt's sockets, bound and not yet served (`None` when turned off).
     libvirt: Option<crate::libvirt::listener::Sockets>,
+    /// The guest-names file (`<run-dir>/guest-hosts`, see [`crate::guest_hosts`]).
+    guest_hosts: PathBuf,
     // Held for the life of the daemon: the flock is released when the file is closed.
     _lock: File,
 }
@@ -186,6 +188,7 @@ impl Daemon {
             socket,
             ro_socket,
             admin_gid: config.socket_gid,
+            guest_hosts: config.run_dir.join(virtnet_nss::HOSTS_FILE_NAME),
             _lock: lock,
         })
     }
@@ -199,6 +202,11 @@ impl Daemon {
         let paths = [self.socket.path.as_path(), self.ro_socket.path.as_path()];
         // Port forwards to names follow the guests' leases while the daemon serves.
         let follower = tokio::spawn(crate::forwards::follow_leases(Arc::clone(&self.state)));
+        // The guest names the NSS module reads (`libnss_virtnet.so.2`).
+        let names = tokio::spawn(crate::guest_hosts::keep_current(
+            Arc::clone(&self.state),
+            self.guest_hosts.clone(),
+        ));
         // The libvirt front end stops with the JSON API: both stop accepting at once.
         let (stop_libvirt, stopped) = watch::channel(false);
         let libvirt = self.libvirt.take().map(|sockets| {
@@ -217,6 +225,7 @@ impl Daemon {
         )
         .await;
         follower.abort();
+        names.abort();
         let _ = stop_libvirt.send(true);
         if let Some(task) = libvirt {
             match task.await {
