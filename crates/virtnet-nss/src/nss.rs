@@ -195,6 +195,28 @@ unsafe fn fill_hostent(
         Ok(found) => found,
         Err(miss) => return missed(miss, errnop, herrnop),
     };
+    write_hostent(
+        &canonical, &addrs, af, result, buffer, buflen, errnop, herrnop, ttlp, canonp,
+    )
+}
+
+/// Lays `canonical` and `addrs` (all of family `af`) out in the caller's buffer as `result`.
+///
+/// # Safety
+/// As [`fill_hostent`].
+#[allow(clippy::too_many_arguments)]
+unsafe fn write_hostent(
+    canonical: &str,
+    addrs: &[IpAddr],
+    af: c_int,
+    result: *mut hostent,
+    buffer: *mut c_char,
+    buflen: usize,
+    errnop: *mut c_int,
+    herrnop: *mut c_int,
+    ttlp: *mut i32,
+    canonp: *mut *mut c_char,
+) -> nss_status {
     let mut arena = Arena {
         base: buffer.cast(),
         len: buflen,
@@ -202,11 +224,11 @@ unsafe fn fill_hostent(
     };
     let addr_len = if af == libc::AF_INET { 4 } else { 16 };
     let layout = (|| {
-        let h_name = arena.string(&canonical)?;
+        let h_name = arena.string(canonical)?;
         let aliases = arena.array::<*mut c_char>(1)?;
         let list = arena.array::<*mut c_char>(addrs.len() + 1)?;
         let mut filled = Vec::with_capacity(addrs.len());
-        for addr in &addrs {
+        for addr in addrs {
             let p = arena.take(addr_len, 4)?;
             let bytes: Vec<u8> = match addr {
                 IpAddr::V4(a) => a.octets().to_vec(),
@@ -404,4 +426,77 @@ unsafe fn fill_tuples(
         *ttlp = 0;
     }
     NSS_STATUS_SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A buffer too small is `TRYAGAIN` with `ERANGE` (glibc then retries with a bigger
+    /// one); a big enough one holds every pointer of the answer inside it.
+    #[test]
+    fn answers_fit_the_callers_buffer_or_ask_for_a_bigger_one() {
+        let addrs: Vec<IpAddr> = vec!["192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap()];
+        let mut result = std::mem::MaybeUninit::<hostent>::zeroed();
+        let (mut errno, mut herrno) = (0, 0);
+        let mut small = [0 as c_char; 16];
+        // SAFETY: valid pointers, `small` is 16 writable bytes.
+        let status = unsafe {
+            write_hostent(
+                "a-guest-name",
+                &addrs,
+                libc::AF_INET,
+                result.as_mut_ptr(),
+                small.as_mut_ptr(),
+                small.len(),
+                &mut errno,
+                &mut herrno,
+                ptr::null_mut(),
+                ptr::null_mut(),
+            )
+        };
+        assert_eq!(
+            (status, errno, herrno),
+            (NSS_STATUS_TRYAGAIN, libc::ERANGE, NETDB_INTERNAL)
+        );
+
+        let mut big = vec![0 as c_char; 256];
+        let mut canon: *mut c_char = ptr::null_mut();
+        let mut ttl = -1;
+        // SAFETY: as above, with 256 bytes.
+        let status = unsafe {
+            write_hostent(
+                "a-guest-name",
+                &addrs,
+                libc::AF_INET,
+                result.as_mut_ptr(),
+                big.as_mut_ptr(),
+                big.len(),
+                &mut errno,
+                &mut herrno,
+                &mut ttl,
+                &mut canon,
+            )
+        };
+        assert_eq!(status, NSS_STATUS_SUCCESS);
+        // SAFETY: filled in by the successful call above.
+        let h = unsafe { result.assume_init_ref() };
+        let inside = |p: *const c_char| {
+            let (lo, hi) = (big.as_ptr() as usize, big.as_ptr() as usize + big.len());
+            (lo..hi).contains(&(p as usize))
+        };
+        assert!(inside(h.h_name) && canon == h.h_name && ttl == 0);
+        // SAFETY: the pointers were checked to be in `big`, laid out by write_hostent.
+        unsafe {
+            assert_eq!(CStr::from_ptr(h.h_name).to_str(), Ok("a-guest-name"));
+            assert!((*h.h_aliases).is_null());
+            assert_eq!((h.h_addrtype, h.h_length), (libc::AF_INET, 4));
+            for (i, want) in [[192u8, 0, 2, 1], [192, 0, 2, 2]].iter().enumerate() {
+                let p = *h.h_addr_list.add(i);
+                assert!(inside(p));
+                assert_eq!(std::slice::from_raw_parts(p.cast::<u8>(), 4), want);
+            }
+            assert!((*h.h_addr_list.add(2)).is_null());
+        }
+    }
 }
