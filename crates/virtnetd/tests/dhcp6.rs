@@ -343,6 +343,10 @@ fn dhcp6_nat_network_serves_ipv4_and_ipv6_on_one_bridge() {
     let guest = guest6(&lab, "virbr0", None);
     let script = udhcpc_script(dir);
     guest.udhcpc(&script, "dual");
+    // The udhcpc script flushes every address of eth0, the link-local one too: cycling the
+    // link makes a new one (and keeps the IPv4 lease's address).
+    guest.ns().ip_ok(["link", "set", "eth0", "down"]);
+    guest.ns().ip_ok(["link", "set", "eth0", "up"]);
     let c = Client6::start(&guest, dir, "dual", "", &[]);
     let v6 = c.wait_bound();
     assert!(in_range(&v6, 0x10, 0xff), "{v6}");
