@@ -389,7 +389,11 @@ impl NetworkFirewall {
         }
         if self.dhcp6 {
             // DHCPv6 clients send to All_DHCP_Relay_Agents_and_Servers (ff02::1:2).
-            out.push((IpAddr::V6(Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 1, 2)), "udp", 547));
+            out.push((
+                IpAddr::V6(Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 1, 2)),
+                "udp",
+                547,
+            ));
         }
         if let Some(a) = self.tftp {
             out.push((a, "udp", 69));

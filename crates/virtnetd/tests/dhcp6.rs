@@ -33,7 +33,9 @@ fn start(lab: &Lab, xml: &str) -> (Daemon, String) {
 /// A guest on `bridge` (MAC `mac` when given) whose link-local address is usable at once.
 fn guest6(lab: &Lab, bridge: &str, mac: Option<&str>) -> Guest {
     let guest = lab.guest_unattached();
-    guest.ns().run_ok(["sysctl", "-qw", "net.ipv6.conf.eth0.accept_dad=0"]);
+    guest
+        .ns()
+        .run_ok(["sysctl", "-qw", "net.ipv6.conf.eth0.accept_dad=0"]);
     if let Some(mac) = mac {
         guest.ns().ip_ok(["link", "set", "eth0", "address", mac]);
     }
@@ -141,7 +143,9 @@ impl Client6 {
     /// Waits for the first bound address (BOUND6 or REBOOT6).
     fn wait_bound(&self) -> String {
         assert!(
-            eventually(BIND_LIMIT, || !self.bound(&["BOUND6", "REBOOT6"]).is_empty()),
+            eventually(BIND_LIMIT, || !self
+                .bound(&["BOUND6", "REBOOT6"])
+                .is_empty()),
             "dhclient -6 did not bind; its events: {:?}\n{}",
             self.events(),
             std::fs::read_to_string(&self.output).unwrap_or_default()
@@ -173,7 +177,9 @@ fn v6_leases(daemon: &Daemon, net: &str) -> Vec<serde_json::Value> {
 fn in_range(addr: &str, low: u16, high: u16) -> bool {
     addr.parse::<std::net::Ipv6Addr>().is_ok_and(|a| {
         let s = a.segments();
-        s[..4] == [0x2001, 0xdb8, 0xac10, 0xfd01] && s[4..7] == [0, 0, 1] && (low..=high).contains(&s[7])
+        s[..4] == [0x2001, 0xdb8, 0xac10, 0xfd01]
+            && s[4..7] == [0, 0, 1]
+            && (low..=high).contains(&s[7])
     })
 }
 
@@ -200,7 +206,10 @@ fn dhclient6_leases_renews_and_keeps_its_address_across_kill_9() {
     let addr = client.wait_bound();
     assert!(in_range(&addr, 0x10, 0xff), "{addr}");
     assert!(
-        guest.ns().ip_ok(["-6", "addr", "show", "dev", "eth0"]).contains(&addr),
+        guest
+            .ns()
+            .ip_ok(["-6", "addr", "show", "dev", "eth0"])
+            .contains(&addr),
         "the guest holds it"
     );
 
@@ -212,21 +221,33 @@ fn dhclient6_leases_renews_and_keeps_its_address_across_kill_9() {
     // dhclient's DUID-LLT: type 1, Ethernet, a time, the guest's MAC.
     let duid = rows[0]["clientId"].as_str().unwrap_or_default().to_string();
     assert!(duid.starts_with("00:01:00:01:"), "{duid}");
-    assert!(duid.ends_with(&guest.mac()), "{duid} ends with {}", guest.mac());
+    assert!(
+        duid.ends_with(&guest.mac()),
+        "{duid} ends with {}",
+        guest.mac()
+    );
     assert_eq!(rows[0]["mac"], guest.mac().as_str());
     // virsh's table: the ipv6 row with its prefix length and the DUID.
     let table = daemon.cli_ok(&["net-dhcp-leases", &net]);
-    let row = table.lines().find(|l| l.contains("ipv6")).unwrap_or_default();
+    let row = table
+        .lines()
+        .find(|l| l.contains("ipv6"))
+        .unwrap_or_default();
     assert!(row.contains(&format!("{addr}/64")), "{table}");
     assert!(row.contains(&duid), "{table}");
 
     // A renewal at T1 keeps the address.
     assert!(
-        eventually(Duration::from_secs(40), || !client.bound(&["RENEW6"]).is_empty()),
+        eventually(Duration::from_secs(40), || !client
+            .bound(&["RENEW6"])
+            .is_empty()),
         "no RENEW6: {:?}",
         client.events()
     );
-    assert!(client.bound(&["RENEW6", "REBIND6"]).iter().all(|a| *a == addr));
+    assert!(client
+        .bound(&["RENEW6", "REBIND6"])
+        .iter()
+        .all(|a| *a == addr));
 
     // kill -9: the lease is in the store, listed at once after the restart.
     daemon.kill9();
@@ -237,29 +258,40 @@ fn dhclient6_leases_renews_and_keeps_its_address_across_kill_9() {
     // The running client renews with the restarted daemon (same server DUID: the bridge's).
     let before = client.bound(&["RENEW6", "REBIND6"]).len();
     assert!(
-        eventually(Duration::from_secs(40), || client.bound(&["RENEW6", "REBIND6"]).len() > before),
+        eventually(Duration::from_secs(40), || client
+            .bound(&["RENEW6", "REBIND6"])
+            .len()
+            > before),
         "no renewal after the restart: {:?}",
         client.events()
     );
-    assert!(client.bound(&["RENEW6", "REBIND6"]).iter().all(|a| *a == addr));
+    assert!(client
+        .bound(&["RENEW6", "REBIND6"])
+        .iter()
+        .all(|a| *a == addr));
 
     // A fresh client process (the same DUID, from the lease file) gets the same address.
     drop(client);
     let again = Client6::start(&guest, dir, "a", "", &[]);
     let events_before = again.bound(&["BOUND6", "REBOOT6"]).len();
     assert!(
-        eventually(BIND_LIMIT, || again.bound(&["BOUND6", "REBOOT6"]).len() > events_before),
+        eventually(BIND_LIMIT, || again.bound(&["BOUND6", "REBOOT6"]).len()
+            > events_before),
         "the fresh client did not bind: {:?}",
         again.events()
     );
-    assert!(again.bound(&["BOUND6", "REBOOT6"]).iter().all(|a| *a == addr));
+    assert!(again
+        .bound(&["BOUND6", "REBOOT6"])
+        .iter()
+        .all(|a| *a == addr));
     drop(again);
 
     // RELEASE frees it.
     let (args, _) = dhclient_args(dir, "a", "", &["-r"]);
     guest.ns().run_ok(args);
     assert!(
-        eventually(Duration::from_secs(10), || v6_leases(&daemon, &net).is_empty()),
+        eventually(Duration::from_secs(10), || v6_leases(&daemon, &net)
+            .is_empty()),
         "the released lease is still listed"
     );
 }
@@ -297,7 +329,10 @@ fn dhcp6_network_static_hosts_by_duid_and_name_and_stateless_information() {
     let stateless = guest6(&lab, "virbr0", None);
     let s = Client6::start(&stateless, dir, "stateless", "", &["-S"]);
     assert!(
-        eventually(BIND_LIMIT, || s.events().iter().any(|(_, _, dns, _)| !dns.is_empty())),
+        eventually(BIND_LIMIT, || s
+            .events()
+            .iter()
+            .any(|(_, _, dns, _)| !dns.is_empty())),
         "no DNS servers from INFORMATION-REQUEST: {:?}",
         s.events()
     );
@@ -308,7 +343,10 @@ fn dhcp6_network_static_hosts_by_duid_and_name_and_stateless_information() {
         .unwrap_or_default();
     assert_eq!(dns, "2001:db8:ac10:fd01::1");
     assert!(search.starts_with("mynet"), "{search}");
-    assert!(addr.is_empty(), "stateless configuration leases nothing: {addr}");
+    assert!(
+        addr.is_empty(),
+        "stateless configuration leases nothing: {addr}"
+    );
     assert_eq!(v6_leases(&daemon, &net).len(), 2);
 }
 
@@ -352,6 +390,130 @@ fn dhcp6_nat_network_serves_ipv4_and_ipv6_on_one_bridge() {
     assert!(in_range(&v6, 0x10, 0xff), "{v6}");
     let rows = leases(&daemon, &net);
     let kinds: Vec<&str> = rows.iter().filter_map(|r| r["type"].as_str()).collect();
-    assert!(kinds.contains(&"ipv4") && kinds.contains(&"ipv6"), "{rows:?}");
-    assert!(rows.iter().all(|r| r["mac"] == guest.mac().as_str()), "{rows:?}");
+    assert!(
+        kinds.contains(&"ipv4") && kinds.contains(&"ipv6"),
+        "{rows:?}"
+    );
+    assert!(
+        rows.iter().all(|r| r["mac"] == guest.mac().as_str()),
+        "{rows:?}"
+    );
+}
+
+/// `dig +short` from `guest` to the network's IPv6 gateway.
+fn dig6(guest: &Guest, args: &[&str]) -> String {
+    let mut all = vec![
+        "dig",
+        "@2001:db8:ac10:fd01::1",
+        "+short",
+        "+time=2",
+        "+tries=2",
+    ];
+    all.extend_from_slice(args);
+    guest.ns().run_ok(all).trim().to_string()
+}
+
+const NAMED_NET: &str = "<network><name>d6n</name><forward mode='nat'/>\
+    <bridge name='vd6n' stp='off'/><domain name='mynet'/>\
+    <ip address='10.67.0.1' prefix='24'/>\
+    <ip family='ipv6' address='2001:db8:ac10:fd01::1' prefix='64'><dhcp>\
+    <range start='2001:db8:ac10:fd01::1:10' end='2001:db8:ac10:fd01::1:ff'/>\
+    <host id='0:3:0:1:0:16:3e:11:22:33' name='peter' ip='2001:db8:ac10:fd01::1:22'/>\
+    </dhcp></ip></network>";
+
+/// Items 3 and 4: the name a DHCPv6 client sends gets an AAAA record and an ip6.arpa PTR,
+/// answered on the IPv6 gateway address; a static IPv6 host's name resolves both ways; a
+/// static host added with `net-update --live` applies at once (a new client with that DUID
+/// gets its address) without restarting anything (the first lease stays, the bridge is the
+/// same), and removing it takes its name out of DNS.
+#[test]
+fn dhcp6_names_resolve_and_net_update_of_ipv6_hosts_applies_live() {
+    let lab = Lab::new("dhcp6-dns");
+    let (daemon, net) = start(&lab, NAMED_NET);
+    let dir = lab.tmp_dir();
+    let guest = guest6(&lab, "vd6n", None);
+    let c = Client6::start(&guest, dir, "named", "send fqdn.fqdn \"v6guest\";\n", &[]);
+    let addr = c.wait_bound();
+    // The guest's address is a /128: the prefix is on link through the bridge.
+    guest.ns().ip_ok([
+        "-6",
+        "route",
+        "replace",
+        "2001:db8:ac10:fd01::/64",
+        "dev",
+        "eth0",
+    ]);
+    assert!(
+        eventually(Duration::from_secs(10), || dig6(
+            &guest,
+            &["AAAA", "v6guest.mynet"]
+        ) == addr),
+        "AAAA v6guest.mynet: {:?} (want {addr})",
+        dig6(&guest, &["AAAA", "v6guest.mynet"])
+    );
+    assert_eq!(dig6(&guest, &["-x", &addr]), "v6guest.mynet.");
+    assert_eq!(
+        dig6(&guest, &["AAAA", "peter.mynet"]),
+        "2001:db8:ac10:fd01::1:22"
+    );
+    assert_eq!(
+        dig6(&guest, &["-x", "2001:db8:ac10:fd01::1:22"]),
+        "peter.mynet."
+    );
+
+    let bridge_before = lab.host().ip_ok(["-o", "link", "show", "dev", "vd6n"]);
+    let host = "<host id='0:3:0:1:0:16:3e:44:55:77' name='late' ip='2001:db8:ac10:fd01::1:77'/>";
+    daemon.cli_ok(&[
+        "net-update",
+        &net,
+        "add-last",
+        "ip-dhcp-host",
+        host,
+        "--live",
+        "--config",
+    ]);
+    let late = guest6(&lab, "vd6n", Some("00:16:3e:44:55:77"));
+    let c2 = Client6::start(&late, dir, "late", "", &["-D", "LL"]);
+    assert_eq!(c2.wait_bound(), "2001:db8:ac10:fd01::1:77");
+    assert_eq!(
+        dig6(&guest, &["AAAA", "late.mynet"]),
+        "2001:db8:ac10:fd01::1:77"
+    );
+    // Nothing restarted: the same bridge, and the first lease is still there.
+    let bridge_after = lab.host().ip_ok(["-o", "link", "show", "dev", "vd6n"]);
+    assert_eq!(
+        bridge_before.split(':').next(),
+        bridge_after.split(':').next()
+    );
+    let rows = v6_leases(&daemon, &net);
+    assert!(
+        rows.iter().any(|r| r["ipAddress"] == addr.as_str()),
+        "{rows:?}"
+    );
+
+    // A range changed live: a new client is served from the new range only.
+    daemon.cli_ok(&[
+        "net-update",
+        &net,
+        "delete",
+        "ip-dhcp-range",
+        "<range start='2001:db8:ac10:fd01::1:10' end='2001:db8:ac10:fd01::1:ff'/>",
+        "--live",
+    ]);
+    daemon.cli_ok(&[
+        "net-update",
+        &net,
+        "add",
+        "ip-dhcp-range",
+        "<range start='2001:db8:ac10:fd01::2:10' end='2001:db8:ac10:fd01::2:20'/>",
+        "--live",
+    ]);
+    let third = guest6(&lab, "vd6n", None);
+    let c3 = Client6::start(&third, dir, "third", "", &[]);
+    let a3: std::net::Ipv6Addr = c3.wait_bound().parse().expect("an IPv6 address");
+    let s = a3.segments();
+    assert!(
+        s[6] == 2 && (0x10..=0x20).contains(&s[7]),
+        "{a3} in the new range"
+    );
 }

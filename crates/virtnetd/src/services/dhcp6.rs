@@ -72,8 +72,11 @@ impl Lease6Sink for Recorder6 {
                 Lease6Change::Released(_) => EventKind::LeaseReleased,
                 Lease6Change::Expired(_) => EventKind::LeaseExpired,
             };
-            s.events
-                .push(network, kind, lease6_to_api(c.lease(), &s.bridge, self.prefix));
+            s.events.push(
+                network,
+                kind,
+                lease6_to_api(c.lease(), &s.bridge, self.prefix),
+            );
             note_name6(s, c.lease(), c.present());
         }
         s.publish_names();
