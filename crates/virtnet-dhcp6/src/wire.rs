@@ -379,9 +379,12 @@ impl Reply {
     }
 }
 
+/// A server message as [`decode_reply`] reads it: type, every option, the IA_NAs.
+pub type DecodedReply = (u8, Vec<(u16, Vec<u8>)>, Vec<IaNa>);
+
 /// Decodes a server message's options for tests and tools: `(code, value)` pairs, and the
 /// IA_NAs among them. `None` when malformed.
-pub fn decode_reply(bytes: &[u8]) -> Option<(u8, Vec<(u16, Vec<u8>)>, Vec<IaNa>)> {
+pub fn decode_reply(bytes: &[u8]) -> Option<DecodedReply> {
     let mut r = Reader { bytes };
     let kind = *r.take(4)?.first()?;
     let mut opts = Vec::new();

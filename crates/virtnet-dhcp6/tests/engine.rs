@@ -85,8 +85,11 @@ fn ip(s: &str) -> Ipv6Addr {
     s.parse().expect("addr")
 }
 
-/// The IA_NAs of a reply, and its top-level status.
-fn answer(e: &mut Engine, now: u64, p: &[u8]) -> (u8, Vec<IaNa>, Option<u16>, Vec<(u16, Vec<u8>)>) {
+/// A reply's type, IA_NAs, top-level status and options.
+type Answer = (u8, Vec<IaNa>, Option<u16>, Vec<(u16, Vec<u8>)>);
+
+/// The reply to `p`, decoded.
+fn answer(e: &mut Engine, now: u64, p: &[u8]) -> Answer {
     let r = e.handle(now, p, ll()).expect("a reply");
     let (kind, opts, ias) = wire::decode_reply(r.bytes()).expect("reply decodes");
     let status = opts

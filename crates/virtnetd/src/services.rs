@@ -250,12 +250,6 @@ pub enum StoredLease {
     V6(virtnet_dhcp6::Lease6),
 }
 
-impl From<Lease> for StoredLease {
-    fn from(l: Lease) -> Self {
-        StoredLease::V4(l)
-    }
-}
-
 /// A lease write of one network, and where to tell its DHCP server how the commit went.
 struct LeaseJob {
     network: String,
@@ -322,15 +316,24 @@ impl LeaseWriter {
 
     /// Writes (`Some`) and deletes (`None`) leases of `network`, keyed by client, all or
     /// nothing; returns once they are durable. Blocks: never call it on an async worker.
-    pub fn write<L: Into<StoredLease>>(
+    pub fn write(
         &self,
         network: &str,
-        writes: Vec<(String, Option<L>)>,
+        writes: Vec<(String, Option<Lease>)>,
     ) -> std::io::Result<()> {
-        let writes: Vec<(String, Option<StoredLease>)> = writes
+        let writes = writes
             .into_iter()
-            .map(|(client, lease)| (client, lease.map(Into::into)))
+            .map(|(client, lease)| (client, lease.map(StoredLease::V4)))
             .collect();
+        self.write_stored(network, writes)
+    }
+
+    /// [`LeaseWriter::write`] for leases of either family (DHCPv6's go through here).
+    pub fn write_stored(
+        &self,
+        network: &str,
+        writes: Vec<(String, Option<StoredLease>)>,
+    ) -> std::io::Result<()> {
         let Some(queue) = &self.queue else {
             return self
                 .store

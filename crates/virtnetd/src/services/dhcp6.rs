@@ -64,7 +64,7 @@ impl Lease6Sink for Recorder6 {
                 (l.key(), c.present().then(|| StoredLease::V6(l.clone())))
             })
             .collect();
-        s.writer.write(&store_key(network), writes)?;
+        s.writer.write_stored(&store_key(network), writes)?;
         for c in changes {
             let kind = match c {
                 Lease6Change::Granted(_) => EventKind::LeaseGranted,
