@@ -98,16 +98,21 @@ pub struct Limits6 {
     pub per_sec: u32,
     /// Burst size.
     pub burst: u32,
+    /// Dynamic bindings one source address may hold (static hosts exempt). A guest sends
+    /// from its link-local address; rotating DUIDs from one address (what a script with an
+    /// ordinary socket can do) takes at most this many addresses, not the range.
+    pub max_leases_per_source: usize,
 }
 
 impl Default for Limits6 {
-    /// 200 messages/s, burst 400, per bridge: a DHCPv6 exchange is 2-4 messages with
+    /// 200 messages/s, burst 400, per bridge, 8 dynamic bindings per source address: a DHCPv6 exchange is 2-4 messages with
     /// retries a second or more apart, so a whole network of guests booting together stays far
     /// below it, while a flood costs one bucket check per datagram.
     fn default() -> Self {
         Limits6 {
             per_sec: 200,
             burst: 400,
+            max_leases_per_source: 8,
         }
     }
 }

@@ -54,6 +54,7 @@ struct Choice {
     ip: Ipv6Addr,
     lease_secs: Option<u32>,
     name: Option<String>,
+    is_static: bool,
 }
 
 /// The state of one network's DHCPv6 server.
@@ -63,6 +64,11 @@ pub struct Engine {
     leases: HashMap<Ipv6Addr, Lease6>,
     by_binding: HashMap<Binding, Ipv6Addr>,
     quarantine: HashMap<Ipv6Addr, u64>,
+    /// The source address each dynamic binding was granted to (bindings loaded from the
+    /// store are not counted until their client comes back).
+    counted: HashMap<Binding, Ipv6Addr>,
+    /// Dynamic bindings per source address.
+    per_source: HashMap<Ipv6Addr, usize>,
     /// Token bucket of the bridge: tokens, last refill (seconds).
     bucket: (u32, u64),
     stats: Stats6,
@@ -118,6 +124,8 @@ impl Engine {
             leases: HashMap::new(),
             by_binding: HashMap::new(),
             quarantine: HashMap::new(),
+            counted: HashMap::new(),
+            per_source: HashMap::new(),
             bucket: (burst, 0),
             stats: Stats6::default(),
             sink,
@@ -172,6 +180,7 @@ impl Engine {
             let prev_binding = (prev.duid.clone(), prev.iaid);
             if prev_binding != binding {
                 self.by_binding.remove(&prev_binding);
+                self.uncount(&prev_binding);
             }
         }
         self.by_binding.insert(binding, lease.ip);
@@ -183,8 +192,36 @@ impl Engine {
         let binding = (l.duid.clone(), l.iaid);
         if self.by_binding.get(&binding) == Some(&ip) {
             self.by_binding.remove(&binding);
+            self.uncount(&binding);
         }
         Some(l)
+    }
+
+    /// Counts a dynamic binding against the source address it was granted to.
+    fn count(&mut self, binding: Binding, source: Ipv6Addr) {
+        if self.counted.contains_key(&binding) {
+            return;
+        }
+        self.counted.insert(binding, source);
+        *self.per_source.entry(source).or_insert(0) += 1;
+    }
+
+    fn uncount(&mut self, binding: &Binding) {
+        let Some(source) = self.counted.remove(binding) else {
+            return;
+        };
+        if let Some(n) = self.per_source.get_mut(&source) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_source.remove(&source);
+            }
+        }
+    }
+
+    /// Whether `source` holds its cap of dynamic bindings.
+    fn at_cap(&self, source: Ipv6Addr) -> bool {
+        self.per_source.get(&source).copied().unwrap_or(0)
+            >= self.config.limits.max_leases_per_source
     }
 
     /// Whether a sweep at `now` has an expired lease to remove (and so to record).
@@ -318,12 +355,20 @@ impl Engine {
                 .range_of(ip)
                 .map_or(Some(crate::config::DEFAULT_LEASE_SECS), |r| r.lease_secs),
             name: None,
+            is_static: false,
         }
     }
 
     /// The address for one IA: the static host's, the binding's, a hint of the client's, or
     /// (when `fresh`) one picked from the ranges.
-    fn choose(&self, now: u64, msg: &Message, ia: &IaNa, fresh: bool) -> Option<Choice> {
+    fn choose(
+        &self,
+        now: u64,
+        msg: &Message,
+        ia: &IaNa,
+        source: Ipv6Addr,
+        fresh: bool,
+    ) -> Option<Choice> {
         let duid = msg.client_id.as_deref()?;
         let binding = (duid.to_vec(), ia.iaid);
         if let Some(h) = self.static_for(duid, msg.hostname.as_deref()) {
@@ -335,12 +380,17 @@ impl Engine {
                 ip: h.ip,
                 lease_secs: h.lease_secs,
                 name: h.name.clone(),
+                is_static: true,
             });
         }
         if let Some(ip) = self.by_binding.get(&binding).copied() {
             if self.usable(ip, &binding, now) {
                 return Some(self.dynamic(ip));
             }
+        }
+        if self.at_cap(source) {
+            tracing::debug!(network = %self.config.network, %source, "source address at its lease cap");
+            return None;
         }
         if let Some(a) = ia.addrs.iter().find(|a| self.usable(a.addr, &binding, now)) {
             return Some(self.dynamic(a.addr));
@@ -468,6 +518,11 @@ impl Engine {
                 }
             }
         }
+        for (iaid, c) in chosen {
+            if !c.is_static {
+                self.count((duid.clone(), *iaid), source);
+            }
+        }
         Some(())
     }
 
@@ -476,7 +531,7 @@ impl Engine {
         let chosen: Vec<(u32, Option<Choice>)> = msg
             .ias
             .iter()
-            .map(|ia| (ia.iaid, self.choose(now, msg, ia, true)))
+            .map(|ia| (ia.iaid, self.choose(now, msg, ia, source, true)))
             .collect();
         let any = chosen.iter().any(|(_, c)| c.is_some());
         if !any {
@@ -524,7 +579,7 @@ impl Engine {
         let chosen: Vec<(u32, Option<Choice>)> = msg
             .ias
             .iter()
-            .map(|ia| (ia.iaid, self.choose(now, msg, ia, true)))
+            .map(|ia| (ia.iaid, self.choose(now, msg, ia, source, true)))
             .collect();
         let granted: Vec<(u32, Choice)> = chosen
             .iter()
@@ -555,7 +610,7 @@ impl Engine {
         let chosen: Vec<(u32, Option<Choice>)> = msg
             .ias
             .iter()
-            .map(|ia| (ia.iaid, self.choose(now, msg, ia, false)))
+            .map(|ia| (ia.iaid, self.choose(now, msg, ia, source, false)))
             .collect();
         let granted: Vec<(u32, Choice)> = chosen
             .iter()

@@ -23,9 +23,13 @@
 //! (dnsmasq's `static` mode): everyone else gets NoAddrsAvail.
 //!
 //! ## Limits
-//! One token bucket per bridge (200 messages/s, burst 400). DHCPv6 datagrams are not charged
-//! per bridge port as DHCPv4's are: the shared socket sees the bridge, not the port, and the
-//! frame capture that names the port for DHCPv4 matches IPv4 only.
+//! One token bucket per bridge (200 messages/s, burst 400), and at most 8 dynamic bindings
+//! per source address (a guest's link-local address; static hosts exempt), so a guest
+//! rotating DUIDs takes 8 addresses, not the range. DHCPv6 datagrams are not charged per
+//! bridge port as DHCPv4's are: the shared socket sees the bridge, not the port, and the frame
+//! capture that names the port for DHCPv4 matches IPv4 only. A guest that forges its source
+//! address per datagram therefore still gets past the per-source cap (it needs raw sockets);
+//! per-port charging for IPv6 is left to do.
 
 #![warn(missing_docs)]
 

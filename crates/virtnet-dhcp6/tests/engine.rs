@@ -516,3 +516,70 @@ fn the_duids_in_the_corpus_parse_and_a_ia_reply_encodes_lifetimes() {
     let r = wire::Reply::new(wire::REPLY, [0; 3]).ia(&ia);
     assert_eq!(wire::decode_reply(r.bytes()).expect("d").2, [ia]);
 }
+
+/// A guest rotating DUIDs from its one link-local address takes at most 8 addresses; another
+/// guest (another source) is still served, and a static host is exempt.
+#[test]
+fn rotating_duids_from_one_source_take_at_most_the_cap() {
+    let mut e = engine(&corpus("dhcp6-network"), Arc::new(NullSink6));
+    let granted = (0..50u8)
+        .filter(|i| {
+            let p = msg(wire::REQUEST, &[0, 4, 0xee, *i], Some(&SERVER), &[], &[]);
+            let r = e.handle(u64::from(*i), &p, ll()).expect("a reply");
+            let (_, _, ias) = wire::decode_reply(r.bytes()).expect("decodes");
+            ias[0].status.is_none()
+        })
+        .count();
+    assert_eq!(granted, 8);
+    assert_eq!(e.leases(100).len(), 8);
+    // A binding already held renews at the cap.
+    let (_, ias, _, _) = answer(
+        &mut e,
+        100,
+        &msg(wire::RENEW, &[0, 4, 0xee, 0], Some(&SERVER), &[], &[]),
+    );
+    assert!(ias[0].status.is_none(), "{ias:?}");
+    // Another guest's source is not affected.
+    let other: Ipv6Addr = "fe80::99".parse().expect("addr");
+    let r = e
+        .handle(
+            101,
+            &msg(wire::REQUEST, &[0, 4, 1], Some(&SERVER), &[], &[]),
+            other,
+        )
+        .expect("reply");
+    assert!(wire::decode_reply(r.bytes()).expect("d").2[0]
+        .status
+        .is_none());
+    // A static host behind the capped source still gets its address.
+    let peter = [0, 3, 0, 1, 0, 0x16, 0x3e, 0x11, 0x22, 0x33];
+    let (_, ias, _, _) = answer(
+        &mut e,
+        102,
+        &msg(wire::REQUEST, &peter, Some(&SERVER), &[], &[]),
+    );
+    assert_eq!(addr_of(&ias), ip("2001:db8:ac10:fd01::1:22"));
+    // Releasing one frees a place.
+    let held = e
+        .leases(103)
+        .into_iter()
+        .find(|l| l.duid == [0, 4, 0xee, 0])
+        .expect("held");
+    answer(
+        &mut e,
+        103,
+        &msg(
+            wire::RELEASE,
+            &[0, 4, 0xee, 0],
+            Some(&SERVER),
+            &[held.ip],
+            &[],
+        ),
+    );
+    let (_, ias, _, _) = answer(
+        &mut e,
+        104,
+        &msg(wire::REQUEST, &[0, 4, 0xee, 99], Some(&SERVER), &[], &[]),
+    );
+    assert!(ias[0].status.is_none(), "{ias:?}");
+}
