@@ -350,6 +350,22 @@ fn dhcp6_network_static_hosts_by_duid_and_name_and_stateless_information() {
     assert_eq!(v6_leases(&daemon, &net).len(), 2);
 }
 
+/// Sends N datagrams of random bytes (every third one a truncated SOLICIT/REQUEST header
+/// with random options) to [ff02::1:2%IF]:547.
+const GARBAGE: &str = r#"import os, random, socket, sys
+ifname, n = sys.argv[1], int(sys.argv[2])
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+idx = socket.if_nametoindex(ifname)
+random.seed(15)
+for i in range(n):
+    if i % 3 == 0:
+        d = bytes([random.choice([1, 3, 5, 6, 8, 9, 11]), 1, 2, 3]) + os.urandom(random.randrange(0, 80))
+    else:
+        d = os.urandom(random.randrange(0, 400))
+    s.sendto(d, ('ff02::1:2', 547, 0, idx))
+print('sent', n)
+"#;
+
 /// dhcp6host-routed-network: hosts and no range (dnsmasq's `dhcp-range=…,static`): a host
 /// by DUID gets its address, an unknown client gets none (NoAddrsAvail).
 #[test]
@@ -358,6 +374,12 @@ fn dhcp6host_routed_network_serves_its_static_hosts_only() {
     let (daemon, net) = start(&lab, &corpus("dhcp6host-routed-network"));
     let dir = lab.tmp_dir();
     let known = guest6(&lab, "virbr1", Some("00:16:3e:11:22:33"));
+    // Garbage first, through the real socket: random datagrams and truncated client
+    // messages to ff02::1:2 port 547. The server drops them and keeps serving.
+    let out = known
+        .ns()
+        .run_ok(["python3", "-c", GARBAGE, "eth0", "3000"]);
+    assert_eq!(out.trim(), "sent 3000");
     let c = Client6::start(&known, dir, "known", "", &["-D", "LL"]);
     assert_eq!(c.wait_bound(), "2001:db8:ac10:fd01::1:22");
     let rows = v6_leases(&daemon, &net);
@@ -431,9 +453,43 @@ fn dhcp6_names_resolve_and_net_update_of_ipv6_hosts_applies_live() {
     let lab = Lab::new("dhcp6-dns");
     let (daemon, net) = start(&lab, NAMED_NET);
     let dir = lab.tmp_dir();
+    let events = lab.host().spawn_with(
+        [
+            virtnet_testkit::virtnet_bin()
+                .to_string_lossy()
+                .into_owned(),
+            "--connect".into(),
+            daemon.socket().to_string_lossy().into_owned(),
+            "net-event".into(),
+            "--loop".into(),
+            "--timeout".into(),
+            "60".into(),
+        ],
+        |cmd| {
+            cmd.stdout(std::process::Stdio::piped());
+        },
+    );
+    std::thread::sleep(Duration::from_millis(300));
     let guest = guest6(&lab, "vd6n", None);
     let c = Client6::start(&guest, dir, "named", "send fqdn.fqdn \"v6guest\";\n", &[]);
     let addr = c.wait_bound();
+    events.signal(libc::SIGINT);
+    let printed = events.with_child(|c| {
+        let mut out = String::new();
+        if let Some(mut stdout) = c.stdout.take() {
+            use std::io::Read;
+            let _ = stdout.read_to_string(&mut out);
+        }
+        let _ = c.wait();
+        out
+    });
+    assert!(
+        printed.contains(&format!(
+            "event 'lease-granted' for network {net}: {} {addr} v6guest",
+            guest.mac()
+        )),
+        "{printed}"
+    );
     // The guest's address is a /128: the prefix is on link through the bridge.
     guest.ns().ip_ok([
         "-6",
