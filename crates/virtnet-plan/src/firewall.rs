@@ -171,8 +171,6 @@ pub struct NetworkFirewall {
     pub dns: bool,
     /// The address of the `<ip>` whose `<dhcp>` the DHCPv4 server serves, if any.
     pub dhcp4: Option<IpAddr>,
-    /// The network serves DHCPv6 (an IPv6 `<dhcp>` with a range or a host).
-    pub dhcp6: bool,
     /// The address the `<tftp>` server listens on, if any.
     pub tftp: Option<IpAddr>,
     /// `<virtnet:host-access>`: host ports the guests may reach besides the services.
@@ -218,14 +216,6 @@ impl NetworkFirewall {
                     .is_some_and(|d| !d.ranges.is_empty() || !d.hosts.is_empty())
             }),
             tftp: first_v4(&|ip| ip.tftp_root.is_some()),
-            // As virtnet-dhcp6 decides: an IPv6 `<dhcp>` with a range or a host.
-            dhcp6: net.ips.iter().any(|ip| {
-                ip.address.is_ipv6()
-                    && ip
-                        .dhcp
-                        .as_ref()
-                        .is_some_and(|d| !d.ranges.is_empty() || !d.hosts.is_empty())
-            }),
             host_access: net.host_access.clone(),
         }
     }
@@ -387,8 +377,11 @@ impl NetworkFirewall {
             out.push((a, "udp", 67));
             out.push((IpAddr::V4(Ipv4Addr::BROADCAST), "udp", 67));
         }
-        if self.dhcp6 {
-            // DHCPv6 clients send to All_DHCP_Relay_Agents_and_Servers (ff02::1:2).
+        if !self.v6.is_empty() {
+            // DHCPv6 clients send to All_DHCP_Relay_Agents_and_Servers (ff02::1:2). Open on
+            // every IPv6 network, as the client port 546 is outbound, so that a DHCPv6 range
+            // added live needs no firewall change; where no DHCPv6 is served the daemon's
+            // shared socket drops what arrives on that bridge.
             out.push((
                 IpAddr::V6(Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 1, 2)),
                 "udp",
@@ -887,7 +880,6 @@ mod tests {
             addresses: vec!["10.0.0.1".parse().unwrap()],
             dns: true,
             dhcp4: None,
-            dhcp6: false,
             tftp: None,
             host_access: Vec::new(),
         }

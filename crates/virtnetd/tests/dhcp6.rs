@@ -573,3 +573,29 @@ fn dhcp6_names_resolve_and_net_update_of_ipv6_hosts_applies_live() {
         "{a3} in the new range"
     );
 }
+
+/// Item 4: the first IPv6 range added live to a running network without DHCPv6 starts
+/// DHCPv6 there (and the firewall lets its guests reach it) without a restart.
+#[test]
+fn a_first_ipv6_range_added_live_starts_dhcp6() {
+    let lab = Lab::new("dhcp6-first");
+    let (daemon, net) = start(
+        &lab,
+        "<network><name>d6f</name><forward mode='nat'/><bridge name='vd6f' stp='off'/>\
+         <ip family='ipv6' address='2001:db8:ac10:fd01::1' prefix='64'/></network>",
+    );
+    let out = daemon.cli_ok(&[
+        "net-update",
+        &net,
+        "add",
+        "ip-dhcp-range",
+        "<range start='2001:db8:ac10:fd01::1:10' end='2001:db8:ac10:fd01::1:ff'/>",
+        "--live",
+    ]);
+    assert!(out.contains("live state"), "{out}");
+    let guest = guest6(&lab, "vd6f", None);
+    let c = Client6::start(&guest, lab.tmp_dir(), "first", "", &[]);
+    let addr = c.wait_bound();
+    assert!(in_range(&addr, 0x10, 0xff), "{addr}");
+    assert_eq!(v6_leases(&daemon, &net).len(), 1);
+}
