@@ -599,3 +599,53 @@ fn a_first_ipv6_range_added_live_starts_dhcp6() {
     assert!(in_range(&addr, 0x10, 0xff), "{addr}");
     assert_eq!(v6_leases(&daemon, &net).len(), 1);
 }
+
+/// Sends a SOLICIT to `[dest%ifname]:547` from port 546, up to N times 1 s apart (the
+/// bridge's link-local address may still be tentative for the first), and prints the type of
+/// the first answer, or `none`.
+const SOLICIT6: &str = r#"import socket, struct, sys
+dest, ifname, tries = sys.argv[1], sys.argv[2], int(sys.argv[3])
+duid = bytes([0, 3, 0, 1, 2, 0x66, 0, 0, 0, 7])
+opt = lambda c, v: struct.pack('!HH', c, len(v)) + v
+msg = bytes([1, 0x12, 0x34, 0x56]) + opt(1, duid) + opt(3, struct.pack('!III', 1, 0, 0))
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, ifname.encode())
+s.bind(('::', 546))
+s.settimeout(1)
+got = 'none'
+for _ in range(tries):
+    s.sendto(msg, (dest, 547, 0, socket.if_nametoindex(ifname)))
+    try:
+        d, a = s.recvfrom(2048)
+        got = str(d[0]); break
+    except socket.timeout:
+        pass
+print(got)
+"#;
+
+/// The shared socket answers only on bridges it serves: a SOLICIT from upstream to the host's
+/// uplink address gets nothing, while the same SOLICIT from a guest gets an ADVERTISE (2).
+#[test]
+fn dhcp6_answers_on_its_bridges_only_never_on_the_uplink() {
+    let lab = Lab::new("dhcp6-uplink");
+    lab.uplink_v6();
+    let (_daemon, _net) = start(&lab, SHORT_LEASE_NET);
+    let guest = guest6(&lab, "vd6a", None);
+    let from_guest = guest
+        .ns()
+        .run_ok(["python3", "-c", SOLICIT6, "ff02::1:2", "eth0", "20"]);
+    assert_eq!(from_guest.trim(), "2", "a guest's SOLICIT is advertised");
+    let from_upstream = lab.upstream().run_ok([
+        "python3",
+        "-c",
+        SOLICIT6,
+        virtnet_testkit::HOST_UPLINK_ADDR6,
+        "up0",
+        "5",
+    ]);
+    assert_eq!(
+        from_upstream.trim(),
+        "none",
+        "nothing answers on the uplink"
+    );
+}
