@@ -420,6 +420,19 @@ fn dhcp6_nat_network_serves_ipv4_and_ipv6_on_one_bridge() {
         rows.iter().all(|r| r["mac"] == guest.mac().as_str()),
         "{rows:?}"
     );
+
+    // net-undefine forgets the DHCPv6 leases with the DHCPv4 ones: defined and started
+    // again, the network has none.
+    drop(c);
+    daemon.cli_ok(&["net-destroy", &net]);
+    daemon.cli_ok(&["net-undefine", &net]);
+    let again = daemon.define(&corpus("dhcp6-nat-network"));
+    daemon.cli_ok(&["net-start", &again]);
+    assert!(
+        leases(&daemon, &again).is_empty(),
+        "{:?}",
+        leases(&daemon, &again)
+    );
 }
 
 /// `dig +short` from `guest` to the network's IPv6 gateway.
