@@ -1,16 +1,20 @@
 //! The protocol core: one network's DHCPv6 state machine, free of sockets and clocks.
 //!
-//! [`Engine::handle`] takes a datagram, its source address and the time, and returns the
-//! reply to send, if any. Lease changes go to the [`Lease6Sink`] before a REPLY that grants
-//! or renews them is returned; when the sink fails, the table is left as it was and no reply
-//! goes out (the client retries).
+//! [`Engine::handle_batch`] takes the datagrams received together (each with its source
+//! address) and the time, and returns the replies to send. Group commit, as DHCPv4: the
+//! messages are served in order with their lease changes applied to the table (journaled)
+//! and collected; then ONE [`Lease6Sink::record`] stores them all before any reply is
+//! returned. When that fails, the table is rolled back and the batch served again with the
+//! store treated as failing: no REPLY grants or renews anything (the client retries),
+//! releases and declines take effect in memory only, ADVERTISEs, CONFIRM and
+//! INFORMATION-REQUEST answers go out as they would have.
 
-use std::collections::HashMap;
 use std::net::Ipv6Addr;
 use std::sync::Arc;
 
 use crate::config::Dhcp6Config;
 use crate::lease::{client_mac, Lease6, Lease6Change, Lease6Sink};
+use crate::table::{Binding, Table};
 use crate::wire::{self, IaAddr, IaNa, Message, Reply, Status};
 
 /// How long a DECLINEd address stays out of the pool (as DHCPv4: 10 minutes).
@@ -45,8 +49,15 @@ pub struct Stats6 {
     pub informs: u64,
 }
 
-/// A client's binding: its DUID and the IA's id.
-type Binding = (Vec<u8>, u32);
+/// What happens to lease changes while a batch is served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// Applied and collected, recorded with the whole batch.
+    Defer,
+    /// The batch could not be stored: grants and renewals are refused (no REPLY), releases
+    /// and declines take effect in memory only.
+    Refuse,
+}
 
 /// An address chosen for an IA.
 #[derive(Clone, Debug)]
@@ -61,14 +72,9 @@ struct Choice {
 pub struct Engine {
     config: Dhcp6Config,
     server_duid: Vec<u8>,
-    leases: HashMap<Ipv6Addr, Lease6>,
-    by_binding: HashMap<Binding, Ipv6Addr>,
-    quarantine: HashMap<Ipv6Addr, u64>,
-    /// The source address each dynamic binding was granted to (bindings loaded from the
-    /// store are not counted until their client comes back).
-    counted: HashMap<Binding, Ipv6Addr>,
-    /// Dynamic bindings per source address.
-    per_source: HashMap<Ipv6Addr, usize>,
+    table: Table,
+    mode: Mode,
+    pending: Vec<Lease6Change>,
     /// Token bucket of the bridge: tokens, last refill (seconds).
     bucket: (u32, u64),
     stats: Stats6,
@@ -79,7 +85,7 @@ impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
             .field("network", &self.config.network)
-            .field("leases", &self.leases.len())
+            .field("leases", &self.table.leases().count())
             .field("stats", &self.stats)
             .finish_non_exhaustive()
     }
@@ -121,17 +127,15 @@ impl Engine {
         let mut e = Engine {
             config,
             server_duid,
-            leases: HashMap::new(),
-            by_binding: HashMap::new(),
-            quarantine: HashMap::new(),
-            counted: HashMap::new(),
-            per_source: HashMap::new(),
+            table: Table::default(),
+            mode: Mode::Defer,
+            pending: Vec::new(),
             bucket: (burst, 0),
             stats: Stats6::default(),
             sink,
         };
         for l in leases {
-            e.insert(l);
+            e.table.insert(l);
         }
         e
     }
@@ -160,8 +164,8 @@ impl Engine {
     /// The leases not expired at `now`, by address.
     pub fn leases(&self, now: u64) -> Vec<Lease6> {
         let mut v: Vec<Lease6> = self
-            .leases
-            .values()
+            .table
+            .leases()
             .filter(|l| !l.expired(now))
             .cloned()
             .collect();
@@ -169,79 +173,29 @@ impl Engine {
         v
     }
 
-    fn insert(&mut self, lease: Lease6) {
-        let binding = (lease.duid.clone(), lease.iaid);
-        if let Some(old) = self.by_binding.get(&binding).copied() {
-            if old != lease.ip {
-                self.leases.remove(&old);
-            }
-        }
-        if let Some(prev) = self.leases.get(&lease.ip) {
-            let prev_binding = (prev.duid.clone(), prev.iaid);
-            if prev_binding != binding {
-                self.by_binding.remove(&prev_binding);
-                self.uncount(&prev_binding);
-            }
-        }
-        self.by_binding.insert(binding, lease.ip);
-        self.leases.insert(lease.ip, lease);
-    }
-
-    fn remove(&mut self, ip: Ipv6Addr) -> Option<Lease6> {
-        let l = self.leases.remove(&ip)?;
-        let binding = (l.duid.clone(), l.iaid);
-        if self.by_binding.get(&binding) == Some(&ip) {
-            self.by_binding.remove(&binding);
-            self.uncount(&binding);
-        }
-        Some(l)
-    }
-
-    /// Counts a dynamic binding against the source address it was granted to.
-    fn count(&mut self, binding: Binding, source: Ipv6Addr) {
-        if self.counted.contains_key(&binding) {
-            return;
-        }
-        self.counted.insert(binding, source);
-        *self.per_source.entry(source).or_insert(0) += 1;
-    }
-
-    fn uncount(&mut self, binding: &Binding) {
-        let Some(source) = self.counted.remove(binding) else {
-            return;
-        };
-        if let Some(n) = self.per_source.get_mut(&source) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                self.per_source.remove(&source);
-            }
-        }
-    }
-
     /// Whether `source` holds its cap of dynamic bindings.
     fn at_cap(&self, source: Ipv6Addr) -> bool {
-        self.per_source.get(&source).copied().unwrap_or(0)
-            >= self.config.limits.max_leases_per_source
+        self.table.held_by(source) >= self.config.limits.max_leases_per_source
     }
 
     /// Whether a sweep at `now` has an expired lease to remove (and so to record).
     pub fn sweep_records(&self, now: u64) -> bool {
-        self.leases.values().any(|l| l.expired(now))
+        self.table.leases().any(|l| l.expired(now))
     }
 
     /// Removes expired leases (recorded as [`Lease6Change::Expired`]; they go even if that
     /// fails) and quarantine entries; how many leases went.
     pub fn sweep(&mut self, now: u64) -> usize {
-        self.quarantine.retain(|_, until| *until > now);
+        self.table.sweep_quarantine(now);
         let gone: Vec<Ipv6Addr> = self
-            .leases
-            .values()
+            .table
+            .leases()
             .filter(|l| l.expired(now))
             .map(|l| l.ip)
             .collect();
         let changes: Vec<Lease6Change> = gone
             .into_iter()
-            .filter_map(|ip| self.remove(ip))
+            .filter_map(|ip| self.table.remove(ip))
             .map(Lease6Change::Expired)
             .collect();
         if !changes.is_empty() {
@@ -270,8 +224,63 @@ impl Engine {
         true
     }
 
-    /// One datagram from `source`: the reply to send to it, if any.
+    /// One datagram from `source`: the reply to send to it, if any (a batch of one).
     pub fn handle(&mut self, now: u64, bytes: &[u8], source: Ipv6Addr) -> Option<Reply> {
+        self.handle_batch(now, &[(bytes, source)]).pop().flatten()
+    }
+
+    /// Datagrams received together, served in order with ONE [`Lease6Sink::record`] for
+    /// all their lease changes (see the module docs); one reply slot per datagram, in order,
+    /// to be sent only after this returns.
+    pub fn handle_batch(&mut self, now: u64, batch: &[(&[u8], Ipv6Addr)]) -> Vec<Option<Reply>> {
+        // Admission (decoding, the bucket) once: a re-run below must not charge again.
+        let admitted: Vec<Option<Message>> =
+            batch.iter().map(|(b, _)| self.admit(now, b)).collect();
+        let stats = self.stats;
+        self.pending.clear();
+        self.mode = Mode::Defer;
+        self.table.begin();
+        let replies = self.serve_all(now, batch, &admitted);
+        if self.pending.is_empty() {
+            self.table.commit();
+            return replies;
+        }
+        let changes = std::mem::take(&mut self.pending);
+        match self.sink.record(&self.config.network, &changes) {
+            Ok(()) => {
+                self.table.commit();
+                replies
+            }
+            Err(e) => {
+                tracing::warn!(network = %self.config.network, error = %e,
+                    changes = changes.len(), requests = batch.len(),
+                    "cannot record DHCPv6 leases; not replying to their requests (clients retry)");
+                self.table.rollback();
+                self.stats = stats;
+                self.mode = Mode::Refuse;
+                let replies = self.serve_all(now, batch, &admitted);
+                self.mode = Mode::Defer;
+                self.pending.clear();
+                replies
+            }
+        }
+    }
+
+    fn serve_all(
+        &mut self,
+        now: u64,
+        batch: &[(&[u8], Ipv6Addr)],
+        admitted: &[Option<Message>],
+    ) -> Vec<Option<Reply>> {
+        batch
+            .iter()
+            .zip(admitted)
+            .map(|((_, source), m)| m.as_ref().and_then(|m| self.serve(now, m, *source)))
+            .collect()
+    }
+
+    /// Counts, decodes, rate-limits and checks one datagram; the message when it is served.
+    fn admit(&mut self, now: u64, bytes: &[u8]) -> Option<Message> {
         self.stats.received += 1;
         let Some(msg) = wire::decode(bytes) else {
             self.stats.malformed += 1;
@@ -297,14 +306,18 @@ impl Engine {
             self.stats.ignored += 1;
             return None;
         }
+        Some(msg)
+    }
+
+    fn serve(&mut self, now: u64, msg: &Message, source: Ipv6Addr) -> Option<Reply> {
         let reply = match msg.kind {
-            wire::SOLICIT => self.solicit(now, &msg, source),
-            wire::REQUEST => self.request(now, &msg, source),
-            wire::RENEW | wire::REBIND => self.renew(now, &msg, source),
-            wire::RELEASE => Some(self.release(&msg)),
-            wire::DECLINE => Some(self.decline(now, &msg)),
-            wire::CONFIRM => self.confirm(&msg),
-            _ => Some(self.inform(&msg)),
+            wire::SOLICIT => self.solicit(now, msg, source),
+            wire::REQUEST => self.request(now, msg, source),
+            wire::RENEW | wire::REBIND => self.renew(now, msg, source),
+            wire::RELEASE => Some(self.release(msg)),
+            wire::DECLINE => Some(self.decline(now, msg)),
+            wire::CONFIRM => self.confirm(msg),
+            _ => Some(self.inform(msg)),
         }?;
         if reply.kind() == wire::ADVERTISE {
             self.stats.advertises += 1;
@@ -332,8 +345,8 @@ impl Engine {
 
     /// Who holds `ip` at `now`.
     fn owner(&self, ip: Ipv6Addr, now: u64) -> Option<Binding> {
-        self.leases
-            .get(&ip)
+        self.table
+            .lease_at(ip)
             .filter(|l| !l.expired(now))
             .map(|l| (l.duid.clone(), l.iaid))
     }
@@ -343,7 +356,7 @@ impl Engine {
         self.config.range_of(ip).is_some()
             && ip != self.config.gateway
             && !self.config.hosts.iter().any(|h| h.ip == ip)
-            && self.quarantine.get(&ip).is_none_or(|&u| u <= now)
+            && !self.table.quarantined(ip, now)
             && self.owner(ip, now).is_none_or(|o| &o == binding)
     }
 
@@ -383,7 +396,7 @@ impl Engine {
                 is_static: true,
             });
         }
-        if let Some(ip) = self.by_binding.get(&binding).copied() {
+        if let Some(ip) = self.table.address_of(&binding) {
             if self.usable(ip, &binding, now) {
                 return Some(self.dynamic(ip));
             }
@@ -462,7 +475,8 @@ impl Engine {
         }
     }
 
-    /// Records and applies the bindings of `chosen`; `None` when the store refused them.
+    /// Applies the bindings of `chosen`, to be recorded with the batch; `None` (bind
+    /// nothing, send nothing) when the batch could not be stored.
     fn commit(
         &mut self,
         now: u64,
@@ -470,10 +484,17 @@ impl Engine {
         source: Ipv6Addr,
         chosen: &[(u32, Choice)],
     ) -> Option<()> {
+        if chosen.is_empty() {
+            return Some(());
+        }
+        if self.mode == Mode::Refuse {
+            tracing::debug!(network = %self.config.network, "DHCPv6 leases not stored; not replying");
+            return None;
+        }
         let duid = msg.client_id.clone()?;
-        let mut changes = Vec::new();
         for (iaid, c) in chosen {
-            let previous = self.leases.get(&c.ip);
+            let binding = (duid.clone(), *iaid);
+            let previous = self.table.lease_at(c.ip);
             let renewed = previous.is_some_and(|l| l.duid == duid && l.iaid == *iaid);
             let hostname = c.name.clone().or_else(|| msg.hostname.clone()).or_else(|| {
                 previous
@@ -489,38 +510,19 @@ impl Engine {
                 expires: c.lease_secs.map(|s| now + u64::from(s)),
             };
             // The binding's earlier address, if it moves, is released.
-            if let Some(old) = self.by_binding.get(&(duid.clone(), *iaid)) {
-                if *old != c.ip {
-                    if let Some(l) = self.leases.get(old) {
-                        changes.push(Lease6Change::Released(l.clone()));
-                    }
+            if let Some(old) = self.table.address_of(&binding).filter(|o| *o != c.ip) {
+                if let Some(l) = self.table.lease_at(old) {
+                    self.pending.push(Lease6Change::Released(l.clone()));
                 }
             }
-            changes.push(if renewed {
-                Lease6Change::Renewed(lease)
+            self.pending.push(if renewed {
+                Lease6Change::Renewed(lease.clone())
             } else {
-                Lease6Change::Granted(lease)
+                Lease6Change::Granted(lease.clone())
             });
-        }
-        if changes.is_empty() {
-            return Some(());
-        }
-        if let Err(e) = self.sink.record(&self.config.network, &changes) {
-            tracing::warn!(network = %self.config.network, error = %e,
-                "cannot record DHCPv6 leases; not replying (the client retries)");
-            return None;
-        }
-        for change in changes {
-            match change {
-                Lease6Change::Granted(l) | Lease6Change::Renewed(l) => self.insert(l),
-                Lease6Change::Released(l) | Lease6Change::Expired(l) => {
-                    self.remove(l.ip);
-                }
-            }
-        }
-        for (iaid, c) in chosen {
+            self.table.insert(lease);
             if !c.is_static {
-                self.count((duid.clone(), *iaid), source);
+                self.table.count(binding, source);
             }
         }
         Some(())
@@ -654,25 +656,26 @@ impl Engine {
             .iter()
             .map(|a| a.addr)
             .filter(|ip| {
-                self.leases
-                    .get(ip)
+                self.table
+                    .lease_at(*ip)
                     .is_some_and(|l| l.duid == duid && l.iaid == ia.iaid)
             })
             .collect()
     }
 
-    /// Removes leases the client gave back; recorded, but they go even if that fails.
+    /// Removes leases the client gave back: recorded with the batch; when the batch could
+    /// not be stored they go anyway (the client has let them go), in memory only.
     fn drop_leases(&mut self, ips: &[Ipv6Addr]) {
-        let changes: Vec<Lease6Change> = ips
-            .iter()
-            .filter_map(|ip| self.remove(*ip))
-            .map(Lease6Change::Released)
-            .collect();
-        if changes.is_empty() {
-            return;
-        }
-        if let Err(e) = self.sink.record(&self.config.network, &changes) {
-            tracing::warn!(network = %self.config.network, error = %e, "released DHCPv6 lease not recorded");
+        let gone: Vec<Lease6> = ips.iter().filter_map(|ip| self.table.remove(*ip)).collect();
+        match self.mode {
+            Mode::Defer => self
+                .pending
+                .extend(gone.into_iter().map(Lease6Change::Released)),
+            Mode::Refuse if !gone.is_empty() => {
+                tracing::warn!(network = %self.config.network, released = gone.len(),
+                    "released DHCPv6 leases not recorded");
+            }
+            Mode::Refuse => {}
         }
     }
 
@@ -707,7 +710,7 @@ impl Engine {
             for ip in &ips {
                 tracing::warn!(network = %self.config.network, %ip,
                     "client declined IPv6 address (in use by someone else); quarantined");
-                self.quarantine.insert(*ip, now + DECLINE_QUARANTINE_SECS);
+                self.table.quarantine(*ip, now + DECLINE_QUARANTINE_SECS);
             }
             self.stats.declines += ips.len() as u64;
             self.drop_leases(&ips);

@@ -37,6 +37,7 @@ pub mod config;
 pub mod engine;
 pub mod lease;
 pub mod server;
+mod table;
 pub mod wire;
 
 pub use config::{

@@ -12,7 +12,8 @@
 //!   [`JOINS_PER_SOCKET`] groups each, so thousands of bridges never hit the kernel's
 //!   per-socket option memory (`net.core.optmem_max`).
 //! - Serving a batch (up to [`MAX_BATCH`] datagrams already queued) runs on tokio's blocking
-//!   pool: the lease sink waits until a lease is durable before its REPLY is sent.
+//!   pool: each bridge's share is one [`Engine::handle_batch`] (one store commit for its
+//!   leases), and the lease sink waits until they are durable before the REPLYs are sent.
 //! - Per bridge the server keeps one [`Engine`]: no socket, task or buffer of its own.
 
 use std::collections::HashMap;
@@ -445,25 +446,39 @@ fn read_batch(shared: &Shared, buf: &mut [u8]) -> Vec<(Arc<Mutex<Engine>>, Datag
     out
 }
 
-/// Serves a batch (on the blocking pool): the replies and where they go.
+/// Serves a batch (on the blocking pool): each bridge's datagrams as one batch of its engine
+/// (one store commit for their leases), the replies and where they go.
 fn serve_batch(batch: Vec<(Arc<Mutex<Engine>>, Datagram)>) -> Vec<(SocketAddrV6, Vec<u8>)> {
     let t = now();
-    batch
-        .into_iter()
-        .filter_map(|(engine, d)| {
-            let reply = lock(&engine).handle(t, &d.bytes, *d.from.ip())?;
+    let mut groups: Vec<(Arc<Mutex<Engine>>, Vec<Datagram>)> = Vec::new();
+    for (engine, d) in batch {
+        match groups.iter_mut().find(|(e, _)| Arc::ptr_eq(e, &engine)) {
+            Some((_, ds)) => ds.push(d),
+            None => groups.push((engine, vec![d])),
+        }
+    }
+    let mut out = Vec::new();
+    for (engine, datagrams) in groups {
+        let items: Vec<(&[u8], Ipv6Addr)> = datagrams
+            .iter()
+            .map(|d| (d.bytes.as_slice(), *d.from.ip()))
+            .collect();
+        let replies = lock(&engine).handle_batch(t, &items);
+        for (d, reply) in datagrams.iter().zip(replies) {
+            let Some(reply) = reply else { continue };
             let port = if d.from.port() == 0 {
                 CLIENT_PORT
             } else {
                 d.from.port()
             };
             // Back to the sender, on the bridge it came from.
-            Some((
+            out.push((
                 SocketAddrV6::new(*d.from.ip(), port, 0, d.ifindex),
                 reply.into_bytes(),
-            ))
-        })
-        .collect()
+            ));
+        }
+    }
+    out
 }
 
 fn send_all(shared: &Shared, replies: &[(SocketAddrV6, Vec<u8>)]) {

@@ -17,10 +17,13 @@ const LL: &str = "fe80::1234";
 struct Book {
     changes: Mutex<Vec<Lease6Change>>,
     fail: Mutex<bool>,
+    /// How many times `record` was called (store commits).
+    calls: Mutex<usize>,
 }
 
 impl Lease6Sink for Book {
     fn record(&self, _network: &str, changes: &[Lease6Change]) -> std::io::Result<()> {
+        *self.calls.lock().expect("lock") += 1;
         if *self.fail.lock().expect("lock") {
             return Err(std::io::Error::other("disk full"));
         }
@@ -582,4 +585,51 @@ fn rotating_duids_from_one_source_take_at_most_the_cap() {
         &msg(wire::REQUEST, &[0, 4, 0xee, 99], Some(&SERVER), &[], &[]),
     );
     assert!(ias[0].status.is_none(), "{ias:?}");
+}
+
+/// Group commit: the leases of requests received together are stored with ONE record call;
+/// when it fails, none of them is bound or answered, while the ADVERTISE in the same batch
+/// still goes out, and the same batch succeeds once the store works again.
+#[test]
+fn a_batch_is_recorded_once_and_rolled_back_whole() {
+    let book = Arc::new(Book::default());
+    let mut e = engine(&corpus("dhcp6-network"), book.clone());
+    let requests: Vec<Vec<u8>> = (0..10u8)
+        .map(|i| msg(wire::REQUEST, &[0, 4, 0x10, i], Some(&SERVER), &[], &[]))
+        .collect();
+    let solicit = msg(wire::SOLICIT, &[0, 4, 0x20], None, &[], &[]);
+    let sources: Vec<Ipv6Addr> = (0..11u16)
+        .map(|i| Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, i + 1))
+        .collect();
+    let mut batch: Vec<(&[u8], Ipv6Addr)> = requests
+        .iter()
+        .zip(&sources)
+        .map(|(p, s)| (p.as_slice(), *s))
+        .collect();
+    batch.push((solicit.as_slice(), sources[10]));
+
+    *book.fail.lock().expect("lock") = true;
+    let replies = e.handle_batch(1, &batch);
+    assert!(
+        replies[..10].iter().all(Option::is_none),
+        "no REPLY without a stored lease"
+    );
+    assert!(replies[10].is_some(), "the ADVERTISE still goes out");
+    assert!(e.leases(1).is_empty(), "rolled back");
+    assert_eq!(*book.calls.lock().expect("lock"), 1);
+
+    *book.fail.lock().expect("lock") = false;
+    let replies = e.handle_batch(2, &batch);
+    assert!(replies.iter().all(Option::is_some));
+    assert_eq!(e.leases(2).len(), 10);
+    assert_eq!(
+        *book.calls.lock().expect("lock"),
+        2,
+        "one store commit for the batch"
+    );
+    assert_eq!(book.changes.lock().expect("lock").len(), 10);
+    // Ten distinct addresses.
+    let mut ips: Vec<_> = e.leases(2).iter().map(|l| l.ip).collect();
+    ips.dedup();
+    assert_eq!(ips.len(), 10);
 }
