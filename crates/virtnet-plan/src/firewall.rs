@@ -52,7 +52,7 @@
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use virtnet_model::{AddrRange, ForwardMode, HostAllow, Network};
 
@@ -376,6 +376,17 @@ impl NetworkFirewall {
         if let Some(a) = self.dhcp4 {
             out.push((a, "udp", 67));
             out.push((IpAddr::V4(Ipv4Addr::BROADCAST), "udp", 67));
+        }
+        if !self.v6.is_empty() {
+            // DHCPv6 clients send to All_DHCP_Relay_Agents_and_Servers (ff02::1:2). Open on
+            // every IPv6 network, as the client port 546 is outbound, so that a DHCPv6 range
+            // added live needs no firewall change; where no DHCPv6 is served the daemon's
+            // shared socket drops what arrives on that bridge.
+            out.push((
+                IpAddr::V6(Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 1, 2)),
+                "udp",
+                547,
+            ));
         }
         if let Some(a) = self.tftp {
             out.push((a, "udp", 69));

@@ -30,6 +30,9 @@ use virtnet_tftp::TftpServer;
 use crate::error::{Error, Result};
 use crate::store::Store;
 
+mod dhcp6;
+pub use dhcp6::lease6_to_api;
+
 /// How many events the feed keeps for clients that poll late.
 const EVENT_BUFFER: usize = 1024;
 
@@ -236,11 +239,22 @@ impl EventFeed {
 /// commit; more wait for the next round. Bounds the size of one transaction.
 const MAX_GROUP: usize = 1024;
 
+/// A lease as the store keeps it: DHCPv4's or DHCPv6's, each under its own keys (the JSON is
+/// the inner lease's: `untagged`).
+#[derive(Clone, Debug, serde::Serialize)]
+#[serde(untagged)]
+pub enum StoredLease {
+    /// A DHCPv4 lease.
+    V4(Lease),
+    /// A DHCPv6 lease.
+    V6(virtnet_dhcp6::Lease6),
+}
+
 /// A lease write of one network, and where to tell its DHCP server how the commit went.
 struct LeaseJob {
     network: String,
     /// `(client key, Some(lease))` writes, `(client key, None)` deletes.
-    writes: Vec<(String, Option<Lease>)>,
+    writes: Vec<(String, Option<StoredLease>)>,
     done: mpsc::SyncSender<std::result::Result<(), String>>,
 }
 
@@ -307,6 +321,19 @@ impl LeaseWriter {
         network: &str,
         writes: Vec<(String, Option<Lease>)>,
     ) -> std::io::Result<()> {
+        let writes = writes
+            .into_iter()
+            .map(|(client, lease)| (client, lease.map(StoredLease::V4)))
+            .collect();
+        self.write_stored(network, writes)
+    }
+
+    /// [`LeaseWriter::write`] for leases of either family (DHCPv6's go through here).
+    pub fn write_stored(
+        &self,
+        network: &str,
+        writes: Vec<(String, Option<StoredLease>)>,
+    ) -> std::io::Result<()> {
         let Some(queue) = &self.queue else {
             return self
                 .store
@@ -329,7 +356,7 @@ impl LeaseWriter {
 }
 
 /// `(client, Some(&lease))` views of owned writes, as the store takes them.
-fn as_refs(writes: &[(String, Option<Lease>)]) -> Vec<(String, Option<&Lease>)> {
+fn as_refs(writes: &[(String, Option<StoredLease>)]) -> Vec<(String, Option<&StoredLease>)> {
     writes
         .iter()
         .map(|(client, lease)| (client.clone(), lease.as_ref()))
@@ -357,7 +384,7 @@ fn run_writer(store: &Store, queue: &mpsc::Receiver<LeaseJob>) {
 /// One durable transaction for the jobs of a round. A panic in the store fails the round
 /// instead of ending the thread (which would fail every later write).
 fn commit_group(store: &Store, jobs: &[LeaseJob]) -> std::result::Result<(), String> {
-    let groups: Vec<crate::store::LeaseGroup<'_, Lease>> = jobs
+    let groups: Vec<crate::store::LeaseGroup<'_, StoredLease>> = jobs
         .iter()
         .map(|j| (j.network.as_str(), j.writes.as_slice()))
         .collect();
@@ -391,11 +418,14 @@ struct Shared {
     dns: Mutex<Option<DnsServer>>,
     /// Guest names from leases, by client MAC.
     names: Mutex<BTreeMap<[u8; 6], GuestName>>,
+    /// Guest names from DHCPv6 leases, by binding (`Lease6::key`).
+    names6: Mutex<BTreeMap<String, GuestName>>,
 }
 
 impl Shared {
     fn publish_names(&self) {
-        let names: Vec<GuestName> = lock(&self.names).values().cloned().collect();
+        let mut names: Vec<GuestName> = lock(&self.names).values().cloned().collect();
+        names.extend(lock(&self.names6).values().cloned());
         if let Some(dns) = lock(&self.dns).as_ref() {
             dns.set_guests(names);
         }
@@ -495,6 +525,8 @@ pub struct Services {
     observer: std::sync::OnceLock<LeaseObserver>,
     /// Router advertisements of every IPv6 network: one socket and one timer for all.
     ra: RaServer,
+    /// DHCPv6 of every IPv6 network with a `<dhcp>`: one socket for all (`services/dhcp6.rs`).
+    dhcp6: virtnet_dhcp6::Dhcp6Server,
 }
 
 impl std::fmt::Debug for Services {
@@ -539,6 +571,7 @@ impl Services {
             running: Mutex::new(BTreeMap::new()),
             observer: std::sync::OnceLock::new(),
             ra: RaServer::new(),
+            dhcp6: virtnet_dhcp6::Dhcp6Server::new(),
         }
     }
 
@@ -572,6 +605,7 @@ impl Services {
             events: self.events.clone(),
             dns: Mutex::new(None),
             names: Mutex::new(BTreeMap::new()),
+            names6: Mutex::new(BTreeMap::new()),
         });
         for lease in &leases {
             shared.note_name(lease, true);
@@ -634,6 +668,11 @@ impl Services {
                 return Err(service_error(&name, "router advertisement", &e));
             }
         }
+        if let Err(e) = self.start_dhcp6(net, &shared) {
+            self.ra.withdraw(&bridge);
+            Running { shared, dhcp, tftp }.stop();
+            return Err(e);
+        }
         tracing::info!(network = %name, dhcp = dhcp.is_some(), dns = lock(&shared.dns).is_some(), "services started");
         lock(&self.running).insert(name, Running { shared, dhcp, tftp });
         Ok(())
@@ -671,7 +710,7 @@ impl Services {
                 .map_err(|e| service_error(&net.name, "router advertisement", &e))?,
             None => self.ra.withdraw(&r.shared.bridge),
         }
-        Ok(())
+        self.reconfigure_dhcp6(net, &r.shared)
     }
 
     /// Stops a network's servers (before the network leaves the kernel). Leases stay stored.
@@ -682,6 +721,7 @@ impl Services {
         if let Some(r) = running {
             // The final advertisement (router lifetime 0) goes out while the bridge exists.
             self.ra.withdraw(&r.shared.bridge);
+            self.dhcp6.withdraw(&r.shared.bridge);
             r.stop();
             tracing::info!(network, "services stopped");
         }
@@ -689,7 +729,8 @@ impl Services {
 
     /// Forgets a network's leases (`net-undefine`).
     pub fn forget(&self, network: &str) -> Result<()> {
-        self.store.delete_leases(network)
+        self.store.delete_leases(network)?;
+        self.store.delete_leases(&dhcp6::store_key(network))
     }
 
     /// The current leases of a network: from its DHCP server when it runs, else the stored
@@ -716,6 +757,7 @@ impl Services {
             .map(|l| lease_to_api(l, bridge, prefix))
             .collect();
         out.sort_by_key(|l| l.ip_address.parse::<Ipv4Addr>().ok());
+        out.extend(self.leases6(net)?);
         Ok(out)
     }
 }

@@ -1,0 +1,48 @@
+//! # virtnet-dhcp6
+//!
+//! virtnet's DHCPv6 server (RFC 8415), for networks with
+//! `<ip family='ipv6'><dhcp><range/><host/></dhcp></ip>`, as libvirt has dnsmasq serve them:
+//!
+//! - [`wire`]: a codec of its own that checks every length (hostile bytes end in `None`);
+//! - [`Dhcp6Config::from_network`]: ranges, static hosts by DUID (`<host id>`) or by name
+//!   (`<host name>`, matched against the name the client sends), `<lease>` times, DNS server
+//!   (the gateway) and search list (the domain);
+//! - [`Engine`]: the pure protocol core of one network: SOLICIT → ADVERTISE (or REPLY with
+//!   rapid commit), REQUEST, RENEW, REBIND, RELEASE, DECLINE, CONFIRM and stateless
+//!   INFORMATION-REQUEST; IA_NA only. Leases go to a [`Lease6Sink`] before the REPLY leaves;
+//! - [`Dhcp6Server`]: one UDP socket on `[::]:547` for every bridge of the daemon, the
+//!   arrival interface from `IPV6_PKTINFO`, replies only on that bridge.
+//!
+//! ## Address choice
+//! A static host gets its address (unless another client holds it); a client keeps the
+//! address of its binding (DUID + IAID; leases are handed in at start, so across restarts);
+//! else an address it asks for, if free and in a range; else a deterministic pick from a hash
+//! (FNV-1a) of DUID and IAID, probing forward (at most [`engine::MAX_PICK`] addresses). Never
+//! handed out dynamically: the gateway, static addresses, declined addresses (10 minutes),
+//! addresses held by another binding. A network with hosts but no range serves only its hosts
+//! (dnsmasq's `static` mode): everyone else gets NoAddrsAvail.
+//!
+//! ## Limits
+//! One token bucket per bridge (200 messages/s, burst 400), and at most 8 dynamic bindings
+//! per source address (a guest's link-local address; static hosts exempt), so a guest
+//! rotating DUIDs takes 8 addresses, not the range. DHCPv6 datagrams are not charged per
+//! bridge port as DHCPv4's are: the shared socket sees the bridge, not the port, and the frame
+//! capture that names the port for DHCPv4 matches IPv4 only. A guest that forges its source
+//! address per datagram therefore still gets past the per-source cap (it needs raw sockets);
+//! per-port charging for IPv6 is left to do.
+
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod engine;
+pub mod lease;
+pub mod server;
+mod table;
+pub mod wire;
+
+pub use config::{
+    format_duid, parse_duid, Dhcp6Config, Host6, Limits6, Range6, DEFAULT_LEASE_SECS,
+};
+pub use engine::{Engine, Stats6};
+pub use lease::{client_mac, Lease6, Lease6Change, Lease6Sink, NullSink6};
+pub use server::Dhcp6Server;

@@ -1,0 +1,168 @@
+//! DHCPv6 of running networks: the daemon's one [`Dhcp6Server`] (one socket for every
+//! bridge), its leases kept durable through the same [`LeaseWriter`](super::LeaseWriter)
+//! and store table as DHCPv4's, reported in the event feed, `net-dhcp-leases` and the DNS
+//! server's guest names.
+//!
+//! Store keys: a network's DHCPv6 leases live in the lease table under the pseudo network
+//! `<network>\tdhcp6` (network names cannot hold control characters, so it is no real
+//! network's and no prefix of one), keyed by binding (DUID in hex and IAID): DHCPv4's reads
+//! of `<network>\n…` never see them, and `net-undefine` deletes both.
+
+use std::net::{IpAddr, Ipv6Addr};
+use std::sync::Arc;
+
+use virtnet_api::{DhcpLease, EventKind};
+use virtnet_dhcp6::{format_duid, Dhcp6Config, Lease6, Lease6Change, Lease6Sink};
+use virtnet_dns::GuestName;
+use virtnet_model::Network;
+
+use super::{lock, now, Services, Shared, StoredLease};
+use crate::error::Result;
+
+/// The store's pseudo network holding `network`'s DHCPv6 leases.
+pub(super) fn store_key(network: &str) -> String {
+    format!("{network}\tdhcp6")
+}
+
+/// The prefix length of the IPv6 `<ip>` DHCPv6 serves.
+fn prefix6(net: &Network) -> u8 {
+    Dhcp6Config::from_network(net).map_or(64, |c| c.prefix)
+}
+
+/// A DHCPv6 lease as the API shows it: virsh's `ipv6` row, the DUID in the client id column,
+/// the MAC when the DUID or the client's link-local address carries one (else empty).
+pub fn lease6_to_api(lease: &Lease6, bridge: &str, prefix: u8) -> DhcpLease {
+    DhcpLease {
+        iface: bridge.to_string(),
+        expiry_time: lease.expires,
+        kind: "ipv6".to_string(),
+        mac: lease
+            .mac
+            .map(|m| virtnet_model::MacAddr(m).to_string())
+            .unwrap_or_default(),
+        ip_address: lease.ip.to_string(),
+        prefix,
+        hostname: lease.hostname.clone(),
+        client_id: Some(format_duid(&lease.duid)),
+    }
+}
+
+/// The DHCPv6 server's [`Lease6Sink`]: store first (the lease writer's group commit), then
+/// the event feed and DNS.
+pub(super) struct Recorder6 {
+    pub(super) shared: Arc<Shared>,
+    pub(super) prefix: u8,
+}
+
+impl Lease6Sink for Recorder6 {
+    fn record(&self, network: &str, changes: &[Lease6Change]) -> std::io::Result<()> {
+        let s = &self.shared;
+        let writes: Vec<(String, Option<StoredLease>)> = changes
+            .iter()
+            .map(|c| {
+                let l = c.lease();
+                (l.key(), c.present().then(|| StoredLease::V6(l.clone())))
+            })
+            .collect();
+        s.writer.write_stored(&store_key(network), writes)?;
+        for c in changes {
+            let kind = match c {
+                Lease6Change::Granted(_) => EventKind::LeaseGranted,
+                Lease6Change::Renewed(_) => EventKind::LeaseRenewed,
+                Lease6Change::Released(_) => EventKind::LeaseReleased,
+                Lease6Change::Expired(_) => EventKind::LeaseExpired,
+            };
+            s.events.push(
+                network,
+                kind,
+                lease6_to_api(c.lease(), &s.bridge, self.prefix),
+            );
+            note_name6(s, c.lease(), c.present());
+        }
+        s.publish_names();
+        Ok(())
+    }
+}
+
+/// Adds or removes the AAAA/PTR name of a DHCPv6 lease.
+pub(super) fn note_name6(s: &Shared, lease: &Lease6, present: bool) {
+    let mut names = lock(&s.names6);
+    match (&lease.hostname, present) {
+        (Some(name), true) => {
+            names.insert(
+                lease.key(),
+                GuestName {
+                    name: name.clone(),
+                    ip: IpAddr::V6(lease.ip),
+                },
+            );
+        }
+        _ => {
+            names.remove(&lease.key());
+        }
+    }
+}
+
+impl Services {
+    /// The stored, unexpired DHCPv6 leases of `network`.
+    fn stored_leases6(&self, network: &str) -> Result<Vec<Lease6>> {
+        let now = now();
+        Ok(self
+            .store
+            .leases::<Lease6>(&store_key(network))?
+            .into_iter()
+            .filter(|l| !l.expired(now))
+            .collect())
+    }
+
+    /// Starts DHCPv6 on the network's bridge when it has an IPv6 `<dhcp>`; the guests'
+    /// names of its stored leases go to DNS at once.
+    pub(super) fn start_dhcp6(&self, net: &Network, shared: &Arc<Shared>) -> Result<()> {
+        let Some(config) = Dhcp6Config::from_network(net) else {
+            return Ok(());
+        };
+        let leases = self.stored_leases6(&net.name)?;
+        for l in &leases {
+            note_name6(shared, l, true);
+        }
+        shared.publish_names();
+        let sink = Arc::new(Recorder6 {
+            shared: shared.clone(),
+            prefix: config.prefix,
+        });
+        self.dhcp6
+            .serve(&shared.bridge, config, leases, sink)
+            .map_err(|e| super::service_error(&net.name, "DHCPv6", &e))
+    }
+
+    /// `net-update` of a running network: the new ranges and hosts apply at once, leases
+    /// stay; DHCPv6 starts or stops when the definition gained or lost it.
+    pub(super) fn reconfigure_dhcp6(&self, net: &Network, shared: &Arc<Shared>) -> Result<()> {
+        match Dhcp6Config::from_network(net) {
+            Some(config) => {
+                if !self.dhcp6.reconfigure(&shared.bridge, config) {
+                    self.start_dhcp6(net, shared)?;
+                }
+            }
+            None => self.dhcp6.withdraw(&shared.bridge),
+        }
+        Ok(())
+    }
+
+    /// The network's DHCPv6 leases for the API: the server's when it runs, else the store's.
+    pub(super) fn leases6(&self, net: &Network) -> Result<Vec<DhcpLease>> {
+        let bridge = net.bridge_name().unwrap_or_default();
+        let leases = match self.dhcp6.leases(bridge) {
+            Some(l) => l,
+            None if Dhcp6Config::from_network(net).is_some() => self.stored_leases6(&net.name)?,
+            None => return Ok(Vec::new()),
+        };
+        let prefix = prefix6(net);
+        let mut out: Vec<DhcpLease> = leases
+            .iter()
+            .map(|l| lease6_to_api(l, bridge, prefix))
+            .collect();
+        out.sort_by_key(|l| l.ip_address.parse::<Ipv6Addr>().ok());
+        Ok(out)
+    }
+}
