@@ -26,6 +26,7 @@
 
 #![warn(missing_docs)]
 
+pub mod arp_watch;
 mod error;
 mod host_view;
 pub mod link_brief;

@@ -154,6 +154,10 @@ impl Daemon {
             context: "cannot watch the nftables ruleset".into(),
             source: e,
         })?;
+        state.ports.start_ip_learning().map_err(|e| Error::Io {
+            context: "cannot watch the guests' ARP for IP learning".into(),
+            source: e,
+        })?;
         state
             .ports
             .start_helper_sweeper(config.helper_ports)

@@ -460,3 +460,72 @@ fn the_guard_survives_a_daemon_restart_and_a_deleted_table() {
     attack_and_check("2");
     assert!(attacker.ns.ping(GATEWAY), "its lease after the rebuild");
 }
+
+/// A guest that configured its address itself (no lease, no `<host>`) is not cut off: the
+/// first address it announces in ARP is learned, as libvirt's `clean-traffic` learns it, and
+/// the port is then locked to it; an address another guest holds is never learned; the
+/// learned address survives a daemon restart.
+#[test]
+fn a_static_guest_is_learned_once_and_locked_to_its_address() {
+    const A: &str = "192.168.150.50";
+    let lab = Lab::new("spoof_learn");
+    let mut daemon = start(&lab, "");
+    let first = TapGuest::attach(&lab, &daemon, "lstatic", MAC_A, &[]);
+    first
+        .ns
+        .ip_ok(["addr", "add", &format!("{A}/24"), "dev", "eth0"]);
+    // Its first ARP for the gateway is dropped (and learned from); a retry gets through.
+    wait_for("the static guest reaching its gateway", || {
+        first.ns.ping(GATEWAY)
+    });
+    assert!(
+        daemon.log().contains("static address learned"),
+        "{}",
+        daemon.log()
+    );
+
+    // Locked: a second address of the same guest stays dropped, and counted.
+    let before = drops(&daemon, &first.port);
+    first
+        .ns
+        .ip_ok(["addr", "add", "192.168.150.51/24", "dev", "eth0"]);
+    let out = first.ns.exec([
+        "busybox",
+        "ping",
+        "-c",
+        "2",
+        "-W",
+        "1",
+        "-I",
+        "192.168.150.51",
+        GATEWAY,
+    ]);
+    assert!(!out.status.success(), "a second address got through");
+    let after = drops(&daemon, &first.port);
+    assert!(after > before, "not counted: {before} -> {after}: {out:?}");
+    first
+        .ns
+        .ip_ok(["addr", "del", "192.168.150.51/24", "dev", "eth0"]);
+
+    // Another guest cannot take the learned address; it learns a free one.
+    let second = TapGuest::attach(&lab, &daemon, "lsecond", MAC_V, &[]);
+    second
+        .ns
+        .ip_ok(["addr", "add", &format!("{A}/24"), "dev", "eth0"]);
+    let out = second
+        .ns
+        .exec(["busybox", "ping", "-c", "3", "-W", "1", GATEWAY]);
+    assert!(!out.status.success(), "the second guest took {A}");
+    second.ns.ip_ok(["addr", "flush", "dev", "eth0"]);
+    second
+        .ns
+        .ip_ok(["addr", "add", "192.168.150.60/24", "dev", "eth0"]);
+    wait_for("the second guest's own address", || second.ns.ping(GATEWAY));
+
+    // Kept in the port's record: allowed at once after a restart.
+    daemon.restart();
+    assert!(
+        first.ns.ping(GATEWAY),
+        "the learned address after a restart"
+    );
+}

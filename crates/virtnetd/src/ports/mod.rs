@@ -21,6 +21,7 @@ mod claims;
 mod directory;
 mod helper;
 mod hypervisor;
+mod learning;
 
 use claims::{Claim, Claims, Refused};
 pub use directory::{BridgeDirectory, Serving};
@@ -58,6 +59,7 @@ fn new_record(req: &PortRequest, name: String, mac: MacAddr) -> PortRecord {
         helper: req.helper,
         no_spoof_check: req.no_spoof_check,
         isolated: req.isolated,
+        learned_ipv4: None,
     }
 }
 
@@ -103,6 +105,10 @@ pub struct PortRecord {
     /// not isolated, never another isolated port.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub isolated: bool,
+    /// The IPv4 address learned from the guest's ARP (see `learning.rs`): a guest with a
+    /// static address, no lease and no reservation may send from it, and only from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learned_ipv4: Option<std::net::Ipv4Addr>,
 }
 
 /// The tap's MAC for a guest MAC: first byte `fe`, or `fa` when the guest's is `fe`.
@@ -295,7 +301,8 @@ impl Ports {
 
     /// What a port may send: `None` when it is not guarded (`--no-spoof-check`, a host
     /// bridge, a macvtap, a network in a mode that is not guarded or not active). Its IPv4
-    /// addresses are its network's reservations for its MAC and its current leases.
+    /// addresses are its network's reservations for its MAC, its current leases and the
+    /// address it was seen to use when it had none of those (`learning.rs`).
     fn guard_of(&self, r: &PortRecord) -> Option<(String, virtnet_plan::spoof::PortGuard)> {
         if r.no_spoof_check {
             return None;
@@ -312,7 +319,8 @@ impl Ports {
         let addrs = lease
             .into_iter()
             .filter(|l| l.mac == r.mac.0 && !l.expired(now))
-            .map(|l| l.ip);
+            .map(|l| l.ip)
+            .chain(r.learned_ipv4);
         let guard = virtnet_plan::spoof::PortGuard::for_network(&r.name, r.mac.0, &net, addrs)?;
         Some((net.name.clone(), guard))
     }
@@ -794,7 +802,13 @@ impl Ports {
     /// `PUT /v1/ports/{name}/source`: moves a port to another network or bridge while the
     /// guest runs (the seeds' NAT → bridge edit, without a guest restart).
     pub fn move_to(&self, name: &str, source: InterfaceSource) -> Result<Port> {
-        self.change_port(name, |r| r.source = source)
+        self.change_port(name, |r| {
+            if r.source != source {
+                // An address learned on one network means nothing on another.
+                r.learned_ipv4 = None;
+            }
+            r.source = source;
+        })
     }
 
     /// `PUT /v1/ports/{name}/link` (`domif-setlink`).
