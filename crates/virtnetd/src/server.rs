@@ -112,6 +112,7 @@ impl Daemon {
         make_dir(&config.state_dir, 0o700)?;
         make_dir(&config.run_dir, 0o755)?;
         let lock = lock_state_dir(&config.state_dir)?;
+        refuse_live_socket(&config.run_dir.join(virtnet_api::SOCKET_NAME))?;
         let boot_id = read_boot_id(&config.boot_id_file);
         let db_path = config.state_dir.join(DB_FILE);
         let kernel = Kernel::open()?;
@@ -479,6 +480,25 @@ fn read_boot_id(path: &Path) -> Option<String> {
     }
 }
 
+/// The start-up error for a socket another live process answers on.
+fn listening(path: &Path, stream: &StdUnixStream) -> Error {
+    Error::Startup(format!(
+        "another process is already listening on {}: {}",
+        path.display(),
+        socket_owner(stream)
+    ))
+}
+
+/// Refuses to start when another daemon answers on the API socket of the run directory,
+/// before anything in that directory (the runtime store) is opened: the error names the
+/// socket, not the runtime store's lock.
+fn refuse_live_socket(path: &Path) -> Result<()> {
+    match StdUnixStream::connect(path) {
+        Ok(stream) => Err(listening(path, &stream)),
+        Err(_) => Ok(()),
+    }
+}
+
 /// Binds an API socket with `mode`, group `gid` when given (else the daemon's own). An existing
 /// socket file is removed only when nothing answers on it (a daemon that died without cleaning
 /// up); a live one, or a file that is not a socket, makes start-up fail.
@@ -495,13 +515,7 @@ pub(crate) fn bind_socket(
             )));
         }
         Ok(_) => match StdUnixStream::connect(path) {
-            Ok(stream) => {
-                return Err(Error::Startup(format!(
-                    "another process is already listening on {}: {}",
-                    path.display(),
-                    socket_owner(&stream)
-                )));
-            }
+            Ok(stream) => return Err(listening(path, &stream)),
             Err(e) if e.kind() == ErrorKind::ConnectionRefused => {
                 tracing::info!(path = %path.display(), "removing stale socket");
                 fs::remove_file(path).with_path("cannot remove stale socket", path)?;
