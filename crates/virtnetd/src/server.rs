@@ -161,6 +161,13 @@ impl Daemon {
         })?;
         state
             .ports
+            .start_hypervisor_guard()
+            .map_err(|e| Error::Io {
+                context: "cannot follow the links to guard the hypervisor's taps".into(),
+                source: e,
+            })?;
+        state
+            .ports
             .start_helper_sweeper(config.helper_ports)
             .map_err(|e| Error::Io {
                 context: "cannot start the bridge helper's port sweeper".into(),

@@ -72,6 +72,12 @@ impl TapGuest {
             .unwrap_or_else(|| panic!("no tap name in {out:?}"))
             .trim()
             .to_string();
+        TapGuest::relay_on(lab, name, &port, mac)
+    }
+
+    /// A guest namespace on the existing tap `port` (as QEMU opens it), with MAC `mac`.
+    fn relay_on(lab: &Lab, name: &str, port: &str, mac: &str) -> TapGuest {
+        let port = port.to_string();
         let ns = Netns::new(name);
         let dir = lab.tmp_dir().join(name);
         std::fs::create_dir_all(&dir).expect("guest dir");
@@ -528,4 +534,56 @@ fn a_static_guest_is_learned_once_and_locked_to_its_address() {
         first.ns.ping(GATEWAY),
         "the learned address after a restart"
     );
+}
+
+/// The hypervisor daemon's taps (`virtqemud` makes them and plugs them into the bridge of the
+/// port it announced) are guarded like virtnet's own ports, from the moment they are plugged,
+/// and unguarded when they leave the bridge.
+#[test]
+fn the_hypervisors_taps_are_guarded_like_virtnets_own() {
+    const TAP: &str = "vnet70";
+    let lab = Lab::new("spoof_hyp");
+    let daemon = start(&lab, "");
+    let xml = format!(
+        "<networkport><uuid>5d744f21-ba4a-4d6e-bdb2-30a35ff3207e</uuid><owner><name>hvm</name>\
+         <uuid>d54df46f-1ab5-4a22-8618-4560ef5fac2d</uuid></owner>\
+         <mac address='{MAC_A}'/></networkport>"
+    );
+    let path = lab.tmp_dir().join("port.xml");
+    std::fs::write(&path, xml).expect("write port XML");
+    daemon.cli_ok(&["net-port-create", "spoofnet", &path.to_string_lossy()]);
+    // The hypervisor's part: its own tap with libvirt's MAC, plugged into the bridge.
+    lab.host()
+        .ip_ok(["tuntap", "add", "dev", TAP, "mode", "tap"]);
+    let tap_mac = MAC_A.replacen("52", "fe", 1);
+    lab.host().ip_ok([
+        "link", "set", "dev", TAP, "address", &tap_mac, "master", "vnsp0", "up",
+    ]);
+    wait_for("the hypervisor's tap guarded", || {
+        port(&daemon, TAP).spoof_check
+    });
+
+    let guest = TapGuest::relay_on(&lab, "hguest", TAP, MAC_A);
+    let ip = guest.lease();
+    assert!(guest.ns.ping(GATEWAY), "its own traffic flows");
+    let before = drops(&daemon, TAP);
+    guest.send(
+        &lab,
+        &[
+            "udp",
+            FOREIGN_MAC,
+            &ip,
+            "ff:ff:ff:ff:ff:ff",
+            GATEWAY,
+            "1",
+            "2",
+            "hspoof",
+        ],
+    );
+    wait_for("the spoofed frame counted", || drops(&daemon, TAP) > before);
+    assert!(guest.ns.ping(GATEWAY), "still flows after a dropped frame");
+
+    // Off the bridge: no longer the port's tap, no longer guarded.
+    lab.host().ip_ok(["link", "set", "dev", TAP, "nomaster"]);
+    wait_for("the tap unguarded", || !port(&daemon, TAP).spoof_check);
 }

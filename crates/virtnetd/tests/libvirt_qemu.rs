@@ -63,6 +63,15 @@ fn a_guest_of_virtqemud_leases_from_virtnetd_and_keeps_working_across_its_restar
     assert_eq!(ports[0]["bridge"], "virbr0", "{ports:?}");
     let link = lab.host().ip_ok(["-d", "link", "show", "dev", &tap]);
     assert!(link.contains("master virbr0"), "{link}");
+    // Guarded against spoofing like virtnet's own ports, with its lease allowed.
+    assert_eq!(ports[0]["spoof_check"], true, "{ports:?}");
+    let allowed = lab
+        .host()
+        .run_ok(["nft", "list", "set", "bridge", "virtnet_ports", "addrs4"]);
+    assert!(
+        allowed.contains(&format!("\"{tap}\" . {}", lease.ip)),
+        "{allowed}"
+    );
 
     // Through virtqemud: the NIC, and its address from virtnet's leases.
     let iflist = qemud.virsh_ok(&["domiflist", "vm1"]);

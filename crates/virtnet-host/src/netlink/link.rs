@@ -133,7 +133,7 @@ impl BridgeSpec {
 }
 
 impl Link {
-    fn from_message(m: LinkMessage) -> Option<Link> {
+    pub(super) fn from_message(m: LinkMessage) -> Option<Link> {
         let mut l = Link {
             index: m.header.index,
             name: String::new(),

@@ -7,6 +7,7 @@
 
 mod addr;
 mod link;
+mod link_watch;
 mod monitor;
 mod neigh;
 mod route;
@@ -14,6 +15,7 @@ mod snapshot;
 
 pub use addr::Address;
 pub use link::{BridgeInfo, BridgeSpec, Link, MacvtapMode, PortSettings};
+pub use link_watch::{LinkEvent, LinkEvents, LinkWatch};
 pub use monitor::{Change, Drained, Monitor};
 pub use neigh::Neighbour;
 pub use route::{Route, RouteSpec};

@@ -69,6 +69,8 @@ pub struct HypervisorPort {
     pub network: String,
     /// The port, plug included.
     pub port: NetworkPort,
+    /// The IPv4 address learned from its guest's ARP (see `learning.rs`).
+    pub learned_ipv4: Option<std::net::Ipv4Addr>,
 }
 
 impl HypervisorPort {
@@ -87,6 +89,8 @@ impl HypervisorPort {
 struct StoredPort {
     network: String,
     xml: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    learned_ipv4: Option<std::net::Ipv4Addr>,
 }
 
 /// The hypervisor's ports, by UUID.
@@ -108,6 +112,7 @@ impl HypervisorBook {
                         HypervisorPort {
                             network: stored.network,
                             port,
+                            learned_ipv4: stored.learned_ipv4,
                         },
                     );
                 }
@@ -121,13 +126,13 @@ impl HypervisorBook {
         })
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<Uuid, HypervisorPort>> {
+    pub(super) fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<Uuid, HypervisorPort>> {
         self.ports
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<Uuid, HypervisorPort>> {
+    pub(super) fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<Uuid, HypervisorPort>> {
         self.ports
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -179,7 +184,7 @@ fn taps_by_mac(links: Vec<virtnet_host::Link>) -> BTreeMap<[u8; 6], Vec<virtnet_
 
 /// The MAC of the hypervisor's device for a port: libvirt gives a tap the guest's MAC with
 /// the first byte `fe`; a macvtap (a direct plug) carries the guest's own.
-fn device_mac(port: &NetworkPort) -> [u8; 6] {
+pub(super) fn device_mac(port: &NetworkPort) -> [u8; 6] {
     match port.plug {
         Some(Plug::Direct { .. }) => port.mac.0,
         _ => tap_mac(port.mac.0),
@@ -210,6 +215,7 @@ impl Ports {
         let record = HypervisorPort {
             network: network.to_string(),
             port: answer,
+            learned_ipv4: None,
         };
         self.store_hypervisor_port(&record)?;
         self.hypervisor
@@ -218,12 +224,13 @@ impl Ports {
         Ok(record)
     }
 
-    fn store_hypervisor_port(&self, record: &HypervisorPort) -> Result<()> {
+    pub(super) fn store_hypervisor_port(&self, record: &HypervisorPort) -> Result<()> {
         self.runtime.put_hypervisor_port(
             &record.port.uuid.to_string(),
             &StoredPort {
                 network: record.network.clone(),
                 xml: record.port.to_xml(),
+                learned_ipv4: record.learned_ipv4,
             },
         )
     }
@@ -271,6 +278,7 @@ impl Ports {
             .ok_or_else(|| port_not_found(uuid))?;
         self.runtime.delete_hypervisor_port(&uuid.to_string())?;
         self.hypervisor.write().remove(&uuid);
+        self.unguard_hypervisor_port(uuid);
         Ok(record)
     }
 
@@ -344,8 +352,7 @@ impl Ports {
             queues: 1,
             vnet_hdr: false,
             port_uuid: Some(p.port.uuid.to_string()),
-            // The hypervisor's taps get no anti-spoofing rules (see ARCHITECTURE.md).
-            spoof_check: false,
+            spoof_check: tap.is_some_and(|l| self.guard.is_guarded(&l.name)),
             isolated: p.port.isolated == Some(true),
             spoof_drops: None,
         }
@@ -402,6 +409,9 @@ impl Ports {
                 }
             }
         }
+        drop(kernel);
+        // What they may send follows the network's new definition.
+        self.guard_hypervisor_taps();
     }
 }
 

@@ -14,9 +14,9 @@ use std::sync::Weak;
 use std::time::Duration;
 
 use virtnet_host::arp_watch::{ArpSeen, ArpWatch};
-use virtnet_model::{InterfaceSource, Network, Subnet};
+use virtnet_model::{InterfaceSource, MacAddr, Network, Subnet};
 
-use super::{PortRecord, Ports};
+use super::Ports;
 
 /// How long a read of the ARP socket waits before it checks that the ports still exist.
 const WAKE: Duration = Duration::from_secs(1);
@@ -58,6 +58,7 @@ impl Ports {
         };
         let candidate = self.book.read().get(&name).cloned();
         let Some(record) = candidate else {
+            self.learn_for_hypervisor_tap(&name, seen);
             return;
         };
         if record.learned_ipv4.is_some() || record.mac.0 != seen.sender_mac {
@@ -72,7 +73,7 @@ impl Ports {
         let Some(net) = self.network_of(&record) else {
             return;
         };
-        if let Err(why) = self.may_learn(&net, &record, seen.sender_ip) {
+        if let Err(why) = self.may_learn(&net, &record.name, record.mac, seen.sender_ip) {
             tracing::debug!(port = %name, address = %seen.sender_ip, why, "address not learned");
             return;
         }
@@ -97,11 +98,51 @@ impl Ports {
         }
     }
 
-    /// Whether a port of `net` may learn `addr`, or why not.
+    /// [`Ports::learn`] for a tap of the hypervisor's that is guarded now: the learned
+    /// address goes into its port's record.
+    fn learn_for_hypervisor_tap(&self, tap: &str, seen: ArpSeen) {
+        let uuid = crate::sync::lock(&self.hypervisor_guarded)
+            .get(tap)
+            .copied();
+        let Some(uuid) = uuid else {
+            return;
+        };
+        let _changes = crate::sync::lock(&self.hypervisor_changes);
+        let Some(mut port) = self.hypervisor_port(uuid) else {
+            return;
+        };
+        if port.learned_ipv4.is_some() || port.port.mac.0 != seen.sender_mac {
+            return;
+        }
+        let Some((network, guard)) = self.hypervisor_guard_of(tap, &port) else {
+            return;
+        };
+        if !guard.ipv4.is_empty() {
+            return;
+        }
+        let Some(net) = self.directory.live_network(&port.network) else {
+            return;
+        };
+        if let Err(why) = self.may_learn(&net, tap, port.port.mac, seen.sender_ip) {
+            tracing::debug!(%tap, address = %seen.sender_ip, why, "address not learned");
+            return;
+        }
+        port.learned_ipv4 = Some(seen.sender_ip);
+        if let Err(e) = self.store_hypervisor_port(&port) {
+            tracing::warn!(%tap, error = %e, "cannot store a learned address");
+            return;
+        }
+        self.hypervisor.write().insert(uuid, port.clone());
+        self.guard_hypervisor_tap(tap, &port);
+        tracing::info!(%tap, domain = %port.port.owner_name, %network, address = %seen.sender_ip, "static address learned");
+    }
+
+    /// Whether port `port` (guest MAC `mac`) of `net` may learn `addr`, or why not.
     fn may_learn(
         &self,
         net: &Network,
-        record: &PortRecord,
+        port: &str,
+        mac: MacAddr,
         addr: Ipv4Addr,
     ) -> std::result::Result<(), &'static str> {
         let subnet = net.ips.iter().find_map(|ip| match ip.address {
@@ -123,7 +164,7 @@ impl Ports {
             .ips
             .iter()
             .flat_map(|ip| ip.dhcp.iter().flat_map(|d| &d.hosts))
-            .any(|h| h.ip == IpAddr::V4(addr) && h.mac != Some(record.mac));
+            .any(|h| h.ip == IpAddr::V4(addr) && h.mac != Some(mac));
         if reserved {
             return Err("reserved for another guest");
         }
@@ -135,14 +176,18 @@ impl Ports {
             .leases::<virtnet_dhcp::Lease>(&net.name)
             .unwrap_or_default()
             .into_iter()
-            .any(|l| l.ip == addr && l.mac != record.mac.0 && !l.expired(now));
+            .any(|l| l.ip == addr && l.mac != mac.0 && !l.expired(now));
         if leased {
             return Err("leased to another guest");
         }
         let source = InterfaceSource::Network(net.name.clone());
-        let learned =
-            self.book.read().values().any(|p| {
-                p.name != record.name && p.source == source && p.learned_ipv4 == Some(addr)
+        let learned = self
+            .book
+            .read()
+            .values()
+            .any(|p| p.name != port && p.source == source && p.learned_ipv4 == Some(addr))
+            || self.hypervisor.read().values().any(|p| {
+                p.network == net.name && p.port.mac != mac && p.learned_ipv4 == Some(addr)
             });
         if learned {
             return Err("learned by another port");

@@ -21,6 +21,7 @@ mod claims;
 mod directory;
 mod helper;
 mod hypervisor;
+mod hypervisor_guard;
 mod learning;
 
 use claims::{Claim, Claims, Refused};
@@ -214,6 +215,9 @@ pub struct Ports {
     hypervisor_changes: Mutex<()>,
     /// Per-port anti-spoofing (the `bridge virtnet_ports` table).
     guard: Arc<Antispoof>,
+    /// The hypervisor's taps guarded now, by tap name: their port's UUID
+    /// (`hypervisor_guard.rs`).
+    hypervisor_guarded: Mutex<BTreeMap<String, uuid::Uuid>>,
 }
 
 impl std::fmt::Debug for Ports {
@@ -239,6 +243,7 @@ impl Ports {
             book: PortBook::new(runtime.ports()?),
             hypervisor: hypervisor::HypervisorBook::load(&runtime)?,
             hypervisor_changes: Mutex::new(()),
+            hypervisor_guarded: Mutex::new(BTreeMap::new()),
             store,
             runtime,
             kernel,
@@ -744,6 +749,7 @@ impl Ports {
             .cloned()
             .collect();
         let mut ports: Vec<Port> = records.iter().map(|r| self.port_view(r)).collect();
+        ports.extend(self.hypervisor_views(domain));
         if counters && ports.iter().any(|p| p.spoof_check) {
             // One listing of the counters for the whole answer.
             match self.guard.drop_counts() {
@@ -755,7 +761,6 @@ impl Ports {
                 Err(e) => tracing::warn!(error = %e, "cannot read anti-spoofing counters"),
             }
         }
-        ports.extend(self.hypervisor_views(domain));
         ports
     }
 
