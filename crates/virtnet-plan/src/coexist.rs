@@ -143,6 +143,9 @@ pub struct Guarded {
     pub bridge: String,
     /// It forwards traffic (nat, route, open): the forward hook matters, not only input.
     pub forwards: bool,
+    /// New connections from outside reach its guests (its port forwards): those must get
+    /// through the forward hook too.
+    pub inbound: bool,
     /// It has IPv4 addresses: `ip` tables matter.
     pub ipv4: bool,
     /// It has IPv6 addresses: `ip6` tables matter (Docker 27 sets ip6tables' `FORWARD` policy
@@ -171,6 +174,9 @@ pub enum Direction {
     FromGuests,
     /// Replies to guests' connections, on the forward hook.
     ToGuests,
+    /// New connections from outside to guests, on the forward hook: a routed network's
+    /// guests, and a NAT network's through its port forwards.
+    IntoGuests,
 }
 
 impl Direction {
@@ -178,7 +184,7 @@ impl Direction {
     pub fn hook(self) -> &'static str {
         match self {
             Direction::ToHost => "input",
-            Direction::FromGuests | Direction::ToGuests => "forward",
+            Direction::FromGuests | Direction::ToGuests | Direction::IntoGuests => "forward",
         }
     }
 
@@ -188,6 +194,7 @@ impl Direction {
             Direction::ToHost => "guests' DHCP and DNS requests to the host",
             Direction::FromGuests => "guests' forwarded traffic",
             Direction::ToGuests => "replies forwarded to guests",
+            Direction::IntoGuests => "new connections forwarded to guests (port forwards)",
         }
     }
 
@@ -195,14 +202,14 @@ impl Direction {
     fn bridge_side(self) -> Side {
         match self {
             Direction::ToHost | Direction::FromGuests => Side::In,
-            Direction::ToGuests => Side::Out,
+            Direction::ToGuests | Direction::IntoGuests => Side::Out,
         }
     }
 
     /// The conntrack state of this traffic.
     fn ct_state(self) -> &'static str {
         match self {
-            Direction::ToHost | Direction::FromGuests => "new",
+            Direction::ToHost | Direction::FromGuests | Direction::IntoGuests => "new",
             Direction::ToGuests => "established",
         }
     }
@@ -352,6 +359,9 @@ pub fn obstacles(tables: &[ForeignTable], g: &Guarded) -> Vec<Obstacle> {
     let mut directions = vec![Direction::ToHost];
     if g.forwards {
         directions.extend([Direction::FromGuests, Direction::ToGuests]);
+    }
+    if g.inbound {
+        directions.push(Direction::IntoGuests);
     }
     let mut out = Vec::new();
     for table in tables.iter().filter(|t| g.sees(&t.family)) {
@@ -659,6 +669,7 @@ mod tests {
             network: "default".into(),
             bridge: bridge.into(),
             forwards: true,
+            inbound: false,
             ipv4: true,
             ipv6: false,
         }
@@ -748,6 +759,51 @@ mod tests {
         assert!(found[0].to_string().starts_with(
             "chain input (hook input) of table inet ufw has policy drop: guests' DHCP"
         ));
+    }
+
+    /// ufw's forward chain: policy drop, replies accepted. A NAT network's own guests go out
+    /// (once their new connections are let through), but a port forward's new connections
+    /// into a guest are dropped too: found, and fixed on the bridge's way out, only when the
+    /// network forwards ports into its guests.
+    #[test]
+    fn a_forward_drop_that_passes_replies_still_blocks_port_forwards() {
+        let t = ForeignTable {
+            family: "inet".into(),
+            name: "ufw".into(),
+            chains: vec![base(
+                "forward",
+                "forward",
+                "drop",
+                vec![rule(
+                    2,
+                    vec![Match::CtState {
+                        negated: false,
+                        states: vec!["established".into(), "related".into()],
+                    }],
+                    Verdict::Accept,
+                )],
+            )],
+        };
+        let without: Vec<Direction> = obstacles(std::slice::from_ref(&t), &nat("virbr0"))
+            .iter()
+            .map(|o| o.direction)
+            .collect();
+        assert_eq!(without, vec![Direction::FromGuests]);
+        let with_forwards = Guarded {
+            inbound: true,
+            ..nat("virbr0")
+        };
+        let found = obstacles(&[t], &with_forwards);
+        let into: Vec<&Obstacle> = found
+            .iter()
+            .filter(|o| o.direction == Direction::IntoGuests)
+            .collect();
+        assert_eq!(into.len(), 1, "{found:?}");
+        assert_eq!(
+            into[0].fix.rule(),
+            "insert rule inet ufw forward oifname \"virbr0\" accept comment \"virtnet:default\"\n"
+        );
+        assert!(into[0].to_string().contains("port forwards"), "{}", into[0]);
     }
 
     #[test]

@@ -82,6 +82,13 @@ impl AppState {
                 describe_key(&fwd)
             )));
         }
+        // Another firewall that would drop the forward's connections refuses it before
+        // anything is stored (or, with --firewall-integration, lets them through).
+        if let Ok(detail) = self.networks.get(id, false) {
+            if detail.summary.active {
+                lock(&self.kernel).let_forwards_in(&detail.summary.name)?;
+            }
+        }
         let (name, active) =
             self.networks
                 .change_forwards(id, &ForwardOp::Add(fwd.clone()), &|| {

@@ -607,3 +607,110 @@ fn without_integration_a_firewall_loaded_later_is_logged() {
     assert_eq!(input.blocks.len(), 1, "{input:?}");
     assert!(input.accepts.is_empty());
 }
+
+/// A TCP server on port 80 in the guest (python3's http.server), up once it accepts.
+fn web_server(guest: &Guest) -> NsChild {
+    let child = guest
+        .ns()
+        .spawn(["python3", "-m", "http.server", "80", "--bind", "0.0.0.0"]);
+    assert!(
+        eventually(Duration::from_secs(10), || guest.ns().tcp_connect_timeout(
+            "127.0.0.1",
+            80,
+            Duration::from_millis(200)
+        )),
+        "the guest's web server did not start"
+    );
+    child
+}
+
+/// Whether a new TCP connection from upstream to the host's port 8080 gets through.
+fn forwarded_from_outside(lab: &Lab) -> bool {
+    lab.upstream().tcp_connect_timeout(
+        virtnet_testkit::HOST_UPLINK_ADDR,
+        8080,
+        Duration::from_secs(2),
+    )
+}
+
+/// ufw's forward chain drops everything but replies: a port forward's new connections into a
+/// guest are dropped there although the guest's own traffic gets through. With integration
+/// the first forward lets them in (an `oifname` accept in ufw's forward chain); the forward
+/// then works from outside.
+#[test]
+fn a_port_forward_is_let_through_a_forward_drop_that_passes_only_replies() {
+    let co = co_lab("co-ufw-fwd", true);
+    let host = co.lab.host();
+    ufw_like(host);
+    let out = start_default(&co.daemon);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!ufw_table(host).contains("oifname"), "{}", ufw_table(host));
+    let guest = guest_works(&co.lab);
+    let _web = web_server(&guest);
+    let addr = guest.ipv4_addrs()[0].to_string();
+    co.daemon.cli_ok(&[
+        "forward-add",
+        "default",
+        "--proto",
+        "tcp",
+        "--port",
+        "8080",
+        "--to",
+        &format!("{addr}:80"),
+    ]);
+    let table = ufw_table(host);
+    assert!(
+        table.contains("oifname \"virbr0\" accept comment \"virtnet:default\""),
+        "{table}"
+    );
+    assert!(
+        forwarded_from_outside(&co.lab),
+        "the forward is dropped in ufw's forward chain"
+    );
+    co.daemon.cli_ok(&["net-destroy", "default"]);
+    assert!(!ufw_table(host).contains("virtnet:"), "{}", ufw_table(host));
+}
+
+/// Integration off: a forward chain that accepts the bridge's own traffic and replies but
+/// drops the rest refuses a port forward, naming the table and chain, and stores nothing.
+#[test]
+fn without_integration_a_forward_into_guests_that_would_be_dropped_is_refused() {
+    let co = co_lab("co-off-fwd", false);
+    let host = co.lab.host();
+    let path = co.lab.tmp_dir().join("fw.nft");
+    std::fs::write(
+        &path,
+        "table inet hostfw {\n  chain forward { type filter hook forward priority filter; policy drop;\n    \
+         ct state established,related accept\n    iifname \"virbr0\" accept\n  }\n}\n",
+    )
+    .expect("write ruleset");
+    host.run_ok(["nft", "-f", &path.to_string_lossy()]);
+    let out = start_default(&co.daemon);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = co.daemon.cli(&[
+        "forward-add",
+        "default",
+        "--proto",
+        "tcp",
+        "--port",
+        "8080",
+        "--to",
+        "192.168.122.50:80",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "forward-add should be refused");
+    assert!(
+        err.contains("table inet hostfw") && err.contains("port forwards"),
+        "{err}"
+    );
+    let listed = co.daemon.cli_ok(&["forward-list", "default"]);
+    assert!(!listed.contains("8080"), "{listed}");
+}

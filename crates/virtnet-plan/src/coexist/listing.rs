@@ -155,6 +155,7 @@ mod tests {
             network: "default".into(),
             bridge: "virbr0".into(),
             forwards: true,
+            inbound: false,
             ipv4: true,
             ipv6: false,
         };

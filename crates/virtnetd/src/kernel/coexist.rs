@@ -28,7 +28,7 @@ use virtnet_plan::coexist::{
     delete_rules_script, iptables_accepts, obstacles, parse_table, tagged_rules, Fix, ForeignChain,
     ForeignTable, Guarded, Obstacle, DOCKER_USER,
 };
-use virtnet_plan::firewall::TABLE_NAME;
+use virtnet_plan::firewall::{NetworkFirewall, TABLE_NAME};
 use virtnet_plan::NetworkPlan;
 
 use super::{firewalld, host};
@@ -48,8 +48,22 @@ pub fn guarded(plan: &NetworkPlan) -> Guarded {
         network: plan.network.clone(),
         bridge: plan.bridge.name.clone(),
         forwards: !matches!(plan.mode, virtnet_model::ForwardMode::None),
+        inbound: false,
         ipv4: plan.addresses.iter().any(|a| a.address.is_ipv4()),
         ipv6: plan.addresses.iter().any(|a| a.address.is_ipv6()),
+    }
+}
+
+/// What guest traffic of a running network with port forwards must get through: its own,
+/// and the new connections its forwards send into its guests.
+pub fn guarded_with_forwards(network: &str, fw: &NetworkFirewall) -> Guarded {
+    Guarded {
+        network: network.to_string(),
+        bridge: fw.bridge.clone(),
+        forwards: !matches!(fw.mode, virtnet_model::ForwardMode::None),
+        inbound: true,
+        ipv4: !fw.v4.is_empty(),
+        ipv6: !fw.v6.is_empty(),
     }
 }
 
@@ -141,6 +155,15 @@ impl Coexist {
             notes.extend(inner.let_through(g, "inserted")?);
         }
         Ok(notes)
+    }
+
+    /// Whether `network` is running with its port forwards' connections let in already
+    /// (see [`super::Kernel::let_forwards_in`]): then a further forward needs no new look.
+    pub fn lets_in(&self, network: &str) -> bool {
+        lock(&self.inner)
+            .guarded
+            .get(network)
+            .is_some_and(|g| g.inbound)
     }
 
     /// Networks that stopped: their accepts and zone bindings are removed.

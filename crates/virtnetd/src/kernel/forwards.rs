@@ -50,6 +50,24 @@ fn address(a: IpAddr) -> Field {
 }
 
 impl Kernel {
+    /// Lets the new connections `network`'s port forwards send into its guests through
+    /// other tables' forward chains (a host firewall whose forward chain drops all but
+    /// replies, as ufw's does): refused with the error naming the table, chain and rule in
+    /// the way unless `--firewall-integration` lets virtnet add an accept there, which it
+    /// then does. Nothing to do for a network that is not running.
+    pub fn let_forwards_in(&mut self, network: &str) -> Result<()> {
+        let Some(fw) = self.applied.get(network) else {
+            return Ok(());
+        };
+        if self.coexist.lets_in(network) {
+            return Ok(()); // looked at with its first forward, followed since
+        }
+        let g = super::coexist::guarded_with_forwards(network, fw);
+        self.coexist.check(&g)?;
+        self.coexist.guard(&g)?;
+        Ok(())
+    }
+
     /// Makes the kernel hold exactly `wanted` as the forwards of `network` (an active network):
     /// elements that went or changed are deleted, new or changed ones added. If virtnet's table
     /// is gone, it is rebuilt whole, forwards included.
@@ -58,6 +76,12 @@ impl Kernel {
             // Not running: nothing in the kernel; the forwards go in when it starts.
             self.forwards.remove(network);
             return Ok(());
+        }
+        if !wanted.is_empty() {
+            // The network runs already: a firewall in the way is reported, not refused.
+            if let Err(e) = self.let_forwards_in(network) {
+                warn!(network, error = %e, "another firewall drops the port forwards' connections");
+            }
         }
         let old = self.forwards.get(network).cloned().unwrap_or_default();
         let gone: Vec<SetElement> = old.difference(&wanted).map(|e| element(e, false)).collect();
