@@ -36,6 +36,7 @@ mod nft_chains;
 pub mod nft_set;
 pub mod nft_watch;
 pub mod ping;
+mod poll;
 pub mod snapshot;
 pub mod sysctl;
 pub mod tap;

@@ -78,25 +78,11 @@ impl NftWatch {
     /// when notifications were lost (`ENOBUFS`): the ruleset must be looked at either way.
     pub fn wait(&mut self, timeout: Duration) -> Result<bool> {
         let fd = std::os::fd::AsRawFd::as_raw_fd(&self.sock);
-        let mut pfd = libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
-        // SAFETY: one valid pollfd for the duration of the call.
-        let ready = unsafe { libc::poll(&mut pfd, 1, ms) };
-        if ready < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                return Ok(false);
-            }
-            return Err(HostError::new("wait for nftables changes", "", e));
+        match crate::poll::readable_within(fd, timeout) {
+            Ok(true) => self.drain(),
+            Ok(false) => Ok(false),
+            Err(e) => Err(HostError::new("wait for nftables changes", "", e)),
         }
-        if ready == 0 {
-            return Ok(false);
-        }
-        self.drain()
     }
 
     /// The tables changed since the last call (see [`Changed`]), forgotten here.

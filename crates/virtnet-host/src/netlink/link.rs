@@ -648,15 +648,9 @@ impl Netlink {
             }
             batch.push(RouteNetlinkMessage::SetLink(m));
         }
-        let mut rename = LinkMessage::default();
-        rename.header.index = ifindex;
-        rename
-            .attributes
-            .push(LinkAttribute::IfName(name.to_string()));
-        rename
-            .attributes
-            .push(LinkAttribute::IfAlias(alias.to_string()));
-        batch.push(RouteNetlinkMessage::SetLink(rename));
+        batch.push(RouteNetlinkMessage::SetLink(rename_message(
+            ifindex, name, alias,
+        )));
         let results = self
             .request_many(batch, 0)
             .map_err(|e| e.ctx(OP, target()))?;
@@ -693,14 +687,7 @@ impl Netlink {
         off.header.index = ifindex;
         off.header.change_mask = LinkFlags::Up;
         off.attributes.push(LinkAttribute::Controller(0));
-        let mut rename = LinkMessage::default();
-        rename.header.index = ifindex;
-        rename
-            .attributes
-            .push(LinkAttribute::IfName(name.to_string()));
-        rename
-            .attributes
-            .push(LinkAttribute::IfAlias(alias.to_string()));
+        let rename = rename_message(ifindex, name, alias);
         let results = self
             .request_many(
                 vec![
@@ -834,6 +821,15 @@ fn random_u32() -> u32 {
         .map(|d| d.subsec_nanos() ^ d.as_secs() as u32)
         .unwrap_or(0x5eed);
     t ^ std::process::id().rotate_left(16)
+}
+
+/// The request that renames link `ifindex` to `name` with alias `alias` (the link must be down).
+fn rename_message(ifindex: u32, name: &str, alias: &str) -> LinkMessage {
+    let mut m = LinkMessage::default();
+    m.header.index = ifindex;
+    m.attributes.push(LinkAttribute::IfName(name.to_string()));
+    m.attributes.push(LinkAttribute::IfAlias(alias.to_string()));
+    m
 }
 
 #[cfg(test)]

@@ -5,10 +5,10 @@
 use std::io;
 use std::time::Duration;
 
-use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 
+use super::monitor::for_each_message;
 use super::Link;
 use crate::error::{HostError, Result};
 
@@ -66,20 +66,10 @@ impl LinkWatch {
     /// Waits up to `timeout` for announcements, then reads every one queued.
     pub fn wait(&mut self, timeout: Duration) -> Result<LinkEvents> {
         let fd = std::os::fd::AsRawFd::as_raw_fd(&self.sock);
-        let mut pfd = libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
-        // SAFETY: one valid pollfd for the duration of the call.
-        let ready = unsafe { libc::poll(&mut pfd, 1, ms) };
-        if ready < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                return Ok(LinkEvents::Events(Vec::new()));
-            }
-            return Err(HostError::new("wait for link changes", "", e));
+        if !crate::poll::readable_within(fd, timeout)
+            .map_err(|e| HostError::new("wait for link changes", "", e))?
+        {
+            return Ok(LinkEvents::Events(Vec::new()));
         }
         let mut events = Vec::new();
         loop {
@@ -90,19 +80,8 @@ impl LinkWatch {
                 Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => return Ok(LinkEvents::Lost),
                 Err(e) => return Err(HostError::new("read link monitor", "", e)),
             };
-            let mut off = 0;
-            while off + 16 <= n {
-                let b = &self.rx[off..n];
-                let len = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize;
-                if len < 16 || len > b.len() {
-                    return Ok(LinkEvents::Lost);
-                }
-                if let Ok(msg) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&b[..len]) {
-                    if let NetlinkPayload::InnerMessage(m) = msg.payload {
-                        events.extend(event_of(m));
-                    }
-                }
-                off += (len + 3) & !3;
+            if !for_each_message(&self.rx[..n], |m| events.extend(event_of(m))) {
+                return Ok(LinkEvents::Lost);
             }
         }
         Ok(LinkEvents::Events(events))

@@ -87,24 +87,33 @@ impl Monitor {
                 Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => return Ok(Drained::Lost),
                 Err(e) => return Err(HostError::new("read netlink monitor", "", e)),
             };
-            let mut off = 0;
-            while off + 16 <= n {
-                let b = &self.rx[off..n];
-                let len = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize;
-                if len < 16 || len > b.len() {
-                    // A truncated datagram: the view can no longer be trusted.
-                    return Ok(Drained::Lost);
-                }
-                if let Ok(msg) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&b[..len]) {
-                    if let NetlinkPayload::InnerMessage(m) = msg.payload {
-                        changes.extend(change_of(m));
-                    }
-                }
-                off += (len + 3) & !3;
+            if !for_each_message(&self.rx[..n], |m| changes.extend(change_of(m))) {
+                // A truncated datagram: the view can no longer be trusted.
+                return Ok(Drained::Lost);
             }
         }
         Ok(Drained::Changes(changes))
     }
+}
+
+/// Hands every rtnetlink message of one datagram to `f`; `false` when the datagram is
+/// truncated (a message runs past its end).
+pub(super) fn for_each_message(datagram: &[u8], mut f: impl FnMut(RouteNetlinkMessage)) -> bool {
+    let mut off = 0;
+    while off + 16 <= datagram.len() {
+        let b = &datagram[off..];
+        let len = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize;
+        if len < 16 || len > b.len() {
+            return false;
+        }
+        if let Ok(msg) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&b[..len]) {
+            if let NetlinkPayload::InnerMessage(m) = msg.payload {
+                f(m);
+            }
+        }
+        off += (len + 3) & !3;
+    }
+    true
 }
 
 fn change_of(m: RouteNetlinkMessage) -> Option<Change> {
