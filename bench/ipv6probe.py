@@ -361,12 +361,16 @@ def run_clients(ports, clients, timeout_ms, retransmit_ms=1000):
     return t0, naks
 
 
-def release_all(ports, clients, wait_ms=500):
+def release_all(ports, clients, wait_ms=500, rate=0):
+    """RELEASEs every lease; `rate` > 0 paces them (messages per second), so that a server's
+    rate limit does not drop them and leave the bindings behind."""
     for c in clients:
         if c.state == REPLY:
             c.xid = os.urandom(3)
             c.port.clients[c.xid] = c
             c.send(RELEASE)
+            if rate > 0:
+                time.sleep(1 / rate)
     time.sleep(wait_ms / 1000)
     for p in ports:
         while True:
@@ -418,7 +422,7 @@ def mode_load(a):
     last = max((c.t_reply for c in done), default=t0)
     secs = (last - t0) / 1e9
     lat = [(c.t_reply - c.t_start) / 1e6 for c in done]
-    release_all(ports, clients)
+    release_all(ports, clients, 500, a.release_rate)
     print(json.dumps({"clients": len(clients), "leases": len(done),
                       "failed": len(clients) - len(done), "naks": naks,
                       "retransmits": sum(c.retransmits for c in clients),
@@ -437,6 +441,8 @@ def main():
     p.add_argument("--timeout-ms", type=float, default=2000)
     p.add_argument("--clients-per-port", type=int, default=8)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--release-rate", type=float, default=100,
+                   help="RELEASEs per second after a load pass (0: all at once)")
     a = p.parse_args()
     {"rs": mode_rs, "slaac": mode_slaac, "dhcp6": mode_dhcp6, "load": mode_load}[a.mode](a)
     return 0
