@@ -244,7 +244,7 @@ fn ipv6_local_ptr_answers_nxdomain_locally_and_never_forwards() {
                     "--ptr-record={}.{digit}.0.0.0.0.0.d.f.ip6.arpa,{name}",
                     ["9", "9"]
                         .into_iter()
-                        .chain(std::iter::repeat("0").take(22))
+                        .chain(std::iter::repeat_n("0", 22))
                         .collect::<Vec<_>>()
                         .join(".")
                 )
@@ -263,7 +263,10 @@ fn ipv6_local_ptr_answers_nxdomain_locally_and_never_forwards() {
                 ip: "fd00:6::50".parse().unwrap(),
             }]);
             // No lease at fd00:6::99: local NXDOMAIN, on the IPv4 and on the IPv6 gateway.
-            assert_eq!(ask(GW, "-x", "fd00:6::99", &[]), ("NXDOMAIN".into(), vec![]));
+            assert_eq!(
+                ask(GW, "-x", "fd00:6::99", &[]),
+                ("NXDOMAIN".into(), vec![])
+            );
             assert_eq!(
                 ask("fd00:6::1", "-x", "fd00:6::99", &[]),
                 ("NXDOMAIN".into(), vec![])
@@ -279,7 +282,10 @@ fn ipv6_local_ptr_answers_nxdomain_locally_and_never_forwards() {
                 ("NOERROR".into(), vec!["up.example.".into()])
             );
             let s = srv.stats();
-            assert_eq!(s.forwarded, 1, "only the fd00:7:: lookup goes upstream: {s:?}");
+            assert_eq!(
+                s.forwarded, 1,
+                "only the fd00:7:: lookup goes upstream: {s:?}"
+            );
             srv.stop();
         },
     );
