@@ -13,7 +13,8 @@ alternating ABBA where they repeat):
   slaac   --slaac-samples new guests on s6: link up -> kernel's first RS -> RA -> SLAAC address
   dhcp6   --dhcp6-samples SOLICIT -> ADVERTISE -> REQUEST -> REPLY on b6, one port
   load    --load-ports ports x --per-port DUIDs at once on b6: two passes on fresh ports, a
-          third on the first pass's ports
+          third on the first pass's ports, a fourth on fresh ports spread over
+          --spread-bridges networks (b6, b6x1, ...)
   memory  RSS/PSS growth with --networks more IPv6 networks (RA + DHCPv6 + DNS each)
 Everything is removed at exit (Ctrl-C and SIGTERM included); processes are stopped by PID.
 """
@@ -98,8 +99,11 @@ class Bench:
                 out = subprocess.run(["/usr/sbin/dnsmasq", "--version"], capture_output=True,
                                      text=True).stdout.split()
                 r["dnsmasq"] = out[2] if len(out) > 2 else "?"
-            for name, br, v4, v6, dhcp6 in (("s6", "vs6", "10.203.0", "fd00:5a::", False),
-                                           ("b6", "vb6", "10.202.0", "fd00:b6::", True)):
+            nets = [("s6", "vs6", "10.203.0", "fd00:5a::", False),
+                    ("b6", "vb6", "10.202.0", "fd00:b6::", True)]
+            nets += [("b6x%d" % i, "vb6x%d" % i, "10.204.%d" % i, "fd00:b7:%x::" % i, True)
+                     for i in range(1, self.args.spread_bridges)]
+            for name, br, v4, v6, dhcp6 in nets:
                 path = os.path.join(self.tmp, "%s-%s.xml" % (k, name))
                 with open(path, "w") as f:
                     f.write(bench_xml(name, br, v4, v6, dhcp6))
@@ -125,6 +129,9 @@ class Bench:
                                          for i in range(a.slaac_samples)]
         ports += [("d0", "vb6", True)] + [("l%d" % i, "vb6", True)
                                          for i in range(2 * a.load_ports)]
+        # Spread-load ports: port j on bridge j mod --spread-bridges (vb6, vb6x1, ...).
+        bridges = ["vb6"] + ["vb6x%d" % i for i in range(1, a.spread_bridges)]
+        ports += [("x%d" % j, bridges[j % len(bridges)], True) for j in range(a.load_ports)]
         gb, hb = [], []
         for n, br, up in ports:
             gb.append("link add %s type veth peer name p%s netns %s" % (n, n, d.ns))
@@ -195,6 +202,18 @@ class Bench:
                 R[k].setdefault("load", []).append(self.probe(
                     k, "load", "--ifaces", ifs, "--clients-per-port", str(per),
                     "--timeout-ms", "30000", "--seed", str(20 + 2 * ps + live.index(k))))
+                self.save()
+        # Pass 4: the same number of new guests as pass 1, spread over --spread-bridges
+        # networks (each with its own dnsmasq in libvirt, its own token bucket in virtnet).
+        if a.spread_bridges > 1:
+            for k in interleaved(live, 1):
+                ifs = ",".join("x%d" % i for i in range(a.load_ports))
+                log("%s: DHCPv6 leases/s, pass 4: %d ports x %d DUIDs over %d networks"
+                    % (k, a.load_ports, a.per_port, a.spread_bridges))
+                time.sleep(3)
+                R[k]["load"].append(self.probe(
+                    k, "load", "--ifaces", ifs, "--clients-per-port", str(a.per_port),
+                    "--timeout-ms", "30000", "--seed", str(30 + live.index(k))))
                 self.save()
         self.result["loadavg_before_memory"] = os.getloadavg()
         for d in self.daemons:
@@ -293,7 +312,8 @@ def report(res):
         row("DHCPv6 SOLICIT → REPLY (4 messages), %s (ms)" % q, ("dhcp6", "solicit_to_reply_ms", q))
     row("DHCPv6 SOLICIT → ADVERTISE, p50 (ms)", ("dhcp6", "solicit_to_advertise_ms", "p50"))
     row("DHCPv6 REQUEST → REPLY, p50 (ms)", ("dhcp6", "request_to_reply_ms", "p50"))
-    for ps, what in ((0, "new ports"), (1, "new ports"), (2, "pass 1's ports again")):
+    for ps, what in ((0, "new ports"), (1, "new ports"), (2, "pass 1's ports again"),
+                     (3, "new ports over %s networks" % res["params"].get("spread_bridges"))):
         row("DHCPv6 leases/s, pass %d (%s)" % (ps + 1, what), ("load", ps, "leases_per_s"), 0, True)
         row("DHCPv6 SOLICIT → REPLY under load, pass %d, p50 (ms)" % (ps + 1),
             ("load", ps, "solicit_to_reply_ms", "p50"))
@@ -332,6 +352,8 @@ def main():
                    help="DUIDs per port (virtnet binds at most 8 per source address)")
     p.add_argument("--warm-per-port", type=int, default=6,
                    help="DUIDs per port in pass 3 (pass 1's ports again)")
+    p.add_argument("--spread-bridges", type=int, default=4,
+                   help="networks the fourth load pass spreads its ports over (1: no pass 4)")
     p.add_argument("--networks", type=int, default=30)
     p.add_argument("--bindir", default=os.path.join(netbench.REPO, "target", "release"))
     p.add_argument("--out", default="bench/results/ipv6.json")
