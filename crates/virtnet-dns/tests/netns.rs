@@ -35,6 +35,15 @@ impl Drop for Proc {
 
 /// An upstream DNS server (dnsmasq) on `addr`:53 answering `address=/domain/ip` pairs.
 fn upstream(addr: &str, records: &[(&str, &str)]) -> Proc {
+    let args: Vec<String> = records
+        .iter()
+        .map(|(d, ip)| format!("--address=/{d}/{ip}"))
+        .collect();
+    upstream_with(addr, &args)
+}
+
+/// An upstream DNS server (dnsmasq) on `addr`:53 with these extra dnsmasq options.
+fn upstream_with(addr: &str, options: &[String]) -> Proc {
     let mut cmd = Command::new("dnsmasq");
     cmd.args([
         "--no-daemon",
@@ -46,9 +55,7 @@ fn upstream(addr: &str, records: &[(&str, &str)]) -> Proc {
         "--bind-interfaces",
         &format!("--listen-address={addr}"),
     ]);
-    for (d, ip) in records {
-        cmd.arg(format!("--address=/{d}/{ip}"));
-    }
+    cmd.args(options);
     let p = Proc(
         cmd.stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -212,6 +219,76 @@ fn local_names_over_udp_and_tcp() {
             "still answering after stop"
         );
     });
+}
+
+/// An IPv6 network with `localPtr='yes'` on one prefix and not on another (issue 15, item 3).
+const V6_PTR_XML: &str = r#"<network><name>t6</name><forward mode='nat'/>
+  <domain name='example.com'/>
+  <ip address='192.168.122.1' prefix='24'/>
+  <ip family='ipv6' address='fd00:6::1' prefix='64' localPtr='yes'/>
+  <ip family='ipv6' address='fd00:7::1' prefix='64'/></network>"#;
+
+/// dnsmasq's `local=/6.0.0.0.0.0.0.0.0.0.0.0.0.0.d.f.ip6.arpa/` semantics for libvirt's
+/// `localPtr='yes'` on an IPv6 `<ip>`: a reverse lookup in that prefix with no lease behind it
+/// is NXDOMAIN from virtnet, never forwarded (the upstream here would answer it), also when
+/// asked on the IPv6 gateway; a lease's address answers its name; the prefix without
+/// `localPtr` is forwarded.
+#[test]
+fn ipv6_local_ptr_answers_nxdomain_locally_and_never_forwards() {
+    in_netns(
+        &["192.168.122.1/24", "fd00:6::1/64", "203.0.113.1/24"],
+        || {
+            // The upstream knows a PTR in both prefixes.
+            let ptr = |digit: char, name: &str| {
+                format!(
+                    "--ptr-record={}.{digit}.0.0.0.0.0.d.f.ip6.arpa,{name}",
+                    ["9", "9"]
+                        .into_iter()
+                        .chain(std::iter::repeat_n("0", 22))
+                        .collect::<Vec<_>>()
+                        .join(".")
+                )
+            };
+            let _up = upstream_with(
+                "203.0.113.1",
+                &[ptr('6', "leak.example"), ptr('7', "up.example")],
+            );
+            let rt = runtime();
+            let _g = rt.enter();
+            let gws: Vec<IpAddr> = vec![GW.parse().unwrap(), "fd00:6::1".parse().unwrap()];
+            let srv = DnsServer::start(config(V6_PTR_XML, &["203.0.113.1:53"]), LO, &gws, 53)
+                .expect("start");
+            srv.set_guests(vec![GuestName {
+                name: "vm6".into(),
+                ip: "fd00:6::50".parse().unwrap(),
+            }]);
+            // No lease at fd00:6::99: local NXDOMAIN, on the IPv4 and on the IPv6 gateway.
+            assert_eq!(
+                ask(GW, "-x", "fd00:6::99", &[]),
+                ("NXDOMAIN".into(), vec![])
+            );
+            assert_eq!(
+                ask("fd00:6::1", "-x", "fd00:6::99", &[]),
+                ("NXDOMAIN".into(), vec![])
+            );
+            // A lease in the prefix answers with its name.
+            assert_eq!(
+                ask("fd00:6::1", "-x", "fd00:6::50", &[]),
+                ("NOERROR".into(), vec!["vm6.example.com.".into()])
+            );
+            // Without localPtr the reverse lookup goes upstream, which answers.
+            assert_eq!(
+                ask("fd00:6::1", "-x", "fd00:7::99", &[]),
+                ("NOERROR".into(), vec!["up.example.".into()])
+            );
+            let s = srv.stats();
+            assert_eq!(
+                s.forwarded, 1,
+                "only the fd00:7:: lookup goes upstream: {s:?}"
+            );
+            srv.stop();
+        },
+    );
 }
 
 const FWD_XML: &str = r#"<network><name>t</name><forward mode='nat'/>

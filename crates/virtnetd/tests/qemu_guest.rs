@@ -2,13 +2,17 @@
 //! `tests/guest/build.sh`, emulated with TCG when there is no KVM): it boots on a tap of a NAT
 //! network virtnetd runs, leases an address, resolves its own name and a neighbour's through
 //! virtnetd's DNS and reaches the upstream HTTP server through NAT; its port then moves live to
-//! an isolated network, and upstream is out of reach.
+//! an isolated network, and upstream is out of reach. On a network with an IPv6 prefix the
+//! guest configures itself from virtnetd's router advertisements and reaches upstream over IPv6.
 
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use virtnet_testkit::dhcp::udhcpc_script;
-use virtnet_testkit::{Daemon, Guest, Lab, QemuGuest, HOST_UPLINK_ADDR, UPSTREAM_URL};
+use virtnet_testkit::{
+    eventually, Daemon, Guest, Lab, QemuGuest, HOST_UPLINK_ADDR, HOST_UPLINK_ADDR6, UPSTREAM_ADDR6,
+    UPSTREAM_URL,
+};
 
 const VM_MAC: &str = "52:54:00:12:34:56";
 const GATEWAY: &str = "192.168.122.1";
@@ -217,4 +221,127 @@ fn qemu_guest_leases_resolves_and_reaches_upstream_through_nat() {
         "QEMU (pid {pid}) survived its QemuGuest"
     );
     eprintln!("qemu guest test: {:.1}s", started.elapsed().as_secs_f64());
+}
+
+/// The upstream namespace's TCP server on [`ECHO_PORT`]: answers every connection with the
+/// client's address, so the test sees the source the guest's IPv6 traffic arrived with.
+const ECHO: &str = r#"import socket, sys
+s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(('::', int(sys.argv[1]))); s.listen(16)
+while True:
+    c, a = s.accept()
+    c.sendall((a[0] + '\n').encode()); c.close()
+"#;
+const ECHO_PORT: u16 = 7007;
+
+/// The usable global IPv6 addresses (scope global, past duplicate address detection) that
+/// `ip -6 -o addr show dev eth0` printed in the guest, without their prefix length.
+fn guest_global_v6(shown: &str) -> Vec<String> {
+    shown
+        .lines()
+        .filter(|l| l.contains("scope global") && !l.contains("tentative"))
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            words.find(|w| *w == "inet6")?;
+            Some(words.next()?.split('/').next()?.to_string())
+        })
+        .collect()
+}
+
+/// Issue 15, item 5: the QEMU guest (Debian's kernel, which has IPv6 built in; busybox has no
+/// DHCPv6 client in its init, so the guest configures itself from virtnetd's router
+/// advertisements alone) on a NAT network with an IPv6 prefix gets a SLAAC address in it and a
+/// default route via the bridge's link-local address, and reaches the upstream IPv6 address
+/// with its own source (libvirt routes IPv6 on a NAT network unless `<nat ipv6='yes'/>`).
+#[test]
+fn qemu_guest_gets_slaac_address_and_reaches_upstream_over_ipv6() {
+    let lab = Lab::new("qemu_guest6");
+    lab.uplink_v6();
+    let _echo = lab
+        .upstream()
+        .spawn(["python3", "-c", ECHO, &ECHO_PORT.to_string()]);
+    assert!(
+        eventually(Duration::from_secs(10), || lab
+            .upstream()
+            .tcp_connect_timeout(
+                UPSTREAM_ADDR6,
+                ECHO_PORT,
+                Duration::from_millis(200)
+            )),
+        "upstream echo server did not start"
+    );
+    // Upstream routes the guests' prefix to the host, as a routed prefix would be.
+    lab.upstream().ip_ok([
+        "-6",
+        "route",
+        "add",
+        "fd00:610::/64",
+        "via",
+        HOST_UPLINK_ADDR6,
+    ]);
+    let daemon = Daemon::start_in(lab.host());
+    let name = daemon.define(
+        "<network><name>v6</name><forward mode='nat'/><bridge name='virbr6'/>\
+         <ip address='192.168.126.1' prefix='24'><dhcp>\
+           <range start='192.168.126.100' end='192.168.126.199'/></dhcp></ip>\
+         <ip family='ipv6' address='fd00:610::1' prefix='64'/></network>",
+    );
+    daemon.cli_ok(&["net-start", &name]);
+    let tap = daemon
+        .cli_ok(&[
+            "-q",
+            "attach-interface",
+            "vm6",
+            "network",
+            "v6",
+            "--mac",
+            VM_MAC,
+            "--model",
+            "virtio",
+        ])
+        .trim()
+        .to_string();
+    let vm = QemuGuest::boot(lab.host(), &tap, VM_MAC, "vm6");
+    vm.wait_ready();
+
+    // SLAAC: the EUI-64 address of the guest's MAC in the advertised prefix (the kernel
+    // solicits after DAD of its link-local address; a TCG guest may take a few seconds).
+    let want = "fd00:610::5054:ff:fe12:3456";
+    let mut shown = String::new();
+    let got = eventually(Duration::from_secs(60), || {
+        shown = vm.run_ok("ip -6 -o addr show dev eth0", Duration::from_secs(10));
+        guest_global_v6(&shown).iter().any(|a| a == want)
+    });
+    assert!(got, "no SLAAC address {want} in the guest:\n{shown}");
+    // The default route points at the bridge's link-local address.
+    let bridge_ll = lab
+        .host()
+        .ip_ok(["-6", "-o", "addr", "show", "dev", "virbr6", "scope", "link"]);
+    let bridge_ll = bridge_ll
+        .split_whitespace()
+        .skip_while(|w| *w != "inet6")
+        .nth(1)
+        .and_then(|a| a.split('/').next())
+        .expect("the bridge has a link-local address")
+        .to_string();
+    let mut routes = String::new();
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            routes = vm.run_ok("ip -6 route show default", Duration::from_secs(10));
+            routes.contains(&format!("via {bridge_ll}"))
+        }),
+        "no default route via {bridge_ll}:\n{routes}"
+    );
+
+    // Upstream over IPv6: ping answers, and the echo server sees the guest's own address.
+    vm.run_ok(
+        &format!("ping -c 1 -W 3 {UPSTREAM_ADDR6}"),
+        Duration::from_secs(20),
+    );
+    let seen = vm.run_ok(
+        &format!("nc {UPSTREAM_ADDR6} {ECHO_PORT} </dev/null"),
+        Duration::from_secs(20),
+    );
+    assert_eq!(seen.trim(), want, "upstream saw another source");
 }
