@@ -23,7 +23,7 @@
 //! (dnsmasq's `static` mode): everyone else gets NoAddrsAvail.
 //!
 //! ## Limits
-//! One token bucket per bridge (200 messages/s, burst 400), and at most 8 dynamic bindings
+//! One token bucket per bridge (2,000 messages/s, burst 4,000), and at most 8 dynamic bindings
 //! per source address (a guest's link-local address; static hosts exempt), so a guest
 //! rotating DUIDs takes 8 addresses, not the range. DHCPv6 datagrams are not charged per
 //! bridge port as DHCPv4's are: the shared socket sees the bridge, not the port, and the frame
