@@ -10,7 +10,8 @@
 //!   socket on port 67 (`hub.rs`): each datagram goes to the server of the bridge it arrived
 //!   on (`IP_PKTINFO`), anything that arrived elsewhere is dropped, and replies leave on that
 //!   bridge. Group commit: the network's worker takes whatever of its datagrams is already
-//!   queued (up to [`MAX_BATCH`], never waiting for more), serves them as one batch and records all their lease changes
+//!   queued (up to [`MAX_BATCH`], never waiting for more), serves them as one batch and
+//!   records all their lease changes
 //!   with one [`LeaseSink::record_batch`] (one store commit) before any reply of the batch
 //!   leaves; a batch that cannot be stored is rolled back and none of its ACKs is sent
 //!   ([`Engine::handle_batch`]). The batch is served on tokio's blocking pool (the sink may

@@ -16,10 +16,11 @@ pub const SERVER_PORT: u16 = 67;
 pub const CLIENT_PORT: u16 = 68;
 /// How often expired leases are swept.
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
-/// At most this many datagrams already queued on the socket are served as one batch (one
+/// At most this many datagrams already queued for a network are served as one batch (one
 /// store commit for their leases).
 pub const MAX_BATCH: usize = 64;
-/// Receive buffer asked for the DHCP socket (one per namespace, shared by its networks). The default (`net.core.rmem_default`, ~208 KiB)
+/// Receive buffer asked for the DHCP socket (one per namespace, shared by its networks).
+/// The default (`net.core.rmem_default`, ~208 KiB)
 /// holds only ~100-200 DHCP datagrams (each costs its skb's truesize, 1-2 KiB, not its ~300
 /// bytes), so 256 guests booting at once overflowed it and lost DISCOVERs and RELEASEs. The
 /// memory is only used while datagrams wait.

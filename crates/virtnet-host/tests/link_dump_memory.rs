@@ -1,7 +1,8 @@
 //! What a link dump costs the heap, counted by this test binary's own allocator (issue 18:
 //! after a restart with 4,000 networks and 10,000 ports the daemon stayed 40 MiB above its
 //! steady size; the ports' reconcile dumped every link and held every parsed message, with
-//! all its attributes, ~19 KiB each (measured here), before keeping the few fields of a `Link`).
+//! all its attributes, ~19 KiB each (measured here), before keeping the few fields of a
+//! `Link`).
 
 mod common;
 
@@ -57,7 +58,8 @@ fn a_link_dump_does_not_hold_every_parsed_message() {
     assert_eq!(links.len(), LINKS + 1);
     let per_link = peak / links.len();
     eprintln!("link dump: peak {peak} bytes on the heap, {per_link} per link");
-    // Held all at once, the parsed messages cost ~19 KiB per bridge (382 bytes per link now); the `Link`s themselves
+    // Held all at once, the parsed messages cost ~19 KiB per bridge (382 bytes per link
+    // now); the `Link`s themselves
     // a few hundred bytes, the receive buffer a fixed amount.
     assert!(
         per_link < 3 * 1024,

@@ -326,7 +326,8 @@ impl Netlink {
 
     /// [`Netlink::dump`], with each message turned into what the caller keeps (or dropped) as
     /// it arrives: only one parsed message is alive at a time. A parsed link message holds
-    /// every attribute the kernel sends (statistics, per-family settings: ~19 KiB each for a bridge), so
+    /// every attribute the kernel sends (statistics, per-family settings: ~19 KiB each for a
+    /// bridge), so
     /// collecting them all first made a dump of 14,000 links peak at ~250 MB, and the heap
     /// it fragmented stayed in the daemon's RSS (the restart with 10,000 ports).
     pub(crate) fn dump_map<T>(
