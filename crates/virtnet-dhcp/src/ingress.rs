@@ -110,7 +110,7 @@ struct Capture {
 }
 
 /// A network namespace: device and inode of its nsfs file.
-type NetnsId = (u64, u64);
+pub(crate) type NetnsId = (u64, u64);
 
 /// The captures of this process, by network namespace.
 static CAPTURES: Mutex<Vec<(NetnsId, Weak<Mutex<Capture>>)>> = Mutex::new(Vec::new());
@@ -120,7 +120,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// The network namespace of the calling thread.
-fn netns_id() -> io::Result<NetnsId> {
+pub(crate) fn netns_id() -> io::Result<NetnsId> {
     use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata("/proc/thread-self/ns/net")?;
     Ok((m.dev(), m.ino()))
@@ -490,14 +490,15 @@ pub(crate) struct Received {
     pub(crate) len: usize,
     /// The IPv4 sender (UDP sockets).
     pub(crate) from: Option<SocketAddrV4>,
-    /// The interface it was received on (packet sockets).
+    /// The interface it was received on (packet sockets: `sll_ifindex`; UDP sockets: the
+    /// `IP_PKTINFO` message's `ipi_ifindex`, when the socket asked for it).
     pub(crate) ifindex: Option<u32>,
     /// The kernel's receive time (`SO_TIMESTAMPNS`), in nanoseconds since the epoch.
     pub(crate) stamp_ns: Option<u64>,
 }
 
-/// `recvmsg(2)` of one datagram with its sender and its `SCM_TIMESTAMPNS`; non-blocking
-/// when the descriptor is.
+/// `recvmsg(2)` of one datagram with its sender, its `SCM_TIMESTAMPNS` and (UDP sockets with
+/// `IP_PKTINFO` on) its arrival interface; never blocks (`MSG_DONTWAIT`).
 pub(crate) fn recv_stamped(fd: RawFd, buf: &mut [u8]) -> io::Result<Received> {
     // SAFETY: all-zero is a valid sockaddr_storage.
     let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
@@ -505,8 +506,8 @@ pub(crate) fn recv_stamped(fd: RawFd, buf: &mut [u8]) -> io::Result<Received> {
         iov_base: buf.as_mut_ptr().cast(),
         iov_len: buf.len(),
     };
-    // Room for one timespec control message, u64-aligned.
-    let mut control = [0u64; 8];
+    // Room for a timespec and an in_pktinfo control message (32 bytes each), u64-aligned.
+    let mut control = [0u64; 12];
     // SAFETY: all-zero is a valid msghdr; its pointers are set just below.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_name = (&mut addr as *mut libc::sockaddr_storage).cast();
@@ -522,6 +523,7 @@ pub(crate) fn recv_stamped(fd: RawFd, buf: &mut [u8]) -> io::Result<Received> {
     }
     let len = usize::try_from(n).unwrap_or(0).min(buf.len());
     let mut stamp_ns = None;
+    let mut pktinfo_ifindex = None;
     // SAFETY: the CMSG macros walk the control buffer the kernel filled, within
     // msg_controllen; the data is read unaligned.
     unsafe {
@@ -532,6 +534,9 @@ pub(crate) fn recv_stamped(fd: RawFd, buf: &mut [u8]) -> io::Result<Received> {
                 let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
                 let nanos = u64::try_from(ts.tv_nsec).unwrap_or(0);
                 stamp_ns = Some(secs.saturating_mul(1_000_000_000).saturating_add(nanos));
+            } else if (*c).cmsg_level == libc::IPPROTO_IP && (*c).cmsg_type == libc::IP_PKTINFO {
+                let info: libc::in_pktinfo = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
+                pktinfo_ifindex = u32::try_from(info.ipi_ifindex).ok().filter(|&i| i != 0);
             }
             c = libc::CMSG_NXTHDR(&msg, c);
         }
@@ -545,7 +550,7 @@ pub(crate) fn recv_stamped(fd: RawFd, buf: &mut [u8]) -> io::Result<Received> {
             let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
             (
                 Some(SocketAddrV4::new(ip, u16::from_be(sin.sin_port))),
-                None,
+                pktinfo_ifindex,
             )
         }
         libc::AF_PACKET => {

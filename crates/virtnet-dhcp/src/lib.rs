@@ -6,17 +6,20 @@
 //!
 //! - [`DhcpConfig::from_network`] turns a libvirt `<network>` into what the server hands out.
 //! - [`DhcpServer::start`] runs it on a bridge; lease changes go to a [`LeaseSink`] before the
-//!   ACK leaves, so an acknowledged lease is durable. Group commit: when a datagram arrives,
-//!   the loop also takes whatever else is already queued on the socket (up to [`MAX_BATCH`],
-//!   never waiting for more), serves them as one batch and records all their lease changes
+//!   ACK leaves, so an acknowledged lease is durable. All networks of a namespace share one
+//!   socket on port 67 (`hub.rs`): each datagram goes to the server of the bridge it arrived
+//!   on (`IP_PKTINFO`), anything that arrived elsewhere is dropped, and replies leave on that
+//!   bridge. Group commit: the network's worker takes whatever of its datagrams is already
+//!   queued (up to [`MAX_BATCH`], never waiting for more), serves them as one batch and
+//!   records all their lease changes
 //!   with one [`LeaseSink::record_batch`] (one store commit) before any reply of the batch
 //!   leaves; a batch that cannot be stored is rolled back and none of its ACKs is sent
 //!   ([`Engine::handle_batch`]). The batch is served on tokio's blocking pool (the sink may
-//!   wait for an fsync; no async worker waits with it) while the loop awaits it. The socket
+//!   wait for an fsync; no async worker waits with it) while the worker awaits it. The socket
 //!   has a [`RCVBUF`] receive buffer so that a burst of guests booting together is queued,
 //!   not dropped.
 //! - [`Engine`] is the pure protocol core (no sockets, no clock): every message type, address
-//!   choice, limits. The socket loop (`socket.rs`) only moves bytes and asks the kernel.
+//!   choice, limits. The hub (`hub.rs`) only moves bytes and asks the kernel.
 //!
 //! ## Address choice
 //! A client (by client identifier when it sends one, else by MAC) keeps its previous address
@@ -77,6 +80,7 @@
 
 mod config;
 mod error;
+mod hub;
 mod ingress;
 mod lease;
 mod netlink;
@@ -87,11 +91,12 @@ mod server;
 mod socket;
 mod wire;
 
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use config::{Boot, DhcpConfig, Limits, Range, StaticHost, DEFAULT_LEASE_SECS};
 pub use error::DhcpError;
+pub use hub::foreign_datagrams;
 pub use lease::{Lease, LeaseChange, LeaseSink, NullSink};
 pub use ratelimit::PortId;
 pub use reply::{Destination, Reply};
@@ -99,30 +104,38 @@ pub use server::{
     client_mac, sanitize_hostname, Engine, NoProbe, Probe, Request, Stats, DECLINE_QUARANTINE_SECS,
     MAX_PROBES, OFFER_SECS,
 };
-pub use socket::{bind, set_rcvbuf, CLIENT_PORT, MAX_BATCH, RCVBUF, SERVER_PORT, SWEEP_INTERVAL};
+pub use socket::{set_rcvbuf, CLIENT_PORT, MAX_BATCH, RCVBUF, SERVER_PORT, SWEEP_INTERVAL};
 pub use wire::decode;
 
-/// How long [`DhcpServer::stop`] waits for the serving task to close its socket.
+/// How long [`DhcpServer::stop`] waits for a batch being served to end.
 const STOP_WAIT: Duration = Duration::from_secs(2);
 
-/// The running DHCPv4 server of one network.
-#[derive(Debug)]
+/// The running DHCPv4 server of one network: its engine, registered on the namespace's one
+/// DHCP socket (see `hub.rs`) for its bridge.
 pub struct DhcpServer {
-    engine: Arc<Mutex<Engine>>,
-    sweep: Arc<tokio::sync::Notify>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    closed: mpsc::Receiver<()>,
+    hub: Arc<hub::Hub>,
+    slot: Option<Arc<hub::Slot>>,
     bridge: String,
 }
 
+impl std::fmt::Debug for DhcpServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DhcpServer")
+            .field("bridge", &self.bridge)
+            .finish_non_exhaustive()
+    }
+}
+
 impl DhcpServer {
-    /// Synchronous; must be called inside a tokio runtime context (uses Handle::current() to
-    /// spawn its task).
+    /// Synchronous; must be called inside a tokio runtime context (the namespace's DHCP task
+    /// runs there).
     ///
-    /// Opens the socket (0.0.0.0:67 bound to `bridge`) and (once per namespace and process,
-    /// shared by every server there) the ingress capture socket and an rtnetlink socket in
-    /// the calling thread's network namespace, loads `leases` (expired ones are reported as
-    /// [`LeaseChange::Expired`] at once), and serves until [`DhcpServer::stop`] or drop.
+    /// Registers the server for `bridge` on the namespace's DHCP socket (0.0.0.0:67, opened
+    /// by the first server of this process in the calling thread's network namespace and
+    /// shared by all of them, as are the ingress capture socket and an rtnetlink socket),
+    /// loads `leases` (expired ones are reported as [`LeaseChange::Expired`] at once), and
+    /// serves until [`DhcpServer::stop`] or drop. Only datagrams that arrived on `bridge` reach
+    /// this server; its replies leave on `bridge`.
     pub fn start(
         config: DhcpConfig,
         bridge: &str,
@@ -132,23 +145,14 @@ impl DhcpServer {
         let handle = tokio::runtime::Handle::try_current().map_err(|_| DhcpError::NoRuntime {
             bridge: bridge.to_string(),
         })?;
-        let std_sock = socket::bind(bridge)?;
-        let ifindex = socket::ifindex(&std_sock, bridge)?;
-        let (sock, ingress) = {
-            let _guard = handle.enter();
-            let sock =
-                tokio::net::UdpSocket::from_std(std_sock).map_err(|source| DhcpError::Socket {
-                    bridge: bridge.to_string(),
-                    op: "register with tokio",
-                    source,
-                })?;
-            let ingress = ingress::Ingress::open(ifindex).map_err(|source| DhcpError::Socket {
-                bridge: bridge.to_string(),
-                op: "open the ingress capture (AF_PACKET, ETH_P_ALL)",
-                source,
-            })?;
-            (sock, ingress)
-        };
+        let _guard = handle.enter();
+        let hub = hub::Hub::get(bridge)?;
+        let ifindex = hub.ifindex(bridge)?;
+        let ingress = ingress::Ingress::open(ifindex).map_err(|source| DhcpError::Socket {
+            bridge: bridge.to_string(),
+            op: "open the ingress capture (AF_PACKET, ETH_P_ALL)",
+            source,
+        })?;
         let probe = netlink::NeighProbe {
             nl: ingress.links(),
             bridge: ifindex,
@@ -156,58 +160,52 @@ impl DhcpServer {
         let network = config.network.clone();
         let mut engine = Engine::new(config, leases, sink, Box::new(probe));
         engine.sweep(socket::now());
-        let engine = Arc::new(Mutex::new(engine));
-        let sweep = Arc::new(tokio::sync::Notify::new());
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
-        let (closed_tx, closed_rx) = mpsc::channel();
-        handle.spawn(
-            socket::Loop {
-                sock,
-                engine: engine.clone(),
-                ingress,
-                stop: stop_rx,
-                sweep: sweep.clone(),
-                bridge: bridge.to_string(),
-                closed: closed_tx,
-            }
-            .run(),
-        );
+        let slot = hub.register(Arc::new(Mutex::new(engine)), ingress, bridge, ifindex);
         tracing::info!(%network, %bridge, "DHCPv4 server started");
         Ok(DhcpServer {
-            engine,
-            sweep,
-            stop: Some(stop_tx),
-            closed: closed_rx,
+            hub,
+            slot: Some(slot),
             bridge: bridge.to_string(),
         })
     }
 
+    fn engine(&self) -> Option<&Arc<Mutex<Engine>>> {
+        self.slot.as_ref().map(|s| &s.engine)
+    }
+
     /// Live update (ranges/hosts changed); keeps leases.
     pub fn reconfigure(&self, config: DhcpConfig) {
-        socket::lock(&self.engine).reconfigure(config);
-        self.sweep.notify_one();
+        if let Some(e) = self.engine() {
+            socket::lock(e).reconfigure(config);
+        }
+        self.hub.sweep_soon();
     }
 
     /// The current (unexpired) leases, ordered by address.
     pub fn leases(&self) -> Vec<Lease> {
-        socket::lock(&self.engine).leases(socket::now())
+        self.engine()
+            .map(|e| socket::lock(e).leases(socket::now()))
+            .unwrap_or_default()
     }
 
     /// The counters.
     pub fn stats(&self) -> Stats {
-        socket::lock(&self.engine).stats()
+        self.engine()
+            .map(|e| socket::lock(e).stats())
+            .unwrap_or_default()
     }
 
-    /// Sweeps expired leases now (the loop also does every [`SWEEP_INTERVAL`]).
+    /// Sweeps expired leases now (the namespace's task also does every [`SWEEP_INTERVAL`]).
     pub fn sweep(&self) {
-        socket::lock(&self.engine).sweep(socket::now());
+        if let Some(e) = self.engine() {
+            socket::lock(e).sweep(socket::now());
+        }
     }
 
-    /// Stops serving; also on Drop: the socket is closed when this returns.
-    ///
-    /// The serving task closes the socket; this waits (up to 2 s) until it has. On a
-    /// current-thread runtime, called from that runtime's own thread, the task cannot run
-    /// while this waits, so it does not wait and the socket closes when the runtime next runs.
+    /// Stops serving; also on Drop. Once this returns, nothing more reaches the server and
+    /// none of its replies is sent; a batch being served is waited for (up to 2 s), except on
+    /// a current-thread runtime called from that runtime's own thread (the batch could not
+    /// end while this waits).
     pub fn stop(self) {
         drop(self);
     }
@@ -215,15 +213,10 @@ impl DhcpServer {
 
 impl Drop for DhcpServer {
     fn drop(&mut self) {
-        let Some(stop) = self.stop.take() else { return };
-        let _ = stop.send(());
+        let Some(slot) = self.slot.take() else { return };
         let own_current_thread = tokio::runtime::Handle::try_current()
             .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread);
-        if own_current_thread {
-            return;
-        }
-        if self.closed.recv_timeout(STOP_WAIT).is_err() {
-            tracing::warn!(bridge = %self.bridge, "DHCP task did not confirm closing its socket");
-        }
+        let wait = (!own_current_thread).then_some(STOP_WAIT);
+        self.hub.unregister(&slot, wait);
     }
 }

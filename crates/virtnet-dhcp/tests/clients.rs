@@ -361,7 +361,7 @@ fn two_networks_bind_port_67_on_their_own_bridges() {
         assert_eq!(a2[0].octets()[2], 4, "{a2:?}");
         assert_eq!(s1.leases().len(), 1);
         assert_eq!(s2.leases().len(), 1);
-        // Stop closes the socket at once: the port can be bound again on the same bridge.
+        // A stopped server can be started again on the same bridge at once.
         s1.stop();
         let s1 =
             DhcpServer::start(config("n3", 3), "br1", vec![], sink.clone()).expect("restart br1");
@@ -370,6 +370,101 @@ fn two_networks_bind_port_67_on_their_own_bridges() {
         // A missing bridge is a clear error.
         let err = DhcpServer::start(config("n5", 5), "nosuchbr", vec![], sink.clone()).unwrap_err();
         assert!(err.to_string().contains("nosuchbr"), "{err}");
+    });
+}
+
+/// The UDP sockets bound to port 67 in the calling thread's namespace.
+fn port_67_sockets(host: &Netns) -> usize {
+    let out = host
+        .command(["ss", "-H", "-u", "-a", "-n", "sport = :67"])
+        .output()
+        .expect("ss");
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+/// Issue 18: every network bound its own socket to 0.0.0.0:67 on its bridge; those sockets
+/// share one slot of the kernel's UDP hash, so each start scanned all the others, and each
+/// cost a descriptor. Now a dozen networks share one socket, a guest on a bridge with no
+/// server gets nothing from it (the arrival interface decides, and is checked), the guest of
+/// a served bridge gets its own network's address, and another DHCP server can still bind
+/// port 67 on its own device.
+#[test]
+fn networks_share_one_socket_and_a_bridge_without_a_server_gets_no_answer() {
+    require_root!();
+    const N: u8 = 12;
+    let host = Netns::new("dhcps");
+    for i in 0..N {
+        bridge(&host, &format!("bs{i}"), 110 + i);
+    }
+    bridge(&host, "bsx", 140);
+    let served = guest(&host, "bs3", "vps3", "52:54:00:12:35:03");
+    let stray = guest(&host, "bsx", "vpsx", "52:54:00:12:35:99");
+    let (_tmp, script, log) = udhcpc_files();
+    let sink: Arc<dyn LeaseSink> = Arc::new(Sink::default());
+    host.in_ns(|| {
+        let rt = runtime();
+        let _enter = rt.enter();
+        let servers: Vec<DhcpServer> = (0..N)
+            .map(|i| {
+                DhcpServer::start(
+                    config(&format!("s{i}"), 110 + i),
+                    &format!("bs{i}"),
+                    vec![],
+                    sink.clone(),
+                )
+                .expect("start")
+            })
+            .collect();
+        assert_eq!(port_67_sockets(&host), 1, "one socket for {N} networks");
+        // Another server, bound to its own device with SO_REUSEADDR, coexists.
+        let other =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
+        other.set_reuse_address(true).unwrap();
+        other.bind_device(Some(b"bsx")).unwrap();
+        let any67: socket2::SockAddr =
+            std::net::SocketAddr::from((Ipv4Addr::UNSPECIFIED, 67)).into();
+        other
+            .bind(&any67)
+            .expect("a device-bound DHCP server binds port 67 too");
+        drop(other);
+
+        let foreign = virtnet_dhcp::foreign_datagrams();
+        let out = stray
+            .command(udhcpc_args(&script, "2", &["-q", "-n"]))
+            .env("LOG", &log)
+            .output()
+            .expect("udhcpc");
+        assert!(
+            !out.status.success(),
+            "a guest of an unserved bridge got a lease"
+        );
+        assert!(guest_addrs(&stray).is_empty());
+        assert!(
+            virtnet_dhcp::foreign_datagrams() > foreign,
+            "its DISCOVERs were seen and refused"
+        );
+        assert!(
+            servers.iter().all(|s| s.stats().received == 0),
+            "no server saw them"
+        );
+
+        let out = served
+            .command(udhcpc_args(&script, "5", &["-q", "-n"]))
+            .env("LOG", &log)
+            .output()
+            .expect("udhcpc");
+        assert!(
+            out.status.success(),
+            "udhcpc: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let got = guest_addrs(&served);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0].octets()[2], 113, "{got:?}");
+        for (i, s) in servers.iter().enumerate() {
+            assert_eq!(s.leases().len(), usize::from(i == 3), "server {i}");
+        }
+        drop(servers);
     });
 }
 

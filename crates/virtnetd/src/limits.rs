@@ -1,11 +1,11 @@
 //! The daemon's resource limits: the open-file limit raised to its ceiling at start, errors
 //! that name the limit a failure ran into, and memory freed in bulk handed back.
 //!
-//! Every running network keeps its own sockets, bound to its bridge and its own addresses
-//! (so that it coexists with other DNS and DHCP servers of the host, systemd-resolved on
-//! 127.0.0.53 or libvirt's dnsmasq, which a wildcard socket would not): one DHCP socket and,
-//! per gateway address, one UDP and one TCP DNS socket, plus one TFTP socket when it has a
-//! `<tftp root>` ([`FDS_PER_NETWORK`] for the common one-address network). The number of
+//! Every running network keeps its own DNS sockets, bound to its bridge and its own addresses
+//! (so that it coexists with other DNS servers of the host, systemd-resolved on 127.0.0.53
+//! or libvirt's dnsmasq, which a wildcard socket would not): per gateway address one UDP and
+//! one TCP DNS socket, plus one TFTP socket when it has a `<tftp root>` ([`FDS_PER_NETWORK`]
+//! for the common one-address network). DHCPv4 has one socket for all networks. The number of
 //! networks is then bounded by `RLIMIT_NOFILE`, whose soft limit is often far below the hard
 //! one; [`raise_open_files`] lifts it to the hard limit at start and says how many networks
 //! that leaves room for.
@@ -19,8 +19,8 @@
 use std::io;
 
 /// Descriptors a running NAT network with DHCP and DNS on one IPv4 address keeps open: the
-/// DHCP socket and the DNS UDP and TCP sockets.
-pub const FDS_PER_NETWORK: u64 = 3;
+/// DNS UDP and TCP sockets (its DHCP server shares the namespace's one DHCP socket).
+pub const FDS_PER_NETWORK: u64 = 2;
 
 /// Descriptors kept for everything else (store, API and libvirt sockets, netlink, nftables,
 /// clients, forwarded DNS queries) when estimating the room for networks.

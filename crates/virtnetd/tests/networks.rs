@@ -54,6 +54,41 @@ fn nat_guest_reaches_upstream_as_the_host_and_is_unreachable_from_it() {
     assert!(guest.tcp_connect(UPSTREAM_ADDR, 80));
 }
 
+/// `<nat><address>` (a custom NAT chain behind the prefix group's verdict map `nat4_map_24`)
+/// and plain masquerade (`masq4_24`) side by side: each guest reaches upstream as its own
+/// network's NAT says, and traffic within a subnet is not NATed.
+#[test]
+fn custom_snat_and_masquerade_networks_side_by_side() {
+    let (lab, daemon) = lab_with_daemon("snat");
+    lab.host()
+        .ip_ok(["addr", "add", "203.0.113.50/24", "dev", "uplink0"]);
+    start(
+        &daemon,
+        "<network><name>snat</name><forward mode='nat'><nat>\
+         <address start='203.0.113.50' end='203.0.113.50'/></nat></forward>\
+         <bridge name='vsnat'/><ip address='10.93.0.1' prefix='24'/></network>",
+    );
+    start(&daemon, &network("masq", Some("nat"), "vmasq", "10.94.0"));
+    let snat = lab.guest("vsnat", "10.93.0.10/24", Some("10.93.0.1"));
+    let masq = lab.guest("vmasq", "10.94.0.10/24", Some("10.94.0.1"));
+    assert_eq!(
+        snat.http_get(UPSTREAM_URL)
+            .expect("SNAT guest reaches upstream"),
+        "you are 203.0.113.50\n"
+    );
+    assert_eq!(
+        masq.http_get(UPSTREAM_URL)
+            .expect("masquerade guest reaches upstream"),
+        format!("you are {HOST_UPLINK_ADDR}\n")
+    );
+    let t = table(&lab);
+    assert!(
+        t.contains("set masq4_24") && t.contains("map nat4_map_24"),
+        "{t}"
+    );
+    assert!(!t.contains("flags interval"), "no interval set left: {t}");
+}
+
 #[test]
 fn routed_guest_reaches_upstream_with_its_own_address_both_ways() {
     let (lab, daemon) = lab_with_daemon("route");

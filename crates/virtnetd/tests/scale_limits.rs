@@ -134,7 +134,7 @@ fn a_start_past_the_descriptor_limit_names_it_and_leaves_the_rest_serving() {
     guest.attach("virbr0");
     let script = udhcpc_script(lab.tmp_dir());
 
-    // Room for about two more networks (three descriptors each) and the request itself. Only
+    // Room for a few more networks (two descriptors each) and the request itself. Only
     // the soft limit moves: raising a hard limit again needs CAP_SYS_RESOURCE, which a test
     // host (a container) may not grant.
     let (soft, hard) = nofile(pid);

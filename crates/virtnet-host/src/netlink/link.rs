@@ -227,14 +227,10 @@ impl Netlink {
     }
 
     fn dump_links(&mut self, request: LinkMessage) -> Result<Vec<Link>, NlError> {
-        let msgs = self.dump(RouteNetlinkMessage::GetLink(request))?;
-        Ok(msgs
-            .into_iter()
-            .filter_map(|m| match m {
-                RouteNetlinkMessage::NewLink(l) => Link::from_message(l),
-                _ => None,
-            })
-            .collect())
+        self.dump_map(RouteNetlinkMessage::GetLink(request), |m| match m {
+            RouteNetlinkMessage::NewLink(l) => Link::from_message(l),
+            _ => None,
+        })
     }
 
     /// Looks up one link by name; `Ok(None)` when there is none.

@@ -323,6 +323,20 @@ impl Netlink {
         &mut self,
         msg: RouteNetlinkMessage,
     ) -> Result<Vec<RouteNetlinkMessage>, NlError> {
+        self.dump_map(msg, Some)
+    }
+
+    /// [`Netlink::dump`], with each message turned into what the caller keeps (or dropped) as
+    /// it arrives: only one parsed message is alive at a time. A parsed link message holds
+    /// every attribute the kernel sends (statistics, per-family settings: ~19 KiB each for a
+    /// bridge), so
+    /// collecting them all first made a dump of 14,000 links peak at ~250 MB, and the heap
+    /// it fragmented stayed in the daemon's RSS (the restart with 10,000 ports).
+    pub(crate) fn dump_map<T>(
+        &mut self,
+        msg: RouteNetlinkMessage,
+        mut keep: impl FnMut(RouteNetlinkMessage) -> Option<T>,
+    ) -> Result<Vec<T>, NlError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -339,7 +353,7 @@ impl Netlink {
                 }
                 match payload {
                     NetlinkPayload::InnerMessage(m) => {
-                        out.push(m);
+                        out.extend(keep(m));
                         Ok(false)
                     }
                     NetlinkPayload::Done(_) => Ok(true),
