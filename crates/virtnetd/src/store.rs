@@ -541,6 +541,10 @@ fn begin_write(db: &Database, path: &Path, how: Commit) -> Result<redb::WriteTra
 /// store once at start-up into its own index; a commit reads only the B-tree path it changes,
 /// which the kernel's page cache serves when redb's does not.
 const CACHE_BYTES: usize = 4 << 20;
+/// The runtime store's page cache: its pages live in the kernel's page cache already (a file
+/// in the run directory, never forced to the disk), and a port's commit reads one B-tree
+/// path; 10,000 ports' records must not also stay resident in the daemon.
+const RUNTIME_CACHE_BYTES: usize = 256 << 10;
 
 /// Opens (or creates) the redb file at `path`. redb asserts rather than returns an error on
 /// some damaged files (a truncated one): that panic is caught and reported as
@@ -550,7 +554,11 @@ const CACHE_BYTES: usize = 4 << 20;
 fn open_database(path: &Path, volatile: bool) -> Result<Database> {
     match quietly(|| {
         let mut builder = redb::Builder::new();
-        builder.set_cache_size(CACHE_BYTES);
+        builder.set_cache_size(if volatile {
+            RUNTIME_CACHE_BYTES
+        } else {
+            CACHE_BYTES
+        });
         match volatile {
             false => builder.create(path),
             true => builder.create_with_backend(runtime::Unsynced::open(path)?),

@@ -59,7 +59,8 @@ impl LinkWatch {
         sock.add_membership(RTNLGRP_LINK).map_err(err)?;
         Ok(LinkWatch {
             sock,
-            rx: vec![0; 256 * 1024],
+            // One datagram per read: link announcements come a few KiB at a time.
+            rx: vec![0; 64 * 1024],
         })
     }
 
