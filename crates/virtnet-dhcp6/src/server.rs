@@ -25,6 +25,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use tokio::io::unix::AsyncFd;
+use virtnet_sockets::SharedTask;
 
 use crate::config::Dhcp6Config;
 use crate::engine::{server_duid, Engine, Stats6};
@@ -111,7 +112,7 @@ struct Shared {
 /// first bridge served (inside a tokio runtime) and end when it is dropped.
 #[derive(Default)]
 pub struct Dhcp6Server {
-    running: Mutex<Option<(Arc<Shared>, tokio::task::JoinHandle<()>)>>,
+    running: SharedTask<Shared>,
 }
 
 impl std::fmt::Debug for Dhcp6Server {
@@ -122,14 +123,6 @@ impl std::fmt::Debug for Dhcp6Server {
     }
 }
 
-impl Drop for Dhcp6Server {
-    fn drop(&mut self) {
-        if let Some((_, task)) = lock(&self.running).take() {
-            task.abort();
-        }
-    }
-}
-
 impl Dhcp6Server {
     /// A server with no bridge yet (and no socket).
     pub fn new() -> Dhcp6Server {
@@ -137,28 +130,27 @@ impl Dhcp6Server {
     }
 
     fn shared(&self) -> io::Result<Arc<Shared>> {
-        let mut running = lock(&self.running);
-        if let Some((shared, _)) = running.as_ref() {
-            return Ok(shared.clone());
-        }
-        // SAFETY: the Socket is moved into the AsyncFd, which owns the descriptor until it
-        // is dropped, so the registration always refers to the same open descriptor.
-        let socket = unsafe {
-            AsyncFd::register_with_interest(open_socket()?, tokio::io::Interest::READABLE)
-        }
-        .map_err(io::Error::from)?;
-        let shared = Arc::new(Shared {
-            socket,
-            table: Mutex::new(HashMap::new()),
-            joins: Mutex::new(Joins::default()),
-        });
-        let task = tokio::spawn(run(shared.clone()));
-        *running = Some((shared.clone(), task));
-        Ok(shared)
+        self.running.get_or_start(
+            || {
+                // SAFETY: the Socket is moved into the AsyncFd, which owns the descriptor
+                // until it is dropped, so the registration always refers to the same open
+                // descriptor.
+                let socket = unsafe {
+                    AsyncFd::register_with_interest(open_socket()?, tokio::io::Interest::READABLE)
+                }
+                .map_err(io::Error::from)?;
+                Ok(Shared {
+                    socket,
+                    table: Mutex::new(HashMap::new()),
+                    joins: Mutex::new(Joins::default()),
+                })
+            },
+            run,
+        )
     }
 
     fn existing(&self) -> Option<Arc<Shared>> {
-        lock(&self.running).as_ref().map(|(s, _)| s.clone())
+        self.running.get()
     }
 
     /// Serves `config` on `bridge` from now on, starting from `leases` (replacing what the

@@ -35,6 +35,7 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use tokio::io::unix::AsyncFd;
 use tokio::sync::Notify;
 use tokio::time::Instant;
+use virtnet_sockets::SharedTask;
 
 use crate::config::{RaConfig, MAX_INTERVAL_S, MIN_INTERVAL_S};
 use crate::wire::{Solicit, ROUTER_SOLICIT};
@@ -108,25 +109,14 @@ struct Shared {
 /// network served (inside a tokio runtime) and end when it is dropped.
 #[derive(Default)]
 pub struct RaServer {
-    running: Mutex<Option<(Arc<Shared>, tokio::task::JoinHandle<()>)>>,
+    running: SharedTask<Shared>,
 }
 
 impl std::fmt::Debug for RaServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let networks = lock(&self.running)
-            .as_ref()
-            .map_or(0, |(s, _)| lock(&s.table).entries.len());
         f.debug_struct("RaServer")
-            .field("networks", &networks)
+            .field("networks", &self.len())
             .finish()
-    }
-}
-
-impl Drop for RaServer {
-    fn drop(&mut self) {
-        if let Some((_, task)) = lock(&self.running).take() {
-            task.abort();
-        }
     }
 }
 
@@ -137,24 +127,23 @@ impl RaServer {
     }
 
     fn shared(&self) -> io::Result<Arc<Shared>> {
-        let mut running = lock(&self.running);
-        if let Some((shared, _)) = running.as_ref() {
-            return Ok(shared.clone());
-        }
-        // SAFETY: the Socket is moved into the AsyncFd and owns its descriptor until the
-        // AsyncFd drops it, so the descriptor stays open and the same for the registration.
-        let socket = unsafe {
-            AsyncFd::register_with_interest(open_socket()?, tokio::io::Interest::READABLE)
-        }
-        .map_err(io::Error::from)?;
-        let shared = Arc::new(Shared {
-            socket,
-            table: Mutex::new(Table::default()),
-            wake: Notify::new(),
-        });
-        let task = tokio::spawn(run(shared.clone()));
-        *running = Some((shared.clone(), task));
-        Ok(shared)
+        self.running.get_or_start(
+            || {
+                // SAFETY: the Socket is moved into the AsyncFd and owns its descriptor until
+                // the AsyncFd drops it, so the descriptor stays open and the same for the
+                // registration.
+                let socket = unsafe {
+                    AsyncFd::register_with_interest(open_socket()?, tokio::io::Interest::READABLE)
+                }
+                .map_err(io::Error::from)?;
+                Ok(Shared {
+                    socket,
+                    table: Mutex::new(Table::default()),
+                    wake: Notify::new(),
+                })
+            },
+            run,
+        )
     }
 
     /// Advertises `config` on the bridge `ifname` from now on (replacing what it advertised),
@@ -202,7 +191,7 @@ impl RaServer {
     /// guests drop their default route through it now (call it before the bridge goes).
     /// Nothing happens when the bridge is not advertised.
     pub fn withdraw(&self, ifname: &str) {
-        let Some(shared) = lock(&self.running).as_ref().map(|(s, _)| s.clone()) else {
+        let Some(shared) = self.running.get() else {
             return;
         };
         let entry = {
@@ -220,9 +209,9 @@ impl RaServer {
 
     /// How many bridges are advertised.
     pub fn len(&self) -> usize {
-        lock(&self.running)
-            .as_ref()
-            .map_or(0, |(s, _)| lock(&s.table).entries.len())
+        self.running
+            .get()
+            .map_or(0, |s| lock(&s.table).entries.len())
     }
 
     /// True when no bridge is advertised.

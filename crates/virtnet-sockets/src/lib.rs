@@ -9,6 +9,8 @@
 //!   the gateway address; with `IP_FREEBIND` / `IPV6_FREEBIND` so that an address still in
 //!   duplicate address detection (or not yet up) binds, `IPV6_V6ONLY` on IPv6, and a short
 //!   retry of `EADDRINUSE` (see [`bound_socket`]).
+//! - [`SharedTask`]: one state and its serving task, started by the first caller and aborted
+//!   when dropped (the shared-socket servers of router advertisements and DHCPv6).
 //! - [`Slot`]: a socket that can be closed from outside its serving task. The task uses it
 //!   only inside a non-blocking poll, never across an `.await`, so [`Slot::close`] drops
 //!   (closes) the socket synchronously, from any thread and whatever the runtime flavour,
@@ -17,6 +19,9 @@
 //!   closed socket does not wake them.
 
 #![warn(missing_docs)]
+
+mod shared_task;
+pub use shared_task::SharedTask;
 
 use std::future::poll_fn;
 use std::io;
