@@ -301,19 +301,17 @@ pub unsafe extern "C" fn _nss_virtnet_gethostbyname2_r(
     errnop: *mut c_int,
     herrnop: *mut c_int,
 ) -> nss_status {
-    guarded(|| unsafe {
-        fill_hostent(
-            name,
-            af,
-            result,
-            buffer,
-            buflen,
-            errnop,
-            herrnop,
-            ptr::null_mut(),
-            ptr::null_mut(),
-        )
-    })
+    _nss_virtnet_gethostbyname3_r(
+        name,
+        af,
+        result,
+        buffer,
+        buflen,
+        errnop,
+        herrnop,
+        ptr::null_mut(),
+        ptr::null_mut(),
+    )
 }
 
 /// `gethostbyname_r`: `name`'s IPv4 addresses.
@@ -329,19 +327,7 @@ pub unsafe extern "C" fn _nss_virtnet_gethostbyname_r(
     errnop: *mut c_int,
     herrnop: *mut c_int,
 ) -> nss_status {
-    guarded(|| unsafe {
-        fill_hostent(
-            name,
-            libc::AF_INET,
-            result,
-            buffer,
-            buflen,
-            errnop,
-            herrnop,
-            ptr::null_mut(),
-            ptr::null_mut(),
-        )
-    })
+    _nss_virtnet_gethostbyname2_r(name, libc::AF_INET, result, buffer, buflen, errnop, herrnop)
 }
 
 /// `gethostbyname4_r` (`getaddrinfo`): every address of `name`, as a list of tuples in the

@@ -21,8 +21,10 @@ use virtnet_nss::HostsFile;
 
 use crate::state::AppState;
 
-/// How long a burst of changes may go on before the file is written once.
-const SETTLE: Duration = Duration::from_millis(50);
+/// How long a burst of changes may go on before the file is written once. A write reads
+/// every running network's leases, so under a storm of leases on thousands of networks it
+/// runs at most this often.
+const SETTLE: Duration = Duration::from_millis(500);
 /// The longest the file goes without a look, whatever was announced.
 pub const REFRESH: Duration = Duration::from_secs(10);
 

@@ -279,6 +279,15 @@ impl Antispoof {
         }
     }
 
+    /// Whether port `port` is guarded and may send from some IPv4 address already (a lease,
+    /// a reservation or a learned address): then it has nothing to learn.
+    pub fn allows_ipv4(&self, port: &str) -> bool {
+        lock(&self.inner)
+            .applied
+            .get(port)
+            .is_some_and(|a| a.keys.iter().any(|(set, _)| *set == SpoofSet::Addrs4))
+    }
+
     /// Whether port `port` is guarded now.
     pub fn is_guarded(&self, port: &str) -> bool {
         lock(&self.inner).applied.contains_key(port)

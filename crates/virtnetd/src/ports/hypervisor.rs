@@ -383,6 +383,7 @@ impl Ports {
                 return;
             }
         };
+        let mut on_bridge = Vec::new();
         for p in ports {
             let Ok(Serving::Bridge(bridge)) = self.directory.serving(&p.network) else {
                 continue; // not active (or no longer a bridge network): nothing to plug into
@@ -398,20 +399,27 @@ impl Ports {
                     continue;
                 }
             };
-            for tap in found.iter().filter(|t| t.master != Some(bridge_index)) {
-                match kernel.plug_into(tap.index, &bridge) {
-                    Ok(_) => {
-                        tracing::info!(tap = %tap.name, %bridge, port = %p.port.uuid, "hypervisor's tap plugged into its network's bridge again")
-                    }
-                    Err(e) => {
-                        tracing::warn!(tap = %tap.name, %bridge, error = %e, "cannot re-plug the hypervisor's tap")
+            for tap in found {
+                if tap.master != Some(bridge_index) {
+                    match kernel.plug_into(tap.index, &bridge) {
+                        Ok(_) => {
+                            tracing::info!(tap = %tap.name, %bridge, port = %p.port.uuid, "hypervisor's tap plugged into its network's bridge again")
+                        }
+                        Err(e) => {
+                            tracing::warn!(tap = %tap.name, %bridge, error = %e, "cannot re-plug the hypervisor's tap");
+                            continue;
+                        }
                     }
                 }
+                on_bridge.push((tap.name.clone(), p.clone()));
             }
         }
         drop(kernel);
-        // What they may send follows the network's new definition.
-        self.guard_hypervisor_taps();
+        // What they may send follows the network's new definition (from this look at the
+        // links: no second dump).
+        for (tap, port) in on_bridge {
+            self.guard_hypervisor_tap(&tap, &port);
+        }
     }
 }
 

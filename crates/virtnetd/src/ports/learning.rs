@@ -56,6 +56,11 @@ impl Ports {
         let Some(name) = if_name(seen.ifindex) else {
             return;
         };
+        // Most ARP comes from guests that have their address: answered from memory, not by
+        // reading their leases from the store for every frame.
+        if !self.guard.is_guarded(&name) || self.guard.allows_ipv4(&name) {
+            return;
+        }
         let candidate = self.book.read().get(&name).cloned();
         let Some(record) = candidate else {
             self.learn_for_hypervisor_tap(&name, seen);
