@@ -16,8 +16,10 @@
 #      exchanges at full speed (bench/dhcpload on 2 veth ports each, DORA + RELEASE per round,
 #      no gap between rounds).
 #
-#   bash bench/concurrency.sh [--rounds N] [--samples N] [--dns-seconds S] [--out FILE.json]
+#   bash bench/concurrency.sh [-q] [--rounds N] [--samples N] [--dns-seconds S] [--out FILE.json]
 #
+# On a terminal a progress line counts what is being set up and measured; -q (or stderr not
+# being a terminal) leaves only the log lines.
 # Defaults: 2 rounds (idle, loaded, loaded, idle per round pair), 150 samples per verb and phase,
 # 8 s of dnsperf per phase. Prints a markdown table; writes JSON with every sample to
 # bench/results/concurrency-<UTC date>.json. Needs a release build (cargo build --release -p
@@ -40,7 +42,8 @@ while [ $# -gt 0 ]; do
     --samples) samples=$2; shift ;;
     --dns-seconds) dns_seconds=$2; shift ;;
     --out) out=$2; shift ;;
-    -h|--help) sed -n 2,30p "$0"; exit 0 ;;
+    -q|--quiet) export BENCH_QUIET=1 ;;
+    -h|--help) sed -n 2,33p "$0"; exit 0 ;;
     *) echo "concurrency: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -54,7 +57,8 @@ DHCPLOAD=$REPO/bench/dhcpload/target/release/dhcpload
 [ -x "$DHCPLOAD" ] || cargo build --release -q --manifest-path bench/dhcpload/Cargo.toml
 py=python3
 [ -x /usr/bin/python3 ] && py=/usr/bin/python3
-log() { echo "concurrency: $*" >&2; }
+. bench/lib.sh
+log() { progress_clear; echo "concurrency: $*" >&2; }
 
 ns=vncc-d-$$; cns=vncc-c-$$; fns=vncc-f-$$
 work=$(mktemp -d /tmp/vnbench-cc.XXXXXX)
@@ -101,12 +105,14 @@ net_xml() { # i
 }
 log "defining 200 networks, starting 51, attaching 200 guest ports ..."
 for i in $(seq 0 199); do
+  progress "defining networks $((i + 1))/200"
   net_xml "$i" >"$work/net.xml"
   v net-define "$work/net.xml" >/dev/null
 done
-for i in $(seq 0 50); do v net-start "$(printf 'n%03d' "$i")" >/dev/null; done
+for i in $(seq 0 50); do progress "starting networks $((i + 1))/51"; v net-start "$(printf 'n%03d' "$i")" >/dev/null; done
 mac() { printf '52:54:%02x:00:%02x:%02x' "$1" $(($2 / 256)) $(($2 % 256)); }
 for i in $(seq 1 50); do
+  progress "attaching guest ports $((i * 4))/200"
   for j in 0 1 2 3; do
     v attach-interface "g$i-$j" network "$(printf 'n%03d' "$i")" --mac "$(mac 1 $((i * 4 + j)))" >/dev/null
   done
@@ -163,13 +169,16 @@ settle() {
   log "parked links still queued after 60 s"
 }
 # The load: dhcpload runs of 5 rounds back to back until told to stop (the current run
-# finishes, so each run reports the leases/s the other networks got meanwhile).
+# finishes, so each run reports the leases/s the other networks got meanwhile). Every run is
+# the same 400 guests (one MAC seed) renewing: with a new seed per run, the leases whose
+# RELEASE the per-port rate limit dropped piled up until each port held its cap of 8 and the
+# later runs got no lease at all, which made the "loaded" phases less and less loaded.
 start_load() {
   rm -f "$work/stop-load"
   (
     while [ ! -e "$work/stop-load" ]; do
       ip netns exec "$cns" "$DHCPLOAD" --mode throughput --iface "$load_ifaces" --clients 400 \
-        --concurrency 400 --rounds 5 --release --round-gap-ms 0 --mac-seed $((RANDOM % 60000 + 1)) \
+        --concurrency 400 --rounds 5 --release --round-gap-ms 0 --mac-seed 7 \
         --retransmit-ms 2000 --timeout-ms 10000 --json >>"$work/load.jsonl" 2>>"$work/load.err" || true
     done
   ) &
@@ -183,6 +192,7 @@ ops_phase() { # label: attach+detach pairs, net-list, net-dhcp-leases on A
   local label=$1 k t0 t1 t2
   mark "$label-start"
   for k in $(seq 1 "$samples"); do
+    progress "$label: sample $k/$samples"
     t0=$(us); v attach-interface benchA network n000 --mac 52:54:00:aa:00:01 >/dev/null
     t1=$(us); v detach-interface benchA network --mac 52:54:00:aa:00:01 >/dev/null
     t2=$(us); echo "$label attach $((t1 - t0))" >>"$work/cli"; echo "$label detach $((t2 - t1))" >>"$work/cli"
@@ -194,6 +204,7 @@ ops_phase() { # label: attach+detach pairs, net-list, net-dhcp-leases on A
     t2=$(us); echo "$label list $((t1 - t0))" >>"$work/cli"; echo "$label leases $((t2 - t1))" >>"$work/cli"
   done
   mark "$label-end"
+  progress_clear
 }
 serve_phase() { # label: DNS q/s, then DHCP leases/s on A
   local label=$1 seed=$2

@@ -43,7 +43,37 @@ UNSHARE = ["unshare", "--mount", "--pid", "--fork", "--kill-child", "--mount-pro
            "--propagation", "private"]
 
 
+_progress = {"drawn": False, "at": 0.0}
+
+
+def progress_on():
+    """A progress line only on a terminal, and not with -q (BENCH_QUIET=1) or TERM=dumb."""
+    return (sys.stderr.isatty() and os.environ.get("BENCH_QUIET") != "1"
+            and os.environ.get("TERM") != "dumb")
+
+
+def progress(text, force=False):
+    """Redraws the progress line on stderr (at most ten times a second unless forced)."""
+    if not progress_on():
+        return
+    now = time.monotonic()
+    if not force and now - _progress["at"] < 0.1:
+        return
+    _progress["at"] = now
+    sys.stderr.write("\r\x1b[K" + text)
+    sys.stderr.flush()
+    _progress["drawn"] = True
+
+
+def progress_clear():
+    if _progress["drawn"]:
+        sys.stderr.write("\r\x1b[K")
+        sys.stderr.flush()
+        _progress["drawn"] = False
+
+
 def log(*args):
+    progress_clear()
     print("netbench:", *args, file=sys.stderr, flush=True)
 
 

@@ -369,6 +369,7 @@ class Scale:
                     self.checkpoint(d, r, started, "last started")
                 break
             started = i
+            netbench.progress("%s: networks %d/%d" % (d.label, i, limit))
             if i in marks:
                 self.checkpoint(d, r, i)
             if i % 250 == 0:
@@ -386,6 +387,7 @@ class Scale:
                 r["destroy_error"] = str(e)
                 self.note("%s: destroy of #%d failed: %s" % (d.label, i, e))
                 return
+            netbench.progress("%s: destroying, %d left" % (d.label, i - 1))
             if i % 500 == 0:
                 log("%s: destroyed down to %d" % (d.label, i))
 
@@ -405,12 +407,14 @@ class Scale:
                 r["port_attach"].append(None)
                 r.setdefault("port_attach_errors", []).append("#%d: %s" % (i, e))
                 self.note("virtnet: attach of port #%d failed: %s" % (i, e))
+            netbench.progress("virtnet: ports %d/%d" % (i, self.args.ports))
             if i % 2000 == 0:
                 log("virtnet: %d ports" % i)
 
     def detach_ports(self, d, r):
         r["port_detach"] = []
         for i in range(1, len(r["port_attach"]) + 1):
+            netbench.progress("virtnet: detaching ports %d/%d" % (i, len(r["port_attach"])))
             r["port_detach"].append(timed(d.cli("detach-interface", "bench-vm%d" % i, "network",
                                                 "--mac", self.mac(i))))
 

@@ -2,7 +2,7 @@
 # Scale benchmark (issue 18): 4,000 networks and 10,000 guest ports on one host, with the
 # kernel's own cost as the floor and libvirt's curve up to where it stops, in one run.
 #
-#   bash bench/scale.sh [--no-build] [scale.py options...]
+#   bash bench/scale.sh [--no-build] [-q] [scale.py options...]
 #   bash bench/scale.sh --networks 200 --ports 500            # a small run first
 #   bash bench/scale.sh                                       # 4,000 networks, 10,000 ports
 #
@@ -13,7 +13,8 @@
 # network namespaces it makes and deletes (and PID namespaces for the daemons); the trap stops
 # only the processes it started, by PID, and removes its namespaces. Run as root.
 # The 4,000-network run takes tens of minutes; libvirt stops by itself (Debian's defaults stop
-# it at ~128 networks, inotify).
+# it at ~128 networks, inotify). On a terminal a progress line counts networks and ports;
+# -q (or stderr not being a terminal) leaves only the log lines.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,7 +27,10 @@ if [ "$build" = 1 ]; then
 fi
 
 mkdir -p bench/results
-args=("$@")
+args=()
+for a in "$@"; do
+  if [ "$a" = -q ] || [ "$a" = --quiet ]; then export BENCH_QUIET=1; else args+=("$a"); fi
+done
 has() { local o; for o in "${args[@]}"; do [ "$o" = "$1" ] && return 0; done; return 1; }
 out=bench/results/scale-$(date -u +%Y-%m-%d).json
 if has --out; then

@@ -21,6 +21,7 @@ mod daemon;
 pub mod dhcp;
 pub mod libvirtd;
 mod netns;
+pub mod pty;
 pub mod qemu;
 mod thread_netns;
 mod topology;

@@ -74,8 +74,9 @@ pub enum Command {
     NetDefine(FileArg),
     /// Create a network from an XML file.
     NetCreate(FileArg),
-    /// Start a (previously defined) inactive network.
-    NetStart(NetworkArg),
+    /// Start one or more (previously defined) inactive networks, in the order given; a progress
+    /// line counts them on a terminal.
+    NetStart(NetworksArg),
     /// Destroy (stop) one or more networks.
     NetDestroy(NetworksArg),
     /// List virtnet's bridges and their interfaces (brctl show).

@@ -7,6 +7,7 @@
 mod cli;
 mod commands;
 mod output;
+mod progress;
 mod table;
 
 use std::io::Write;

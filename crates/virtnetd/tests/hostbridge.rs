@@ -493,6 +493,52 @@ fn unconfirmed_change_is_rolled_back_and_a_confirmed_one_kept() {
     assert_restored(&host, &before, "restored");
 }
 
+/// On a terminal the CLI draws where the change stands while it waits (issue 16, item 5), and
+/// counts down the confirmation; through pipes it writes no progress line at all.
+#[test]
+fn on_a_terminal_iface_bridge_shows_its_progress_and_the_countdown() {
+    let s = setup(true, false);
+    let host = s.host().clone();
+    let before = settled_state(&host);
+    let mut cmd = std::process::Command::new(virtnet_testkit::virtnet_bin());
+    cmd.arg("--connect").arg(s.daemon.socket()).args([
+        "iface-bridge",
+        "eth0",
+        "br0",
+        "--no-stp",
+        "--confirm-timeout",
+        "2",
+    ]);
+    let (code, screen) = virtnet_testkit::pty::OnPty::spawn(cmd).finish();
+    assert_eq!(code, 1, "an unconfirmed change fails: {screen:?}");
+    let progress = screen
+        .find("\r\x1b[Kbr0: ")
+        .unwrap_or_else(|| panic!("no progress line: {screen:?}"));
+    let countdown = screen
+        .find("br0: waiting for 'virtnet iface-confirm br0', ")
+        .unwrap_or_else(|| panic!("no countdown: {screen:?}"));
+    assert!(progress < countdown, "{screen:?}");
+    assert!(screen.contains("rolled back"), "{screen:?}");
+    assert_restored(&host, &before, "restored after the terminal run");
+
+    let piped = cli_fails(
+        &s,
+        &[
+            "iface-bridge",
+            "eth0",
+            "br0",
+            "--no-stp",
+            "--confirm-timeout",
+            "1",
+        ],
+    );
+    assert!(
+        !piped.contains("\x1b[K"),
+        "progress through a pipe: {piped:?}"
+    );
+    assert_restored(&host, &before, "restored after the piped run");
+}
+
 #[test]
 fn killed_cli_during_confirmation_is_still_rolled_back() {
     let s = setup(true, false);

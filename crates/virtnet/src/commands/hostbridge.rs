@@ -3,12 +3,15 @@
 //! The CLI only asks; virtnetd makes the change, checks connectivity and rolls back by itself
 //! (also when this process dies while it waits for a confirmation).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use virtnet_api::client::Client;
 use virtnet_api::{HostBridge, HostBridgePhase, HostBridgeRequest};
 
 use crate::cli::{IfaceBridgeArgs, IfaceConfirmArgs, IfaceUnbridgeArgs};
 use crate::output::{Ctx, Failure};
+use crate::progress::Progress;
 
 /// The change and the check take a few seconds; with a user-space STP daemon (mstpd) the
 /// check may wait out 2 × 30 s of forward delay: the request may take that long.
@@ -33,8 +36,18 @@ pub fn iface_bridge(ctx: &Ctx, a: &IfaceBridgeArgs) -> Result<(), Failure> {
         dry_run: a.dry_run,
     };
     let client = ctx.client.clone().with_timeout(CREATE_TIMEOUT);
-    let hb = client
-        .create_host_bridge(&request)
+    let done = AtomicBool::new(false);
+    let created = std::thread::scope(|s| {
+        if !a.dry_run && Progress::new(ctx.quiet).is_on() {
+            let watcher = ctx.client.clone();
+            let done = &done;
+            s.spawn(move || show_change(&watcher, a, done));
+        }
+        let created = client.create_host_bridge(&request);
+        done.store(true, Ordering::Release);
+        created
+    });
+    let hb = created
         .map_err(|e| Failure::with_context(format!("Failed to create bridge {}", a.bridge), &e))?;
     if a.json && (a.dry_run || a.confirm_timeout.is_none()) {
         return ctx.json(&hb);
@@ -63,6 +76,7 @@ pub fn iface_bridge(ctx: &Ctx, a: &IfaceBridgeArgs) -> Result<(), Failure> {
     ));
     // virtnetd owns the timer: this loop only reports what it decides.
     let give_up = Instant::now() + Duration::from_secs(u64::from(secs) + 30);
+    let progress = Progress::new(ctx.quiet);
     loop {
         std::thread::sleep(Duration::from_millis(250));
         let now = match ctx.client.host_bridge(&a.bridge) {
@@ -70,6 +84,15 @@ pub fn iface_bridge(ctx: &Ctx, a: &IfaceBridgeArgs) -> Result<(), Failure> {
             Err(e) if Instant::now() < give_up && e.is_connect() => continue,
             Err(e) => return Err(Failure::client(&e)),
         };
+        if let Some(left) = now.confirm_remaining {
+            progress.show(&format!(
+                "{}: waiting for 'virtnet iface-confirm {}', {left} s left",
+                a.bridge, a.bridge
+            ));
+        }
+        if !matches!(now.phase, HostBridgePhase::AwaitingConfirm) {
+            progress.clear();
+        }
         match now.phase {
             HostBridgePhase::Active => {
                 if a.json {
@@ -97,6 +120,42 @@ pub fn iface_bridge(ctx: &Ctx, a: &IfaceBridgeArgs) -> Result<(), Failure> {
             }
             _ => {}
         }
+    }
+}
+
+/// While the create request runs (seconds; a minute with STP), draws where the change stands
+/// from the daemon's record of it, until `done`.
+fn show_change(client: &Client, a: &IfaceBridgeArgs, done: &AtomicBool) {
+    let progress = Progress::new(false);
+    let started = Instant::now();
+    let mut what = format!("preparing to move {} behind {}", a.iface, a.bridge);
+    let mut polls = 0u32;
+    while !done.load(Ordering::Acquire) {
+        // Ask twice a second; redraw the seconds ten times a second.
+        if polls.is_multiple_of(5) {
+            if let Ok(hb) = client.host_bridge(&a.bridge) {
+                what = change_phase(hb.phase, &a.iface, &a.bridge);
+            }
+        }
+        polls += 1;
+        progress.show(&format!(
+            "{}: {what} ({} s)",
+            a.bridge,
+            started.elapsed().as_secs()
+        ));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// What a phase of `iface-bridge` means for the user waiting on it.
+fn change_phase(phase: HostBridgePhase, iface: &str, bridge: &str) -> String {
+    match phase {
+        HostBridgePhase::Applying => format!("moving {iface}'s addresses and routes to {bridge}"),
+        HostBridgePhase::Checking => "checking connectivity".to_string(),
+        HostBridgePhase::RollingBack => {
+            format!("rolling back: {iface} gets its configuration back")
+        }
+        other => other.as_str().to_string(),
     }
 }
 

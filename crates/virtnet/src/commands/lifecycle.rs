@@ -1,18 +1,65 @@
 //! `net-start`, `net-destroy` and `iface-bridges`: running networks.
 
 use crate::output::{Ctx, Failure};
+use crate::progress::{self, Progress};
 
-/// `net-start NETWORK`: builds the network in the kernel.
-pub fn net_start(ctx: &Ctx, id: &str) -> Result<(), Failure> {
-    let result = ctx
-        .client
-        .start(id)
-        .map_err(|e| Failure::operation(id, format!("Failed to start network {id}"), &e))?;
+/// `net-start NETWORK...`: builds each network in the kernel, in the order given.
+///
+/// virsh takes one name; with several, a failure does not stop the rest (as starting them
+/// one by one in a loop would not): each failure prints its `error:` lines where it happens
+/// and the command exits 1 at the end. On a terminal a progress line counts the starts.
+pub fn net_start(ctx: &Ctx, ids: &[String]) -> Result<(), Failure> {
+    if let [id] = ids {
+        return start_one(ctx, id);
+    }
+    let progress = Progress::new(ctx.quiet);
+    let mut failed = 0;
+    for (i, id) in ids.iter().enumerate() {
+        progress.show(&format!(
+            "Starting networks {}: {id}",
+            progress::count(i + 1, ids.len())
+        ));
+        let result = start_one_quietly(ctx, id);
+        progress.clear();
+        match result {
+            Ok(warnings) => {
+                ctx.extra(&format!("Network {id} started\n"));
+                for w in &warnings {
+                    ctx.warn(w);
+                }
+            }
+            // Without a daemon every other start would fail the same way.
+            Err(failure) if failure.connect => return Err(failure),
+            Err(failure) => {
+                failure.report();
+                failed += 1;
+            }
+        }
+    }
+    if failed > 0 {
+        return Err(Failure::msg(format!(
+            "{failed} of {} networks failed to start",
+            ids.len()
+        )));
+    }
+    Ok(())
+}
+
+fn start_one(ctx: &Ctx, id: &str) -> Result<(), Failure> {
+    let warnings = start_one_quietly(ctx, id)?;
     ctx.extra(&format!("Network {id} started\n"));
-    for w in &result.warnings {
+    for w in &warnings {
         ctx.warn(w);
     }
     Ok(())
+}
+
+/// Starts `id`; its warnings, or how it failed, in virsh's words.
+fn start_one_quietly(ctx: &Ctx, id: &str) -> Result<Vec<String>, Failure> {
+    ctx.client
+        .start(id)
+        .map(|result| result.warnings)
+        .map_err(|e| Failure::operation(id, format!("Failed to start network {id}"), &e))
 }
 
 /// `net-destroy NETWORK...`: stops the networks together (virsh takes one; several names are

@@ -31,7 +31,7 @@ pub fn run(ctx: &Ctx, command: &Command) -> Result<(), Failure> {
         Command::NetAutostart(a) => define::net_autostart(ctx, &a.network, a.disable),
         Command::NetEdit(a) => edit::net_edit(ctx, &a.network),
         Command::NetUpdate(a) => update::net_update(ctx, a),
-        Command::NetStart(a) => lifecycle::net_start(ctx, &a.network),
+        Command::NetStart(a) => lifecycle::net_start(ctx, &a.networks),
         Command::NetDestroy(a) => lifecycle::net_destroy(ctx, &a.networks),
         Command::IfaceBridges(a) => lifecycle::iface_bridges(ctx, a.json),
         Command::IfaceBridge(a) => hostbridge::iface_bridge(ctx, a),
