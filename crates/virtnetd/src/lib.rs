@@ -38,6 +38,7 @@ pub mod server;
 pub mod services;
 pub mod state;
 pub mod store;
+pub mod web;
 mod sync;
 
 pub use error::{Error, Result};
