@@ -237,8 +237,14 @@ async fn forward(
         // The API's audit line says uid 0; this one says it came from the console, and whence.
         tracing::info!(target: AUDIT_TARGET, front = "web", %peer, verb = %parts.method, path, "web console change");
     }
-    parts.extensions.insert(ConnectInfo(console_caller()));
-    let req = Request::from_parts(parts, body);
+    // A fresh request: none of this router's extensions (its path parameters would confuse
+    // the API's extractors), only the caller the API's access guard expects.
+    let mut req = Request::new(body);
+    *req.method_mut() = parts.method;
+    *req.uri_mut() = parts.uri;
+    *req.version_mut() = parts.version;
+    *req.headers_mut() = parts.headers;
+    req.extensions_mut().insert(ConnectInfo(console_caller()));
     match web.api.oneshot(req).await {
         Ok(response) => response,
         Err(never) => match never {},

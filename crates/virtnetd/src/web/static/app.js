@@ -151,7 +151,7 @@ function drawTopology(data) {
     edge(edges, nic, br);
     guests.forEach((g, i) => {
       const gy = y + i * ROW_H;
-      const addrs = net.leases.filter((l) => l.mac === g.mac).map((l) => l.ipaddr || l.ip_address);
+      const addrs = net.leases.filter((l) => l.mac === g.mac).map((l) => l.ipAddress);
       let left = br;
       if (g.port) {
         left = node(nodes, 2, gy, "port " + state, [g.port.name, "tap " + g.port.tap_mac,
@@ -218,8 +218,8 @@ function drawTables(data) {
   const leases = [];
   for (const n of data.networks) {
     for (const l of n.leases) {
-      const expiry = l.expirytime || l.expiry_time;
-      leases.push(row([n.summary.name, l.mac, (l.ipaddr || l.ip_address) + "/" + l.prefix, l.hostname || "",
+      const expiry = l.expiryTime;
+      leases.push(row([n.summary.name, l.mac, l.ipAddress + "/" + l.prefix, l.hostname || "",
         expiry ? new Date(expiry * 1000).toLocaleString() : ""], { "data-mac": l.mac }));
     }
   }
@@ -293,7 +293,7 @@ function follow() {
   source.addEventListener("lease", (m) => {
     const e = JSON.parse(m.data);
     const l = e.lease || {};
-    logEvent(`lease ${e.kind} ${e.network} ${l.mac} ${l.ipaddr || l.ip_address || ""} ${l.hostname || ""}`);
+    logEvent(`lease ${e.kind} ${e.network} ${l.mac} ${l.ipAddress || ""} ${l.hostname || ""}`);
     refresh();
   });
   source.addEventListener("lifecycle", (m) => {
