@@ -38,7 +38,7 @@ pub mod server;
 pub mod services;
 pub mod state;
 pub mod store;
-pub mod web;
 mod sync;
+pub mod web;
 
 pub use error::{Error, Result};

@@ -82,7 +82,7 @@ impl Browser {
             ns: ns.clone(),
             session,
             driver: Some(driver),
-            profile: profile,
+            profile,
         };
         let data_dir = browser.profile.path().join("user-data");
         browser.step(&["new", &data_dir.to_string_lossy()]);
@@ -121,7 +121,10 @@ impl Browser {
     fn screenshot(&self, name: &str) {
         let path = artifacts().join(name);
         let bytes = self.step(&["screenshot", &path.to_string_lossy()]);
-        assert!(bytes.as_u64().unwrap_or(0) > 1000, "screenshot {name} is empty");
+        assert!(
+            bytes.as_u64().unwrap_or(0) > 1000,
+            "screenshot {name} is empty"
+        );
     }
 }
 
@@ -171,7 +174,14 @@ fn console_in_chromium_shows_topology_live_leases_and_stops_a_network() {
     std::fs::write(&xml, network_xml()).expect("write the network");
     daemon.cli_ok(&["net-define", &xml.to_string_lossy()]);
     daemon.cli_ok(&["net-start", "lab"]);
-    daemon.cli_ok(&["attach-interface", "vm1", "network", "lab", "--mac", PORT_MAC]);
+    daemon.cli_ok(&[
+        "attach-interface",
+        "vm1",
+        "network",
+        "lab",
+        "--mac",
+        PORT_MAC,
+    ]);
     browser.wait(
         "document.querySelector('#topology-svg g.bridge.active[data-bridge=\"vnweb0\"]') !== null",
     );
@@ -179,7 +189,9 @@ fn console_in_chromium_shows_topology_live_leases_and_stops_a_network() {
 
     // A real DHCP client on a veth in the bridge: its lease appears without a reload.
     let guest = lab.guest_unattached();
-    guest.ns().ip_ok(["link", "set", "eth0", "address", GUEST_MAC]);
+    guest
+        .ns()
+        .ip_ok(["link", "set", "eth0", "address", GUEST_MAC]);
     guest.attach("vnweb0");
     let script = udhcpc_script(lab.tmp_dir());
     guest.udhcpc(&script, "webguest");
@@ -190,7 +202,11 @@ fn console_in_chromium_shows_topology_live_leases_and_stops_a_network() {
         "(() => {{ const g = document.querySelector('#topology-svg g.guest[data-mac=\"{GUEST_MAC}\"]'); \
            return g && g.dataset.addresses; }})()"
     ));
-    assert_eq!(shown, serde_json::json!(addr), "the guest's lease in the topology");
+    assert_eq!(
+        shown,
+        serde_json::json!(addr),
+        "the guest's lease in the topology"
+    );
     browser.wait(&format!(
         "document.querySelector('#leases tr[data-mac=\"{GUEST_MAC}\"]') !== null"
     ));
@@ -210,7 +226,9 @@ fn console_in_chromium_shows_topology_live_leases_and_stops_a_network() {
 
     // Stop from the page: the network is stopped (seen through the CLI), and the page says so.
     browser.step(&["click", "button[data-action='stop'][data-network='lab']"]);
-    browser.wait("document.querySelector('#networks tr[data-network=\"lab\"]').dataset.state === 'inactive'");
+    browser.wait(
+        "document.querySelector('#networks tr[data-network=\"lab\"]').dataset.state === 'inactive'",
+    );
     assert!(!active(&daemon, "lab"), "the page's stop took effect");
     assert!(
         !lab.host().link_names().iter().any(|l| l == "vnweb0"),
@@ -227,10 +245,19 @@ fn console_in_chromium_shows_topology_live_leases_and_stops_a_network() {
     let message = browser.wait(
         "document.getElementById('status').className === 'error' && document.getElementById('status').textContent",
     );
-    assert!(message.as_str().unwrap_or("").starts_with("define: "), "{message}");
+    assert!(
+        message.as_str().unwrap_or("").starts_with("define: "),
+        "{message}"
+    );
     let list = daemon.cli_ok(&["net-list", "--all", "--name"]);
-    assert!(!list.lines().any(|l| l.trim() == "bad"), "nothing defined: {list}");
-    assert_eq!(browser.eval("window.virtnetMarker"), serde_json::json!("no reload"));
+    assert!(
+        !list.lines().any(|l| l.trim() == "bad"),
+        "nothing defined: {list}"
+    );
+    assert_eq!(
+        browser.eval("window.virtnetMarker"),
+        serde_json::json!("no reload")
+    );
     browser.screenshot("3-define-refused.png");
 }
 
@@ -238,7 +265,8 @@ fn console_in_chromium_shows_topology_live_leases_and_stops_a_network() {
 fn http(ns: &Netns, request: String) -> (u16, String) {
     ns.in_ns(move || {
         let mut s = TcpStream::connect(("127.0.0.1", WEB_PORT)).expect("connect to the console");
-        s.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+        s.set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
         s.write_all(request.as_bytes()).expect("send");
         let mut answer = String::new();
         s.read_to_string(&mut answer).expect("read");
@@ -289,7 +317,11 @@ fn console_refuses_missing_and_wrong_tokens_and_foreign_origins() {
     wrong.replace_range(0..1, if token.starts_with('0') { "1" } else { "0" });
     for path in ["/", "/app.js", "/events", "/api/v1/networks"] {
         assert_eq!(get(ns, path, None).0, 401, "GET {path} without a token");
-        assert_eq!(get(ns, path, Some(&wrong)).0, 401, "GET {path} with a wrong token");
+        assert_eq!(
+            get(ns, path, Some(&wrong)).0,
+            401,
+            "GET {path} with a wrong token"
+        );
     }
     assert_eq!(get(ns, &format!("/login?token={wrong}"), None).0, 401);
     assert_eq!(get(ns, "/login", None).0, 401);
@@ -326,7 +358,10 @@ fn console_refuses_missing_and_wrong_tokens_and_foreign_origins() {
 
     // The token is root's: not on the read-only socket, and in a 0600 file.
     let ro = daemon.cli(&["--readonly", "web-token"]);
-    assert!(!ro.status.success(), "the read-only socket hands out no token");
+    assert!(
+        !ro.status.success(),
+        "the read-only socket hands out no token"
+    );
     assert!(String::from_utf8_lossy(&ro.stderr).contains("only root"));
     let file = daemon.run_dir().join("web-token");
     let mode = std::os::unix::fs::PermissionsExt::mode(

@@ -172,10 +172,7 @@ pub struct LoginQuery {
 /// `GET /login?token=T`: with the right token, sets the session cookie (HttpOnly,
 /// SameSite=Strict) and sends the browser to `/`, which takes the token out of the address
 /// bar; else 401.
-pub async fn login(
-    State(access): State<Arc<WebAccess>>,
-    Query(q): Query<LoginQuery>,
-) -> Response {
+pub async fn login(State(access): State<Arc<WebAccess>>, Query(q): Query<LoginQuery>) -> Response {
     match q.token {
         Some(t) if access.token.matches(&t) => {
             let cookie = format!(

@@ -20,7 +20,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS};
+use axum::http::header::{
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS,
+    X_FRAME_OPTIONS,
+};
 use axum::http::{HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -63,9 +66,8 @@ pub struct WebConsole {
 impl WebConsole {
     /// Binds `listen` and writes a new token to `<run_dir>/web-token`. Synchronous (start-up).
     pub fn bind(listen: SocketAddr, run_dir: &Path) -> Result<WebConsole> {
-        let listener = std::net::TcpListener::bind(listen).map_err(|e| {
-            Error::Startup(format!("--web-listen {listen}: cannot listen: {e}"))
-        })?;
+        let listener = std::net::TcpListener::bind(listen)
+            .map_err(|e| Error::Startup(format!("--web-listen {listen}: cannot listen: {e}")))?;
         // Port 0 (tests) becomes the port the kernel chose.
         let listen = listener.local_addr().unwrap_or(listen);
         let token = Token::generate().map_err(|e| Error::Io {
