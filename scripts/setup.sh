@@ -23,6 +23,10 @@ command -v dig >/dev/null || need_apt+=(bind9-dnsutils)
 # IPv6 tests read the router advertisements guests see with rdisc6.
 command -v rdisc6 >/dev/null || need_apt+=(ndisc6)
 command -v dnsmasq >/dev/null || [ -x /usr/sbin/dnsmasq ] || need_apt+=(dnsmasq-base)
+# The web console's test drives Debian's headless Chromium through its chromedriver (raw
+# WebDriver from python3's standard library; no browser is downloaded).
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+[ -x /usr/bin/chromedriver ] || need_apt+=(chromium-driver)
 # The end-to-end test boots a tiny Debian guest under QEMU (tests/guest/build.sh downloads the
 # kernel and busybox-static packages itself and unpacks them without installing them).
 command -v qemu-system-x86_64 >/dev/null || need_apt+=(qemu-system-x86)

@@ -25,6 +25,8 @@ pub use ports::{
     check_domain_name, domain_addresses_path, port_path, AddressSource, InterfaceAddress,
     LinkRequest, MoveRequest, Port, PortRequest, MAX_DOMAIN_NAME, PORTS,
 };
+mod web;
+pub use web::{WebToken, WEB_TOKEN, WEB_TOKEN_FILE};
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;

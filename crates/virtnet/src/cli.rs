@@ -138,6 +138,8 @@ pub enum Command {
     /// Show the other firewalls virtnetd found (tables whose drop would hit guest traffic,
     /// Docker's chains, firewalld) and what it did about them.
     Doctor(JsonArg),
+    /// Print the web console's access token (root only; virtnetd must run with --web-listen).
+    WebToken(WebTokenArgs),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
     /// Print the manual page (roff), or write one page per command into a directory.
@@ -199,6 +201,17 @@ pub struct NetworksArg {
     /// Network names or uuids.
     #[arg(value_name = "NETWORK", required = true, value_parser = clap::builder::NonEmptyStringValueParser::new())]
     pub networks: Vec<String>,
+}
+
+/// Arguments of `web-token`.
+#[derive(Debug, Args)]
+pub struct WebTokenArgs {
+    /// Print the login URL (`http://ADDR:PORT/login?token=…`) instead of the bare token.
+    #[arg(long, conflicts_with = "json")]
+    pub url: bool,
+    /// Print token, listen address and login URL as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Only a `--json` switch.

@@ -90,6 +90,7 @@ fn wants_json(command: &Command) -> bool {
         Command::NetPortList(a) => a.json,
         Command::ForwardList(a) => a.json,
         Command::Doctor(a) => a.json,
+        Command::WebToken(a) => a.json,
         _ => false,
     }
 }

@@ -39,5 +39,6 @@ pub mod services;
 pub mod state;
 pub mod store;
 mod sync;
+pub mod web;
 
 pub use error::{Error, Result};

@@ -69,6 +69,11 @@ struct Args {
     /// its own, and refuses to start a network such a table would break, naming it.
     #[arg(long)]
     firewall_integration: bool,
+    /// Serve the web console on this TCP address (`127.0.0.1:8080`, `[::1]:8080`). Off by
+    /// default. Every request needs the token `virtnet web-token` prints (new at each start),
+    /// also on 127.0.0.1; the console can start, stop and define networks.
+    #[arg(long, value_name = "ADDR:PORT")]
+    web_listen: Option<std::net::SocketAddr>,
 }
 
 fn main() -> ExitCode {
@@ -129,6 +134,7 @@ fn run(args: Args) -> Result<(), Error> {
             socket_gid: libvirt_gid,
         },
         firewall_integration: args.firewall_integration,
+        web_listen: args.web_listen,
     };
     // Before anything opens a descriptor: every running network keeps a few sockets.
     virtnetd::limits::raise_open_files_logged();

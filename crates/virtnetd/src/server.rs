@@ -69,6 +69,8 @@ pub struct Config {
     /// `--firewall-integration`: add scoped accepts to other tables that would drop guest
     /// traffic instead of refusing to start the network ([`crate::kernel::coexist`]).
     pub firewall_integration: bool,
+    /// `--web-listen`: where the web console listens (`None`: off; see [`crate::web`]).
+    pub web_listen: Option<std::net::SocketAddr>,
 }
 
 /// A daemon that holds its lock, its store and its bound socket, ready to serve.
@@ -80,6 +82,8 @@ pub struct Daemon {
     admin_gid: Option<u32>,
     /// libvirt's sockets, bound and not yet served (`None` when turned off).
     libvirt: Option<crate::libvirt::listener::Sockets>,
+    /// The web console, bound and not yet served (`None` when off).
+    web: Option<crate::web::WebConsole>,
     /// The guest-names file (`<run-dir>/guest-hosts`, see [`crate::guest_hosts`]).
     guest_hosts: PathBuf,
     // Held for the life of the daemon: the flock is released when the file is closed.
@@ -190,7 +194,12 @@ impl Daemon {
             "listening"
         );
         let libvirt = crate::libvirt::listener::bind(&config.libvirt)?;
+        let web = config
+            .web_listen
+            .map(|listen| crate::web::WebConsole::bind(listen, &config.run_dir))
+            .transpose()?;
         Ok(Daemon {
+            web,
             state,
             libvirt,
             listeners: Some(Listeners {
@@ -228,14 +237,22 @@ impl Daemon {
                 stopped,
             ))
         });
+        let web_access = self.web.as_ref().map(crate::web::WebConsole::access);
+        let web = match self.web.as_mut() {
+            Some(console) => console.spawn(&self.state)?,
+            None => None,
+        };
         let served = serve(
             listeners,
             paths,
             self.admin_gid,
-            api_router(&self.state),
+            api_router(&self.state, web_access),
             shutdown,
         )
         .await;
+        if let Some(task) = web {
+            task.abort();
+        }
         follower.abort();
         names.abort();
         let _ = stop_libvirt.send(true);
@@ -290,8 +307,15 @@ impl Shutdown {
     }
 }
 
-fn api_router(state: &Arc<AppState>) -> Router {
-    crate::api::router(Arc::clone(state))
+/// The API's router, with `GET /v1/web-token` (root only; answers whether or not the web
+/// console is on, see [`crate::web::token_route`]).
+fn api_router(state: &Arc<AppState>, web: Option<Arc<crate::web::WebAccess>>) -> Router {
+    crate::api::router(Arc::clone(state)).route(
+        virtnet_api::WEB_TOKEN,
+        axum::routing::get(move |req: axum::extract::Request| {
+            crate::web::token_route(web.clone(), req)
+        }),
+    )
 }
 
 /// The bound sockets, not yet served: read-write and read-only.

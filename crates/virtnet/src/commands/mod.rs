@@ -13,6 +13,7 @@ pub mod list;
 pub mod netport;
 pub mod ports;
 pub mod update;
+pub mod web;
 
 use crate::cli::Command;
 use crate::output::{Ctx, Failure};
@@ -59,6 +60,7 @@ pub fn run(ctx: &Ctx, command: &Command) -> Result<(), Failure> {
         Command::NetPortDelete(a) => netport::net_port_delete(ctx, &a.network, &a.port),
         Command::ForwardAdd(a) => forwards::forward_add(ctx, a),
         Command::Doctor(a) => doctor::doctor(ctx, a.json),
+        Command::WebToken(a) => web::web_token(ctx, a),
         Command::ForwardList(a) => forwards::forward_list(ctx, a.network.as_deref(), a.json),
         Command::ForwardDel(a) => forwards::forward_del(ctx, a),
         Command::Completions(_) | Command::Man(_) => Ok(()),
