@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Builds the Debian package virtnet_<version>_amd64.deb from the work tree:
-#   bash scripts/package.sh [--version V] [--out DIR] [--profile release|dev]
+#   bash scripts/package.sh [--version V] [--out DIR] [--profile release|dev] [--compress xz|gzip|none]
 # --version: the package version (default: the workspace's version in Cargo.toml);
 # --out: where the .deb goes (default: target/debian); --profile: the cargo profile built and
 # packaged (default: release; the package tests use the test build's `dev` profile to save a
-# second full build). Needs dpkg-dev (dpkg-deb, dpkg-shlibdeps); scripts/setup.sh installs it.
+# second full build); --compress: dpkg-deb's compressor (default xz; the tests use none).
+# Needs dpkg-dev (dpkg-deb, dpkg-shlibdeps); scripts/setup.sh installs it.
 # The tree is staged with its final modes and packed with `dpkg-deb --root-owner-group`, so
 # everything is owned by root (no fakeroot), the bridge helper setuid root.
 set -euo pipefail
@@ -12,12 +13,14 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 version=
 out=$root/target/debian
 profile=release
+compress=xz
 while [ $# -gt 0 ]; do
   case "$1" in
     --version) version=${2:?--version needs a value}; shift 2 ;;
     --out) out=${2:?--out needs a directory}; shift 2 ;;
     --profile) profile=${2:?--profile needs release or dev}; shift 2 ;;
-    -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --compress) compress=${2:?--compress needs xz, gzip or none}; shift 2 ;;
+    -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "package.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -31,6 +34,10 @@ if ! [[ "$version" =~ ^[0-9][A-Za-z0-9.+~-]*$ ]]; then
   echo "package.sh: --version '$version' is not a Debian version (digits first; A-Z a-z 0-9 . + ~ -)" >&2
   exit 2
 fi
+case "$compress" in
+  xz|gzip|none) ;;
+  *) echo "package.sh: --compress must be xz, gzip or none, not '$compress'" >&2; exit 2 ;;
+esac
 case "$profile" in
   release) bindir=$root/target/release ;;
   dev) bindir=$root/target/debug ;;
@@ -127,5 +134,5 @@ chmod 0644 "$pkg/DEBIAN/control" "$pkg/DEBIAN/conffiles"
 chmod 0644 "$pkg/DEBIAN/md5sums"
 
 deb=$out/virtnet_${version}_${arch}.deb
-dpkg-deb --root-owner-group -Zxz --build "$pkg" "$deb" >/dev/null
+dpkg-deb --root-owner-group -Z"$compress" --build "$pkg" "$deb" >/dev/null
 echo "$deb"

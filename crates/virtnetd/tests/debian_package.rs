@@ -5,9 +5,11 @@
 //! Every command inside the root runs under `unshare --net --mount --pid --fork` around
 //! `chroot`: the maintainer scripts could start virtnetd, and nothing may touch the host's
 //! network namespace; the root's /proc and /sys are mounted in the private mount namespace and
-//! vanish with it. No systemd runs in the root (see the report: `systemd-nspawn --boot` is not
-//! used), so unit state is read with `systemctl --root` and units are checked with
-//! `systemd-analyze verify` inside the root.
+//! vanish with it. Install, upgrade and purge run with no systemd in the root (as in an image
+//! build): unit state is read with `systemctl --root` and the units are checked with
+//! `systemd-analyze verify` inside the root. A second test boots the root with a real systemd
+//! (`systemd-nspawn --boot --private-network`, itself inside `unshare --net`) and asks
+//! systemctl there, and checks the postinst's opt-in start and default network.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -40,12 +42,13 @@ fn run_ok(cmd: &mut Command) -> String {
 }
 
 /// Builds the package with `version` into `out` (the test build's `dev` profile: the binaries
-/// cargo already built for the tests, so no second full build).
+/// cargo already built for the tests, so no second full build; uncompressed, as xz spends
+/// most of a minute on the unstripped binaries).
 fn build_package(version: &str, out: &Path) -> PathBuf {
     let printed = run_ok(
         Command::new("bash")
             .arg(repo().join("scripts/package.sh"))
-            .args(["--profile", "dev", "--version", version, "--out"])
+            .args(["--profile", "dev", "--compress", "none", "--version", version, "--out"])
             .arg(out),
     );
     let deb = PathBuf::from(printed.trim());
@@ -106,11 +109,46 @@ impl DebianRoot {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// Copies a package into the root's /tmp and returns its path inside the root.
+    /// Copies a package into the root's /root and returns its path inside the root (not /tmp,
+    /// which a booted systemd may mount over).
     fn add_package(&self, deb: &Path) -> String {
         let name = deb.file_name().expect("file name").to_string_lossy();
-        std::fs::copy(deb, self.path("tmp").join(&*name)).expect("copy the package");
-        format!("/tmp/{name}")
+        std::fs::copy(deb, self.path("root").join(&*name)).expect("copy the package");
+        format!("/root/{name}")
+    }
+
+    /// Boots the root with systemd under `systemd-nspawn --boot --private-network` (inside
+    /// `unshare --net` too), runs `script` as a oneshot unit once the system is up (after
+    /// multi-user.target), then powers off. Returns what the script printed.
+    fn boot_and_run(&self, script: &str) -> String {
+        std::fs::write(self.path("/root/probe.sh"), script).expect("probe script");
+        let unit = "[Unit]\nDescription=virtnet package test probe\n\
+                    After=multi-user.target virtnetd.service\n\
+                    [Service]\nType=oneshot\n\
+                    ExecStart=/bin/sh -c '/bin/sh -e /root/probe.sh >/root/probe.out 2>&1; \
+                    echo \"exit $?\" >>/root/probe.out; systemctl poweroff'\n\
+                    [Install]\nWantedBy=multi-user.target\n";
+        std::fs::write(self.path("/etc/systemd/system/virtnet-probe.service"), unit)
+            .expect("probe unit");
+        let link = self.path("/etc/systemd/system/multi-user.target.wants/virtnet-probe.service");
+        std::os::unix::fs::symlink("/etc/systemd/system/virtnet-probe.service", &link)
+            .expect("enable the probe");
+        let machine = format!("virtnet-pkg-{}", std::process::id());
+        // The host runs no systemd (no bus to register with: --register=no --keep-unit); its
+        // cgroup v1 hierarchy lacks controllers nspawn would mount, the unified one works.
+        let out = Command::new("timeout")
+            .args(["300", "unshare", "--net", "--mount", "--pid", "--fork", "systemd-nspawn"])
+            .args(["--quiet", "--boot", "--private-network", "--register=no", "--keep-unit"])
+            .args(["--console=pipe", "--machine", &machine, "-D"])
+            .arg(self.dir.path())
+            .env("SYSTEMD_NSPAWN_UNIFIED_HIERARCHY", "1")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run systemd-nspawn");
+        std::fs::remove_file(&link).expect("disable the probe");
+        std::fs::read_to_string(self.path("/root/probe.out")).unwrap_or_else(|e| {
+            panic!("the probe did not run in the booted root ({e}): {}", show(&out))
+        })
     }
 
     /// `systemctl --root=<root> is-enabled UNIT` (read from the root's symlinks; no systemd).
@@ -252,4 +290,55 @@ fn the_package_installs_upgrades_and_purges_in_a_clean_debian_12_root() {
     }
     let links = root.sh_ok("find /etc/systemd/system -name 'virtnetd*' 2>/dev/null || true");
     assert!(links.trim().is_empty(), "unit links left after purge:\n{links}");
+}
+
+/// Under a real systemd (booted in `systemd-nspawn`): the installed units are enabled, the
+/// sockets listen and systemd passes them to virtnetd, which answers the CLI; the package
+/// defined no network. Installed again under the running systemd, nothing starts unless asked;
+/// reinstalled with `VIRTNET_DEFAULT_NETWORK=1` while systemd runs, the
+/// postinst starts virtnetd and defines libvirt's default network (autostart, not started).
+#[test]
+fn the_installed_package_runs_under_a_real_systemd() {
+    let out = tempfile::tempdir().expect("tempdir");
+    let deb = build_package("0.1.0~boot", out.path());
+    let root = DebianRoot::new();
+    let inside = root.add_package(&deb);
+    root.sh_ok(&format!("dpkg -i {inside}"));
+    let probe = format!(
+        "for u in {units}; do echo \"$u $(systemctl is-enabled $u) $(systemctl is-active $u)\"; done\n\
+         echo \"networks: $(virtnet net-list --all --name | tr -d '\\n')\"\n\
+         echo \"main pid: $(systemctl show -P MainPID virtnetd.service)\"\n\
+         journalctl -u virtnetd --no-pager -o cat | grep -c 'serving a socket passed by systemd' \
+           | sed 's/^/passed: /'\n\
+         dpkg --purge virtnet >/dev/null\n\
+         echo \"after purge: $(systemctl is-active virtnetd.service)\"\n\
+         dpkg -i {inside} >/dev/null\n\
+         echo \"not asked: $(systemctl is-active virtnetd.service virtnetd.socket | tr '\\n' ' ')\"\n\
+         dpkg --purge virtnet >/dev/null\n\
+         VIRTNET_DEFAULT_NETWORK=1 dpkg -i {inside} >/dev/null\n\
+         echo \"asked: $(virtnet net-list --all | grep -c '^ *default *inactive *yes')\"\n",
+        units = UNITS.join(" ")
+    );
+    let report = root.boot_and_run(&probe);
+    let line = |prefix: &str| {
+        report
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no '{prefix}' in the probe's report:\n{report}"))
+            .to_string()
+    };
+    for unit in UNITS {
+        assert_eq!(line(&format!("{unit} ")), format!("{unit} enabled active"), "{report}");
+    }
+    assert_eq!(line("networks:"), "networks: ", "the package defined a network:\n{report}");
+    assert_ne!(line("main pid:"), "main pid: 0", "{report}");
+    assert_eq!(line("passed:"), "passed: 4", "all four sockets from systemd:\n{report}");
+    assert_eq!(line("after purge:"), "after purge: inactive", "{report}");
+    assert_eq!(
+        line("not asked:"),
+        "not asked: inactive inactive ",
+        "installed under a running systemd without VIRTNET_START: nothing starts\n{report}"
+    );
+    assert_eq!(line("asked:"), "asked: 1", "the default network, autostart:\n{report}");
+    assert_eq!(line("exit "), "exit 0", "{report}");
 }
