@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use tracing_subscriber::EnvFilter;
 use virtnetd::server::{Config, Daemon, Shutdown};
 use virtnetd::Error;
@@ -69,10 +69,16 @@ struct Args {
     /// its own, and refuses to start a network such a table would break, naming it.
     #[arg(long)]
     firewall_integration: bool,
+    /// Print virtnetd's manual page (roff, section 8) and exit (the Debian package ships it).
+    #[arg(long, hide = true)]
+    man: bool,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if args.man {
+        return print_man_page();
+    }
     let filter = match EnvFilter::try_new(&args.log_level) {
         Ok(f) => f,
         Err(e) => {
@@ -91,6 +97,18 @@ fn main() -> ExitCode {
             // One line, as every virtnet binary reports a fatal error (the log goes to the same
             // stderr, so it is not repeated there).
             eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Writes the manual page, virtnetd(8), generated from the arguments above, to stdout.
+fn print_man_page() -> ExitCode {
+    let man = clap_mangen::Man::new(Args::command()).section("8");
+    match man.render(&mut std::io::stdout().lock()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: cannot write the manual page: {e}");
             ExitCode::FAILURE
         }
     }
