@@ -35,7 +35,11 @@ fn passed() -> &'static Mutex<Vec<(PathBuf, UnixListener)>> {
 /// How many descriptors systemd passed to the process `own_pid`, from the values of
 /// `LISTEN_PID` and `LISTEN_FDS`: `None` when they are missing, malformed or meant for
 /// another process.
-pub fn passed_count(listen_pid: Option<&str>, listen_fds: Option<&str>, own_pid: u32) -> Option<u32> {
+pub fn passed_count(
+    listen_pid: Option<&str>,
+    listen_fds: Option<&str>,
+    own_pid: u32,
+) -> Option<u32> {
     let pid: u32 = listen_pid?.trim().parse().ok()?;
     if pid != own_pid {
         return None;

@@ -197,7 +197,10 @@ impl Daemon {
         let libvirt = crate::libvirt::listener::bind(&config.libvirt)?;
         let unused = crate::activation::unused();
         if !unused.is_empty() {
-            tracing::warn!(?unused, "sockets passed by systemd that this daemon does not serve");
+            tracing::warn!(
+                ?unused,
+                "sockets passed by systemd that this daemon does not serve"
+            );
         }
         Ok(Daemon {
             state,

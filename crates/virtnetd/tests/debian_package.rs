@@ -48,7 +48,15 @@ fn build_package(version: &str, out: &Path) -> PathBuf {
     let printed = run_ok(
         Command::new("bash")
             .arg(repo().join("scripts/package.sh"))
-            .args(["--profile", "dev", "--compress", "none", "--version", version, "--out"])
+            .args([
+                "--profile",
+                "dev",
+                "--compress",
+                "none",
+                "--version",
+                version,
+                "--out",
+            ])
             .arg(out),
     );
     let deb = PathBuf::from(printed.trim());
@@ -105,7 +113,11 @@ impl DebianRoot {
 
     fn sh_ok(&self, script: &str) -> String {
         let out = self.sh(script);
-        assert!(out.status.success(), "in the root: {script}\n{}", show(&out));
+        assert!(
+            out.status.success(),
+            "in the root: {script}\n{}",
+            show(&out)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -137,8 +149,22 @@ impl DebianRoot {
         // The host runs no systemd (no bus to register with: --register=no --keep-unit); its
         // cgroup v1 hierarchy lacks controllers nspawn would mount, the unified one works.
         let out = Command::new("timeout")
-            .args(["300", "unshare", "--net", "--mount", "--pid", "--fork", "systemd-nspawn"])
-            .args(["--quiet", "--boot", "--private-network", "--register=no", "--keep-unit"])
+            .args([
+                "300",
+                "unshare",
+                "--net",
+                "--mount",
+                "--pid",
+                "--fork",
+                "systemd-nspawn",
+            ])
+            .args([
+                "--quiet",
+                "--boot",
+                "--private-network",
+                "--register=no",
+                "--keep-unit",
+            ])
             .args(["--console=pipe", "--machine", &machine, "-D"])
             .arg(self.dir.path())
             .env("SYSTEMD_NSPAWN_UNIFIED_HIERARCHY", "1")
@@ -147,7 +173,10 @@ impl DebianRoot {
             .expect("run systemd-nspawn");
         std::fs::remove_file(&link).expect("disable the probe");
         std::fs::read_to_string(self.path("/root/probe.out")).unwrap_or_else(|e| {
-            panic!("the probe did not run in the booted root ({e}): {}", show(&out))
+            panic!(
+                "the probe did not run in the booted root ({e}): {}",
+                show(&out)
+            )
         })
     }
 
@@ -173,8 +202,9 @@ const UNITS: [&str; 5] = [
 ];
 
 /// What the package must put where, with its mode.
-const FILES: [(&str, u32); 9] = [
+const FILES: [(&str, u32); 10] = [
     ("/usr/sbin/virtnetd", 0o755),
+    ("/usr/share/man/man8/virtnetd.8.gz", 0o644),
     ("/usr/bin/virtnet", 0o755),
     ("/usr/libexec/virtnet-bridge-helper", 0o4755),
     ("/usr/lib/x86_64-linux-gnu/libnss_virtnet.so.2", 0o644),
@@ -217,10 +247,16 @@ fn the_package_installs_upgrades_and_purges_in_a_clean_debian_12_root() {
         assert_eq!((meta.uid(), meta.gid()), (0, 0), "owner of {file}");
     }
     let conffiles = root.sh_ok("dpkg-query -W -f='${Conffiles}' virtnet");
-    assert!(conffiles.contains("/etc/virtnet/bridge.conf"), "{conffiles}");
+    assert!(
+        conffiles.contains("/etc/virtnet/bridge.conf"),
+        "{conffiles}"
+    );
     // The installed programs run in the root (their libraries are all there).
     let version = root.sh_ok("virtnet --version && virtnetd --version");
-    assert!(version.contains("virtnet") && version.contains("virtnetd"), "{version}");
+    assert!(
+        version.contains("virtnet") && version.contains("virtnetd"),
+        "{version}"
+    );
     let unit = std::fs::read_to_string(root.path("/lib/systemd/system/virtnetd.service"))
         .expect("the service unit");
     assert!(unit.contains("ExecStart=/usr/sbin/virtnetd "), "{unit}");
@@ -245,7 +281,10 @@ fn the_package_installs_upgrades_and_purges_in_a_clean_debian_12_root() {
         .expect("/var/lib/virtnet")
         .count();
     assert_eq!(state, 0, "the state directory must be empty after install");
-    assert!(!root.path("/run/virtnet").exists(), "/run/virtnet exists: virtnetd ran");
+    assert!(
+        !root.path("/run/virtnet").exists(),
+        "/run/virtnet exists: virtnetd ran"
+    );
     let procs = root.sh_ok("cat /proc/[0-9]*/comm 2>/dev/null || true");
     assert!(!procs.contains("virtnetd"), "{procs}");
 
@@ -289,7 +328,10 @@ fn the_package_installs_upgrades_and_purges_in_a_clean_debian_12_root() {
         assert!(!root.path(dir).exists(), "{dir} is left after purge");
     }
     let links = root.sh_ok("find /etc/systemd/system -name 'virtnetd*' 2>/dev/null || true");
-    assert!(links.trim().is_empty(), "unit links left after purge:\n{links}");
+    assert!(
+        links.trim().is_empty(),
+        "unit links left after purge:\n{links}"
+    );
 }
 
 /// Under a real systemd (booted in `systemd-nspawn`): the installed units are enabled, the
@@ -328,17 +370,33 @@ fn the_installed_package_runs_under_a_real_systemd() {
             .to_string()
     };
     for unit in UNITS {
-        assert_eq!(line(&format!("{unit} ")), format!("{unit} enabled active"), "{report}");
+        assert_eq!(
+            line(&format!("{unit} ")),
+            format!("{unit} enabled active"),
+            "{report}"
+        );
     }
-    assert_eq!(line("networks:"), "networks: ", "the package defined a network:\n{report}");
+    assert_eq!(
+        line("networks:"),
+        "networks: ",
+        "the package defined a network:\n{report}"
+    );
     assert_ne!(line("main pid:"), "main pid: 0", "{report}");
-    assert_eq!(line("passed:"), "passed: 4", "all four sockets from systemd:\n{report}");
+    assert_eq!(
+        line("passed:"),
+        "passed: 4",
+        "all four sockets from systemd:\n{report}"
+    );
     assert_eq!(line("after purge:"), "after purge: inactive", "{report}");
     assert_eq!(
         line("not asked:"),
         "not asked: inactive inactive ",
         "installed under a running systemd without VIRTNET_START: nothing starts\n{report}"
     );
-    assert_eq!(line("asked:"), "asked: 1", "the default network, autostart:\n{report}");
+    assert_eq!(
+        line("asked:"),
+        "asked: 1",
+        "the default network, autostart:\n{report}"
+    );
     assert_eq!(line("exit "), "exit 0", "{report}");
 }

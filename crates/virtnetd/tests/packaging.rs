@@ -229,13 +229,23 @@ fn virtnetd_serves_the_sockets_systemd_passes_and_leaves_them() {
     let bound = virtnet_testkit::eventually(std::time::Duration::from_secs(10), || {
         rw.exists() && ro.exists()
     });
-    assert!(bound, "systemd-socket-activate did not bind {}", rw.display());
+    assert!(
+        bound,
+        "systemd-socket-activate did not bind {}",
+        rw.display()
+    );
     let inode = |p: &Path| std::fs::metadata(p).map(|m| m.ino()).expect("socket file");
     let (rw_inode, ro_inode) = (inode(&rw), inode(&ro));
     let cli = virtnet_testkit::virtnet_bin();
     // The first connection starts the daemon; the CLI waits for its answer in the backlog.
     for socket in [&rw, &ro] {
-        let out = ns.exec([path(&cli), "--connect".into(), path(socket), "net-list".into(), "--all".into()]);
+        let out = ns.exec([
+            path(&cli),
+            "--connect".into(),
+            path(socket),
+            "net-list".into(),
+            "--all".into(),
+        ]);
         assert!(
             out.status.success(),
             "net-list on {} failed: {}\n{}",
@@ -246,11 +256,17 @@ fn virtnetd_serves_the_sockets_systemd_passes_and_leaves_them() {
     }
     let daemon_log = std::fs::read_to_string(&log).unwrap_or_default();
     assert_eq!(
-        daemon_log.matches("serving a socket passed by systemd").count(),
+        daemon_log
+            .matches("serving a socket passed by systemd")
+            .count(),
         2,
         "both sockets served from the passed descriptors:\n{daemon_log}"
     );
-    assert_eq!((inode(&rw), inode(&ro)), (rw_inode, ro_inode), "rebound:\n{daemon_log}");
+    assert_eq!(
+        (inode(&rw), inode(&ro)),
+        (rw_inode, ro_inode),
+        "rebound:\n{daemon_log}"
+    );
     // systemd-socket-activate exec'd the daemon: the child is virtnetd itself.
     let status = activator.terminate(std::time::Duration::from_secs(30));
     assert!(
