@@ -18,6 +18,14 @@ command -v python3 >/dev/null || need_apt+=(python3)
 # The packaging test verifies the systemd unit; the access test runs clients as nobody.
 command -v systemd-analyze >/dev/null || need_apt+=(systemd)
 command -v setpriv >/dev/null || need_apt+=(util-linux)
+# The Debian package (scripts/package.sh) is built with dpkg-deb and dpkg-shlibdeps; its tests
+# (crates/virtnetd/tests/debian_package.rs) install it into a debootstrapped Debian 12 root and
+# boot that root with systemd-nspawn; lintian checks the package by hand. No fakeroot:
+# dpkg-deb --root-owner-group.
+command -v dpkg-shlibdeps >/dev/null || need_apt+=(dpkg-dev)
+command -v debootstrap >/dev/null || [ -x /usr/sbin/debootstrap ] || need_apt+=(debootstrap)
+command -v systemd-nspawn >/dev/null || need_apt+=(systemd-container)
+command -v lintian >/dev/null || need_apt+=(lintian)
 # DNS tests ask with dig; the upstream namespace's DNS server (the "internet") is dnsmasq.
 command -v dig >/dev/null || need_apt+=(bind9-dnsutils)
 # IPv6 tests read the router advertisements guests see with rdisc6.

@@ -22,6 +22,7 @@
 #![warn(missing_docs)]
 
 pub mod access;
+pub mod activation;
 pub mod api;
 pub mod error;
 pub mod external;

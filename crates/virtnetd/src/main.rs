@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use tracing_subscriber::EnvFilter;
 use virtnetd::server::{Config, Daemon, Shutdown};
 use virtnetd::Error;
@@ -74,10 +74,16 @@ struct Args {
     /// also on 127.0.0.1; the console can start, stop and define networks.
     #[arg(long, value_name = "ADDR:PORT")]
     web_listen: Option<std::net::SocketAddr>,
+    /// Print virtnetd's manual page (roff, section 8) and exit (the Debian package ships it).
+    #[arg(long, hide = true)]
+    man: bool,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if args.man {
+        return print_man_page();
+    }
     let filter = match EnvFilter::try_new(&args.log_level) {
         Ok(f) => f,
         Err(e) => {
@@ -96,6 +102,18 @@ fn main() -> ExitCode {
             // One line, as every virtnet binary reports a fatal error (the log goes to the same
             // stderr, so it is not repeated there).
             eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Writes the manual page, virtnetd(8), generated from the arguments above, to stdout.
+fn print_man_page() -> ExitCode {
+    let man = clap_mangen::Man::new(Args::command()).section("8");
+    match man.render(&mut std::io::stdout().lock()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: cannot write the manual page: {e}");
             ExitCode::FAILURE
         }
     }

@@ -93,7 +93,8 @@ pub struct Daemon {
 /// The socket file; removed when dropped, if it is still the one this daemon created.
 pub(crate) struct SocketFile {
     path: PathBuf,
-    dev_ino: (u64, u64),
+    /// `None`: systemd bound it (socket activation) and keeps it: never removed.
+    dev_ino: Option<(u64, u64)>,
 }
 
 impl Drop for SocketFile {
@@ -101,7 +102,7 @@ impl Drop for SocketFile {
         let ours = fs::symlink_metadata(&self.path)
             .ok()
             .map(|m| (m.dev(), m.ino()));
-        if ours == Some(self.dev_ino) {
+        if ours.is_some() && ours == self.dev_ino {
             if let Err(e) = fs::remove_file(&self.path) {
                 tracing::warn!(path = %self.path.display(), error = %e, "cannot remove socket");
             }
@@ -116,7 +117,11 @@ impl Daemon {
         make_dir(&config.state_dir, 0o700)?;
         make_dir(&config.run_dir, 0o755)?;
         let lock = lock_state_dir(&config.state_dir)?;
-        refuse_live_socket(&config.run_dir.join(virtnet_api::SOCKET_NAME))?;
+        let api_socket = config.run_dir.join(virtnet_api::SOCKET_NAME);
+        // A socket systemd passed answers connections itself: it is ours, not another daemon's.
+        if !crate::activation::is_passed(&api_socket) {
+            refuse_live_socket(&api_socket)?;
+        }
         let boot_id = read_boot_id(&config.boot_id_file);
         let db_path = config.state_dir.join(DB_FILE);
         let kernel = Kernel::open()?;
@@ -198,6 +203,13 @@ impl Daemon {
             .web_listen
             .map(|listen| crate::web::WebConsole::bind(listen, &config.run_dir))
             .transpose()?;
+        let unused = crate::activation::unused();
+        if !unused.is_empty() {
+            tracing::warn!(
+                ?unused,
+                "sockets passed by systemd that this daemon does not serve"
+            );
+        }
         Ok(Daemon {
             web,
             state,
@@ -538,6 +550,9 @@ pub(crate) fn bind_socket(
     mode: u32,
     gid: Option<u32>,
 ) -> Result<(StdUnixListener, SocketFile)> {
+    if let Some(listener) = crate::activation::take(path) {
+        return adopt_passed_socket(listener, path, mode, gid);
+    }
     match fs::symlink_metadata(path) {
         Ok(meta) if !meta.file_type().is_socket() => {
             return Err(Error::Startup(format!(
@@ -568,17 +583,39 @@ pub(crate) fn bind_socket(
     let meta = fs::symlink_metadata(path).with_path("cannot inspect", path)?;
     let socket = SocketFile {
         path: path.to_path_buf(),
-        dev_ino: (meta.dev(), meta.ino()),
+        dev_ino: Some((meta.dev(), meta.ino())),
     };
-    // The group first, then the mode: a socket opened wider than 0660 (the read-only one) is
-    // only opened once it has its final owner.
+    set_owner_and_mode(path, mode, gid)?;
+    Ok((listener, socket))
+}
+
+/// Serves a socket systemd bound at `path` (socket activation, [`crate::activation`]). The
+/// daemon's flags still decide who may connect: the same group and mode as a socket it binds
+/// itself (the socket units ship those modes too). Its file stays when the daemon exits.
+fn adopt_passed_socket(
+    listener: StdUnixListener,
+    path: &Path,
+    mode: u32,
+    gid: Option<u32>,
+) -> Result<(StdUnixListener, SocketFile)> {
+    tracing::info!(path = %path.display(), "serving a socket passed by systemd");
+    set_owner_and_mode(path, mode, gid)?;
+    let socket = SocketFile {
+        path: path.to_path_buf(),
+        dev_ino: None,
+    };
+    Ok((listener, socket))
+}
+
+/// Gives a socket file its group (when given) and mode. The group first, then the mode: a
+/// socket opened wider than 0660 (the read-only one) is only opened once it has its final owner.
+fn set_owner_and_mode(path: &Path, mode: u32, gid: Option<u32>) -> Result<()> {
     if let Some(gid) = gid {
         std::os::unix::fs::lchown(path, None, Some(gid))
             .with_path("cannot set the group of", path)?;
     }
     fs::set_permissions(path, fs::Permissions::from_mode(mode))
-        .with_path("cannot set the mode of", path)?;
-    Ok((listener, socket))
+        .with_path("cannot set the mode of", path)
 }
 
 /// Who listens at the other end of `stream`, for an error message: the process's name and pid

@@ -184,3 +184,98 @@ fn the_firewalld_zone_parses_and_accepts() {
         );
     }
 }
+
+/// Socket activation (issue 16, the package's socket units): systemd binds the API sockets and
+/// passes them to virtnetd (`LISTEN_FDS`/`LISTEN_PID`), here through systemd's own
+/// `systemd-socket-activate`, which binds like a socket unit and execs the daemon on the first
+/// connection. The daemon serves both passed sockets (before socket activation it found its
+/// own socket answering, took it for another daemon and refused to start), does not bind new
+/// ones in their place, and leaves them to systemd when it stops.
+#[test]
+fn virtnetd_serves_the_sockets_systemd_passes_and_leaves_them() {
+    use std::os::unix::fs::MetadataExt;
+    let ns = virtnet_testkit::Netns::new("sockact");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = dir.path().join("run");
+    std::fs::create_dir(&run).expect("run dir");
+    let rw = run.join(virtnet_api::SOCKET_NAME);
+    let ro = run.join(virtnet_api::RO_SOCKET_NAME);
+    let log = dir.path().join("virtnetd.log");
+    let log_file = std::fs::File::create(&log).expect("log file");
+    let path = |p: &Path| p.to_string_lossy().into_owned();
+    let activator = ns.spawn_with(
+        [
+            "systemd-socket-activate".to_string(),
+            "--listen".into(),
+            path(&rw),
+            "--listen".into(),
+            path(&ro),
+            "--".into(),
+            path(&virtnet_testkit::virtnetd_bin()),
+            "--state-dir".into(),
+            path(&dir.path().join("state")),
+            "--run-dir".into(),
+            path(&run),
+            "--host-config-root".into(),
+            path(&dir.path().join("root")),
+            "--no-libvirt-sockets".into(),
+            "--log-level".into(),
+            "debug".into(),
+        ],
+        |cmd| {
+            cmd.stderr(log_file);
+        },
+    );
+    let bound = virtnet_testkit::eventually(std::time::Duration::from_secs(10), || {
+        rw.exists() && ro.exists()
+    });
+    assert!(
+        bound,
+        "systemd-socket-activate did not bind {}",
+        rw.display()
+    );
+    let inode = |p: &Path| std::fs::metadata(p).map(|m| m.ino()).expect("socket file");
+    let (rw_inode, ro_inode) = (inode(&rw), inode(&ro));
+    let cli = virtnet_testkit::virtnet_bin();
+    // The first connection starts the daemon; the CLI waits for its answer in the backlog.
+    for socket in [&rw, &ro] {
+        let out = ns.exec([
+            path(&cli),
+            "--connect".into(),
+            path(socket),
+            "net-list".into(),
+            "--all".into(),
+        ]);
+        assert!(
+            out.status.success(),
+            "net-list on {} failed: {}\n{}",
+            socket.display(),
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    }
+    let daemon_log = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(
+        daemon_log
+            .matches("serving a socket passed by systemd")
+            .count(),
+        2,
+        "both sockets served from the passed descriptors:\n{daemon_log}"
+    );
+    assert_eq!(
+        (inode(&rw), inode(&ro)),
+        (rw_inode, ro_inode),
+        "rebound:\n{daemon_log}"
+    );
+    // systemd-socket-activate exec'd the daemon: the child is virtnetd itself.
+    let status = activator.terminate(std::time::Duration::from_secs(30));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "virtnetd did not stop cleanly ({status:?}):\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    assert!(
+        rw.exists() && ro.exists(),
+        "the sockets belong to systemd: the daemon must not remove them"
+    );
+}
