@@ -46,7 +46,7 @@ use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::{Once, PoisonError, RwLock};
+use std::sync::{Arc, Once, PoisonError, RwLock};
 
 use redb::{Database, DatabaseError, Durability, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -79,14 +79,19 @@ const FORMAT_VERSION: &str = "1";
 /// Everything the daemon knows about one network, as stored. This is libvirt's object model:
 /// `config` is the persistent definition (libvirt's `def`/`newDef` of an inactive/active
 /// network), `live` the definition the network runs with.
+///
+/// Both are shared (`Arc`): a started network's `live` is its `config` until one of them
+/// changes, and a copy of a record (the registry's snapshots) copies two pointers. A
+/// definition is 816 bytes before its strings and lists; held inline twice in each entry of
+/// the registry's map, 4,000 networks took about 10 MB more.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
     /// The persistent definition; `None` for a transient network.
     #[serde(with = "stored_xml")]
-    pub config: Option<Network>,
+    pub config: Option<Arc<Network>>,
     /// The running definition; `None` when the network is inactive.
     #[serde(with = "stored_xml")]
-    pub live: Option<Network>,
+    pub live: Option<Arc<Network>>,
     /// Start the network when the daemon starts (persistent networks only).
     #[serde(default)]
     pub autostart: bool,
@@ -107,7 +112,7 @@ impl Record {
 
     /// The definition shown by default: the live one when active, else the persistent one.
     pub fn shown(&self) -> Option<&Network> {
-        self.live.as_ref().or(self.config.as_ref())
+        self.live.as_deref().or(self.config.as_deref())
     }
 
     /// The network's UUID (both definitions carry the same one once prepared).
@@ -117,7 +122,7 @@ impl Record {
 
     /// The network's definitions, live and persistent (one or two).
     pub fn defs(&self) -> impl Iterator<Item = &Network> {
-        self.live.iter().chain(self.config.iter())
+        self.live.iter().chain(self.config.iter()).map(|n| &**n)
     }
 }
 
@@ -972,15 +977,21 @@ mod stored_xml {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
     use virtnet_model::Network;
 
-    pub fn serialize<S: Serializer>(net: &Option<Network>, s: S) -> Result<S::Ok, S::Error> {
-        net.as_ref().map(Network::to_xml).serialize(s)
+    use std::sync::Arc;
+
+    pub fn serialize<S: Serializer>(net: &Option<Arc<Network>>, s: S) -> Result<S::Ok, S::Error> {
+        net.as_deref().map(Network::to_xml).serialize(s)
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Network>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Arc<Network>>, D::Error> {
         Option::<String>::deserialize(d)?
             // Read without the input limits: the store's own records are trusted to be
             // complete, and a record accepted once must stay readable.
-            .map(|xml| Network::from_stored_xml(&xml).map_err(serde::de::Error::custom))
+            .map(|xml| {
+                Network::from_stored_xml(&xml)
+                    .map(Arc::new)
+                    .map_err(serde::de::Error::custom)
+            })
             .transpose()
     }
 }
@@ -993,22 +1004,52 @@ fn encode(name: &str, record: &Record) -> Result<Vec<u8>> {
 }
 
 fn decode(name: &str, bytes: &[u8]) -> Result<Record> {
-    serde_json::from_slice(bytes).map_err(|source| Error::Record {
+    let mut record: Record = serde_json::from_slice(bytes).map_err(|source| Error::Record {
         context: format!("stored network '{name}' is unreadable"),
         source,
-    })
+    })?;
+    // Read back as two copies; an active network that runs its definition holds one.
+    if let (Some(config), Some(live)) = (&record.config, &record.live) {
+        if config == live {
+            record.live = Some(Arc::clone(config));
+        }
+    }
+    Ok(record)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// A network that runs its definition is read back holding one copy of it (the two are
+    /// stored apart).
+    #[test]
+    fn a_record_read_back_shares_a_definition_it_runs() {
+        let r = record("n", true, true);
+        let bytes = encode("n", &r).expect("encode");
+        let back = decode("n", &bytes).expect("decode");
+        match (&back.config, &back.live) {
+            (Some(c), Some(l)) => assert!(Arc::ptr_eq(c, l)),
+            other => panic!("{other:?}"),
+        }
+        let mut changed = r.clone();
+        if let Some(live) = &mut changed.live {
+            Arc::make_mut(live).uuid = Some(Uuid::new_v4());
+        }
+        let bytes = encode("n", &changed).expect("encode");
+        let back = decode("n", &bytes).expect("decode");
+        match (&back.config, &back.live) {
+            (Some(c), Some(l)) => assert!(!Arc::ptr_eq(c, l) && c != l),
+            other => panic!("{other:?}"),
+        }
+    }
+
     fn record(name: &str, config: bool, live: bool) -> Record {
         let mut net = Network::named(name);
         net.uuid = Some(Uuid::new_v4());
         Record {
-            config: config.then(|| net.clone()),
-            live: live.then_some(net),
+            config: config.then(|| Arc::new(net.clone())),
+            live: live.then(|| Arc::new(net)),
             autostart: false,
             generation: 1,
         }

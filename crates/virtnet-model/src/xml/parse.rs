@@ -398,6 +398,7 @@ fn read_network(el: &El) -> Result<Network> {
     }
     net.name = name.ok_or_else(|| ModelError::invalid("name", "missing network name"))?;
     check_network(&net)?;
+    net.shrink_to_fit();
     Ok(net)
 }
 

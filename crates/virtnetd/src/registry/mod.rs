@@ -215,7 +215,7 @@ impl NetworkRegistry {
             }
         }
         failed.extend(self.kernel.reconcile(&plans));
-        let live: Vec<Network> = self
+        let live: Vec<Arc<Network>> = self
             .read()
             .iter()
             .filter(|(name, _)| !failed.iter().any(|(f, _)| f == *name))
@@ -619,7 +619,11 @@ impl NetworkRegistry {
     pub fn live_definition(&self, name: &str) -> Result<Network> {
         let index = self.read();
         let record = index.get(name).ok_or_else(|| not_found(name))?;
-        record.live.clone().ok_or_else(|| not_active(name))
+        record
+            .live
+            .as_deref()
+            .cloned()
+            .ok_or_else(|| not_active(name))
     }
 
     /// `GET /v1/networks`: every network, sorted by name.
@@ -637,7 +641,7 @@ impl NetworkRegistry {
         let index = self.read();
         let (name, record) = find(&index, id)?;
         let definition = if inactive {
-            record.config.as_ref().or(record.live.as_ref())
+            record.config.as_deref().or(record.live.as_deref())
         } else {
             record.shown()
         };
@@ -670,7 +674,7 @@ impl NetworkRegistry {
         let (record, created) = match identity {
             Identity::New => {
                 let record = Record {
-                    config: Some(net),
+                    config: Some(Arc::new(net)),
                     live: None,
                     autostart: false,
                     generation: 1,
@@ -679,7 +683,7 @@ impl NetworkRegistry {
             }
             Identity::Redefines => {
                 let mut record = self.current(&name)?;
-                record.config = Some(net);
+                record.config = Some(Arc::new(net));
                 record.generation += 1;
                 (record, false)
             }
@@ -729,7 +733,7 @@ impl NetworkRegistry {
             Identity::New => {
                 let record = Record {
                     config: None,
-                    live: Some(net),
+                    live: Some(Arc::new(net)),
                     autostart: false,
                     generation: 1,
                 };
@@ -737,7 +741,7 @@ impl NetworkRegistry {
             }
             Identity::Redefines => {
                 let mut record = self.current(&name)?;
-                record.live = Some(net);
+                record.live = Some(Arc::new(net));
                 record.generation += 1;
                 (record, false)
             }
@@ -799,7 +803,7 @@ impl NetworkRegistry {
         }
         let (_, warnings) = self.reserve(&mut net, |_| Ok(()))?;
         let mut record = current;
-        record.config = Some(net);
+        record.config = Some(Arc::new(net));
         record.generation += 1;
         self.commit(name, Some(record.clone()))?;
         Ok(change(name, &record, false, warnings))
@@ -887,7 +891,13 @@ impl NetworkRegistry {
                      transient network '{name}'"
                 )));
             };
-            apply_update(def, command, section, request.parent_index, &request.xml)?;
+            apply_update(
+                Arc::make_mut(def),
+                command,
+                section,
+                request.parent_index,
+                &request.xml,
+            )?;
         }
         let mut live_change = None;
         if live {
@@ -897,6 +907,7 @@ impl NetworkRegistry {
                 )));
             };
             let before = kernel_plan(def)?;
+            let def = Arc::make_mut(def);
             apply_update(def, command, section, request.parent_index, &request.xml)?;
             if kernel_plan(def)? != before {
                 return Err(Error::unsupported(format!(

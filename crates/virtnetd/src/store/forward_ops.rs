@@ -12,6 +12,7 @@
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -66,9 +67,26 @@ impl ForwardOp {
     /// Applies the change to every definition of `record`; true when any changed (the record's
     /// generation then moves on, as for any change).
     pub fn apply_to(&self, record: &mut Record) -> bool {
+        let shared = match (&record.config, &record.live) {
+            (Some(c), Some(l)) => Arc::ptr_eq(c, l),
+            _ => false,
+        };
         let mut changed = false;
         for def in [&mut record.config, &mut record.live].into_iter().flatten() {
-            changed |= self.apply(&mut def.forwards);
+            // Changed on a copy first: a definition the op leaves alone stays shared.
+            let mut forwards = def.forwards.clone();
+            if self.apply(&mut forwards) {
+                Arc::make_mut(def).forwards = forwards;
+                changed = true;
+            }
+        }
+        // Both got the same change: one copy again.
+        if shared {
+            if let Some(c) = &record.config {
+                if record.live.as_deref() == Some(&**c) {
+                    record.live = Some(Arc::clone(c));
+                }
+            }
         }
         if changed {
             record.generation += 1;
@@ -214,5 +232,37 @@ mod tests {
         assert_eq!(back, del);
         assert!(back.apply(&mut forwards));
         assert!(forwards.is_empty());
+    }
+
+    /// A running network's two definitions are one shared copy; an op that changes both
+    /// keeps it one, an op that changes nothing copies nothing.
+    #[test]
+    fn ops_keep_a_running_networks_one_copy_of_its_definition() {
+        let net = Arc::new(virtnet_model::Network::named("web"));
+        let mut record = Record {
+            config: Some(Arc::clone(&net)),
+            live: Some(net),
+            autostart: false,
+            generation: 1,
+        };
+        let fwd: PortForward = serde_json::from_str(
+            r#"{"proto": "udp", "ports": {"start": 53, "end": 53}, "to": {"address": "10.0.0.5"}}"#,
+        )
+        .expect("forward");
+        let shared = |r: &Record| match (&r.config, &r.live) {
+            (Some(c), Some(l)) => Arc::ptr_eq(c, l),
+            _ => false,
+        };
+        let nothing = ForwardOp::Remove {
+            proto: HostProto::Udp,
+            port: 53,
+            listen: None,
+        };
+        assert!(!nothing.apply_to(&mut record));
+        assert!(shared(&record) && record.generation == 1);
+        assert!(ForwardOp::Add(fwd).apply_to(&mut record));
+        assert!(shared(&record), "the same change made two copies");
+        assert_eq!(record.config.as_ref().map(|c| c.forwards.len()), Some(1));
+        assert_eq!(record.generation, 2);
     }
 }
