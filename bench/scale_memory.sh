@@ -35,6 +35,15 @@ cleanup() {
   # A failed run shows the end of the daemon's log (it goes with the directory).
   if [ "$rc" -ne 0 ] && [ -f "$work/log" ]; then tail -n 40 "$work/log" >&2; fi
   if [ -n "$daemon" ] && kill -0 "$daemon" 2>/dev/null; then kill -TERM "$daemon"; wait "$daemon" || true; fi
+  # With VIRTNETD_WRAP the PID above is the wrapper's: the daemon it started is still in the
+  # namespace (only this script's processes are): stop it too, and wait for it.
+  local p left
+  for p in $(ip netns pids "$ns" 2>/dev/null); do kill -TERM "$p" 2>/dev/null || true; done
+  for _ in $(seq 100); do
+    left=$(ip netns pids "$ns" 2>/dev/null | wc -l)
+    [ "$left" = 0 ] && break
+    sleep 0.1
+  done
   ip netns del "$ns" 2>/dev/null || true
   rm -rf "$work"
 }
