@@ -22,6 +22,8 @@ command -v setpriv >/dev/null || need_apt+=(util-linux)
 command -v dig >/dev/null || need_apt+=(bind9-dnsutils)
 # IPv6 tests read the router advertisements guests see with rdisc6.
 command -v rdisc6 >/dev/null || need_apt+=(ndisc6)
+# The metrics test checks /metrics with Prometheus's own promtool and a real Prometheus server.
+command -v promtool >/dev/null || need_apt+=(prometheus)
 command -v dnsmasq >/dev/null || [ -x /usr/sbin/dnsmasq ] || need_apt+=(dnsmasq-base)
 # The end-to-end test boots a tiny Debian guest under QEMU (tests/guest/build.sh downloads the
 # kernel and busybox-static packages itself and unpacks them without installing them).

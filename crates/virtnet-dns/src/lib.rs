@@ -26,8 +26,10 @@ mod config;
 mod error;
 mod forward;
 mod handle;
+pub mod histogram;
 mod listen;
 mod names;
+mod query_stats;
 mod resolve;
 mod server;
 
@@ -35,4 +37,6 @@ pub use config::{host_resolvers, DnsConfig, DomainRoute, HostRecord, SrvRecord, 
 pub use error::DnsError;
 pub use handle::{handle_query, Outcome, ReplyCache, Transport};
 pub use resolve::{Answer, GuestName, Zone};
+pub use histogram::{Histogram, HistogramSnapshot, LATENCY_BUCKETS};
+pub use query_stats::QTYPES;
 pub use server::{DnsServer, DnsStats};

@@ -11,6 +11,7 @@
 //!   transaction; [`Nftables::chain_headers`] lists the chains' headers.
 //! - [`tap`]: persistent tap devices for guest ports.
 //! - [`ping`]: ICMP echo on one device (a raw socket bound to a link).
+//! - [`conntrack`]: the source-NATed connections, from one ctnetlink dump (metrics);
 //! - [`snapshot`]: a NIC's addresses, routes, MTU, MAC and state as one
 //!   value, and the restore of a NIC to it (its errors name the step and
 //!   keep the [`HostError`], or say that the NIC is gone).
@@ -27,6 +28,7 @@
 #![warn(missing_docs)]
 
 pub mod arp_watch;
+pub mod conntrack;
 mod error;
 mod host_view;
 pub mod link_brief;
@@ -44,7 +46,7 @@ pub mod tap;
 pub use error::{HostError, Result};
 pub use host_view::HostView;
 pub use netlink::{
-    Address, BridgeInfo, BridgeSpec, Change, Drained, Link, LinkEvent, LinkEvents, LinkWatch,
+    Address, BridgeInfo, BridgeSpec, Change, Drained, Link, LinkEvent, LinkEvents, LinkStats, LinkWatch,
     MacvtapMode, Monitor, Neighbour, Netlink, PortSettings, Route, RouteSpec,
 };
 pub use netlink::{

@@ -69,6 +69,11 @@ struct Args {
     /// its own, and refuses to start a network such a table would break, naming it.
     #[arg(long)]
     firewall_integration: bool,
+    /// Also serve Prometheus metrics (`GET /metrics`, nothing else, read-only, no
+    /// authentication) on this TCP address, e.g. 127.0.0.1:9176. Off by default; the API
+    /// sockets always serve `/metrics`.
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics_listen: Option<std::net::SocketAddr>,
 }
 
 fn main() -> ExitCode {
@@ -129,6 +134,7 @@ fn run(args: Args) -> Result<(), Error> {
             socket_gid: libvirt_gid,
         },
         firewall_integration: args.firewall_integration,
+        metrics_listen: args.metrics_listen,
     };
     // Before anything opens a descriptor: every running network keeps a few sockets.
     virtnetd::limits::raise_open_files_logged();

@@ -69,6 +69,8 @@ pub struct Config {
     /// `--firewall-integration`: add scoped accepts to other tables that would drop guest
     /// traffic instead of refusing to start the network ([`crate::kernel::coexist`]).
     pub firewall_integration: bool,
+    /// `--metrics-listen`: a TCP address serving `GET /metrics` only (`None`: off).
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// A daemon that holds its lock, its store and its bound socket, ready to serve.
@@ -80,6 +82,8 @@ pub struct Daemon {
     admin_gid: Option<u32>,
     /// libvirt's sockets, bound and not yet served (`None` when turned off).
     libvirt: Option<crate::libvirt::listener::Sockets>,
+    /// The `--metrics-listen` socket, bound and not yet served.
+    metrics: Option<std::net::TcpListener>,
     /// The guest-names file (`<run-dir>/guest-hosts`, see [`crate::guest_hosts`]).
     guest_hosts: PathBuf,
     // Held for the life of the daemon: the flock is released when the file is closed.
@@ -137,6 +141,9 @@ impl Daemon {
         tracing::info!(store = %db_path.display(), networks = state.networks.list().len(), "store open");
         let started = std::time::Instant::now();
         let failed = state.reconcile()?;
+        crate::metrics::daemon::DAEMON
+            .reconcile
+            .observe(started.elapsed());
         tracing::info!(
             elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
             failed = ?failed,
@@ -190,7 +197,15 @@ impl Daemon {
             "listening"
         );
         let libvirt = crate::libvirt::listener::bind(&config.libvirt)?;
+        let metrics = config
+            .metrics_listen
+            .map(crate::metrics::listen::bind)
+            .transpose()?;
+        if let Some(addr) = config.metrics_listen {
+            tracing::info!(%addr, "serving /metrics over TCP");
+        }
         Ok(Daemon {
+            metrics,
             state,
             libvirt,
             listeners: Some(Listeners {
@@ -228,6 +243,17 @@ impl Daemon {
                 stopped,
             ))
         });
+        // The metrics listener stops with the JSON API.
+        let metrics = self.metrics.take().map(|listener| {
+            let mut stopped = stop_libvirt.subscribe();
+            tokio::spawn(crate::metrics::listen::run(
+                listener,
+                Arc::clone(&self.state),
+                async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                },
+            ))
+        });
         let served = serve(
             listeners,
             paths,
@@ -239,6 +265,9 @@ impl Daemon {
         follower.abort();
         names.abort();
         let _ = stop_libvirt.send(true);
+        if let Some(task) = metrics {
+            let _ = task.await;
+        }
         if let Some(task) = libvirt {
             match task.await {
                 Ok(Err(e)) => tracing::warn!(error = %e, "libvirt front end failed"),

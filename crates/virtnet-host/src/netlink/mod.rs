@@ -12,6 +12,7 @@ mod monitor;
 mod neigh;
 mod route;
 mod snapshot;
+mod stats;
 
 pub use addr::Address;
 pub use link::{BridgeInfo, BridgeSpec, Link, MacvtapMode, PortSettings};
@@ -19,6 +20,7 @@ pub use link_watch::{LinkEvent, LinkEvents, LinkWatch};
 pub use monitor::{Change, Drained, Monitor};
 pub use neigh::Neighbour;
 pub use route::{Route, RouteSpec};
+pub use stats::LinkStats;
 pub use snapshot::{
     AddressEntry, RouteEntry, FOREVER, IFA_F_NODAD, RTPROT_DHCP, RTPROT_KERNEL, RT_TABLE_LOCAL,
 };
