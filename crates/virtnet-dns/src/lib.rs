@@ -36,7 +36,7 @@ mod server;
 pub use config::{host_resolvers, DnsConfig, DomainRoute, HostRecord, SrvRecord, TxtRecord};
 pub use error::DnsError;
 pub use handle::{handle_query, Outcome, ReplyCache, Transport};
-pub use resolve::{Answer, GuestName, Zone};
 pub use histogram::{Histogram, HistogramSnapshot, LATENCY_BUCKETS};
 pub use query_stats::QTYPES;
+pub use resolve::{Answer, GuestName, Zone};
 pub use server::{DnsServer, DnsStats};

@@ -19,8 +19,8 @@ use crate::error::DnsError;
 use crate::forward::{forward, UPSTREAM_TIMEOUT};
 use crate::handle::{formerr, handle_query, servfail, Outcome, ReplyCache, Served, Transport};
 use crate::histogram::{Histogram, HistogramSnapshot};
-use crate::query_stats::{qtype_slot, QueryCounts};
 use crate::listen::{bind_tcp, bind_udp, BatchIo};
+use crate::query_stats::{qtype_slot, QueryCounts};
 use crate::resolve::{GuestName, Zone};
 use virtnet_sockets::Slot;
 

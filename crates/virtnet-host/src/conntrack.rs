@@ -117,7 +117,10 @@ fn snat_source(attrs: &[u8]) -> Option<Ipv4Addr> {
     if status & IPS_SRC_NAT == 0 {
         return None;
     }
-    let ip = attr(attr(attr(attrs, CTA_TUPLE_ORIG)?, CTA_TUPLE_IP)?, CTA_IP_V4_SRC)?;
+    let ip = attr(
+        attr(attr(attrs, CTA_TUPLE_ORIG)?, CTA_TUPLE_IP)?,
+        CTA_IP_V4_SRC,
+    )?;
     let octets: [u8; 4] = ip.get(..4)?.try_into().ok()?;
     Some(Ipv4Addr::from(octets))
 }

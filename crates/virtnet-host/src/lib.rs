@@ -46,8 +46,8 @@ pub mod tap;
 pub use error::{HostError, Result};
 pub use host_view::HostView;
 pub use netlink::{
-    Address, BridgeInfo, BridgeSpec, Change, Drained, Link, LinkEvent, LinkEvents, LinkStats, LinkWatch,
-    MacvtapMode, Monitor, Neighbour, Netlink, PortSettings, Route, RouteSpec,
+    Address, BridgeInfo, BridgeSpec, Change, Drained, Link, LinkEvent, LinkEvents, LinkStats,
+    LinkWatch, MacvtapMode, Monitor, Neighbour, Netlink, PortSettings, Route, RouteSpec,
 };
 pub use netlink::{
     AddressEntry, RouteEntry, FOREVER, IFA_F_NODAD, RTPROT_DHCP, RTPROT_KERNEL, RT_TABLE_LOCAL,

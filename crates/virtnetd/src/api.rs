@@ -74,7 +74,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route(virtnet_api::FORWARDS, get(forwards::list))
         .route(virtnet_api::DOCTOR, get(doctor))
-        .route(crate::metrics::listen::PATH, get(crate::metrics::listen::serve))
+        .route(
+            crate::metrics::listen::PATH,
+            get(crate::metrics::listen::serve),
+        )
         .route(
             "/v1/networks/:id/forwards",
             post(forwards::add).delete(forwards::delete),

@@ -530,7 +530,9 @@ enum Commit {
 fn timed_commit(txn: redb::WriteTransaction) -> std::result::Result<(), redb::CommitError> {
     let started = std::time::Instant::now();
     let done = txn.commit();
-    crate::metrics::daemon::DAEMON.store_commit.observe(started.elapsed());
+    crate::metrics::daemon::DAEMON
+        .store_commit
+        .observe(started.elapsed());
     done
 }
 

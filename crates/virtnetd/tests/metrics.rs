@@ -174,9 +174,7 @@ fn samples(text: &str) -> BTreeMap<String, f64> {
 fn value(samples: &BTreeMap<String, f64>, name: &str, needles: &[&str]) -> f64 {
     let found: Vec<(&String, &f64)> = samples
         .iter()
-        .filter(|(k, _)| {
-            k.split('{').next() == Some(name) && needles.iter().all(|n| k.contains(n))
-        })
+        .filter(|(k, _)| k.split('{').next() == Some(name) && needles.iter().all(|n| k.contains(n)))
         .collect();
     assert_eq!(
         found.len(),
@@ -274,7 +272,10 @@ fn a_scrape_shows_a_real_lease_dns_queries_port_traffic_nat_and_drops() {
     );
     // A port of the gateway no guest may reach: rejected by guest_to_host.
     let knocked = guest.ns.exec(["busybox", "nc", "-w", "2", GATEWAY, "22"]);
-    assert!(!knocked.status.success(), "port 22 of the gateway is closed");
+    assert!(
+        !knocked.status.success(),
+        "port 22 of the gateway is closed"
+    );
 
     let text = scrape(&daemon);
     let s = samples(&text);
@@ -304,7 +305,11 @@ fn a_scrape_shows_a_real_lease_dns_queries_port_traffic_nat_and_drops() {
     assert!(value(&s, "virtnet_port_transmit_bytes_total", &port) > 0.0);
     assert!(value(&s, "virtnet_port_receive_packets_total", &port) > 0.0);
     assert!(
-        value(&s, "virtnet_firewall_drops_total", &["reason=\"guest_to_host\""]) >= 1.0,
+        value(
+            &s,
+            "virtnet_firewall_drops_total",
+            &["reason=\"guest_to_host\""]
+        ) >= 1.0,
         "the knock on port 22 was counted"
     );
     let version = format!("version=\"{}\"", env!("CARGO_PKG_VERSION"));
@@ -316,7 +321,10 @@ fn a_scrape_shows_a_real_lease_dns_queries_port_traffic_nat_and_drops() {
     ];
     assert!(value(&s, "virtnet_api_request_duration_seconds_bucket", &start) >= 1.0);
     assert!(value(&s, "virtnet_store_commit_duration_seconds_count", &[]) >= 1.0);
-    assert_eq!(value(&s, "virtnet_reconcile_duration_seconds_count", &[]), 1.0);
+    assert_eq!(
+        value(&s, "virtnet_reconcile_duration_seconds_count", &[]),
+        1.0
+    );
     promtool_accepts(&text);
 
     // A real Prometheus scrapes the TCP listener and answers a query about the network.
@@ -335,7 +343,11 @@ fn a_scrape_shows_a_real_lease_dns_queries_port_traffic_nat_and_drops() {
     assert_eq!(result["metric"]["bridge"], "vnmt0", "{answer}");
     assert_eq!(result["metric"]["mode"], "nat", "{answer}");
     assert_eq!(result["value"][1], "1", "{answer}");
-    let up = curl(lab.host(), &[&format!("http://{web}/api/v1/query?query=up")]).2;
+    let up = curl(
+        lab.host(),
+        &[&format!("http://{web}/api/v1/query?query=up")],
+    )
+    .2;
     assert!(up.contains("\"value\":[") && up.contains(",\"1\"]"), "{up}");
 }
 

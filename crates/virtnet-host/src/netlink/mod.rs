@@ -20,10 +20,10 @@ pub use link_watch::{LinkEvent, LinkEvents, LinkWatch};
 pub use monitor::{Change, Drained, Monitor};
 pub use neigh::Neighbour;
 pub use route::{Route, RouteSpec};
-pub use stats::LinkStats;
 pub use snapshot::{
     AddressEntry, RouteEntry, FOREVER, IFA_F_NODAD, RTPROT_DHCP, RTPROT_KERNEL, RT_TABLE_LOCAL,
 };
+pub use stats::LinkStats;
 
 use std::collections::HashMap;
 use std::io;

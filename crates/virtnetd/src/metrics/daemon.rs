@@ -58,7 +58,11 @@ impl DaemonMetrics {
     /// Writes the daemon's families.
     pub(super) fn encode(&self, e: &mut Encoder) {
         let name = "virtnet_build_info";
-        e.family(name, Kind::Gauge, "The running virtnetd's version (value 1).");
+        e.family(
+            name,
+            Kind::Gauge,
+            "The running virtnetd's version (value 1).",
+        );
         e.sample(name, &[("version", env!("CARGO_PKG_VERSION"))], 1);
         let name = "virtnet_api_request_duration_seconds";
         e.family(
@@ -68,11 +72,7 @@ impl DaemonMetrics {
         );
         let requests = self.requests.read().unwrap_or_else(|e| e.into_inner());
         for ((method, route), h) in requests.iter() {
-            e.histogram(
-                name,
-                &[("method", method), ("route", route)],
-                &h.snapshot(),
-            );
+            e.histogram(name, &[("method", method), ("route", route)], &h.snapshot());
         }
         drop(requests);
         let name = "virtnet_store_commit_duration_seconds";

@@ -164,13 +164,21 @@ pub(super) fn encode(e: &mut Encoder, rows: &[NetworkRow]) {
     per_network(
         e,
         rows,
-        ("virtnet_network_active", Kind::Gauge, "1 when the network runs, else 0."),
+        (
+            "virtnet_network_active",
+            Kind::Gauge,
+            "1 when the network runs, else 0.",
+        ),
         |r| Some(u64::from(r.active)),
     );
     per_network(
         e,
         rows,
-        ("virtnet_network_ports", Kind::Gauge, "Guest ports attached to the network."),
+        (
+            "virtnet_network_ports",
+            Kind::Gauge,
+            "Guest ports attached to the network.",
+        ),
         |r| Some(r.ports),
     );
     encode_ranges(e, rows);

@@ -72,14 +72,46 @@ impl PortRow {
 type LinkFamily = (&'static str, &'static str, fn(&LinkStats) -> u64);
 
 const LINK_FAMILIES: [LinkFamily; 8] = [
-    ("virtnet_port_receive_bytes_total", "Bytes the host received from the guest on its tap.", |s| s.rx_bytes),
-    ("virtnet_port_transmit_bytes_total", "Bytes the host sent to the guest on its tap.", |s| s.tx_bytes),
-    ("virtnet_port_receive_packets_total", "Packets the host received from the guest on its tap.", |s| s.rx_packets),
-    ("virtnet_port_transmit_packets_total", "Packets the host sent to the guest on its tap.", |s| s.tx_packets),
-    ("virtnet_port_receive_errors_total", "Receive errors of the guest's tap.", |s| s.rx_errors),
-    ("virtnet_port_transmit_errors_total", "Transmit errors of the guest's tap.", |s| s.tx_errors),
-    ("virtnet_port_receive_dropped_total", "Packets dropped on receive by the guest's tap.", |s| s.rx_dropped),
-    ("virtnet_port_transmit_dropped_total", "Packets dropped on transmit by the guest's tap.", |s| s.tx_dropped),
+    (
+        "virtnet_port_receive_bytes_total",
+        "Bytes the host received from the guest on its tap.",
+        |s| s.rx_bytes,
+    ),
+    (
+        "virtnet_port_transmit_bytes_total",
+        "Bytes the host sent to the guest on its tap.",
+        |s| s.tx_bytes,
+    ),
+    (
+        "virtnet_port_receive_packets_total",
+        "Packets the host received from the guest on its tap.",
+        |s| s.rx_packets,
+    ),
+    (
+        "virtnet_port_transmit_packets_total",
+        "Packets the host sent to the guest on its tap.",
+        |s| s.tx_packets,
+    ),
+    (
+        "virtnet_port_receive_errors_total",
+        "Receive errors of the guest's tap.",
+        |s| s.rx_errors,
+    ),
+    (
+        "virtnet_port_transmit_errors_total",
+        "Transmit errors of the guest's tap.",
+        |s| s.tx_errors,
+    ),
+    (
+        "virtnet_port_receive_dropped_total",
+        "Packets dropped on receive by the guest's tap.",
+        |s| s.rx_dropped,
+    ),
+    (
+        "virtnet_port_transmit_dropped_total",
+        "Packets dropped on transmit by the guest's tap.",
+        |s| s.tx_dropped,
+    ),
 ];
 
 /// Writes the per-port families.
