@@ -52,7 +52,7 @@ ip -n "$ns" link set lo up
 ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
 printf 'nameserver 192.0.2.53\n' >"$work/resolv.conf"   # unreachable: nothing is forwarded
 ip netns exec "$ns" "$work/virtnetd" --state-dir "$work/s" --run-dir "$work/r" \
-  --libvirt-run-dir "$work/r/libvirt" --log-level info --resolv-conf "$work/resolv.conf" \
+  --libvirt-run-dir "$work/r/libvirt" --log-level "${METRICS_LOG:-info}" --resolv-conf "$work/resolv.conf" \
   2>"$work/log" &
 daemon=$!
 for _ in $(seq 200); do [ -S "$work/r/virtnet.sock" ] && break; sleep 0.05; done
@@ -86,6 +86,7 @@ sleep 0.2
 # The daemon's own time of each scrape: its request log line ("answered ... elapsed_us=N").
 grep 'path=/metrics' "$work/log" | tail -n +"$((before + 1))" | grep -o 'elapsed_us=[0-9]*' |
   cut -d= -f2 >"$work/daemon"
+[ -z "${METRICS_LOG:-}" ] || grep "metrics scraped" "$work/log" | tail -3 >&2
 bytes=$(wc -c <"$work/first.txt")
 series=$(grep -vc '^#' "$work/first.txt")
 python3 - "$work/daemon" "$work/wall" "$networks" "$ports" "$scrapes" "$bytes" "$series" \

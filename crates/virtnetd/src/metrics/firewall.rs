@@ -1,34 +1,27 @@
 //! Firewall drops per reason: the named counters of virtnet's own table
-//! ([`virtnet_plan::firewall::DROP_COUNTERS`]), read with one `list counters` per scrape.
+//! ([`virtnet_plan::firewall::DROP_COUNTERS`]), read with one nfnetlink dump per scrape.
 
 use std::collections::BTreeMap;
 
-use virtnet_host::Nftables;
-use virtnet_plan::firewall::{DROP_COUNTERS, TABLE};
+use virtnet_host::nft_counters;
+use virtnet_host::nft_set::NFPROTO_INET;
+use virtnet_plan::firewall::{DROP_COUNTERS, TABLE_NAME};
 
 use super::encode::{Encoder, Kind};
 
-/// Packets dropped or rejected, by reason label; `None` when the table does not exist (no
-/// network ever started) or cannot be read (logged at debug level: a scrape goes on).
-pub(super) fn read_drops(nft: &mut Nftables) -> Option<BTreeMap<&'static str, u64>> {
-    nft.set_json(true);
-    let listed = nft.run(&format!("list counters table {TABLE}"));
-    nft.set_json(false);
-    let text = match listed {
-        Ok(text) => text,
+/// Packets dropped or rejected, by reason label, from one nfnetlink dump of the table's
+/// named counters; `None` when they cannot be read (logged at debug level: a scrape goes on).
+/// Empty when the table does not exist (no network ever started).
+pub(super) fn read_drops() -> Option<BTreeMap<&'static str, u64>> {
+    let counters = match nft_counters::named_counters(NFPROTO_INET, TABLE_NAME) {
+        Ok(counters) => counters,
         Err(error) => {
-            tracing::debug!(%error, "metrics: cannot list the firewall's counters");
+            tracing::debug!(%error, "metrics: cannot read the firewall's counters");
             return None;
         }
     };
-    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
     let mut out = BTreeMap::new();
-    for item in json["nftables"].as_array()? {
-        let counter = &item["counter"];
-        let (Some(name), Some(packets)) = (counter["name"].as_str(), counter["packets"].as_u64())
-        else {
-            continue;
-        };
+    for (name, packets) in counters {
         if let Some((_, reason)) = DROP_COUNTERS.iter().find(|(n, _)| *n == name) {
             out.insert(*reason, packets);
         }
