@@ -58,6 +58,14 @@ impl Encoder {
         let _ = writeln!(self.out, " {value}");
     }
 
+    /// One sample of the current family whose labels were written once by [`label_set`]
+    /// (a port's five labels serve its nine families).
+    pub fn sample_with(&mut self, name: &str, label_set: &str, value: impl Display) {
+        self.out.push_str(name);
+        self.out.push_str(label_set);
+        let _ = writeln!(self.out, " {value}");
+    }
+
     /// The `_bucket`, `_sum` and `_count` samples of one histogram series.
     pub fn histogram(&mut self, name: &str, labels: Labels<'_>, h: &HistogramSnapshot) {
         for (bound, count) in LATENCY_BUCKETS.iter().zip(h.cumulative) {
@@ -78,21 +86,7 @@ impl Encoder {
 
     /// `{a="x",b="y"}` (nothing when there are no labels), with `le` last when given.
     fn labels(&mut self, labels: Labels<'_>, le: Option<&str>) {
-        if labels.is_empty() && le.is_none() {
-            return;
-        }
-        self.out.push('{');
-        let all = labels.iter().copied().chain(le.map(|v| ("le", v)));
-        for (i, (name, value)) in all.enumerate() {
-            if i > 0 {
-                self.out.push(',');
-            }
-            self.out.push_str(name);
-            self.out.push_str("=\"");
-            escape_into(&mut self.out, value);
-            self.out.push('"');
-        }
-        self.out.push('}');
+        write_labels(&mut self.out, labels, le);
     }
 
     /// The exposition.
@@ -101,8 +95,37 @@ impl Encoder {
     }
 }
 
+/// `labels` as written after a sample's name: `{a="x",b="y"}`.
+pub fn label_set(labels: Labels<'_>) -> String {
+    let mut out = String::new();
+    write_labels(&mut out, labels, None);
+    out
+}
+
+fn write_labels(out: &mut String, labels: Labels<'_>, le: Option<&str>) {
+    if labels.is_empty() && le.is_none() {
+        return;
+    }
+    out.push('{');
+    let all = labels.iter().copied().chain(le.map(|v| ("le", v)));
+    for (i, (name, value)) in all.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(name);
+        out.push_str("=\"");
+        escape_into(out, value);
+        out.push('"');
+    }
+    out.push('}');
+}
+
 /// A label value as the format wants it: backslash, double quote and newline escaped.
 fn escape_into(out: &mut String, value: &str) {
+    if !value.contains(['\\', '"', '\n']) {
+        out.push_str(value);
+        return;
+    }
     for c in value.chars() {
         match c {
             '\\' => out.push_str("\\\\"),

@@ -7,7 +7,7 @@ use virtnet_api::Port;
 use virtnet_host::LinkStats;
 use virtnet_model::InterfaceSource;
 
-use super::encode::{Encoder, Kind};
+use super::encode::{label_set, Encoder, Kind};
 
 /// What the scrape knows of one guest port.
 #[derive(Debug)]
@@ -116,11 +116,13 @@ const LINK_FAMILIES: [LinkFamily; 8] = [
 
 /// Writes the per-port families.
 pub(super) fn encode(e: &mut Encoder, rows: &[PortRow]) {
+    // Each port's labels are escaped once for its nine families.
+    let labels: Vec<String> = rows.iter().map(|r| label_set(&r.labels())).collect();
     for (name, help, value) in LINK_FAMILIES {
         e.family(name, Kind::Counter, help);
-        for row in rows {
+        for (row, labels) in rows.iter().zip(&labels) {
             if let Some(s) = &row.stats {
-                e.sample(name, &row.labels(), value(s));
+                e.sample_with(name, labels, value(s));
             }
         }
     }
@@ -130,9 +132,9 @@ pub(super) fn encode(e: &mut Encoder, rows: &[PortRow]) {
         Kind::Counter,
         "Frames the anti-spoofing rules dropped from the guest since its port was guarded.",
     );
-    for row in rows {
+    for (row, labels) in rows.iter().zip(&labels) {
         if let Some(v) = row.spoof_drops {
-            e.sample(name, &row.labels(), v);
+            e.sample_with(name, labels, v);
         }
     }
 }
