@@ -43,6 +43,13 @@ pub struct Encoder {
 }
 
 impl Encoder {
+    /// An encoder whose text has room for `bytes` (a scrape knows the last one's size).
+    pub fn with_capacity(bytes: usize) -> Encoder {
+        Encoder {
+            out: String::with_capacity(bytes),
+        }
+    }
+
     /// Starts a family: its `# HELP` and `# TYPE` lines. Its samples must follow before the
     /// next family starts.
     pub fn family(&mut self, name: &str, kind: Kind, help: &str) {

@@ -16,7 +16,7 @@
 //! libnftables is not used: it reads the whole table (every set element) before it lists
 //! anything, tens of milliseconds at 500 networks.
 //!
-//! The three dumps run on a thread of their own while the daemon's parts are read.
+//! The kernel's dumps, the ports and the networks are read on three threads side by side.
 //!
 //! The files: [`encode`] (the text format), [`network`], [`ports`], [`firewall`], [`daemon`]
 //! (request, commit and reconcile latency, recorded where the work happens), [`listen`].
@@ -28,7 +28,7 @@ pub mod listen;
 mod network;
 mod ports;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -56,7 +56,9 @@ const NAT_REFRESH: Duration = Duration::from_secs(10);
 pub struct Metrics {
     /// Interface index by port name, kept from scrape to scrape (a port whose index is not in
     /// the stats dump, because its tap was made again, is looked up again).
-    indexes: Mutex<BTreeMap<String, u32>>,
+    indexes: Mutex<HashMap<String, u32>>,
+    /// The size of the last exposition: the next one's text is allocated at once.
+    last_len: std::sync::atomic::AtomicUsize,
     /// The NATed connections' original sources.
     nat: Arc<Mutex<NatCache>>,
 }
@@ -83,12 +85,16 @@ impl Metrics {
     /// the blocking pool.
     pub fn scrape(&self, state: &AppState) -> String {
         let t0 = Instant::now();
-        // The kernel's three dumps run on a thread of their own while the daemon's parts are
-        // read here: the scrape takes the longer of the two, not their sum.
+        // The kernel's three dumps, the ports and the networks are read side by side: the
+        // scrape takes the longest of the three, not their sum.
         let (mut networks, ports, kernel, t_parts) = std::thread::scope(|scope| {
             let kernel = scope.spawn(KernelReads::read);
+            let ports = scope.spawn(|| state.ports.list(None, false));
             let networks = network_rows(state);
-            let ports = state.ports.list(None, false);
+            let ports = ports.join().unwrap_or_else(|_| {
+                tracing::warn!("metrics: listing the ports failed");
+                Vec::new()
+            });
             let t_parts = t0.elapsed();
             let kernel = kernel.join().unwrap_or_else(|_| {
                 tracing::warn!("metrics: the kernel reads failed");
@@ -105,12 +111,15 @@ impl Metrics {
             }
         }
         let t_rows = t0.elapsed();
-        let mut e = Encoder::default();
+        let last_len = self.last_len.load(std::sync::atomic::Ordering::Relaxed);
+        let mut e = Encoder::with_capacity(last_len + last_len / 8);
         daemon::DAEMON.encode(&mut e);
         network::encode(&mut e, &networks);
         ports::encode(&mut e, &port_rows);
         firewall::encode(&mut e, kernel.drops.as_ref());
         let text = e.finish();
+        self.last_len
+            .store(text.len(), std::sync::atomic::Ordering::Relaxed);
         tracing::debug!(
             parts_us = t_parts.as_micros() as u64,
             kernel_us = kernel.took.as_micros() as u64,
@@ -124,26 +133,26 @@ impl Metrics {
 
     /// The link counters of the ports' taps, by port name, from the stats dump `links`
     /// (by interface index), with an index look-up for the ports not seen before.
-    fn port_stats(&self, ports: &[Port], links: Vec<LinkStats>) -> BTreeMap<String, LinkStats> {
-        let by_index: BTreeMap<u32, LinkStats> = links.into_iter().map(|s| (s.index, s)).collect();
+    fn port_stats(&self, ports: &[Port], links: Vec<LinkStats>) -> HashMap<String, LinkStats> {
+        let by_index: HashMap<u32, LinkStats> = links.into_iter().map(|s| (s.index, s)).collect();
         let mut indexes = lock(&self.indexes);
-        indexes.retain(|name, _| ports.iter().any(|p| &p.name == name));
-        let mut out = BTreeMap::new();
+        // Rebuilt from this scrape's ports: a removed port's entry goes with it.
+        let known = std::mem::take(&mut *indexes);
+        let mut out = HashMap::with_capacity(ports.len());
         for port in ports {
-            let known = indexes.get(&port.name).copied();
-            let index = match known.filter(|i| by_index.contains_key(i)) {
+            let cached = known.get(&port.name).copied();
+            let index = match cached.filter(|i| by_index.contains_key(i)) {
                 Some(i) => Some(i),
-                None => match virtnet_host::link_brief::index_of(&port.name) {
-                    Ok(Some(i)) => {
-                        indexes.insert(port.name.clone(), i);
-                        Some(i)
-                    }
-                    // No tap now (a parked port, a guest not running): no counters.
-                    Ok(None) | Err(_) => None,
-                },
+                // No tap now (a parked port, a guest not running): no counters.
+                None => virtnet_host::link_brief::index_of(&port.name)
+                    .ok()
+                    .flatten(),
             };
-            if let Some(stats) = index.and_then(|i| by_index.get(&i)) {
-                out.insert(port.name.clone(), stats.clone());
+            if let Some(i) = index {
+                indexes.insert(port.name.clone(), i);
+                if let Some(stats) = by_index.get(&i) {
+                    out.insert(port.name.clone(), stats.clone());
+                }
             }
         }
         out
@@ -191,7 +200,7 @@ struct KernelReads {
     /// Every link's counters (one `RTM_GETSTATS` dump).
     links: Vec<LinkStats>,
     /// Frames the anti-spoofing rules dropped, by port (one dump of the `drops` set).
-    spoof: BTreeMap<String, u64>,
+    spoof: HashMap<String, u64>,
     /// The firewall's drops by reason (one dump of the table's named counters).
     drops: Option<BTreeMap<&'static str, u64>>,
     /// How long the three dumps took.
@@ -210,7 +219,7 @@ impl KernelReads {
             .map(|counts| counts.into_iter().collect())
             .unwrap_or_else(|error| {
                 tracing::warn!(%error, "metrics: cannot read the anti-spoofing counters");
-                BTreeMap::new()
+                HashMap::new()
             });
         let drops = firewall::read_drops();
         KernelReads {
@@ -225,23 +234,13 @@ impl KernelReads {
 /// A row per network, with the running ones' servers' counters.
 fn network_rows(state: &AppState) -> Vec<NetworkRow> {
     let mut counters = state.services.counters();
-    state
-        .networks
-        .list()
-        .iter()
-        .map(|summary| {
-            let live = if summary.active {
-                state.networks.live_definition(&summary.name).ok()
-            } else {
-                None
-            };
-            let mut row = NetworkRow::new(summary, live.as_ref());
-            if let Some(c) = counters.remove(&summary.name) {
-                row.set_services(c);
-            }
-            row
-        })
-        .collect()
+    state.networks.map_live(|summary, live| {
+        let mut row = NetworkRow::new(&summary, live);
+        if let Some(c) = counters.remove(&summary.name) {
+            row.set_services(c);
+        }
+        row
+    })
 }
 
 /// A row per port (counted into its network's row), with its link's counters, its
@@ -249,8 +248,8 @@ fn network_rows(state: &AppState) -> Vec<NetworkRow> {
 fn port_rows(
     ports: Vec<Port>,
     networks: &mut [NetworkRow],
-    links: &BTreeMap<String, LinkStats>,
-    spoof: &BTreeMap<String, u64>,
+    links: &HashMap<String, LinkStats>,
+    spoof: &HashMap<String, u64>,
 ) -> Vec<PortRow> {
     let leases = lease_addresses(networks);
     let mut by_name = network::by_name(networks);
@@ -270,7 +269,7 @@ fn port_rows(
 }
 
 /// The leased IPv4 address of each client, by network and lower-case MAC.
-fn lease_addresses(networks: &[NetworkRow]) -> BTreeMap<String, BTreeMap<String, String>> {
+fn lease_addresses(networks: &[NetworkRow]) -> HashMap<String, HashMap<String, String>> {
     networks
         .iter()
         .filter_map(|row| {

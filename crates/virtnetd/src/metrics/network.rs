@@ -1,7 +1,7 @@
 //! Per-network metrics (labels `network`, `bridge`, `mode`): state, ports, DHCP pool use and
 //! messages, DNS queries and forwarding latency, NAT connections.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 
 use virtnet_dhcp::DhcpConfig;
@@ -309,7 +309,7 @@ fn encode_dns(e: &mut Encoder, rows: &[NetworkRow]) {
 }
 
 /// Rows by network name, for the ports to be counted into.
-pub(super) fn by_name(rows: &mut [NetworkRow]) -> BTreeMap<String, &mut NetworkRow> {
+pub(super) fn by_name(rows: &mut [NetworkRow]) -> HashMap<String, &mut NetworkRow> {
     rows.iter_mut().map(|r| (r.name.clone(), r)).collect()
 }
 

@@ -1,7 +1,7 @@
 //! Per-port metrics (labels `port`, `domain`, `network`, `mac`, `ip`): the kernel's link
 //! counters of each guest's tap, from one link dump per scrape, and the anti-spoofing drops.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 
 use virtnet_api::Port;
 use virtnet_host::LinkStats;
@@ -33,8 +33,8 @@ impl PortRow {
     /// `leases` (by network, then lower-case MAC).
     pub fn new(
         port: Port,
-        links: &BTreeMap<String, LinkStats>,
-        leases: &BTreeMap<String, BTreeMap<String, String>>,
+        links: &HashMap<String, LinkStats>,
+        leases: &HashMap<String, HashMap<String, String>>,
     ) -> PortRow {
         let network = match &port.source {
             InterfaceSource::Network(n) => n.clone(),
