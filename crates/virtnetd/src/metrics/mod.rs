@@ -88,19 +88,12 @@ impl Metrics {
         // The kernel's three dumps, the ports and the networks are read side by side: the
         // scrape takes the longest of the three, not their sum.
         let (mut networks, ports, kernel, t_parts) = std::thread::scope(|scope| {
-            let kernel = scope.spawn(KernelReads::read);
-            let ports = scope.spawn(|| state.ports.list(None, false));
+            let kernel = beside(scope, "metrics-kernel", KernelReads::read);
+            let ports = beside(scope, "metrics-ports", || state.ports.list(None, false));
             let networks = network_rows(state);
-            let ports = ports.join().unwrap_or_else(|_| {
-                tracing::warn!("metrics: listing the ports failed");
-                Vec::new()
-            });
+            let ports = ports();
             let t_parts = t0.elapsed();
-            let kernel = kernel.join().unwrap_or_else(|_| {
-                tracing::warn!("metrics: the kernel reads failed");
-                KernelReads::default()
-            });
-            (networks, ports, kernel, t_parts)
+            (networks, ports, kernel(), t_parts)
         });
         let t_kernel = t0.elapsed();
         let links = self.port_stats(&ports, kernel.links);
@@ -191,6 +184,30 @@ impl Metrics {
             }
         }
         cache.sources.clone()
+    }
+}
+
+/// Starts `f` on a thread of `scope`; the returned closure waits for its result. When no
+/// thread can be started (a limit reached), `f` runs in the caller when its result is asked
+/// for; a panic in `f` is logged and gives `T::default()`.
+fn beside<'s, T: Default + Send + 's>(
+    scope: &'s std::thread::Scope<'s, '_>,
+    name: &str,
+    f: impl FnOnce() -> T + Send + 's + Clone,
+) -> impl FnOnce() -> T + 's {
+    let spawned = std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn_scoped(scope, f.clone());
+    let name = name.to_string();
+    move || match spawned {
+        Ok(handle) => handle.join().unwrap_or_else(|_| {
+            tracing::warn!(thread = %name, "metrics: a reading thread failed");
+            T::default()
+        }),
+        Err(error) => {
+            tracing::debug!(%error, thread = %name, "metrics: reading in the caller instead");
+            f()
+        }
     }
 }
 
