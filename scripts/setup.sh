@@ -30,6 +30,8 @@ command -v lintian >/dev/null || need_apt+=(lintian)
 command -v dig >/dev/null || need_apt+=(bind9-dnsutils)
 # IPv6 tests read the router advertisements guests see with rdisc6.
 command -v rdisc6 >/dev/null || need_apt+=(ndisc6)
+# The metrics test checks /metrics with Prometheus's own promtool and a real Prometheus server.
+command -v promtool >/dev/null || need_apt+=(prometheus)
 command -v dnsmasq >/dev/null || [ -x /usr/sbin/dnsmasq ] || need_apt+=(dnsmasq-base)
 # The web console's test drives Debian's headless Chromium through its chromedriver (raw
 # WebDriver from python3's standard library; no browser is downloaded).

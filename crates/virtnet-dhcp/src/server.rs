@@ -52,6 +52,10 @@ pub struct Stats {
     /// Datagrams whose ingress port was not found (the host's own, or their frame's capture
     /// was lost), charged to the shared unknown-port bucket.
     pub unknown_port: u64,
+    /// DISCOVERs served (admitted: well formed, within their port's rate limit).
+    pub discovers: u64,
+    /// REQUESTs served (admitted, as [`Stats::discovers`]).
+    pub requests: u64,
     /// OFFERs sent.
     pub offers: u64,
     /// ACKs sent (including INFORM's and rapid commit's).
@@ -388,8 +392,14 @@ impl Engine {
             hostname,
         };
         match kind {
-            MessageType::Discover => self.discover(now, msg, &client),
-            MessageType::Request => self.request(now, msg, &client),
+            MessageType::Discover => {
+                self.stats.discovers += 1;
+                self.discover(now, msg, &client)
+            }
+            MessageType::Request => {
+                self.stats.requests += 1;
+                self.request(now, msg, &client)
+            }
             MessageType::Decline => self.decline(now, msg, &client),
             MessageType::Release => self.release(msg, &client),
             MessageType::Inform => self.inform(msg, &client),

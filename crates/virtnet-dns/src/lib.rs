@@ -26,13 +26,17 @@ mod config;
 mod error;
 mod forward;
 mod handle;
+pub mod histogram;
 mod listen;
 mod names;
+mod query_stats;
 mod resolve;
 mod server;
 
 pub use config::{host_resolvers, DnsConfig, DomainRoute, HostRecord, SrvRecord, TxtRecord};
 pub use error::DnsError;
 pub use handle::{handle_query, Outcome, ReplyCache, Transport};
+pub use histogram::{Histogram, HistogramSnapshot, LATENCY_BUCKETS};
+pub use query_stats::QTYPES;
 pub use resolve::{Answer, GuestName, Zone};
 pub use server::{DnsServer, DnsStats};

@@ -18,7 +18,9 @@ use crate::config::DnsConfig;
 use crate::error::DnsError;
 use crate::forward::{forward, UPSTREAM_TIMEOUT};
 use crate::handle::{formerr, handle_query, servfail, Outcome, ReplyCache, Served, Transport};
+use crate::histogram::{Histogram, HistogramSnapshot};
 use crate::listen::{bind_tcp, bind_udp, BatchIo};
+use crate::query_stats::{qtype_slot, QueryCounts};
 use crate::resolve::{GuestName, Zone};
 use virtnet_sockets::Slot;
 
@@ -52,6 +54,10 @@ struct Counters {
     forwarded: AtomicU64,
     refused: AtomicU64,
     malformed: AtomicU64,
+    /// By question type and response code.
+    by_type: QueryCounts,
+    /// How long forwarded queries took, to the upstream's answer or the timeout.
+    forward_latency: Histogram,
 }
 
 fn bump(c: &AtomicU64) {
@@ -199,6 +205,17 @@ impl DnsServer {
         }
     }
 
+    /// Queries by question type and response code (`"none"`: no answer was sent), the
+    /// non-zero counters only; a forwarded query is counted when its answer is sent.
+    pub fn query_counts(&self) -> Vec<(&'static str, &'static str, u64)> {
+        self.shared.counters.by_type.read()
+    }
+
+    /// Latency of the forwarded queries (to the upstream's answer, or the timeout).
+    pub fn forward_latency(&self) -> HistogramSnapshot {
+        self.shared.counters.forward_latency.snapshot()
+    }
+
     /// Stops serving. The listening sockets are closed when this returns (so the same addresses
     /// can be bound again at once); in-flight forwards and TCP connections end at their next
     /// wake-up. Dropping the server does the same.
@@ -296,35 +313,46 @@ fn answer_batch(
     let n = batch.len();
     for i in 0..n {
         let (bytes, truncated, reply) = batch.datagram(i);
+        let qtype = qtype_slot(bytes);
         if truncated {
             malformed += 1;
             if let Some(b) = formerr(bytes) {
                 *reply = b;
             }
+            shared.counters.by_type.count(qtype, reply);
             continue;
         }
-        match cache.handle_udp_into(bytes, &zone, reply) {
+        let served = cache.handle_udp_into(bytes, &zone, reply);
+        if !matches!(served, Served::Forward { .. }) {
+            shared.counters.by_type.count(qtype, reply);
+        }
+        match served {
             Served::Local => local += 1,
             Served::Refused => refused += 1,
             Served::Malformed => malformed += 1,
             Served::Forward { request, upstreams } => {
                 let Some(peer) = batch.peer(i) else {
                     refused += 1;
+                    shared.counters.by_type.count(qtype, &[]);
                     continue;
                 };
                 let Ok(permit) = shared.forwards.clone().try_acquire_owned() else {
                     refused += 1;
+                    shared.counters.by_type.count(qtype, &[]);
                     continue;
                 };
                 forwarded += 1;
                 let (shared, slot) = (shared.clone(), slot.clone());
                 tokio::spawn(async move {
                     let _permit = permit;
+                    let started = std::time::Instant::now();
                     let answer = tokio::select! {
                         _ = shared.stopping() => return,
                         a = forward(&request, &upstreams, Transport::Udp, &shared.exclude, shared.upstream_timeout) => a,
                     };
+                    shared.counters.forward_latency.observe(started.elapsed());
                     let bytes = answer.unwrap_or_else(|| servfail(&request, Transport::Udp));
+                    shared.counters.by_type.count(qtype, &bytes);
                     if !bytes.is_empty() {
                         let _ = slot.send_to(&bytes, peer).await;
                     }
@@ -383,6 +411,7 @@ async fn serve_conn(shared: &Shared, mut stream: TcpStream) {
         };
         let c = &shared.counters;
         bump(&c.queries);
+        let qtype = qtype_slot(&buf);
         let zone = shared.zone();
         let reply = match handle_query(&buf, &zone, Transport::Tcp) {
             Outcome::Local(bytes) => {
@@ -397,22 +426,28 @@ async fn serve_conn(shared: &Shared, mut stream: TcpStream) {
                 bump(&c.malformed);
                 match bytes {
                     Some(b) => b,
-                    None => return,
+                    None => {
+                        c.by_type.count(qtype, &[]);
+                        return;
+                    }
                 }
             }
             Outcome::Forward { request, upstreams } => {
                 bump(&c.forwarded);
-                forward(
+                let started = std::time::Instant::now();
+                let answer = forward(
                     &request,
                     &upstreams,
                     Transport::Tcp,
                     &shared.exclude,
                     shared.upstream_timeout,
                 )
-                .await
-                .unwrap_or_else(|| servfail(&request, Transport::Tcp))
+                .await;
+                c.forward_latency.observe(started.elapsed());
+                answer.unwrap_or_else(|| servfail(&request, Transport::Tcp))
             }
         };
+        c.by_type.count(qtype, &reply);
         let Ok(len) = u16::try_from(reply.len()) else {
             return;
         };

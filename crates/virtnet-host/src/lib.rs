@@ -11,6 +11,8 @@
 //!   transaction; [`Nftables::chain_headers`] lists the chains' headers.
 //! - [`tap`]: persistent tap devices for guest ports.
 //! - [`ping`]: ICMP echo on one device (a raw socket bound to a link).
+//! - [`nft_counters`]: named counters and set-element counters over nfnetlink (metrics);
+//! - [`conntrack`]: the source-NATed connections, from one ctnetlink dump (metrics);
 //! - [`snapshot`]: a NIC's addresses, routes, MTU, MAC and state as one
 //!   value, and the restore of a NIC to it (its errors name the step and
 //!   keep the [`HostError`], or say that the NIC is gone).
@@ -27,14 +29,17 @@
 #![warn(missing_docs)]
 
 pub mod arp_watch;
+pub mod conntrack;
 mod error;
 mod host_view;
 pub mod link_brief;
 mod netlink;
 mod nft;
 mod nft_chains;
+pub mod nft_counters;
 pub mod nft_set;
 pub mod nft_watch;
+mod nl_dump;
 pub mod ping;
 mod poll;
 pub mod snapshot;
@@ -43,9 +48,10 @@ pub mod tap;
 
 pub use error::{HostError, Result};
 pub use host_view::HostView;
+pub use netlink::link_stats;
 pub use netlink::{
-    Address, BridgeInfo, BridgeSpec, Change, Drained, Link, LinkEvent, LinkEvents, LinkWatch,
-    MacvtapMode, Monitor, Neighbour, Netlink, PortSettings, Route, RouteSpec,
+    Address, BridgeInfo, BridgeSpec, Change, Drained, Link, LinkEvent, LinkEvents, LinkStats,
+    LinkWatch, MacvtapMode, Monitor, Neighbour, Netlink, PortSettings, Route, RouteSpec,
 };
 pub use netlink::{
     AddressEntry, RouteEntry, FOREVER, IFA_F_NODAD, RTPROT_DHCP, RTPROT_KERNEL, RT_TABLE_LOCAL,

@@ -142,10 +142,11 @@ impl std::fmt::Debug for NftSets {
     }
 }
 
-struct Msg(Vec<u8>);
+/// One nfnetlink message being built (also used by `nft_counters.rs`).
+pub(crate) struct Msg(Vec<u8>);
 
 impl Msg {
-    fn new(kind: u16, flags: u16, seq: u32, family: u8, res_id: u16) -> Msg {
+    pub(crate) fn new(kind: u16, flags: u16, seq: u32, family: u8, res_id: u16) -> Msg {
         let mut b = Vec::with_capacity(256);
         b.extend(0u32.to_ne_bytes()); // length, set by finish
         b.extend(kind.to_ne_bytes());
@@ -158,7 +159,7 @@ impl Msg {
         Msg(b)
     }
 
-    fn attr(&mut self, kind: u16, payload: &[u8]) {
+    pub(crate) fn attr(&mut self, kind: u16, payload: &[u8]) {
         let len = 4 + payload.len();
         self.0.extend((len as u16).to_ne_bytes());
         self.0.extend(kind.to_ne_bytes());
@@ -185,7 +186,7 @@ impl Msg {
         self.0[at..at + 2].copy_from_slice(&len.to_ne_bytes());
     }
 
-    fn finish(mut self) -> Vec<u8> {
+    pub(crate) fn finish(mut self) -> Vec<u8> {
         let len = self.0.len() as u32;
         self.0[0..4].copy_from_slice(&len.to_ne_bytes());
         self.0

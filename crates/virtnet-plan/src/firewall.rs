@@ -656,18 +656,38 @@ const SETS: &[(&str, &str)] = &[
     ),
 ];
 
+/// The named counters of the table's drops and rejects, one per reason: (counter, reason).
+/// Each reject or drop rule of the base chains counts into its own (`counter name`), so a
+/// metrics scrape reads every reason with one `list counters` of the table. The rules are
+/// shared by all networks (set lookups), so these counts are the host's, not one network's.
+pub const DROP_COUNTERS: [(&str, &str); 4] = [
+    ("drops_to_guest", "forward_to_guest"),
+    ("drops_from_guest", "forward_from_guest"),
+    ("drops_guest_to_host", "guest_to_host"),
+    ("drops_service_from_outside", "service_from_outside"),
+];
+
+/// `add counter` of every [`DROP_COUNTERS`] entry.
+fn drop_counters() -> String {
+    DROP_COUNTERS
+        .iter()
+        .map(|(name, _)| format!("add counter {TABLE} {name}\n"))
+        .collect()
+}
+
 /// The fixed rules, hooked into the kernel. Order matters and follows libvirt: guest to guest,
 /// then to guests, then from guests (see the module comment).
 fn base_chains() -> String {
+    let counters = drop_counters();
     format!(
         "\
-add chain {TABLE} forward {{ type filter hook forward priority filter ; policy accept ; }}
+{counters}add chain {TABLE} forward {{ type filter hook forward priority filter ; policy accept ; }}
 add rule {TABLE} forward iifname . oifname @cross accept
 add rule {TABLE} forward jump {fwd_accept}
 add rule {TABLE} forward jump to_guests
-add rule {TABLE} forward oifname @bridges reject
+add rule {TABLE} forward oifname @bridges counter name \"drops_to_guest\" reject
 add rule {TABLE} forward jump from_guests
-add rule {TABLE} forward iifname @bridges reject
+add rule {TABLE} forward iifname @bridges counter name \"drops_from_guest\" reject
 add chain {TABLE} guest_to_host
 add rule {TABLE} guest_to_host ct state established,related accept
 add rule {TABLE} guest_to_host ip daddr . meta l4proto . th dport . iifname @services4 accept
@@ -675,11 +695,11 @@ add rule {TABLE} guest_to_host ip6 daddr . meta l4proto . th dport . iifname @se
 add rule {TABLE} guest_to_host iifname . meta nfproto . meta l4proto . th dport @host_in accept
 add rule {TABLE} guest_to_host icmp type {{ {icmp} }} accept
 add rule {TABLE} guest_to_host icmpv6 type {{ {icmpv6} }} accept
-add rule {TABLE} guest_to_host reject
+add rule {TABLE} guest_to_host counter name \"drops_guest_to_host\" reject
 add chain {TABLE} input {{ type filter hook input priority filter ; policy accept ; }}
 add rule {TABLE} input iifname @guest_bridges jump guest_to_host
-add rule {TABLE} input iifname != \"lo\" ip daddr @gateways4 meta l4proto . th dport {{ {svc4} }} drop
-add rule {TABLE} input iifname != \"lo\" ip6 daddr @gateways6 meta l4proto . th dport {{ {svc6} }} drop
+add rule {TABLE} input iifname != \"lo\" ip daddr @gateways4 meta l4proto . th dport {{ {svc4} }} counter name \"drops_service_from_outside\" drop
+add rule {TABLE} input iifname != \"lo\" ip6 daddr @gateways6 meta l4proto . th dport {{ {svc6} }} counter name \"drops_service_from_outside\" drop
 add chain {TABLE} output {{ type filter hook output priority filter ; policy accept ; }}
 add rule {TABLE} output oifname . meta nfproto . meta l4proto . th dport @host_out accept
 add chain {TABLE} postrouting {{ type nat hook postrouting priority srcnat ; policy accept ; }}

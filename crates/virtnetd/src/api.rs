@@ -75,6 +75,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(virtnet_api::FORWARDS, get(forwards::list))
         .route(virtnet_api::DOCTOR, get(doctor))
         .route(
+            crate::metrics::listen::PATH,
+            get(crate::metrics::listen::serve),
+        )
+        .route(
             "/v1/networks/:id/forwards",
             post(forwards::add).delete(forwards::delete),
         )
@@ -181,6 +185,14 @@ fn bad_request(message: impl Into<String>) -> Failure {
 async fn trace(req: Request, next: Next) -> Response {
     static NEXT_ID: AtomicU64 = AtomicU64::new(1);
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    // The route's template, not the path: the metrics' label set stays bounded.
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or(crate::metrics::daemon::UNMATCHED_ROUTE.to_string(), |m| {
+            m.as_str().to_string()
+        });
+    let method = req.method().clone();
     let span = tracing::info_span!(
         "request",
         id,
@@ -191,9 +203,11 @@ async fn trace(req: Request, next: Next) -> Response {
         let started = Instant::now();
         tracing::debug!("received");
         let response = next.run(req).await;
+        let elapsed = started.elapsed();
+        crate::metrics::daemon::DAEMON.request(method.as_str(), &route, elapsed);
         tracing::info!(
             status = response.status().as_u16(),
-            elapsed_us = started.elapsed().as_micros() as u64,
+            elapsed_us = elapsed.as_micros() as u64,
             "answered"
         );
         response

@@ -16,6 +16,7 @@
 //! - [`api`]: the axum routes;
 //! - [`libvirt`]: libvirt's RPC protocol on the network daemon's sockets (`virsh`, …);
 //! - [`access`]: who may use which socket, and the audit log of changes;
+//! - [`metrics`]: Prometheus metrics (`GET /metrics`, `--metrics-listen`);
 //! - [`limits`]: the open-file limit raised at start, and errors naming a limit reached;
 //! - [`server`]: start-up (locks, socket), serving and graceful shutdown.
 
@@ -32,6 +33,7 @@ pub mod hostbridge;
 pub mod kernel;
 pub mod libvirt;
 pub mod limits;
+pub mod metrics;
 pub mod ports;
 pub mod reaper;
 pub mod registry;

@@ -77,6 +77,11 @@ struct Args {
     /// Print virtnetd's manual page (roff, section 8) and exit (the Debian package ships it).
     #[arg(long, hide = true)]
     man: bool,
+    /// Also serve Prometheus metrics (`GET /metrics`, nothing else, read-only, no
+    /// authentication) on this TCP address, e.g. 127.0.0.1:9176. Off by default; the API
+    /// sockets always serve `/metrics`.
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics_listen: Option<std::net::SocketAddr>,
 }
 
 fn main() -> ExitCode {
@@ -153,6 +158,7 @@ fn run(args: Args) -> Result<(), Error> {
         },
         firewall_integration: args.firewall_integration,
         web_listen: args.web_listen,
+        metrics_listen: args.metrics_listen,
     };
     // Before anything opens a descriptor: every running network keeps a few sockets.
     virtnetd::limits::raise_open_files_logged();

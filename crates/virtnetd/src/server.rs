@@ -71,6 +71,8 @@ pub struct Config {
     pub firewall_integration: bool,
     /// `--web-listen`: where the web console listens (`None`: off; see [`crate::web`]).
     pub web_listen: Option<std::net::SocketAddr>,
+    /// `--metrics-listen`: a TCP address serving `GET /metrics` only (`None`: off).
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// A daemon that holds its lock, its store and its bound socket, ready to serve.
@@ -84,6 +86,8 @@ pub struct Daemon {
     libvirt: Option<crate::libvirt::listener::Sockets>,
     /// The web console, bound and not yet served (`None` when off).
     web: Option<crate::web::WebConsole>,
+    /// The `--metrics-listen` socket, bound and not yet served.
+    metrics: Option<std::net::TcpListener>,
     /// The guest-names file (`<run-dir>/guest-hosts`, see [`crate::guest_hosts`]).
     guest_hosts: PathBuf,
     // Held for the life of the daemon: the flock is released when the file is closed.
@@ -146,6 +150,9 @@ impl Daemon {
         tracing::info!(store = %db_path.display(), networks = state.networks.list().len(), "store open");
         let started = std::time::Instant::now();
         let failed = state.reconcile()?;
+        crate::metrics::daemon::DAEMON
+            .reconcile
+            .observe(started.elapsed());
         tracing::info!(
             elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
             failed = ?failed,
@@ -210,8 +217,16 @@ impl Daemon {
                 "sockets passed by systemd that this daemon does not serve"
             );
         }
+        let metrics = config
+            .metrics_listen
+            .map(crate::metrics::listen::bind)
+            .transpose()?;
+        if let Some(addr) = config.metrics_listen {
+            tracing::info!(%addr, "serving /metrics over TCP");
+        }
         Ok(Daemon {
             web,
+            metrics,
             state,
             libvirt,
             listeners: Some(Listeners {
@@ -254,6 +269,17 @@ impl Daemon {
             Some(console) => console.spawn(&self.state)?,
             None => None,
         };
+        // The metrics listener stops with the JSON API.
+        let metrics = self.metrics.take().map(|listener| {
+            let mut stopped = stop_libvirt.subscribe();
+            tokio::spawn(crate::metrics::listen::run(
+                listener,
+                Arc::clone(&self.state),
+                async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                },
+            ))
+        });
         let served = serve(
             listeners,
             paths,
@@ -268,6 +294,9 @@ impl Daemon {
         follower.abort();
         names.abort();
         let _ = stop_libvirt.send(true);
+        if let Some(task) = metrics {
+            let _ = task.await;
+        }
         if let Some(task) = libvirt {
             match task.await {
                 Ok(Err(e)) => tracing::warn!(error = %e, "libvirt front end failed"),

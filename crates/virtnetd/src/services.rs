@@ -513,6 +513,26 @@ impl Running {
     }
 }
 
+/// The counters of one running network's servers (see [`Services::counters`]).
+#[derive(Debug, Clone)]
+pub struct ServiceCounters {
+    /// The DHCPv4 server's counters and its current leases, when it runs.
+    pub dhcp: Option<(virtnet_dhcp::Stats, Vec<Lease>)>,
+    /// The DNS server's counters, when it runs.
+    pub dns: Option<DnsCounters>,
+}
+
+/// The counters of one DNS server.
+#[derive(Debug, Clone)]
+pub struct DnsCounters {
+    /// Totals by outcome.
+    pub stats: virtnet_dns::DnsStats,
+    /// Queries by (question type, response code, count).
+    pub by_type: Vec<(&'static str, &'static str, u64)>,
+    /// Latency of the forwarded queries.
+    pub forward_latency: virtnet_dns::HistogramSnapshot,
+}
+
 /// The services of every running network.
 pub struct Services {
     store: Arc<Store>,
@@ -725,6 +745,23 @@ impl Services {
             r.stop();
             tracing::info!(network, "services stopped");
         }
+    }
+
+    /// What `/metrics` reads of every running network's servers, by network: one pass under
+    /// the services' lock, nothing waits on the disk.
+    pub fn counters(&self) -> BTreeMap<String, ServiceCounters> {
+        lock(&self.running)
+            .iter()
+            .map(|(name, r)| {
+                let dns = lock(&r.shared.dns).as_ref().map(|d| DnsCounters {
+                    stats: d.stats(),
+                    by_type: d.query_counts(),
+                    forward_latency: d.forward_latency(),
+                });
+                let dhcp = r.dhcp.as_ref().map(|d| (d.stats(), d.leases()));
+                (name.clone(), ServiceCounters { dhcp, dns })
+            })
+            .collect()
     }
 
     /// Forgets a network's leases (`net-undefine`).

@@ -41,6 +41,8 @@ pub struct AppState {
     /// The kernel of virtnetd's network namespace, shared by the registry and the ports (and
     /// the port forwards, `forwards.rs`).
     pub(crate) kernel: Arc<Mutex<Kernel>>,
+    /// The metrics scrape's kernel handles (`GET /metrics`).
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl std::fmt::Debug for AppState {
@@ -109,6 +111,7 @@ impl AppState {
             services,
             events,
             kernel,
+            metrics: crate::metrics::Metrics::default(),
         };
         Ok((state, report))
     }

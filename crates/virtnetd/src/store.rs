@@ -411,7 +411,7 @@ impl Store {
                 }
             }
         }
-        txn.commit()
+        timed_commit(txn)
             .map_err(|e| Error::store(ctx("cannot commit start-up transaction"), e))?;
         Ok((records, report))
     }
@@ -443,7 +443,7 @@ impl Store {
                     .map_err(|e| Error::store(ctx(), e))?;
                 forward_ops::clear(&mut ops, name)?;
             }
-            txn.commit().map_err(|e| Error::store(ctx(), e))
+            timed_commit(txn).map_err(|e| Error::store(ctx(), e))
         })
     }
 
@@ -467,7 +467,7 @@ impl Store {
                     .map_err(|e| Error::store(ctx(), e))?;
                 forward_ops::clear(&mut ops, name)?;
             }
-            txn.commit().map_err(|e| Error::store(ctx(), e))
+            timed_commit(txn).map_err(|e| Error::store(ctx(), e))
         })
     }
 
@@ -483,7 +483,7 @@ impl Store {
                     .map_err(|e| Error::store(ctx(), e))?;
                 forward_ops::append(&mut ops, &self.forward_seq, name, op)?;
             }
-            txn.commit().map_err(|e| Error::store(ctx(), e))
+            timed_commit(txn).map_err(|e| Error::store(ctx(), e))
         })
     }
 
@@ -528,6 +528,17 @@ enum Commit {
     /// One fsync: the commit slot carries a checksum, and recovery falls back to the previous
     /// commit when it does not match.
     Checksummed,
+}
+
+/// Commits `txn`, recording how long it took in the daemon's metrics
+/// (`virtnet_store_commit_duration_seconds`).
+fn timed_commit(txn: redb::WriteTransaction) -> std::result::Result<(), redb::CommitError> {
+    let started = std::time::Instant::now();
+    let done = txn.commit();
+    crate::metrics::daemon::DAEMON
+        .store_commit
+        .observe(started.elapsed());
+    done
 }
 
 /// Begins a durable write transaction on `db` (the store at `path`) that commits `how`.
@@ -713,7 +724,7 @@ impl Store {
                     }
                 }
             }
-            txn.commit().map_err(|e| Error::store(ctx(), e))
+            timed_commit(txn).map_err(|e| Error::store(ctx(), e))
         })
     }
 
@@ -744,7 +755,7 @@ impl Store {
                         .map_err(|e| Error::store(ctx(), e))?;
                 }
             }
-            txn.commit().map_err(|e| Error::store(ctx(), e))
+            timed_commit(txn).map_err(|e| Error::store(ctx(), e))
         })
     }
 
@@ -841,7 +852,7 @@ impl Store {
                 t.insert(key, bytes.as_slice())
                     .map_err(|e| Error::store(ctx(), e))?;
             }
-            txn.commit().map_err(|e| Error::store(ctx(), e))
+            timed_commit(txn).map_err(|e| Error::store(ctx(), e))
         })
     }
 
@@ -854,7 +865,7 @@ impl Store {
                 let mut t = txn.open_table(table).map_err(|e| Error::store(ctx(), e))?;
                 t.remove(key).map_err(|e| Error::store(ctx(), e))?;
             }
-            txn.commit().map_err(|e| Error::store(ctx(), e))
+            timed_commit(txn).map_err(|e| Error::store(ctx(), e))
         })
     }
 
@@ -966,7 +977,7 @@ impl Store {
             let txn = begin_write(db, &self.path, Commit::TwoPhase)?;
             txn.delete_table(table)
                 .map_err(|e| Error::store(ctx(), e))?;
-            txn.commit().map_err(|e| Error::store(ctx(), e))
+            timed_commit(txn).map_err(|e| Error::store(ctx(), e))
         })
     }
 }
@@ -1241,7 +1252,7 @@ mod tests {
                 meta.insert(META_FORMAT, "99")
                     .map_err(|e| Error::store("insert", e))?;
             }
-            txn.commit().map_err(|e| Error::store("commit", e))?;
+            timed_commit(txn).map_err(|e| Error::store("commit", e))?;
         }
         match Store::open(&path, None) {
             Err(Error::Startup(message)) => assert!(message.contains("format 99"), "{message}"),

@@ -12,6 +12,7 @@ mod monitor;
 mod neigh;
 mod route;
 mod snapshot;
+pub(crate) mod stats;
 
 pub use addr::Address;
 pub use link::{BridgeInfo, BridgeSpec, Link, MacvtapMode, PortSettings};
@@ -22,6 +23,7 @@ pub use route::{Route, RouteSpec};
 pub use snapshot::{
     AddressEntry, RouteEntry, FOREVER, IFA_F_NODAD, RTPROT_DHCP, RTPROT_KERNEL, RT_TABLE_LOCAL,
 };
+pub use stats::{link_stats, LinkStats};
 
 use std::collections::HashMap;
 use std::io;

@@ -626,6 +626,15 @@ impl NetworkRegistry {
             .ok_or_else(|| not_active(name))
     }
 
+    /// Every network's summary with its live definition (when running), by reference under
+    /// one read of the index: what `/metrics` needs, without a copy of each definition.
+    pub fn map_live<T>(&self, mut f: impl FnMut(NetworkSummary, Option<&Network>) -> T) -> Vec<T> {
+        self.read()
+            .iter()
+            .map(|(name, record)| f(summary(name, record), record.live.as_deref()))
+            .collect()
+    }
+
     /// `GET /v1/networks`: every network, sorted by name.
     pub fn list(&self) -> Vec<NetworkSummary> {
         self.read()

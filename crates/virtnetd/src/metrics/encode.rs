@@ -1,0 +1,170 @@
+//! The Prometheus text exposition format, version 0.0.4, written by hand: a family's `# HELP`
+//! and `# TYPE` lines, then its samples, with label values escaped as the format requires.
+//!
+//! About sixty lines do what the scrape needs; a client library would add a registry of
+//! long-lived metric objects that the daemon, which reads its counters from the parts that own
+//! them at scrape time, has no use for.
+
+use std::fmt::{Display, Write as _};
+
+use virtnet_dns::{HistogramSnapshot, LATENCY_BUCKETS};
+
+/// The media type of the exposition.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// A metric family's type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Only ever goes up (name ends in `_total`).
+    Counter,
+    /// Goes up and down.
+    Gauge,
+    /// Observations in buckets (`_bucket`, `_sum`, `_count`).
+    Histogram,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
+        }
+    }
+}
+
+/// Label names and values of one sample.
+pub type Labels<'a> = &'a [(&'a str, &'a str)];
+
+/// The text being written.
+#[derive(Debug, Default)]
+pub struct Encoder {
+    out: String,
+}
+
+impl Encoder {
+    /// An encoder whose text has room for `bytes` (a scrape knows the last one's size).
+    pub fn with_capacity(bytes: usize) -> Encoder {
+        Encoder {
+            out: String::with_capacity(bytes),
+        }
+    }
+
+    /// Starts a family: its `# HELP` and `# TYPE` lines. Its samples must follow before the
+    /// next family starts.
+    pub fn family(&mut self, name: &str, kind: Kind, help: &str) {
+        let help = help.replace('\\', "\\\\").replace('\n', "\\n");
+        let _ = writeln!(self.out, "# HELP {name} {help}");
+        let _ = writeln!(self.out, "# TYPE {name} {}", kind.as_str());
+    }
+
+    /// One sample of the current family.
+    pub fn sample(&mut self, name: &str, labels: Labels<'_>, value: impl Display) {
+        self.out.push_str(name);
+        self.labels(labels, None);
+        let _ = writeln!(self.out, " {value}");
+    }
+
+    /// One sample of the current family whose labels were written once by [`label_set`]
+    /// (a port's five labels serve its nine families).
+    pub fn sample_with(&mut self, name: &str, label_set: &str, value: impl Display) {
+        self.out.push_str(name);
+        self.out.push_str(label_set);
+        let _ = writeln!(self.out, " {value}");
+    }
+
+    /// The `_bucket`, `_sum` and `_count` samples of one histogram series.
+    pub fn histogram(&mut self, name: &str, labels: Labels<'_>, h: &HistogramSnapshot) {
+        for (bound, count) in LATENCY_BUCKETS.iter().zip(h.cumulative) {
+            let _ = write!(self.out, "{name}_bucket");
+            self.labels(labels, Some(&bound.to_string()));
+            let _ = writeln!(self.out, " {count}");
+        }
+        let _ = write!(self.out, "{name}_bucket");
+        self.labels(labels, Some("+Inf"));
+        let _ = writeln!(self.out, " {}", h.count);
+        let _ = write!(self.out, "{name}_sum");
+        self.labels(labels, None);
+        let _ = writeln!(self.out, " {}", h.sum_ns as f64 / 1e9);
+        let _ = write!(self.out, "{name}_count");
+        self.labels(labels, None);
+        let _ = writeln!(self.out, " {}", h.count);
+    }
+
+    /// `{a="x",b="y"}` (nothing when there are no labels), with `le` last when given.
+    fn labels(&mut self, labels: Labels<'_>, le: Option<&str>) {
+        write_labels(&mut self.out, labels, le);
+    }
+
+    /// The exposition.
+    pub fn finish(self) -> String {
+        self.out
+    }
+}
+
+/// `labels` as written after a sample's name: `{a="x",b="y"}`.
+pub fn label_set(labels: Labels<'_>) -> String {
+    let mut out = String::new();
+    write_labels(&mut out, labels, None);
+    out
+}
+
+fn write_labels(out: &mut String, labels: Labels<'_>, le: Option<&str>) {
+    if labels.is_empty() && le.is_none() {
+        return;
+    }
+    out.push('{');
+    let all = labels.iter().copied().chain(le.map(|v| ("le", v)));
+    for (i, (name, value)) in all.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(name);
+        out.push_str("=\"");
+        escape_into(out, value);
+        out.push('"');
+    }
+    out.push('}');
+}
+
+/// A label value as the format wants it: backslash, double quote and newline escaped.
+fn escape_into(out: &mut String, value: &str) {
+    if !value.contains(['\\', '"', '\n']) {
+        out.push_str(value);
+        return;
+    }
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped_and_histograms_are_cumulative() {
+        let mut e = Encoder::default();
+        e.family("virtnet_x_total", Kind::Counter, "A \\ help\nline.");
+        e.sample("virtnet_x_total", &[("network", "a\"b\\c\nd")], 3);
+        let h = virtnet_dns::Histogram::default();
+        h.observe(std::time::Duration::from_millis(2));
+        e.family("virtnet_y_seconds", Kind::Histogram, "Y.");
+        e.histogram("virtnet_y_seconds", &[("verb", "GET")], &h.snapshot());
+        let text = e.finish();
+        assert!(text.starts_with(
+            "# HELP virtnet_x_total A \\\\ help\\nline.\n# TYPE virtnet_x_total counter\n\
+             virtnet_x_total{network=\"a\\\"b\\\\c\\nd\"} 3\n"
+        ));
+        assert!(text.contains("virtnet_y_seconds_bucket{verb=\"GET\",le=\"0.001\"} 0\n"));
+        assert!(text.contains("virtnet_y_seconds_bucket{verb=\"GET\",le=\"0.0025\"} 1\n"));
+        assert!(text.contains("virtnet_y_seconds_bucket{verb=\"GET\",le=\"+Inf\"} 1\n"));
+        assert!(text.contains("virtnet_y_seconds_sum{verb=\"GET\"} 0.002\n"));
+        assert!(text.contains("virtnet_y_seconds_count{verb=\"GET\"} 1\n"));
+    }
+}

@@ -1,0 +1,309 @@
+//! Prometheus metrics: `GET /metrics` on the API sockets and, with `--metrics-listen`, on a
+//! TCP listener of its own ([`listen`]). Documented metric by metric in `docs/API.md`.
+//!
+//! Nothing is kept for the scrape: each one reads the counters where they live — the
+//! registry's networks, the DHCP and DNS servers' counters, the ports — and asks the kernel
+//! a fixed number of questions whatever the number of networks and ports:
+//!
+//! - one rtnetlink stats dump for every port's traffic counters ([`ports`]), and an index
+//!   look-up for a port not seen by an earlier scrape;
+//! - one nfnetlink dump of the anti-spoofing `drops` set's counters;
+//! - one nfnetlink dump of the named counters of virtnet's table for the firewall's drops
+//!   ([`firewall`]);
+//! - the NATed connections per network come from a ctnetlink dump made in the background at
+//!   most every 10 s ([`network`]; see `NatCache`).
+//!
+//! libnftables is not used: it reads the whole table (every set element) before it lists
+//! anything, tens of milliseconds at 500 networks.
+//!
+//! The kernel's dumps, the ports and the networks are read on three threads side by side.
+//!
+//! The files: [`encode`] (the text format), [`network`], [`ports`], [`firewall`], [`daemon`]
+//! (request, commit and reconcile latency, recorded where the work happens), [`listen`].
+
+pub mod daemon;
+pub mod encode;
+mod firewall;
+pub mod listen;
+mod network;
+mod ports;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use virtnet_api::Port;
+use virtnet_host::nft_counters;
+use virtnet_host::nft_set::NFPROTO_BRIDGE;
+use virtnet_host::LinkStats;
+
+use crate::state::AppState;
+use crate::sync::lock;
+use encode::Encoder;
+use network::NetworkRow;
+use ports::PortRow;
+
+pub use encode::CONTENT_TYPE;
+
+/// How old the NATed connections' count may get before a scrape has it read again (in the
+/// background: see [`NatCache`]).
+const NAT_REFRESH: Duration = Duration::from_secs(10);
+
+/// The scrape's state: the ports' interface indexes, and the NATed connections last read.
+/// Scrapes run one at a time.
+#[derive(Default)]
+pub struct Metrics {
+    /// Interface index by port name, kept from scrape to scrape (a port whose index is not in
+    /// the stats dump, because its tap was made again, is looked up again).
+    indexes: Mutex<HashMap<String, u32>>,
+    /// The size of the last exposition: the next one's text is allocated at once.
+    last_len: std::sync::atomic::AtomicUsize,
+    /// The NATed connections' original sources.
+    nat: Arc<Mutex<NatCache>>,
+}
+
+/// conntrack's dump walks the kernel's whole connection hash table (262,144 buckets by
+/// default: ~10 ms even when it is empty), too slow for every scrape: it is read by a thread
+/// of its own when the last reading is older than [`NAT_REFRESH`], and the scrape reports
+/// the last reading.
+#[derive(Default)]
+struct NatCache {
+    sources: Option<Arc<Vec<Ipv4Addr>>>,
+    read_at: Option<Instant>,
+    refreshing: bool,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Metrics {
+    /// The exposition of every metric now. Blocking (netlink, the parts' locks): call it on
+    /// the blocking pool.
+    pub fn scrape(&self, state: &AppState) -> String {
+        let t0 = Instant::now();
+        // The kernel's three dumps, the ports and the networks are read side by side: the
+        // scrape takes the longest of the three, not their sum.
+        let (mut networks, ports, kernel, t_parts) = std::thread::scope(|scope| {
+            let kernel = beside(scope, "metrics-kernel", KernelReads::read);
+            let ports = beside(scope, "metrics-ports", || state.ports.list(None, false));
+            let networks = network_rows(state);
+            let ports = ports();
+            let t_parts = t0.elapsed();
+            (networks, ports, kernel(), t_parts)
+        });
+        let t_kernel = t0.elapsed();
+        let links = self.port_stats(&ports, kernel.links);
+        let port_rows = port_rows(ports, &mut networks, &links, &kernel.spoof);
+        if let Some(sources) = self.nat_sources(&networks) {
+            for row in &mut networks {
+                row.count_nat(&sources);
+            }
+        }
+        let t_rows = t0.elapsed();
+        let last_len = self.last_len.load(std::sync::atomic::Ordering::Relaxed);
+        let mut e = Encoder::with_capacity(last_len + last_len / 8);
+        daemon::DAEMON.encode(&mut e);
+        network::encode(&mut e, &networks);
+        ports::encode(&mut e, &port_rows);
+        firewall::encode(&mut e, kernel.drops.as_ref());
+        let text = e.finish();
+        self.last_len
+            .store(text.len(), std::sync::atomic::Ordering::Relaxed);
+        tracing::debug!(
+            parts_us = t_parts.as_micros() as u64,
+            kernel_us = kernel.took.as_micros() as u64,
+            rows_us = (t_rows - t_kernel).as_micros() as u64,
+            encode_us = (t0.elapsed() - t_rows).as_micros() as u64,
+            bytes = text.len(),
+            "metrics scraped"
+        );
+        text
+    }
+
+    /// The link counters of the ports' taps, by port name, from the stats dump `links`
+    /// (by interface index), with an index look-up for the ports not seen before.
+    fn port_stats(&self, ports: &[Port], links: Vec<LinkStats>) -> HashMap<String, LinkStats> {
+        let by_index: HashMap<u32, LinkStats> = links.into_iter().map(|s| (s.index, s)).collect();
+        let mut indexes = lock(&self.indexes);
+        // Rebuilt from this scrape's ports: a removed port's entry goes with it.
+        let known = std::mem::take(&mut *indexes);
+        let mut out = HashMap::with_capacity(ports.len());
+        for port in ports {
+            let cached = known.get(&port.name).copied();
+            let index = match cached.filter(|i| by_index.contains_key(i)) {
+                Some(i) => Some(i),
+                // No tap now (a parked port, a guest not running): no counters.
+                None => virtnet_host::link_brief::index_of(&port.name)
+                    .ok()
+                    .flatten(),
+            };
+            if let Some(i) = index {
+                indexes.insert(port.name.clone(), i);
+                if let Some(stats) = by_index.get(&i) {
+                    out.insert(port.name.clone(), stats.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// The NATed connections' sources as last read, when a nat network runs; starts a new
+    /// reading in the background when that one is older than [`NAT_REFRESH`].
+    fn nat_sources(&self, networks: &[NetworkRow]) -> Option<Arc<Vec<Ipv4Addr>>> {
+        if networks.iter().all(|n| n.subnets.is_empty()) {
+            return None;
+        }
+        let mut cache = lock(&self.nat);
+        let stale = cache.read_at.is_none_or(|t| t.elapsed() >= NAT_REFRESH);
+        if stale && !cache.refreshing {
+            cache.refreshing = true;
+            let nat = Arc::clone(&self.nat);
+            // A thread of the daemon: it is in the daemon's network namespace.
+            let spawned = std::thread::Builder::new()
+                .name("metrics-nat".into())
+                .spawn(move || {
+                    let read = virtnet_host::conntrack::snat_sources_v4();
+                    let mut cache = lock(&nat);
+                    cache.refreshing = false;
+                    cache.read_at = Some(Instant::now());
+                    match read {
+                        Ok(sources) => cache.sources = Some(Arc::new(sources)),
+                        Err(error) => {
+                            tracing::debug!(%error, "metrics: cannot dump conntrack");
+                            cache.sources = None;
+                        }
+                    }
+                });
+            if let Err(error) = spawned {
+                tracing::warn!(%error, "metrics: cannot start the conntrack reader");
+                cache.refreshing = false;
+            }
+        }
+        cache.sources.clone()
+    }
+}
+
+/// Starts `f` on a thread of `scope`; the returned closure waits for its result. When no
+/// thread can be started (a limit reached), `f` runs in the caller when its result is asked
+/// for; a panic in `f` is logged and gives `T::default()`.
+fn beside<'s, T: Default + Send + 's>(
+    scope: &'s std::thread::Scope<'s, '_>,
+    name: &str,
+    f: impl FnOnce() -> T + Send + 's + Clone,
+) -> impl FnOnce() -> T + 's {
+    let spawned = std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn_scoped(scope, f.clone());
+    let name = name.to_string();
+    move || match spawned {
+        Ok(handle) => handle.join().unwrap_or_else(|_| {
+            tracing::warn!(thread = %name, "metrics: a reading thread failed");
+            T::default()
+        }),
+        Err(error) => {
+            tracing::debug!(%error, thread = %name, "metrics: reading in the caller instead");
+            f()
+        }
+    }
+}
+
+/// What one scrape asks the kernel: each read failing alone (logged) leaves its metrics out.
+#[derive(Default)]
+struct KernelReads {
+    /// Every link's counters (one `RTM_GETSTATS` dump).
+    links: Vec<LinkStats>,
+    /// Frames the anti-spoofing rules dropped, by port (one dump of the `drops` set).
+    spoof: HashMap<String, u64>,
+    /// The firewall's drops by reason (one dump of the table's named counters).
+    drops: Option<BTreeMap<&'static str, u64>>,
+    /// How long the three dumps took.
+    took: Duration,
+}
+
+impl KernelReads {
+    fn read() -> KernelReads {
+        let t0 = Instant::now();
+        let links = virtnet_host::link_stats().unwrap_or_else(|error| {
+            tracing::warn!(%error, "metrics: cannot read the links' counters");
+            Vec::new()
+        });
+        let set = virtnet_plan::spoof::SpoofSet::Drops.name();
+        let spoof = nft_counters::set_counters(NFPROTO_BRIDGE, virtnet_plan::spoof::TABLE, set)
+            .map(|counts| counts.into_iter().collect())
+            .unwrap_or_else(|error| {
+                tracing::warn!(%error, "metrics: cannot read the anti-spoofing counters");
+                HashMap::new()
+            });
+        let drops = firewall::read_drops();
+        KernelReads {
+            links,
+            spoof,
+            drops,
+            took: t0.elapsed(),
+        }
+    }
+}
+
+/// A row per network, with the running ones' servers' counters.
+fn network_rows(state: &AppState) -> Vec<NetworkRow> {
+    let mut counters = state.services.counters();
+    state.networks.map_live(|summary, live| {
+        let mut row = NetworkRow::new(&summary, live);
+        if let Some(c) = counters.remove(&summary.name) {
+            row.set_services(c);
+        }
+        row
+    })
+}
+
+/// A row per port (counted into its network's row), with its link's counters, its
+/// anti-spoofing drops and its lease.
+fn port_rows(
+    ports: Vec<Port>,
+    networks: &mut [NetworkRow],
+    links: &HashMap<String, LinkStats>,
+    spoof: &HashMap<String, u64>,
+) -> Vec<PortRow> {
+    let leases = lease_addresses(networks);
+    let mut by_name = network::by_name(networks);
+    ports
+        .into_iter()
+        .map(|mut port| {
+            if port.spoof_check {
+                port.spoof_drops = spoof.get(&port.name).copied();
+            }
+            let row = PortRow::new(port, links, &leases);
+            if let Some(net) = by_name.get_mut(&row.network) {
+                net.ports += 1;
+            }
+            row
+        })
+        .collect()
+}
+
+/// The leased IPv4 address of each client, by network and lower-case MAC.
+fn lease_addresses(networks: &[NetworkRow]) -> HashMap<String, HashMap<String, String>> {
+    networks
+        .iter()
+        .filter_map(|row| {
+            let (_, leases) = row.services.as_ref()?.dhcp.as_ref()?;
+            let by_mac = leases
+                .iter()
+                .map(|l| (mac_text(&l.mac), l.ip.to_string()))
+                .collect();
+            Some((row.name.clone(), by_mac))
+        })
+        .collect()
+}
+
+/// `52:54:00:aa:bb:cc`.
+fn mac_text(mac: &[u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
