@@ -225,7 +225,7 @@ impl BridgeDirectory for NetworkRegistry {
         NetworkRegistry::shown_bridge(self, network)
     }
 
-    fn live_network(&self, network: &str) -> Option<virtnet_model::Network> {
+    fn live_network(&self, network: &str) -> Option<Arc<virtnet_model::Network>> {
         self.live_definition(network).ok()
     }
 }

@@ -27,7 +27,7 @@ pub trait BridgeDirectory: Send + Sync {
     fn shown_bridge(&self, network: &str) -> Option<String>;
     /// The running definition of an active network (its mode, addresses and `<port
     /// isolated>`, for the ports' protection); `None` when it is not active.
-    fn live_network(&self, _network: &str) -> Option<virtnet_model::Network> {
+    fn live_network(&self, _network: &str) -> Option<std::sync::Arc<virtnet_model::Network>> {
         None
     }
 }

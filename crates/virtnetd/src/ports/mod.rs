@@ -289,7 +289,7 @@ impl Ports {
     }
 
     /// The running definition of the network a port is on, if it is one and active.
-    fn network_of(&self, r: &PortRecord) -> Option<virtnet_model::Network> {
+    fn network_of(&self, r: &PortRecord) -> Option<Arc<virtnet_model::Network>> {
         match &r.source {
             InterfaceSource::Network(n) if r.macvtap_on.is_none() => self.directory.live_network(n),
             _ => None,

@@ -616,14 +616,10 @@ impl NetworkRegistry {
 
     /// The live definition of the network called `name` (by name only, as a port names it):
     /// refused when there is no such network or it is not active.
-    pub fn live_definition(&self, name: &str) -> Result<Network> {
+    pub fn live_definition(&self, name: &str) -> Result<Arc<Network>> {
         let index = self.read();
         let record = index.get(name).ok_or_else(|| not_found(name))?;
-        record
-            .live
-            .as_deref()
-            .cloned()
-            .ok_or_else(|| not_active(name))
+        record.live.clone().ok_or_else(|| not_active(name))
     }
 
     /// Every network's summary with its live definition (when running), by reference under
