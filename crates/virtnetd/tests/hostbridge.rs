@@ -176,8 +176,10 @@ fn state(ns: &Netns) -> String {
 
 /// [`state`] once no address is tentative any more: a NIC released from a bridge runs
 /// duplicate address detection on its IPv6 link-local address again (the kernel's doing).
+/// DAD takes a second or two; on a loaded machine (a CI run beside other builds) it took more
+/// than 5 s once, so the wait is generous: it ends as soon as DAD does.
 fn settled_state(ns: &Netns) -> String {
-    let end = Instant::now() + Duration::from_secs(5);
+    let end = Instant::now() + Duration::from_secs(30);
     while Instant::now() < end && ns.ip_ok(["addr"]).contains("tentative") {
         std::thread::sleep(Duration::from_millis(100));
     }
