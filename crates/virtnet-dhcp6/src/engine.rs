@@ -4,7 +4,9 @@
 //! address) and the time, and returns the replies to send. Group commit, as DHCPv4: the
 //! messages are served in order with their lease changes applied to the table (journaled)
 //! and collected; then ONE [`Lease6Sink::record`] stores them all before any reply is
-//! returned. When that fails, the table is rolled back and the batch served again with the
+//! returned — except when every change of the batch only extends a binding on the address it
+//! already has: those go to [`Lease6Sink::record_extensions`], which need not wait for the
+//! store (a lost extension leaves the earlier expiry on record, which is harmless: see there). When that fails, the table is rolled back and the batch served again with the
 //! store treated as failing: no REPLY grants or renews anything (the client retries),
 //! releases and declines take effect in memory only, ADVERTISEs, CONFIRM and
 //! INFORMATION-REQUEST answers go out as they would have.
@@ -75,6 +77,9 @@ pub struct Engine {
     table: Table,
     mode: Mode,
     pending: Vec<Lease6Change>,
+    /// Whether a change in `pending` must be durable before the REPLYs leave (anything but
+    /// an extension of a binding on its address: [`Lease6Change::is_extension`]).
+    pending_durable: bool,
     /// Token bucket of the bridge: tokens, last refill (seconds).
     bucket: (u32, u64),
     stats: Stats6,
@@ -130,6 +135,7 @@ impl Engine {
             table: Table::default(),
             mode: Mode::Defer,
             pending: Vec::new(),
+            pending_durable: false,
             bucket: (burst, 0),
             stats: Stats6::default(),
             sink,
@@ -238,6 +244,7 @@ impl Engine {
             batch.iter().map(|(b, _)| self.admit(now, b)).collect();
         let stats = self.stats;
         self.pending.clear();
+        self.pending_durable = false;
         self.mode = Mode::Defer;
         self.table.begin();
         let replies = self.serve_all(now, batch, &admitted);
@@ -246,7 +253,15 @@ impl Engine {
             return replies;
         }
         let changes = std::mem::take(&mut self.pending);
-        match self.sink.record(&self.config.network, &changes) {
+        // A batch that only extends bindings on their addresses need not wait for the store
+        // (why that is safe: `Lease6Sink::record_extensions`); anything else makes the whole
+        // batch durable, extensions included (one commit either way).
+        let recorded = if self.pending_durable {
+            self.sink.record(&self.config.network, &changes)
+        } else {
+            self.sink.record_extensions(&self.config.network, &changes)
+        };
+        match recorded {
             Ok(()) => {
                 self.table.commit();
                 replies
@@ -509,17 +524,21 @@ impl Engine {
                 hostname,
                 expires: c.lease_secs.map(|s| now + u64::from(s)),
             };
+            let change = if renewed {
+                Lease6Change::Renewed(lease.clone())
+            } else {
+                Lease6Change::Granted(lease.clone())
+            };
+            let extension = change.is_extension(previous);
             // The binding's earlier address, if it moves, is released.
             if let Some(old) = self.table.address_of(&binding).filter(|o| *o != c.ip) {
                 if let Some(l) = self.table.lease_at(old) {
                     self.pending.push(Lease6Change::Released(l.clone()));
+                    self.pending_durable = true;
                 }
             }
-            self.pending.push(if renewed {
-                Lease6Change::Renewed(lease.clone())
-            } else {
-                Lease6Change::Granted(lease.clone())
-            });
+            self.pending_durable |= !extension;
+            self.pending.push(change);
             self.table.insert(lease);
             if !c.is_static {
                 self.table.count(binding, source);
@@ -668,9 +687,11 @@ impl Engine {
     fn drop_leases(&mut self, ips: &[Ipv6Addr]) {
         let gone: Vec<Lease6> = ips.iter().filter_map(|ip| self.table.remove(*ip)).collect();
         match self.mode {
-            Mode::Defer => self
-                .pending
-                .extend(gone.into_iter().map(Lease6Change::Released)),
+            Mode::Defer => {
+                self.pending_durable |= !gone.is_empty();
+                self.pending
+                    .extend(gone.into_iter().map(Lease6Change::Released));
+            }
             Mode::Refuse if !gone.is_empty() => {
                 tracing::warn!(network = %self.config.network, released = gone.len(),
                     "released DHCPv6 leases not recorded");

@@ -54,17 +54,44 @@ pub(super) struct Recorder6 {
     pub(super) prefix: u8,
 }
 
+/// The store writes of `changes`, keyed by binding.
+fn writes6(changes: &[Lease6Change]) -> Vec<(String, Option<StoredLease>)> {
+    changes
+        .iter()
+        .map(|c| {
+            let l = c.lease();
+            (l.key(), c.present().then(|| StoredLease::V6(l.clone())))
+        })
+        .collect()
+}
+
 impl Lease6Sink for Recorder6 {
+    /// Durable through the lease writer's group commit before it returns.
     fn record(&self, network: &str, changes: &[Lease6Change]) -> std::io::Result<()> {
         let s = &self.shared;
-        let writes: Vec<(String, Option<StoredLease>)> = changes
-            .iter()
-            .map(|c| {
-                let l = c.lease();
-                (l.key(), c.present().then(|| StoredLease::V6(l.clone())))
-            })
-            .collect();
-        s.writer.write_stored(&store_key(network), writes)?;
+        s.writer
+            .write_stored(&store_key(network), writes6(changes))?;
+        self.announce(network, changes);
+        Ok(())
+    }
+
+    /// Extensions of bindings on their addresses: queued on the same lease writer (its next
+    /// round commits them, in order with every other lease write) without waiting for the
+    /// commit, so a known client's REPLY waits for no fsync. Why a lost extension is
+    /// harmless: [`Lease6Sink::record_extensions`].
+    fn record_extensions(&self, network: &str, changes: &[Lease6Change]) -> std::io::Result<()> {
+        let s = &self.shared;
+        s.writer
+            .queue_stored(&store_key(network), writes6(changes))?;
+        self.announce(network, changes);
+        Ok(())
+    }
+}
+
+impl Recorder6 {
+    /// The event feed and the DNS names of recorded `changes`.
+    fn announce(&self, network: &str, changes: &[Lease6Change]) {
+        let s = &self.shared;
         for c in changes {
             let kind = match c {
                 Lease6Change::Granted(_) => EventKind::LeaseGranted,
@@ -80,7 +107,6 @@ impl Lease6Sink for Recorder6 {
             note_name6(s, c.lease(), c.present());
         }
         s.publish_names();
-        Ok(())
     }
 }
 
