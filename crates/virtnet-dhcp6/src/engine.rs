@@ -16,7 +16,8 @@ use std::sync::Arc;
 
 use crate::config::Dhcp6Config;
 use crate::lease::{client_mac, Lease6, Lease6Change, Lease6Sink};
-use crate::table::{Binding, Table};
+use crate::table::{Binding, Charge, Table};
+pub use virtnet_dhcp::PortId;
 use crate::wire::{self, IaAddr, IaNa, Message, Reply, Status};
 
 /// How long a DECLINEd address stays out of the pool (as DHCPv4: 10 minutes).
@@ -61,6 +62,14 @@ enum Mode {
     Refuse,
 }
 
+/// Where a datagram came from: its source address (the client's MAC may be in it) and what
+/// its bindings count against.
+#[derive(Clone, Copy, Debug)]
+struct Src {
+    ip: Ipv6Addr,
+    charge: Charge,
+}
+
 /// An address chosen for an IA.
 #[derive(Clone, Debug)]
 struct Choice {
@@ -82,6 +91,8 @@ pub struct Engine {
     pending_durable: bool,
     /// Token bucket of the bridge: tokens, last refill (seconds).
     bucket: (u32, u64),
+    /// Token buckets of the bridge's ports.
+    ports: virtnet_dhcp::RateLimiter,
     stats: Stats6,
     sink: Arc<dyn Lease6Sink>,
 }
@@ -137,6 +148,7 @@ impl Engine {
             pending: Vec::new(),
             pending_durable: false,
             bucket: (burst, 0),
+            ports: virtnet_dhcp::RateLimiter::default(),
             stats: Stats6::default(),
             sink,
         };
@@ -179,8 +191,8 @@ impl Engine {
         v
     }
 
-    /// Whether `source` holds its cap of dynamic bindings.
-    fn at_cap(&self, source: Ipv6Addr) -> bool {
+    /// Whether `source` (a port, or a source address) holds its cap of dynamic bindings.
+    fn at_cap(&self, source: Charge) -> bool {
         self.table.held_by(source) >= self.config.limits.max_leases_per_source
     }
 
@@ -193,6 +205,7 @@ impl Engine {
     /// fails) and quarantine entries; how many leases went.
     pub fn sweep(&mut self, now: u64) -> usize {
         self.table.sweep_quarantine(now);
+        self.ports.sweep(now);
         let gone: Vec<Ipv6Addr> = self
             .table
             .leases()
@@ -230,18 +243,49 @@ impl Engine {
         true
     }
 
-    /// One datagram from `source`: the reply to send to it, if any (a batch of one).
+    /// One datagram from `source`, port unknown: the reply to send to it, if any (a batch
+    /// of one).
     pub fn handle(&mut self, now: u64, bytes: &[u8], source: Ipv6Addr) -> Option<Reply> {
-        self.handle_batch(now, &[(bytes, source)]).pop().flatten()
+        self.handle_from(now, bytes, source, PortId::Unknown)
     }
 
-    /// Datagrams received together, served in order with ONE [`Lease6Sink::record`] for
-    /// all their lease changes (see the module docs); one reply slot per datagram, in order,
-    /// to be sent only after this returns.
+    /// One datagram from `source` that came in on `port`: the reply to send, if any.
+    pub fn handle_from(
+        &mut self,
+        now: u64,
+        bytes: &[u8],
+        source: Ipv6Addr,
+        port: PortId,
+    ) -> Option<Reply> {
+        self.handle_ported(now, &[(bytes, source, port)])
+            .pop()
+            .flatten()
+    }
+
+    /// [`Engine::handle_ported`] of datagrams whose ports are unknown (each charged to its
+    /// source address).
     pub fn handle_batch(&mut self, now: u64, batch: &[(&[u8], Ipv6Addr)]) -> Vec<Option<Reply>> {
-        // Admission (decoding, the bucket) once: a re-run below must not charge again.
-        let admitted: Vec<Option<Message>> =
-            batch.iter().map(|(b, _)| self.admit(now, b)).collect();
+        let ported: Vec<(&[u8], Ipv6Addr, PortId)> = batch
+            .iter()
+            .map(|(b, s)| (*b, *s, PortId::Unknown))
+            .collect();
+        self.handle_ported(now, &ported)
+    }
+
+    /// Datagrams received together, each with its source address and the bridge port it
+    /// came in on, served in order with ONE [`Lease6Sink::record`] for all their lease
+    /// changes (see the module docs); one reply slot per datagram, in order, to be sent only
+    /// after this returns.
+    pub fn handle_ported(
+        &mut self,
+        now: u64,
+        batch: &[(&[u8], Ipv6Addr, PortId)],
+    ) -> Vec<Option<Reply>> {
+        // Admission (decoding, the buckets) once: a re-run below must not charge again.
+        let admitted: Vec<Option<Message>> = batch
+            .iter()
+            .map(|(b, _, port)| self.admit(now, b, *port))
+            .collect();
         let stats = self.stats;
         self.pending.clear();
         self.pending_durable = false;
@@ -284,24 +328,39 @@ impl Engine {
     fn serve_all(
         &mut self,
         now: u64,
-        batch: &[(&[u8], Ipv6Addr)],
+        batch: &[(&[u8], Ipv6Addr, PortId)],
         admitted: &[Option<Message>],
     ) -> Vec<Option<Reply>> {
         batch
             .iter()
             .zip(admitted)
-            .map(|((_, source), m)| m.as_ref().and_then(|m| self.serve(now, m, *source)))
+            .map(|((_, ip, port), m)| {
+                let charge = match port {
+                    PortId::Port(i) => Charge::Port(*i),
+                    PortId::Unknown => Charge::Source(*ip),
+                };
+                let src = Src { ip: *ip, charge };
+                m.as_ref().and_then(|m| self.serve(now, m, src))
+            })
             .collect()
     }
 
-    /// Counts, decodes, rate-limits and checks one datagram; the message when it is served.
-    fn admit(&mut self, now: u64, bytes: &[u8]) -> Option<Message> {
+    /// Counts, decodes, rate-limits (its port's bucket, then the bridge's) and checks one
+    /// datagram; the message when it is served.
+    fn admit(&mut self, now: u64, bytes: &[u8], port: PortId) -> Option<Message> {
         self.stats.received += 1;
         let Some(msg) = wire::decode(bytes) else {
             self.stats.malformed += 1;
             return None;
         };
-        if !self.allow(now) {
+        let lim = &self.config.limits;
+        let port_ok = match port {
+            PortId::Port(_) => self
+                .ports
+                .allow(port, now, lim.per_port_sec, lim.per_port_burst),
+            PortId::Unknown => true,
+        };
+        if !port_ok || !self.allow(now) {
             self.stats.rate_limited += 1;
             return None;
         }
@@ -324,7 +383,7 @@ impl Engine {
         Some(msg)
     }
 
-    fn serve(&mut self, now: u64, msg: &Message, source: Ipv6Addr) -> Option<Reply> {
+    fn serve(&mut self, now: u64, msg: &Message, source: Src) -> Option<Reply> {
         let reply = match msg.kind {
             wire::SOLICIT => self.solicit(now, msg, source),
             wire::REQUEST => self.request(now, msg, source),
@@ -394,7 +453,7 @@ impl Engine {
         now: u64,
         msg: &Message,
         ia: &IaNa,
-        source: Ipv6Addr,
+        source: Src,
         fresh: bool,
     ) -> Option<Choice> {
         let duid = msg.client_id.as_deref()?;
@@ -416,8 +475,9 @@ impl Engine {
                 return Some(self.dynamic(ip));
             }
         }
-        if self.at_cap(source) {
-            tracing::debug!(network = %self.config.network, %source, "source address at its lease cap");
+        if self.at_cap(source.charge) {
+            tracing::debug!(network = %self.config.network, source = %source.ip,
+                charge = ?source.charge, "port (or source address) at its lease cap");
             return None;
         }
         if let Some(a) = ia.addrs.iter().find(|a| self.usable(a.addr, &binding, now)) {
@@ -496,7 +556,7 @@ impl Engine {
         &mut self,
         now: u64,
         msg: &Message,
-        source: Ipv6Addr,
+        source: Src,
         chosen: &[(u32, Choice)],
     ) -> Option<()> {
         if chosen.is_empty() {
@@ -520,7 +580,7 @@ impl Engine {
                 duid: duid.clone(),
                 iaid: *iaid,
                 ip: c.ip,
-                mac: client_mac(&duid, source),
+                mac: client_mac(&duid, source.ip),
                 hostname,
                 expires: c.lease_secs.map(|s| now + u64::from(s)),
             };
@@ -541,14 +601,14 @@ impl Engine {
             self.pending.push(change);
             self.table.insert(lease);
             if !c.is_static {
-                self.table.count(binding, source);
+                self.table.count(binding, source.charge);
             }
         }
         Some(())
     }
 
     /// SOLICIT: an ADVERTISE of what a REQUEST would get, or with rapid commit the REPLY.
-    fn solicit(&mut self, now: u64, msg: &Message, source: Ipv6Addr) -> Option<Reply> {
+    fn solicit(&mut self, now: u64, msg: &Message, source: Src) -> Option<Reply> {
         let chosen: Vec<(u32, Option<Choice>)> = msg
             .ias
             .iter()
@@ -596,7 +656,7 @@ impl Engine {
     }
 
     /// REQUEST: binds what can be bound, one store commit for all the IAs.
-    fn request(&mut self, now: u64, msg: &Message, source: Ipv6Addr) -> Option<Reply> {
+    fn request(&mut self, now: u64, msg: &Message, source: Src) -> Option<Reply> {
         let chosen: Vec<(u32, Option<Choice>)> = msg
             .ias
             .iter()
@@ -627,7 +687,7 @@ impl Engine {
     /// RENEW and REBIND: extends the binding (or recreates it on the address the client
     /// holds, when that is still free); what the client may no longer use goes back with
     /// lifetime 0.
-    fn renew(&mut self, now: u64, msg: &Message, source: Ipv6Addr) -> Option<Reply> {
+    fn renew(&mut self, now: u64, msg: &Message, source: Src) -> Option<Reply> {
         let chosen: Vec<(u32, Option<Choice>)> = msg
             .ias
             .iter()

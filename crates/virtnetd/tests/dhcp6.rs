@@ -1,8 +1,8 @@
 //! DHCPv6 (issue 15, items 2 and 5) with a real client: ISC `dhclient -6` in guest
 //! namespaces, run in the foreground with a script that applies the address to the guest's
-//! `eth0` and logs every event (reason, address, DNS servers, search list). busybox has no
-//! `udhcpc6` on Debian 12 (its applet list has `udhcpc` and `udhcpd` only), so dhclient is
-//! the one DHCPv6 client here.
+//! `eth0` and logs every event (reason, address, DNS servers, search list); and busybox's
+//! `udhcpc6`, which Debian 12's busybox leaves out: `scripts/build-busybox.sh` (run by
+//! `scripts/setup.sh`) builds Debian's busybox source package with it (see [`busybox6`]).
 //!
 //! The IPv6 cases of libvirt's `dnsmasq-conf/` corpus (`dhcp6-network`,
 //! `dhcp6host-routed-network`, `dhcp6-nat-network`) run as written there, with only the
@@ -661,4 +661,100 @@ fn dhcp6_answers_on_its_bridges_only_never_on_the_uplink() {
         "none",
         "nothing answers on the uplink"
     );
+}
+
+/// The busybox with `udhcpc6` that `scripts/build-busybox.sh` built: `$VIRTNET_BUSYBOX`, else
+/// the newest complete `/var/cache/virtnet/busybox-*/busybox`. Missing is a failure, not a
+/// skip: CI runs `scripts/setup.sh`, which builds it.
+fn busybox6() -> PathBuf {
+    if let Some(p) = std::env::var_os("VIRTNET_BUSYBOX") {
+        let p = PathBuf::from(p);
+        assert!(p.is_file(), "VIRTNET_BUSYBOX={} is not a file", p.display());
+        return p;
+    }
+    let root = Path::new("/var/cache/virtnet");
+    let mut found: Vec<PathBuf> = std::fs::read_dir(root)
+        .map(|d| {
+            d.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with("busybox-"))
+                        && p.join(".complete").is_file()
+                })
+                .map(|p| p.join("busybox"))
+                .filter(|p| p.is_file())
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    found.pop().unwrap_or_else(|| {
+        panic!(
+            "no busybox with udhcpc6 under {}/busybox-*/ and no VIRTNET_BUSYBOX: \
+             run scripts/build-busybox.sh (scripts/setup.sh does)",
+            root.display()
+        )
+    })
+}
+
+/// udhcpc6's script: logs the event with the address, DNS servers and search list, and
+/// applies a bound address to the interface.
+const UDHCPC6_SCRIPT: &str = "#!/bin/sh\n\
+echo \"$1 addr=$ipv6 dns=$dns search=$search\" >> \"$0.log\"\n\
+case \"$1\" in\n\
+  bound|renew) [ -n \"$ipv6\" ] && ip -6 addr replace \"$ipv6/128\" dev \"$interface\" nodad ;;\n\
+esac\n\
+exit 0\n";
+
+/// Item 5: busybox `udhcpc6` (Debian 12's busybox source, built with the applet) gets a
+/// stateful address in the range with the gateway as DNS server and the domain as search
+/// list; the lease is listed by `net-dhcp-leases` under udhcpc6's DUID.
+#[test]
+fn busybox_udhcpc6_gets_a_stateful_lease() {
+    let busybox = busybox6();
+    let lab = Lab::new("dhcp6-udhcpc6");
+    let (daemon, net) = start(&lab, SHORT_LEASE_NET);
+    let guest = guest6(&lab, "vd6a", None);
+    let dir = lab.tmp_dir();
+    let script = dir.join("udhcpc6.sh");
+    write_script(&script, UDHCPC6_SCRIPT);
+    let bb = busybox.to_string_lossy().into_owned();
+    let sc = script.to_string_lossy().into_owned();
+    // -f foreground, -q quit once bound, -n fail when no lease; up to 10 SOLICITs 2 s apart
+    // (the bridge's link-local address may still be tentative for the first); -O asks for
+    // the DNS servers and the search list.
+    let args = [
+        "timeout", "60", &bb, "udhcpc6", "-f", "-q", "-n", "-t", "10", "-T", "2", "-i", "eth0",
+        "-s", &sc, "-O", "dns", "-O", "search",
+    ];
+    guest.ns().run_ok(args);
+    let log = std::fs::read_to_string(script.with_extension("sh.log")).unwrap_or_default();
+    let bound = log
+        .lines()
+        .find(|l| l.starts_with("bound "))
+        .unwrap_or_else(|| panic!("udhcpc6 never bound: {log}"));
+    let field = |key: &str| {
+        bound
+            .split(' ')
+            .find_map(|p| p.strip_prefix(key))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let addr = field("addr=");
+    assert!(in_range(&addr, 0x10, 0xff), "{bound}");
+    assert_eq!(field("dns="), "2001:db8:ac10:fd01::1", "{bound}");
+    assert_eq!(field("search="), "mynet", "{bound}");
+    assert!(
+        guest
+            .ns()
+            .ip_ok(["-6", "addr", "show", "dev", "eth0"])
+            .contains(&addr),
+        "the guest holds it"
+    );
+    let rows = v6_leases(&daemon, &net);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["ipAddress"], addr.as_str());
+    // udhcpc6's DUID-LL: type 3, Ethernet, the guest's MAC.
+    let duid = format!("00:03:00:01:{}", guest.mac());
+    assert_eq!(rows[0]["clientId"], duid.as_str(), "{rows:?}");
 }
