@@ -96,6 +96,7 @@ pub fn lease_to_api(lease: &Lease, bridge: &str, prefix: u8) -> DhcpLease {
                 .collect::<Vec<_>>()
                 .join(":")
         }),
+        iaid: None,
     }
 }
 
@@ -815,6 +816,7 @@ mod tests {
             prefix: 24,
             hostname: None,
             client_id: None,
+            iaid: None,
         }
     }
 

@@ -416,6 +416,12 @@ fn dhcp6_nat_network_serves_ipv4_and_ipv6_on_one_bridge() {
         kinds.contains(&"ipv4") && kinds.contains(&"ipv6"),
         "{rows:?}"
     );
+    // `iaid` only on the IPv6 row.
+    assert!(
+        rows.iter()
+            .all(|r| (r["type"] == "ipv6") == r.get("iaid").is_some()),
+        "{rows:?}"
+    );
     assert!(
         rows.iter().all(|r| r["mac"] == guest.mac().as_str()),
         "{rows:?}"
@@ -763,6 +769,8 @@ fn busybox_udhcpc6_gets_a_stateful_lease() {
     // udhcpc6's DUID-LL: type 3, Ethernet, the guest's MAC.
     let duid = format!("00:03:00:01:{}", guest.mac());
     assert_eq!(rows[0]["clientId"], duid.as_str(), "{rows:?}");
+    // The IA's id is in the JSON (item 4), as a number.
+    assert!(rows[0]["iaid"].is_u64(), "{rows:?}");
 }
 
 /// A DHCPv6 flooder: from each of the source addresses given (already on `ifname`), `per`

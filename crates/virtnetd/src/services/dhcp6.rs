@@ -44,6 +44,7 @@ pub fn lease6_to_api(lease: &Lease6, bridge: &str, prefix: u8) -> DhcpLease {
         prefix,
         hostname: lease.hostname.clone(),
         client_id: Some(format_duid(&lease.duid)),
+        iaid: Some(lease.iaid),
     }
 }
 
