@@ -17,8 +17,8 @@ use std::sync::Arc;
 use crate::config::Dhcp6Config;
 use crate::lease::{client_mac, Lease6, Lease6Change, Lease6Sink};
 use crate::table::{Binding, Charge, Table};
-pub use virtnet_dhcp::PortId;
 use crate::wire::{self, IaAddr, IaNa, Message, Reply, Status};
+pub use virtnet_dhcp::PortId;
 
 /// How long a DECLINEd address stays out of the pool (as DHCPv4: 10 minutes).
 pub const DECLINE_QUARANTINE_SECS: u64 = 600;

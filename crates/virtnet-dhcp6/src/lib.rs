@@ -51,6 +51,6 @@ pub mod wire;
 pub use config::{
     format_duid, parse_duid, Dhcp6Config, Host6, Limits6, Range6, DEFAULT_LEASE_SECS,
 };
-pub use engine::{Engine, Stats6};
+pub use engine::{Engine, PortId, Stats6};
 pub use lease::{client_mac, Lease6, Lease6Change, Lease6Sink, NullSink6};
 pub use server::Dhcp6Server;

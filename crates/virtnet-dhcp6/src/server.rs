@@ -29,8 +29,8 @@ use virtnet_sockets::SharedTask;
 
 use crate::config::Dhcp6Config;
 use crate::engine::{server_duid, Engine, PortId, Stats6};
-use virtnet_dhcp::Ingress;
 use crate::lease::{Lease6, Lease6Sink};
+use virtnet_dhcp::Ingress;
 
 /// The server port.
 pub const SERVER_PORT: u16 = 547;

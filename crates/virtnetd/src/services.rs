@@ -919,7 +919,10 @@ mod tests {
             .map(|l| l.ip)
             .collect();
         ips.sort();
-        assert_eq!(ips, vec![Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 3)]);
+        assert_eq!(
+            ips,
+            vec![Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 3)]
+        );
     }
 
     #[tokio::test]

@@ -825,9 +825,15 @@ fn a_flood_of_random_duids_from_one_port_is_capped_and_another_port_is_served() 
     let flooder = guest6(&lab, "vd6a", None);
     let sources: Vec<String> = (1..=4).map(|i| format!("fe80::f:{i}")).collect();
     for s in &sources {
-        flooder
-            .ns()
-            .ip_ok(["-6", "addr", "add", &format!("{s}/64"), "dev", "eth0", "nodad"]);
+        flooder.ns().ip_ok([
+            "-6",
+            "addr",
+            "add",
+            &format!("{s}/64"),
+            "dev",
+            "eth0",
+            "nodad",
+        ]);
     }
     // The bridge's own link-local address may still be tentative: the first SOLICITs may go
     // unanswered, which the flooder's retries cover.

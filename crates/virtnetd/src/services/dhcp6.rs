@@ -93,6 +93,7 @@ impl Recorder6 {
     /// The event feed and the DNS names of recorded `changes`.
     fn announce(&self, network: &str, changes: &[Lease6Change]) {
         let s = &self.shared;
+        let mut changed = false;
         for c in changes {
             let kind = match c {
                 Lease6Change::Granted(_) => EventKind::LeaseGranted,
@@ -105,28 +106,28 @@ impl Recorder6 {
                 kind,
                 lease6_to_api(c.lease(), &s.bridge, self.prefix),
             );
-            note_name6(s, c.lease(), c.present());
+            changed |= note_name6(s, c.lease(), c.present());
         }
-        s.publish_names();
+        // The DNS zone is rebuilt only when a name came or went: a batch of renewals of
+        // unnamed (or unchanged) leases costs DNS nothing.
+        if changed {
+            s.publish_names();
+        }
     }
 }
 
-/// Adds or removes the AAAA/PTR name of a DHCPv6 lease.
-pub(super) fn note_name6(s: &Shared, lease: &Lease6, present: bool) {
+/// Adds or removes the AAAA/PTR name of a DHCPv6 lease; whether the names changed.
+pub(super) fn note_name6(s: &Shared, lease: &Lease6, present: bool) -> bool {
     let mut names = lock(&s.names6);
     match (&lease.hostname, present) {
         (Some(name), true) => {
-            names.insert(
-                lease.key(),
-                GuestName {
-                    name: name.clone(),
-                    ip: IpAddr::V6(lease.ip),
-                },
-            );
+            let new = GuestName {
+                name: name.clone(),
+                ip: IpAddr::V6(lease.ip),
+            };
+            names.insert(lease.key(), new.clone()) != Some(new)
         }
-        _ => {
-            names.remove(&lease.key());
-        }
+        _ => names.remove(&lease.key()).is_some(),
     }
 }
 
