@@ -21,8 +21,9 @@ log() { echo "build-busybox: $*" >&2; }
 # The version is Debian's (epoch dropped): the cache follows the source package.
 VERSION="$(apt-cache showsrc busybox 2>/dev/null | awk '/^Version:/ {print $2; exit}' | sed 's/^[0-9]*://')"
 if [ -z "$VERSION" ]; then
-  # No deb-src yet (first run): the binary package has the same version.
-  VERSION="$(apt-cache policy busybox 2>/dev/null | awk '/Candidate:/ {print $2}' | sed 's/^[0-9]*://')"
+  # No deb-src yet (first run): the binary package's version, less a binNMU suffix (+bN),
+  # is the source's.
+  VERSION="$(apt-cache policy busybox 2>/dev/null | awk '/Candidate:/ {print $2}' | sed -e 's/^[0-9]*://' -e 's/+b[0-9]*$//')"
 fi
 [ -n "$VERSION" ] || { log "cannot tell Debian's busybox version (apt-cache knows no busybox)"; exit 1; }
 CACHE="$ROOT/busybox-$VERSION"
