@@ -11,9 +11,14 @@
 //!   group its interface joined. The joins are held by small membership-only sockets of
 //!   [`JOINS_PER_SOCKET`] groups each, so thousands of bridges never hit the kernel's
 //!   per-socket option memory (`net.core.optmem_max`).
+//! - Each datagram's bridge port comes from DHCPv4's capture (`virtnet_dhcp::Ingress`, one
+//!   per served bridge): the socket reports the kernel's receive stamp (`SO_TIMESTAMPNS`),
+//!   which pairs the datagram with the frame captured on the port; the engine charges the
+//!   port (or, when no frame pairs, the source address).
 //! - Serving a batch (up to [`MAX_BATCH`] datagrams already queued) runs on tokio's blocking
-//!   pool: each bridge's share is one [`Engine::handle_batch`] (one store commit for its
-//!   leases), and the lease sink waits until they are durable before the REPLYs are sent.
+//!   pool: each bridge's share is one [`Engine::handle_ported`] (one store commit for its
+//!   leases), and the lease sink waits until they are durable before the REPLYs are sent
+//!   (unless they only extend held bindings: `Lease6Sink::record_extensions`).
 //! - Per bridge the server keeps one [`Engine`]: no socket, task or buffer of its own.
 
 use std::collections::HashMap;
