@@ -13,8 +13,9 @@ alternating ABBA where they repeat):
   slaac   --slaac-samples new guests on s6: link up -> kernel's first RS -> RA -> SLAAC address
   dhcp6   --dhcp6-samples SOLICIT -> ADVERTISE -> REQUEST -> REPLY on b6, one port
   load    --load-ports ports x --per-port DUIDs at once on b6: two passes on fresh ports, a
-          third on the first pass's ports, a fourth on fresh ports spread over
-          --spread-bridges networks (b6, b6x1, ...)
+          third on the first pass's ports (its leases kept), the third's clients again
+          ("known": same DUIDs, coming back for the addresses they hold), a fourth on fresh
+          ports spread over --spread-bridges networks (b6, b6x1, ...)
   memory  RSS/PSS growth with --networks more IPv6 networks (RA + DHCPv6 + DNS each)
 Everything is removed at exit (Ctrl-C and SIGTERM included); processes are stopped by PID.
 """
@@ -199,10 +200,23 @@ class Bench:
                 log("%s: DHCPv6 leases/s, pass %d: %d ports x %d DUIDs" % (k, ps + 1, a.load_ports,
                                                                           per))
                 time.sleep(3)  # a token bucket the previous pass emptied refills (2 s at 200/s)
+                seed = str(20 + 2 * ps + live.index(k))
+                keep = ["--keep"] if ps == 2 else []
                 R[k].setdefault("load", []).append(self.probe(
                     k, "load", "--ifaces", ifs, "--clients-per-port", str(per),
-                    "--timeout-ms", "30000", "--seed", str(20 + 2 * ps + live.index(k))))
+                    "--timeout-ms", "30000", "--seed", seed, *keep))
                 self.save()
+                if ps == 2:
+                    # Known clients: pass 3's clients (same ports, DUIDs and IAIDs, leases
+                    # kept) come back with SOLICIT/REQUEST, as after a guest reboot, and get
+                    # the addresses they hold; their leases are released afterwards.
+                    log("%s: DHCPv6 leases/s, pass 3's %d clients again (known)"
+                        % (k, a.load_ports * per))
+                    time.sleep(3)
+                    R[k]["known"] = self.probe(
+                        k, "load", "--ifaces", ifs, "--clients-per-port", str(per),
+                        "--timeout-ms", "30000", "--seed", seed)
+                    self.save()
         # Pass 4: the same number of new guests as pass 1, spread over --spread-bridges
         # networks (each with its own dnsmasq in libvirt, its own token bucket in virtnet).
         if a.spread_bridges > 1:
@@ -317,6 +331,9 @@ def report(res):
         row("DHCPv6 leases/s, pass %d (%s)" % (ps + 1, what), ("load", ps, "leases_per_s"), 0, True)
         row("DHCPv6 SOLICIT → REPLY under load, pass %d, p50 (ms)" % (ps + 1),
             ("load", ps, "solicit_to_reply_ms", "p50"))
+    row("DHCPv6 leases/s, pass 3's clients again (known: same DUIDs, leases held)",
+        ("known", "leases_per_s"), 0, True)
+    row("DHCPv6 SOLICIT → REPLY, known clients, p50 (ms)", ("known", "solicit_to_reply_ms", "p50"))
     for who_l, who_v in (("dnsmasq", "virtnetd"),):
         for x in ("rss_kb", "pss_kb"):
             lv = get(L, "memory", "per_network", who_l, x)
@@ -334,6 +351,9 @@ def report(res):
                          [{x: l.get(x) for x in ("clients", "leases", "failed", "retransmits",
                                                  "seconds")} for l in r.get("load", [])],
                          get(r, "memory", "networks_started")))
+        kn = r.get("known") or {}
+        extra.append("%s known clients: %s" % (k, {x: kn.get(x) for x in (
+            "clients", "leases", "failed", "retransmits", "seconds")}))
     extra.append("load average: at start %s, before the memory phase %s" % (
         res.get("loadavg_start"), res.get("loadavg_before_memory")))
     return "\n".join(rows) + "\n\n" + "\n".join(extra) + "\nnotes: %s\n" % res.get("notes")

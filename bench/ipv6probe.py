@@ -422,7 +422,8 @@ def mode_load(a):
     last = max((c.t_reply for c in done), default=t0)
     secs = (last - t0) / 1e9
     lat = [(c.t_reply - c.t_start) / 1e6 for c in done]
-    release_all(ports, clients, 500, a.release_rate)
+    if not a.keep:
+        release_all(ports, clients, 500, a.release_rate)
     print(json.dumps({"clients": len(clients), "leases": len(done),
                       "failed": len(clients) - len(done), "naks": naks,
                       "retransmits": sum(c.retransmits for c in clients),
@@ -443,6 +444,9 @@ def main():
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--release-rate", type=float, default=100,
                    help="RELEASEs per second after a load pass (0: all at once)")
+    p.add_argument("--keep", action="store_true",
+                   help="load: keep the leases (no RELEASE), so a later run with the same "
+                        "--seed, ports and --clients-per-port comes back as known clients")
     a = p.parse_args()
     {"rs": mode_rs, "slaac": mode_slaac, "dhcp6": mode_dhcp6, "load": mode_load}[a.mode](a)
     return 0

@@ -91,3 +91,9 @@ fi
 # no-op when the cache is complete). The test harness finds it through VIRTNET_LIBVIRT_DIR.
 VIRTNET_LIBVIRT_DIR="$(bash "$(dirname "${BASH_SOURCE[0]}")/build-libvirt.sh")"
 export VIRTNET_LIBVIRT_DIR
+# The DHCPv6 tests run busybox's udhcpc6, which Debian 12's busybox leaves out: build busybox
+# from Debian's source package with it, once per machine (cached as
+# /var/cache/virtnet/busybox-<version>/busybox; the test finds it there or through
+# VIRTNET_BUSYBOX).
+VIRTNET_BUSYBOX="$(bash "$(dirname "${BASH_SOURCE[0]}")/build-busybox.sh")"
+export VIRTNET_BUSYBOX

@@ -28,6 +28,10 @@ pub struct DhcpLease {
     /// DHCP client identifier, as colon-separated hex.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
+    /// The identity association (IA_NA) id of a DHCPv6 lease (libvirt's `iaid`); absent for
+    /// IPv4 leases. `--json` shows it; virsh's table has no column for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iaid: Option<u32>,
 }
 
 /// What happened to a lease.

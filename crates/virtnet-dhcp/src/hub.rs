@@ -260,7 +260,12 @@ impl Hub {
             tracing::trace!(ifindex = ?r.ifindex, from = ?r.from, "DHCP datagram not from a served bridge; dropped");
             return;
         };
-        let port = slot.ingress.port_of(r.stamp_ns, r.from, datagram, t);
+        let port = slot.ingress.port_of(
+            r.stamp_ns,
+            r.from.map(std::net::SocketAddr::V4),
+            datagram,
+            t,
+        );
         let mut q = guard(&slot.queue);
         if q.items.len() >= QUEUE_PER_NETWORK || self.queued.load(Ordering::Relaxed) >= QUEUE_TOTAL
         {

@@ -9,7 +9,9 @@
 //! - One capture socket per network namespace, shared by the servers of this process there
 //!   (one filter run per received frame, however many networks): `AF_PACKET`, `SOCK_DGRAM`,
 //!   `ETH_P_ALL`, not bound to an interface, `PACKET_IGNORE_OUTGOING`, with a classic BPF
-//!   filter that keeps only unfragmented IPv4 UDP to port 67 carrying a BOOTREQUEST. For each
+//!   filter that keeps only unfragmented IPv4 UDP to port 67 carrying a BOOTREQUEST, and IPv6
+//!   UDP to port 547 (DHCPv6, UDP right after the fixed header, as clients send it; the
+//!   DHCPv6 server of `virtnet-dhcp6` pairs its datagrams through the same capture). For each
 //!   frame it reports the interface it was received on (`sll_ifindex`) and, with
 //!   `SO_TIMESTAMPNS`, the kernel's receive time of the frame.
 //! - The kernel stamps a frame once, when it is first received (on the port), and the stamp
@@ -47,7 +49,7 @@ use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hasher};
 use std::io;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
@@ -127,8 +129,9 @@ pub(crate) fn netns_id() -> io::Result<NetnsId> {
 }
 
 /// One server's view of the shared capture: pairs its datagrams with their ingress port.
+/// DHCPv4's servers and the DHCPv6 server (one per served bridge) each hold one.
 #[derive(Debug)]
-pub(crate) struct Ingress {
+pub struct Ingress {
     shared: Arc<Mutex<Capture>>,
     bridge: u32,
 }
@@ -136,7 +139,7 @@ pub(crate) struct Ingress {
 impl Ingress {
     /// The capture of the calling thread's namespace (opened if this process has none
     /// there yet), serving bridge `bridge`. Must run inside a tokio runtime context.
-    pub(crate) fn open(bridge: u32) -> io::Result<Ingress> {
+    pub fn open(bridge: u32) -> io::Result<Ingress> {
         let ns = netns_id()?;
         let shared = {
             let mut all = lock(&CAPTURES);
@@ -175,10 +178,10 @@ impl Ingress {
     /// The port of this server's bridge that the datagram `payload` from `from`, received by
     /// the UDP socket at `stamp_ns`, came in on; [`PortId::Unknown`] when no frame captured on
     /// a port of the bridge has its stamp (or the datagram has no stamp or sender).
-    pub(crate) fn port_of(
+    pub fn port_of(
         &self,
         stamp_ns: Option<u64>,
-        from: Option<SocketAddrV4>,
+        from: Option<SocketAddr>,
         payload: &[u8],
         now: u64,
     ) -> PortId {
@@ -274,9 +277,12 @@ impl Capture {
         })
     }
 
-    fn digest(&self, from: SocketAddrV4, payload: &[u8]) -> u64 {
+    fn digest(&self, from: SocketAddr, payload: &[u8]) -> u64 {
         let mut h = self.keys.build_hasher();
-        h.write(&from.ip().octets());
+        match from.ip() {
+            IpAddr::V4(ip) => h.write(&ip.octets()),
+            IpAddr::V6(ip) => h.write(&ip.octets()),
+        }
         h.write_u16(from.port());
         h.write(payload);
         h.finish()
@@ -302,7 +308,7 @@ impl Capture {
             let Some(digest) = self
                 .buf
                 .get(..r.len)
-                .and_then(parse_ipv4_udp)
+                .and_then(parse_udp)
                 .map(|(from, payload)| self.digest(from, payload))
             else {
                 continue;
@@ -433,8 +439,8 @@ fn setsockopt_int(
 }
 
 /// Classic BPF, on the frame from its network header: IPv4 (`skb->protocol`), UDP, not a
-/// fragment, destination port 67, BOOTP op 1 (BOOTREQUEST). Everything else is dropped in
-/// the kernel.
+/// fragment, destination port 67, BOOTP op 1 (BOOTREQUEST); or IPv6 with UDP as the next
+/// header, destination port 547 (DHCPv6). Everything else is dropped in the kernel.
 fn attach_filter(fd: RawFd) -> io::Result<()> {
     const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
     const LD_H_ABS: u16 = (libc::BPF_LD | libc::BPF_H | libc::BPF_ABS) as u16;
@@ -449,19 +455,25 @@ fn attach_filter(fd: RawFd) -> io::Result<()> {
     // SKF_AD_OFF + SKF_AD_PROTOCOL: the frame's EtherType, in host order.
     let ad_protocol = (libc::SKF_AD_OFF + libc::SKF_AD_PROTOCOL) as u32;
     let mut prog = [
-        ins(LD_W_ABS, 0, 0, ad_protocol),         // 0: A = protocol
-        ins(JEQ, 0, 10, libc::ETH_P_IP as u32),   // 1: IPv4, else drop
-        ins(LD_B_ABS, 0, 0, 9),                   // 2: A = IP protocol
-        ins(JEQ, 0, 8, libc::IPPROTO_UDP as u32), // 3: UDP, else drop
-        ins(LD_H_ABS, 0, 0, 6),                   // 4: A = flags + fragment offset
-        ins(JSET, 6, 0, 0x3fff),                  // 5: MF or an offset: drop
-        ins(LDX_MSH, 0, 0, 0),                    // 6: X = IP header length
-        ins(LD_H_IND, 0, 0, 2),                   // 7: A = UDP destination port
-        ins(JEQ, 0, 3, 67),                       // 8: 67, else drop
-        ins(LD_B_IND, 0, 0, 8),                   // 9: A = BOOTP op
-        ins(JEQ, 0, 1, 1),                        // 10: BOOTREQUEST, else drop
-        ins(RET, 0, 0, 0xffff),                   // 11: keep
-        ins(RET, 0, 0, 0),                        // 12: drop
+        ins(LD_W_ABS, 0, 0, ad_protocol),          // 0: A = protocol
+        ins(JEQ, 0, 10, libc::ETH_P_IP as u32),    // 1: IPv4, else to 12
+        ins(LD_B_ABS, 0, 0, 9),                    // 2: A = IP protocol
+        ins(JEQ, 0, 14, libc::IPPROTO_UDP as u32), // 3: UDP, else drop
+        ins(LD_H_ABS, 0, 0, 6),                    // 4: A = flags + fragment offset
+        ins(JSET, 12, 0, 0x3fff),                  // 5: MF or an offset: drop
+        ins(LDX_MSH, 0, 0, 0),                     // 6: X = IP header length
+        ins(LD_H_IND, 0, 0, 2),                    // 7: A = UDP destination port
+        ins(JEQ, 0, 9, 67),                        // 8: 67, else drop
+        ins(LD_B_IND, 0, 0, 8),                    // 9: A = BOOTP op
+        ins(JEQ, 0, 7, 1),                         // 10: BOOTREQUEST, else drop
+        ins(RET, 0, 0, 0xffff),                    // 11: keep
+        ins(JEQ, 0, 5, libc::ETH_P_IPV6 as u32),   // 12: IPv6, else drop
+        ins(LD_B_ABS, 0, 0, 6),                    // 13: A = next header
+        ins(JEQ, 0, 3, libc::IPPROTO_UDP as u32),  // 14: UDP, else drop
+        ins(LD_H_ABS, 0, 0, 42),                   // 15: A = UDP destination port
+        ins(JEQ, 0, 1, 547),                       // 16: 547, else drop
+        ins(RET, 0, 0, 0xffff),                    // 17: keep
+        ins(RET, 0, 0, 0),                         // 18: drop
     ];
     let fprog = libc::sock_fprog {
         len: prog.len() as u16,
@@ -570,6 +582,37 @@ pub(crate) fn recv_stamped(fd: RawFd, buf: &mut [u8]) -> io::Result<Received> {
     })
 }
 
+/// The UDP sender and payload of a captured IPv4 or IPv6 packet (by its version nibble).
+pub(crate) fn parse_udp(pkt: &[u8]) -> Option<(SocketAddr, &[u8])> {
+    match pkt.first()? >> 4 {
+        4 => parse_ipv4_udp(pkt).map(|(from, p)| (SocketAddr::V4(from), p)),
+        6 => parse_ipv6_udp(pkt).map(|(from, p)| (SocketAddr::from(from), p)),
+        _ => None,
+    }
+}
+
+/// The UDP sender and payload of an IPv6 packet whose next header is UDP (what the filter
+/// keeps), checked as the kernel would before delivering it: the IPv6 payload length covers
+/// the UDP length, which covers its header.
+pub(crate) fn parse_ipv6_udp(pkt: &[u8]) -> Option<(std::net::SocketAddrV6, &[u8])> {
+    let payload_len = usize::from(u16::from_be_bytes([*pkt.get(4)?, *pkt.get(5)?]));
+    if *pkt.get(6)? != 17 {
+        return None;
+    }
+    let src: [u8; 16] = pkt.get(8..24)?.try_into().ok()?;
+    let udp = pkt.get(40..40 + payload_len)?;
+    let sport = u16::from_be_bytes([*udp.first()?, *udp.get(1)?]);
+    let ulen = usize::from(u16::from_be_bytes([*udp.get(4)?, *udp.get(5)?]));
+    if ulen < 8 {
+        return None;
+    }
+    let data = udp.get(8..ulen)?;
+    Some((
+        std::net::SocketAddrV6::new(Ipv6Addr::from(src), sport, 0, 0),
+        data,
+    ))
+}
+
 /// The source and UDP payload of an IPv4 UDP packet (from its IP header), checked as the
 /// kernel would before delivering it (lengths; the BPF filter already checked the rest).
 pub(crate) fn parse_ipv4_udp(pkt: &[u8]) -> Option<(SocketAddrV4, &[u8])> {
@@ -616,6 +659,28 @@ mod tests {
         p.extend_from_slice(&[0, 68, 0, 67, (ulen >> 8) as u8, ulen as u8, 0, 0]);
         p.extend_from_slice(payload);
         p
+    }
+
+    #[test]
+    fn parses_ipv6_udp_source_and_payload_and_rejects_bad_lengths() {
+        let mut p = vec![0x60, 0, 0, 0, 0, 13, 17, 64];
+        p.extend_from_slice(&Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 5).octets());
+        p.extend_from_slice(&Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 1, 2).octets());
+        p.extend_from_slice(&[2, 34, 2, 35, 0, 13, 0, 0]);
+        p.extend_from_slice(b"hello");
+        let (from, payload) = parse_udp(&p).unwrap();
+        assert_eq!(
+            from,
+            SocketAddr::from((Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 5), 546))
+        );
+        assert_eq!(payload, b"hello");
+        let mut bad = p.clone();
+        bad[45] = 200; // UDP length past the packet
+        assert!(parse_udp(&bad).is_none());
+        let mut bad = p.clone();
+        bad[6] = 6; // TCP
+        assert!(parse_udp(&bad).is_none());
+        assert!(parse_udp(&p[..30]).is_none());
     }
 
     #[test]

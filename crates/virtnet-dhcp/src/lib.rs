@@ -97,8 +97,9 @@ use std::time::Duration;
 pub use config::{Boot, DhcpConfig, Limits, Range, StaticHost, DEFAULT_LEASE_SECS};
 pub use error::DhcpError;
 pub use hub::foreign_datagrams;
+pub use ingress::Ingress;
 pub use lease::{Lease, LeaseChange, LeaseSink, NullSink};
-pub use ratelimit::PortId;
+pub use ratelimit::{PortId, RateLimiter};
 pub use reply::{Destination, Reply};
 pub use server::{
     client_mac, sanitize_hostname, Engine, NoProbe, Probe, Request, Stats, DECLINE_QUARANTINE_SECS,

@@ -18,9 +18,10 @@ struct Bucket {
     last: u64,
 }
 
-/// Token buckets keyed by port, refilled once per second (`now` is in seconds).
+/// Token buckets keyed by port, refilled once per second (`now` is in seconds). DHCPv4's
+/// servers and the DHCPv6 server (`virtnet-dhcp6`) charge their ports with it.
 #[derive(Debug, Default)]
-pub(crate) struct RateLimiter {
+pub struct RateLimiter {
     buckets: HashMap<PortId, Bucket>,
 }
 
@@ -29,7 +30,7 @@ const IDLE_SECS: u64 = 60;
 
 impl RateLimiter {
     /// Takes one token from `port`'s bucket; false when it is empty.
-    pub(crate) fn allow(&mut self, port: PortId, now: u64, rate: u32, burst: u32) -> bool {
+    pub fn allow(&mut self, port: PortId, now: u64, rate: u32, burst: u32) -> bool {
         let burst = burst.max(1);
         let b = self.buckets.entry(port).or_insert(Bucket {
             tokens: burst,
@@ -51,7 +52,7 @@ impl RateLimiter {
     }
 
     /// Forgets idle buckets (so the map holds only recently active ports).
-    pub(crate) fn sweep(&mut self, now: u64) {
+    pub fn sweep(&mut self, now: u64) {
         self.buckets
             .retain(|_, b| now.saturating_sub(b.last) < IDLE_SECS);
     }

@@ -4,7 +4,9 @@
 //! address) and the time, and returns the replies to send. Group commit, as DHCPv4: the
 //! messages are served in order with their lease changes applied to the table (journaled)
 //! and collected; then ONE [`Lease6Sink::record`] stores them all before any reply is
-//! returned. When that fails, the table is rolled back and the batch served again with the
+//! returned — except when every change of the batch only extends a binding on the address it
+//! already has: those go to [`Lease6Sink::record_extensions`], which need not wait for the
+//! store (a lost extension leaves the earlier expiry on record, which is harmless: see there). When that fails, the table is rolled back and the batch served again with the
 //! store treated as failing: no REPLY grants or renews anything (the client retries),
 //! releases and declines take effect in memory only, ADVERTISEs, CONFIRM and
 //! INFORMATION-REQUEST answers go out as they would have.
@@ -14,8 +16,9 @@ use std::sync::Arc;
 
 use crate::config::Dhcp6Config;
 use crate::lease::{client_mac, Lease6, Lease6Change, Lease6Sink};
-use crate::table::{Binding, Table};
+use crate::table::{Binding, Charge, Table};
 use crate::wire::{self, IaAddr, IaNa, Message, Reply, Status};
+pub use virtnet_dhcp::PortId;
 
 /// How long a DECLINEd address stays out of the pool (as DHCPv4: 10 minutes).
 pub const DECLINE_QUARANTINE_SECS: u64 = 600;
@@ -59,6 +62,14 @@ enum Mode {
     Refuse,
 }
 
+/// Where a datagram came from: its source address (the client's MAC may be in it) and what
+/// its bindings count against.
+#[derive(Clone, Copy, Debug)]
+struct Src {
+    ip: Ipv6Addr,
+    charge: Charge,
+}
+
 /// An address chosen for an IA.
 #[derive(Clone, Debug)]
 struct Choice {
@@ -75,8 +86,13 @@ pub struct Engine {
     table: Table,
     mode: Mode,
     pending: Vec<Lease6Change>,
+    /// Whether a change in `pending` must be durable before the REPLYs leave (anything but
+    /// an extension of a binding on its address: [`Lease6Change::is_extension`]).
+    pending_durable: bool,
     /// Token bucket of the bridge: tokens, last refill (seconds).
     bucket: (u32, u64),
+    /// Token buckets of the bridge's ports.
+    ports: virtnet_dhcp::RateLimiter,
     stats: Stats6,
     sink: Arc<dyn Lease6Sink>,
 }
@@ -130,7 +146,9 @@ impl Engine {
             table: Table::default(),
             mode: Mode::Defer,
             pending: Vec::new(),
+            pending_durable: false,
             bucket: (burst, 0),
+            ports: virtnet_dhcp::RateLimiter::default(),
             stats: Stats6::default(),
             sink,
         };
@@ -173,8 +191,8 @@ impl Engine {
         v
     }
 
-    /// Whether `source` holds its cap of dynamic bindings.
-    fn at_cap(&self, source: Ipv6Addr) -> bool {
+    /// Whether `source` (a port, or a source address) holds its cap of dynamic bindings.
+    fn at_cap(&self, source: Charge) -> bool {
         self.table.held_by(source) >= self.config.limits.max_leases_per_source
     }
 
@@ -187,6 +205,7 @@ impl Engine {
     /// fails) and quarantine entries; how many leases went.
     pub fn sweep(&mut self, now: u64) -> usize {
         self.table.sweep_quarantine(now);
+        self.ports.sweep(now);
         let gone: Vec<Ipv6Addr> = self
             .table
             .leases()
@@ -224,20 +243,52 @@ impl Engine {
         true
     }
 
-    /// One datagram from `source`: the reply to send to it, if any (a batch of one).
+    /// One datagram from `source`, port unknown: the reply to send to it, if any (a batch
+    /// of one).
     pub fn handle(&mut self, now: u64, bytes: &[u8], source: Ipv6Addr) -> Option<Reply> {
-        self.handle_batch(now, &[(bytes, source)]).pop().flatten()
+        self.handle_from(now, bytes, source, PortId::Unknown)
     }
 
-    /// Datagrams received together, served in order with ONE [`Lease6Sink::record`] for
-    /// all their lease changes (see the module docs); one reply slot per datagram, in order,
-    /// to be sent only after this returns.
+    /// One datagram from `source` that came in on `port`: the reply to send, if any.
+    pub fn handle_from(
+        &mut self,
+        now: u64,
+        bytes: &[u8],
+        source: Ipv6Addr,
+        port: PortId,
+    ) -> Option<Reply> {
+        self.handle_ported(now, &[(bytes, source, port)])
+            .pop()
+            .flatten()
+    }
+
+    /// [`Engine::handle_ported`] of datagrams whose ports are unknown (each charged to its
+    /// source address).
     pub fn handle_batch(&mut self, now: u64, batch: &[(&[u8], Ipv6Addr)]) -> Vec<Option<Reply>> {
-        // Admission (decoding, the bucket) once: a re-run below must not charge again.
-        let admitted: Vec<Option<Message>> =
-            batch.iter().map(|(b, _)| self.admit(now, b)).collect();
+        let ported: Vec<(&[u8], Ipv6Addr, PortId)> = batch
+            .iter()
+            .map(|(b, s)| (*b, *s, PortId::Unknown))
+            .collect();
+        self.handle_ported(now, &ported)
+    }
+
+    /// Datagrams received together, each with its source address and the bridge port it
+    /// came in on, served in order with ONE [`Lease6Sink::record`] for all their lease
+    /// changes (see the module docs); one reply slot per datagram, in order, to be sent only
+    /// after this returns.
+    pub fn handle_ported(
+        &mut self,
+        now: u64,
+        batch: &[(&[u8], Ipv6Addr, PortId)],
+    ) -> Vec<Option<Reply>> {
+        // Admission (decoding, the buckets) once: a re-run below must not charge again.
+        let admitted: Vec<Option<Message>> = batch
+            .iter()
+            .map(|(b, _, port)| self.admit(now, b, *port))
+            .collect();
         let stats = self.stats;
         self.pending.clear();
+        self.pending_durable = false;
         self.mode = Mode::Defer;
         self.table.begin();
         let replies = self.serve_all(now, batch, &admitted);
@@ -246,7 +297,15 @@ impl Engine {
             return replies;
         }
         let changes = std::mem::take(&mut self.pending);
-        match self.sink.record(&self.config.network, &changes) {
+        // A batch that only extends bindings on their addresses need not wait for the store
+        // (why that is safe: `Lease6Sink::record_extensions`); anything else makes the whole
+        // batch durable, extensions included (one commit either way).
+        let recorded = if self.pending_durable {
+            self.sink.record(&self.config.network, &changes)
+        } else {
+            self.sink.record_extensions(&self.config.network, &changes)
+        };
+        match recorded {
             Ok(()) => {
                 self.table.commit();
                 replies
@@ -269,24 +328,39 @@ impl Engine {
     fn serve_all(
         &mut self,
         now: u64,
-        batch: &[(&[u8], Ipv6Addr)],
+        batch: &[(&[u8], Ipv6Addr, PortId)],
         admitted: &[Option<Message>],
     ) -> Vec<Option<Reply>> {
         batch
             .iter()
             .zip(admitted)
-            .map(|((_, source), m)| m.as_ref().and_then(|m| self.serve(now, m, *source)))
+            .map(|((_, ip, port), m)| {
+                let charge = match port {
+                    PortId::Port(i) => Charge::Port(*i),
+                    PortId::Unknown => Charge::Source(*ip),
+                };
+                let src = Src { ip: *ip, charge };
+                m.as_ref().and_then(|m| self.serve(now, m, src))
+            })
             .collect()
     }
 
-    /// Counts, decodes, rate-limits and checks one datagram; the message when it is served.
-    fn admit(&mut self, now: u64, bytes: &[u8]) -> Option<Message> {
+    /// Counts, decodes, rate-limits (its port's bucket, then the bridge's) and checks one
+    /// datagram; the message when it is served.
+    fn admit(&mut self, now: u64, bytes: &[u8], port: PortId) -> Option<Message> {
         self.stats.received += 1;
         let Some(msg) = wire::decode(bytes) else {
             self.stats.malformed += 1;
             return None;
         };
-        if !self.allow(now) {
+        let lim = &self.config.limits;
+        let port_ok = match port {
+            PortId::Port(_) => self
+                .ports
+                .allow(port, now, lim.per_port_sec, lim.per_port_burst),
+            PortId::Unknown => true,
+        };
+        if !port_ok || !self.allow(now) {
             self.stats.rate_limited += 1;
             return None;
         }
@@ -309,7 +383,7 @@ impl Engine {
         Some(msg)
     }
 
-    fn serve(&mut self, now: u64, msg: &Message, source: Ipv6Addr) -> Option<Reply> {
+    fn serve(&mut self, now: u64, msg: &Message, source: Src) -> Option<Reply> {
         let reply = match msg.kind {
             wire::SOLICIT => self.solicit(now, msg, source),
             wire::REQUEST => self.request(now, msg, source),
@@ -379,7 +453,7 @@ impl Engine {
         now: u64,
         msg: &Message,
         ia: &IaNa,
-        source: Ipv6Addr,
+        source: Src,
         fresh: bool,
     ) -> Option<Choice> {
         let duid = msg.client_id.as_deref()?;
@@ -401,8 +475,9 @@ impl Engine {
                 return Some(self.dynamic(ip));
             }
         }
-        if self.at_cap(source) {
-            tracing::debug!(network = %self.config.network, %source, "source address at its lease cap");
+        if self.at_cap(source.charge) {
+            tracing::debug!(network = %self.config.network, source = %source.ip,
+                charge = ?source.charge, "port (or source address) at its lease cap");
             return None;
         }
         if let Some(a) = ia.addrs.iter().find(|a| self.usable(a.addr, &binding, now)) {
@@ -481,7 +556,7 @@ impl Engine {
         &mut self,
         now: u64,
         msg: &Message,
-        source: Ipv6Addr,
+        source: Src,
         chosen: &[(u32, Choice)],
     ) -> Option<()> {
         if chosen.is_empty() {
@@ -505,31 +580,35 @@ impl Engine {
                 duid: duid.clone(),
                 iaid: *iaid,
                 ip: c.ip,
-                mac: client_mac(&duid, source),
+                mac: client_mac(&duid, source.ip),
                 hostname,
                 expires: c.lease_secs.map(|s| now + u64::from(s)),
             };
+            let change = if renewed {
+                Lease6Change::Renewed(lease.clone())
+            } else {
+                Lease6Change::Granted(lease.clone())
+            };
+            let extension = change.is_extension(previous);
             // The binding's earlier address, if it moves, is released.
             if let Some(old) = self.table.address_of(&binding).filter(|o| *o != c.ip) {
                 if let Some(l) = self.table.lease_at(old) {
                     self.pending.push(Lease6Change::Released(l.clone()));
+                    self.pending_durable = true;
                 }
             }
-            self.pending.push(if renewed {
-                Lease6Change::Renewed(lease.clone())
-            } else {
-                Lease6Change::Granted(lease.clone())
-            });
+            self.pending_durable |= !extension;
+            self.pending.push(change);
             self.table.insert(lease);
             if !c.is_static {
-                self.table.count(binding, source);
+                self.table.count(binding, source.charge);
             }
         }
         Some(())
     }
 
     /// SOLICIT: an ADVERTISE of what a REQUEST would get, or with rapid commit the REPLY.
-    fn solicit(&mut self, now: u64, msg: &Message, source: Ipv6Addr) -> Option<Reply> {
+    fn solicit(&mut self, now: u64, msg: &Message, source: Src) -> Option<Reply> {
         let chosen: Vec<(u32, Option<Choice>)> = msg
             .ias
             .iter()
@@ -577,7 +656,7 @@ impl Engine {
     }
 
     /// REQUEST: binds what can be bound, one store commit for all the IAs.
-    fn request(&mut self, now: u64, msg: &Message, source: Ipv6Addr) -> Option<Reply> {
+    fn request(&mut self, now: u64, msg: &Message, source: Src) -> Option<Reply> {
         let chosen: Vec<(u32, Option<Choice>)> = msg
             .ias
             .iter()
@@ -608,7 +687,7 @@ impl Engine {
     /// RENEW and REBIND: extends the binding (or recreates it on the address the client
     /// holds, when that is still free); what the client may no longer use goes back with
     /// lifetime 0.
-    fn renew(&mut self, now: u64, msg: &Message, source: Ipv6Addr) -> Option<Reply> {
+    fn renew(&mut self, now: u64, msg: &Message, source: Src) -> Option<Reply> {
         let chosen: Vec<(u32, Option<Choice>)> = msg
             .ias
             .iter()
@@ -668,9 +747,11 @@ impl Engine {
     fn drop_leases(&mut self, ips: &[Ipv6Addr]) {
         let gone: Vec<Lease6> = ips.iter().filter_map(|ip| self.table.remove(*ip)).collect();
         match self.mode {
-            Mode::Defer => self
-                .pending
-                .extend(gone.into_iter().map(Lease6Change::Released)),
+            Mode::Defer => {
+                self.pending_durable |= !gone.is_empty();
+                self.pending
+                    .extend(gone.into_iter().map(Lease6Change::Released));
+            }
             Mode::Refuse if !gone.is_empty() => {
                 tracing::warn!(network = %self.config.network, released = gone.len(),
                     "released DHCPv6 leases not recorded");

@@ -66,6 +66,22 @@ impl Lease6Change {
     pub fn present(&self) -> bool {
         matches!(self, Lease6Change::Granted(_) | Lease6Change::Renewed(_))
     }
+
+    /// Whether it only moves the expiry of `previous`, the same binding on the same address
+    /// (client, IAID, address, MAC and name unchanged): what
+    /// [`Lease6Sink::record_extensions`] may record without waiting.
+    pub fn is_extension(&self, previous: Option<&Lease6>) -> bool {
+        let Lease6Change::Renewed(l) = self else {
+            return false;
+        };
+        previous.is_some_and(|p| {
+            p.duid == l.duid
+                && p.iaid == l.iaid
+                && p.ip == l.ip
+                && p.mac == l.mac
+                && p.hostname == l.hostname
+        })
+    }
 }
 
 /// Where lease changes go to be made durable (virtnetd: its store, through the lease writer
@@ -76,6 +92,29 @@ pub trait Lease6Sink: Send + Sync + 'static {
     /// the REPLY (the client retries). Called on tokio's blocking pool, never on an async
     /// worker: it may wait for an fsync.
     fn record(&self, network: &str, changes: &[Lease6Change]) -> std::io::Result<()>;
+
+    /// Records `changes` that only move the expiry of bindings the client already holds
+    /// ([`Lease6Change::is_extension`]), without making the REPLY wait for them to be
+    /// durable: a sink may queue them and return at once. The default records them as
+    /// [`Lease6Sink::record`] does.
+    ///
+    /// Why losing such a write (a crash before it is committed) is harmless: the store still
+    /// holds the same binding (same DUID, IAID and address) with the previous, earlier
+    /// expiry. Until that expiry the restarted server has the address on record for that
+    /// binding: it gives it to no one else and extends it at the client's next RENEW or
+    /// REBIND (the binding's address is chosen first). After it, the address is released
+    /// in the server's view while the client may still use it; its next RENEW or REBIND
+    /// recreates the binding on the same address if still free (the address the client
+    /// names is taken when free), and a newcomer would reach it only by a pick that lands on
+    /// exactly that address in that window, after which the client is told lifetime 0 and
+    /// moves. The previous expiry is at least half a lease after the lost write was made
+    /// (clients renew at T1 = lease / 2), so that window needs a crash and a client that is
+    /// late by at least half a lease. What is never deferred: a new binding or a new
+    /// address (a REPLY for it must survive `kill -9`, or the address could be given twice),
+    /// releases, declines and expiries.
+    fn record_extensions(&self, network: &str, changes: &[Lease6Change]) -> std::io::Result<()> {
+        self.record(network, changes)
+    }
 }
 
 /// A sink that keeps nothing (tests).

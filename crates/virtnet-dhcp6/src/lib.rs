@@ -23,13 +23,21 @@
 //! (dnsmasq's `static` mode): everyone else gets NoAddrsAvail.
 //!
 //! ## Limits
-//! One token bucket per bridge (2,000 messages/s, burst 4,000), and at most 8 dynamic bindings
-//! per source address (a guest's link-local address; static hosts exempt), so a guest
-//! rotating DUIDs takes 8 addresses, not the range. DHCPv6 datagrams are not charged per
-//! bridge port as DHCPv4's are: the shared socket sees the bridge, not the port, and the frame
-//! capture that names the port for DHCPv4 matches IPv4 only. A guest that forges its source
-//! address per datagram therefore still gets past the per-source cap (it needs raw sockets);
-//! per-port charging for IPv6 is left to do.
+//! Every datagram is charged to the bridge port its frame came in on, as DHCPv4's are: the
+//! DHCP capture of `virtnet-dhcp` (`ingress.rs`, one `AF_PACKET` socket per namespace) also
+//! keeps IPv6 UDP to port 547, and each datagram of the shared socket is paired with its
+//! captured frame by the kernel's receive stamp (`SO_TIMESTAMPNS`), source and payload. Per
+//! port ([`Limits6`]): a token bucket (100 messages/s, burst 200) and at most 8 dynamic
+//! bindings (static hosts exempt), so a guest rotating DUIDs, or source addresses with raw
+//! sockets, takes 8 addresses, not the range. A datagram whose port is unknown (sent by the
+//! host itself, its capture lost) is charged to its source address instead (the same cap).
+//! On top, one token bucket per bridge (2,000 messages/s, burst 4,000) bounds what one
+//! network costs.
+//!
+//! ## Durability
+//! A new binding is stored durably before its REPLY leaves. A REPLY that only extends a
+//! binding on the address it already has (RENEW, REBIND, a REQUEST of a client coming back)
+//! does not wait for the store: [`Lease6Sink::record_extensions`] says why that is harmless.
 
 #![warn(missing_docs)]
 
@@ -43,6 +51,6 @@ pub mod wire;
 pub use config::{
     format_duid, parse_duid, Dhcp6Config, Host6, Limits6, Range6, DEFAULT_LEASE_SECS,
 };
-pub use engine::{Engine, Stats6};
+pub use engine::{Engine, PortId, Stats6};
 pub use lease::{client_mac, Lease6, Lease6Change, Lease6Sink, NullSink6};
 pub use server::Dhcp6Server;

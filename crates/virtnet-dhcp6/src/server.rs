@@ -11,9 +11,14 @@
 //!   group its interface joined. The joins are held by small membership-only sockets of
 //!   [`JOINS_PER_SOCKET`] groups each, so thousands of bridges never hit the kernel's
 //!   per-socket option memory (`net.core.optmem_max`).
+//! - Each datagram's bridge port comes from DHCPv4's capture (`virtnet_dhcp::Ingress`, one
+//!   per served bridge): the socket reports the kernel's receive stamp (`SO_TIMESTAMPNS`),
+//!   which pairs the datagram with the frame captured on the port; the engine charges the
+//!   port (or, when no frame pairs, the source address).
 //! - Serving a batch (up to [`MAX_BATCH`] datagrams already queued) runs on tokio's blocking
-//!   pool: each bridge's share is one [`Engine::handle_batch`] (one store commit for its
-//!   leases), and the lease sink waits until they are durable before the REPLYs are sent.
+//!   pool: each bridge's share is one [`Engine::handle_ported`] (one store commit for its
+//!   leases), and the lease sink waits until they are durable before the REPLYs are sent
+//!   (unless they only extend held bindings: `Lease6Sink::record_extensions`).
 //! - Per bridge the server keeps one [`Engine`]: no socket, task or buffer of its own.
 
 use std::collections::HashMap;
@@ -28,8 +33,9 @@ use tokio::io::unix::AsyncFd;
 use virtnet_sockets::SharedTask;
 
 use crate::config::Dhcp6Config;
-use crate::engine::{server_duid, Engine, Stats6};
+use crate::engine::{server_duid, Engine, PortId, Stats6};
 use crate::lease::{Lease6, Lease6Sink};
+use virtnet_dhcp::Ingress;
 
 /// The server port.
 pub const SERVER_PORT: u16 = 547;
@@ -61,6 +67,9 @@ fn now() -> u64 {
 struct Entry {
     ifname: String,
     engine: Arc<Mutex<Engine>>,
+    /// Names the bridge port of each datagram (DHCPv4's capture, shared); `None` when it
+    /// could not be opened: every datagram is then charged to its source address.
+    ingress: Option<Ingress>,
 }
 
 /// Sockets holding the bridges' ff02::1:2 memberships.
@@ -183,11 +192,18 @@ impl Dhcp6Server {
         let network = config.network.clone();
         let mut engine = Engine::new(config, server_duid(mac), leases, sink);
         engine.sweep(now());
+        let ingress = Ingress::open(ifindex)
+            .map_err(|e| {
+                tracing::warn!(%network, %bridge, error = %e,
+                    "no DHCP capture: DHCPv6 is charged per source address, not per port");
+            })
+            .ok();
         lock(&shared.table).insert(
             ifindex,
             Entry {
                 ifname: bridge.to_string(),
                 engine: Arc::new(Mutex::new(engine)),
+                ingress,
             },
         );
         tracing::info!(%network, %bridge, "DHCPv6 server started");
@@ -271,6 +287,8 @@ fn open_socket() -> io::Result<Socket> {
         libc::IPV6_RECVPKTINFO,
         &on,
     )?;
+    // The kernel's receive stamp pairs each datagram with its captured frame (the port).
+    setsockopt(s.as_raw_fd(), libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, &on)?;
     let size = libc::c_int::try_from(RCVBUF).unwrap_or(libc::c_int::MAX);
     if setsockopt(s.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &size).is_err() {
         // Without CAP_NET_ADMIN: the ordinary option, capped by net.core.rmem_max.
@@ -324,16 +342,21 @@ fn link_mac(fd: RawFd, ifname: &str) -> Option<[u8; 6]> {
     (mac != [0; 6]).then_some(mac)
 }
 
-/// A datagram as received: sender, arrival interface, bytes.
+/// A datagram as received: sender, arrival interface, bytes, and the bridge port it came in
+/// on (set by [`read_batch`]).
 struct Datagram {
     from: SocketAddrV6,
     ifindex: u32,
     bytes: Vec<u8>,
+    /// The kernel's receive time (`SO_TIMESTAMPNS`), nanoseconds.
+    stamp_ns: Option<u64>,
+    port: PortId,
 }
 
 /// Reads one datagram with its `IPV6_PKTINFO`.
 fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<Datagram> {
-    let mut control = [0u64; 8];
+    // Room for an in6_pktinfo (40 bytes) and a timespec (32) control message, u64-aligned.
+    let mut control = [0u64; 12];
     // SAFETY: sockaddr_in6 is plain old data; all zeroes is valid.
     let mut from: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
     let mut iov = libc::iovec {
@@ -352,8 +375,10 @@ fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<Datagram> {
     let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_DONTWAIT) };
     let len = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
     let mut ifindex = 0;
+    let mut stamp_ns = None;
     // SAFETY: the CMSG_* walk stays within `msg.msg_control`/`msg_controllen`, which the
-    // kernel filled; IPV6_PKTINFO's data is an in6_pktinfo, read unaligned.
+    // kernel filled; IPV6_PKTINFO's data is an in6_pktinfo, SCM_TIMESTAMPNS's a timespec,
+    // both read unaligned.
     unsafe {
         let mut c = libc::CMSG_FIRSTHDR(&msg);
         while !c.is_null() {
@@ -361,6 +386,12 @@ fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<Datagram> {
                 let info: libc::in6_pktinfo =
                     std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::in6_pktinfo>());
                 ifindex = info.ipi6_ifindex;
+            } else if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS
+            {
+                let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
+                let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
+                let nanos = u64::try_from(ts.tv_nsec).unwrap_or(0);
+                stamp_ns = Some(secs.saturating_mul(1_000_000_000).saturating_add(nanos));
             }
             c = libc::CMSG_NXTHDR(&msg, c);
         }
@@ -374,6 +405,8 @@ fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<Datagram> {
             from.sin6_scope_id,
         ),
         ifindex,
+        stamp_ns,
+        port: PortId::Unknown,
         // A truncated datagram is handed on empty: it fails to decode and is counted.
         bytes: if truncated {
             Vec::new()
@@ -418,11 +451,16 @@ async fn run(shared: Arc<Shared>) {
 fn read_batch(shared: &Shared, buf: &mut [u8]) -> Vec<(Arc<Mutex<Engine>>, Datagram)> {
     let fd = shared.socket.get_ref().as_raw_fd();
     let mut out = Vec::new();
+    let t = now();
     for _ in 0..MAX_BATCH {
         match recv(fd, buf) {
-            Ok(d) => {
+            Ok(mut d) => {
                 // Not from a served bridge (the uplink, a tap, another bridge): dropped.
                 if let Some(e) = lock(&shared.table).get(&d.ifindex) {
+                    if let Some(ingress) = &e.ingress {
+                        let from = std::net::SocketAddr::V6(d.from);
+                        d.port = ingress.port_of(d.stamp_ns, Some(from), &d.bytes, t);
+                    }
                     out.push((e.engine.clone(), d));
                 }
             }
@@ -451,11 +489,11 @@ fn serve_batch(batch: Vec<(Arc<Mutex<Engine>>, Datagram)>) -> Vec<(SocketAddrV6,
     }
     let mut out = Vec::new();
     for (engine, datagrams) in groups {
-        let items: Vec<(&[u8], Ipv6Addr)> = datagrams
+        let items: Vec<(&[u8], Ipv6Addr, PortId)> = datagrams
             .iter()
-            .map(|d| (d.bytes.as_slice(), *d.from.ip()))
+            .map(|d| (d.bytes.as_slice(), *d.from.ip(), d.port))
             .collect();
-        let replies = lock(&engine).handle_batch(t, &items);
+        let replies = lock(&engine).handle_ported(t, &items);
         for (d, reply) in datagrams.iter().zip(replies) {
             let Some(reply) = reply else { continue };
             let port = if d.from.port() == 0 {

@@ -14,13 +14,23 @@ use crate::lease::Lease6;
 /// A client's binding: its DUID and the IA's id.
 pub(crate) type Binding = (Vec<u8>, u32);
 
+/// What a dynamic binding is counted against: the bridge port its request came in on, or
+/// its source address when that port is unknown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Charge {
+    /// A bridge port (interface index).
+    Port(u32),
+    /// A source address (no port known for the datagram).
+    Source(Ipv6Addr),
+}
+
 /// The old value of one entry, to put back on rollback.
 #[derive(Debug)]
 enum Undo {
     Lease(Ipv6Addr, Option<Lease6>),
     Binding(Binding, Option<Ipv6Addr>),
-    Counted(Binding, Option<Ipv6Addr>),
-    PerSource(Ipv6Addr, Option<usize>),
+    Counted(Binding, Option<Charge>),
+    PerSource(Charge, Option<usize>),
     Quarantine(Ipv6Addr, Option<u64>),
 }
 
@@ -38,10 +48,10 @@ pub(crate) struct Table {
     leases: HashMap<Ipv6Addr, Lease6>,
     by_binding: HashMap<Binding, Ipv6Addr>,
     quarantine: HashMap<Ipv6Addr, u64>,
-    /// The source address each dynamic binding was granted to (bindings loaded from the
-    /// store are not counted until their client comes back).
-    counted: HashMap<Binding, Ipv6Addr>,
-    per_source: HashMap<Ipv6Addr, usize>,
+    /// What each dynamic binding was counted against (bindings loaded from the store are
+    /// not counted until their client comes back).
+    counted: HashMap<Binding, Charge>,
+    per_source: HashMap<Charge, usize>,
     journal: Option<Vec<Undo>>,
 }
 
@@ -87,7 +97,7 @@ impl Table {
         }
     }
 
-    fn set_counted(&mut self, b: Binding, v: Option<Ipv6Addr>) -> Option<Ipv6Addr> {
+    fn set_counted(&mut self, b: Binding, v: Option<Charge>) -> Option<Charge> {
         let old = put(&mut self.counted, b.clone(), v);
         if let Some(j) = &mut self.journal {
             j.push(Undo::Counted(b, old));
@@ -95,7 +105,7 @@ impl Table {
         old
     }
 
-    fn set_per_source(&mut self, s: Ipv6Addr, v: Option<usize>) {
+    fn set_per_source(&mut self, s: Charge, v: Option<usize>) {
         let old = put(&mut self.per_source, s, v);
         if let Some(j) = &mut self.journal {
             j.push(Undo::PerSource(s, old));
@@ -140,8 +150,8 @@ impl Table {
         Some(l)
     }
 
-    /// Counts a dynamic binding against the source address it was granted to (once).
-    pub(crate) fn count(&mut self, binding: Binding, source: Ipv6Addr) {
+    /// Counts a dynamic binding against the port (or source) it was granted through (once).
+    pub(crate) fn count(&mut self, binding: Binding, source: Charge) {
         if self.counted.contains_key(&binding) {
             return;
         }
@@ -159,7 +169,7 @@ impl Table {
     }
 
     /// Dynamic bindings held through `source`.
-    pub(crate) fn held_by(&self, source: Ipv6Addr) -> usize {
+    pub(crate) fn held_by(&self, source: Charge) -> usize {
         self.per_source.get(&source).copied().unwrap_or(0)
     }
 
@@ -220,7 +230,7 @@ mod tests {
     #[test]
     fn a_rollback_restores_leases_bindings_and_counts() {
         let mut t = Table::default();
-        let src: Ipv6Addr = "fe80::1".parse().expect("addr");
+        let src = Charge::Source("fe80::1".parse().expect("addr"));
         t.insert(lease(1, "2001:db8::10"));
         t.count((vec![0, 4, 1], 1), src);
         t.begin();

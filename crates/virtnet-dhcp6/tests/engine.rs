@@ -19,6 +19,8 @@ struct Book {
     fail: Mutex<bool>,
     /// How many times `record` was called (store commits).
     calls: Mutex<usize>,
+    /// How many of those calls came through `record_extensions` (no wait for the store).
+    extension_calls: Mutex<usize>,
 }
 
 impl Lease6Sink for Book {
@@ -32,6 +34,11 @@ impl Lease6Sink for Book {
             .expect("lock")
             .extend_from_slice(changes);
         Ok(())
+    }
+
+    fn record_extensions(&self, network: &str, changes: &[Lease6Change]) -> std::io::Result<()> {
+        *self.extension_calls.lock().expect("lock") += 1;
+        self.record(network, changes)
     }
 }
 
@@ -634,4 +641,131 @@ fn a_batch_is_recorded_once_and_rolled_back_whole() {
     let mut ips: Vec<_> = e.leases(2).iter().map(|l| l.ip).collect();
     ips.dedup();
     assert_eq!(ips.len(), 10);
+}
+
+/// Issue 15: a REPLY that only extends a binding on its address (RENEW, REBIND, a REQUEST
+/// of a client coming back for the address it holds) is recorded through
+/// `record_extensions` (no wait for the store); a new binding, a changed name, a release, or
+/// a batch holding any of them is recorded durably; an extension the sink refuses is not
+/// answered, as before.
+#[test]
+fn only_extensions_of_held_bindings_skip_the_durable_record() {
+    let book = Arc::new(Book::default());
+    let mut e = engine(&corpus("dhcp6-network"), book.clone());
+    let counts = |b: &Book| {
+        (
+            *b.calls.lock().expect("lock"),
+            *b.extension_calls.lock().expect("lock"),
+        )
+    };
+    let duid = [0, 3, 0, 1, 0x52, 0x54, 0, 9, 9, 9];
+    let (_, ias, _, _) = answer(
+        &mut e,
+        10,
+        &msg(wire::REQUEST, &duid, Some(&SERVER), &[], &[]),
+    );
+    let held = addr_of(&ias);
+    assert_eq!(counts(&book), (1, 0), "a new binding is durable");
+
+    let renew = msg(wire::RENEW, &duid, Some(&SERVER), &[held], &[]);
+    let (_, ias, _, _) = answer(&mut e, 20, &renew);
+    assert_eq!(addr_of(&ias), held);
+    assert_eq!(
+        counts(&book),
+        (2, 1),
+        "RENEW of the held address: an extension"
+    );
+    answer(&mut e, 30, &msg(wire::REBIND, &duid, None, &[held], &[]));
+    answer(
+        &mut e,
+        40,
+        &msg(wire::REQUEST, &duid, Some(&SERVER), &[], &[]),
+    );
+    assert_eq!(
+        counts(&book),
+        (4, 3),
+        "REBIND and a returning REQUEST: extensions"
+    );
+    assert_eq!(e.leases(40)[0].expires, Some(40 + 3600));
+
+    // A new name is more than an extension (DNS follows it).
+    answer(
+        &mut e,
+        50,
+        &msg(wire::RENEW, &duid, Some(&SERVER), &[held], &fqdn("newname")),
+    );
+    assert_eq!(counts(&book), (5, 3));
+
+    // An extension batched with a new client's REQUEST: one durable record for both.
+    let other = msg(wire::REQUEST, &[0, 4, 7, 7], Some(&SERVER), &[], &[]);
+    let src2 = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0x77);
+    let replies = e.handle_batch(60, &[(renew.as_slice(), ll()), (other.as_slice(), src2)]);
+    assert!(replies.iter().all(Option::is_some));
+    assert_eq!(counts(&book), (6, 3));
+
+    // A refused extension is rolled back and not answered.
+    *book.fail.lock().expect("lock") = true;
+    assert!(e.handle(70, &renew, ll()).is_none());
+    assert_eq!(counts(&book), (7, 4));
+    assert_eq!(
+        e.leases(70)
+            .iter()
+            .find(|l| l.ip == held)
+            .and_then(|l| l.expires),
+        Some(60 + 3600)
+    );
+    *book.fail.lock().expect("lock") = false;
+
+    answer(
+        &mut e,
+        80,
+        &msg(wire::RELEASE, &duid, Some(&SERVER), &[held], &[]),
+    );
+    assert_eq!(counts(&book), (8, 4), "a release is durable");
+}
+
+/// Issue 15 item 2: bindings are counted per bridge port when the port is known, whatever
+/// the source address (a guest with raw sockets forges those), and each port has its own
+/// bucket: a flood from one port leaves another port's client served.
+#[test]
+fn a_port_is_capped_whatever_its_source_addresses_and_has_its_own_bucket() {
+    use virtnet_dhcp6::PortId;
+    let mut e = engine(&corpus("dhcp6-network"), Arc::new(NullSink6));
+    let rc = opt(14, &[]);
+    let flood = PortId::Port(7);
+    let mut bound = 0;
+    for i in 0..40u16 {
+        let src = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0xf, i);
+        let duid = [0, 4, 0x33, (i >> 8) as u8, i as u8];
+        let r = e
+            .handle_from(1, &msg(wire::SOLICIT, &duid, None, &[], &rc), src, flood)
+            .expect("an answer");
+        let (kind, _, ias) = wire::decode_reply(r.bytes()).expect("decodes");
+        if kind == wire::REPLY && ias.iter().any(|ia| !ia.addrs.is_empty()) {
+            bound += 1;
+        }
+    }
+    assert_eq!(bound, 8, "the port's cap");
+    assert_eq!(e.leases(1).len(), 8);
+
+    // The flooding port's bucket runs dry (burst 200); another port is still answered.
+    let limits = e.config().limits.clone();
+    let answered = (0..limits.per_port_burst + 50)
+        .filter(|i| {
+            let duid = [0, 4, 0x44, (*i >> 8) as u8, *i as u8];
+            e.handle_from(2, &msg(wire::SOLICIT, &duid, None, &[], &[]), ll(), flood)
+                .is_some()
+        })
+        .count();
+    assert_eq!(answered as u32, limits.per_port_burst);
+    assert!(e.stats().rate_limited >= 50);
+    let other = e.handle_from(
+        2,
+        &msg(wire::SOLICIT, &[0, 4, 0x55], None, &[], &rc),
+        ll(),
+        PortId::Port(8),
+    );
+    let (kind, _, ias) = wire::decode_reply(other.expect("answered").bytes()).expect("decodes");
+    assert_eq!(kind, wire::REPLY);
+    assert!(!ias[0].addrs.is_empty(), "the other port's client is bound");
 }

@@ -96,6 +96,7 @@ pub fn lease_to_api(lease: &Lease, bridge: &str, prefix: u8) -> DhcpLease {
                 .collect::<Vec<_>>()
                 .join(":")
         }),
+        iaid: None,
     }
 }
 
@@ -255,7 +256,9 @@ struct LeaseJob {
     network: String,
     /// `(client key, Some(lease))` writes, `(client key, None)` deletes.
     writes: Vec<(String, Option<StoredLease>)>,
-    done: mpsc::SyncSender<std::result::Result<(), String>>,
+    /// `None` for a queued write nobody waits for ([`LeaseWriter::queue_stored`]): its
+    /// failure is only logged.
+    done: Option<mpsc::SyncSender<std::result::Result<(), String>>>,
 }
 
 /// The daemon's one lease writer.
@@ -344,7 +347,7 @@ impl LeaseWriter {
         let job = LeaseJob {
             network: network.to_string(),
             writes,
-            done,
+            done: Some(done),
         };
         let gone = || std::io::Error::other("the lease writer has stopped");
         queue.send(job).map_err(|_| gone())?;
@@ -352,6 +355,29 @@ impl LeaseWriter {
             .recv()
             .map_err(|_| gone())?
             .map_err(std::io::Error::other)
+    }
+
+    /// Queues writes of `network` for the writer's next round and returns at once, before
+    /// they are durable (they go in the same FIFO queue, so a later write of the same key
+    /// still lands after them). For writes whose loss on a crash is harmless: DHCPv6 lease
+    /// extensions (see `services::dhcp6`). A failed commit is logged, nobody is told. Without
+    /// a writer thread the write is committed at once, as [`LeaseWriter::write_stored`].
+    pub fn queue_stored(
+        &self,
+        network: &str,
+        writes: Vec<(String, Option<StoredLease>)>,
+    ) -> std::io::Result<()> {
+        let Some(queue) = &self.queue else {
+            return self.write_stored(network, writes);
+        };
+        let job = LeaseJob {
+            network: network.to_string(),
+            writes,
+            done: None,
+        };
+        queue
+            .send(job)
+            .map_err(|_| std::io::Error::other("the lease writer has stopped"))
     }
 }
 
@@ -375,8 +401,13 @@ fn run_writer(store: &Store, queue: &mpsc::Receiver<LeaseJob>) {
         }
         let result = commit_group(store, &jobs);
         for job in jobs {
-            // A DHCP server that stopped waiting no longer needs the answer.
-            let _ = job.done.send(result.clone());
+            match (&job.done, &result) {
+                // A DHCP server that stopped waiting no longer needs the answer.
+                (Some(done), _) => drop(done.send(result.clone())),
+                (None, Err(e)) => tracing::warn!(network = %job.network, error = %e,
+                    writes = job.writes.len(), "queued lease writes not stored"),
+                (None, Ok(())) => {}
+            }
         }
     }
 }
@@ -822,6 +853,7 @@ mod tests {
             prefix: 24,
             hostname: None,
             client_id: None,
+            iaid: None,
         }
     }
 
@@ -888,6 +920,46 @@ mod tests {
             assert_eq!(stored.len(), if net == 3 { 19 } else { 20 }, "n{net}");
             assert!(stored.iter().all(|l| l.ip.octets()[1] == net));
         }
+    }
+
+    /// Issue 15: a queued write returns before its commit, yet lands in order with the
+    /// durable writes after it: once a later `write` returns, the queued one is stored, and
+    /// a later delete of the same key wins.
+    #[test]
+    fn queued_lease_writes_land_in_order_with_durable_ones() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, _, _) = Store::open(&dir.path().join("s.redb"), None).expect("open");
+        let store = Arc::new(store);
+        let writer = LeaseWriter::start(store.clone());
+        let mk = |n: u8| Lease {
+            mac: [0x52, 0x54, 0, 0, 0, n],
+            client_id: None,
+            ip: Ipv4Addr::new(10, 0, 0, n),
+            hostname: None,
+            expires: Some(u64::from(n)),
+        };
+        let stored = |l: &Lease| StoredLease::V4(l.clone());
+        for n in 1..=3u8 {
+            let l = mk(n);
+            writer
+                .queue_stored("n", vec![(client_key(&l.mac), Some(stored(&l)))])
+                .expect("queue");
+        }
+        let gone = mk(2);
+        writer
+            .write("n", vec![(client_key(&gone.mac), None)])
+            .expect("delete");
+        let mut ips: Vec<Ipv4Addr> = store
+            .leases::<Lease>("n")
+            .expect("read")
+            .into_iter()
+            .map(|l| l.ip)
+            .collect();
+        ips.sort();
+        assert_eq!(
+            ips,
+            vec![Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 3)]
+        );
     }
 
     #[tokio::test]

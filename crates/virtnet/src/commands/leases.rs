@@ -152,6 +152,7 @@ mod tests {
             prefix: 24,
             hostname: None,
             client_id: Some("01:52:54:00:aa:bb:cc".into()),
+            iaid: None,
         };
         let text = leases_table(&[lease]).render(true);
         let mut lines = text.lines();

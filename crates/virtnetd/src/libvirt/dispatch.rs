@@ -355,7 +355,7 @@ fn leases(state: &AppState, a: &GetDhcpLeasesArgs) -> Result<GetDhcpLeasesRet, e
                 .map_or(0, |t| i64::try_from(t).unwrap_or(i64::MAX)),
             type_: if l.kind == "ipv6" { 1 } else { 0 },
             mac: Some(l.mac),
-            iaid: None,
+            iaid: l.iaid.map(|i| i.to_string()),
             ipaddr: l.ip_address,
             prefix: u32::from(l.prefix),
             hostname: l.hostname,

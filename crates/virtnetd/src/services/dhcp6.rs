@@ -44,6 +44,7 @@ pub fn lease6_to_api(lease: &Lease6, bridge: &str, prefix: u8) -> DhcpLease {
         prefix,
         hostname: lease.hostname.clone(),
         client_id: Some(format_duid(&lease.duid)),
+        iaid: Some(lease.iaid),
     }
 }
 
@@ -54,17 +55,45 @@ pub(super) struct Recorder6 {
     pub(super) prefix: u8,
 }
 
+/// The store writes of `changes`, keyed by binding.
+fn writes6(changes: &[Lease6Change]) -> Vec<(String, Option<StoredLease>)> {
+    changes
+        .iter()
+        .map(|c| {
+            let l = c.lease();
+            (l.key(), c.present().then(|| StoredLease::V6(l.clone())))
+        })
+        .collect()
+}
+
 impl Lease6Sink for Recorder6 {
+    /// Durable through the lease writer's group commit before it returns.
     fn record(&self, network: &str, changes: &[Lease6Change]) -> std::io::Result<()> {
         let s = &self.shared;
-        let writes: Vec<(String, Option<StoredLease>)> = changes
-            .iter()
-            .map(|c| {
-                let l = c.lease();
-                (l.key(), c.present().then(|| StoredLease::V6(l.clone())))
-            })
-            .collect();
-        s.writer.write_stored(&store_key(network), writes)?;
+        s.writer
+            .write_stored(&store_key(network), writes6(changes))?;
+        self.announce(network, changes);
+        Ok(())
+    }
+
+    /// Extensions of bindings on their addresses: queued on the same lease writer (its next
+    /// round commits them, in order with every other lease write) without waiting for the
+    /// commit, so a known client's REPLY waits for no fsync. Why a lost extension is
+    /// harmless: [`Lease6Sink::record_extensions`].
+    fn record_extensions(&self, network: &str, changes: &[Lease6Change]) -> std::io::Result<()> {
+        let s = &self.shared;
+        s.writer
+            .queue_stored(&store_key(network), writes6(changes))?;
+        self.announce(network, changes);
+        Ok(())
+    }
+}
+
+impl Recorder6 {
+    /// The event feed and the DNS names of recorded `changes`.
+    fn announce(&self, network: &str, changes: &[Lease6Change]) {
+        let s = &self.shared;
+        let mut changed = false;
         for c in changes {
             let kind = match c {
                 Lease6Change::Granted(_) => EventKind::LeaseGranted,
@@ -77,29 +106,28 @@ impl Lease6Sink for Recorder6 {
                 kind,
                 lease6_to_api(c.lease(), &s.bridge, self.prefix),
             );
-            note_name6(s, c.lease(), c.present());
+            changed |= note_name6(s, c.lease(), c.present());
         }
-        s.publish_names();
-        Ok(())
+        // The DNS zone is rebuilt only when a name came or went: a batch of renewals of
+        // unnamed (or unchanged) leases costs DNS nothing.
+        if changed {
+            s.publish_names();
+        }
     }
 }
 
-/// Adds or removes the AAAA/PTR name of a DHCPv6 lease.
-pub(super) fn note_name6(s: &Shared, lease: &Lease6, present: bool) {
+/// Adds or removes the AAAA/PTR name of a DHCPv6 lease; whether the names changed.
+pub(super) fn note_name6(s: &Shared, lease: &Lease6, present: bool) -> bool {
     let mut names = lock(&s.names6);
     match (&lease.hostname, present) {
         (Some(name), true) => {
-            names.insert(
-                lease.key(),
-                GuestName {
-                    name: name.clone(),
-                    ip: IpAddr::V6(lease.ip),
-                },
-            );
+            let new = GuestName {
+                name: name.clone(),
+                ip: IpAddr::V6(lease.ip),
+            };
+            names.insert(lease.key(), new.clone()) != Some(new)
         }
-        _ => {
-            names.remove(&lease.key());
-        }
+        _ => names.remove(&lease.key()).is_some(),
     }
 }
 
