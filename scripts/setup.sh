@@ -65,7 +65,7 @@ fi
 # virsh (libvirt-clients) and libvirtd with its network driver (libvirt-daemon), which the
 # comparison tests run isolated: bench/setup.sh installs them and stops any daemon the install
 # started.
-bash "$(dirname "$0")/../bench/setup.sh"
+bash "$(dirname "${BASH_SOURCE[0]}")/../bench/setup.sh"
 if [ -n "$need_rustup" ]; then
   echo "setup: installing Rust (rustup, stable toolchain)" >&2
   curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal \
