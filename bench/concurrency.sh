@@ -23,7 +23,8 @@
 # Defaults: 2 rounds (idle, loaded, loaded, idle per round pair), 150 samples per verb and phase,
 # 8 s of dnsperf per phase. Prints a markdown table; writes JSON with every sample to
 # bench/results/concurrency-<UTC date>.json. Needs a release build (cargo build --release -p
-# virtnetd -p virtnet), dnsperf and bench/dhcpload (built here if missing).
+# virtnetd -p virtnet), dnsperf and bench/dhcpload (built here if missing); the CLI measured
+# is the statically linked one the package ships (scripts/build-cli.sh, built here).
 #
 # Everything happens in network namespaces this script creates (daemon, load clients, floor);
 # the trap stops what it started, by PID, and removes them and its temporary directory. The
@@ -74,8 +75,10 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Private copies: a rebuild during the run must not swap the binaries under it.
-cp target/release/virtnetd target/release/virtnet "$work/"
+# Private copies: a rebuild during the run must not swap the binaries under it. The CLI is the
+# one the Debian package ships: statically linked (scripts/build-cli.sh, built here if needed).
+cp target/release/virtnetd "$work/"
+cp "$(bash scripts/build-cli.sh)" "$work/virtnet"
 for n in "$ns" "$cns" "$fns"; do ip netns add "$n"; ip -n "$n" link set lo up; done
 for n in "$ns" "$cns"; do
   ip netns exec "$n" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1

@@ -68,7 +68,11 @@ d() { install -d -m 0755 "$pkg/$1"; }
 # docs/QEMU.md installs it) and the NSS module (module name `virtnet`).
 d usr/sbin; d usr/bin; d usr/libexec; d "usr/lib/$multiarch"
 install -m 0755 "$bindir/virtnetd" "$pkg/usr/sbin/virtnetd"
-install -m 0755 "$bindir/virtnet" "$pkg/usr/bin/virtnet"
+# The release CLI is linked statically (scripts/build-cli.sh: it starts faster, and scripts
+# start it once per verb); a dev package keeps the dynamic debug build.
+cli=$bindir/virtnet
+[ "$profile" = release ] && cli=$(bash "$root/scripts/build-cli.sh")
+install -m 0755 "$cli" "$pkg/usr/bin/virtnet"
 install -m 4755 "$bindir/virtnet-bridge-helper" "$pkg/usr/libexec/virtnet-bridge-helper"
 install -m 0755 "$bindir/virtnet-ifup" "$pkg/usr/libexec/virtnet-ifup"
 install -m 0755 "$bindir/virtnet-ifdown" "$pkg/usr/libexec/virtnet-ifdown"
