@@ -71,33 +71,10 @@ for p in "${DEPS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
 done
 
-# `apt-get source` needs deb-src entries. Add them, in a file of their own, for the Debian mirror
-# this machine already uses, unless some source list has them already.
-SRC_LIST=/etc/apt/sources.list.d/virtnet-deb-src.sources
-have_deb_src() {
-  grep -rqsE '^(deb-src[[:space:]]|Types:.*deb-src)' /etc/apt/sources.list /etc/apt/sources.list.d/
-}
-mirror() {
-  # The first `deb` URI of the configured sources (deb822 or one-line format).
-  { grep -hsE '^URIs:' /etc/apt/sources.list.d/*.sources | awk '{print $2}'
-    grep -hsE '^deb[[:space:]]' /etc/apt/sources.list /etc/apt/sources.list.d/*.list |
-      sed -E 's/^deb[[:space:]]+(\[[^]]*\][[:space:]]+)?([^[:space:]]+).*/\2/'
-  } | grep -v -- '-security' | grep -m1 'debian' || echo http://deb.debian.org/debian
-}
+# `apt-get source` needs deb-src entries (scripts/debian-sources.sh).
+. "$(dirname "${BASH_SOURCE[0]}")/debian-sources.sh"
 need_update=
-if ! have_deb_src; then
-  M="$(mirror)"
-  log "adding deb-src for $M in $SRC_LIST"
-  cat >"$SRC_LIST" <<EOF
-# Added by virtnet's scripts/build-libvirt.sh: libvirt's source package for the tests.
-Types: deb-src
-URIs: $M
-Suites: bookworm bookworm-updates
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-EOF
-  need_update=1
-fi
+ensure_deb_src scripts/build-libvirt.sh
 if [ -n "$need_update" ] || [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
 fi

@@ -11,7 +11,7 @@ use std::io;
 use netlink_sys::protocols::NETLINK_NETFILTER;
 
 use crate::nft_set::Msg;
-use crate::nl_dump::{self, attr, attrs_of};
+use crate::nl_dump::{self, attr, attrs_of, cstr};
 
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NFT_MSG_GETSETELEM: u16 = 13;
@@ -128,25 +128,11 @@ fn be_u64(bytes: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?))
 }
 
-fn cstr(s: &str) -> Vec<u8> {
-    let mut b = s.as_bytes().to_vec();
-    b.push(0);
-    b
-}
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn nla(kind: u16, payload: &[u8]) -> Vec<u8> {
-        let mut v = ((4 + payload.len()) as u16).to_ne_bytes().to_vec();
-        v.extend_from_slice(&kind.to_ne_bytes());
-        v.extend_from_slice(payload);
-        while !v.len().is_multiple_of(4) {
-            v.push(0);
-        }
-        v
-    }
+    use crate::nl_dump::nla;
 
     #[test]
     fn an_elements_counter_is_found_alone_or_among_expressions() {

@@ -18,6 +18,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
 
 use crate::error::{HostError, Result};
+use crate::nl_dump::cstr;
 
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
@@ -226,11 +227,6 @@ pub fn nfproto(family: &str) -> Option<u8> {
     })
 }
 
-fn cstr(s: &str) -> Vec<u8> {
-    let mut b = s.as_bytes().to_vec();
-    b.push(0);
-    b
-}
 
 impl NftSets {
     /// Opens the socket in the calling thread's network namespace.

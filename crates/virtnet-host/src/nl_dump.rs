@@ -108,3 +108,23 @@ pub(crate) fn request(kind: u16, body: &[u8]) -> Vec<u8> {
     m.extend_from_slice(body);
     m
 }
+
+/// `s` as a netlink string attribute's payload: its bytes and a NUL.
+pub(crate) fn cstr(s: &str) -> Vec<u8> {
+    let mut b = s.as_bytes().to_vec();
+    b.push(0);
+    b
+}
+
+/// One netlink attribute (`kind`, `payload`), padded to 4 bytes: how the parsers' tests build
+/// what the kernel sends.
+#[cfg(test)]
+pub(crate) fn nla(kind: u16, payload: &[u8]) -> Vec<u8> {
+    let mut v = ((4 + payload.len()) as u16).to_ne_bytes().to_vec();
+    v.extend_from_slice(&kind.to_ne_bytes());
+    v.extend_from_slice(payload);
+    while !v.len().is_multiple_of(4) {
+        v.push(0);
+    }
+    v
+}
