@@ -45,30 +45,15 @@ fi
 START=$SECONDS
 
 DEPS=(gcc make libc6-dev dpkg-dev)
-missing=()
-for p in "${DEPS[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
-done
-
-# `apt-get source` needs deb-src entries (scripts/debian-sources.sh).
+# `apt-get source` needs deb-src entries: scripts/debian-sources.sh sees to them.
 . "$(dirname "${BASH_SOURCE[0]}")/debian-sources.sh"
-need_update=
-ensure_deb_src scripts/build-busybox.sh
-if [ -n "$need_update" ] || [ ${#missing[@]} -gt 0 ]; then
-  apt-get update -qq
-fi
-if [ ${#missing[@]} -gt 0 ]; then
-  log "installing ${missing[*]}"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+install_build_deps scripts/build-busybox.sh "${DEPS[@]}"
 
 WORK="$(mktemp -d "$ROOT/busybox-build.XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT
 cd "$WORK"
 log "fetching Debian's busybox source package"
-fetch_source() {
-  apt-get source -qq --download-only busybox 2>&1 | grep -v '^W: Download is performed unsandboxed' >&2 || true
-}
+fetch_source() { download_source busybox; }
 fetch_source
 if ! ls busybox_*.dsc >/dev/null 2>&1; then
   log "apt's source lists look stale; running apt-get update"

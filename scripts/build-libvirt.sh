@@ -66,30 +66,15 @@ START=$SECONDS
 DEPS=(meson ninja-build gcc pkg-config dpkg-dev libxml2-dev libglib2.0-dev libgnutls28-dev
   libtirpc-dev python3-docutils xsltproc libxml2-utils libnl-3-dev libnl-route-3-dev libjson-c-dev libyajl-dev
   libpciaccess-dev libcap-ng-dev libudev-dev libdevmapper-dev)
-missing=()
-for p in "${DEPS[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
-done
-
-# `apt-get source` needs deb-src entries (scripts/debian-sources.sh).
+# `apt-get source` needs deb-src entries: scripts/debian-sources.sh sees to them.
 . "$(dirname "${BASH_SOURCE[0]}")/debian-sources.sh"
-need_update=
-ensure_deb_src scripts/build-libvirt.sh
-if [ -n "$need_update" ] || [ ${#missing[@]} -gt 0 ]; then
-  apt-get update -qq
-fi
-if [ ${#missing[@]} -gt 0 ]; then
-  log "installing ${missing[*]}"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+install_build_deps scripts/build-libvirt.sh "${DEPS[@]}"
 
 WORK="$(mktemp -d "$ROOT/libvirt-build.XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT
 cd "$WORK"
 log "fetching Debian's libvirt source package"
-fetch_source() {
-  apt-get source -qq --download-only libvirt 2>&1 | grep -v '^W: Download is performed unsandboxed' >&2 || true
-}
+fetch_source() { download_source libvirt; }
 fetch_source
 if ! ls libvirt_"$VERSION"-*.dsc >/dev/null 2>&1; then
   log "apt's source lists look stale; running apt-get update"

@@ -1,8 +1,8 @@
 # Sourced by scripts/build-libvirt.sh and scripts/build-busybox.sh: both build a Debian source
-# package, and `apt-get source` needs deb-src entries. ensure_deb_src adds them, in a file of
-# their own, for the Debian mirror this machine already uses, unless some source list has them
-# already; it sets need_update=1 when it wrote the file (the caller runs apt-get update).
-# Needs a log function.
+# package. install_build_deps installs what the build needs and makes sure `apt-get source`
+# can work: it needs deb-src entries, which ensure_deb_src adds, in a file of their own, for
+# the Debian mirror this machine already uses, unless some source list has them already.
+# download_source fetches a source package into the current directory. Needs a log function.
 
 SRC_LIST=${SRC_LIST:-/etc/apt/sources.list.d/virtnet-deb-src.sources}
 
@@ -37,4 +37,29 @@ Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 SRC
   need_update=1
+}
+
+# install_build_deps WHO PKG...: installs the PKGs not installed yet (after apt-get update when
+# anything is missing or the deb-src entries were just added).
+install_build_deps() {
+  local who=$1 p
+  shift
+  local missing=()
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+  done
+  need_update=
+  ensure_deb_src "$who"
+  if [ -n "$need_update" ] || [ ${#missing[@]} -gt 0 ]; then
+    apt-get update -qq
+  fi
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
+# download_source PKG: `apt-get source --download-only PKG` into the current directory.
+download_source() {
+  apt-get source -qq --download-only "$1" 2>&1 | grep -v '^W: Download is performed unsandboxed' >&2 || true
 }
