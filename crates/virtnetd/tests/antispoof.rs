@@ -9,14 +9,15 @@
 //! read once that one has arrived: counted events, no timing.
 
 use std::path::PathBuf;
-use std::process::Stdio;
-use std::time::{Duration, Instant};
 
 use virtnet_api::Port;
-use virtnet_testkit::dhcp::{udhcpc_script, write_script};
+use virtnet_testkit::dhcp::udhcpc_script;
 use virtnet_testkit::{Daemon, Lab, Netns, NsChild};
 
-const TOOL: &str = include_str!("antispoof/guest.py");
+#[path = "antispoof/tap_guest.rs"]
+mod tap_guest;
+
+use tap_guest::{tool, wait_for, TapGuest};
 const GATEWAY: &str = "192.168.150.1";
 
 fn network(extra: &str) -> String {
@@ -27,80 +28,7 @@ fn network(extra: &str) -> String {
     )
 }
 
-/// A guest: its namespace, its port's tap, its MAC, and the relay standing for QEMU.
-struct TapGuest {
-    ns: Netns,
-    port: String,
-
-    _relay: NsChild,
-    dir: PathBuf,
-}
-
-fn tool(lab: &Lab) -> PathBuf {
-    let path = lab.tmp_dir().join("guest.py");
-    if !path.exists() {
-        write_script(&path, TOOL);
-    }
-    path
-}
-
-fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !ok() {
-        assert!(Instant::now() < deadline, "gave up waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 impl TapGuest {
-    /// Attaches a port for guest `name` with MAC `mac` (and `flags`) to the network, and
-    /// brings up a guest namespace on it.
-    fn attach(lab: &Lab, daemon: &Daemon, name: &str, mac: &str, flags: &[&str]) -> TapGuest {
-        let mut args = vec![
-            "attach-interface",
-            name,
-            "network",
-            "spoofnet",
-            "--mac",
-            mac,
-        ];
-        args.extend(flags);
-        let out = daemon.cli_ok(&args);
-        let port = out
-            .lines()
-            .find(|l| l.starts_with("vnet"))
-            .unwrap_or_else(|| panic!("no tap name in {out:?}"))
-            .trim()
-            .to_string();
-        TapGuest::relay_on(lab, name, &port, mac)
-    }
-
-    /// A guest namespace on the existing tap `port` (as QEMU opens it), with MAC `mac`.
-    fn relay_on(lab: &Lab, name: &str, port: &str, mac: &str) -> TapGuest {
-        let port = port.to_string();
-        let ns = Netns::new(name);
-        let dir = lab.tmp_dir().join(name);
-        std::fs::create_dir_all(&dir).expect("guest dir");
-        let tool = tool(lab).to_string_lossy().into_owned();
-        let ns_path = format!("/run/netns/{}", ns.name());
-        let relay = lab
-            .host()
-            .spawn_with(["python3", &tool, "relay", &port, &ns_path], |c| {
-                c.stdout(Stdio::null());
-            });
-        wait_for("the guest's eth0", || {
-            ns.ip(["link", "show", "eth0"]).status.success()
-        });
-        ns.ip_ok(["link", "set", "eth0", "address", mac, "up"]);
-        TapGuest {
-            ns,
-            port,
-
-            _relay: relay,
-            dir,
-        }
-    }
-
     /// Leases an address with busybox udhcpc; returns it.
     fn lease(&self) -> String {
         let script = udhcpc_script(&self.dir);
@@ -211,8 +139,8 @@ const FOREIGN_MAC: &str = "52:54:00:66:66:66";
 fn a_guest_that_spoofs_is_dropped_while_its_own_traffic_flows() {
     let lab = Lab::new("spoof_drops");
     let daemon = start(&lab, "");
-    let attacker = TapGuest::attach(&lab, &daemon, "attacker", MAC_A, &[]);
-    let victim = TapGuest::attach(&lab, &daemon, "victim", MAC_V, &[]);
+    let attacker = TapGuest::attach(&lab, &daemon, "spoofnet", "attacker", MAC_A, &[]);
+    let victim = TapGuest::attach(&lab, &daemon, "spoofnet", "victim", MAC_V, &[]);
     assert!(
         port(&daemon, &attacker.port).spoof_check,
         "guarded by default"
@@ -323,7 +251,14 @@ fn a_guest_that_spoofs_is_dropped_while_its_own_traffic_flows() {
     );
 
     // A port attached with --no-spoof-check sends any source.
-    let free = TapGuest::attach(&lab, &daemon, "free", MAC_FREE, &["--no-spoof-check"]);
+    let free = TapGuest::attach(
+        &lab,
+        &daemon,
+        "spoofnet",
+        "free",
+        MAC_FREE,
+        &["--no-spoof-check"],
+    );
     assert!(!port(&daemon, &free.port).spoof_check);
     free.send(
         &lab,
@@ -352,7 +287,7 @@ fn a_guest_that_spoofs_is_dropped_while_its_own_traffic_flows() {
 fn a_lease_change_moves_the_allowed_address() {
     let lab = Lab::new("spoof_lease");
     let daemon = start(&lab, "");
-    let guest = TapGuest::attach(&lab, &daemon, "mover", MAC_A, &[]);
+    let guest = TapGuest::attach(&lab, &daemon, "spoofnet", "mover", MAC_A, &[]);
     // udhcpc stays running: SIGUSR2 releases the lease, SIGUSR1 asks for one again.
     let script = udhcpc_script(&guest.dir).to_string_lossy().into_owned();
     let client = guest.ns.spawn([
@@ -405,8 +340,8 @@ fn a_lease_change_moves_the_allowed_address() {
 fn isolated_ports_cannot_reach_each_other_but_reach_the_gateway() {
     let lab = Lab::new("spoof_isolated");
     let daemon = start(&lab, "<port isolated='yes'/>");
-    let a = TapGuest::attach(&lab, &daemon, "isoa", MAC_A, &[]);
-    let b = TapGuest::attach(&lab, &daemon, "isob", MAC_V, &[]);
+    let a = TapGuest::attach(&lab, &daemon, "spoofnet", "isoa", MAC_A, &[]);
+    let b = TapGuest::attach(&lab, &daemon, "spoofnet", "isob", MAC_V, &[]);
     assert!(port(&daemon, &a.port).isolated);
     let a_ip = a.lease();
     let b_ip = b.lease();
@@ -425,9 +360,9 @@ fn isolated_ports_cannot_reach_each_other_but_reach_the_gateway() {
 fn a_port_isolated_by_itself_reaches_only_ports_that_are_not() {
     let lab = Lab::new("spoof_port_iso");
     let daemon = start(&lab, "");
-    let a = TapGuest::attach(&lab, &daemon, "pisoa", MAC_A, &["--isolated"]);
-    let b = TapGuest::attach(&lab, &daemon, "pisob", MAC_V, &["--isolated"]);
-    let c = TapGuest::attach(&lab, &daemon, "pisoc", MAC_FREE, &[]);
+    let a = TapGuest::attach(&lab, &daemon, "spoofnet", "pisoa", MAC_A, &["--isolated"]);
+    let b = TapGuest::attach(&lab, &daemon, "spoofnet", "pisob", MAC_V, &["--isolated"]);
+    let c = TapGuest::attach(&lab, &daemon, "spoofnet", "pisoc", MAC_FREE, &[]);
     let (_a_ip, b_ip, c_ip) = (a.lease(), b.lease(), c.lease());
     assert!(!port(&daemon, &c.port).isolated);
     assert!(!a.ns.ping(&b_ip), "two isolated ports");
@@ -438,8 +373,8 @@ fn a_port_isolated_by_itself_reaches_only_ports_that_are_not() {
 fn the_guard_survives_a_daemon_restart_and_a_deleted_table() {
     let lab = Lab::new("spoof_restart");
     let mut daemon = start(&lab, "");
-    let attacker = TapGuest::attach(&lab, &daemon, "rattacker", MAC_A, &[]);
-    let victim = TapGuest::attach(&lab, &daemon, "rvictim", MAC_V, &[]);
+    let attacker = TapGuest::attach(&lab, &daemon, "spoofnet", "rattacker", MAC_A, &[]);
+    let victim = TapGuest::attach(&lab, &daemon, "spoofnet", "rvictim", MAC_V, &[]);
     let a_ip = attacker.lease();
     let v_ip = victim.lease();
     let sniffer = Sniffer::start(&lab, &victim);
@@ -462,7 +397,7 @@ fn the_guard_survives_a_daemon_restart_and_a_deleted_table() {
     // Someone deletes the table: the next change (a new port) rebuilds it with every port.
     lab.host()
         .run_ok(["nft", "delete", "table", "bridge", "virtnet_ports"]);
-    let _third = TapGuest::attach(&lab, &daemon, "rthird", MAC_FREE, &[]);
+    let _third = TapGuest::attach(&lab, &daemon, "spoofnet", "rthird", MAC_FREE, &[]);
     attack_and_check("2");
     assert!(attacker.ns.ping(GATEWAY), "its lease after the rebuild");
 }
@@ -476,7 +411,7 @@ fn a_static_guest_is_learned_once_and_locked_to_its_address() {
     const A: &str = "192.168.150.50";
     let lab = Lab::new("spoof_learn");
     let mut daemon = start(&lab, "");
-    let first = TapGuest::attach(&lab, &daemon, "lstatic", MAC_A, &[]);
+    let first = TapGuest::attach(&lab, &daemon, "spoofnet", "lstatic", MAC_A, &[]);
     first
         .ns
         .ip_ok(["addr", "add", &format!("{A}/24"), "dev", "eth0"]);
@@ -514,7 +449,7 @@ fn a_static_guest_is_learned_once_and_locked_to_its_address() {
         .ip_ok(["addr", "del", "192.168.150.51/24", "dev", "eth0"]);
 
     // Another guest cannot take the learned address; it learns a free one.
-    let second = TapGuest::attach(&lab, &daemon, "lsecond", MAC_V, &[]);
+    let second = TapGuest::attach(&lab, &daemon, "spoofnet", "lsecond", MAC_V, &[]);
     second
         .ns
         .ip_ok(["addr", "add", &format!("{A}/24"), "dev", "eth0"]);

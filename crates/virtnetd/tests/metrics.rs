@@ -9,14 +9,16 @@
 //! own `promtool check metrics`, and a real Prometheus server in the host namespace scrapes
 //! `--metrics-listen` and is asked for `virtnet_network_active`.
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
 
-use virtnet_testkit::dhcp::{dns_server, udhcpc_script, write_script};
+use virtnet_testkit::dhcp::{dns_server, udhcpc_script};
 use virtnet_testkit::{Daemon, Lab, Netns, NsChild, UPSTREAM_ADDR};
 
-const RELAY: &str = include_str!("antispoof/guest.py");
+#[path = "antispoof/tap_guest.rs"]
+mod tap_guest;
+
+use tap_guest::{tool, wait_for, TapGuest};
+
 const GATEWAY: &str = "192.168.160.1";
 const MAC: &str = "52:54:00:00:16:01";
 const LISTEN: &str = "127.0.0.1:9176";
@@ -28,50 +30,6 @@ fn network() -> String {
          <ip address='{GATEWAY}' netmask='255.255.255.0'><dhcp>\
          <range start='192.168.160.100' end='192.168.160.199'/></dhcp></ip></network>"
     )
-}
-
-fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !ok() {
-        assert!(Instant::now() < deadline, "gave up waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// A guest namespace on a virtnet port, as QEMU would drive the tap.
-struct TapGuest {
-    ns: Netns,
-    port: String,
-    _relay: NsChild,
-}
-
-fn attach_guest(lab: &Lab, daemon: &Daemon) -> TapGuest {
-    let out = daemon.cli_ok(&["attach-interface", "vm1", "network", "metnet", "--mac", MAC]);
-    let port = out
-        .lines()
-        .find(|l| l.starts_with("vnet"))
-        .unwrap_or_else(|| panic!("no tap name in {out:?}"))
-        .trim()
-        .to_string();
-    let tool = lab.tmp_dir().join("relay.py");
-    write_script(&tool, RELAY);
-    let ns = Netns::new("metguest");
-    let ns_path = format!("/run/netns/{}", ns.name());
-    let relay = lab.host().spawn_with(
-        ["python3", &tool.to_string_lossy(), "relay", &port, &ns_path],
-        |c| {
-            c.stdout(Stdio::null());
-        },
-    );
-    wait_for("the guest's eth0", || {
-        ns.ip(["link", "show", "eth0"]).status.success()
-    });
-    ns.ip_ok(["link", "set", "eth0", "address", MAC, "up"]);
-    TapGuest {
-        ns,
-        port,
-        _relay: relay,
-    }
 }
 
 /// The guest's address after a lease with busybox udhcpc.
@@ -257,9 +215,8 @@ fn a_scrape_shows_a_real_lease_dns_queries_port_traffic_nat_and_drops() {
     );
     let name = daemon.define(&network());
     daemon.cli_ok(&["net-start", &name]);
-    let guest = attach_guest(&lab, &daemon);
-    let dir: PathBuf = lab.tmp_dir().join("guest");
-    std::fs::create_dir_all(&dir).expect("guest dir");
+    let guest = TapGuest::attach(&lab, &daemon, "metnet", "vm1", MAC, &[]);
+    let dir = guest.dir.clone();
     let addr = lease(&guest, &dir);
 
     // A local name and a forwarded one.
@@ -278,7 +235,7 @@ fn a_scrape_shows_a_real_lease_dns_queries_port_traffic_nat_and_drops() {
     );
 
     // A frame from an address the guest does not hold: dropped by the port's anti-spoofing.
-    let tool = lab.tmp_dir().join("relay.py");
+    let tool = tool(&lab);
     guest.ns.run_ok([
         "python3",
         &tool.to_string_lossy(),
