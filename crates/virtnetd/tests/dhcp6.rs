@@ -174,6 +174,27 @@ fn v6_leases(daemon: &Daemon, net: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// Asserts that `guest` holds `addr` on its eth0 and that it is the network's one IPv6 lease;
+/// returns the lease rows.
+fn holds_the_only_lease(
+    guest: &Guest,
+    daemon: &Daemon,
+    net: &str,
+    addr: &str,
+) -> Vec<serde_json::Value> {
+    assert!(
+        guest
+            .ns()
+            .ip_ok(["-6", "addr", "show", "dev", "eth0"])
+            .contains(addr),
+        "the guest holds {addr}"
+    );
+    let rows = v6_leases(daemon, net);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["ipAddress"], addr);
+    rows
+}
+
 fn in_range(addr: &str, low: u16, high: u16) -> bool {
     addr.parse::<std::net::Ipv6Addr>().is_ok_and(|a| {
         let s = a.segments();
@@ -205,17 +226,7 @@ fn dhclient6_leases_renews_and_keeps_its_address_across_kill_9() {
     let client = Client6::start(&guest, dir, "a", "", &[]);
     let addr = client.wait_bound();
     assert!(in_range(&addr, 0x10, 0xff), "{addr}");
-    assert!(
-        guest
-            .ns()
-            .ip_ok(["-6", "addr", "show", "dev", "eth0"])
-            .contains(&addr),
-        "the guest holds it"
-    );
-
-    let rows = v6_leases(&daemon, &net);
-    assert_eq!(rows.len(), 1, "{rows:?}");
-    assert_eq!(rows[0]["ipAddress"], addr.as_str());
+    let rows = holds_the_only_lease(&guest, &daemon, &net, &addr);
     assert_eq!(rows[0]["prefix"], 64);
     assert_eq!(rows[0]["iface"], "vd6a");
     // dhclient's DUID-LLT: type 1, Ethernet, a time, the guest's MAC.
@@ -756,16 +767,7 @@ fn busybox_udhcpc6_gets_a_stateful_lease() {
     assert!(in_range(&addr, 0x10, 0xff), "{bound}");
     assert_eq!(canonical(field("dns=")), "2001:db8:ac10:fd01::1", "{bound}");
     assert_eq!(field("search="), "mynet", "{bound}");
-    assert!(
-        guest
-            .ns()
-            .ip_ok(["-6", "addr", "show", "dev", "eth0"])
-            .contains(&addr),
-        "the guest holds it"
-    );
-    let rows = v6_leases(&daemon, &net);
-    assert_eq!(rows.len(), 1, "{rows:?}");
-    assert_eq!(rows[0]["ipAddress"], addr.as_str());
+    let rows = holds_the_only_lease(&guest, &daemon, &net, &addr);
     // udhcpc6's DUID-LL: type 3, Ethernet, the guest's MAC.
     let duid = format!("00:03:00:01:{}", guest.mac());
     assert_eq!(rows[0]["clientId"], duid.as_str(), "{rows:?}");
