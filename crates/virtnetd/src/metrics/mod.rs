@@ -33,7 +33,7 @@ use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use virtnet_api::Port;
+use crate::ports::PortLabels;
 use virtnet_host::nft_counters;
 use virtnet_host::nft_set::NFPROTO_BRIDGE;
 use virtnet_host::LinkStats;
@@ -89,7 +89,7 @@ impl Metrics {
         // scrape takes the longest of the three, not their sum.
         let (mut networks, ports, kernel, t_parts) = std::thread::scope(|scope| {
             let kernel = beside(scope, "metrics-kernel", KernelReads::read);
-            let ports = beside(scope, "metrics-ports", || state.ports.list(None, false));
+            let ports = beside(scope, "metrics-ports", || state.ports.labels());
             let networks = network_rows(state);
             let ports = ports();
             let t_parts = t0.elapsed();
@@ -126,7 +126,11 @@ impl Metrics {
 
     /// The link counters of the ports' taps, by port name, from the stats dump `links`
     /// (by interface index), with an index look-up for the ports not seen before.
-    fn port_stats(&self, ports: &[Port], links: Vec<LinkStats>) -> HashMap<String, LinkStats> {
+    fn port_stats(
+        &self,
+        ports: &[PortLabels],
+        links: Vec<LinkStats>,
+    ) -> HashMap<String, LinkStats> {
         let by_index: HashMap<u32, LinkStats> = links.into_iter().map(|s| (s.index, s)).collect();
         let mut indexes = lock(&self.indexes);
         // Rebuilt from this scrape's ports: a removed port's entry goes with it.
@@ -263,7 +267,7 @@ fn network_rows(state: &AppState) -> Vec<NetworkRow> {
 /// A row per port (counted into its network's row), with its link's counters, its
 /// anti-spoofing drops and its lease.
 fn port_rows(
-    ports: Vec<Port>,
+    ports: Vec<PortLabels>,
     networks: &mut [NetworkRow],
     links: &HashMap<String, LinkStats>,
     spoof: &HashMap<String, u64>,
@@ -272,11 +276,12 @@ fn port_rows(
     let mut by_name = network::by_name(networks);
     ports
         .into_iter()
-        .map(|mut port| {
-            if port.spoof_check {
-                port.spoof_drops = spoof.get(&port.name).copied();
-            }
-            let row = PortRow::new(port, links, &leases);
+        .map(|port| {
+            let spoof_drops = port
+                .spoof_check
+                .then(|| spoof.get(&port.name).copied())
+                .flatten();
+            let row = PortRow::new(port, links, &leases, spoof_drops);
             if let Some(net) = by_name.get_mut(&row.network) {
                 net.ports += 1;
             }

@@ -3,11 +3,11 @@
 
 use std::collections::HashMap;
 
-use virtnet_api::Port;
 use virtnet_host::LinkStats;
 use virtnet_model::InterfaceSource;
 
 use super::encode::{label_set, Encoder, Kind};
+use crate::ports::PortLabels;
 
 /// What the scrape knows of one guest port.
 #[derive(Debug)]
@@ -32,9 +32,10 @@ impl PortRow {
     /// A row for `port`, with its link's counters from `links` (by name) and its address from
     /// `leases` (by network, then lower-case MAC).
     pub fn new(
-        port: Port,
+        port: PortLabels,
         links: &HashMap<String, LinkStats>,
         leases: &HashMap<String, HashMap<String, String>>,
+        spoof_drops: Option<u64>,
     ) -> PortRow {
         let network = match &port.source {
             InterfaceSource::Network(n) => n.clone(),
@@ -53,7 +54,7 @@ impl PortRow {
             network,
             mac,
             ip,
-            spoof_drops: port.spoof_drops,
+            spoof_drops,
         }
     }
 

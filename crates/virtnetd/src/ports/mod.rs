@@ -764,6 +764,35 @@ impl Ports {
         ports
     }
 
+    /// The ports as a metrics scrape labels them ([`PortLabels`]), virtnet's own and the
+    /// hypervisor's. A scrape of thousands of ports needs none of the rest of a port's view
+    /// ([`Ports::list`]: its bridge, its tap's MAC, whether it is isolated), which cost most
+    /// of the scrape's reading of the ports.
+    pub fn labels(&self) -> Vec<PortLabels> {
+        let records: Vec<(String, String, InterfaceSource, MacAddr)> = self
+            .book
+            .read()
+            .values()
+            .map(|r| (r.name.clone(), r.domain.clone(), r.source.clone(), r.mac))
+            .collect();
+        let mut labels: Vec<PortLabels> = records
+            .into_iter()
+            .map(|(name, domain, source, mac)| PortLabels {
+                spoof_check: self.guard.is_guarded(&name),
+                name,
+                domain,
+                source,
+                mac: mac.to_string(),
+            })
+            .collect();
+        labels.extend(
+            self.hypervisor_views(None)
+                .into_iter()
+                .map(PortLabels::from),
+        );
+        labels
+    }
+
     /// Applies `change` to a port's record, then makes the kernel match it; the record is
     /// stored only when the kernel accepted the change.
     fn change_port(&self, name: &str, change: impl FnOnce(&mut PortRecord)) -> Result<Port> {
@@ -918,5 +947,32 @@ mod tests {
         assert_eq!(book.next_vnet(), "vnet1");
         // A freed vnet0 is not handed out again at once.
         assert_eq!(book.next_vnet(), "vnet2");
+    }
+}
+
+/// What a metrics scrape needs of a port ([`Ports::labels`]).
+#[derive(Debug, Clone)]
+pub struct PortLabels {
+    /// The tap (the port's name).
+    pub name: String,
+    /// The guest.
+    pub domain: String,
+    /// Its network or host bridge.
+    pub source: InterfaceSource,
+    /// The guest NIC's MAC, lower case.
+    pub mac: String,
+    /// Whether anti-spoofing guards it.
+    pub spoof_check: bool,
+}
+
+impl From<Port> for PortLabels {
+    fn from(p: Port) -> PortLabels {
+        PortLabels {
+            name: p.name,
+            domain: p.domain,
+            source: p.source,
+            mac: p.mac,
+            spoof_check: p.spoof_check,
+        }
     }
 }
