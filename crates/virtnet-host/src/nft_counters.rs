@@ -128,7 +128,6 @@ fn be_u64(bytes: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?))
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -227,7 +227,6 @@ pub fn nfproto(family: &str) -> Option<u8> {
     })
 }
 
-
 impl NftSets {
     /// Opens the socket in the calling thread's network namespace.
     pub fn open() -> Result<NftSets> {
