@@ -30,7 +30,8 @@ while [ $# -gt 0 ]; do
   shift
 done
 [ "$(id -u)" = 0 ] || { echo "metrics: run as root" >&2; exit 1; }
-[ -x target/release/virtnetd ] && [ -x target/release/virtnet ] ||
+src=${VIRTNET_BIN:-target/release} # VIRTNET_BIN: another build's virtnetd and virtnet (before/after)
+[ -x "$src/virtnetd" ] && [ -x "$src/virtnet" ] ||
   { echo "metrics: run cargo build --release -p virtnetd -p virtnet first" >&2; exit 1; }
 log() { echo "metrics: $*" >&2; }
 
@@ -47,7 +48,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # Private copies: a rebuild during the run must not swap the binaries under it.
-cp target/release/virtnetd target/release/virtnet "$work/"
+cp "$src/virtnetd" "$src/virtnet" "$work/"
 ip netns add "$ns"
 ip -n "$ns" link set lo up
 ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
