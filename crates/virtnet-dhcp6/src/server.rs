@@ -141,13 +141,7 @@ impl Dhcp6Server {
     fn shared(&self) -> io::Result<Arc<Shared>> {
         self.running.get_or_start(
             || {
-                // SAFETY: the Socket is moved into the AsyncFd, which owns the descriptor
-                // until it is dropped, so the registration always refers to the same open
-                // descriptor.
-                let socket = unsafe {
-                    AsyncFd::register_with_interest(open_socket()?, tokio::io::Interest::READABLE)
-                }
-                .map_err(io::Error::from)?;
+                let socket = virtnet_sockets::readable(open_socket()?)?;
                 Ok(Shared {
                     socket,
                     table: Mutex::new(HashMap::new()),

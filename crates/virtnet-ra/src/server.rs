@@ -129,13 +129,7 @@ impl RaServer {
     fn shared(&self) -> io::Result<Arc<Shared>> {
         self.running.get_or_start(
             || {
-                // SAFETY: the Socket is moved into the AsyncFd and owns its descriptor until
-                // the AsyncFd drops it, so the descriptor stays open and the same for the
-                // registration.
-                let socket = unsafe {
-                    AsyncFd::register_with_interest(open_socket()?, tokio::io::Interest::READABLE)
-                }
-                .map_err(io::Error::from)?;
+                let socket = virtnet_sockets::readable(open_socket()?)?;
                 Ok(Shared {
                     socket,
                     table: Mutex::new(Table::default()),

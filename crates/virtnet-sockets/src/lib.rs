@@ -184,6 +184,19 @@ fn bind_retrying(sock: &Socket, addr: SocketAddr) -> io::Result<()> {
     }
 }
 
+/// `socket` (non-blocking already) registered with the current tokio runtime for reading: the
+/// raw sockets of the RA and DHCPv6 servers, read when the runtime says they are readable.
+pub fn readable(
+    socket: socket2::Socket,
+) -> std::io::Result<tokio::io::unix::AsyncFd<socket2::Socket>> {
+    // SAFETY: the Socket is moved into the AsyncFd, which owns its descriptor until it is
+    // dropped, so the registration always refers to the same open descriptor.
+    unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(socket, tokio::io::Interest::READABLE)
+    }
+    .map_err(std::io::Error::from)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
