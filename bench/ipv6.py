@@ -57,7 +57,7 @@ def sh(cmd, **kw):
     return subprocess.run(cmd, check=True, **kw)
 
 
-class Bench:
+class Bench(netbench.Results):
     def __init__(self, args):
         self.args = args
         self.tmp = tempfile.mkdtemp(prefix="vnbench.")
@@ -67,16 +67,6 @@ class Bench:
                        "started": time.strftime("%Y-%m-%d %H:%M:%S %z"),
                        "params": {k: v for k, v in vars(args).items()},
                        "virtnet_build": build_info(args.bindir), "impls": {}, "notes": []}
-
-    def note(self, text):
-        log(text)
-        self.result["notes"].append(text)
-
-    def save(self):
-        if self.args.out:
-            with open(self.args.out + ".tmp", "w") as f:
-                json.dump(self.result, f, indent=1)
-            os.replace(self.args.out + ".tmp", self.args.out)
 
     def cleanup(self):
         stop_all(self.daemons)

@@ -285,7 +285,23 @@ def interleaved(impls, step):
     return impls if step % 2 == 0 else list(reversed(impls))
 
 
-class Bench:
+class Results:
+    """A run's result dict (`self.result`, with a "notes" list) and where it goes
+    (`self.args.out`): shared by the benchmark drivers."""
+
+    def note(self, text):
+        log(text)
+        self.result["notes"].append(text)
+
+    def save(self):
+        """Writes the result so far (atomically: a killed run leaves the last whole file)."""
+        if self.args.out:
+            with open(self.args.out + ".tmp", "w") as f:
+                json.dump(self.result, f, indent=1)
+            os.replace(self.args.out + ".tmp", self.args.out)
+
+
+class Bench(Results):
     def __init__(self, args):
         self.args = args
         self.tmp = tempfile.mkdtemp(prefix="vnbench.")
@@ -301,16 +317,6 @@ class Bench:
             "kernel": {},
             "notes": [],
         }
-
-    def note(self, text):
-        log(text)
-        self.result["notes"].append(text)
-
-    def save(self):
-        if self.args.out:
-            with open(self.args.out + ".tmp", "w") as f:
-                json.dump(self.result, f, indent=1)
-            os.replace(self.args.out + ".tmp", self.args.out)
 
     INOTIFY = "/proc/sys/fs/inotify/max_user_instances"
 

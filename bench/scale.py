@@ -237,7 +237,7 @@ class ScaleLibvirt(netbench.Libvirt):
         return {"rss_kib": rss, "fds": fds, "dnsmasq_processes": dnsmasq}
 
 
-class Scale:
+class Scale(netbench.Results):
     def __init__(self, args):
         self.args = args
         self.tmp = tempfile.mkdtemp(prefix="vnscale.")
@@ -259,15 +259,6 @@ class Scale:
     def checkpoints(self):
         n = self.args.networks
         return sorted({c for c in (1, 500, 1000, 2000, 4000) if c <= n} | {n})
-
-    def note(self, text):
-        log(text)
-        self.result["notes"].append(text)
-
-    def save(self):
-        with open(self.args.out + ".tmp", "w") as f:
-            json.dump(self.result, f, indent=1)
-        os.replace(self.args.out + ".tmp", self.args.out)
 
     def cleanup(self):
         if self.args.keep_logs:
