@@ -18,14 +18,7 @@ const ECHO_PORT: u16 = 7007;
 const SLAAC_LIMIT: Duration = Duration::from_secs(40);
 
 /// Answers every TCP connection on the port with the client's address.
-const ECHO: &str = r#"import socket, sys
-s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(('::', int(sys.argv[1]))); s.listen(16)
-while True:
-    c, a = s.accept()
-    c.sendall((a[0] + '\n').encode()); c.close()
-"#;
+const ECHO: &str = include_str!("scripts/echo_source.py");
 
 /// Connects to `[addr]:port` and prints the answer ("" when none came within 3 s).
 const ASK: &str = r#"import socket, sys

@@ -225,14 +225,7 @@ fn qemu_guest_leases_resolves_and_reaches_upstream_through_nat() {
 
 /// The upstream namespace's TCP server on [`ECHO_PORT`]: answers every connection with the
 /// client's address, so the test sees the source the guest's IPv6 traffic arrived with.
-const ECHO: &str = r#"import socket, sys
-s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(('::', int(sys.argv[1]))); s.listen(16)
-while True:
-    c, a = s.accept()
-    c.sendall((a[0] + '\n').encode()); c.close()
-"#;
+const ECHO: &str = include_str!("scripts/echo_source.py");
 const ECHO_PORT: u16 = 7007;
 
 /// The usable global IPv6 addresses (scope global, past duplicate address detection) that
