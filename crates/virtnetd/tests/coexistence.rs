@@ -142,6 +142,17 @@ fn start_default(daemon: &Daemon) -> std::process::Output {
     daemon.cli(&["net-start", "default"])
 }
 
+/// [`start_default`], which must succeed (its warnings are in the output's stderr).
+fn start_default_ok(daemon: &Daemon) -> std::process::Output {
+    let out = start_default(daemon);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// The guest leases an address, resolves through the network's DNS, reaches upstream by
 /// HTTP and ping: the three things a foreign drop takes away.
 fn guest_works(lab: &Lab) -> Guest {
@@ -201,12 +212,7 @@ fn docker_forward_drop_is_let_through_docker_user_and_follows_a_docker_restart()
     let co = co_lab("co-docker", true);
     let host = co.lab.host();
     docker_like(host);
-    let out = start_default(&co.daemon);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = start_default_ok(&co.daemon);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains(
@@ -294,12 +300,7 @@ fn ufw_style_input_drop_is_let_through_and_follows_the_table() {
     let co = co_lab("co-ufw", true);
     let host = co.lab.host();
     ufw_like(host);
-    let out = start_default(&co.daemon);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    start_default_ok(&co.daemon);
     let table = ufw_table(host);
     assert!(
         table.contains("iifname \"virbr0\" accept comment \"virtnet:default\""),
@@ -549,12 +550,7 @@ fn accepts_left_by_a_crashed_daemon_are_kept_once_and_removed_at_stop() {
     let host = co.lab.host().clone();
     docker_like(&host);
     ufw_like(&host);
-    let out = start_default(&co.daemon);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    start_default_ok(&co.daemon);
     assert_eq!(docker_user(&host).matches("virtnet:default").count(), 2);
     assert_eq!(ufw_table(&host).matches("virtnet:default").count(), 2);
 
@@ -582,12 +578,7 @@ fn accepts_left_by_a_crashed_daemon_are_kept_once_and_removed_at_stop() {
 #[test]
 fn without_integration_a_firewall_loaded_later_is_logged() {
     let co = co_lab("co-later", false);
-    let out = start_default(&co.daemon);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    start_default_ok(&co.daemon);
     ufw_like(co.lab.host());
     assert!(
         eventually(WATCH_LIMIT, || co.daemon.log().contains(
@@ -642,12 +633,7 @@ fn a_port_forward_is_let_through_a_forward_drop_that_passes_only_replies() {
     let co = co_lab("co-ufw-fwd", true);
     let host = co.lab.host();
     ufw_like(host);
-    let out = start_default(&co.daemon);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    start_default_ok(&co.daemon);
     assert!(!ufw_table(host).contains("oifname"), "{}", ufw_table(host));
     let guest = guest_works(&co.lab);
     let _web = web_server(&guest);
@@ -689,12 +675,7 @@ fn without_integration_a_forward_into_guests_that_would_be_dropped_is_refused() 
     )
     .expect("write ruleset");
     host.run_ok(["nft", "-f", &path.to_string_lossy()]);
-    let out = start_default(&co.daemon);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    start_default_ok(&co.daemon);
     let out = co.daemon.cli(&[
         "forward-add",
         "default",
