@@ -161,6 +161,20 @@ fn udhcpc_args<'a>(script: &'a Path, tries: &'a str, extra: &[&'a str]) -> Vec<&
     args
 }
 
+/// One `udhcpc -q -n` run in `guest` (5 tries) that must succeed; `LOG` is its script's log.
+fn udhcpc_once(guest: &Netns, script: &Path, log: &Path) {
+    let out = guest
+        .command(udhcpc_args(script, "5", &["-q", "-n"]))
+        .env("LOG", log)
+        .output()
+        .expect("udhcpc");
+    assert!(
+        out.status.success(),
+        "udhcpc: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// dhclient script: configure the address, log events.
 const DHCLIENT_SCRIPT: &str = r#"#!/bin/sh
 echo "$reason $new_ip_address $new_subnet_mask $new_host_name" >> "$LOG"
@@ -333,16 +347,7 @@ fn two_networks_bind_port_67_on_their_own_bridges() {
     let g2 = guest(&host, "br2", "vp2", "52:54:00:12:34:04");
     let (_tmp, script, log) = udhcpc_files();
     let udhcpc = |g: &Netns| {
-        let out = g
-            .command(udhcpc_args(&script, "5", &["-q", "-n"]))
-            .env("LOG", &log)
-            .output()
-            .expect("udhcpc");
-        assert!(
-            out.status.success(),
-            "udhcpc: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        udhcpc_once(g, &script, &log);
         guest_addrs(g)
     };
     let sink: Arc<dyn LeaseSink> = Arc::new(Sink::default());
@@ -448,16 +453,7 @@ fn networks_share_one_socket_and_a_bridge_without_a_server_gets_no_answer() {
             "no server saw them"
         );
 
-        let out = served
-            .command(udhcpc_args(&script, "5", &["-q", "-n"]))
-            .env("LOG", &log)
-            .output()
-            .expect("udhcpc");
-        assert!(
-            out.status.success(),
-            "udhcpc: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        udhcpc_once(&served, &script, &log);
         let got = guest_addrs(&served);
         assert_eq!(got.len(), 1, "{got:?}");
         assert_eq!(got[0].octets()[2], 113, "{got:?}");
