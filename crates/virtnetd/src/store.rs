@@ -105,6 +105,17 @@ impl Record {
         self.live.is_some()
     }
 
+    /// Makes equal `config` and `live` one shared copy (a running network that runs its
+    /// definition): after a read-back, which decodes them apart, and after a change made to
+    /// both, which copies each.
+    pub fn share_definitions(&mut self) {
+        if let (Some(config), Some(live)) = (&self.config, &self.live) {
+            if !Arc::ptr_eq(config, live) && config == live {
+                self.live = Some(Arc::clone(config));
+            }
+        }
+    }
+
     /// Has a persistent definition.
     pub fn is_persistent(&self) -> bool {
         self.config.is_some()
@@ -1019,12 +1030,7 @@ fn decode(name: &str, bytes: &[u8]) -> Result<Record> {
         context: format!("stored network '{name}' is unreadable"),
         source,
     })?;
-    // Read back as two copies; an active network that runs its definition holds one.
-    if let (Some(config), Some(live)) = (&record.config, &record.live) {
-        if config == live {
-            record.live = Some(Arc::clone(config));
-        }
-    }
+    record.share_definitions();
     Ok(record)
 }
 

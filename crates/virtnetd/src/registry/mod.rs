@@ -923,6 +923,8 @@ impl NetworkRegistry {
             }
             live_change = Some(def.clone());
         }
+        // `net-update --live --config` changed both the same way: one copy again.
+        record.share_definitions();
         record.generation += 1;
         self.commit(name, Some(record.clone()))?;
         if let Some(net) = live_change {

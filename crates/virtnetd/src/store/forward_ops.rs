@@ -67,10 +67,6 @@ impl ForwardOp {
     /// Applies the change to every definition of `record`; true when any changed (the record's
     /// generation then moves on, as for any change).
     pub fn apply_to(&self, record: &mut Record) -> bool {
-        let shared = match (&record.config, &record.live) {
-            (Some(c), Some(l)) => Arc::ptr_eq(c, l),
-            _ => false,
-        };
         let mut changed = false;
         for def in [&mut record.config, &mut record.live].into_iter().flatten() {
             // Changed on a copy first: a definition the op leaves alone stays shared.
@@ -80,15 +76,9 @@ impl ForwardOp {
                 changed = true;
             }
         }
-        // Both got the same change: one copy again.
-        if shared {
-            if let Some(c) = &record.config {
-                if record.live.as_deref() == Some(&**c) {
-                    record.live = Some(Arc::clone(c));
-                }
-            }
-        }
         if changed {
+            // Both got the same change: one copy again.
+            record.share_definitions();
             record.generation += 1;
         }
         changed
