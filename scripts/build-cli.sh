@@ -17,8 +17,8 @@ triple=x86_64-unknown-linux-gnu
 RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
   cargo build --quiet --release --target "$triple" -p virtnet --bin virtnet >&2
 bin=$PWD/target/$triple/release/virtnet
-# A dynamic executable here would mean the flag did not apply.
-if file "$bin" 2>/dev/null | grep -q 'dynamically linked'; then
+# A program interpreter (the dynamic loader) here would mean the flag did not apply.
+if readelf -l "$bin" | grep -q 'program interpreter'; then
   echo "build-cli.sh: $bin is not statically linked" >&2
   exit 1
 fi
