@@ -70,6 +70,7 @@ cleanup() {
   for p in $load $churn; do kill -TERM "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
   if [ -n "$daemon" ] && kill -0 "$daemon" 2>/dev/null; then kill -TERM "$daemon"; wait "$daemon"; fi
   for n in "$ns" "$cns" "$fns"; do ip netns del "$n" 2>/dev/null; done
+  [ -n "${CONCURRENCY_KEEP_LOG:-}" ] && cp "$work/log" "$CONCURRENCY_KEEP_LOG"
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -85,7 +86,7 @@ for n in "$ns" "$cns"; do
 done
 printf 'nameserver 192.0.2.53\n' >"$work/resolv.conf"   # unreachable: nothing here is forwarded
 ip netns exec "$ns" "$work/virtnetd" --state-dir "$work/s" --run-dir "$work/r" --libvirt-run-dir "$work/r/libvirt" \
-  --log-level info --resolv-conf "$work/resolv.conf" 2>"$work/log" &
+  --log-level "${CONCURRENCY_LOG:-info}" --resolv-conf "$work/resolv.conf" 2>"$work/log" &
 daemon=$!
 for _ in $(seq 200); do [ -S "$work/r/virtnet.sock" ] && break; sleep 0.05; done
 [ -S "$work/r/virtnet.sock" ] || { cat "$work/log" >&2; exit 1; }

@@ -32,6 +32,8 @@ command -v dig >/dev/null || need_apt+=(bind9-dnsutils)
 command -v rdisc6 >/dev/null || need_apt+=(ndisc6)
 # The metrics test checks /metrics with Prometheus's own promtool and a real Prometheus server.
 command -v promtool >/dev/null || need_apt+=(prometheus)
+# A coexistence test watches the daemon's socket calls with strace.
+command -v strace >/dev/null || need_apt+=(strace)
 command -v dnsmasq >/dev/null || [ -x /usr/sbin/dnsmasq ] || need_apt+=(dnsmasq-base)
 # The web console's test drives Debian's headless Chromium through its chromedriver (raw
 # WebDriver from python3's standard library; no browser is downloaded).

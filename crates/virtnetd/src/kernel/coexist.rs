@@ -23,7 +23,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use tracing::{info, warn};
 use virtnet_api::{DoctorAction, DoctorChain, DoctorFirewalld, DoctorReport, DoctorTable};
-use virtnet_host::{ChainHeader, Nftables};
+use virtnet_host::{ChainHeader, NftSets, Nftables};
 use virtnet_plan::coexist::{
     delete_rules_script, iptables_accepts, obstacles, parse_table, tagged_rules, Fix, ForeignChain,
     ForeignTable, Guarded, Obstacle, DOCKER_USER,
@@ -80,6 +80,8 @@ impl std::fmt::Debug for Coexist {
 
 struct Inner {
     nft: Nftables,
+    /// For single-table look-ups; kept open (see [`Inner::table_handle`]).
+    sets: Option<NftSets>,
     integration: bool,
     /// Running networks, by name.
     guarded: BTreeMap<String, Guarded>,
@@ -103,6 +105,7 @@ impl Coexist {
         Ok(Coexist {
             inner: Mutex::new(Inner {
                 nft: Nftables::new().map_err(host("open libnftables"))?,
+                sets: Some(NftSets::open().map_err(host("open nfnetlink"))?),
                 integration: false,
                 guarded: BTreeMap::new(),
                 placed: BTreeMap::new(),
@@ -249,7 +252,7 @@ impl Coexist {
                 present: headers
                     .iter()
                     .any(|c| c.family == *family && c.table == *name)
-                    || own_table_exists(family, name),
+                    || inner.table_handle(family, name).is_some(),
                 needed: *needed,
             });
         }
@@ -402,8 +405,29 @@ impl Inner {
     /// The handle of table `family name`, if it exists: one `NFT_MSG_GETTABLE` for that
     /// table (libnftables' `list tables` would load every set element of virtnet's tables
     /// first, on every `net-start`: starts grew with the number of networks).
+    ///
+    /// Asked over the one nfnetlink socket `Inner` keeps open, never a fresh one: the kernel
+    /// answers the close of any nfnetlink socket by taking nftables' commit mutex and waiting
+    /// there for the pending clean-up of deleted rules and elements (an RCU grace period,
+    /// 10–25 ms here). Meanwhile every nftables transaction on the host waits, and so does
+    /// every device rename or creation (nftables hears of those under RTNL): a socket opened
+    /// and closed for each `net-start` and `net-destroy` stalled the attaches and detaches
+    /// running beside them by that much.
     fn table_handle(&mut self, family: &str, name: &str) -> Option<u64> {
-        table_handle(family, name)
+        let code = virtnet_host::nft_set::nfproto(family)?;
+        if self.sets.is_none() {
+            self.sets = NftSets::open().ok();
+        }
+        let answer = self.sets.as_mut()?.table_handle(code, name);
+        match answer {
+            Ok(handle) => handle,
+            Err(e) => {
+                // A socket in a bad state (a lost answer) is replaced at the next look.
+                warn!(error = %e, "cannot look up nftables table {family} {name}");
+                self.sets = None;
+                None
+            }
+        }
     }
 
     /// Inserts the accepts `g` needs, checks that nothing is in the way any more, records
@@ -775,19 +799,4 @@ fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
-}
-
-/// Whether virtnet's own table `family name` exists (`doctor`; a table without base chains
-/// has no chain header to show it).
-fn own_table_exists(family: &str, name: &str) -> bool {
-    table_handle(family, name).is_some()
-}
-
-/// The kernel's handle of table `family name`, asked over nfnetlink for that one table.
-fn table_handle(family: &str, name: &str) -> Option<u64> {
-    let code = virtnet_host::nft_set::nfproto(family)?;
-    virtnet_host::NftSets::open()
-        .and_then(|mut sets| sets.table_handle(code, name))
-        .ok()
-        .flatten()
 }
