@@ -97,6 +97,10 @@ impl AppState {
         services.observe_leases(Arc::new(move |network: &str, mac, addr, present| {
             observer.lease_changed(network, mac, addr, present)
         }));
+        let observer = antispoof.clone();
+        services.observe_leases6(Arc::new(move |network: &str, lease, present| {
+            observer.lease6_changed(network, lease.port, lease.mac, lease.ip, present)
+        }));
         let ports = Arc::new(Ports::open(
             store,
             runtime,

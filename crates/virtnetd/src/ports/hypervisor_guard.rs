@@ -144,7 +144,8 @@ impl Ports {
             .filter(|l| l.mac == mac.0 && !l.expired(now))
             .map(|l| l.ip)
             .chain(port.learned_ipv4);
-        let guard = PortGuard::for_network(tap, mac.0, &net, addrs)?;
+        let leases6 = self.leases6_of(&net, tap, mac);
+        let guard = PortGuard::for_network(tap, mac.0, &net, addrs, leases6)?;
         Some((net.name.clone(), guard))
     }
 

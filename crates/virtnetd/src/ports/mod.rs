@@ -307,7 +307,8 @@ impl Ports {
     /// What a port may send: `None` when it is not guarded (`--no-spoof-check`, a host
     /// bridge, a macvtap, a network in a mode that is not guarded or not active). Its IPv4
     /// addresses are its network's reservations for its MAC, its current leases and the
-    /// address it was seen to use when it had none of those (`learning.rs`).
+    /// address it was seen to use when it had none of those (`learning.rs`); its IPv6
+    /// addresses on DHCPv6 subnets its DHCPv6 leases (`addresses.rs`) and static hosts.
     fn guard_of(&self, r: &PortRecord) -> Option<(String, virtnet_plan::spoof::PortGuard)> {
         if r.no_spoof_check {
             return None;
@@ -326,7 +327,9 @@ impl Ports {
             .filter(|l| l.mac == r.mac.0 && !l.expired(now))
             .map(|l| l.ip)
             .chain(r.learned_ipv4);
-        let guard = virtnet_plan::spoof::PortGuard::for_network(&r.name, r.mac.0, &net, addrs)?;
+        let leases6 = self.leases6_of(&net, &r.name, r.mac);
+        let guard =
+            virtnet_plan::spoof::PortGuard::for_network(&r.name, r.mac.0, &net, addrs, leases6)?;
         Some((net.name.clone(), guard))
     }
 
