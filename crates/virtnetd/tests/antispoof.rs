@@ -645,7 +645,7 @@ impl TapGuest {
 #[test]
 fn a_dhcpv6_subnet_allows_only_the_ports_own_lease() {
     let lab = Lab::new("spoof_dhcp6");
-    let daemon = Daemon::start_in(lab.host());
+    let mut daemon = Daemon::start_in(lab.host());
     daemon.define(NETWORK6);
     daemon.cli_ok(&["net-start", "spoof6net"]);
     let a = TapGuest::attach(&lab, &daemon, "spoof6net", "six_a", MAC_A, &[]);
@@ -709,6 +709,14 @@ fn a_dhcpv6_subnet_allows_only_the_ports_own_lease() {
     assert!(drops(&daemon, &b.port) > 0, "B's own counter");
     assert!(a.ping6_from(&a_ip, DHCP6_GW), "A's lease flows");
     assert!(b.ping6_from(&b_ip, DHCP6_GW), "B's lease flows");
+
+    // A restart rebuilds the guards from the stored leases (with their ports).
+    daemon.restart();
+    assert!(a.ping6_from(&a_ip, DHCP6_GW), "A's lease after a restart");
+    assert!(
+        !a.ping6_from("fd00:152::77", DHCP6_GW),
+        "another address after a restart"
+    );
 
     // Released: A's old address is refused again; B is untouched.
     drop(a_client);
