@@ -172,6 +172,20 @@ impl AppState {
         Ok(result)
     }
 
+    /// `net-update` (API and libvirt RPC): the registry changes the definition, then a
+    /// running network's ports' anti-spoofing follows its new hosts, ranges and subnets.
+    pub fn update_network(
+        &self,
+        id: &str,
+        request: &virtnet_api::UpdateRequest,
+    ) -> Result<ChangeResult> {
+        let result = self.networks.update(id, request)?;
+        if result.network.active {
+            self.ports.network_updated(&result.network.name);
+        }
+        Ok(result)
+    }
+
     /// `POST /v1/networks?transient=true` (`net-create`): as [`AppState::start_network`].
     pub fn create_network(&self, xml: &str) -> Result<ChangeResult> {
         let result = self.networks.create(xml)?;

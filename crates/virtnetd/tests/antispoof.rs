@@ -745,4 +745,42 @@ fn a_dhcpv6_subnet_allows_only_the_ports_own_lease() {
         "the release's drops counted"
     );
     assert!(b.ping6_from(&b_ip, DHCP6_GW), "B's lease after A's release");
+
+    // A static host for A's MAC (its DUID-LL), added live with net-update: A may send from
+    // it at once, before asking for it; B may not (nor advertise it).
+    const HOST: &str = "fd00:152::50";
+    a.ns.ip_ok([
+        "-6",
+        "addr",
+        "add",
+        &format!("{HOST}/128"),
+        "dev",
+        "eth0",
+        "nodad",
+    ]);
+    assert!(!a.ping6_from(HOST, DHCP6_GW), "before the host exists");
+    let host = format!("<host id='0:3:0:1:{MAC_A}' ip='{HOST}'/>");
+    daemon.cli_ok(&[
+        "net-update",
+        "spoof6net",
+        "add-last",
+        "ip-dhcp-host",
+        &host,
+        "--parent-index",
+        "2",
+        "--live",
+        "--config",
+    ]);
+    a.reaches6(HOST, DHCP6_GW);
+    b.ns.ip_ok([
+        "-6",
+        "addr",
+        "add",
+        &format!("{HOST}/128"),
+        "dev",
+        "eth0",
+        "nodad",
+    ]);
+    assert!(!b.ping6_from(HOST, DHCP6_GW), "B sent from A's static host");
+    assert!(b.ping6_from(&b_ip, DHCP6_GW), "B's lease still flows");
 }

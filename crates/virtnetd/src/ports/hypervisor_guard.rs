@@ -167,6 +167,21 @@ impl Ports {
         }
     }
 
+    /// Guards again the hypervisor's taps guarded now whose port is on `network` (its
+    /// definition changed).
+    pub(super) fn reguard_hypervisor_taps(&self, network: &str) {
+        let _changes = lock(&self.hypervisor_changes);
+        let taps: Vec<(String, Uuid)> = lock(&self.hypervisor_guarded)
+            .iter()
+            .map(|(t, u)| (t.clone(), *u))
+            .collect();
+        for (tap, uuid) in taps {
+            if let Some(port) = self.hypervisor_port(uuid).filter(|p| p.network == network) {
+                self.guard_hypervisor_tap(&tap, &port);
+            }
+        }
+    }
+
     /// Takes the guard off `tap`, if it is a hypervisor tap guarded now.
     fn unguard_hypervisor_tap(&self, tap: &str) {
         if lock(&self.hypervisor_guarded).remove(tap).is_some() {

@@ -881,6 +881,27 @@ impl Ports {
         self.replug_hypervisor_ports(Some(network));
     }
 
+    /// Told when a running network's definition changed live (`net-update`): its ports'
+    /// anti-spoofing follows the new `<host>`s, ranges and subnets at once (only the elements
+    /// that differ change), the hypervisor's guarded taps of its ports included.
+    pub fn network_updated(&self, network: &str) {
+        let _all = self.exclusive();
+        let source = InterfaceSource::Network(network.to_string());
+        let records: Vec<PortRecord> = self
+            .book
+            .read()
+            .values()
+            .filter(|r| r.macvtap_on.is_none() && r.source == source)
+            .cloned()
+            .collect();
+        for r in records {
+            if let Err(e) = self.apply_guard(&r) {
+                tracing::warn!(port = %r.name, network, error = %e, "cannot guard port");
+            }
+        }
+        self.reguard_hypervisor_taps(network);
+    }
+
     /// Waits until every detached tap queued for deletion is deleted (at shutdown).
     pub fn wait_for_deletions(&self) {
         lock(&self.kernel).wait_for_deletions();
