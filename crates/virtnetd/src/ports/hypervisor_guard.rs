@@ -144,7 +144,7 @@ impl Ports {
             .filter(|l| l.mac == mac.0 && !l.expired(now))
             .map(|l| l.ip)
             .chain(port.learned_ipv4);
-        let leases6 = self.leases6_of(&net, tap, mac);
+        let leases6 = self.leases6_of(&net, tap, mac, None);
         let guard = PortGuard::for_network(tap, mac.0, &net, addrs, leases6)?;
         Some((net.name.clone(), guard))
     }
