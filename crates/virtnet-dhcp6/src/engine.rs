@@ -581,6 +581,12 @@ impl Engine {
                 iaid: *iaid,
                 ip: c.ip,
                 mac: client_mac(&duid, source.ip),
+                // The port it came in on; a renewal whose port is unknown keeps the one its
+                // binding had (the guest did not move: its port's capture missed a frame).
+                port: match source.charge {
+                    Charge::Port(i) => Some(i),
+                    Charge::Source(_) => previous.filter(|_| renewed).and_then(|l| l.port),
+                },
                 hostname,
                 expires: c.lease_secs.map(|s| now + u64::from(s)),
             };

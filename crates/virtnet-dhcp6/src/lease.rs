@@ -17,6 +17,12 @@ pub struct Lease6 {
     /// link-local source address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac: Option<[u8; 6]>,
+    /// The bridge port (the tap's interface index) the client's last granting or renewing
+    /// message came in on, when the capture named it. Anti-spoofing ties the lease to that
+    /// port: the frame entered through it, whatever DUID or link-local address the guest
+    /// chose (a DUID-EN or -UUID and a stable-privacy link-local address carry no MAC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u32>,
     /// The static host's name, else the first label of the name the client sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
@@ -68,7 +74,7 @@ impl Lease6Change {
     }
 
     /// Whether it only moves the expiry of `previous`, the same binding on the same address
-    /// (client, IAID, address, MAC and name unchanged): what
+    /// (client, IAID, address, MAC, port and name unchanged): what
     /// [`Lease6Sink::record_extensions`] may record without waiting.
     pub fn is_extension(&self, previous: Option<&Lease6>) -> bool {
         let Lease6Change::Renewed(l) = self else {
@@ -79,6 +85,7 @@ impl Lease6Change {
                 && p.iaid == l.iaid
                 && p.ip == l.ip
                 && p.mac == l.mac
+                && p.port == l.port
                 && p.hostname == l.hostname
         })
     }

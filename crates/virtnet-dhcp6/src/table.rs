@@ -222,6 +222,7 @@ mod tests {
             iaid: 1,
             ip: ip.parse().expect("addr"),
             mac: None,
+            port: None,
             hostname: None,
             expires: None,
         }

@@ -769,3 +769,47 @@ fn a_port_is_capped_whatever_its_source_addresses_and_has_its_own_bucket() {
     assert_eq!(kind, wire::REPLY);
     assert!(!ias[0].addrs.is_empty(), "the other port's client is bound");
 }
+
+/// Issue 14 item 2: a lease remembers the bridge port its client's message came in on (what
+/// anti-spoofing ties it to); a renewal whose port is unknown keeps it, one through another
+/// port moves it there.
+#[test]
+fn a_lease_remembers_the_port_its_client_came_in_on() {
+    use virtnet_dhcp6::PortId;
+    let book = Arc::new(Book::default());
+    let mut e = engine(&corpus("dhcp6-network"), book.clone());
+    let duid = [0, 4, 0x66];
+    let rc = opt(14, &[]);
+    let r = e
+        .handle_from(
+            1,
+            &msg(wire::SOLICIT, &duid, None, &[], &rc),
+            ll(),
+            PortId::Port(7),
+        )
+        .expect("an answer");
+    let (_, _, ias) = wire::decode_reply(r.bytes()).expect("decodes");
+    let addr = addr_of(&ias);
+    assert_eq!(e.leases(1)[0].port, Some(7));
+    let last_port = |book: &Book| {
+        book.changes
+            .lock()
+            .expect("lock")
+            .last()
+            .map(|c| c.lease().port)
+    };
+    assert_eq!(last_port(&book), Some(Some(7)), "recorded with its port");
+
+    let renew = msg(wire::RENEW, &duid, Some(&SERVER), &[addr], &[]);
+    e.handle_from(2, &renew, ll(), PortId::Unknown)
+        .expect("renewed");
+    assert_eq!(
+        e.leases(2)[0].port,
+        Some(7),
+        "an unknown port keeps the old one"
+    );
+    e.handle_from(3, &renew, ll(), PortId::Port(9))
+        .expect("renewed");
+    assert_eq!(e.leases(3)[0].port, Some(9));
+    assert_eq!(last_port(&book), Some(Some(9)), "the move is recorded");
+}

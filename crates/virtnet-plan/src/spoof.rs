@@ -14,13 +14,36 @@
 //! - ARP with its own MAC as sender hardware address, and as sender address one of its own
 //!   addresses, or 0.0.0.0 in a request (an ARP probe): no reply or gratuitous ARP for
 //!   another guest's address;
-//! - IPv6 from its network's IPv6 subnets (`addrs6`; virtnet hands out no IPv6 leases yet,
-//!   so the subnet is the finest bound it knows), from link-local addresses, and from `::`
-//!   for duplicate address detection and MLD; never router advertisements, redirects or
-//!   DHCPv6 server messages (UDP port 547), and neighbour advertisements only for targets in
-//!   `targets6` (the same ranges) or link-local;
+//! - IPv6, per IPv6 subnet of its network, as the network hands out addresses there
+//!   (`addrs6`): on a subnet without DHCPv6 (no `<dhcp>` range or host: the router
+//!   advertisement marks its prefix autonomous, guests pick their own addresses by SLAAC,
+//!   privacy or stable-privacy addresses nobody can predict) the whole subnet; on a subnet
+//!   with DHCPv6 (the advertisement sets the managed flag and leaves the prefix's autonomous
+//!   flag off: guests get addresses only from DHCPv6) only the port's current DHCPv6 leases
+//!   and the network's static `<host>`s of the guest (by `id`, a link-layer DUID — types 1
+//!   and 3 — holding the guest's MAC: the only IPv6 `<host>` a port can be tied to before it
+//!   asks; a `<host name>` is the guest's once leased). Always from link-local addresses
+//!   (DHCPv6 SOLICIT/REQUEST/RELEASE to the server come from there, before the guest has an
+//!   address) and from `::` for duplicate address detection and MLD; never router
+//!   advertisements, redirects or DHCPv6 server messages (UDP port 547), and neighbour
+//!   advertisements only for targets in `targets6` (the same ranges and addresses) or
+//!   link-local;
 //! - RARP (QEMU's announcement after a migration, with the guest's MAC);
 //! - nothing else (other ethertypes, VLAN-tagged frames, STP from a guest).
+//!
+//! A DHCPv6 lease is the port's whose tap its client's message came in on (the lease's
+//! `port`, the DHCP capture's ingress port): a frame from a guarded port carries the
+//! guest's own MAC, so this is the guest, whatever DUID or link-local address it chose. A
+//! lease whose port the capture could not name falls back to its MAC (a link-layer DUID's,
+//! or an EUI-64 link-local source's). A lease granted, renewed, released or expired adds or
+//! deletes that one address of that one port, before the client's REPLY leaves.
+//!
+//! No address is learned for IPv6 (IPv4 learns a static guest's address from its ARP, as
+//! libvirt's `clean-traffic` does, whose IP learning is IPv4 only): on a SLAAC subnet there
+//! is nothing to learn, and on a DHCPv6 subnet an address outside DHCPv6 is one the network
+//! never handed out — the first neighbour solicitation would otherwise claim any address of
+//! the prefix. A guest configured by hand there gets a `<host id>` with its MAC's DUID-LL,
+//! the subnet loses its DHCPv6 range, or the port is `--no-spoof-check`.
 //!
 //! Dropped frames are counted per port: the drop chain looks the port up in `drops`, a set
 //! with a counter on every element.
@@ -29,7 +52,7 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use virtnet_model::{ForwardMode, MacAddr, Network, Subnet};
+use virtnet_model::{DhcpHost, ForwardMode, IpDef, MacAddr, Network, Subnet};
 
 /// The table's name (family `bridge`).
 pub const TABLE: &str = "virtnet_ports";
@@ -45,7 +68,8 @@ pub enum SpoofSet {
     Macs,
     /// A port's IPv4 addresses (`ifname . ipv4_addr`).
     Addrs4,
-    /// A port's IPv6 source ranges (`ifname . ipv6_addr`, intervals).
+    /// A port's IPv6 source ranges (`ifname . ipv6_addr`, intervals): SLAAC subnets, and
+    /// single addresses (DHCPv6 leases, static hosts).
     Addrs6,
     /// The same ranges, for neighbour-advertisement targets (a raw payload key).
     Targets6,
@@ -74,7 +98,7 @@ pub enum SpoofKey {
     Mac([u8; 6]),
     /// One IPv4 address.
     Ipv4(Ipv4Addr),
-    /// An inclusive range of IPv6 addresses (a subnet).
+    /// An inclusive range of IPv6 addresses (a subnet, or one address: first = last).
     Range6(Ipv6Addr, Ipv6Addr),
 }
 
@@ -115,8 +139,49 @@ pub struct PortGuard {
     pub mac: [u8; 6],
     /// Its IPv4 addresses (leases and `<host>` reservations).
     pub ipv4: BTreeSet<Ipv4Addr>,
-    /// Its IPv6 source subnets.
+    /// Its IPv6 source subnets: the network's subnets without DHCPv6 (SLAAC).
     pub ipv6: BTreeSet<Subnet>,
+    /// Its static IPv6 addresses on subnets with DHCPv6: the network's `<host>`s tied to its
+    /// MAC (see [`host_mac`]). Kept when a lease of the same address ends.
+    pub hosts6: BTreeSet<Ipv6Addr>,
+    /// Its current DHCPv6 leases on subnets with DHCPv6.
+    pub leases6: BTreeSet<Ipv6Addr>,
+}
+
+/// Whether the IPv6 `<ip>` `ip` hands out addresses by DHCPv6 (a `<dhcp>` with a range or a
+/// host): then its router advertisement sets the managed flag and no autonomous prefix, as
+/// dnsmasq's `enable-ra` does (`virtnet_ra`), and guests get addresses only from DHCPv6.
+pub fn dhcp6_managed(ip: &IpDef) -> bool {
+    ip.address.is_ipv6()
+        && ip
+            .dhcp
+            .as_ref()
+            .is_some_and(|d| !d.ranges.is_empty() || !d.hosts.is_empty())
+}
+
+/// The MAC an IPv6 `<host>` names: its `mac` when it has one, else the MAC of a link-layer
+/// DUID in its `id` (DUID-LLT, type 1, or DUID-LL, type 3, with Ethernet hardware type 1).
+/// A DUID-EN or -UUID, or a host by name only, names no MAC.
+pub fn host_mac(host: &DhcpHost) -> Option<[u8; 6]> {
+    if let Some(m) = host.mac {
+        return Some(m.0);
+    }
+    let duid: Vec<u8> = host
+        .id
+        .as_deref()?
+        .split(':')
+        .map(|p| {
+            (!p.is_empty() && p.len() <= 2)
+                .then(|| u8::from_str_radix(p, 16).ok())
+                .flatten()
+        })
+        .collect::<Option<Vec<u8>>>()?;
+    match duid.as_slice() {
+        [0, 1, 0, 1, _, _, _, _, mac @ ..] | [0, 3, 0, 1, mac @ ..] => {
+            <[u8; 6]>::try_from(mac).ok()
+        }
+        _ => None,
+    }
 }
 
 /// Whether ports of a network in this mode are guarded by default: the networks whose
@@ -131,26 +196,39 @@ pub fn guarded_by_default(mode: ForwardMode) -> bool {
 
 impl PortGuard {
     /// The guard of port `port` with guest MAC `mac` on `net`: its `<host>` reservations for
-    /// that MAC, the addresses of its current leases (`leases`), and the network's IPv6
+    /// that MAC, the addresses of its current DHCPv4 leases (`leases`) and DHCPv6 leases
+    /// (`leases6`; those outside the network's DHCPv6 subnets are dropped: a SLAAC subnet
+    /// allows them already, and no other subnet is the guest's), and the network's SLAAC
     /// subnets. `None` when the network's mode is not guarded.
     pub fn for_network(
         port: &str,
         mac: [u8; 6],
         net: &Network,
         leases: impl IntoIterator<Item = Ipv4Addr>,
+        leases6: impl IntoIterator<Item = Ipv6Addr>,
     ) -> Option<PortGuard> {
         if !guarded_by_default(net.forward.mode) {
             return None;
         }
         let mut ipv4: BTreeSet<Ipv4Addr> = leases.into_iter().collect();
         let mut ipv6 = BTreeSet::new();
+        let mut hosts6 = BTreeSet::new();
+        let mut managed = Vec::new();
         for ip in &net.ips {
+            let hosts = ip.dhcp.iter().flat_map(|d| d.hosts.iter());
             match ip.address {
+                IpAddr::V6(_) if dhcp6_managed(ip) => {
+                    managed.push(Subnet::of(ip.address, ip.prefix_len()));
+                    for h in hosts.filter(|h| host_mac(h) == Some(mac)) {
+                        if let IpAddr::V6(a) = h.ip {
+                            hosts6.insert(a);
+                        }
+                    }
+                }
                 IpAddr::V6(_) => {
                     ipv6.insert(Subnet::of(ip.address, ip.prefix_len()));
                 }
                 IpAddr::V4(_) => {
-                    let hosts = ip.dhcp.iter().flat_map(|d| d.hosts.iter());
                     for h in hosts.filter(|h| h.mac == Some(MacAddr(mac))) {
                         if let IpAddr::V4(a) = h.ip {
                             ipv4.insert(a);
@@ -159,11 +237,21 @@ impl PortGuard {
                 }
             }
         }
+        let leases6 = leases6
+            .into_iter()
+            .filter(|a| {
+                managed
+                    .iter()
+                    .any(|s| Subnet::of(IpAddr::V6(*a), s.prefix) == *s)
+            })
+            .collect();
         Some(PortGuard {
             port: port.to_string(),
             mac,
             ipv4,
             ipv6,
+            hosts6,
+            leases6,
         })
     }
 
@@ -190,7 +278,20 @@ impl PortGuard {
                 out.push(el(SpoofSet::Targets6, SpoofKey::Range6(first, last)));
             }
         }
+        for a in self.hosts6.union(&self.leases6) {
+            out.extend(Self::address6_elements(&self.port, *a));
+        }
         out
+    }
+
+    /// The elements of one IPv6 address of the port (a DHCPv6 lease granted or ended): the
+    /// source and the neighbour-advertisement target, each a range of that one address.
+    pub fn address6_elements(port: &str, addr: Ipv6Addr) -> [SpoofElement; 2] {
+        [SpoofSet::Addrs6, SpoofSet::Targets6].map(|set| SpoofElement {
+            set,
+            port: port.to_string(),
+            key: SpoofKey::Range6(addr, addr),
+        })
     }
 
     /// The element of one IPv4 address of the port (a lease granted or released).

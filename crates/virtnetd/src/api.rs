@@ -454,7 +454,7 @@ async fn update(State(state): State<Shared>, id: PathArg, req: Request) -> Answe
         "update",
         "{\"command\": \"add-last\", \"section\": \"ip-dhcp-host\", \"xml\": \"<host .../>\", \
          \"parentIndex\": null, \"live\": true, \"config\": true}",
-        move |id, request: virtnet_api::UpdateRequest| state.networks.update(&id, &request),
+        move |id, request: virtnet_api::UpdateRequest| state.update_network(&id, &request),
     )
     .await?;
     Ok(changed(StatusCode::OK, result))

@@ -31,7 +31,8 @@ use crate::error::{Error, Result};
 use crate::store::Store;
 
 mod dhcp6;
-pub use dhcp6::lease6_to_api;
+pub(crate) use dhcp6::store_key as lease6_store_key;
+pub use dhcp6::{lease6_to_api, Lease6Observer};
 
 /// How many events the feed keeps for clients that poll late.
 const EVENT_BUFFER: usize = 1024;
@@ -574,6 +575,8 @@ pub struct Services {
     running: Mutex<BTreeMap<String, Running>>,
     /// Told of lease changes, once set (see [`Services::observe_leases`]).
     observer: std::sync::OnceLock<LeaseObserver>,
+    /// Told of DHCPv6 lease changes, once set (see [`Services::observe_leases6`]).
+    observer6: std::sync::OnceLock<Lease6Observer>,
     /// Router advertisements of every IPv6 network: one socket and one timer for all.
     ra: RaServer,
     /// DHCPv6 of every IPv6 network with a `<dhcp>`: one socket for all (`services/dhcp6.rs`).
@@ -621,6 +624,7 @@ impl Services {
             options,
             running: Mutex::new(BTreeMap::new()),
             observer: std::sync::OnceLock::new(),
+            observer6: std::sync::OnceLock::new(),
             ra: RaServer::new(),
             dhcp6: virtnet_dhcp6::Dhcp6Server::new(),
         }

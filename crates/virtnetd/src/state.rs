@@ -97,6 +97,10 @@ impl AppState {
         services.observe_leases(Arc::new(move |network: &str, mac, addr, present| {
             observer.lease_changed(network, mac, addr, present)
         }));
+        let observer = antispoof.clone();
+        services.observe_leases6(Arc::new(move |network: &str, lease, present| {
+            observer.lease6_changed(network, lease.port, lease.mac, lease.ip, present)
+        }));
         let ports = Arc::new(Ports::open(
             store,
             runtime,
@@ -165,6 +169,20 @@ impl AppState {
         let result = self.networks.start(id)?;
         self.ports.network_started(&result.network.name);
         self.forwards_started(&result.network.name);
+        Ok(result)
+    }
+
+    /// `net-update` (API and libvirt RPC): the registry changes the definition, then a
+    /// running network's ports' anti-spoofing follows its new hosts, ranges and subnets.
+    pub fn update_network(
+        &self,
+        id: &str,
+        request: &virtnet_api::UpdateRequest,
+    ) -> Result<ChangeResult> {
+        let result = self.networks.update(id, request)?;
+        if result.network.active {
+            self.ports.network_updated(&result.network.name);
+        }
         Ok(result)
     }
 

@@ -522,3 +522,265 @@ fn the_hypervisors_taps_are_guarded_like_virtnets_own() {
     lab.host().ip_ok(["link", "set", "dev", TAP, "nomaster"]);
     wait_for("the tap unguarded", || !port(&daemon, TAP).spoof_check);
 }
+
+/// An IPv4-less network for the IPv6 case: a SLAAC subnet (no `<dhcp>`) and a DHCPv6 subnet.
+const SLAAC_GW: &str = "fd00:151::1";
+const DHCP6_GW: &str = "fd00:152::1";
+const NETWORK6: &str = "<network><name>spoof6net</name><forward mode='nat'/>\
+    <bridge name='vnsp6' stp='off'/><ip address='192.168.152.1' netmask='255.255.255.0'/>\
+    <ip family='ipv6' address='fd00:151::1' prefix='64'/>\
+    <ip family='ipv6' address='fd00:152::1' prefix='64'><dhcp>\
+    <range start='fd00:152::100' end='fd00:152::1ff'/></dhcp></ip></network>";
+
+/// dhclient's script: logs the event, applies or removes the leased address (nothing else).
+const DHCLIENT6_SCRIPT: &str = "#!/bin/sh\n\
+echo \"$reason $new_ip6_address\" >> \"$0.log\"\n\
+case \"$reason\" in\n\
+  BOUND6|RENEW6|REBIND6|REBOOT6)\n\
+    [ -n \"$new_ip6_address\" ] && ip -6 addr replace \"$new_ip6_address/128\" dev \"$interface\" nodad ;;\n\
+  RELEASE6|EXPIRE6|STOP6)\n\
+    [ -n \"$old_ip6_address\" ] && ip -6 addr del \"$old_ip6_address/128\" dev \"$interface\" ;;\n\
+esac\n\
+exit 0\n";
+
+impl TapGuest {
+    /// Makes `eth0`'s link-local address usable at once (no DAD) and, with `random`, not
+    /// derived from the MAC (`addrgenmode random`: a guest whose link-local address names no
+    /// MAC, as stable-privacy ones do).
+    fn ipv6_ready(&self, random: bool) {
+        self.ns
+            .run_ok(["sysctl", "-qw", "net.ipv6.conf.eth0.accept_dad=0"]);
+        self.ns.ip_ok(["link", "set", "eth0", "down"]);
+        if random {
+            self.ns
+                .ip_ok(["link", "set", "eth0", "addrgenmode", "random"]);
+        }
+        self.ns.ip_ok(["link", "set", "eth0", "up"]);
+    }
+
+    /// `dhclient -6` with the guest's files and `conf` lines, `extra` options before `eth0`.
+    fn dhclient6_args(&self, conf: &str, extra: &[&str]) -> Vec<String> {
+        let script = self.dir.join("dhclient6.sh");
+        virtnet_testkit::dhcp::write_script(&script, DHCLIENT6_SCRIPT);
+        let cf = self.dir.join("dhclient6.conf");
+        std::fs::write(&cf, format!("timeout 30;\n{conf}")).expect("write dhclient.conf");
+        let s = |name: &str| self.dir.join(name).to_string_lossy().into_owned();
+        let mut args: Vec<String> = ["dhclient", "-6", "-v", "-cf"]
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        args.extend([
+            s("dhclient6.conf"),
+            "-lf".into(),
+            s("dhclient6.leases"),
+            "-pf".into(),
+            s("dhclient6.pid"),
+            "-sf".into(),
+            s("dhclient6.sh"),
+        ]);
+        args.extend(extra.iter().map(|a| a.to_string()));
+        args.push("eth0".into());
+        args
+    }
+
+    /// Starts `dhclient -6` in the foreground and waits for its address on `eth0`.
+    fn lease6(&self, conf: &str) -> (NsChild, String) {
+        let out = std::fs::File::create(self.dir.join("dhclient6.out")).expect("output file");
+        let child = self.ns.spawn_with(self.dhclient6_args(conf, &["-d"]), |c| {
+            c.stdout(std::process::Stdio::null());
+            c.stderr(out);
+        });
+        let log = self.dir.join("dhclient6.sh.log");
+        let mut addr = String::new();
+        wait_for("a DHCPv6 lease", || {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            addr = text
+                .lines()
+                .filter(|l| l.starts_with("BOUND6") || l.starts_with("REBOOT6"))
+                .find_map(|l| l.split(' ').nth(1).filter(|a| !a.is_empty()))
+                .unwrap_or_default()
+                .to_string();
+            !addr.is_empty()
+        });
+        (child, addr)
+    }
+
+    /// Whether one of three echo requests from `src` to `dst` is answered.
+    fn ping6_from(&self, src: &str, dst: &str) -> bool {
+        self.ns
+            .exec(["busybox", "ping6", "-c", "3", "-W", "1", "-I", src, dst])
+            .status
+            .success()
+    }
+
+    /// Waits until `src` reaches `dst` (the bridge's address and the guest's may be new).
+    fn reaches6(&self, src: &str, dst: &str) {
+        wait_for(&format!("{src} reaching {dst}"), || {
+            self.ns
+                .exec(["busybox", "ping6", "-c", "1", "-W", "1", "-I", src, dst])
+                .status
+                .success()
+        });
+    }
+
+    /// The global addresses on `eth0` in `prefix` (a textual prefix such as `fd00:151:`).
+    fn global6(&self, prefix: &str) -> Vec<String> {
+        let out = self
+            .ns
+            .ip_ok(["-6", "-o", "addr", "show", "dev", "eth0", "scope", "global"]);
+        out.split_whitespace()
+            .filter_map(|w| w.split('/').next().filter(|_| w.contains('/')))
+            .filter(|a| a.starts_with(prefix))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+/// Issue 14 item 2 on a network with DHCPv6 (issue 15): a guarded port may send IPv6 only from
+/// its own DHCPv6 lease on the DHCPv6 subnet — not from another address of that prefix, not
+/// from another guest's lease, not from its lease once released — while the SLAAC subnet of
+/// the same network still allows the guest's own SLAAC addresses. The first guest's DUID is a
+/// DUID-UUID and its link-local address random: neither names its MAC, so only the port its
+/// DHCPv6 messages came in on ties the lease to it.
+#[test]
+fn a_dhcpv6_subnet_allows_only_the_ports_own_lease() {
+    let lab = Lab::new("spoof_dhcp6");
+    let mut daemon = Daemon::start_in(lab.host());
+    daemon.define(NETWORK6);
+    daemon.cli_ok(&["net-start", "spoof6net"]);
+    let a = TapGuest::attach(&lab, &daemon, "spoof6net", "six_a", MAC_A, &[]);
+    let b = TapGuest::attach(&lab, &daemon, "spoof6net", "six_b", MAC_V, &[]);
+    a.ipv6_ready(true);
+    b.ipv6_ready(false);
+
+    // Leases: A's client id is a DUID-UUID (type 4), B's dhclient's default DUID-LLT.
+    let duid_uuid = "0:4:9f:1e:54:c1:3a:11:4e:8b:a0:2d:77:6e:10:42:55:01";
+    let (a_client, a_ip) = a.lease6(&format!("send dhcp6.client-id {duid_uuid};\n"));
+    let (_b_client, b_ip) = b.lease6("");
+    let rows = daemon.cli_ok(&["net-dhcp-leases", "spoof6net"]);
+    assert!(rows.contains("00:04:9f:1e"), "A's DUID-UUID: {rows}");
+    a.reaches6(&a_ip, DHCP6_GW);
+    b.reaches6(&b_ip, DHCP6_GW);
+
+    // The SLAAC subnet: the guest's own SLAAC address, and any other of that prefix.
+    wait_for("a SLAAC address", || !a.global6("fd00:151:").is_empty());
+    let slaac = a.global6("fd00:151:")[0].clone();
+    a.reaches6(&slaac, SLAAC_GW);
+    a.ns.ip_ok([
+        "-6",
+        "addr",
+        "add",
+        "fd00:151::77/64",
+        "dev",
+        "eth0",
+        "nodad",
+    ]);
+    a.reaches6("fd00:151::77", SLAAC_GW);
+
+    // Another address of the DHCPv6 prefix: dropped, and counted on A's port only.
+    let before = drops(&daemon, &a.port);
+    a.ns.ip_ok([
+        "-6",
+        "addr",
+        "add",
+        "fd00:152::77/128",
+        "dev",
+        "eth0",
+        "nodad",
+    ]);
+    assert!(
+        !a.ping6_from("fd00:152::77", DHCP6_GW),
+        "an address it was not leased"
+    );
+    let after = drops(&daemon, &a.port);
+    assert!(after > before, "not counted: {before} -> {after}");
+    // Another guest's lease: dropped on B's port, while B's own lease still flows.
+    b.ns.ip_ok([
+        "-6",
+        "addr",
+        "add",
+        &format!("{a_ip}/128"),
+        "dev",
+        "eth0",
+        "nodad",
+    ]);
+    assert!(!b.ping6_from(&a_ip, DHCP6_GW), "B sent from A's lease");
+    b.ns.ip_ok(["-6", "addr", "del", &format!("{a_ip}/128"), "dev", "eth0"]);
+    assert!(drops(&daemon, &b.port) > 0, "B's own counter");
+    assert!(a.ping6_from(&a_ip, DHCP6_GW), "A's lease flows");
+    assert!(b.ping6_from(&b_ip, DHCP6_GW), "B's lease flows");
+
+    // A restart rebuilds the guards from the stored leases (with their ports).
+    daemon.restart();
+    assert!(a.ping6_from(&a_ip, DHCP6_GW), "A's lease after a restart");
+    assert!(
+        !a.ping6_from("fd00:152::77", DHCP6_GW),
+        "another address after a restart"
+    );
+
+    // Released: A's old address is refused again; B is untouched.
+    drop(a_client);
+    a.ns.run_ok(a.dhclient6_args(&format!("send dhcp6.client-id {duid_uuid};\n"), &["-r"]));
+    wait_for("the release", || {
+        !daemon
+            .cli_ok(&["net-dhcp-leases", "spoof6net"])
+            .contains(&a_ip)
+    });
+    let _ = a.ns.ip([
+        "-6",
+        "addr",
+        "add",
+        &format!("{a_ip}/128"),
+        "dev",
+        "eth0",
+        "nodad",
+    ]);
+    let before = drops(&daemon, &a.port);
+    assert!(
+        !a.ping6_from(&a_ip, DHCP6_GW),
+        "the released address {a_ip}"
+    );
+    assert!(
+        drops(&daemon, &a.port) > before,
+        "the release's drops counted"
+    );
+    assert!(b.ping6_from(&b_ip, DHCP6_GW), "B's lease after A's release");
+
+    // A static host for A's MAC (its DUID-LL), added live with net-update: A may send from
+    // it at once, before asking for it; B may not (nor advertise it).
+    const HOST: &str = "fd00:152::50";
+    a.ns.ip_ok([
+        "-6",
+        "addr",
+        "add",
+        &format!("{HOST}/128"),
+        "dev",
+        "eth0",
+        "nodad",
+    ]);
+    assert!(!a.ping6_from(HOST, DHCP6_GW), "before the host exists");
+    let host = format!("<host id='0:3:0:1:{MAC_A}' ip='{HOST}'/>");
+    daemon.cli_ok(&[
+        "net-update",
+        "spoof6net",
+        "add-last",
+        "ip-dhcp-host",
+        &host,
+        "--parent-index",
+        "2",
+        "--live",
+        "--config",
+    ]);
+    a.reaches6(HOST, DHCP6_GW);
+    b.ns.ip_ok([
+        "-6",
+        "addr",
+        "add",
+        &format!("{HOST}/128"),
+        "dev",
+        "eth0",
+        "nodad",
+    ]);
+    assert!(!b.ping6_from(HOST, DHCP6_GW), "B sent from A's static host");
+    assert!(b.ping6_from(&b_ip, DHCP6_GW), "B's lease still flows");
+}

@@ -11,7 +11,7 @@
 //! with every port's elements (again one transaction), and retries.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Mutex;
 
 use virtnet_host::nft_set::{key_bytes, Field, SetChange, SetElement, NFPROTO_BRIDGE};
@@ -33,6 +33,9 @@ struct Applied {
     /// the rest of the key. A guarded port is kept in a few dozen bytes this way, not in an
     /// allocated name per element (10,000 ports cost 3 MiB less).
     keys: Vec<(SpoofSet, SpoofKey)>,
+    /// Its static IPv6 hosts (`PortGuard::hosts6`): allowed whether leased or not, so the
+    /// end of a lease of one of them leaves its elements. Empty for nearly every port.
+    hosts6: Vec<Ipv6Addr>,
 }
 
 impl Applied {
@@ -46,6 +49,16 @@ impl Applied {
                 key: *key,
             })
             .collect()
+    }
+}
+
+/// What is applied for `g` on `network`.
+fn applied(network: String, g: &PortGuard) -> Applied {
+    Applied {
+        network,
+        mac: g.mac,
+        keys: keys(&g.elements()),
+        hosts6: g.hosts6.iter().copied().collect(),
     }
 }
 
@@ -178,12 +191,8 @@ impl Antispoof {
         inner.applied = guards
             .into_iter()
             .map(|(port, network, g)| {
-                let applied = Applied {
-                    network,
-                    mac: g.mac,
-                    keys: keys(&g.elements()),
-                };
-                (port, applied)
+                let a = applied(network, &g);
+                (port, a)
             })
             .collect();
         inner.rebuild()
@@ -213,14 +222,9 @@ impl Antispoof {
         let before = inner.applied.get(port).cloned();
         match guard {
             Some((network, g)) => {
-                inner.applied.insert(
-                    port.to_string(),
-                    Applied {
-                        network: network.to_string(),
-                        mac: g.mac,
-                        keys: keys(&new),
-                    },
-                );
+                inner
+                    .applied
+                    .insert(port.to_string(), applied(network.to_string(), g));
             }
             None => {
                 inner.applied.remove(port);
@@ -279,6 +283,76 @@ impl Antispoof {
         }
     }
 
+    /// A DHCPv6 lease of `network` was granted or renewed (`present`) or ended: the port it
+    /// belongs to may now send from `addr` (and advertise it), or no longer. The lease is
+    /// the port's whose tap its client's message came in on (`port`, an interface index:
+    /// the guard makes a guarded port's frames carry its guest's MAC, so this is that guest,
+    /// whatever DUID or link-local address it chose); when the capture could not name one,
+    /// the ports of the lease's `mac` (a link-layer DUID's or an EUI-64 link-local
+    /// address's). An interface index names one tap until it is deleted; the kernel hands
+    /// indexes out cyclically, so a stale lease of a deleted tap names no other port before
+    /// it expires in all but contrived cases, and even then only an address no other guest
+    /// holds. Nothing is added where a SLAAC subnet of the port covers the address already,
+    /// and a static host of the port keeps its address when its lease ends. Other ports'
+    /// elements are not touched.
+    pub fn lease6_changed(
+        &self,
+        network: &str,
+        port: Option<u32>,
+        mac: Option<[u8; 6]>,
+        addr: Ipv6Addr,
+        present: bool,
+    ) {
+        let mut inner = lock(&self.inner);
+        let ports: Vec<String> = match (port, mac) {
+            (Some(index), _) => if_name(index)
+                .filter(|p| inner.applied.get(p).is_some_and(|a| a.network == network))
+                .into_iter()
+                .collect(),
+            (None, Some(mac)) => inner
+                .applied
+                .iter()
+                .filter(|(_, a)| a.network == network && a.mac == mac)
+                .map(|(p, _)| p.clone())
+                .collect(),
+            (None, None) => Vec::new(),
+        };
+        for port in ports {
+            let Some(applied) = inner.applied.get(&port) else {
+                continue;
+            };
+            let elements = PortGuard::address6_elements(&port, addr);
+            let own = (SpoofSet::Addrs6, SpoofKey::Range6(addr, addr));
+            let has = applied.keys.contains(&own);
+            let covered = applied.keys.iter().any(|(set, key)| {
+                *set == SpoofSet::Addrs6
+                    && matches!(key, SpoofKey::Range6(lo, hi) if *lo <= addr && addr <= *hi)
+            });
+            let result = match (present, has) {
+                (true, _) if covered => continue,
+                (true, _) => inner.send(SetChange::Create, &elements),
+                (false, true) if !applied.hosts6.contains(&addr) => {
+                    inner.send(SetChange::Delete, &elements)
+                }
+                _ => continue,
+            };
+            match result {
+                Ok(()) => {
+                    if let Some(a) = inner.applied.get_mut(&port) {
+                        let changed: Vec<_> = elements.iter().map(|e| (e.set, e.key)).collect();
+                        a.keys.retain(|k| !changed.contains(k));
+                        if present {
+                            a.keys.extend(changed);
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(%port, %addr, error = %e, "cannot update the port's allowed IPv6 addresses")
+                }
+            }
+        }
+    }
+
     /// Whether port `port` is guarded and may send from some IPv4 address already (a lease,
     /// a reservation or a learned address): then it has nothing to learn.
     pub fn allows_ipv4(&self, port: &str) -> bool {
@@ -309,6 +383,27 @@ impl Antispoof {
             source: std::io::Error::other(reason),
         })
     }
+}
+
+/// The name of interface `ifindex`, `None` when there is none.
+pub fn if_name(ifindex: u32) -> Option<String> {
+    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: `buf` has the IF_NAMESIZE bytes if_indextoname may write.
+    let p = unsafe { libc::if_indextoname(ifindex, buf.as_mut_ptr()) };
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: if_indextoname wrote a NUL-terminated name into `buf`.
+    let name = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) };
+    name.to_str().ok().map(str::to_string)
+}
+
+/// The index of interface `name`, `None` when there is none.
+pub fn if_index(name: &str) -> Option<u32> {
+    let c = std::ffi::CString::new(name).ok()?;
+    // SAFETY: `c` is a NUL-terminated string that lives across the call.
+    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    (i != 0).then_some(i)
 }
 
 /// The per-element counters of `nft -j list set … drops`.

@@ -328,8 +328,7 @@ fn update(state: &AppState, a: &UpdateArgs) -> Result<(), errors::Failure> {
         config: a.flags & update_flags::CONFIG != 0,
     };
     state
-        .networks
-        .update(&s.name, &request)
+        .update_network(&s.name, &request)
         .map(|_| ())
         .map_err(|e| to_libvirt(&e))
 }

@@ -1,14 +1,18 @@
 //! `domifaddr`: a guest's addresses from virtnet's DHCP leases or the kernel's neighbour
-//! table.
+//! table; and the DHCPv6 leases a port's anti-spoofing lets it send from.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 
 use virtnet_api::{AddressSource, DhcpLease, InterfaceAddress};
-use virtnet_model::InterfaceSource;
+use virtnet_dhcp6::Lease6;
+use virtnet_model::{InterfaceSource, MacAddr, Network};
+use virtnet_plan::spoof::dhcp6_managed;
 
 use super::{format_mac, Ports};
 use crate::error::{Error, Kind, Result};
+use crate::kernel::if_index;
+use crate::services::lease6_store_key;
 use crate::sync::lock;
 
 impl Ports {
@@ -78,5 +82,57 @@ impl Ports {
             }
         }
         Ok(out)
+    }
+}
+
+/// Networks' DHCPv6 leases read once for a batch of guards (the start-up reconcile guards
+/// every port at once: one read per network, not one per port).
+pub(super) type Leases6Cache = BTreeMap<String, Vec<Lease6>>;
+
+impl Ports {
+    /// The addresses of `net`'s unexpired DHCPv6 leases that belong to tap `tap` of the guest
+    /// with MAC `mac`: those whose client's message came in on that tap, and those whose port
+    /// the capture could not name with that MAC (`Antispoof::lease6_changed` ties them the
+    /// same way). None without a DHCPv6 subnet: the store is not read then. With `cache`, a
+    /// network's leases are read from the store once for the whole batch.
+    pub(super) fn leases6_of(
+        &self,
+        net: &Network,
+        tap: &str,
+        mac: MacAddr,
+        cache: Option<&mut Leases6Cache>,
+    ) -> Vec<Ipv6Addr> {
+        if !net.ips.iter().any(dhcp6_managed) {
+            return Vec::new();
+        }
+        let mut read = || match self.store.leases::<Lease6>(&lease6_store_key(&net.name)) {
+            Ok(leases) => leases,
+            Err(e) => {
+                tracing::warn!(network = %net.name, %tap, error = %e,
+                    "cannot read DHCPv6 leases; the port may send from none of them");
+                Vec::new()
+            }
+        };
+        let owned;
+        let leases: &[Lease6] = match cache {
+            Some(c) => c.entry(net.name.clone()).or_insert_with(&mut read),
+            None => {
+                owned = read();
+                &owned
+            }
+        };
+        let index = if_index(tap);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        leases
+            .iter()
+            .filter(|l| !l.expired(now))
+            .filter(|l| match l.port {
+                Some(p) => Some(p) == index,
+                None => l.mac == Some(mac.0),
+            })
+            .map(|l| l.ip)
+            .collect()
     }
 }

@@ -144,7 +144,8 @@ impl Ports {
             .filter(|l| l.mac == mac.0 && !l.expired(now))
             .map(|l| l.ip)
             .chain(port.learned_ipv4);
-        let guard = PortGuard::for_network(tap, mac.0, &net, addrs)?;
+        let leases6 = self.leases6_of(&net, tap, mac, None);
+        let guard = PortGuard::for_network(tap, mac.0, &net, addrs, leases6)?;
         Some((net.name.clone(), guard))
     }
 
@@ -163,6 +164,21 @@ impl Ports {
                 }
             }
             Err(e) => tracing::warn!(%tap, error = %e, "cannot guard the hypervisor's tap"),
+        }
+    }
+
+    /// Guards again the hypervisor's taps guarded now whose port is on `network` (its
+    /// definition changed).
+    pub(super) fn reguard_hypervisor_taps(&self, network: &str) {
+        let _changes = lock(&self.hypervisor_changes);
+        let taps: Vec<(String, Uuid)> = lock(&self.hypervisor_guarded)
+            .iter()
+            .map(|(t, u)| (t.clone(), *u))
+            .collect();
+        for (tap, uuid) in taps {
+            if let Some(port) = self.hypervisor_port(uuid).filter(|p| p.network == network) {
+                self.guard_hypervisor_tap(&tap, &port);
+            }
         }
     }
 

@@ -8,6 +8,10 @@
 //! the network's nor its broadcast or gateway address, and no other guest holds it (a lease,
 //! a reservation, another port's learned address). The learned address is kept in the port's
 //! record, so it survives restarts of the daemon and of the network.
+//!
+//! Nothing is learned for IPv6 (see `virtnet_plan::spoof`: a SLAAC subnet allows the whole
+//! prefix, and on a DHCPv6 subnet only DHCPv6 hands out addresses; libvirt's `clean-traffic`
+//! learns IPv4 only too).
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Weak;
@@ -17,6 +21,7 @@ use virtnet_host::arp_watch::{ArpSeen, ArpWatch};
 use virtnet_model::{InterfaceSource, MacAddr, Network, Subnet};
 
 use super::Ports;
+use crate::kernel::if_name;
 
 /// How long a read of the ARP socket waits before it checks that the ports still exist.
 const WAKE: Duration = Duration::from_secs(1);
@@ -199,17 +204,4 @@ impl Ports {
         }
         Ok(())
     }
-}
-
-/// The name of interface `ifindex`, `None` when there is none.
-fn if_name(ifindex: u32) -> Option<String> {
-    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
-    // SAFETY: `buf` has the IF_NAMESIZE bytes if_indextoname may write.
-    let p = unsafe { libc::if_indextoname(ifindex, buf.as_mut_ptr()) };
-    if p.is_null() {
-        return None;
-    }
-    // SAFETY: if_indextoname wrote a NUL-terminated name into `buf`.
-    let name = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) };
-    name.to_str().ok().map(str::to_string)
 }

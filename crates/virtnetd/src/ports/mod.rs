@@ -307,8 +307,18 @@ impl Ports {
     /// What a port may send: `None` when it is not guarded (`--no-spoof-check`, a host
     /// bridge, a macvtap, a network in a mode that is not guarded or not active). Its IPv4
     /// addresses are its network's reservations for its MAC, its current leases and the
-    /// address it was seen to use when it had none of those (`learning.rs`).
+    /// address it was seen to use when it had none of those (`learning.rs`); its IPv6
+    /// addresses on DHCPv6 subnets its DHCPv6 leases (`addresses.rs`) and static hosts.
     fn guard_of(&self, r: &PortRecord) -> Option<(String, virtnet_plan::spoof::PortGuard)> {
+        self.guard_with(r, None)
+    }
+
+    /// [`Ports::guard_of`], reading the networks' DHCPv6 leases through `cache` when given.
+    fn guard_with(
+        &self,
+        r: &PortRecord,
+        cache: Option<&mut addresses::Leases6Cache>,
+    ) -> Option<(String, virtnet_plan::spoof::PortGuard)> {
         if r.no_spoof_check {
             return None;
         }
@@ -326,13 +336,24 @@ impl Ports {
             .filter(|l| l.mac == r.mac.0 && !l.expired(now))
             .map(|l| l.ip)
             .chain(r.learned_ipv4);
-        let guard = virtnet_plan::spoof::PortGuard::for_network(&r.name, r.mac.0, &net, addrs)?;
+        let leases6 = self.leases6_of(&net, &r.name, r.mac, cache);
+        let guard =
+            virtnet_plan::spoof::PortGuard::for_network(&r.name, r.mac.0, &net, addrs, leases6)?;
         Some((net.name.clone(), guard))
     }
 
     /// Makes the anti-spoofing elements of a port match its record and network.
     fn apply_guard(&self, r: &PortRecord) -> Result<()> {
-        let guard = self.guard_of(r);
+        self.apply_guard_with(r, None)
+    }
+
+    /// [`Ports::apply_guard`] for one of a batch of ports (see [`Ports::guard_with`]).
+    fn apply_guard_with(
+        &self,
+        r: &PortRecord,
+        cache: Option<&mut addresses::Leases6Cache>,
+    ) -> Result<()> {
+        let guard = self.guard_with(r, cache);
         self.guard
             .set_port(&r.name, guard.as_ref().map(|(n, g)| (n.as_str(), g)))
     }
@@ -865,9 +886,10 @@ impl Ports {
             })
             .cloned()
             .collect();
+        let mut leases6 = addresses::Leases6Cache::new();
         for r in records {
             // The network may have been redefined (addresses, mode): its ports' rules follow.
-            if let Err(e) = self.apply_guard(&r) {
+            if let Err(e) = self.apply_guard_with(&r, Some(&mut leases6)) {
                 tracing::warn!(port = %r.name, network, error = %e, "cannot guard port");
             }
             let bridge = self.bridge_for(&r.source).ok();
@@ -876,6 +898,28 @@ impl Ports {
             }
         }
         self.replug_hypervisor_ports(Some(network));
+    }
+
+    /// Told when a running network's definition changed live (`net-update`): its ports'
+    /// anti-spoofing follows the new `<host>`s, ranges and subnets at once (only the elements
+    /// that differ change), the hypervisor's guarded taps of its ports included.
+    pub fn network_updated(&self, network: &str) {
+        let _all = self.exclusive();
+        let source = InterfaceSource::Network(network.to_string());
+        let records: Vec<PortRecord> = self
+            .book
+            .read()
+            .values()
+            .filter(|r| r.macvtap_on.is_none() && r.source == source)
+            .cloned()
+            .collect();
+        let mut leases6 = addresses::Leases6Cache::new();
+        for r in records {
+            if let Err(e) = self.apply_guard_with(&r, Some(&mut leases6)) {
+                tracing::warn!(port = %r.name, network, error = %e, "cannot guard port");
+            }
+        }
+        self.reguard_hypervisor_taps(network);
     }
 
     /// Waits until every detached tap queued for deletion is deleted (at shutdown).
@@ -892,12 +936,14 @@ impl Ports {
         let links = lock(&self.kernel).links()?;
         let present: HashSet<&str> = links.iter().map(|l| l.name.as_str()).collect();
         let records: Vec<PortRecord> = self.book.read().values().cloned().collect();
-        // Every guard at once, replacing the previous run's table in one transaction.
+        // Every guard at once, replacing the previous run's table in one transaction; each
+        // network's DHCPv6 leases are read once.
+        let mut leases6 = addresses::Leases6Cache::new();
         let guards = records
             .iter()
             .filter(|r| present.contains(r.name.as_str()))
             .filter_map(|r| {
-                let (network, guard) = self.guard_of(r)?;
+                let (network, guard) = self.guard_with(r, Some(&mut leases6))?;
                 Some((r.name.clone(), network, guard))
             })
             .collect();

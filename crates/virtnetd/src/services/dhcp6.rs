@@ -20,7 +20,7 @@ use super::{lock, now, Services, Shared, StoredLease};
 use crate::error::Result;
 
 /// The store's pseudo network holding `network`'s DHCPv6 leases.
-pub(super) fn store_key(network: &str) -> String {
+pub(crate) fn store_key(network: &str) -> String {
     format!("{network}\tdhcp6")
 }
 
@@ -48,11 +48,19 @@ pub fn lease6_to_api(lease: &Lease6, bridge: &str, prefix: u8) -> DhcpLease {
     }
 }
 
+/// Told of every DHCPv6 lease change, by network: the lease and whether it exists
+/// afterwards (granted or renewed: `true`; released, declined or expired: `false`), after
+/// the store has it and before the client is answered: the ports' anti-spoofing follows the
+/// guests' IPv6 addresses with it, as [`LeaseObserver`](super::LeaseObserver) for DHCPv4.
+pub type Lease6Observer = Arc<dyn Fn(&str, &Lease6, bool) + Send + Sync>;
+
 /// The DHCPv6 server's [`Lease6Sink`]: store first (the lease writer's group commit), then
-/// the event feed and DNS.
+/// the anti-spoofing observer, the event feed and DNS.
 pub(super) struct Recorder6 {
     pub(super) shared: Arc<Shared>,
     pub(super) prefix: u8,
+    /// Told of the changes once stored (see [`Lease6Observer`]).
+    pub(super) observer: Option<Lease6Observer>,
 }
 
 /// The store writes of `changes`, keyed by binding.
@@ -90,11 +98,14 @@ impl Lease6Sink for Recorder6 {
 }
 
 impl Recorder6 {
-    /// The event feed and the DNS names of recorded `changes`.
+    /// The observer, the event feed and the DNS names of recorded `changes`.
     fn announce(&self, network: &str, changes: &[Lease6Change]) {
         let s = &self.shared;
         let mut changed = false;
         for c in changes {
+            if let Some(observe) = &self.observer {
+                observe(network, c.lease(), c.present());
+            }
             let kind = match c {
                 Lease6Change::Granted(_) => EventKind::LeaseGranted,
                 Lease6Change::Renewed(_) => EventKind::LeaseRenewed,
@@ -132,6 +143,11 @@ pub(super) fn note_name6(s: &Shared, lease: &Lease6, present: bool) -> bool {
 }
 
 impl Services {
+    /// Sets who is told of DHCPv6 lease changes (once, before any network starts).
+    pub fn observe_leases6(&self, observer: Lease6Observer) {
+        let _ = self.observer6.set(observer);
+    }
+
     /// The stored, unexpired DHCPv6 leases of `network`.
     fn stored_leases6(&self, network: &str) -> Result<Vec<Lease6>> {
         let now = now();
@@ -157,6 +173,7 @@ impl Services {
         let sink = Arc::new(Recorder6 {
             shared: shared.clone(),
             prefix: config.prefix,
+            observer: self.observer6.get().cloned(),
         });
         self.dhcp6
             .serve(&shared.bridge, config, leases, sink)
