@@ -30,6 +30,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use tokio::io::unix::AsyncFd;
+use virtnet_sockets::iface::index_of as if_index;
 use virtnet_sockets::SharedTask;
 
 use crate::config::Dhcp6Config;
@@ -303,13 +304,6 @@ fn setsockopt<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, value: &T) ->
     } else {
         Err(io::Error::last_os_error())
     }
-}
-
-fn if_index(name: &str) -> Option<u32> {
-    let c = std::ffi::CString::new(name).ok()?;
-    // SAFETY: `c` is a NUL-terminated string that outlives the call.
-    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
-    (i != 0).then_some(i)
 }
 
 /// The MAC address of `ifname` (`SIOCGIFHWADDR`).

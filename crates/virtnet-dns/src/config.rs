@@ -259,7 +259,10 @@ fn parse_resolv_conf(text: &str) -> Vec<SocketAddr> {
         };
         let sa = match (ip, scope) {
             (IpAddr::V6(v6), Some(scope)) => {
-                let id = scope.parse::<u32>().ok().or_else(|| if_index(scope));
+                let id = scope
+                    .parse::<u32>()
+                    .ok()
+                    .or_else(|| virtnet_sockets::iface::index_of(scope));
                 let Some(id) = id else { continue };
                 SocketAddr::V6(SocketAddrV6::new(v6, 53, 0, id))
             }
@@ -270,13 +273,6 @@ fn parse_resolv_conf(text: &str) -> Vec<SocketAddr> {
         }
     }
     out
-}
-
-fn if_index(name: &str) -> Option<u32> {
-    let c = std::ffi::CString::new(name).ok()?;
-    // SAFETY: `c` is a valid NUL-terminated string for the duration of the call.
-    let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
-    (idx != 0).then_some(idx)
 }
 
 #[cfg(test)]

@@ -35,6 +35,7 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use tokio::io::unix::AsyncFd;
 use tokio::sync::Notify;
 use tokio::time::Instant;
+use virtnet_sockets::iface::index_of as if_index;
 use virtnet_sockets::SharedTask;
 
 use crate::config::{RaConfig, MAX_INTERVAL_S, MIN_INTERVAL_S};
@@ -242,14 +243,6 @@ fn setsockopt<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, value: &T) ->
     } else {
         Err(io::Error::last_os_error())
     }
-}
-
-/// The index of interface `name` in the daemon's network namespace.
-fn if_index(name: &str) -> Option<u32> {
-    let c = std::ffi::CString::new(name).ok()?;
-    // SAFETY: `c` is a NUL-terminated string that outlives the call.
-    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
-    (i != 0).then_some(i)
 }
 
 /// An `ifreq` naming `ifname` (None: the name does not fit).

@@ -20,6 +20,7 @@
 
 #![warn(missing_docs)]
 
+pub mod iface;
 mod shared_task;
 pub use shared_task::SharedTask;
 

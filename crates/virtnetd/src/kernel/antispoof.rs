@@ -305,7 +305,7 @@ impl Antispoof {
     ) {
         let mut inner = lock(&self.inner);
         let ports: Vec<String> = match (port, mac) {
-            (Some(index), _) => if_name(index)
+            (Some(index), _) => virtnet_sockets::iface::name_of(index)
                 .filter(|p| inner.applied.get(p).is_some_and(|a| a.network == network))
                 .into_iter()
                 .collect(),
@@ -383,27 +383,6 @@ impl Antispoof {
             source: std::io::Error::other(reason),
         })
     }
-}
-
-/// The name of interface `ifindex`, `None` when there is none.
-pub fn if_name(ifindex: u32) -> Option<String> {
-    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
-    // SAFETY: `buf` has the IF_NAMESIZE bytes if_indextoname may write.
-    let p = unsafe { libc::if_indextoname(ifindex, buf.as_mut_ptr()) };
-    if p.is_null() {
-        return None;
-    }
-    // SAFETY: if_indextoname wrote a NUL-terminated name into `buf`.
-    let name = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) };
-    name.to_str().ok().map(str::to_string)
-}
-
-/// The index of interface `name`, `None` when there is none.
-pub fn if_index(name: &str) -> Option<u32> {
-    let c = std::ffi::CString::new(name).ok()?;
-    // SAFETY: `c` is a NUL-terminated string that lives across the call.
-    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
-    (i != 0).then_some(i)
 }
 
 /// The per-element counters of `nft -j list set … drops`.

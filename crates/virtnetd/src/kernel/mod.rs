@@ -47,7 +47,7 @@ use virtnet_plan::{
 use crate::error::{Error, Result};
 use crate::reaper::{Batching, Reaper};
 
-pub use antispoof::{if_index, if_name, Antispoof};
+pub use antispoof::Antispoof;
 pub use firewall::raw_elements;
 pub use guest_ports::{PortKernel, TapPlan};
 

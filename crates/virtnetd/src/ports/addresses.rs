@@ -11,9 +11,9 @@ use virtnet_plan::spoof::dhcp6_managed;
 
 use super::{format_mac, Ports};
 use crate::error::{Error, Kind, Result};
-use crate::kernel::if_index;
 use crate::services::lease6_store_key;
 use crate::sync::lock;
+use virtnet_sockets::iface::index_of as if_index;
 
 impl Ports {
     /// `GET /v1/domains/{domain}/addresses` (`domifaddr`): the guest's addresses from

@@ -21,7 +21,7 @@ use virtnet_host::arp_watch::{ArpSeen, ArpWatch};
 use virtnet_model::{InterfaceSource, MacAddr, Network, Subnet};
 
 use super::Ports;
-use crate::kernel::if_name;
+use virtnet_sockets::iface::name_of as if_name;
 
 /// How long a read of the ARP socket waits before it checks that the ports still exist.
 const WAKE: Duration = Duration::from_secs(1);
