@@ -749,9 +749,9 @@ impl Drop for Strace {
 /// transaction on the host, and every device rename or creation, waits meanwhile. A
 /// `net-start` and a `net-destroy` used to open and close one each (the coexistence layer's
 /// look for firewalld's table), which stalled the attaches and detaches running beside
-/// them by 10–25 ms. They must open none.
+/// them by 10–25 ms. They, and an attach and a detach, must open none.
 #[test]
-fn starts_and_destroys_open_no_nfnetlink_socket() {
+fn starts_stops_attaches_and_detaches_open_no_nfnetlink_socket() {
     let lab = Lab::new("co-nosock");
     let daemon = Daemon::start_in(lab.host());
     // The first start builds virtnet's table (with a libnftables context of its own).
@@ -761,6 +761,17 @@ fn starts_and_destroys_open_no_nfnetlink_socket() {
     let trace = Strace::attach(pid, "socket", lab.tmp_dir().join("strace.out"));
     for _ in 0..5 {
         daemon.cli_ok(&["net-start", "default"]);
+        // A guarded port's anti-spoofing elements come and go with it.
+        let mac = "52:54:00:00:aa:01";
+        daemon.cli_ok(&[
+            "attach-interface",
+            "vm1",
+            "network",
+            "default",
+            "--mac",
+            mac,
+        ]);
+        daemon.cli_ok(&["detach-interface", "vm1", "network", "--mac", mac]);
         daemon.cli_ok(&["net-destroy", "default"]);
     }
     let calls = trace.finish();
