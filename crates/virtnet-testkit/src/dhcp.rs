@@ -14,6 +14,19 @@ pub fn write_script(path: &Path, text: &str) {
         .unwrap_or_else(|e| panic!("chmod script {}: {e}", path.display()));
 }
 
+/// ISC `dhclient -6`'s event script for a guest namespace: applies a bound address to the
+/// interface (nothing else), removes it when released or expired, and logs each event to
+/// `<script>.log` as `REASON addr=ADDR dns=SERVERS search=DOMAINS`.
+pub const DHCLIENT6_SCRIPT: &str = "#!/bin/sh\n\
+echo \"$reason addr=$new_ip6_address dns=$new_dhcp6_name_servers search=$new_dhcp6_domain_search\" >> \"$0.log\"\n\
+case \"$reason\" in\n\
+  BOUND6|RENEW6|REBIND6|REBOOT6)\n\
+    [ -n \"$new_ip6_address\" ] && ip -6 addr replace \"$new_ip6_address/128\" dev \"$interface\" nodad ;;\n\
+  RELEASE6|EXPIRE6|STOP6)\n\
+    [ -n \"$old_ip6_address\" ] && ip -6 addr del \"$old_ip6_address/128\" dev \"$interface\" ;;\n\
+esac\n\
+exit 0\n";
+
 /// A udhcpc event script in `dir` that applies the lease to the interface (and nothing else:
 /// no resolv.conf, no routes outside the guest's namespace), and logs each lease with its
 /// options to `<script>.log`.

@@ -532,17 +532,6 @@ const NETWORK6: &str = "<network><name>spoof6net</name><forward mode='nat'/>\
     <ip family='ipv6' address='fd00:152::1' prefix='64'><dhcp>\
     <range start='fd00:152::100' end='fd00:152::1ff'/></dhcp></ip></network>";
 
-/// dhclient's script: logs the event, applies or removes the leased address (nothing else).
-const DHCLIENT6_SCRIPT: &str = "#!/bin/sh\n\
-echo \"$reason $new_ip6_address\" >> \"$0.log\"\n\
-case \"$reason\" in\n\
-  BOUND6|RENEW6|REBIND6|REBOOT6)\n\
-    [ -n \"$new_ip6_address\" ] && ip -6 addr replace \"$new_ip6_address/128\" dev \"$interface\" nodad ;;\n\
-  RELEASE6|EXPIRE6|STOP6)\n\
-    [ -n \"$old_ip6_address\" ] && ip -6 addr del \"$old_ip6_address/128\" dev \"$interface\" ;;\n\
-esac\n\
-exit 0\n";
-
 impl TapGuest {
     /// Makes `eth0`'s link-local address usable at once (no DAD) and, with `random`, not
     /// derived from the MAC (`addrgenmode random`: a guest whose link-local address names no
@@ -561,7 +550,7 @@ impl TapGuest {
     /// `dhclient -6` with the guest's files and `conf` lines, `extra` options before `eth0`.
     fn dhclient6_args(&self, conf: &str, extra: &[&str]) -> Vec<String> {
         let script = self.dir.join("dhclient6.sh");
-        virtnet_testkit::dhcp::write_script(&script, DHCLIENT6_SCRIPT);
+        virtnet_testkit::dhcp::write_script(&script, virtnet_testkit::dhcp::DHCLIENT6_SCRIPT);
         let cf = self.dir.join("dhclient6.conf");
         std::fs::write(&cf, format!("timeout 30;\n{conf}")).expect("write dhclient.conf");
         let s = |name: &str| self.dir.join(name).to_string_lossy().into_owned();
@@ -597,12 +586,40 @@ impl TapGuest {
             addr = text
                 .lines()
                 .filter(|l| l.starts_with("BOUND6") || l.starts_with("REBOOT6"))
-                .find_map(|l| l.split(' ').nth(1).filter(|a| !a.is_empty()))
+                .find_map(|l| {
+                    l.split(' ')
+                        .nth(1)?
+                        .strip_prefix("addr=")
+                        .filter(|a| !a.is_empty())
+                })
                 .unwrap_or_default()
                 .to_string();
             !addr.is_empty()
         });
         (child, addr)
+    }
+
+    /// Gives `eth0` the extra IPv6 address `addr` (a /128, no duplicate address detection).
+    fn add6(&self, addr: &str) {
+        self.ns.ip_ok(self.add6_args(addr));
+    }
+
+    /// [`TapGuest::add6`], which may fail (the address may be there already).
+    fn try_add6(&self, addr: &str) -> std::process::Output {
+        self.ns.ip(self.add6_args(addr))
+    }
+
+    fn add6_args(&self, addr: &str) -> [String; 7] {
+        [
+            "-6",
+            "addr",
+            "add",
+            &format!("{addr}/128"),
+            "dev",
+            "eth0",
+            "nodad",
+        ]
+        .map(String::from)
     }
 
     /// Whether one of three echo requests from `src` to `dst` is answered.
@@ -679,15 +696,7 @@ fn a_dhcpv6_subnet_allows_only_the_ports_own_lease() {
 
     // Another address of the DHCPv6 prefix: dropped, and counted on A's port only.
     let before = drops(&daemon, &a.port);
-    a.ns.ip_ok([
-        "-6",
-        "addr",
-        "add",
-        "fd00:152::77/128",
-        "dev",
-        "eth0",
-        "nodad",
-    ]);
+    a.add6("fd00:152::77");
     assert!(
         !a.ping6_from("fd00:152::77", DHCP6_GW),
         "an address it was not leased"
@@ -695,15 +704,7 @@ fn a_dhcpv6_subnet_allows_only_the_ports_own_lease() {
     let after = drops(&daemon, &a.port);
     assert!(after > before, "not counted: {before} -> {after}");
     // Another guest's lease: dropped on B's port, while B's own lease still flows.
-    b.ns.ip_ok([
-        "-6",
-        "addr",
-        "add",
-        &format!("{a_ip}/128"),
-        "dev",
-        "eth0",
-        "nodad",
-    ]);
+    b.add6(&a_ip);
     assert!(!b.ping6_from(&a_ip, DHCP6_GW), "B sent from A's lease");
     b.ns.ip_ok(["-6", "addr", "del", &format!("{a_ip}/128"), "dev", "eth0"]);
     assert!(drops(&daemon, &b.port) > 0, "B's own counter");
@@ -726,15 +727,7 @@ fn a_dhcpv6_subnet_allows_only_the_ports_own_lease() {
             .cli_ok(&["net-dhcp-leases", "spoof6net"])
             .contains(&a_ip)
     });
-    let _ = a.ns.ip([
-        "-6",
-        "addr",
-        "add",
-        &format!("{a_ip}/128"),
-        "dev",
-        "eth0",
-        "nodad",
-    ]);
+    let _ = a.try_add6(&a_ip);
     let before = drops(&daemon, &a.port);
     assert!(
         !a.ping6_from(&a_ip, DHCP6_GW),
@@ -749,15 +742,7 @@ fn a_dhcpv6_subnet_allows_only_the_ports_own_lease() {
     // A static host for A's MAC (its DUID-LL), added live with net-update: A may send from
     // it at once, before asking for it; B may not (nor advertise it).
     const HOST: &str = "fd00:152::50";
-    a.ns.ip_ok([
-        "-6",
-        "addr",
-        "add",
-        &format!("{HOST}/128"),
-        "dev",
-        "eth0",
-        "nodad",
-    ]);
+    a.add6(HOST);
     assert!(!a.ping6_from(HOST, DHCP6_GW), "before the host exists");
     let host = format!("<host id='0:3:0:1:{MAC_A}' ip='{HOST}'/>");
     daemon.cli_ok(&[
@@ -772,15 +757,7 @@ fn a_dhcpv6_subnet_allows_only_the_ports_own_lease() {
         "--config",
     ]);
     a.reaches6(HOST, DHCP6_GW);
-    b.ns.ip_ok([
-        "-6",
-        "addr",
-        "add",
-        &format!("{HOST}/128"),
-        "dev",
-        "eth0",
-        "nodad",
-    ]);
+    b.add6(HOST);
     assert!(!b.ping6_from(HOST, DHCP6_GW), "B sent from A's static host");
     assert!(b.ping6_from(&b_ip, DHCP6_GW), "B's lease still flows");
 }

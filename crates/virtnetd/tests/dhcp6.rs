@@ -53,21 +53,10 @@ struct Client6 {
     output: PathBuf,
 }
 
-/// The script: logs the event, applies a bound address to the interface (nothing else).
-const SCRIPT: &str = "#!/bin/sh\n\
-echo \"$reason addr=$new_ip6_address dns=$new_dhcp6_name_servers search=$new_dhcp6_domain_search\" >> \"$0.log\"\n\
-case \"$reason\" in\n\
-  BOUND6|RENEW6|REBIND6|REBOOT6)\n\
-    [ -n \"$new_ip6_address\" ] && ip -6 addr replace \"$new_ip6_address/128\" dev \"$interface\" nodad ;;\n\
-  RELEASE6|EXPIRE6|STOP6)\n\
-    [ -n \"$old_ip6_address\" ] && ip -6 addr del \"$old_ip6_address/128\" dev \"$interface\" ;;\n\
-esac\n\
-exit 0\n";
-
 /// The files of one client in `dir`: script, config, lease file.
 fn client_files(dir: &Path, tag: &str, conf: &str) -> (PathBuf, PathBuf, PathBuf) {
     let script = dir.join(format!("dhclient6-{tag}.sh"));
-    write_script(&script, SCRIPT);
+    write_script(&script, virtnet_testkit::dhcp::DHCLIENT6_SCRIPT);
     let cf = dir.join(format!("dhclient6-{tag}.conf"));
     std::fs::write(
         &cf,

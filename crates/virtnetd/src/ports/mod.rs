@@ -877,17 +877,8 @@ impl Ports {
         // Exclusive: a port being created for this network meanwhile may have found the old
         // bridge; once it is in the book, this re-attaches it too.
         let _all = self.exclusive();
-        let records: Vec<PortRecord> = self
-            .book
-            .read()
-            .values()
-            .filter(|r| {
-                r.macvtap_on.is_none() && r.source == InterfaceSource::Network(network.to_string())
-            })
-            .cloned()
-            .collect();
         let mut leases6 = addresses::Leases6Cache::new();
-        for r in records {
+        for r in self.taps_on(network) {
             // The network may have been redefined (addresses, mode): its ports' rules follow.
             if let Err(e) = self.apply_guard_with(&r, Some(&mut leases6)) {
                 tracing::warn!(port = %r.name, network, error = %e, "cannot guard port");
@@ -900,21 +891,24 @@ impl Ports {
         self.replug_hypervisor_ports(Some(network));
     }
 
+    /// The records of the tap ports (not macvtaps) on network `network`.
+    fn taps_on(&self, network: &str) -> Vec<PortRecord> {
+        let source = InterfaceSource::Network(network.to_string());
+        self.book
+            .read()
+            .values()
+            .filter(|r| r.macvtap_on.is_none() && r.source == source)
+            .cloned()
+            .collect()
+    }
+
     /// Told when a running network's definition changed live (`net-update`): its ports'
     /// anti-spoofing follows the new `<host>`s, ranges and subnets at once (only the elements
     /// that differ change), the hypervisor's guarded taps of its ports included.
     pub fn network_updated(&self, network: &str) {
         let _all = self.exclusive();
-        let source = InterfaceSource::Network(network.to_string());
-        let records: Vec<PortRecord> = self
-            .book
-            .read()
-            .values()
-            .filter(|r| r.macvtap_on.is_none() && r.source == source)
-            .cloned()
-            .collect();
         let mut leases6 = addresses::Leases6Cache::new();
-        for r in records {
+        for r in self.taps_on(network) {
             if let Err(e) = self.apply_guard_with(&r, Some(&mut leases6)) {
                 tracing::warn!(port = %r.name, network, error = %e, "cannot guard port");
             }
