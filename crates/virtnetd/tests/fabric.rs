@@ -57,7 +57,12 @@ impl Host {
     }
 
     fn fabric_set(&self, peer: &str) {
-        self.daemon.cli_ok(&[
+        self.fabric_set_with(&["--peer", peer]);
+    }
+
+    /// `fabric-set` in AS 65000 with this host's address as router id, over `under0`.
+    fn fabric_set_with(&self, more: &[&str]) {
+        let mut args = vec![
             "fabric-set",
             "--asn",
             "65000",
@@ -65,9 +70,30 @@ impl Host {
             self.addr,
             "--underlay",
             "under0",
-            "--peer",
-            peer,
-        ]);
+        ];
+        args.extend_from_slice(more);
+        self.daemon.cli_ok(&args);
+    }
+
+    /// FRR's own summary of one session (`vtysh … show bgp l2vpn evpn summary json`).
+    fn frr_peer(&self, peer: &str) -> Value {
+        let json = self.vtysh("show bgp l2vpn evpn summary json");
+        let summary: Value = serde_json::from_str(&json).expect("vtysh prints JSON");
+        summary["peers"][peer].clone()
+    }
+
+    /// Waits until zebra floods VNI 100 to `peer` (its flood entry on vx100).
+    fn wait_flood_to(&self, peer: &str) {
+        let flood = format!("00:00:00:00:00:00 dst {peer}");
+        wait_until(
+            &format!("{} floods VNI 100 to {peer}", self.addr),
+            || {
+                self.ns
+                    .run_ok(["bridge", "fdb", "show", "dev", "vx100"])
+                    .contains(&flood)
+            },
+            || self.ns.run_ok(["bridge", "fdb", "show", "dev", "vx100"]),
+        );
     }
 
     fn status(&self) -> Value {
@@ -130,6 +156,22 @@ fn two_hosts(test: &str) -> (Host, Host) {
     let h1 = Host::new(ns1, test, 1, "10.201.0.1");
     let h2 = Host::new(ns2, test, 2, "10.201.0.2");
     (h1, h2)
+}
+
+/// Three hosts on one underlay switch (a bridge in a namespace of its own).
+fn three_hosts(test: &str) -> (Netns, [Host; 3]) {
+    let switch = Netns::new("fabsw");
+    switch.ip_ok(["link", "add", "sw", "type", "bridge"]);
+    switch.ip_ok(["link", "set", "sw", "up"]);
+    let addrs = ["10.201.0.1", "10.201.0.2", "10.201.0.3"];
+    let hosts = [1u32, 2, 3].map(|n| {
+        let ns = Netns::new(&format!("fab{n}"));
+        let port = format!("p{n}");
+        switch.veth_to(&port, &ns, "under0");
+        switch.ip_ok(["link", "set", &port, "master", "sw"]);
+        Host::new(ns, test, n, addrs[n as usize - 1])
+    });
+    (switch, hosts)
 }
 
 /// One host with an underlay and no peer reachable.
@@ -196,15 +238,7 @@ fn two_hosts_establish_ibgp_evpn_and_learn_each_others_vni() {
             || format!("{:#}", h.status()),
         );
         // …and as the flood entry zebra installed on the VXLAN device.
-        let flood = format!("00:00:00:00:00:00 dst {peer}");
-        wait_until(
-            &format!("{} floods VNI 100 to {peer}", h.addr),
-            || {
-                h.ns.run_ok(["bridge", "fdb", "show", "dev", "vx100"])
-                    .contains(&flood)
-            },
-            || h.ns.run_ok(["bridge", "fdb", "show", "dev", "vx100"]),
-        );
+        h.wait_flood_to(peer);
     }
     let status = h1.status();
     assert_eq!(status["running"], true);
@@ -366,4 +400,51 @@ fn the_fabric_persists_across_restarts_and_frr_ends_with_virtnetd() {
     for pid in third {
         assert!(!pid_running(pid), "FRR daemon {pid} outlived virtnetd");
     }
+}
+
+#[test]
+fn clients_of_a_route_reflector_learn_each_other_and_a_new_client_keeps_the_others_up() {
+    let (_switch, [r, a, b]) = three_hosts("rr");
+    // R reflects; A and B peer with R only.
+    r.fabric_set_with(&["--route-reflector", r.addr, "--peer", a.addr]);
+    a.fabric_set_with(&["--route-reflector", r.addr]);
+    b.fabric_set_with(&["--route-reflector", r.addr]);
+    wait_until(
+        "R -> A Established",
+        || r.established(a.addr),
+        || format!("{:#}", r.status()),
+    );
+    let bgpd = r.frr_pid("bgpd");
+    assert!(bgpd.is_some_and(pid_running));
+    // B joins: R's bgpd takes the new client in place, A's session stays up.
+    r.fabric_set_with(&[
+        "--route-reflector",
+        r.addr,
+        "--peer",
+        a.addr,
+        "--peer",
+        b.addr,
+    ]);
+    assert_eq!(r.frr_pid("bgpd"), bgpd, "adding a client restarted bgpd");
+    wait_until(
+        "R -> B Established",
+        || r.established(b.addr),
+        || format!("{:#}", r.status()),
+    );
+    let session_a = r.frr_peer(a.addr);
+    assert_eq!(session_a["state"], "Established", "{session_a:#}");
+    assert_eq!(session_a["connectionsDropped"], 0, "{session_a:#}");
+    assert_eq!(session_a["connectionsEstablished"], 1, "{session_a:#}");
+    let conf = std::fs::read_to_string(format!("/var/run/frr/{}/bgpd.conf", r.pathspace))
+        .expect("bgpd.conf");
+    assert!(
+        conf.contains(&format!("  neighbor {} route-reflector-client", b.addr)),
+        "{conf}"
+    );
+    // The clients, which have no session with each other, flood VNI 100 to each other.
+    a.add_vni_100();
+    b.add_vni_100();
+    a.wait_flood_to(b.addr);
+    b.wait_flood_to(a.addr);
+    assert!(!a.established(b.addr) && a.status()["peers"].as_array().map_or(0, Vec::len) == 1);
 }

@@ -125,6 +125,24 @@ impl Frr {
         Ok(())
     }
 
+    /// Changes the running bgpd in place with `commands` (vtysh, one session) and records
+    /// `bgpd_conf` as what it now runs (the file, for its next start). An error leaves the
+    /// recorded configuration as it was, so a following [`Frr::apply`] restarts bgpd.
+    pub fn reconfigure(&self, bgpd_conf: &str, commands: &[String]) -> Result<()> {
+        let mut procs = lock(&self.procs);
+        if !(alive(&mut procs.zebra) && alive(&mut procs.bgpd)) {
+            return Err(Error::failed("FRR's daemons do not run"));
+        }
+        if !commands.is_empty() {
+            let cmds: Vec<&str> = commands.iter().map(String::as_str).collect();
+            self.vtysh_all(&cmds)?;
+        }
+        self.write_conf(Daemon::Bgpd, bgpd_conf)?;
+        procs.bgpd_conf = Some(bgpd_conf.to_string());
+        tracing::info!(pathspace = %self.pathspace, ?commands, "FRR's bgpd changed in place");
+        Ok(())
+    }
+
     /// Stops bgpd, then zebra (SIGTERM by PID, SIGKILL after a grace period), and removes the
     /// pathspace's runtime directory.
     pub fn stop(&self) {
@@ -178,8 +196,19 @@ impl Frr {
 
     /// Asks the instance `command` through `vtysh -N <pathspace>`; its standard output.
     pub fn vtysh(&self, command: &str) -> Result<String> {
-        let child = Command::new("vtysh")
-            .args(["-N", &self.pathspace, "-c", command])
+        self.vtysh_all(&[command])
+    }
+
+    /// Runs `commands` in one vtysh session (`-c` each, in order: `configure terminal` and
+    /// the following commands share the session's mode).
+    fn vtysh_all(&self, commands: &[&str]) -> Result<String> {
+        let command = commands.join("; ");
+        let mut cmd = Command::new("vtysh");
+        cmd.args(["-N", &self.pathspace]);
+        for c in commands {
+            cmd.args(["-c", c]);
+        }
+        let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -123,7 +123,20 @@ impl FabricControl {
         let fabric = validate(request, self.link_exists)?;
         let mut record = lock(&self.record);
         self.store.put_fabric(&fabric)?;
-        *record = Some(fabric.clone());
+        let old = record.replace(fabric.clone());
+        if let Some(commands) = old.and_then(|old| render::neighbour_changes(&old, &fabric)) {
+            let conf = render::bgpd_conf(&frr_hostname(self.frr.pathspace()), &fabric);
+            match self.frr.reconfigure(&conf, &commands) {
+                Ok(()) => {
+                    return Ok(FabricSettings {
+                        pathspace: self.frr.pathspace().to_string(),
+                        fabric: Some(fabric),
+                    })
+                }
+                // Restarting bgpd below applies the whole configuration instead.
+                Err(error) => tracing::warn!(%error, "cannot change bgpd in place: restarting it"),
+            }
+        }
         self.apply(&fabric).map_err(|e| {
             Error::failed(format!(
                 "the fabric is recorded but FRR could not run it: {e}"

@@ -66,6 +66,48 @@ pub fn bgpd_conf(hostname: &str, fabric: &Fabric) -> String {
     out
 }
 
+/// The `vtysh` commands that take a running bgpd from `old` to `new` in place, keeping the
+/// sessions that stay (adding a host to a reflector's clients must not drop the others'
+/// routes); `None` when more than the neighbours changed (AS, router id, underlay, reflector
+/// role), which needs bgpd restarted. No commands when nothing changed.
+pub fn neighbour_changes(old: &Fabric, new: &Fabric) -> Option<Vec<String>> {
+    if old.asn != new.asn
+        || old.router_id != new.router_id
+        || old.underlay != new.underlay
+        || old.is_reflector() != new.is_reflector()
+    {
+        return None;
+    }
+    let (before, after) = (old.neighbours(), new.neighbours());
+    let gone: Vec<_> = before.iter().filter(|a| !after.contains(a)).collect();
+    let added: Vec<_> = after.iter().filter(|a| !before.contains(a)).collect();
+    if gone.is_empty() && added.is_empty() {
+        return Some(Vec::new());
+    }
+    let mut cmds = vec![
+        "configure terminal".to_string(),
+        format!("router bgp {}", new.asn),
+    ];
+    cmds.extend(gone.iter().map(|n| format!("no neighbor {n}")));
+    for n in &added {
+        cmds.push(format!("neighbor {n} remote-as internal"));
+        cmds.push(format!("neighbor {n} update-source {}", new.underlay));
+        cmds.push(format!("neighbor {n} timers connect {CONNECT_RETRY_SECS}"));
+    }
+    if !added.is_empty() {
+        cmds.push("address-family l2vpn evpn".to_string());
+        for n in &added {
+            cmds.push(format!("neighbor {n} activate"));
+            if new.is_reflector() {
+                cmds.push(format!("neighbor {n} route-reflector-client"));
+            }
+        }
+        cmds.push("exit-address-family".to_string());
+    }
+    cmds.push("end".to_string());
+    Some(cmds)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,6 +174,51 @@ mod tests {
         }
         // It does not peer with itself.
         assert!(!conf.contains("neighbor 10.201.0.1 "));
+    }
+
+    #[test]
+    fn a_new_client_of_the_reflector_is_added_in_place() {
+        let old = fabric(&["10.201.0.2"], Some("10.201.0.1"));
+        let new = fabric(&["10.201.0.3", "10.201.0.2"], Some("10.201.0.1"));
+        assert_eq!(
+            neighbour_changes(&old, &new).expect("in place"),
+            [
+                "configure terminal",
+                "router bgp 65000",
+                "neighbor 10.201.0.3 remote-as internal",
+                "neighbor 10.201.0.3 update-source eth1",
+                "neighbor 10.201.0.3 timers connect 5",
+                "address-family l2vpn evpn",
+                "neighbor 10.201.0.3 activate",
+                "neighbor 10.201.0.3 route-reflector-client",
+                "exit-address-family",
+                "end",
+            ]
+        );
+        assert_eq!(
+            neighbour_changes(&new, &old).expect("in place"),
+            [
+                "configure terminal",
+                "router bgp 65000",
+                "no neighbor 10.201.0.3",
+                "end"
+            ]
+        );
+        assert_eq!(neighbour_changes(&new, &new), Some(vec![]));
+    }
+
+    #[test]
+    fn other_changes_need_a_restart() {
+        let old = fabric(&["10.201.0.2"], None);
+        let mut new = old.clone();
+        new.asn = 65001;
+        assert_eq!(neighbour_changes(&old, &new), None);
+        let mut new = old.clone();
+        new.underlay = "eth2".into();
+        assert_eq!(neighbour_changes(&old, &new), None);
+        // Becoming the reflector changes every session's role.
+        let new = fabric(&["10.201.0.2"], Some("10.201.0.1"));
+        assert_eq!(neighbour_changes(&old, &new), None);
     }
 
     #[test]
