@@ -64,6 +64,34 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
+# The fabric tests (crates/virtnetd/tests/fabric.rs) run FRR's zebra and bgpd (Debian's frr,
+# 8.4) inside network namespaces only, as virtnetd's children. Installing frr must not start its
+# service in the root namespace (zebra there would manage the machine's routes): a policy-rc.d
+# forbids starting services during the install (removed afterwards when this script made it),
+# and the unit is disabled so a reboot does not start it either.
+if [ ! -x /usr/lib/frr/zebra ]; then
+  made_policy=
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+    made_policy=1
+  fi
+  echo "setup: installing frr (its service is not started)" >&2
+  frr_ok=1
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq || frr_ok=
+  if [ -n "$frr_ok" ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends frr >/dev/null \
+      || frr_ok=
+  fi
+  if [ -n "$made_policy" ]; then
+    rm -f /usr/sbin/policy-rc.d
+  fi
+  if [ -z "$frr_ok" ]; then
+    echo "setup: cannot install frr" >&2
+    exit 1
+  fi
+  systemctl disable frr.service >/dev/null 2>&1 || true
+fi
 # virsh (libvirt-clients) and libvirtd with its network driver (libvirt-daemon), which the
 # comparison tests run isolated: bench/setup.sh installs them and stops any daemon the install
 # started.

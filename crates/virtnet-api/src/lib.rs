@@ -7,6 +7,11 @@
 pub mod client;
 mod doctor;
 pub use doctor::{DoctorAction, DoctorChain, DoctorFirewalld, DoctorReport, DoctorTable, DOCTOR};
+mod fabric;
+pub use fabric::{
+    Fabric, FabricRequest, FabricSettings, FabricStatus, PeerStatus, VniStatus, FABRIC,
+    FABRIC_STATUS,
+};
 mod forwards;
 pub use forwards::{network_forwards_path, ForwardInfo, FORWARDS};
 mod leases;

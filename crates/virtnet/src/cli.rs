@@ -140,6 +140,10 @@ pub enum Command {
     Doctor(JsonArg),
     /// Print the web console's access token (root only; virtnetd must run with --web-listen).
     WebToken(WebTokenArgs),
+    /// Set this host's place in the BGP EVPN fabric; virtnetd (re)starts its own FRR with it.
+    FabricSet(FabricSetArgs),
+    /// Show the fabric's BGP sessions (state, uptime, routes received) and the VNIs FRR knows.
+    FabricStatus(JsonArg),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
     /// Print the manual page (roff), or write one page per command into a directory.
@@ -210,6 +214,30 @@ pub struct WebTokenArgs {
     #[arg(long, conflicts_with = "json")]
     pub url: bool,
     /// Print token, listen address and login URL as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `fabric-set`.
+#[derive(Debug, Args)]
+pub struct FabricSetArgs {
+    /// The fabric's autonomous system number (the same on every host: iBGP), 1..4294967295.
+    #[arg(long, value_name = "N")]
+    pub asn: u64,
+    /// BGP router id (an IPv4 address, usually the underlay address).
+    #[arg(long, value_name = "ADDR")]
+    pub router_id: String,
+    /// The interface facing the other hosts.
+    #[arg(long, value_name = "IFACE")]
+    pub underlay: String,
+    /// An iBGP peer (another host); repeat for each.
+    #[arg(long = "peer", value_name = "ADDR")]
+    pub peers: Vec<String>,
+    /// The route reflector: this host's own router id makes it the reflector (the peers are
+    /// its clients); another address makes this host its client.
+    #[arg(long, value_name = "ADDR")]
+    pub route_reflector: Option<String>,
+    /// Print the recorded fabric as JSON.
     #[arg(long)]
     pub json: bool,
 }

@@ -91,6 +91,8 @@ fn wants_json(command: &Command) -> bool {
         Command::ForwardList(a) => a.json,
         Command::Doctor(a) => a.json,
         Command::WebToken(a) => a.json,
+        Command::FabricSet(a) => a.json,
+        Command::FabricStatus(a) => a.json,
         _ => false,
     }
 }

@@ -94,6 +94,8 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/v1/host-bridges/:bridge/confirm",
             post(confirm_host_bridge),
         )
+        .route(virtnet_api::FABRIC, get(fabric).put(set_fabric))
+        .route(virtnet_api::FABRIC_STATUS, get(fabric_status))
         .method_not_allowed_fallback(bad_method)
         .fallback(no_route)
         // Inside the request's span: who may do what on which socket, and the audit log.
@@ -641,6 +643,29 @@ async fn confirm_host_bridge(State(state): State<Shared>, bridge: PathArg) -> An
 
 async fn delete_host_bridge(State(state): State<Shared>, bridge: PathArg) -> Answer {
     json(with_id(bridge, move |bridge| state.host_bridges.unbridge(&bridge)).await?)
+}
+
+/// `GET /v1/fabric`.
+async fn fabric(State(state): State<Shared>) -> Answer {
+    json(blocking(move || Ok(state.fabric.settings())).await?)
+}
+
+/// `PUT /v1/fabric` (`fabric-set`): runs to completion (record, then FRR) on the blocking pool.
+async fn set_fabric(State(state): State<Shared>, headers: HeaderMap, body: Body) -> Answer {
+    let request: virtnet_api::FabricRequest = read_json(
+        &headers,
+        body,
+        "fabric",
+        "{\"asn\": 65000, \"router_id\": \"10.0.0.1\", \"underlay\": \"eth1\", \
+         \"peers\": [\"10.0.0.2\"]}",
+    )
+    .await?;
+    json(blocking(move || state.fabric.set(&request)).await?)
+}
+
+/// `GET /v1/fabric/status` (`fabric-status`): asks FRR (vtysh) on the blocking pool.
+async fn fabric_status(State(state): State<Shared>) -> Answer {
+    json(blocking(move || Ok(state.fabric.status())).await?)
 }
 
 async fn no_route(uri: Uri) -> Failure {

@@ -13,6 +13,7 @@
 //! - [`guest_hosts`]: the guest-names file the NSS module answers from;
 //! - [`ports`]: guest ports (taps), their moves and the guests' addresses;
 //! - [`hostbridge`]: bridges made from host NICs;
+//! - [`fabric`]: the BGP EVPN fabric through virtnet's own FRR daemons;
 //! - [`api`]: the axum routes;
 //! - [`libvirt`]: libvirt's RPC protocol on the network daemon's sockets (`virsh`, …);
 //! - [`access`]: who may use which socket, and the audit log of changes;
@@ -27,6 +28,7 @@ pub mod activation;
 pub mod api;
 pub mod error;
 pub mod external;
+pub mod fabric;
 pub mod forwards;
 pub mod guest_hosts;
 pub mod hostbridge;

@@ -82,6 +82,13 @@ struct Args {
     /// sockets always serve `/metrics`.
     #[arg(long, value_name = "ADDR:PORT")]
     metrics_listen: Option<std::net::SocketAddr>,
+    /// FRR pathspace (FRR's `-N`) of virtnet's own zebra and bgpd, run in virtnetd's network
+    /// namespace once a fabric is set (`virtnet fabric-set`): their configuration, pid files
+    /// and vty sockets live in /var/run/frr/NAME/, and `vtysh -N NAME` talks to them. Several
+    /// virtnetd in several namespaces need distinct names. An operator's own FRR (no
+    /// pathspace) is never touched.
+    #[arg(long, value_name = "NAME", default_value = virtnetd::fabric::DEFAULT_PATHSPACE)]
+    frr_pathspace: String,
 }
 
 fn main() -> ExitCode {
@@ -135,6 +142,8 @@ fn group_flag(flag: &str, value: Option<&str>) -> Result<Option<u32>, Error> {
 fn run(args: Args) -> Result<(), Error> {
     let socket_gid = group_flag("socket-group", args.socket_group.as_deref())?;
     let ro_socket_gid = group_flag("ro-socket-group", args.ro_socket_group.as_deref())?;
+    virtnetd::fabric::check_pathspace(&args.frr_pathspace)
+        .map_err(|e| Error::Startup(format!("--frr-pathspace: {e}")))?;
     let libvirt_gid = group_flag("libvirt-socket-group", args.libvirt_socket_group.as_deref())?;
     let config = Config {
         state_dir: args.state_dir,
@@ -159,6 +168,7 @@ fn run(args: Args) -> Result<(), Error> {
         firewall_integration: args.firewall_integration,
         web_listen: args.web_listen,
         metrics_listen: args.metrics_listen,
+        frr_pathspace: args.frr_pathspace,
     };
     // Before anything opens a descriptor: every running network keeps a few sockets.
     virtnetd::limits::raise_open_files_logged();

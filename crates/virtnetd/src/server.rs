@@ -73,6 +73,8 @@ pub struct Config {
     pub web_listen: Option<std::net::SocketAddr>,
     /// `--metrics-listen`: a TCP address serving `GET /metrics` only (`None`: off).
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// `--frr-pathspace`: FRR's pathspace of virtnet's own zebra and bgpd ([`crate::fabric`]).
+    pub frr_pathspace: String,
 }
 
 /// A daemon that holds its lock, its store and its bound socket, ready to serve.
@@ -139,6 +141,10 @@ impl Daemon {
             Box::new(host_link_exists),
             kernel,
             config.services.clone(),
+            &crate::fabric::FrrOptions {
+                pathspace: config.frr_pathspace.clone(),
+                run_dir: config.run_dir.clone(),
+            },
         )?;
         if report.rebooted {
             tracing::info!(
@@ -166,6 +172,8 @@ impl Daemon {
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "cannot restore unfinished iface-bridge changes"),
         }
+        // FRR last: the networks' VXLAN devices exist when zebra first reads the kernel.
+        state.fabric.restore();
         let state = Arc::new(state);
         state.start_firewall_watch().map_err(|e| Error::Io {
             context: "cannot watch the nftables ruleset".into(),
@@ -312,6 +320,8 @@ impl Daemon {
     pub fn close(self) {
         // Bridges of networks destroyed just before the stop are deleted before it ends.
         self.state.wait_for_deletions();
+        // virtnet's FRR daemons end with virtnetd (by PID).
+        self.state.fabric.shutdown();
         drop(self);
         tracing::info!("stopped");
     }

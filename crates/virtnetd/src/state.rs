@@ -43,6 +43,8 @@ pub struct AppState {
     pub(crate) kernel: Arc<Mutex<Kernel>>,
     /// The metrics scrape's kernel handles (`GET /metrics`).
     pub metrics: crate::metrics::Metrics,
+    /// The BGP EVPN fabric and virtnet's FRR daemons (`fabric-set`, `fabric-status`).
+    pub fabric: Arc<crate::fabric::FabricControl>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -64,6 +66,7 @@ impl AppState {
         link_exists: LinkExists,
         kernel: Kernel,
         options: ServiceOptions,
+        frr: &crate::fabric::FrrOptions,
     ) -> Result<(AppState, StartReport)> {
         let (store, records, report) = Store::open(db_path, boot_id)?;
         let unreadable = report
@@ -73,6 +76,11 @@ impl AppState {
             .collect();
         let runtime = Arc::new(Store::open_runtime(runtime_path, boot_id, &store)?);
         let store = Arc::new(store);
+        let fabric = Arc::new(crate::fabric::FabricControl::open(
+            store.clone(),
+            frr,
+            crate::registry::host_link_exists,
+        )?);
         let host_bridges = Arc::new(HostBridges::new(
             store.clone(),
             options.host_config_root.clone(),
@@ -116,6 +124,7 @@ impl AppState {
             events,
             kernel,
             metrics: crate::metrics::Metrics::default(),
+            fabric,
         };
         Ok((state, report))
     }

@@ -16,7 +16,8 @@
 //!   network's record was last written ([`forward_ops`]: replayed on the record when read,
 //!   cleared when the record is written);
 //! - table `host_bridges`: bridge name → JSON host bridge (`iface-bridge`: the NIC's snapshot and
-//!   the phase), written before each step changes the kernel, so a crash is undone at start.
+//!   the phase), written before each step changes the kernel, so a crash is undone at start;
+//! - table `fabric`: key `fabric` → JSON fabric record (`fabric-set`, [`crate::fabric`]).
 //!
 //! Durability: every change is one redb write transaction committed with
 //! [`Durability::Immediate`], and the caller answers the client only after [`Store::put`] /
@@ -71,6 +72,9 @@ const PORTS: TableDefinition<&str, &[u8]> = TableDefinition::new("ports");
 const HOST_BRIDGES: TableDefinition<&str, &[u8]> = TableDefinition::new("host_bridges");
 /// Ports libvirt's hypervisor daemon announced (`virNetworkPortCreateXML`), by port UUID.
 const HYPERVISOR_PORTS: TableDefinition<&str, &[u8]> = TableDefinition::new("hypervisor_ports");
+/// The fabric record (one row, key [`FABRIC_KEY`]).
+const FABRIC: TableDefinition<&str, &[u8]> = TableDefinition::new("fabric");
+const FABRIC_KEY: &str = "fabric";
 const META_FORMAT: &str = "format";
 const META_BOOT_ID: &str = "boot_id";
 /// Layout version written by this daemon; a newer one is refused rather than misread.
@@ -940,6 +944,16 @@ impl Store {
     /// Reads every host bridge record.
     pub fn host_bridges<T: serde::de::DeserializeOwned>(&self) -> Result<Vec<T>> {
         self.records(HOST_BRIDGES, "host bridge")
+    }
+
+    /// Writes (or replaces) the fabric record durably.
+    pub fn put_fabric<T: Serialize>(&self, record: &T) -> Result<()> {
+        self.put_record(FABRIC, Commit::TwoPhase, "fabric", FABRIC_KEY, record)
+    }
+
+    /// Reads the fabric record, if one was written.
+    pub fn fabric<T: serde::de::DeserializeOwned>(&self) -> Result<Option<T>> {
+        Ok(self.records(FABRIC, "fabric")?.into_iter().next())
     }
 
     /// Writes (or replaces) one port of the hypervisor daemon, keyed by its UUID (in the

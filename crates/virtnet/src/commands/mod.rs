@@ -3,6 +3,7 @@
 pub mod define;
 pub mod doctor;
 pub mod edit;
+pub mod fabric;
 pub mod forwards;
 pub mod generate;
 pub mod hostbridge;
@@ -61,6 +62,8 @@ pub fn run(ctx: &Ctx, command: &Command) -> Result<(), Failure> {
         Command::ForwardAdd(a) => forwards::forward_add(ctx, a),
         Command::Doctor(a) => doctor::doctor(ctx, a.json),
         Command::WebToken(a) => web::web_token(ctx, a),
+        Command::FabricSet(a) => fabric::fabric_set(ctx, a),
+        Command::FabricStatus(a) => fabric::fabric_status(ctx, a.json),
         Command::ForwardList(a) => forwards::forward_list(ctx, a.network.as_deref(), a.json),
         Command::ForwardDel(a) => forwards::forward_del(ctx, a),
         Command::Completions(_) | Command::Man(_) => Ok(()),
