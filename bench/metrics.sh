@@ -8,6 +8,9 @@
 # networks and 2,000 ports.
 #
 #   bash bench/metrics.sh [--networks N] [--ports P] [--scrapes S]
+#   VIRTNET_BIN=DIR      another build's virtnetd and virtnet (to compare two builds)
+#   METRICS_SAVE=FILE    keep the first exposition in FILE
+#   METRICS_LOG=FILTER   the daemon's log filter (with virtnetd::metrics=debug: phase timings)
 #
 # Defaults: 500 networks, 2,000 ports, 200 scrapes. Needs a release build (cargo build
 # --release -p virtnetd -p virtnet). Everything happens in a network namespace this script
@@ -24,7 +27,7 @@ while [ $# -gt 0 ]; do
     --networks) networks=$2; shift ;;
     --ports) ports=$2; shift ;;
     --scrapes) scrapes=$2; shift ;;
-    -h|--help) sed -n 2,16p "$0"; exit 0 ;;
+    -h|--help) sed -n 2,19p "$0"; exit 0 ;;
     *) echo "metrics: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -79,6 +82,8 @@ log "set up in $(($(date +%s) - t0)) s; scraping $scrapes times ..."
 
 ro=$work/r/virtnet-ro.sock
 curl -s --unix-socket "$ro" http://localhost/metrics >"$work/first.txt"
+# METRICS_SAVE=FILE keeps that first exposition (to compare two builds' output).
+[ -z "${METRICS_SAVE:-}" ] || cp "$work/first.txt" "$METRICS_SAVE"
 before=$(grep -c 'path=/metrics' "$work/log" || true)
 # The daemon's CPU time (user + system, clock ticks) around the scrapes: what a scrape costs
 # whatever else the machine is doing (the kernel's work for the dumps is the daemon's system

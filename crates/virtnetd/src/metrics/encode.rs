@@ -66,11 +66,51 @@ impl Encoder {
     }
 
     /// One sample of the current family whose labels were written once by [`label_set`]
-    /// (a port's five labels serve its nine families).
-    pub fn sample_with(&mut self, name: &str, label_set: &str, value: impl Display) {
+    /// (a port's five labels serve its nine families, and scrape after scrape).
+    pub fn sample_with(&mut self, name: &str, label_set: &str, value: u64) {
         self.out.push_str(name);
         self.out.push_str(label_set);
-        let _ = writeln!(self.out, " {value}");
+        self.value(value);
+    }
+
+    /// One sample of the current family whose first labels were written once by
+    /// [`label_list`] (`prefix`: a network's three labels serve its dozens of samples),
+    /// followed by `more`, escaped here.
+    pub fn sample_after(&mut self, name: &str, prefix: &str, more: Labels<'_>, value: u64) {
+        self.out.push_str(name);
+        self.out.push('{');
+        self.out.push_str(prefix);
+        for (label, v) in more {
+            self.out.push(',');
+            self.out.push_str(label);
+            self.out.push_str("=\"");
+            escape_into(&mut self.out, v);
+            self.out.push('"');
+        }
+        self.out.push('}');
+        self.value(value);
+    }
+
+    /// ` value` and the line's end: integers without the formatting machinery (tens of
+    /// thousands of them per scrape).
+    fn value(&mut self, value: u64) {
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        let mut v = value;
+        loop {
+            at -= 1;
+            // `v % 10` is below 10: the cast keeps it whole.
+            digits[at] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        self.out.push(' ');
+        // Only ASCII digits were written.
+        self.out
+            .push_str(std::str::from_utf8(&digits[at..]).unwrap_or_default());
+        self.out.push('\n');
     }
 
     /// The `_bucket`, `_sum` and `_count` samples of one histogram series.
@@ -106,6 +146,19 @@ impl Encoder {
 pub fn label_set(labels: Labels<'_>) -> String {
     let mut out = String::new();
     write_labels(&mut out, labels, None);
+    out
+}
+
+/// `labels` without the braces, `a="x",b="y"`: the start of a label set that
+/// [`Encoder::sample_after`] completes.
+pub fn label_list(labels: Labels<'_>) -> String {
+    let mut out = String::new();
+    write_labels(&mut out, labels, None);
+    // Written as `{…}`: the braces come off (nothing when there are no labels).
+    if out.len() >= 2 {
+        out.pop();
+        out.remove(0);
+    }
     out
 }
 

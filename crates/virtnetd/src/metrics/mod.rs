@@ -42,7 +42,7 @@ use crate::state::AppState;
 use crate::sync::lock;
 use encode::Encoder;
 use network::NetworkRow;
-use ports::PortRow;
+use ports::{LinkTable, PortCache};
 
 pub use encode::CONTENT_TYPE;
 
@@ -50,13 +50,13 @@ pub use encode::CONTENT_TYPE;
 /// background: see [`NatCache`]).
 const NAT_REFRESH: Duration = Duration::from_secs(10);
 
-/// The scrape's state: the ports' interface indexes, and the NATed connections last read.
-/// Scrapes run one at a time.
+/// The scrape's state: the ports' label text and interface indexes, and the NATed
+/// connections last read. Scrapes run one at a time.
 #[derive(Default)]
 pub struct Metrics {
-    /// Interface index by port name, kept from scrape to scrape (a port whose index is not in
-    /// the stats dump, because its tap was made again, is looked up again).
-    indexes: Mutex<HashMap<String, u32>>,
+    /// Each port's labels, escaped once, and its tap's interface index, kept from scrape to
+    /// scrape ([`PortCache`]: what changed is written again, what is gone is forgotten).
+    ports: Mutex<PortCache>,
     /// The size of the last exposition: the next one's text is allocated at once.
     last_len: std::sync::atomic::AtomicUsize,
     /// The NATed connections' original sources.
@@ -96,20 +96,27 @@ impl Metrics {
             (networks, ports, kernel(), t_parts)
         });
         let t_kernel = t0.elapsed();
-        let links = self.port_stats(&ports, kernel.links);
-        let port_rows = port_rows(ports, &mut networks, &links, &kernel.spoof);
+        let links = LinkTable::new(kernel.links);
+        count_ports(&mut networks, &ports);
         if let Some(sources) = self.nat_sources(&networks) {
             for row in &mut networks {
                 row.count_nat(&sources);
             }
         }
+        let mut cache = lock(&self.ports);
+        cache.refresh(&ports, &lease_addresses(&networks), &links, |name| {
+            virtnet_host::link_brief::index_of(name).ok().flatten()
+        });
+        let samples = cache.samples(&ports, &links, &kernel.spoof);
         let t_rows = t0.elapsed();
         let last_len = self.last_len.load(std::sync::atomic::Ordering::Relaxed);
         let mut e = Encoder::with_capacity(last_len + last_len / 8);
         daemon::DAEMON.encode(&mut e);
         network::encode(&mut e, &networks);
-        ports::encode(&mut e, &port_rows);
+        ports::encode(&mut e, &samples);
         firewall::encode(&mut e, kernel.drops.as_ref());
+        drop(samples);
+        drop(cache);
         let text = e.finish();
         self.last_len
             .store(text.len(), std::sync::atomic::Ordering::Relaxed);
@@ -122,37 +129,6 @@ impl Metrics {
             "metrics scraped"
         );
         text
-    }
-
-    /// The link counters of the ports' taps, by port name, from the stats dump `links`
-    /// (by interface index), with an index look-up for the ports not seen before.
-    fn port_stats(
-        &self,
-        ports: &[PortLabels],
-        links: Vec<LinkStats>,
-    ) -> HashMap<String, LinkStats> {
-        let by_index: HashMap<u32, LinkStats> = links.into_iter().map(|s| (s.index, s)).collect();
-        let mut indexes = lock(&self.indexes);
-        // Rebuilt from this scrape's ports: a removed port's entry goes with it.
-        let known = std::mem::take(&mut *indexes);
-        let mut out = HashMap::with_capacity(ports.len());
-        for port in ports {
-            let cached = known.get(&port.name).copied();
-            let index = match cached.filter(|i| by_index.contains_key(i)) {
-                Some(i) => Some(i),
-                // No tap now (a parked port, a guest not running): no counters.
-                None => virtnet_host::link_brief::index_of(&port.name)
-                    .ok()
-                    .flatten(),
-            };
-            if let Some(i) = index {
-                indexes.insert(port.name.clone(), i);
-                if let Some(stats) = by_index.get(&i) {
-                    out.insert(port.name.clone(), stats.clone());
-                }
-            }
-        }
-        out
     }
 
     /// The NATed connections' sources as last read, when a nat network runs; starts a new
@@ -256,59 +232,39 @@ impl KernelReads {
 fn network_rows(state: &AppState) -> Vec<NetworkRow> {
     let mut counters = state.services.counters();
     state.networks.map_live(|summary, live| {
-        let mut row = NetworkRow::new(&summary, live);
-        if let Some(c) = counters.remove(&summary.name) {
+        let mut row = NetworkRow::new(summary, live);
+        if let Some(c) = counters.remove(&row.name) {
             row.set_services(c);
         }
         row
     })
 }
 
-/// A row per port (counted into its network's row), with its link's counters, its
-/// anti-spoofing drops and its lease.
-fn port_rows(
-    ports: Vec<PortLabels>,
-    networks: &mut [NetworkRow],
-    links: &HashMap<String, LinkStats>,
-    spoof: &HashMap<String, u64>,
-) -> Vec<PortRow> {
-    let leases = lease_addresses(networks);
-    let mut by_name = network::by_name(networks);
-    ports
-        .into_iter()
-        .map(|port| {
-            let spoof_drops = port
-                .spoof_check
-                .then(|| spoof.get(&port.name).copied())
-                .flatten();
-            let row = PortRow::new(port, links, &leases, spoof_drops);
-            if let Some(net) = by_name.get_mut(&row.network) {
-                net.ports += 1;
-            }
-            row
-        })
-        .collect()
+/// Counts each port into its network's row.
+fn count_ports(networks: &mut [NetworkRow], ports: &[PortLabels]) {
+    let by_name = network::by_name(networks);
+    let mut counts = vec![0u64; networks.len()];
+    for port in ports {
+        if let Some(&i) = by_name.get(ports::network_of(port)) {
+            counts[i] += 1;
+        }
+    }
+    drop(by_name);
+    for (row, n) in networks.iter_mut().zip(counts) {
+        row.ports = n;
+    }
 }
 
-/// The leased IPv4 address of each client, by network and lower-case MAC.
-fn lease_addresses(networks: &[NetworkRow]) -> HashMap<String, HashMap<String, String>> {
-    networks
-        .iter()
-        .filter_map(|row| {
-            let (_, leases) = row.services.as_ref()?.dhcp.as_ref()?;
-            let by_mac = leases
-                .iter()
-                .map(|l| (mac_text(&l.mac), l.ip.to_string()))
-                .collect();
-            Some((row.name.clone(), by_mac))
-        })
-        .collect()
-}
-
-/// `52:54:00:aa:bb:cc`.
-fn mac_text(mac: &[u8; 6]) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
+/// The leased IPv4 address of each client, by network and MAC.
+fn lease_addresses(networks: &[NetworkRow]) -> ports::Leases<'_> {
+    let mut out = HashMap::new();
+    for row in networks {
+        let Some((_, leases)) = row.services.as_ref().and_then(|s| s.dhcp.as_ref()) else {
+            continue;
+        };
+        for lease in leases {
+            out.insert((row.name.as_str(), lease.mac), lease.ip);
+        }
+    }
+    out
 }
