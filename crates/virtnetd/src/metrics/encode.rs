@@ -81,11 +81,7 @@ impl Encoder {
         self.out.push('{');
         self.out.push_str(prefix);
         for (label, v) in more {
-            self.out.push(',');
-            self.out.push_str(label);
-            self.out.push_str("=\"");
-            escape_into(&mut self.out, v);
-            self.out.push('"');
+            write_label(&mut self.out, true, label, v);
         }
         self.out.push('}');
         self.value(value);
@@ -169,31 +165,35 @@ fn write_labels(out: &mut String, labels: Labels<'_>, le: Option<&str>) {
     out.push('{');
     let all = labels.iter().copied().chain(le.map(|v| ("le", v)));
     for (i, (name, value)) in all.enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(name);
-        out.push_str("=\"");
-        escape_into(out, value);
-        out.push('"');
+        write_label(out, i > 0, name, value);
     }
     out.push('}');
 }
 
+/// `name="value"`, after a comma when it is not the first label.
+fn write_label(out: &mut String, comma: bool, name: &str, value: &str) {
+    if comma {
+        out.push(',');
+    }
+    out.push_str(name);
+    out.push_str("=\"");
+    escape_into(out, value);
+    out.push('"');
+}
+
 /// A label value as the format wants it: backslash, double quote and newline escaped.
 fn escape_into(out: &mut String, value: &str) {
-    if !value.contains(['\\', '"', '\n']) {
-        out.push_str(value);
-        return;
+    let mut rest = value;
+    while let Some(at) = rest.find(['\\', '"', '\n']) {
+        out.push_str(&rest[..at]);
+        out.push_str(match rest.as_bytes()[at] {
+            b'\\' => "\\\\",
+            b'"' => "\\\"",
+            _ => "\\n",
+        });
+        rest = &rest[at + 1..];
     }
-    for c in value.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
+    out.push_str(rest);
 }
 
 #[cfg(test)]
@@ -219,5 +219,19 @@ mod tests {
         assert!(text.contains("virtnet_y_seconds_bucket{verb=\"GET\",le=\"+Inf\"} 1\n"));
         assert!(text.contains("virtnet_y_seconds_sum{verb=\"GET\"} 0.002\n"));
         assert!(text.contains("virtnet_y_seconds_count{verb=\"GET\"} 1\n"));
+    }
+
+    #[test]
+    fn integers_are_written_whole() {
+        let mut e = Encoder::default();
+        for v in [0, 7, 10, 1234567890, u64::MAX] {
+            e.sample_with("m", "{}", v);
+        }
+        e.sample_after("n", "a=\"1\"", &[("b", "q\"")], 42);
+        assert_eq!(
+            e.finish(),
+            "m{} 0\nm{} 7\nm{} 10\nm{} 1234567890\nm{} 18446744073709551615\n\
+             n{a=\"1\",b=\"q\\\"\"} 42\n"
+        );
     }
 }

@@ -103,11 +103,13 @@ impl Metrics {
                 row.count_nat(&sources);
             }
         }
-        let mut cache = lock(&self.ports);
-        cache.refresh(&ports, &lease_addresses(&networks), &links, |name| {
-            virtnet_host::link_brief::index_of(name).ok().flatten()
-        });
-        let samples = cache.samples(&ports, &links, &kernel.spoof);
+        let samples = lock(&self.ports).samples(
+            &ports,
+            &lease_addresses(&networks),
+            &links,
+            &kernel.spoof,
+            |name| virtnet_host::link_brief::index_of(name).ok().flatten(),
+        );
         let t_rows = t0.elapsed();
         let last_len = self.last_len.load(std::sync::atomic::Ordering::Relaxed);
         let mut e = Encoder::with_capacity(last_len + last_len / 8);
@@ -115,8 +117,6 @@ impl Metrics {
         network::encode(&mut e, &networks);
         ports::encode(&mut e, &samples);
         firewall::encode(&mut e, kernel.drops.as_ref());
-        drop(samples);
-        drop(cache);
         let text = e.finish();
         self.last_len
             .store(text.len(), std::sync::atomic::Ordering::Relaxed);

@@ -1,8 +1,10 @@
 //! Per-port metrics (labels `port`, `domain`, `network`, `mac`, `ip`): the kernel's link
 //! counters of each guest's tap, from one link dump per scrape, and the anti-spoofing drops.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 use virtnet_host::LinkStats;
 use virtnet_model::InterfaceSource;
@@ -13,29 +15,41 @@ use crate::ports::PortLabels;
 /// The leased IPv4 address of each client, by network and MAC.
 pub(super) type Leases<'a> = HashMap<(&'a str, [u8; 6]), Ipv4Addr>;
 
-/// Every link's counters from one stats dump, sorted by interface index.
+/// Every link's counters from one stats dump, by interface index.
 #[derive(Debug, Default)]
-pub(super) struct LinkTable(Vec<LinkStats>);
+pub(super) struct LinkTable {
+    /// The links' indexes, sorted: searched apart from the counters, they stay in the
+    /// processor's cache (thousands of look-ups per scrape).
+    indexes: Vec<u32>,
+    /// The counters, in the order of `indexes`.
+    stats: Vec<LinkStats>,
+}
 
 impl LinkTable {
     /// The table of the dump's `links`.
     pub fn new(mut links: Vec<LinkStats>) -> LinkTable {
         // The kernel dumps in index order: sorting is a check, not work.
         links.sort_unstable_by_key(|s| s.index);
-        LinkTable(links)
+        LinkTable {
+            indexes: links.iter().map(|s| s.index).collect(),
+            stats: links,
+        }
     }
 
     /// The counters of the link with interface index `index`.
     pub fn get(&self, index: u32) -> Option<&LinkStats> {
-        let at = self.0.binary_search_by_key(&index, |s| s.index).ok()?;
-        self.0.get(at)
+        let at = self.indexes.binary_search(&index).ok()?;
+        self.stats.get(at)
     }
 }
 
 /// What the scrape keeps of each port from one scrape to the next: its five labels escaped
-/// into one text, rewritten only when one of them changes (the port moved, its guest was
-/// renamed, its lease came or went), and its tap's interface index. A port that is gone is
-/// forgotten by the next scrape.
+/// into one text, written again only when one of them changes (the port moved, its guest
+/// was renamed, its lease came or went), and its tap's interface index. A port that is gone
+/// is forgotten by the next scrape.
+///
+/// A port's labels are compared with the ones its text was written from, kept side by side
+/// in one string: a few comparisons of bytes in one place per port and scrape.
 #[derive(Debug, Default)]
 pub(super) struct PortCache {
     entries: HashMap<String, PortEntry>,
@@ -44,16 +58,17 @@ pub(super) struct PortCache {
 }
 
 /// One port's cached labels (see [`PortCache`]).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct PortEntry {
-    /// The labels the text was written from.
-    domain: String,
-    network: String,
-    /// The MAC as the port gives it (the label is its lower-case form).
-    mac: String,
-    ip: Option<Ipv4Addr>,
+    /// The labels `domain`, `network` and `mac` (lower case) the text was written from, one
+    /// after the other, unescaped.
+    values: Box<str>,
+    /// Where each of them ends in `values`.
+    ends: [usize; 3],
     /// `{port="…",domain="…",network="…",mac="…",ip="…"}`.
-    text: String,
+    text: Arc<str>,
+    /// The address the `ip` label was written from.
+    ip: Option<Ipv4Addr>,
     /// The tap's interface index when it was last found.
     index: Option<u32>,
     /// The last scrape that saw the port.
@@ -64,7 +79,7 @@ struct PortEntry {
 #[derive(Debug)]
 pub(super) struct PortSample<'a> {
     /// The port's label set ([`PortCache`]).
-    labels: &'a str,
+    labels: Arc<str>,
     /// The tap's counters (absent when the link was not in the dump).
     stats: Option<&'a LinkStats>,
     /// Frames the anti-spoofing rules dropped (guarded ports only).
@@ -72,64 +87,55 @@ pub(super) struct PortSample<'a> {
 }
 
 impl PortCache {
-    /// Brings the cache to this scrape's `ports`: their addresses from `leases`, their taps'
-    /// indexes checked against the dump `links`, looked up with `index_of` when not found
-    /// there (a new port, a tap made again). Ports no longer listed are forgotten.
-    pub fn refresh(
+    /// This scrape's samples of `ports`, in their order: their addresses from `leases`,
+    /// their counters from the dump `links` (a tap's index is looked up with `index_of` when
+    /// it is not in the dump: a new port, a tap made again), their anti-spoofing drops from
+    /// `spoof`. Ports no longer listed are forgotten.
+    pub fn samples<'l>(
         &mut self,
         ports: &[PortLabels],
         leases: &Leases<'_>,
-        links: &LinkTable,
+        links: &'l LinkTable,
+        spoof: &HashMap<String, u64>,
         index_of: impl Fn(&str) -> Option<u32>,
-    ) {
+    ) -> Vec<PortSample<'l>> {
         self.scrape += 1;
+        let now = self.scrape;
+        let mut out = Vec::with_capacity(ports.len());
         for port in ports {
             let network = network_of(port);
-            let mac = mac_bytes(&port.mac);
-            let ip = mac.and_then(|m| leases.get(&(network, m)).copied());
+            let mac = lower(&port.mac);
+            let ip = mac_bytes(&mac).and_then(|m| leases.get(&(network, m)).copied());
+            let values = [port.domain.as_str(), network, &mac];
             let entry = match self.entries.get_mut(port.name.as_str()) {
                 Some(entry) => entry,
-                None => self.entries.entry(port.name.clone()).or_default(),
+                None => self
+                    .entries
+                    .entry(port.name.clone())
+                    .or_insert_with(|| PortEntry::new(&port.name, values, ip)),
             };
-            if entry.text.is_empty()
-                || entry.domain != port.domain
-                || entry.network != network
-                || entry.mac != port.mac
-                || entry.ip != ip
-            {
-                *entry = PortEntry::new(port, network, ip, entry.index);
+            if entry.ip != ip || !entry.written_from(values) {
+                *entry = PortEntry::new(&port.name, values, ip);
             }
-            entry.seen = self.scrape;
-            if entry.index.is_none_or(|i| links.get(i).is_none()) {
-                // No tap now (a parked port, a guest not running): no counters.
+            entry.seen = now;
+            let mut stats = entry.index.and_then(|i| links.get(i));
+            if stats.is_none() {
+                // A new tap, or one made again; none (a parked port, a guest not running):
+                // no counters.
                 entry.index = index_of(&port.name);
+                stats = entry.index.and_then(|i| links.get(i));
             }
+            out.push(PortSample {
+                labels: Arc::clone(&entry.text),
+                stats,
+                spoof_drops: port
+                    .spoof_check
+                    .then(|| spoof.get(&port.name).copied())
+                    .flatten(),
+            });
         }
-        let now = self.scrape;
         self.entries.retain(|_, e| e.seen == now);
-    }
-
-    /// This scrape's samples of `ports` (in their order), after [`PortCache::refresh`].
-    pub fn samples<'a>(
-        &'a self,
-        ports: &[PortLabels],
-        links: &'a LinkTable,
-        spoof: &HashMap<String, u64>,
-    ) -> Vec<PortSample<'a>> {
-        ports
-            .iter()
-            .filter_map(|port| {
-                let entry = self.entries.get(port.name.as_str())?;
-                Some(PortSample {
-                    labels: &entry.text,
-                    stats: entry.index.and_then(|i| links.get(i)),
-                    spoof_drops: port
-                        .spoof_check
-                        .then(|| spoof.get(&port.name).copied())
-                        .flatten(),
-                })
-            })
-            .collect()
+        out
     }
 
     /// How many ports the cache holds.
@@ -140,25 +146,53 @@ impl PortCache {
 }
 
 impl PortEntry {
-    fn new(port: &PortLabels, network: &str, ip: Option<Ipv4Addr>, index: Option<u32>) -> Self {
-        let mac = port.mac.to_ascii_lowercase();
+    /// The entry of port `name` with labels `values` (`domain`, `network`, `mac`) and
+    /// address `ip`.
+    fn new(name: &str, values: [&str; 3], ip: Option<Ipv4Addr>) -> PortEntry {
         let ip_text = ip.map(|ip| ip.to_string()).unwrap_or_default();
+        let [domain, network, mac] = values;
         let text = label_set(&[
-            ("port", &port.name),
-            ("domain", &port.domain),
+            ("port", name),
+            ("domain", domain),
             ("network", network),
-            ("mac", &mac),
+            ("mac", mac),
             ("ip", &ip_text),
         ]);
+        let mut ends = [0; 3];
+        let mut end = 0;
+        for (v, e) in values.iter().zip(&mut ends) {
+            end += v.len();
+            *e = end;
+        }
         PortEntry {
-            domain: port.domain.clone(),
-            network: network.to_string(),
-            mac: port.mac.clone(),
+            values: values.concat().into(),
+            ends,
+            text: text.into(),
             ip,
-            text,
-            index,
+            index: None,
             seen: 0,
         }
+    }
+
+    /// Whether the entry's text was written from labels `values`.
+    fn written_from(&self, values: [&str; 3]) -> bool {
+        let mut start = 0;
+        for (v, &end) in values.iter().zip(&self.ends) {
+            if self.values.get(start..end) != Some(*v) {
+                return false;
+            }
+            start = end;
+        }
+        true
+    }
+}
+
+/// A MAC in lower case (as the port gives it, most often).
+fn lower(mac: &str) -> Cow<'_, str> {
+    if mac.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(mac.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(mac)
     }
 }
 
@@ -233,7 +267,7 @@ pub(super) fn encode(e: &mut Encoder, samples: &[PortSample<'_>]) {
         e.family(name, Kind::Counter, help);
         for sample in samples {
             if let Some(s) = sample.stats {
-                e.sample_with(name, sample.labels, value(s));
+                e.sample_with(name, &sample.labels, value(s));
             }
         }
     }
@@ -245,7 +279,144 @@ pub(super) fn encode(e: &mut Encoder, samples: &[PortSample<'_>]) {
     );
     for sample in samples {
         if let Some(v) = sample.spoof_drops {
-            e.sample_with(name, sample.labels, v);
+            e.sample_with(name, &sample.labels, v);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn port(name: &str, domain: &str, network: &str, mac: &str) -> PortLabels {
+        PortLabels {
+            name: name.into(),
+            domain: domain.into(),
+            source: InterfaceSource::Network(network.into()),
+            mac: mac.into(),
+            spoof_check: false,
+        }
+    }
+
+    fn link(index: u32, rx_bytes: u64) -> LinkStats {
+        LinkStats {
+            index,
+            rx_bytes,
+            ..LinkStats::default()
+        }
+    }
+
+    /// One scrape of `ports` through `cache`: the port families' text.
+    fn scrape(
+        cache: &mut PortCache,
+        ports: &[PortLabels],
+        leases: &Leases<'_>,
+        links: &LinkTable,
+        taps: &[(&str, u32)],
+    ) -> String {
+        let index_of = |name: &str| taps.iter().find(|(n, _)| *n == name).map(|(_, i)| *i);
+        let samples = cache.samples(ports, leases, links, &HashMap::new(), index_of);
+        let mut e = Encoder::default();
+        encode(&mut e, &samples);
+        e.finish()
+    }
+
+    fn rx_line(labels: &str, value: u64) -> String {
+        format!("\nvirtnet_port_receive_bytes_total{{{labels}}} {value}\n")
+    }
+
+    #[test]
+    fn a_changed_label_shows_in_the_next_scrape_and_a_removed_port_is_forgotten() {
+        let mut cache = PortCache::default();
+        let links = LinkTable::new(vec![link(9, 30), link(5, 7)]);
+        let taps = [("vnet0", 5), ("vnet1", 9)];
+        let mut ports = vec![
+            port("vnet0", "vm1", "net1", "52:54:00:00:00:01"),
+            port("vnet1", "vm2", "net1", "52:54:00:00:00:02"),
+        ];
+        let none = Leases::new();
+        let text = scrape(&mut cache, &ports, &none, &links, &taps);
+        let vnet0 = r#"port="vnet0",domain="vm1",network="net1",mac="52:54:00:00:00:01""#;
+        assert!(
+            text.contains(&rx_line(&format!("{vnet0},ip=\"\""), 7)),
+            "{text}"
+        );
+        assert!(text.contains("port=\"vnet1\""), "{text}");
+
+        // The guest is renamed: the next scrape has the new name, not the old one.
+        ports[0].domain = "vm1-new".into();
+        let text = scrape(&mut cache, &ports, &none, &links, &taps);
+        assert!(text.contains("domain=\"vm1-new\""), "{text}");
+        assert!(!text.contains("domain=\"vm1\""), "{text}");
+
+        // Its lease comes: the address shows, and goes with the lease.
+        let net1 = "net1".to_string();
+        let leases = Leases::from([(
+            (net1.as_str(), [0x52, 0x54, 0, 0, 0, 1]),
+            Ipv4Addr::new(10, 0, 0, 5),
+        )]);
+        let text = scrape(&mut cache, &ports, &leases, &links, &taps);
+        assert!(
+            text.contains("mac=\"52:54:00:00:00:01\",ip=\"10.0.0.5\"}"),
+            "{text}"
+        );
+        let text = scrape(&mut cache, &ports, &none, &links, &taps);
+        assert!(!text.contains("10.0.0.5"), "{text}");
+
+        // It moves to another network, and gets another MAC (given in upper case: the label
+        // is in lower case).
+        ports[0].source = InterfaceSource::Network("net2".into());
+        ports[0].mac = "52:54:00:00:00:AA".into();
+        let text = scrape(&mut cache, &ports, &none, &links, &taps);
+        let moved = r#"port="vnet0",domain="vm1-new",network="net2",mac="52:54:00:00:00:aa",ip="""#;
+        assert!(text.contains(&rx_line(moved, 7)), "{text}");
+        assert_eq!(text.matches("port=\"vnet0\"").count(), 8, "{text}");
+
+        // Its tap is made again with another index: the counters follow it.
+        let relinked = LinkTable::new(vec![link(9, 30), link(12, 1)]);
+        let taps = [("vnet0", 12), ("vnet1", 9)];
+        let text = scrape(&mut cache, &ports, &none, &relinked, &taps);
+        assert!(text.contains(&rx_line(moved, 1)), "{text}");
+
+        // vnet1 is detached: none of its series, and the cache forgets it.
+        ports.remove(1);
+        let text = scrape(&mut cache, &ports, &none, &relinked, &taps);
+        assert!(!text.contains("vnet1"), "{text}");
+        assert_eq!(cache.len(), 1);
+    }
+
+    #[test]
+    fn a_port_without_a_tap_has_labels_but_no_counters() {
+        let mut cache = PortCache::default();
+        let ports = [port("vnet3", "vm\"3", "n", "52:54:00:00:00:03")];
+        let text = scrape(
+            &mut cache,
+            &ports,
+            &Leases::new(),
+            &LinkTable::default(),
+            &[],
+        );
+        assert!(!text.contains("vnet3"), "{text}");
+        assert_eq!(cache.len(), 1);
+        // The same labels, escaped, are recognised as unchanged scrape after scrape.
+        let before = Arc::clone(&cache.entries["vnet3"].text);
+        scrape(
+            &mut cache,
+            &ports,
+            &Leases::new(),
+            &LinkTable::default(),
+            &[],
+        );
+        assert!(Arc::ptr_eq(&before, &cache.entries["vnet3"].text));
+    }
+
+    #[test]
+    fn labels_are_compared_value_by_value() {
+        let entry = PortEntry::new("p", ["ab", "c", "m"], None);
+        assert!(entry.written_from(["ab", "c", "m"]));
+        // The same bytes cut elsewhere are other labels.
+        assert!(!entry.written_from(["a", "bc", "m"]));
+        assert!(!entry.written_from(["ab", "", "cm"]));
+        assert!(!entry.written_from(["ab", "c", "n"]));
     }
 }
