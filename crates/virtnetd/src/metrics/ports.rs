@@ -48,31 +48,29 @@ impl LinkTable {
 /// was renamed, its lease came or went), and its tap's interface index. A port that is gone
 /// is forgotten by the next scrape.
 ///
-/// A port's labels are compared with the ones its text was written from, kept side by side
-/// in one string: a few comparisons of bytes in one place per port and scrape.
+/// The entries are kept in the order of the last scrape's ports (by name), and a port is
+/// first looked for at its own position: from one scrape to the next, the cache is read
+/// front to back, not at thousands of scattered places. Only when the ports changed are the
+/// others found by name.
 #[derive(Debug, Default)]
 pub(super) struct PortCache {
-    entries: HashMap<String, PortEntry>,
-    /// Scrapes so far: an entry that the current one did not see is removed.
-    scrape: u64,
+    entries: Vec<Option<PortEntry>>,
 }
 
 /// One port's cached labels (see [`PortCache`]).
 #[derive(Debug)]
 struct PortEntry {
-    /// The labels `domain`, `network` and `mac` (lower case) the text was written from, one
-    /// after the other, unescaped.
+    /// The port's name and the labels `domain`, `network` and `mac` (lower case) the text was
+    /// written from, one after the other, unescaped: compared in one place.
     values: Box<str>,
     /// Where each of them ends in `values`.
-    ends: [usize; 3],
+    ends: [usize; 4],
     /// `{port="…",domain="…",network="…",mac="…",ip="…"}`.
     text: Arc<str>,
     /// The address the `ip` label was written from.
     ip: Option<Ipv4Addr>,
     /// The tap's interface index when it was last found.
     index: Option<u32>,
-    /// The last scrape that saw the port.
-    seen: u64,
 }
 
 /// What one scrape writes of one port.
@@ -99,25 +97,29 @@ impl PortCache {
         spoof: &HashMap<String, u64>,
         index_of: impl Fn(&str) -> Option<u32>,
     ) -> Vec<PortSample<'l>> {
-        self.scrape += 1;
-        let now = self.scrape;
+        let mut old = std::mem::take(&mut self.entries);
+        self.entries.reserve(ports.len());
+        // Built at the first port not found at its own position.
+        let mut by_name: Option<HashMap<String, usize>> = None;
         let mut out = Vec::with_capacity(ports.len());
-        for port in ports {
+        for (at, port) in ports.iter().enumerate() {
             let network = network_of(port);
             let mac = lower(&port.mac);
             let ip = mac_bytes(&mac).and_then(|m| leases.get(&(network, m)).copied());
-            let values = [port.domain.as_str(), network, &mac];
-            let entry = match self.entries.get_mut(port.name.as_str()) {
-                Some(entry) => entry,
-                None => self
-                    .entries
-                    .entry(port.name.clone())
-                    .or_insert_with(|| PortEntry::new(&port.name, values, ip)),
+            let values = [port.name.as_str(), &port.domain, network, &mac];
+            let found = match old.get_mut(at) {
+                Some(slot) if slot.as_ref().is_some_and(|e| e.name() == port.name) => slot.take(),
+                _ => {
+                    let by_name = by_name.get_or_insert_with(|| names(&old));
+                    let at = by_name.get(&port.name).copied();
+                    at.and_then(|i| old.get_mut(i)).and_then(Option::take)
+                }
             };
-            if entry.ip != ip || !entry.written_from(values) {
-                *entry = PortEntry::new(&port.name, values, ip);
-            }
-            entry.seen = now;
+            let mut entry = match found {
+                Some(e) if e.ip == ip && e.written_from(values) => e,
+                Some(e) => PortEntry::new(values, ip, e.index),
+                None => PortEntry::new(values, ip, None),
+            };
             let mut stats = entry.index.and_then(|i| links.get(i));
             if stats.is_none() {
                 // A new tap, or one made again; none (a parked port, a guest not running):
@@ -133,8 +135,9 @@ impl PortCache {
                     .then(|| spoof.get(&port.name).copied())
                     .flatten(),
             });
+            self.entries.push(Some(entry));
         }
-        self.entries.retain(|_, e| e.seen == now);
+        // What is left in `old` are the ports that are gone: dropped here.
         out
     }
 
@@ -145,20 +148,29 @@ impl PortCache {
     }
 }
 
+/// The position of each entry by port name.
+fn names(entries: &[Option<PortEntry>]) -> HashMap<String, usize> {
+    entries
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| Some((e.as_ref()?.name().to_string(), i)))
+        .collect()
+}
+
 impl PortEntry {
-    /// The entry of port `name` with labels `values` (`domain`, `network`, `mac`) and
-    /// address `ip`.
-    fn new(name: &str, values: [&str; 3], ip: Option<Ipv4Addr>) -> PortEntry {
+    /// The entry of a port with labels `values` (`port`, `domain`, `network`, `mac`) and
+    /// address `ip`; its tap's `index` when known.
+    fn new(values: [&str; 4], ip: Option<Ipv4Addr>, index: Option<u32>) -> PortEntry {
         let ip_text = ip.map(|ip| ip.to_string()).unwrap_or_default();
-        let [domain, network, mac] = values;
+        let [port, domain, network, mac] = values;
         let text = label_set(&[
-            ("port", name),
+            ("port", port),
             ("domain", domain),
             ("network", network),
             ("mac", mac),
             ("ip", &ip_text),
         ]);
-        let mut ends = [0; 3];
+        let mut ends = [0; 4];
         let mut end = 0;
         for (v, e) in values.iter().zip(&mut ends) {
             end += v.len();
@@ -169,13 +181,17 @@ impl PortEntry {
             ends,
             text: text.into(),
             ip,
-            index: None,
-            seen: 0,
+            index,
         }
     }
 
+    /// The port's name.
+    fn name(&self) -> &str {
+        self.values.get(..self.ends[0]).unwrap_or_default()
+    }
+
     /// Whether the entry's text was written from labels `values`.
-    fn written_from(&self, values: [&str; 3]) -> bool {
+    fn written_from(&self, values: [&str; 4]) -> bool {
         let mut start = 0;
         for (v, &end) in values.iter().zip(&self.ends) {
             if self.values.get(start..end) != Some(*v) {
@@ -399,7 +415,8 @@ mod tests {
         assert!(!text.contains("vnet3"), "{text}");
         assert_eq!(cache.len(), 1);
         // The same labels, escaped, are recognised as unchanged scrape after scrape.
-        let before = Arc::clone(&cache.entries["vnet3"].text);
+        let text = |cache: &PortCache| cache.entries[0].as_ref().map(|e| Arc::clone(&e.text));
+        let before = text(&cache).expect("an entry");
         scrape(
             &mut cache,
             &ports,
@@ -407,16 +424,54 @@ mod tests {
             &LinkTable::default(),
             &[],
         );
-        assert!(Arc::ptr_eq(&before, &cache.entries["vnet3"].text));
+        assert!(Arc::ptr_eq(&before, &text(&cache).expect("an entry")));
     }
 
     #[test]
     fn labels_are_compared_value_by_value() {
-        let entry = PortEntry::new("p", ["ab", "c", "m"], None);
-        assert!(entry.written_from(["ab", "c", "m"]));
+        let entry = PortEntry::new(["p", "ab", "c", "m"], None, None);
+        assert!(entry.written_from(["p", "ab", "c", "m"]));
+        assert_eq!(entry.name(), "p");
         // The same bytes cut elsewhere are other labels.
-        assert!(!entry.written_from(["a", "bc", "m"]));
-        assert!(!entry.written_from(["ab", "", "cm"]));
-        assert!(!entry.written_from(["ab", "c", "n"]));
+        assert!(!entry.written_from(["pa", "b", "c", "m"]));
+        assert!(!entry.written_from(["p", "a", "bc", "m"]));
+        assert!(!entry.written_from(["p", "ab", "", "cm"]));
+        assert!(!entry.written_from(["p", "ab", "c", "n"]));
+    }
+
+    #[test]
+    fn ports_found_elsewhere_keep_their_entries_and_a_new_one_gets_its_own() {
+        let mut cache = PortCache::default();
+        let links = LinkTable::new(vec![link(1, 10), link(2, 20), link(3, 30)]);
+        let taps = [("vnet0", 3), ("vnet1", 1), ("vnet2", 2)];
+        let mut ports = vec![
+            port("vnet1", "vm1", "n", "52:54:00:00:00:01"),
+            port("vnet2", "vm2", "n", "52:54:00:00:00:02"),
+        ];
+        scrape(&mut cache, &ports, &Leases::new(), &links, &taps);
+        let texts = |cache: &PortCache| -> Vec<Arc<str>> {
+            cache
+                .entries
+                .iter()
+                .flatten()
+                .map(|e| Arc::clone(&e.text))
+                .collect()
+        };
+        let before = texts(&cache);
+        // vnet0 comes first: the others are one place further on.
+        ports.insert(0, port("vnet0", "vm0", "n", "52:54:00:00:00:00"));
+        let text = scrape(&mut cache, &ports, &Leases::new(), &links, &taps);
+        let after = texts(&cache);
+        assert_eq!(after.len(), 3);
+        assert!(
+            after[0].contains("port=\"vnet0\",domain=\"vm0\""),
+            "{}",
+            after[0]
+        );
+        assert!(Arc::ptr_eq(&before[0], &after[1]) && Arc::ptr_eq(&before[1], &after[2]));
+        for (labels, v) in [(&after[0], 30), (&after[1], 10), (&after[2], 20)] {
+            let line = format!("\nvirtnet_port_receive_bytes_total{labels} {v}\n");
+            assert!(text.contains(&line), "{text}");
+        }
     }
 }
