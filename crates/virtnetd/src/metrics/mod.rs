@@ -123,6 +123,7 @@ impl Metrics {
         tracing::debug!(
             parts_us = t_parts.as_micros() as u64,
             kernel_us = kernel.took.as_micros() as u64,
+            links_us = kernel.took_links.as_micros() as u64,
             rows_us = (t_rows - t_kernel).as_micros() as u64,
             encode_us = (t0.elapsed() - t_rows).as_micros() as u64,
             bytes = text.len(),
@@ -202,6 +203,9 @@ struct KernelReads {
     drops: Option<BTreeMap<&'static str, u64>>,
     /// How long the three dumps took.
     took: Duration,
+    /// How long the links' dump took (it waits for the kernel's RTNL lock, which any link
+    /// change on the host holds, in whatever namespace).
+    took_links: Duration,
 }
 
 impl KernelReads {
@@ -211,6 +215,7 @@ impl KernelReads {
             tracing::warn!(%error, "metrics: cannot read the links' counters");
             Vec::new()
         });
+        let took_links = t0.elapsed();
         let set = virtnet_plan::spoof::SpoofSet::Drops.name();
         let spoof = nft_counters::set_counters(NFPROTO_BRIDGE, virtnet_plan::spoof::TABLE, set)
             .map(|counts| counts.into_iter().collect())
@@ -224,6 +229,7 @@ impl KernelReads {
             spoof,
             drops,
             took: t0.elapsed(),
+            took_links,
         }
     }
 }
