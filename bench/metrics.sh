@@ -99,7 +99,15 @@ sleep 0.2
 # The daemon's own time of each scrape: its request log line ("answered ... elapsed_us=N").
 grep 'path=/metrics' "$work/log" | tail -n +"$((before + 1))" | grep -o 'elapsed_us=[0-9]*' |
   cut -d= -f2 >"$work/daemon"
-[ -z "${METRICS_LOG:-}" ] || grep "metrics scraped" "$work/log" | tail -3 >&2
+# With the metrics' debug log: the median of each phase over the scrapes.
+[ -z "${METRICS_LOG:-}" ] || grep "metrics scraped" "$work/log" | tail -n "$scrapes" | python3 -c '
+import re, sys
+rows = [dict((k, int(v)) for k, v in re.findall(r"(\w+_us)=(\d+)", line)) for line in sys.stdin]
+keys = [k for k in rows[0]] if rows else []
+med = lambda xs: sorted(xs)[len(xs) // 2]
+print("phases, median of", len(rows), "scrapes (ms):",
+      ", ".join(f"{k[:-3]} {med([r[k] for r in rows if k in r]) / 1000:.2f}" for k in keys))
+' >&2
 bytes=$(wc -c <"$work/first.txt")
 series=$(grep -vc '^#' "$work/first.txt")
 python3 - "$work/daemon" "$work/wall" "$networks" "$ports" "$scrapes" "$bytes" "$series" \
