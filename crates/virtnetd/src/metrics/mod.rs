@@ -1,9 +1,12 @@
 //! Prometheus metrics: `GET /metrics` on the API sockets and, with `--metrics-listen`, on a
 //! TCP listener of its own ([`listen`]). Documented metric by metric in `docs/API.md`.
 //!
-//! Nothing is kept for the scrape: each one reads the counters where they live — the
+//! No counter is kept for the scrape: each one reads the counters where they live — the
 //! registry's networks, the DHCP and DNS servers' counters, the ports — and asks the kernel
-//! a fixed number of questions whatever the number of networks and ports:
+//! a fixed number of questions whatever the number of networks and ports. What is kept from
+//! one scrape to the next is each port's label text, escaped once, and its tap's index
+//! (`ports::PortCache`: written again when a label changes, forgotten with the port): a
+//! scrape of thousands of ports then mostly writes numbers.
 //!
 //! - one rtnetlink stats dump for every port's traffic counters ([`ports`]), and an index
 //!   look-up for a port not seen by an earlier scrape;
