@@ -27,7 +27,7 @@ while [ $# -gt 0 ]; do
     --networks) networks=$2; shift ;;
     --ports) ports=$2; shift ;;
     --scrapes) scrapes=$2; shift ;;
-    -h|--help) sed -n 2,19p "$0"; exit 0 ;;
+    -h|--help) sed -n 2,18p "$0"; exit 0 ;;
     *) echo "metrics: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
