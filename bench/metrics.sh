@@ -8,6 +8,9 @@
 # networks and 2,000 ports.
 #
 #   bash bench/metrics.sh [--networks N] [--ports P] [--scrapes S]
+#   VIRTNET_BIN=DIR      another build's virtnetd and virtnet (to compare two builds)
+#   METRICS_SAVE=FILE    keep the first exposition in FILE
+#   METRICS_LOG=FILTER   the daemon's log filter (with virtnetd::metrics=debug: phase timings)
 #
 # Defaults: 500 networks, 2,000 ports, 200 scrapes. Needs a release build (cargo build
 # --release -p virtnetd -p virtnet). Everything happens in a network namespace this script
@@ -24,7 +27,7 @@ while [ $# -gt 0 ]; do
     --networks) networks=$2; shift ;;
     --ports) ports=$2; shift ;;
     --scrapes) scrapes=$2; shift ;;
-    -h|--help) sed -n 2,16p "$0"; exit 0 ;;
+    -h|--help) sed -n 2,18p "$0"; exit 0 ;;
     *) echo "metrics: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -79,6 +82,8 @@ log "set up in $(($(date +%s) - t0)) s; scraping $scrapes times ..."
 
 ro=$work/r/virtnet-ro.sock
 curl -s --unix-socket "$ro" http://localhost/metrics >"$work/first.txt"
+# METRICS_SAVE=FILE keeps that first exposition (to compare two builds' output).
+[ -z "${METRICS_SAVE:-}" ] || cp "$work/first.txt" "$METRICS_SAVE"
 before=$(grep -c 'path=/metrics' "$work/log" || true)
 # The daemon's CPU time (user + system, clock ticks) around the scrapes: what a scrape costs
 # whatever else the machine is doing (the kernel's work for the dumps is the daemon's system
@@ -94,7 +99,15 @@ sleep 0.2
 # The daemon's own time of each scrape: its request log line ("answered ... elapsed_us=N").
 grep 'path=/metrics' "$work/log" | tail -n +"$((before + 1))" | grep -o 'elapsed_us=[0-9]*' |
   cut -d= -f2 >"$work/daemon"
-[ -z "${METRICS_LOG:-}" ] || grep "metrics scraped" "$work/log" | tail -3 >&2
+# With the metrics' debug log: the median of each phase over the scrapes.
+[ -z "${METRICS_LOG:-}" ] || grep "metrics scraped" "$work/log" | tail -n "$scrapes" | python3 -c '
+import re, sys
+rows = [dict((k, int(v)) for k, v in re.findall(r"(\w+_us)=(\d+)", line)) for line in sys.stdin]
+keys = [k for k in rows[0]] if rows else []
+med = lambda xs: sorted(xs)[len(xs) // 2]
+print("phases, median of", len(rows), "scrapes (ms):",
+      ", ".join(f"{k[:-3]} {med([r[k] for r in rows if k in r]) / 1000:.2f}" for k in keys))
+' >&2
 bytes=$(wc -c <"$work/first.txt")
 series=$(grep -vc '^#' "$work/first.txt")
 python3 - "$work/daemon" "$work/wall" "$networks" "$ports" "$scrapes" "$bytes" "$series" \

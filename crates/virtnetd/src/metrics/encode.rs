@@ -66,11 +66,47 @@ impl Encoder {
     }
 
     /// One sample of the current family whose labels were written once by [`label_set`]
-    /// (a port's five labels serve its nine families).
-    pub fn sample_with(&mut self, name: &str, label_set: &str, value: impl Display) {
+    /// (a port's five labels serve its nine families, and scrape after scrape).
+    pub fn sample_with(&mut self, name: &str, label_set: &str, value: u64) {
         self.out.push_str(name);
         self.out.push_str(label_set);
-        let _ = writeln!(self.out, " {value}");
+        self.value(value);
+    }
+
+    /// One sample of the current family whose first labels were written once by
+    /// [`label_list`] (`prefix`: a network's three labels serve its dozens of samples),
+    /// followed by `more`, escaped here.
+    pub fn sample_after(&mut self, name: &str, prefix: &str, more: Labels<'_>, value: u64) {
+        self.out.push_str(name);
+        self.out.push('{');
+        self.out.push_str(prefix);
+        for (label, v) in more {
+            write_label(&mut self.out, true, label, v);
+        }
+        self.out.push('}');
+        self.value(value);
+    }
+
+    /// ` value` and the line's end: integers without the formatting machinery (tens of
+    /// thousands of them per scrape).
+    fn value(&mut self, value: u64) {
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        let mut v = value;
+        loop {
+            at -= 1;
+            // `v % 10` is below 10: the cast keeps it whole.
+            digits[at] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        self.out.push(' ');
+        // Only ASCII digits were written.
+        self.out
+            .push_str(std::str::from_utf8(&digits[at..]).unwrap_or_default());
+        self.out.push('\n');
     }
 
     /// The `_bucket`, `_sum` and `_count` samples of one histogram series.
@@ -109,6 +145,19 @@ pub fn label_set(labels: Labels<'_>) -> String {
     out
 }
 
+/// `labels` without the braces, `a="x",b="y"`: the start of a label set that
+/// [`Encoder::sample_after`] completes.
+pub fn label_list(labels: Labels<'_>) -> String {
+    let mut out = String::new();
+    write_labels(&mut out, labels, None);
+    // Written as `{…}`: the braces come off (nothing when there are no labels).
+    if out.len() >= 2 {
+        out.pop();
+        out.remove(0);
+    }
+    out
+}
+
 fn write_labels(out: &mut String, labels: Labels<'_>, le: Option<&str>) {
     if labels.is_empty() && le.is_none() {
         return;
@@ -116,31 +165,35 @@ fn write_labels(out: &mut String, labels: Labels<'_>, le: Option<&str>) {
     out.push('{');
     let all = labels.iter().copied().chain(le.map(|v| ("le", v)));
     for (i, (name, value)) in all.enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(name);
-        out.push_str("=\"");
-        escape_into(out, value);
-        out.push('"');
+        write_label(out, i > 0, name, value);
     }
     out.push('}');
 }
 
+/// `name="value"`, after a comma when it is not the first label.
+fn write_label(out: &mut String, comma: bool, name: &str, value: &str) {
+    if comma {
+        out.push(',');
+    }
+    out.push_str(name);
+    out.push_str("=\"");
+    escape_into(out, value);
+    out.push('"');
+}
+
 /// A label value as the format wants it: backslash, double quote and newline escaped.
 fn escape_into(out: &mut String, value: &str) {
-    if !value.contains(['\\', '"', '\n']) {
-        out.push_str(value);
-        return;
+    let mut rest = value;
+    while let Some(at) = rest.find(['\\', '"', '\n']) {
+        out.push_str(&rest[..at]);
+        out.push_str(match rest.as_bytes()[at] {
+            b'\\' => "\\\\",
+            b'"' => "\\\"",
+            _ => "\\n",
+        });
+        rest = &rest[at + 1..];
     }
-    for c in value.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
+    out.push_str(rest);
 }
 
 #[cfg(test)]
@@ -166,5 +219,19 @@ mod tests {
         assert!(text.contains("virtnet_y_seconds_bucket{verb=\"GET\",le=\"+Inf\"} 1\n"));
         assert!(text.contains("virtnet_y_seconds_sum{verb=\"GET\"} 0.002\n"));
         assert!(text.contains("virtnet_y_seconds_count{verb=\"GET\"} 1\n"));
+    }
+
+    #[test]
+    fn integers_are_written_whole() {
+        let mut e = Encoder::default();
+        for v in [0, 7, 10, 1234567890, u64::MAX] {
+            e.sample_with("m", "{}", v);
+        }
+        e.sample_after("n", "a=\"1\"", &[("b", "q\"")], 42);
+        assert_eq!(
+            e.finish(),
+            "m{} 0\nm{} 7\nm{} 10\nm{} 1234567890\nm{} 18446744073709551615\n\
+             n{a=\"1\",b=\"q\\\"\"} 42\n"
+        );
     }
 }

@@ -1,9 +1,12 @@
 //! Prometheus metrics: `GET /metrics` on the API sockets and, with `--metrics-listen`, on a
 //! TCP listener of its own ([`listen`]). Documented metric by metric in `docs/API.md`.
 //!
-//! Nothing is kept for the scrape: each one reads the counters where they live — the
+//! No counter is kept for the scrape: each one reads the counters where they live — the
 //! registry's networks, the DHCP and DNS servers' counters, the ports — and asks the kernel
-//! a fixed number of questions whatever the number of networks and ports:
+//! a fixed number of questions whatever the number of networks and ports. What is kept from
+//! one scrape to the next is each port's label text, escaped once, and its tap's index
+//! (`ports::PortCache`: written again when a label changes, forgotten with the port): a
+//! scrape of thousands of ports then mostly writes numbers.
 //!
 //! - one rtnetlink stats dump for every port's traffic counters ([`ports`]), and an index
 //!   look-up for a port not seen by an earlier scrape;
@@ -42,7 +45,7 @@ use crate::state::AppState;
 use crate::sync::lock;
 use encode::Encoder;
 use network::NetworkRow;
-use ports::PortRow;
+use ports::{LinkTable, PortCache};
 
 pub use encode::CONTENT_TYPE;
 
@@ -50,13 +53,13 @@ pub use encode::CONTENT_TYPE;
 /// background: see [`NatCache`]).
 const NAT_REFRESH: Duration = Duration::from_secs(10);
 
-/// The scrape's state: the ports' interface indexes, and the NATed connections last read.
-/// Scrapes run one at a time.
+/// The scrape's state: the ports' label text and interface indexes, and the NATed
+/// connections last read. Scrapes run one at a time.
 #[derive(Default)]
 pub struct Metrics {
-    /// Interface index by port name, kept from scrape to scrape (a port whose index is not in
-    /// the stats dump, because its tap was made again, is looked up again).
-    indexes: Mutex<HashMap<String, u32>>,
+    /// Each port's labels, escaped once, and its tap's interface index, kept from scrape to
+    /// scrape ([`PortCache`]: what changed is written again, what is gone is forgotten).
+    ports: Mutex<PortCache>,
     /// The size of the last exposition: the next one's text is allocated at once.
     last_len: std::sync::atomic::AtomicUsize,
     /// The NATed connections' original sources.
@@ -96,19 +99,26 @@ impl Metrics {
             (networks, ports, kernel(), t_parts)
         });
         let t_kernel = t0.elapsed();
-        let links = self.port_stats(&ports, kernel.links);
-        let port_rows = port_rows(ports, &mut networks, &links, &kernel.spoof);
+        let links = LinkTable::new(kernel.links);
+        count_ports(&mut networks, &ports);
         if let Some(sources) = self.nat_sources(&networks) {
             for row in &mut networks {
                 row.count_nat(&sources);
             }
         }
+        let samples = lock(&self.ports).samples(
+            &ports,
+            &lease_addresses(&networks),
+            &links,
+            &kernel.spoof,
+            |name| virtnet_host::link_brief::index_of(name).ok().flatten(),
+        );
         let t_rows = t0.elapsed();
         let last_len = self.last_len.load(std::sync::atomic::Ordering::Relaxed);
         let mut e = Encoder::with_capacity(last_len + last_len / 8);
         daemon::DAEMON.encode(&mut e);
         network::encode(&mut e, &networks);
-        ports::encode(&mut e, &port_rows);
+        ports::encode(&mut e, &samples);
         firewall::encode(&mut e, kernel.drops.as_ref());
         let text = e.finish();
         self.last_len
@@ -116,43 +126,13 @@ impl Metrics {
         tracing::debug!(
             parts_us = t_parts.as_micros() as u64,
             kernel_us = kernel.took.as_micros() as u64,
+            links_us = kernel.took_links.as_micros() as u64,
             rows_us = (t_rows - t_kernel).as_micros() as u64,
             encode_us = (t0.elapsed() - t_rows).as_micros() as u64,
             bytes = text.len(),
             "metrics scraped"
         );
         text
-    }
-
-    /// The link counters of the ports' taps, by port name, from the stats dump `links`
-    /// (by interface index), with an index look-up for the ports not seen before.
-    fn port_stats(
-        &self,
-        ports: &[PortLabels],
-        links: Vec<LinkStats>,
-    ) -> HashMap<String, LinkStats> {
-        let by_index: HashMap<u32, LinkStats> = links.into_iter().map(|s| (s.index, s)).collect();
-        let mut indexes = lock(&self.indexes);
-        // Rebuilt from this scrape's ports: a removed port's entry goes with it.
-        let known = std::mem::take(&mut *indexes);
-        let mut out = HashMap::with_capacity(ports.len());
-        for port in ports {
-            let cached = known.get(&port.name).copied();
-            let index = match cached.filter(|i| by_index.contains_key(i)) {
-                Some(i) => Some(i),
-                // No tap now (a parked port, a guest not running): no counters.
-                None => virtnet_host::link_brief::index_of(&port.name)
-                    .ok()
-                    .flatten(),
-            };
-            if let Some(i) = index {
-                indexes.insert(port.name.clone(), i);
-                if let Some(stats) = by_index.get(&i) {
-                    out.insert(port.name.clone(), stats.clone());
-                }
-            }
-        }
-        out
     }
 
     /// The NATed connections' sources as last read, when a nat network runs; starts a new
@@ -226,6 +206,9 @@ struct KernelReads {
     drops: Option<BTreeMap<&'static str, u64>>,
     /// How long the three dumps took.
     took: Duration,
+    /// How long the links' dump took (it waits for the kernel's RTNL lock, which any link
+    /// change on the host holds, in whatever namespace).
+    took_links: Duration,
 }
 
 impl KernelReads {
@@ -235,6 +218,7 @@ impl KernelReads {
             tracing::warn!(%error, "metrics: cannot read the links' counters");
             Vec::new()
         });
+        let took_links = t0.elapsed();
         let set = virtnet_plan::spoof::SpoofSet::Drops.name();
         let spoof = nft_counters::set_counters(NFPROTO_BRIDGE, virtnet_plan::spoof::TABLE, set)
             .map(|counts| counts.into_iter().collect())
@@ -248,6 +232,7 @@ impl KernelReads {
             spoof,
             drops,
             took: t0.elapsed(),
+            took_links,
         }
     }
 }
@@ -256,59 +241,39 @@ impl KernelReads {
 fn network_rows(state: &AppState) -> Vec<NetworkRow> {
     let mut counters = state.services.counters();
     state.networks.map_live(|summary, live| {
-        let mut row = NetworkRow::new(&summary, live);
-        if let Some(c) = counters.remove(&summary.name) {
+        let mut row = NetworkRow::new(summary, live);
+        if let Some(c) = counters.remove(&row.name) {
             row.set_services(c);
         }
         row
     })
 }
 
-/// A row per port (counted into its network's row), with its link's counters, its
-/// anti-spoofing drops and its lease.
-fn port_rows(
-    ports: Vec<PortLabels>,
-    networks: &mut [NetworkRow],
-    links: &HashMap<String, LinkStats>,
-    spoof: &HashMap<String, u64>,
-) -> Vec<PortRow> {
-    let leases = lease_addresses(networks);
-    let mut by_name = network::by_name(networks);
-    ports
-        .into_iter()
-        .map(|port| {
-            let spoof_drops = port
-                .spoof_check
-                .then(|| spoof.get(&port.name).copied())
-                .flatten();
-            let row = PortRow::new(port, links, &leases, spoof_drops);
-            if let Some(net) = by_name.get_mut(&row.network) {
-                net.ports += 1;
-            }
-            row
-        })
-        .collect()
+/// Counts each port into its network's row.
+fn count_ports(networks: &mut [NetworkRow], ports: &[PortLabels]) {
+    let by_name = network::by_name(networks);
+    let mut counts = vec![0u64; networks.len()];
+    for port in ports {
+        if let Some(&i) = by_name.get(ports::network_of(port)) {
+            counts[i] += 1;
+        }
+    }
+    drop(by_name);
+    for (row, n) in networks.iter_mut().zip(counts) {
+        row.ports = n;
+    }
 }
 
-/// The leased IPv4 address of each client, by network and lower-case MAC.
-fn lease_addresses(networks: &[NetworkRow]) -> HashMap<String, HashMap<String, String>> {
-    networks
-        .iter()
-        .filter_map(|row| {
-            let (_, leases) = row.services.as_ref()?.dhcp.as_ref()?;
-            let by_mac = leases
-                .iter()
-                .map(|l| (mac_text(&l.mac), l.ip.to_string()))
-                .collect();
-            Some((row.name.clone(), by_mac))
-        })
-        .collect()
-}
-
-/// `52:54:00:aa:bb:cc`.
-fn mac_text(mac: &[u8; 6]) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
+/// The leased IPv4 address of each client, by network and MAC.
+fn lease_addresses(networks: &[NetworkRow]) -> ports::Leases<'_> {
+    let mut out = HashMap::new();
+    for row in networks {
+        let Some((_, leases)) = row.services.as_ref().and_then(|s| s.dhcp.as_ref()) else {
+            continue;
+        };
+        for lease in leases {
+            out.insert((row.name.as_str(), lease.mac), lease.ip);
+        }
+    }
+    out
 }

@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use virtnet_dhcp::DhcpConfig;
 use virtnet_model::{ForwardMode, Network};
 
-use super::encode::{Encoder, Kind};
+use super::encode::{label_list, Encoder, Kind, Labels};
 use crate::services::ServiceCounters;
 
 /// One DHCP range of a running network.
@@ -46,21 +46,31 @@ pub(super) struct NetworkRow {
     pub subnets: Vec<(Ipv4Addr, u8)>,
     /// Source-NATed connections from its subnets (nat networks, when conntrack was read).
     pub nat_connections: Option<u64>,
+    /// `network="…",bridge="…",mode="…"`, escaped once for all of its samples.
+    pub label_text: String,
 }
 
 impl NetworkRow {
     /// A row for a network, from its summary and (when running) its live definition.
-    pub fn new(summary: &virtnet_api::NetworkSummary, live: Option<&Network>) -> NetworkRow {
+    pub fn new(summary: virtnet_api::NetworkSummary, live: Option<&Network>) -> NetworkRow {
+        let bridge = summary.bridge.unwrap_or_default();
+        let mode = summary.forward_mode.as_str();
+        let label_text = label_list(&[
+            ("network", &summary.name),
+            ("bridge", &bridge),
+            ("mode", mode),
+        ]);
         let mut row = NetworkRow {
-            name: summary.name.clone(),
-            bridge: summary.bridge.clone().unwrap_or_default(),
-            mode: summary.forward_mode.as_str(),
+            name: summary.name,
+            bridge,
+            mode,
             active: summary.active,
             ports: 0,
             ranges: Vec::new(),
             services: None,
             subnets: Vec::new(),
             nat_connections: None,
+            label_text,
         };
         if let Some(net) = live {
             row.ranges = dhcp_ranges(net);
@@ -124,6 +134,11 @@ impl NetworkRow {
             ("mode", self.mode),
         ]
     }
+
+    /// One sample of this network in the current family, with `more` labels after its own.
+    fn sample(&self, e: &mut Encoder, name: &str, more: Labels<'_>, value: u64) {
+        e.sample_after(name, &self.label_text, more, value);
+    }
 }
 
 /// The DHCPv4 ranges of a network, with their sizes.
@@ -154,7 +169,7 @@ fn per_network(
     e.family(name, kind, help);
     for row in rows {
         if let Some(v) = value(row) {
-            e.sample(name, &row.labels(), v);
+            row.sample(e, name, &[], v);
         }
     }
 }
@@ -211,10 +226,9 @@ fn encode_ranges(e: &mut Encoder, rows: &[NetworkRow]) {
     ] {
         e.family(name, Kind::Gauge, help);
         for row in rows {
-            let [n, b, m] = row.labels();
             for r in &row.ranges {
                 let v = if in_use { r.in_use } else { r.size };
-                e.sample(name, &[n, b, m, ("range", &r.label)], v);
+                row.sample(e, name, &[("range", &r.label)], v);
             }
         }
     }
@@ -231,7 +245,6 @@ fn encode_dhcp(e: &mut Encoder, rows: &[NetworkRow]) {
     );
     for row in rows {
         let Some(s) = stats(row) else { continue };
-        let [n, b, m] = row.labels();
         for (kind, direction, v) in [
             ("discover", "received", s.discovers),
             ("request", "received", s.requests),
@@ -242,11 +255,7 @@ fn encode_dhcp(e: &mut Encoder, rows: &[NetworkRow]) {
             ("ack", "sent", s.acks),
             ("nak", "sent", s.naks),
         ] {
-            e.sample(
-                name,
-                &[n, b, m, ("type", kind), ("direction", direction)],
-                v,
-            );
+            row.sample(e, name, &[("type", kind), ("direction", direction)], v);
         }
     }
     let name = "virtnet_dhcp_dropped_total";
@@ -257,13 +266,12 @@ fn encode_dhcp(e: &mut Encoder, rows: &[NetworkRow]) {
     );
     for row in rows {
         let Some(s) = stats(row) else { continue };
-        let [n, b, m] = row.labels();
         for (reason, v) in [
             ("malformed", s.malformed),
             ("rate_limited", s.rate_limited),
             ("unknown_port", s.unknown_port),
         ] {
-            e.sample(name, &[n, b, m, ("reason", reason)], v);
+            row.sample(e, name, &[("reason", reason)], v);
         }
     }
 }
@@ -280,16 +288,15 @@ fn encode_dns(e: &mut Encoder, rows: &[NetworkRow]) {
     );
     for row in rows {
         let Some(d) = dns(row) else { continue };
-        let [n, b, m] = row.labels();
         for (qtype, rcode, v) in &d.by_type {
-            e.sample(name, &[n, b, m, ("type", qtype), ("rcode", rcode)], v);
+            row.sample(e, name, &[("type", qtype), ("rcode", rcode)], *v);
         }
     }
     let name = "virtnet_dns_forwarded_total";
     e.family(name, Kind::Counter, "DNS queries sent upstream.");
     for row in rows {
         if let Some(d) = dns(row) {
-            e.sample(name, &row.labels(), d.stats.forwarded);
+            row.sample(e, name, &[], d.stats.forwarded);
         }
     }
     let name = "virtnet_dns_forward_duration_seconds";
@@ -308,9 +315,12 @@ fn encode_dns(e: &mut Encoder, rows: &[NetworkRow]) {
     }
 }
 
-/// Rows by network name, for the ports to be counted into.
-pub(super) fn by_name(rows: &mut [NetworkRow]) -> HashMap<String, &mut NetworkRow> {
-    rows.iter_mut().map(|r| (r.name.clone(), r)).collect()
+/// Each row's position by network name, for the ports to be counted into.
+pub(super) fn by_name(rows: &[NetworkRow]) -> HashMap<&str, usize> {
+    rows.iter()
+        .enumerate()
+        .map(|(i, r)| (r.name.as_str(), i))
+        .collect()
 }
 
 #[cfg(test)]
@@ -329,6 +339,7 @@ mod tests {
             services: None,
             subnets: vec![(Ipv4Addr::new(10, 1, 2, 1), 24)],
             nat_connections: None,
+            label_text: String::new(),
         };
         row.count_nat(&[
             Ipv4Addr::new(10, 1, 2, 9),
