@@ -1,8 +1,18 @@
-//! One netlink dump on a socket of its own, read without decoding more than the caller asks:
-//! the raw reader behind the metrics' counters (`conntrack`, `nft_counters`, link stats).
+//! One netlink dump, read without decoding more than the caller asks: the raw reader behind
+//! the metrics' counters (`conntrack`, `nft_counters`, link stats).
+//!
+//! An nfnetlink (`NETLINK_NETFILTER`) socket is kept open between dumps, in a small pool per
+//! network namespace: the kernel answers the close of any nfnetlink socket by taking nftables'
+//! commit mutex and flushing the pending clean-up of deleted rules and elements (an RCU grace
+//! period, 10–25 ms here). A socket closed after every dump made each scrape that followed a
+//! detach or a destroy wait that long, and every nftables transaction and device rename on the
+//! host (an attach, a start) wait behind it.
 
 use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::sync::{Mutex, PoisonError};
 
+use netlink_sys::protocols::NETLINK_NETFILTER;
 use netlink_sys::{Socket, SocketAddr};
 
 const NLMSG_ERROR: u16 = 2;
@@ -10,19 +20,77 @@ const NLMSG_DONE: u16 = 3;
 const NLMSG_HDRLEN: usize = 16;
 const NLA_TYPE_MASK: u16 = 0x3fff;
 
-/// Sends `request` (a whole netlink message asking for a dump) on a new socket of `protocol`
-/// in the calling thread's network namespace, and hands each answer's type and body (after
-/// the netlink header) to `each`, until the end of the dump. An error answer whose errno is
-/// in `empty` (the object asked for does not exist) ends the dump without error.
+/// How many idle nfnetlink sockets are kept per namespace (dumps running at once each take one).
+const POOL_PER_NAMESPACE: usize = 4;
+
+/// Idle nfnetlink sockets, each with the network namespace it was opened in (the inode of
+/// `/proc/thread-self/ns/net`: a socket stays in the namespace it was opened in, and threads
+/// of one process may be in different ones).
+static POOL: Mutex<Vec<(u64, Socket)>> = Mutex::new(Vec::new());
+
+/// The calling thread's network namespace, as an inode number.
+fn namespace() -> io::Result<u64> {
+    Ok(std::fs::metadata("/proc/thread-self/ns/net")?.ino())
+}
+
+/// A socket of `protocol` in the calling thread's namespace: a pooled nfnetlink one if there is
+/// one, else a new one.
+fn take(protocol: isize) -> io::Result<(Option<u64>, Socket)> {
+    let ns = if protocol == NETLINK_NETFILTER {
+        Some(namespace()?)
+    } else {
+        None
+    };
+    if let Some(ns) = ns {
+        let mut pool = POOL.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(at) = pool.iter().position(|(n, _)| *n == ns) {
+            return Ok((Some(ns), pool.swap_remove(at).1));
+        }
+    }
+    let mut sock = Socket::new(protocol)?;
+    sock.bind_auto()?;
+    sock.connect(&SocketAddr::new(0, 0))?;
+    Ok((ns, sock))
+}
+
+/// Puts a socket whose dump ended cleanly (nothing of it left to read) back in the pool.
+fn give_back(ns: Option<u64>, sock: Socket) {
+    let Some(ns) = ns else {
+        return;
+    };
+    let mut pool = POOL.lock().unwrap_or_else(PoisonError::into_inner);
+    if pool.iter().filter(|(n, _)| *n == ns).count() < POOL_PER_NAMESPACE {
+        pool.push((ns, sock));
+    }
+}
+
+/// Sends `request` (a whole netlink message asking for a dump) on a socket of `protocol` in
+/// the calling thread's network namespace, and hands each answer's type and body (after the
+/// netlink header) to `each`, until the end of the dump. An error answer whose errno is in
+/// `empty` (the object asked for does not exist) ends the dump without error.
 pub(crate) fn dump(
     protocol: isize,
     request: &[u8],
     empty: &[i32],
-    mut each: impl FnMut(u16, &[u8]),
+    each: impl FnMut(u16, &[u8]),
 ) -> io::Result<()> {
-    let mut sock = Socket::new(protocol)?;
-    sock.bind_auto()?;
-    sock.connect(&SocketAddr::new(0, 0))?;
+    let (ns, mut sock) = take(protocol)?;
+    let result = dump_on(&mut sock, request, empty, each);
+    // A socket is reused only after a dump that was read to its end; after an error, what is
+    // left of its answer could be taken for the next dump's.
+    if matches!(result, Ok(true)) {
+        give_back(ns, sock);
+    }
+    result.map(|_| ())
+}
+
+/// [`dump`] on `sock`; `Ok(true)` when the answer was read to its end.
+fn dump_on(
+    sock: &mut Socket,
+    request: &[u8],
+    empty: &[i32],
+    mut each: impl FnMut(u16, &[u8]),
+) -> io::Result<bool> {
     sock.send(request, 0)?;
     // The kernel's dump datagrams are at most a few pages; 64 KiB holds the largest.
     let mut buf = vec![0u8; 64 * 1024];
@@ -33,7 +101,7 @@ pub(crate) fn dump(
             Err(e) => return Err(e),
         };
         if n == 0 {
-            return Ok(());
+            return Ok(false);
         }
         let mut data = &buf[..n];
         while data.len() >= NLMSG_HDRLEN {
@@ -47,14 +115,14 @@ pub(crate) fn dump(
             }
             let body = &data[NLMSG_HDRLEN..len];
             match kind {
-                NLMSG_DONE => return Ok(()),
+                NLMSG_DONE => return Ok(true),
                 NLMSG_ERROR => {
                     let code = body
                         .get(..4)
                         .map_or(0, |b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
                     return match -code {
-                        0 => Ok(()),
-                        errno if empty.contains(&errno) => Ok(()),
+                        0 => Ok(true),
+                        errno if empty.contains(&errno) => Ok(true),
                         errno => Err(io::Error::from_raw_os_error(errno)),
                     };
                 }

@@ -148,3 +148,66 @@ fn watch_names_only_the_tables_a_transaction_touched() {
     assert!(!changed.beyond(&[(1, "own")]));
     nft.run("delete table inet own").unwrap();
 }
+
+/// This process's open nfnetlink (`NETLINK_NETFILTER`) sockets in the calling thread's
+/// namespace.
+fn nfnetlink_sockets() -> usize {
+    let table = std::fs::read_to_string("/proc/thread-self/net/netlink").unwrap();
+    let inodes: std::collections::HashSet<String> = table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.get(1) == Some(&"12")).then(|| f.last().map(|s| s.to_string()))?
+        })
+        .collect();
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|t| {
+            let t = t.to_string_lossy().into_owned();
+            Some(
+                t.strip_prefix("socket:[")?
+                    .trim_end_matches(']')
+                    .to_string(),
+            )
+        })
+        .filter(|i| inodes.contains(i))
+        .count()
+}
+
+/// The counters' dumps keep their nfnetlink socket: the kernel answers the close of one by
+/// taking nftables' commit mutex and flushing the clean-up of deleted elements (an RCU grace
+/// period), which stalled every nftables transaction on the host once per scrape. One socket
+/// serves dump after dump, each answer whole; a thread in another namespace gets its own.
+#[test]
+fn counter_dumps_keep_one_nfnetlink_socket_per_namespace() {
+    use virtnet_host::nft_counters::named_counters;
+    use virtnet_host::nft_set::NFPROTO_INET;
+    enter_netns();
+    let mut nft = Nftables::new().unwrap();
+    nft.run("add table inet t1\nadd counter inet t1 c1\n")
+        .unwrap();
+    let before = nfnetlink_sockets();
+    let one = || named_counters(NFPROTO_INET, "t1").unwrap();
+    assert_eq!(one(), [("c1".to_string(), 0)]);
+    assert_eq!(nfnetlink_sockets(), before + 1, "the dump's socket is kept");
+    for _ in 0..5 {
+        assert_eq!(one(), [("c1".to_string(), 0)]);
+    }
+    assert_eq!(nfnetlink_sockets(), before + 1, "and used again");
+    std::thread::spawn(|| {
+        enter_netns();
+        let mut nft = Nftables::new().unwrap();
+        nft.run("add table inet t2\nadd counter inet t2 c2\n")
+            .unwrap();
+        assert!(named_counters(NFPROTO_INET, "t1").unwrap().is_empty());
+        assert_eq!(
+            named_counters(NFPROTO_INET, "t2").unwrap(),
+            [("c2".to_string(), 0)]
+        );
+    })
+    .join()
+    .unwrap();
+    assert_eq!(one(), [("c1".to_string(), 0)]);
+}
