@@ -15,6 +15,7 @@ pub mod external;
 pub mod firewall;
 pub mod forward;
 pub mod kernel;
+pub mod overlay;
 pub mod port;
 pub mod spoof;
 

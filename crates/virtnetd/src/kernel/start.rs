@@ -1,4 +1,5 @@
-//! Starting a network: checks, bridge, sysctls, addresses, routes, firewall, in that order,
+//! Starting a network: checks, bridge (and an overlay's VXLAN device on it), sysctls,
+//! addresses, routes, firewall, in that order,
 //! everything made so far removed again when a step fails; other firewalls in the way are
 //! checked first and let through after (`coexist`).
 
@@ -9,7 +10,7 @@ use virtnet_host::sysctl;
 use virtnet_plan::firewall::stop_any_script;
 use virtnet_plan::NetworkPlan;
 
-use super::{host, in_use, route_spec, spec, Kernel};
+use super::{host, in_use, route_spec, Kernel};
 use crate::error::Result;
 
 impl Kernel {
@@ -24,20 +25,29 @@ impl Kernel {
         // anything is made (unless --firewall-integration lets virtnet accept it there).
         let guarded = super::coexist::guarded(plan);
         self.coexist.check(&guarded)?;
+        // An overlay's VTEP and MTU come from the host's underlay; a VXLAN device name taken
+        // by someone else refuses the start like a bridge name.
+        let (bridge, vtep) = self.bridge_spec(plan)?;
+        let leftover_vxlan = self.vxlan_of(plan)?;
         let checked = t0.elapsed();
-        // A leftover bridge of ours with this name (from a crash) is replaced.
-        if let Some(old) = leftover {
+        // A leftover bridge (or VXLAN device) of ours with this name (from a crash) is replaced.
+        let leftovers: Vec<u32> = leftover.into_iter().chain(leftover_vxlan).collect();
+        if !leftovers.is_empty() {
             self.delete_links(
-                &[old],
+                &leftovers,
                 format!("delete leftover bridge {}", plan.bridge.name),
             )?;
         }
         let index = self
             .netlink
-            .create_bridge(&spec(plan))
+            .create_bridge(&bridge)
             .map_err(host("create bridge"))?;
         let created = t0.elapsed();
-        let result = self.configure(plan, index);
+        // The VXLAN device joins the bridge before anything else is configured on it.
+        let result = self
+            .make_vxlan(plan, vtep, index)
+            .and_then(|_| self.guard_overlay(plan))
+            .and_then(|()| self.configure(plan, index));
         let configured = t0.elapsed();
         let result = result
             .and_then(|()| self.install_firewall(plan))
@@ -66,7 +76,12 @@ impl Kernel {
             }
             self.applied.remove(&plan.network);
         }
-        if let Err(undo) = self.delete_links(&[index], "roll back the bridge") {
+        self.unguard_overlays(&[plan]);
+        let mut doomed = vec![index];
+        if let Ok(Some(vxlan)) = self.vxlan_of(plan) {
+            doomed.push(vxlan);
+        }
+        if let Err(undo) = self.delete_links(&doomed, "roll back the bridge") {
             warn!(network = %plan.network, error = %undo, "bridge rollback failed");
         }
         e
