@@ -205,3 +205,99 @@ fn guests_on_two_hosts_lease_locally_and_reach_each_other_over_vxlan() {
     a.daemon.cli_ok(&["net-start", "stretch"]);
     assert!(a.show(VXLAN).contains(&format!("vxlan id {VNI}")));
 }
+
+/// One host whose underlay `under0` (a veth to `under1` in the same namespace: this kernel
+/// has no dummy devices) has MTU `mtu` and 10.200.0.1/24.
+fn single_host(test: &str, mtu: &str) -> (Daemon, Lab) {
+    let lab = Lab::new(test);
+    let h = lab.host();
+    h.ip_ok([
+        "link", "add", "under0", "mtu", mtu, "type", "veth", "peer", "name", "under1", "mtu", mtu,
+    ]);
+    h.ip_ok(["addr", "add", "10.200.0.1/24", "dev", "under0"]);
+    h.ip_ok(["link", "set", "under1", "up"]);
+    h.ip_ok(["link", "set", "under0", "up"]);
+    (Daemon::start_in(lab.host()), lab)
+}
+
+fn link_index(lab: &Lab, dev: &str) -> String {
+    let out = lab.host().ip_ok(["-o", "link", "show", "dev", dev]);
+    out.split(':').next().unwrap_or_default().to_string()
+}
+
+#[test]
+fn the_bridge_mtu_follows_the_underlay_and_restarts_keep_or_rebuild_the_vxlan() {
+    let (mut daemon, lab) = single_host("overlay-restart", "9000");
+    let name = daemon.define(&overlay_network((10, 59)));
+    daemon.cli_ok(&["net-start", &name]);
+    let show = |dev: &str| lab.host().ip_ok(["-d", "link", "show", "dev", dev]);
+    // 9000 less the 50 bytes of VXLAN over IPv4.
+    assert!(show(BRIDGE).contains("mtu 8950"), "{}", show(BRIDGE));
+    assert!(show(VXLAN).contains("mtu 8950"), "{}", show(VXLAN));
+
+    // A clean restart keeps the device (guests' traffic goes on); a leftover VXLAN device of
+    // virtnet's (its alias) that no network wants is removed.
+    let before = link_index(&lab, VXLAN);
+    lab.host().ip_ok([
+        "link",
+        "add",
+        "vxlan-999",
+        "type",
+        "vxlan",
+        "id",
+        "999",
+        "local",
+        "10.200.0.1",
+        "dstport",
+        "4789",
+        "nolearning",
+    ]);
+    lab.host()
+        .ip_ok(["link", "set", "vxlan-999", "alias", "virtnet:gone"]);
+    daemon.restart();
+    assert_eq!(link_index(&lab, VXLAN), before, "the device was kept");
+    assert!(show(VXLAN).contains(&format!("master {BRIDGE}")));
+    let links = lab.host().link_names();
+    assert!(!links.iter().any(|l| l == "vxlan-999"), "{links:?}");
+
+    // A crash, then the device removed behind virtnet's back: the reconcile makes it again,
+    // on the bridge.
+    daemon.kill9();
+    lab.host().ip_ok(["link", "del", VXLAN]);
+    daemon.restart();
+    let vx = show(VXLAN);
+    assert!(
+        vx.contains(&format!("vxlan id {VNI} local 10.200.0.1")),
+        "{vx}"
+    );
+    assert!(vx.contains(&format!("master {BRIDGE}")), "{vx}");
+}
+
+#[test]
+fn an_overlay_without_its_underlay_is_refused_at_start_and_leaves_nothing() {
+    let (daemon, lab) = single_host("overlay-refused", "1500");
+    let xml = overlay_network((10, 59)).replace("underlay='under0'", "underlay='nosuch0'");
+    let name = daemon.define(&xml);
+    let out = daemon.cli(&["net-start", &name]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("virtnet:overlay.underlay"), "{err}");
+    assert!(err.contains("nosuch0"), "{err}");
+    let links = lab.host().link_names();
+    assert!(
+        !links.iter().any(|l| l == BRIDGE || l.starts_with("vxlan-")),
+        "{links:?}"
+    );
+    // The same VNI in a second network on this host is refused at define, naming the field.
+    let other = overlay_network((10, 59))
+        .replace("<name>stretch</name>", "<name>other</name>")
+        .replace(BRIDGE, "vnbr1")
+        .replace("10.77.0.", "10.78.0.");
+    let file = daemon.dir().join("other.xml");
+    std::fs::write(&file, other).unwrap();
+    let out = daemon.cli(&["net-define", &file.to_string_lossy()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("virtnet:overlay.vni"), "{err}");
+    assert!(err.contains("'stretch'"), "{err}");
+}
