@@ -193,6 +193,12 @@ pub(crate) fn sysctls(net: &Network, bridge: &str) -> Vec<Sysctl> {
         // also on isolated networks (packets are forwarded only when `all/forwarding` is on,
         // and virtnet's firewall forwards nothing from isolated networks anyway).
         out.push(Sysctl::bridge(bridge, "forwarding", "1"));
+        if net.overlay.is_some() {
+            // The gateway of an overlay is anycast: every host's bridge has the same
+            // addresses and MAC (so the same link-local address) on one L2 segment, and
+            // duplicate address detection would fail them all but the first host's.
+            out.push(Sysctl::bridge(bridge, "accept_dad", "0"));
+        }
     } else {
         out.push(Sysctl::bridge(bridge, "disable_ipv6", "1"));
     }

@@ -36,6 +36,7 @@ fn overlay_network(range: (u8, u8)) -> String {
            <ip address='10.77.0.1' prefix='24'>\
              <dhcp><range start='10.77.0.{}' end='10.77.0.{}'/></dhcp>\
            </ip>\
+           <ip family='ipv6' address='fd77::1' prefix='64'/>\
            <virtnet:overlay type='evpn' vni='{VNI}' underlay='under0'/>\
          </network>",
         range.0, range.1
@@ -114,6 +115,20 @@ impl Host {
     }
 }
 
+/// Polls `probe` every 100 ms for up to 15 s (a bound for a broken setup, not a measure).
+fn wait_for<T>(mut probe: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        if let Some(v) = probe() {
+            return Some(v);
+        }
+        if std::time::Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 /// The last octet of a dotted IPv4 address.
 fn last_octet(addr: &str) -> u8 {
     addr.rsplit('.')
@@ -172,6 +187,30 @@ fn guests_on_two_hosts_lease_locally_and_reach_each_other_over_vxlan() {
     for lease in [&lease_a, &lease_b] {
         assert!(lease.contains("mtu=1450"), "{lease}");
         assert!(lease.contains("router=10.77.0.1"), "{lease}");
+    }
+    // The router advertisements carry the same MTU: the guest's kernel takes it as its IPv6
+    // MTU (a fresh link-up makes it solicit one at once).
+    for g in [&ga, &gb] {
+        g.ns().ip_ok(["link", "set", "eth0", "down"]);
+        g.ns().ip_ok(["link", "set", "eth0", "up"]);
+        let mtu6 = wait_for(|| {
+            let v = g.ns().run_ok(["sysctl", "-n", "net.ipv6.conf.eth0.mtu"]);
+            (v.trim() == "1450").then_some(v)
+        });
+        assert!(mtu6.is_some(), "no RA MTU 1450 reached the guest");
+    }
+    // The anycast gateway's addresses are the same on both hosts: duplicate address detection
+    // is off on the bridge, so neither host's copy fails it.
+    for h in [&a, &b] {
+        let dad = h.lab.host().run_ok([
+            "sysctl",
+            "-n",
+            &format!("net.ipv6.conf.{BRIDGE}.accept_dad"),
+        ]);
+        assert_eq!(dad.trim(), "0");
+        let addrs = h.lab.host().ip_ok(["-6", "addr", "show", "dev", BRIDGE]);
+        assert!(addrs.contains("fd77::1/64"), "{addrs}");
+        assert!(!addrs.contains("dadfailed"), "{addrs}");
     }
     // The guests apply the MTU they were given, as a DHCP client does.
     for g in [&ga, &gb] {

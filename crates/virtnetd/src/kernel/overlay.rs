@@ -30,7 +30,7 @@ const DEFAULT_UNDERLAY_MTU: u32 = 1500;
 
 /// An overlay network's VTEP as resolved on this host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Vtep {
+pub(crate) struct Vtep {
     /// The VXLAN source address.
     pub local: IpAddr,
     /// The link the tunnel runs over, when known.

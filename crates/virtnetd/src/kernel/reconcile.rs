@@ -99,14 +99,11 @@ impl Kernel {
                 .create_bridge(&bridge)
                 .map_err(host("create bridge"))?;
             info!(network = %plan.network, bridge = %name, "bridge was missing; recreated");
-            return self
-                .make_vxlan(plan, vtep, index)
-                .and_then(|_| self.configure(plan, index))
-                .inspect_err(|_| {
-                    let mut doomed = vec![index];
-                    doomed.extend(self.vxlan_of(plan).ok().flatten());
-                    let _ = self.delete_links(&doomed, "roll back the bridge");
-                });
+            return self.configure(plan, index, vtep).inspect_err(|_| {
+                let mut doomed = vec![index];
+                doomed.extend(self.vxlan_of(plan).ok().flatten());
+                let _ = self.delete_links(&doomed, "roll back the bridge");
+            });
         };
         if !is_ours(&link) {
             return Err(in_use(format!(

@@ -43,11 +43,7 @@ impl Kernel {
             .create_bridge(&bridge)
             .map_err(host("create bridge"))?;
         let created = t0.elapsed();
-        // The VXLAN device joins the bridge before anything else is configured on it.
-        let result = self
-            .make_vxlan(plan, vtep, index)
-            .and_then(|_| self.guard_overlay(plan))
-            .and_then(|()| self.configure(plan, index));
+        let result = self.configure(plan, index, vtep);
         let configured = t0.elapsed();
         let result = result
             .and_then(|()| self.install_firewall(plan))
@@ -134,13 +130,23 @@ impl Kernel {
         )))
     }
 
-    /// Sysctls, addresses and routes of a fresh bridge.
-    pub(super) fn configure(&mut self, plan: &NetworkPlan, index: u32) -> Result<()> {
+    /// Sysctls, an overlay's VXLAN device, addresses and routes of a fresh bridge.
+    pub(super) fn configure(
+        &mut self,
+        plan: &NetworkPlan,
+        index: u32,
+        vtep: Option<super::overlay::Vtep>,
+    ) -> Result<()> {
         // Per-bridge sysctls first: with IPv6 disabled before the first address, the bridge
         // never gets a link-local address.
         for s in plan.sysctls.iter().filter(|s| s.per_bridge) {
             sysctl::write(&s.key, &s.value).map_err(host("configure bridge"))?;
         }
+        // The VXLAN device joins after them: a port gives the bridge its carrier, and with it
+        // the link-local address, which must not go through duplicate address detection on
+        // an overlay (the same anycast address is on every host).
+        self.make_vxlan(plan, vtep, index)?;
+        self.guard_overlay(plan)?;
         for a in &plan.addresses {
             self.netlink
                 .add_address(index, a.address, a.prefix)
