@@ -100,7 +100,7 @@ pub(crate) fn prepare_scoped(
         assign_bridge_name(net, others, link_exists)?;
     }
     check_bridge_unique(net, others)?;
-    crate::overlay::check_against_others(net, others)?;
+    check_vni_unique(net, others)?;
     if !net.forwards.is_empty() {
         let theirs: Vec<(&str, &[crate::portforward::PortForward])> = others
             .iter()
@@ -195,6 +195,27 @@ fn check_bridge_unique(net: &Network, others: &[&Network]) -> Result<()> {
                 format!(
                     "bridge name '{name}' is already in use by network '{}'",
                     other.name
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a VNI another network on this host already uses: both would need the same VXLAN
+/// identifier on the same UDP port, which the kernel refuses, and EVPN would merge them.
+fn check_vni_unique(net: &Network, others: &[&Network]) -> Result<()> {
+    let Some(mine) = &net.overlay else {
+        return Ok(());
+    };
+    for other in others.iter().filter(|o| o.name != net.name) {
+        if other.overlay.as_ref().is_some_and(|o| o.vni == mine.vni) {
+            return Err(conflict(
+                "virtnet:overlay.vni",
+                &mine.vni.to_string(),
+                format!(
+                    "VNI {} is already used by network '{}'",
+                    mine.vni, other.name
                 ),
             ));
         }

@@ -10,9 +10,8 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{ErrorKind, ModelError, Result};
+use crate::error::{ModelError, Result};
 use crate::mac::MacAddr;
-use crate::network::Network;
 
 /// The largest VXLAN network identifier (24 bits).
 pub const MAX_VNI: u32 = 0x00ff_ffff;
@@ -121,28 +120,6 @@ pub fn anycast_mac(vni: u32) -> MacAddr {
     let [_, a, b, c] = vni.to_be_bytes();
     let [p0, p1, p2] = ANYCAST_MAC_PREFIX;
     MacAddr([p0, p1, p2, a, b, c])
-}
-
-/// Refuses a VNI another network on this host already uses: both would need the same VXLAN
-/// identifier on the same UDP port, which the kernel refuses, and EVPN would merge them.
-pub fn check_against_others(net: &Network, others: &[&Network]) -> Result<()> {
-    let Some(mine) = &net.overlay else {
-        return Ok(());
-    };
-    for other in others.iter().filter(|o| o.name != net.name) {
-        if other.overlay.as_ref().is_some_and(|o| o.vni == mine.vni) {
-            return Err(ModelError::bad_value(
-                "virtnet:overlay.vni",
-                mine.vni.to_string(),
-                format!(
-                    "VNI {} is already used by network '{}'",
-                    mine.vni, other.name
-                ),
-            )
-            .with_kind(ErrorKind::Conflict));
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
