@@ -274,6 +274,21 @@ fn the_bridge_mtu_follows_the_underlay_and_restarts_keep_or_rebuild_the_vxlan() 
     assert!(show(BRIDGE).contains("mtu 8950"), "{}", show(BRIDGE));
     assert!(show(VXLAN).contains("mtu 8950"), "{}", show(VXLAN));
 
+    // The DHCP guard holds the device, and comes back after a flush of the whole ruleset.
+    let guard = || {
+        lab.host()
+            .exec(["nft", "list", "table", "bridge", "virtnet_overlay"])
+    };
+    let listed = String::from_utf8_lossy(&guard().stdout).into_owned();
+    assert!(listed.contains(&format!("\"{VXLAN}\"")), "{listed}");
+    lab.host().run_ok(["nft", "flush", "ruleset"]);
+    let back = wait_for(|| {
+        let out = guard();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        (out.status.success() && text.contains(VXLAN)).then_some(text)
+    });
+    assert!(back.is_some(), "the overlays' DHCP guard was not put back");
+
     // A clean restart keeps the device (guests' traffic goes on); a leftover VXLAN device of
     // virtnet's (its alias) that no network wants is removed.
     let before = link_index(&lab, VXLAN);
