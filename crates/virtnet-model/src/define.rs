@@ -61,7 +61,8 @@ pub fn identify(net: &Network, known: &[(&str, Uuid)]) -> Result<Identity> {
 /// 2. fills a missing UUID, a missing bridge MAC (`52:54:00:…`) and a missing bridge name (the
 ///    first `virbrN`, or the `%d` template given, not used by another network nor present on
 ///    the host according to `link_exists`);
-/// 3. refuses a bridge name another network already uses.
+/// 3. refuses a bridge name another network already uses, and an overlay VNI another
+///    network already uses (an overlay network's missing MAC is its VNI's anycast MAC).
 ///
 /// `others` are all networks except the one this definition redefines. Returns warnings to
 /// show the user (the definition is accepted). On error `net` may be partly filled; callers
@@ -89,11 +90,17 @@ pub(crate) fn prepare_scoped(
     }
     if net.forward.mode.has_own_bridge() {
         if net.mac.is_none() {
-            net.mac = Some(MacAddr::random_qemu());
+            // An overlay's gateway has the same MAC on every host (anycast gateway), derived
+            // from the VNI; any other bridge gets libvirt's random one.
+            net.mac = Some(match &net.overlay {
+                Some(o) => crate::overlay::anycast_mac(o.vni),
+                None => MacAddr::random_qemu(),
+            });
         }
         assign_bridge_name(net, others, link_exists)?;
     }
     check_bridge_unique(net, others)?;
+    check_vni_unique(net, others)?;
     if !net.forwards.is_empty() {
         let theirs: Vec<(&str, &[crate::portforward::PortForward])> = others
             .iter()
@@ -188,6 +195,27 @@ fn check_bridge_unique(net: &Network, others: &[&Network]) -> Result<()> {
                 format!(
                     "bridge name '{name}' is already in use by network '{}'",
                     other.name
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a VNI another network on this host already uses: both would need the same VXLAN
+/// identifier on the same UDP port, which the kernel refuses, and EVPN would merge them.
+fn check_vni_unique(net: &Network, others: &[&Network]) -> Result<()> {
+    let Some(mine) = &net.overlay else {
+        return Ok(());
+    };
+    for other in others.iter().filter(|o| o.name != net.name) {
+        if other.overlay.as_ref().is_some_and(|o| o.vni == mine.vni) {
+            return Err(conflict(
+                "virtnet:overlay.vni",
+                &mine.vni.to_string(),
+                format!(
+                    "VNI {} is already used by network '{}'",
+                    mine.vni, other.name
                 ),
             ));
         }

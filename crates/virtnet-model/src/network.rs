@@ -89,6 +89,10 @@ pub struct Network {
     /// [`crate::portforward`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub forwards: Vec<crate::portforward::PortForward>,
+    /// `<virtnet:overlay>` (virtnet's extension): the network is one segment across hosts,
+    /// carried over VXLAN (see [`crate::overlay`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlay: Option<crate::overlay::Overlay>,
 }
 
 /// `<virtnet:allow proto='tcp' port='22'/>`: guests may open connections (or send datagrams)
@@ -770,6 +774,7 @@ impl Network {
             dnsmasq_options: Vec::new(),
             host_access: Vec::new(),
             forwards: Vec::new(),
+            overlay: None,
         }
     }
 

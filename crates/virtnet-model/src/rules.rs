@@ -581,6 +581,12 @@ fn check_mode_rules(net: &Network) -> Result<()> {
         // not virtnet's: there is nothing for virtnet to open.
         return unsupported("virtnet:host-access", "virtnet:host-access");
     }
+    if net.overlay.is_some() {
+        // The VXLAN device is enslaved to the network's bridge, and the gateway MAC and MTU
+        // are the bridge's: virtnet changes neither on a host bridge it did not make, and a
+        // macvtap or hostdev network has no bridge at all.
+        return unsupported("virtnet:overlay", "virtnet:overlay");
+    }
     // Like libvirt, a bridge/macvtap/hostdev network without a bridge name or device pool is
     // accepted here; it fails when a guest port is allocated on it (nothing to attach to).
     Ok(())

@@ -15,6 +15,8 @@ const LAYERS: &[(&str, u32)] = &[
     ("subnet", 0),
     ("ifname", 0),
     ("portforward", 5),
+    // `<virtnet:overlay>`'s type (its uniqueness among networks is define's).
+    ("overlay", 7),
     // The typed definition.
     ("network", 10),
     ("interface", 20),

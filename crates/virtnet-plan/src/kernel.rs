@@ -2,6 +2,7 @@
 
 use std::net::IpAddr;
 
+use virtnet_model::overlay::{anycast_mac, VXLAN_OVERHEAD_V4, VXLAN_OVERHEAD_V6};
 use virtnet_model::{ForwardMode, Network};
 
 use crate::{PlanError, ALIAS_PREFIX};
@@ -37,13 +38,70 @@ impl BridgePlan {
         let delay_s = bridge.and_then(|b| b.delay).unwrap_or(0);
         BridgePlan {
             name: name.to_string(),
-            mac: net.mac.map(|m| m.0),
+            // An overlay network defined through `net-define` has its anycast MAC filled in;
+            // this covers a definition planned without define (the golden tests).
+            mac: net
+                .mac
+                .or_else(|| net.overlay.as_ref().map(|o| anycast_mac(o.vni)))
+                .map(|m| m.0),
             mtu: net.mtu,
             stp: bridge.and_then(|b| b.stp).unwrap_or(DEFAULT_STP),
             forward_delay_cs: u32::try_from(delay_s.saturating_mul(100)).unwrap_or(u32::MAX),
             alias: alias_for(&net.name),
         }
     }
+}
+
+/// The VXLAN device of an overlay network (`<virtnet:overlay>`), enslaved to its bridge.
+///
+/// What the plan cannot know (it does no I/O) is resolved when the network starts: the VTEP
+/// address when only `underlay` is given (its first global address), and the MTU when
+/// `<mtu>` is not given (the underlay's MTU less [`VxlanPlan::overhead`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VxlanPlan {
+    /// Device name: `vxlan-<vni>` (a VNI is used by one network per host, so the name is
+    /// free of clashes among virtnet's networks; at most 14 bytes).
+    pub name: String,
+    /// The VXLAN network identifier.
+    pub vni: u32,
+    /// UDP destination (and listening) port.
+    pub dstport: u16,
+    /// The VTEP source address when the definition gives it (`local`).
+    pub local: Option<IpAddr>,
+    /// The interface facing the other hosts (`underlay`), the device's lower link.
+    pub underlay: Option<String>,
+    /// The same alias as the bridge (`virtnet:<network>`): the device is virtnet's, and a
+    /// leftover one is removed by the start-up reconcile like a bridge.
+    pub alias: String,
+}
+
+impl VxlanPlan {
+    pub(crate) fn for_network(net: &Network) -> Option<VxlanPlan> {
+        let o = net.overlay.as_ref()?;
+        Some(VxlanPlan {
+            name: vxlan_name(o.vni),
+            vni: o.vni,
+            dstport: o.port(),
+            local: o.local,
+            underlay: o.underlay.clone(),
+            alias: alias_for(&net.name),
+        })
+    }
+
+    /// The bytes a VXLAN encapsulation adds on an underlay whose VTEP address is `local`
+    /// (50 over IPv4, 70 over IPv6): the bridge's MTU is the underlay's less this.
+    pub fn overhead(local: IpAddr) -> u32 {
+        if local.is_ipv6() {
+            VXLAN_OVERHEAD_V6
+        } else {
+            VXLAN_OVERHEAD_V4
+        }
+    }
+}
+
+/// The name of the VXLAN device of VNI `vni`.
+pub fn vxlan_name(vni: u32) -> String {
+    format!("vxlan-{vni}")
 }
 
 /// The alias marking a network's bridge. Names too long for the kernel's alias limit are cut at
@@ -135,6 +193,12 @@ pub(crate) fn sysctls(net: &Network, bridge: &str) -> Vec<Sysctl> {
         // also on isolated networks (packets are forwarded only when `all/forwarding` is on,
         // and virtnet's firewall forwards nothing from isolated networks anyway).
         out.push(Sysctl::bridge(bridge, "forwarding", "1"));
+        if net.overlay.is_some() {
+            // The gateway of an overlay is anycast: every host's bridge has the same
+            // addresses and MAC (so the same link-local address) on one L2 segment, and
+            // duplicate address detection would fail them all but the first host's.
+            out.push(Sysctl::bridge(bridge, "accept_dad", "0"));
+        }
     } else {
         out.push(Sysctl::bridge(bridge, "disable_ipv6", "1"));
     }

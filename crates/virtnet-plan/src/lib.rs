@@ -15,6 +15,7 @@ pub mod external;
 pub mod firewall;
 pub mod forward;
 pub mod kernel;
+pub mod overlay;
 pub mod port;
 pub mod spoof;
 
@@ -25,7 +26,7 @@ use virtnet_model::{ForwardMode, Network};
 pub use conflict::{find_conflict, is_link_local, Conflict, HostAddress, HostRoute};
 pub use external::{plan_external, DirectMode, ExternalPlan, ExternalPlanError};
 pub use firewall::NetworkFirewall;
-pub use kernel::{AddressPlan, BridgePlan, RoutePlan, Sysctl};
+pub use kernel::{vxlan_name, AddressPlan, BridgePlan, RoutePlan, Sysctl, VxlanPlan};
 pub use port::{allocate_port, port_group, PlugError};
 /// A subnet in CIDR form: the model's one implementation, used by the plan's firewall and
 /// conflict checks.
@@ -78,6 +79,9 @@ pub struct NetworkPlan {
     pub mode: ForwardMode,
     /// The bridge virtnet creates.
     pub bridge: BridgePlan,
+    /// The VXLAN device of an overlay network, made right after the bridge and enslaved to
+    /// it; `None` for a network on this host only.
+    pub vxlan: Option<VxlanPlan>,
     /// Addresses on the bridge, in definition order.
     pub addresses: Vec<AddressPlan>,
     /// `<route>` static routes, added after the addresses they go through.
@@ -135,6 +139,7 @@ pub fn plan(net: &Network) -> Result<NetworkPlan, PlanError> {
         network: net.name.clone(),
         mode,
         bridge,
+        vxlan: kernel::VxlanPlan::for_network(net),
         addresses,
         routes,
         sysctls,

@@ -32,13 +32,32 @@ fn render(p: &NetworkPlan) -> String {
         "bridge {} mac {} mtu {} stp {} forward_delay_cs {} alias {:?}",
         b.name,
         mac,
-        b.mtu
-            .map(|m| m.to_string())
-            .unwrap_or_else(|| "(kernel)".into()),
+        b.mtu.map(|m| m.to_string()).unwrap_or_else(|| {
+            if p.vxlan.is_some() {
+                "(underlay's less the VXLAN overhead)".into()
+            } else {
+                "(kernel)".into()
+            }
+        }),
         if b.stp { "on" } else { "off" },
         b.forward_delay_cs,
         b.alias
     );
+    if let Some(v) = &p.vxlan {
+        let _ = writeln!(
+            s,
+            "vxlan {} vni {} dstport {} local {} underlay {} nolearning master {} alias {:?}",
+            v.name,
+            v.vni,
+            v.dstport,
+            v.local
+                .map(|a| a.to_string())
+                .unwrap_or_else(|| "(underlay's address)".into()),
+            v.underlay.as_deref().unwrap_or("(none)"),
+            b.name,
+            v.alias
+        );
+    }
     for a in &p.addresses {
         let _ = writeln!(s, "address {}/{}", a.address, a.prefix);
     }
@@ -247,6 +266,50 @@ fn external_plans_match_golden_files() {
         "refused",
     ] {
         assert!(all.contains(kind), "no host-device plan with {kind:?}");
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// An overlay network (`<virtnet:overlay>`): the bridge with the VNI's anycast MAC and the
+/// VXLAN device after it; its MTU is left to the start (the underlay's less 50) unless
+/// `<mtu>` is given.
+#[test]
+fn overlay_plan_matches_golden_file() {
+    let update = std::env::var_os("VIRTNET_UPDATE_GOLDEN").is_some();
+    let cases = [
+        (
+            "overlay-evpn",
+            "<network xmlns:virtnet='urn:virtnet:network:1'><name>stretch</name>\
+             <forward mode='nat'/><bridge name='vnbr0'/>\
+             <ip address='10.77.0.1' prefix='24'><dhcp><range start='10.77.0.10' end='10.77.0.99'/></dhcp></ip>\
+             <virtnet:overlay type='evpn' vni='4242' underlay='eth0'/></network>",
+        ),
+        (
+            "overlay-evpn-mtu-local",
+            "<network xmlns:virtnet='urn:virtnet:network:1'><name>stretch6</name>\
+             <bridge name='vnbr1'/><mtu size='1400'/><mac address='52:54:00:0a:0b:0c'/>\
+             <ip family='ipv6' address='fd77::1' prefix='64'/>\
+             <virtnet:overlay type='evpn' vni='77' local='2001:db8::7' dstport='4790'/></network>",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (name, xml) in cases {
+        let net = Network::from_xml(xml).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let p = plan(&net).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let text = render(&p);
+        let file = golden_dir().join(format!("{name}.plan"));
+        if update {
+            std::fs::write(&file, &text).unwrap();
+            continue;
+        }
+        match std::fs::read_to_string(&file) {
+            Ok(want) if want == text => {}
+            Ok(want) => failures.push(format!(
+                "{name}: differs from {}\n--- want\n{want}\n--- got\n{text}",
+                file.display()
+            )),
+            Err(e) => failures.push(format!("{name}: {}: {e}", file.display())),
+        }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }

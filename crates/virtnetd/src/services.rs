@@ -602,6 +602,27 @@ fn ipv4_prefix(net: &Network) -> u8 {
 
 /// The `<tftp root>` of a network and the IPv4 gateway address it is served on (libvirt
 /// allows TFTP on IPv4 only).
+/// The DHCPv4 server's configuration. An overlay network without `<mtu>` tells its guests
+/// (option 26) the MTU its bridge was given at start, the underlay's less the VXLAN overhead,
+/// which only the kernel knows; the RA MTU option reads the bridge the same way.
+fn dhcp_config(net: &Network) -> Option<DhcpConfig> {
+    let mut config = DhcpConfig::from_network(net)?;
+    if config.mtu.is_none() && net.overlay.is_some() {
+        config.mtu = net
+            .bridge_name()
+            .and_then(bridge_mtu)
+            .and_then(|m| u16::try_from(m).ok());
+    }
+    Some(config)
+}
+
+/// The MTU of link `name` in the daemon's namespace; `None` if it cannot be read (the option
+/// is then left out, as for a network without `<mtu>`).
+fn bridge_mtu(name: &str) -> Option<u32> {
+    let mut netlink = virtnet_host::Netlink::open().ok()?;
+    netlink.link(name).ok().flatten().map(|l| l.mtu)
+}
+
 fn tftp_root(net: &Network) -> Option<(&str, IpAddr)> {
     net.ips
         .iter()
@@ -699,7 +720,7 @@ impl Services {
             }
             None => None,
         };
-        let dhcp = match DhcpConfig::from_network(net) {
+        let dhcp = match dhcp_config(net) {
             Some(config) => {
                 let sink = Arc::new(Recorder(shared.clone()));
                 match DhcpServer::start(config, &bridge, leases, sink) {
@@ -741,7 +762,7 @@ impl Services {
             drop(running);
             return self.start(net);
         };
-        let dhcp_wanted = DhcpConfig::from_network(net);
+        let dhcp_wanted = dhcp_config(net);
         let dns_wanted =
             DnsConfig::from_network(net, &virtnet_dns::host_resolvers(&self.options.resolv_conf));
         // A server that appears or disappears needs a restart of the network's services.

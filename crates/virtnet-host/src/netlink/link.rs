@@ -215,7 +215,7 @@ fn bridge_info(data: Vec<InfoBridge>) -> LinkAttribute {
 
 /// virtnet's one interface-name rule ([`virtnet_ifname::check`]), before a name reaches the
 /// kernel.
-fn validate_name(op: &'static str, name: &str) -> Result<()> {
+pub(super) fn validate_name(op: &'static str, name: &str) -> Result<()> {
     virtnet_ifname::check(name).map_err(|reason| HostError::invalid(op, name, reason.to_string()))
 }
 

@@ -13,6 +13,7 @@ mod neigh;
 mod route;
 mod snapshot;
 pub(crate) mod stats;
+mod vxlan;
 
 pub use addr::Address;
 pub use link::{BridgeInfo, BridgeSpec, Link, MacvtapMode, PortSettings};
@@ -24,6 +25,7 @@ pub use snapshot::{
     AddressEntry, RouteEntry, FOREVER, IFA_F_NODAD, RTPROT_DHCP, RTPROT_KERNEL, RT_TABLE_LOCAL,
 };
 pub use stats::{link_stats, LinkStats};
+pub use vxlan::VxlanSpec;
 
 use std::collections::HashMap;
 use std::io;

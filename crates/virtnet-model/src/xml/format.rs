@@ -119,7 +119,7 @@ pub(crate) fn format_network(net: &Network) -> String {
     if !net.dnsmasq_options.is_empty() {
         root.push(("xmlns:dnsmasq", some(super::parse::DNSMASQ_NS)));
     }
-    if !net.host_access.is_empty() || !net.forwards.is_empty() {
+    if !net.host_access.is_empty() || !net.forwards.is_empty() || net.overlay.is_some() {
         root.push(("xmlns:virtnet", some(super::parse::VIRTNET_NS)));
     }
     root.push(("ipv6", net.ipv6.then(|| "yes".to_string())));
@@ -227,6 +227,18 @@ pub(crate) fn format_network(net: &Network) -> String {
         w.close("virtnet:host-access");
     }
     format_forwards(&mut w, &net.forwards);
+    if let Some(o) = &net.overlay {
+        w.empty(
+            "virtnet:overlay",
+            &[
+                ("type", some(o.kind.as_str())),
+                ("vni", some(o.vni)),
+                ("underlay", opt(&o.underlay)),
+                ("local", opt(&o.local)),
+                ("dstport", opt(&o.dstport)),
+            ],
+        );
+    }
     w.close("network");
     w.out
 }

@@ -360,6 +360,7 @@ fn read_network(el: &El) -> Result<Network> {
             "dnsmasq:options",
             "virtnet:host-access",
             "virtnet:forwards",
+            "virtnet:overlay",
         ],
         &["ip", "route", "portgroup"],
     )?;
@@ -390,6 +391,7 @@ fn read_network(el: &El) -> Result<Network> {
             "dnsmasq:options" => net.dnsmasq_options = read_dnsmasq_options(c)?,
             "virtnet:host-access" => net.host_access = read_host_access(c)?,
             "virtnet:forwards" => net.forwards = read_forwards(c)?,
+            "virtnet:overlay" => net.overlay = Some(read_overlay(c)?),
             p if p.starts_with("ip[") => net.ips.push(read_ip(c)?),
             p if p.starts_with("route[") => net.routes.push(read_route(c)?),
             p if p.starts_with("portgroup[") => net.portgroups.push(read_portgroup(c)?),
@@ -1115,6 +1117,38 @@ fn read_host_access(el: &El) -> Result<Vec<HostAllow>> {
         out.push(allow);
     }
     Ok(out)
+}
+
+/// `<virtnet:overlay type='evpn' vni='1-16777215' [underlay='IFACE'] [local='ADDR']
+/// [dstport='PORT']/>`.
+fn read_overlay(el: &El) -> Result<crate::overlay::Overlay> {
+    use crate::overlay::{Overlay, OverlayType};
+    el.allow_attrs(&["type", "vni", "underlay", "local", "dstport"])?;
+    no_children(el)?;
+    el.required("type")?;
+    let kind = el
+        .parsed("type", "expected 'evpn'", |v| {
+            (v == "evpn").then_some(OverlayType::Evpn)
+        })?
+        .ok_or_else(|| ModelError::invalid(el.field("type"), "missing overlay type"))?;
+    el.required("vni")?;
+    let vni = el
+        .parsed("vni", "expected a VNI from 1 to 16777215", |v| {
+            v.parse::<u32>().ok()
+        })?
+        .ok_or_else(|| ModelError::invalid(el.field("vni"), "missing VNI"))?;
+    let dstport = el.parsed("dstport", "expected a UDP port from 1 to 65535", |v| {
+        v.parse::<u16>().ok().filter(|p| *p != 0)
+    })?;
+    let overlay = Overlay {
+        kind,
+        vni,
+        underlay: el.attr("underlay").map(str::to_string),
+        local: el.ip("local")?,
+        dstport,
+    };
+    overlay.check(&el.path)?;
+    Ok(overlay)
 }
 
 /// `<virtnet:forwards>`: `<virtnet:forward proto port [listen] to [to-port]/>` children (see

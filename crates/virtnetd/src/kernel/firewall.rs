@@ -157,6 +157,10 @@ impl Kernel {
              reload); rebuilding it"
         );
         self.rebuild_firewall()?;
+        // A flushed ruleset took the overlays' DHCP guard too.
+        if !self.overlays.is_empty() {
+            self.set_overlay_ports(self.overlays.clone())?;
+        }
         Ok(true)
     }
 

@@ -17,6 +17,7 @@
 //! - `stop`: stopping networks (bridges parked for the reaper, firewall entries removed);
 //! - `reconcile`: converging the host on the active networks after a restart;
 //! - `host_view`: name and subnet collisions, checked against the followed view;
+//! - `overlay`: the VXLAN device of an overlay network (`<virtnet:overlay>`);
 //! - `guest_ports`: guest ports' taps and macvtaps;
 //! - `antispoof`: the ports' anti-spoofing table (`bridge virtnet_ports`);
 //! - `coexist`, `firewalld`: other firewalls on the host (scoped accepts in their tables,
@@ -30,6 +31,7 @@ mod firewalld;
 mod forwards;
 mod guest_ports;
 mod host_view;
+mod overlay;
 mod reconcile;
 mod start;
 mod stop;
@@ -69,6 +71,8 @@ pub struct Kernel {
     reaper: Reaper,
     /// Other firewalls: accepts in their tables, firewalld's zone (shared with the watcher).
     coexist: Arc<coexist::Coexist>,
+    /// The VXLAN devices in the overlays' DHCP guard (`table bridge virtnet_overlay`).
+    overlays: BTreeSet<String>,
 }
 
 impl std::fmt::Debug for Kernel {
@@ -140,6 +144,7 @@ impl Kernel {
             // Bridges: each deletion holds RTNL for an RCU grace period, so one at a time.
             reaper: Reaper::spawn(Batching::OneByOne).map_err(host("start the link reaper"))?,
             coexist: Arc::new(coexist::Coexist::open()?),
+            overlays: BTreeSet::new(),
         })
     }
 

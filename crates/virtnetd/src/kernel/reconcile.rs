@@ -9,7 +9,7 @@ use tracing::{info, warn};
 use virtnet_host::{sysctl, Link, RouteSpec};
 use virtnet_plan::{is_link_local, NetworkPlan, ROUTE_PROTOCOL};
 
-use super::{host, in_use, is_ours, route_spec, spec, Kernel};
+use super::{host, in_use, is_ours, route_spec, Kernel};
 use crate::error::{Error, Result};
 
 impl Kernel {
@@ -28,12 +28,24 @@ impl Kernel {
             match self.converge(plan) {
                 Ok(()) => {
                     realised.insert(plan.bridge.name.clone());
+                    if let Some(vx) = &plan.vxlan {
+                        realised.insert(vx.name.clone());
+                    }
                     if let Some(fw) = &plan.firewall {
                         self.applied.insert(plan.network.clone(), fw.clone());
                     }
                 }
                 Err(e) => failed.push((plan.network.clone(), e)),
             }
+        }
+        let overlays = plans
+            .iter()
+            .filter(|p| realised.contains(&p.bridge.name))
+            .filter_map(|p| p.vxlan.as_ref().map(|vx| vx.name.clone()))
+            .collect();
+        if let Err(e) = self.set_overlay_ports(overlays) {
+            // The overlays carry traffic all the same; DHCP may then cross them.
+            warn!(error = %e, "could not install the overlays' DHCP guard");
         }
         let converged = t0.elapsed();
         if let Err(e) = self.rebuild_firewall() {
@@ -76,15 +88,21 @@ impl Kernel {
     /// Makes one network's bridge, addresses, routes and sysctls match its plan.
     fn converge(&mut self, plan: &NetworkPlan) -> Result<()> {
         let name = &plan.bridge.name;
+        let (bridge, vtep) = self.bridge_spec(plan)?;
         let Some(link) = self.netlink.link(name).map_err(host("look up link"))? else {
             self.check_free(plan)?;
+            if let Some(stale) = self.vxlan_of(plan)? {
+                self.delete_links(&[stale], "delete a stale vxlan device")?;
+            }
             let index = self
                 .netlink
-                .create_bridge(&spec(plan))
+                .create_bridge(&bridge)
                 .map_err(host("create bridge"))?;
             info!(network = %plan.network, bridge = %name, "bridge was missing; recreated");
-            return self.configure(plan, index).inspect_err(|_| {
-                let _ = self.delete_links(&[index], "roll back the bridge");
+            return self.configure(plan, index, vtep).inspect_err(|_| {
+                let mut doomed = vec![index];
+                doomed.extend(self.vxlan_of(plan).ok().flatten());
+                let _ = self.delete_links(&doomed, "roll back the bridge");
             });
         };
         if !is_ours(&link) {
@@ -93,8 +111,9 @@ impl Kernel {
             )));
         }
         self.netlink
-            .update_bridge(link.index, &spec(plan))
+            .update_bridge(link.index, &bridge)
             .map_err(host("update bridge"))?;
+        self.converge_vxlan(plan, vtep, link.index)?;
         for s in &plan.sysctls {
             sysctl::write(&s.key, &s.value).map_err(host("write sysctl"))?;
         }

@@ -1,4 +1,5 @@
-//! Starting a network: checks, bridge, sysctls, addresses, routes, firewall, in that order,
+//! Starting a network: checks, bridge (and an overlay's VXLAN device on it), sysctls,
+//! addresses, routes, firewall, in that order,
 //! everything made so far removed again when a step fails; other firewalls in the way are
 //! checked first and let through after (`coexist`).
 
@@ -9,7 +10,7 @@ use virtnet_host::sysctl;
 use virtnet_plan::firewall::stop_any_script;
 use virtnet_plan::NetworkPlan;
 
-use super::{host, in_use, route_spec, spec, Kernel};
+use super::{host, in_use, route_spec, Kernel};
 use crate::error::Result;
 
 impl Kernel {
@@ -24,20 +25,25 @@ impl Kernel {
         // anything is made (unless --firewall-integration lets virtnet accept it there).
         let guarded = super::coexist::guarded(plan);
         self.coexist.check(&guarded)?;
+        // An overlay's VTEP and MTU come from the host's underlay; a VXLAN device name taken
+        // by someone else refuses the start like a bridge name.
+        let (bridge, vtep) = self.bridge_spec(plan)?;
+        let leftover_vxlan = self.vxlan_of(plan)?;
         let checked = t0.elapsed();
-        // A leftover bridge of ours with this name (from a crash) is replaced.
-        if let Some(old) = leftover {
+        // A leftover bridge (or VXLAN device) of ours with this name (from a crash) is replaced.
+        let leftovers: Vec<u32> = leftover.into_iter().chain(leftover_vxlan).collect();
+        if !leftovers.is_empty() {
             self.delete_links(
-                &[old],
+                &leftovers,
                 format!("delete leftover bridge {}", plan.bridge.name),
             )?;
         }
         let index = self
             .netlink
-            .create_bridge(&spec(plan))
+            .create_bridge(&bridge)
             .map_err(host("create bridge"))?;
         let created = t0.elapsed();
-        let result = self.configure(plan, index);
+        let result = self.configure(plan, index, vtep);
         let configured = t0.elapsed();
         let result = result
             .and_then(|()| self.install_firewall(plan))
@@ -66,7 +72,12 @@ impl Kernel {
             }
             self.applied.remove(&plan.network);
         }
-        if let Err(undo) = self.delete_links(&[index], "roll back the bridge") {
+        self.unguard_overlays(&[plan]);
+        let mut doomed = vec![index];
+        if let Ok(Some(vxlan)) = self.vxlan_of(plan) {
+            doomed.push(vxlan);
+        }
+        if let Err(undo) = self.delete_links(&doomed, "roll back the bridge") {
             warn!(network = %plan.network, error = %undo, "bridge rollback failed");
         }
         e
@@ -119,13 +130,23 @@ impl Kernel {
         )))
     }
 
-    /// Sysctls, addresses and routes of a fresh bridge.
-    pub(super) fn configure(&mut self, plan: &NetworkPlan, index: u32) -> Result<()> {
+    /// Sysctls, an overlay's VXLAN device, addresses and routes of a fresh bridge.
+    pub(super) fn configure(
+        &mut self,
+        plan: &NetworkPlan,
+        index: u32,
+        vtep: Option<super::overlay::Vtep>,
+    ) -> Result<()> {
         // Per-bridge sysctls first: with IPv6 disabled before the first address, the bridge
         // never gets a link-local address.
         for s in plan.sysctls.iter().filter(|s| s.per_bridge) {
             sysctl::write(&s.key, &s.value).map_err(host("configure bridge"))?;
         }
+        // The VXLAN device joins after them: a port gives the bridge its carrier, and with it
+        // the link-local address, which must not go through duplicate address detection on
+        // an overlay (the same anycast address is on every host).
+        self.make_vxlan(plan, vtep, index)?;
+        self.guard_overlay(plan)?;
         for a in &plan.addresses {
             self.netlink
                 .add_address(index, a.address, a.prefix)

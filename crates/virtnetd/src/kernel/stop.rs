@@ -30,7 +30,12 @@ impl Kernel {
 
     fn stop_inner(&mut self, plans: &[&NetworkPlan]) -> Result<()> {
         let mut doomed = Vec::new();
+        // Overlays' VXLAN devices are deleted at once, not parked (see `overlay`).
+        let mut vxlans = Vec::new();
         for plan in plans {
+            if let Some(index) = self.vxlan_of(plan).ok().flatten() {
+                vxlans.push(index);
+            }
             if let Some(link) = self
                 .netlink
                 .link(&plan.bridge.name)
@@ -68,6 +73,7 @@ impl Kernel {
             firewall_us = (t0.elapsed() - links_done).as_micros() as u64,
             "stop: bridges parked, then firewall"
         );
+        self.unguard_overlays(plans);
         let names: Vec<&str> = plans.iter().map(|p| p.network.as_str()).collect();
         self.remove_forwards(&names);
         self.coexist.release(&names);
@@ -86,6 +92,7 @@ impl Kernel {
         // A bridge that could not be parked, or that the reaper cannot take, is deleted here,
         // waiting for the kernel.
         let mut now = unparked;
+        now.extend(vxlans);
         if let Err(back) = self.reaper.delete(parked) {
             now.extend(back);
         }
