@@ -355,3 +355,103 @@ fn an_overlay_without_its_underlay_is_refused_at_start_and_leaves_nothing() {
     assert!(err.contains("virtnet:overlay.vni"), "{err}");
     assert!(err.contains("'stretch'"), "{err}");
 }
+
+/// Removes a pathspace's FRR runtime directory when the test ends (virtnetd removes it when it
+/// stops its FRR; this covers a test that fails before).
+struct PathspaceDir(PathBuf);
+
+impl Drop for PathspaceDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Issue 17, items 1 and 2 together: the same overlay network on two hosts whose virtnetd run
+/// the fabric (`fabric-set`: iBGP EVPN between their FRR), and nothing installed by hand. BGP
+/// EVPN's routes put the flood entry towards the other host's VTEP and each guest's MAC behind
+/// it (type 2) into the VXLAN device's forwarding table, and the guests reach each other.
+#[test]
+fn the_fabric_carries_an_overlay_network_between_two_hosts() {
+    let a = Lab::new("ovfab-a");
+    let b = Lab::new("ovfab-b");
+    a.host().veth_to("under0", b.host(), "under0");
+    let pathspaces: Vec<(String, PathspaceDir)> = ["a", "b"]
+        .iter()
+        .map(|h| {
+            let name = format!("vno{}-{h}", std::process::id());
+            let dir = PathspaceDir(PathBuf::from("/var/run/frr").join(&name));
+            (name, dir)
+        })
+        .collect();
+    let mut hosts = Vec::new();
+    for ((lab, (pathspace, _)), (addr, peer, range)) in [a, b].into_iter().zip(&pathspaces).zip([
+        ("10.200.0.1", "10.200.0.2", (10u8, 59u8)),
+        ("10.200.0.2", "10.200.0.1", (110, 159)),
+    ]) {
+        lab.host()
+            .ip_ok(["addr", "add", &format!("{addr}/24"), "dev", "under0"]);
+        let daemon = Daemon::start_in_with(lab.host(), &["--frr-pathspace", pathspace]);
+        daemon.cli_ok(&[
+            "fabric-set",
+            "--asn",
+            "65000",
+            "--router-id",
+            addr,
+            "--underlay",
+            "under0",
+            "--peer",
+            peer,
+        ]);
+        let host = Host {
+            daemon,
+            lab,
+            underlay: addr,
+        };
+        host.start_overlay(range);
+        hosts.push((host, peer));
+    }
+    let (ga, addr_a, _) = hosts[0].0.dhcp_guest("ga");
+    let (gb, addr_b, _) = hosts[1].0.dhcp_guest("gb");
+    // BGP takes seconds to come up: a generous bound for a broken setup, not a measure.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    while !ga.ping(&addr_b) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{addr_a} never reached {addr_b}; fdb on A:\n{}\nstatus on A:\n{}",
+            hosts[0]
+                .0
+                .lab
+                .host()
+                .run_ok(["bridge", "fdb", "show", "dev", VXLAN]),
+            hosts[0].0.daemon.cli(&["fabric-status"]).status
+        );
+    }
+    assert!(gb.ping(&addr_a), "{addr_b} cannot reach {addr_a}");
+    // What reached the forwarding tables came from BGP: the flood entry towards the peer and
+    // the other guest's MAC behind its VTEP, both learnt from the control plane.
+    let mac_of = |g: &Guest| {
+        let link = g.ns().ip_ok(["link", "show", "eth0"]);
+        link.split_whitespace()
+            .skip_while(|w| *w != "link/ether")
+            .nth(1)
+            .unwrap_or_default()
+            .to_string()
+    };
+    for ((host, peer), other) in hosts.iter().zip([&gb, &ga]) {
+        let fdb = host
+            .lab
+            .host()
+            .run_ok(["bridge", "fdb", "show", "dev", VXLAN]);
+        assert!(
+            fdb.contains(&format!("00:00:00:00:00:00 dst {peer}")),
+            "no flood entry to {peer}: {fdb}"
+        );
+        let mac = mac_of(other);
+        assert!(
+            fdb.lines()
+                .any(|l| l.starts_with(&mac) && l.contains(&format!("dst {peer}"))),
+            "the other guest's {mac} is not behind {peer}: {fdb}"
+        );
+    }
+    drop(hosts);
+}
