@@ -146,7 +146,8 @@ log "clients stopped; checking the kernel against the store"
 check() { # label
   local label=$1
   for _ in $(seq 300); do   # the reaper deletes parked links in the background
-    ip -n "$ns" -o link show | grep -q vndel || break; sleep 0.1
+    # Not `ip … | grep -q`: under pipefail a long listing dies of SIGPIPE and reads as "none".
+    [[ $(ip -n "$ns" -o link show) == *vndel* ]] || break; sleep 0.1
   done
   v net-list --all --json >"$work/$label-nets.json"
   v port-list --json >"$work/$label-ports.json"

@@ -184,7 +184,9 @@ if [ "$mode" = qemu ]; then
     <"$console_in" >"$console" 2>"$work/qemu.log" &
   pids+=($!)
   qemu=$!
-  seen() { tr -d '\r' <"$console" | grep -q -- "$1"; }
+  # grep reads a process substitution, not a pipe: under pipefail, tr killed by SIGPIPE when
+  # grep stops early on a long console would fail the whole test.
+  seen() { grep -q -- "$1" <(tr -d '\r' <"$console"); }
   if ! wait_until 120 seen "VIRTNET ready"; then
     tr -d '\r' <"$console" >&2; cat "$work/qemu.log" >&2
     kill -0 "$qemu" 2>/dev/null || die "QEMU exited"
@@ -207,7 +209,7 @@ if [ "$mode" = qemu ]; then
     fi
     tr -d '\r' <"$console" |
       sed -n "/^VIRTNET-BEGIN $id\$/,/^VIRTNET-END $id rc=/p" | sed '1d;$d' | sed '/^$/d'
-    tr -d '\r' <"$console" | grep -q "^VIRTNET-END $id rc=0"
+    grep -q "^VIRTNET-END $id rc=0" <(tr -d '\r' <"$console")
   }
 else
   echo "no QEMU guest ($why): the guest is a network namespace running busybox udhcpc"
