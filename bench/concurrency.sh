@@ -170,7 +170,7 @@ settle() {
     # Not `ip … | grep -q`: under pipefail, grep's early exit makes ip die of SIGPIPE once the
     # listing outgrows a pipe's buffer, and the failed pipeline read as "nothing parked": the
     # idle phase after a churn phase then ran beside the reaper's deletions.
-    [[ $(ip -n "$ns" -o link show) == *vndel* ]] || return 0
+    [[ $(ip -n "$ns" -o link show 2>/dev/null) == *vndel* ]] || return 0
     sleep 0.1
   done
   log "parked links still queued after 60 s"

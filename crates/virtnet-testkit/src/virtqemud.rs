@@ -491,8 +491,14 @@ impl Virtqemud {
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(-1);
         let begin = format!("VIRTNET-BEGIN {id}");
-        let stream = self.console_stream(name);
-        let output: Vec<&str> = stream
+        // From the text the end was seen in: `wait_console` may find it in QEMU's log file
+        // before the reading thread has received it (a loaded machine), and the stream read
+        // then held no output at all.
+        let text = [self.console_stream(name), self.console(name)]
+            .into_iter()
+            .find(|t| t.contains(&begin) && t.contains(&end))
+            .unwrap_or_default();
+        let output: Vec<&str> = text
             .lines()
             .map(|l| l.trim_end_matches('\r'))
             .skip_while(|l| *l != begin)
