@@ -147,19 +147,7 @@ fn plans_match_golden_files() {
         if name.starts_with("example-") {
             examples.push(p.clone());
         }
-        let file = golden_dir().join(format!("{name}.plan"));
-        if update {
-            std::fs::write(&file, &text).unwrap();
-        } else {
-            match std::fs::read_to_string(&file) {
-                Ok(want) if want == text => {}
-                Ok(want) => failures.push(format!(
-                    "{name}: differs from {}\n--- want\n{want}\n--- got\n{text}",
-                    file.display()
-                )),
-                Err(e) => failures.push(format!("{name}: {}: {e}", file.display())),
-            }
-        }
+        check_golden(&name, &text, update, &mut failures);
         checked += 1;
     }
     // The whole table as the daemon installs it at start-up with every example running.
@@ -297,19 +285,25 @@ fn overlay_plan_matches_golden_file() {
         let net = Network::from_xml(xml).unwrap_or_else(|e| panic!("{name}: {e}"));
         let p = plan(&net).unwrap_or_else(|e| panic!("{name}: {e}"));
         let text = render(&p);
-        let file = golden_dir().join(format!("{name}.plan"));
-        if update {
-            std::fs::write(&file, &text).unwrap();
-            continue;
-        }
-        match std::fs::read_to_string(&file) {
-            Ok(want) if want == text => {}
-            Ok(want) => failures.push(format!(
-                "{name}: differs from {}\n--- want\n{want}\n--- got\n{text}",
-                file.display()
-            )),
-            Err(e) => failures.push(format!("{name}: {}: {e}", file.display())),
-        }
+        check_golden(name, &text, update, &mut failures);
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// Compares a rendered plan with its golden file `<name>.plan` (or writes the file when
+/// `update`); a difference or a missing file is added to `failures`.
+fn check_golden(name: &str, text: &str, update: bool, failures: &mut Vec<String>) {
+    let file = golden_dir().join(format!("{name}.plan"));
+    if update {
+        std::fs::write(&file, text).unwrap();
+        return;
+    }
+    match std::fs::read_to_string(&file) {
+        Ok(want) if want == text => {}
+        Ok(want) => failures.push(format!(
+            "{name}: differs from {}\n--- want\n{want}\n--- got\n{text}",
+            file.display()
+        )),
+        Err(e) => failures.push(format!("{name}: {}: {e}", file.display())),
+    }
 }
