@@ -105,8 +105,15 @@ import re, sys
 rows = [dict((k, int(v)) for k, v in re.findall(r"(\w+_us)=(\d+)", line)) for line in sys.stdin]
 keys = [k for k in rows[0]] if rows else []
 med = lambda xs: sorted(xs)[len(xs) // 2]
+p99 = lambda xs: sorted(xs)[min(len(xs) - 1, int(0.99 * len(xs)))]
 print("phases, median of", len(rows), "scrapes (ms):",
       ", ".join(f"{k[:-3]} {med([r[k] for r in rows if k in r]) / 1000:.2f}" for k in keys))
+print("phases, p99 (ms):",
+      ", ".join(f"{k[:-3]} {p99([r[k] for r in rows if k in r]) / 1000:.2f}" for k in keys))
+# The slowest scrapes whole: which phase made them slow.
+total = lambda r: max(r.get("parts_us", 0), r.get("kernel_us", 0)) + r.get("rows_us", 0) + r.get("encode_us", 0)
+for r in sorted(rows, key=total)[-3:]:
+    print("a slow scrape (ms):", ", ".join(f"{k[:-3]} {v / 1000:.2f}" for k, v in r.items()))
 ' >&2
 bytes=$(wc -c <"$work/first.txt")
 series=$(grep -vc '^#' "$work/first.txt")
