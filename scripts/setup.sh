@@ -62,6 +62,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
+  apt_updated=1
   apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 # The fabric tests (crates/virtnetd/tests/fabric.rs) run FRR's zebra and bgpd (Debian's frr,
@@ -78,7 +79,8 @@ if [ ! -x /usr/lib/frr/zebra ]; then
   fi
   echo "setup: installing frr (its service is not started)" >&2
   frr_ok=1
-  DEBIAN_FRONTEND=noninteractive apt-get update -qq || frr_ok=
+  # One `apt-get update` per set-up: the one above, when it ran.
+  [ -n "${apt_updated:-}" ] || DEBIAN_FRONTEND=noninteractive apt-get update -qq || frr_ok=
   if [ -n "$frr_ok" ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends frr >/dev/null \
       || frr_ok=
