@@ -402,6 +402,67 @@ fn the_guard_survives_a_daemon_restart_and_a_deleted_table() {
     assert!(attacker.ns.ping(GATEWAY), "its lease after the rebuild");
 }
 
+/// The table of the last guarded port outlives it for a grace period: a guest whose port is
+/// detached and attached again (a restart) does not pay the table's deletion and creation.
+/// Then, with no port guarded, the table goes: a host without guests carries no virtnet table.
+#[test]
+fn the_table_outlives_the_last_guarded_port_for_a_while_then_goes() {
+    let lab = Lab::new("spoof_grace");
+    let daemon = start(&lab, "");
+    // (whether the table is there, the `macs` set's listing)
+    let elements = || {
+        let out = lab
+            .host()
+            .exec(["nft", "list", "set", "bridge", "virtnet_ports", "macs"]);
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let attach = || {
+        daemon.cli_ok(&[
+            "attach-interface",
+            "graceful",
+            "network",
+            "spoofnet",
+            "--mac",
+            MAC_A,
+        ]);
+        ports(&daemon)
+            .into_iter()
+            .find(|p| p.domain == "graceful")
+            .expect("the guest's port")
+            .name
+    };
+    let detach = || daemon.cli_ok(&["detach-interface", "graceful", "network", "--mac", MAC_A]);
+
+    let first = attach();
+    assert!(elements().1.contains(&first), "{first} guarded");
+    detach();
+    let (kept, listing) = elements();
+    assert!(kept, "the table is kept right after its last port went");
+    assert!(
+        !listing.contains(&first),
+        "{first}'s elements are gone: {listing}"
+    );
+
+    let second = attach();
+    assert!(
+        elements().1.contains(&second),
+        "{second} guarded in the kept table"
+    );
+    detach();
+    // Nothing guarded any more: the table is removed once the grace period (30 s) has passed.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while elements().0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the unused table is still there two minutes after its last port went"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
+
 /// A guest that configured its address itself (no lease, no `<host>`) is not cut off: the
 /// first address it announces in ARP is learned, as libvirt's `clean-traffic` learns it, and
 /// the port is then locked to it; an address another guest holds is never learned; the
