@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 
 mod daemon;
 pub mod dhcp;
+pub mod frr;
 pub mod libvirtd;
 mod netns;
 pub mod pty;
@@ -28,6 +29,7 @@ mod topology;
 pub mod virtqemud;
 
 pub use daemon::{virtnet_bin, virtnetd_bin, Daemon};
+pub use frr::FrrPathspace;
 pub use libvirtd::{virsh, virsh_with, Libvirtd};
 pub use netns::{netns_pids, pid_running, Netns, NsChild};
 pub use qemu::{Lease, QemuGuest};

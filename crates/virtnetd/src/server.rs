@@ -174,6 +174,7 @@ impl Daemon {
         }
         // FRR last: the networks' VXLAN devices exist when zebra first reads the kernel.
         state.fabric.restore();
+        state.fabric.watch();
         let state = Arc::new(state);
         state.start_firewall_watch().map_err(|e| Error::Io {
             context: "cannot watch the nftables ruleset".into(),

@@ -6,53 +6,39 @@
 //! runtime directory is removed by drop guards, also when a test fails: the daemons end
 //! their FRR by PID at SIGTERM, and the namespace's guard kills whatever is left in it.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use virtnet_testkit::{pid_running, Daemon, Netns};
+use virtnet_testkit::{pid_running, Daemon, FrrPathspace, Netns};
 
 /// Generous bound for FRR to bring a session up or carry a route (it takes seconds): a test
 /// that waits longer has found a bug, not a slow machine.
 const CONVERGE: Duration = Duration::from_secs(90);
 
-/// Removes a pathspace's FRR runtime directory when the test ends (virtnetd removes it when it
-/// stops its daemons; this covers a test that fails before).
-struct PathspaceDir(PathBuf);
-
-impl Drop for PathspaceDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// One host: its namespace, its virtnetd and its FRR pathspace.
 struct Host {
     daemon: Daemon,
     ns: Netns,
-    pathspace: String,
+    // After the daemon: ends the FRR daemons virtnetd leaves running, and their directory.
+    pathspace: FrrPathspace,
     addr: &'static str,
-    // Last: the directory goes after the daemon (and its FRR) stopped.
-    _dir: PathspaceDir,
 }
 
 impl Host {
     /// A host namespace with a virtnetd whose FRR runs under a pathspace unique to this test
     /// run, test and host.
     fn new(ns: Netns, test: &str, n: u32, addr: &'static str) -> Host {
-        let pathspace = format!("vnt{}-{test}-h{n}", std::process::id());
-        let dir = PathspaceDir(PathBuf::from("/var/run/frr").join(&pathspace));
+        let pathspace = FrrPathspace::new("t", &format!("{test}-h{n}"));
         ns.ip_ok(["addr", "add", &format!("{addr}/24"), "dev", "under0"]);
         let daemon = Daemon::start_in_with(
             &ns,
-            &["--frr-pathspace", &pathspace, "--no-libvirt-sockets"],
+            &["--frr-pathspace", pathspace.name(), "--no-libvirt-sockets"],
         );
         Host {
             daemon,
             ns,
             pathspace,
             addr,
-            _dir: dir,
         }
     }
 
@@ -111,13 +97,12 @@ impl Host {
     /// `vtysh -N <pathspace> -c <command>` (run in the host's namespace, as an operator would).
     fn vtysh(&self, command: &str) -> String {
         self.ns
-            .run_ok(["vtysh", "-N", &self.pathspace, "-c", command])
+            .run_ok(["vtysh", "-N", self.pathspace.name(), "-c", command])
     }
 
     /// The PID in an FRR daemon's pid file, if the file is there.
     fn frr_pid(&self, daemon: &str) -> Option<u32> {
-        let file = format!("/var/run/frr/{}/{daemon}.pid", self.pathspace);
-        std::fs::read_to_string(file).ok()?.trim().parse().ok()
+        self.pathspace.pid(daemon)
     }
 
     /// What the overlay networks make (issue 17, item 2), by hand: a bridge with a VXLAN device
@@ -350,56 +335,80 @@ fn running_pids(h: &Host) -> [u32; 2] {
     pids().map(|p| p.unwrap_or(0))
 }
 
+/// FRR outlives virtnetd as the networks do: a clean stop and a `kill -9` both leave zebra
+/// and bgpd running, and the next virtnetd adopts them (the same PIDs) because they run the
+/// recorded fabric. Daemons running another configuration (edited while virtnetd was down)
+/// are ended and replaced.
 #[test]
-fn the_fabric_persists_across_restarts_and_frr_ends_with_virtnetd() {
+fn the_fabric_persists_across_restarts_and_virtnetd_adopts_its_frr() {
     let mut h = one_host("restart");
     h.fabric_set("10.201.0.2");
     let first = running_pids(&h);
     assert_eq!(h.status()["running"], true);
     let recorded = h.status()["fabric"].clone();
 
-    // A clean stop ends both daemons by PID and removes the pathspace's directory.
+    // A clean stop leaves both daemons (and their directory) for the next virtnetd.
     assert!(h.daemon.stop().success());
     for pid in first {
-        assert!(!pid_running(pid), "FRR daemon {pid} outlived virtnetd");
+        assert!(pid_running(pid), "FRR daemon {pid} ended with virtnetd");
     }
-    assert!(!PathBuf::from("/var/run/frr").join(&h.pathspace).exists());
-
-    // The record survives; FRR runs again with it.
+    // The record survives; the next virtnetd adopts the running daemons.
     h.daemon.restart();
     let status = h.status();
     assert_eq!(status["fabric"], recorded);
     assert_eq!(status["running"], true, "{status:#}");
-    let second = running_pids(&h);
-    assert!(second.iter().all(|&p| pid_running(p)));
-    let conf = std::fs::read_to_string(format!("/var/run/frr/{}/bgpd.conf", h.pathspace))
-        .expect("bgpd.conf");
+    assert_eq!(running_pids(&h), first, "{}", h.daemon.log());
+    let conf = std::fs::read_to_string(h.pathspace.dir().join("bgpd.conf")).expect("bgpd.conf");
     assert!(
         conf.contains("neighbor 10.201.0.2 remote-as internal"),
         "{conf}"
     );
 
-    // A virtnetd killed outright leaves its daemons; the next one ends them before its own.
+    // A virtnetd killed outright: the same.
     h.daemon.kill9();
-    assert!(
-        second.iter().all(|&p| pid_running(p)),
-        "SIGKILL reached FRR"
-    );
+    assert!(first.iter().all(|&p| pid_running(p)), "SIGKILL reached FRR");
     h.daemon.restart();
-    for pid in second {
+    assert_eq!(h.status()["running"], true);
+    assert_eq!(running_pids(&h), first, "{}", h.daemon.log());
+
+    // Daemons that do not run what virtnetd would write are not adopted: ended, replaced.
+    h.daemon.kill9();
+    let bgpd_conf = h.pathspace.dir().join("bgpd.conf");
+    let edited = conf.replace("timers connect 5", "timers connect 6");
+    std::fs::write(&bgpd_conf, edited).expect("edit bgpd.conf");
+    h.daemon.restart();
+    for pid in first {
         wait_until(
-            &format!("stale FRR daemon {pid} ended"),
+            &format!("FRR daemon {pid} with another configuration ended"),
             || !pid_running(pid),
             || h.daemon.log(),
         );
     }
     assert_eq!(h.status()["running"], true);
-    let third = running_pids(&h);
-    assert!(third.iter().all(|&p| pid_running(p)));
-    assert!(h.daemon.stop().success());
-    for pid in third {
-        assert!(!pid_running(pid), "FRR daemon {pid} outlived virtnetd");
-    }
+    let second = running_pids(&h);
+    assert!(second
+        .iter()
+        .all(|&p| pid_running(p) && !first.contains(&p)));
+    assert_eq!(
+        std::fs::read_to_string(&bgpd_conf).expect("bgpd.conf"),
+        conf,
+        "the recorded fabric's configuration is back"
+    );
+
+    // A daemon that dies (a crash, an operator's kill) is started again by the watchdog.
+    let bgpd = second[1];
+    // SAFETY: kill(2) on the bgpd this test's virtnetd started (checked running above).
+    unsafe { libc::kill(bgpd as i32, libc::SIGKILL) };
+    wait_until(
+        "the watchdog starts bgpd again",
+        || {
+            h.frr_pid("bgpd")
+                .is_some_and(|p| p != bgpd && pid_running(p))
+        },
+        || h.daemon.log(),
+    );
+    assert_eq!(h.frr_pid("zebra"), Some(second[0]), "zebra was left alone");
+    assert_eq!(h.status()["running"], true);
 }
 
 #[test]
@@ -435,8 +444,7 @@ fn clients_of_a_route_reflector_learn_each_other_and_a_new_client_keeps_the_othe
     assert_eq!(session_a["state"], "Established", "{session_a:#}");
     assert_eq!(session_a["connectionsDropped"], 0, "{session_a:#}");
     assert_eq!(session_a["connectionsEstablished"], 1, "{session_a:#}");
-    let conf = std::fs::read_to_string(format!("/var/run/frr/{}/bgpd.conf", r.pathspace))
-        .expect("bgpd.conf");
+    let conf = std::fs::read_to_string(r.pathspace.dir().join("bgpd.conf")).expect("bgpd.conf");
     assert!(
         conf.contains(&format!("  neighbor {} route-reflector-client", b.addr)),
         "{conf}"

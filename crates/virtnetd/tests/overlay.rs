@@ -18,7 +18,7 @@
 use std::path::PathBuf;
 
 use virtnet_testkit::dhcp::udhcpc_script;
-use virtnet_testkit::{Daemon, Guest, Lab};
+use virtnet_testkit::{Daemon, FrrPathspace, Guest, Lab};
 
 const VNI: u32 = 4242;
 const VXLAN: &str = "vxlan-4242";
@@ -356,16 +356,6 @@ fn an_overlay_without_its_underlay_is_refused_at_start_and_leaves_nothing() {
     assert!(err.contains("'stretch'"), "{err}");
 }
 
-/// Removes a pathspace's FRR runtime directory when the test ends (virtnetd removes it when it
-/// stops its FRR; this covers a test that fails before).
-struct PathspaceDir(PathBuf);
-
-impl Drop for PathspaceDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// Issue 17, items 1 and 2 together: the same overlay network on two hosts whose virtnetd run
 /// the fabric (`fabric-set`: iBGP EVPN between their FRR), and nothing installed by hand. BGP
 /// EVPN's routes put the flood entry towards the other host's VTEP and each guest's MAC behind
@@ -375,22 +365,19 @@ fn the_fabric_carries_an_overlay_network_between_two_hosts() {
     let a = Lab::new("ovfab-a");
     let b = Lab::new("ovfab-b");
     a.host().veth_to("under0", b.host(), "under0");
-    let pathspaces: Vec<(String, PathspaceDir)> = ["a", "b"]
+    // Declared before the hosts, so dropped after their virtnetd: ends the FRR daemons.
+    let pathspaces: Vec<FrrPathspace> = ["a", "b"]
         .iter()
-        .map(|h| {
-            let name = format!("vno{}-{h}", std::process::id());
-            let dir = PathspaceDir(PathBuf::from("/var/run/frr").join(&name));
-            (name, dir)
-        })
+        .map(|h| FrrPathspace::new("o", h))
         .collect();
     let mut hosts = Vec::new();
-    for ((lab, (pathspace, _)), (addr, peer, range)) in [a, b].into_iter().zip(&pathspaces).zip([
+    for ((lab, pathspace), (addr, peer, range)) in [a, b].into_iter().zip(&pathspaces).zip([
         ("10.200.0.1", "10.200.0.2", (10u8, 59u8)),
         ("10.200.0.2", "10.200.0.1", (110, 159)),
     ]) {
         lab.host()
             .ip_ok(["addr", "add", &format!("{addr}/24"), "dev", "under0"]);
-        let daemon = Daemon::start_in_with(lab.host(), &["--frr-pathspace", pathspace]);
+        let daemon = Daemon::start_in_with(lab.host(), &["--frr-pathspace", pathspace.name()]);
         daemon.cli_ok(&[
             "fabric-set",
             "--asn",

@@ -7,10 +7,14 @@
 //! virtnetd creates it (owned by FRR's user, which the daemons drop to) and removes it when
 //! it stops them; the daemons' output goes to `<run-dir>/frr/<daemon>.log`.
 //!
-//! A change of the fabric rewrites `bgpd.conf` and restarts `bgpd` alone (its sessions come
-//! back within seconds; zebra and the kernel's VXLAN devices stay). A virtnetd killed without
-//! stopping its daemons leaves their pid files: the next start ends those processes (checking
-//! that each PID is still that daemon of that pathspace) before starting its own.
+//! The daemons outlive virtnetd, as the networks and guest taps do: a virtnetd that stops (or
+//! is killed) leaves them running, so BGP sessions, the EVPN routes and the forwarding entries
+//! zebra put in the kernel stay, and guests keep reaching other hosts while virtnetd restarts.
+//! The next virtnetd adopts them by their pid files (checking that each PID is still that
+//! daemon of that pathspace) when their configuration is the one it would write; otherwise it
+//! ends them and starts its own. A change of the fabric changes bgpd in place where it can
+//! (neighbours), else rewrites `bgpd.conf` and restarts `bgpd` alone (zebra and the kernel's
+//! VXLAN devices stay; BGP graceful restart keeps the peers forwarding meanwhile).
 
 use std::ffi::CString;
 use std::fs;
@@ -66,9 +70,36 @@ pub struct Frr {
 /// The running daemons and the configuration bgpd runs with.
 #[derive(Debug, Default)]
 struct Procs {
-    zebra: Option<Child>,
-    bgpd: Option<Child>,
+    zebra: Option<Proc>,
+    bgpd: Option<Proc>,
     bgpd_conf: Option<String>,
+}
+
+/// A running daemon: started by this virtnetd, or adopted from a previous one.
+#[derive(Debug)]
+enum Proc {
+    /// Our child (reaped by us).
+    Child(Child),
+    /// A previous virtnetd's child, now the init process's: its PID and its start time
+    /// (`/proc/<pid>/stat`), which tell it from a later process given the same PID.
+    Adopted(i32, u64),
+}
+
+impl Proc {
+    fn pid(&self) -> i32 {
+        match self {
+            Proc::Child(c) => c.id() as i32,
+            Proc::Adopted(pid, _) => *pid,
+        }
+    }
+
+    /// The process has not exited (a child is reaped when it has).
+    fn alive(&mut self) -> bool {
+        match self {
+            Proc::Child(c) => matches!(c.try_wait(), Ok(None)),
+            Proc::Adopted(pid, started) => pid_alive(*pid) && start_time(*pid) == Some(*started),
+        }
+    }
 }
 
 impl Frr {
@@ -97,6 +128,9 @@ impl Frr {
     /// and (re)starts bgpd when it does not run or its configuration changed.
     pub fn apply(&self, zebra_conf: &str, bgpd_conf: &str) -> Result<()> {
         let mut procs = lock(&self.procs);
+        if procs.zebra.is_none() && procs.bgpd.is_none() {
+            self.adopt(&mut procs, zebra_conf, bgpd_conf);
+        }
         if !alive(&mut procs.zebra) {
             if let Some(owner) = self.other_owner() {
                 return Err(Error::conflict(format!(
@@ -106,20 +140,20 @@ impl Frr {
                 )));
             }
             // A zebra that died took bgpd's connection with it: both start afresh.
-            stop_child(&mut procs.bgpd, Daemon::Bgpd);
+            stop_proc(&mut procs.bgpd, Daemon::Bgpd);
             procs.bgpd_conf = None;
             self.prepare_dirs()?;
             self.write_conf(Daemon::Zebra, zebra_conf)?;
-            procs.zebra = Some(self.spawn(Daemon::Zebra)?);
+            procs.zebra = Some(Proc::Child(self.spawn(Daemon::Zebra)?));
             self.wait_for_zebra(&mut procs.zebra);
         }
         let same = procs.bgpd_conf.as_deref() == Some(bgpd_conf);
         if same && alive(&mut procs.bgpd) {
             return Ok(());
         }
-        stop_child(&mut procs.bgpd, Daemon::Bgpd);
+        stop_proc(&mut procs.bgpd, Daemon::Bgpd);
         self.write_conf(Daemon::Bgpd, bgpd_conf)?;
-        procs.bgpd = Some(self.spawn(Daemon::Bgpd)?);
+        procs.bgpd = Some(Proc::Child(self.spawn(Daemon::Bgpd)?));
         procs.bgpd_conf = Some(bgpd_conf.to_string());
         tracing::info!(pathspace = %self.pathspace, "FRR's bgpd started with the fabric");
         Ok(())
@@ -143,22 +177,56 @@ impl Frr {
         Ok(())
     }
 
-    /// Stops bgpd, then zebra (SIGTERM by PID, SIGKILL after a grace period), and removes the
-    /// pathspace's runtime directory.
-    pub fn stop(&self) {
+    /// At virtnetd's exit: leaves the daemons running for the next virtnetd to adopt (the
+    /// fabric's routes and forwarding entries stay, as the networks do).
+    pub fn leave_running(&self) {
         let mut procs = lock(&self.procs);
-        let had = procs.zebra.is_some() || procs.bgpd.is_some();
-        stop_child(&mut procs.bgpd, Daemon::Bgpd);
-        stop_child(&mut procs.zebra, Daemon::Zebra);
+        let left: Vec<i32> = [procs.zebra.take(), procs.bgpd.take()]
+            .into_iter()
+            .flatten()
+            .map(|p| p.pid())
+            .collect();
         procs.bgpd_conf = None;
-        if had {
-            self.remove_dir();
-            tracing::info!(pathspace = %self.pathspace, "FRR's daemons stopped");
+        if !left.is_empty() {
+            tracing::info!(pathspace = %self.pathspace, pids = ?left,
+                "FRR's daemons left running for the next virtnetd");
         }
     }
 
-    /// Ends the daemons a previous virtnetd of this pathspace left running (killed before it
-    /// could stop them), found by their pid files, and removes their runtime directory.
+    /// Adopts the daemons a previous virtnetd of this pathspace left running when both run
+    /// and their configuration files are what this one would write; otherwise ends what is
+    /// left of them (and their runtime directory), so [`Frr::apply`] starts afresh.
+    /// Daemons whose parent is another live virtnetd are that virtnetd's and left alone
+    /// ([`Frr::apply`] then refuses to start).
+    fn adopt(&self, procs: &mut Procs, zebra_conf: &str, bgpd_conf: &str) {
+        if self.other_owner().is_some() {
+            return;
+        }
+        let pids = (
+            self.daemon_pid(Daemon::Zebra),
+            self.daemon_pid(Daemon::Bgpd),
+        );
+        let same = |daemon: Daemon, text: &str| {
+            fs::read_to_string(self.conf_file(daemon)).is_ok_and(|on_disk| on_disk == text)
+        };
+        let configured = same(Daemon::Zebra, zebra_conf) && same(Daemon::Bgpd, bgpd_conf);
+        if let (Some(zebra), Some(bgpd), true) = (pids.0, pids.1, configured) {
+            if let (Some(zebra_started), Some(bgpd_started)) = (start_time(zebra), start_time(bgpd))
+            {
+                procs.zebra = Some(Proc::Adopted(zebra, zebra_started));
+                procs.bgpd = Some(Proc::Adopted(bgpd, bgpd_started));
+                procs.bgpd_conf = Some(bgpd_conf.to_string());
+                tracing::info!(pathspace = %self.pathspace, zebra, bgpd,
+                    "FRR's daemons of the previous virtnetd adopted");
+                return;
+            }
+        }
+        self.end_stale();
+    }
+
+    /// Ends the daemons a previous virtnetd of this pathspace left running, found by their
+    /// pid files, and removes their runtime directory: at start-up without a fabric, and
+    /// when they cannot be adopted.
     ///
     /// Daemons whose parent is another live virtnetd are that virtnetd's: they are left alone
     /// (two virtnetd were given the same pathspace; [`Frr::apply`] then refuses to start).
@@ -174,7 +242,9 @@ impl Frr {
             };
             tracing::warn!(pid, daemon = daemon.name(), pathspace = %self.pathspace,
                 "ending an FRR daemon a previous virtnetd left running");
-            end_pid(pid);
+            if let Some(started) = start_time(pid) {
+                stop_proc(&mut Some(Proc::Adopted(pid, started)), daemon);
+            }
         }
         if self.dir.exists() {
             self.remove_dir();
@@ -310,7 +380,7 @@ impl Frr {
     }
 
     /// Waits (bounded) until zebra's API socket exists, so bgpd connects at once.
-    fn wait_for_zebra(&self, zebra: &mut Option<Child>) {
+    fn wait_for_zebra(&self, zebra: &mut Option<Proc>) {
         let socket = self.dir.join("zserv.api");
         let deadline = Instant::now() + ZEBRA_READY;
         while !socket.exists() && Instant::now() < deadline && alive(zebra) {
@@ -324,13 +394,6 @@ impl Frr {
                 tracing::warn!(dir = %self.dir.display(), error = %e, "cannot remove FRR's runtime directory");
             }
         }
-    }
-}
-
-impl Drop for Frr {
-    /// Never leaves daemons behind, also when the daemon's start-up fails half-way.
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 
@@ -349,54 +412,40 @@ fn frr_user() -> Result<(u32, u32)> {
     Ok(unsafe { ((*pw).pw_uid, (*pw).pw_gid) })
 }
 
-/// The child runs (has not exited).
-fn alive(child: &mut Option<Child>) -> bool {
-    match child {
-        Some(c) => matches!(c.try_wait(), Ok(None)),
-        None => false,
-    }
+/// The daemon runs (has not exited).
+fn alive(proc: &mut Option<Proc>) -> bool {
+    proc.as_mut().is_some_and(Proc::alive)
 }
 
-/// SIGTERM to the child's PID, SIGKILL after the grace period, and reaps it.
-fn stop_child(child: &mut Option<Child>, daemon: Daemon) {
-    let Some(mut c) = child.take() else {
+/// Ends a daemon: SIGTERM to its PID, SIGKILL when it has not exited within the grace
+/// period; a child is reaped.
+fn stop_proc(proc: &mut Option<Proc>, daemon: Daemon) {
+    let Some(mut p) = proc.take() else {
         return;
     };
-    if matches!(c.try_wait(), Ok(Some(_))) {
+    if !p.alive() {
         return;
     }
-    // SAFETY: kill(2) on our own child's PID, which is not reaped yet (so not reused).
-    unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+    // SAFETY: kill(2) on the daemon's PID: our child not reaped yet, or a PID just checked
+    // to be that daemon of this pathspace (`Frr::daemon_pid`), so not a reused one.
+    unsafe { libc::kill(p.pid(), libc::SIGTERM) };
     let deadline = Instant::now() + STOP_GRACE;
     while Instant::now() < deadline {
-        if !matches!(c.try_wait(), Ok(None)) {
+        if !p.alive() {
             return;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
     tracing::warn!(
-        pid = c.id(),
+        pid = p.pid(),
         daemon = daemon.name(),
         "FRR daemon ignored SIGTERM: killing it"
     );
-    let _ = c.kill();
-    let _ = c.wait();
-}
-
-/// Ends a process that is not our child (left by a previous virtnetd): SIGTERM, then SIGKILL
-/// when it has not gone (or become a zombie) within the grace period.
-fn end_pid(pid: i32) {
-    // SAFETY: kill(2) on a PID just checked to be the stale daemon.
-    unsafe { libc::kill(pid, libc::SIGTERM) };
-    let deadline = Instant::now() + STOP_GRACE;
-    while Instant::now() < deadline {
-        if !pid_alive(pid) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
     // SAFETY: as above.
-    unsafe { libc::kill(pid, libc::SIGKILL) };
+    unsafe { libc::kill(p.pid(), libc::SIGKILL) };
+    if let Proc::Child(c) = &mut p {
+        let _ = c.wait();
+    }
 }
 
 /// The parent of `pid` (field 4 of `/proc/<pid>/stat`).
@@ -404,6 +453,14 @@ fn parent_pid(pid: i32) -> Option<i32> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let (_, rest) = stat.rsplit_once(") ")?;
     rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// When `pid` started (field 22 of `/proc/<pid>/stat`, clock ticks after boot).
+fn start_time(pid: i32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(") ")?;
+    // `rest` starts at field 3 (the state).
+    rest.split_whitespace().nth(19)?.parse().ok()
 }
 
 /// The process exists and is not a zombie.

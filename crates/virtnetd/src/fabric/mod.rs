@@ -6,13 +6,16 @@
 //! virtnetd's network namespace). `fabric-status` asks that instance through `vtysh`
 //! ([`status`]). FRR does the BGP; virtnet never reimplements it (`docs/FABRIC.md`).
 //!
-//! The record is the desired state: at start-up virtnetd ends daemons a killed predecessor
-//! left behind and starts FRR again when a fabric is recorded; at shutdown it stops them.
+//! The record is the desired state: at start-up virtnetd adopts the daemons its predecessor
+//! left running when they run the recorded fabric (else restarts them), and ends them when
+//! no fabric is recorded; at shutdown it leaves them running, as it leaves the networks.
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use virtnet_api::{Fabric, FabricRequest, FabricSettings, FabricStatus};
 
@@ -68,7 +71,12 @@ pub struct FabricControl {
     link_exists: LinkExists,
     /// The recorded fabric; the lock also orders changes (one `fabric-set` at a time).
     record: Mutex<Option<Fabric>>,
+    /// Set at shutdown: the watchdog ([`FabricControl::watch`]) then restarts nothing.
+    stopping: AtomicBool,
 }
+
+/// How often the watchdog looks for a dead FRR daemon.
+const WATCH_INTERVAL: Duration = Duration::from_secs(2);
 
 impl std::fmt::Debug for FabricControl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -91,20 +99,23 @@ impl FabricControl {
             frr: Frr::new(&options.pathspace, &options.run_dir),
             link_exists,
             record: Mutex::new(record),
+            stopping: AtomicBool::new(false),
         })
     }
 
-    /// Start-up: ends daemons of this pathspace a killed virtnetd left behind, then starts
-    /// FRR when a fabric is recorded. A failure is logged: the daemon serves its networks
-    /// anyway, and `fabric-status` shows FRR not running.
+    /// Start-up: with a fabric recorded, adopts the daemons the previous virtnetd left running
+    /// when they run its configuration, else (re)starts them; without one, ends what a
+    /// previous virtnetd left. A failure is logged: the daemon serves its networks anyway,
+    /// and `fabric-status` shows FRR not running.
     pub fn restore(&self) {
         let record = lock(&self.record);
-        self.frr.end_stale();
-        if let Some(fabric) = record.as_ref() {
-            match self.apply(fabric) {
-                Ok(()) => tracing::info!(pathspace = %self.frr.pathspace(), "fabric restored"),
-                Err(error) => tracing::error!(%error, "cannot start FRR for the recorded fabric"),
-            }
+        let Some(fabric) = record.as_ref() else {
+            self.frr.end_stale();
+            return;
+        };
+        match self.apply(fabric) {
+            Ok(()) => tracing::info!(pathspace = %self.frr.pathspace(), "fabric restored"),
+            Err(error) => tracing::error!(%error, "cannot start FRR for the recorded fabric"),
         }
     }
 
@@ -185,9 +196,46 @@ impl FabricControl {
         out
     }
 
-    /// Stops virtnet's FRR daemons (at shutdown).
+    /// At virtnetd's exit: FRR's daemons stay for the next virtnetd (see `frr.rs`).
     pub fn shutdown(&self) {
-        self.frr.stop();
+        self.stopping.store(true, Ordering::SeqCst);
+        let _record = lock(&self.record);
+        self.frr.leave_running();
+    }
+
+    /// Starts the watchdog: a daemon that died (a crash, an operator's `kill`) is started
+    /// again within [`WATCH_INTERVAL`] with the recorded fabric (BGP graceful restart keeps
+    /// the peers forwarding to this host's guests meanwhile). It ends with the daemon.
+    pub fn watch(self: &Arc<Self>) {
+        let this = Arc::downgrade(self);
+        let spawned = std::thread::Builder::new()
+            .name("frr-watch".into())
+            .spawn(move || loop {
+                std::thread::sleep(WATCH_INTERVAL);
+                let Some(this) = this.upgrade() else { return };
+                if this.stopping.load(Ordering::SeqCst) {
+                    return;
+                }
+                this.revive();
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot watch FRR's daemons");
+        }
+    }
+
+    /// Starts FRR's daemons again when a fabric is recorded and one of them is gone.
+    fn revive(&self) {
+        let record = lock(&self.record);
+        let Some(fabric) = record.as_ref() else {
+            return;
+        };
+        if self.stopping.load(Ordering::SeqCst) || self.frr.running() {
+            return;
+        }
+        tracing::warn!(pathspace = %self.frr.pathspace(), "an FRR daemon is gone: starting it again");
+        if let Err(error) = self.apply(fabric) {
+            tracing::error!(%error, "cannot start FRR for the recorded fabric");
+        }
     }
 
     /// Renders `fabric` and makes FRR run it.

@@ -41,6 +41,11 @@ pub fn bgpd_conf(hostname: &str, fabric: &Fabric) -> String {
     let _ = writeln!(out, "router bgp {}", fabric.asn);
     let _ = writeln!(out, " bgp router-id {}", fabric.router_id);
     let _ = writeln!(out, " bgp log-neighbor-changes");
+    // Graceful restart (RFC 4724): when this bgpd restarts (a fabric change it cannot take in
+    // place, a crash the watchdog repairs), its peers keep its routes and keep forwarding to
+    // this host's guests until it is back, and it keeps what zebra installed meanwhile.
+    let _ = writeln!(out, " bgp graceful-restart");
+    let _ = writeln!(out, " bgp graceful-restart preserve-fw-state");
     // EVPN only: no IPv4 unicast session is opened by default.
     let _ = writeln!(out, " no bgp default ipv4-unicast");
     if reflector {
@@ -136,6 +141,8 @@ mod tests {
              router bgp 65000\n \
              bgp router-id 10.201.0.1\n \
              bgp log-neighbor-changes\n \
+             bgp graceful-restart\n \
+             bgp graceful-restart preserve-fw-state\n \
              no bgp default ipv4-unicast\n \
              neighbor 10.201.0.2 remote-as internal\n \
              neighbor 10.201.0.2 update-source eth1\n \
