@@ -197,11 +197,11 @@ impl GuestBank {
                 let iface = format!("eth{i}");
                 let ip = log
                     .lines()
-                    .filter_map(|l| {
+                    .rev()
+                    .find_map(|l| {
                         let mut w = l.split_whitespace().skip(1);
                         (w.next() == Some(iface.as_str())).then(|| w.next().map(str::to_string))
                     })
-                    .last()
                     .flatten();
                 (i, ip)
             })
