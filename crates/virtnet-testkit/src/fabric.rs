@@ -44,6 +44,11 @@ impl FabricHost {
         &self.daemon
     }
 
+    /// The host's virtnetd, to restart it.
+    pub fn daemon_mut(&mut self) -> &mut Daemon {
+        &mut self.daemon
+    }
+
     /// The host's namespace.
     pub fn ns(&self) -> &Netns {
         &self.ns
@@ -272,6 +277,11 @@ impl Fabric {
     /// The hosts, in order of their underlay addresses.
     pub fn hosts(&self) -> &[FabricHost] {
         &self.hosts
+    }
+
+    /// Host `i`, to restart its daemon.
+    pub fn host_mut(&mut self, i: usize) -> &mut FabricHost {
+        &mut self.hosts[i]
     }
 
     /// Waits until every host's `vxlan` floods to every other host (the type-3 routes went

@@ -289,3 +289,52 @@ fn three_hosts_fifty_guests_each_lease_unique_addresses() {
         assert_eq!(got[0].1.as_deref(), Some(STATIC_IP), "on host {h}");
     }
 }
+
+/// Issue 17, item 5 ("its leases are not reused until they expire"): host B's network stops
+/// (its type-3 route is withdrawn, A's flood entry to it goes), yet A still hands out only its
+/// own blocks, B's being held for the lease time; and still after a restart of A's virtnetd,
+/// which reads the members it knew from the store. The guests' MACs are chosen so that their
+/// first pick is in B's blocks: a host that forgot B would give them that address.
+#[test]
+fn a_departed_host_keeps_its_blocks_also_across_a_restart() {
+    let mut fabric = Fabric::new("oudp", 2);
+    for h in fabric.hosts() {
+        h.start_network(&network(24, ("10.77.0.16", "10.77.0.254")));
+    }
+    fabric.wait_full_mesh(VXLAN);
+    let hosts = fabric.hosts();
+    let first_pick = |m: &str| format!("10.77.0.{}", 16 + fnv(&mac_bytes(m)) % 239);
+    let in_b: Vec<String> = (0..)
+        .map(|i| mac(0, i))
+        .filter(|m| owner(hosts, &first_pick(m)) == hosts[1].underlay())
+        .take(2)
+        .collect();
+
+    hosts[1].daemon().cli_ok(&["net-destroy", NETWORK]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !hosts[0].flood_destinations(VXLAN).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "B's flood entry stays"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    // The follower reads every second.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let bank = hosts[0].guest_bank("d0", BRIDGE, 1, |_| in_b[0].clone());
+    let got = bank.lease_all(&[0], |_| "d0".into(), |_| None);
+    let ip = got[0].1.clone().expect("a lease while B is away");
+    assert_eq!(owner(hosts, &ip), hosts[0].underlay(), "{ip} is B's");
+
+    fabric.host_mut(0).daemon_mut().restart();
+    let hosts = fabric.hosts();
+    assert!(hosts[0].flood_destinations(VXLAN).is_empty());
+    let bank = hosts[0].guest_bank("d1", BRIDGE, 1, |_| in_b[1].clone());
+    let got = bank.lease_all(&[0], |_| "d1".into(), |_| None);
+    let ip = got[0].1.clone().expect("a lease after the restart");
+    assert_eq!(
+        owner(hosts, &ip),
+        hosts[0].underlay(),
+        "{ip} is B's: the restart forgot B"
+    );
+}

@@ -217,3 +217,43 @@ impl Drop for OwnershipFollower {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+    use virtnet_dhcp::{Limits, Range};
+
+    fn config(leases: &[Option<u32>]) -> DhcpConfig {
+        DhcpConfig {
+            network: "n".into(),
+            server: Ipv4Addr::new(10, 0, 0, 1),
+            prefix: 24,
+            ranges: leases
+                .iter()
+                .map(|l| Range {
+                    start: Ipv4Addr::new(10, 0, 0, 2),
+                    end: Ipv4Addr::new(10, 0, 0, 9),
+                    lease_secs: *l,
+                })
+                .collect(),
+            hosts: vec![],
+            router: None,
+            dns: None,
+            domain: None,
+            mtu: None,
+            boot: None,
+            limits: Limits::default(),
+        }
+    }
+
+    #[test]
+    fn a_departed_member_is_held_for_the_longest_lease() {
+        assert_eq!(hold_secs(&config(&[Some(600), Some(7200)])), 7200);
+        assert_eq!(hold_secs(&config(&[Some(600), None])), u64::MAX);
+        assert_eq!(
+            hold_secs(&config(&[])),
+            u64::from(virtnet_dhcp::DEFAULT_LEASE_SECS)
+        );
+    }
+}
