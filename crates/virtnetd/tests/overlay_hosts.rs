@@ -4,9 +4,9 @@
 //! network (same VNI, subnet, range and static host) defined on each, guests leasing with
 //! busybox `udhcpc`.
 //!
-//! `two_hosts_never_hand_out_the_same_address` runs always (two hosts, a few guests: it failed
-//! before the ranges were shared out, see its comment); the 3 hosts × 50 guests run needs
-//! `VIRTNET_E2E_FABRIC=1` (three FRR instances and 150 clients take a minute or two).
+//! The two-host tests run always (a few guests each: each failed before this change, see their
+//! comments); the 3 hosts × 50 guests run needs `VIRTNET_E2E_FABRIC=1` (three FRR instances
+//! and 150 clients at once).
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
