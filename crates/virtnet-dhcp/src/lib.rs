@@ -84,6 +84,7 @@ mod hub;
 mod ingress;
 mod lease;
 mod netlink;
+mod ownership;
 mod pool;
 mod ratelimit;
 mod reply;
@@ -99,6 +100,7 @@ pub use error::DhcpError;
 pub use hub::foreign_datagrams;
 pub use ingress::Ingress;
 pub use lease::{Lease, LeaseChange, LeaseSink, NullSink};
+pub use ownership::{Membership, Ownership, SharedOwnership, BLOCK_SIZE};
 pub use ratelimit::{PortId, RateLimiter};
 pub use reply::{Destination, Reply};
 pub use server::{
@@ -143,6 +145,18 @@ impl DhcpServer {
         leases: Vec<Lease>,
         sink: Arc<dyn LeaseSink>,
     ) -> Result<DhcpServer, DhcpError> {
+        Self::start_with(config, bridge, leases, sink, None)
+    }
+
+    /// [`DhcpServer::start`]; `ownership` makes it an overlay network's server, which picks
+    /// new addresses only from this host's blocks ([`Engine::set_ownership`]).
+    pub fn start_with(
+        config: DhcpConfig,
+        bridge: &str,
+        leases: Vec<Lease>,
+        sink: Arc<dyn LeaseSink>,
+        ownership: Option<SharedOwnership>,
+    ) -> Result<DhcpServer, DhcpError> {
         let handle = tokio::runtime::Handle::try_current().map_err(|_| DhcpError::NoRuntime {
             bridge: bridge.to_string(),
         })?;
@@ -160,6 +174,9 @@ impl DhcpServer {
         };
         let network = config.network.clone();
         let mut engine = Engine::new(config, leases, sink, Box::new(probe));
+        if let Some(ownership) = ownership {
+            engine.set_ownership(ownership);
+        }
         engine.sweep(socket::now());
         let slot = hub.register(Arc::new(Mutex::new(engine)), ingress, bridge, ifindex);
         tracing::info!(%network, %bridge, "DHCPv4 server started");

@@ -4,7 +4,9 @@
 //! - which bridge an interface is a port of (`RTM_GETLINK`, `IFLA_MASTER`: `ip link show`),
 //!   for the ingress port of a DHCP frame (`ingress.rs`);
 //! - which MAC the bridge's neighbour table has for an IPv4 address (`RTM_GETNEIGH`,
-//!   `AF_INET`, `NDA_DST`: `ip neigh get`), for the conflict check ([`NeighProbe`]).
+//!   `AF_INET`, `NDA_DST`: `ip neigh get`), for the conflict check ([`NeighProbe`]);
+//! - on an overlay network, which address the table gives a MAC (a guest moved from another
+//!   host, its EVPN MAC/IP route), and adding a new lease's entry so EVPN announces it.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr};
@@ -56,6 +58,29 @@ impl crate::server::Probe for NeighProbe {
                 tracing::debug!(%ip, error = %e, "neighbour lookup failed; assuming free");
                 false
             }
+        }
+    }
+
+    fn address_of(&mut self, mac: &[u8; 6]) -> Option<Ipv4Addr> {
+        let answer = self
+            .nl
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .ipv4_of_mac(self.bridge, mac);
+        answer
+            .map_err(|e| tracing::debug!(error = %e, "neighbour dump failed; no hand-over"))
+            .ok()
+            .flatten()
+    }
+
+    fn announce(&mut self, ip: Ipv4Addr, mac: &[u8; 6]) {
+        let answer = self
+            .nl
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .set_neighbour(self.bridge, IpAddr::V4(ip), mac);
+        if let Err(e) = answer {
+            tracing::warn!(%ip, error = %e, "cannot add the lease's neighbour entry");
         }
     }
 }

@@ -26,6 +26,7 @@ use dhcproto::v4::{DhcpOption, HType, Message, MessageType, Opcode, OptionCode};
 
 use crate::config::{DhcpConfig, DEFAULT_LEASE_SECS};
 use crate::lease::{Lease, LeaseChange, LeaseSink};
+use crate::ownership::SharedOwnership;
 use crate::pool::{ClientKey, Offer, Pool};
 use crate::ratelimit::{PortId, RateLimiter};
 use crate::reply::{self, Destination, Grant, Reply};
@@ -74,6 +75,17 @@ pub struct Stats {
 pub trait Probe: Send {
     /// True when `ip` is known to belong to a MAC other than `mac`.
     fn conflict(&mut self, ip: Ipv4Addr, mac: &[u8; 6]) -> bool;
+
+    /// The IPv4 address the network's neighbour table gives to `mac`, if any: on an overlay
+    /// network, a guest that moved here from another host has its MAC/IP route (EVPN type
+    /// 2) from there. `None` by default.
+    fn address_of(&mut self, _mac: &[u8; 6]) -> Option<Ipv4Addr> {
+        None
+    }
+
+    /// Makes a lease just granted known at once (an overlay network's neighbour entry, which
+    /// EVPN announces to the other hosts as a MAC/IP route). Nothing by default.
+    fn announce(&mut self, _ip: Ipv4Addr, _mac: &[u8; 6]) {}
 }
 
 /// A probe that never finds a conflict.
@@ -161,6 +173,9 @@ pub struct Engine {
     probe: Box<dyn Probe>,
     mode: Mode,
     pending: Vec<LeaseChange>,
+    /// An overlay network's block owners (`ownership.rs`): dynamic picks only from this
+    /// host's blocks. `None` on other networks: every address is this host's.
+    ownership: Option<SharedOwnership>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -194,7 +209,16 @@ impl Engine {
             probe,
             mode: Mode::Defer,
             pending: Vec::new(),
+            ownership: None,
         }
+    }
+
+    /// Makes this an overlay network's engine: new addresses are picked only from the blocks
+    /// `ownership` gives this host; a client's own lease or offer, a static host and an
+    /// address a client asks for (checked against the neighbour table) are served as before;
+    /// granted leases are announced through the [`Probe`].
+    pub fn set_ownership(&mut self, ownership: SharedOwnership) {
+        self.ownership = Some(ownership);
     }
 
     /// The configuration in force.
@@ -320,6 +344,7 @@ impl Engine {
         match self.sink.record_batch(&self.config.network, &changes) {
             Ok(()) => {
                 self.pool.commit();
+                self.announce(&changes);
                 replies
             }
             Err(e) => {
@@ -333,6 +358,19 @@ impl Engine {
                 self.mode = Mode::Defer;
                 self.pending.clear();
                 replies
+            }
+        }
+    }
+
+    /// On an overlay network, the neighbour entries of leases just granted or renewed (see
+    /// [`Probe::announce`]), so the other hosts' probes see them before the guest speaks.
+    fn announce(&mut self, changes: &[LeaseChange]) {
+        if self.ownership.is_none() {
+            return;
+        }
+        for change in changes {
+            if let LeaseChange::Granted(l) | LeaseChange::Renewed(l) = change {
+                self.probe.announce(l.ip, &l.mac);
             }
         }
     }
@@ -494,7 +532,7 @@ impl Engine {
             tracing::debug!(network = %self.config.network, port = ?c.port, "port at its lease cap");
             return None;
         }
-        if let Some(ip) = requested {
+        if let Some(ip) = requested.or_else(|| self.handed_over(c)) {
             if self.usable(ip, &c.key, now) && !self.probe.conflict(ip, &c.mac) {
                 return Some(self.dynamic(ip));
             }
@@ -502,19 +540,30 @@ impl Engine {
         self.pick(now, c).map(|ip| self.dynamic(ip))
     }
 
-    /// A deterministic start from the MAC's hash, then forward to the first free address.
+    /// On an overlay network, the address EVPN shows for the client's MAC (its MAC/IP route
+    /// from the host it moved from): a moved guest keeps its address even when it is in
+    /// another host's block (issue 17, item 4). `choose` still checks it is free here and
+    /// held by no other MAC.
+    fn handed_over(&mut self, c: &Client) -> Option<Ipv4Addr> {
+        self.ownership.as_ref()?;
+        self.probe.address_of(&c.mac)
+    }
+
+    /// A deterministic start from the MAC's hash, then forward to the first free address
+    /// (of this host's blocks, on an overlay network).
     fn pick(&mut self, now: u64, c: &Client) -> Option<Ipv4Addr> {
         let total: u64 = self.config.ranges.iter().map(|r| r.len()).sum();
         if total == 0 {
             return None;
         }
+        let ownership = self.ownership.as_ref().and_then(SharedOwnership::get);
         let start = fnv(&c.mac) % total;
         let mut conflicts = 0;
         for i in 0..total {
             let Some(ip) = self.nth_address((start + i) % total) else {
                 continue;
             };
-            if !self.usable(ip, &c.key, now) {
+            if ownership.as_ref().is_some_and(|o| !o.owns(ip)) || !self.usable(ip, &c.key, now) {
                 continue;
             }
             if self.probe.conflict(ip, &c.mac) {

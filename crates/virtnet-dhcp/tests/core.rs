@@ -1207,3 +1207,108 @@ fn failed_batch_sends_no_ack_and_leaves_no_lease() {
     assert_eq!(t.engine.leases(NOW).len(), 4);
     assert!(t.send(msg(MessageType::Discover, mac(5)), PORT_A).is_none());
 }
+
+/// A neighbour table shared by several engines standing for hosts of one overlay network:
+/// what one host announces, the others see (as EVPN's MAC/IP routes make it).
+struct Evpn(Table);
+
+impl Probe for Evpn {
+    fn conflict(&mut self, ip: Ipv4Addr, mac: &[u8; 6]) -> bool {
+        FakeNeigh(self.0.clone()).conflict(ip, mac)
+    }
+    fn address_of(&mut self, mac: &[u8; 6]) -> Option<Ipv4Addr> {
+        let table = self.0.lock().unwrap();
+        table.iter().find(|(_, m)| m == mac).map(|(i, _)| *i)
+    }
+    fn announce(&mut self, ip: Ipv4Addr, mac: &[u8; 6]) {
+        let mut table = self.0.lock().unwrap();
+        table.retain(|(i, _)| *i != ip);
+        table.push((ip, *mac));
+    }
+}
+
+/// Three hosts of one overlay network (VTEPs 10.201.0.1-3), each with its own engine and
+/// lease table, all announcing to one shared neighbour table when `announce` is set.
+fn overlay_hosts(table: &Table, announce: bool) -> Vec<T> {
+    let vtep = |n| std::net::IpAddr::V4(Ipv4Addr::new(10, 201, 0, n));
+    (1..=3)
+        .map(|n| {
+            let sink = Arc::new(Sink::default());
+            let probe: Box<dyn Probe> = if announce {
+                Box::new(Evpn(table.clone()))
+            } else {
+                Box::new(FakeNeigh(Arc::new(Mutex::new(Vec::new()))))
+            };
+            let mut engine = Engine::new(config(), vec![], sink.clone(), probe);
+            let shared = SharedOwnership::new();
+            shared.set(Ownership::new(vtep(n), (1..=3).map(vtep)));
+            engine.set_ownership(shared);
+            T {
+                engine,
+                sink,
+                neigh: table.clone(),
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn overlay_hosts_pick_only_from_their_own_blocks() {
+    let table: Table = Arc::new(Mutex::new(Vec::new()));
+    let mut hosts = overlay_hosts(&table, false);
+    let mut seen = std::collections::BTreeMap::new();
+    // 40 guests per host, each on its own port: no address twice, though no host sees another.
+    for (h, host) in hosts.iter_mut().enumerate() {
+        for g in 0..40u8 {
+            let m = [0x52, 0x54, 0, 0, h as u8, g];
+            let a = host.lease(m, PortId::Port(u32::from(g)));
+            assert!(seen.insert(a, (h, g)).is_none(), "{a} given twice");
+            let block = Ownership::block_of(a);
+            let owner = Ownership::new(
+                std::net::IpAddr::V4(Ipv4Addr::new(10, 201, 0, 1)),
+                (1..=3).map(|n| std::net::IpAddr::V4(Ipv4Addr::new(10, 201, 0, n))),
+            )
+            .owner_of_block(block);
+            assert_eq!(
+                owner,
+                std::net::IpAddr::V4(Ipv4Addr::new(10, 201, 0, h as u8 + 1)),
+                "{a} is not in a block of host {h}"
+            );
+        }
+    }
+    // A static host is served on whichever host it attaches.
+    for host in hosts.iter_mut() {
+        assert_eq!(host.lease(mac(0xaa), PORT_B), ip(10));
+    }
+}
+
+#[test]
+fn a_moved_guest_keeps_the_address_another_host_gave() {
+    let table: Table = Arc::new(Mutex::new(Vec::new()));
+    let mut hosts = overlay_hosts(&table, true);
+    let guest = mac(0x42);
+    let a = hosts[0].lease(guest, PORT_A);
+    // Host 0 announced it: the shared table (EVPN) has the guest's MAC/IP.
+    assert!(table.lock().unwrap().contains(&(a, guest)));
+    // On host 1 a DISCOVER (no requested address) gets the same address, outside host 1's
+    // blocks.
+    let offer = hosts[1]
+        .send(msg(MessageType::Discover, guest), PORT_A)
+        .expect("offer");
+    assert_eq!(offer.msg.yiaddr(), a);
+    // An INIT-REBOOT REQUEST for it on host 2 is ACKed.
+    let reboot = with(
+        msg(MessageType::Request, guest),
+        DhcpOption::RequestedIpAddress(a),
+    );
+    let ack = hosts[2].send(reboot, PORT_A).expect("ack");
+    assert_eq!(ack.message_type(), Some(MessageType::Ack));
+    assert_eq!(ack.msg.yiaddr(), a);
+    // Another MAC asking for it anywhere is refused: the table gives it to the guest.
+    let thief = with(
+        msg(MessageType::Request, mac(0x43)),
+        DhcpOption::RequestedIpAddress(a),
+    );
+    let nak = hosts[1].send(thief, PORT_B).expect("nak");
+    assert_eq!(nak.message_type(), Some(MessageType::Nak));
+}

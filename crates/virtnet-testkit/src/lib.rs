@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 
 mod daemon;
 pub mod dhcp;
+pub mod fabric;
 pub mod frr;
 pub mod libvirtd;
 mod netns;

@@ -31,6 +31,7 @@ use crate::error::{Error, Result};
 use crate::store::Store;
 
 mod dhcp6;
+mod ownership;
 pub(crate) use dhcp6::store_key as lease6_store_key;
 pub use dhcp6::{lease6_to_api, Lease6Observer};
 
@@ -581,6 +582,8 @@ pub struct Services {
     ra: RaServer,
     /// DHCPv6 of every IPv6 network with a `<dhcp>`: one socket for all (`services/dhcp6.rs`).
     dhcp6: virtnet_dhcp6::Dhcp6Server,
+    /// The overlay networks' members followers (`services/ownership.rs`), by network.
+    followers: Mutex<BTreeMap<String, ownership::OwnershipFollower>>,
 }
 
 impl std::fmt::Debug for Services {
@@ -648,6 +651,7 @@ impl Services {
             observer6: std::sync::OnceLock::new(),
             ra: RaServer::new(),
             dhcp6: virtnet_dhcp6::Dhcp6Server::new(),
+            followers: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -723,9 +727,16 @@ impl Services {
         let dhcp = match dhcp_config(net) {
             Some(config) => {
                 let sink = Arc::new(Recorder(shared.clone()));
-                match DhcpServer::start(config, &bridge, leases, sink) {
+                // An overlay network: only this host's blocks of the range (issue 17).
+                let owned = ownership::OwnershipFollower::start(net, &config, self.store.clone());
+                let owners = owned.map(|(follower, owners)| {
+                    lock(&self.followers).insert(name.clone(), follower);
+                    owners
+                });
+                match DhcpServer::start_with(config, &bridge, leases, sink, owners) {
                     Ok(server) => Some(server),
                     Err(e) => {
+                        drop(lock(&self.followers).remove(&name));
                         Running {
                             shared,
                             dhcp: None,
@@ -794,6 +805,8 @@ impl Services {
         // Taken out of the map first: a server's task may be recording a lease right now, and
         // the recorder never needs this lock, so stopping cannot deadlock with it.
         let running = lock(&self.running).remove(network);
+        let follower = lock(&self.followers).remove(network);
+        drop(follower);
         if let Some(r) = running {
             // The final advertisement (router lifetime 0) goes out while the bridge exists.
             self.ra.withdraw(&r.shared.bridge);

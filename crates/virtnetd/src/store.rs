@@ -74,6 +74,9 @@ const HOST_BRIDGES: TableDefinition<&str, &[u8]> = TableDefinition::new("host_br
 const HYPERVISOR_PORTS: TableDefinition<&str, &[u8]> = TableDefinition::new("hypervisor_ports");
 /// The fabric record (one row, key [`FABRIC_KEY`]).
 const FABRIC: TableDefinition<&str, &[u8]> = TableDefinition::new("fabric");
+/// The members (VTEPs) each overlay network's DHCP server has seen, with when
+/// (`services/ownership.rs`), keyed by network.
+const OVERLAY_MEMBERS: TableDefinition<&str, &[u8]> = TableDefinition::new("overlay_members");
 const FABRIC_KEY: &str = "fabric";
 const META_FORMAT: &str = "format";
 const META_BOOT_ID: &str = "boot_id";
@@ -954,6 +957,22 @@ impl Store {
     /// Reads the fabric record, if one was written.
     pub fn fabric<T: serde::de::DeserializeOwned>(&self) -> Result<Option<T>> {
         Ok(self.records(FABRIC, "fabric")?.into_iter().next())
+    }
+
+    /// Writes (or replaces) the members an overlay network's DHCP server has seen.
+    pub fn put_overlay_members<T: Serialize>(&self, network: &str, record: &T) -> Result<()> {
+        self.put_record(
+            OVERLAY_MEMBERS,
+            Commit::Checksummed,
+            "overlay members",
+            network,
+            record,
+        )
+    }
+
+    /// Reads every overlay network's members record.
+    pub fn overlay_members<T: serde::de::DeserializeOwned>(&self) -> Result<Vec<T>> {
+        self.records(OVERLAY_MEMBERS, "overlay members")
     }
 
     /// Writes (or replaces) one port of the hypervisor daemon, keyed by its UUID (in the

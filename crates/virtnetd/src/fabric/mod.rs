@@ -76,7 +76,7 @@ pub struct FabricControl {
 }
 
 /// How often the watchdog looks for a dead FRR daemon.
-const WATCH_INTERVAL: Duration = Duration::from_secs(2);
+const WATCH_INTERVAL: Duration = Duration::from_millis(500);
 
 impl std::fmt::Debug for FabricControl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
