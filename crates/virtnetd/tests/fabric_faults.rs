@@ -10,6 +10,7 @@
 //! (`virtnet_testkit::fabric`), iBGP EVPN between them, guests leasing with busybox `udhcpc`,
 //! busybox `ping` every 50 ms.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -275,5 +276,132 @@ fn a_guest_that_moves_between_hosts_is_reached_again() {
     eprintln!(
         "guest moved from A to B: {} of {sent} pings (50 ms apart) from C lost",
         sent - received
+    );
+}
+
+/// Issue 17, item 5 (faults): host C is cut off (its underlay link down), then comes back,
+/// then dies (its virtnetd and FRR killed). Throughout, a guest on A pings a guest on B every
+/// 50 ms: not one ping is lost — a host's faults take down only its own guests. Cut off, C
+/// keeps serving its own guests (a new one leases there, from C's own blocks: the others'
+/// are held for their leases' time), and once the link is back the fabric converges: A's
+/// guest reaches C's guests again, and no address was given twice.
+#[test]
+fn a_cut_off_or_dead_host_takes_down_only_its_own_guests() {
+    let mut fabric = Fabric::new("fcut", 3);
+    for host in fabric.hosts() {
+        host.start_network(&network());
+    }
+    fabric.wait_full_mesh(VXLAN);
+    let hosts = fabric.hosts();
+    let bank = |h: usize, tag: &str, mac: &'static str| {
+        hosts[h].guest_bank(tag, BRIDGE, 1, move |_| mac.into())
+    };
+    let (on_a, on_b, on_c) = (
+        bank(0, "ca", "52:54:00:49:00:01"),
+        bank(1, "cb", "52:54:00:49:00:02"),
+        bank(2, "cc", "52:54:00:49:00:03"),
+    );
+    let lease = |bank: &virtnet_testkit::fabric::GuestBank, name: &str| {
+        bank.lease_all(&[0], |_| name.to_string(), |_| None)[0]
+            .1
+            .clone()
+            .unwrap_or_else(|| panic!("{name} got no lease"))
+    };
+    let (addr_b, addr_c) = (
+        {
+            lease(&on_a, "ca");
+            lease(&on_b, "cb")
+        },
+        lease(&on_c, "cc"),
+    );
+    let reaches = |from: &virtnet_testkit::fabric::GuestBank, to: &str| {
+        from.ns()
+            .exec(["busybox", "ping", "-c", "1", "-W", "1", to])
+            .status
+            .success()
+    };
+    let fdb = |h: usize| {
+        hosts[h]
+            .ns()
+            .run_ok(["bridge", "fdb", "show", "dev", VXLAN])
+    };
+    wait_until(
+        "A's guest reaches B's",
+        || reaches(&on_a, &addr_b),
+        || fdb(0),
+    );
+    wait_until(
+        "A's guest reaches C's",
+        || reaches(&on_a, &addr_c),
+        || fdb(0),
+    );
+
+    let out = on_a.dir().join("cut.out");
+    let file = File::create(&out).expect("ping output file");
+    let ping = on_a
+        .ns()
+        .spawn_with(["busybox", "ping", "-i", "0.05", &addr_b], |cmd| {
+            cmd.stdout(Stdio::from(file));
+        });
+    std::thread::sleep(Duration::from_secs(1));
+
+    // C cut off: A and B lose it (BGP's hold time), C's own guests keep their DHCP.
+    hosts[2].ns().ip_ok(["link", "set", "under0", "down"]);
+    wait_until(
+        "A forgets C's VTEP",
+        || {
+            !hosts[0]
+                .flood_destinations(VXLAN)
+                .contains(&hosts[2].underlay().to_string())
+        },
+        || fdb(0),
+    );
+    let late = bank(2, "cl", "52:54:00:49:00:04");
+    let addr_late = lease(&late, "cl");
+    hosts[2].ns().ip_ok(["link", "set", "under0", "up"]);
+    wait_until(
+        "A's guest reaches C's guests again",
+        || reaches(&on_a, &addr_c) && reaches(&on_a, &addr_late),
+        || fdb(0),
+    );
+    let mut seen = BTreeMap::new();
+    for (h, host) in hosts.iter().enumerate() {
+        for (ip, mac, _) in host.leases("faulty") {
+            if let Some(prev) = seen.insert(ip.clone(), (h, mac.clone())) {
+                panic!("{ip} leased twice: {prev:?} and {:?}", (h, mac));
+            }
+        }
+    }
+
+    // C dies: its virtnetd and FRR are killed.
+    let frr: Vec<u32> = ["zebra", "bgpd"]
+        .iter()
+        .filter_map(|d| hosts[2].pathspace().pid(d))
+        .collect();
+    fabric.host_mut(2).daemon_mut().kill9();
+    for pid in frr {
+        // SAFETY: kill(2) on the FRR daemons of this test's host C (from their pid files).
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    }
+    let hosts = fabric.hosts();
+    wait_until(
+        "A forgets the dead C",
+        || {
+            !hosts[0]
+                .flood_destinations(VXLAN)
+                .contains(&hosts[2].underlay().to_string())
+        },
+        || hosts[0].ns().run_ok(["bridge", "fdb", "show", "dev", VXLAN]),
+    );
+    std::thread::sleep(Duration::from_secs(1));
+
+    ping.signal(libc::SIGINT);
+    ping.wait_timeout(Duration::from_secs(5));
+    let summary = std::fs::read_to_string(&out).unwrap_or_default();
+    let (sent, received) = sent_and_received(&summary);
+    assert!(sent > 40, "too few pings to judge: {summary}");
+    assert_eq!(
+        sent, received,
+        "A's guest lost pings to B's while C was cut off and died:\n{summary}"
     );
 }
