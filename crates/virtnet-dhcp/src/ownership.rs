@@ -12,6 +12,11 @@
 //! between them; a member that joins takes about 1/N of the blocks, each from the member that
 //! held it, and nobody else's blocks move; a member that leaves gives only its own blocks away.
 //!
+//! A host that has just started an overlay network does not know the other members yet (BGP
+//! takes seconds): its ownership is *unsettled* ([`Ownership::unsettled`]) and it hands out no
+//! new address until its follower settles it — once the remote members have been stable for a
+//! moment, or after a while with none (a lone host). See `virtnetd`'s `services/ownership.rs`.
+//!
 //! [`Membership`] remembers a member that vanished (its type-3 route withdrawn: dead,
 //! partitioned, or its network stopped) for the network's longest lease time: its blocks stay
 //! its own, so the leases it gave are not handed out again before they expire.
@@ -29,6 +34,8 @@ pub struct Ownership {
     local: IpAddr,
     /// Sorted, without duplicates, always holding `local`.
     members: Vec<IpAddr>,
+    /// False while the members may not all be known yet: no address is this host's then.
+    settled: bool,
 }
 
 impl Ownership {
@@ -38,7 +45,25 @@ impl Ownership {
         let mut members: Vec<IpAddr> = others.into_iter().chain([local]).collect();
         members.sort_unstable();
         members.dedup();
-        Ownership { local, members }
+        Ownership {
+            local,
+            members,
+            settled: true,
+        }
+    }
+
+    /// The same members, not settled yet: [`Ownership::owns`] is false for every address
+    /// (this host may not know every member yet, so it hands out nothing new).
+    pub fn unsettled(self) -> Ownership {
+        Ownership {
+            settled: false,
+            ..self
+        }
+    }
+
+    /// Whether the members are settled (see [`Ownership::unsettled`]).
+    pub fn is_settled(&self) -> bool {
+        self.settled
     }
 
     /// This host's VTEP address.
@@ -71,9 +96,10 @@ impl Ownership {
         best
     }
 
-    /// Whether this host may hand `ip` out dynamically.
+    /// Whether this host may hand `ip` out dynamically (never while unsettled).
     pub fn owns(&self, ip: Ipv4Addr) -> bool {
-        self.members.len() <= 1 || self.owner_of_block(Self::block_of(ip)) == self.local
+        self.settled
+            && (self.members.len() <= 1 || self.owner_of_block(Self::block_of(ip)) == self.local)
     }
 }
 
@@ -190,6 +216,16 @@ impl SharedOwnership {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unsettled_host_owns_nothing_even_alone() {
+        let local: IpAddr = Ipv4Addr::new(10, 0, 0, 1).into();
+        let ip = Ipv4Addr::new(10, 77, 0, 20);
+        assert!(Ownership::new(local, []).owns(ip));
+        let unsettled = Ownership::new(local, []).unsettled();
+        assert!(!unsettled.is_settled());
+        assert!(!unsettled.owns(ip));
+    }
 
     fn vtep(n: u8) -> IpAddr {
         IpAddr::V4(Ipv4Addr::new(10, 201, 0, n))

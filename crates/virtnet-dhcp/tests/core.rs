@@ -1312,3 +1312,35 @@ fn a_moved_guest_keeps_the_address_another_host_gave() {
     let nak = hosts[1].send(thief, PORT_B).expect("nak");
     assert_eq!(nak.message_type(), Some(MessageType::Nak));
 }
+
+/// A host whose overlay members are not settled yet (it just joined: BGP has not brought it
+/// the others' VTEPs) hands out no new address, but still serves a static host; once settled
+/// it picks from its own blocks.
+#[test]
+fn an_unsettled_overlay_host_hands_out_no_new_address() {
+    let vtep = |n| std::net::IpAddr::V4(Ipv4Addr::new(10, 201, 0, n));
+    let sink = Arc::new(Sink::default());
+    let probe: Box<dyn Probe> = Box::new(FakeNeigh(Arc::new(Mutex::new(Vec::new()))));
+    let mut engine = Engine::new(config(), vec![], sink.clone(), probe);
+    let shared = SharedOwnership::new();
+    // Alone as far as it knows, and not settled: not even "everything is mine".
+    shared.set(Ownership::new(vtep(2), []).unsettled());
+    engine.set_ownership(shared.clone());
+    let mut host = T {
+        engine,
+        sink,
+        neigh: Arc::new(Mutex::new(Vec::new())),
+    };
+    let guest = [0x52, 0x54, 0, 0, 9, 1];
+    assert!(
+        host.send(msg(MessageType::Discover, guest), PORT_A)
+            .is_none(),
+        "an unsettled host offered an address"
+    );
+    assert_eq!(host.lease(mac(0xaa), PORT_B), ip(10), "the static host");
+    // Settled, with the others known: an address from its own blocks.
+    let all = Ownership::new(vtep(2), (1..=3).map(vtep));
+    shared.set(all.clone());
+    let a = host.lease(guest, PORT_A);
+    assert_eq!(all.owner_of_block(Ownership::block_of(a)), vtep(2), "{a}");
+}

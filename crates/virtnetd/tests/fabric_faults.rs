@@ -391,7 +391,11 @@ fn a_cut_off_or_dead_host_takes_down_only_its_own_guests() {
                 .flood_destinations(VXLAN)
                 .contains(&hosts[2].underlay().to_string())
         },
-        || hosts[0].ns().run_ok(["bridge", "fdb", "show", "dev", VXLAN]),
+        || {
+            hosts[0]
+                .ns()
+                .run_ok(["bridge", "fdb", "show", "dev", VXLAN])
+        },
     );
     std::thread::sleep(Duration::from_secs(1));
 

@@ -116,8 +116,13 @@ impl Host {
 }
 
 /// Polls `probe` every 100 ms for up to 15 s (a bound for a broken setup, not a measure).
-fn wait_for<T>(mut probe: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+fn wait_for<T>(probe: impl FnMut() -> Option<T>) -> Option<T> {
+    wait_within(std::time::Duration::from_secs(15), probe)
+}
+
+/// Polls `probe` every 100 ms for up to `limit`.
+fn wait_within<T>(limit: std::time::Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = std::time::Instant::now() + limit;
     loop {
         if let Some(v) = probe() {
             return Some(v);
@@ -396,6 +401,20 @@ fn the_fabric_carries_an_overlay_network_between_two_hosts() {
         };
         host.start_overlay(range);
         hosts.push((host, peer));
+    }
+    // A host's overlay DHCP hands out new addresses once it knows the other members (its
+    // flood entries, from BGP's type-3 routes, stable for a moment: docs/FABRIC.md): wait for
+    // them, as an operator waits for `fabric-status` to show the peers.
+    for (host, peer) in &hosts {
+        let flood = format!("00:00:00:00:00:00 dst {peer}");
+        let known = wait_within(std::time::Duration::from_secs(90), || {
+            host.lab
+                .host()
+                .run_ok(["bridge", "fdb", "show", "dev", VXLAN])
+                .contains(&flood)
+                .then_some(())
+        });
+        assert!(known.is_some(), "{} never learnt {peer}", host.underlay);
     }
     let (ga, addr_a, _) = hosts[0].0.dhcp_guest("ga");
     let (gb, addr_b, _) = hosts[1].0.dhcp_guest("gb");

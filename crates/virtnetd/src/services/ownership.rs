@@ -10,12 +10,19 @@
 //! What was seen is kept in the store (table `overlay_members`), written when the set of
 //! members changes, so a restarted virtnetd (whose FRR starts again and takes seconds to learn
 //! its peers) starts with the members it knew instead of believing itself alone.
+//!
+//! A network that starts with no member known (none stored) is *unsettled*: its DHCP server
+//! hands out no new address (renewals, static hosts and addresses clients ask for are served)
+//! until the remote members have been the same for [`SETTLE_STABLE`] after the first one
+//! appeared, or [`SETTLE_ALONE`] passed with none (the first host of the fabric, or a host
+//! without one). A host joining a fabric thus does not pick from the whole range, as if alone,
+//! in the seconds before BGP brings it its peers' type-3 routes.
 
 use std::net::IpAddr;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use virtnet_dhcp::{DhcpConfig, Membership, SharedOwnership};
@@ -28,6 +35,13 @@ use crate::store::Store;
 pub const FOLLOW_INTERVAL: Duration = Duration::from_secs(1);
 /// How often the members' last-seen times are stored when nothing else changed.
 const STORE_EVERY_SECS: u64 = 60;
+/// How long the remote members must stay the same, once one is known, before new addresses
+/// are handed out (a peer's type-3 routes for the VNI arrive together; the other peers'
+/// sessions may come up a moment later).
+pub const SETTLE_STABLE: Duration = Duration::from_secs(2);
+/// How long a network with no member known waits for one before it hands out addresses as
+/// the only host (BGP EVPN sessions come up within seconds; the tests see under 8 s).
+pub const SETTLE_ALONE: Duration = Duration::from_secs(10);
 
 /// The stored record of one overlay network's members.
 #[derive(Debug, Serialize, Deserialize)]
@@ -85,6 +99,11 @@ struct Follow {
     nl: Netlink,
     /// When the record was last stored.
     stored_at: u64,
+    /// Whether new addresses may be handed out (see the module's comment).
+    settled: bool,
+    /// When following started, and when the members last changed.
+    started: Instant,
+    changed_at: Instant,
 }
 
 impl OwnershipFollower {
@@ -124,6 +143,9 @@ impl OwnershipFollower {
             }
         }
         let shared = SharedOwnership::new();
+        // Members known from before (a restart): settled at once.
+        let settled = !membership.remembered().is_empty();
+        let now = Instant::now();
         let mut follow = Follow {
             network: net.name.clone(),
             vxlan: format!("vxlan-{vni}"),
@@ -132,6 +154,9 @@ impl OwnershipFollower {
             store,
             nl,
             stored_at: 0,
+            settled,
+            started: now,
+            changed_at: now,
         };
         follow.step(true);
         let (tx, rx) = mpsc::channel::<()>();
@@ -175,17 +200,26 @@ impl Follow {
                 // Keep what is known: a failed read is not everyone leaving.
                 tracing::debug!(network = %self.network, error = %e, "cannot read the flood entries");
                 if first {
-                    self.shared.set(self.membership.ownership());
+                    self.shared.set(self.ownership());
                 }
                 return;
             }
         };
         let now = super::now();
         let changed = self.membership.observe(now, &present);
-        if changed || first {
-            let ownership = self.membership.ownership();
+        if changed {
+            self.changed_at = Instant::now();
+        }
+        let settles = !self.settled && self.settles();
+        if settles {
+            self.settled = true;
+            tracing::info!(network = %self.network, members = ?self.membership.ownership().members(),
+                "overlay DHCP members settled: new addresses are handed out");
+        }
+        if changed || first || settles {
+            let ownership = self.ownership();
             tracing::info!(network = %self.network, members = ?ownership.members(),
-                "overlay DHCP members");
+                settled = self.settled, "overlay DHCP members");
             self.shared.set(ownership);
         } else if now.saturating_sub(self.stored_at) < STORE_EVERY_SECS {
             return;
@@ -201,12 +235,38 @@ impl Follow {
         }
     }
 
+    /// The ownership to put in force: the members, unsettled until [`Follow::settles`].
+    fn ownership(&self) -> virtnet_dhcp::Ownership {
+        let ownership = self.membership.ownership();
+        if self.settled {
+            ownership
+        } else {
+            ownership.unsettled()
+        }
+    }
+
+    /// Whether the members may now be taken as complete: stable for [`SETTLE_STABLE`] since
+    /// the last change with one known at least, or none after [`SETTLE_ALONE`].
+    fn settles(&self) -> bool {
+        settles(
+            !self.membership.remembered().is_empty(),
+            self.changed_at.elapsed(),
+            self.started.elapsed(),
+        )
+    }
+
     fn remote_vteps(&mut self) -> Result<Vec<IpAddr>, virtnet_host::HostError> {
         match self.nl.link(&self.vxlan)? {
             Some(link) => self.nl.flood_destinations(link.index),
             None => Ok(Vec::new()),
         }
     }
+}
+
+/// The settling rule: some remote member `known` and no change for [`SETTLE_STABLE`], or
+/// [`SETTLE_ALONE`] since following started.
+fn settles(known: bool, since_change: Duration, since_start: Duration) -> bool {
+    (known && since_change >= SETTLE_STABLE) || since_start >= SETTLE_ALONE
 }
 
 impl Drop for OwnershipFollower {
@@ -245,6 +305,16 @@ mod tests {
             boot: None,
             limits: Limits::default(),
         }
+    }
+
+    #[test]
+    fn members_settle_once_stable_or_after_a_while_alone() {
+        let s = Duration::from_secs;
+        assert!(!settles(false, s(0), s(0)), "nothing known at start");
+        assert!(!settles(true, s(1), s(5)), "a member just appeared");
+        assert!(settles(true, s(2), s(5)), "stable for SETTLE_STABLE");
+        assert!(!settles(false, s(9), s(9)), "still waiting for a peer");
+        assert!(settles(false, s(10), s(10)), "alone after SETTLE_ALONE");
     }
 
     #[test]
