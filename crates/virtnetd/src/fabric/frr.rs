@@ -14,7 +14,7 @@
 //! daemon of that pathspace) when their configuration is the one it would write; otherwise it
 //! ends them and starts its own. A change of the fabric changes bgpd in place where it can
 //! (neighbours), else rewrites `bgpd.conf` and restarts `bgpd` alone (zebra and the kernel's
-//! VXLAN devices stay; BGP graceful restart keeps the peers forwarding meanwhile).
+//! VXLAN devices stay; this host's guests lose the other hosts for the seconds it takes).
 
 use std::ffi::CString;
 use std::fs;

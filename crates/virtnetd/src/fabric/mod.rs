@@ -204,8 +204,8 @@ impl FabricControl {
     }
 
     /// Starts the watchdog: a daemon that died (a crash, an operator's `kill`) is started
-    /// again within [`WATCH_INTERVAL`] with the recorded fabric (BGP graceful restart keeps
-    /// the peers forwarding to this host's guests meanwhile). It ends with the daemon.
+    /// again within [`WATCH_INTERVAL`] with the recorded fabric (docs/FABRIC.md: what the
+    /// restart costs this host's guests). It ends with the daemon.
     pub fn watch(self: &Arc<Self>) {
         let this = Arc::downgrade(self);
         let spawned = std::thread::Builder::new()

@@ -41,9 +41,9 @@ pub fn bgpd_conf(hostname: &str, fabric: &Fabric) -> String {
     let _ = writeln!(out, "router bgp {}", fabric.asn);
     let _ = writeln!(out, " bgp router-id {}", fabric.router_id);
     let _ = writeln!(out, " bgp log-neighbor-changes");
-    // Graceful restart (RFC 4724): when this bgpd restarts (a fabric change it cannot take in
-    // place, a crash the watchdog repairs), its peers keep its routes and keep forwarding to
-    // this host's guests until it is back, and it keeps what zebra installed meanwhile.
+    // Graceful restart (RFC 4724) for the families FRR covers. Not EVPN in FRR 8.4 (FRR issue
+    // #9749), and zebra drops a dead bgpd's remote MACs anyway: docs/FABRIC.md says what a
+    // bgpd restart costs.
     let _ = writeln!(out, " bgp graceful-restart");
     let _ = writeln!(out, " bgp graceful-restart preserve-fw-state");
     // EVPN only: no IPv4 unicast session is opened by default.
