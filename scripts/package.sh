@@ -113,16 +113,20 @@ install -m 0644 "$root/packaging/bridge.conf" "$pkg/etc/virtnet/bridge.conf"
 install -m 0644 "$root/examples/default.xml" "$pkg/usr/share/virtnet/default.xml"
 install -m 0644 "$root/packaging/copyright" "$pkg/usr/share/doc/virtnet/copyright"
 install -m 0644 "$root/README.md" "$pkg/usr/share/doc/virtnet/README.md"
-for doc in INSTALL QEMU; do
+for doc in INSTALL QEMU FABRIC; do
   install -m 0644 "$root/docs/$doc.md" "$pkg/usr/share/doc/virtnet/$doc.md"
 done
+# The drop-in a host running the fabric installs in /etc/systemd/system/virtnetd.service.d/.
+d usr/share/doc/virtnet/examples
+install -m 0644 "$root/contrib/systemd/virtnetd.service.d/fabric.conf" \
+  "$pkg/usr/share/doc/virtnet/examples/virtnetd-fabric.conf"
 # A version without a Debian revision (no '-') is a native package: changelog.gz.
 changelog=changelog.Debian.gz
 case "$version" in *-*) ;; *) changelog=changelog.gz ;; esac
 printf 'virtnet (%s) unstable; urgency=medium\n\n  * Built from the virtnet work tree by scripts/package.sh.\n\n -- %s  %s\n' \
   "$version" "$maintainer" "$(date -R -u -d "@${SOURCE_DATE_EPOCH:-$(git -C "$root" log -1 --format=%ct 2>/dev/null || date +%s)}")" \
   | gzip -9n >"$pkg/usr/share/doc/virtnet/$changelog"
-chmod 0644 "$pkg/usr/share/doc/virtnet/"*
+chmod 0644 "$pkg/usr/share/doc/virtnet/"*.* "$pkg/usr/share/doc/virtnet/copyright"
 d usr/share/lintian/overrides
 install -m 0644 "$root/packaging/lintian-overrides" "$pkg/usr/share/lintian/overrides/virtnet"
 

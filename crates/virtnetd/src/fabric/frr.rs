@@ -331,11 +331,15 @@ impl Frr {
             .map_err(|e| Error::io("cannot give FRR's user", &self.dir, e))
     }
 
-    /// Writes a daemon's configuration (mode 0644: the daemon reads it as FRR's user).
+    /// Writes a daemon's configuration, mode 0644 whatever virtnetd's umask (its systemd unit
+    /// has `UMask=0077`): the daemon reads it as FRR's user.
     fn write_conf(&self, daemon: Daemon, text: &str) -> Result<()> {
+        use std::os::unix::fs::PermissionsExt;
         let path = self.conf_file(daemon);
         let tmp = path.with_extension("conf.new");
         fs::write(&tmp, text).map_err(|e| Error::io("cannot write", &tmp, e))?;
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644))
+            .map_err(|e| Error::io("cannot make readable", &tmp, e))?;
         fs::rename(&tmp, &path).map_err(|e| Error::io("cannot write", &path, e))
     }
 
