@@ -5,7 +5,7 @@
 //! interfaces in one namespace per host, each on its own bridge port, leasing with busybox
 //! `udhcpc` all at once.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::dhcp::write_script;
@@ -211,6 +211,87 @@ impl GuestBank {
     /// The event script's log directory (for messages).
     pub fn dir(&self) -> &Path {
         self.tmp.path()
+    }
+
+    /// Leases an address for interface 0 (host name `name`); panics when it gets none.
+    pub fn lease_one(&self, name: &str) -> String {
+        self.lease_all(&[0], |_| name.to_string(), |_| None)[0]
+            .1
+            .clone()
+            .unwrap_or_else(|| panic!("{name} got no lease"))
+    }
+
+    /// Whether one ping (busybox, 1 s) from the bank reaches `addr`.
+    pub fn reaches(&self, addr: &str) -> bool {
+        self.ns
+            .exec(["busybox", "ping", "-c", "1", "-W", "1", addr])
+            .status
+            .success()
+    }
+
+    /// Starts pinging `addr` every 50 ms (busybox `ping -i 0.05`), the way an outage is
+    /// counted; its output goes to `<dir>/<name>`. Returns after the first second of pings.
+    pub fn start_pings(&self, addr: &str, name: &str) -> Pings {
+        let out = self.tmp.path().join(name);
+        let file = std::fs::File::create(&out)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", out.display()));
+        let child = self
+            .ns
+            .spawn_with(["busybox", "ping", "-i", "0.05", addr], |cmd| {
+                cmd.stdout(std::process::Stdio::from(file));
+            });
+        std::thread::sleep(Duration::from_secs(1));
+        Pings { child, out }
+    }
+}
+
+/// Pings running every 50 ms ([`GuestBank::start_pings`]).
+#[derive(Debug)]
+pub struct Pings {
+    child: NsChild,
+    out: PathBuf,
+}
+
+/// What a run of pings saw.
+#[derive(Debug)]
+pub struct PingCount {
+    /// Echo requests sent.
+    pub sent: u32,
+    /// Echo replies received.
+    pub received: u32,
+    /// busybox ping's whole output.
+    pub output: String,
+}
+
+impl PingCount {
+    /// The requests that got no reply.
+    pub fn lost(&self) -> u32 {
+        self.sent.saturating_sub(self.received)
+    }
+}
+
+impl Pings {
+    /// Lets a last second of pings run, stops them (SIGINT: ping prints its summary) and
+    /// returns the counts; panics when there is no summary.
+    pub fn stop(self) -> PingCount {
+        std::thread::sleep(Duration::from_secs(1));
+        self.child.signal(libc::SIGINT);
+        self.child.wait_timeout(Duration::from_secs(5));
+        let output = std::fs::read_to_string(&self.out).unwrap_or_default();
+        let line = output
+            .lines()
+            .find(|l| l.contains("packets transmitted"))
+            .unwrap_or_else(|| panic!("no ping summary in {output:?}"));
+        // `N packets transmitted, M packets received, X% packet loss`
+        let numbers: Vec<u32> = line
+            .split(|c: char| !c.is_ascii_digit())
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        PingCount {
+            sent: numbers.first().copied().unwrap_or(0),
+            received: numbers.get(1).copied().unwrap_or(0),
+            output,
+        }
     }
 }
 

@@ -11,8 +11,6 @@
 //! busybox `ping` every 50 ms.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use virtnet_testkit::fabric::{Fabric, FabricHost};
@@ -41,19 +39,6 @@ fn wait_until(what: &str, mut check: impl FnMut() -> bool, context: impl Fn() ->
         assert!(Instant::now() < deadline, "{what}: gave up\n{}", context());
         std::thread::sleep(Duration::from_millis(200));
     }
-}
-
-/// `N packets transmitted, M packets received` of busybox ping's summary.
-fn sent_and_received(summary: &str) -> (u32, u32) {
-    let line = summary
-        .lines()
-        .find(|l| l.contains("packets transmitted"))
-        .unwrap_or_else(|| panic!("no ping summary in {summary:?}"));
-    let numbers: Vec<u32> = line
-        .split(|c: char| !c.is_ascii_digit())
-        .filter_map(|w| w.parse().ok())
-        .collect();
-    (numbers[0], numbers[1])
 }
 
 /// zebra's and bgpd's PIDs on `host`, once both run.
@@ -85,23 +70,12 @@ fn restarts_of_virtnetd_and_bgpd_lose_no_ping_between_hosts() {
     fabric.wait_full_mesh(VXLAN);
     let a = fabric.hosts()[0].guest_bank("fa", BRIDGE, 1, |_| "52:54:00:46:00:01".into());
     let b = fabric.hosts()[1].guest_bank("fb", BRIDGE, 1, |_| "52:54:00:46:00:02".into());
-    let addr = |bank: &virtnet_testkit::fabric::GuestBank, name: &str| {
-        bank.lease_all(&[0], |_| name.to_string(), |_| None)[0]
-            .1
-            .clone()
-            .unwrap_or_else(|| panic!("{name} got no lease"))
-    };
-    let addr_a = addr(&a, "ga");
-    let _addr_b = addr(&b, "gb");
+    let addr_a = a.lease_one("ga");
+    b.lease_one("gb");
     // The first pings cross once EVPN has carried the guests' MACs.
     wait_until(
         "guest B reaches guest A",
-        || {
-            b.ns()
-                .exec(["busybox", "ping", "-c", "1", "-W", "1", &addr_a])
-                .status
-                .success()
-        },
+        || b.reaches(&addr_a),
         || {
             fabric
                 .hosts()
@@ -112,31 +86,9 @@ fn restarts_of_virtnetd_and_bgpd_lose_no_ping_between_hosts() {
         },
     );
 
-    // Pings every 50 ms from B's guest to A's guest, written to `name` in B's bank directory.
-    let start_pings = |name: &str| {
-        let out = b.dir().join(name);
-        let file = File::create(&out).expect("ping output file");
-        let ping = b
-            .ns()
-            .spawn_with(["busybox", "ping", "-i", "0.05", &addr_a], |cmd| {
-                cmd.stdout(Stdio::from(file));
-            });
-        std::thread::sleep(Duration::from_secs(1));
-        (ping, out)
-    };
-    let stop_pings = |(ping, out): (virtnet_testkit::NsChild, std::path::PathBuf)| {
-        std::thread::sleep(Duration::from_secs(1));
-        ping.signal(libc::SIGINT);
-        ping.wait_timeout(Duration::from_secs(5));
-        let summary = std::fs::read_to_string(&out).unwrap_or_default();
-        let (sent, received) = sent_and_received(&summary);
-        assert!(sent > 20, "too few pings to judge: {summary}");
-        (sent, received, summary)
-    };
-
     // 1. virtnetd on A stops cleanly and starts; then it is killed outright and starts: FRR is
     //    adopted (the same PIDs), nothing in the kernel changes, and no ping is lost.
-    let pings = start_pings("restarts.out");
+    let pings = b.start_pings(&addr_a, "restarts.out");
     let host = fabric.host_mut(0);
     let before = pids_of(host);
     assert!(host.daemon_mut().stop().success());
@@ -146,16 +98,19 @@ fn restarts_of_virtnetd_and_bgpd_lose_no_ping_between_hosts() {
     std::thread::sleep(Duration::from_secs(1));
     host.daemon_mut().restart();
     assert_eq!(pids_of(host), before, "FRR was adopted, not restarted");
-    let (sent, received, summary) = stop_pings(pings);
+    let count = pings.stop();
+    assert!(count.sent > 20, "too few pings to judge: {}", count.output);
     assert_eq!(
-        sent, received,
-        "pings lost across virtnetd's restarts on A:\n{summary}"
+        count.lost(),
+        0,
+        "pings lost across virtnetd's restarts on A:\n{}",
+        count.output
     );
 
     // 2. bgpd on A dies: the watchdog starts it again, the session comes back and so do the
     //    pings. What is lost meanwhile is printed (zebra drops the EVPN entries of a bgpd
     //    that went away; docs/FABRIC.md), not asserted: it is a time, and this machine's.
-    let pings = start_pings("bgpd.out");
+    let pings = b.start_pings(&addr_a, "bgpd.out");
     let host = fabric.host_mut(0);
     let bgpd = before[1];
     // SAFETY: kill(2) on the bgpd of this test's virtnetd (checked running by pids_of).
@@ -167,22 +122,18 @@ fn restarts_of_virtnetd_and_bgpd_lose_no_ping_between_hosts() {
     );
     wait_until(
         "B's guest reaches A's guest again",
-        || {
-            b.ns()
-                .exec(["busybox", "ping", "-c", "1", "-W", "1", &addr_a])
-                .status
-                .success()
-        },
+        || b.reaches(&addr_a),
         || {
             fabric.hosts()[1]
                 .ns()
                 .run_ok(["bridge", "fdb", "show", "dev", VXLAN])
         },
     );
-    let (sent, received, _) = stop_pings(pings);
+    let count = pings.stop();
     eprintln!(
-        "bgpd killed on A: {} of {sent} pings (50 ms apart) lost",
-        sent - received
+        "bgpd killed on A: {} of {} pings (50 ms apart) lost",
+        count.lost(),
+        count.sent
     );
 }
 
@@ -203,21 +154,9 @@ fn a_guest_that_moves_between_hosts_is_reached_again() {
     let mover_mac = "52:54:00:47:00:01";
     let mover = hosts[0].guest_bank("mva", BRIDGE, 1, |_| mover_mac.into());
     let pinger = hosts[2].guest_bank("mvc", BRIDGE, 1, |_| "52:54:00:47:00:03".into());
-    let lease = |bank: &virtnet_testkit::fabric::GuestBank, name: &str| {
-        bank.lease_all(&[0], |_| name.to_string(), |_| None)[0]
-            .1
-            .clone()
-            .unwrap_or_else(|| panic!("{name} got no lease"))
-    };
-    let addr = lease(&mover, "mover");
-    let _ = lease(&pinger, "pinger");
-    let reaches = || {
-        pinger
-            .ns()
-            .exec(["busybox", "ping", "-c", "1", "-W", "1", &addr])
-            .status
-            .success()
-    };
+    let addr = mover.lease_one("mover");
+    pinger.lease_one("pinger");
+    let reaches = || pinger.reaches(&addr);
     let fdb = |h: usize| {
         hosts[h]
             .ns()
@@ -225,14 +164,7 @@ fn a_guest_that_moves_between_hosts_is_reached_again() {
     };
     wait_until("C's guest reaches the guest on A", reaches, || fdb(2));
 
-    let out = pinger.dir().join("move.out");
-    let file = File::create(&out).expect("ping output file");
-    let ping = pinger
-        .ns()
-        .spawn_with(["busybox", "ping", "-i", "0.05", &addr], |cmd| {
-            cmd.stdout(Stdio::from(file));
-        });
-    std::thread::sleep(Duration::from_secs(1));
+    let pings = pinger.start_pings(&addr, "move.out");
 
     // The move: off A, onto B with the same MAC and address, then the announcement.
     mover.remove(0);
@@ -268,14 +200,11 @@ fn a_guest_that_moves_between_hosts_is_reached_again() {
         "the moved MAC is not behind B on C: {}",
         fdb(2)
     );
-    std::thread::sleep(Duration::from_secs(1));
-    ping.signal(libc::SIGINT);
-    ping.wait_timeout(Duration::from_secs(5));
-    let summary = std::fs::read_to_string(&out).unwrap_or_default();
-    let (sent, received) = sent_and_received(&summary);
+    let count = pings.stop();
     eprintln!(
-        "guest moved from A to B: {} of {sent} pings (50 ms apart) from C lost",
-        sent - received
+        "guest moved from A to B: {} of {} pings (50 ms apart) from C lost",
+        count.lost(),
+        count.sent
     );
 }
 
@@ -301,49 +230,18 @@ fn a_cut_off_or_dead_host_takes_down_only_its_own_guests() {
         bank(1, "cb", "52:54:00:49:00:02"),
         bank(2, "cc", "52:54:00:49:00:03"),
     );
-    let lease = |bank: &virtnet_testkit::fabric::GuestBank, name: &str| {
-        bank.lease_all(&[0], |_| name.to_string(), |_| None)[0]
-            .1
-            .clone()
-            .unwrap_or_else(|| panic!("{name} got no lease"))
-    };
-    let (addr_b, addr_c) = (
-        {
-            lease(&on_a, "ca");
-            lease(&on_b, "cb")
-        },
-        lease(&on_c, "cc"),
-    );
-    let reaches = |from: &virtnet_testkit::fabric::GuestBank, to: &str| {
-        from.ns()
-            .exec(["busybox", "ping", "-c", "1", "-W", "1", to])
-            .status
-            .success()
-    };
+    on_a.lease_one("ca");
+    let addr_b = on_b.lease_one("cb");
+    let addr_c = on_c.lease_one("cc");
     let fdb = |h: usize| {
         hosts[h]
             .ns()
             .run_ok(["bridge", "fdb", "show", "dev", VXLAN])
     };
-    wait_until(
-        "A's guest reaches B's",
-        || reaches(&on_a, &addr_b),
-        || fdb(0),
-    );
-    wait_until(
-        "A's guest reaches C's",
-        || reaches(&on_a, &addr_c),
-        || fdb(0),
-    );
+    wait_until("A's guest reaches B's", || on_a.reaches(&addr_b), || fdb(0));
+    wait_until("A's guest reaches C's", || on_a.reaches(&addr_c), || fdb(0));
 
-    let out = on_a.dir().join("cut.out");
-    let file = File::create(&out).expect("ping output file");
-    let ping = on_a
-        .ns()
-        .spawn_with(["busybox", "ping", "-i", "0.05", &addr_b], |cmd| {
-            cmd.stdout(Stdio::from(file));
-        });
-    std::thread::sleep(Duration::from_secs(1));
+    let pings = on_a.start_pings(&addr_b, "cut.out");
 
     // C cut off: A and B lose it (BGP's hold time), C's own guests keep their DHCP.
     hosts[2].ns().ip_ok(["link", "set", "under0", "down"]);
@@ -357,11 +255,11 @@ fn a_cut_off_or_dead_host_takes_down_only_its_own_guests() {
         || fdb(0),
     );
     let late = bank(2, "cl", "52:54:00:49:00:04");
-    let addr_late = lease(&late, "cl");
+    let addr_late = late.lease_one("cl");
     hosts[2].ns().ip_ok(["link", "set", "under0", "up"]);
     wait_until(
         "A's guest reaches C's guests again",
-        || reaches(&on_a, &addr_c) && reaches(&on_a, &addr_late),
+        || on_a.reaches(&addr_c) && on_a.reaches(&addr_late),
         || fdb(0),
     );
     let mut seen = BTreeMap::new();
@@ -397,15 +295,12 @@ fn a_cut_off_or_dead_host_takes_down_only_its_own_guests() {
                 .run_ok(["bridge", "fdb", "show", "dev", VXLAN])
         },
     );
-    std::thread::sleep(Duration::from_secs(1));
-
-    ping.signal(libc::SIGINT);
-    ping.wait_timeout(Duration::from_secs(5));
-    let summary = std::fs::read_to_string(&out).unwrap_or_default();
-    let (sent, received) = sent_and_received(&summary);
-    assert!(sent > 40, "too few pings to judge: {summary}");
+    let count = pings.stop();
+    assert!(count.sent > 40, "too few pings to judge: {}", count.output);
     assert_eq!(
-        sent, received,
-        "A's guest lost pings to B's while C was cut off and died:\n{summary}"
+        count.lost(),
+        0,
+        "A's guest lost pings to B's while C was cut off and died:\n{}",
+        count.output
     );
 }
