@@ -26,7 +26,7 @@ fn unprivileged_qemu_with_the_setuid_bridge_helper_leases_an_address() {
     let suid = SetuidHelper::new(&daemon, "allow virbr0\n");
     let launch = Launch {
         wrapper: suid.wrapper(Some((NOBODY, NOBODY))),
-        env: Vec::new(),
+        ..Launch::default()
     };
     let netdev = format!("bridge,id=n0,br=virbr0,helper={}", suid.helper_path());
     let vm = QemuGuest::boot_with(lab.host(), &netdev, MAC, "vm-helper", &launch);
@@ -82,6 +82,7 @@ fn qemu_with_virtnet_ifup_and_ifdown_scripts_leases_an_address() {
             ),
             ("VIRTNET_NETWORK".into(), "default".into()),
         ],
+        ..Launch::default()
     };
     let netdev = format!("tap,id=n0,ifname={TAP},script={IFUP},downscript={IFDOWN}");
     let vm = QemuGuest::boot_with(lab.host(), &netdev, MAC, "vm-script", &launch);

@@ -193,6 +193,8 @@ pub struct Launch {
     pub wrapper: Vec<String>,
     /// Extra environment for QEMU (which passes it on to its helpers and scripts).
     pub env: Vec<(String, String)>,
+    /// Extra arguments after QEMU's own (for example `-incoming tcp:0:4444`).
+    pub args: Vec<String>,
 }
 
 /// A QEMU guest booted on a tap, driven through its serial console.
@@ -270,6 +272,7 @@ impl QemuGuest {
             // No option ROM: the kernel is loaded directly, iPXE would only cost boot time.
             format!("virtio-net-pci,netdev=n0,mac={mac},romfile="),
         ]);
+        args.extend(launch.args.iter().cloned());
         let started = Instant::now();
         let child = ns.spawn_with(&args, |cmd| {
             cmd.stdin(Stdio::piped())
@@ -457,6 +460,99 @@ impl QemuGuest {
             );
         }
         out
+    }
+}
+
+impl QemuGuest {
+    /// Boots QEMU as the destination of a live migration (`-incoming tcp:0:PORT`) inside
+    /// `ns` on tap `tap`, for the guest `hostname` with MAC `mac`. It runs nothing until the
+    /// source migrates into it ([`QemuGuest::migrate_to`]); its console then continues the
+    /// guest's (its command loop runs already: [`QemuGuest::run`] does not wait for a boot).
+    pub fn incoming(ns: &Netns, tap: &str, mac: &str, hostname: &str, port: u16) -> QemuGuest {
+        let guest = QemuGuest::boot_with(
+            ns,
+            &format!("tap,id=n0,ifname={tap},script=no,downscript=no"),
+            mac,
+            hostname,
+            &Launch {
+                args: vec!["-incoming".into(), format!("tcp:0:{port}")],
+                ..Launch::default()
+            },
+        );
+        // The guest booted elsewhere: mark its console as past the boot and ready.
+        guest.console.feed(
+            &format!("{BOOT_MARKER} (migrated in)\n{READY_MARKER} (migrated in)\n"),
+            "",
+            Instant::now(),
+        );
+        guest
+    }
+
+    /// Boots like [`QemuGuest::boot`], with a human monitor on the unix socket `monitor` so
+    /// that the guest can be migrated ([`QemuGuest::migrate_to`]).
+    pub fn boot_migratable(
+        ns: &Netns,
+        tap: &str,
+        mac: &str,
+        hostname: &str,
+        monitor: &Path,
+    ) -> QemuGuest {
+        QemuGuest::boot_with(
+            ns,
+            &format!("tap,id=n0,ifname={tap},script=no,downscript=no"),
+            mac,
+            hostname,
+            &Launch {
+                args: vec![
+                    "-monitor".into(),
+                    format!("unix:{},server=on,wait=off", monitor.display()),
+                ],
+                ..Launch::default()
+            },
+        )
+    }
+
+    /// Live-migrates the guest through the human monitor at `monitor` to `uri` (`tcp:ADDR:PORT`,
+    /// a QEMU started with [`QemuGuest::incoming`]) and waits until QEMU reports the migration
+    /// completed; panics with the monitor's answers when it fails or takes longer than
+    /// `timeout`. The source QEMU then stays paused.
+    pub fn migrate_to(&self, monitor: &Path, uri: &str, timeout: Duration) {
+        let mut hmp = std::os::unix::net::UnixStream::connect(monitor).unwrap_or_else(|e| {
+            panic!(
+                "cannot connect to QEMU's monitor {}: {e}",
+                monitor.display()
+            )
+        });
+        let _ = hmp.set_read_timeout(Some(Duration::from_millis(200)));
+        let mut answers = String::new();
+        let mut ask = |cmd: &str, answers: &mut String| {
+            hmp.write_all(format!("{cmd}\n").as_bytes())
+                .unwrap_or_else(|e| panic!("monitor: {cmd}: {e}"));
+            std::thread::sleep(Duration::from_millis(100));
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = hmp.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                answers.push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        };
+        ask(&format!("migrate -d {uri}"), &mut answers);
+        let deadline = Instant::now() + timeout;
+        loop {
+            let before = answers.len();
+            ask("info migrate", &mut answers);
+            let latest = &answers[before..];
+            if latest.contains("Migration status: completed") {
+                return;
+            }
+            assert!(
+                !latest.contains("Migration status: failed") && Instant::now() < deadline,
+                "guest {}: migration to {uri} did not complete:\n{answers}",
+                self.hostname
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 }
 

@@ -70,7 +70,7 @@ fn qemu_guest_on_a_macvtap_port_leases_from_the_lan_and_reaches_it() {
         "mvguest",
         &Launch {
             wrapper,
-            env: Vec::new(),
+            ..Launch::default()
         },
     );
     let lease = vm.lease();
