@@ -4,7 +4,8 @@
 //! host's virtnetd stops and starts and is killed outright and started: not one ping may be
 //! lost (the kernel's VXLAN device, bridge and EVPN forwarding entries never go away, and FRR
 //! outlives virtnetd: `docs/FABRIC.md`). Then its bgpd dies: the watchdog starts it again and
-//! the pings come back (zebra drops a dead bgpd's remote MACs, so some are lost: printed).
+//! the pings come back (zebra drops a dead bgpd's remote MACs, so some are lost: printed),
+//! while a third host's guest loses not one ping to the second's (a full mesh).
 //!
 //! Real components: each host a namespace with its own virtnetd and FRR
 //! (`virtnet_testkit::fabric`), iBGP EVPN between them, guests leasing with busybox `udhcpc`,
@@ -63,15 +64,17 @@ fn established(host: &FabricHost) -> bool {
 
 #[test]
 fn restarts_of_virtnetd_and_bgpd_lose_no_ping_between_hosts() {
-    let mut fabric = Fabric::new("flt", 2);
+    let mut fabric = Fabric::new("flt", 3);
     for host in fabric.hosts() {
         host.start_network(&network());
     }
     fabric.wait_full_mesh(VXLAN);
     let a = fabric.hosts()[0].guest_bank("fa", BRIDGE, 1, |_| "52:54:00:46:00:01".into());
     let b = fabric.hosts()[1].guest_bank("fb", BRIDGE, 1, |_| "52:54:00:46:00:02".into());
+    let c = fabric.hosts()[2].guest_bank("fc", BRIDGE, 1, |_| "52:54:00:46:00:03".into());
     let addr_a = a.lease_one("ga");
-    b.lease_one("gb");
+    let addr_b = b.lease_one("gb");
+    c.lease_one("gc");
     // The first pings cross once EVPN has carried the guests' MACs.
     wait_until(
         "guest B reaches guest A",
@@ -84,6 +87,12 @@ fn restarts_of_virtnetd_and_bgpd_lose_no_ping_between_hosts() {
                 .collect::<Vec<_>>()
                 .join("\n")
         },
+    );
+
+    wait_until(
+        "guest C reaches guest B",
+        || c.reaches(&addr_b),
+        || String::new(),
     );
 
     // 1. virtnetd on A stops cleanly and starts; then it is killed outright and starts: FRR is
@@ -108,9 +117,11 @@ fn restarts_of_virtnetd_and_bgpd_lose_no_ping_between_hosts() {
     );
 
     // 2. bgpd on A dies: the watchdog starts it again, the session comes back and so do the
-    //    pings. What is lost meanwhile is printed (zebra drops the EVPN entries of a bgpd
-    //    that went away; docs/FABRIC.md), not asserted: it is a time, and this machine's.
+    //    pings. What A's guest loses meanwhile is printed (zebra drops the EVPN entries of a
+    //    bgpd that went away; docs/FABRIC.md), not asserted: it is a time, and this machine's.
+    //    The guests of the other hosts lose nothing between themselves (C to B: asserted).
     let pings = b.start_pings(&addr_a, "bgpd.out");
+    let others = c.start_pings(&addr_b, "others.out");
     let host = fabric.host_mut(0);
     let bgpd = before[1];
     // SAFETY: kill(2) on the bgpd of this test's virtnetd (checked running by pids_of).
@@ -131,9 +142,16 @@ fn restarts_of_virtnetd_and_bgpd_lose_no_ping_between_hosts() {
     );
     let count = pings.stop();
     eprintln!(
-        "bgpd killed on A: {} of {} pings (50 ms apart) lost",
+        "bgpd killed on A: {} of {} pings (50 ms apart) from B to A's guest lost",
         count.lost(),
         count.sent
+    );
+    let between = others.stop();
+    assert_eq!(
+        between.lost(),
+        0,
+        "C's guest lost pings to B's while A's bgpd restarted:\n{}",
+        between.output
     );
 }
 
