@@ -92,7 +92,11 @@ fn restarts_of_virtnetd_and_bgpd_lose_no_ping_between_hosts() {
     wait_until(
         "guest C reaches guest B",
         || c.reaches(&addr_b),
-        || String::new(),
+        || {
+            fabric.hosts()[2]
+                .ns()
+                .run_ok(["bridge", "fdb", "show", "dev", VXLAN])
+        },
     );
 
     // 1. virtnetd on A stops cleanly and starts; then it is killed outright and starts: FRR is
