@@ -163,7 +163,7 @@ fn restarts_of_virtnetd_and_bgpd_lose_no_ping_between_hosts() {
 /// host C, moves to host B as live migration moves it — its port goes on A, the same MAC and
 /// address come up on a port of B, and it announces itself (QEMU's announcement after a
 /// migration; here an unsolicited ARP). EVPN moves the MAC (B advertises it with a higher
-/// sequence number) and C's pings reach it again. The pings lost meanwhile are printed, not
+/// sequence number: C's zebra shows it behind B with sequence 1) and C's pings reach it again. The pings lost meanwhile are printed, not
 /// asserted (a time, and this machine's); BENCHMARKS.md has the figure.
 #[test]
 fn a_guest_that_moves_between_hosts_is_reached_again() {
@@ -221,6 +221,23 @@ fn a_guest_that_moves_between_hosts_is_reached_again() {
             .any(|l| l.starts_with(mover_mac) && l.contains(hosts[1].underlay())),
         "the moved MAC is not behind B on C: {}",
         fdb(2)
+    );
+    let mac_on_c = hosts[2].ns().run_ok([
+        "vtysh",
+        "-N",
+        hosts[2].pathspace().name(),
+        "-c",
+        &format!("show evpn mac vni 4545 mac {mover_mac} json"),
+    ]);
+    // zebra on C: the MAC is B's now, announced with a MAC-mobility sequence number above
+    // the first announcement's (0), which is how EVPN tells a move from a stale route.
+    let mac: serde_json::Value = serde_json::from_str(&mac_on_c).expect("vtysh prints JSON");
+    let entry = &mac[mover_mac];
+    assert_eq!(entry["type"], "remote", "{mac_on_c}");
+    assert_eq!(entry["remoteVtep"], hosts[1].underlay(), "{mac_on_c}");
+    assert!(
+        entry["remoteSequence"].as_u64().is_some_and(|n| n >= 1),
+        "no MAC-mobility sequence number: {mac_on_c}"
     );
     let count = pings.stop();
     eprintln!(
