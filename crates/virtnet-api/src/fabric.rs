@@ -27,10 +27,17 @@ pub struct FabricRequest {
     /// iBGP peers (the other hosts, or a reflector's clients).
     #[serde(default)]
     pub peers: Vec<String>,
-    /// The route reflector: this host's own router id makes this host the reflector (every
-    /// peer is then its client); another address makes this host a client peering with it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub route_reflector: Option<String>,
+    /// The route reflectors (one, or several for redundancy): this host's own router id
+    /// among them makes this host a reflector (every peer is then its client, the other
+    /// reflectors its non-client neighbours); otherwise this host is a client of each.
+    /// Also read from `route_reflector` (one address), the field's name before.
+    #[serde(
+        default,
+        alias = "route_reflector",
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub route_reflectors: Vec<String>,
 }
 
 /// The fabric as virtnetd records it (validated).
@@ -45,27 +52,58 @@ pub struct Fabric {
     /// iBGP peers.
     #[serde(default)]
     pub peers: Vec<IpAddr>,
-    /// The route reflector (see [`FabricRequest::route_reflector`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub route_reflector: Option<IpAddr>,
+    /// The route reflectors (see [`FabricRequest::route_reflectors`]); records written
+    /// before several were allowed hold one, as `route_reflector`.
+    #[serde(
+        default,
+        alias = "route_reflector",
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub route_reflectors: Vec<IpAddr>,
 }
 
 impl Fabric {
-    /// This host is the route reflector of the fabric.
+    /// This host is a route reflector of the fabric.
     pub fn is_reflector(&self) -> bool {
-        self.route_reflector == Some(IpAddr::V4(self.router_id))
+        self.route_reflectors.contains(&IpAddr::V4(self.router_id))
     }
 
-    /// The BGP neighbours: the peers, and the reflector when this host is its client.
+    /// The BGP neighbours: the peers, and every reflector but this host itself.
     pub fn neighbours(&self) -> Vec<IpAddr> {
         let mut all = self.peers.clone();
-        if let Some(rr) = self.route_reflector.filter(|_| !self.is_reflector()) {
-            if !all.contains(&rr) {
-                all.push(rr);
+        for rr in &self.route_reflectors {
+            if *rr != IpAddr::V4(self.router_id) && !all.contains(rr) {
+                all.push(*rr);
             }
         }
         all
     }
+
+    /// Whether neighbour `n` is this reflector's client (a peer that is not itself a
+    /// reflector); false on a host that is no reflector.
+    pub fn is_client(&self, n: &IpAddr) -> bool {
+        self.is_reflector() && !self.route_reflectors.contains(n)
+    }
+}
+
+/// A list given as one value, as a list, or as `null` (a field that held one value before).
+fn one_or_many<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany<T> {
+        One(T),
+        Many(Vec<T>),
+    }
+    Ok(match Option::<OneOrMany<T>>::deserialize(d)? {
+        None => Vec::new(),
+        Some(OneOrMany::One(v)) => vec![v],
+        Some(OneOrMany::Many(v)) => v,
+    })
 }
 
 /// Answer of `GET /v1/fabric` and `PUT /v1/fabric`.
@@ -139,5 +177,32 @@ impl Client {
     pub fn fabric_status(&self) -> Result<FabricStatus, ClientError> {
         let resp = self.checked("GET", FABRIC_STATUS, &[], None)?;
         decode(&resp)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_with_one_reflector_written_before_still_reads() {
+        let old = r#"{"asn":65000,"router_id":"10.201.0.2","underlay":"eth1","peers":[],"route_reflector":"10.201.0.1"}"#;
+        let f: Fabric = serde_json::from_str(old).expect("the old record reads");
+        assert_eq!(
+            f.route_reflectors,
+            vec!["10.201.0.1".parse::<IpAddr>().expect("ip")]
+        );
+        let none = r#"{"asn":65000,"router_id":"10.201.0.2","underlay":"eth1"}"#;
+        let f: Fabric = serde_json::from_str(none).expect("no reflector");
+        assert!(f.route_reflectors.is_empty());
+        // A request as clients sent it before, and as they send it now.
+        let req = r#"{"asn":65000,"router_id":"10.201.0.2","underlay":"eth1","route_reflector":"10.201.0.1"}"#;
+        let r: FabricRequest = serde_json::from_str(req).expect("the old request reads");
+        assert_eq!(r.route_reflectors, vec!["10.201.0.1".to_string()]);
+        let now = serde_json::to_string(&r).expect("serialises");
+        assert!(
+            now.contains(r#""route_reflectors":["10.201.0.1"]"#),
+            "{now}"
+        );
     }
 }

@@ -233,10 +233,10 @@ pub struct FabricSetArgs {
     /// An iBGP peer (another host); repeat for each.
     #[arg(long = "peer", value_name = "ADDR")]
     pub peers: Vec<String>,
-    /// The route reflector: this host's own router id makes it the reflector (the peers are
-    /// its clients); another address makes this host its client.
-    #[arg(long, value_name = "ADDR")]
-    pub route_reflector: Option<String>,
+    /// A route reflector; repeat for redundant reflectors. This host's own router id among
+    /// them makes it a reflector (the peers are its clients); otherwise it is their client.
+    #[arg(long = "route-reflector", value_name = "ADDR")]
+    pub route_reflectors: Vec<String>,
     /// Print the recorded fabric as JSON.
     #[arg(long)]
     pub json: bool,

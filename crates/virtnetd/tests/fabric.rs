@@ -145,17 +145,26 @@ fn two_hosts(test: &str) -> (Host, Host) {
 
 /// Three hosts on one underlay switch (a bridge in a namespace of its own).
 fn three_hosts(test: &str) -> (Netns, [Host; 3]) {
+    let (switch, hosts) = hosts_on_a_switch(test, 3);
+    let [a, b, c]: [Host; 3] = hosts.try_into().unwrap_or_else(|_| unreachable!());
+    (switch, [a, b, c])
+}
+
+/// `n` hosts (10.201.0.1 …) on one underlay switch (a bridge in a namespace of its own).
+fn hosts_on_a_switch(test: &str, n: u32) -> (Netns, Vec<Host>) {
+    const ADDRS: [&str; 4] = ["10.201.0.1", "10.201.0.2", "10.201.0.3", "10.201.0.4"];
     let switch = Netns::new("fabsw");
     switch.ip_ok(["link", "add", "sw", "type", "bridge"]);
     switch.ip_ok(["link", "set", "sw", "up"]);
-    let addrs = ["10.201.0.1", "10.201.0.2", "10.201.0.3"];
-    let hosts = [1u32, 2, 3].map(|n| {
-        let ns = Netns::new(&format!("fab{n}"));
-        let port = format!("p{n}");
-        switch.veth_to(&port, &ns, "under0");
-        switch.ip_ok(["link", "set", &port, "master", "sw"]);
-        Host::new(ns, test, n, addrs[n as usize - 1])
-    });
+    let hosts = (1..=n)
+        .map(|i| {
+            let ns = Netns::new(&format!("fab{i}"));
+            let port = format!("p{i}");
+            switch.veth_to(&port, &ns, "under0");
+            switch.ip_ok(["link", "set", &port, "master", "sw"]);
+            Host::new(ns, test, i, ADDRS[i as usize - 1])
+        })
+        .collect();
     (switch, hosts)
 }
 
@@ -295,7 +304,7 @@ fn bad_fabric_input_is_refused_naming_the_field_and_changes_nothing() {
             "10.201.0.1",
             "under0",
             &["--route-reflector", "nope"],
-            "route_reflector: 'nope' is not an IP address",
+            "route_reflectors[0]: 'nope' is not an IP address",
         ),
     ];
     for (asn, router_id, underlay, more, message) in cases {
@@ -455,4 +464,75 @@ fn clients_of_a_route_reflector_learn_each_other_and_a_new_client_keeps_the_othe
     a.wait_flood_to(b.addr);
     b.wait_flood_to(a.addr);
     assert!(!a.established(b.addr) && a.status()["peers"].as_array().map_or(0, Vec::len) == 1);
+}
+
+/// Two route reflectors (issue 17, item 5: a restart of FRR loses no guest traffic on other
+/// hosts). Each client peers with both; when one reflector's bgpd dies (the watchdog starts it
+/// again), the clients still learn each other through the other: A's flood entry towards B,
+/// read every 50 ms while R1's bgpd is down and comes back, never goes.
+#[test]
+fn with_two_reflectors_a_reflector_restart_keeps_its_clients_flooding_to_each_other() {
+    let (_switch, hosts) = hosts_on_a_switch("rr2", 4);
+    let [r1, r2, a, b] = &hosts[..] else {
+        unreachable!()
+    };
+    let reflectors = ["--route-reflector", r1.addr, "--route-reflector", r2.addr];
+    for rr in [r1, r2] {
+        let mut args = reflectors.to_vec();
+        args.extend(["--peer", a.addr, "--peer", b.addr]);
+        rr.fabric_set_with(&args);
+    }
+    for client in [a, b] {
+        client.fabric_set_with(&reflectors);
+    }
+    let conf = std::fs::read_to_string(r1.pathspace.dir().join("bgpd.conf")).expect("bgpd.conf");
+    assert!(
+        conf.contains(&format!("  neighbor {} route-reflector-client", a.addr)),
+        "{conf}"
+    );
+    assert!(
+        !conf.contains(&format!("neighbor {} route-reflector-client", r2.addr)),
+        "{conf}"
+    );
+    a.add_vni_100();
+    b.add_vni_100();
+    a.wait_flood_to(b.addr);
+    b.wait_flood_to(a.addr);
+    for rr in [r1, r2] {
+        wait_until(
+            "A's sessions to both reflectors are up",
+            || a.established(rr.addr),
+            || format!("{:#}", a.status()),
+        );
+    }
+
+    let bgpd = r1.frr_pid("bgpd").expect("R1's bgpd");
+    // SAFETY: kill(2) on the bgpd of this test's reflector R1 (from its pid file).
+    unsafe { libc::kill(bgpd as i32, libc::SIGKILL) };
+    let flood = format!("00:00:00:00:00:00 dst {}", b.addr);
+    let mut looks = 0;
+    let deadline = Instant::now() + CONVERGE;
+    // Until R1 is back (a new bgpd, A's session to it up again), A floods to B every time.
+    while !(r1
+        .frr_pid("bgpd")
+        .is_some_and(|p| p != bgpd && pid_running(p))
+        && a.established(r1.addr))
+    {
+        let fdb = a.ns.run_ok(["bridge", "fdb", "show", "dev", "vx100"]);
+        assert!(
+            fdb.contains(&flood),
+            "A lost its flood entry to B while R1 restarted:\n{fdb}"
+        );
+        looks += 1;
+        assert!(
+            Instant::now() < deadline,
+            "R1 did not come back: {:#}",
+            r1.status()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        looks > 5,
+        "R1 came back before anything could be seen ({looks} looks)"
+    );
 }

@@ -11,14 +11,14 @@ use crate::output::{Ctx, Failure};
 /// Setting the fabric (re)starts FRR's daemons, which takes a few seconds.
 const SET_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// `fabric-set --asn N --router-id ADDR --underlay IFACE [--peer ADDR]… [--route-reflector ADDR]`.
+/// `fabric-set --asn N --router-id ADDR --underlay IFACE [--peer ADDR]… [--route-reflector ADDR]…`.
 pub fn fabric_set(ctx: &Ctx, a: &FabricSetArgs) -> Result<(), Failure> {
     let request = FabricRequest {
         asn: a.asn,
         router_id: a.router_id.clone(),
         underlay: a.underlay.clone(),
         peers: a.peers.clone(),
-        route_reflector: a.route_reflector.clone(),
+        route_reflectors: a.route_reflectors.clone(),
     };
     let client = ctx.client.clone().with_timeout(SET_TIMEOUT);
     let settings = client
@@ -122,7 +122,7 @@ mod tests {
                 router_id: "10.201.0.1".parse().expect("ip"),
                 underlay: "eth1".into(),
                 peers: vec!["10.201.0.2".parse().expect("ip")],
-                route_reflector: None,
+                route_reflectors: Vec::new(),
             }),
             running: true,
             peers: vec![PeerStatus {

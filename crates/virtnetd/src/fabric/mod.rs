@@ -309,17 +309,21 @@ pub fn validate(request: &FabricRequest, link_exists: LinkExists) -> Result<Fabr
         }
         peers.push(peer);
     }
-    let route_reflector = request
-        .route_reflector
-        .as_deref()
-        .map(|text| neighbour_address("route_reflector", text))
-        .transpose()?;
+    let mut route_reflectors = Vec::new();
+    for (i, text) in request.route_reflectors.iter().enumerate() {
+        let field = format!("route_reflectors[{i}]");
+        let rr = neighbour_address(&field, text)?;
+        if route_reflectors.contains(&rr) {
+            return Err(Error::invalid(field, format!("{rr} is listed twice")));
+        }
+        route_reflectors.push(rr);
+    }
     Ok(Fabric {
         asn,
         router_id,
         underlay: underlay.to_string(),
         peers,
-        route_reflector,
+        route_reflectors,
     })
 }
 
@@ -348,7 +352,7 @@ mod tests {
             router_id: "10.201.0.1".into(),
             underlay: "eth1".into(),
             peers: vec!["10.201.0.2".into()],
-            route_reflector: None,
+            route_reflectors: Vec::new(),
         }
     }
 
@@ -414,10 +418,10 @@ mod tests {
         })
         .contains("listed twice"));
         assert!(refusal(FabricRequest {
-            route_reflector: Some("224.0.0.1".into()),
+            route_reflectors: vec!["224.0.0.1".into()],
             ..request()
         })
-        .starts_with("route_reflector: "));
+        .starts_with("route_reflectors[0]: "));
     }
 
     #[test]

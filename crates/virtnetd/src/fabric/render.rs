@@ -60,7 +60,7 @@ pub fn bgpd_conf(hostname: &str, fabric: &Fabric) -> String {
     let _ = writeln!(out, " address-family l2vpn evpn");
     for n in &neighbours {
         let _ = writeln!(out, "  neighbor {n} activate");
-        if reflector {
+        if fabric.is_client(n) {
             let _ = writeln!(out, "  neighbor {n} route-reflector-client");
         }
     }
@@ -76,14 +76,20 @@ pub fn bgpd_conf(hostname: &str, fabric: &Fabric) -> String {
 /// routes); `None` when more than the neighbours changed (AS, router id, underlay, reflector
 /// role), which needs bgpd restarted. No commands when nothing changed.
 pub fn neighbour_changes(old: &Fabric, new: &Fabric) -> Option<Vec<String>> {
+    let (before, after) = (old.neighbours(), new.neighbours());
+    // A neighbour that stays but becomes or ceases to be a reflector's client.
+    let role_changed = before
+        .iter()
+        .filter(|n| after.contains(n))
+        .any(|n| old.is_client(n) != new.is_client(n));
     if old.asn != new.asn
         || old.router_id != new.router_id
         || old.underlay != new.underlay
         || old.is_reflector() != new.is_reflector()
+        || role_changed
     {
         return None;
     }
-    let (before, after) = (old.neighbours(), new.neighbours());
     let gone: Vec<_> = before.iter().filter(|a| !after.contains(a)).collect();
     let added: Vec<_> = after.iter().filter(|a| !before.contains(a)).collect();
     if gone.is_empty() && added.is_empty() {
@@ -103,7 +109,7 @@ pub fn neighbour_changes(old: &Fabric, new: &Fabric) -> Option<Vec<String>> {
         cmds.push("address-family l2vpn evpn".to_string());
         for n in &added {
             cmds.push(format!("neighbor {n} activate"));
-            if new.is_reflector() {
+            if new.is_client(n) {
                 cmds.push(format!("neighbor {n} route-reflector-client"));
             }
         }
@@ -118,20 +124,23 @@ mod tests {
     use super::*;
     use std::net::{IpAddr, Ipv4Addr};
 
-    fn fabric(peers: &[&str], rr: Option<&str>) -> Fabric {
+    fn fabric(peers: &[&str], rr: &[&str]) -> Fabric {
         Fabric {
             asn: 65000,
             router_id: Ipv4Addr::new(10, 201, 0, 1),
             underlay: "eth1".into(),
             peers: peers.iter().map(|p| p.parse().expect("address")).collect(),
-            route_reflector: rr.map(|r| r.parse::<IpAddr>().expect("address")),
+            route_reflectors: rr
+                .iter()
+                .map(|r| r.parse::<IpAddr>().expect("address"))
+                .collect(),
         }
     }
 
     #[test]
     fn two_hosts_peer_with_each_other_in_l2vpn_evpn_only() {
         assert_eq!(
-            bgpd_conf("h1", &fabric(&["10.201.0.2"], None)),
+            bgpd_conf("h1", &fabric(&["10.201.0.2"], &[])),
             "! Written by virtnetd from its fabric record (`virtnet fabric-set`).\n\
              ! Do not edit: virtnetd rewrites this file when the fabric changes.\n\
              frr defaults datacenter\n\
@@ -159,7 +168,7 @@ mod tests {
 
     #[test]
     fn a_reflector_client_peers_with_the_reflector_only() {
-        let conf = bgpd_conf("h2", &fabric(&[], Some("10.201.0.9")));
+        let conf = bgpd_conf("h2", &fabric(&[], &["10.201.0.9"]));
         assert!(conf.contains(" neighbor 10.201.0.9 remote-as internal\n"));
         assert!(conf.contains("  neighbor 10.201.0.9 activate\n"));
         assert_eq!(conf.matches("remote-as").count(), 1);
@@ -171,7 +180,7 @@ mod tests {
     fn the_reflector_makes_every_peer_its_client() {
         let conf = bgpd_conf(
             "rr",
-            &fabric(&["10.201.0.2", "10.201.0.3"], Some("10.201.0.1")),
+            &fabric(&["10.201.0.2", "10.201.0.3"], &["10.201.0.1"]),
         );
         assert!(conf.contains(" bgp cluster-id 10.201.0.1\n"));
         for p in ["10.201.0.2", "10.201.0.3"] {
@@ -184,9 +193,41 @@ mod tests {
     }
 
     #[test]
+    fn redundant_reflectors_peer_with_each_other_as_non_clients() {
+        // On reflector 10.201.0.1, the other reflector .9 is a neighbour but no client.
+        let conf = bgpd_conf(
+            "rr1",
+            &fabric(&["10.201.0.2"], &["10.201.0.1", "10.201.0.9"]),
+        );
+        assert!(conf.contains(" bgp cluster-id 10.201.0.1\n"));
+        assert!(conf.contains("  neighbor 10.201.0.2 route-reflector-client\n"));
+        assert!(conf.contains("  neighbor 10.201.0.9 activate\n"));
+        assert!(!conf.contains("neighbor 10.201.0.9 route-reflector-client"));
+        // A client peers with both.
+        let client = Fabric {
+            router_id: Ipv4Addr::new(10, 201, 0, 2),
+            ..fabric(&[], &["10.201.0.1", "10.201.0.9"])
+        };
+        let conf = bgpd_conf("c", &client);
+        for rr in ["10.201.0.1", "10.201.0.9"] {
+            assert!(conf.contains(&format!(" neighbor {rr} remote-as internal\n")));
+        }
+        assert!(!conf.contains("route-reflector-client"));
+        // A second reflector added later: a new non-client neighbour, in place.
+        let one = fabric(&["10.201.0.2"], &["10.201.0.1"]);
+        let two = fabric(&["10.201.0.2"], &["10.201.0.1", "10.201.0.9"]);
+        let cmds = neighbour_changes(&one, &two).expect("in place");
+        assert!(cmds.contains(&"neighbor 10.201.0.9 activate".to_string()));
+        assert!(!cmds.iter().any(|c| c.contains("route-reflector-client")));
+        // A client that becomes a reflector changes its role: a restart.
+        let promoted = fabric(&["10.201.0.2"], &["10.201.0.1", "10.201.0.2"]);
+        assert_eq!(neighbour_changes(&one, &promoted), None);
+    }
+
+    #[test]
     fn a_new_client_of_the_reflector_is_added_in_place() {
-        let old = fabric(&["10.201.0.2"], Some("10.201.0.1"));
-        let new = fabric(&["10.201.0.3", "10.201.0.2"], Some("10.201.0.1"));
+        let old = fabric(&["10.201.0.2"], &["10.201.0.1"]);
+        let new = fabric(&["10.201.0.3", "10.201.0.2"], &["10.201.0.1"]);
         assert_eq!(
             neighbour_changes(&old, &new).expect("in place"),
             [
@@ -216,7 +257,7 @@ mod tests {
 
     #[test]
     fn other_changes_need_a_restart() {
-        let old = fabric(&["10.201.0.2"], None);
+        let old = fabric(&["10.201.0.2"], &[]);
         let mut new = old.clone();
         new.asn = 65001;
         assert_eq!(neighbour_changes(&old, &new), None);
@@ -224,7 +265,7 @@ mod tests {
         new.underlay = "eth2".into();
         assert_eq!(neighbour_changes(&old, &new), None);
         // Becoming the reflector changes every session's role.
-        let new = fabric(&["10.201.0.2"], Some("10.201.0.1"));
+        let new = fabric(&["10.201.0.2"], &["10.201.0.1"]);
         assert_eq!(neighbour_changes(&old, &new), None);
     }
 
