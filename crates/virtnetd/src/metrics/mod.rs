@@ -4,12 +4,14 @@
 //! No counter is kept for the scrape: each one reads the counters where they live — the
 //! registry's networks, the DHCP and DNS servers' counters, the ports — and asks the kernel
 //! a fixed number of questions whatever the number of networks and ports. What is kept from
-//! one scrape to the next is each port's label text, escaped once, and its tap's index
-//! (`ports::PortCache`: written again when a label changes, forgotten with the port): a
+//! one scrape to the next is each port's label text, escaped once, and where its tap was in
+//! the kernel's list of links (`ports::PortCache`: written again when a label changes, forgotten with the port): a
 //! scrape of thousands of ports then mostly writes numbers.
 //!
-//! - one rtnetlink stats dump for every port's traffic counters ([`ports`]), and an index
-//!   look-up for a port not seen by an earlier scrape;
+//! - one reading of `/proc/thread-self/net/dev` for every port's traffic counters
+//!   ([`ports`]): procfs lists the links under RCU, where every rtnetlink request for links
+//!   waits for RTNL, which any link change on the host holds (see
+//!   `virtnet_host::link_stats`);
 //! - one nfnetlink dump of the anti-spoofing `drops` set's counters;
 //! - one nfnetlink dump of the named counters of virtnet's table for the firewall's drops
 //!   ([`firewall`]);
@@ -53,11 +55,11 @@ pub use encode::CONTENT_TYPE;
 /// background: see [`NatCache`]).
 const NAT_REFRESH: Duration = Duration::from_secs(10);
 
-/// The scrape's state: the ports' label text and interface indexes, and the NATed
+/// The scrape's state: the ports' label text and where their taps were, and the NATed
 /// connections last read. Scrapes run one at a time.
 #[derive(Default)]
 pub struct Metrics {
-    /// Each port's labels, escaped once, and its tap's interface index, kept from scrape to
+    /// Each port's labels, escaped once, and where its tap was in the links, kept from scrape to
     /// scrape ([`PortCache`]: what changed is written again, what is gone is forgotten).
     ports: Mutex<PortCache>,
     /// The size of the last exposition: the next one's text is allocated at once.
@@ -106,13 +108,8 @@ impl Metrics {
                 row.count_nat(&sources);
             }
         }
-        let samples = lock(&self.ports).samples(
-            &ports,
-            &lease_addresses(&networks),
-            &links,
-            &kernel.spoof,
-            |name| virtnet_host::link_brief::index_of(name).ok().flatten(),
-        );
+        let samples =
+            lock(&self.ports).samples(&ports, &lease_addresses(&networks), &links, &kernel.spoof);
         let t_rows = t0.elapsed();
         let last_len = self.last_len.load(std::sync::atomic::Ordering::Relaxed);
         let mut e = Encoder::with_capacity(last_len + last_len / 8);
@@ -198,7 +195,7 @@ fn beside<'s, T: Default + Send + 's>(
 /// What one scrape asks the kernel: each read failing alone (logged) leaves its metrics out.
 #[derive(Default)]
 struct KernelReads {
-    /// Every link's counters (one `RTM_GETSTATS` dump).
+    /// Every link's counters (`/proc/thread-self/net/dev`).
     links: Vec<LinkStats>,
     /// Frames the anti-spoofing rules dropped, by port (one dump of the `drops` set).
     spoof: HashMap<String, u64>,
@@ -206,8 +203,7 @@ struct KernelReads {
     drops: Option<BTreeMap<&'static str, u64>>,
     /// How long the three dumps took.
     took: Duration,
-    /// How long the links' dump took (it waits for the kernel's RTNL lock, which any link
-    /// change on the host holds, in whatever namespace).
+    /// How long reading the links' counters took.
     took_links: Duration,
 }
 

@@ -2,6 +2,7 @@
 //! counters of each guest's tap, from one link dump per scrape, and the anti-spoofing drops.
 
 use std::borrow::Cow;
+use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -15,38 +16,56 @@ use crate::ports::PortLabels;
 /// The leased IPv4 address of each client, by network and MAC.
 pub(super) type Leases<'a> = HashMap<(&'a str, [u8; 6]), Ipv4Addr>;
 
-/// Every link's counters from one stats dump, by interface index.
+/// Every link's counters from one reading of the kernel's list, in its order (by interface
+/// index), found by name.
 #[derive(Debug, Default)]
 pub(super) struct LinkTable {
-    /// The links' indexes, sorted: searched apart from the counters, they stay in the
-    /// processor's cache (thousands of look-ups per scrape).
-    indexes: Vec<u32>,
-    /// The counters, in the order of `indexes`.
+    /// The counters, in the kernel's order.
     stats: Vec<LinkStats>,
+    /// The positions in `stats` sorted by name: built by the first look-up that needs it (a
+    /// port whose tap is not where it was at the last scrape).
+    by_name: OnceCell<Vec<u32>>,
 }
 
 impl LinkTable {
-    /// The table of the dump's `links`.
-    pub fn new(mut links: Vec<LinkStats>) -> LinkTable {
-        // The kernel dumps in index order: sorting is a check, not work.
-        links.sort_unstable_by_key(|s| s.index);
+    /// The table of the kernel's `links`.
+    pub fn new(links: Vec<LinkStats>) -> LinkTable {
         LinkTable {
-            indexes: links.iter().map(|s| s.index).collect(),
             stats: links,
+            by_name: OnceCell::new(),
         }
     }
 
-    /// The counters of the link with interface index `index`.
-    pub fn get(&self, index: u32) -> Option<&LinkStats> {
-        let at = self.indexes.binary_search(&index).ok()?;
-        self.stats.get(at)
+    /// The counters of the link named `name`, first looked for at position `slot` (where it
+    /// was at the last scrape: from one scrape to the next the links stay in place), which is
+    /// set to where it was found (`None` when it is not there).
+    pub fn find(&self, name: &str, slot: &mut Option<u32>) -> Option<&LinkStats> {
+        if let Some(s) = slot.and_then(|at| self.stats.get(at as usize)) {
+            if s.name == name {
+                return Some(s);
+            }
+        }
+        let sorted = self.by_name.get_or_init(|| {
+            let mut at: Vec<u32> = (0..self.stats.len() as u32).collect();
+            at.sort_unstable_by(|&a, &b| {
+                self.stats[a as usize]
+                    .name
+                    .cmp(&self.stats[b as usize].name)
+            });
+            at
+        });
+        *slot = sorted
+            .binary_search_by(|&at| self.stats[at as usize].name.as_str().cmp(name))
+            .ok()
+            .map(|i| sorted[i]);
+        slot.and_then(|at| self.stats.get(at as usize))
     }
 }
 
 /// What the scrape keeps of each port from one scrape to the next: its five labels escaped
 /// into one text, written again only when one of them changes (the port moved, its guest
-/// was renamed, its lease came or went), and its tap's interface index. A port that is gone
-/// is forgotten by the next scrape.
+/// was renamed, its lease came or went), and where its tap's counters were in the last
+/// scrape's [`LinkTable`]. A port that is gone is forgotten by the next scrape.
 ///
 /// The entries are kept in the order of the last scrape's ports (by name), and a port is
 /// first looked for at its own position: from one scrape to the next, the cache is read
@@ -69,8 +88,8 @@ struct PortEntry {
     text: Arc<str>,
     /// The address the `ip` label was written from.
     ip: Option<Ipv4Addr>,
-    /// The tap's interface index when it was last found.
-    index: Option<u32>,
+    /// Where the tap's counters were in the last scrape's [`LinkTable`].
+    slot: Option<u32>,
 }
 
 /// What one scrape writes of one port.
@@ -86,16 +105,14 @@ pub(super) struct PortSample<'a> {
 
 impl PortCache {
     /// This scrape's samples of `ports`, in their order: their addresses from `leases`,
-    /// their counters from the dump `links` (a tap's index is looked up with `index_of` when
-    /// it is not in the dump: a new port, a tap made again), their anti-spoofing drops from
-    /// `spoof`. Ports no longer listed are forgotten.
+    /// their counters from `links` (the tap is named as the port), their anti-spoofing drops
+    /// from `spoof`. Ports no longer listed are forgotten.
     pub fn samples<'l>(
         &mut self,
         ports: &[PortLabels],
         leases: &Leases<'_>,
         links: &'l LinkTable,
         spoof: &HashMap<String, u64>,
-        index_of: impl Fn(&str) -> Option<u32>,
     ) -> Vec<PortSample<'l>> {
         let mut old = std::mem::take(&mut self.entries);
         self.entries.reserve(ports.len());
@@ -117,16 +134,11 @@ impl PortCache {
             };
             let mut entry = match found {
                 Some(e) if e.ip == ip && e.written_from(values) => e,
-                Some(e) => PortEntry::new(values, ip, e.index),
+                Some(e) => PortEntry::new(values, ip, e.slot),
                 None => PortEntry::new(values, ip, None),
             };
-            let mut stats = entry.index.and_then(|i| links.get(i));
-            if stats.is_none() {
-                // A new tap, or one made again; none (a parked port, a guest not running):
-                // no counters.
-                entry.index = index_of(&port.name);
-                stats = entry.index.and_then(|i| links.get(i));
-            }
+            // None for a port without a tap (a parked port, a guest not running).
+            let stats = links.find(&port.name, &mut entry.slot);
             out.push(PortSample {
                 labels: Arc::clone(&entry.text),
                 stats,
@@ -159,8 +171,8 @@ fn names(entries: &[Option<PortEntry>]) -> HashMap<String, usize> {
 
 impl PortEntry {
     /// The entry of a port with labels `values` (`port`, `domain`, `network`, `mac`) and
-    /// address `ip`; its tap's `index` when known.
-    fn new(values: [&str; 4], ip: Option<Ipv4Addr>, index: Option<u32>) -> PortEntry {
+    /// address `ip`; its tap's `slot` in the last scrape's [`LinkTable`] when known.
+    fn new(values: [&str; 4], ip: Option<Ipv4Addr>, slot: Option<u32>) -> PortEntry {
         let ip_text = ip.map(|ip| ip.to_string()).unwrap_or_default();
         let [port, domain, network, mac] = values;
         let text = label_set(&[
@@ -181,7 +193,7 @@ impl PortEntry {
             ends,
             text: text.into(),
             ip,
-            index,
+            slot,
         }
     }
 
@@ -314,9 +326,9 @@ mod tests {
         }
     }
 
-    fn link(index: u32, rx_bytes: u64) -> LinkStats {
+    fn link(name: &str, rx_bytes: u64) -> LinkStats {
         LinkStats {
-            index,
+            name: name.into(),
             rx_bytes,
             ..LinkStats::default()
         }
@@ -328,10 +340,8 @@ mod tests {
         ports: &[PortLabels],
         leases: &Leases<'_>,
         links: &LinkTable,
-        taps: &[(&str, u32)],
     ) -> String {
-        let index_of = |name: &str| taps.iter().find(|(n, _)| *n == name).map(|(_, i)| *i);
-        let samples = cache.samples(ports, leases, links, &HashMap::new(), index_of);
+        let samples = cache.samples(ports, leases, links, &HashMap::new());
         let mut e = Encoder::default();
         encode(&mut e, &samples);
         e.finish()
@@ -344,14 +354,13 @@ mod tests {
     #[test]
     fn a_changed_label_shows_in_the_next_scrape_and_a_removed_port_is_forgotten() {
         let mut cache = PortCache::default();
-        let links = LinkTable::new(vec![link(9, 30), link(5, 7)]);
-        let taps = [("vnet0", 5), ("vnet1", 9)];
+        let links = LinkTable::new(vec![link("vnet1", 30), link("vnet0", 7)]);
         let mut ports = vec![
             port("vnet0", "vm1", "net1", "52:54:00:00:00:01"),
             port("vnet1", "vm2", "net1", "52:54:00:00:00:02"),
         ];
         let none = Leases::new();
-        let text = scrape(&mut cache, &ports, &none, &links, &taps);
+        let text = scrape(&mut cache, &ports, &none, &links);
         let vnet0 = r#"port="vnet0",domain="vm1",network="net1",mac="52:54:00:00:00:01""#;
         assert!(
             text.contains(&rx_line(&format!("{vnet0},ip=\"\""), 7)),
@@ -361,7 +370,7 @@ mod tests {
 
         // The guest is renamed: the next scrape has the new name, not the old one.
         ports[0].domain = "vm1-new".into();
-        let text = scrape(&mut cache, &ports, &none, &links, &taps);
+        let text = scrape(&mut cache, &ports, &none, &links);
         assert!(text.contains("domain=\"vm1-new\""), "{text}");
         assert!(!text.contains("domain=\"vm1\""), "{text}");
 
@@ -371,32 +380,35 @@ mod tests {
             (net1.as_str(), [0x52, 0x54, 0, 0, 0, 1]),
             Ipv4Addr::new(10, 0, 0, 5),
         )]);
-        let text = scrape(&mut cache, &ports, &leases, &links, &taps);
+        let text = scrape(&mut cache, &ports, &leases, &links);
         assert!(
             text.contains("mac=\"52:54:00:00:00:01\",ip=\"10.0.0.5\"}"),
             "{text}"
         );
-        let text = scrape(&mut cache, &ports, &none, &links, &taps);
+        let text = scrape(&mut cache, &ports, &none, &links);
         assert!(!text.contains("10.0.0.5"), "{text}");
 
         // It moves to another network, and gets another MAC (given in upper case: the label
         // is in lower case).
         ports[0].source = InterfaceSource::Network("net2".into());
         ports[0].mac = "52:54:00:00:00:AA".into();
-        let text = scrape(&mut cache, &ports, &none, &links, &taps);
+        let text = scrape(&mut cache, &ports, &none, &links);
         let moved = r#"port="vnet0",domain="vm1-new",network="net2",mac="52:54:00:00:00:aa",ip="""#;
         assert!(text.contains(&rx_line(moved, 7)), "{text}");
         assert_eq!(text.matches("port=\"vnet0\"").count(), 8, "{text}");
 
-        // Its tap is made again with another index: the counters follow it.
-        let relinked = LinkTable::new(vec![link(9, 30), link(12, 1)]);
-        let taps = [("vnet0", 12), ("vnet1", 9)];
-        let text = scrape(&mut cache, &ports, &none, &relinked, &taps);
+        // Its tap is made again (another index: elsewhere in the kernel's list), the links
+        // before it gone: the counters follow it.
+        let relinked = LinkTable::new(vec![link("vnet1", 30), link("vnet0", 1)]);
+        let text = scrape(&mut cache, &ports, &none, &relinked);
+        assert!(text.contains(&rx_line(moved, 1)), "{text}");
+        let relinked = LinkTable::new(vec![link("vnet0", 1), link("vnet1", 30)]);
+        let text = scrape(&mut cache, &ports, &none, &relinked);
         assert!(text.contains(&rx_line(moved, 1)), "{text}");
 
         // vnet1 is detached: none of its series, and the cache forgets it.
         ports.remove(1);
-        let text = scrape(&mut cache, &ports, &none, &relinked, &taps);
+        let text = scrape(&mut cache, &ports, &none, &relinked);
         assert!(!text.contains("vnet1"), "{text}");
         assert_eq!(cache.len(), 1);
     }
@@ -405,25 +417,13 @@ mod tests {
     fn a_port_without_a_tap_has_labels_but_no_counters() {
         let mut cache = PortCache::default();
         let ports = [port("vnet3", "vm\"3", "n", "52:54:00:00:00:03")];
-        let text = scrape(
-            &mut cache,
-            &ports,
-            &Leases::new(),
-            &LinkTable::default(),
-            &[],
-        );
+        let text = scrape(&mut cache, &ports, &Leases::new(), &LinkTable::default());
         assert!(!text.contains("vnet3"), "{text}");
         assert_eq!(cache.len(), 1);
         // The same labels, escaped, are recognised as unchanged scrape after scrape.
         let text = |cache: &PortCache| cache.entries[0].as_ref().map(|e| Arc::clone(&e.text));
         let before = text(&cache).expect("an entry");
-        scrape(
-            &mut cache,
-            &ports,
-            &Leases::new(),
-            &LinkTable::default(),
-            &[],
-        );
+        scrape(&mut cache, &ports, &Leases::new(), &LinkTable::default());
         assert!(Arc::ptr_eq(&before, &text(&cache).expect("an entry")));
     }
 
@@ -442,13 +442,16 @@ mod tests {
     #[test]
     fn ports_found_elsewhere_keep_their_entries_and_a_new_one_gets_its_own() {
         let mut cache = PortCache::default();
-        let links = LinkTable::new(vec![link(1, 10), link(2, 20), link(3, 30)]);
-        let taps = [("vnet0", 3), ("vnet1", 1), ("vnet2", 2)];
+        let links = LinkTable::new(vec![
+            link("vnet1", 10),
+            link("vnet2", 20),
+            link("vnet0", 30),
+        ]);
         let mut ports = vec![
             port("vnet1", "vm1", "n", "52:54:00:00:00:01"),
             port("vnet2", "vm2", "n", "52:54:00:00:00:02"),
         ];
-        scrape(&mut cache, &ports, &Leases::new(), &links, &taps);
+        scrape(&mut cache, &ports, &Leases::new(), &links);
         let texts = |cache: &PortCache| -> Vec<Arc<str>> {
             cache
                 .entries
@@ -460,7 +463,7 @@ mod tests {
         let before = texts(&cache);
         // vnet0 comes first: the others are one place further on.
         ports.insert(0, port("vnet0", "vm0", "n", "52:54:00:00:00:00"));
-        let text = scrape(&mut cache, &ports, &Leases::new(), &links, &taps);
+        let text = scrape(&mut cache, &ports, &Leases::new(), &links);
         let after = texts(&cache);
         assert_eq!(after.len(), 3);
         assert!(
