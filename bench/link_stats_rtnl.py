@@ -9,16 +9,23 @@ builds them): the links whose counters are read. "holder": a thread in this seco
 creates a configured bridge (up, one IPv4 address) and deletes it, over and over, as
 bench/rtnl_floor.py does: each deletion holds RTNL for milliseconds.
 
-A reader thread in "links" times each way of reading every link's counters, one after the
-other, round robin, first with the holder idle, then with it running:
+First ("rtnl_held"), each way below runs once while RTNL is held, deterministically, by a
+thread of this script in "holder" (RtnlHeld: an ethtool ioctl whose answer the kernel writes,
+under RTNL, to a page userfaultfd keeps missing), for at most 0.2 s: did it finish while the
+lock was held? Then ("idle", "holder") a reader thread in "links" times each way, one after
+the other, round robin, first with the holder process idle, then with it running:
 
-  stats        RTM_GETSTATS, filter IFLA_STATS_LINK_64 (what virtnet read so far)
+  stats        RTM_GETSTATS, filter IFLA_STATS_LINK_64 (what virtnet read before)
   link         RTM_GETLINK dump, IFLA_EXT_MASK 0 (IFLA_STATS64 among every other attribute)
   link-tun     the same, filtered by IFLA_LINKINFO/IFLA_INFO_KIND "tun" (the taps only)
+  link-one     RTM_GETLINK of one link, not a dump (rtnl_held only)
+  stats-one    RTM_GETSTATS of one link (rtnl_held only)
   procnetdev   /proc/thread-self/net/dev (text)
   probe        a request that needs RTNL (set the lo link up): the reference for a wait
 
-Prints JSON: per phase and way, the dump times (ms: p50, p99, max, n) and bytes per dump.
+Prints JSON: whether each way finished while RTNL was held; per phase and way, the times
+(wall ms: p50, p99, max, n; Python's parsing of the netlink headers included) and the bytes
+of one reading.
 """
 import argparse
 import ctypes

@@ -4,13 +4,14 @@
 //! No counter is kept for the scrape: each one reads the counters where they live — the
 //! registry's networks, the DHCP and DNS servers' counters, the ports — and asks the kernel
 //! a fixed number of questions whatever the number of networks and ports. What is kept from
-//! one scrape to the next is each port's label text, escaped once, and where its tap was in
-//! the kernel's list of links (`ports::PortCache`: written again when a label changes, forgotten with the port): a
-//! scrape of thousands of ports then mostly writes numbers.
+//! one scrape to the next is each port's label text, escaped once, and where its tap was
+//! found (`ports::PortCache`: written again when a label changes, forgotten with the port):
+//! a scrape of thousands of ports then mostly writes numbers.
 //!
-//! - one reading of `/proc/thread-self/net/dev` for every port's traffic counters
-//!   ([`ports`]): procfs lists the links under RCU, where every rtnetlink request for links
-//!   waits for RTNL, which any link change on the host holds (see
+//! - one rtnetlink stats dump for every port's traffic counters ([`ports`]), and an index
+//!   look-up for a port not seen by an earlier scrape; when the dump waits for the kernel's
+//!   RTNL lock (held by a link change anywhere on the host) longer than [`LINKS_PATIENCE`],
+//!   `/proc/thread-self/net/dev` instead, which the kernel lists under RCU (see
 //!   `virtnet_host::link_stats`);
 //! - one nfnetlink dump of the anti-spoofing `drops` set's counters;
 //! - one nfnetlink dump of the named counters of virtnet's table for the firewall's drops
@@ -54,6 +55,12 @@ pub use encode::CONTENT_TYPE;
 /// How old the NATed connections' count may get before a scrape has it read again (in the
 /// background: see [`NatCache`]).
 const NAT_REFRESH: Duration = Duration::from_secs(10);
+
+/// How long a scrape waits for the links' stats dump (1.5–2 ms for 2,500 links when RTNL is
+/// free) before it reads `net/dev` instead (~4 ms, but never waiting for RTNL, which a link
+/// deletion anywhere on the host holds for 10–20 ms and the kernel's link-watch work for up
+/// to 15 ms).
+const LINKS_PATIENCE: Duration = Duration::from_millis(3);
 
 /// The scrape's state: the ports' label text and where their taps were, and the NATed
 /// connections last read. Scrapes run one at a time.
@@ -108,8 +115,13 @@ impl Metrics {
                 row.count_nat(&sources);
             }
         }
-        let samples =
-            lock(&self.ports).samples(&ports, &lease_addresses(&networks), &links, &kernel.spoof);
+        let samples = lock(&self.ports).samples(
+            &ports,
+            &lease_addresses(&networks),
+            &links,
+            &kernel.spoof,
+            |name| virtnet_host::link_brief::index_of(name).ok().flatten(),
+        );
         let t_rows = t0.elapsed();
         let last_len = self.last_len.load(std::sync::atomic::Ordering::Relaxed);
         let mut e = Encoder::with_capacity(last_len + last_len / 8);
@@ -201,16 +213,17 @@ struct KernelReads {
     spoof: HashMap<String, u64>,
     /// The firewall's drops by reason (one dump of the table's named counters).
     drops: Option<BTreeMap<&'static str, u64>>,
-    /// How long the three dumps took.
+    /// How long the three readings took.
     took: Duration,
-    /// How long reading the links' counters took.
+    /// How long reading the links' counters took (the stats dump waits for the kernel's
+    /// RTNL lock, which any link change on the host holds, at most [`LINKS_PATIENCE`]).
     took_links: Duration,
 }
 
 impl KernelReads {
     fn read() -> KernelReads {
         let t0 = Instant::now();
-        let links = virtnet_host::link_stats().unwrap_or_else(|error| {
+        let links = virtnet_host::link_stats(LINKS_PATIENCE).unwrap_or_else(|error| {
             tracing::warn!(%error, "metrics: cannot read the links' counters");
             Vec::new()
         });

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use virtnet_host::LinkStats;
+use virtnet_host::{LinkKey, LinkStats};
 use virtnet_model::InterfaceSource;
 
 use super::encode::{label_set, Encoder, Kind};
@@ -16,56 +16,90 @@ use crate::ports::PortLabels;
 /// The leased IPv4 address of each client, by network and MAC.
 pub(super) type Leases<'a> = HashMap<(&'a str, [u8; 6]), Ipv4Addr>;
 
-/// Every link's counters from one reading of the kernel's list, in its order (by interface
-/// index), found by name.
+/// Every link's counters from one reading ([`virtnet_host::link_stats`]: the stats dump's,
+/// by interface index, or `net/dev`'s, by name, when RTNL was held elsewhere), in the
+/// kernel's order (by index).
 #[derive(Debug, Default)]
 pub(super) struct LinkTable {
-    /// The counters, in the kernel's order.
+    /// The counters.
     stats: Vec<LinkStats>,
-    /// The positions in `stats` sorted by name: built by the first look-up that needs it (a
-    /// port whose tap is not where it was at the last scrape).
+    /// The stats dump's indexes, sorted, in the order of `stats` (empty for `net/dev`'s
+    /// links): searched apart from the counters, they stay in the processor's cache.
+    indexes: Vec<u32>,
+    /// `net/dev`'s links: the positions in `stats` sorted by name, built by the first look-up
+    /// that needs it (a port whose tap is not where it was at the last such scrape).
     by_name: OnceCell<Vec<u32>>,
 }
 
+/// Where a port's tap was found: kept from scrape to scrape in its [`PortEntry`].
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct TapPlace {
+    /// Its interface index (for the stats dump).
+    index: Option<u32>,
+    /// Its position in the last `net/dev` reading.
+    slot: Option<u32>,
+}
+
 impl LinkTable {
-    /// The table of the kernel's `links`.
-    pub fn new(links: Vec<LinkStats>) -> LinkTable {
+    /// The table of one reading's `links`.
+    pub fn new(mut links: Vec<LinkStats>) -> LinkTable {
+        let index = |s: &LinkStats| match s.key {
+            LinkKey::Index(i) => Some(i),
+            LinkKey::Name(_) => None,
+        };
+        // The kernel dumps in index order: sorting is a check, not work.
+        links.sort_by_key(|s| index(s).unwrap_or(0));
         LinkTable {
+            indexes: links.iter().filter_map(index).collect(),
             stats: links,
             by_name: OnceCell::new(),
         }
     }
 
-    /// The counters of the link named `name`, first looked for at position `slot` (where it
-    /// was at the last scrape: from one scrape to the next the links stay in place), which is
-    /// set to where it was found (`None` when it is not there).
-    pub fn find(&self, name: &str, slot: &mut Option<u32>) -> Option<&LinkStats> {
-        if let Some(s) = slot.and_then(|at| self.stats.get(at as usize)) {
-            if s.name == name {
+    /// The counters of the tap named `name`: by the index in `place` (looked up with
+    /// `index_of` when it is not in the table: a new tap, one made again) in a stats dump's
+    /// table, by name (first at `place`'s slot) in a `net/dev` table. `place` is updated.
+    pub fn find(
+        &self,
+        name: &str,
+        place: &mut TapPlace,
+        index_of: impl Fn(&str) -> Option<u32>,
+    ) -> Option<&LinkStats> {
+        if !self.indexes.is_empty() {
+            let get = |i: u32| {
+                let at = self.indexes.binary_search(&i).ok()?;
+                self.stats.get(at)
+            };
+            if let Some(s) = place.index.and_then(get) {
                 return Some(s);
             }
+            place.index = index_of(name);
+            return place.index.and_then(get);
+        }
+        let name_at = |at: u32| match &self.stats.get(at as usize)?.key {
+            LinkKey::Name(n) => Some(n.as_str()),
+            LinkKey::Index(_) => None,
+        };
+        if let Some(at) = place.slot.filter(|&at| name_at(at) == Some(name)) {
+            return self.stats.get(at as usize);
         }
         let sorted = self.by_name.get_or_init(|| {
             let mut at: Vec<u32> = (0..self.stats.len() as u32).collect();
-            at.sort_unstable_by(|&a, &b| {
-                self.stats[a as usize]
-                    .name
-                    .cmp(&self.stats[b as usize].name)
-            });
+            at.sort_unstable_by(|&a, &b| name_at(a).cmp(&name_at(b)));
             at
         });
-        *slot = sorted
-            .binary_search_by(|&at| self.stats[at as usize].name.as_str().cmp(name))
+        place.slot = sorted
+            .binary_search_by(|&at| name_at(at).cmp(&Some(name)))
             .ok()
-            .map(|i| sorted[i]);
-        slot.and_then(|at| self.stats.get(at as usize))
+            .and_then(|i| sorted.get(i).copied());
+        place.slot.and_then(|at| self.stats.get(at as usize))
     }
 }
 
 /// What the scrape keeps of each port from one scrape to the next: its five labels escaped
 /// into one text, written again only when one of them changes (the port moved, its guest
-/// was renamed, its lease came or went), and where its tap's counters were in the last
-/// scrape's [`LinkTable`]. A port that is gone is forgotten by the next scrape.
+/// was renamed, its lease came or went), and where its tap was found ([`TapPlace`]). A
+/// port that is gone is forgotten by the next scrape.
 ///
 /// The entries are kept in the order of the last scrape's ports (by name), and a port is
 /// first looked for at its own position: from one scrape to the next, the cache is read
@@ -88,8 +122,8 @@ struct PortEntry {
     text: Arc<str>,
     /// The address the `ip` label was written from.
     ip: Option<Ipv4Addr>,
-    /// Where the tap's counters were in the last scrape's [`LinkTable`].
-    slot: Option<u32>,
+    /// Where the tap was found.
+    place: TapPlace,
 }
 
 /// What one scrape writes of one port.
@@ -105,14 +139,16 @@ pub(super) struct PortSample<'a> {
 
 impl PortCache {
     /// This scrape's samples of `ports`, in their order: their addresses from `leases`,
-    /// their counters from `links` (the tap is named as the port), their anti-spoofing drops
-    /// from `spoof`. Ports no longer listed are forgotten.
+    /// their counters from `links` (the tap is named as the port; its index is looked up with
+    /// `index_of` when the table is by index and it is not where it was), their anti-spoofing
+    /// drops from `spoof`. Ports no longer listed are forgotten.
     pub fn samples<'l>(
         &mut self,
         ports: &[PortLabels],
         leases: &Leases<'_>,
         links: &'l LinkTable,
         spoof: &HashMap<String, u64>,
+        index_of: impl Fn(&str) -> Option<u32>,
     ) -> Vec<PortSample<'l>> {
         let mut old = std::mem::take(&mut self.entries);
         self.entries.reserve(ports.len());
@@ -134,11 +170,11 @@ impl PortCache {
             };
             let mut entry = match found {
                 Some(e) if e.ip == ip && e.written_from(values) => e,
-                Some(e) => PortEntry::new(values, ip, e.slot),
-                None => PortEntry::new(values, ip, None),
+                Some(e) => PortEntry::new(values, ip, e.place),
+                None => PortEntry::new(values, ip, TapPlace::default()),
             };
             // None for a port without a tap (a parked port, a guest not running).
-            let stats = links.find(&port.name, &mut entry.slot);
+            let stats = links.find(&port.name, &mut entry.place, &index_of);
             out.push(PortSample {
                 labels: Arc::clone(&entry.text),
                 stats,
@@ -171,8 +207,8 @@ fn names(entries: &[Option<PortEntry>]) -> HashMap<String, usize> {
 
 impl PortEntry {
     /// The entry of a port with labels `values` (`port`, `domain`, `network`, `mac`) and
-    /// address `ip`; its tap's `slot` in the last scrape's [`LinkTable`] when known.
-    fn new(values: [&str; 4], ip: Option<Ipv4Addr>, slot: Option<u32>) -> PortEntry {
+    /// address `ip`; its tap's `place` as far as known.
+    fn new(values: [&str; 4], ip: Option<Ipv4Addr>, place: TapPlace) -> PortEntry {
         let ip_text = ip.map(|ip| ip.to_string()).unwrap_or_default();
         let [port, domain, network, mac] = values;
         let text = label_set(&[
@@ -193,7 +229,7 @@ impl PortEntry {
             ends,
             text: text.into(),
             ip,
-            slot,
+            place,
         }
     }
 
@@ -326,9 +362,19 @@ mod tests {
         }
     }
 
+    /// A link of `net/dev` (by name).
     fn link(name: &str, rx_bytes: u64) -> LinkStats {
         LinkStats {
-            name: name.into(),
+            key: LinkKey::Name(name.into()),
+            rx_bytes,
+            ..LinkStats::default()
+        }
+    }
+
+    /// A link of the stats dump (by index).
+    fn indexed(index: u32, rx_bytes: u64) -> LinkStats {
+        LinkStats {
+            key: LinkKey::Index(index),
             rx_bytes,
             ..LinkStats::default()
         }
@@ -341,7 +387,19 @@ mod tests {
         leases: &Leases<'_>,
         links: &LinkTable,
     ) -> String {
-        let samples = cache.samples(ports, leases, links, &HashMap::new());
+        scrape_with(cache, ports, leases, links, &[])
+    }
+
+    /// [`scrape`], the taps' indexes being `taps`.
+    fn scrape_with(
+        cache: &mut PortCache,
+        ports: &[PortLabels],
+        leases: &Leases<'_>,
+        links: &LinkTable,
+        taps: &[(&str, u32)],
+    ) -> String {
+        let index_of = |name: &str| taps.iter().find(|(n, _)| *n == name).map(|(_, i)| *i);
+        let samples = cache.samples(ports, leases, links, &HashMap::new(), index_of);
         let mut e = Encoder::default();
         encode(&mut e, &samples);
         e.finish()
@@ -429,7 +487,7 @@ mod tests {
 
     #[test]
     fn labels_are_compared_value_by_value() {
-        let entry = PortEntry::new(["p", "ab", "c", "m"], None, None);
+        let entry = PortEntry::new(["p", "ab", "c", "m"], None, TapPlace::default());
         assert!(entry.written_from(["p", "ab", "c", "m"]));
         assert_eq!(entry.name(), "p");
         // The same bytes cut elsewhere are other labels.
@@ -476,5 +534,46 @@ mod tests {
             let line = format!("\nvirtnet_port_receive_bytes_total{labels} {v}\n");
             assert!(text.contains(&line), "{text}");
         }
+    }
+
+    #[test]
+    fn counters_are_found_by_index_in_a_dump_and_by_name_in_net_dev_alike() {
+        let mut cache = PortCache::default();
+        let ports = vec![
+            port("vnet0", "vm0", "n", "52:54:00:00:00:00"),
+            port("vnet1", "vm1", "n", "52:54:00:00:00:01"),
+        ];
+        let none = Leases::new();
+        let taps = [("vnet0", 7), ("vnet1", 4)];
+        let rx = |text: &str, port: &str| -> Option<u64> {
+            let start = format!("virtnet_port_receive_bytes_total{{port=\"{port}\"");
+            let line = text.lines().find(|l| l.starts_with(&start))?;
+            line.rsplit_once(' ')?.1.parse().ok()
+        };
+        // A dump, then net/dev (RTNL held), then a dump again, then net/dev again: each
+        // scrape shows its own reading's counters.
+        let dump = LinkTable::new(vec![indexed(4, 40), indexed(7, 70)]);
+        let text = scrape_with(&mut cache, &ports, &none, &dump, &taps);
+        assert_eq!(
+            (rx(&text, "vnet0"), rx(&text, "vnet1")),
+            (Some(70), Some(40))
+        );
+        let net_dev = LinkTable::new(vec![link("lo", 1), link("vnet1", 41), link("vnet0", 71)]);
+        let text = scrape(&mut cache, &ports, &none, &net_dev);
+        assert_eq!(
+            (rx(&text, "vnet0"), rx(&text, "vnet1")),
+            (Some(71), Some(41))
+        );
+        // The indexes were kept: no look-up needed.
+        let dump = LinkTable::new(vec![indexed(4, 42), indexed(7, 72)]);
+        let text = scrape_with(&mut cache, &ports, &none, &dump, &[]);
+        assert_eq!(
+            (rx(&text, "vnet0"), rx(&text, "vnet1")),
+            (Some(72), Some(42))
+        );
+        // vnet1's tap is gone from both lists: its labels stay, its counters do not.
+        let net_dev = LinkTable::new(vec![link("lo", 1), link("vnet0", 73)]);
+        let text = scrape(&mut cache, &ports, &none, &net_dev);
+        assert_eq!((rx(&text, "vnet0"), rx(&text, "vnet1")), (Some(73), None));
     }
 }
