@@ -56,11 +56,13 @@ pub use encode::CONTENT_TYPE;
 /// background: see [`NatCache`]).
 const NAT_REFRESH: Duration = Duration::from_secs(10);
 
-/// How long a scrape waits for the links' stats dump (1.5–2 ms for 2,500 links when RTNL is
-/// free) before it reads `net/dev` instead (~4 ms, but never waiting for RTNL, which a link
-/// deletion anywhere on the host holds for 10–20 ms and the kernel's link-watch work for up
-/// to 15 ms).
-const LINKS_PATIENCE: Duration = Duration::from_millis(3);
+/// How long a scrape waits for the links' stats dump before it reads `net/dev` instead. The
+/// dump takes 1.5–2 ms for 2,500 links when RTNL is free (its p99 in `bench/metrics.sh`
+/// 4–20 ms on this loaded machine); `net/dev` never waits for RTNL but costs the kernel ~4 ms
+/// more CPU (so it is no better for holds shorter than the patience plus that), and a link
+/// deletion anywhere on the host holds RTNL 10–20 ms, a namespace's teardown far longer: the
+/// patience bounds a scrape's wait for RTNL, it does not remove the short ones.
+const LINKS_PATIENCE: Duration = Duration::from_millis(10);
 
 /// The scrape's state: the ports' label text and where their taps were, and the NATed
 /// connections last read. Scrapes run one at a time.
