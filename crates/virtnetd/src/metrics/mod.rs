@@ -209,7 +209,7 @@ fn beside<'s, T: Default + Send + 's>(
 /// What one scrape asks the kernel: each read failing alone (logged) leaves its metrics out.
 #[derive(Default)]
 struct KernelReads {
-    /// Every link's counters (`/proc/thread-self/net/dev`).
+    /// Every link's counters (the stats dump, or `net/dev` past [`LINKS_PATIENCE`]).
     links: Vec<LinkStats>,
     /// Frames the anti-spoofing rules dropped, by port (one dump of the `drops` set).
     spoof: HashMap<String, u64>,
