@@ -23,7 +23,7 @@
 use std::io::{self, Read};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use netlink_sys::protocols::NETLINK_ROUTE;
 
@@ -140,74 +140,27 @@ impl LinkStats {
 /// dump when it answers within `patience`, else (RTNL held elsewhere) from `net/dev`, which
 /// does not wait for RTNL (see the module). Either way one reading, all links keyed alike.
 pub fn link_stats(patience: Duration) -> io::Result<Vec<LinkStats>> {
-    LinkStatsReading::start().finish(patience).0
-}
-
-/// A reading of every link's counters under way ([`link_stats`] in two steps, so that the
-/// caller can do other work while the stats dump runs on its own thread).
-#[derive(Debug)]
-pub struct LinkStatsReading {
-    started: Instant,
-    state: Reading,
-}
-
-/// Where a [`LinkStatsReading`] stands.
-#[derive(Debug)]
-enum Reading {
-    /// The dump runs on its thread; it sends its result and how long it took.
-    Dump(mpsc::Receiver<(io::Result<Vec<LinkStats>>, Duration)>),
-    /// No thread could be started: the dump was read at once.
-    Done(io::Result<Vec<LinkStats>>),
-    /// An earlier dump still waits for RTNL: `net/dev` it is.
-    NetDev,
-}
-
-impl LinkStatsReading {
-    /// Asks for the stats dump on a thread of its own (in the calling thread's namespace),
-    /// unless an earlier one still waits for RTNL.
-    pub fn start() -> LinkStatsReading {
-        let started = Instant::now();
-        if DUMP_PENDING.load(Ordering::Acquire) {
-            return LinkStatsReading {
-                started,
-                state: Reading::NetDev,
-            };
-        }
-        let (tx, rx) = mpsc::sync_channel(1);
-        // Pending from now until the dump's thread ends (it clears the flag).
-        DUMP_PENDING.store(true, Ordering::Release);
-        // A thread starts in its creator's network namespace: the dump is this thread's.
-        let spawned = std::thread::Builder::new()
-            .name("link-stats".into())
-            .spawn(move || {
-                let result = stats_dump();
-                DUMP_PENDING.store(false, Ordering::Release);
-                let _ = tx.send((result, started.elapsed()));
-            });
-        let state = match spawned {
-            Ok(_) => Reading::Dump(rx),
-            Err(_) => {
-                DUMP_PENDING.store(false, Ordering::Release);
-                // No thread to spare (a limit): wait for the dump here.
-                Reading::Done(stats_dump())
-            }
-        };
-        LinkStatsReading { started, state }
+    if DUMP_PENDING.load(Ordering::Acquire) {
+        return net_dev();
     }
-
-    /// The counters: the dump's if it answers within `patience` of the start, else
-    /// `net/dev`'s (read on the calling thread: call it in the namespace of
-    /// [`LinkStatsReading::start`]); and how long the reading took from its start.
-    pub fn finish(self, patience: Duration) -> (io::Result<Vec<LinkStats>>, Duration) {
-        let rx = match self.state {
-            Reading::Dump(rx) => rx,
-            Reading::Done(result) => return (result, self.started.elapsed()),
-            Reading::NetDev => return (net_dev(), self.started.elapsed()),
-        };
-        match rx.recv_timeout(patience.saturating_sub(self.started.elapsed())) {
-            Ok(answer) => answer,
-            Err(_) => (net_dev(), self.started.elapsed()),
-        }
+    let (tx, rx) = mpsc::sync_channel(1);
+    // Pending from now until the dump's thread ends (it clears the flag).
+    DUMP_PENDING.store(true, Ordering::Release);
+    // A thread starts in its creator's network namespace: the dump is this thread's.
+    let spawned = std::thread::Builder::new()
+        .name("link-stats".into())
+        .spawn(move || {
+            let result = stats_dump();
+            DUMP_PENDING.store(false, Ordering::Release);
+            let _ = tx.send(result);
+        });
+    if spawned.is_err() {
+        DUMP_PENDING.store(false, Ordering::Release);
+        return stats_dump(); // No thread to spare (a limit): wait for the dump here.
+    }
+    match rx.recv_timeout(patience) {
+        Ok(result) => result,
+        Err(_) => net_dev(),
     }
 }
 

@@ -22,8 +22,7 @@
 //! libnftables is not used: it reads the whole table (every set element) before it lists
 //! anything, tens of milliseconds at 500 networks.
 //!
-//! The kernel's dumps, the ports and the networks are read on three threads side by side
-//! (and the links' stats dump on a fourth, beside the two nfnetlink dumps).
+//! The kernel's dumps, the ports and the networks are read on three threads side by side.
 //!
 //! The files: [`encode`] (the text format), [`network`], [`ports`], [`firewall`], [`daemon`]
 //! (request, commit and reconcile latency, recorded where the work happens), [`listen`].
@@ -226,9 +225,11 @@ struct KernelReads {
 impl KernelReads {
     fn read() -> KernelReads {
         let t0 = Instant::now();
-        // The links' stats dump runs on a thread of its own while the two nfnetlink dumps
-        // are read here.
-        let links = virtnet_host::LinkStatsReading::start();
+        let links = virtnet_host::link_stats(LINKS_PATIENCE).unwrap_or_else(|error| {
+            tracing::warn!(%error, "metrics: cannot read the links' counters");
+            Vec::new()
+        });
+        let took_links = t0.elapsed();
         let set = virtnet_plan::spoof::SpoofSet::Drops.name();
         let spoof = nft_counters::set_counters(NFPROTO_BRIDGE, virtnet_plan::spoof::TABLE, set)
             .map(|counts| counts.into_iter().collect())
@@ -237,11 +238,6 @@ impl KernelReads {
                 HashMap::new()
             });
         let drops = firewall::read_drops();
-        let (links, took_links) = links.finish(LINKS_PATIENCE);
-        let links = links.unwrap_or_else(|error| {
-            tracing::warn!(%error, "metrics: cannot read the links' counters");
-            Vec::new()
-        });
         KernelReads {
             links,
             spoof,
