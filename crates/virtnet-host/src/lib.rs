@@ -48,7 +48,7 @@ pub mod tap;
 
 pub use error::{HostError, Result};
 pub use host_view::HostView;
-pub use netlink::link_stats;
+pub use netlink::{link_stats, LinkKey};
 pub use netlink::{
     Address, BridgeInfo, BridgeSpec, Change, Drained, Link, LinkEvent, LinkEvents, LinkStats,
     LinkWatch, MacvtapMode, Monitor, Neighbour, Netlink, PortSettings, Route, RouteSpec, VxlanSpec,

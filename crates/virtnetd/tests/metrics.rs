@@ -17,6 +17,9 @@ use virtnet_testkit::{Daemon, Lab, Netns, NsChild, UPSTREAM_ADDR};
 #[path = "antispoof/tap_guest.rs"]
 mod tap_guest;
 
+#[path = "metrics/rtnl_held.rs"]
+mod rtnl_held;
+
 use tap_guest::{tool, wait_for, TapGuest};
 
 const GATEWAY: &str = "192.168.160.1";
@@ -372,4 +375,68 @@ fn the_metrics_listener_serves_get_metrics_and_nothing_else() {
     );
     assert_eq!(code, 404);
     assert_eq!(daemon.cli_ok(&["net-list", "--all", "--name"]).trim(), "");
+}
+
+/// `GET /metrics` on the read-only socket, without curl (no process to start, no `ip netns
+/// exec`): the answer's body.
+fn get_metrics(socket: &std::path::Path) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(socket)?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
+    let mut answer = String::new();
+    s.read_to_string(&mut answer)?;
+    Ok(answer)
+}
+
+/// Issue 16: a scrape read the ports' counters with rtnetlink, which waits for the kernel's
+/// RTNL lock, so every link change anywhere on the host (another namespace's bridge deleted,
+/// the kernel's link-watch work) delayed it. With RTNL held by a thread of this test in a
+/// namespace of its own (and a request that needs RTNL seen waiting for it), the scrape must
+/// answer, with the port's counters, before the lock is let go.
+#[test]
+fn a_scrape_reads_the_port_counters_while_another_namespace_holds_rtnl() {
+    let lab = Lab::new("metrtnl");
+    let daemon = Daemon::start_in(lab.host());
+    let name = daemon.define(&network());
+    daemon.cli_ok(&["net-start", &name]);
+    daemon.cli_ok(&[
+        "attach-interface",
+        "vmrtnl",
+        "network",
+        "metnet",
+        "--mac",
+        MAC,
+    ]);
+    let socket = daemon.run_dir().join(virtnet_api::RO_SOCKET_NAME);
+    let counters = "virtnet_port_receive_bytes_total{port=";
+    let before = get_metrics(&socket).expect("a scrape");
+    assert!(
+        before.contains(counters) && before.contains("domain=\"vmrtnl\""),
+        "{before}"
+    );
+
+    let other = Netns::new("metrtnl-holder");
+    let held = rtnl_held::RtnlHeld::hold(&other);
+    let probe = rtnl_held::RtnlProbe::waiting(&other);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let scraper = std::thread::spawn(move || {
+        let _ = tx.send(get_metrics(&socket));
+    });
+    // A bound for the old code, which waits for RTNL: not a measurement (the scrape of one
+    // port takes milliseconds).
+    let during = rx.recv_timeout(std::time::Duration::from_secs(5));
+    let still_held = !probe.answered();
+    drop(held);
+    probe.join();
+    let _ = scraper.join();
+    let text = match during {
+        Ok(answer) => answer.expect("the scrape's answer"),
+        Err(_) => panic!("no scrape answered while another namespace held RTNL"),
+    };
+    assert!(still_held, "RTNL was held until the scrape answered");
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(
+        text.contains(counters) && text.contains("domain=\"vmrtnl\""),
+        "{text}"
+    );
 }

@@ -24,7 +24,7 @@ pub use route::{Route, RouteSpec};
 pub use snapshot::{
     AddressEntry, RouteEntry, FOREVER, IFA_F_NODAD, RTPROT_DHCP, RTPROT_KERNEL, RT_TABLE_LOCAL,
 };
-pub use stats::{link_stats, LinkStats};
+pub use stats::{link_stats, LinkKey, LinkStats};
 pub use vxlan::VxlanSpec;
 
 use std::collections::HashMap;

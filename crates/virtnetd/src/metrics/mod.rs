@@ -4,12 +4,15 @@
 //! No counter is kept for the scrape: each one reads the counters where they live — the
 //! registry's networks, the DHCP and DNS servers' counters, the ports — and asks the kernel
 //! a fixed number of questions whatever the number of networks and ports. What is kept from
-//! one scrape to the next is each port's label text, escaped once, and its tap's index
-//! (`ports::PortCache`: written again when a label changes, forgotten with the port): a
-//! scrape of thousands of ports then mostly writes numbers.
+//! one scrape to the next is each port's label text, escaped once, and where its tap was
+//! found (`ports::PortCache`: written again when a label changes, forgotten with the port):
+//! a scrape of thousands of ports then mostly writes numbers.
 //!
 //! - one rtnetlink stats dump for every port's traffic counters ([`ports`]), and an index
-//!   look-up for a port not seen by an earlier scrape;
+//!   look-up for a port not seen by an earlier scrape; when the dump waits for the kernel's
+//!   RTNL lock (held by a link change anywhere on the host) longer than [`LINKS_PATIENCE`],
+//!   `/proc/thread-self/net/dev` instead, which the kernel lists under RCU (see
+//!   `virtnet_host::link_stats`);
 //! - one nfnetlink dump of the anti-spoofing `drops` set's counters;
 //! - one nfnetlink dump of the named counters of virtnet's table for the firewall's drops
 //!   ([`firewall`]);
@@ -53,11 +56,19 @@ pub use encode::CONTENT_TYPE;
 /// background: see [`NatCache`]).
 const NAT_REFRESH: Duration = Duration::from_secs(10);
 
-/// The scrape's state: the ports' label text and interface indexes, and the NATed
+/// How long a scrape waits for the links' stats dump before it reads `net/dev` instead. The
+/// dump takes 1.5–2 ms for 2,500 links when RTNL is free (its p99 in `bench/metrics.sh`
+/// 4–20 ms on this loaded machine); `net/dev` never waits for RTNL but costs the kernel ~4 ms
+/// more CPU (so it is no better for holds shorter than the patience plus that), and a link
+/// deletion anywhere on the host holds RTNL 10–20 ms, a namespace's teardown far longer: the
+/// patience bounds a scrape's wait for RTNL, it does not remove the short ones.
+const LINKS_PATIENCE: Duration = Duration::from_millis(10);
+
+/// The scrape's state: the ports' label text and where their taps were, and the NATed
 /// connections last read. Scrapes run one at a time.
 #[derive(Default)]
 pub struct Metrics {
-    /// Each port's labels, escaped once, and its tap's interface index, kept from scrape to
+    /// Each port's labels, escaped once, and where its tap was in the links, kept from scrape to
     /// scrape ([`PortCache`]: what changed is written again, what is gone is forgotten).
     ports: Mutex<PortCache>,
     /// The size of the last exposition: the next one's text is allocated at once.
@@ -198,23 +209,23 @@ fn beside<'s, T: Default + Send + 's>(
 /// What one scrape asks the kernel: each read failing alone (logged) leaves its metrics out.
 #[derive(Default)]
 struct KernelReads {
-    /// Every link's counters (one `RTM_GETSTATS` dump).
+    /// Every link's counters (the stats dump, or `net/dev` past [`LINKS_PATIENCE`]).
     links: Vec<LinkStats>,
     /// Frames the anti-spoofing rules dropped, by port (one dump of the `drops` set).
     spoof: HashMap<String, u64>,
     /// The firewall's drops by reason (one dump of the table's named counters).
     drops: Option<BTreeMap<&'static str, u64>>,
-    /// How long the three dumps took.
+    /// How long the three readings took.
     took: Duration,
-    /// How long the links' dump took (it waits for the kernel's RTNL lock, which any link
-    /// change on the host holds, in whatever namespace).
+    /// How long reading the links' counters took (the stats dump waits for the kernel's
+    /// RTNL lock, which any link change on the host holds, at most [`LINKS_PATIENCE`]).
     took_links: Duration,
 }
 
 impl KernelReads {
     fn read() -> KernelReads {
         let t0 = Instant::now();
-        let links = virtnet_host::link_stats().unwrap_or_else(|error| {
+        let links = virtnet_host::link_stats(LINKS_PATIENCE).unwrap_or_else(|error| {
             tracing::warn!(%error, "metrics: cannot read the links' counters");
             Vec::new()
         });

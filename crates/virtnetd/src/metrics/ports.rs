@@ -2,11 +2,12 @@
 //! counters of each guest's tap, from one link dump per scrape, and the anti-spoofing drops.
 
 use std::borrow::Cow;
+use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use virtnet_host::LinkStats;
+use virtnet_host::{LinkKey, LinkStats};
 use virtnet_model::InterfaceSource;
 
 use super::encode::{label_set, Encoder, Kind};
@@ -15,38 +16,90 @@ use crate::ports::PortLabels;
 /// The leased IPv4 address of each client, by network and MAC.
 pub(super) type Leases<'a> = HashMap<(&'a str, [u8; 6]), Ipv4Addr>;
 
-/// Every link's counters from one stats dump, by interface index.
+/// Every link's counters from one reading ([`virtnet_host::link_stats`]: the stats dump's,
+/// by interface index, or `net/dev`'s, by name, when RTNL was held elsewhere), in the
+/// kernel's order (by index).
 #[derive(Debug, Default)]
 pub(super) struct LinkTable {
-    /// The links' indexes, sorted: searched apart from the counters, they stay in the
-    /// processor's cache (thousands of look-ups per scrape).
-    indexes: Vec<u32>,
-    /// The counters, in the order of `indexes`.
+    /// The counters.
     stats: Vec<LinkStats>,
+    /// The stats dump's indexes, sorted, in the order of `stats` (empty for `net/dev`'s
+    /// links): searched apart from the counters, they stay in the processor's cache.
+    indexes: Vec<u32>,
+    /// `net/dev`'s links: the positions in `stats` sorted by name, built by the first look-up
+    /// that needs it (a port whose tap is not where it was at the last such scrape).
+    by_name: OnceCell<Vec<u32>>,
+}
+
+/// Where a port's tap was found: kept from scrape to scrape in its [`PortEntry`].
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct TapPlace {
+    /// Its interface index (for the stats dump).
+    index: Option<u32>,
+    /// Its position in the last `net/dev` reading.
+    slot: Option<u32>,
 }
 
 impl LinkTable {
-    /// The table of the dump's `links`.
+    /// The table of one reading's `links`.
     pub fn new(mut links: Vec<LinkStats>) -> LinkTable {
+        let index = |s: &LinkStats| match s.key {
+            LinkKey::Index(i) => Some(i),
+            LinkKey::Name(_) => None,
+        };
         // The kernel dumps in index order: sorting is a check, not work.
-        links.sort_unstable_by_key(|s| s.index);
+        links.sort_by_key(|s| index(s).unwrap_or(0));
         LinkTable {
-            indexes: links.iter().map(|s| s.index).collect(),
+            indexes: links.iter().filter_map(index).collect(),
             stats: links,
+            by_name: OnceCell::new(),
         }
     }
 
-    /// The counters of the link with interface index `index`.
-    pub fn get(&self, index: u32) -> Option<&LinkStats> {
-        let at = self.indexes.binary_search(&index).ok()?;
-        self.stats.get(at)
+    /// The counters of the tap named `name`: by the index in `place` (looked up with
+    /// `index_of` when it is not in the table: a new tap, one made again) in a stats dump's
+    /// table, by name (first at `place`'s slot) in a `net/dev` table. `place` is updated.
+    pub fn find(
+        &self,
+        name: &str,
+        place: &mut TapPlace,
+        index_of: impl Fn(&str) -> Option<u32>,
+    ) -> Option<&LinkStats> {
+        if !self.indexes.is_empty() {
+            let get = |i: u32| {
+                let at = self.indexes.binary_search(&i).ok()?;
+                self.stats.get(at)
+            };
+            if let Some(s) = place.index.and_then(get) {
+                return Some(s);
+            }
+            place.index = index_of(name);
+            return place.index.and_then(get);
+        }
+        let name_at = |at: u32| match &self.stats.get(at as usize)?.key {
+            LinkKey::Name(n) => Some(n.as_str()),
+            LinkKey::Index(_) => None,
+        };
+        if let Some(at) = place.slot.filter(|&at| name_at(at) == Some(name)) {
+            return self.stats.get(at as usize);
+        }
+        let sorted = self.by_name.get_or_init(|| {
+            let mut at: Vec<u32> = (0..self.stats.len() as u32).collect();
+            at.sort_unstable_by(|&a, &b| name_at(a).cmp(&name_at(b)));
+            at
+        });
+        place.slot = sorted
+            .binary_search_by(|&at| name_at(at).cmp(&Some(name)))
+            .ok()
+            .and_then(|i| sorted.get(i).copied());
+        place.slot.and_then(|at| self.stats.get(at as usize))
     }
 }
 
 /// What the scrape keeps of each port from one scrape to the next: its five labels escaped
 /// into one text, written again only when one of them changes (the port moved, its guest
-/// was renamed, its lease came or went), and its tap's interface index. A port that is gone
-/// is forgotten by the next scrape.
+/// was renamed, its lease came or went), and where its tap was found ([`TapPlace`]). A
+/// port that is gone is forgotten by the next scrape.
 ///
 /// The entries are kept in the order of the last scrape's ports (by name), and a port is
 /// first looked for at its own position: from one scrape to the next, the cache is read
@@ -69,8 +122,8 @@ struct PortEntry {
     text: Arc<str>,
     /// The address the `ip` label was written from.
     ip: Option<Ipv4Addr>,
-    /// The tap's interface index when it was last found.
-    index: Option<u32>,
+    /// Where the tap was found.
+    place: TapPlace,
 }
 
 /// What one scrape writes of one port.
@@ -86,9 +139,9 @@ pub(super) struct PortSample<'a> {
 
 impl PortCache {
     /// This scrape's samples of `ports`, in their order: their addresses from `leases`,
-    /// their counters from the dump `links` (a tap's index is looked up with `index_of` when
-    /// it is not in the dump: a new port, a tap made again), their anti-spoofing drops from
-    /// `spoof`. Ports no longer listed are forgotten.
+    /// their counters from `links` (the tap is named as the port; its index is looked up with
+    /// `index_of` when the table is by index and it is not where it was), their anti-spoofing
+    /// drops from `spoof`. Ports no longer listed are forgotten.
     pub fn samples<'l>(
         &mut self,
         ports: &[PortLabels],
@@ -117,16 +170,11 @@ impl PortCache {
             };
             let mut entry = match found {
                 Some(e) if e.ip == ip && e.written_from(values) => e,
-                Some(e) => PortEntry::new(values, ip, e.index),
-                None => PortEntry::new(values, ip, None),
+                Some(e) => PortEntry::new(values, ip, e.place),
+                None => PortEntry::new(values, ip, TapPlace::default()),
             };
-            let mut stats = entry.index.and_then(|i| links.get(i));
-            if stats.is_none() {
-                // A new tap, or one made again; none (a parked port, a guest not running):
-                // no counters.
-                entry.index = index_of(&port.name);
-                stats = entry.index.and_then(|i| links.get(i));
-            }
+            // None for a port without a tap (a parked port, a guest not running).
+            let stats = links.find(&port.name, &mut entry.place, &index_of);
             out.push(PortSample {
                 labels: Arc::clone(&entry.text),
                 stats,
@@ -159,8 +207,8 @@ fn names(entries: &[Option<PortEntry>]) -> HashMap<String, usize> {
 
 impl PortEntry {
     /// The entry of a port with labels `values` (`port`, `domain`, `network`, `mac`) and
-    /// address `ip`; its tap's `index` when known.
-    fn new(values: [&str; 4], ip: Option<Ipv4Addr>, index: Option<u32>) -> PortEntry {
+    /// address `ip`; its tap's `place` as far as known.
+    fn new(values: [&str; 4], ip: Option<Ipv4Addr>, place: TapPlace) -> PortEntry {
         let ip_text = ip.map(|ip| ip.to_string()).unwrap_or_default();
         let [port, domain, network, mac] = values;
         let text = label_set(&[
@@ -181,7 +229,7 @@ impl PortEntry {
             ends,
             text: text.into(),
             ip,
-            index,
+            place,
         }
     }
 
@@ -314,9 +362,19 @@ mod tests {
         }
     }
 
-    fn link(index: u32, rx_bytes: u64) -> LinkStats {
+    /// A link of `net/dev` (by name).
+    fn link(name: &str, rx_bytes: u64) -> LinkStats {
         LinkStats {
-            index,
+            key: LinkKey::Name(name.into()),
+            rx_bytes,
+            ..LinkStats::default()
+        }
+    }
+
+    /// A link of the stats dump (by index).
+    fn indexed(index: u32, rx_bytes: u64) -> LinkStats {
+        LinkStats {
+            key: LinkKey::Index(index),
             rx_bytes,
             ..LinkStats::default()
         }
@@ -324,6 +382,16 @@ mod tests {
 
     /// One scrape of `ports` through `cache`: the port families' text.
     fn scrape(
+        cache: &mut PortCache,
+        ports: &[PortLabels],
+        leases: &Leases<'_>,
+        links: &LinkTable,
+    ) -> String {
+        scrape_with(cache, ports, leases, links, &[])
+    }
+
+    /// [`scrape`], the taps' indexes being `taps`.
+    fn scrape_with(
         cache: &mut PortCache,
         ports: &[PortLabels],
         leases: &Leases<'_>,
@@ -344,14 +412,13 @@ mod tests {
     #[test]
     fn a_changed_label_shows_in_the_next_scrape_and_a_removed_port_is_forgotten() {
         let mut cache = PortCache::default();
-        let links = LinkTable::new(vec![link(9, 30), link(5, 7)]);
-        let taps = [("vnet0", 5), ("vnet1", 9)];
+        let links = LinkTable::new(vec![link("vnet1", 30), link("vnet0", 7)]);
         let mut ports = vec![
             port("vnet0", "vm1", "net1", "52:54:00:00:00:01"),
             port("vnet1", "vm2", "net1", "52:54:00:00:00:02"),
         ];
         let none = Leases::new();
-        let text = scrape(&mut cache, &ports, &none, &links, &taps);
+        let text = scrape(&mut cache, &ports, &none, &links);
         let vnet0 = r#"port="vnet0",domain="vm1",network="net1",mac="52:54:00:00:00:01""#;
         assert!(
             text.contains(&rx_line(&format!("{vnet0},ip=\"\""), 7)),
@@ -361,7 +428,7 @@ mod tests {
 
         // The guest is renamed: the next scrape has the new name, not the old one.
         ports[0].domain = "vm1-new".into();
-        let text = scrape(&mut cache, &ports, &none, &links, &taps);
+        let text = scrape(&mut cache, &ports, &none, &links);
         assert!(text.contains("domain=\"vm1-new\""), "{text}");
         assert!(!text.contains("domain=\"vm1\""), "{text}");
 
@@ -371,32 +438,35 @@ mod tests {
             (net1.as_str(), [0x52, 0x54, 0, 0, 0, 1]),
             Ipv4Addr::new(10, 0, 0, 5),
         )]);
-        let text = scrape(&mut cache, &ports, &leases, &links, &taps);
+        let text = scrape(&mut cache, &ports, &leases, &links);
         assert!(
             text.contains("mac=\"52:54:00:00:00:01\",ip=\"10.0.0.5\"}"),
             "{text}"
         );
-        let text = scrape(&mut cache, &ports, &none, &links, &taps);
+        let text = scrape(&mut cache, &ports, &none, &links);
         assert!(!text.contains("10.0.0.5"), "{text}");
 
         // It moves to another network, and gets another MAC (given in upper case: the label
         // is in lower case).
         ports[0].source = InterfaceSource::Network("net2".into());
         ports[0].mac = "52:54:00:00:00:AA".into();
-        let text = scrape(&mut cache, &ports, &none, &links, &taps);
+        let text = scrape(&mut cache, &ports, &none, &links);
         let moved = r#"port="vnet0",domain="vm1-new",network="net2",mac="52:54:00:00:00:aa",ip="""#;
         assert!(text.contains(&rx_line(moved, 7)), "{text}");
         assert_eq!(text.matches("port=\"vnet0\"").count(), 8, "{text}");
 
-        // Its tap is made again with another index: the counters follow it.
-        let relinked = LinkTable::new(vec![link(9, 30), link(12, 1)]);
-        let taps = [("vnet0", 12), ("vnet1", 9)];
-        let text = scrape(&mut cache, &ports, &none, &relinked, &taps);
+        // Its tap is made again (another index: elsewhere in the kernel's list), the links
+        // before it gone: the counters follow it.
+        let relinked = LinkTable::new(vec![link("vnet1", 30), link("vnet0", 1)]);
+        let text = scrape(&mut cache, &ports, &none, &relinked);
+        assert!(text.contains(&rx_line(moved, 1)), "{text}");
+        let relinked = LinkTable::new(vec![link("vnet0", 1), link("vnet1", 30)]);
+        let text = scrape(&mut cache, &ports, &none, &relinked);
         assert!(text.contains(&rx_line(moved, 1)), "{text}");
 
         // vnet1 is detached: none of its series, and the cache forgets it.
         ports.remove(1);
-        let text = scrape(&mut cache, &ports, &none, &relinked, &taps);
+        let text = scrape(&mut cache, &ports, &none, &relinked);
         assert!(!text.contains("vnet1"), "{text}");
         assert_eq!(cache.len(), 1);
     }
@@ -405,31 +475,19 @@ mod tests {
     fn a_port_without_a_tap_has_labels_but_no_counters() {
         let mut cache = PortCache::default();
         let ports = [port("vnet3", "vm\"3", "n", "52:54:00:00:00:03")];
-        let text = scrape(
-            &mut cache,
-            &ports,
-            &Leases::new(),
-            &LinkTable::default(),
-            &[],
-        );
+        let text = scrape(&mut cache, &ports, &Leases::new(), &LinkTable::default());
         assert!(!text.contains("vnet3"), "{text}");
         assert_eq!(cache.len(), 1);
         // The same labels, escaped, are recognised as unchanged scrape after scrape.
         let text = |cache: &PortCache| cache.entries[0].as_ref().map(|e| Arc::clone(&e.text));
         let before = text(&cache).expect("an entry");
-        scrape(
-            &mut cache,
-            &ports,
-            &Leases::new(),
-            &LinkTable::default(),
-            &[],
-        );
+        scrape(&mut cache, &ports, &Leases::new(), &LinkTable::default());
         assert!(Arc::ptr_eq(&before, &text(&cache).expect("an entry")));
     }
 
     #[test]
     fn labels_are_compared_value_by_value() {
-        let entry = PortEntry::new(["p", "ab", "c", "m"], None, None);
+        let entry = PortEntry::new(["p", "ab", "c", "m"], None, TapPlace::default());
         assert!(entry.written_from(["p", "ab", "c", "m"]));
         assert_eq!(entry.name(), "p");
         // The same bytes cut elsewhere are other labels.
@@ -442,13 +500,16 @@ mod tests {
     #[test]
     fn ports_found_elsewhere_keep_their_entries_and_a_new_one_gets_its_own() {
         let mut cache = PortCache::default();
-        let links = LinkTable::new(vec![link(1, 10), link(2, 20), link(3, 30)]);
-        let taps = [("vnet0", 3), ("vnet1", 1), ("vnet2", 2)];
+        let links = LinkTable::new(vec![
+            link("vnet1", 10),
+            link("vnet2", 20),
+            link("vnet0", 30),
+        ]);
         let mut ports = vec![
             port("vnet1", "vm1", "n", "52:54:00:00:00:01"),
             port("vnet2", "vm2", "n", "52:54:00:00:00:02"),
         ];
-        scrape(&mut cache, &ports, &Leases::new(), &links, &taps);
+        scrape(&mut cache, &ports, &Leases::new(), &links);
         let texts = |cache: &PortCache| -> Vec<Arc<str>> {
             cache
                 .entries
@@ -460,7 +521,7 @@ mod tests {
         let before = texts(&cache);
         // vnet0 comes first: the others are one place further on.
         ports.insert(0, port("vnet0", "vm0", "n", "52:54:00:00:00:00"));
-        let text = scrape(&mut cache, &ports, &Leases::new(), &links, &taps);
+        let text = scrape(&mut cache, &ports, &Leases::new(), &links);
         let after = texts(&cache);
         assert_eq!(after.len(), 3);
         assert!(
@@ -473,5 +534,46 @@ mod tests {
             let line = format!("\nvirtnet_port_receive_bytes_total{labels} {v}\n");
             assert!(text.contains(&line), "{text}");
         }
+    }
+
+    #[test]
+    fn counters_are_found_by_index_in_a_dump_and_by_name_in_net_dev_alike() {
+        let mut cache = PortCache::default();
+        let ports = vec![
+            port("vnet0", "vm0", "n", "52:54:00:00:00:00"),
+            port("vnet1", "vm1", "n", "52:54:00:00:00:01"),
+        ];
+        let none = Leases::new();
+        let taps = [("vnet0", 7), ("vnet1", 4)];
+        let rx = |text: &str, port: &str| -> Option<u64> {
+            let start = format!("virtnet_port_receive_bytes_total{{port=\"{port}\"");
+            let line = text.lines().find(|l| l.starts_with(&start))?;
+            line.rsplit_once(' ')?.1.parse().ok()
+        };
+        // A dump, then net/dev (RTNL held), then a dump again, then net/dev again: each
+        // scrape shows its own reading's counters.
+        let dump = LinkTable::new(vec![indexed(4, 40), indexed(7, 70)]);
+        let text = scrape_with(&mut cache, &ports, &none, &dump, &taps);
+        assert_eq!(
+            (rx(&text, "vnet0"), rx(&text, "vnet1")),
+            (Some(70), Some(40))
+        );
+        let net_dev = LinkTable::new(vec![link("lo", 1), link("vnet1", 41), link("vnet0", 71)]);
+        let text = scrape(&mut cache, &ports, &none, &net_dev);
+        assert_eq!(
+            (rx(&text, "vnet0"), rx(&text, "vnet1")),
+            (Some(71), Some(41))
+        );
+        // The indexes were kept: no look-up needed.
+        let dump = LinkTable::new(vec![indexed(4, 42), indexed(7, 72)]);
+        let text = scrape_with(&mut cache, &ports, &none, &dump, &[]);
+        assert_eq!(
+            (rx(&text, "vnet0"), rx(&text, "vnet1")),
+            (Some(72), Some(42))
+        );
+        // vnet1's tap is gone from both lists: its labels stay, its counters do not.
+        let net_dev = LinkTable::new(vec![link("lo", 1), link("vnet0", 73)]);
+        let text = scrape(&mut cache, &ports, &none, &net_dev);
+        assert_eq!((rx(&text, "vnet0"), rx(&text, "vnet1")), (Some(73), None));
     }
 }
