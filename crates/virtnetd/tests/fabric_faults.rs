@@ -162,8 +162,8 @@ fn restarts_of_virtnetd_and_bgpd_lose_no_ping_between_hosts() {
 /// Issue 17, item 4 (guests that move): a guest on host A, pinged every 50 ms by a guest on
 /// host C, moves to host B as live migration moves it — its port goes on A, the same MAC and
 /// address come up on a port of B, and it announces itself (QEMU's announcement after a
-/// migration; here an unsolicited ARP). EVPN moves the MAC (B advertises it with a higher
-/// sequence number: C's zebra shows it behind B with sequence 1) and C's pings reach it again. The pings lost meanwhile are printed, not
+/// migration; here an unsolicited ARP). EVPN moves the MAC (C's zebra shows it behind B) and
+/// C's pings reach it again. The pings lost meanwhile are printed, not
 /// asserted (a time, and this machine's); BENCHMARKS.md has the figure.
 #[test]
 fn a_guest_that_moves_between_hosts_is_reached_again() {
@@ -229,16 +229,14 @@ fn a_guest_that_moves_between_hosts_is_reached_again() {
         "-c",
         &format!("show evpn mac vni 4545 mac {mover_mac} json"),
     ]);
-    // zebra on C: the MAC is B's now, announced with a MAC-mobility sequence number above
-    // the first announcement's (0), which is how EVPN tells a move from a stale route.
+    // zebra on C: the MAC is B's now. (Its MAC-mobility sequence number is 1 when B learnt
+    // it while A still announced it, 0 when A's withdrawal came first: the port went on A
+    // before the guest spoke on B. The live migration in fabric_qemu.rs checks the number,
+    // where the source's port stays until the destination runs.)
     let mac: serde_json::Value = serde_json::from_str(&mac_on_c).expect("vtysh prints JSON");
     let entry = &mac[mover_mac];
     assert_eq!(entry["type"], "remote", "{mac_on_c}");
     assert_eq!(entry["remoteVtep"], hosts[1].underlay(), "{mac_on_c}");
-    assert!(
-        entry["remoteSequence"].as_u64().is_some_and(|n| n >= 1),
-        "no MAC-mobility sequence number: {mac_on_c}"
-    );
     let count = pings.stop();
     eprintln!(
         "guest moved from A to B: {} of {} pings (50 ms apart) from C lost",

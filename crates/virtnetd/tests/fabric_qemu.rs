@@ -187,4 +187,22 @@ fn a_qemu_guest_migrates_live_to_another_host_and_is_reached_again() {
         "the VM's MAC is not behind B on C: {}",
         fdb(2)
     );
+    // EVPN's MAC mobility: B learnt the MAC (the destination's announcement) while A still
+    // announced it (A's port goes only after the migration is seen complete), so B announced
+    // it with a sequence number above A's, and C's zebra has it behind B with that number.
+    let shown = hosts[2].ns().run_ok([
+        "vtysh",
+        "-N",
+        hosts[2].pathspace().name(),
+        "-c",
+        &format!("show evpn mac vni 4646 mac {VM_MAC} json"),
+    ]);
+    let mac: serde_json::Value = serde_json::from_str(&shown).expect("vtysh prints JSON");
+    assert_eq!(mac[VM_MAC]["remoteVtep"], hosts[1].underlay(), "{shown}");
+    assert!(
+        mac[VM_MAC]["remoteSequence"]
+            .as_u64()
+            .is_some_and(|n| n >= 1),
+        "no MAC-mobility sequence number after the migration: {shown}"
+    );
 }
