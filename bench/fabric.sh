@@ -233,25 +233,34 @@ lease "$ga"; addr_a=$leased mtu=$leased_mtu
 echo "guest on A: $addr_a (MTU $mtu)" >&2
 : >"$work/join"
 for r in $(seq 1 "$rounds"); do
-  gj="$pfx-gj"
+  gj="$pfx-gj$r"
+  # When each side's flood entry towards the other appears (type-3 routes), polled every 20 ms.
+  rm -f "$work/flood-ab" "$work/flood-ba"
+  ( until floods a "$(under b)"; do sleep 0.02; done; now >"$work/flood-ab" ) &
+  poll_ab=$!; pids+=("$poll_ab")
   t0=$(now)
+  ( until floods b "$(under a)"; do sleep 0.02; done; now >"$work/flood-ba" ) &
+  poll_ba=$!; pids+=("$poll_ba")
   v b net-start fab >/dev/null
   t1=$(now)
-  guest "$gj" b gj0 "$(printf '52:54:00:fb:0b:%02x' "$r")"
+  guest "$gj" b "gj$r" "$(printf '52:54:00:fb:0b:%02x' "$r")"
   lease "$gj"; addr_j=$leased
   t2=$(now)
   [ "$addr_j" != "$addr_a" ] || die "round $r: B's guest leased A's guest's address $addr_a"
   read -r t3 seq < <(first_reply "$gj" "$addr_a")
   [ "$t3" != none ] || die "round $r: no reply from A's guest in 60 s"
+  wait_for "both flood entries" 60 test -s "$work/flood-ab" -a -s "$work/flood-ba"
+  stop "$poll_ab"; stop "$poll_ba"
+  fab=$(( ($(cat "$work/flood-ab") - t0) / 1000 )) fba=$(( ($(cat "$work/flood-ba") - t0) / 1000 ))
   delns "$gj"
   t4=$(now)
   v b net-destroy fab >/dev/null
   wait_for "A's flood entry to B gone" 60 no_flood a "$(under b)"
   t5=$(now)
-  echo "$r $(( (t1 - t0) / 1000 )) $(( (t2 - t1) / 1000 )) $(( (t3 - t2) / 1000 )) $(( (t3 - t0) / 1000 )) $seq $(( (t5 - t4) / 1000 ))" >>"$work/join"
-  printf 'join %2d: net-start %5d ms, +lease %5d ms, +first reply %5d ms (seq %s) = %5d ms; withdrawn in %d ms\n' \
+  echo "$r $(( (t1 - t0) / 1000 )) $(( (t2 - t1) / 1000 )) $(( (t3 - t2) / 1000 )) $(( (t3 - t0) / 1000 )) $seq $(( (t5 - t4) / 1000 )) $fba $fab" >>"$work/join"
+  printf 'join %2d: net-start %5d ms, +lease %5d ms, +first reply %5d ms (seq %s) = %5d ms; floods B->A %d ms, A->B %d ms; withdrawn in %d ms\n' \
     "$r" $(( (t1 - t0) / 1000000 )) $(( (t2 - t1) / 1000000 )) $(( (t3 - t2) / 1000000 )) "$seq" \
-    $(( (t3 - t0) / 1000000 )) $(( (t5 - t4) / 1000000 )) >&2
+    $(( (t3 - t0) / 1000000 )) $((fba / 1000)) $((fab / 1000)) $(( (t5 - t4) / 1000000 )) >&2
   sleep 1
 done
 
@@ -363,7 +372,8 @@ def pct(v, p):
 
 rows = [l.split() for l in open(f"{work}/join")]
 join = {k: [int(r[i]) / 1000 for r in rows] for i, k in
-        ((1, "net_start_ms"), (2, "lease_ms"), (3, "first_reply_ms"), (4, "total_ms"), (6, "withdraw_ms"))}
+        ((1, "net_start_ms"), (2, "lease_ms"), (3, "first_reply_ms"), (4, "total_ms"), (6, "withdraw_ms"),
+         (7, "flood_b_to_a_ms"), (8, "flood_a_to_b_ms"))}
 join["first_reply_seq"] = [int(r[5]) for r in rows]
 moves = [l.split() for l in open(f"{work}/move")]
 lost = [int(m[2]) - int(m[3]) for m in moves]
@@ -401,6 +411,8 @@ print(f"| join: B's net-start → B's new guest reaches A's guest ({rounds} roun
 print("|---|---|---|")
 for k, name in (("net_start_ms", "net-start returned"), ("lease_ms", "guest attached + DHCP lease"),
                 ("first_reply_ms", "lease → first ping reply (50 ms pings)"), ("total_ms", "**total**"),
+                ("flood_b_to_a_ms", "net-start → B floods to A (A's type-3 route installed on B)"),
+                ("flood_a_to_b_ms", "net-start → A floods to B (B's type-3 route installed on A)"),
                 ("withdraw_ms", "net-destroy → A's flood entry to B gone")):
     print(f"| {name} | {j[k + '_p50']:.0f} | {j[k + '_p99']:.0f} |")
 print(f"\nfirst reply at ping seq {j['samples']['first_reply_seq']}\n")
