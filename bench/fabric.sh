@@ -21,23 +21,26 @@
 #             one namespace (no virtnet, no VXLAN) at the overlay's MTU and at 1500,
 #             interleaved round by round (overlay, plain-mtu, plain-1500, ...).
 #
-#   bash bench/fabric.sh [--rounds N] [--secs S] [--out FILE]     (as root; frr, iperf3, busybox)
+#   bash bench/fabric.sh [--rounds N] [--secs S] [--out FILE] [--keep-logs DIR]
+#                                                   (as root; frr, iperf3, busybox installed)
 #
 # Defaults: 10 rounds of each, iperf3 runs of 3 s, bench/results/fabric-<UTC date>.json; a
-# markdown table on stdout. Binaries from target/release if built there, else target/debug.
+# markdown table on stdout. --keep-logs DIR: copy each host's virtnetd log (level info) and
+# FRR logs to DIR/<host>/ at the end (also after a failure). Binaries from target/release if built there, else target/debug.
 # Everything runs in namespaces this script creates; the trap stops the processes it started
 # (by PID), the FRR daemons of its own pathspaces (pid files checked against
 # /proc/<pid>/cmdline: that daemon with `-N <pathspace>`), deletes its namespaces and its
 # temporary directory. The root network namespace and any other FRR are never touched.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-rounds=10 secs=3 out=
+rounds=10 secs=3 out= keep=
 while [ $# -gt 0 ]; do
   case $1 in
     --rounds) rounds=$2; shift 2 ;;
     --secs) secs=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
-    *) echo "usage: bash bench/fabric.sh [--rounds N] [--secs S] [--out FILE]" >&2; exit 2 ;;
+    --keep-logs) keep=$2; shift 2 ;;
+    *) echo "usage: bash bench/fabric.sh [--rounds N] [--secs S] [--out FILE] [--keep-logs DIR]" >&2; exit 2 ;;
   esac
 done
 out=${out:-bench/results/fabric-$(date -u +%Y-%m-%d).json}
@@ -90,6 +93,12 @@ cleanup() {
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
   for p in "${pathspaces[@]}"; do end_frr "$p"; done
   for n in "${namespaces[@]}"; do ip netns del "$n" 2>/dev/null || true; done
+  if [ -n "$keep" ]; then
+    for n in a b c; do
+      mkdir -p "$keep/$n"
+      cp -r "$work/$n/log" "$work/$n/run/frr" "$keep/$n/" 2>/dev/null || true
+    done
+  fi
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -158,7 +167,7 @@ for l in a b c; do
   pathspaces+=("$pfx$l")
   spawn "$ns" "$work/virtnetd" --state-dir "$work/$l/state" --run-dir "$work/$l/run" \
     --libvirt-run-dir "$work/$l/libvirt" --host-config-root "$work/$l/root" \
-    --frr-pathspace "$pfx$l" --log-level warn 2>"$work/$l/log"
+    --frr-pathspace "$pfx$l" --log-level info 2>"$work/$l/log"
   for _ in $(seq 200); do [ -S "$work/$l/run/virtnet.sock" ] && break; sleep 0.05; done
   [ -S "$work/$l/run/virtnet.sock" ] || die "virtnetd $l did not start"
 done
