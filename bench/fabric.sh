@@ -234,6 +234,19 @@ first_reply() {
 }
 load() { cut -d' ' -f1-3 /proc/loadavg; }
 load_start=$(load)
+# The RTNL probe: every 100 ms, a change that takes the kernel's RTNL lock (the switch bridge's
+# alias, in this script's own namespace); each one slower than 100 ms is logged as "start_ns ms".
+# RTNL is one lock for the whole machine, all namespaces: the others' tests and builds
+# contend for it, and a stall here explains a slow net-start or move (BENCHMARKS.md).
+: >"$work/rtnl"
+( while :; do
+    t=$(now)
+    ip -n "$sw" link set dev sw alias "rtnl-probe"
+    d=$(( ($(now) - t) / 1000000 ))
+    if [ "$d" -ge 100 ]; then echo "$t $d" >>"$work/rtnl"; fi
+    sleep 0.1
+  done ) &
+pids+=($!)
 
 # --- 1. join ---------------------------------------------------------------------------------
 v a net-start fab >/dev/null
@@ -268,7 +281,7 @@ for r in $(seq 1 "$rounds"); do
   v b net-destroy fab >/dev/null
   wait_for "A's flood entry to B gone" 60 no_flood a "$(under b)"
   t5=$(now)
-  echo "$r $(( (t1 - t0) / 1000 )) $(( (t2 - t1) / 1000 )) $(( (t3 - t2) / 1000 )) $(( (t3 - t0) / 1000 )) $seq $(( (t5 - t4) / 1000 )) $fba $fab $when" >>"$work/join"
+  echo "$r $(( (t1 - t0) / 1000 )) $(( (t2 - t1) / 1000 )) $(( (t3 - t2) / 1000 )) $(( (t3 - t0) / 1000 )) $seq $(( (t5 - t4) / 1000 )) $fba $fab $when $t0 $t3" >>"$work/join"
   printf 'join %2d (%s UTC): net-start %5d ms, +lease %5d ms, +first reply %5d ms (seq %s) = %5d ms; floods B->A %d ms, A->B %d ms; withdrawn in %d ms\n' \
     "$r" "$when" $(( (t1 - t0) / 1000000 )) $(( (t2 - t1) / 1000000 )) $(( (t3 - t2) / 1000000 )) "$seq" \
     $(( (t3 - t0) / 1000000 )) $((fba / 1000)) $((fab / 1000)) $(( (t5 - t4) / 1000000 )) >&2
@@ -308,7 +321,7 @@ for r in $(seq 1 "$rounds"); do
   sleep 1
   # The move: the port goes on the old host; the same MAC and address on a new port of the
   # new host; the guest announces itself.
-  when=$(date -u +%T.%3N)
+  when=$(date -u +%T.%3N) tm0=$(now)
   ip -n "$(hostns $at)" link del "vm$k"
   ip -n "$(hostns $to)" link add "vm$k" type veth peer name eth0 netns "$gm"
   ip -n "$gm" link set eth0 address "$mac_m" mtu "$mtu_m"
@@ -317,6 +330,7 @@ for r in $(seq 1 "$rounds"); do
   ip -n "$(hostns $to)" link set "vm$k" master $br up
   ip netns exec "$gm" busybox arping -U -c 3 -I eth0 "$addr_m" >/dev/null 2>&1 || true
   wait_for "C's guest reaches the guest moved to $to" 60 reaches "$gc" "$addr_m"
+  tm1=$(now)
   sleep 1
   stop "$ping_pid"
   read -r sent recv < <(python3 - "$work/move-$r.out" <<'PY2'
@@ -326,7 +340,7 @@ print(*(m.groups() if m else ("0", "0")))
 PY2
 )
   [ "$sent" -gt 20 ] || die "move $r: too few pings to judge ($sent)"
-  echo "$r $at$to $sent $recv $k $when" >>"$work/move"
+  echo "$r $at$to $sent $recv $k $when $tm0 $tm1" >>"$work/move"
   printf 'move %2d (%s UTC, guest %d): %s -> %s, %d of %d pings lost (%d ms)\n' "$r" "$when" "$k" "$at" "$to" \
     $((sent - recv)) "$sent" $(( (sent - recv) * 50 )) >&2
   at=$to
@@ -399,6 +413,13 @@ join = {k: [int(r[i]) / 1000 for r in rows] for i, k in
          (7, "flood_b_to_a_ms"), (8, "flood_a_to_b_ms"))}
 join["first_reply_seq"] = [int(r[5]) for r in rows]
 join["utc"] = [r[9] for r in rows]
+stalls = [tuple(map(int, l.split())) for l in open(f"{work}/rtnl")]
+
+def stall_ms(t0, t1):
+    """The longest RTNL probe (>= 100 ms) that overlapped [t0, t1] (epoch ns); 0: none."""
+    return max((d for t, d in stalls if t < t1 and t + d * 1000000 > t0), default=0)
+
+join["rtnl_stall_ms"] = [stall_ms(int(r[10]), int(r[11])) for r in rows]
 moves = [l.split() for l in open(f"{work}/move")]
 lost = [int(m[2]) - int(m[3]) for m in moves]
 tput = {}
@@ -416,11 +437,13 @@ report = {
                 "loadavg_start": load_start, "loadavg_end": load_end,
                 "shared": "shared with another helper and the coordinator, who build and test at the same time"},
     "bgp_up_ms_three_hosts": int(bgp_up_ms),
+    "rtnl_probe": {"slow_probes": len(stalls), "max_ms": max((d for _, d in stalls), default=0),
+                   "samples": stalls},
     "join": {"samples": join,
              **{f"{k}_p50": pct(v, 50) for k, v in join.items() if k.endswith("_ms")},
              **{f"{k}_p99": pct(v, 99) for k, v in join.items() if k.endswith("_ms")}},
     "move": {"samples": [{"move": m[1], "sent": int(m[2]), "received": int(m[3]), "guest": int(m[4]),
-                          "utc": m[5]} for m in moves],
+                          "utc": m[5], "rtnl_stall_ms": stall_ms(int(m[6]), int(m[7]))} for m in moves],
              "moves_per_guest": 3,
              "lost": lost, "lost_p50": pct(lost, 50), "lost_p99": pct(lost, 99),
              "lost_max": max(lost), "ms_p50": pct(lost, 50) * 50, "ms_p99": pct(lost, 99) * 50},
@@ -441,13 +464,18 @@ for k, name in (("net_start_ms", "net-start returned"), ("lease_ms", "guest atta
                 ("flood_a_to_b_ms", "net-start → A floods to B (B's type-3 route installed on A)"),
                 ("withdraw_ms", "net-destroy → A's flood entry to B gone")):
     print(f"| {name} | {j[k + '_p50']:.0f} | {j[k + '_p99']:.0f} |")
-print(f"\nfirst reply at ping seq {j['samples']['first_reply_seq']}\n")
+print(f"\nfirst reply at ping seq {j['samples']['first_reply_seq']}; longest RTNL probe (≥ 100 ms) "
+      f"during each round, ms: {j['samples']['rtnl_stall_ms']}\n")
 m = report["move"]
 print(f"| move A↔B, pinged from C every 50 ms ({rounds} moves, ≤ 3 per guest) | p50 | p99 | max |")
 print("|---|---|---|---|")
 print(f"| pings lost | {m['lost_p50']} | {m['lost_p99']} | {m['lost_max']} |")
 print(f"| ≈ ms | {m['ms_p50']} | {m['ms_p99']} | {m['lost_max'] * 50} |")
-print(f"\nlost per move: {lost}\n")
+print(f"\nlost per move: {lost}; longest RTNL probe during each move, ms: "
+      f"{[x['rtnl_stall_ms'] for x in m['samples']]}\n")
+r = report["rtnl_probe"]
+print(f"RTNL probe (every 100 ms during the whole run): {r['slow_probes']} took ≥ 100 ms, the longest "
+      f"{r['max_ms']} ms.\n")
 print(f"| TCP guest→guest, iperf3 {secs} s × {rounds}, interleaved | median Gbit/s | samples (Gbit/s) |")
 print("|---|---|---|")
 for s, name in (("overlay", f"across two hosts: VXLAN/EVPN, MTU {mtu}"),
