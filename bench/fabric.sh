@@ -23,11 +23,14 @@
 #             interleaved round by round (overlay, plain-mtu, plain-1500, ...).
 #
 #   bash bench/fabric.sh [--rounds N] [--secs S] [--out FILE] [--keep-logs DIR]
+#                        [--join-rounds N] [--move-rounds N] [--tput-rounds N] [--log-level L]
 #                                                   (as root; frr, iperf3, busybox installed)
 #
 # Defaults: 10 rounds of each, iperf3 runs of 3 s, bench/results/fabric-<UTC date>.json; a
 # markdown table on stdout. --keep-logs DIR: copy each host's virtnetd log (level info) and
-# FRR logs to DIR/<host>/ at the end (also after a failure). Binaries from target/release if
+# FRR logs to DIR/<host>/ at the end (also after a failure). --join-rounds, --move-rounds,
+# --tput-rounds: one phase's rounds (default --rounds), e.g. many joins to catch a rare slow
+# one; --log-level: virtnetd's (default info). Binaries from target/release if
 # built there, else target/debug.
 # Everything runs in namespaces this script creates; the trap stops the processes it started
 # (by PID), the FRR daemons of its own pathspaces (pid files checked against
@@ -35,17 +38,23 @@
 # temporary directory. The root network namespace and any other FRR are never touched.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-rounds=10 secs=3 out= keep=
+rounds=10 secs=3 out= keep= join_rounds= move_rounds= tput_rounds= log_level=info
 while [ $# -gt 0 ]; do
   case $1 in
     --rounds) rounds=$2; shift 2 ;;
     --secs) secs=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --keep-logs) keep=$2; shift 2 ;;
-    *) echo "usage: bash bench/fabric.sh [--rounds N] [--secs S] [--out FILE] [--keep-logs DIR]" >&2; exit 2 ;;
+    --join-rounds) join_rounds=$2; shift 2 ;;
+    --move-rounds) move_rounds=$2; shift 2 ;;
+    --tput-rounds) tput_rounds=$2; shift 2 ;;
+    --log-level) log_level=$2; shift 2 ;;
+    *) echo "usage: bash bench/fabric.sh [--rounds N] [--secs S] [--out FILE] [--keep-logs DIR]" \
+         "[--join-rounds N] [--move-rounds N] [--tput-rounds N] [--log-level L]" >&2; exit 2 ;;
   esac
 done
 out=${out:-bench/results/fabric-$(date -u +%Y-%m-%d).json}
+join_rounds=${join_rounds:-$rounds} move_rounds=${move_rounds:-$rounds} tput_rounds=${tput_rounds:-$rounds}
 for tool in iperf3 busybox /usr/lib/frr/bgpd /usr/lib/frr/zebra; do
   command -v "$tool" >/dev/null || { echo "fabric.sh: $tool missing (scripts/setup.sh installs it)" >&2; exit 1; }
 done
@@ -169,7 +178,7 @@ for l in a b c; do
   pathspaces+=("$pfx$l")
   spawn "$ns" "$work/virtnetd" --state-dir "$work/$l/state" --run-dir "$work/$l/run" \
     --libvirt-run-dir "$work/$l/libvirt" --host-config-root "$work/$l/root" \
-    --frr-pathspace "$pfx$l" --log-level info 2>"$work/$l/log"
+    --frr-pathspace "$pfx$l" --log-level "$log_level" 2>"$work/$l/log"
   for _ in $(seq 200); do [ -S "$work/$l/run/virtnet.sock" ] && break; sleep 0.05; done
   [ -S "$work/$l/run/virtnet.sock" ] || die "virtnetd $l did not start"
 done
@@ -256,7 +265,7 @@ lease "$ga"; addr_a=$leased mtu=$leased_mtu
 [ "$mtu" != none ] || die "the overlay's lease carries no MTU (DHCP option 26)"
 echo "guest on A: $addr_a (MTU $mtu)" >&2
 : >"$work/join"
-for r in $(seq 1 "$rounds"); do
+for r in $(seq 1 "$join_rounds"); do
   gj="$pfx-gj$r" when=$(date -u +%T.%3N)
   # When each side's flood entry towards the other appears (type-3 routes), polled every 20 ms.
   rm -f "$work/flood-ab" "$work/flood-ba"
@@ -305,7 +314,7 @@ gc="$pfx-gc"
 guest "$gc" c vc0 52:54:00:fb:0c:ff
 lease "$gc"
 : >"$work/move"
-for r in $(seq 1 "$rounds"); do
+for r in $(seq 1 "$move_rounds"); do
   k=$(( (r - 1) / moves_per_guest ))
   if [ $(( (r - 1) % moves_per_guest )) = 0 ]; then
     [ "$k" = 0 ] || delns "$gm"
@@ -381,7 +390,7 @@ e = json.load(sys.stdin)["end"]
 print(e["sum_received"]["bits_per_second"], e["sum_sent"].get("retransmits", 0))'
 }
 : >"$work/tput"
-for r in $(seq 1 "$rounds"); do
+for r in $(seq 1 "$tput_rounds"); do
   for s in overlay plain-mtu plain-1500; do
     case $s in
       overlay) res=$(iperf "$gt" "$addr_a") ;;
@@ -397,10 +406,11 @@ load_end=$(load)
 # --- results ---------------------------------------------------------------------------------
 mkdir -p "$(dirname "$out")"
 frr_version=$(/usr/lib/frr/bgpd --version 2>/dev/null | head -1 || true)
-python3 - "$work" "$out" "$rounds" "$secs" "$mtu" "$load_start" "$load_end" "$bindir" "$bgp_up_ms" \
+python3 - "$work" "$out" "$join_rounds $move_rounds $tput_rounds" "$secs" "$mtu" "$load_start" "$load_end" "$bindir" "$bgp_up_ms" \
   "$frr_version" <<'PY'
 import json, os, platform, statistics, sys
 work, out, rounds, secs, mtu, load_start, load_end, bindir, bgp_up_ms, frr = sys.argv[1:11]
+join_rounds, move_rounds, tput_rounds = map(int, rounds.split())
 
 def pct(v, p):
     """Nearest-rank percentile (p99 of fewer than 100 samples is the largest)."""
@@ -432,7 +442,7 @@ med = {s: statistics.median(v) for s, v in tput.items()}
 paired = lambda a, b: statistics.median(x / y for x, y in zip(tput[a], tput[b]))
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 report = {
-    "rounds": int(rounds), "iperf_seconds": int(secs), "overlay_mtu": int(mtu), "binaries": bindir,
+    "rounds": {"join": join_rounds, "move": move_rounds, "throughput": tput_rounds}, "iperf_seconds": int(secs), "overlay_mtu": int(mtu), "binaries": bindir,
     "machine": {"cpu": cpu, "cores": os.cpu_count(), "kernel": platform.release(), "frr": frr,
                 "loadavg_start": load_start, "loadavg_end": load_end,
                 "shared": "shared with another helper and the coordinator, who build and test at the same time"},
@@ -456,7 +466,7 @@ json.dump(report, open(out, "w"), indent=1)
 j = report["join"]
 print(f"Machine: {cpu}, {os.cpu_count()} cores, kernel {platform.release()}, {frr}; "
       f"load average {load_start} at start, {load_end} at end (shared machine).\n")
-print(f"| join: B's net-start → B's new guest reaches A's guest ({rounds} rounds) | p50 ms | p99 ms |")
+print(f"| join: B's net-start → B's new guest reaches A's guest ({join_rounds} rounds) | p50 ms | p99 ms |")
 print("|---|---|---|")
 for k, name in (("net_start_ms", "net-start returned"), ("lease_ms", "guest attached + DHCP lease"),
                 ("first_reply_ms", "lease → first ping reply (50 ms pings)"), ("total_ms", "**total**"),
@@ -467,7 +477,7 @@ for k, name in (("net_start_ms", "net-start returned"), ("lease_ms", "guest atta
 print(f"\nfirst reply at ping seq {j['samples']['first_reply_seq']}; longest RTNL probe (≥ 100 ms) "
       f"during each round, ms: {j['samples']['rtnl_stall_ms']}\n")
 m = report["move"]
-print(f"| move A↔B, pinged from C every 50 ms ({rounds} moves, ≤ 3 per guest) | p50 | p99 | max |")
+print(f"| move A↔B, pinged from C every 50 ms ({move_rounds} moves, ≤ 3 per guest) | p50 | p99 | max |")
 print("|---|---|---|---|")
 print(f"| pings lost | {m['lost_p50']} | {m['lost_p99']} | {m['lost_max']} |")
 print(f"| ≈ ms | {m['ms_p50']} | {m['ms_p99']} | {m['lost_max'] * 50} |")
@@ -476,7 +486,7 @@ print(f"\nlost per move: {lost}; longest RTNL probe during each move, ms: "
 r = report["rtnl_probe"]
 print(f"RTNL probe (every 100 ms during the whole run): {r['slow_probes']} took ≥ 100 ms, the longest "
       f"{r['max_ms']} ms.\n")
-print(f"| TCP guest→guest, iperf3 {secs} s × {rounds}, interleaved | median Gbit/s | samples (Gbit/s) |")
+print(f"| TCP guest→guest, iperf3 {secs} s × {tput_rounds}, interleaved | median Gbit/s | samples (Gbit/s) |")
 print("|---|---|---|")
 for s, name in (("overlay", f"across two hosts: VXLAN/EVPN, MTU {mtu}"),
                 ("plain-mtu", f"one plain bridge, MTU {mtu}"), ("plain-1500", "one plain bridge, MTU 1500")):
