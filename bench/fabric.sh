@@ -21,13 +21,16 @@
 #             the veth underlay), against two guest namespaces on one plain Linux bridge in
 #             one namespace (no virtnet, no VXLAN) at the overlay's MTU and at 1500,
 #             interleaved round by round (overlay, plain-mtu, plain-1500, ...).
+# Throughout, an RTNL probe (a change under the kernel's machine-wide RTNL lock every 100 ms)
+# logs each one slower than 100 ms, and each join round and move reports the longest that
+# overlapped it: a stall of the shared machine is told from one of virtnet's.
 #
 #   bash bench/fabric.sh [--rounds N] [--secs S] [--out FILE] [--keep-logs DIR]
 #                        [--join-rounds N] [--move-rounds N] [--tput-rounds N] [--log-level L]
 #                                                   (as root; frr, iperf3, busybox installed)
 #
 # Defaults: 10 rounds of each, iperf3 runs of 3 s, bench/results/fabric-<UTC date>.json; a
-# markdown table on stdout. --keep-logs DIR: copy each host's virtnetd log (level info) and
+# markdown table on stdout. --keep-logs DIR: copy each host's virtnetd log (at --log-level) and
 # FRR logs to DIR/<host>/ at the end (also after a failure). --join-rounds, --move-rounds,
 # --tput-rounds: one phase's rounds (default --rounds), e.g. many joins to catch a rare slow
 # one; --log-level: virtnetd's (default info). Binaries from target/release if
