@@ -28,6 +28,9 @@ command -v systemd-nspawn >/dev/null || need_apt+=(systemd-container)
 command -v lintian >/dev/null || need_apt+=(lintian)
 # DNS tests ask with dig; the upstream namespace's DNS server (the "internet") is dnsmasq.
 command -v dig >/dev/null || need_apt+=(bind9-dnsutils)
+# Throughput benchmarks (bench/antispoof.sh, bench/fabric.sh) run iperf3 between namespaces
+# (its debconf question, start as a daemon, defaults to no).
+command -v iperf3 >/dev/null || need_apt+=(iperf3)
 # IPv6 tests read the router advertisements guests see with rdisc6.
 command -v rdisc6 >/dev/null || need_apt+=(ndisc6)
 # The metrics test checks /metrics with Prometheus's own promtool and a real Prometheus server.
