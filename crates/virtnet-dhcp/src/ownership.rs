@@ -173,6 +173,11 @@ impl Membership {
         !self.last_seen.keys().copied().eq(before)
     }
 
+    /// Whether no remote member is present or remembered.
+    pub fn is_empty(&self) -> bool {
+        self.last_seen.is_empty()
+    }
+
     /// Every remote member with when it was last seen (what [`Membership::restore`] takes).
     pub fn remembered(&self) -> Vec<(IpAddr, u64)> {
         self.last_seen.iter().map(|(m, s)| (*m, *s)).collect()

@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use virtnet_testkit::fabric::Fabric;
+use virtnet_testkit::fabric::{Fabric, FabricHost};
 use virtnet_testkit::{eventually, QemuGuest};
 
 const NETWORK: &str = "span";
@@ -29,18 +29,9 @@ fn network() -> String {
     )
 }
 
-#[test]
-fn a_qemu_guest_reaches_guests_on_two_other_hosts_over_the_overlay() {
-    let fabric = Fabric::new("fq", 3);
-    for host in fabric.hosts() {
-        host.start_network(&network());
-    }
-    fabric.wait_full_mesh(VXLAN);
-    let hosts = fabric.hosts();
-    let a = &hosts[0];
-    // virtnet makes the VM's port on A; QEMU opens the tap by name.
-    let tap = a
-        .daemon()
+/// The VM's port on `host` (`attach-interface`, virtio, [`VM_MAC`]): the tap QEMU opens.
+fn attach_vm(host: &FabricHost) -> String {
+    host.daemon()
         .cli_ok(&[
             "-q",
             "attach-interface",
@@ -53,7 +44,20 @@ fn a_qemu_guest_reaches_guests_on_two_other_hosts_over_the_overlay() {
             "virtio",
         ])
         .trim()
-        .to_string();
+        .to_string()
+}
+
+#[test]
+fn a_qemu_guest_reaches_guests_on_two_other_hosts_over_the_overlay() {
+    let fabric = Fabric::new("fq", 3);
+    for host in fabric.hosts() {
+        host.start_network(&network());
+    }
+    fabric.wait_full_mesh(VXLAN);
+    let hosts = fabric.hosts();
+    let a = &hosts[0];
+    // virtnet makes the VM's port on A; QEMU opens the tap by name.
+    let tap = attach_vm(a);
     let vm = QemuGuest::boot(a.ns(), &tap, VM_MAC, "vm1");
     let on_b = hosts[1].guest_bank("qb", BRIDGE, 1, |_| "52:54:00:48:00:02".into());
     let on_c = hosts[2].guest_bank("qc", BRIDGE, 1, |_| "52:54:00:48:00:03".into());
@@ -115,26 +119,9 @@ fn a_qemu_guest_migrates_live_to_another_host_and_is_reached_again() {
     }
     fabric.wait_full_mesh(VXLAN);
     let hosts = fabric.hosts();
-    let attach = |h: usize| {
-        hosts[h]
-            .daemon()
-            .cli_ok(&[
-                "-q",
-                "attach-interface",
-                "vm1",
-                "network",
-                NETWORK,
-                "--mac",
-                VM_MAC,
-                "--model",
-                "virtio",
-            ])
-            .trim()
-            .to_string()
-    };
     let tmp = tempfile::tempdir().expect("tempdir");
     let monitor = tmp.path().join("monitor.sock");
-    let tap_a = attach(0);
+    let tap_a = attach_vm(&hosts[0]);
     let vm = QemuGuest::boot_migratable(hosts[0].ns(), &tap_a, VM_MAC, "vm1", &monitor);
     let addr_vm = vm.lease().ip.to_string();
     vm.wait_ready();
@@ -152,7 +139,7 @@ fn a_qemu_guest_migrates_live_to_another_host_and_is_reached_again() {
     );
 
     // The destination: B's port for the guest, and QEMU waiting for the migration.
-    let tap_b = attach(1);
+    let tap_b = attach_vm(&hosts[1]);
     let moved = QemuGuest::incoming(hosts[1].ns(), &tap_b, VM_MAC, "vm1", 4444);
     let pings = pinger.start_pings(&addr_vm, "migration.out");
     vm.migrate_to(

@@ -144,7 +144,7 @@ impl OwnershipFollower {
         }
         let shared = SharedOwnership::new();
         // Members known from before (a restart): settled at once.
-        let settled = !membership.remembered().is_empty();
+        let settled = !membership.is_empty();
         let now = Instant::now();
         let mut follow = Follow {
             network: net.name.clone(),
@@ -249,7 +249,7 @@ impl Follow {
     /// the last change with one known at least, or none after [`SETTLE_ALONE`].
     fn settles(&self) -> bool {
         settles(
-            !self.membership.remembered().is_empty(),
+            !self.membership.is_empty(),
             self.changed_at.elapsed(),
             self.started.elapsed(),
         )
