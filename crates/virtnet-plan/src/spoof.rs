@@ -45,8 +45,13 @@
 //! the prefix. A guest configured by hand there gets a `<host id>` with its MAC's DUID-LL,
 //! the subnet loses its DHCPv6 range, or the port is `--no-spoof-check`.
 //!
-//! Dropped frames are counted per port: the drop chain looks the port up in `drops`, a set
-//! with a counter on every element.
+//! Dropped frames are counted per port in `drops`, a dynamic set with a counter on every
+//! element: the drop chain adds the port's element with its first dropped frame and counts
+//! every one after it. A port that never dropped a frame has no element (its count is 0), so
+//! reading the counters (every metrics scrape) costs what the ports that dropped something
+//! cost, not what every guarded port costs (a dump of 2,000 elements was ~2 ms of a scrape).
+//! Adding the element is its own rule, before the drop: a full set (65,535 ports that
+//! dropped frames) fails that rule, not the drop.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -62,7 +67,8 @@ pub const TABLE: &str = "virtnet_ports";
 pub enum SpoofSet {
     /// Ports under the check (`ifname`).
     Guarded,
-    /// Ports and their drop counters (`ifname`, with a counter per element).
+    /// Ports and their drop counters (`ifname`, with a counter per element): filled by the
+    /// drop chain itself, a port's element appears with its first dropped frame.
     Drops,
     /// A port's guest MAC (`ifname . ether_addr`).
     Macs,
@@ -264,7 +270,6 @@ impl PortGuard {
         };
         let mut out = vec![
             el(SpoofSet::Guarded, SpoofKey::Port),
-            el(SpoofSet::Drops, SpoofKey::Port),
             el(SpoofSet::Macs, SpoofKey::Mac(self.mac)),
         ];
         out.extend(
@@ -282,6 +287,17 @@ impl PortGuard {
             out.extend(Self::address6_elements(&self.port, *a));
         }
         out
+    }
+
+    /// The port's drop counter in `drops`: no element of [`PortGuard::elements`] (the drop
+    /// chain adds it with the port's first dropped frame), deleted when the port is no longer
+    /// guarded so that a later port of the same name starts from 0.
+    pub fn drops_element(port: &str) -> SpoofElement {
+        SpoofElement {
+            set: SpoofSet::Drops,
+            port: port.to_string(),
+            key: SpoofKey::Port,
+        }
     }
 
     /// The elements of one IPv6 address of the port (a DHCPv6 lease granted or ended): the
@@ -327,7 +343,7 @@ pub fn changes(
 
 /// The table's fixed sets and chains.
 const TABLE_BODY: &str = r#"	set guarded { type ifname; }
-	set drops { type ifname; counter; }
+	set drops { type ifname; flags dynamic; counter; }
 	set macs { type ifname . ether_addr; }
 	set addrs4 { type ifname . ipv4_addr; }
 	set addrs6 { type ifname . ipv6_addr; flags interval; }
@@ -375,7 +391,7 @@ const TABLE_BODY: &str = r#"	set guarded { type ifname; }
 		goto spoofed
 	}
 	chain spoofed {
-		iifname @drops
+		update @drops { iifname }
 		drop
 	}
 "#;

@@ -402,6 +402,74 @@ fn the_guard_survives_a_daemon_restart_and_a_deleted_table() {
     assert!(attacker.ns.ping(GATEWAY), "its lease after the rebuild");
 }
 
+/// A port's drop counter is an element of `drops` only once the port dropped a frame (a
+/// metrics scrape then reads the ports that dropped something, not every guarded port); the
+/// listing shows 0 before that, and the counter goes with the port: a later port of the same
+/// name starts from 0.
+#[test]
+fn a_ports_drop_counter_appears_with_its_first_drop_and_goes_with_the_port() {
+    const TAP: &str = "spcount0";
+    let lab = Lab::new("spoof_count");
+    let daemon = start(&lab, "");
+    let counters = || {
+        lab.host()
+            .run_ok(["nft", "list", "set", "bridge", "virtnet_ports", "drops"])
+    };
+    let attach = || {
+        daemon.cli_ok(&[
+            "attach-interface",
+            "counted",
+            "network",
+            "spoofnet",
+            "--mac",
+            MAC_A,
+            "--target",
+            TAP,
+        ]);
+        TapGuest::relay_on(&lab, "counted", TAP, MAC_A)
+    };
+
+    let guest = attach();
+    assert!(port(&daemon, TAP).spoof_check);
+    assert_eq!(
+        port(&daemon, TAP).spoof_drops,
+        Some(0),
+        "nothing dropped yet"
+    );
+    assert!(!counters().contains(TAP), "no counter yet: {}", counters());
+
+    let spoofed = [
+        "udp",
+        FOREIGN_MAC,
+        "192.168.150.77",
+        "ff:ff:ff:ff:ff:ff",
+        GATEWAY,
+        "4000",
+        "4000",
+        "spoofed",
+    ];
+    guest.send(&lab, &spoofed);
+    wait_for("the spoofed frame counted", || drops(&daemon, TAP) > 0);
+    assert!(counters().contains(TAP), "{}", counters());
+
+    drop(guest);
+    daemon.cli_ok(&["detach-interface", "counted", "network", "--mac", MAC_A]);
+    assert!(
+        !counters().contains(TAP),
+        "the detached port's counter is gone: {}",
+        counters()
+    );
+
+    let again = attach();
+    assert_eq!(
+        port(&daemon, TAP).spoof_drops,
+        Some(0),
+        "a new port of the same name starts from 0"
+    );
+    again.send(&lab, &spoofed);
+    wait_for("the new port's drop counted", || drops(&daemon, TAP) > 0);
+}
+
 /// The table of the last guarded port outlives it for a grace period: a guest whose port is
 /// detached and attached again (a restart) does not pay the table's deletion and creation.
 /// Then, with no port guarded, the table goes: a host without guests carries no virtnet table.

@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use virtnet_host::nft_set::{key_bytes, Field, SetChange, SetElement, NFPROTO_BRIDGE};
-use virtnet_host::{NftSets, Nftables};
+use virtnet_host::{nft_counters, NftSets, Nftables};
 use virtnet_plan::spoof::{self, PortGuard, SpoofElement, SpoofKey, SpoofSet, TABLE};
 
 use super::host;
@@ -172,6 +172,23 @@ impl Inner {
         Ok(())
     }
 
+    /// Deletes the drop counter of a port no longer guarded, if it dropped anything (the
+    /// element exists only then: a missing one is no error). Its own request: in the batch
+    /// of the port's other elements, a missing element would undo them all.
+    fn forget_drops(&mut self, port: &str) {
+        let element = raw(&PortGuard::drops_element(port));
+        match self
+            .sets
+            .apply_in(NFPROTO_BRIDGE, TABLE, SetChange::Delete, &[element])
+        {
+            Ok(()) => {}
+            Err(e) if e.errno() == Some(libc::ENOENT) => {}
+            Err(e) => {
+                tracing::warn!(%port, error = %e, "cannot delete the port's drop counter")
+            }
+        }
+    }
+
     /// Deletes `del`, then adds `add`, for one port.
     fn change(&mut self, del: &[SpoofElement], add: &[SpoofElement]) -> Result<()> {
         self.send(SetChange::Delete, del)?;
@@ -254,9 +271,12 @@ impl Antispoof {
                     .insert(port.to_string(), applied(network.to_string(), g));
             }
             None => {
-                if inner.applied.remove(port).is_some() && inner.applied.is_empty() {
-                    inner.emptied += 1;
-                    self.remove_when_still_empty(inner.emptied);
+                if inner.applied.remove(port).is_some() {
+                    inner.forget_drops(port);
+                    if inner.applied.is_empty() {
+                        inner.emptied += 1;
+                        self.remove_when_still_empty(inner.emptied);
+                    }
                 }
             }
         }
@@ -409,54 +429,14 @@ impl Antispoof {
         lock(&self.inner).applied.contains_key(port)
     }
 
-    /// Frames dropped per guarded port since it was guarded (the `drops` set's counters),
-    /// from one listing of that one set.
+    /// Frames dropped per guarded port since it was guarded, for the ports that dropped any
+    /// (the others have no element in `drops`: 0), from one dump of that one set.
     pub fn drop_counts(&self) -> Result<BTreeMap<String, u64>> {
-        let mut inner = lock(&self.inner);
-        inner.nft.set_json(true);
-        let listed = inner.nft.run(&format!(
-            "list set bridge {TABLE} {}",
-            SpoofSet::Drops.name()
-        ));
-        inner.nft.set_json(false);
-        let text = listed.map_err(host("read anti-spoofing counters"))?;
-        parse_drop_counts(&text).map_err(|reason| Error::Io {
-            context: "cannot read anti-spoofing counters".into(),
-            source: std::io::Error::other(reason),
-        })
-    }
-}
-
-/// The per-element counters of `nft -j list set … drops`.
-fn parse_drop_counts(json: &str) -> std::result::Result<BTreeMap<String, u64>, String> {
-    let v: serde_json::Value = serde_json::from_str(json).map_err(|e| e.to_string())?;
-    let mut out = BTreeMap::new();
-    let items = v["nftables"].as_array().cloned().unwrap_or_default();
-    for item in items {
-        let Some(elems) = item["set"]["elem"].as_array() else {
-            continue;
-        };
-        for e in elems {
-            let elem = &e["elem"];
-            if let (Some(port), Some(packets)) =
-                (elem["val"].as_str(), elem["counter"]["packets"].as_u64())
-            {
-                out.insert(port.to_string(), packets);
-            }
-        }
-    }
-    Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn drop_counters_are_read_from_nfts_json() {
-        let json = r#"{"nftables": [{"metainfo": {"version": "1.0.6"}}, {"set": {"family": "bridge", "name": "drops", "table": "virtnet_ports", "type": "ifname", "handle": 2, "elem": [{"elem": {"val": "vnet0", "counter": {"packets": 3, "bytes": 180}}}, {"elem": {"val": "vnet1", "counter": {"packets": 0, "bytes": 0}}}]}}]}"#;
-        let counts = parse_drop_counts(json).expect("parses");
-        assert_eq!(counts.get("vnet0"), Some(&3));
-        assert_eq!(counts.get("vnet1"), Some(&0));
+        let counts = nft_counters::set_counters(NFPROTO_BRIDGE, TABLE, SpoofSet::Drops.name())
+            .map_err(|source| Error::Io {
+                context: "cannot read anti-spoofing counters".into(),
+                source,
+            })?;
+        Ok(counts.into_iter().collect())
     }
 }

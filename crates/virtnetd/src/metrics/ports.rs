@@ -178,10 +178,10 @@ impl PortCache {
             out.push(PortSample {
                 labels: Arc::clone(&entry.text),
                 stats,
+                // A guarded port that never dropped a frame has no counter in the set.
                 spoof_drops: port
                     .spoof_check
-                    .then(|| spoof.get(&port.name).copied())
-                    .flatten(),
+                    .then(|| spoof.get(&port.name).copied().unwrap_or(0)),
             });
             self.entries.push(Some(entry));
         }

@@ -775,8 +775,9 @@ impl Ports {
             // One listing of the counters for the whole answer.
             match self.guard.drop_counts() {
                 Ok(drops) => {
+                    // A port that never dropped a frame has no counter in the set.
                     for p in ports.iter_mut().filter(|p| p.spoof_check) {
-                        p.spoof_drops = drops.get(&p.name).copied();
+                        p.spoof_drops = Some(drops.get(&p.name).copied().unwrap_or(0));
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot read anti-spoofing counters"),
