@@ -47,7 +47,7 @@ use virtnet_host::LinkStats;
 use crate::state::AppState;
 use crate::sync::lock;
 use encode::Encoder;
-use network::NetworkRow;
+use network::{NetworkCache, NetworkRow};
 use ports::{LinkTable, PortCache};
 
 pub use encode::CONTENT_TYPE;
@@ -71,6 +71,9 @@ pub struct Metrics {
     /// Each port's labels, escaped once, and where its tap was in the links, kept from scrape to
     /// scrape ([`PortCache`]: what changed is written again, what is gone is forgotten).
     ports: Mutex<PortCache>,
+    /// Each network's labels, DHCP ranges and subnets, kept while its definition is the same
+    /// ([`NetworkCache`]).
+    networks: Mutex<NetworkCache>,
     /// The size of the last exposition: the next one's text is allocated at once.
     last_len: std::sync::atomic::AtomicUsize,
     /// The NATed connections' original sources.
@@ -104,7 +107,7 @@ impl Metrics {
         let (mut networks, ports, kernel, t_parts) = std::thread::scope(|scope| {
             let kernel = beside(scope, "metrics-kernel", KernelReads::read);
             let ports = beside(scope, "metrics-ports", || state.ports.labels());
-            let networks = network_rows(state);
+            let networks = network_rows(state, &mut lock(&self.networks));
             let ports = ports();
             let t_parts = t0.elapsed();
             (networks, ports, kernel(), t_parts)
@@ -149,7 +152,7 @@ impl Metrics {
     /// The NATed connections' sources as last read, when a nat network runs; starts a new
     /// reading in the background when that one is older than [`NAT_REFRESH`].
     fn nat_sources(&self, networks: &[NetworkRow]) -> Option<Arc<Vec<Ipv4Addr>>> {
-        if networks.iter().all(|n| n.subnets.is_empty()) {
+        if networks.iter().all(|n| n.fixed.subnets.is_empty()) {
             return None;
         }
         let mut cache = lock(&self.nat);
@@ -249,15 +252,18 @@ impl KernelReads {
 }
 
 /// A row per network, with the running ones' servers' counters.
-fn network_rows(state: &AppState) -> Vec<NetworkRow> {
+fn network_rows(state: &AppState, cache: &mut NetworkCache) -> Vec<NetworkRow> {
     let mut counters = state.services.counters();
-    state.networks.map_live(|summary, live| {
-        let mut row = NetworkRow::new(summary, live);
+    cache.begin();
+    let rows = state.networks.map_live(|summary, live| {
+        let mut row = NetworkRow::new(summary, live, cache);
         if let Some(c) = counters.remove(&row.name) {
             row.set_services(c);
         }
         row
-    })
+    });
+    cache.end();
+    rows
 }
 
 /// Counts each port into its network's row.

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
 
 use virtnet_dhcp::DhcpConfig;
 use virtnet_model::{ForwardMode, Network};
@@ -12,7 +13,7 @@ use crate::services::ServiceCounters;
 
 /// One DHCP range of a running network.
 #[derive(Debug)]
-pub(super) struct RangeUse {
+pub(super) struct RangeDef {
     /// First address.
     pub start: Ipv4Addr,
     /// Last address.
@@ -21,8 +22,108 @@ pub(super) struct RangeUse {
     pub label: String,
     /// Addresses in the range.
     pub size: u64,
-    /// Leases (not expired) of addresses in the range.
-    pub in_use: u64,
+}
+
+/// What a network's samples take from its definition: the same from one scrape to the next
+/// while the definition is ([`NetworkCache`]).
+#[derive(Debug)]
+pub(super) struct Fixed {
+    /// Bridge device ("" when it has none).
+    pub bridge: String,
+    /// Forward mode.
+    pub mode: &'static str,
+    /// `network="…",bridge="…",mode="…"`, escaped once for all of its samples.
+    pub label_text: String,
+    /// Its DHCP ranges (running networks only).
+    pub ranges: Vec<RangeDef>,
+    /// Its IPv4 subnets (address, prefix), for counting NAT connections (nat networks).
+    pub subnets: Vec<(Ipv4Addr, u8)>,
+}
+
+impl Fixed {
+    fn new(name: &str, bridge: String, mode: &'static str, live: Option<&Network>) -> Fixed {
+        let label_text = label_list(&[("network", name), ("bridge", &bridge), ("mode", mode)]);
+        let (ranges, subnets) = match live {
+            Some(net) => (dhcp_ranges(net), nat_subnets(net)),
+            None => (Vec::new(), Vec::new()),
+        };
+        Fixed {
+            bridge,
+            mode,
+            label_text,
+            ranges,
+            subnets,
+        }
+    }
+}
+
+/// Each network's [`Fixed`] part, kept from scrape to scrape: a scrape of hundreds of
+/// networks otherwise builds each one's DHCP configuration and escapes its labels again. An
+/// entry is used while its network's live definition is the same one (the cache holds it,
+/// so its address cannot be another's) and its bridge and mode are; a network no scrape
+/// listed is forgotten.
+#[derive(Debug, Default)]
+pub(super) struct NetworkCache {
+    entries: HashMap<String, Cached>,
+    /// The scrape being made: an entry of an earlier one is stale.
+    scrape: u64,
+}
+
+#[derive(Debug)]
+struct Cached {
+    live: Option<Arc<Network>>,
+    fixed: Arc<Fixed>,
+    scrape: u64,
+}
+
+impl NetworkCache {
+    /// Starts a scrape.
+    pub fn begin(&mut self) {
+        self.scrape += 1;
+    }
+
+    /// The fixed part of network `summary` (`live`: its live definition when it runs).
+    fn fixed(
+        &mut self,
+        summary: &virtnet_api::NetworkSummary,
+        live: Option<&Arc<Network>>,
+    ) -> Arc<Fixed> {
+        let bridge = summary.bridge.as_deref().unwrap_or_default();
+        let mode = summary.forward_mode.as_str();
+        let same_live = |c: &Cached| match (&c.live, live) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        };
+        let scrape = self.scrape;
+        if let Some(c) = self.entries.get_mut(&summary.name) {
+            if same_live(c) && c.fixed.bridge == bridge && c.fixed.mode == mode {
+                c.scrape = scrape;
+                return Arc::clone(&c.fixed);
+            }
+        }
+        let fixed = Arc::new(Fixed::new(
+            &summary.name,
+            bridge.to_string(),
+            mode,
+            live.map(|l| &**l),
+        ));
+        self.entries.insert(
+            summary.name.clone(),
+            Cached {
+                live: live.cloned(),
+                fixed: Arc::clone(&fixed),
+                scrape,
+            },
+        );
+        fixed
+    }
+
+    /// Ends a scrape: the networks it did not list are forgotten.
+    pub fn end(&mut self) {
+        let scrape = self.scrape;
+        self.entries.retain(|_, c| c.scrape == scrape);
+    }
 }
 
 /// What the scrape knows of one network.
@@ -30,77 +131,51 @@ pub(super) struct RangeUse {
 pub(super) struct NetworkRow {
     /// Name.
     pub name: String,
-    /// Bridge device ("" when it has none).
-    pub bridge: String,
-    /// Forward mode.
-    pub mode: &'static str,
     /// Running.
     pub active: bool,
     /// Guest ports attached to it.
     pub ports: u64,
-    /// Its DHCP ranges (running networks only).
-    pub ranges: Vec<RangeUse>,
+    /// What its definition gives: labels, ranges, subnets.
+    pub fixed: Arc<Fixed>,
+    /// Leases (not expired) in each of `fixed.ranges`.
+    pub in_use: Vec<u64>,
     /// Its servers' counters (running networks only).
     pub services: Option<ServiceCounters>,
-    /// Its IPv4 subnets (address, prefix), for counting NAT connections.
-    pub subnets: Vec<(Ipv4Addr, u8)>,
     /// Source-NATed connections from its subnets (nat networks, when conntrack was read).
     pub nat_connections: Option<u64>,
-    /// `network="…",bridge="…",mode="…"`, escaped once for all of its samples.
-    pub label_text: String,
 }
 
 impl NetworkRow {
     /// A row for a network, from its summary and (when running) its live definition.
-    pub fn new(summary: virtnet_api::NetworkSummary, live: Option<&Network>) -> NetworkRow {
-        let bridge = summary.bridge.unwrap_or_default();
-        let mode = summary.forward_mode.as_str();
-        let label_text = label_list(&[
-            ("network", &summary.name),
-            ("bridge", &bridge),
-            ("mode", mode),
-        ]);
-        let mut row = NetworkRow {
+    pub fn new(
+        summary: virtnet_api::NetworkSummary,
+        live: Option<&Arc<Network>>,
+        cache: &mut NetworkCache,
+    ) -> NetworkRow {
+        let fixed = cache.fixed(&summary, live);
+        NetworkRow {
             name: summary.name,
-            bridge,
-            mode,
             active: summary.active,
             ports: 0,
-            ranges: Vec::new(),
+            in_use: vec![0; fixed.ranges.len()],
+            fixed,
             services: None,
-            subnets: Vec::new(),
             nat_connections: None,
-            label_text,
-        };
-        if let Some(net) = live {
-            row.ranges = dhcp_ranges(net);
-            if net.forward.mode == ForwardMode::Nat {
-                row.subnets = net
-                    .ips
-                    .iter()
-                    .filter_map(|ip| match ip.address {
-                        IpAddr::V4(a) => Some((a, ip.prefix_len())),
-                        IpAddr::V6(_) => None,
-                    })
-                    .collect();
-            }
         }
-        row
     }
 
     /// Counts the leases in each range from the running server's leases.
     pub fn set_services(&mut self, services: ServiceCounters) {
         if let Some((_, leases)) = &services.dhcp {
-            for range in &mut self.ranges {
-                range.in_use = 0;
-            }
+            self.in_use.iter_mut().for_each(|n| *n = 0);
             for lease in leases {
-                if let Some(r) = self
+                if let Some(i) = self
+                    .fixed
                     .ranges
-                    .iter_mut()
-                    .find(|r| r.start <= lease.ip && lease.ip <= r.end)
+                    .iter()
+                    .position(|r| r.start <= lease.ip && lease.ip <= r.end)
                 {
-                    r.in_use += 1;
+                    self.in_use[i] += 1;
                 }
             }
         }
@@ -109,10 +184,11 @@ impl NetworkRow {
 
     /// Counts the NATed connections whose original source is in one of the subnets.
     pub fn count_nat(&mut self, sources: &[Ipv4Addr]) {
-        if self.subnets.is_empty() {
+        if self.fixed.subnets.is_empty() {
             return;
         }
         let masks: Vec<(u32, u32)> = self
+            .fixed
             .subnets
             .iter()
             .map(|(a, p)| {
@@ -130,31 +206,44 @@ impl NetworkRow {
     fn labels(&self) -> [(&str, &str); 3] {
         [
             ("network", &self.name),
-            ("bridge", &self.bridge),
-            ("mode", self.mode),
+            ("bridge", &self.fixed.bridge),
+            ("mode", self.fixed.mode),
         ]
     }
 
     /// One sample of this network in the current family, with `more` labels after its own.
     fn sample(&self, e: &mut Encoder, name: &str, more: Labels<'_>, value: u64) {
-        e.sample_after(name, &self.label_text, more, value);
+        e.sample_after(name, &self.fixed.label_text, more, value);
     }
 }
 
+/// The IPv4 subnets of a nat network (none for other modes).
+fn nat_subnets(net: &Network) -> Vec<(Ipv4Addr, u8)> {
+    if net.forward.mode != ForwardMode::Nat {
+        return Vec::new();
+    }
+    net.ips
+        .iter()
+        .filter_map(|ip| match ip.address {
+            IpAddr::V4(a) => Some((a, ip.prefix_len())),
+            IpAddr::V6(_) => None,
+        })
+        .collect()
+}
+
 /// The DHCPv4 ranges of a network, with their sizes.
-fn dhcp_ranges(net: &Network) -> Vec<RangeUse> {
+fn dhcp_ranges(net: &Network) -> Vec<RangeDef> {
     let Some(config) = DhcpConfig::from_network(net) else {
         return Vec::new();
     };
     config
         .ranges
         .iter()
-        .map(|r| RangeUse {
+        .map(|r| RangeDef {
             start: r.start,
             end: r.end,
             label: format!("{}-{}", r.start, r.end),
             size: u64::from(u32::from(r.end).saturating_sub(u32::from(r.start))) + 1,
-            in_use: 0,
         })
         .collect()
 }
@@ -226,8 +315,8 @@ fn encode_ranges(e: &mut Encoder, rows: &[NetworkRow]) {
     ] {
         e.family(name, Kind::Gauge, help);
         for row in rows {
-            for r in &row.ranges {
-                let v = if in_use { r.in_use } else { r.size };
+            for (r, used) in row.fixed.ranges.iter().zip(&row.in_use) {
+                let v = if in_use { *used } else { r.size };
                 row.sample(e, name, &[("range", &r.label)], v);
             }
         }
@@ -327,19 +416,78 @@ pub(super) fn by_name(rows: &[NetworkRow]) -> HashMap<&str, usize> {
 mod tests {
     use super::*;
 
+    fn summary(name: &str, bridge: &str) -> virtnet_api::NetworkSummary {
+        virtnet_api::NetworkSummary {
+            name: name.into(),
+            uuid: uuid::Uuid::nil(),
+            active: true,
+            persistent: true,
+            autostart: false,
+            bridge: Some(bridge.into()),
+            forward_mode: ForwardMode::Nat,
+        }
+    }
+
+    fn live(range_end: &str) -> Arc<Network> {
+        Arc::new(
+            Network::from_xml(&format!(
+                "<network><name>n</name><forward mode='nat'/><bridge name='vb0'/>\
+                 <ip address='10.1.2.1' prefix='24'><dhcp>\
+                 <range start='10.1.2.10' end='{range_end}'/></dhcp></ip></network>"
+            ))
+            .expect("parses"),
+        )
+    }
+
+    #[test]
+    fn a_networks_fixed_part_is_kept_while_its_definition_is_the_same() {
+        let mut cache = NetworkCache::default();
+        let first = live("10.1.2.19");
+        let row = |cache: &mut NetworkCache, live: &Arc<Network>, bridge: &str| {
+            cache.begin();
+            let row = NetworkRow::new(summary("n", bridge), Some(live), cache);
+            cache.end();
+            row
+        };
+        let a = row(&mut cache, &first, "vb0");
+        assert_eq!(a.fixed.ranges.len(), 1);
+        assert_eq!(a.fixed.ranges[0].size, 10);
+        assert_eq!(a.fixed.label_text, r#"network="n",bridge="vb0",mode="nat""#);
+        assert_eq!(a.fixed.subnets, vec![(Ipv4Addr::new(10, 1, 2, 1), 24)]);
+        let b = row(&mut cache, &first, "vb0");
+        assert!(Arc::ptr_eq(&a.fixed, &b.fixed), "the same definition: kept");
+
+        // Another live definition (a net-update, a restart): read again.
+        let second = live("10.1.2.29");
+        let c = row(&mut cache, &second, "vb0");
+        assert!(!Arc::ptr_eq(&b.fixed, &c.fixed));
+        assert_eq!(c.fixed.ranges[0].size, 20);
+        // The same definition shown with another bridge: read again.
+        let d = row(&mut cache, &second, "vb1");
+        assert_eq!(d.fixed.bridge, "vb1");
+
+        // A scrape that does not list the network forgets it.
+        cache.begin();
+        cache.end();
+        assert!(cache.entries.is_empty());
+    }
+
     #[test]
     fn nat_connections_are_counted_by_subnet() {
         let mut row = NetworkRow {
             name: "n".into(),
-            bridge: "b".into(),
-            mode: "nat",
             active: true,
             ports: 0,
-            ranges: Vec::new(),
+            fixed: Arc::new(Fixed {
+                bridge: "b".into(),
+                mode: "nat",
+                label_text: String::new(),
+                ranges: Vec::new(),
+                subnets: vec![(Ipv4Addr::new(10, 1, 2, 1), 24)],
+            }),
+            in_use: Vec::new(),
             services: None,
-            subnets: vec![(Ipv4Addr::new(10, 1, 2, 1), 24)],
             nat_connections: None,
-            label_text: String::new(),
         };
         row.count_nat(&[
             Ipv4Addr::new(10, 1, 2, 9),

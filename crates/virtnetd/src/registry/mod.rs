@@ -624,10 +624,13 @@ impl NetworkRegistry {
 
     /// Every network's summary with its live definition (when running), by reference under
     /// one read of the index: what `/metrics` needs, without a copy of each definition.
-    pub fn map_live<T>(&self, mut f: impl FnMut(NetworkSummary, Option<&Network>) -> T) -> Vec<T> {
+    pub fn map_live<T>(
+        &self,
+        mut f: impl FnMut(NetworkSummary, Option<&Arc<Network>>) -> T,
+    ) -> Vec<T> {
         self.read()
             .iter()
-            .map(|(name, record)| f(summary(name, record), record.live.as_deref()))
+            .map(|(name, record)| f(summary(name, record), record.live.as_ref()))
             .collect()
     }
 
