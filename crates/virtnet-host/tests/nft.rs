@@ -127,6 +127,36 @@ fn has_table_finds_one_table_by_family_and_name() {
     assert_ne!(again, handle);
 }
 
+/// One element looked up by key (what is asked before deleting an element a rule may or may
+/// not have added): present, absent, in a dynamic set a rule fills, and with no set or table.
+#[test]
+fn has_element_looks_up_one_key() {
+    use virtnet_host::nft_set::{key_bytes, Field, NFPROTO_BRIDGE};
+    enter_netns();
+    let mut nft = Nftables::new().unwrap();
+    let mut sets = virtnet_host::NftSets::open().unwrap();
+    let key = |name: &str| key_bytes(&[Field::Ifname(name.to_string())]);
+    assert!(!sets
+        .has_element(NFPROTO_BRIDGE, "t", "drops", &key("vnet0"))
+        .unwrap());
+    nft.run(
+        "add table bridge t
+         add set bridge t drops { type ifname; flags dynamic; counter; }
+         add element bridge t drops { \"vnet0\" }
+",
+    )
+    .unwrap();
+    assert!(sets
+        .has_element(NFPROTO_BRIDGE, "t", "drops", &key("vnet0"))
+        .unwrap());
+    assert!(!sets
+        .has_element(NFPROTO_BRIDGE, "t", "drops", &key("vnet1"))
+        .unwrap());
+    assert!(!sets
+        .has_element(NFPROTO_BRIDGE, "t", "other", &key("vnet0"))
+        .unwrap());
+}
+
 /// The kernel's announcements of a transaction on one table name that table only: the
 /// transaction's closing `NFT_MSG_NEWGEN` (whose attribute 1 is the generation number) is no
 /// table. It used to be read as one, so every transaction of virtnet's own tables looked like
