@@ -337,32 +337,20 @@ impl NftSets {
     /// deleted and made again), `None` when there is no such table: one `NFT_MSG_GETTABLE`,
     /// as [`NftSets::has_table`].
     pub fn table_handle(&mut self, family: u8, table: &str) -> Result<Option<u64>> {
-        const OP: &str = "look up nftables table";
-        let seq = self.next_seq();
-        let mut m = Msg::new(
-            (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETTABLE,
-            NLM_F_REQUEST | NLM_F_ACK,
-            seq,
-            family,
-            0,
-        );
-        m.attr(NFTA_TABLE_NAME, &cstr(table));
-        self.sock
-            .send(&m.finish(), 0)
-            .map_err(|e| HostError::new(OP, table, e))?;
         // The table's description comes first, then the acknowledgement.
         let mut handle = None;
-        let answered = self.wait_answers(&[seq], |kind, body| {
-            if kind == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWTABLE {
-                handle = table_handle_attr(body);
-            }
-        });
-        match answered {
-            // A table without a handle attribute (never sent by the kernel) still exists.
-            Ok(()) => Ok(Some(handle.unwrap_or(0))),
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
-            Err(e) => Err(HostError::new(OP, table, e)),
-        }
+        let found = self.look_up(
+            ("look up nftables table", table),
+            (NFT_MSG_GETTABLE, family),
+            |m| m.attr(NFTA_TABLE_NAME, &cstr(table)),
+            |kind, body| {
+                if kind == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWTABLE {
+                    handle = table_handle_attr(body);
+                }
+            },
+        )?;
+        // A table without a handle attribute (never sent by the kernel) still exists.
+        Ok(found.then(|| handle.unwrap_or(0)))
     }
 
     /// Whether set `<set>` of table `<table>` of `family` holds the element with key `key`: one
@@ -372,32 +360,52 @@ impl NftSets {
     /// packet path): a batch that fails is aborted, and the kernel's abort waits for an RCU
     /// grace period (~13 ms here), where a look-up costs a round trip.
     pub fn has_element(&mut self, family: u8, table: &str, set: &str, key: &[u8]) -> Result<bool> {
-        const OP: &str = "look up nftables set element";
+        // The element comes first (as an NFT_MSG_NEWSETELEM), then the acknowledgement.
+        self.look_up(
+            ("look up nftables set element", &format!("{table} {set}")),
+            (NFT_MSG_GETSETELEM, family),
+            |m| {
+                m.attr(NFTA_SET_ELEM_LIST_TABLE, &cstr(table));
+                m.attr(NFTA_SET_ELEM_LIST_SET, &cstr(set));
+                let list = m.begin(NFTA_SET_ELEM_LIST_ELEMENTS);
+                let item = m.begin(NFTA_LIST_ELEM);
+                let k = m.begin(NFTA_SET_ELEM_KEY);
+                m.attr(NFTA_DATA_VALUE, key);
+                m.end(k);
+                m.end(item);
+                m.end(list);
+            },
+            |_, _| {},
+        )
+    }
+
+    /// Sends one request for one object (`kind`, a GET of the nftables subsystem, for `family`)
+    /// whose attributes `fill` writes, and hands each answer before the acknowledgement to
+    /// `answer`: `false` when the kernel has no such object (`ENOENT`). `op` and `object` name
+    /// the request and its object in errors.
+    fn look_up(
+        &mut self,
+        (op, object): (&'static str, &str),
+        (kind, family): (u16, u8),
+        fill: impl FnOnce(&mut Msg),
+        answer: impl FnMut(u16, &[u8]),
+    ) -> Result<bool> {
         let seq = self.next_seq();
         let mut m = Msg::new(
-            (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETSETELEM,
+            (NFNL_SUBSYS_NFTABLES << 8) | kind,
             NLM_F_REQUEST | NLM_F_ACK,
             seq,
             family,
             0,
         );
-        m.attr(NFTA_SET_ELEM_LIST_TABLE, &cstr(table));
-        m.attr(NFTA_SET_ELEM_LIST_SET, &cstr(set));
-        let list = m.begin(NFTA_SET_ELEM_LIST_ELEMENTS);
-        let item = m.begin(NFTA_LIST_ELEM);
-        let k = m.begin(NFTA_SET_ELEM_KEY);
-        m.attr(NFTA_DATA_VALUE, key);
-        m.end(k);
-        m.end(item);
-        m.end(list);
+        fill(&mut m);
         self.sock
             .send(&m.finish(), 0)
-            .map_err(|e| HostError::new(OP, format!("{table} {set}"), e))?;
-        // The element comes first (as an NFT_MSG_NEWSETELEM), then the acknowledgement.
-        match self.wait_acks(&[seq]) {
+            .map_err(|e| HostError::new(op, object, e))?;
+        match self.wait_answers(&[seq], answer) {
             Ok(()) => Ok(true),
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
-            Err(e) => Err(HostError::new(OP, format!("{table} {set}"), e)),
+            Err(e) => Err(HostError::new(op, object, e)),
         }
     }
 
