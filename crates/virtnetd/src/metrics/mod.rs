@@ -5,15 +5,18 @@
 //! registry's networks, the DHCP and DNS servers' counters, the ports — and asks the kernel
 //! a fixed number of questions whatever the number of networks and ports. What is kept from
 //! one scrape to the next is each port's label text, escaped once, and where its tap was
-//! found (`ports::PortCache`: written again when a label changes, forgotten with the port):
-//! a scrape of thousands of ports then mostly writes numbers.
+//! found (`ports::PortCache`: written again when a label changes, forgotten with the port),
+//! and each network's label text, DHCP ranges and subnets (`network::NetworkCache`: read
+//! again when its live definition changes): a scrape of thousands of ports and hundreds of
+//! networks then mostly writes numbers.
 //!
 //! - one rtnetlink stats dump for every port's traffic counters ([`ports`]), and an index
 //!   look-up for a port not seen by an earlier scrape; when the dump waits for the kernel's
 //!   RTNL lock (held by a link change anywhere on the host) longer than [`LINKS_PATIENCE`],
 //!   `/proc/thread-self/net/dev` instead, which the kernel lists under RCU (see
 //!   `virtnet_host::link_stats`);
-//! - one nfnetlink dump of the anti-spoofing `drops` set's counters;
+//! - one nfnetlink dump of the anti-spoofing `drops` set's counters (it holds the ports that
+//!   dropped a frame; a guarded port without an element has dropped none);
 //! - one nfnetlink dump of the named counters of virtnet's table for the firewall's drops
 //!   ([`firewall`]);
 //! - the NATed connections per network come from a ctnetlink dump made in the background at
