@@ -61,10 +61,35 @@ impl FabricHost {
         name
     }
 
+    /// `vxlan`'s forwarding table (`bridge fdb show dev VXLAN`), as text.
+    pub fn fdb(&self, vxlan: &str) -> String {
+        self.ns.run_ok(["bridge", "fdb", "show", "dev", vxlan])
+    }
+
+    /// Whether `vxlan`'s forwarding table sends `mac` to the VTEP `vtep`.
+    pub fn mac_behind(&self, vxlan: &str, mac: &str, vtep: &str) -> bool {
+        self.fdb(vxlan)
+            .lines()
+            .any(|l| l.starts_with(mac) && l.contains(vtep))
+    }
+
+    /// `vtysh -N <pathspace> -c <command>` in the host's namespace, as an operator runs it.
+    pub fn vtysh(&self, command: &str) -> String {
+        self.ns
+            .run_ok(["vtysh", "-N", self.pathspace.name(), "-c", command])
+    }
+
+    /// zebra's entry for `mac` in VNI `vni` (`show evpn mac vni VNI mac MAC json`), keyed by
+    /// the MAC as zebra prints it.
+    pub fn evpn_mac(&self, vni: u32, mac: &str) -> serde_json::Value {
+        let shown = self.vtysh(&format!("show evpn mac vni {vni} mac {mac} json"));
+        serde_json::from_str(&shown)
+            .unwrap_or_else(|e| panic!("vtysh printed no JSON ({e}): {shown}"))
+    }
+
     /// The remote VTEPs `vxlan`'s flood entries (zebra's, from type-3 routes) point to.
     pub fn flood_destinations(&self, vxlan: &str) -> Vec<String> {
-        self.ns
-            .run_ok(["bridge", "fdb", "show", "dev", vxlan])
+        self.fdb(vxlan)
             .lines()
             .filter(|l| l.starts_with("00:00:00:00:00:00 dst "))
             .filter_map(|l| l.split_whitespace().nth(2).map(str::to_string))
@@ -357,6 +382,17 @@ impl Fabric {
     /// Host `i`, to restart its daemon.
     pub fn host_mut(&mut self, i: usize) -> &mut FabricHost {
         &mut self.hosts[i]
+    }
+
+    /// [`Fabric::new`] with network `xml` started on every host, once its `vxlan` floods to
+    /// every other host ([`Fabric::wait_full_mesh`]).
+    pub fn with_network(test: &str, n: u8, xml: &str, vxlan: &str) -> Fabric {
+        let fabric = Fabric::new(test, n);
+        for host in fabric.hosts() {
+            host.start_network(xml);
+        }
+        fabric.wait_full_mesh(vxlan);
+        fabric
     }
 
     /// Waits until every host's `vxlan` floods to every other host (the type-3 routes went

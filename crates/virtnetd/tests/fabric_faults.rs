@@ -64,11 +64,7 @@ fn established(host: &FabricHost) -> bool {
 
 #[test]
 fn restarts_of_virtnetd_and_bgpd_lose_no_ping_between_hosts() {
-    let mut fabric = Fabric::new("flt", 3);
-    for host in fabric.hosts() {
-        host.start_network(&network());
-    }
-    fabric.wait_full_mesh(VXLAN);
+    let mut fabric = Fabric::with_network("flt", 3, &network(), VXLAN);
     let a = fabric.hosts()[0].guest_bank("fa", BRIDGE, 1, |_| "52:54:00:46:00:01".into());
     let b = fabric.hosts()[1].guest_bank("fb", BRIDGE, 1, |_| "52:54:00:46:00:02".into());
     let c = fabric.hosts()[2].guest_bank("fc", BRIDGE, 1, |_| "52:54:00:46:00:03".into());
@@ -167,11 +163,7 @@ fn restarts_of_virtnetd_and_bgpd_lose_no_ping_between_hosts() {
 /// asserted (a time, and this machine's); BENCHMARKS.md has the figure.
 #[test]
 fn a_guest_that_moves_between_hosts_is_reached_again() {
-    let fabric = Fabric::new("fmv", 3);
-    for host in fabric.hosts() {
-        host.start_network(&network());
-    }
-    fabric.wait_full_mesh(VXLAN);
+    let fabric = Fabric::with_network("fmv", 3, &network(), VXLAN);
     let hosts = fabric.hosts();
     let mover_mac = "52:54:00:47:00:01";
     let mover = hosts[0].guest_bank("mva", BRIDGE, 1, |_| mover_mac.into());
@@ -179,11 +171,7 @@ fn a_guest_that_moves_between_hosts_is_reached_again() {
     let addr = mover.lease_one("mover");
     pinger.lease_one("pinger");
     let reaches = || pinger.reaches(&addr);
-    let fdb = |h: usize| {
-        hosts[h]
-            .ns()
-            .run_ok(["bridge", "fdb", "show", "dev", VXLAN])
-    };
+    let fdb = |h: usize| hosts[h].fdb(VXLAN);
     wait_until("C's guest reaches the guest on A", reaches, || fdb(2));
 
     let pings = pinger.start_pings(&addr, "move.out");
@@ -216,27 +204,18 @@ fn a_guest_that_moves_between_hosts_is_reached_again() {
     });
     // C now sends to B's VTEP.
     assert!(
-        fdb(2)
-            .lines()
-            .any(|l| l.starts_with(mover_mac) && l.contains(hosts[1].underlay())),
+        hosts[2].mac_behind(VXLAN, mover_mac, hosts[1].underlay()),
         "the moved MAC is not behind B on C: {}",
         fdb(2)
     );
-    let mac_on_c = hosts[2].ns().run_ok([
-        "vtysh",
-        "-N",
-        hosts[2].pathspace().name(),
-        "-c",
-        &format!("show evpn mac vni 4545 mac {mover_mac} json"),
-    ]);
     // zebra on C: the MAC is B's now. (Its MAC-mobility sequence number is 1 when B learnt
     // it while A still announced it, 0 when A's withdrawal came first: the port went on A
     // before the guest spoke on B. The live migration in fabric_qemu.rs checks the number,
     // where the source's port stays until the destination runs.)
-    let mac: serde_json::Value = serde_json::from_str(&mac_on_c).expect("vtysh prints JSON");
+    let mac = hosts[2].evpn_mac(4545, mover_mac);
     let entry = &mac[mover_mac];
-    assert_eq!(entry["type"], "remote", "{mac_on_c}");
-    assert_eq!(entry["remoteVtep"], hosts[1].underlay(), "{mac_on_c}");
+    assert_eq!(entry["type"], "remote", "{mac}");
+    assert_eq!(entry["remoteVtep"], hosts[1].underlay(), "{mac}");
     let count = pings.stop();
     eprintln!(
         "guest moved from A to B: {} of {} pings (50 ms apart) from C lost",
@@ -253,11 +232,7 @@ fn a_guest_that_moves_between_hosts_is_reached_again() {
 /// guest reaches C's guests again, and no address was given twice.
 #[test]
 fn a_cut_off_or_dead_host_takes_down_only_its_own_guests() {
-    let mut fabric = Fabric::new("fcut", 3);
-    for host in fabric.hosts() {
-        host.start_network(&network());
-    }
-    fabric.wait_full_mesh(VXLAN);
+    let mut fabric = Fabric::with_network("fcut", 3, &network(), VXLAN);
     let hosts = fabric.hosts();
     let bank = |h: usize, tag: &str, mac: &'static str| {
         hosts[h].guest_bank(tag, BRIDGE, 1, move |_| mac.into())
@@ -270,11 +245,7 @@ fn a_cut_off_or_dead_host_takes_down_only_its_own_guests() {
     on_a.lease_one("ca");
     let addr_b = on_b.lease_one("cb");
     let addr_c = on_c.lease_one("cc");
-    let fdb = |h: usize| {
-        hosts[h]
-            .ns()
-            .run_ok(["bridge", "fdb", "show", "dev", VXLAN])
-    };
+    let fdb = |h: usize| hosts[h].fdb(VXLAN);
     wait_until("A's guest reaches B's", || on_a.reaches(&addr_b), || fdb(0));
     wait_until("A's guest reaches C's", || on_a.reaches(&addr_c), || fdb(0));
 

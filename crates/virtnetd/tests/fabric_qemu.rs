@@ -49,11 +49,7 @@ fn attach_vm(host: &FabricHost) -> String {
 
 #[test]
 fn a_qemu_guest_reaches_guests_on_two_other_hosts_over_the_overlay() {
-    let fabric = Fabric::new("fq", 3);
-    for host in fabric.hosts() {
-        host.start_network(&network());
-    }
-    fabric.wait_full_mesh(VXLAN);
+    let fabric = Fabric::with_network("fq", 3, &network(), VXLAN);
     let hosts = fabric.hosts();
     let a = &hosts[0];
     // virtnet makes the VM's port on A; QEMU opens the tap by name.
@@ -113,11 +109,7 @@ fn a_qemu_guest_reaches_guests_on_two_other_hosts_over_the_overlay() {
 /// lost meanwhile are printed, not asserted.
 #[test]
 fn a_qemu_guest_migrates_live_to_another_host_and_is_reached_again() {
-    let fabric = Fabric::new("fqm", 3);
-    for host in fabric.hosts() {
-        host.start_network(&network());
-    }
-    fabric.wait_full_mesh(VXLAN);
+    let fabric = Fabric::with_network("fqm", 3, &network(), VXLAN);
     let hosts = fabric.hosts();
     let tmp = tempfile::tempdir().expect("tempdir");
     let monitor = tmp.path().join("monitor.sock");
@@ -127,11 +119,7 @@ fn a_qemu_guest_migrates_live_to_another_host_and_is_reached_again() {
     vm.wait_ready();
     let pinger = hosts[2].guest_bank("qmc", BRIDGE, 1, |_| "52:54:00:48:00:13".into());
     pinger.lease_one("pinger");
-    let fdb = |h: usize| {
-        hosts[h]
-            .ns()
-            .run_ok(["bridge", "fdb", "show", "dev", VXLAN])
-    };
+    let fdb = |h: usize| hosts[h].fdb(VXLAN);
     assert!(
         eventually(Duration::from_secs(60), || pinger.reaches(&addr_vm)),
         "C's guest never reached the VM on A\n{}",
@@ -168,28 +156,19 @@ fn a_qemu_guest_migrates_live_to_another_host_and_is_reached_again() {
     let shown = moved.run_ok("ip -4 -o addr show dev eth0", Duration::from_secs(20));
     assert!(shown.contains(&format!("inet {addr_vm}/")), "{shown}");
     assert!(
-        fdb(2)
-            .lines()
-            .any(|l| l.starts_with(VM_MAC) && l.contains(hosts[1].underlay())),
+        hosts[2].mac_behind(VXLAN, VM_MAC, hosts[1].underlay()),
         "the VM's MAC is not behind B on C: {}",
         fdb(2)
     );
     // EVPN's MAC mobility: B learnt the MAC (the destination's announcement) while A still
     // announced it (A's port goes only after the migration is seen complete), so B announced
     // it with a sequence number above A's, and C's zebra has it behind B with that number.
-    let shown = hosts[2].ns().run_ok([
-        "vtysh",
-        "-N",
-        hosts[2].pathspace().name(),
-        "-c",
-        &format!("show evpn mac vni 4646 mac {VM_MAC} json"),
-    ]);
-    let mac: serde_json::Value = serde_json::from_str(&shown).expect("vtysh prints JSON");
-    assert_eq!(mac[VM_MAC]["remoteVtep"], hosts[1].underlay(), "{shown}");
+    let mac = hosts[2].evpn_mac(4646, VM_MAC);
+    assert_eq!(mac[VM_MAC]["remoteVtep"], hosts[1].underlay(), "{mac}");
     assert!(
         mac[VM_MAC]["remoteSequence"]
             .as_u64()
             .is_some_and(|n| n >= 1),
-        "no MAC-mobility sequence number after the migration: {shown}"
+        "no MAC-mobility sequence number after the migration: {mac}"
     );
 }

@@ -100,13 +100,9 @@ fn fnv(bytes: &[u8]) -> u64 {
 /// other host's bridge; the static host gets its address on either host.
 #[test]
 fn two_hosts_never_hand_out_the_same_address() {
-    let fabric = Fabric::new("ou2", 2);
-    let hosts = fabric.hosts();
     let range = ("10.77.0.16", "10.77.0.254");
-    for h in hosts {
-        h.start_network(&network(24, range));
-    }
-    fabric.wait_full_mesh(VXLAN);
+    let fabric = Fabric::with_network("ou2", 2, &network(24, range), VXLAN);
+    let hosts = fabric.hosts();
 
     // Pairs of MACs with the same first pick: (fnv(mac) mod the range's 239 addresses).
     let total = 239u64;
@@ -162,11 +158,7 @@ fn two_hosts_never_hand_out_the_same_address() {
     }
 
     // The static host: its address on whichever host it attaches.
-    for (h, host) in hosts.iter().enumerate() {
-        let bank = host.guest_bank(&format!("s{h}"), BRIDGE, 1, |_| STATIC_MAC.to_string());
-        let got = bank.lease_all(&[0], |_| "fixed".into(), |_| None);
-        assert_eq!(got[0].1.as_deref(), Some(STATIC_IP), "on host {h}");
-    }
+    static_host_gets_its_address_everywhere(hosts);
 }
 
 /// Issue 17, item 4: a guest leases on host A; its port is removed there and the same MAC is
@@ -175,12 +167,13 @@ fn two_hosts_never_hand_out_the_same_address() {
 /// address another guest holds on A does not get it.
 #[test]
 fn a_guest_moved_to_another_host_keeps_its_address() {
-    let fabric = Fabric::new("oumv", 2);
+    let fabric = Fabric::with_network(
+        "oumv",
+        2,
+        &network(24, ("10.77.0.16", "10.77.0.254")),
+        VXLAN,
+    );
     let hosts = fabric.hosts();
-    for h in hosts {
-        h.start_network(&network(24, ("10.77.0.16", "10.77.0.254")));
-    }
-    fabric.wait_full_mesh(VXLAN);
     let moving = mac(0, 7);
     let staying = mac(0, 8);
     let bank_a = hosts[0].guest_bank("ma", BRIDGE, 2, |i| {
@@ -233,12 +226,8 @@ fn a_guest_moved_to_another_host_keeps_its_address() {
 #[test]
 fn three_hosts_fifty_guests_each_lease_unique_addresses() {
     const GUESTS: usize = 50;
-    let fabric = Fabric::new("ou3", 3);
+    let fabric = Fabric::with_network("ou3", 3, &network(22, ("10.77.0.16", "10.77.3.254")), VXLAN);
     let hosts = fabric.hosts();
-    for h in hosts {
-        h.start_network(&network(22, ("10.77.0.16", "10.77.3.254")));
-    }
-    fabric.wait_full_mesh(VXLAN);
     let banks: Vec<_> = hosts
         .iter()
         .enumerate()
@@ -278,11 +267,7 @@ fn three_hosts_fifty_guests_each_lease_unique_addresses() {
         assert_eq!(owner(hosts, ip), hosts[*h].underlay(), "{ip} from host {h}");
         assert_eq!(from_clients.get(ip).map(|(ch, _)| *ch), Some(*h), "{ip}");
     }
-    for (h, host) in hosts.iter().enumerate() {
-        let bank = host.guest_bank(&format!("s{h}"), BRIDGE, 1, |_| STATIC_MAC.to_string());
-        let got = bank.lease_all(&[0], |_| "fixed".into(), |_| None);
-        assert_eq!(got[0].1.as_deref(), Some(STATIC_IP), "on host {h}");
-    }
+    static_host_gets_its_address_everywhere(hosts);
 }
 
 /// Issue 17, item 5 ("its leases are not reused until they expire"): host B's network stops
@@ -292,11 +277,12 @@ fn three_hosts_fifty_guests_each_lease_unique_addresses() {
 /// first pick is in B's blocks: a host that forgot B would give them that address.
 #[test]
 fn a_departed_host_keeps_its_blocks_also_across_a_restart() {
-    let mut fabric = Fabric::new("oudp", 2);
-    for h in fabric.hosts() {
-        h.start_network(&network(24, ("10.77.0.16", "10.77.0.254")));
-    }
-    fabric.wait_full_mesh(VXLAN);
+    let mut fabric = Fabric::with_network(
+        "oudp",
+        2,
+        &network(24, ("10.77.0.16", "10.77.0.254")),
+        VXLAN,
+    );
     let hosts = fabric.hosts();
     let first_pick = |m: &str| format!("10.77.0.{}", 16 + fnv(&mac_bytes(m)) % 239);
     let in_b: Vec<String> = (0..)
@@ -332,4 +318,14 @@ fn a_departed_host_keeps_its_blocks_also_across_a_restart() {
         hosts[0].underlay(),
         "{ip} is B's: the restart forgot B"
     );
+}
+
+/// The network's static host (`STATIC_MAC`) leases `STATIC_IP` on each of `hosts` in turn,
+/// whichever host's blocks the address is in.
+fn static_host_gets_its_address_everywhere(hosts: &[FabricHost]) {
+    for (h, host) in hosts.iter().enumerate() {
+        let bank = host.guest_bank(&format!("s{h}"), BRIDGE, 1, |_| STATIC_MAC.to_string());
+        let got = bank.lease_all(&[0], |_| "fixed".into(), |_| None);
+        assert_eq!(got[0].1.as_deref(), Some(STATIC_IP), "on host {h}");
+    }
 }
