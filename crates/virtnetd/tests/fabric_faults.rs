@@ -79,7 +79,7 @@ fn restarts_of_virtnetd_and_bgpd_lose_no_ping_between_hosts() {
             fabric
                 .hosts()
                 .iter()
-                .map(|h| h.ns().run_ok(["bridge", "fdb", "show", "dev", VXLAN]))
+                .map(|h| h.fdb(VXLAN))
                 .collect::<Vec<_>>()
                 .join("\n")
         },
@@ -88,11 +88,7 @@ fn restarts_of_virtnetd_and_bgpd_lose_no_ping_between_hosts() {
     wait_until(
         "guest C reaches guest B",
         || c.reaches(&addr_b),
-        || {
-            fabric.hosts()[2]
-                .ns()
-                .run_ok(["bridge", "fdb", "show", "dev", VXLAN])
-        },
+        || fabric.hosts()[2].fdb(VXLAN),
     );
 
     // 1. virtnetd on A stops cleanly and starts; then it is killed outright and starts: FRR is
@@ -134,11 +130,7 @@ fn restarts_of_virtnetd_and_bgpd_lose_no_ping_between_hosts() {
     wait_until(
         "B's guest reaches A's guest again",
         || b.reaches(&addr_a),
-        || {
-            fabric.hosts()[1]
-                .ns()
-                .run_ok(["bridge", "fdb", "show", "dev", VXLAN])
-        },
+        || fabric.hosts()[1].fdb(VXLAN),
     );
     let count = pings.stop();
     eprintln!(
@@ -297,11 +289,7 @@ fn a_cut_off_or_dead_host_takes_down_only_its_own_guests() {
                 .flood_destinations(VXLAN)
                 .contains(&hosts[2].underlay().to_string())
         },
-        || {
-            hosts[0]
-                .ns()
-                .run_ok(["bridge", "fdb", "show", "dev", VXLAN])
-        },
+        || hosts[0].fdb(VXLAN),
     );
     let count = pings.stop();
     assert!(count.sent > 40, "too few pings to judge: {}", count.output);

@@ -87,9 +87,7 @@ fn a_qemu_guest_reaches_guests_on_two_other_hosts_over_the_overlay() {
         assert!(
             reached,
             "the VM never reached {peer}\nA's fdb:\n{}",
-            hosts[0]
-                .ns()
-                .run_ok(["bridge", "fdb", "show", "dev", VXLAN])
+            hosts[0].fdb(VXLAN)
         );
     }
     for bank in [&on_b, &on_c] {

@@ -148,9 +148,7 @@ fn two_hosts_never_hand_out_the_same_address() {
                 assert!(
                     std::time::Instant::now() < wait,
                     "{ip} did not reach host {h}'s bridge: {neigh:?}; fdb:\n{}",
-                    hosts[h]
-                        .ns()
-                        .run_ok(["bridge", "fdb", "show", "dev", VXLAN])
+                    hosts[h].fdb(VXLAN)
                 );
                 std::thread::sleep(std::time::Duration::from_millis(200));
             }
