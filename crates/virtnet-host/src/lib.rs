@@ -51,7 +51,8 @@ pub use host_view::HostView;
 pub use netlink::{link_stats, LinkKey};
 pub use netlink::{
     Address, BridgeInfo, BridgeSpec, Change, Drained, Link, LinkEvent, LinkEvents, LinkStats,
-    LinkWatch, MacvtapMode, Monitor, Neighbour, Netlink, PortSettings, Route, RouteSpec, VxlanSpec,
+    LinkWatch, LinkWatchSwitch, MacvtapMode, Monitor, Neighbour, Netlink, PortSettings, Route,
+    RouteSpec, VxlanSpec,
 };
 pub use netlink::{
     AddressEntry, RouteEntry, FOREVER, IFA_F_NODAD, RTPROT_DHCP, RTPROT_KERNEL, RT_TABLE_LOCAL,

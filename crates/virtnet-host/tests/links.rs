@@ -424,3 +424,49 @@ fn a_parked_tap_is_down_off_its_bridge_and_renamed_in_one_batch() {
     nl.delete_link(tap).unwrap();
     assert!(!nl.park_port(tap, "vnpark0", "virtnet:/parked").unwrap());
 }
+
+/// A link watch switched off hears nothing of the links that change meanwhile; switched on
+/// again, it hears the next change. `switch_off_if` leaves it on while its check says there
+/// is something to watch.
+#[test]
+fn a_link_watch_switched_off_hears_nothing_until_switched_on() {
+    use std::time::Duration;
+    use virtnet_host::{LinkEvent, LinkEvents, LinkWatch};
+
+    let mut nl = netns();
+    let mut watch = LinkWatch::open().unwrap();
+    let switch = watch.switch();
+    let names = |events: LinkEvents| -> Vec<String> {
+        let LinkEvents::Events(events) = events else {
+            panic!("announcements lost");
+        };
+        events
+            .into_iter()
+            .map(|e| match e {
+                LinkEvent::Changed(l) => l.name,
+                LinkEvent::Removed { name, .. } => name,
+            })
+            .collect()
+    };
+
+    nl.create_bridge(&spec("vnwatch0")).unwrap();
+    let heard = names(watch.wait(Duration::from_secs(2)).unwrap());
+    assert!(heard.iter().any(|n| n == "vnwatch0"), "{heard:?}");
+
+    assert!(!switch.switch_off_if(|| false).unwrap(), "kept on");
+    assert!(switch.switch_off_if(|| true).unwrap(), "switched off");
+    assert!(!switch.switch_off_if(|| true).unwrap(), "already off");
+    nl.create_bridge(&spec("vnwatch1")).unwrap();
+    let heard = names(watch.wait(Duration::from_millis(300)).unwrap());
+    assert!(
+        !heard.iter().any(|n| n == "vnwatch1"),
+        "heard while off: {heard:?}"
+    );
+
+    assert!(switch.switch_on().unwrap(), "switched on");
+    assert!(!switch.switch_on().unwrap(), "already on");
+    nl.create_bridge(&spec("vnwatch2")).unwrap();
+    let heard = names(watch.wait(Duration::from_secs(2)).unwrap());
+    assert!(heard.iter().any(|n| n == "vnwatch2"), "{heard:?}");
+    assert!(!heard.iter().any(|n| n == "vnwatch1"), "{heard:?}");
+}

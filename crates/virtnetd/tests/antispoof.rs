@@ -602,12 +602,17 @@ fn a_static_guest_is_learned_once_and_locked_to_its_address() {
 
 /// The hypervisor daemon's taps (`virtqemud` makes them and plugs them into the bridge of the
 /// port it announced) are guarded like virtnet's own ports, from the moment they are plugged,
-/// and unguarded when they leave the bridge.
+/// and unguarded when they leave the bridge. The daemon stops listening to link announcements
+/// while the hypervisor has no port; the first port's creation turns them on again, so its tap
+/// is guarded when plugged right after.
 #[test]
 fn the_hypervisors_taps_are_guarded_like_virtnets_own() {
     const TAP: &str = "vnet70";
     let lab = Lab::new("spoof_hyp");
     let daemon = start(&lab, "");
+    wait_for("the link announcements off (no hypervisor port)", || {
+        daemon.log().contains("link announcements off")
+    });
     let xml = format!(
         "<networkport><uuid>5d744f21-ba4a-4d6e-bdb2-30a35ff3207e</uuid><owner><name>hvm</name>\
          <uuid>d54df46f-1ab5-4a22-8618-4560ef5fac2d</uuid></owner>\
@@ -626,6 +631,10 @@ fn the_hypervisors_taps_are_guarded_like_virtnets_own() {
     wait_for("the hypervisor's tap guarded", || {
         port(&daemon, TAP).spoof_check
     });
+    assert!(
+        daemon.log().contains("link announcements on"),
+        "switched on by the port's creation"
+    );
 
     let guest = TapGuest::relay_on(&lab, "hguest", TAP, MAC_A);
     let ip = guest.lease();

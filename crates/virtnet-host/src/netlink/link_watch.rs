@@ -3,6 +3,7 @@
 //! when the hypervisor daemon plugs a guest's tap into a network's bridge, to guard it.
 
 use std::io;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use netlink_packet_route::RouteNetlinkMessage;
@@ -40,8 +41,60 @@ pub enum LinkEvents {
 
 /// A subscription to link announcements in the calling thread's network namespace.
 pub struct LinkWatch {
-    sock: Socket,
+    sock: Arc<Socket>,
     rx: Vec<u8>,
+    switch: LinkWatchSwitch,
+}
+
+/// Turns a [`LinkWatch`]'s subscription off and on again, from any thread.
+///
+/// Every link change on the host wakes a subscribed watcher, which reads and parses each
+/// announcement (a few KiB). A watcher with nothing to look for can switch itself off
+/// instead; whoever gives it something to look for switches it on again before that thing
+/// can change. The announcements in between are not delivered, so the caller must know that
+/// none of them mattered (or look at the links again after switching on).
+#[derive(Clone)]
+pub struct LinkWatchSwitch {
+    sock: Arc<Socket>,
+    /// Whether the socket is in `RTNLGRP_LINK`; the lock makes a check and a switch one step.
+    on: Arc<Mutex<bool>>,
+}
+
+impl std::fmt::Debug for LinkWatchSwitch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinkWatchSwitch").finish_non_exhaustive()
+    }
+}
+
+impl LinkWatchSwitch {
+    /// Subscribes again, if off. `Ok(true)` when this call switched it on.
+    pub fn switch_on(&self) -> Result<bool> {
+        let mut on = self.on.lock().unwrap_or_else(PoisonError::into_inner);
+        if *on {
+            return Ok(false);
+        }
+        self.sock
+            .add_membership(RTNLGRP_LINK)
+            .map_err(|e| HostError::new("switch link monitor on", "NETLINK_ROUTE", e))?;
+        *on = true;
+        Ok(true)
+    }
+
+    /// Unsubscribes when on and `idle()` says nothing is to be watched; `idle` runs under the
+    /// switch's lock, so a [`LinkWatchSwitch::switch_on`] after the caller's state changed
+    /// cannot be undone by a check that saw the state before. `Ok(true)` when this call
+    /// switched it off.
+    pub fn switch_off_if(&self, idle: impl FnOnce() -> bool) -> Result<bool> {
+        let mut on = self.on.lock().unwrap_or_else(PoisonError::into_inner);
+        if !*on || !idle() {
+            return Ok(false);
+        }
+        self.sock
+            .drop_membership(RTNLGRP_LINK)
+            .map_err(|e| HostError::new("switch link monitor off", "NETLINK_ROUTE", e))?;
+        *on = false;
+        Ok(true)
+    }
 }
 
 impl std::fmt::Debug for LinkWatch {
@@ -57,16 +110,26 @@ impl LinkWatch {
         let mut sock = Socket::new(NETLINK_ROUTE).map_err(err)?;
         sock.bind(&SocketAddr::new(0, 0)).map_err(err)?;
         sock.add_membership(RTNLGRP_LINK).map_err(err)?;
+        let sock = Arc::new(sock);
         Ok(LinkWatch {
+            switch: LinkWatchSwitch {
+                sock: Arc::clone(&sock),
+                on: Arc::new(Mutex::new(true)),
+            },
             sock,
             // One datagram per read: link announcements come a few KiB at a time.
             rx: vec![0; 64 * 1024],
         })
     }
 
+    /// The switch of this subscription (on when opened).
+    pub fn switch(&self) -> LinkWatchSwitch {
+        self.switch.clone()
+    }
+
     /// Waits up to `timeout` for announcements, then reads every one queued.
     pub fn wait(&mut self, timeout: Duration) -> Result<LinkEvents> {
-        let fd = std::os::fd::AsRawFd::as_raw_fd(&self.sock);
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&*self.sock);
         if !crate::poll::readable_within(fd, timeout)
             .map_err(|e| HostError::new("wait for link changes", "", e))?
         {

@@ -17,7 +17,7 @@ mod vxlan;
 
 pub use addr::Address;
 pub use link::{BridgeInfo, BridgeSpec, Link, MacvtapMode, PortSettings};
-pub use link_watch::{LinkEvent, LinkEvents, LinkWatch};
+pub use link_watch::{LinkEvent, LinkEvents, LinkWatch, LinkWatchSwitch};
 pub use monitor::{Change, Drained, Monitor};
 pub use neigh::Neighbour;
 pub use route::{Route, RouteSpec};

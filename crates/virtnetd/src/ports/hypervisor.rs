@@ -221,6 +221,18 @@ impl Ports {
         self.hypervisor
             .write()
             .insert(record.port.uuid, record.clone());
+        // After the insertion (a watch that saw no port may have switched off just before),
+        // before the answer: the hypervisor plugs the port's tap once it has it.
+        if let Err(e) = self.switch_hypervisor_watch_on() {
+            self.hypervisor.write().remove(&record.port.uuid);
+            if let Err(undo) = self
+                .runtime
+                .delete_hypervisor_port(&record.port.uuid.to_string())
+            {
+                tracing::warn!(port = %record.port.uuid, error = %undo, "cannot forget a port refused");
+            }
+            return Err(e);
+        }
         Ok(record)
     }
 

@@ -218,6 +218,9 @@ pub struct Ports {
     /// The hypervisor's taps guarded now, by tap name: their port's UUID
     /// (`hypervisor_guard.rs`).
     hypervisor_guarded: Mutex<BTreeMap<String, uuid::Uuid>>,
+    /// Switches the link announcements of `hypervisor_guard.rs` on and off (set when its
+    /// thread starts): off while the hypervisor has no port.
+    hypervisor_watch: std::sync::OnceLock<virtnet_host::LinkWatchSwitch>,
 }
 
 impl std::fmt::Debug for Ports {
@@ -244,6 +247,7 @@ impl Ports {
             hypervisor: hypervisor::HypervisorBook::load(&runtime)?,
             hypervisor_changes: Mutex::new(()),
             hypervisor_guarded: Mutex::new(BTreeMap::new()),
+            hypervisor_watch: std::sync::OnceLock::new(),
             store,
             runtime,
             kernel,
