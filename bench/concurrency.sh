@@ -194,21 +194,23 @@ start_load() {
 }
 stop_load() { touch "$work/stop-load"; wait "$load" 2>/dev/null || true; load=; }
 
-us() { echo "${EPOCHREALTIME/./}"; }
+# Timestamps in microseconds are read inline (`${EPOCHREALTIME/./}`), never with a command
+# substitution: `$(…)` forks bash (~0.56 ms here), and that fork and its exit landed inside
+# every timed interval (until session 27 they did: BENCHMARKS.md, "the timer's own fork").
 ops_phase() { # label: attach+detach pairs, net-list, net-dhcp-leases on A
   local label=$1 k t0 t1 t2
   mark "$label-start"
   for k in $(seq 1 "$samples"); do
     progress "$label: sample $k/$samples"
-    t0=$(us); v attach-interface benchA network n000 --mac 52:54:00:aa:00:01 >/dev/null
-    t1=$(us); v detach-interface benchA network --mac 52:54:00:aa:00:01 >/dev/null
-    t2=$(us); echo "$label attach $((t1 - t0))" >>"$work/cli"; echo "$label detach $((t2 - t1))" >>"$work/cli"
+    t0=${EPOCHREALTIME/./}; v attach-interface benchA network n000 --mac 52:54:00:aa:00:01 >/dev/null
+    t1=${EPOCHREALTIME/./}; v detach-interface benchA network --mac 52:54:00:aa:00:01 >/dev/null
+    t2=${EPOCHREALTIME/./}; echo "$label attach $((t1 - t0))" >>"$work/cli"; echo "$label detach $((t2 - t1))" >>"$work/cli"
     # The floor of the pair: two CLI processes that ask the daemon nothing.
-    t0=$(us); "$work/virtnet" --version >/dev/null; "$work/virtnet" --version >/dev/null
-    t1=$(us); echo "$label spawn2 $((t1 - t0))" >>"$work/cli"
-    t0=$(us); v net-list --all >/dev/null
-    t1=$(us); v net-dhcp-leases n000 >/dev/null
-    t2=$(us); echo "$label list $((t1 - t0))" >>"$work/cli"; echo "$label leases $((t2 - t1))" >>"$work/cli"
+    t0=${EPOCHREALTIME/./}; "$work/virtnet" --version >/dev/null; "$work/virtnet" --version >/dev/null
+    t1=${EPOCHREALTIME/./}; echo "$label spawn2 $((t1 - t0))" >>"$work/cli"
+    t0=${EPOCHREALTIME/./}; v net-list --all >/dev/null
+    t1=${EPOCHREALTIME/./}; v net-dhcp-leases n000 >/dev/null
+    t2=${EPOCHREALTIME/./}; echo "$label list $((t1 - t0))" >>"$work/cli"; echo "$label leases $((t2 - t1))" >>"$work/cli"
   done
   mark "$label-end"
   progress_clear
