@@ -34,6 +34,7 @@ from netbench import (CmdError, Libvirt, Virtnet, build_info, interleaved, log, 
 import tempfile  # noqa: E402
 
 PROBE = os.path.join(HERE, "ipv6probe.py")
+DHCP6LOAD = os.path.join(HERE, "dhcp6load", "target", "release", "dhcp6load")
 
 
 def bench_xml(name, bridge, v4, v6, dhcp6):
@@ -147,6 +148,10 @@ class Bench(netbench.Results):
 
     def probe(self, k, *args, timeout=900):
         cmd = ["ip", "netns", "exec", self.guests[k], sys.executable, PROBE] + list(args)
+        if args[0] == "load" and self.args.load_client == "rust":
+            # The same clients and messages in Rust (bench/dhcp6load): the load phases are
+            # not bounded by the probe's own interpreter.
+            cmd = ["ip", "netns", "exec", self.guests[k], DHCP6LOAD] + list(args[1:])
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         if os.environ.get("PROBE_DEBUG"):
             sys.stderr.write(p.stderr[-3000:])
@@ -159,6 +164,7 @@ class Bench(netbench.Results):
     def run(self):
         a = self.args
         self.result["loadavg_start"] = os.getloadavg()
+        self.result["load_client"] = a.load_client
         live = [d.key for d in self.start()]
         R = self.result["impls"]
         for i, k in enumerate(interleaved(live, 0)):
@@ -339,11 +345,14 @@ def report(res):
                          k, r.get("version"), get(r, "rs", "lost"), get(r, "slaac", "lost"),
                          get(r, "dhcp6", "failed"), get(r, "dhcp6", "retransmits"),
                          [{x: l.get(x) for x in ("clients", "leases", "failed", "retransmits",
-                                                 "seconds")} for l in r.get("load", [])],
+                                                 "seconds", "solicits_sent_ms")}
+                          for l in r.get("load", [])],
                          get(r, "memory", "networks_started")))
         kn = r.get("known") or {}
         extra.append("%s known clients: %s" % (k, {x: kn.get(x) for x in (
-            "clients", "leases", "failed", "retransmits", "seconds")}))
+            "clients", "leases", "failed", "retransmits", "seconds", "solicits_sent_ms")}))
+    extra.append("load client: %s (solicits_sent_ms: the time the client took to send its "
+                 "first SOLICITs, before reading any answer)" % res.get("load_client", "python"))
     extra.append("load average: at start %s, before the memory phase %s" % (
         res.get("loadavg_start"), res.get("loadavg_before_memory")))
     return "\n".join(rows) + "\n\n" + "\n".join(extra) + "\nnotes: %s\n" % res.get("notes")
@@ -365,6 +374,9 @@ def main():
     p.add_argument("--spread-bridges", type=int, default=4,
                    help="networks the fourth load pass spreads its ports over (1: no pass 4)")
     p.add_argument("--networks", type=int, default=30)
+    p.add_argument("--load-client", choices=["rust", "python"], default="rust",
+                   help="the leases/s phases' client: bench/dhcp6load (built by ipv6.sh) or "
+                        "ipv6probe.py's load mode (same clients and messages)")
     p.add_argument("--bindir", default=os.path.join(netbench.REPO, "target", "release"))
     p.add_argument("--out", default="bench/results/ipv6.json")
     p.add_argument("--report", metavar="RESULTS")

@@ -20,6 +20,11 @@ if [ "$build" = 1 ]; then
   [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
   cargo build --release -q -p virtnetd -p virtnet
 fi
+# The leases/s phases' client (ipv6.py --load-client rust, the default): a standalone project.
+if [ ! -x bench/dhcp6load/target/release/dhcp6load ] || [ "$build" = 1 ]; then
+  [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
+  cargo build --release -q --manifest-path bench/dhcp6load/Cargo.toml
+fi
 mkdir -p bench/results
 source bench/lib.sh
 status=0
