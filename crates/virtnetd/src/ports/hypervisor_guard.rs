@@ -9,7 +9,7 @@
 //!
 //! While the hypervisor has no port, the thread switches the announcements off: every
 //! attach, detach, start and destroy changes links, and reading and parsing their
-//! announcements for nothing cost the daemon ~0.3 ms of CPU per attach/detach pair (measured,
+//! announcements for nothing cost the daemon 0.3–0.47 ms of CPU per attach/detach pair (measured,
 //! 200 ports; BENCHMARKS.md, concurrency). A port's creation switches them on again before it
 //! answers, and a tap can be plugged only after that (the hypervisor plugs the tap of a port
 //! it was given), so none of its taps' announcements is missed.
