@@ -158,6 +158,25 @@ fn parse_client_id(id: &str) -> Vec<u8> {
 }
 
 impl DhcpConfig {
+    /// `network` served from `server` on a /`prefix`, and nothing else yet: no range, no
+    /// static host, no router, DNS, domain, MTU or boot options, the default limits. The rest
+    /// goes in with struct update syntax (`DhcpConfig { ranges, ..DhcpConfig::new(…) }`).
+    pub fn new(network: impl Into<String>, server: Ipv4Addr, prefix: u8) -> DhcpConfig {
+        DhcpConfig {
+            network: network.into(),
+            server,
+            prefix,
+            ranges: Vec::new(),
+            hosts: Vec::new(),
+            router: None,
+            dns: None,
+            domain: None,
+            mtu: None,
+            boot: None,
+            limits: Limits::default(),
+        }
+    }
+
     /// The DHCPv4 configuration of `net`: its first IPv4 `<ip>` whose `<dhcp>` has ranges or
     /// hosts; `None` when there is none (libvirt starts no DHCPv4 service then).
     ///
@@ -278,19 +297,7 @@ mod tests {
 
     #[test]
     fn masks() {
-        let c = DhcpConfig {
-            network: "n".into(),
-            server: Ipv4Addr::new(192, 168, 122, 1),
-            prefix: 24,
-            ranges: vec![],
-            hosts: vec![],
-            router: None,
-            dns: None,
-            domain: None,
-            mtu: None,
-            boot: None,
-            limits: Limits::default(),
-        };
+        let c = DhcpConfig::new("n", Ipv4Addr::new(192, 168, 122, 1), 24);
         assert_eq!(c.netmask(), Ipv4Addr::new(255, 255, 255, 0));
         assert_eq!(c.network_addr(), Ipv4Addr::new(192, 168, 122, 0));
         assert_eq!(c.broadcast(), Ipv4Addr::new(192, 168, 122, 255));

@@ -57,9 +57,6 @@ fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
 fn config(net: &str, third: u8) -> DhcpConfig {
     let ip = |last| Ipv4Addr::new(10, 77, third, last);
     DhcpConfig {
-        network: net.into(),
-        server: ip(1),
-        prefix: 24,
         ranges: vec![Range {
             start: ip(100),
             end: ip(199),
@@ -75,9 +72,7 @@ fn config(net: &str, third: u8) -> DhcpConfig {
         router: Some(ip(1)),
         dns: Some(ip(1)),
         domain: Some("test".into()),
-        mtu: None,
-        boot: None,
-        limits: Limits::default(),
+        ..DhcpConfig::new(net, ip(1), 24)
     }
 }
 

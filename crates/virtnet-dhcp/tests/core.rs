@@ -23,9 +23,6 @@ fn mac(n: u8) -> [u8; 6] {
 
 fn config() -> DhcpConfig {
     DhcpConfig {
-        network: "default".into(),
-        server: SERVER,
-        prefix: 24,
         ranges: vec![Range {
             start: ip(2),
             end: ip(254),
@@ -50,9 +47,7 @@ fn config() -> DhcpConfig {
         router: Some(SERVER),
         dns: Some(SERVER),
         domain: Some("example.com".into()),
-        mtu: None,
-        boot: None,
-        limits: Limits::default(),
+        ..DhcpConfig::new("default", SERVER, 24)
     }
 }
 

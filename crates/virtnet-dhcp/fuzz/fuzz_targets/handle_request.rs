@@ -11,9 +11,6 @@ use virtnet_dhcp::{DhcpConfig, Engine, Limits, NoProbe, NullSink, PortId, Range,
 fn config() -> DhcpConfig {
     let ip = |last| Ipv4Addr::new(192, 168, 122, last);
     DhcpConfig {
-        network: "fuzz".into(),
-        server: ip(1),
-        prefix: 24,
         ranges: vec![Range {
             start: ip(2),
             end: ip(20),
@@ -30,12 +27,12 @@ fn config() -> DhcpConfig {
         dns: Some(ip(1)),
         domain: Some("example.com".into()),
         mtu: Some(1400),
-        boot: None,
         limits: Limits {
             max_leases_per_port: 4,
             requests_per_port_per_sec: u32::MAX,
             burst: u32::MAX,
         },
+        ..DhcpConfig::new("fuzz", ip(1), 24)
     }
 }
 

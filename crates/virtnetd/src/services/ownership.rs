@@ -282,13 +282,10 @@ impl Drop for OwnershipFollower {
 mod tests {
     use super::*;
     use std::net::Ipv4Addr;
-    use virtnet_dhcp::{Limits, Range};
+    use virtnet_dhcp::Range;
 
     fn config(leases: &[Option<u32>]) -> DhcpConfig {
         DhcpConfig {
-            network: "n".into(),
-            server: Ipv4Addr::new(10, 0, 0, 1),
-            prefix: 24,
             ranges: leases
                 .iter()
                 .map(|l| Range {
@@ -297,13 +294,7 @@ mod tests {
                     lease_secs: *l,
                 })
                 .collect(),
-            hosts: vec![],
-            router: None,
-            dns: None,
-            domain: None,
-            mtu: None,
-            boot: None,
-            limits: Limits::default(),
+            ..DhcpConfig::new("n", Ipv4Addr::new(10, 0, 0, 1), 24)
         }
     }
 
