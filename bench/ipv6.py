@@ -7,7 +7,9 @@ namespaces: bench/netbench.py's Libvirt and Virtnet), with the same two networks
   s6  NAT + 10.203.0.0/24 + fd00:5a::/64 without DHCPv6: SLAAC (autonomous prefix)
   b6  NAT + 10.202.0.0/24 + fd00:b6::/64 with a DHCPv6 range (the RA says managed/other)
 and a guest namespace per implementation whose veth pairs are ports of those bridges. The
-guest side is bench/ipv6probe.py, run in the guest namespace. Phases (implementations
+guest side is bench/ipv6probe.py, run in the guest namespace; the load phases' client is
+bench/dhcp6load (the probe's load mode in Rust, --load-client rust, the default) or the probe
+itself (--load-client python). Phases (implementations
 alternating ABBA where they repeat):
   rs      --rs-samples RS -> RA on s6, one port
   slaac   --slaac-samples new guests on s6: link up -> kernel's first RS -> RA -> SLAAC address
