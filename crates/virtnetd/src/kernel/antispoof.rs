@@ -17,7 +17,7 @@
 //! two element batches, not a table's deletion and creation through libnftables (2.3 ms more
 //! per pair, measured with one guest on the host).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -432,15 +432,26 @@ impl Antispoof {
     pub fn is_guarded(&self, port: &str) -> bool {
         lock(&self.inner).applied.contains_key(port)
     }
+}
 
-    /// Frames dropped per guarded port since it was guarded, for the ports that dropped any
-    /// (the others have no element in `drops`: 0), from one dump of that one set.
-    pub fn drop_counts(&self) -> Result<BTreeMap<String, u64>> {
+/// Frames the anti-spoofing rules dropped per port since it was guarded: the counters of the
+/// `drops` set, which holds only the ports that dropped a frame (see `virtnet_plan::spoof`).
+#[derive(Debug, Default)]
+pub struct DropCounts(HashMap<String, u64>);
+
+impl DropCounts {
+    /// One dump of the `drops` set (empty when there is no table: no port is guarded).
+    pub fn read() -> Result<DropCounts> {
         let counts = nft_counters::set_counters(NFPROTO_BRIDGE, TABLE, SpoofSet::Drops.name())
             .map_err(|source| Error::Io {
                 context: "cannot read anti-spoofing counters".into(),
                 source,
             })?;
-        Ok(counts.into_iter().collect())
+        Ok(DropCounts(counts.into_iter().collect()))
+    }
+
+    /// A guarded port's count: 0 when the set has no element for it (it dropped nothing).
+    pub fn of(&self, port: &str) -> u64 {
+        self.0.get(port).copied().unwrap_or(0)
     }
 }

@@ -49,7 +49,7 @@ use virtnet_plan::{
 use crate::error::{Error, Result};
 use crate::reaper::{Batching, Reaper};
 
-pub use antispoof::Antispoof;
+pub use antispoof::{Antispoof, DropCounts};
 pub use firewall::raw_elements;
 pub use guest_ports::{PortKernel, TapPlan};
 

@@ -42,9 +42,8 @@ use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::kernel::DropCounts;
 use crate::ports::PortLabels;
-use virtnet_host::nft_counters;
-use virtnet_host::nft_set::NFPROTO_BRIDGE;
 use virtnet_host::LinkStats;
 
 use crate::state::AppState;
@@ -218,7 +217,7 @@ struct KernelReads {
     /// Every link's counters (the stats dump, or `net/dev` past [`LINKS_PATIENCE`]).
     links: Vec<LinkStats>,
     /// Frames the anti-spoofing rules dropped, by port (one dump of the `drops` set).
-    spoof: HashMap<String, u64>,
+    spoof: DropCounts,
     /// The firewall's drops by reason (one dump of the table's named counters).
     drops: Option<BTreeMap<&'static str, u64>>,
     /// How long the three readings took.
@@ -236,13 +235,10 @@ impl KernelReads {
             Vec::new()
         });
         let took_links = t0.elapsed();
-        let set = virtnet_plan::spoof::SpoofSet::Drops.name();
-        let spoof = nft_counters::set_counters(NFPROTO_BRIDGE, virtnet_plan::spoof::TABLE, set)
-            .map(|counts| counts.into_iter().collect())
-            .unwrap_or_else(|error| {
-                tracing::warn!(%error, "metrics: cannot read the anti-spoofing counters");
-                HashMap::new()
-            });
+        let spoof = DropCounts::read().unwrap_or_else(|error| {
+            tracing::warn!(%error, "metrics: cannot read the anti-spoofing counters");
+            DropCounts::default()
+        });
         let drops = firewall::read_drops();
         KernelReads {
             links,

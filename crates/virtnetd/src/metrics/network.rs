@@ -5,23 +5,26 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
-use virtnet_dhcp::DhcpConfig;
+use virtnet_dhcp::{DhcpConfig, Range};
 use virtnet_model::{ForwardMode, Network};
 
 use super::encode::{label_list, Encoder, Kind, Labels};
 use crate::services::ServiceCounters;
 
-/// One DHCP range of a running network.
+/// One DHCP range of a running network, with its label.
 #[derive(Debug)]
 pub(super) struct RangeDef {
-    /// First address.
-    pub start: Ipv4Addr,
-    /// Last address.
-    pub end: Ipv4Addr,
+    /// The range as the DHCP server serves it.
+    pub range: Range,
     /// `start-end`.
     pub label: String,
+}
+
+impl RangeDef {
     /// Addresses in the range.
-    pub size: u64,
+    pub fn size(&self) -> u64 {
+        self.range.len()
+    }
 }
 
 /// What a network's samples take from its definition: the same from one scrape to the next
@@ -173,7 +176,7 @@ impl NetworkRow {
                     .fixed
                     .ranges
                     .iter()
-                    .position(|r| r.start <= lease.ip && lease.ip <= r.end)
+                    .position(|r| r.range.contains(lease.ip))
                 {
                     self.in_use[i] += 1;
                 }
@@ -231,19 +234,17 @@ fn nat_subnets(net: &Network) -> Vec<(Ipv4Addr, u8)> {
         .collect()
 }
 
-/// The DHCPv4 ranges of a network, with their sizes.
+/// The DHCPv4 ranges of a network, with their labels.
 fn dhcp_ranges(net: &Network) -> Vec<RangeDef> {
     let Some(config) = DhcpConfig::from_network(net) else {
         return Vec::new();
     };
     config
         .ranges
-        .iter()
-        .map(|r| RangeDef {
-            start: r.start,
-            end: r.end,
-            label: format!("{}-{}", r.start, r.end),
-            size: u64::from(u32::from(r.end).saturating_sub(u32::from(r.start))) + 1,
+        .into_iter()
+        .map(|range| RangeDef {
+            label: format!("{}-{}", range.start, range.end),
+            range,
         })
         .collect()
 }
@@ -316,7 +317,7 @@ fn encode_ranges(e: &mut Encoder, rows: &[NetworkRow]) {
         e.family(name, Kind::Gauge, help);
         for row in rows {
             for (r, used) in row.fixed.ranges.iter().zip(&row.in_use) {
-                let v = if in_use { *used } else { r.size };
+                let v = if in_use { *used } else { r.size() };
                 row.sample(e, name, &[("range", &r.label)], v);
             }
         }
@@ -451,7 +452,7 @@ mod tests {
         };
         let a = row(&mut cache, &first, "vb0");
         assert_eq!(a.fixed.ranges.len(), 1);
-        assert_eq!(a.fixed.ranges[0].size, 10);
+        assert_eq!(a.fixed.ranges[0].size(), 10);
         assert_eq!(a.fixed.label_text, r#"network="n",bridge="vb0",mode="nat""#);
         assert_eq!(a.fixed.subnets, vec![(Ipv4Addr::new(10, 1, 2, 1), 24)]);
         let b = row(&mut cache, &first, "vb0");
@@ -461,7 +462,7 @@ mod tests {
         let second = live("10.1.2.29");
         let c = row(&mut cache, &second, "vb0");
         assert!(!Arc::ptr_eq(&b.fixed, &c.fixed));
-        assert_eq!(c.fixed.ranges[0].size, 20);
+        assert_eq!(c.fixed.ranges[0].size(), 20);
         // The same definition shown with another bridge: read again.
         let d = row(&mut cache, &second, "vb1");
         assert_eq!(d.fixed.bridge, "vb1");

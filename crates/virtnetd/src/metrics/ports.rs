@@ -10,6 +10,8 @@ use std::sync::Arc;
 use virtnet_host::{LinkKey, LinkStats};
 use virtnet_model::InterfaceSource;
 
+use crate::kernel::DropCounts;
+
 use super::encode::{label_set, Encoder, Kind};
 use crate::ports::PortLabels;
 
@@ -147,7 +149,7 @@ impl PortCache {
         ports: &[PortLabels],
         leases: &Leases<'_>,
         links: &'l LinkTable,
-        spoof: &HashMap<String, u64>,
+        spoof: &DropCounts,
         index_of: impl Fn(&str) -> Option<u32>,
     ) -> Vec<PortSample<'l>> {
         let mut old = std::mem::take(&mut self.entries);
@@ -178,10 +180,7 @@ impl PortCache {
             out.push(PortSample {
                 labels: Arc::clone(&entry.text),
                 stats,
-                // A guarded port that never dropped a frame has no counter in the set.
-                spoof_drops: port
-                    .spoof_check
-                    .then(|| spoof.get(&port.name).copied().unwrap_or(0)),
+                spoof_drops: port.spoof_check.then(|| spoof.of(&port.name)),
             });
             self.entries.push(Some(entry));
         }
@@ -399,7 +398,7 @@ mod tests {
         taps: &[(&str, u32)],
     ) -> String {
         let index_of = |name: &str| taps.iter().find(|(n, _)| *n == name).map(|(_, i)| *i);
-        let samples = cache.samples(ports, leases, links, &HashMap::new(), index_of);
+        let samples = cache.samples(ports, leases, links, &DropCounts::default(), index_of);
         let mut e = Encoder::default();
         encode(&mut e, &samples);
         e.finish()

@@ -33,7 +33,7 @@ pub use hypervisor::{
 };
 
 use crate::error::{Error, Kind, Result};
-use crate::kernel::{Antispoof, PortKernel, TapPlan};
+use crate::kernel::{Antispoof, DropCounts, PortKernel, TapPlan};
 use crate::store::Store;
 use crate::sync::lock;
 
@@ -777,11 +777,10 @@ impl Ports {
         ports.extend(self.hypervisor_views(domain));
         if counters && ports.iter().any(|p| p.spoof_check) {
             // One listing of the counters for the whole answer.
-            match self.guard.drop_counts() {
+            match DropCounts::read() {
                 Ok(drops) => {
-                    // A port that never dropped a frame has no counter in the set.
                     for p in ports.iter_mut().filter(|p| p.spoof_check) {
-                        p.spoof_drops = Some(drops.get(&p.name).copied().unwrap_or(0));
+                        p.spoof_drops = Some(drops.of(&p.name));
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot read anti-spoofing counters"),
