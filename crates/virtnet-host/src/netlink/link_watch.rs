@@ -41,9 +41,9 @@ pub enum LinkEvents {
 
 /// A subscription to link announcements in the calling thread's network namespace.
 pub struct LinkWatch {
-    sock: Arc<Socket>,
-    rx: Vec<u8>,
+    /// The socket (read here) and its subscription (switched from anywhere).
     switch: LinkWatchSwitch,
+    rx: Vec<u8>,
 }
 
 /// Turns a [`LinkWatch`]'s subscription off and on again, from any thread.
@@ -110,13 +110,11 @@ impl LinkWatch {
         let mut sock = Socket::new(NETLINK_ROUTE).map_err(err)?;
         sock.bind(&SocketAddr::new(0, 0)).map_err(err)?;
         sock.add_membership(RTNLGRP_LINK).map_err(err)?;
-        let sock = Arc::new(sock);
         Ok(LinkWatch {
             switch: LinkWatchSwitch {
-                sock: Arc::clone(&sock),
+                sock: Arc::new(sock),
                 on: Arc::new(Mutex::new(true)),
             },
-            sock,
             // One datagram per read: link announcements come a few KiB at a time.
             rx: vec![0; 64 * 1024],
         })
@@ -129,7 +127,7 @@ impl LinkWatch {
 
     /// Waits up to `timeout` for announcements, then reads every one queued.
     pub fn wait(&mut self, timeout: Duration) -> Result<LinkEvents> {
-        let fd = std::os::fd::AsRawFd::as_raw_fd(&*self.sock);
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&*self.switch.sock);
         if !crate::poll::readable_within(fd, timeout)
             .map_err(|e| HostError::new("wait for link changes", "", e))?
         {
@@ -137,7 +135,11 @@ impl LinkWatch {
         }
         let mut events = Vec::new();
         loop {
-            let n = match self.sock.recv(&mut &mut self.rx[..], libc::MSG_DONTWAIT) {
+            let n = match self
+                .switch
+                .sock
+                .recv(&mut &mut self.rx[..], libc::MSG_DONTWAIT)
+            {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
